@@ -1,0 +1,38 @@
+"""Per-node counts (MACs, vector ops, parameters, activation elements) from the op registry."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from qsim.ir.registry import get_op
+
+
+@dataclass(frozen=True)
+class NodeCounts:
+    macs: int
+    vector_ops: int
+    params: int  # weight elements
+    state: int  # persistent state elements read per call (KV cache)
+    input_elems: int
+    output_elems: int
+
+
+def node_counts(graph, node) -> NodeCounts:
+    opdef = get_op(node.op)
+    ins = [graph.tensor(t).shape for t in node.inputs]
+    outs = tuple(graph.tensor(t).shape for t in node.outputs)
+    return NodeCounts(
+        macs=int(opdef.macs(ins, outs, node.attrs)),
+        vector_ops=int(opdef.vector_ops(ins, outs, node.attrs)),
+        params=sum(graph.tensor(t).numel for t in node.weights.values()),
+        state=sum(graph.tensor(t).numel for t in node.state.values()),
+        input_elems=sum(graph.tensor(t).numel for t in node.inputs),
+        output_elems=sum(graph.tensor(t).numel for t in node.outputs),
+    )
+
+
+def graph_counts(graph) -> dict[str, int]:
+    """Whole-graph MACs and parameters (shared weight tensors counted once)."""
+    macs = sum(node_counts(graph, n).macs for n in graph.nodes())
+    weights = {t for n in graph.nodes() for t in n.weights.values()}
+    params = sum(graph.tensor(t).numel for t in weights)
+    return {"nodes": len(graph), "macs": macs, "params": params}

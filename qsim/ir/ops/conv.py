@@ -1,0 +1,42 @@
+"""Conv: 2-D convolution, NCHW, with stride, padding, dilation and groups (depthwise when
+groups == in_channels). Attributes: out_channels, kernel, stride=1, pad=0 (int, (h, w) or
+(top, left, bottom, right)), dilation=1, groups=1, bias=True. Weight shape (Cout, Cin/groups, kh, kw).
+"""
+from __future__ import annotations
+
+from qsim.ir.ops._attrs import pads, pair, window_out
+from qsim.ir.registry import Inferred, numel, register
+
+
+def _conv_macs(inputs, outputs, attrs) -> int:
+    n, cin, _, _ = inputs[0]
+    kh, kw = pair(attrs["kernel"], "kernel")
+    groups = int(attrs.get("groups", 1))
+    return numel(outputs[0]) * (cin // groups) * kh * kw
+
+
+def _conv_vector_ops(inputs, outputs, attrs) -> int:
+    return numel(outputs[0]) if attrs.get("bias", True) else 0  # bias add
+
+
+@register("Conv", macs=_conv_macs, vector_ops=_conv_vector_ops)
+def infer_conv(inputs, attrs) -> Inferred:
+    if len(inputs) != 1 or len(inputs[0]) != 4:
+        raise ValueError("Conv takes one NCHW input")
+    n, cin, h, w = inputs[0]
+    cout = int(attrs["out_channels"])
+    kh, kw = pair(attrs["kernel"], "kernel")
+    sh, sw = pair(attrs.get("stride", 1), "stride")
+    dh, dw = pair(attrs.get("dilation", 1), "dilation")
+    top, left, bottom, right = pads(attrs.get("pad", 0))
+    groups = int(attrs.get("groups", 1))
+    if cout <= 0 or min(kh, kw, sh, sw, dh, dw, groups) <= 0:
+        raise ValueError("out_channels, kernel, stride, dilation and groups must be positive")
+    if cin % groups or cout % groups:
+        raise ValueError(f"groups={groups} must divide in_channels={cin} and out_channels={cout}")
+    oh = window_out(h, kh, sh, top, bottom, dh)
+    ow = window_out(w, kw, sw, left, right, dw)
+    weights = {"weight": (cout, cin // groups, kh, kw)}
+    if attrs.get("bias", True):
+        weights["bias"] = (cout,)
+    return Inferred(outputs=((n, cout, oh, ow),), weights=weights)

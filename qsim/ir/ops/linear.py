@@ -1,0 +1,54 @@
+"""Matrix ops.
+
+* Gemm: ``y = x @ W.T + b`` over the last axis of ``x`` (any leading batch axes). Attributes:
+  out_features, bias=True. Weight shape (out_features, in_features), as PyTorch Linear and ONNX
+  Gemm with transB=1.
+* MatMul: batched product of two activations with numpy broadcasting (attention scores).
+* Embedding: table lookup of integer ids. Attributes: num_embeddings, embedding_dim.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from qsim.ir.registry import Inferred, numel, register
+
+
+def _gemm_macs(inputs, outputs, attrs) -> int:
+    return numel(outputs[0]) * inputs[0][-1]
+
+
+@register("Gemm", macs=_gemm_macs, vector_ops=lambda i, o, a: numel(o[0]) if a.get("bias", True) else 0)
+def infer_gemm(inputs, attrs) -> Inferred:
+    if len(inputs) != 1 or len(inputs[0]) < 1:
+        raise ValueError("Gemm takes one input with a feature axis")
+    k = inputs[0][-1]
+    n = int(attrs["out_features"])
+    if n <= 0:
+        raise ValueError("out_features must be positive")
+    weights = {"weight": (n, k)}
+    if attrs.get("bias", True):
+        weights["bias"] = (n,)
+    return Inferred(outputs=(inputs[0][:-1] + (n,),), weights=weights)
+
+
+def _matmul_macs(inputs, outputs, attrs) -> int:
+    return numel(outputs[0]) * inputs[0][-1]
+
+
+@register("MatMul", macs=_matmul_macs)
+def infer_matmul(inputs, attrs) -> Inferred:
+    if len(inputs) != 2 or min(len(inputs[0]), len(inputs[1])) < 2:
+        raise ValueError("MatMul takes two inputs of rank >= 2")
+    a, b = inputs
+    if a[-1] != b[-2]:
+        raise ValueError(f"inner dimensions differ: {a[-1]} vs {b[-2]}")
+    batch = np.broadcast_shapes(a[:-2], b[:-2])
+    return Inferred(outputs=(tuple(int(d) for d in batch) + (a[-2], b[-1]),))
+
+
+@register("Embedding", weights_read=lambda i, o, a: numel(o[0]))
+def infer_embedding(inputs, attrs) -> Inferred:
+    if len(inputs) != 1:
+        raise ValueError("Embedding takes one tensor of ids")
+    vocab, dim = int(attrs["num_embeddings"]), int(attrs["embedding_dim"])
+    return Inferred(outputs=(tuple(inputs[0]) + (dim,),), weights={"weight": (vocab, dim)})

@@ -1,0 +1,43 @@
+"""Normalisation and softmax.
+
+* BatchNorm (inference): per-channel scale and shift on axis 1; weights scale, shift (running
+  statistics folded, as deployed).
+* LayerNorm / RMSNorm over the last axis; weights gamma (and beta for LayerNorm).
+* Softmax over ``axis`` (default -1): max, subtract, exp, sum, divide.
+"""
+from __future__ import annotations
+
+from qsim.ir.registry import Inferred, per_output, register
+
+
+@register("BatchNorm", vector_ops=per_output(2))
+def infer_batchnorm(inputs, attrs) -> Inferred:
+    if len(inputs) != 1 or len(inputs[0]) < 2:
+        raise ValueError("BatchNorm takes one input with a channel axis")
+    c = inputs[0][1]
+    return Inferred(outputs=(tuple(inputs[0]),), weights={"scale": (c,), "shift": (c,)})
+
+
+@register("LayerNorm", vector_ops=per_output(8))
+def infer_layernorm(inputs, attrs) -> Inferred:
+    if len(inputs) != 1:
+        raise ValueError("LayerNorm takes one input")
+    d = inputs[0][-1]
+    return Inferred(outputs=(tuple(inputs[0]),), weights={"gamma": (d,), "beta": (d,)})
+
+
+@register("RMSNorm", vector_ops=per_output(5))
+def infer_rmsnorm(inputs, attrs) -> Inferred:
+    if len(inputs) != 1:
+        raise ValueError("RMSNorm takes one input")
+    return Inferred(outputs=(tuple(inputs[0]),), weights={"gamma": (inputs[0][-1],)})
+
+
+@register("Softmax", vector_ops=per_output(5))
+def infer_softmax(inputs, attrs) -> Inferred:
+    if len(inputs) != 1:
+        raise ValueError("Softmax takes one input")
+    axis = int(attrs.get("axis", -1))
+    if not -len(inputs[0]) <= axis < len(inputs[0]):
+        raise ValueError(f"axis {axis} out of range for rank {len(inputs[0])}")
+    return Inferred(outputs=(tuple(inputs[0]),))

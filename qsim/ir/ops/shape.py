@@ -1,0 +1,63 @@
+"""Data movement without arithmetic: Concat (axis), Reshape (shape, one -1 allowed, 0 copies the
+input dimension as in ONNX), Flatten (axis=1, ONNX semantics), Transpose (perm)."""
+from __future__ import annotations
+
+from math import prod
+
+from qsim.ir.registry import Inferred, register
+
+
+@register("Concat")
+def infer_concat(inputs, attrs) -> Inferred:
+    if not inputs:
+        raise ValueError("Concat needs at least one input")
+    rank = len(inputs[0])
+    axis = int(attrs.get("axis", 1))
+    axis = axis + rank if axis < 0 else axis
+    if not 0 <= axis < rank:
+        raise ValueError(f"axis {attrs.get('axis')} out of range for rank {rank}")
+    for s in inputs[1:]:
+        if len(s) != rank or any(a != b for i, (a, b) in enumerate(zip(s, inputs[0])) if i != axis):
+            raise ValueError(f"shapes {inputs[0]} and {s} differ outside axis {axis}")
+    out = list(inputs[0])
+    out[axis] = sum(s[axis] for s in inputs)
+    return Inferred(outputs=(tuple(out),))
+
+
+@register("Reshape")
+def infer_reshape(inputs, attrs) -> Inferred:
+    if len(inputs) != 1:
+        raise ValueError("Reshape takes one input")
+    src = inputs[0]
+    shape = [src[i] if int(d) == 0 else int(d) for i, d in enumerate(attrs["shape"])]
+    total = prod(src)
+    if shape.count(-1) > 1:
+        raise ValueError("at most one -1 in shape")
+    if -1 in shape:
+        known = prod(d for d in shape if d != -1)
+        if known == 0 or total % known:
+            raise ValueError(f"cannot reshape {src} to {attrs['shape']}")
+        shape[shape.index(-1)] = total // known
+    if prod(shape) != total:
+        raise ValueError(f"cannot reshape {src} ({total} elements) to {tuple(shape)}")
+    return Inferred(outputs=(tuple(shape),))
+
+
+@register("Flatten")
+def infer_flatten(inputs, attrs) -> Inferred:
+    if len(inputs) != 1:
+        raise ValueError("Flatten takes one input")
+    axis = int(attrs.get("axis", 1))
+    s = inputs[0]
+    return Inferred(outputs=((prod(s[:axis]), prod(s[axis:])),))
+
+
+@register("Transpose")
+def infer_transpose(inputs, attrs) -> Inferred:
+    if len(inputs) != 1:
+        raise ValueError("Transpose takes one input")
+    s = inputs[0]
+    perm = [int(p) for p in attrs.get("perm", range(len(s) - 1, -1, -1))]
+    if sorted(perm) != list(range(len(s))):
+        raise ValueError(f"perm {perm} is not a permutation of rank {len(s)}")
+    return Inferred(outputs=(tuple(s[p] for p in perm),))
