@@ -43,18 +43,21 @@ class OpDef:
     fusable: bool = False
     # Weight elements actually read per call, when not all of them (an embedding reads rows).
     weights_read: Callable[[list[Shape], tuple[Shape, ...], Mapping[str, Any]], int] | None = None
+    # (elements read, elements written) of the node's persistent state per call; None: read all.
+    state_io: Callable[[list[Shape], Mapping[str, Any]], tuple[int, int]] | None = None
 
 
 OPS: dict[str, OpDef] = {}
 
 
-def register(name: str, *, macs=_zero, vector_ops=_zero, fusable: bool = False, weights_read=None):
+def register(name: str, *, macs=_zero, vector_ops=_zero, fusable: bool = False, weights_read=None,
+             state_io=None):
     """Decorator for an op's ``infer`` function: ``@register("Relu", vector_ops=...)``."""
 
     def wrap(infer):
         if name in OPS:
             raise RuntimeError(f"op {name!r} registered twice")
-        OPS[name] = OpDef(name, infer, macs, vector_ops, fusable, weights_read)
+        OPS[name] = OpDef(name, infer, macs, vector_ops, fusable, weights_read, state_io)
         return infer
 
     return wrap

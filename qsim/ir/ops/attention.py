@@ -6,11 +6,12 @@ attention sub-layer. Attributes:
 
 * heads, kv_heads (default heads: grouped-query when smaller), head_dim (default hidden/heads);
 * past: the KV cache length already filled (0 for a prefill or an encoder);
+* kv_cache: keep a KV cache (decoders): the op then owns k_cache/v_cache state;
 * bias: whether projections carry biases (BERT yes, Llama no); causal is informative only.
 
 Weights: wq (heads*hd, hidden), wk and wv (kv_heads*hd, hidden), wo (hidden, heads*hd).
-State: k_cache and v_cache (batch, kv_heads, past + seq, head_dim): ``past`` rows read, ``seq``
-rows written every call; the cost model charges them at the activation format.
+State (kv_cache): k_cache and v_cache (batch, kv_heads, past + seq, head_dim): ``past`` rows read,
+``seq`` rows written every call; the cost model charges them at the activation format.
 """
 from __future__ import annotations
 
@@ -40,7 +41,12 @@ def _attention_vector_ops(inputs, outputs, attrs) -> int:
     return softmax + biases
 
 
-@register("Attention", macs=_attention_macs, vector_ops=_attention_vector_ops)
+def _kv_cache_io(inputs, attrs) -> tuple[int, int]:
+    b, s, hidden, heads, kvh, hd, past = _dims(inputs, attrs)
+    return 2 * b * kvh * past * hd, 2 * b * kvh * s * hd  # K and V: past rows read, new rows written
+
+
+@register("Attention", macs=_attention_macs, vector_ops=_attention_vector_ops, state_io=_kv_cache_io)
 def infer_attention(inputs, attrs) -> Inferred:
     if len(inputs) != 1 or len(inputs[0]) != 3:
         raise ValueError("Attention takes one (batch, seq, hidden) input")
@@ -55,5 +61,8 @@ def infer_attention(inputs, attrs) -> Inferred:
                "wo": (hidden, heads * hd)}
     if attrs.get("bias", False):
         weights.update(bq=(heads * hd,), bk=(kvh * hd,), bv=(kvh * hd,), bo=(hidden,))
-    state = {"k_cache": (b, kvh, past + s, hd), "v_cache": (b, kvh, past + s, hd)} if past else {}
+    if past and not attrs.get("kv_cache", False):
+        raise ValueError("past > 0 needs kv_cache: true")
+    cache = (b, kvh, past + s, hd)
+    state = {"k_cache": cache, "v_cache": cache} if attrs.get("kv_cache", False) else {}
     return Inferred(outputs=((b, s, hidden),), weights=weights, state=state)

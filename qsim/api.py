@@ -1,0 +1,44 @@
+"""The Python API: ``load_workload``, ``load_profile``, ``estimate``."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from qsim.cost.estimate import Estimate, estimate_graph
+from qsim.hw.profile import Profile, load_profile
+from qsim.ir.graph import Graph
+from qsim.precision import PrecisionPlan, parse_plan
+from qsim.workload import Workload, load_workload, resolve_workload
+
+
+def as_workload(workload: Workload | Graph | str | Path, precision: Any = None, batch: int | None = None) -> Workload:
+    if isinstance(workload, Workload):
+        if precision is None:
+            return workload
+        return Workload(workload.name, workload.graph, parse_plan(precision), workload.source, workload.description)
+    if isinstance(workload, Graph):
+        return Workload(workload.name, workload, parse_plan(precision or "fp32"))
+    return load_workload(resolve_workload(workload), batch=batch, precision=precision)
+
+
+def as_profile(profile: Profile | str | Path) -> Profile:
+    return profile if isinstance(profile, Profile) else load_profile(profile)
+
+
+def run_estimate(workload, profile, precision: Any = None, batch: int | None = None) -> tuple[Workload, Profile, Estimate]:
+    wl, prof = as_workload(workload, precision, batch), as_profile(profile)
+    return wl, prof, estimate_graph(wl.graph, wl.plan, prof)
+
+
+def estimate(workload, profile, precision: Any = None, batch: int | None = None) -> pd.DataFrame:
+    """Per-node cost estimate (one row per node); whole-model totals in ``df.attrs["totals"]``.
+
+    ``workload``: a Workload, a Graph, a workload YAML path or shipped name, or an .onnx/.tflite
+    file. ``profile``: a Profile, a YAML path or a shipped profile name. ``precision`` overrides
+    the workload's plan (``"int8"``, ``"w4a16"``, a PrecisionPlan ...)."""
+    return run_estimate(workload, profile, precision, batch)[2].layers
+
+
+__all__ = ["load_workload", "load_profile", "estimate", "run_estimate", "PrecisionPlan"]

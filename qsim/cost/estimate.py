@@ -1,0 +1,114 @@
+"""The cost model: graph x precision plan x profile -> one row per node, plus whole-model totals.
+
+Per node: MACs, weight bytes at the node's weight format, activation bytes, compute time on the
+unit of its precision (emulated where the profile lacks one), memory time per level, latency =
+dispatch overhead + max(compute, slowest memory level) (a roofline), energy = MACs x energy per
+MAC + vector ops x energy per op + bytes x energy per byte at each level + static power x latency.
+Unary activations that follow a matrix op (Conv+ReLU) are fused, as every runtime does: they add
+vector work but no memory traffic and no dispatch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from qsim.cost.compute import choose_unit, compute_seconds, wave_factor
+from qsim.cost.footprint import (activation_bits, packed_bytes, peak_activation_bytes, state_footprint,
+                                 weight_bits, weight_footprint)
+from qsim.cost.traffic import Operands, memory_energy_j, memory_seconds, node_traffic
+from qsim.hw.profile import Profile
+from qsim.ir.counts import node_counts
+from qsim.ir.registry import get_op
+from qsim.precision import FORMAT_BITS, COMPUTE_CLASS, PrecisionPlan
+
+MATRIX_OPS = {"Conv", "Gemm", "MatMul", "Attention"}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    layers: pd.DataFrame
+    totals: dict[str, Any]
+
+
+def _fused(graph, node) -> bool:
+    if not get_op(node.op).fusable or len(node.inputs) != 1:
+        return False
+    producer = graph.producer(node.inputs[0])
+    return producer is not None and producer.op in MATRIX_OPS and len(graph.consumers(node.inputs[0])) == 1
+
+
+def _operands(graph, node, plan: PrecisionPlan, fused: bool) -> Operands:
+    if fused:
+        return Operands(0, 0, 0)
+    prec = plan.for_node(node)
+    opdef = get_op(node.op)
+    in_shapes = [graph.tensor(t).shape for t in node.inputs]
+    out_shapes = tuple(graph.tensor(t).shape for t in node.outputs)
+    if opdef.weights_read is not None:  # e.g. an embedding reads only the looked-up rows
+        weight = packed_bytes(opdef.weights_read(in_shapes, out_shapes, node.attrs), FORMAT_BITS[prec.weight])
+    else:
+        weight = sum(packed_bytes(graph.tensor(t).numel, weight_bits(role, prec)) for role, t in node.weights.items())
+    inputs = sum(packed_bytes(graph.tensor(t).numel, activation_bits(graph, t, plan)) for t in node.inputs)
+    outputs = sum(packed_bytes(graph.tensor(t).numel, FORMAT_BITS[prec.activation]) for t in node.outputs)
+    state_r = state_w = 0
+    if node.state:
+        bits = FORMAT_BITS[prec.activation]
+        read, written = opdef.state_io(in_shapes, node.attrs) if opdef.state_io else (
+            sum(graph.tensor(t).numel for t in node.state.values()), 0)
+        state_r, state_w = packed_bytes(read, bits), packed_bytes(written, bits)
+    return Operands(weight, inputs, outputs, state_r, state_w)
+
+
+def _node_row(graph, node, plan: PrecisionPlan, profile: Profile) -> dict[str, Any]:
+    prec = plan.for_node(node)
+    counts = node_counts(graph, node)
+    fused = _fused(graph, node)
+    compute_class = prec.compute if counts.macs else COMPUTE_CLASS[prec.activation]
+    choice = choose_unit(compute_class, profile, node.name)
+    ops = _operands(graph, node, plan, fused)
+    traffic = node_traffic(ops, profile, node.op in MATRIX_OPS)
+    waves = wave_factor(graph, node, profile) if counts.macs else 1.0
+    compute_s = compute_seconds(counts.macs, counts.vector_ops, choice.unit, profile, waves)
+    memory_s, level = memory_seconds(traffic, profile)
+    dispatch = 0.0 if fused else profile.dispatch_s
+    latency = dispatch + max(compute_s, memory_s)
+    e_compute = (counts.macs * profile.mac_pj[choice.unit] + counts.vector_ops * profile.vector_op_pj) * 1e-12
+    e_memory = memory_energy_j(traffic, profile)
+    e_static = profile.static_w * latency
+    row = {
+        "name": node.name, "op": node.op, "weight_format": prec.weight, "activation_format": prec.activation,
+        "compute_unit": choice.unit, "emulated": choice.emulated, "fused": fused,
+        "macs": counts.macs, "vector_ops": counts.vector_ops, "params": counts.params,
+        "weight_bytes": ops.weight_bytes, "input_bytes": ops.input_bytes, "output_bytes": ops.output_bytes,
+        "state_bytes": ops.state_read_bytes + ops.state_write_bytes,
+        "compute_s": compute_s, "memory_s": memory_s,
+        "bound": "memory" if memory_s > compute_s else "compute", "bound_level": level if memory_s > compute_s else "",
+        "latency_s": latency, "energy_j": e_compute + e_memory + e_static,
+        "energy_compute_j": e_compute, "energy_memory_j": e_memory, "energy_static_j": e_static,
+    }
+    for name, (r, w) in traffic.items():
+        row[f"{name}_bytes"] = r + w
+    return row
+
+
+def estimate_graph(graph, plan: PrecisionPlan, profile: Profile) -> Estimate:
+    rows = [_node_row(graph, n, plan, profile) for n in graph.nodes()]
+    layers = pd.DataFrame(rows)
+    weights = weight_footprint(graph, plan)
+    peak, peak_at = peak_activation_bytes(graph, plan)
+    state = state_footprint(graph, plan)
+    need = {name: 0 for name in profile.memories}
+    need[profile.weights_in] += weights
+    need[profile.activations_in] += peak + state
+    totals = {
+        "macs": int(layers["macs"].sum()), "params": int(graph.summary()["params"]), "weight_bytes": weights,
+        "peak_activation_bytes": peak, "peak_activation_at": peak_at, "state_bytes": state,
+        "latency_s": float(layers["latency_s"].sum()), "energy_j": float(layers["energy_j"].sum()),
+        "emulated_nodes": int(layers["emulated"].sum()),
+        "fits": {name: need[name] <= mem.capacity_bytes for name, mem in profile.memories.items()},
+        "memory_need_bytes": need,
+    }
+    layers.attrs["totals"] = totals
+    return Estimate(layers, totals)

@@ -1,0 +1,207 @@
+"""Hardware profiles: parse -> validate -> build frozen dataclasses.
+
+A profile is data. ``load_profile`` reads YAML strictly (duplicate keys are errors), validates it
+against ``PROFILE_SCHEMA`` plus cross-field rules, collecting every problem as
+``file:line: key: problem``, and only then builds the ``Profile``. Units live in key names.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from qsim.errors import ProfileError, QsimError
+from qsim.precision import EMULATION_ORDER
+from qsim.schema import Bool, Enum, Int, MapOf, Num, Record, Str, validate
+from qsim.yamlio import LocatedDict, load_yaml
+
+COMPUTE_CLASSES = tuple(EMULATION_ORDER)
+POSITIVE = Num(0, exclusive_min=True)
+NON_NEGATIVE = Num(0)
+FRACTION = Num(0, 1, exclusive_min=True)
+
+MEMORY_SCHEMA = Record(
+    required={"capacity_kib": POSITIVE, "bandwidth_gbps": POSITIVE, "read_pj_per_byte": NON_NEGATIVE,
+              "write_pj_per_byte": NON_NEGATIVE, "on_chip": Bool()},
+)
+PROFILE_SCHEMA = Record(
+    required={
+        "name": Str(), "kind": Enum(("mcu", "cpu", "npu", "dsp", "gpu", "systolic")), "clock_mhz": POSITIVE,
+        "compute": Record(
+            required={"macs_per_cycle": MapOf(POSITIVE, COMPUTE_CLASSES),
+                      "efficiency": MapOf(FRACTION, COMPUTE_CLASSES),
+                      "vector_ops_per_cycle": POSITIVE, "accumulator_bits": Int(8, 64)},
+            optional={"units": Int(1), "tile_m": Int(1), "tile_n": Int(1)},
+        ),
+        "memories": MapOf(MEMORY_SCHEMA),
+        "placement": Record(required={"weights": Str(), "activations": Str(), "buffer": Str()}),
+        "energy": Record(required={"mac_pj": MapOf(NON_NEGATIVE, COMPUTE_CLASSES),
+                                   "vector_op_pj": NON_NEGATIVE, "static_mw": NON_NEGATIVE}),
+        "dispatch_overhead_us": NON_NEGATIVE,
+    },
+    optional={
+        "description": Str(),
+        "requant_policy": Str(),
+        "systolic": Record(required={"rows": Int(1), "cols": Int(1),
+                                     "dataflow": Enum(("ws", "os", "is"))}),
+    },
+)
+
+
+@dataclass(frozen=True)
+class Memory:
+    name: str
+    capacity_bytes: int
+    bandwidth_bytes_per_s: float
+    read_pj_per_byte: float
+    write_pj_per_byte: float
+    on_chip: bool
+
+
+@dataclass(frozen=True)
+class Compute:
+    macs_per_cycle: Mapping[str, float]  # peak dense MACs per cycle, whole chip, per compute class
+    efficiency: Mapping[str, float]  # achievable fraction of that peak on large matrix work
+    vector_ops_per_cycle: float
+    accumulator_bits: int
+    units: int = 1  # parallel units that take whole output tiles (GPU SMs): wave quantization
+    tile_m: int = 1
+    tile_n: int = 1
+
+
+@dataclass(frozen=True)
+class Systolic:
+    rows: int
+    cols: int
+    dataflow: str
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    kind: str
+    clock_hz: float
+    compute: Compute
+    memories: Mapping[str, Memory]
+    weights_in: str
+    activations_in: str
+    buffer: str
+    mac_pj: Mapping[str, float]
+    vector_op_pj: float
+    static_w: float
+    dispatch_s: float
+    description: str = ""
+    requant_policy: str | None = None
+    systolic: Systolic | None = None
+    source: str = ""
+
+    def memory(self, name: str) -> Memory:
+        return self.memories[name]
+
+
+def _cross_field_errors(data: Mapping[str, Any]) -> list[str]:
+    """Rules a per-key schema cannot express: names that must refer to each other."""
+    errors = []
+    compute, energy = data.get("compute") or {}, data.get("energy") or {}
+    peak = compute.get("macs_per_cycle") if isinstance(compute, Mapping) else None
+    if isinstance(peak, Mapping):
+        for key, table in (("efficiency", compute.get("efficiency")), ("mac_pj", energy.get("mac_pj"))):
+            owner = compute if key == "efficiency" else energy
+            section = "compute" if key == "efficiency" else "energy"
+            if isinstance(table, Mapping):
+                missing = [c for c in peak if c not in table]
+                if missing:
+                    errors.append(f"line {_line(owner, key)}: {section}.{key}: no value for "
+                                  f"{', '.join(missing)} (listed in compute.macs_per_cycle)")
+    memories = data.get("memories")
+    placement = data.get("placement")
+    if isinstance(memories, Mapping) and isinstance(placement, Mapping):
+        for role, name in placement.items():
+            if isinstance(name, str) and name not in memories:
+                errors.append(f"line {_line(placement, role)}: placement.{role}: {name!r} is not a memory "
+                              f"(defined: {', '.join(memories)})")
+        buf = memories.get(placement.get("buffer"))
+        if isinstance(buf, Mapping) and buf.get("on_chip") is False:
+            errors.append(f"line {_line(placement, 'buffer')}: placement.buffer: {placement['buffer']!r} "
+                          "must be an on-chip memory")
+    return errors
+
+
+def _line(mapping, key) -> int:
+    return mapping.line_of(key) if isinstance(mapping, LocatedDict) else 0
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict:
+    """Return a copy with dotted-path values replaced: ``{"memories.sram.capacity_kib": 512}``."""
+    data = copy.deepcopy(data)
+    for dotted, value in overrides.items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            if not isinstance(node, dict) or key not in node:
+                raise ProfileError(f"override {dotted!r}: {key!r} is not in the profile")
+            node = node[key]
+        if not isinstance(node, dict) or leaf not in node:
+            raise ProfileError(f"override {dotted!r}: {leaf!r} is not in the profile")
+        node[leaf] = value
+    return data
+
+
+def check_profile_data(data: Any, source: str) -> None:
+    errors = validate(data, PROFILE_SCHEMA) + (_cross_field_errors(data) if isinstance(data, Mapping) else [])
+    if errors:
+        raise ProfileError(f"{source}: {len(errors)} problem(s):\n" + "\n".join(f"  {source}:{e[5:]}"
+                                                                                for e in errors))
+
+
+def build_profile(data: Mapping[str, Any], source: str = "<profile>") -> Profile:
+    check_profile_data(data, source)
+    c, e = data["compute"], data["energy"]
+    memories = {
+        name: Memory(name, int(m["capacity_kib"] * 1024), m["bandwidth_gbps"] * 1e9, m["read_pj_per_byte"],
+                     m["write_pj_per_byte"], m["on_chip"])
+        for name, m in data["memories"].items()
+    }
+    sys = data.get("systolic")
+    return Profile(
+        name=data["name"], kind=data["kind"], clock_hz=data["clock_mhz"] * 1e6,
+        compute=Compute(MappingProxyType(dict(c["macs_per_cycle"])), MappingProxyType(dict(c["efficiency"])),
+                        c["vector_ops_per_cycle"], c["accumulator_bits"], c.get("units", 1),
+                        c.get("tile_m", 1), c.get("tile_n", 1)),
+        memories=MappingProxyType(memories),
+        weights_in=data["placement"]["weights"], activations_in=data["placement"]["activations"],
+        buffer=data["placement"]["buffer"],
+        mac_pj=MappingProxyType(dict(e["mac_pj"])), vector_op_pj=e["vector_op_pj"], static_w=e["static_mw"] / 1e3,
+        dispatch_s=data["dispatch_overhead_us"] / 1e6, description=data.get("description", ""),
+        requant_policy=data.get("requant_policy"),
+        systolic=Systolic(sys["rows"], sys["cols"], sys["dataflow"]) if sys else None, source=source,
+    )
+
+
+PROFILE_DIR = Path(__file__).resolve().parents[2] / "hw_profiles"
+
+
+def resolve_profile_path(name_or_path: str | Path) -> Path:
+    """A path as given, or a shipped profile's name (``iot`` -> hw_profiles/iot.yaml)."""
+    path = Path(name_or_path)
+    if path.exists() or path.suffix in (".yaml", ".yml"):
+        return path
+    shipped = PROFILE_DIR / f"{name_or_path}.yaml"
+    if shipped.exists():
+        return shipped
+    known = ", ".join(sorted(p.stem for p in PROFILE_DIR.glob("*.yaml")))
+    raise QsimError(f"no profile file {str(path)!r} and no shipped profile of that name (shipped: {known})")
+
+
+def load_profile(name_or_path: str | Path, overrides: Mapping[str, Any] | None = None) -> Profile:
+    """Load, validate and build a profile; ``overrides`` replace dotted keys before validation."""
+    path = resolve_profile_path(name_or_path)
+    try:
+        data = load_yaml(path)
+    except QsimError as exc:
+        raise ProfileError(str(exc)) from None
+    if overrides:
+        data = apply_overrides(data, overrides)
+    return build_profile(data, str(path))

@@ -1,0 +1,91 @@
+"""Turning an estimate into what people read: a terminal table, JSON, and files."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from qsim.errors import QsimError
+
+TABLE_COLUMNS = ["name", "op", "weight_format", "activation_format", "compute_unit", "macs", "weight_bytes",
+                 "output_bytes", "bound", "latency_s", "energy_j"]
+JSON_LAYER_COLUMNS = ["name", "op", "weight_format", "activation_format", "compute_unit", "emulated", "fused",
+                      "macs", "vector_ops", "params", "weight_bytes", "input_bytes", "output_bytes",
+                      "compute_s", "memory_s", "bound", "latency_s", "energy_j"]
+
+
+def si(value: float, unit: str) -> str:
+    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1, ""), (1e-3, "m"), (1e-6, "u"),
+                           (1e-9, "n")):
+        if abs(value) >= factor:
+            return f"{value / factor:.3g} {prefix}{unit}"
+    return f"0 {unit}" if value == 0 else f"{value:.3g} {unit}"
+
+
+def mib(n: int) -> str:
+    return f"{n / 2**20:.2f} MiB" if n >= 2**20 else f"{n / 1024:.1f} KiB"
+
+
+def totals_lines(workload: str, profile, precision: str, totals: dict[str, Any]) -> list[str]:
+    lines = [f"workload {workload} on {profile.name} ({profile.description}) at {precision}",
+             f"  MACs {si(totals['macs'], 'MAC')}   parameters {si(totals['params'], '')}   "
+             f"weights {mib(totals['weight_bytes'])}   peak activations {mib(totals['peak_activation_bytes'])}"
+             + (f"   KV cache {mib(totals['state_bytes'])}" if totals["state_bytes"] else ""),
+             f"  latency {si(totals['latency_s'], 's')}   energy {si(totals['energy_j'], 'J')}"]
+    for name, fits in totals["fits"].items():
+        need, cap = totals["memory_need_bytes"][name], profile.memories[name].capacity_bytes
+        if need:
+            verdict = "fits" if fits else "DOES NOT FIT"
+            lines.append(f"  {name}: needs {mib(need)} of {mib(cap)}: {verdict}")
+    if totals["emulated_nodes"]:
+        lines.append(f"  note: {totals['emulated_nodes']} node(s) use a precision this profile has no unit for; "
+                     "costed as emulated on a wider unit (column compute_unit)")
+    return lines
+
+
+def table_text(layers: pd.DataFrame) -> str:
+    view = layers[TABLE_COLUMNS].copy()
+    view["macs"] = view["macs"].map(lambda v: si(v, "") if v else "-")
+    view["weight_bytes"] = view["weight_bytes"].map(lambda v: mib(v) if v else "-")
+    view["output_bytes"] = view["output_bytes"].map(mib)
+    view["latency_s"] = view["latency_s"].map(lambda v: si(v, "s"))
+    view["energy_j"] = view["energy_j"].map(lambda v: si(v, "J"))
+    view.loc[layers["emulated"], "compute_unit"] += "*"
+    return view.to_string(index=False)
+
+
+def report_dict(workload: str, profile_name: str, precision: str, layers: pd.DataFrame,
+                totals: dict[str, Any]) -> dict[str, Any]:
+    keys = ("macs", "params", "weight_bytes", "peak_activation_bytes", "state_bytes", "latency_s", "energy_j", "fits")
+    return {
+        "workload": workload, "profile": profile_name, "precision": precision,
+        "totals": {k: totals[k] for k in keys},
+        "layers": json.loads(layers[JSON_LAYER_COLUMNS].to_json(orient="records")),
+    }
+
+
+def write_report(path: Path, layers: pd.DataFrame, report: dict[str, Any]) -> None:
+    """Write by extension: .csv, .parquet, .json, .html. Written to a temporary name, then moved,
+    so a failure never leaves a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        layers.to_csv(tmp, index=False)
+    elif suffix == ".parquet":
+        try:
+            layers.to_parquet(tmp, index=False)
+        except ImportError:
+            raise QsimError("writing Parquet needs pyarrow: pip install pyarrow") from None
+    elif suffix == ".json":
+        tmp.write_text(json.dumps(report, indent=1))
+    elif suffix == ".html":
+        head = "".join(f"<li>{k}: {v}</li>" for k, v in report["totals"].items())
+        tmp.write_text(f"<html><head><meta charset='utf-8'><title>{report['workload']} on {report['profile']}"
+                       f"</title></head><body><h1>{report['workload']} on {report['profile']} at "
+                       f"{report['precision']}</h1><ul>{head}</ul>{layers.to_html(index=False)}</body></html>")
+    else:
+        raise QsimError(f"--out {path}: unknown extension {suffix!r}; use .csv, .parquet, .json or .html")
+    tmp.replace(path)

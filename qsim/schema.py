@@ -1,0 +1,123 @@
+"""A small declarative validator that collects every problem with its line and key path.
+
+A schema is built from ``Num``, ``Int``, ``Str``, ``Bool``, ``Enum``, ``Record`` (fixed keys,
+required or optional) and ``MapOf`` (free keys, one value schema). ``validate`` returns a list of
+``line N: path.to.key: problem`` strings; an empty list means valid. Units live in key names
+(``clock_mhz``), so a string such as ``"480 MHz"`` where a number belongs is a type error that
+points at the unit in the key.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from qsim.yamlio import LocatedDict
+
+
+@dataclass(frozen=True)
+class Num:
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_min: bool = False
+
+    def check(self, value, path, line, errors):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            unit = path.rsplit(".", 1)[-1].rsplit("_", 1)[-1]
+            hint = f" (the unit is in the key name: {unit})" if isinstance(value, str) else ""
+            errors.append(f"line {line}: {path}: expected a number, got {value!r}{hint}")
+            return
+        if self.minimum is not None and (value <= self.minimum if self.exclusive_min else value < self.minimum):
+            op = ">" if self.exclusive_min else ">="
+            errors.append(f"line {line}: {path}: must be {op} {self.minimum}, got {value}")
+        if self.maximum is not None and value > self.maximum:
+            errors.append(f"line {line}: {path}: must be <= {self.maximum}, got {value}")
+
+
+@dataclass(frozen=True)
+class Int(Num):
+    def check(self, value, path, line, errors):
+        if isinstance(value, bool) or not isinstance(value, int):
+            errors.append(f"line {line}: {path}: expected an integer, got {value!r}")
+            return
+        super().check(value, path, line, errors)
+
+
+@dataclass(frozen=True)
+class Str:
+    def check(self, value, path, line, errors):
+        if not isinstance(value, str) or not value:
+            errors.append(f"line {line}: {path}: expected a non-empty string, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Bool:
+    def check(self, value, path, line, errors):
+        if not isinstance(value, bool):
+            errors.append(f"line {line}: {path}: expected true or false, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Enum:
+    values: tuple[str, ...]
+
+    def check(self, value, path, line, errors):
+        if value not in self.values:
+            errors.append(f"line {line}: {path}: {value!r} is not one of {', '.join(self.values)}")
+
+
+@dataclass(frozen=True)
+class Record:
+    required: Mapping[str, Any] = field(default_factory=dict)
+    optional: Mapping[str, Any] = field(default_factory=dict)
+
+    def check(self, value, path, line, errors):
+        if not isinstance(value, Mapping):
+            errors.append(f"line {line}: {path or '(top level)'}: expected a mapping, got {type(value).__name__}")
+            return
+        known = {**self.required, **self.optional}
+        for key in value:
+            if key not in known:
+                close = difflib.get_close_matches(str(key), list(known), n=1)
+                hint = f" (did you mean {close[0]!r}? units are part of key names)" if close else ""
+                errors.append(f"line {_line(value, key, line)}: {_join(path, key)}: unknown key{hint}")
+        for key in self.required:
+            if key not in value:
+                errors.append(f"line {line}: {_join(path, key)}: missing required key")
+        for key, schema in known.items():
+            if key in value:
+                schema.check(value[key], _join(path, key), _line(value, key, line), errors)
+
+
+@dataclass(frozen=True)
+class MapOf:
+    value_schema: Any
+    keys: tuple[str, ...] | None = None  # allowed keys, if restricted
+    non_empty: bool = True
+
+    def check(self, value, path, line, errors):
+        if not isinstance(value, Mapping):
+            errors.append(f"line {line}: {path}: expected a mapping, got {type(value).__name__}")
+            return
+        if self.non_empty and not value:
+            errors.append(f"line {line}: {path}: must not be empty")
+        for key, item in value.items():
+            if self.keys is not None and key not in self.keys:
+                errors.append(f"line {_line(value, key, line)}: {_join(path, key)}: unknown key; "
+                              f"expected one of {', '.join(self.keys)}")
+                continue
+            self.value_schema.check(item, _join(path, key), _line(value, key, line), errors)
+
+
+def _line(mapping, key, default: int) -> int:
+    return mapping.line_of(key) if isinstance(mapping, LocatedDict) else default
+
+
+def _join(path: str, key) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def validate(data: Any, schema: Record) -> list[str]:
+    errors: list[str] = []
+    schema.check(data, "", getattr(data, "line", 1), errors)
+    return errors

@@ -1,0 +1,177 @@
+"""Workloads: a model, its batch / sequence length, and a precision plan, from YAML.
+
+```yaml
+name: resnet50
+model: {builder: resnet50, params: {image_size: 224}}   # or {onnx: file.onnx} / {tflite: file.tflite}
+batch: 1                                                 # or an explicit layer list (below)
+precision: int8                                          # or {default: int8, overrides: [{op: Softmax, precision: fp16}]}
+```
+
+An explicit model lists ``inputs`` ({name, shape, dtype}), ``layers`` ({name, op, inputs, ...op
+attributes}) in any order, and ``outputs``; a cycle among layers is an error naming its nodes.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import networkx as nx
+
+from qsim.errors import GraphError, QsimError, WorkloadError
+from qsim.ir.builders import BUILDERS, build
+from qsim.ir.graph import Graph
+from qsim.precision import PrecisionPlan, parse_plan
+from qsim.schema import Int, MapOf, Record, Str, validate
+from qsim.yamlio import LocatedDict, load_yaml
+
+
+class _Any:
+    def check(self, value, path, line, errors):
+        pass
+
+
+WORKLOAD_SCHEMA = Record(
+    required={"name": Str(), "model": _Any()},
+    optional={"description": Str(), "batch": Int(1), "seq": Int(1), "precision": _Any()},
+)
+MODEL_KEYS = {"builder", "params", "onnx", "tflite", "inputs", "layers", "outputs"}
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    graph: Graph
+    plan: PrecisionPlan
+    source: str = ""
+    description: str = ""
+
+
+def _line(mapping, key) -> int:
+    return mapping.line_of(key) if isinstance(mapping, LocatedDict) else 0
+
+
+def _build_from_builder(model: Mapping, batch: int | None, seq: int | None, where: str) -> Graph:
+    name = model["builder"]
+    params = dict(model.get("params") or {})
+    fn = BUILDERS.get(name)
+    accepted = set(inspect.signature(fn).parameters) if fn else set()
+    if batch is not None:
+        params["batch"] = batch
+    if seq is not None:
+        if "seq" not in accepted:
+            raise WorkloadError(f"{where}: seq: builder {name!r} has no sequence length")
+        params["seq"] = seq
+    unknown = set(params) - accepted if fn else set()
+    if unknown:
+        raise WorkloadError(f"{where}: model.params: builder {name!r} does not take {sorted(unknown)}; "
+                            f"it takes {sorted(accepted)}")
+    return build(name, **params)
+
+
+def _build_from_layers(model: Mapping, name: str, where: str) -> Graph:
+    """Add layers in dependency order, so a file may list them in any order."""
+    graph = Graph(name)
+    for item in model.get("inputs") or []:
+        graph.add_input(item["name"], item["shape"], item.get("dtype", "float32"))
+    layers = {}
+    for i, layer in enumerate(model.get("layers") or []):
+        if not isinstance(layer, Mapping) or not {"name", "op", "inputs"} <= set(layer):
+            raise WorkloadError(f"{where}:{_line(model['layers'], i) or getattr(layer, 'line', 0)}: "
+                                f"layers[{i}]: each layer needs name, op and inputs")
+        layers[layer["name"]] = layer
+    deps = nx.DiGraph()
+    for lname, layer in layers.items():
+        deps.add_node(lname)
+        for t in layer["inputs"]:
+            if t in layers:
+                deps.add_edge(t, lname)
+    try:
+        order = list(nx.topological_sort(deps))
+    except nx.NetworkXUnfeasible:
+        cycle = [u for u, _ in nx.find_cycle(deps)]
+        raise GraphError(f"{where}: layers form a cycle: {' -> '.join(cycle + cycle[:1])}") from None
+    for lname in order:
+        layer = layers[lname]
+        attrs = {k: v for k, v in layer.items() if k not in ("name", "op", "inputs")}
+        try:
+            graph.add_node(layer["op"], lname, layer["inputs"], attrs)
+        except GraphError as exc:
+            raise GraphError(f"{where}:{getattr(layer, 'line', 0)}: {exc}") from None
+    for t in model.get("outputs") or []:
+        graph.mark_output(t)
+    return graph.validate()
+
+
+def build_model(model: Any, name: str, base: Path, where: str, batch: int | None = None,
+                seq: int | None = None) -> Graph:
+    if not isinstance(model, Mapping):
+        raise WorkloadError(f"{where}: model: expected a mapping with builder, onnx, tflite or layers")
+    unknown = set(model) - MODEL_KEYS
+    if unknown:
+        raise WorkloadError(f"{where}:{_line(model, sorted(unknown)[0])}: model: unknown keys {sorted(unknown)}; "
+                            f"expected builder (+params), onnx, tflite, or inputs/layers/outputs")
+    if "builder" in model:
+        return _build_from_builder(model, batch, seq, where)
+    if "onnx" in model:
+        from qsim.ir.onnx_import import load_onnx
+
+        return load_onnx(base / model["onnx"], batch=batch)
+    if "tflite" in model:
+        from qsim.ir.tflite_import import load_tflite
+
+        return load_tflite(base / model["tflite"])
+    if "layers" in model:
+        return _build_from_layers(model, name, where)
+    raise WorkloadError(f"{where}: model: give builder, onnx, tflite or layers")
+
+
+def load_workload(path: str | Path, batch: int | None = None, precision: Any = None) -> Workload:
+    """Read a workload YAML (or an .onnx / .tflite model file directly)."""
+    path = Path(path)
+    if path.suffix in (".onnx", ".tflite"):
+        return workload_from_model_file(path, batch, precision)
+    data = load_yaml(path)
+    errors = validate(data, WORKLOAD_SCHEMA)
+    if errors:
+        raise WorkloadError(f"{path}: {len(errors)} problem(s):\n" + "\n".join(f"  {path}:{e[5:]}" for e in errors))
+    where = str(path)
+    graph = build_model(data["model"], data["name"], path.parent, where,
+                        batch if batch is not None else data.get("batch"), data.get("seq"))
+    spec = precision if precision is not None else data.get("precision", _file_plan_or_fp32(graph))
+    try:
+        plan = parse_plan(spec, where=f"{where}: precision")
+    except WorkloadError as exc:
+        raise WorkloadError(f"{where}:{_line(data, 'precision')}: {exc}") from None
+    return Workload(data["name"], graph, plan, where, data.get("description", ""))
+
+
+def _file_plan_or_fp32(graph: Graph):
+    """A quantized model file carries its own precision; anything else defaults to fp32."""
+    if graph.quant_params:
+        from qsim.ir.onnx_import import plan_from_graph
+
+        return plan_from_graph(graph)
+    return "fp32"
+
+
+def workload_from_model_file(path: Path, batch: int | None = None, precision: Any = None) -> Workload:
+    if not path.exists():
+        raise QsimError(f"{path}: no such file")
+    graph = build_model({path.suffix[1:]: path.name}, path.stem, path.parent, str(path), batch)
+    plan = parse_plan(precision if precision is not None else _file_plan_or_fp32(graph))
+    return Workload(path.stem, graph, plan, str(path))
+
+
+WORKLOAD_DIR = Path(__file__).resolve().parents[1] / "workloads"
+
+
+def resolve_workload(name_or_path: str | Path) -> Path:
+    path = Path(name_or_path)
+    if path.exists() or path.suffix:
+        return path
+    shipped = WORKLOAD_DIR / f"{name_or_path}.yaml"
+    if shipped.exists():
+        return shipped
+    return path

@@ -1,0 +1,93 @@
+"""The qsim command as a user runs it: output formats, files, and error paths without tracebacks."""
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from qsim.cli import main
+
+
+def run(*args):
+    proc = subprocess.run([sys.executable, "-m", "qsim.cli", *args], capture_output=True, text=True)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_run_table_reports_fit_verdicts(capsys):
+    assert main(["run", "workloads/resnet50.yaml", "--hw", "hw_profiles/iot.yaml"]) == 0
+    out = capsys.readouterr().out
+    assert "flash: needs 24.43 MiB of 2.00 MiB: DOES NOT FIT" in out
+    assert "layer4_2_conv3" in out
+
+
+def test_run_json_has_the_documented_keys(capsys):
+    assert main(["run", "mlperf_tiny_kws", "--hw", "iot", "--format", "json", "--precision", "w4a8"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report) == {"workload", "profile", "precision", "totals", "layers"}
+    assert {"macs", "params", "weight_bytes", "peak_activation_bytes", "latency_s", "energy_j", "fits"} <= set(
+        report["totals"])
+    assert report["totals"]["fits"] == {"sram": True, "flash": True}
+    assert {"name", "op", "macs", "latency_s", "energy_j"} <= set(report["layers"][0])
+    assert report["layers"][0]["name"] == "conv1"
+
+
+@pytest.mark.parametrize("ext", ["csv", "parquet", "json", "html"])
+def test_run_writes_reports(tmp_path, capsys, ext):
+    out = tmp_path / f"r.{ext}"
+    assert main(["run", "mlperf_tiny_ad", "--hw", "mobile", "--out", str(out)]) == 0
+    assert out.exists() and not out.with_name(out.name + ".tmp").exists()
+    if ext == "csv":
+        assert len(pd.read_csv(out)) == 19
+    if ext == "parquet":
+        assert len(pd.read_parquet(out)) == 19
+
+
+def test_csv_format_and_batch(capsys):
+    assert main(["run", "mlperf_tiny_ad", "--hw", "cloud", "--format", "csv", "--batch", "8"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("name,op,")
+    assert f",{8 * 640 * 128}," in out
+
+
+@pytest.mark.parametrize("args,message", [
+    (["run", "nosuch.yaml", "--hw", "iot"], "nosuch.yaml: cannot read"),
+    (["run", "resnet50", "--hw", "nosuch"], "no shipped profile of that name"),
+    (["run", "resnet50", "--hw", "iot", "--precision", "int7"], "unknown precision 'int7'"),
+    (["run", "resnet50", "--hw", "mobile", "--precision", "fp32"], "no unit for fp32"),
+    (["run", "resnet50", "--hw", "iot", "--out", "reports/x.xlsx"], "unknown extension"),
+    (["profiles", "show"], "needs a profile name"),
+])
+def test_user_errors_exit_2_without_traceback(args, message):
+    code, out, err = run(*args)
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_bad_workload_file_names_file_and_line(tmp_path):
+    bad = tmp_path / "w.yaml"
+    bad.write_text("name: w\nmodel:\n  builder: resnet50\n  params: {depth: 3}\nbatchsize: 2\n")
+    code, _, err = run("run", str(bad), "--hw", "iot")
+    assert code == 2 and "w.yaml:5: batchsize: unknown key" in err and "Traceback" not in err
+    bad.write_text("name: w\nmodel:\n  builder: resnet50\n  params: {depth: 3}\n")
+    code, _, err = run("run", str(bad), "--hw", "iot")
+    assert code == 2 and "does not take ['depth']" in err
+
+
+def test_profiles_subcommands(capsys, tmp_path):
+    assert main(["profiles", "list"]) == 0
+    assert "iot" in capsys.readouterr().out
+    assert main(["profiles", "show", "cloud"]) == 0
+    assert "540672 MACs/cycle" in capsys.readouterr().out
+    assert main(["profiles", "check", "hw_profiles/systolic.yaml"]) == 0
+    bad = tmp_path / "p.yaml"
+    bad.write_text("name: x\n")
+    code, _, err = run("profiles", "check", str(bad))
+    assert code == 2 and "missing required key" in err
+
+
+@pytest.mark.parametrize("sub", [[], ["run"], ["profiles"]])
+def test_every_subcommand_has_help(sub):
+    code, out, _ = run(*sub, "--help")
+    assert code == 0 and "usage: qsim" in out

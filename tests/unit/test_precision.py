@@ -1,0 +1,33 @@
+"""Precision spellings and plans."""
+import pytest
+
+from qsim.errors import WorkloadError
+from qsim.precision import parse_plan, parse_precision
+
+
+@pytest.mark.parametrize("text,weight,activation,acc,compute", [
+    ("fp32", "fp32", "fp32", "fp32", "fp32"), ("tf32", "tf32", "tf32", "fp32", "tf32"),
+    ("fp16", "fp16", "fp16", "fp32", "fp16"), ("bf16", "bf16", "bf16", "fp32", "bf16"),
+    ("fp8", "fp8_e4m3", "fp8_e4m3", "fp32", "fp8"), ("int8", "int8", "int8", "int32", "int8"),
+    ("int4", "int4", "int4", "int32", "int4"), ("w8a8", "int8", "int8", "int32", "int8"),
+    ("w4a16", "int4", "fp16", "fp32", "fp16"), ("w8a16", "int8", "fp16", "fp32", "fp16"),
+    ("w4a8", "int4", "int8", "int32", "int8"),
+    ("weight=int4,activation=int16,accumulator=int32", "int4", "int16", "int32", "int16"),
+])
+def test_spellings(text, weight, activation, acc, compute):
+    p = parse_precision(text)
+    assert (p.weight, p.activation, p.accumulator, p.compute) == (weight, activation, acc, compute)
+
+
+def test_unknown_precision_lists_choices():
+    with pytest.raises(WorkloadError, match=r"unknown precision 'int7'; use one of .*w4a16"):
+        parse_precision("int7")
+    with pytest.raises(WorkloadError, match=r"unknown number format 'int3'"):
+        parse_precision("weight=int3,activation=int8")
+
+
+def test_plan_overrides_validate():
+    with pytest.raises(WorkloadError, match=r"overrides\[0\]: needs 'precision' and 'name' or 'op'"):
+        parse_plan({"default": "int8", "overrides": [{"precision": "fp16"}]})
+    with pytest.raises(WorkloadError, match=r"unknown keys \['defaults'\]"):
+        parse_plan({"defaults": "int8"})
