@@ -17,6 +17,13 @@ class NodeCounts:
 
 
 def node_counts(graph, node) -> NodeCounts:
+    key = ("counts", node.name)
+    if key not in graph.derived:
+        graph.derived[key] = _node_counts(graph, node)
+    return graph.derived[key]
+
+
+def _node_counts(graph, node) -> NodeCounts:
     opdef = get_op(node.op)
     ins = [graph.tensor(t).shape for t in node.inputs]
     outs = tuple(graph.tensor(t).shape for t in node.outputs)
@@ -32,6 +39,12 @@ def node_counts(graph, node) -> NodeCounts:
 
 def graph_counts(graph) -> dict[str, int]:
     """Whole-graph MACs and parameters (shared weight tensors counted once)."""
+    if "summary" not in graph.derived:
+        graph.derived["summary"] = _graph_counts(graph)
+    return dict(graph.derived["summary"])
+
+
+def _graph_counts(graph) -> dict[str, int]:
     macs = sum(node_counts(graph, n).macs for n in graph.nodes())
     weights = {t for n in graph.nodes() for t in n.weights.values()}
     params = sum(graph.tensor(t).numel for t in weights)

@@ -55,6 +55,7 @@ class Graph:
         self.constants: dict[str, np.ndarray] = {}  # values of weight tensors, when known
         self.quant_params: dict[str, Any] = {}  # tensor name -> quantization parameters (importers)
         self._order: list[Node] | None = None
+        self.derived: dict = {}  # memoized facts derived from the structure (counts); cleared on change
 
     # -- building -------------------------------------------------------------------------
     def add_input(self, name: str, shape: Iterable[int], dtype: str = "float32") -> TensorSpec:
@@ -112,6 +113,7 @@ class Graph:
         node = Node(name, op, inputs, outs, MappingProxyType(attrs),
                     MappingProxyType(weight_names), MappingProxyType(state_names))
         self._nodes[name] = node
+        self.derived.clear()
         self._g.add_node(name)
         for t in inputs:
             self._consumers.setdefault(t, []).append(name)
