@@ -1,7 +1,7 @@
 """A small declarative validator that collects every problem with its line and key path.
 
 A schema is built from ``Num``, ``Int``, ``Str``, ``Bool``, ``Enum``, ``Record`` (fixed keys,
-required or optional) and ``MapOf`` (free keys, one value schema). ``validate`` returns a list of
+required or optional), ``MapOf`` (free keys, one value schema) and ``ListOf``. ``validate`` returns a list of
 ``line N: path.to.key: problem`` strings; an empty list means valid. Units live in key names
 (``clock_mhz``), so a string such as ``"480 MHz"`` where a number belongs is a type error that
 points at the unit in the key.
@@ -107,6 +107,24 @@ class MapOf:
                               f"expected one of {', '.join(self.keys)}")
                 continue
             self.value_schema.check(item, _join(path, key), _line(value, key, line), errors)
+
+
+@dataclass(frozen=True)
+class ListOf:
+    item_schema: Any
+    length: int | None = None  # exact length, if fixed
+    non_empty: bool = True
+
+    def check(self, value, path, line, errors):
+        if not isinstance(value, list):
+            errors.append(f"line {line}: {path}: expected a list, got {value!r}")
+            return
+        if self.non_empty and not value:
+            errors.append(f"line {line}: {path}: must not be empty")
+        if self.length is not None and len(value) != self.length:
+            errors.append(f"line {line}: {path}: expected {self.length} items, got {len(value)}")
+        for i, item in enumerate(value):
+            self.item_schema.check(item, f"{path}[{i}]", line, errors)
 
 
 def _line(mapping, key, default: int) -> int:

@@ -4,7 +4,10 @@ Matrix work (MACs) runs on the unit of the node's compute class at ``peak x effi
 profile has no unit for that class, the next wider class emulates it and the row is flagged
 (never silently costed as native). On profiles with several parallel units (GPU SMs), output
 tiles are spread in waves: a GEMM with 4 tiles on 132 SMs uses 4 of them, so the time is
-``ceil(tiles / units)`` waves of one tile each.
+``ceil(tiles / units)`` waves of one tile each; like cuBLAS's heuristics, the tile shape that
+finishes first is chosen from the profile's list (small tiles fill the machine on small GEMMs).
+A matrix kernel also never finishes faster than the profile's per-class minimum latency (launch
+plus pipeline fill and drain, measured on the smallest GEMMs).
 """
 from __future__ import annotations
 
@@ -45,7 +48,7 @@ def gemm_view(graph, node) -> tuple[int, int] | None:
 
 
 def wave_factor(graph, node, profile: Profile) -> float:
-    """Work actually occupied / useful work: >= 1 when tiles do not fill the last wave."""
+    """Paid work / useful work (>= 1) with the best tile: whole waves of tiles over the units."""
     c = profile.compute
     view = gemm_view(graph, node) if c.units > 1 else None
     if view is None:
@@ -55,10 +58,13 @@ def wave_factor(graph, node, profile: Profile) -> float:
     if node.op == "MatMul":
         out = graph.tensor(node.outputs[0]).shape
         batches, rows = numel(out[:-2]), out[-2]
-    tiles = batches * ceil(rows / c.tile_m) * ceil(cols / c.tile_n)
-    useful_tiles = batches * rows * cols / (c.tile_m * c.tile_n)
-    # waves x units tile-slots are paid for; useful_tiles of them do work
-    return ceil(tiles / c.units) * c.units / useful_tiles
+    best = float("inf")
+    for tm, tn in c.tiles:
+        tiles = batches * ceil(rows / tm) * ceil(cols / tn)
+        # every unit runs ceil(tiles/units) tiles of tm x tn; useful work is rows x cols
+        paid = ceil(tiles / c.units) * c.units * tm * tn
+        best = min(best, paid / (batches * rows * cols))
+    return best
 
 
 def compute_seconds(macs: int, vector_ops: int, unit: str, profile: Profile, waves: float = 1.0) -> float:

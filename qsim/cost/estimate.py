@@ -74,6 +74,8 @@ def _node_row(graph, node, plan: PrecisionPlan, profile: Profile) -> dict[str, A
     memory_s, level = memory_seconds(traffic, profile)
     dispatch = 0.0 if fused else profile.dispatch_s
     latency = dispatch + max(compute_s, memory_s)
+    if counts.macs:
+        latency = max(latency, profile.compute.min_latency.get(choice.unit, 0.0))
     e_compute = (counts.macs * profile.mac_pj[choice.unit] + counts.vector_ops * profile.vector_op_pj) * 1e-12
     e_memory = memory_energy_j(traffic, profile)
     e_static = profile.static_w * latency

@@ -7,14 +7,14 @@ against ``PROFILE_SCHEMA`` plus cross-field rules, collecting every problem as
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
 from qsim.errors import ProfileError, QsimError
 from qsim.precision import EMULATION_ORDER
-from qsim.schema import Bool, Enum, Int, MapOf, Num, Record, Str, validate
+from qsim.schema import Bool, Enum, Int, ListOf, MapOf, Num, Record, Str, validate
 from qsim.yamlio import LocatedDict, load_yaml
 
 COMPUTE_CLASSES = tuple(EMULATION_ORDER)
@@ -33,7 +33,8 @@ PROFILE_SCHEMA = Record(
             required={"macs_per_cycle": MapOf(POSITIVE, COMPUTE_CLASSES),
                       "efficiency": MapOf(FRACTION, COMPUTE_CLASSES),
                       "vector_ops_per_cycle": POSITIVE, "accumulator_bits": Int(8, 64)},
-            optional={"units": Int(1), "tile_m": Int(1), "tile_n": Int(1)},
+            optional={"units": Int(1), "tiles": ListOf(ListOf(Int(1), length=2)),
+                      "min_latency_us": MapOf(NON_NEGATIVE, COMPUTE_CLASSES)},
         ),
         "memories": MapOf(MEMORY_SCHEMA),
         "placement": Record(required={"weights": Str(), "activations": Str(), "buffer": Str()}),
@@ -67,8 +68,8 @@ class Compute:
     vector_ops_per_cycle: float
     accumulator_bits: int
     units: int = 1  # parallel units that take whole output tiles (GPU SMs): wave quantization
-    tile_m: int = 1
-    tile_n: int = 1
+    tiles: tuple[tuple[int, int], ...] = ((1, 1),)  # output tile shapes a library can pick from
+    min_latency: Mapping[str, float] = field(default_factory=dict)  # s; shortest matrix kernel per class
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,8 @@ def build_profile(data: Mapping[str, Any], source: str = "<profile>") -> Profile
         name=data["name"], kind=data["kind"], clock_hz=data["clock_mhz"] * 1e6,
         compute=Compute(MappingProxyType(dict(c["macs_per_cycle"])), MappingProxyType(dict(c["efficiency"])),
                         c["vector_ops_per_cycle"], c["accumulator_bits"], c.get("units", 1),
-                        c.get("tile_m", 1), c.get("tile_n", 1)),
+                        tuple(tuple(t) for t in c.get("tiles", [[1, 1]])),
+                        MappingProxyType({k: v / 1e6 for k, v in (c.get("min_latency_us") or {}).items()})),
         memories=MappingProxyType(memories),
         weights_in=data["placement"]["weights"], activations_in=data["placement"]["activations"],
         buffer=data["placement"]["buffer"],
