@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from qsim.errors import ProfileError, QsimError
+from qsim.hw import energy
 from qsim.precision import EMULATION_ORDER
 from qsim.schema import Bool, Enum, Int, ListOf, MapOf, Num, Record, Str, validate
 from qsim.yamlio import LocatedDict, load_yaml
@@ -38,8 +39,9 @@ PROFILE_SCHEMA = Record(
         ),
         "memories": MapOf(MEMORY_SCHEMA),
         "placement": Record(required={"weights": Str(), "activations": Str(), "buffer": Str()}),
-        "energy": Record(required={"mac_pj": MapOf(NON_NEGATIVE, COMPUTE_CLASSES),
-                                   "vector_op_pj": NON_NEGATIVE, "static_mw": NON_NEGATIVE}),
+        "energy": Record(required={"static_mw": NON_NEGATIVE},
+                         optional={"process_nm": POSITIVE, "mac_pj": MapOf(NON_NEGATIVE, COMPUTE_CLASSES),
+                                   "vector_op_pj": NON_NEGATIVE}),
         "dispatch_overhead_us": NON_NEGATIVE,
     },
     optional={
@@ -106,12 +108,17 @@ def _cross_field_errors(data: Mapping[str, Any]) -> list[str]:
     """Rules a per-key schema cannot express: names that must refer to each other."""
     errors = []
     compute, energy = data.get("compute") or {}, data.get("energy") or {}
+    if isinstance(energy, Mapping) and "process_nm" not in energy:
+        for key in ("mac_pj", "vector_op_pj"):
+            if key not in energy:
+                errors.append(f"line {_line(data, 'energy')}: energy.{key}: missing (give it, or process_nm to "
+                              "take it from the energy table in qsim.hw.energy)")
     peak = compute.get("macs_per_cycle") if isinstance(compute, Mapping) else None
     if isinstance(peak, Mapping):
         for key, table in (("efficiency", compute.get("efficiency")), ("mac_pj", energy.get("mac_pj"))):
             owner = compute if key == "efficiency" else energy
             section = "compute" if key == "efficiency" else "energy"
-            if isinstance(table, Mapping):
+            if isinstance(table, Mapping) and not (key == "mac_pj" and "process_nm" in energy):
                 missing = [c for c in peak if c not in table]
                 if missing:
                     errors.append(f"line {_line(owner, key)}: {section}.{key}: no value for "
@@ -166,6 +173,11 @@ def build_profile(data: Mapping[str, Any], source: str = "<profile>") -> Profile
         for name, m in data["memories"].items()
     }
     sys = data.get("systolic")
+    mac, vec = dict(e.get("mac_pj") or {}), e.get("vector_op_pj")
+    if "process_nm" in e:  # the shared energy table fills what the file does not state
+        for unit in c["macs_per_cycle"]:
+            mac.setdefault(unit, energy.mac_pj(unit, e["process_nm"]))
+        vec = energy.vector_op_pj(e["process_nm"]) if vec is None else vec
     return Profile(
         name=data["name"], kind=data["kind"], clock_hz=data["clock_mhz"] * 1e6,
         compute=Compute(MappingProxyType(dict(c["macs_per_cycle"])), MappingProxyType(dict(c["efficiency"])),
@@ -175,7 +187,7 @@ def build_profile(data: Mapping[str, Any], source: str = "<profile>") -> Profile
         memories=MappingProxyType(memories),
         weights_in=data["placement"]["weights"], activations_in=data["placement"]["activations"],
         buffer=data["placement"]["buffer"],
-        mac_pj=MappingProxyType(dict(e["mac_pj"])), vector_op_pj=e["vector_op_pj"], static_w=e["static_mw"] / 1e3,
+        mac_pj=MappingProxyType(mac), vector_op_pj=vec, static_w=e["static_mw"] / 1e3,
         dispatch_s=data["dispatch_overhead_us"] / 1e6, description=data.get("description", ""),
         requant_policy=data.get("requant_policy"),
         systolic=Systolic(sys["rows"], sys["cols"], sys["dataflow"]) if sys else None, source=source,
