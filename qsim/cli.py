@@ -61,6 +61,14 @@ def _cmd_profiles(args) -> int:
     return 0
 
 
+def _cmd_calibrate(args) -> int:
+    from qsim.calibrate import write_profile
+
+    print(write_profile(Path(args.out), quick=args.quick), end="")
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qsim", description="Simulate quantized neural-network inference "
                                      "on hardware that may not exist yet.")
@@ -80,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("action", choices=("list", "show", "check"))
     prof.add_argument("target", nargs="?", help="profile name or YAML file (show, check)")
     prof.set_defaults(func=_cmd_profiles)
+
+    cal = sub.add_parser("calibrate", help="micro-benchmark this machine and write a hardware profile")
+    cal.add_argument("--out", default="hw_profiles/local.yaml", help="where to write the profile")
+    cal.add_argument("--quick", action="store_true", help="smaller, faster measurements (less accurate)")
+    cal.set_defaults(func=_cmd_calibrate)
     return parser
 
 

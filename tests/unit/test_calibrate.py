@@ -1,0 +1,42 @@
+"""qsim calibrate: the profile it writes is valid and carries the measured numbers."""
+from qsim.calibrate import Machine, peak_macs_per_cycle, profile_yaml
+from qsim.cli import main
+from qsim.hw.profile import build_profile, load_profile
+from qsim.yamlio import load_yaml
+
+FAKE = Machine("Test CPU", 2, 3.0e9, frozenset({"avx512f", "avx512_vnni", "fma"}), 2**20, 32 * 2**20, 16 * 2**30)
+
+
+def _results(int8=600e9 / 2, fp32=150e9 / 2):
+    return {"machine": FAKE, "int8_ort": int8, "fp32_ort": fp32, "fp32_numpy": fp32 / 2, "dram_bps": 20e9,
+            "cache_bps": 200e9, "dispatch_s": 2e-6}
+
+
+def test_peaks_follow_the_instruction_set():
+    assert peak_macs_per_cycle(FAKE) == {"int8": 128, "fp32": 64}
+    avx2 = Machine("old", 4, 3e9, frozenset({"avx2", "fma"}), 0, 0, 0)
+    assert peak_macs_per_cycle(avx2) == {"int8": 128, "fp32": 64}
+
+
+def test_profile_from_measurements_is_valid_and_traceable():
+    text = profile_yaml(_results(), name="local")
+    p = build_profile(load_yaml("x.yaml", text), "x.yaml")
+    # 300 G MAC/s / (128 MACs/cycle x 3 GHz) = 0.78125
+    assert p.compute.efficiency["int8"] == 0.7812
+    assert p.compute.efficiency["fp32"] == round(75e9 / (64 * 3e9), 4)
+    assert p.memories["dram"].bandwidth_bytes_per_s == 20e9
+    assert p.dispatch_s == 2e-6
+    assert "600.0 GOPS measured" in text
+
+
+def test_turbo_clock_is_inferred_when_measurements_exceed_the_base_clock():
+    text = profile_yaml(_results(int8=128 * 3.5e9), name="local")  # faster than possible at 3.0 GHz
+    p = build_profile(load_yaml("x.yaml", text), "x.yaml")
+    assert p.clock_hz > 3.0e9 and p.compute.efficiency["int8"] == 0.94
+
+
+def test_calibrate_command_writes_a_loadable_profile(tmp_path, capsys):
+    out = tmp_path / "local.yaml"
+    assert main(["calibrate", "--quick", "--out", str(out)]) == 0
+    prof = load_profile(out)
+    assert prof.kind == "cpu" and prof.compute.macs_per_cycle["int8"] > 0
