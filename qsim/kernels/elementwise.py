@@ -1,0 +1,186 @@
+"""Elementwise integer kernels with requantization: numpy references (``elementwise_jit`` has the
+numba twins, same signatures). Each function says which runtime it is bit-exact with and how that
+was checked (tests/golden/test_policy_elementwise.py builds the LiteRT models).
+
+Inputs are integer arrays (int8 unless said), outputs int64 arrays already clamped to [qmin, qmax].
+Scales are float32 values as stored in the model; zero points are ints.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from qsim.numerics.multipliers import quantize_multiplier
+from qsim.numerics.requant_ref import multiply_by_quantized_multiplier as _mbqm
+
+_F32 = np.float32
+
+
+def tflite_add_params(s1, s2, s_out, left_shift: int = 20) -> np.ndarray:
+    """TFLite ``PrepareGeneralSubOp``/``PrepareAdd`` (int8/uint8: left_shift 20; int16: 15):
+    ``twice_max = 2 * max(s1, s2)`` in double; input multipliers ``s_i / twice_max``, output
+    multiplier ``twice_max / (2^left_shift * s_out)``, each through QuantizeMultiplier.
+    Returns int64 [q1, shift1, q2, shift2, q_out, shift_out, left_shift]."""
+    s1, s2, so = (float(_F32(v)) for v in (s1, s2, s_out))
+    twice_max = 2.0 * max(s1, s2)
+    q1, e1 = quantize_multiplier(s1 / twice_max)
+    q2, e2 = quantize_multiplier(s2 / twice_max)
+    qo, eo = quantize_multiplier(twice_max / ((1 << left_shift) * so))
+    return np.array([q1[0], e1[0], q2[0], e2[0], qo[0], eo[0], left_shift], np.int64)
+
+
+def _single(x, q, shift):
+    """TFLITE_SINGLE_ROUNDING MultiplyByQuantizedMultiplier: (x*q + 2^(30-shift)) >> (31-shift)."""
+    total = 31 - np.asarray(shift, np.int64)
+    return (np.asarray(x, np.int64) * q + (np.int64(1) << (total - 1))) >> total
+
+
+def add_tflite(x1, x2, s1, zp1, s2, zp2, s_out, zp_out, qmin=-128, qmax=127, left_shift=20,
+               kernels: str = "reference"):
+    """TFLite/LiteRT int8 ADD: shift each offset input left by ``left_shift``, scale it with its own
+    Q31 multiplier, add, scale the sum with the output multiplier (MultiplyByQuantizedMultiplier).
+
+    ``kernels="reference"``: ``reference_integer_ops::Add``, gemmlowp double rounding throughout.
+    ``kernels="optimized"``: LiteRT's builtin kernel on x86 (measured, LiteRT 2.3): for inputs of the
+    same shape, elements in full 16-element vectors of the flattened tensor scale the inputs with
+    single rounding (ties up, once) and the sum with gemmlowp double rounding; the scalar tail
+    (the last size % 16 elements) is gemmlowp throughout, like the reference."""
+    if kernels not in ("reference", "optimized"):
+        raise ValueError(f"unknown ADD kernels {kernels!r}; known: reference, optimized")
+    p = tflite_add_params(s1, s2, s_out, left_shift)
+    x1, x2 = np.broadcast_arrays(np.asarray(x1, np.int64), np.asarray(x2, np.int64))
+    a = (x1 - zp1) << left_shift
+    b = (x2 - zp2) << left_shift
+    raw = _mbqm(a, p[0], p[1]) + _mbqm(b, p[2], p[3])
+    if kernels == "optimized":
+        vec = (np.arange(a.size) < a.size - a.size % 16).reshape(a.shape)
+        raw = np.where(vec, _single(a, p[0], p[1]) + _single(b, p[2], p[3]), raw)
+    return np.clip(_mbqm(raw, p[4], p[5]) + zp_out, qmin, qmax)
+
+
+def tflite_mul_params(s1, s2, s_out) -> np.ndarray:
+    """TFLite MUL: ``double(s1) * double(s2) / double(s_out)`` through QuantizeMultiplier."""
+    q, e = quantize_multiplier(float(_F32(s1)) * float(_F32(s2)) / float(_F32(s_out)))
+    return np.array([q[0], e[0]], np.int64)
+
+
+def mul_tflite(x1, x2, s1, zp1, s2, zp2, s_out, zp_out, qmin=-128, qmax=127):
+    """TFLite/LiteRT int8 MUL (reference ``reference_integer_ops::Mul``): the product of the offset
+    inputs, requantized once with MultiplyByQuantizedMultiplier."""
+    p = tflite_mul_params(s1, s2, s_out)
+    prod = (np.asarray(x1, np.int64) - zp1) * (np.asarray(x2, np.int64) - zp2)
+    return np.clip(_mbqm(prod, p[0], p[1]) + zp_out, qmin, qmax)
+
+
+def xnnpack_add_params(s1, zp1, s2, zp2, s_out) -> np.ndarray:
+    """XNNPACK ``xnn_init_qs8_add_minmax_scalar_params``: multipliers ``lrintf(s_i/s_out * 2^shift)``
+    with ``shift = 20 - floor(log2(max(s1/s_out, s2/s_out)))`` so the larger one has 21-22 bits;
+    the rounding term 2^(shift-1) and both zero points are folded into one int32 bias.
+    Returns int64 [a_mult, b_mult, bias, shift]."""
+    a = _F32(_F32(s1) / _F32(s_out))
+    b = _F32(_F32(s2) / _F32(s_out))
+    exp = math.frexp(float(max(a, b)))[1] - 1
+    shift = 20 - exp
+    am = int(np.rint(np.float64(a) * 2.0 ** shift))  # a * 2^shift is exact: lrintf rounds once
+    bm = int(np.rint(np.float64(b) * 2.0 ** shift))
+    bias = (1 << (shift - 1)) - am * int(zp1) - bm * int(zp2)
+    return np.array([am, bm, bias, shift], np.int64)
+
+
+def mul_xnnpack(x1, x2, s1, zp1, s2, zp2, s_out, zp_out, qmin=-128, qmax=127):
+    """XNNPACK qs8 VMUL (LiteRT with the XNNPACK delegate): fp32 requantization of the product of
+    the offset inputs with ``fp32(fp32(s1 * s2) / s_out)``, ties to even, then + zero point."""
+    scale = _F32(_F32(_F32(s1) * _F32(s2)) / _F32(s_out))
+    prod = (np.asarray(x1, np.int64) - zp1) * (np.asarray(x2, np.int64) - zp2)
+    r = np.rint((prod.astype(_F32) * scale).astype(np.float64))
+    return np.clip(np.clip(r, qmin - zp_out - 1, qmax - zp_out + 1).astype(np.int64) + zp_out, qmin, qmax)
+
+
+def add_xnnpack(x1, x2, s1, zp1, s2, zp2, s_out, zp_out, qmin=-128, qmax=127):
+    """XNNPACK qs8 VADD (LiteRT with the XNNPACK delegate): ``(bias + a*a_mult + b*b_mult) >> shift``
+    (arithmetic shift; the rounding is in the bias: ties toward +inf), then + zero point."""
+    am, bm, bias, shift = xnnpack_add_params(s1, zp1, s2, zp2, s_out)
+    acc = bias + np.asarray(x1, np.int64) * am + np.asarray(x2, np.int64) * bm
+    return np.clip((acc >> shift) + zp_out, qmin, qmax)
+
+
+# ---- table-based activations (TFLite LUTPopulate) -------------------------------------------
+
+def _sigmoid(v):
+    with np.errstate(over="ignore"):  # expf overflows to inf there too: 1 / (1 + inf) = 0
+        e = np.exp(-v.astype(np.float64)).astype(_F32)
+    return _F32(1.0) / (_F32(1.0) + e)
+
+
+def _tanh(v):
+    return np.tanh(v.astype(np.float64)).astype(_F32)
+
+
+def _gelu(v):
+    # GeluTransform: 0.5f * x * (1.0f + std::erf(x * M_SQRT1_2)): the erf argument and everything
+    # after it are double (M_SQRT1_2 is a double constant), the result is returned as float.
+    d = v.astype(np.float64)
+    erf = np.array([math.erf(t * math.sqrt(0.5)) for t in d.tolist()])
+    return (np.float64(_F32(0.5) * v) * (1.0 + erf)).astype(_F32)
+
+
+def _gelu_tanh(v):
+    # GeluApproximateTransform: 0.5f * x * (1.0f + std::tanh(kSqrt2dPi * (x + 0.044715f * x^3)))
+    # with kSqrt2dPi = M_2_SQRTPI * M_SQRT1_2 (double): the tanh argument is double.
+    x3 = _F32(_F32(0.044715) * v) * v * v
+    arg = (2.0 / math.sqrt(math.pi)) * math.sqrt(0.5) * (v + x3).astype(np.float64)
+    return (np.float64(_F32(0.5) * v) * (1.0 + np.tanh(arg))).astype(_F32)
+
+
+LUT_FUNCTIONS = {"sigmoid": _sigmoid, "tanh": _tanh, "gelu": _gelu, "gelu_tanh": _gelu_tanh}
+
+
+def tflite_lut(fn: str, s_in, zp_in, s_out, zp_out, signed: bool = True) -> np.ndarray:
+    """TFLite ``LUTPopulate`` for 8-bit types: for every input code q, ``dequantized = s_in * float(q
+    - zp_in)`` (fp32), ``transformed = fn(dequantized)``, ``round_half_away(transformed * (1 /
+    s_out)) + zp_out``, clamped. Returns int64 table indexed by ``q - qmin`` (256 entries)."""
+    if fn not in LUT_FUNCTIONS:
+        raise ValueError(f"unknown LUT function {fn!r}; known: {', '.join(LUT_FUNCTIONS)}")
+    lo, hi = (-128, 127) if signed else (0, 255)
+    q = np.arange(lo, hi + 1, dtype=np.int64)
+    deq = _F32(s_in) * (q - zp_in).astype(_F32)
+    t = LUT_FUNCTIONS[fn](deq)
+    inv = _F32(_F32(1.0) / _F32(s_out))
+    r = t * inv
+    rounded = np.where(r >= 0, np.floor(r.astype(np.float64) + 0.5), np.ceil(r.astype(np.float64) - 0.5))
+    return np.clip(rounded.astype(np.int64) + zp_out, lo, hi)
+
+
+def lut_apply(x, table, signed: bool = True) -> np.ndarray:
+    return table[np.asarray(x, np.int64) - (-128 if signed else 0)]
+
+
+def activation_tflite(fn: str, x, s_in, zp_in, s_out, zp_out) -> np.ndarray:
+    """int8 LOGISTIC (``sigmoid``), TANH, GELU (``gelu`` exact, ``gelu_tanh`` approximate) as
+    LiteRT's table kernels compute them: a 256-entry LUT built from float math (LUTPopulate)."""
+    return lut_apply(x, tflite_lut(fn, s_in, zp_in, s_out, zp_out))
+
+
+def softmax_table(s_in, beta: float = 1.0) -> np.ndarray:
+    """TFLite ``PopulateSoftmaxLookupTable``: ``table[255 - d] = expf(-s_in * beta * d)``, fp32."""
+    d = np.arange(256, dtype=np.float32)
+    scale = _F32(-_F32(s_in) * _F32(beta))
+    return np.exp((scale * d).astype(np.float64)).astype(_F32)[::-1].copy()
+
+
+def softmax_tflite(x, s_in, s_out, zp_out, beta: float = 1.0, qmin=-128, qmax=127):
+    """int8 SOFTMAX over the last axis with the float exp table (TFLite optimized ``Softmax`` with
+    ``params.table``): fp32 sum of table values in order, ``inv = 1 / (sum * s_out)``, output
+    ``round_half_away(e * inv) + zp_out``."""
+    table = softmax_table(s_in, beta)
+    x = np.asarray(x, np.int64)
+    mx = x.max(axis=-1, keepdims=True)
+    e = table[255 - mx + x]  # = expf(-s_in * beta * (max - x))
+    total = np.zeros(x.shape[:-1] + (1,), _F32)
+    for j in range(x.shape[-1]):  # fp32 sum in order: the runtime's loop
+        total = (total + e[..., j:j + 1]).astype(_F32)
+    inv = (_F32(1.0) / (total * _F32(s_out))).astype(_F32)
+    r = (e * inv).astype(np.float64)
+    q = np.where(r >= 0, np.floor(r + 0.5), np.ceil(r - 0.5)).astype(np.int64)
+    return np.clip(q + zp_out, qmin, qmax)

@@ -1,0 +1,18 @@
+"""Number formats, quantization and requantization policies (see DESIGN.md, "Numerics")."""
+from qsim.numerics.fixed import fixed_cast, fixed_raw, fixed_value
+from qsim.numerics.formats import (BF16, FP4_E2M1, FP6_E2M3, FP6_E3M2, FP8_E4M3, FP8_E5M2, FP16, FP32,
+                                   FixedFormat, FloatFormat, IntFormat, MXFormat, Overflow, Rounding,
+                                   get_format)
+from qsim.numerics.minifloat import round_float
+from qsim.numerics.mx import mx_cast, mx_dequantize, mx_quantize
+from qsim.numerics.policies import POLICIES, Policy, get_policy, requantize
+from qsim.numerics.quantize import dequantize, quantize
+from qsim.numerics.rounding import cast_int, float_to_int, round_to_int, rounding_shift, wrap
+
+__all__ = [
+    "BF16", "FP4_E2M1", "FP6_E2M3", "FP6_E3M2", "FP8_E4M3", "FP8_E5M2", "FP16", "FP32", "FixedFormat",
+    "FloatFormat", "IntFormat", "MXFormat", "Overflow", "Rounding", "get_format", "fixed_cast",
+    "fixed_raw", "fixed_value", "round_float", "mx_cast", "mx_dequantize", "mx_quantize", "POLICIES",
+    "Policy", "get_policy", "requantize", "dequantize", "quantize", "cast_int", "float_to_int",
+    "round_to_int", "rounding_shift", "wrap",
+]
