@@ -65,6 +65,13 @@ class Graph:
         self.inputs.append(name)
         return spec
 
+    def add_weight(self, name: str, shape: Iterable[int], dtype: str = "float32") -> TensorSpec:
+        """Declare a parameter tensor before the node that uses it (importers: initializers)."""
+        self._check_new_tensor(name, f"weight {name!r}")
+        spec = TensorSpec(name, tuple(int(d) for d in shape), dtype, "weight")
+        self._tensors[name] = spec
+        return spec
+
     def add_node(
         self,
         op: str,

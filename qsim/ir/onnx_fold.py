@@ -1,0 +1,165 @@
+"""Constant folding for the ONNX importer: ops evaluated with numpy when all their inputs are known.
+
+Exporters compute Reshape targets with Shape -> Gather -> Unsqueeze -> Concat chains and store some
+weights as ConstantOfShape or behind Unsqueeze/Transpose; folding turns all of that back into plain
+constants. ``Shape`` of an activation folds too: the IR knows every activation's shape. A constant
+with shape only (a weightless export) folds to a constant with shape only: the fold runs on a
+zero-copy dummy of the right shape and keeps only the result's shape.
+
+Each folder takes ``(ctx, node, inputs)`` (inputs as ``Const`` or None) and returns the outputs'
+``Const`` list, or None when the node cannot be folded (it is then imported as an IR op).
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from qsim.ir.onnx_context import Const, Context, const_from_array
+
+
+def attrs_of(node: onnx.NodeProto) -> dict:
+    out = {}
+    for a in node.attribute:
+        v = helper.get_attribute_value(a)
+        out[a.name] = numpy_helper.to_array(v) if isinstance(v, onnx.TensorProto) else v
+    return out
+
+
+def attr_or_input(ctx: Context, node: onnx.NodeProto, name: str, index: int, default=None):
+    """Opset changes moved some attributes to inputs (axes, pads, split, min/max): read either."""
+    a = attrs_of(node)
+    if name in a:
+        return a[name]
+    if len(node.input) > index and node.input[index]:
+        return ctx.value(node.input[index], f"{node.op_type} {name}")
+    return default
+
+
+def _arrays(inputs: list[Const | None]) -> tuple[list[np.ndarray | None], bool]:
+    arrays, known = [], True
+    for c in inputs:
+        if c is None:
+            arrays.append(None)
+        elif c.value is None:
+            known = False
+            arrays.append(np.broadcast_to(np.zeros((), np.float32), c.shape))
+        else:
+            arrays.append(c.value)
+    return arrays, known
+
+
+def _fold(fn):
+    """Wrap ``fn(ctx, node, arrays) -> array`` into a folder returning one Const."""
+
+    def folder(ctx, node, inputs):
+        arrays, known = _arrays(inputs)
+        out = fn(ctx, node, arrays)
+        return None if out is None else [const_from_array(np.asarray(out), known=known)]
+
+    return folder
+
+
+def _constant(ctx, node, arrays):
+    a = attrs_of(node)
+    for key in ("value", "value_float", "value_floats", "value_int", "value_ints"):
+        if key in a:
+            v = a[key]
+            return np.asarray(v, dtype=np.float32 if "float" in key else np.int64) if key != "value" else v
+    raise ValueError(f"Constant with unsupported attributes {sorted(a)}")
+
+
+def _constant_of_shape(ctx, node, arrays):
+    fill = attrs_of(node).get("value", np.zeros(1, np.float32)).reshape(-1)[0]
+    return np.broadcast_to(fill, tuple(int(d) for d in arrays[0]))  # zero-copy: light models
+
+
+def _shape(ctx, node, inputs):
+    src = node.input[0]
+    if inputs[0] is not None:
+        shape = inputs[0].shape
+    elif src in ctx.alias or src in ctx.data_inputs:
+        shape = ctx.g.tensor(ctx.act(src)).shape
+    else:
+        return None
+    a = attrs_of(node)
+    start, end = a.get("start", 0), a.get("end", len(shape))
+    return [const_from_array(np.asarray(shape[start:end], dtype=np.int64))]
+
+
+def _axes(ctx, node, rank, index=1):
+    axes = attr_or_input(ctx, node, "axes", index)
+    return None if axes is None else sorted(int(x) % rank for x in np.asarray(axes).reshape(-1))
+
+
+def _unsqueeze(ctx, node, arrays):
+    x = arrays[0]
+    n = len(np.asarray(attr_or_input(ctx, node, "axes", 1)).reshape(-1))
+    for axis in _axes(ctx, node, x.ndim + n):
+        x = np.expand_dims(x, axis)
+    return x
+
+
+def _squeeze(ctx, node, arrays):
+    axes = _axes(ctx, node, arrays[0].ndim)
+    return np.squeeze(arrays[0], axis=None if axes is None else tuple(axes))
+
+
+def reshape_target(src: tuple[int, ...], target, allowzero: bool = False) -> tuple[int, ...]:
+    """An ONNX Reshape target with 0 (copy) and -1 (infer) resolved."""
+    shape = [src[i] if int(d) == 0 and not allowzero else int(d) for i, d in enumerate(target)]
+    if -1 in shape:
+        known = int(np.prod([d for d in shape if d != -1]))
+        shape[shape.index(-1)] = int(np.prod(src)) // max(known, 1)
+    return tuple(shape)
+
+
+def _reshape(ctx, node, arrays):
+    return arrays[0].reshape(reshape_target(arrays[0].shape, arrays[1], attrs_of(node).get("allowzero", 0)))
+
+
+def _slice(ctx, node, arrays):
+    x = arrays[0]
+    starts = attr_or_input(ctx, node, "starts", 1)
+    ends = attr_or_input(ctx, node, "ends", 2)
+    axes = attr_or_input(ctx, node, "axes", 3, range(len(starts)))
+    steps = attr_or_input(ctx, node, "steps", 4, [1] * len(starts))
+    index = [slice(None)] * x.ndim
+    for s, e, ax, st in zip(starts, ends, axes, steps):
+        index[int(ax)] = slice(int(s), int(e), int(st))
+    return x[tuple(index)]
+
+
+def _binary(fn):
+    def run(ctx, node, arrays):
+        a, b = arrays[0], arrays[1]
+        if fn is np.divide and np.issubdtype(np.asarray(a).dtype, np.integer):
+            return np.trunc(np.divide(a, b)).astype(np.asarray(a).dtype)  # ONNX integer division
+        return fn(a, b)
+
+    return run
+
+
+FOLDERS = {
+    "Constant": _fold(_constant),
+    "ConstantOfShape": _fold(_constant_of_shape),
+    "Shape": _shape,
+    "Identity": _fold(lambda ctx, node, a: a[0]),
+    "Dropout": lambda ctx, node, inputs: [inputs[0]] if inputs[0] is not None else None,
+    "Cast": _fold(lambda ctx, node, a: a[0].astype(helper.tensor_dtype_to_np_dtype(attrs_of(node)["to"]))),
+    "Gather": _fold(lambda ctx, node, a: np.take(a[0], a[1], axis=attrs_of(node).get("axis", 0))),
+    "Unsqueeze": _fold(_unsqueeze),
+    "Squeeze": _fold(_squeeze),
+    "Concat": _fold(lambda ctx, node, a: np.concatenate(a, axis=attrs_of(node)["axis"])),
+    "Reshape": _fold(_reshape),
+    "Flatten": _fold(lambda ctx, node, a: a[0].reshape(int(np.prod(a[0].shape[:attrs_of(node).get("axis", 1)])), -1)),
+    "Transpose": _fold(lambda ctx, node, a: np.transpose(a[0], attrs_of(node).get("perm"))),
+    "Slice": _fold(_slice),
+    "Add": _fold(_binary(np.add)), "Sub": _fold(_binary(np.subtract)),
+    "Mul": _fold(_binary(np.multiply)), "Div": _fold(_binary(np.divide)),
+    "Sqrt": _fold(lambda ctx, node, a: np.sqrt(a[0])),
+    "Equal": _fold(_binary(np.equal)),
+    "Where": _fold(lambda ctx, node, a: np.where(a[0], a[1], a[2])),
+    "Expand": _fold(lambda ctx, node, a: a[0] * np.ones(tuple(int(d) for d in a[1]), a[0].dtype)),
+    "Range": _fold(lambda ctx, node, a: np.arange(a[0], a[1], a[2])),
+}

@@ -1,0 +1,204 @@
+"""ONNX -> Graph: ``load_onnx(path, batch=None)``.
+
+Steps: (1) read the file (a clear QsimError for a missing, truncated or non-ONNX file); (2) tell data
+inputs from weights given as inputs (weightless exports), fix the batch, run ONNX shape inference;
+(3) walk the nodes in order, each through ONE table (``ONNX_OPS``: op type -> handler and/or constant
+folder); (4) mark outputs and validate. An unsupported op is a GraphError naming the op and the node
+and listing the supported ops. Nothing partial is returned: any failure raises.
+
+Also exported: ``plan_from_graph`` (the precision plan an imported quantized model implies).
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable, NamedTuple
+
+import onnx
+
+from qsim.errors import GraphError, QsimError
+from qsim.ir import onnx_ops as F
+from qsim.ir import onnx_qops as Q
+from qsim.ir.graph import Graph
+from qsim.ir.onnx_context import Context, classify_inputs
+from qsim.ir.onnx_fold import FOLDERS
+from qsim.ir.onnx_plan import plan_from_graph
+
+__all__ = ["load_onnx", "plan_from_graph", "ONNX_OPS"]
+
+
+class OnnxOp(NamedTuple):
+    handler: Callable | None  # adds IR nodes for the ONNX node
+    fold: Callable | None = None  # evaluates it when all its inputs are constants
+
+
+def _q(op, handler, xs, y):
+    return OnnxOp(Q.qlinear_as(op, handler, xs, y))
+
+
+_ONE = lambda node: [(0, 1, 2)]  # noqa: E731  (X, X_scale, X_zero_point) of a unary QLinear op
+_TWO = lambda node: [(0, 1, 2), (3, 4, 5)]  # noqa: E731
+
+ONNX_OPS: dict[str, OnnxOp] = {
+    # matrix ops (absorb a following BatchNormalization / per-channel Mul, Add)
+    "Conv": OnnxOp(F.conv), "Gemm": OnnxOp(F.gemm), "MatMul": OnnxOp(F.matmul),
+    "BatchNormalization": OnnxOp(F.batchnorm), "LayerNormalization": OnnxOp(F.layer_norm),
+    "Gather": OnnxOp(F.gather, FOLDERS["Gather"]),
+    # elementwise
+    "Add": OnnxOp(F.binary("Add"), FOLDERS["Add"]), "Sub": OnnxOp(F.binary("Sub"), FOLDERS["Sub"]),
+    "Mul": OnnxOp(F.binary("Mul"), FOLDERS["Mul"]), "Div": OnnxOp(F.binary("Div"), FOLDERS["Div"]),
+    "Pow": OnnxOp(F.binary("Pow")), "Sum": OnnxOp(F.sum_),
+    "Relu": OnnxOp(F.unary("Relu")), "Sigmoid": OnnxOp(F.unary("Sigmoid")), "Tanh": OnnxOp(F.unary("Tanh")),
+    "Erf": OnnxOp(F.unary("Erf")), "Sqrt": OnnxOp(F.unary("Sqrt"), FOLDERS["Sqrt"]),
+    "HardSwish": OnnxOp(F.unary("HardSwish")), "Gelu": OnnxOp(F.unary("GELU")), "Clip": OnnxOp(F.clip),
+    "LeakyRelu": OnnxOp(F.with_attrs("LeakyRelu", {"alpha": ("alpha", 0.01)})),
+    "HardSigmoid": OnnxOp(F.with_attrs("HardSigmoid", {"alpha": ("alpha", 0.2), "beta": ("beta", 0.5)})),
+    "Softmax": OnnxOp(F.softmax),
+    "LRN": OnnxOp(F.with_attrs("LRN", {"size": ("size", None), "alpha": ("alpha", 1e-4),
+                                       "beta": ("beta", 0.75), "bias": ("bias", 1.0)})),
+    # pooling
+    "MaxPool": OnnxOp(F.pool("MaxPool")), "AveragePool": OnnxOp(F.pool("AvgPool")),
+    "GlobalAveragePool": OnnxOp(F.unary("GlobalAvgPool")), "GlobalMaxPool": OnnxOp(F.unary("GlobalMaxPool")),
+    "ReduceMean": OnnxOp(F.reduce_mean),
+    # data movement
+    "Reshape": OnnxOp(F.reshape, FOLDERS["Reshape"]), "Flatten": OnnxOp(F.flatten, FOLDERS["Flatten"]),
+    "Transpose": OnnxOp(F.transpose, FOLDERS["Transpose"]), "Concat": OnnxOp(F.concat, FOLDERS["Concat"]),
+    "Squeeze": OnnxOp(F.squeeze_like, FOLDERS["Squeeze"]), "Unsqueeze": OnnxOp(F.squeeze_like, FOLDERS["Unsqueeze"]),
+    "Split": OnnxOp(F.split), "Pad": OnnxOp(F.pad),
+    "Identity": OnnxOp(F.alias, FOLDERS["Identity"]), "Dropout": OnnxOp(F.alias, FOLDERS["Dropout"]),
+    "Cast": OnnxOp(F.alias, FOLDERS["Cast"]),
+    # constants only (shape arithmetic, weights stored as ops)
+    "Constant": OnnxOp(None, FOLDERS["Constant"]), "ConstantOfShape": OnnxOp(None, FOLDERS["ConstantOfShape"]),
+    "Shape": OnnxOp(None, FOLDERS["Shape"]), "Slice": OnnxOp(None, FOLDERS["Slice"]),
+    "Equal": OnnxOp(None, FOLDERS["Equal"]), "Where": OnnxOp(None, FOLDERS["Where"]),
+    "Expand": OnnxOp(None, FOLDERS["Expand"]), "Range": OnnxOp(None, FOLDERS["Range"]),
+    # quantization: QDQ
+    "QuantizeLinear": OnnxOp(Q.quantize, Q.fold_quantize),
+    "DequantizeLinear": OnnxOp(Q.dequantize, Q.fold_dequantize),
+    # quantization: QOperator (ONNX and com.microsoft)
+    "QLinearConv": OnnxOp(Q.qlinear_conv), "ConvInteger": OnnxOp(Q.conv_integer),
+    "QLinearMatMul": OnnxOp(Q.qlinear_matmul), "MatMulInteger": OnnxOp(Q.matmul_integer),
+    "QGemm": OnnxOp(Q.qgemm),
+    "QLinearAdd": _q("Add", F.binary("Add"), _TWO, (6, 7)),
+    "QLinearMul": _q("Mul", F.binary("Mul"), _TWO, (6, 7)),
+    "QLinearAveragePool": _q("AveragePool", F.pool("AvgPool"), _ONE, (3, 4)),
+    "QLinearGlobalAveragePool": _q("GlobalAveragePool", F.unary("GlobalAvgPool"), _ONE, (3, 4)),
+    "QLinearConcat": _q("Concat", F.concat, Q.concat_inputs, (0, 1)),
+    "QLinearSigmoid": _q("Sigmoid", F.unary("Sigmoid"), _ONE, (3, 4)),
+    "QLinearLeakyRelu": _q("LeakyRelu", F.with_attrs("LeakyRelu", {"alpha": ("alpha", 0.01)}), _ONE, (3, 4)),
+    "QLinearSoftmax": _q("Softmax", F.softmax, _ONE, (3, 4)),
+}
+_DOMAINS = {"", "ai.onnx", "com.microsoft"}
+
+
+def _read(path: str) -> onnx.ModelProto:
+    if not os.path.isfile(path):
+        raise QsimError(f"{path}: ONNX model file not found")
+    try:
+        model = onnx.load(path)
+    except Exception as exc:  # protobuf DecodeError, bad external data: the file is at fault
+        raise QsimError(f"{path}: not a readable ONNX model (truncated or not ONNX?): "
+                        f"{type(exc).__name__}: {exc}") from None
+    if not model.graph.node or not model.graph.output:
+        raise QsimError(f"{path}: not a readable ONNX model (no nodes or no outputs; truncated or not ONNX?)")
+    return model
+
+
+def _infer(model: onnx.ModelProto, path: str) -> onnx.ModelProto:
+    try:
+        return onnx.shape_inference.infer_shapes(model)
+    except Exception as exc:  # inconsistent shapes or types in the file
+        raise QsimError(f"{path}: ONNX shape inference failed: {exc}") from None
+
+
+def _fix_batch(model: onnx.ModelProto, data_inputs: set[str], batch: int | None, path: str) -> int | None:
+    """Give every data input a static shape: the batch axis becomes ``batch`` (default: the file's,
+    or 1 if symbolic). Returns the file's batch when it changed (Reshape targets bake it in)."""
+    original, changed = None, False
+    for inp in model.graph.input:
+        if inp.name not in data_inputs:
+            continue
+        dims = inp.type.tensor_type.shape.dim
+        for i, d in enumerate(dims):
+            if i == 0:
+                original = d.dim_value if d.HasField("dim_value") else original
+                want = batch if batch is not None else (d.dim_value if d.HasField("dim_value") and d.dim_value else 1)
+                if not d.HasField("dim_value") or d.dim_value != want:
+                    d.Clear()
+                    d.dim_value = want
+                    changed = True
+            elif not d.HasField("dim_value") or d.dim_value <= 0:
+                raise GraphError(f"{path}: input {inp.name!r} has a symbolic dimension "
+                                 f"{d.dim_param or '?'!r} at axis {i}; export it with static shapes")
+    if changed:
+        del model.graph.value_info[:]  # shapes inferred for the old batch would conflict
+    return original if changed else None
+
+
+def load_onnx(path: str | os.PathLike, batch: int | None = None) -> Graph:
+    """Import an ONNX model (float, weightless, QDQ or QOperator) into a validated Graph."""
+    path = str(path)
+    if batch is not None and batch <= 0:
+        raise QsimError(f"{path}: batch must be positive, got {batch}")
+    model = _infer(_read(path), path)
+    data = classify_inputs(model)
+    batch_from = _fix_batch(model, data, batch, path)
+    if batch_from is not None or batch is not None:
+        model = _infer(model, path)
+    name = model.graph.name or os.path.splitext(os.path.basename(path))[0]
+    ctx = Context(model, path, Graph(name), data, batch_from, batch if batch_from is not None else None)
+    ctx.folders = {op: entry.fold for op, entry in ONNX_OPS.items() if entry.fold is not None}
+    live = _live_nodes(model.graph)
+    _check_supported(live, path)
+    for node in live:
+        if id(node) not in ctx.done:
+            _import_node(ctx, node)
+    g = ctx.g
+    for out in model.graph.output:
+        tensor = ctx.alias.get(out.name)
+        if tensor is None:
+            raise GraphError(f"{path}: graph output {out.name!r} is a constant or is not produced")
+        if tensor not in g.outputs:
+            g.mark_output(tensor)
+    order = [i.name for i in model.graph.input]
+    g.inputs.sort(key=lambda t: order.index(t) if t in order else len(order))
+    return g.validate()
+
+
+def _check_supported(nodes: list[onnx.NodeProto], path: str) -> None:
+    """Fail before building anything, naming every unsupported op (first node of each)."""
+    missing: dict[str, onnx.NodeProto] = {}
+    for node in nodes:
+        if node.domain not in _DOMAINS or node.op_type not in ONNX_OPS:
+            missing.setdefault(f"{node.domain + '.' if node.domain else ''}{node.op_type}", node)
+    if missing:
+        found = "; ".join(f"{op} (node {n.name or n.output[0]!r})" for op, n in missing.items())
+        raise GraphError(f"{path}: unsupported op{'s' if len(missing) > 1 else ''} {found}; "
+                         f"supported ops: {', '.join(sorted(ONNX_OPS))}")
+
+
+def _import_node(ctx: Context, node: onnx.NodeProto) -> None:
+    where = f"{ctx.path}: node {node.name or node.output[0]!r} ({node.op_type})"
+    entry = ONNX_OPS[node.op_type]
+    try:
+        if entry.fold is not None and ctx.const(node.output[0]) is not None:
+            return
+        if entry.handler is None:
+            raise ValueError("its inputs are not constants, and it is only supported on constants")
+        entry.handler(ctx, node)
+    except GraphError as exc:
+        raise GraphError(f"{where}: {exc}") from None
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        raise GraphError(f"{where}: {exc}") from None
+    ctx.done.add(id(node))
+
+
+def _live_nodes(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
+    """Nodes that some graph output depends on, in file order (dead branches are skipped)."""
+    producer = {o: n for n in graph.node for o in n.output if o}
+    live, stack = set(), [o.name for o in graph.output]
+    while stack:
+        node = producer.get(stack.pop())
+        if node is not None and id(node) not in live:
+            live.add(id(node))
+            stack.extend(i for i in node.input if i)
+    return [n for n in graph.node if id(n) in live]

@@ -1,0 +1,117 @@
+"""Ops that imported models need beyond the builders' set (ONNX semantics).
+
+* LRN (size, alpha, beta, bias): local response normalisation across channels (AlexNet, GoogLeNet).
+* Pad (pads: begin values then end values per axis, ONNX order; mode): explicit padding.
+* ReduceMean (axes, keepdims=1): mean over axes.
+* Split (axis, split: sizes): one tensor into several along an axis.
+* Div, Pow: binary with numpy broadcasting. Erf, Sqrt, LeakyRelu (alpha), HardSigmoid (alpha, beta):
+  unary elementwise.
+* GlobalMaxPool: max over the spatial axes, kept as 1x1.
+* Requantize: an integer tensor rescaled to new quantization parameters (TFLite QUANTIZE int -> int).
+* AddConst, SubConst, MulConst, DivConst, PowConst (operand_shape, reversed=False): ``x op c`` (``c op x``
+  when reversed) with a constant ``c`` held as the node's weight ``operand`` (numpy broadcasting).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from qsim.ir.ops.elementwise import _binary, _unary
+from qsim.ir.registry import Inferred, numel, per_output, register
+
+
+def _lrn_ops(inputs, outputs, attrs) -> int:
+    # square, window sum (size adds), scale and bias, power (~ exp + log), divide
+    return numel(outputs[0]) * (int(attrs.get("size", 5)) + 5)
+
+
+@register("LRN", vector_ops=_lrn_ops)
+def infer_lrn(inputs, attrs) -> Inferred:
+    if len(inputs) != 1 or len(inputs[0]) < 2:
+        raise ValueError("LRN takes one input with a channel axis")
+    if int(attrs.get("size", 5)) <= 0:
+        raise ValueError("size must be positive")
+    return Inferred(outputs=(tuple(inputs[0]),))
+
+
+@register("Pad", vector_ops=lambda i, o, a: numel(o[0]))  # a copy: one move per output element
+def infer_pad(inputs, attrs) -> Inferred:
+    if len(inputs) != 1:
+        raise ValueError("Pad takes one input")
+    rank = len(inputs[0])
+    pads = [int(p) for p in attrs["pads"]]
+    if len(pads) != 2 * rank:
+        raise ValueError(f"pads needs {2 * rank} values for rank {rank}, got {len(pads)}")
+    out = tuple(d + pads[i] + pads[i + rank] for i, d in enumerate(inputs[0]))
+    if min(out) < 0:
+        raise ValueError(f"pads {pads} remove more than the input {inputs[0]}")
+    return Inferred(outputs=(out,))
+
+
+def _reduce_axes(shape, attrs) -> list[int]:
+    axes = attrs.get("axes")
+    if axes is None:
+        return list(range(len(shape)))
+    norm = sorted({int(a) % len(shape) for a in axes})
+    if any(not -len(shape) <= int(a) < len(shape) for a in axes):
+        raise ValueError(f"axes {list(axes)} out of range for rank {len(shape)}")
+    return norm
+
+
+@register("ReduceMean", vector_ops=lambda i, o, a: numel(i[0]))
+def infer_reduce_mean(inputs, attrs) -> Inferred:
+    if len(inputs) != 1:
+        raise ValueError("ReduceMean takes one input")
+    shape = inputs[0]
+    axes = _reduce_axes(shape, attrs)
+    if int(attrs.get("keepdims", 1)):
+        out = tuple(1 if i in axes else d for i, d in enumerate(shape))
+    else:
+        out = tuple(d for i, d in enumerate(shape) if i not in axes)
+    return Inferred(outputs=(out,))
+
+
+@register("Split")
+def infer_split(inputs, attrs) -> Inferred:
+    if len(inputs) != 1:
+        raise ValueError("Split takes one input")
+    shape = inputs[0]
+    axis = int(attrs.get("axis", 0)) % len(shape)
+    sizes = [int(s) for s in attrs["split"]]
+    if sum(sizes) != shape[axis] or min(sizes) < 0:
+        raise ValueError(f"split sizes {sizes} do not add up to axis {axis} of {shape}")
+    return Inferred(outputs=tuple(shape[:axis] + (s,) + shape[axis + 1:] for s in sizes))
+
+
+register("Div", vector_ops=per_output(1))(_binary)
+register("Pow", vector_ops=per_output(2))(_binary)  # exp(b * log(a))
+for _name, _ops in {"Erf": 8, "Sqrt": 1, "LeakyRelu": 2, "HardSigmoid": 3}.items():
+    register(_name, vector_ops=per_output(_ops), fusable=_name in ("LeakyRelu", "HardSigmoid"))(_unary)
+
+
+@register("GlobalMaxPool", vector_ops=lambda i, o, a: numel(i[0]))
+def infer_global_max_pool(inputs, attrs) -> Inferred:
+    if len(inputs) != 1 or len(inputs[0]) < 3:
+        raise ValueError("GlobalMaxPool takes one N,C,spatial... input")
+    return Inferred(outputs=(tuple(inputs[0][:2]) + (1,) * (len(inputs[0]) - 2),))
+
+
+# Requantize: a quantized tensor rescaled to other parameters or another integer width (TFLite
+# QUANTIZE of an integer input): one multiply, shift and clamp per element.
+register("Requantize", vector_ops=per_output(3))(_unary)
+
+
+def _const_binary(inputs, attrs) -> Inferred:
+    if len(inputs) != 1:
+        raise ValueError("takes one activation input; the constant operand is the weight 'operand'")
+    operand = tuple(int(d) for d in attrs["operand_shape"])
+    try:
+        shape = np.broadcast_shapes(inputs[0], operand)
+    except ValueError:
+        raise ValueError(f"shapes {inputs[0]} and {operand} do not broadcast") from None
+    return Inferred(outputs=(tuple(int(d) for d in shape),), weights={"operand": operand})
+
+
+# x op c with a constant c (imported models: a bias Add after MatMul, a scale Mul, a Div by
+# sqrt(d)); c is the node's weight "operand", so its bytes are counted like any parameter.
+for _name, _ops in {"AddConst": 1, "SubConst": 1, "MulConst": 1, "DivConst": 1, "PowConst": 2}.items():
+    register(_name, vector_ops=per_output(_ops))(_const_binary)
