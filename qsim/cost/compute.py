@@ -67,8 +67,17 @@ def wave_factor(graph, node, profile: Profile) -> float:
     return best
 
 
-def compute_seconds(macs: int, vector_ops: int, unit: str, profile: Profile, waves: float = 1.0) -> float:
+def is_depthwise(graph, node) -> bool:
+    if node.op != "Conv":
+        return False
+    groups = int(node.attrs.get("groups", 1))
+    return groups > 1 and groups == graph.tensor(node.inputs[0]).shape[1]
+
+
+def compute_seconds(macs: int, vector_ops: int, unit: str, profile: Profile, waves: float = 1.0,
+                    depthwise: bool = False) -> float:
     c = profile.compute
-    matrix = macs / (c.macs_per_cycle[unit] * c.efficiency[unit] * profile.clock_hz) * waves if macs else 0.0
+    eff = c.depthwise_efficiency.get(unit, c.efficiency[unit]) if depthwise else c.efficiency[unit]
+    matrix = macs / (c.macs_per_cycle[unit] * eff * profile.clock_hz) * waves if macs else 0.0
     vector = vector_ops / (c.vector_ops_per_cycle * profile.clock_hz)
     return matrix + vector

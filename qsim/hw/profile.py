@@ -35,6 +35,7 @@ PROFILE_SCHEMA = Record(
                       "efficiency": MapOf(FRACTION, COMPUTE_CLASSES),
                       "vector_ops_per_cycle": POSITIVE, "accumulator_bits": Int(8, 64)},
             optional={"units": Int(1), "tiles": ListOf(ListOf(Int(1), length=2)),
+                      "depthwise_efficiency": MapOf(FRACTION, COMPUTE_CLASSES),
                       "min_latency_us": MapOf(NON_NEGATIVE, COMPUTE_CLASSES)},
         ),
         "memories": MapOf(MEMORY_SCHEMA),
@@ -72,6 +73,9 @@ class Compute:
     units: int = 1  # parallel units that take whole output tiles (GPU SMs): wave quantization
     tiles: tuple[tuple[int, int], ...] = ((1, 1),)  # output tile shapes a library can pick from
     min_latency: Mapping[str, float] = field(default_factory=dict)  # s; shortest matrix kernel per class
+    # Depthwise convolutions reuse no input across output channels: many targets run them far
+    # below their dense-conv efficiency. Classes not listed use ``efficiency``.
+    depthwise_efficiency: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -183,7 +187,8 @@ def build_profile(data: Mapping[str, Any], source: str = "<profile>") -> Profile
         compute=Compute(MappingProxyType(dict(c["macs_per_cycle"])), MappingProxyType(dict(c["efficiency"])),
                         c["vector_ops_per_cycle"], c["accumulator_bits"], c.get("units", 1),
                         tuple(tuple(t) for t in c.get("tiles", [[1, 1]])),
-                        MappingProxyType({k: v / 1e6 for k, v in (c.get("min_latency_us") or {}).items()})),
+                        MappingProxyType({k: v / 1e6 for k, v in (c.get("min_latency_us") or {}).items()}),
+                        MappingProxyType(dict(c.get("depthwise_efficiency") or {}))),
         memories=MappingProxyType(memories),
         weights_in=data["placement"]["weights"], activations_in=data["placement"]["activations"],
         buffer=data["placement"]["buffer"],
