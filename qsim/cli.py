@@ -61,6 +61,34 @@ def _cmd_profiles(args) -> int:
     return 0
 
 
+def _cmd_import(args) -> int:
+    import os
+
+    import yaml
+
+    from qsim.precision import plan_spec
+    from qsim.workload import workload_from_model_file
+
+    src, out = Path(args.model), Path(args.output)
+    if src.suffix not in (".onnx", ".tflite"):
+        raise QsimError(f"{src}: qsim import takes an .onnx or .tflite file")
+    wl = workload_from_model_file(src, args.batch)  # imports and validates before anything is written
+    summary = wl.graph.summary()
+    data = {"name": args.name or src.stem,
+            "description": f"imported from {src.name}: {summary['nodes']} nodes, {summary['macs']:,} MACs, "
+                           f"{summary['params']:,} parameters",
+            "model": {src.suffix[1:]: os.path.relpath(src.resolve(), out.resolve().parent)},
+            "precision": plan_spec(wl.plan)}
+    if args.batch:
+        data["batch"] = args.batch
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(data, sort_keys=False))
+    tmp.replace(out)
+    print(f"wrote {out}: {data['description']}")
+    return 0
+
+
 def _cmd_calibrate(args) -> int:
     from qsim.calibrate import write_profile
 
@@ -88,6 +116,14 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("action", choices=("list", "show", "check"))
     prof.add_argument("target", nargs="?", help="profile name or YAML file (show, check)")
     prof.set_defaults(func=_cmd_profiles)
+    from qsim.sweep.cli import add_sweep_parser; add_sweep_parser(sub)
+
+    imp = sub.add_parser("import", help="import an .onnx or .tflite model and write a workload YAML")
+    imp.add_argument("model", help="the .onnx or .tflite file")
+    imp.add_argument("-o", "--output", required=True, help="workload YAML to write, e.g. workloads/NAME.yaml")
+    imp.add_argument("--name", help="workload name (default: the file's stem)")
+    imp.add_argument("--batch", type=int, help="batch size to record in the workload")
+    imp.set_defaults(func=_cmd_import)
 
     cal = sub.add_parser("calibrate", help="micro-benchmark this machine and write a hardware profile")
     cal.add_argument("--out", default="hw_profiles/local.yaml", help="where to write the profile")

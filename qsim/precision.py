@@ -155,3 +155,19 @@ def parse_plan(spec: Any, where: str = "precision") -> PrecisionPlan:
         match = {k: str(item[k]) for k in ("name", "op") if k in item}
         overrides.append((match, parse_precision(item["precision"])))
     return PrecisionPlan(parse_precision(spec.get("default", "fp32")), tuple(overrides))
+
+
+def precision_spec(prec: LayerPrecision) -> Any:
+    """The shortest spelling that ``parse_precision`` reads back to ``prec``."""
+    uniform = layer_precision(prec.weight, prec.weight)
+    if uniform == prec:
+        return prec.weight
+    return {"weight": prec.weight, "activation": prec.activation, "accumulator": prec.accumulator}
+
+
+def plan_spec(plan: PrecisionPlan) -> Any:
+    """A YAML-ready form of a plan that ``parse_plan`` reads back to an equal plan."""
+    if not plan.overrides:
+        return precision_spec(plan.default)
+    return {"default": precision_spec(plan.default),
+            "overrides": [{**dict(match), "precision": precision_spec(prec)} for match, prec in plan.overrides]}

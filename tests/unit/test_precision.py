@@ -31,3 +31,12 @@ def test_plan_overrides_validate():
         parse_plan({"default": "int8", "overrides": [{"precision": "fp16"}]})
     with pytest.raises(WorkloadError, match=r"unknown keys \['defaults'\]"):
         parse_plan({"defaults": "int8"})
+
+
+def test_plan_spec_round_trips():
+    from qsim.precision import plan_spec
+
+    for spec in ["int8", "w4a16", {"default": "w8a8", "overrides": [{"op": "Softmax", "precision": "fp16"},
+                                                                   {"name": "fc", "precision": "w4a8"}]}]:
+        plan = parse_plan(spec)
+        assert parse_plan(plan_spec(plan)) == plan
