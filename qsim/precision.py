@@ -140,7 +140,7 @@ def parse_plan(spec: Any, where: str = "precision") -> PrecisionPlan:
     """A plan from a string (uniform) or ``{default: ..., overrides: [{name|op: ..., precision: ...}]}``."""
     if isinstance(spec, PrecisionPlan):
         return spec
-    if not isinstance(spec, Mapping):
+    if not isinstance(spec, Mapping) or "weight" in spec:  # a string or one {weight, activation} mapping
         return PrecisionPlan.uniform(spec)
     unknown = set(spec) - {"default", "overrides"}
     if unknown:
