@@ -1,0 +1,47 @@
+"""``qsim sweep SPEC``: run a design-space sweep and write its report folder.
+
+Wired into ``qsim.cli.build_parser`` by ``add_sweep_parser(sub)``. User errors raise QsimError
+subclasses, which the main CLI prints without a traceback (exit status 2).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from qsim.errors import QsimError
+
+
+def _cmd_sweep(args) -> int:
+    from qsim.sweep import load_spec, run_sweep, write_report
+
+    if args.workers is not None and args.workers < 1:
+        raise QsimError(f"--workers must be >= 1, got {args.workers}")
+    spec = load_spec(args.spec)
+    out = Path(args.out) if args.out else Path("reports") / spec.name
+    try:
+        df = run_sweep(spec, out_dir=out, workers=args.workers, scheduler=args.scheduler,
+                       dask_local=args.dask == "local", progress=False if args.no_progress else None)
+    except KeyboardInterrupt:  # every finished chunk is already stored: say how to go on
+        print(f"\nqsim: interrupted; the finished points are stored in {out / 'parts'}: run the same command "
+              "again to resume", file=sys.stderr)
+        return 130
+    report = write_report(df, out, spec)
+    ok = int((df["status"] == "ok").sum())
+    print(f"sweep {spec.name}: {len(df)} points ({ok} evaluated, {len(df) - ok} refused), "
+          f"{int(df['pareto'].sum())} on the Pareto front")
+    print(f"wrote {report} (+ results.csv, results.parquet, PNG figures); stored parts in {out / 'parts'}",
+          file=sys.stderr)
+    return 0
+
+
+def add_sweep_parser(subparsers) -> None:
+    sweep = subparsers.add_parser("sweep", help="evaluate a design-space sweep (workloads x precisions x "
+                                  "profiles x overrides) and write a report")
+    sweep.add_argument("spec", help="sweep spec YAML (see workloads/sweeps/), or a shipped sweep's name")
+    sweep.add_argument("--out", help="report folder (default reports/NAME); a rerun resumes what is stored there")
+    sweep.add_argument("--workers", type=int, help="local worker processes (default: all usable cores; 1: none)")
+    where = sweep.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run on this Dask distributed scheduler")
+    where.add_argument("--dask", choices=("local",), help="run on a Dask LocalCluster of --workers processes")
+    sweep.add_argument("--no-progress", action="store_true", help="no progress bar (it is off when not a terminal)")
+    sweep.set_defaults(func=_cmd_sweep)

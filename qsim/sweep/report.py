@@ -1,0 +1,123 @@
+"""The sweep report: ``OUT/report.html`` with PNG figures beside it, plus results.csv / .parquet.
+
+The HTML is one self-contained page of tables (the Pareto points, the best point per workload,
+refusals) referencing the PNGs by relative name, so the folder can be moved or zipped as is.
+"""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import pandas as pd
+
+from qsim.report import mib, si
+from qsim.sweep import plots
+from qsim.sweep.evaluate import point_layers
+from qsim.sweep.run import write_results
+from qsim.sweep.spec import SweepSpec, load_spec
+
+STYLE = """body{font-family:system-ui,sans-serif;margin:24px;max-width:1400px;color:#222}
+h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ccc}
+table{border-collapse:collapse;font-size:12px;margin:8px 0}
+th,td{border:1px solid #ddd;padding:3px 7px;text-align:right}th{background:#f3f3f3}
+td.t,th.t{text-align:left}img{max-width:100%;border:1px solid #eee;margin:6px 0}
+.note{color:#666;font-size:12px}"""
+SHOWN = ["workload", "precision", "profile", "batch"]
+METRICS = ["latency_s", "energy_j", "memory_bytes", "weight_bytes", "peak_activation_bytes", "tokens_per_s",
+           "emulated_nodes", "fits", "accuracy"]
+MAX_ROWS = 200
+
+
+def _fmt(column: str, value) -> str:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return "–"
+    if column == "latency_s":
+        return si(value, "s")
+    if column == "energy_j":
+        return si(value, "J")
+    if column.endswith("_bytes"):
+        return f"{value / 2**30:.2f} GiB" if value >= 2**30 else mib(int(value))
+    if column == "tokens_per_s":
+        return f"{value:,.1f}"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _table(df: pd.DataFrame, columns: list[str]) -> str:
+    columns = [c for c in columns if c in df.columns and (c in SHOWN or df[c].notna().any())]
+    text = {c: " class='t'" if not pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c])
+            else "" for c in columns}  # words left-aligned, numbers right-aligned
+    head = "".join(f"<th{text[c]}>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td{text[c]}>{html.escape(_fmt(c, row[c]))}</td>" for c in columns)
+                   + "</tr>" for _, row in df.head(MAX_ROWS).iterrows())
+    more = f"<p class='note'>{len(df) - MAX_ROWS} more rows in results.csv</p>" if len(df) > MAX_ROWS else ""
+    return f"<table><tr>{head}</tr>{body}</table>{more}"
+
+
+def best_points(df: pd.DataFrame) -> pd.DataFrame:
+    """Per workload, the Pareto point with the smallest energy-delay product (one common pick)."""
+    front = df[df["pareto"].fillna(False).astype(bool)].copy()
+    if front.empty:
+        return front
+    front["_edp"] = front["latency_s"] * front["energy_j"]
+    picks = front.sort_values("_edp", kind="stable").groupby("workload", sort=False).head(1)
+    return picks.drop(columns="_edp")
+
+
+def _figure(path: Path | None, caption: str) -> str:
+    if path is None:
+        return ""
+    return f"<figure><img src='{html.escape(path.name)}' alt='{html.escape(caption)}'><figcaption " \
+           f"class='note'>{html.escape(caption)}</figcaption></figure>"
+
+
+def write_report(df: pd.DataFrame, out_dir: str | Path, spec: SweepSpec | str | Path | None = None) -> Path:
+    """Write report.html, its PNGs, results.csv and results.parquet under ``out_dir``; return the HTML path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    spec = load_spec(spec) if spec is not None else None
+    write_results(df, out)
+    axes = [c for c in df.columns if "." in c]  # the override axes (dotted profile keys)
+    by_color, by_marker = plots.style_axes(df)
+    objectives = "latency, energy, memory" + (", accuracy" if df["accuracy"].notna().any() else "")
+    figures = [_figure(plots.latency_energy(df, out / "latency_energy.png"),
+                       f"Latency vs energy per workload; colour: {by_color}, marker: {by_marker}; ringed: on the Pareto "
+                       f"front of its workload and batch ({objectives})."),
+               _figure(plots.memory_need(df, out / "memory_need.png"),
+                       "Memory need (weights + peak activations + KV cache, per memory) against capacity.")]
+    best = best_points(df)
+    if spec is not None:
+        for i, (_, row) in enumerate(best.head(3).iterrows()):
+            title = f"{row['workload']} at {row['precision']} on {row['profile']}: per-layer latency and energy"
+            png = plots.layer_breakdown(point_layers(spec, row), title, out / f"layers_{i}.png")
+            figures.append(_figure(png, "Best point (smallest energy x delay on the front): " + title + "."))
+    ok, refused = df[df["status"] == "ok"], df[df["status"] == "refused"]
+    refusals = refused.groupby(["precision", "profile"], sort=False).agg(
+        points=("point_id", "size"), reason=("reason", "first")).reset_index() if len(refused) else refused
+    accuracy = ("not simulated yet (the bit-accurate simulator will fill the accuracy column)"
+                if df["accuracy"].isna().all() else "included")
+    title = html.escape(df.attrs.get("sweep") or (spec.name if spec else out.name))
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>qsim sweep {title}</title>"
+        f"<style>{STYLE}</style></head><body><h1>Sweep {title}</h1>",
+        f"<p>{html.escape(spec.description)}</p>" if spec and spec.description else "",
+        f"<p>{len(df)} points: {len(ok)} evaluated, {len(refused)} refused (the profile cannot run that "
+        f"precision). Axes: {html.escape(', '.join(SHOWN + axes))}. Accuracy: {accuracy}. Spec: "
+        f"{html.escape(spec.source if spec else df.attrs.get('source', '?'))}. Data: "
+        "<a href='results.csv'>results.csv</a>, <a href='results.parquet'>results.parquet</a>.</p>",
+        "<h2>Best point per workload</h2>", _table(best, SHOWN + axes + METRICS),
+        "<h2>Figures</h2>", *figures,
+        "<h2>Pareto front</h2><p class='note'>Per workload and batch; a point is on it when no other "
+        "point is at least as good on every objective and better on one.</p>",
+        _table(df[df["pareto"].fillna(False).astype(bool)], SHOWN + axes + METRICS),
+        "<h2>Refused points</h2>", _table(refusals, ["precision", "profile", "points", "reason"])
+        if len(refused) else "<p>None.</p>",
+        f"<h2>All points</h2>", _table(df, SHOWN + axes + ["status"] + METRICS + ["pareto"]),
+        "</body></html>",
+    ]
+    path = out / "report.html"
+    tmp = out / ".report.html.tmp"
+    tmp.write_text("\n".join(parts), encoding="utf-8")
+    tmp.replace(path)
+    return path

@@ -1,0 +1,103 @@
+"""The structural schema of a sweep spec, built from ``qsim.schema`` plus the checkers it lacks.
+
+Structure only (keys, types, list shapes); names that must refer to shipped files, precisions a
+parser must accept, and keys that must exist in a profile are checked in ``spec.py``. YAML lists
+carry no line numbers of their own, so an item's problem is reported at the line of its key.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from qsim.schema import Enum, Int, MapOf, Record, Str
+from qsim.yamlio import LocatedDict
+
+
+def _line(value, default: int) -> int:
+    return value.line if isinstance(value, LocatedDict) and value.line else default
+
+
+@dataclass(frozen=True)
+class ListOf:
+    item_schema: Any
+    non_empty: bool = True
+
+    def check(self, value, path, line, errors):
+        if not isinstance(value, list):
+            errors.append(f"line {line}: {path}: expected a list, got {type(value).__name__}")
+            return
+        if self.non_empty and not value:
+            errors.append(f"line {line}: {path}: must not be empty")
+        for i, item in enumerate(value):
+            self.item_schema.check(item, f"{path}[{i}]", _line(item, line), errors)
+
+
+@dataclass(frozen=True)
+class Scalar:
+    """An override value: a number, a string or a boolean (never a list or a mapping)."""
+
+    def check(self, value, path, line, errors):
+        if isinstance(value, (list, dict)) or value is None:
+            errors.append(f"line {line}: {path}: expected a number, string or boolean, got {value!r}")
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """A string, or a mapping checked by ``record`` (e.g. a precision: ``int8`` or a labelled plan)."""
+
+    record: Record
+    what: str
+
+    def check(self, value, path, line, errors):
+        if isinstance(value, str) and value:
+            return
+        if isinstance(value, Mapping):
+            self.record.check(value, path, _line(value, line), errors)
+            return
+        errors.append(f"line {line}: {path}: expected {self.what}, got {value!r}")
+
+
+class AnyValue:
+    """Checked later, with context (a plan's overrides are parsed by ``qsim.precision``)."""
+
+    def check(self, value, path, line, errors):
+        pass
+
+
+@dataclass(frozen=True)
+class Filter:
+    """``{skip: {axis: value | [values]}}`` or ``{keep: "pandas query"}``: exactly one of them."""
+
+    def check(self, value, path, line, errors):
+        line = _line(value, line)
+        if not isinstance(value, Mapping) or len(value) != 1 or next(iter(value)) not in ("skip", "keep"):
+            errors.append(f"line {line}: {path}: expected one of {{skip: {{axis: value}}}} or "
+                          f"{{keep: \"pandas query\"}}, got {dict(value) if isinstance(value, Mapping) else value!r}")
+            return
+        kind, body = next(iter(value.items()))
+        if kind == "keep":
+            Str().check(body, f"{path}.keep", line, errors)
+        elif not isinstance(body, Mapping) or not body:
+            errors.append(f"line {line}: {path}.skip: expected a non-empty mapping of axis -> value(s)")
+
+
+# A labelled per-layer plan: {label: mixed, default: int8, overrides: [{op: Softmax, precision: fp16}]}
+PLAN = Record(required={"label": Str(), "default": AnyValue()}, optional={"overrides": AnyValue()})
+PRECISION = OneOf(PLAN, "a precision string (int8, w4a16 ...) or {label, default, overrides}")
+POINT = Record(required={"workload": Str(), "precision": Str(), "profile": Str()},
+               optional={"batch": Int(1), "overrides": MapOf(Scalar())})
+
+SPEC_SCHEMA = Record(
+    required={"name": Str()},
+    optional={
+        "description": Str(),
+        "mode": Enum(("product", "points")),
+        "workloads": ListOf(Str()),
+        "precisions": ListOf(PRECISION),
+        "profiles": ListOf(Str()),
+        "overrides": MapOf(ListOf(Scalar())),
+        "batch": ListOf(Int(1)),
+        "points": ListOf(POINT),
+        "filters": ListOf(Filter()),
+    },
+)

@@ -1,0 +1,311 @@
+"""Sweep specs: parse -> validate (every problem at once, ``file:line: key: problem``) -> SweepSpec.
+
+```yaml
+name: precision_x_profile
+workloads: [mobilenet_v2, resnet50]            # shipped names or workload YAML / model paths
+precisions:
+  - int8
+  - w4a16
+  - {label: int8_fp16_head, default: int8, overrides: [{op: Gemm, precision: fp16}]}
+profiles: [mobile, cloud]                      # shipped names or profile YAML paths
+overrides: {memories.sram.capacity_kib: [1024, 4096]}   # profile keys (dotted) -> values
+batch: [1, 8]                                  # optional
+filters:
+  - skip: {profile: iot, workload: resnet50}   # drop points matching every given axis
+  - keep: "batch == 1 or profile == 'cloud'"   # pandas query over the axes (backticks for dotted keys)
+```
+
+``mode: product`` (the default) evaluates the cartesian product; ``mode: points`` evaluates an
+explicit ``points:`` list of ``{workload, precision, profile, batch?, overrides?}`` (``precision``
+there is a label from ``precisions`` or a precision string).
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Mapping
+
+from qsim.errors import QsimError
+from qsim.hw.profile import apply_overrides, check_profile_data, resolve_profile_path
+from qsim.precision import parse_plan
+from qsim.sweep.schema import SPEC_SCHEMA
+from qsim.schema import validate
+from qsim.workload import WORKLOAD_DIR, load_workload, resolve_workload
+from qsim.yamlio import LocatedDict, load_yaml
+
+
+class SweepError(QsimError):
+    """A sweep spec that does not parse or validate; lists every problem with file:line: key."""
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """Plain data only (it travels to worker processes and Dask workers)."""
+
+    name: str
+    source: str
+    mode: str
+    workloads: Mapping[str, str]  # label -> shipped name (resolved on the worker) or absolute path
+    workload_batch: Mapping[str, Any]  # label -> the workload file's own batch (None if it has none)
+    plans: Mapping[str, Any]  # label -> precision spec (string or {default, overrides})
+    profiles: Mapping[str, tuple[str, dict]]  # label -> (source path, validated raw data)
+    overrides: Mapping[str, tuple]  # product mode: dotted key -> values; points mode: keys seen
+    batch: tuple | None = None
+    points: tuple = ()
+    filters: tuple = ()  # (kind, body, line)
+    description: str = ""
+    lines: Mapping[str, int] = field(default_factory=dict)  # top-level key -> line, for later errors
+
+    @cached_property  # computed once per process: workers compare it on every point
+    def fingerprint(self) -> str:
+        """Changes when anything a worker caches could change (files' contents included)."""
+        blob = json.dumps([self.workloads, self.plans, self.profiles], sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def plain(value: Any) -> Any:
+    """LocatedDict -> dict, recursively: smaller to pickle, and equal across runs."""
+    if isinstance(value, Mapping):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+def _line(mapping, key) -> int:
+    return mapping.line_of(key) if isinstance(mapping, LocatedDict) else 0
+
+
+def _indent(message: str) -> str:
+    return str(message).replace("\n", "\n      ")
+
+
+class _Checker:
+    """Collects the semantic problems (names, precisions, profile keys) after the schema passed."""
+
+    def __init__(self, base: Path):
+        self.base = base
+        self.errors: list[str] = []
+        self.workloads: dict[str, str] = {}
+        self.workload_batch: dict[str, Any] = {}
+        self.profiles: dict[str, tuple[str, dict]] = {}
+
+    def error(self, line: int, key: str, problem: str) -> None:
+        self.errors.append(f"line {line}: {key}: {_indent(problem)}")
+
+    def workload(self, label: str, line: int, key: str) -> bool:
+        if label in self.workloads:
+            return True
+        path = resolve_workload(label)
+        if not path.exists() and not Path(label).is_absolute() and (self.base / label).exists():
+            path = self.base / label  # a path relative to the spec file
+        if not path.exists():
+            shipped = ", ".join(sorted(p.stem for p in WORKLOAD_DIR.glob("*.yaml")))
+            self.error(line, key, f"no workload file {label!r} and no shipped workload of that name "
+                                  f"(shipped: {shipped})")
+            return False
+        try:
+            load_workload(path)  # builds the graph once: a broken workload is a spec error, not N refusals
+        except QsimError as exc:
+            self.error(line, key, f"workload {label!r}: {exc}")
+            return False
+        data = load_yaml(path) if path.suffix in (".yaml", ".yml") else {}
+        shipped = path.parent == WORKLOAD_DIR.resolve() and path.stem == label
+        self.workloads[label] = label if shipped else str(path.resolve())  # a shipped name resolves on each worker
+        self.workload_batch[label] = data.get("batch") if isinstance(data, Mapping) else None
+        return True
+
+    def profile(self, label: str, line: int, key: str) -> bool:
+        if label in self.profiles:
+            return True
+        try:
+            path = resolve_profile_path(label)
+            if not path.exists() and (self.base / label).exists():
+                path = self.base / label
+            data = load_yaml(path)
+            check_profile_data(data, str(path))
+        except QsimError as exc:
+            self.error(line, key, f"profile {label!r}: {exc}")
+            return False
+        self.profiles[label] = (str(path.resolve()), plain(data))
+        return True
+
+    def plan(self, spec: Any, line: int, key: str) -> bool:
+        try:
+            parse_plan(spec, where=key)
+        except QsimError as exc:
+            self.error(line, key, str(exc))
+            return False
+        return True
+
+    def override(self, profile: str, dotted: str, value: Any, line: int, key: str) -> None:
+        source, data = self.profiles[profile]
+        try:
+            check_profile_data(apply_overrides(data, {dotted: value}), source)
+        except QsimError as exc:  # keep the profile's problems, drop its (meaningless here) line prefixes
+            found = [re.sub(r"^\s*\S+:\d+: ", "", s) for s in str(exc).splitlines()[1:]]
+            self.error(line, key, f"profile {profile!r} with {dotted} = {value!r}: {'; '.join(found) or exc}")
+
+
+def _plans(data: Mapping, chk: _Checker) -> dict[str, Any]:
+    plans: dict[str, Any] = {}
+    items = data.get("precisions") or []
+    line = _line(data, "precisions")
+    for i, item in enumerate(items):
+        key = f"precisions[{i}]"
+        if isinstance(item, Mapping):
+            label, spec = item["label"], {k: plain(v) for k, v in item.items() if k != "label"}
+            line_i = getattr(item, "line", line)
+        else:
+            label, spec, line_i = item, item, line
+        if label in plans:
+            chk.error(line_i, key, f"duplicate precision label {label!r}")
+        elif chk.plan(spec, line_i, key):
+            plans[label] = spec
+    return plans
+
+
+def _check_product(data: Mapping, chk: _Checker) -> tuple[dict, tuple | None]:
+    for key in ("workloads", "precisions", "profiles"):
+        if key not in data:
+            chk.error(getattr(data, "line", 1), key,
+                      "missing required key (mode: product)")
+    for key in ("workloads", "profiles", "batch"):
+        _duplicates(data.get(key) or [], _line(data, key), key, chk)
+    for dotted, values in (data.get("overrides") or {}).items():
+        _duplicates(values, _line(data["overrides"], dotted), f"overrides.{dotted}", chk)
+    for i, label in enumerate(data.get("workloads") or []):
+        chk.workload(label, _line(data, "workloads"), f"workloads[{i}]")
+    for i, label in enumerate(data.get("profiles") or []):
+        chk.profile(label, _line(data, "profiles"), f"profiles[{i}]")
+    overrides = data.get("overrides") or {}
+    for dotted, values in overrides.items():
+        line = _line(overrides, dotted)
+        if chk.profiles and not any(has_key(pdata, dotted) for _, pdata in chk.profiles.values()):
+            leaves = sorted(_dotted_keys(next(iter(chk.profiles.values()))[1]))
+            close = difflib.get_close_matches(dotted, leaves, n=1)
+            chk.error(line, f"overrides.{dotted}", "no profile of this sweep has this key"
+                      + (f" (did you mean {close[0]!r}?)" if close else ""))
+            continue
+        for profile in chk.profiles:
+            if has_key(chk.profiles[profile][1], dotted):
+                for i, value in enumerate(values):
+                    chk.override(profile, dotted, value, line, f"overrides.{dotted}[{i}]")
+    batch = tuple(data["batch"]) if "batch" in data else None
+    return {k: tuple(v) for k, v in overrides.items()}, batch
+
+
+def _duplicates(values: list, line: int, key: str, chk: _Checker) -> None:
+    """A value listed twice would make the same points twice."""
+    seen: dict = {}
+    for i, value in enumerate(values):
+        if isinstance(value, (str, int, float, bool)) and (type(value), value) in seen:
+            chk.error(line, f"{key}[{i}]", f"{value!r} is listed twice (first as {key}[{seen[(type(value), value)]}])")
+        elif isinstance(value, (str, int, float, bool)):
+            seen[(type(value), value)] = i
+
+
+def _check_points(data: Mapping, chk: _Checker, plans: dict) -> tuple[tuple, dict]:
+    for key in ("workloads", "profiles", "overrides", "batch"):
+        if key in data:
+            chk.error(_line(data, key), key, "only in mode: product (in mode: points each point names its own)")
+    points, keys = [], {}
+    for i, point in enumerate(data.get("points") or []):
+        line, key = getattr(point, "line", _line(data, "points")), f"points[{i}]"
+        ok = chk.workload(point["workload"], line, f"{key}.workload")
+        ok &= chk.profile(point["profile"], line, f"{key}.profile")
+        prec = point["precision"]
+        if prec not in plans and chk.plan(prec, line, f"{key}.precision"):
+            plans[prec] = prec
+        for dotted, value in (point.get("overrides") or {}).items():
+            keys.setdefault(dotted, ())
+            if ok and not has_key(chk.profiles[point["profile"]][1], dotted):
+                chk.error(line, f"{key}.overrides.{dotted}", f"profile {point['profile']!r} has no key {dotted!r}")
+            elif ok:
+                chk.override(point["profile"], dotted, value, line, f"{key}.overrides.{dotted}")
+        points.append(plain(point))
+    return tuple(points), keys
+
+
+def has_key(data: Mapping, dotted: str) -> bool:
+    node: Any = data
+    for key in dotted.split("."):
+        if not isinstance(node, Mapping) or key not in node:
+            return False
+        node = node[key]
+    return True
+
+
+def _dotted_keys(data: Mapping, prefix: str = "") -> list[str]:
+    out = []
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        out.extend(_dotted_keys(value, path + ".") if isinstance(value, Mapping) else [path])
+    return out
+
+
+def get_key(data: Mapping, dotted: str) -> Any:
+    """The value at a dotted key, or None where the profile has no such key."""
+    node: Any = data
+    for key in dotted.split("."):
+        if not isinstance(node, Mapping) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def _raise(source: str, errors: list[str]) -> None:
+    if errors:
+        raise SweepError(f"{source}: {len(errors)} problem(s):\n" + "\n".join(
+            f"  {source}:{e[5:]}" for e in errors))
+
+
+def load_spec(spec: str | Path | Mapping | SweepSpec) -> SweepSpec:
+    """Read and validate a sweep spec (a YAML path or an equivalent dict); raise SweepError listing
+    every problem."""
+    if isinstance(spec, SweepSpec):
+        return spec
+    if isinstance(spec, Mapping):
+        data, source, base = copy.deepcopy(spec), "<sweep spec>", Path.cwd()
+    else:
+        path = Path(spec)
+        if not path.exists() and not path.suffix and (WORKLOAD_DIR.resolve() / "sweeps" / f"{spec}.yaml").exists():
+            path = WORKLOAD_DIR.resolve() / "sweeps" / f"{spec}.yaml"  # a shipped sweep's name
+        try:
+            data = load_yaml(path)
+        except QsimError as exc:
+            raise SweepError(str(exc)) from None
+        source, base = str(path), path.parent
+    errors = validate(data, SPEC_SCHEMA)
+    _raise(source, errors)
+    chk = _Checker(base)
+    plans = _plans(data, chk)
+    mode = data.get("mode", "points" if "points" in data else "product")
+    if mode == "product":
+        if "points" in data:
+            chk.error(_line(data, "points"), "points", "only in mode: points")
+        overrides, batch = _check_product(data, chk)
+        points = ()
+    else:
+        if "points" not in data:
+            chk.error(getattr(data, "line", 1), "points", "missing required key (mode: points)")
+        points, overrides = _check_points(data, chk, plans)
+        batch = None
+    filters = tuple((kind, plain(body), getattr(item, "line", _line(data, "filters")))
+                    for item in data.get("filters") or [] for kind, body in item.items())
+    _raise(source, chk.errors)
+    result = SweepSpec(name=data["name"], source=source, mode=mode, workloads=chk.workloads,
+                       workload_batch=chk.workload_batch, plans=plans, profiles=chk.profiles,
+                       overrides=overrides, batch=batch, points=points, filters=filters,
+                       description=data.get("description", ""),
+                       lines={k: _line(data, k) for k in data})
+    from qsim.sweep.points import point_errors  # needs the spec built: filters run on the axes table
+
+    _raise(source, point_errors(result))
+    return result
