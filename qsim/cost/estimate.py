@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from qsim.cost.compute import choose_unit, compute_seconds, is_depthwise, wave_factor
+from qsim.cost.compute import choose_unit, compute_seconds, is_depthwise, systolic_seconds, wave_factor
 from qsim.cost.footprint import (activation_bits, packed_bytes, peak_activation_bytes, state_footprint,
                                  weight_bits, weight_footprint)
 from qsim.cost.traffic import Operands, memory_energy_j, memory_seconds, node_traffic
@@ -70,8 +70,12 @@ def _node_row(graph, node, plan: PrecisionPlan, profile: Profile) -> dict[str, A
     ops = _operands(graph, node, plan, fused)
     traffic = node_traffic(ops, profile, node.op in MATRIX_OPS)
     waves = wave_factor(graph, node, profile) if counts.macs else 1.0
-    compute_s = compute_seconds(counts.macs, counts.vector_ops, choice.unit, profile, waves,
-                                is_depthwise(graph, node))
+    array_s = systolic_seconds(graph, node, profile, choice.unit) if counts.macs else None
+    if array_s is not None:  # the dataflow model replaces peak x efficiency for matrix ops
+        compute_s = array_s + compute_seconds(0, counts.vector_ops, choice.unit, profile)
+    else:
+        compute_s = compute_seconds(counts.macs, counts.vector_ops, choice.unit, profile, waves,
+                                    is_depthwise(graph, node))
     memory_s, level = memory_seconds(traffic, profile)
     dispatch = 0.0 if fused else profile.dispatch_s
     latency = dispatch + max(compute_s, memory_s)

@@ -120,3 +120,21 @@ def test_kv_cache_traffic_grows_with_context():
     assert short["state_bytes"] == 32 * 2 * 32 * 128 * 1024 * 2
     assert long["state_bytes"] == 32 * 2 * 32 * 128 * 4096 * 2
     assert long["latency_s"] > short["latency_s"]
+
+
+def test_systolic_profile_uses_the_dataflow_model():
+    from qsim.cost.systolic import SystolicArray, systolic_gemm
+    from qsim.hw.profile import load_profile
+
+    g = _gemm_graph()  # 64 x 32 outputs, K = 64
+    prof = load_profile("systolic")
+    row = estimate_graph(g, PrecisionPlan.uniform("int8"), prof).layers.iloc[0]
+    big = 1 << 20
+    cycles = systolic_gemm(64, 32, 64, array=SystolicArray(256, 256, "ws", big, big, big, 1e12)).total_cycles
+    # ws on 256x256: 2R + C + T - 2 = 512 + 256 + 64 - 2 = 830 cycles for the single fold
+    assert cycles == 830
+    assert row.compute_s == pytest.approx(830 / 700e6 + 64 * 32 / (256 * 700e6))
+    small = load_profile("systolic", {"systolic.rows": 32, "systolic.cols": 32})
+    row32 = estimate_graph(g, PrecisionPlan.uniform("int8"), small).layers.iloc[0]
+    # 32x32 ws: K=64 -> 2 row folds, N=32 -> 1 col fold, each 2*32 + 32 + 64 - 2 = 158 cycles
+    assert row32.compute_s == pytest.approx(2 * 158 / 700e6 + 64 * 32 / (256 * 700e6))
