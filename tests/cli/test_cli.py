@@ -87,7 +87,7 @@ def test_profiles_subcommands(capsys, tmp_path):
     assert code == 2 and "missing required key" in err
 
 
-@pytest.mark.parametrize("sub", [[], ["run"], ["profiles"]])
+@pytest.mark.parametrize("sub", [[], ["run"], ["profiles"], ["import"], ["calibrate"], ["sweep"]])
 def test_every_subcommand_has_help(sub):
     code, out, _ = run(*sub, "--help")
     assert code == 0 and "usage: qsim" in out
