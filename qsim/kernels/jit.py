@@ -1,0 +1,151 @@
+"""Numba kernels with the signatures and results of `qsim.kernels.reference` (see its module doc
+for accumulation order and the overflow-count definition).
+
+Dispatch, per call:
+  * wrap mode, 8-bit x and w, CPU with avx512_vnni, K <= vnni.MAX_K and >= vnni_ops.MIN_COLS
+    output channels per group: the vpdpbusd core (`vnni`, `vnni_ops`); wraparound after an exact
+    int32 sum is order-independent, so this is bit-exact with the sequential spec;
+  * wrap-mode matmul otherwise: float BLAS (float32 or float64), exact while the bound on the sum
+    of products stays below 2^24 / 2^53;
+  * otherwise the portable sequential kernels (`portable`), which serve saturate mode, other
+    convolutions (int16, depthwise/narrow groups, CPUs without VNNI). Their working width is
+    int32 when a bound on the exact sum allows it, else int64.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from qsim.kernels import portable, vnni_ops
+from qsim.kernels._common import (KernelInputError, bias_vector, check_acc, check_int_array,
+                                  conv_geometry, matmul_out_shape, matmul_shapes, pool_geometry,
+                                  zero_point, zp_in_range)
+from qsim.kernels.reference import ROUNDINGS
+
+_I32_LIMIT = 2**31 - 1
+
+
+def _span(dtype, zp: np.ndarray) -> int:
+    """Largest |v - zp| over the dtype's values and the given zero points."""
+    info = np.iinfo(dtype)
+    return int(max(np.max(np.abs(info.min - zp)), np.max(np.abs(info.max - zp))))
+
+
+def _bound(k: int, xspan: int, wspan: int, bias: np.ndarray) -> int:
+    """An upper bound on |exact sum| of any output, partial sums included."""
+    return k * xspan * wspan + int(np.max(np.abs(bias), initial=0))
+
+
+def _work_dtype(bound: int, acc_bits: int, saturate: bool):
+    """int32 when every value the sequential kernel stores fits, else int64."""
+    if saturate:
+        return np.int32 if acc_bits <= 32 else np.int64
+    return np.int32 if bound <= _I32_LIMIT else np.int64
+
+
+# Integers below these magnitudes are exact in the float type, and so is every partial sum of a
+# dot product whose absolute bound is below them, in any order BLAS chooses.
+_FLOAT_EXACT = {np.float32: 2**24, np.float64: 2**53}
+
+
+def _matmul_float(a3, b3, az, bz, bias, acc_bits, lo, hi, products):
+    """Wrap-mode matmul through float BLAS, exact because |sum of products| < 2^mantissa: the
+    fallback when the VNNI core does not apply (no avx512_vnni, 16-bit inputs, long K)."""
+    ft = np.float32 if products < _FLOAT_EXACT[np.float32] else np.float64
+    af = a3.astype(ft)
+    af -= az
+    bf = b3.astype(ft)
+    bf -= bz.astype(ft)
+    exact = np.matmul(af, bf).astype(np.int64)
+    exact += bias
+    out = np.empty(exact.shape, dtype=np.int64)
+    return out, int(portable.wrap_count(exact, acc_bits, lo, hi, out))
+
+
+def _canonical(x: np.ndarray) -> np.ndarray:
+    """Inputs as int16 (8/16-bit signed, 8-bit unsigned) or int32 (uint16): one compiled
+    specialization per width instead of one per dtype, which keeps cold-start compiles short."""
+    return np.ascontiguousarray(x, dtype=np.int32 if x.dtype == np.uint16 else np.int16)
+
+
+def _finish(work: np.ndarray, counts: np.ndarray, acc_bits: int, lo: int, hi: int, saturate: bool):
+    if saturate:
+        return work.astype(np.int64), int(counts.sum())
+    out = np.empty(work.shape, dtype=np.int64)
+    return out, int(portable.wrap_count(work, acc_bits, lo, hi, out))
+
+
+def conv2d_acc(x, w, x_zp, w_zp, bias, stride, pads, dilation, groups, acc_bits=32,
+               overflow="wrap"):
+    """Integer 2-D convolution accumulator; see `qsim.kernels.reference.conv2d_acc`."""
+    x, w = check_int_array("x", x), check_int_array("w", w)
+    g = conv_geometry(x, w, stride, pads, dilation, groups)
+    lo, hi, saturate = check_acc(acc_bits, overflow)
+    xz = int(zero_point("x_zp", x_zp, None)[0])
+    wz = zero_point("w_zp", w_zp, g.m)
+    b = bias_vector(bias, g.m)
+    k = g.cg * g.kh * g.kw
+    bound = _bound(k, _span(x.dtype, np.array([xz])), _span(w.dtype, wz), b)
+    if not saturate and g.mg >= vnni_ops.MIN_COLS and vnni_ops.usable(x.dtype, w.dtype, k, xz):
+        return vnni_ops.conv(x, w, xz, wz, b, g, acc_bits, lo, hi, checked=bound > hi)
+    dt = _work_dtype(bound, acc_bits, saturate)
+    ws = (w.astype(np.int64) - wz[:, None, None, None]).astype(dt)
+    hit = ((b < lo) | (b > hi)) if saturate else np.zeros(g.m, dtype=np.bool_)
+    bb = (np.clip(b, lo, hi) if saturate else b).astype(dt)
+    out = np.empty((g.n, g.m, g.oh, g.ow), dtype=np.int64)
+    (sh, sw), (dh, dw) = g.stride, g.dilation
+    counts = portable.conv_seq(_canonical(x), xz, ws, bb, hit, sh, sw, dh, dw, g.pads[0],
+                               g.pads[1], acc_bits, lo, hi, saturate, bound > hi, out)
+    return out, int(counts.sum())
+
+
+def matmul_acc(a, b, a_zp, b_zp, bias=None, acc_bits=32, overflow="wrap"):
+    """Integer matmul accumulator; see `qsim.kernels.reference.matmul_acc`."""
+    a, b = check_int_array("a", a), check_int_array("b", b)
+    lo, hi, saturate = check_acc(acc_bits, overflow)
+    a3, b3, batch, sq_m, sq_n = matmul_shapes(a, b)
+    nb, m, k = a3.shape
+    n = b3.shape[2]
+    az = int(zero_point("a_zp", a_zp, None)[0])
+    bz = zero_point("b_zp", b_zp, n)
+    bv = bias_vector(bias, n)
+    shape = matmul_out_shape(batch, m, n, sq_m, sq_n)
+    products = _bound(k, _span(a.dtype, np.array([az])), _span(b.dtype, bz), np.zeros(0))
+    bound = products + int(np.max(np.abs(bv), initial=0))
+    if not saturate and vnni_ops.usable(a.dtype, b.dtype, k, az):
+        acc, count = vnni_ops.matmul(a3, b3, b if b.ndim > 1 else b[:, None], az, bz, bv,
+                                     acc_bits, lo, hi, checked=bound > hi)
+        return acc.reshape(shape), count
+    if not saturate and products < _FLOAT_EXACT[np.float64]:
+        acc, count = _matmul_float(a3, b3, az, bz, bv, acc_bits, lo, hi, products)
+        return acc.reshape(shape), count
+    dt = _work_dtype(bound, acc_bits, saturate)
+    as_ = (a3.astype(np.int64) - az).astype(dt)
+    bs = (b3.astype(np.int64) - bz).astype(dt)
+    hit = ((bv < lo) | (bv > hi)) if saturate else np.zeros(n, dtype=np.bool_)
+    bb = (np.clip(bv, lo, hi) if saturate else bv).astype(dt)
+    work = np.empty((nb, m, n), dtype=dt)
+    counts = portable.matmul_seq(as_, bs, bb, hit, lo, hi, saturate, work)
+    acc, count = _finish(work, counts, acc_bits, lo, hi, saturate)
+    return acc.reshape(shape), count
+
+
+def maxpool2d(x, kernel, stride, pads, ceil_mode=False):
+    """Max pool over NCHW integers; see `qsim.kernels.reference.maxpool2d`."""
+    x = check_int_array("x", x)
+    kh, kw, sh, sw, pt, pl, _, _, oh, ow = pool_geometry(x, kernel, stride, pads, ceil_mode)
+    out = np.empty(x.shape[:2] + (oh, ow), dtype=np.int32)
+    portable.maxpool(_canonical(x), kh, kw, sh, sw, pt, pl, oh, ow, out)
+    return out.astype(x.dtype)
+
+
+def avgpool2d(x, kernel, stride, pads, count_include_pad, rounding, x_zp=0):
+    """Average pool over NCHW integers; see `qsim.kernels.reference.avgpool2d` and ROUNDINGS."""
+    x = check_int_array("x", x)
+    if rounding not in ROUNDINGS:
+        raise KernelInputError(f"rounding must be one of {ROUNDINGS}, got {rounding!r}")
+    kh, kw, sh, sw, pt, pl, _, _, oh, ow = pool_geometry(x, kernel, stride, pads, False)
+    xz = zp_in_range("x_zp", int(zero_point("x_zp", x_zp, None)[0]), x.dtype)
+    out = np.empty(x.shape[:2] + (oh, ow), dtype=np.int32)
+    portable.avgpool(_canonical(x), xz, kh, kw, sh, sw, pt, pl, oh, ow,
+                     bool(count_include_pad), ROUNDINGS.index(rounding), out)
+    return out.astype(x.dtype)     # an average lies between the values (and x_zp) it averages

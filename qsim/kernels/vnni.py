@@ -1,0 +1,306 @@
+"""AVX-512 VNNI int8 GEMM/convolution core for numba, emitting `vpdpbusd` through llvmlite.
+
+LLVM never emits vpdpbusd (u8 x s8 -> s32, 4-deep dot per lane) from plain numba code, so the
+register tile is written as an intrinsic in LLVM IR. One tile computes MR rows x (16 * NV) columns:
+
+    C[r, j] = sum over taps t, channel quads q, bytes e of
+              U[base + r * pix_stride + taps[t] + 4q + e] * W[t, q, j, e]
+
+U is the unsigned ("activation") side: each row r is one output pixel (conv: an NHWC input
+pixel, channels padded to a multiple of 4; matmul: one row of A) and its 4-byte group is
+broadcast to all lanes. W is the signed side, packed once per panel of 16*NV columns as
+[taps][quads][16*NV][4] so that one 64-byte load feeds 16 columns. The int32 sums are exact as
+long as K * 255 * 128 < 2^31 (callers check); zero points are corrected outside, in int64
+(`vnni_ops`). Measured on this machine kind (Zen 5, one core): ~1 TOPS in the tile loop.
+"""
+from __future__ import annotations
+
+import llvmlite.binding as llb
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.core.extending import intrinsic
+
+from qsim.kernels.portable import wrap_row
+
+def _vnni_target() -> bool:
+    """True when numba compiles for a CPU with avx512_vnni: the host's own features, unless
+    NUMBA_CPU_NAME / NUMBA_CPU_FEATURES pin another target (e.g. for portable caches)."""
+    if numba.config.CPU_FEATURES:
+        return "+avx512vnni" in numba.config.CPU_FEATURES
+    if numba.config.CPU_NAME not in (None, "host"):
+        return False
+    return bool(llb.get_host_cpu_features().get("avx512vnni", False))
+
+
+HAS_VNNI = _vnni_target()
+NV = 4                      # zmm vectors per tile row: a panel is 64 columns (output channels)
+NR = 16 * NV
+MR = 4                      # rows per register tile: 4 x 4 accumulators + 4 loads + broadcast
+MAX_K = (2**31 - 1) // (255 * 128)   # longest reduction whose int32 u8*s8 sum cannot wrap
+# Epilogue rows per block: long enough that each transposed output run streams (2 KiB of int64),
+# short enough that the block (64 columns) stays in L2.
+EPI_ROWS = 256
+
+_I8, _I32, _I64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
+_V16 = ir.VectorType(_I32, 16)
+
+
+def _data_ptr(context, builder, arrty, val):
+    return builder.bitcast(context.make_array(arrty)(context, builder, val).data, _I8.as_pointer())
+
+
+def _loop(builder, count, carried, body):
+    """Emit `for i in range(count)` (count >= 1) with loop-carried LLVM values; return them."""
+    pre = builder.block
+    head = builder.append_basic_block("vnni.loop")
+    done = builder.append_basic_block("vnni.done")
+    builder.branch(head)
+    builder.position_at_end(head)
+    i = builder.phi(_I64)
+    phis = []
+    for v in carried:
+        p = builder.phi(v.type)
+        p.add_incoming(v, pre)
+        phis.append(p)
+    i.add_incoming(ir.Constant(_I64, 0), pre)
+    new = body(i, phis)
+    nxt = builder.add(i, ir.Constant(_I64, 1))
+    tail = builder.block
+    builder.cbranch(builder.icmp_signed("<", nxt, count), head, done)
+    i.add_incoming(nxt, tail)
+    for p, v in zip(phis, new):
+        p.add_incoming(v, tail)
+    builder.position_at_end(done)
+    # `done` is reached only from the latch, so the last iteration's values dominate it.
+    return new
+
+
+def _make_tile(mr: int, nv: int):
+    """Build the intrinsic for an mr x (16*nv) tile (see module doc); it overwrites C."""
+
+    @intrinsic
+    def tile(typingctx, u, u_off, pix_stride, taps, quads, w, w_off, c, c_off, ldc):
+        # Raw pointer arithmetic below: accept only the C-contiguous arrays it was written for.
+        want = ((u, types.uint8), (taps, types.int64), (w, types.int8), (c, types.int32))
+        if not all(isinstance(a, types.Array) and a.dtype == d and a.layout == "C" for a, d in want):
+            return None
+        sig = types.void(u, u_off, pix_stride, taps, quads, w, w_off, c, c_off, ldc)
+
+        def codegen(context, builder, signature, args):
+            u_v, u_off_v, pix_v, taps_v, quads_v, w_v, w_off_v, c_v, c_off_v, ldc_v = args
+            aty = signature.args
+            u_base = builder.gep(_data_ptr(context, builder, aty[0], u_v), [u_off_v])
+            taps_arr = context.make_array(aty[3])(context, builder, taps_v)
+            ntaps = cgutils.unpack_tuple(builder, taps_arr.shape, 1)[0]
+            w_base = builder.gep(_data_ptr(context, builder, aty[5], w_v), [w_off_v])
+            fnty = ir.FunctionType(_V16, [_V16, _V16, _V16])
+            dp = cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.avx512.vpdpbusd.512")
+            zero = ir.Constant(_V16, None)
+            splat = ir.Constant(ir.VectorType(_I32, 16), [0] * 16)
+            panel_step = ir.Constant(_I64, 4 * 16 * nv)
+            rows = [builder.gep(u_base, [builder.mul(pix_v, ir.Constant(_I64, r))]) for r in range(mr)]
+
+            def tap_body(t, state):
+                accs, wp = state[:-1], state[-1]
+                toff = builder.load(builder.gep(taps_arr.data, [t]))
+                urow = [builder.gep(p, [toff]) for p in rows]
+
+                def quad_body(q, st):
+                    acc, wq = st[:-1], st[-1]
+                    wv = [builder.load(builder.bitcast(builder.gep(wq, [ir.Constant(_I64, 64 * v)]),
+                                                       _V16.as_pointer()), align=1) for v in range(nv)]
+                    out = []
+                    for r in range(mr):
+                        qoff = builder.shl(q, ir.Constant(_I64, 2))
+                        word = builder.load(builder.bitcast(builder.gep(urow[r], [qoff]),
+                                                            _I32.as_pointer()), align=1)
+                        bc = builder.shuffle_vector(builder.insert_element(
+                            ir.Constant(_V16, ir.Undefined), word, ir.Constant(_I32, 0)),
+                            ir.Constant(_V16, ir.Undefined), splat)
+                        for v in range(nv):
+                            # operand order: (acc, unsigned bytes, signed bytes)
+                            out.append(builder.call(dp, [acc[r * nv + v], bc, wv[v]]))
+                    return out + [builder.gep(wq, [panel_step])]
+
+                return _loop(builder, quads_v, list(accs) + [wp], quad_body)
+
+            final = _loop(builder, ntaps, [zero] * (mr * nv) + [w_base], tap_body)
+            c_ptr = context.make_array(aty[7])(context, builder, c_v).data
+            for r in range(mr):
+                row = builder.add(c_off_v, builder.mul(ldc_v, ir.Constant(_I64, r)))
+                for v in range(nv):
+                    p = builder.gep(c_ptr, [builder.add(row, ir.Constant(_I64, 16 * v))])
+                    builder.store(final[r * nv + v], builder.bitcast(p, _V16.as_pointer()), align=4)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return tile
+
+
+_tile_main = _make_tile(MR, NV)
+_tile_one = _make_tile(1, NV)
+
+
+@njit(cache=True, parallel=True)
+def gemm_rows(u, lda, w, k4, c):
+    """C (M, P*NR) int32 = U rows (M rows of lda bytes, first 4*k4 used) x packed W (P panels).
+
+    For matmul: U is A shifted to uint8 and padded to a multiple of 4 columns."""
+    m = c.shape[0]
+    npanel = w.shape[0]
+    taps = np.zeros(1, dtype=np.int64)
+    mfull = m - m % MR
+    panel_bytes = w.shape[1] * w.shape[2] * w.shape[3] * w.shape[4]
+    ntile = mfull // MR
+    # One work item per (panel, row tile) so both threads have work whether M or N is small.
+    for item in prange(npanel * (ntile + (m - mfull))):
+        j = item // (ntile + m - mfull)
+        i = item % (ntile + m - mfull)
+        if i < ntile:
+            _tile_main(u, i * MR * lda, lda, taps, k4, w, j * panel_bytes, c, i * MR * c.shape[1] + j * NR,
+                       c.shape[1])
+        else:
+            r = mfull + i - ntile
+            _tile_one(u, r * lda, lda, taps, k4, w, j * panel_bytes, c, r * c.shape[1] + j * NR,
+                      c.shape[1])
+
+
+@njit(cache=True, parallel=True)
+def conv_rows(xp, w, taps, quads, sh, sw, oh, ow, c):
+    """Direct convolution of one image: xp (Hp, Wp, Cp) padded NHWC uint8; taps are byte offsets
+    of each kernel tap; C (oh*ow, P*NR) int32 rows are output pixels."""
+    wp_bytes = xp.shape[1] * xp.shape[2]
+    cp = xp.shape[2]
+    npanel = w.shape[0]
+    panel_bytes = w.shape[1] * w.shape[2] * w.shape[3] * w.shape[4]
+    ofull = ow - ow % MR
+    ldc = c.shape[1]
+    for item in prange(oh * npanel):
+        oy = item // npanel
+        j = item % npanel
+        row0 = oy * sh * wp_bytes
+        for ox in range(0, ofull, MR):
+            _tile_main(xp, row0 + ox * sw * cp, sw * cp, taps, quads, w, j * panel_bytes, c,
+                       (oy * ow + ox) * ldc + j * NR, ldc)
+        for ox in range(ofull, ow):
+            _tile_one(xp, row0 + ox * sw * cp, sw * cp, taps, quads, w, j * panel_bytes, c,
+                      (oy * ow + ox) * ldc + j * NR, ldc)
+
+
+def pack_weights(ws: np.ndarray, ntaps: int, quads: int) -> np.ndarray:
+    """Pack signed weights ws (ntaps*quads*4, M) int8, row = tap * 4*quads + channel, into
+    (panels, ntaps, quads, NR, 4) int8, columns padded with zeros to whole panels."""
+    kk, m = ws.shape
+    npanel = -(-m // NR)
+    z = np.zeros((kk, npanel * NR), dtype=np.int8)
+    z[:, :m] = ws
+    return np.ascontiguousarray(z.reshape(ntaps, quads, 4, npanel, NR).transpose(3, 0, 1, 4, 2))
+
+
+@njit(cache=True, parallel=True)
+def to_nhwc(xu, groups, cgp, pt, pl, fill, flip, out):
+    """out (N, G, Hp, Wp, cgp) uint8 = (xu ^ flip) in NHWC per group, `fill` in the spatial padding
+    and 0 in the channel padding (paired with zero weights there)."""
+    n_, c_, h, w = xu.shape
+    cg = c_ // groups
+    hp = out.shape[2]
+    for item in prange(n_ * groups * hp):
+        n = item // (groups * hp)
+        g = (item // hp) % groups
+        yp = item % hp
+        _nhwc_row(xu[n, g * cg:(g + 1) * cg], out[n, g, yp], yp - pt, pl, fill, flip)
+
+
+@njit(cache=True)
+def _nhwc_row(xg, row, y, pl, fill, flip):
+    # A helper over the group's view: simpler indexing than in the prange body (2x faster).
+    cg, h, w = xg.shape
+    row[:, cg:] = 0
+    if y < 0 or y >= h:
+        row[:, :cg] = fill
+        return
+    row[:pl, :cg] = fill
+    row[pl + w:, :cg] = fill
+    if cg >= 16:
+        # Channel-inner: contiguous writes, strided reads (2.3x faster at 64 channels).
+        for xx in range(w):
+            dst = row[pl + xx]
+            for c in range(cg):
+                dst[c] = xg[c, y, xx] ^ flip
+    else:
+        for c in range(cg):
+            src = xg[c, y]
+            for xx in range(w):
+                row[pl + xx, c] = src[xx] ^ flip
+
+
+@njit(cache=True, parallel=True)
+def window_sums(xp, kh, kw, sh, sw, dh, dw, oh, ow):
+    """sa (oh*ow,) int64: sum of the unsigned operand over each output pixel's receptive field."""
+    hp, wp, cp = xp.shape
+    s = np.zeros((hp, wp), dtype=np.int64)
+    for y in prange(hp):
+        for x in range(wp):
+            t = 0
+            for c in range(cp):
+                t += xp[y, x, c]
+            s[y, x] = t
+    sa = np.zeros(oh * ow, dtype=np.int64)
+    for oy in prange(oh):
+        for ky in range(kh):
+            src = s[oy * sh + ky * dh]
+            for kx in range(kw):
+                for ox in range(ow):
+                    sa[oy * ow + ox] += src[ox * sw + kx * dw]
+    return sa
+
+
+@njit(cache=True, parallel=True)
+def epilogue(c, sa, w0, const, bits, lo, hi, checked, transpose, out):
+    """exact = c[i, j] + const[j] - w0[j] * sa[i] (rows i < len(sa), columns j < len(w0));
+    out = exact wrapped to `bits`, stored as out[i, j] or, with transpose, out[j, i].
+    Returns the number of exact values outside [lo, hi] (0 without checking when not checked)."""
+    rows = sa.shape[0]
+    cols = w0.shape[0]
+    nblk = (rows + EPI_ROWS - 1) // EPI_ROWS
+    counts = np.zeros(nblk, dtype=np.int64)
+    half = (np.int64(1) << (bits - 1)) if checked else np.int64(0)
+    mask = (np.int64(1) << bits) - 1
+    for b in prange(nblk):
+        r0 = b * EPI_ROWS
+        r1 = min(rows, r0 + EPI_ROWS)
+        # +8: a row pitch off the power of two keeps buf's column walk out of cache-set conflicts.
+        buf = np.empty((cols, EPI_ROWS + 8) if transpose else (1, cols), dtype=np.int64)
+        cnt = 0
+        for i in range(r0, r1):
+            crow = c[i, :cols]
+            s = sa[i]
+            # Rows of c are contiguous: form the exact values row by row, vectorized over j.
+            if transpose:
+                for j in range(cols):
+                    buf[j, i - r0] = np.int64(crow[j]) + const[j] - w0[j] * s
+            elif half == 0:       # unchecked: no exact value can leave the range
+                d = out[i]
+                for j in range(cols):
+                    d[j] = np.int64(crow[j]) + const[j] - w0[j] * s
+            else:
+                row = buf[0]
+                for j in range(cols):
+                    row[j] = np.int64(crow[j]) + const[j] - w0[j] * s
+                cnt += wrap_row(row, lo, hi, half, mask, out[i])
+        if transpose:
+            # ...then write each output channel's pixels as one contiguous run.
+            for j in range(cols):
+                d = out[j, r0:r1]
+                src = buf[j, :r1 - r0]
+                if half == 0:
+                    for i in range(r1 - r0):
+                        d[i] = src[i]
+                else:
+                    cnt += wrap_row(src, lo, hi, half, mask, d)
+        counts[b] = cnt
+    return counts.sum()

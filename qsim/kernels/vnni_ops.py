@@ -1,0 +1,157 @@
+"""Host side of the VNNI path: operand sign shifts, zero-point algebra, packed-weight cache.
+
+vpdpbusd multiplies unsigned by signed bytes, so int8 activations become uint8 by +128 (a' = x + da)
+and uint8 weights become int8 by -128 (w' = w - dw). With A0 = x_zp + da and W0 = w_zp - dw,
+
+    sum_k (x - x_zp)(w - w_zp) = sum_k (a' - A0)(w' - W0)
+                               = C - W0 * SA - A0 * SW + K * A0 * W0
+
+where C = sum a'w' (the int32 VNNI sum, exact for K <= vnni.MAX_K), SA = sum a' over the receptive
+field (spatial padding holds a' = A0, channel padding 0), SW = sum w'. The epilogue forms this
+exactly in int64, adds the bias, counts outputs outside the accumulator range and wraps them.
+Only wrap mode comes here: the result is order-independent, so the kernel's order is free.
+"""
+from __future__ import annotations
+
+import weakref
+
+import numpy as np
+
+from qsim.kernels import vnni
+
+# A panel is 64 output columns; below this many per group the padding waste beats the portable path.
+MIN_COLS = 16
+_PACKED: dict = {}
+
+
+def usable(x_dtype, w_dtype, k: int, x_zp: int) -> bool:
+    eight = (np.dtype(np.int8), np.dtype(np.uint8))
+    # The tile's loops run at least once, so an empty reduction (k == 0) goes the portable way.
+    if not vnni.HAS_VNNI or x_dtype not in eight or w_dtype not in eight or not 1 <= k <= vnni.MAX_K:
+        return False
+    info = np.iinfo(x_dtype)
+    return info.min <= x_zp <= info.max
+
+
+def _frozen_root(arr: np.ndarray):
+    """The array that owns arr's memory when neither it nor any view up to it can be written
+    (so a packing of arr may be reused); None otherwise."""
+    a = arr
+    while isinstance(a.base, np.ndarray):
+        if a.flags.writeable:
+            return None
+        a = a.base
+    if a.flags.writeable or not (a.base is None or isinstance(a.base, bytes)):
+        return None
+    return a
+
+
+def _cached(arr: np.ndarray, key: tuple, build):
+    """Packed weights are reused for read-only arrays. The key is the owning array's identity plus
+    the view's geometry, so a fresh view (w.T per call) of the same frozen weights still hits; the
+    entry is dropped when the owner dies, before its id can be reused."""
+    root = _frozen_root(arr)
+    if root is None:
+        return build()
+    offset = arr.__array_interface__["data"][0] - root.__array_interface__["data"][0]
+    k = (id(root), offset, arr.shape, arr.strides, arr.dtype.str) + key
+    hit = _PACKED.get(k)
+    if hit is not None and hit[0]() is root:
+        return hit[1]
+    val = build()
+    _PACKED[k] = (weakref.ref(root, lambda _r, k=k: _PACKED.pop(k, None)), val)
+    return val
+
+
+def _signed(w: np.ndarray) -> tuple[np.ndarray, int]:
+    """(w', dw): int8 weights unchanged; uint8 shifted by -128 (the xor of the top bit)."""
+    if w.dtype == np.uint8:
+        return (w ^ np.uint8(0x80)).view(np.int8), 128
+    return w, 0
+
+
+def _pack_conv(w: np.ndarray, groups: int, cgp: int):
+    ws, _ = _signed(np.ascontiguousarray(w))
+    m, cg, kh, kw = ws.shape
+    mg = m // groups
+    t = ws.reshape(groups, mg, cg, kh, kw).transpose(0, 3, 4, 2, 1)     # (G, kh, kw, cg, mg)
+    t = np.pad(t, ((0, 0), (0, 0), (0, 0), (0, cgp - cg), (0, 0))).reshape(groups, -1, mg)
+    sw = ws.reshape(groups, mg, -1).sum(axis=2, dtype=np.int64)
+    return [(vnni.pack_weights(t[g], kh * kw, cgp // 4), sw[g]) for g in range(groups)]
+
+
+def conv(x, w, xz: int, wz: np.ndarray, bias: np.ndarray, g, acc_bits: int, lo: int, hi: int,
+         checked: bool = True):
+    """Wrap-mode conv2d_acc on the VNNI core (see module doc); g is a ConvGeometry. checked=False:
+    the caller proved that no exact sum leaves [lo, hi], so outputs are stored untested."""
+    flip = 0x80 if x.dtype == np.int8 else 0
+    a0 = xz + flip
+    cgp = -(-g.cg // 4) * 4
+    pt, pl, pb, pr = g.pads
+    (sh, sw), (dh, dw) = g.stride, g.dilation
+    hp, wp = g.h + pt + pb, g.w + pl + pr
+    xp = np.empty((g.n, g.groups, hp, wp, cgp), dtype=np.uint8)
+    vnni.to_nhwc(np.ascontiguousarray(x).view(np.uint8), g.groups, cgp, pt, pl, a0, flip, xp)
+    packs = _cached(w, ("conv", g.groups), lambda: _pack_conv(w, g.groups, cgp))
+    w0 = wz - (128 if w.dtype == np.uint8 else 0)
+    k = g.cg * g.kh * g.kw
+    taps = np.array([(ky * dh * wp + kx * dw) * cgp for ky in range(g.kh) for kx in range(g.kw)],
+                    dtype=np.int64)
+    need_sa = bool(np.any(w0 != 0))
+    out = np.empty((g.n, g.m, g.oh * g.ow), dtype=np.int64)
+    cbuf = np.empty((g.oh * g.ow, packs[0][0].shape[0] * vnni.NR), dtype=np.int32)
+    zeros = np.zeros(g.oh * g.ow, dtype=np.int64)
+    count = 0
+    for n in range(g.n):
+        for gi in range(g.groups):
+            packed, swsum = packs[gi]
+            img = xp[n, gi]
+            vnni.conv_rows(img, packed, taps, cgp // 4, sh, sw, g.oh, g.ow, cbuf)
+            sa = vnni.window_sums(img, g.kh, g.kw, sh, sw, dh, dw, g.oh, g.ow) if need_sa else zeros
+            ms = slice(gi * g.mg, (gi + 1) * g.mg)
+            const = bias[ms] - a0 * swsum + k * a0 * w0[ms]
+            count += vnni.epilogue(cbuf, sa, w0[ms], const, acc_bits, lo, hi, checked, True,
+                                   out[n, ms])
+    return out.reshape(g.n, g.m, g.oh, g.ow), int(count)
+
+
+def _pack_mm(b2: np.ndarray, k4: int):
+    bs, _ = _signed(np.ascontiguousarray(b2))
+    kpad = np.zeros((k4 * 4, bs.shape[1]), dtype=np.int8)
+    kpad[:bs.shape[0]] = bs
+    return vnni.pack_weights(kpad, 1, k4), bs.sum(axis=0, dtype=np.int64)
+
+
+def matmul(a3, b3, b_orig, az: int, bz: np.ndarray, bias: np.ndarray, acc_bits: int, lo: int,
+           hi: int, checked: bool = True):
+    """Wrap-mode matmul_acc on the VNNI core: a3 (B, M, K), b3 (B, K, N) -> (B, M, N) int64.
+    A b shared by every batch entry (e.g. 2-D weights) is packed once and the batch flattened."""
+    nb, m, k = a3.shape
+    n = b3.shape[2]
+    flip = 0x80 if a3.dtype == np.int8 else 0
+    a0 = az + flip
+    k4 = -(-k // 4)
+    w0 = bz - (128 if b3.dtype == np.uint8 else 0)
+    need_sa = bool(np.any(w0 != 0))
+    shared = b_orig.ndim <= 2 or int(np.prod(b_orig.shape[:-2])) == 1
+    groups = [(slice(None), b3[0])] if shared else [(i, b3[i]) for i in range(nb)]
+    out = np.empty((nb, m, n), dtype=np.int64)
+    count = 0
+    for sel, b2 in groups:
+        rows = a3[sel].reshape(-1, k)
+        if k % 4 == 0 and not flip and rows.flags.c_contiguous:
+            ap = rows.view(np.uint8)
+        else:
+            ap = np.zeros((rows.shape[0], k4 * 4), dtype=np.uint8)
+            np.bitwise_xor(rows.view(np.uint8), np.uint8(flip), out=ap[:, :k])
+        if shared:
+            packed, swsum = _cached(b_orig, ("mm",), lambda: _pack_mm(b2, k4))
+        else:
+            packed, swsum = _pack_mm(b2, k4)
+        c = np.empty((ap.shape[0], packed.shape[0] * vnni.NR), dtype=np.int32)
+        vnni.gemm_rows(ap, k4 * 4, packed, k4, c)
+        sa = ap.sum(axis=1, dtype=np.int64) if need_sa else np.zeros(ap.shape[0], dtype=np.int64)
+        const = bias - a0 * swsum + k * a0 * w0
+        dst = out[sel].reshape(-1, n)        # a view: out is contiguous
+        count += vnni.epilogue(c, sa, w0, const, acc_bits, lo, hi, checked, False, dst)
+    return out, int(count)
