@@ -1,0 +1,163 @@
+"""Integer elementwise ops per runtime: Add/Mul (and their Const forms), Softmax, and the table
+activations (Sigmoid, Tanh, GELU).
+
+LiteRT and XNNPACK kernels come from ``qsim.kernels.elementwise`` (numba twins in
+``elementwise_jit``); the onnxruntime ones are here:
+
+* ``ort_add``: MLAS ``MlasQLinearAddKernelAvx2Helper`` (x86-64 with AVX2, used on AVX-512 machines
+  too): ratios ``rA = fp32(sA / sC)``, ``rB = fp32(sB / sC)``, a fixed part
+  ``fp32(zC - (rA * zA + rB * zB))``, then ``fma(a, rA, fma(b, rB, fixed))`` on the stored integers,
+  ``cvtps`` (ties to even) and saturating packs. Checked against onnxruntime 1.32 on every uint8
+  (a, b) pair for five scale sets (tests/sim/test_integer_onnx.py checks it end to end).
+* ``ort_softmax``: contrib ``QLinearSoftmax``: a 256-entry fp32 table
+  ``exp((i - 255 + shift) * s_in)`` computed in double, with ``shift = max(0, log(FLT_MAX / D) - 5)
+  / s_in``; per row an fp32 sum in order, ``nearbyintf(e * floor(1 / s_out) / sum) + zp``.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+import qsim.kernels.elementwise as ew
+from qsim.sim.int_common import (Step, activation_range, int_range, scalar_scale, scalar_zp, storage,
+                                 to_storage)
+from qsim.sim.int_ops import Fallback
+
+_F32 = np.float32
+
+
+def ort_add_params(sa, za, sb, zb, sc, zc) -> tuple[np.float32, np.float32, np.float32]:
+    ra, rb = _F32(_F32(sa) / _F32(sc)), _F32(_F32(sb) / _F32(sc))
+    return ra, rb, _F32(_F32(zc) - _F32(_F32(ra * _F32(za)) + _F32(rb * _F32(zb))))
+
+
+def ort_add(a, b, sa, za, sb, zb, sc, zc, qmin, qmax) -> np.ndarray:
+    ra, rb, fixed = ort_add_params(sa, za, sb, zb, sc, zc)
+    a, b = np.broadcast_arrays(np.asarray(a), np.asarray(b))
+    # fma on float64: the products of 8/16-bit integers by fp32 ratios are exact in double, so
+    # one rounding to fp32 afterwards is the fused multiply-add's single rounding.
+    t = (b.astype(np.float64) * np.float64(rb) + np.float64(fixed)).astype(_F32)
+    t = (a.astype(np.float64) * np.float64(ra) + t.astype(np.float64)).astype(_F32)
+    return np.clip(np.rint(t), qmin, qmax).astype(np.int64)
+
+
+def ort_softmax_table(s_in: float, d: int, signed: bool) -> np.ndarray:
+    """Indexed by ``i = 255 + (x - max)``, i.e. table[255] = exp(shift * s_in)."""
+    s = float(_F32(s_in))
+    shift = max(0.0, math.log(float(np.finfo(np.float32).max) / d) - 5.0) / s
+    return np.array([math.exp((i - 255 + shift) * s) for i in range(256)], dtype=np.float32)
+
+
+def ort_softmax(x: np.ndarray, s_in, s_out, zp_out: int, signed: bool) -> np.ndarray:
+    """Softmax over the last axis; returns the stored integer codes (int64)."""
+    d = x.shape[-1]
+    table = ort_softmax_table(s_in, d, signed)
+    xi = x.astype(np.int64)
+    e = table[255 + xi - xi.max(axis=-1, keepdims=True)]
+    total = np.zeros(x.shape[:-1], np.float32)
+    for j in range(d):  # fp32 sum in element order, as the runtime's loop
+        total = (total + e[..., j]).astype(np.float32)
+    y_scale = _F32(np.floor(_F32(1.0) / _F32(s_out)))
+    q = np.rint(((e * y_scale).astype(np.float32) / total[..., None]).astype(np.float32)).astype(np.int64) + zp_out
+    if signed:  # int8: only values above 255 are clamped, the rest wrap like the C++ cast
+        q = np.where(q > 255, 255, q)
+        return ((q + 128) % 256) - 128
+    return np.minimum(q, 255)
+
+
+def _operands(step: Step):
+    """(a, qa, b, qb) in the runtime's operand order; Const ops read the constant operand."""
+    node = step.node
+    if node.op.endswith("Const"):
+        c = step.weight("operand")
+        cq = step.weight_quant("operand")
+        if cq is None or not np.issubdtype(c.dtype, np.integer):
+            raise Fallback
+        x, xq = step.args[0], step.in_q()
+        return (c, cq, x, xq) if step.attr("reversed", False) else (x, xq, c, cq)
+    return step.args[0], step.in_q(0), step.args[1], step.in_q(1)
+
+
+def add(step: Step):
+    return _binary(step, "add")
+
+
+def mul(step: Step):
+    return _binary(step, "mul")
+
+
+def _binary(step: Step, op: str):
+    family = step.rt.add if op == "add" else step.rt.mul
+    if family == "float":
+        raise Fallback
+    a, qa, b, qb = _operands(step)
+    yq = step.out_q()
+    lo, hi = activation_range(step, yq)
+    step.bounds[step.node.outputs[0]] = (lo, hi)
+    p = (scalar_scale(step, qa, "operand A"), scalar_zp(step, qa, "operand A"),
+         scalar_scale(step, qb, "operand B"), scalar_zp(step, qb, "operand B"),
+         scalar_scale(step, yq, "the output"), scalar_zp(step, yq, "the output"))
+    shape = np.broadcast_shapes(np.shape(a), np.shape(b))
+    if family == "ort":
+        if step.impl == "numba" and np.shape(a) == np.shape(b):
+            from qsim.sim.int_fast import ort_add as fast_add
+            return [fast_add(a, b, *ort_add_params(*p), lo, hi, storage(yq))]
+        return [to_storage(ort_add(a, b, *p, lo, hi), yq)]
+    same_shape = np.shape(a) == np.shape(b)
+    mod = ew
+    if step.impl == "numba" and same_shape:
+        import qsim.kernels.elementwise_jit as mod
+    a, b = np.ascontiguousarray(np.broadcast_to(a, shape)), np.ascontiguousarray(np.broadcast_to(b, shape))
+    if family == "xnnpack":
+        fn = mod.add_xnnpack if op == "add" else mod.mul_xnnpack
+        return [to_storage(fn(a, b, *p, lo, hi), yq)]
+    if op == "mul":
+        return [to_storage(mod.mul_tflite(a, b, *p, lo, hi), yq)]
+    # The optimized ADD's position-dependent rounding was measured for same-shape inputs only.
+    kernels = "optimized" if family == "tflite-optimized" and same_shape else "reference"
+    left_shift = 15 if yq.dtype == "int16" else 20  # TFLite PrepareGeneralSubOp: 16x8 vs 8-bit
+    return [to_storage(mod.add_tflite(a, b, *p, lo, hi, left_shift=left_shift, kernels=kernels), yq)]
+
+
+def softmax(step: Step):
+    x, xq, yq = step.args[0], step.in_q(), step.out_q()
+    family = step.rt.softmax
+    axis = int(step.attr("axis", -1)) % x.ndim
+    if family == "float" or float(step.attr("beta", 1.0)) != 1.0 and family == "ort":
+        raise Fallback
+    xm = np.moveaxis(x, axis, -1)
+    s_in, s_out = scalar_scale(step, xq, "the input"), scalar_scale(step, yq, "the output")
+    zp_out = scalar_zp(step, yq, "the output")
+    lo, hi = int_range(yq)
+    step.bounds[step.node.outputs[0]] = (lo, hi)
+    if family == "ort":
+        y = ort_softmax(xm, s_in, s_out, zp_out, xq.dtype == "int8")
+    else:
+        if xq.dtype != "int8" or yq.dtype != "int8":
+            raise Fallback
+        mod = ew
+        if step.impl == "numba":
+            import qsim.kernels.elementwise_jit as mod
+        y = mod.softmax_tflite(np.ascontiguousarray(xm), s_in, s_out, zp_out,
+                               float(step.attr("beta", 1.0)), lo, hi)
+    return [to_storage(np.moveaxis(y, -1, axis), yq)]
+
+
+_LUT_NAMES = {"Sigmoid": "sigmoid", "Tanh": "tanh"}
+
+
+def lut(step: Step):
+    """LiteRT's LUT activations (int8): LOGISTIC, TANH, GELU (approximate or exact)."""
+    x, xq, yq = step.args[0], step.in_q(), step.out_q()
+    if step.rt.lut != "tflite" or xq.dtype != "int8" or yq.dtype != "int8":
+        raise Fallback
+    fn = _LUT_NAMES.get(step.node.op) or ("gelu_tanh" if step.attr("approximate", False) else "gelu")
+    mod = ew
+    if step.impl == "numba":
+        import qsim.kernels.elementwise_jit as mod
+    y = mod.activation_tflite(fn, np.ascontiguousarray(x), scalar_scale(step, xq, "the input"),
+                              scalar_zp(step, xq, "the input"), scalar_scale(step, yq, "the output"),
+                              scalar_zp(step, yq, "the output"))
+    step.bounds[step.node.outputs[0]] = int_range(yq)
+    return [to_storage(y, yq)]

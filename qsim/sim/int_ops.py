@@ -1,0 +1,259 @@
+"""Integer kernels of the matrix ops, pooling and data movement (Conv, Gemm, MatMul, MaxPool,
+AvgPool, GlobalAvgPool, Concat, Reshape/Flatten/Transpose, Relu/Relu6/Clip, Requantize).
+
+Each takes a ``Step`` and returns the node's outputs as integer arrays in the output's storage type.
+The accumulation runs through ``step.kernels`` (numba or numpy reference: same bits), then the
+runtime's requantization policy. ``Fallback`` asks the executor to run the node as a float island
+(dequantize, float op, quantize): the runtimes do exactly that for these cases (e.g. onnxruntime's
+QLinearConcat with differing scales is quantize(dequantize(x)) per input).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from qsim.ir.ops._attrs import pads as _pads, pair
+from qsim.numerics import get_policy
+from qsim.numerics.quantize import dequantize
+from qsim.sim.float_ops import run_float_kernel
+from qsim.sim import int_fast
+from qsim.sim.int_common import (INT_RANGES, Step, activation_range, int_range, quantize_as, same_params,
+                                 scalar_scale, scalar_zp, storage, to_storage)
+
+
+class Fallback(Exception):
+    """The integer kernel does not apply to this node; run it as a float island."""
+
+
+def _requant(step: Step, policy: str, acc, s_in, s_w, yq, axis: int, bias=None) -> np.ndarray:
+    lo, hi = activation_range(step, yq)
+    step.bounds[step.node.outputs[0]] = (lo, hi)
+    if step.impl == "numba" and int_fast.applies(policy, bias):
+        return int_fast.requantize_f32(policy, acc, s_in, s_w, scalar_scale(step, yq, "the output"),
+                                       scalar_zp(step, yq, "the output"), lo, hi, axis, storage(yq))
+    try:
+        y = get_policy(policy).requantize(acc, s_in, s_w, scalar_scale(step, yq, "the output"),
+                                          scalar_zp(step, yq, "the output"), lo, hi, axis, bias,
+                                          step.impl)
+    except ValueError as exc:  # an accumulator wider than the policy's int32 (acc_bits > 32)
+        raise step.fail(str(exc)) from None
+    return to_storage(y, yq)
+
+
+def _weight_int(step: Step, role: str):
+    w = step.weight(role)
+    q = step.weight_quant(role)
+    if q is None or q.dtype not in INT_RANGES:
+        raise Fallback
+    if not np.issubdtype(w.dtype, np.integer):  # int4/uint4 held as ml_dtypes types
+        w = w.astype(np.int8 if q.dtype.startswith("int") else np.uint8)
+    return w, q
+
+
+def _bias(step: Step, policy: str, s_in, s_w):
+    """(integer bias for the accumulator, float bias for fbgemm's requantization)."""
+    if "bias" not in step.node.weights:
+        return None, None
+    b = step.weight("bias")
+    bq = step.weight_quant("bias")
+    if policy == "fbgemm":  # fbgemm adds the bias in float after the integer product
+        return None, (dequantize(b, bq) if bq is not None else b.astype(np.float32))
+    if bq is None or not np.issubdtype(b.dtype, np.integer):
+        raise step.fail("the bias is float; integer pipelines take an int32 bias quantized at "
+                        "s_in * s_w (zero point 0)")
+    return b.astype(np.int64), None
+
+
+def _w_zp(q) -> np.ndarray:
+    return q.zero_point.reshape(-1).astype(np.int64)
+
+
+def conv(step: Step):
+    x, xq, yq = step.args[0], step.in_q(), step.out_q()
+    w, wq = _weight_int(step, "weight")
+    groups = int(step.attr("groups", 1))
+    depthwise = groups > 1 and groups == x.shape[1]
+    policy = step.rt.depthwise if depthwise else step.rt.conv
+    s_in = scalar_scale(step, xq, "the input")
+    b_int, b_float = _bias(step, policy, s_in, wq.scale)
+    acc, events = step.kernels.conv2d_acc(
+        x, w, scalar_zp(step, xq, "the input"), _w_zp(wq), b_int, pair(step.attr("stride", 1), "stride"),
+        _pads(step.attr("pad", 0)), pair(step.attr("dilation", 1), "dilation"), groups,
+        acc_bits=step.acc_bits, overflow=step.overflow)
+    step.overflow_events += int(events)
+    if policy == "tflite-optimized-depthwise":
+        return [_optimized_depthwise(step, acc, s_in, wq.scale, yq)]
+    return [_requant(step, policy, acc, s_in, wq.scale, yq, 1, b_float)]
+
+
+def _optimized_depthwise(step: Step, acc, s_in, s_w, yq):
+    """LiteRT's optimized DEPTHWISE_CONV_2D on x86 (measured, LiteRT 2.3, 3x3 kernels, depth
+    multiplier 1): channels in full groups of 8 round like the NEON kernels (tflite-optimized),
+    the last C % 8 channels like the reference kernel (gemmlowp double rounding)."""
+    vec = _requant(step, "tflite-optimized", acc, s_in, s_w, yq, 1)
+    tail = acc.shape[1] - acc.shape[1] % 8
+    if tail < acc.shape[1]:
+        ref = _requant(step, "tflite-reference", acc, s_in, s_w, yq, 1)
+        vec[:, tail:] = ref[:, tail:]
+    return vec
+
+
+def gemm(step: Step):
+    x, xq, yq = step.args[0], step.in_q(), step.out_q()
+    w, wq = _weight_int(step, "weight")
+    s_in = scalar_scale(step, xq, "the input")
+    b_int, b_float = _bias(step, step.rt.fc, s_in, wq.scale)
+    acc, events = step.kernels.matmul_acc(x, w.T, scalar_zp(step, xq, "the input"), _w_zp(wq), b_int,
+                                          acc_bits=step.acc_bits, overflow=step.overflow)
+    step.overflow_events += int(events)
+    return [_requant(step, step.rt.fc, acc, s_in, wq.scale, yq, -1, b_float)]
+
+
+def matmul(step: Step):
+    a, b = step.args
+    aq, bq, yq = step.in_q(0), step.in_q(1), step.out_q()
+    per_column = bq.scale.size > 1
+    if per_column and (bq.axis is None or bq.axis % b.ndim != b.ndim - 1):
+        raise step.fail("MatMul's second operand may be per-channel along its last axis only")
+    acc, events = step.kernels.matmul_acc(a, b, scalar_zp(step, aq, "operand A"),
+                                          bq.zero_point.reshape(-1).astype(np.int64),
+                                          acc_bits=step.acc_bits, overflow=step.overflow)
+    step.overflow_events += int(events)
+    return [_requant(step, step.rt.matmul, acc, scalar_scale(step, aq, "operand A"), bq.scale, yq, -1)]
+
+
+def _window(step: Step):
+    k = pair(step.attr("kernel"), "kernel")
+    return k, pair(step.attr("stride", k), "stride"), _pads(step.attr("pad", 0))
+
+
+def _clamped(step: Step, y: np.ndarray, yq) -> np.ndarray:
+    lo, hi = activation_range(step, yq)
+    step.bounds[step.node.outputs[0]] = (lo, hi)
+    return to_storage(np.clip(y, lo, hi), yq)
+
+
+def maxpool(step: Step):
+    x, xq, yq = step.args[0], step.in_q(), step.out_q()
+    if not same_params(xq, yq):
+        raise Fallback
+    k, s, p = _window(step)
+    return [_clamped(step, step.kernels.maxpool2d(x, k, s, p, bool(step.attr("ceil_mode", False))), yq)]
+
+
+def avgpool(step: Step):
+    x, xq, yq = step.args[0], step.in_q(), step.out_q()
+    k, s, p = _window(step)
+    if step.rt.avgpool == "ort":
+        return [_ort_avgpool(step, x, xq, yq, k, s, p)]
+    if not same_params(xq, yq) or step.attr("ceil_mode", False):
+        raise Fallback
+    y = step.kernels.avgpool2d(x, k, s, p, bool(step.attr("count_include_pad", False)), step.rt.avgpool,
+                               scalar_zp(step, xq, "the input"))
+    return [_clamped(step, y, yq)]
+
+
+def _ort_avgpool(step: Step, x, xq, yq, k, s, p):
+    """contrib QLinearAveragePool (2-D): fp32 ``s_in * (x - zp)``, an fp32 sum over the window in
+    row-major order (padding skipped), ``/ count``, then ``nearbyintf(y / s_out + zp_out)``: the
+    zero point is added before rounding, unlike QuantizeLinear."""
+    if step.attr("ceil_mode", False):
+        raise Fallback
+    f32 = np.float32
+    top, left, bottom, right = p
+    deq = (f32(scalar_scale(step, xq, "the input")) * (x.astype(np.int64) - scalar_zp(step, xq, "the input"))
+           .astype(f32)).astype(f32)
+    xp = np.pad(deq, ((0, 0), (0, 0), (top, bottom), (left, right)))
+    ones = np.pad(np.ones(x.shape[2:], f32), ((top, bottom), (left, right)))
+    oh = (x.shape[2] + top + bottom - k[0]) // s[0] + 1
+    ow = (x.shape[3] + left + right - k[1]) // s[1] + 1
+    total = np.zeros(x.shape[:2] + (oh, ow), f32)
+    count = np.zeros((oh, ow), f32)
+    for ky in range(k[0]):
+        for kx in range(k[1]):
+            rows = slice(ky, ky + s[0] * (oh - 1) + 1, s[0])
+            cols = slice(kx, kx + s[1] * (ow - 1) + 1, s[1])
+            total = (total + xp[:, :, rows, cols]).astype(f32)
+            count += ones[rows, cols]
+    if step.attr("count_include_pad", False):
+        count[:] = k[0] * k[1]
+    y = (total / count).astype(f32)
+    lo, hi = int_range(yq)
+    step.bounds[step.node.outputs[0]] = (lo, hi)
+    r = (y / f32(scalar_scale(step, yq, "the output"))).astype(f32) + f32(scalar_zp(step, yq, "the output"))
+    return to_storage(np.clip(np.rint(r.astype(f32)), lo, hi), yq)
+
+
+def global_avgpool(step: Step):
+    x, xq, yq = step.args[0], step.in_q(), step.out_q()
+    hw = int(np.prod(x.shape[2:]))
+    if step.rt.avgpool != "ort":
+        if not same_params(xq, yq):
+            raise Fallback
+        y = step.kernels.avgpool2d(x, x.shape[2:], (1, 1), (0, 0, 0, 0), False, step.rt.avgpool,
+                                   scalar_zp(step, xq, "the input"))
+        return [_clamped(step, y, yq)]
+    # MLAS QLinearGlobalAveragePool: exact integer sum minus zp_in * HW, times the fp32 scale
+    # s_in / (s_out * HW), clamped to the output range less its zero point, rounded to even.
+    f32 = np.float32
+    scale = f32(scalar_scale(step, xq, "the input") / f32(scalar_scale(step, yq, "the output") * f32(hw)))
+    zin, zout = scalar_zp(step, xq, "the input"), scalar_zp(step, yq, "the output")
+    lo, hi = int_range(yq)
+    acc = x.reshape(x.shape[:2] + (hw,)).astype(np.int64).sum(-1) - zin * hw
+    r = np.clip((acc.astype(f32) * scale).astype(f32), f32(lo - zout), f32(hi - zout))
+    y = np.rint(r).astype(np.int64) + zout
+    step.bounds[step.node.outputs[0]] = (lo, hi)
+    return [to_storage(y.reshape(x.shape[:2] + (1,) * (x.ndim - 2)), yq)]
+
+
+def move(step: Step):
+    """Reshape, Flatten, Transpose: no arithmetic when the parameters carry over unchanged."""
+    if not same_params(step.in_q(), step.out_q()) and step.in_q() != step.out_q():
+        raise Fallback
+    return run_float_kernel(step.node.op, step.args, {}, step.node.attrs)
+
+
+def concat(step: Step):
+    yq = step.out_q()
+    qs = [step.int_quant(t) for t in step.node.inputs]
+    if all(same_params(q, yq) for q in qs):
+        return [np.concatenate(step.args, axis=int(step.attr("axis", 1)))]
+    if step.rt.quantize == "onnx":  # QLinearConcat: quantize(dequantize(x)) per input = a float island
+        raise Fallback
+    # LiteRT ConcatenationWithScaling: round_half_away(x * scale + bias) + zp_out, fp32.
+    f32 = np.float32
+    inv = f32(1.0) / scalar_scale(step, yq, "the output")
+    zout, (lo, hi) = scalar_zp(step, yq, "the output"), int_range(yq)
+    parts = []
+    for x, q in zip(step.args, qs):
+        if same_params(q, yq):
+            parts.append(x.astype(np.int64))
+            continue
+        scale = f32(scalar_scale(step, q, "an input") * inv)
+        bias = f32(-scalar_zp(step, q, "an input") * scale)
+        v = (x.astype(f32) * scale + bias).astype(np.float64)
+        parts.append(np.clip(np.sign(v) * np.floor(np.abs(v) + 0.5) + zout, lo, hi).astype(np.int64))
+    step.bounds[step.node.outputs[0]] = (lo, hi)
+    return [to_storage(np.concatenate(parts, axis=int(step.attr("axis", 1))), yq)]
+
+
+def relu_like(step: Step):
+    """Relu, Relu6, Clip on a quantized tensor with unchanged parameters: a clamp at the
+    quantized bounds (the quantize formula of the runtime puts 0 and 6 on the grid)."""
+    x, xq, yq = step.args[0], step.in_q(), step.out_q()
+    if not same_params(xq, yq):
+        raise Fallback
+    lo_v = {"Relu": 0.0, "Relu6": 0.0}.get(step.node.op, step.attr("min", -np.inf))
+    hi_v = {"Relu": np.inf, "Relu6": 6.0}.get(step.node.op, step.attr("max", np.inf))
+    qlo, qhi = int_range(yq)
+    lo = qlo if lo_v == -np.inf else int(quantize_as(step, np.array(lo_v), yq))
+    hi = qhi if hi_v == np.inf else int(quantize_as(step, np.array(hi_v), yq))
+    step.bounds[step.node.outputs[0]] = (lo, hi)
+    return [to_storage(np.clip(x, lo, hi), yq)]
+
+
+def requantize(step: Step):
+    """A quantized tensor rescaled (LiteRT QUANTIZE int -> int): ``(x - zp_in)`` through the
+    runtime's conv requantization with multiplier s_in / s_out."""
+    x, xq, yq = step.args[0], step.in_q(), step.out_q()
+    acc = x.astype(np.int64) - scalar_zp(step, xq, "the input")
+    return [_requant(step, step.rt.conv, acc, scalar_scale(step, xq, "the input"), np.float32(1.0), yq, -1)]
