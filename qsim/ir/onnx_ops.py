@@ -364,7 +364,7 @@ def layer_norm(ctx: Context, node) -> None:
     if beta is None:  # the IR's LayerNorm always has a shift
         beta = Const(gamma.shape, gamma.dtype, np.zeros(gamma.shape, np.float32))
     weights = {"gamma": ctx.weight(node.input[1], gamma), "beta": ctx.weight(beta_name, beta)}
-    ctx.emit("LayerNorm", node, [x], {}, weights)
+    ctx.emit("LayerNorm", node, [x], {"eps": float(attrs_of(node).get("epsilon", 1e-5))}, weights)
 
 
 def gather(ctx: Context, node) -> None:

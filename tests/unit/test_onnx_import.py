@@ -257,3 +257,17 @@ def test_garbage_and_missing_files(tmp_path):
         load_onnx(path)
     with pytest.raises(QsimError, match="not found"):
         load_onnx(tmp_path / "missing.onnx")
+
+
+def test_layer_norm_keeps_its_epsilon(tmp_path):
+    from onnx import TensorProto, helper, numpy_helper
+
+    g = helper.make_graph(
+        [helper.make_node("LayerNormalization", ["x", "g", "b"], ["y"], epsilon=1e-12)], "ln",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8])],
+        [numpy_helper.from_array(np.ones(8, np.float32), "g"), numpy_helper.from_array(np.zeros(8, np.float32), "b")])
+    path = tmp_path / "ln.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+    (node,) = load_onnx(path).nodes()
+    assert node.attrs["eps"] == pytest.approx(1e-12)  # BERT's epsilon, not the 1e-5 default

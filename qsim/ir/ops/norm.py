@@ -2,7 +2,8 @@
 
 * BatchNorm (inference): per-channel scale and shift on axis 1; weights scale, shift (running
   statistics folded, as deployed).
-* LayerNorm / RMSNorm over the last axis; weights gamma (and beta for LayerNorm).
+* LayerNorm / RMSNorm over the last axis (attribute eps, default 1e-5 / 1e-6); weights gamma (and
+  beta for LayerNorm).
 * Softmax over ``axis`` (default -1): max, subtract, exp, sum, divide.
 """
 from __future__ import annotations
