@@ -41,4 +41,12 @@ def estimate(workload, profile, precision: Any = None, batch: int | None = None)
     return run_estimate(workload, profile, precision, batch)[2].layers
 
 
-__all__ = ["load_workload", "load_profile", "estimate", "run_estimate", "PrecisionPlan"]
+__all__ = ["load_workload", "load_profile", "estimate", "run_estimate", "simulate", "PrecisionPlan"]
+
+
+def simulate(model, inputs, policy=None, plan=None, trace=False, **options):
+    """Run a model bit-accurately (see ``qsim.sim.simulate.simulate``); imported lazily so that the
+    cost model and the CLI do not pay for loading the numba kernels."""
+    from qsim.sim.simulate import simulate as _simulate
+
+    return _simulate(model, inputs, policy=policy, plan=plan, trace=trace, **options)
