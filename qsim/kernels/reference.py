@@ -31,8 +31,9 @@ ROUNDINGS = ("half_away", "half_even", "half_up", "floor")
 """Average-pool roundings of sum/count:
 half_away  LiteRT/TFLite reference AveragePool (uint8 `(acc + n/2) / n`; int8 the same mirrored for
            negative sums) and CMSIS-NN arm_avgpool_s8;
-half_even  onnxruntime QLinearAveragePool when input and output share scale and zero point (it
-           averages in float and rounds with nearbyintf);
+half_even  integer sum / count rounded half to even. Close to, but NOT bit-exact with, onnxruntime
+           QLinearAveragePool, which dequantizes, averages in fp32 and rounds ``y/s + zp`` with
+           the zero point added before rounding (qsim.sim.int_ops implements that formula);
 half_up    floor((2*sum + n) / (2*n)), round-half-toward-+inf hardware;
 floor      a shift/truncating divider (floor toward -inf)."""
 

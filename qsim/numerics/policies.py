@@ -138,8 +138,9 @@ POLICIES: dict[str, Policy] = {p.name: p for p in (
     Policy("qnnpack", "float32", "float32", "PyTorch quantized ops, qnnpack engine (fp32 requantization)"),
     Policy("xnnpack", "float32", "float32", "XNNPACK qs8/qu8 fp32 requantization (LiteRT XNNPACK delegate)"),
     Policy("tflite-reference", "gemmlowp", "float64",
-           "LiteRT reference CONV_2D / DEPTHWISE_CONV_2D, and the optimized (builtin) DEPTHWISE_CONV_2D "
-           "on x86: gemmlowp double rounding (MultiplyByQuantizedMultiplier)"),
+           "LiteRT reference CONV_2D / DEPTHWISE_CONV_2D and TFLite Micro's reference kernels: gemmlowp "
+           "double rounding (MultiplyByQuantizedMultiplier). LiteRT's optimized DEPTHWISE_CONV_2D on x86 "
+           "uses it only for the last C % 8 channels (tflite-optimized for full groups of 8)"),
     Policy("tflite-optimized", "neon", "float64",
            "LiteRT optimized (builtin, ruy) CONV_2D and FULLY_CONNECTED on x86, and NEON kernels: "
            "vqrdmulh then rounding shift, ties toward +inf twice"),
