@@ -86,7 +86,14 @@ def fold_dequantize(ctx: Context, node, inputs):
 
 def quantize(ctx: Context, node) -> None:
     t = ctx.act(node.input[0])
-    ctx.g.quant_params[t] = qdq_params(ctx, node, len(ctx.g.tensor(t).shape), q_elem_type(ctx, node))
+    q = qdq_params(ctx, node, len(ctx.g.tensor(t).shape), q_elem_type(ctx, node))
+    float_users = [n for n in ctx.consumers.get(node.input[0], []) if n.op_type != "QuantizeLinear"]
+    if float_users or node.input[0] in ctx.graph_outputs:
+        # the float tensor is read as float too: quantize into a tensor of its own
+        ctx.emit("Quantize", node, [t], {}, dtype=q.dtype)
+        ctx.g.quant_params[node.output[0]] = q
+        return
+    ctx.g.quant_params[t] = q
     ctx.alias[node.output[0]] = t
 
 

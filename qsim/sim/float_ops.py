@@ -154,6 +154,12 @@ def global_avgpool(inputs, w, attrs):
     return [x.mean(axis=tuple(range(2, x.ndim)), keepdims=True)]
 
 
+@kernel("Quantize", "Requantize")
+def identity(inputs, w, attrs):
+    """Quantization happens where tensors are stored (the executors); in real numbers these are identities."""
+    return [inputs[0]]
+
+
 @kernel("Concat")
 def concat(inputs, w, attrs):
     return [np.concatenate(inputs, axis=int(attrs.get("axis", 1)))]
@@ -203,13 +209,22 @@ def attention(inputs, w, attrs):
     return [out + w["bo"] if "bo" in w else out]
 
 
+# ``x op c`` with the node's constant weight ``operand`` (``c op x`` when ``reversed``): importers emit
+# these for an elementwise op whose other input is a constant (a TFLite MUL by a per-channel vector).
+_CONST_BINARY = {"AddConst": np.add, "SubConst": np.subtract, "MulConst": np.multiply, "DivConst": np.divide,
+                 "PowConst": np.power}
+
+
 def run_float_kernel(op: str, inputs: list, weights: Mapping[str, np.ndarray], attrs: Mapping[str, Any]) -> list:
     if op in _BINARY:
         return [_BINARY[op](inputs[0], inputs[1])]
     if op in _UNARY:
         return [_UNARY[op](inputs[0], attrs)]
+    if op in _CONST_BINARY:
+        fn, c = _CONST_BINARY[op], weights["operand"]
+        return [fn(c, inputs[0]) if attrs.get("reversed", False) else fn(inputs[0], c)]
     fn = FLOAT_KERNELS.get(op)
     if fn is None:
-        known = sorted(set(FLOAT_KERNELS) | set(_BINARY) | set(_UNARY))
+        known = sorted(set(FLOAT_KERNELS) | set(_BINARY) | set(_UNARY) | set(_CONST_BINARY))
         raise GraphError(f"no float reference kernel for op {op!r}; the simulator supports {', '.join(known)}")
     return fn(inputs, weights, attrs)

@@ -8,6 +8,8 @@
   unary elementwise.
 * GlobalMaxPool: max over the spatial axes, kept as 1x1.
 * Requantize: an integer tensor rescaled to new quantization parameters (TFLite QUANTIZE int -> int).
+* Quantize: a float tensor quantized to its output's parameters, kept as a node where the float
+  tensor is needed as well (QuantizeLinear whose input also feeds a float op).
 * AddConst, SubConst, MulConst, DivConst, PowConst (operand_shape, reversed=False): ``x op c`` (``c op x``
   when reversed) with a constant ``c`` held as the node's weight ``operand`` (numpy broadcasting).
 """
@@ -98,6 +100,7 @@ def infer_global_max_pool(inputs, attrs) -> Inferred:
 # Requantize: a quantized tensor rescaled to other parameters or another integer width (TFLite
 # QUANTIZE of an integer input): one multiply, shift and clamp per element.
 register("Requantize", vector_ops=per_output(3))(_unary)
+register("Quantize", vector_ops=per_output(2))(_unary)  # divide (or multiply) and round per element
 
 
 def _const_binary(inputs, attrs) -> Inferred:
