@@ -129,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--out", default="hw_profiles/local.yaml", help="where to write the profile")
     cal.add_argument("--quick", action="store_true", help="smaller, faster measurements (less accurate)")
     cal.set_defaults(func=_cmd_calibrate)
+    from qsim.sim.validate_cli import add_validate_parser; add_validate_parser(sub)
     return parser
 
 
