@@ -13,6 +13,9 @@ Dispatch, per call:
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
+import numba
 import numpy as np
 
 from qsim.kernels import portable, vnni_ops
@@ -74,9 +77,32 @@ def _finish(work: np.ndarray, counts: np.ndarray, acc_bits: int, lo: int, hi: in
     return out, int(portable.wrap_count(work, acc_bits, lo, hi, out))
 
 
+# Below this many MACs a kernel runs on one thread: waking sleeping worker threads costs more than
+# the work saves (a 1x4096x4096 GEMV ran 2.6x slower on 2 threads than on 1; bench_kernels.py).
+SERIAL_MACS = 1 << 25
+
+
+@contextmanager
+def _threads_for(macs: int):
+    saved = numba.get_num_threads()
+    if macs < SERIAL_MACS and saved > 1:
+        numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(saved)
+
+
 def conv2d_acc(x, w, x_zp, w_zp, bias, stride, pads, dilation, groups, acc_bits=32,
                overflow="wrap"):
     """Integer 2-D convolution accumulator; see `qsim.kernels.reference.conv2d_acc`."""
+    x, w = check_int_array("x", x), check_int_array("w", w)
+    g = conv_geometry(x, w, stride, pads, dilation, groups)
+    with _threads_for(x.shape[0] * g.m * g.oh * g.ow * g.cg * g.kh * g.kw):
+        return _conv2d_acc(x, w, x_zp, w_zp, bias, stride, pads, dilation, groups, acc_bits, overflow)
+
+
+def _conv2d_acc(x, w, x_zp, w_zp, bias, stride, pads, dilation, groups, acc_bits, overflow):
     x, w = check_int_array("x", x), check_int_array("w", w)
     g = conv_geometry(x, w, stride, pads, dilation, groups)
     lo, hi, saturate = check_acc(acc_bits, overflow)
@@ -100,6 +126,13 @@ def conv2d_acc(x, w, x_zp, w_zp, bias, stride, pads, dilation, groups, acc_bits=
 
 def matmul_acc(a, b, a_zp, b_zp, bias=None, acc_bits=32, overflow="wrap"):
     """Integer matmul accumulator; see `qsim.kernels.reference.matmul_acc`."""
+    a, b = check_int_array("a", a), check_int_array("b", b)
+    a3, b3, *_ = matmul_shapes(a, b)
+    with _threads_for(a3.shape[0] * a3.shape[1] * a3.shape[2] * b3.shape[2]):
+        return _matmul_acc(a, b, a_zp, b_zp, bias, acc_bits, overflow)
+
+
+def _matmul_acc(a, b, a_zp, b_zp, bias, acc_bits, overflow):
     a, b = check_int_array("a", a), check_int_array("b", b)
     lo, hi, saturate = check_acc(acc_bits, overflow)
     a3, b3, batch, sq_m, sq_n = matmul_shapes(a, b)
