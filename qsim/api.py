@@ -7,6 +7,7 @@ from typing import Any
 import pandas as pd
 
 from qsim.cost.estimate import Estimate, estimate_graph
+from qsim.errors import QsimError
 from qsim.hw.profile import Profile, load_profile
 from qsim.ir.graph import Graph
 from qsim.precision import PrecisionPlan, parse_plan
@@ -14,6 +15,11 @@ from qsim.workload import Workload, load_workload, resolve_workload
 
 
 def as_workload(workload: Workload | Graph | str | Path, precision: Any = None, batch: int | None = None) -> Workload:
+    if batch is not None and batch < 1:
+        raise QsimError(f"batch must be >= 1, got {batch}")
+    if batch is not None and isinstance(workload, (Workload, Graph)):
+        raise QsimError("batch applies when qsim builds the graph (a workload file or a model file); "
+                        "rebuild the Graph with the batch you want")
     if isinstance(workload, Workload):
         if precision is None:
             return workload

@@ -13,9 +13,22 @@ from pathlib import Path
 from qsim.errors import QsimError
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def _cmd_run(args) -> int:
     from qsim.api import run_estimate
-    from qsim.report import report_dict, table_text, totals_lines, write_report
+    from qsim.report import check_report_path, report_dict, table_text, totals_lines, write_report
+
+    if args.out:
+        check_report_path(Path(args.out))  # before the work, not after printing the table
 
     wl, prof, est = run_estimate(args.workload, args.hw, args.precision, args.batch)
     precision = wl.plan.name
@@ -107,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--hw", required=True, help="hardware profile YAML, or a shipped name (iot, mobile, cloud, ...)")
     run.add_argument("--precision", help="override the plan: fp32 tf32 fp16 bf16 fp8 int8 int4, w8a8 w4a16 "
                      "w8a16 w4a8, or weight=FMT,activation=FMT[,accumulator=FMT]")
-    run.add_argument("--batch", type=int, help="override the batch size")
+    run.add_argument("--batch", type=_positive_int, help="override the batch size")
     run.add_argument("--format", choices=("table", "csv", "json"), default="table")
     run.add_argument("--out", help="also write the report: reports/NAME.{csv,parquet,json,html}")
     run.set_defaults(func=_cmd_run)
@@ -122,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("model", help="the .onnx or .tflite file")
     imp.add_argument("-o", "--output", required=True, help="workload YAML to write, e.g. workloads/NAME.yaml")
     imp.add_argument("--name", help="workload name (default: the file's stem)")
-    imp.add_argument("--batch", type=int, help="batch size to record in the workload")
+    imp.add_argument("--batch", type=_positive_int, help="batch size to record in the workload")
     imp.set_defaults(func=_cmd_import)
 
     cal = sub.add_parser("calibrate", help="micro-benchmark this machine and write a hardware profile")

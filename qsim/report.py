@@ -66,9 +66,18 @@ def report_dict(workload: str, profile_name: str, precision: str, layers: pd.Dat
     }
 
 
+REPORT_SUFFIXES = (".csv", ".parquet", ".json", ".html")
+
+
+def check_report_path(path: Path) -> None:
+    if path.suffix.lower() not in REPORT_SUFFIXES:
+        raise QsimError(f"--out {path}: unknown extension {path.suffix!r}; use {', '.join(REPORT_SUFFIXES)}")
+
+
 def write_report(path: Path, layers: pd.DataFrame, report: dict[str, Any]) -> None:
     """Write by extension: .csv, .parquet, .json, .html. Written to a temporary name, then moved,
     so a failure never leaves a partial file."""
+    check_report_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     suffix = path.suffix.lower()
@@ -81,11 +90,9 @@ def write_report(path: Path, layers: pd.DataFrame, report: dict[str, Any]) -> No
             raise QsimError("writing Parquet needs pyarrow: pip install pyarrow") from None
     elif suffix == ".json":
         tmp.write_text(json.dumps(report, indent=1))
-    elif suffix == ".html":
+    else:  # .html (check_report_path allows nothing else)
         head = "".join(f"<li>{k}: {v}</li>" for k, v in report["totals"].items())
         tmp.write_text(f"<html><head><meta charset='utf-8'><title>{report['workload']} on {report['profile']}"
                        f"</title></head><body><h1>{report['workload']} on {report['profile']} at "
                        f"{report['precision']}</h1><ul>{head}</ul>{layers.to_html(index=False)}</body></html>")
-    else:
-        raise QsimError(f"--out {path}: unknown extension {suffix!r}; use .csv, .parquet, .json or .html")
     tmp.replace(path)

@@ -23,7 +23,7 @@ from qsim.errors import GraphError, QsimError, WorkloadError
 from qsim.ir.builders import BUILDERS, build
 from qsim.ir.graph import Graph
 from qsim.precision import PrecisionPlan, parse_plan
-from qsim.schema import Int, MapOf, Record, Str, validate
+from qsim.schema import Enum, Int, ListOf, Record, Str, validate
 from qsim.yamlio import LocatedDict, load_yaml
 
 
@@ -32,6 +32,8 @@ class _Any:
         pass
 
 
+INPUT_SCHEMA = Record(required={"name": Str(), "shape": ListOf(Int(1))},
+                      optional={"dtype": Enum(("float32", "float16", "int64", "int32", "int8", "uint8"))})
 WORKLOAD_SCHEMA = Record(
     required={"name": Str(), "model": _Any()},
     optional={"description": Str(), "batch": Int(1), "seq": Int(1), "precision": _Any()},
@@ -73,7 +75,13 @@ def _build_from_builder(model: Mapping, batch: int | None, seq: int | None, wher
 def _build_from_layers(model: Mapping, name: str, where: str) -> Graph:
     """Add layers in dependency order, so a file may list them in any order."""
     graph = Graph(name)
-    for item in model.get("inputs") or []:
+    inputs = model.get("inputs") or []
+    errors = [] if isinstance(inputs, list) else [f"line {_line(model, 'inputs')}: model.inputs: expected a list"]
+    for i, item in enumerate(inputs if not errors else []):
+        INPUT_SCHEMA.check(item, f"model.inputs[{i}]", getattr(item, "line", _line(model, "inputs")), errors)
+    if errors:
+        raise WorkloadError(f"{where}: {len(errors)} problem(s):\n" + "\n".join(f"  {where}:{e[5:]}" for e in errors))
+    for item in inputs:
         graph.add_input(item["name"], item["shape"], item.get("dtype", "float32"))
     layers = {}
     for i, layer in enumerate(model.get("layers") or []):
@@ -121,6 +129,8 @@ def build_model(model: Any, name: str, base: Path, where: str, batch: int | None
     if "tflite" in model:
         from qsim.ir.tflite_import import load_tflite
 
+        if batch not in (None, 1):
+            raise WorkloadError(f"{where}: a .tflite model has a fixed batch; batch {batch} cannot be applied")
         return load_tflite(base / model["tflite"])
     if "layers" in model:
         return _build_from_layers(model, name, where)
@@ -139,12 +149,22 @@ def load_workload(path: str | Path, batch: int | None = None, precision: Any = N
     where = str(path)
     graph = build_model(data["model"], data["name"], path.parent, where,
                         batch if batch is not None else data.get("batch"), data.get("seq"))
-    spec = precision if precision is not None else data.get("precision", _file_plan_or_fp32(graph))
-    try:
-        plan = parse_plan(spec, where=f"{where}: precision")
-    except WorkloadError as exc:
-        raise WorkloadError(f"{where}:{_line(data, 'precision')}: {exc}") from None
+    if precision is not None:  # a flag or an argument: its errors are not the file's
+        plan = parse_plan(precision, where="precision")
+    else:
+        try:
+            plan = parse_plan(data.get("precision", _file_plan_or_fp32(graph)), where=f"{where}: precision")
+        except WorkloadError as exc:
+            raise WorkloadError(f"{where}:{_line(data, 'precision')}: {exc}") from None
+    check_plan_matches(plan, graph, where)
     return Workload(data["name"], graph, plan, where, data.get("description", ""))
+
+
+def check_plan_matches(plan: PrecisionPlan, graph: Graph, where: str) -> None:
+    """An override that matches no node is a typo (a first conv named 'conv1' that is 'stem')."""
+    for match, _ in plan.overrides:
+        if not any(match.get("name", n.name) == n.name and match.get("op", n.op) == n.op for n in graph.nodes()):
+            raise WorkloadError(f"{where}: precision override {dict(match)} matches no node of {graph.name!r}")
 
 
 def _file_plan_or_fp32(graph: Graph):
@@ -160,7 +180,8 @@ def workload_from_model_file(path: Path, batch: int | None = None, precision: An
     if not path.exists():
         raise QsimError(f"{path}: no such file")
     graph = build_model({path.suffix[1:]: path.name}, path.stem, path.parent, str(path), batch)
-    plan = parse_plan(precision if precision is not None else _file_plan_or_fp32(graph))
+    plan = parse_plan(precision if precision is not None else _file_plan_or_fp32(graph), where="precision")
+    check_plan_matches(plan, graph, str(path))
     return Workload(path.stem, graph, plan, str(path))
 
 

@@ -97,7 +97,9 @@ class Graph:
                 raise GraphError(f"node {name!r} ({op}): input tensor {t!r} is not defined")
         try:
             inferred = opdef.infer([self._tensors[t].shape for t in inputs], attrs)
-        except (ValueError, KeyError, TypeError, IndexError) as exc:
+        except KeyError as exc:
+            raise GraphError(f"node {name!r} ({op}): missing attribute {exc}") from None
+        except (ValueError, TypeError, IndexError) as exc:
             shapes = ", ".join(str(self._tensors[t].shape) for t in inputs)
             raise GraphError(f"node {name!r} ({op}) with inputs {shapes}: {exc}") from None
         outs = tuple(outputs) if outputs is not None else self._default_outputs(name, len(inferred.outputs))

@@ -132,6 +132,8 @@ def softmax(step: Step):
     lo, hi = int_range(yq)
     step.bounds[step.node.outputs[0]] = (lo, hi)
     if family == "ort":
+        if xq.dtype not in ("int8", "uint8") or yq.dtype not in ("int8", "uint8"):
+            raise Fallback  # onnxruntime's QLinearSoftmax table has 256 entries: 8-bit only
         y = ort_softmax(xm, s_in, s_out, zp_out, xq.dtype == "int8")
     else:
         if xq.dtype != "int8" or yq.dtype != "int8":

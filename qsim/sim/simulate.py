@@ -73,8 +73,12 @@ def _is_fp32(plan) -> bool:
     from qsim.precision import parse_plan
 
     plan = parse_plan(plan)
-    fp32 = ("fp32", "tf32")
-    return not plan.overrides and plan.default.weight in fp32 and plan.default.activation in fp32
+    formats = {plan.default.weight, plan.default.activation} | {f for _, p in plan.overrides
+                                                               for f in (p.weight, p.activation)}
+    if "tf32" in formats:  # costed by the cost model, but its rounding is not simulated: say so
+        raise QsimError("the simulator does not model tf32 (matrix inputs rounded to a 10-bit mantissa); "
+                        "use fp32 or fp16/bf16")
+    return not plan.overrides and formats == {"fp32"}
 
 
 def _quantize(graph: Graph, plan, feeds) -> Graph:

@@ -202,7 +202,10 @@ def validate(model: str, hw: str | None = None, policy: str | None = None, plan:
     arrays = _read_npz(data, "--data") if data else None
     batch = None
     if arrays is not None and path.suffix == ".onnx":
-        batch = len(next(v for k, v in arrays.items() if k != "labels"))
+        data_arrays = [v for k, v in arrays.items() if k != "labels"]
+        if not data_arrays:
+            raise QsimError(f"--data {data}: holds no input arrays (only {sorted(arrays)})")
+        batch = len(data_arrays[0])
     graph = _load_model(path, batch)
     feeds = _check_inputs(graph, arrays, f"--data {data}") if arrays else random_inputs(graph, seed)
     labels = arrays.get("labels") if arrays else None

@@ -1,17 +1,16 @@
 """Design-space sweeps: a spec of axes -> design points -> an executor (local processes, or Dask)
--> one tidy DataFrame, a Pareto front, and a report (CSV, Parquet, HTML with plots)."""
-from qsim.sweep.pareto import pareto_front
-from qsim.sweep.points import Point, generate_points
-from qsim.sweep.run import run_sweep
-from qsim.sweep.spec import SweepError, SweepSpec, load_spec
+-> one tidy DataFrame, a Pareto front, and a report (CSV, Parquet, HTML with plots).
+
+Names load on first use, so ``qsim --help`` (which registers ``qsim sweep``) stays fast."""
+from importlib import import_module
+
+_LAZY = {"run_sweep": "qsim.sweep.run", "load_spec": "qsim.sweep.spec", "SweepSpec": "qsim.sweep.spec",
+         "SweepError": "qsim.sweep.spec", "generate_points": "qsim.sweep.points", "Point": "qsim.sweep.points",
+         "pareto_front": "qsim.sweep.pareto", "write_report": "qsim.sweep.report"}
+__all__ = sorted(_LAZY)
 
 
-def write_report(frame, out_dir, spec=None):
-    """reports/NAME/report.html with PNG plots beside it, plus results.csv and results.parquet."""
-    from qsim.sweep.report import write_report as _write
-
-    return _write(frame, out_dir, spec)
-
-
-__all__ = ["run_sweep", "load_spec", "generate_points", "pareto_front", "write_report", "SweepSpec", "SweepError",
-           "Point"]
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'qsim.sweep' has no attribute {name!r}")

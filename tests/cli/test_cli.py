@@ -91,3 +91,58 @@ def test_profiles_subcommands(capsys, tmp_path):
 def test_every_subcommand_has_help(sub):
     code, out, _ = run(*sub, "--help")
     assert code == 0 and "usage: qsim" in out
+
+
+def test_readme_quickstart_output_is_what_the_command_prints(capsys):
+    """The README shows the main job's totals; they must stay what `qsim run` prints."""
+    from pathlib import Path
+
+    readme = Path("README.md").read_text()
+    block = readme.split("The first prints a per-layer table and totals")[1].split("```")[1]
+    shown = [line for line in block.strip().splitlines()]
+    assert main(["run", "workloads/resnet50.yaml", "--hw", "hw_profiles/iot.yaml"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[-len(shown):] == shown
+
+
+@pytest.mark.parametrize("args,message", [
+    (["run", "resnet50", "--hw", "iot", "--batch", "0"], "must be >= 1"),
+    (["run", "resnet50", "--hw", "iot", "--precision", "w3a8"], "unknown precision 'w3a8'"),
+])
+def test_bad_flags_are_blamed_on_the_flag(args, message):
+    code, out, err = run(*args)
+    assert code == 2 and message in err and "Traceback" not in err
+    assert "resnet50.yaml" not in err
+
+
+def test_out_extension_is_checked_before_the_work(capsys):
+    assert main(["run", "resnet50", "--hw", "iot", "--out", "reports/x.xyz"]) == 2
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("inputs,message", [
+    ("[{shape: [1, 4]}]", "model.inputs[0].name: missing required key"),
+    ("[{name: x, shape: 5}]", "model.inputs[0].shape: expected a list"),
+    ("[{name: x, shape: [1, -4]}]", "must be >= 1, got -4"),
+    ("[{name: x, shape: [1, 4], dtype: foo}]", "'foo' is not one of"),
+])
+def test_explicit_inputs_are_validated(tmp_path, inputs, message):
+    w = tmp_path / "w.yaml"
+    w.write_text(f"name: w\nmodel:\n  inputs: {inputs}\n  layers: [{{name: r, op: Relu, inputs: [x]}}]\n"
+                 "  outputs: [r]\n")
+    code, _, err = run("run", str(w), "--hw", "iot")
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_missing_attribute_and_unmatched_override_are_named(tmp_path):
+    w = tmp_path / "w.yaml"
+    w.write_text("name: w\nmodel:\n  inputs: [{name: x, shape: [1, 3, 8, 8]}]\n"
+                 "  layers: [{name: c, op: Conv, inputs: [x], kernel: 3}]\n  outputs: [c]\n")
+    code, _, err = run("run", str(w), "--hw", "iot")
+    assert code == 2 and "node 'c' (Conv): missing attribute 'out_channels'" in err
+    code, _, err = run("run", "resnet50", "--hw", "iot", "--precision", "int8")
+    assert code == 0
+    w.write_text("name: w\nmodel: {builder: resnet50}\nprecision:\n  default: int8\n"
+                 "  overrides: [{name: conv1, precision: fp16}]\n")
+    code, _, err = run("run", str(w), "--hw", "iot")
+    assert code == 2 and "matches no node of 'resnet50'" in err

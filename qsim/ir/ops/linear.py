@@ -31,11 +31,7 @@ def infer_gemm(inputs, attrs) -> Inferred:
     return Inferred(outputs=(inputs[0][:-1] + (n,),), weights=weights)
 
 
-def _matmul_macs(inputs, outputs, attrs) -> int:
-    return numel(outputs[0]) * inputs[0][-1]
-
-
-@register("MatMul", macs=_matmul_macs)
+@register("MatMul", macs=_gemm_macs)  # output elements x the reduction length, as for Gemm
 def infer_matmul(inputs, attrs) -> Inferred:
     if len(inputs) != 2 or min(len(inputs[0]), len(inputs[1])) < 2:
         raise ValueError("MatMul takes two inputs of rank >= 2")
