@@ -19,7 +19,7 @@ import numpy as np
 
 from qsim.errors import QsimError
 from qsim.hw.profile import build_profile
-from qsim.yamlio import load_yaml
+from qsim.yamlio import atomic_write, load_yaml
 
 
 @dataclass(frozen=True)
@@ -235,8 +235,5 @@ def write_profile(path: Path, quick: bool = False) -> str:
     except ImportError:
         raise QsimError("qsim calibrate measures onnxruntime: pip install onnxruntime") from None
     text = profile_yaml(measure(quick), name=path.stem)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: tmp.write_text(text))
     return text

@@ -81,6 +81,7 @@ def _cmd_import(args) -> int:
 
     from qsim.precision import plan_spec
     from qsim.workload import workload_from_model_file
+    from qsim.yamlio import atomic_write
 
     src, out = Path(args.model), Path(args.output)
     if src.suffix not in (".onnx", ".tflite"):
@@ -94,10 +95,7 @@ def _cmd_import(args) -> int:
             "precision": plan_spec(wl.plan)}
     if args.batch:
         data["batch"] = args.batch
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(data, sort_keys=False))
-    tmp.replace(out)
+    atomic_write(out, lambda tmp: tmp.write_text(yaml.safe_dump(data, sort_keys=False)))
     print(f"wrote {out}: {data['description']}")
     return 0
 

@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 
 from qsim.errors import QsimError
+from qsim.yamlio import atomic_write
 
 TABLE_COLUMNS = ["name", "op", "weight_format", "activation_format", "compute_unit", "macs", "weight_bytes",
                  "output_bytes", "bound", "latency_s", "energy_j"]
@@ -78,21 +79,23 @@ def write_report(path: Path, layers: pd.DataFrame, report: dict[str, Any]) -> No
     """Write by extension: .csv, .parquet, .json, .html. Written to a temporary name, then moved,
     so a failure never leaves a partial file."""
     check_report_path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        layers.to_csv(tmp, index=False)
-    elif suffix == ".parquet":
-        try:
-            layers.to_parquet(tmp, index=False)
-        except ImportError:
-            raise QsimError("writing Parquet needs pyarrow: pip install pyarrow") from None
-    elif suffix == ".json":
-        tmp.write_text(json.dumps(report, indent=1))
-    else:  # .html (check_report_path allows nothing else)
-        head = "".join(f"<li>{k}: {v}</li>" for k, v in report["totals"].items())
-        tmp.write_text(f"<html><head><meta charset='utf-8'><title>{report['workload']} on {report['profile']}"
-                       f"</title></head><body><h1>{report['workload']} on {report['profile']} at "
-                       f"{report['precision']}</h1><ul>{head}</ul>{layers.to_html(index=False)}</body></html>")
-    tmp.replace(path)
+
+    def write(tmp: Path) -> None:
+        if suffix == ".csv":
+            layers.to_csv(tmp, index=False)
+        elif suffix == ".parquet":
+            try:
+                layers.to_parquet(tmp, index=False)
+            except ImportError:
+                raise QsimError("writing Parquet needs pyarrow: pip install pyarrow") from None
+        elif suffix == ".json":
+            tmp.write_text(json.dumps(report, indent=1))
+        else:  # .html (check_report_path allows nothing else)
+            head = "".join(f"<li>{k}: {v}</li>" for k, v in report["totals"].items())
+            tmp.write_text(f"<html><head><meta charset='utf-8'><title>{report['workload']} on "
+                           f"{report['profile']}</title></head><body><h1>{report['workload']} on "
+                           f"{report['profile']} at {report['precision']}</h1><ul>{head}</ul>"
+                           f"{layers.to_html(index=False)}</body></html>")
+
+    atomic_write(path, write)

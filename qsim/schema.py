@@ -12,7 +12,7 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from qsim.yamlio import LocatedDict
+from qsim.yamlio import line_of
 
 
 @dataclass(frozen=True)
@@ -80,13 +80,13 @@ class Record:
             if key not in known:
                 close = difflib.get_close_matches(str(key), list(known), n=1)
                 hint = f" (did you mean {close[0]!r}? units are part of key names)" if close else ""
-                errors.append(f"line {_line(value, key, line)}: {_join(path, key)}: unknown key{hint}")
+                errors.append(f"line {line_of(value, key, line)}: {_join(path, key)}: unknown key{hint}")
         for key in self.required:
             if key not in value:
                 errors.append(f"line {line}: {_join(path, key)}: missing required key")
         for key, schema in known.items():
             if key in value:
-                schema.check(value[key], _join(path, key), _line(value, key, line), errors)
+                schema.check(value[key], _join(path, key), line_of(value, key, line), errors)
 
 
 @dataclass(frozen=True)
@@ -103,10 +103,10 @@ class MapOf:
             errors.append(f"line {line}: {path}: must not be empty")
         for key, item in value.items():
             if self.keys is not None and key not in self.keys:
-                errors.append(f"line {_line(value, key, line)}: {_join(path, key)}: unknown key; "
+                errors.append(f"line {line_of(value, key, line)}: {_join(path, key)}: unknown key; "
                               f"expected one of {', '.join(self.keys)}")
                 continue
-            self.value_schema.check(item, _join(path, key), _line(value, key, line), errors)
+            self.value_schema.check(item, _join(path, key), line_of(value, key, line), errors)
 
 
 @dataclass(frozen=True)
@@ -125,10 +125,6 @@ class ListOf:
             errors.append(f"line {line}: {path}: expected {self.length} items, got {len(value)}")
         for i, item in enumerate(value):
             self.item_schema.check(item, f"{path}[{i}]", line, errors)
-
-
-def _line(mapping, key, default: int) -> int:
-    return mapping.line_of(key) if isinstance(mapping, LocatedDict) else default
 
 
 def _join(path: str, key) -> str:

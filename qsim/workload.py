@@ -24,7 +24,7 @@ from qsim.ir.builders import BUILDERS, build
 from qsim.ir.graph import Graph
 from qsim.precision import PrecisionPlan, parse_plan
 from qsim.schema import Enum, Int, ListOf, Record, Str, validate
-from qsim.yamlio import LocatedDict, load_yaml
+from qsim.yamlio import LocatedDict, line_of, load_yaml
 
 
 class _Any:
@@ -50,10 +50,6 @@ class Workload:
     description: str = ""
 
 
-def _line(mapping, key) -> int:
-    return mapping.line_of(key) if isinstance(mapping, LocatedDict) else 0
-
-
 def _build_from_builder(model: Mapping, batch: int | None, seq: int | None, where: str) -> Graph:
     name = model["builder"]
     params = dict(model.get("params") or {})
@@ -76,9 +72,9 @@ def _build_from_layers(model: Mapping, name: str, where: str) -> Graph:
     """Add layers in dependency order, so a file may list them in any order."""
     graph = Graph(name)
     inputs = model.get("inputs") or []
-    errors = [] if isinstance(inputs, list) else [f"line {_line(model, 'inputs')}: model.inputs: expected a list"]
+    errors = [] if isinstance(inputs, list) else [f"line {line_of(model, 'inputs')}: model.inputs: expected a list"]
     for i, item in enumerate(inputs if not errors else []):
-        INPUT_SCHEMA.check(item, f"model.inputs[{i}]", getattr(item, "line", _line(model, "inputs")), errors)
+        INPUT_SCHEMA.check(item, f"model.inputs[{i}]", getattr(item, "line", line_of(model, "inputs")), errors)
     if errors:
         raise WorkloadError(f"{where}: {len(errors)} problem(s):\n" + "\n".join(f"  {where}:{e[5:]}" for e in errors))
     for item in inputs:
@@ -86,7 +82,7 @@ def _build_from_layers(model: Mapping, name: str, where: str) -> Graph:
     layers = {}
     for i, layer in enumerate(model.get("layers") or []):
         if not isinstance(layer, Mapping) or not {"name", "op", "inputs"} <= set(layer):
-            raise WorkloadError(f"{where}:{_line(model['layers'], i) or getattr(layer, 'line', 0)}: "
+            raise WorkloadError(f"{where}:{line_of(model['layers'], i) or getattr(layer, 'line', 0)}: "
                                 f"layers[{i}]: each layer needs name, op and inputs")
         layers[layer["name"]] = layer
     deps = nx.DiGraph()
@@ -118,7 +114,7 @@ def build_model(model: Any, name: str, base: Path, where: str, batch: int | None
         raise WorkloadError(f"{where}: model: expected a mapping with builder, onnx, tflite or layers")
     unknown = set(model) - MODEL_KEYS
     if unknown:
-        raise WorkloadError(f"{where}:{_line(model, sorted(unknown)[0])}: model: unknown keys {sorted(unknown)}; "
+        raise WorkloadError(f"{where}:{line_of(model, sorted(unknown)[0])}: model: unknown keys {sorted(unknown)}; "
                             f"expected builder (+params), onnx, tflite, or inputs/layers/outputs")
     if "builder" in model:
         return _build_from_builder(model, batch, seq, where)
@@ -155,7 +151,7 @@ def load_workload(path: str | Path, batch: int | None = None, precision: Any = N
         try:
             plan = parse_plan(data.get("precision", _file_plan_or_fp32(graph)), where=f"{where}: precision")
         except WorkloadError as exc:
-            raise WorkloadError(f"{where}:{_line(data, 'precision')}: {exc}") from None
+            raise WorkloadError(f"{where}:{line_of(data, 'precision')}: {exc}") from None
     check_plan_matches(plan, graph, where)
     return Workload(data["name"], graph, plan, where, data.get("description", ""))
 

@@ -24,6 +24,24 @@ class LocatedDict(dict):
         return self.key_lines.get(key, self.line)
 
 
+def line_of(mapping, key, default: int = 0) -> int:
+    """The line of ``key`` in a mapping read by ``load_yaml``; ``default`` for plain dicts."""
+    return mapping.line_of(key) if isinstance(mapping, LocatedDict) else default
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(tmp_path)``, then move the result over ``path``: a failure or an interruption
+    never leaves a partial file under the real name."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        write(tmp)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 class DuplicateKeyError(QsimError):
     pass
 

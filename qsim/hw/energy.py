@@ -1,5 +1,8 @@
 """One per-precision energy table, used by every profile that states its process node.
 
+Only arithmetic is scaled here. Memory energies (pJ per byte per level) stay explicit in each
+profile with their source; the shipped ones are 45 nm SRAM/DRAM figures, upper bounds at newer nodes.
+
 Anchors (pJ per operation):
 * 45 nm, Horowitz, "Computing's energy problem", ISSCC 2014: int8 add 0.03, int8 mult 0.2,
   int32 add 0.1, int32 mult 3.1, fp16 add 0.4, fp16 mult 1.1, fp32 add 0.9, fp32 mult 3.7.

@@ -16,9 +16,13 @@ from qsim.errors import ProfileError, QsimError
 from qsim.hw import energy
 from qsim.precision import EMULATION_ORDER
 from qsim.schema import Bool, Enum, Int, ListOf, MapOf, Num, Record, Str, validate
-from qsim.yamlio import LocatedDict, load_yaml
+from qsim.yamlio import LocatedDict, line_of, load_yaml
 
 COMPUTE_CLASSES = tuple(EMULATION_ORDER)
+# The names of qsim.numerics.policies.POLICIES, spelled out so that loading a profile does not
+# import numba (tests/unit/test_profiles.py keeps the two lists equal).
+REQUANT_POLICIES = ("onnxruntime", "fbgemm", "qnnpack", "xnnpack", "tflite-reference", "tflite-optimized",
+                    "tflite-single-rounding", "cmsis-nn", "litert-fc-reference")
 POSITIVE = Num(0, exclusive_min=True)
 NON_NEGATIVE = Num(0)
 FRACTION = Num(0, 1, exclusive_min=True)
@@ -47,7 +51,7 @@ PROFILE_SCHEMA = Record(
     },
     optional={
         "description": Str(),
-        "requant_policy": Str(),
+        "requant_policy": Enum(REQUANT_POLICIES),
         "systolic": Record(required={"rows": Int(1), "cols": Int(1),
                                      "dataflow": Enum(("ws", "os", "is"))}),
     },
@@ -115,7 +119,7 @@ def _cross_field_errors(data: Mapping[str, Any]) -> list[str]:
     if isinstance(energy, Mapping) and "process_nm" not in energy:
         for key in ("mac_pj", "vector_op_pj"):
             if key not in energy:
-                errors.append(f"line {_line(data, 'energy')}: energy.{key}: missing (give it, or process_nm to "
+                errors.append(f"line {line_of(data, 'energy')}: energy.{key}: missing (give it, or process_nm to "
                               "take it from the energy table in qsim.hw.energy)")
     peak = compute.get("macs_per_cycle") if isinstance(compute, Mapping) else None
     if isinstance(peak, Mapping):
@@ -125,24 +129,20 @@ def _cross_field_errors(data: Mapping[str, Any]) -> list[str]:
             if isinstance(table, Mapping) and not (key == "mac_pj" and "process_nm" in energy):
                 missing = [c for c in peak if c not in table]
                 if missing:
-                    errors.append(f"line {_line(owner, key)}: {section}.{key}: no value for "
+                    errors.append(f"line {line_of(owner, key)}: {section}.{key}: no value for "
                                   f"{', '.join(missing)} (listed in compute.macs_per_cycle)")
     memories = data.get("memories")
     placement = data.get("placement")
     if isinstance(memories, Mapping) and isinstance(placement, Mapping):
         for role, name in placement.items():
             if isinstance(name, str) and name not in memories:
-                errors.append(f"line {_line(placement, role)}: placement.{role}: {name!r} is not a memory "
+                errors.append(f"line {line_of(placement, role)}: placement.{role}: {name!r} is not a memory "
                               f"(defined: {', '.join(memories)})")
         buf = memories.get(placement.get("buffer"))
         if isinstance(buf, Mapping) and buf.get("on_chip") is False:
-            errors.append(f"line {_line(placement, 'buffer')}: placement.buffer: {placement['buffer']!r} "
+            errors.append(f"line {line_of(placement, 'buffer')}: placement.buffer: {placement['buffer']!r} "
                           "must be an on-chip memory")
     return errors
-
-
-def _line(mapping, key) -> int:
-    return mapping.line_of(key) if isinstance(mapping, LocatedDict) else 0
 
 
 def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict:

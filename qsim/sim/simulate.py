@@ -32,7 +32,7 @@ from qsim.ir.graph import Graph
 from qsim.sim.executor import run_float
 from qsim.sim.integer import run_integer
 
-_DEFAULT_POLICY = {".onnx": "onnxruntime", ".tflite": "tflite-reference"}
+DEFAULT_POLICY = {".onnx": "onnxruntime", ".tflite": "tflite-reference"}  # the runtime each file targets
 
 
 def _load(model) -> tuple[Graph, Any, str]:
@@ -100,7 +100,7 @@ def simulate(model, inputs, policy: str | None = None, plan=None, trace: bool = 
         if plan is not None:
             raise QsimError(f"model {graph.name!r} is already quantized: its own scales and zero points are "
                             "used unchanged; a plan applies to float models only")
-        policy = policy or _DEFAULT_POLICY.get(suffix, "onnxruntime")
+        policy = policy or DEFAULT_POLICY.get(suffix, "onnxruntime")
     else:
         plan = plan if plan is not None else own_plan
         if _is_fp32(plan):

@@ -28,8 +28,13 @@ from qsim.errors import QsimError
 # subcommands build this parser and should not pay for them.
 
 EXECUTORS = ("auto", "integer", "fake")
-DEFAULT_POLICY = {".onnx": "onnxruntime", ".tflite": "tflite-reference"}
 AGAINST = {"onnxruntime": ".onnx", "litert": ".tflite"}
+
+
+def _default_policy(suffix: str, fallback: str) -> str:
+    from qsim.sim.simulate import DEFAULT_POLICY
+
+    return DEFAULT_POLICY.get(suffix, fallback)
 TABLE_COLUMNS = ["node", "op", "format", "sqnr_db", "cosine", "max_abs_error", "mode", "overflow_events",
                  "saturated_low", "saturated_high"]
 
@@ -111,10 +116,8 @@ def _plan(spec: str | None):
         return None
     if spec.endswith((".yaml", ".yml")):
         from qsim.yamlio import load_yaml
-        try:
-            return load_yaml(spec)
-        except FileNotFoundError:
-            raise QsimError(f"--plan {spec}: file not found") from None
+
+        return load_yaml(spec)  # a missing or malformed file is a QsimError naming it
     return spec
 
 
@@ -229,7 +232,7 @@ def validate(model: str, hw: str | None = None, policy: str | None = None, plan:
     else:
         qgraph, reference = graph, graph
         notes.append("float model without --plan: ran at fp32")
-    policy = policy or profile_policy or DEFAULT_POLICY.get(path.suffix, "onnxruntime")
+    policy = policy or profile_policy or _default_policy(path.suffix, "onnxruntime")
     ref_trace = run_float(reference, _reference_feeds(graph, feeds), trace=True)
     stats = None
     if executor not in EXECUTORS:

@@ -63,9 +63,11 @@ def _plan(spec: SweepSpec, label: str):
 
 
 def accuracy_of(point: Point) -> tuple[float, str]:
-    """Hook for issue 5 (the bit-accurate simulator): return (value, metric name) for a point.
+    """Where a sweep's accuracy axis plugs in: (value, metric name) for a point.
 
-    Not built yet, so every point reports NaN and an empty metric name; nothing is estimated or faked."""
+    The simulator exists (qsim.simulate, qsim.sim.models.evaluate) but sweep specs cannot yet name
+    evaluation data, so every point reports NaN and an empty metric name; nothing is estimated or
+    faked, and the Pareto front ignores accuracy until some point has a value."""
     return math.nan, ""
 
 

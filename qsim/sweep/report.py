@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from qsim.report import mib, si
+from qsim.yamlio import atomic_write
 from qsim.sweep import plots
 from qsim.sweep.evaluate import point_layers
 from qsim.sweep.run import write_results
@@ -117,7 +118,5 @@ def write_report(df: pd.DataFrame, out_dir: str | Path, spec: SweepSpec | str | 
         "</body></html>",
     ]
     path = out / "report.html"
-    tmp = out / ".report.html.tmp"
-    tmp.write_text("\n".join(parts), encoding="utf-8")
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: tmp.write_text("\n".join(parts), encoding="utf-8"))
     return path

@@ -6,6 +6,7 @@ from typing import Any, Callable, Mapping
 
 import pandas as pd
 
+from qsim.yamlio import atomic_write
 from qsim.sweep.executor import chunked, default_workers, run_dask, run_processes, run_serial
 from qsim.sweep.pareto import add_pareto_column
 from qsim.sweep.points import generate_points
@@ -76,9 +77,6 @@ def run_sweep(spec: str | Path | Mapping | SweepSpec, out_dir: str | Path | None
 
 def write_results(frame: pd.DataFrame, out_dir: Path) -> None:
     """results.csv and results.parquet, each written to a temporary name and renamed."""
-    out_dir.mkdir(parents=True, exist_ok=True)
     for name, write in (("results.csv", lambda p: frame.to_csv(p, index=False)),
                         ("results.parquet", lambda p: frame.to_parquet(p, index=False))):
-        tmp = out_dir / f".{name}.tmp"
-        write(tmp)
-        tmp.replace(out_dir / name)
+        atomic_write(out_dir / name, write)

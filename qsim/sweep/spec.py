@@ -37,7 +37,7 @@ from qsim.precision import parse_plan
 from qsim.sweep.schema import SPEC_SCHEMA
 from qsim.schema import validate
 from qsim.workload import WORKLOAD_DIR, load_workload, resolve_workload
-from qsim.yamlio import LocatedDict, load_yaml
+from qsim.yamlio import LocatedDict, line_of, load_yaml
 
 
 class SweepError(QsimError):
@@ -76,10 +76,6 @@ def plain(value: Any) -> Any:
     if isinstance(value, list):
         return [plain(v) for v in value]
     return value
-
-
-def _line(mapping, key) -> int:
-    return mapping.line_of(key) if isinstance(mapping, LocatedDict) else 0
 
 
 def _indent(message: str) -> str:
@@ -156,7 +152,7 @@ class _Checker:
 def _plans(data: Mapping, chk: _Checker) -> dict[str, Any]:
     plans: dict[str, Any] = {}
     items = data.get("precisions") or []
-    line = _line(data, "precisions")
+    line = line_of(data, "precisions")
     for i, item in enumerate(items):
         key = f"precisions[{i}]"
         if isinstance(item, Mapping):
@@ -177,16 +173,16 @@ def _check_product(data: Mapping, chk: _Checker) -> tuple[dict, tuple | None]:
             chk.error(getattr(data, "line", 1), key,
                       "missing required key (mode: product)")
     for key in ("workloads", "profiles", "batch"):
-        _duplicates(data.get(key) or [], _line(data, key), key, chk)
+        _duplicates(data.get(key) or [], line_of(data, key), key, chk)
     for dotted, values in (data.get("overrides") or {}).items():
-        _duplicates(values, _line(data["overrides"], dotted), f"overrides.{dotted}", chk)
+        _duplicates(values, line_of(data["overrides"], dotted), f"overrides.{dotted}", chk)
     for i, label in enumerate(data.get("workloads") or []):
-        chk.workload(label, _line(data, "workloads"), f"workloads[{i}]")
+        chk.workload(label, line_of(data, "workloads"), f"workloads[{i}]")
     for i, label in enumerate(data.get("profiles") or []):
-        chk.profile(label, _line(data, "profiles"), f"profiles[{i}]")
+        chk.profile(label, line_of(data, "profiles"), f"profiles[{i}]")
     overrides = data.get("overrides") or {}
     for dotted, values in overrides.items():
-        line = _line(overrides, dotted)
+        line = line_of(overrides, dotted)
         if chk.profiles and not any(has_key(pdata, dotted) for _, pdata in chk.profiles.values()):
             leaves = sorted(_dotted_keys(next(iter(chk.profiles.values()))[1]))
             close = difflib.get_close_matches(dotted, leaves, n=1)
@@ -214,10 +210,10 @@ def _duplicates(values: list, line: int, key: str, chk: _Checker) -> None:
 def _check_points(data: Mapping, chk: _Checker, plans: dict) -> tuple[tuple, dict]:
     for key in ("workloads", "profiles", "overrides", "batch"):
         if key in data:
-            chk.error(_line(data, key), key, "only in mode: product (in mode: points each point names its own)")
+            chk.error(line_of(data, key), key, "only in mode: product (in mode: points each point names its own)")
     points, keys = [], {}
     for i, point in enumerate(data.get("points") or []):
-        line, key = getattr(point, "line", _line(data, "points")), f"points[{i}]"
+        line, key = getattr(point, "line", line_of(data, "points")), f"points[{i}]"
         ok = chk.workload(point["workload"], line, f"{key}.workload")
         ok &= chk.profile(point["profile"], line, f"{key}.profile")
         prec = point["precision"]
@@ -289,7 +285,7 @@ def load_spec(spec: str | Path | Mapping | SweepSpec) -> SweepSpec:
     mode = data.get("mode", "points" if "points" in data else "product")
     if mode == "product":
         if "points" in data:
-            chk.error(_line(data, "points"), "points", "only in mode: points")
+            chk.error(line_of(data, "points"), "points", "only in mode: points")
         overrides, batch = _check_product(data, chk)
         points = ()
     else:
@@ -297,14 +293,14 @@ def load_spec(spec: str | Path | Mapping | SweepSpec) -> SweepSpec:
             chk.error(getattr(data, "line", 1), "points", "missing required key (mode: points)")
         points, overrides = _check_points(data, chk, plans)
         batch = None
-    filters = tuple((kind, plain(body), getattr(item, "line", _line(data, "filters")))
+    filters = tuple((kind, plain(body), getattr(item, "line", line_of(data, "filters")))
                     for item in data.get("filters") or [] for kind, body in item.items())
     _raise(source, chk.errors)
     result = SweepSpec(name=data["name"], source=source, mode=mode, workloads=chk.workloads,
                        workload_batch=chk.workload_batch, plans=plans, profiles=chk.profiles,
                        overrides=overrides, batch=batch, points=points, filters=filters,
                        description=data.get("description", ""),
-                       lines={k: _line(data, k) for k in data})
+                       lines={k: line_of(data, k) for k in data})
     from qsim.sweep.points import point_errors  # needs the spec built: filters run on the axes table
 
     _raise(source, point_errors(result))

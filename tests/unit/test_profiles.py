@@ -103,3 +103,12 @@ def test_overrides_replace_values_and_are_validated():
         load_profile("iot", {"memories.sram.capacity_kib": 0})
     with pytest.raises(ProfileError, match="'dram' is not in the profile"):
         apply_overrides(load_yaml(PROFILE_DIR / "iot.yaml"), {"memories.dram.capacity_kib": 1})
+
+
+def test_requant_policy_names_match_the_numerics_registry(tmp_path):
+    from qsim.hw.profile import REQUANT_POLICIES
+    from qsim.numerics.policies import POLICIES
+
+    assert set(REQUANT_POLICIES) == set(POLICIES)
+    with pytest.raises(ProfileError, match=r"requant_policy: 'cmsis_nn' is not one of"):
+        load_profile(_write(tmp_path, GOOD.replace("requant_policy: cmsis-nn", "requant_policy: cmsis_nn")))
