@@ -22,6 +22,7 @@ import networkx as nx
 from qsim.errors import GraphError, QsimError, WorkloadError
 from qsim.ir.builders import BUILDERS, build
 from qsim.ir.graph import Graph
+from qsim.ir.registry import get_op
 from qsim.precision import PrecisionPlan, parse_plan
 from qsim.schema import Enum, Int, ListOf, Record, Str, validate
 from qsim.yamlio import LocatedDict, line_of, load_yaml
@@ -99,6 +100,11 @@ def _build_from_layers(model: Mapping, name: str, where: str) -> Graph:
     for lname in order:
         layer = layers[lname]
         attrs = {k: v for k, v in layer.items() if k not in ("name", "op", "inputs")}
+        accepted = get_op(layer["op"]).attrs
+        unknown = sorted(set(attrs) - set(accepted)) if accepted is not None else []
+        if unknown:
+            raise GraphError(f"{where}:{getattr(layer, 'line', 0)}: layer {lname!r} ({layer['op']}): unknown "
+                             f"attribute(s) {unknown}; {layer['op']} takes {', '.join(accepted) or 'none'}")
         try:
             graph.add_node(layer["op"], lname, layer["inputs"], attrs)
         except GraphError as exc:

@@ -45,19 +45,22 @@ class OpDef:
     weights_read: Callable[[list[Shape], tuple[Shape, ...], Mapping[str, Any]], int] | None = None
     # (elements read, elements written) of the node's persistent state per call; None: read all.
     state_io: Callable[[list[Shape], Mapping[str, Any]], tuple[int, int]] | None = None
+    # The attributes a user may write for this op (explicit layers in a workload are checked
+    # against them); None: not declared. Importers may add more (e.g. a fused activation).
+    attrs: tuple[str, ...] | None = None
 
 
 OPS: dict[str, OpDef] = {}
 
 
 def register(name: str, *, macs=_zero, vector_ops=_zero, fusable: bool = False, weights_read=None,
-             state_io=None):
+             state_io=None, attrs: tuple[str, ...] | None = None):
     """Decorator for an op's ``infer`` function: ``@register("Relu", vector_ops=...)``."""
 
     def wrap(infer):
         if name in OPS:
             raise RuntimeError(f"op {name!r} registered twice")
-        OPS[name] = OpDef(name, infer, macs, vector_ops, fusable, weights_read, state_io)
+        OPS[name] = OpDef(name, infer, macs, vector_ops, fusable, weights_read, state_io, attrs)
         return infer
 
     return wrap

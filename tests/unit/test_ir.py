@@ -130,3 +130,13 @@ def test_layers_in_any_order_build_the_same_graph():
     g = build_model(model, "m", Path("."), "w.yaml")
     assert [n.name for n in g.nodes()] == ["conv", "flat", "fc"]
     assert g.summary()["macs"] == 4 * 64 * 27 + 256 * 10
+
+
+def test_unknown_attribute_in_an_explicit_layer_is_named():
+    model = {"inputs": [{"name": "x", "shape": [1, 3, 8, 8]}],
+             "layers": [{"name": "c", "op": "Conv", "inputs": ["x"], "out_channels": 4, "kernel": 3,
+                         "padding": 1}],
+             "outputs": ["c"]}
+    with pytest.raises(GraphError, match=r"layer 'c' \(Conv\): unknown attribute\(s\) \['padding'\]; "
+                                         r"Conv takes out_channels, kernel, stride, pad"):
+        build_model(model, "m", Path("."), "w.yaml")

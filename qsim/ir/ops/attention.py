@@ -46,7 +46,8 @@ def _kv_cache_io(inputs, attrs) -> tuple[int, int]:
     return 2 * b * kvh * past * hd, 2 * b * kvh * s * hd  # K and V: past rows read, new rows written
 
 
-@register("Attention", macs=_attention_macs, vector_ops=_attention_vector_ops, state_io=_kv_cache_io)
+@register("Attention", macs=_attention_macs, vector_ops=_attention_vector_ops, state_io=_kv_cache_io,
+          attrs=("heads", "kv_heads", "head_dim", "past", "kv_cache", "bias", "causal"))
 def infer_attention(inputs, attrs) -> Inferred:
     if len(inputs) != 1 or len(inputs[0]) != 3:
         raise ValueError("Attention takes one (batch, seq, hidden) input")

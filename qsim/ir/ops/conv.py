@@ -19,7 +19,8 @@ def _conv_vector_ops(inputs, outputs, attrs) -> int:
     return numel(outputs[0]) if attrs.get("bias", True) else 0  # bias add
 
 
-@register("Conv", macs=_conv_macs, vector_ops=_conv_vector_ops)
+@register("Conv", macs=_conv_macs, vector_ops=_conv_vector_ops,
+          attrs=("out_channels", "kernel", "stride", "pad", "dilation", "groups", "bias"))
 def infer_conv(inputs, attrs) -> Inferred:
     if len(inputs) != 1 or len(inputs[0]) != 4:
         raise ValueError("Conv takes one NCHW input")

@@ -28,8 +28,9 @@ def _unary(inputs, attrs) -> Inferred:
 
 
 for _name in ("Add", "Sub", "Mul"):
-    register(_name, vector_ops=per_output(1))(_binary)
+    register(_name, vector_ops=per_output(1), attrs=())(_binary)
 
 for _name, _ops in {"Relu": 1, "Relu6": 2, "Clip": 2, "Sigmoid": 3, "Tanh": 5, "GELU": 8,
                     "HardSwish": 4, "SiLU": 4}.items():
-    register(_name, vector_ops=per_output(_ops), fusable=True)(_unary)
+    register(_name, vector_ops=per_output(_ops), fusable=True,
+             attrs=("min", "max") if _name == "Clip" else ("approximate",) if _name == "GELU" else ())(_unary)

@@ -17,7 +17,8 @@ def _gemm_macs(inputs, outputs, attrs) -> int:
     return numel(outputs[0]) * inputs[0][-1]
 
 
-@register("Gemm", macs=_gemm_macs, vector_ops=lambda i, o, a: numel(o[0]) if a.get("bias", True) else 0)
+@register("Gemm", macs=_gemm_macs, vector_ops=lambda i, o, a: numel(o[0]) if a.get("bias", True) else 0,
+          attrs=("out_features", "bias"))
 def infer_gemm(inputs, attrs) -> Inferred:
     if len(inputs) != 1 or len(inputs[0]) < 1:
         raise ValueError("Gemm takes one input with a feature axis")
@@ -31,7 +32,7 @@ def infer_gemm(inputs, attrs) -> Inferred:
     return Inferred(outputs=(inputs[0][:-1] + (n,),), weights=weights)
 
 
-@register("MatMul", macs=_gemm_macs)  # output elements x the reduction length, as for Gemm
+@register("MatMul", macs=_gemm_macs, attrs=())  # output elements x the reduction length, as for Gemm
 def infer_matmul(inputs, attrs) -> Inferred:
     if len(inputs) != 2 or min(len(inputs[0]), len(inputs[1])) < 2:
         raise ValueError("MatMul takes two inputs of rank >= 2")
@@ -42,7 +43,7 @@ def infer_matmul(inputs, attrs) -> Inferred:
     return Inferred(outputs=(tuple(int(d) for d in batch) + (a[-2], b[-1]),))
 
 
-@register("Embedding", weights_read=lambda i, o, a: numel(o[0]))
+@register("Embedding", weights_read=lambda i, o, a: numel(o[0]), attrs=("num_embeddings", "embedding_dim"))
 def infer_embedding(inputs, attrs) -> Inferred:
     if len(inputs) != 1:
         raise ValueError("Embedding takes one tensor of ids")

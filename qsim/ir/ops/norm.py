@@ -11,7 +11,7 @@ from __future__ import annotations
 from qsim.ir.registry import Inferred, per_output, register
 
 
-@register("BatchNorm", vector_ops=per_output(2))
+@register("BatchNorm", vector_ops=per_output(2), attrs=())
 def infer_batchnorm(inputs, attrs) -> Inferred:
     if len(inputs) != 1 or len(inputs[0]) < 2:
         raise ValueError("BatchNorm takes one input with a channel axis")
@@ -19,7 +19,7 @@ def infer_batchnorm(inputs, attrs) -> Inferred:
     return Inferred(outputs=(tuple(inputs[0]),), weights={"scale": (c,), "shift": (c,)})
 
 
-@register("LayerNorm", vector_ops=per_output(8))
+@register("LayerNorm", vector_ops=per_output(8), attrs=("eps",))
 def infer_layernorm(inputs, attrs) -> Inferred:
     if len(inputs) != 1:
         raise ValueError("LayerNorm takes one input")
@@ -27,14 +27,14 @@ def infer_layernorm(inputs, attrs) -> Inferred:
     return Inferred(outputs=(tuple(inputs[0]),), weights={"gamma": (d,), "beta": (d,)})
 
 
-@register("RMSNorm", vector_ops=per_output(5))
+@register("RMSNorm", vector_ops=per_output(5), attrs=("eps",))
 def infer_rmsnorm(inputs, attrs) -> Inferred:
     if len(inputs) != 1:
         raise ValueError("RMSNorm takes one input")
     return Inferred(outputs=(tuple(inputs[0]),), weights={"gamma": (inputs[0][-1],)})
 
 
-@register("Softmax", vector_ops=per_output(5))
+@register("Softmax", vector_ops=per_output(5), attrs=("axis",))
 def infer_softmax(inputs, attrs) -> Inferred:
     if len(inputs) != 1:
         raise ValueError("Softmax takes one input")

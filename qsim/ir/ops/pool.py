@@ -25,11 +25,12 @@ def _pool(inputs, attrs) -> Inferred:
     return Inferred(outputs=((n, c, oh, ow),))
 
 
-register("MaxPool", vector_ops=_window_ops)(_pool)
-register("AvgPool", vector_ops=_window_ops)(_pool)
+_POOL_ATTRS = ("kernel", "stride", "pad", "ceil_mode", "count_include_pad")
+register("MaxPool", vector_ops=_window_ops, attrs=_POOL_ATTRS)(_pool)
+register("AvgPool", vector_ops=_window_ops, attrs=_POOL_ATTRS)(_pool)
 
 
-@register("GlobalAvgPool", vector_ops=lambda i, o, a: numel(i[0]))
+@register("GlobalAvgPool", vector_ops=lambda i, o, a: numel(i[0]), attrs=())
 def infer_global_avg_pool(inputs, attrs) -> Inferred:
     if len(inputs) != 1 or len(inputs[0]) < 3:
         raise ValueError("GlobalAvgPool takes one N,C,spatial... input")

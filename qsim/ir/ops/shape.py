@@ -7,7 +7,7 @@ from math import prod
 from qsim.ir.registry import Inferred, register
 
 
-@register("Concat")
+@register("Concat", attrs=("axis",))
 def infer_concat(inputs, attrs) -> Inferred:
     if not inputs:
         raise ValueError("Concat needs at least one input")
@@ -24,7 +24,7 @@ def infer_concat(inputs, attrs) -> Inferred:
     return Inferred(outputs=(tuple(out),))
 
 
-@register("Reshape")
+@register("Reshape", attrs=("shape",))
 def infer_reshape(inputs, attrs) -> Inferred:
     if len(inputs) != 1:
         raise ValueError("Reshape takes one input")
@@ -43,7 +43,7 @@ def infer_reshape(inputs, attrs) -> Inferred:
     return Inferred(outputs=(tuple(shape),))
 
 
-@register("Flatten")
+@register("Flatten", attrs=("axis",))
 def infer_flatten(inputs, attrs) -> Inferred:
     if len(inputs) != 1:
         raise ValueError("Flatten takes one input")
@@ -52,7 +52,7 @@ def infer_flatten(inputs, attrs) -> Inferred:
     return Inferred(outputs=((prod(s[:axis]), prod(s[axis:])),))
 
 
-@register("Transpose")
+@register("Transpose", attrs=("perm",))
 def infer_transpose(inputs, attrs) -> Inferred:
     if len(inputs) != 1:
         raise ValueError("Transpose takes one input")
