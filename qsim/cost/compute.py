@@ -108,4 +108,4 @@ def compute_seconds(macs: int, vector_ops: int, unit: str, profile: Profile, wav
     eff = c.depthwise_efficiency.get(unit, c.efficiency[unit]) if depthwise else c.efficiency[unit]
     matrix = macs / (c.macs_per_cycle[unit] * eff * profile.clock_hz) * waves if macs else 0.0
     vector = vector_ops / (c.vector_ops_per_cycle * profile.clock_hz)
-    return matrix + vector
+    return max(matrix, vector) if c.vector_overlaps_matrix else matrix + vector

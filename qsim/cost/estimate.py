@@ -72,7 +72,8 @@ def _node_row(graph, node, plan: PrecisionPlan, profile: Profile) -> dict[str, A
     waves = wave_factor(graph, node, profile) if counts.macs else 1.0
     array_s = systolic_seconds(graph, node, profile, choice.unit) if counts.macs else None
     if array_s is not None:  # the dataflow model replaces peak x efficiency for matrix ops
-        compute_s = array_s + compute_seconds(0, counts.vector_ops, choice.unit, profile)
+        vector_s = compute_seconds(0, counts.vector_ops, choice.unit, profile)
+        compute_s = max(array_s, vector_s) if profile.compute.vector_overlaps_matrix else array_s + vector_s
     else:
         compute_s = compute_seconds(counts.macs, counts.vector_ops, choice.unit, profile, waves,
                                     is_depthwise(graph, node))
@@ -112,7 +113,9 @@ def estimate_graph(graph, plan: PrecisionPlan, profile: Profile) -> Estimate:
     totals = {
         "macs": int(layers["macs"].sum()), "params": int(graph.summary()["params"]), "weight_bytes": weights,
         "peak_activation_bytes": peak, "peak_activation_at": peak_at, "state_bytes": state,
-        "latency_s": float(layers["latency_s"].sum()), "energy_j": float(layers["energy_j"].sum()),
+        # once per inference (host -> accelerator hand-off): latency, and static power meanwhile
+        "latency_s": float(layers["latency_s"].sum()) + profile.invoke_s,
+        "energy_j": float(layers["energy_j"].sum()) + profile.static_w * profile.invoke_s,
         "emulated_nodes": int(layers["emulated"].sum()),
         "fits": {name: need[name] <= mem.capacity_bytes for name, mem in profile.memories.items()},
         "memory_need_bytes": need,

@@ -40,6 +40,7 @@ PROFILE_SCHEMA = Record(
                       "vector_ops_per_cycle": POSITIVE, "accumulator_bits": Int(8, 64)},
             optional={"units": Int(1), "tiles": ListOf(ListOf(Int(1), length=2)),
                       "depthwise_efficiency": MapOf(FRACTION, COMPUTE_CLASSES),
+                      "vector_overlaps_matrix": Bool(),
                       "min_latency_us": MapOf(NON_NEGATIVE, COMPUTE_CLASSES)},
         ),
         "memories": MapOf(MEMORY_SCHEMA),
@@ -51,6 +52,7 @@ PROFILE_SCHEMA = Record(
     },
     optional={
         "description": Str(),
+        "invoke_overhead_us": NON_NEGATIVE,
         "requant_policy": Enum(REQUANT_POLICIES),
         "systolic": Record(required={"rows": Int(1), "cols": Int(1),
                                      "dataflow": Enum(("ws", "os", "is"))}),
@@ -80,6 +82,9 @@ class Compute:
     # Depthwise convolutions reuse no input across output channels: many targets run them far
     # below their dense-conv efficiency. Classes not listed use ``efficiency``.
     depthwise_efficiency: Mapping[str, float] = field(default_factory=dict)
+    # An NPU's output stage (bias, activation, requantization) runs beside its MAC array, so a
+    # node's compute time is the larger of the two; on a CPU or MCU core they add up.
+    vector_overlaps_matrix: bool = False
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,7 @@ class Profile:
     static_w: float
     dispatch_s: float
     description: str = ""
+    invoke_s: float = 0.0  # once per inference: host -> accelerator hand-off, firmware start
     requant_policy: str | None = None
     systolic: Systolic | None = None
     source: str = ""
@@ -188,12 +194,14 @@ def build_profile(data: Mapping[str, Any], source: str = "<profile>") -> Profile
                         c["vector_ops_per_cycle"], c["accumulator_bits"], c.get("units", 1),
                         tuple(tuple(t) for t in c.get("tiles", [[1, 1]])),
                         MappingProxyType({k: v / 1e6 for k, v in (c.get("min_latency_us") or {}).items()}),
-                        MappingProxyType(dict(c.get("depthwise_efficiency") or {}))),
+                        MappingProxyType(dict(c.get("depthwise_efficiency") or {})),
+                        bool(c.get("vector_overlaps_matrix", False))),
         memories=MappingProxyType(memories),
         weights_in=data["placement"]["weights"], activations_in=data["placement"]["activations"],
         buffer=data["placement"]["buffer"],
         mac_pj=MappingProxyType(mac), vector_op_pj=vec, static_w=e["static_mw"] / 1e3,
         dispatch_s=data["dispatch_overhead_us"] / 1e6, description=data.get("description", ""),
+        invoke_s=data.get("invoke_overhead_us", 0) / 1e6,
         requant_policy=data.get("requant_policy"),
         systolic=Systolic(sys["rows"], sys["cols"], sys["dataflow"]) if sys else None, source=source,
     )

@@ -103,12 +103,94 @@ def batchnorm(inputs, w, attrs):
     return [inputs[0] * w["scale"].reshape(shape) + w["shift"].reshape(shape)]
 
 
+def _fma_f32(a, b, c) -> np.ndarray:
+    """fp32 fused multiply-add ``a * b + c`` rounded once (x86 VFMADD): the product of two fp32
+    values is exact in fp64; the fp64 sum is made round-to-odd from its TwoSum error, so that the
+    final rounding to fp32 is the single correct rounding (no double-rounding error)."""
+    a, b, c = (np.asarray(v, np.float64) for v in (a, b, c))
+    p = a * b
+    s = p + c
+    t = s - p
+    err = (p - (s - t)) + (c - t)
+    inexact_even = (err != 0) & ((s.view(np.int64) & 1) == 0)
+    return np.where(inexact_even, np.nextafter(s, s + err), s).astype(np.float32)
+
+
+def _layernorm_ort(x: np.ndarray, gamma: np.ndarray, beta, eps: float) -> np.ndarray:
+    """onnxruntime 1.32 CPU LayerNormalization on fp32 rows (x: (rows, n)), bit for bit. Published
+    layer_norm_impl.cc sources show a sequential fp32 ``ComputeJob``; the 1.32 x86-64 wheel's
+    ComputeJob instead jumps to a vectorized kernel (a function pointer set at start-up) when
+    n > 7, so the loops below mirror the wheel's machine code (objdump of
+    onnxruntime_pybind11_state.so), checked against the wheel with 0 differing bits.
+
+    n >= 8: the kernel ``ComputeJob`` dispatches to when the CPU has AVX2/FMA (also on AVX-512 CPUs):
+      mean: fp64 sum in 4 lanes (lane j adds x[4k + j] in order), lanes combined as
+            (l0 + l2) + (l1 + l3), then the n % 4 tail in order; / n in fp64; rounded to fp32;
+      var:  two-pass, fp32: d = x - mean; 8 lanes of fma(d, d, acc) over 8 * (n // 8) elements,
+            combined as ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)); a tail of 4 or more adds
+            four rounded squares d * d in order, the rest (1 to 3) fma(d, d, acc); then / n;
+      inv = 1 / sqrt(var + eps) in fp32;
+      y = fma((x - mean) * inv, gamma, beta); without beta ((x - mean) * inv) * gamma.
+    n <= 7 (every n on CPUs without AVX2: not modelled): ComputeJob's scalar SSE loop, Welford in fp32:
+      delta = x - mean; mean += delta / (i + 1); m2 += (x - mean) * delta; sd = sqrt(m2 / n + eps);
+      y = (x - mean) / sd * gamma + beta (each operation rounded, no FMA)."""
+    f32 = np.float32
+    rows, n = x.shape
+    if n <= 7:
+        mean = np.zeros(rows, f32)
+        m2 = np.zeros(rows, f32)
+        for i in range(n):
+            delta = x[:, i] - mean
+            mean = mean + delta / f32(i + 1)
+            m2 = m2 + (x[:, i] - mean) * delta
+        sd = np.sqrt(m2 / f32(n) + f32(eps))
+        y = (x - mean[:, None]) / sd[:, None] * gamma
+        return y if beta is None else y + beta
+    n4 = n // 4 * 4  # np.cumsum adds in order along its axis: one running sum per lane
+    lanes = np.cumsum(x[:, :n4].astype(np.float64).reshape(rows, n4 // 4, 4), axis=1)[:, -1]
+    total = (lanes[:, 0] + lanes[:, 2]) + (lanes[:, 1] + lanes[:, 3])
+    for j in range(n4, n):
+        total = total + x[:, j]
+    mean = (total / n).astype(f32)
+    d = x - mean[:, None]
+    n8 = n // 8 * 8
+    acc = np.zeros((rows, 8), f32)
+    for k in range(0, n8, 8):
+        acc = _fma_f32(d[:, k:k + 8], d[:, k:k + 8], acc)
+    half = acc[:, :4] + acc[:, 4:]
+    var = (half[:, 0] + half[:, 2]) + (half[:, 1] + half[:, 3])
+    j = n8
+    if n - n8 >= 4:  # the 4-wide tail block squares without FMA, then adds in order
+        sq = d[:, j:j + 4] * d[:, j:j + 4]
+        for t in range(4):
+            var = var + sq[:, t]
+        j += 4
+    for t in range(j, n):
+        var = _fma_f32(d[:, t], d[:, t], var)
+    inv = f32(1) / np.sqrt(var / f32(n) + f32(eps))
+    z = d * inv[:, None]
+    if beta is None:
+        return z * gamma
+    return _fma_f32(z, np.broadcast_to(gamma, z.shape), np.broadcast_to(beta, z.shape))
+
+
 @kernel("LayerNorm")
 def layernorm(inputs, w, attrs):
+    """fp32: onnxruntime 1.32's CPU kernel bit for bit (``_layernorm_ort``); an IR LayerNorm always
+    has beta (the ONNX importer fills zeros for a missing bias), so a model without bias runs the
+    FMA with +0 here: equal values, only the sign of an exact zero result may differ. fp64: the
+    plain formula (onnxruntime's double kernel is not mirrored)."""
     x = inputs[0]
-    mean = x.mean(-1, keepdims=True)
-    var = ((x - mean) ** 2).mean(-1, keepdims=True)
-    return [(x - mean) / np.sqrt(var + float(attrs.get("eps", 1e-5))) * w["gamma"] + w["beta"]]
+    eps = float(attrs.get("eps", 1e-5))
+    if x.dtype == np.float64:
+        mean = x.mean(-1, keepdims=True)
+        var = ((x - mean) ** 2).mean(-1, keepdims=True)
+        return [(x - mean) / np.sqrt(var + eps) * w["gamma"] + w.get("beta", 0.0)]
+    x = np.asarray(x, np.float32)
+    gamma = np.asarray(w["gamma"], np.float32)
+    beta = np.asarray(w["beta"], np.float32) if w.get("beta") is not None else None
+    y = _layernorm_ort(x.reshape(-1, x.shape[-1]), gamma, beta, eps)
+    return [y.reshape(x.shape)]
 
 
 @kernel("RMSNorm")

@@ -1,5 +1,5 @@
 """Integer kernels of the matrix ops, pooling and data movement (Conv, Gemm, MatMul, MaxPool,
-AvgPool, GlobalAvgPool, Concat, Reshape/Flatten/Transpose, Relu/Relu6/Clip, Requantize).
+AvgPool, GlobalAvgPool, Concat, Reshape/Flatten/Transpose, Relu/Relu6/Clip, Requantize, Embedding).
 
 Each takes a ``Step`` and returns the node's outputs as integer arrays in the output's storage type.
 The accumulation runs through ``step.kernels`` (numba or numpy reference: same bits), then the
@@ -257,3 +257,24 @@ def requantize(step: Step):
     x, xq, yq = step.args[0], step.in_q(), step.out_q()
     acc = x.astype(np.int64) - scalar_zp(step, xq, "the input")
     return [_requant(step, step.rt.conv, acc, scalar_scale(step, xq, "the input"), np.float32(1.0), yq, -1)]
+
+
+def embedding(step: Step):
+    """Rows of a quantized table gathered by integer ids: the output codes are the table's rows and
+    the output keeps the table's parameters, as onnxruntime runs ``DQ(table_q) -> Gather -> Q`` when
+    Q has the table's scale and zero point (the QDQ pair is dropped: a Gather on the int8 table) and
+    as LiteRT's GATHER does. Other output parameters (or a per-channel table) fall back to the float
+    island, which is what an unfused DQ -> Gather -> Q computes."""
+    w, wq = _weight_int(step, "weight")
+    yq = step.out_q()
+    if not same_params(wq, yq):
+        raise Fallback
+    ids = np.asarray(step.args[0])
+    if not np.issubdtype(ids.dtype, np.integer):  # an unquantized feed arrives as fp32 (exact below 2**24)
+        if not np.all(np.isfinite(ids)) or np.any(ids != np.round(ids)):
+            raise step.fail("embedding ids must be integers")
+        ids = ids.astype(np.int64)
+    rows = w.shape[0]
+    if ids.size and (ids.min() < -rows or ids.max() >= rows):  # negative ids count from the end (ONNX Gather)
+        raise step.fail(f"embedding ids must lie in [{-rows}, {rows - 1}], got [{ids.min()}, {ids.max()}]")
+    return [to_storage(w[ids.astype(np.int64)], yq)]

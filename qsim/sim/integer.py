@@ -47,7 +47,7 @@ INT_OPS: dict[str, Callable | None] = {
     "Softmax": E.softmax, "Sigmoid": E.lut, "Tanh": E.lut, "GELU": E.lut,
     "Relu": O.relu_like, "Relu6": O.relu_like, "Clip": O.relu_like,
     "Concat": O.concat, "Reshape": O.move, "Flatten": O.move, "Transpose": O.move,
-    "Requantize": O.requantize,
+    "Requantize": O.requantize, "Embedding": O.embedding,
     "LayerNorm": None, "RMSNorm": None, "BatchNorm": None, "Sub": None, "SubConst": None, "Div": None,
     "DivConst": None, "Pow": None, "PowConst": None, "Erf": None, "Sqrt": None, "HardSwish": None,
     "SiLU": None, "ReduceMean": None,
@@ -96,7 +96,8 @@ def _run_node(step: Step) -> tuple[list, str]:
         kinds = [kind_of(step.graph.quant_params.get(t)) for t in tensors]
     except GraphError as exc:
         raise step.fail(str(exc)) from None
-    integer = all(k == "int" for k in kinds[:len(node.inputs) + len(node.outputs)])
+    skip = 1 if node.op == "Embedding" else 0  # its ids are plain integers, not quantized values
+    integer = all(k == "int" for k in kinds[skip:len(node.inputs) + len(node.outputs)])
     if kernel is not None and integer:
         try:
             return kernel(step), "integer"

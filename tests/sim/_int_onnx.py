@@ -94,10 +94,8 @@ def encoder_block(path, seed: int = 1, seq: int = 16, d: int = 32, heads: int = 
     scores = Q K^T (MatMul of two activations), Softmax, context MatMul, output projection,
     residual Add, FFN (MatMul, Relu, MatMul), residual Add, then LayerNorm (left float by
     quantize_static's QOperator format). The 1/sqrt(dh) scale is folded into the Q weights.
-    Outputs: the LayerNorm output ``y`` and the quantized residual ``res2``. The LayerNorm comes
-    last because onnxruntime's float LayerNorm is not reproduced bit for bit (a float island), and
-    every consumer of the float input is quantized (the importer gives a float tensor and its
-    QuantizeLinear one IR name)."""
+    Outputs: the LayerNorm output ``y`` (a float island that reproduces onnxruntime's own float
+    LayerNorm bit for bit, qsim/sim/float_ops.py) and the quantized residual ``res2``."""
     rng = np.random.default_rng(seed)
     n = helper.make_node
     dh = d // heads

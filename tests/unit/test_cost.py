@@ -138,3 +138,13 @@ def test_systolic_profile_uses_the_dataflow_model():
     row32 = estimate_graph(g, PrecisionPlan.uniform("int8"), small).layers.iloc[0]
     # 32x32 ws: K=64 -> 2 row folds, N=32 -> 1 col fold, each 2*32 + 32 + 64 - 2 = 158 cycles
     assert row32.compute_s == pytest.approx(2 * 158 / 700e6 + 64 * 32 / (256 * 700e6))
+
+
+def test_npu_output_stage_overlaps_and_invoke_overhead_counts_once():
+    overlap = dict(TOY, compute=dict(TOY["compute"], vector_overlaps_matrix=True), invoke_overhead_us=50)
+    g = _gemm_graph()
+    row = estimate_graph(g, PrecisionPlan.uniform("int8"), build_profile(overlap)).layers.iloc[0]
+    # max(131072 MACs / 50 per ns, 2048 bias adds / 10 per ns) instead of the sum
+    assert row.compute_s == pytest.approx(131072 / (100 * 0.5 * 1e9))
+    est = estimate_graph(g, PrecisionPlan.uniform("int8"), build_profile(overlap))
+    assert est.totals["latency_s"] == pytest.approx(est.layers.latency_s.sum() + 50e-6)

@@ -30,8 +30,7 @@ def integer_available() -> bool:
 
 
 def integer_ready(qgraph: Graph) -> bool:
-    """Whether the integer executor models this graph: it has every op (it has no Embedding, for
-    one), and no activation is fp16/bf16 (the executor keeps unquantized tensors in fp32, while
+    """Whether the integer executor models this graph: it has every op, and no activation is fp16/bf16 (the executor keeps unquantized tensors in fp32, while
     ``run_fake_quant`` rounds them to their format: w8a16 plans)."""
     from qsim.sim.integer import INT_OPS
 
