@@ -28,7 +28,7 @@ LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
 MODELS = ["squeezenet", "shufflenet", "bvlc_alexnet", "inception_v1", "resnet50", "densenet121", "vgg19"]
 
 
-def measure_ort(path: Path, repeats: int = 10) -> float:
+def measure_ort(path: Path, repeats: int = 30) -> float:
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     feeds = {}
     for inp in sess.get_inputs():

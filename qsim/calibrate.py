@@ -162,6 +162,23 @@ def ort_dispatch_seconds(chain: int = 200) -> float:
                / (chain - 1), 0.0)
 
 
+# Ops whose onnxruntime kernels are not plain vector loops (LRN: a scalar pow per element), timed
+# per element: qsim's op name -> (ONNX op, attributes).
+TIMED_OPS = {"LRN": ("LRN", {"size": 5, "alpha": 1e-4, "beta": 0.75, "bias": 1.0}), "Softmax": ("Softmax", {}),
+             "Sigmoid": ("Sigmoid", {}), "Tanh": ("Tanh", {})}
+
+
+def ort_op_ns_per_element(op: str, attrs: dict, shape=(1, 64, 56, 56)) -> float:
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node(op, ["x"], ["y"], **attrs)], op,
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(shape))])
+    sess = _ort_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    return _best_seconds(lambda: sess.run(None, {"x": x})) / int(np.prod(shape)) * 1e9
+
+
 def measure(quick: bool = False) -> dict:
     m = describe_machine()
     sizes = (256, 512) if quick else (512, 1024)
@@ -176,6 +193,7 @@ def measure(quick: bool = False) -> dict:
                         copy_bytes_per_s((64 if quick else 256) * 2**20)),
         "cache_bps": copy_bytes_per_s(max(m.l2_bytes // 4, 64 * 1024), inner=50),
         "dispatch_s": ort_dispatch_seconds(50 if quick else 200),
+        "op_ns": {name: ort_op_ns_per_element(op, attrs) for name, (op, attrs) in TIMED_OPS.items()},
     }
     return results
 
@@ -241,6 +259,8 @@ def profile_yaml(r: dict, name: str = "local") -> str:
         f"dispatch_overhead_us: {r['dispatch_s'] * 1e6:.2f}".ljust(36)
         + "# measured: per-node cost of a chain of tiny onnxruntime nodes",
         "requant_policy: onnxruntime",
+        "op_ns_per_element:                  # measured: onnxruntime on a 1x64x56x56 float tensor",
+        *[f"  {name}: {ns:.3g}".ljust(36) + "# measured per output element" for name, ns in r["op_ns"].items()],
         "",
     ]
     text = "\n".join(lines)

@@ -5,7 +5,7 @@ unit of its precision (emulated where the profile lacks one), memory time per le
 dispatch overhead + max(compute, slowest memory level) (a roofline), energy = MACs x energy per
 MAC + vector ops x energy per op + bytes x energy per byte at each level + static power x latency.
 Unary activations that follow a matrix op (Conv+ReLU) are fused, as every runtime does: they add
-vector work but no memory traffic and no dispatch.
+vector work but no memory traffic and no dispatch. Views (Reshape, Flatten) move no bytes.
 """
 from __future__ import annotations
 
@@ -40,10 +40,10 @@ def _fused(graph, node) -> bool:
 
 
 def _operands(graph, node, plan: PrecisionPlan, fused: bool) -> Operands:
-    if fused:
+    opdef = get_op(node.op)
+    if fused or opdef.view:  # computed in registers / only the shape changes: no bytes move
         return Operands(0, 0, 0)
     prec = plan.for_node(node)
-    opdef = get_op(node.op)
     in_shapes = [graph.tensor(t).shape for t in node.inputs]
     out_shapes = tuple(graph.tensor(t).shape for t in node.outputs)
     if opdef.weights_read is not None:  # e.g. an embedding reads only the looked-up rows
@@ -75,8 +75,10 @@ def _node_row(graph, node, plan: PrecisionPlan, profile: Profile) -> dict[str, A
         vector_s = compute_seconds(0, counts.vector_ops, choice.unit, profile)
         compute_s = max(array_s, vector_s) if profile.compute.vector_overlaps_matrix else array_s + vector_s
     else:
-        compute_s = compute_seconds(counts.macs, counts.vector_ops, choice.unit, profile, waves,
-                                    is_depthwise(graph, node))
+        per_element = profile.op_s_per_element.get(node.op)  # a measured kernel replaces vector-op counting
+        compute_s = compute_seconds(counts.macs, 0 if per_element else counts.vector_ops, choice.unit, profile,
+                                    waves, is_depthwise(graph, node))
+        compute_s += counts.output_elems * per_element if per_element else 0.0
     memory_s, level = memory_seconds(traffic, profile)
     dispatch = 0.0 if fused else profile.dispatch_s
     latency = dispatch + max(compute_s, memory_s)

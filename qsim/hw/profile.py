@@ -53,6 +53,8 @@ PROFILE_SCHEMA = Record(
     optional={
         "description": Str(),
         "invoke_overhead_us": NON_NEGATIVE,
+        # measured per-element cost of ops whose runtime kernel is not a vector loop (LRN's pow)
+        "op_ns_per_element": MapOf(POSITIVE),
         "requant_policy": Enum(REQUANT_POLICIES),
         "systolic": Record(required={"rows": Int(1), "cols": Int(1),
                                      "dataflow": Enum(("ws", "os", "is"))}),
@@ -110,6 +112,7 @@ class Profile:
     dispatch_s: float
     description: str = ""
     invoke_s: float = 0.0  # once per inference: host -> accelerator hand-off, firmware start
+    op_s_per_element: Mapping[str, float] = field(default_factory=dict)  # replaces vector-op time
     requant_policy: str | None = None
     systolic: Systolic | None = None
     source: str = ""
@@ -137,6 +140,15 @@ def _cross_field_errors(data: Mapping[str, Any]) -> list[str]:
                 if missing:
                     errors.append(f"line {line_of(owner, key)}: {section}.{key}: no value for "
                                   f"{', '.join(missing)} (listed in compute.macs_per_cycle)")
+    per_op = data.get("op_ns_per_element")
+    if isinstance(per_op, Mapping):
+        from qsim.ir.registry import OPS
+        import qsim.ir.ops  # noqa: F401  (fills OPS)
+
+        for op in per_op:
+            if op not in OPS:
+                errors.append(f"line {line_of(per_op, op)}: op_ns_per_element.{op}: unknown op; known: "
+                              f"{', '.join(sorted(OPS))}")
     memories = data.get("memories")
     placement = data.get("placement")
     if isinstance(memories, Mapping) and isinstance(placement, Mapping):
@@ -202,6 +214,7 @@ def build_profile(data: Mapping[str, Any], source: str = "<profile>") -> Profile
         mac_pj=MappingProxyType(mac), vector_op_pj=vec, static_w=e["static_mw"] / 1e3,
         dispatch_s=data["dispatch_overhead_us"] / 1e6, description=data.get("description", ""),
         invoke_s=data.get("invoke_overhead_us", 0) / 1e6,
+        op_s_per_element=MappingProxyType({op: ns * 1e-9 for op, ns in (data.get("op_ns_per_element") or {}).items()}),
         requant_policy=data.get("requant_policy"),
         systolic=Systolic(sys["rows"], sys["cols"], sys["dataflow"]) if sys else None, source=source,
     )

@@ -48,19 +48,21 @@ class OpDef:
     # The attributes a user may write for this op (explicit layers in a workload are checked
     # against them); None: not declared. Importers may add more (e.g. a fused activation).
     attrs: tuple[str, ...] | None = None
+    # A view: the output is the input's memory under another shape (Reshape, Flatten): no bytes move.
+    view: bool = False
 
 
 OPS: dict[str, OpDef] = {}
 
 
 def register(name: str, *, macs=_zero, vector_ops=_zero, fusable: bool = False, weights_read=None,
-             state_io=None, attrs: tuple[str, ...] | None = None):
+             state_io=None, attrs: tuple[str, ...] | None = None, view: bool = False):
     """Decorator for an op's ``infer`` function: ``@register("Relu", vector_ops=...)``."""
 
     def wrap(infer):
         if name in OPS:
             raise RuntimeError(f"op {name!r} registered twice")
-        OPS[name] = OpDef(name, infer, macs, vector_ops, fusable, weights_read, state_io, attrs)
+        OPS[name] = OpDef(name, infer, macs, vector_ops, fusable, weights_read, state_io, attrs, view)
         return infer
 
     return wrap

@@ -1,4 +1,6 @@
 """qsim calibrate: the profile it writes is valid and carries the measured numbers."""
+import pytest
+
 from qsim.calibrate import Machine, peak_macs_per_cycle, profile_yaml
 from qsim.cli import main
 from qsim.hw.profile import build_profile, load_profile
@@ -9,7 +11,7 @@ FAKE = Machine("Test CPU", 2, 3.0e9, frozenset({"avx512f", "avx512_vnni", "fma"}
 
 def _results(int8=600e9 / 2, fp32=150e9 / 2):
     return {"machine": FAKE, "int8_ort": int8, "fp32_ort": fp32, "fp32_numpy": fp32 / 2, "dram_bps": 20e9,
-            "cache_bps": 200e9, "dispatch_s": 2e-6}
+            "cache_bps": 200e9, "dispatch_s": 2e-6, "op_ns": {"LRN": 10.3, "Softmax": 1.5}}
 
 
 def test_peaks_follow_the_instruction_set():
@@ -26,6 +28,7 @@ def test_profile_from_measurements_is_valid_and_traceable():
     assert p.compute.efficiency["fp32"] == round(75e9 / (64 * 3e9), 4)
     assert p.memories["dram"].bandwidth_bytes_per_s == 20e9
     assert p.dispatch_s == 2e-6
+    assert p.op_s_per_element["LRN"] == pytest.approx(10.3e-9)
     assert "600.0 GOPS measured" in text
 
 

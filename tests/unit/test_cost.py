@@ -148,3 +148,17 @@ def test_npu_output_stage_overlaps_and_invoke_overhead_counts_once():
     assert row.compute_s == pytest.approx(131072 / (100 * 0.5 * 1e9))
     est = estimate_graph(g, PrecisionPlan.uniform("int8"), build_profile(overlap))
     assert est.totals["latency_s"] == pytest.approx(est.layers.latency_s.sum() + 50e-6)
+
+
+def test_views_move_no_bytes_and_measured_ops_replace_vector_counting():
+    g = Graph("v")
+    g.add_input("x", (1, 8, 4, 4))
+    g.add_node("Flatten", "f", ["x"])
+    g.add_node("Softmax", "s", ["f"])
+    g.mark_output("s")
+    timed = dict(TOY, op_ns_per_element={"Softmax": 4.0})
+    df = estimate_graph(g, PrecisionPlan.uniform("fp32"), build_profile(timed)).layers.set_index("name")
+    assert df.loc["f", "input_bytes"] == 0 and df.loc["f", "dram_bytes"] == 0
+    assert df.loc["s", "compute_s"] == pytest.approx(128 * 4e-9)  # 128 outputs x 4 ns, not 5 ops each
+    with pytest.raises(Exception, match=r"op_ns_per_element.Lrn: unknown op; known: .*LRN"):
+        build_profile(dict(TOY, op_ns_per_element={"Lrn": 1.0}))

@@ -24,7 +24,7 @@ def infer_concat(inputs, attrs) -> Inferred:
     return Inferred(outputs=(tuple(out),))
 
 
-@register("Reshape", attrs=("shape",))
+@register("Reshape", attrs=("shape",), view=True)
 def infer_reshape(inputs, attrs) -> Inferred:
     if len(inputs) != 1:
         raise ValueError("Reshape takes one input")
@@ -43,7 +43,7 @@ def infer_reshape(inputs, attrs) -> Inferred:
     return Inferred(outputs=(tuple(shape),))
 
 
-@register("Flatten", attrs=("axis",))
+@register("Flatten", attrs=("axis",), view=True)
 def infer_flatten(inputs, attrs) -> Inferred:
     if len(inputs) != 1:
         raise ValueError("Flatten takes one input")
