@@ -125,7 +125,11 @@ def _against(kind: str, path: Path, graph, feeds: dict, outputs: dict, policy: s
     """Run the real runtime; per output: elements, mismatching elements, max abs diff."""
     from qsim.sim.metrics import real_value
 
-    theirs = _run_onnxruntime(path, feeds) if kind == "onnxruntime" else _run_litert(path, graph, feeds, policy)
+    package = {"onnxruntime": "onnxruntime", "litert": "ai-edge-litert"}[kind]
+    try:
+        theirs = _run_onnxruntime(path, feeds) if kind == "onnxruntime" else _run_litert(path, graph, feeds, policy)
+    except ImportError:
+        raise QsimError(f"--against {kind} runs the real runtime: pip install {package}") from None
     if len(theirs) != len(graph.outputs):
         raise QsimError(f"{kind} returned {len(theirs)} outputs, the graph has {len(graph.outputs)}")
     rows = []

@@ -54,3 +54,11 @@ def test_validate_data_without_inputs_is_a_clear_error(small_onnx, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "qsim.cli", "validate", str(small_onnx), "--plan", "int8",
                            "--data", str(data)], capture_output=True, text=True)
     assert proc.returncode == 2 and "holds no input arrays" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_against_a_missing_runtime_says_what_to_install(small_onnx, monkeypatch, capsys):
+    from qsim.cli import main
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as on an install without the test extra
+    assert main(["validate", str(small_onnx), "--plan", "int8", "--against", "onnxruntime"]) == 2
+    assert "pip install onnxruntime" in capsys.readouterr().err
