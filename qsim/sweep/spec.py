@@ -229,13 +229,11 @@ def _check_points(data: Mapping, chk: _Checker, plans: dict) -> tuple[tuple, dic
     return tuple(points), keys
 
 
+_MISSING = object()
+
+
 def has_key(data: Mapping, dotted: str) -> bool:
-    node: Any = data
-    for key in dotted.split("."):
-        if not isinstance(node, Mapping) or key not in node:
-            return False
-        node = node[key]
-    return True
+    return get_key(data, dotted, _MISSING) is not _MISSING
 
 
 def _dotted_keys(data: Mapping, prefix: str = "") -> list[str]:
@@ -246,12 +244,12 @@ def _dotted_keys(data: Mapping, prefix: str = "") -> list[str]:
     return out
 
 
-def get_key(data: Mapping, dotted: str) -> Any:
-    """The value at a dotted key, or None where the profile has no such key."""
+def get_key(data: Mapping, dotted: str, default: Any = None) -> Any:
+    """The value at a dotted key, or ``default`` where the profile has no such key."""
     node: Any = data
     for key in dotted.split("."):
         if not isinstance(node, Mapping) or key not in node:
-            return None
+            return default
         node = node[key]
     return node
 

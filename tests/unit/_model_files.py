@@ -147,9 +147,10 @@ def weightless_cnn(path) -> Path:
     return _save(graph, path)
 
 
-def quantize(float_path, out_path, fmt: str, per_channel: bool, seed: int = 2, samples: int = 4) -> Path:
-    """Quantize with onnxruntime's ``quantize_static`` (uint8 activations, int8 weights), calibrated
-    on random data; ``fmt`` is "qdq" or "qoperator"."""
+def quantize(float_path, out_path, fmt: str, per_channel: bool, seed: int = 2, samples: int = 4,
+             op_types=None, activations: str = "uint8") -> Path:
+    """Quantize with onnxruntime's ``quantize_static`` (uint8 or int8 activations, int8 weights),
+    calibrated on random data; ``fmt`` is "qdq" or "qoperator"."""
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
                                           quantize_static)
 
@@ -167,7 +168,9 @@ def quantize(float_path, out_path, fmt: str, per_channel: bool, seed: int = 2, s
 
     quantize_static(str(float_path), str(out_path), Reader(),
                     quant_format=QuantFormat.QDQ if fmt == "qdq" else QuantFormat.QOperator,
-                    per_channel=per_channel, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+                    per_channel=per_channel, weight_type=QuantType.QInt8,
+                    activation_type=QuantType.QUInt8 if activations == "uint8" else QuantType.QInt8,
+                    op_types_to_quantize=op_types)
     return Path(out_path)
 
 
