@@ -77,9 +77,10 @@ def _finish(work: np.ndarray, counts: np.ndarray, acc_bits: int, lo: int, hi: in
     return out, int(portable.wrap_count(work, acc_bits, lo, hi, out))
 
 
-# Below this many MACs a kernel runs on one thread: waking sleeping worker threads costs more than
-# the work saves (a 1x4096x4096 GEMV ran 2.6x slower on 2 threads than on 1; bench_kernels.py).
-SERIAL_MACS = 1 << 25
+# Below this many MACs a kernel runs on one thread: waking worker threads costs more than the work
+# saves. (bench_kernels.py, 2 cores: a 1x4096x4096 GEMV took 0.30 ms on 1 thread, 0.19 ms on 2 with
+# spinning OpenMP workers, 0.48 ms on 2 with OMP_WAIT_POLICY=PASSIVE.)
+SERIAL_MACS = 1 << 22
 
 
 @contextmanager
