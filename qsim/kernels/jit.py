@@ -100,12 +100,11 @@ def conv2d_acc(x, w, x_zp, w_zp, bias, stride, pads, dilation, groups, acc_bits=
     x, w = check_int_array("x", x), check_int_array("w", w)
     g = conv_geometry(x, w, stride, pads, dilation, groups)
     with _threads_for(x.shape[0] * g.m * g.oh * g.ow * g.cg * g.kh * g.kw):
-        return _conv2d_acc(x, w, x_zp, w_zp, bias, stride, pads, dilation, groups, acc_bits, overflow)
+        return _conv2d_acc(x, w, g, x_zp, w_zp, bias, acc_bits, overflow)
 
 
-def _conv2d_acc(x, w, x_zp, w_zp, bias, stride, pads, dilation, groups, acc_bits, overflow):
-    x, w = check_int_array("x", x), check_int_array("w", w)
-    g = conv_geometry(x, w, stride, pads, dilation, groups)
+def _conv2d_acc(x, w, g, x_zp, w_zp, bias, acc_bits, overflow):
+    """conv2d_acc on checked arrays and their geometry."""
     lo, hi, saturate = check_acc(acc_bits, overflow)
     xz = int(zero_point("x_zp", x_zp, None)[0])
     wz = zero_point("w_zp", w_zp, g.m)
@@ -128,15 +127,16 @@ def _conv2d_acc(x, w, x_zp, w_zp, bias, stride, pads, dilation, groups, acc_bits
 def matmul_acc(a, b, a_zp, b_zp, bias=None, acc_bits=32, overflow="wrap"):
     """Integer matmul accumulator; see `qsim.kernels.reference.matmul_acc`."""
     a, b = check_int_array("a", a), check_int_array("b", b)
-    a3, b3, *_ = matmul_shapes(a, b)
+    shapes = matmul_shapes(a, b)
+    a3, b3 = shapes[0], shapes[1]
     with _threads_for(a3.shape[0] * a3.shape[1] * a3.shape[2] * b3.shape[2]):
-        return _matmul_acc(a, b, a_zp, b_zp, bias, acc_bits, overflow)
+        return _matmul_acc(a, b, shapes, a_zp, b_zp, bias, acc_bits, overflow)
 
 
-def _matmul_acc(a, b, a_zp, b_zp, bias, acc_bits, overflow):
-    a, b = check_int_array("a", a), check_int_array("b", b)
+def _matmul_acc(a, b, shapes, a_zp, b_zp, bias, acc_bits, overflow):
+    """matmul_acc on checked arrays and their ``matmul_shapes``."""
     lo, hi, saturate = check_acc(acc_bits, overflow)
-    a3, b3, batch, sq_m, sq_n = matmul_shapes(a, b)
+    a3, b3, batch, sq_m, sq_n = shapes
     nb, m, k = a3.shape
     n = b3.shape[2]
     az = int(zero_point("a_zp", a_zp, None)[0])

@@ -74,6 +74,16 @@ def conv_seq(x, xz, ws, bias, bias_hit, sh, sw, dh, dw, pt, pl, bits, lo, hi, sa
 
 
 @njit(cache=True)
+def _saturating_taps(acc, seg, wv, lo, hi, hit, n):
+    """acc[i] += seg[i] * wv for i < n, clamping after every add (order matters when saturating)."""
+    for i in range(n):
+        v = acc[i] + seg[i] * wv
+        cv = min(max(v, lo), hi)
+        hit[i] |= cv != v
+        acc[i] = cv
+
+
+@njit(cache=True)
 def wrap_row(src, lo, hi, half, mask, dst):
     """dst = src wrapped to two's complement (half = 2^(bits-1), mask = 2^bits - 1); return how
     many src values lie outside [lo, hi]."""
@@ -105,11 +115,7 @@ def _plane_flat(xs, wm, b, bhit, dh, dw, oh, ow, lo, hi, half, mask, saturate, d
                 wv = wm[c, ky, kx]
                 seg = flat[c, o: o + n]
                 if saturate:
-                    for i in range(n):
-                        v = acc[i] + seg[i] * wv
-                        cv = min(max(v, lo), hi)
-                        hit[i] |= cv != v
-                        acc[i] = cv
+                    _saturating_taps(acc, seg, wv, lo, hi, hit, n)
                     kx += 1
                 elif kx + 3 <= kw:
                     # Wrap sums are order-free: three taps per pass cut the accumulator traffic.
@@ -165,11 +171,7 @@ def _plane_rows(xs, wm, b, bhit, sh, sw, dh, dw, lo, hi, half, mask, saturate, d
                     col = kx * dw
                     seg = xs[col % sw, c, oy * sh + ky * dh, col // sw: col // sw + ow]
                     if saturate:
-                        for i in range(ow):
-                            v = acc[i] + seg[i] * wv
-                            cv = min(max(v, lo), hi)
-                            hit[i] |= cv != v
-                            acc[i] = cv
+                        _saturating_taps(acc, seg, wv, lo, hi, hit, ow)
                     else:
                         for i in range(ow):
                             acc[i] += seg[i] * wv
