@@ -9,13 +9,15 @@
 """
 from __future__ import annotations
 
-from typing import Mapping, NamedTuple
+from typing import TYPE_CHECKING, Mapping, NamedTuple
 
 import numpy as np
-import pandas as pd
 
 from qsim.errors import QsimError
 from qsim.ir.graph import Graph
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 EXECUTORS = ("auto", "integer", "fake")
 DEFAULT_POLICY = {".onnx": "onnxruntime", ".tflite": "tflite-reference"}  # the runtime each file targets

@@ -1,8 +1,9 @@
 """Run a float model at several precision plans and measure accuracy against the float reference.
 
-``execute`` runs a quantized graph with the integer executor (``qsim.sim.integer``, bit-accurate
-for a runtime policy) or with fake quantization (``run_fake_quant``: float kernels with
-quantize-dequantize at every quantized tensor) and says which one ran, since tables must say so.
+Each run goes through the simulator's one flow (``qsim.sim.pipeline``: quantize for the plan,
+choose the executor, run): the integer executor (bit-accurate for a runtime policy) where it
+models the graph, else fake quantization (float kernels with quantize-dequantize at every quantized
+tensor), and the tables say which one ran.
 """
 from __future__ import annotations
 
@@ -11,51 +12,16 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from qsim.errors import QsimError
 from qsim.ir.graph import Graph
-from qsim.precision import parse_plan
-from qsim.sim.executor import run_float
 from qsim.sim.metrics import accuracy, real_value, row_cosine, sqnr_db, topk_agreement
-from qsim.sim.quantize_graph import quantize_graph, run_fake_quant
-
-EXECUTORS = ("auto", "integer", "fake")
-
-
-def integer_available() -> bool:
-    try:
-        import qsim.sim.integer  # noqa: F401  (written in parallel; absent in older checkouts)
-    except ImportError:
-        return False
-    return True
-
-
-def integer_ready(qgraph: Graph) -> bool:
-    """Whether the integer executor models this graph: it has every op, and no activation is fp16/bf16 (the executor keeps unquantized tensors in fp32, while
-    ``run_fake_quant`` rounds them to their format: w8a16 plans)."""
-    from qsim.sim.integer import INT_OPS
-
-    half = any(s.kind == "activation" and s.dtype in ("float16", "bfloat16") for s in qgraph.tensors.values())
-    return not half and all(n.op in INT_OPS for n in qgraph.nodes())
+from qsim.sim.pipeline import prepare, run_model
 
 
 def execute(qgraph: Graph, feeds: Mapping[str, np.ndarray], executor: str = "auto",
             policy: str = "onnxruntime") -> tuple[dict, str, pd.DataFrame | None]:
-    """(real-valued outputs, how it ran, executor stats or None). ``auto``: the integer executor
-    when it is present and reads the graph (``integer_ready``), else fake quantization."""
-    if executor not in EXECUTORS:
-        raise QsimError(f"unknown executor {executor!r}; known: {', '.join(EXECUTORS)}")
-    if executor == "integer" or executor == "auto" and integer_available() and integer_ready(qgraph):
-        from qsim.sim.integer import run_integer
-
-        res = run_integer(qgraph, feeds, policy)
-        modes = res.stats["mode"].value_counts()
-        how = f"integer executor ({policy}): {int(modes.get('integer', 0))}/{len(res.stats)} nodes integer"
-        if any(q.dtype.startswith("float8") for q in qgraph.quant_params.values()):
-            how += ", fp8 by value emulation"
-        outs, stats = res.outputs, res.stats
-    else:
-        outs, how, stats = run_fake_quant(qgraph, feeds), "fake quantization (float kernels, QDQ)", None
-    return {t: real_value(qgraph, t, v) for t, v in outs.items()}, how, stats
+    """(real-valued outputs, how it ran, executor stats or None) of a quantized graph."""
+    run = run_model(qgraph, feeds, policy, executor)
+    return {t: real_value(qgraph, t, v) for t, v in run.outputs.items()}, run.how, run.stats
 
 
 def _batches(feeds) -> list[Mapping[str, np.ndarray]]:
@@ -72,10 +38,7 @@ def quantized_outputs(graph: Graph, plan, calib: list[dict], feeds, observer: st
     list of batches (outputs concatenated along axis 0), and how they were run. ``plan`` may be a
     pair (plan, quantize_graph keyword options), e.g. ``("w4a16", {"weight_block": 32})``."""
     plan, options = plan if isinstance(plan, tuple) else (plan, {})
-    p = parse_plan(plan)
-    if p.name == "fp32":
-        return _concat([run_float(graph, f) for f in _batches(feeds)]), "float reference", None
-    q = quantize_graph(graph, p, calib, **{"observer": observer, **options})
+    q = prepare(graph, plan, calib, observer, **options)
     runs = [execute(q, f, executor, policy) for f in _batches(feeds)]
     return _concat([r[0] for r in runs]), runs[0][1], runs[0][2]
 
