@@ -86,6 +86,7 @@ _UNARY = {
     if a.get("approximate") == "tanh" else 0.5 * x * (1 + _erf(x / sqrt(2)).astype(x.dtype)),
     "HardSwish": lambda x, a: x * np.clip(x + 3, 0, 6) / 6,
     "SiLU": lambda x, a: x * _sigmoid(x),
+    "LeakyRelu": lambda x, a: np.where(x >= 0, x, x * np.asarray(a.get("alpha", 0.01), x.dtype)),
 }
 
 

@@ -107,3 +107,16 @@ def test_softmax_saturates_like_onnxruntime(dtype):
             want = _softmax_model(x.shape, sx, sy, zy, dtype).run(None, {"x": x})[0]
             bad += int(np.sum(ort_softmax(x, sx, sy, zy, dtype == np.int8) != want))
     assert bad == 0
+
+
+@pytest.mark.parametrize("params", [(0.05, 128, 0.03, 100), (0.1, 10, 0.1, 10), (0.0173, 201, 0.0419, 240)])
+def test_leaky_relu_every_code_matches_onnxruntime(tmp_path, params):
+    """QLinearLeakyRelu (a table of the float function in MLAS) as a float island, on all 256 codes."""
+    import _int_onnx as M
+
+    path = M.qlinear_unary(tmp_path / "leaky.onnx", "QLinearLeakyRelu", *params)
+    x = np.arange(256, dtype=np.uint8)
+    g = load_onnx(path)
+    got = run_integer(g, {"x": x}, "onnxruntime").outputs[g.outputs[0]]
+    want = M.ort_run(path, {"x": x})["y"]
+    assert got.dtype == want.dtype == np.uint8 and int(np.sum(got != want)) == 0
