@@ -36,6 +36,7 @@ class Port:
 class ModelIO:
     inputs: tuple[Port, ...]
     outputs: tuple[Port, ...]
+    refusal: str | None = None  # why the runtime's answer for this file is not reproduced (None: it is)
 
     @property
     def output_names(self) -> dict[str, str]:

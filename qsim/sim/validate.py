@@ -27,16 +27,17 @@ from qsim.sim.pipeline import DEFAULT_POLICY, EXECUTORS, prepare, run_model
 __all__ = ["validate", "random_inputs", "write_validate_report", "AGAINST", "EXECUTORS"]
 
 
-def _load_model(path: Path, batch: int | None):
+def _load_model(path: Path, batch: int | None, executor: str):
     if not path.is_file():
         raise QsimError(f"{path}: model file not found")
-    if path.suffix == ".onnx":
-        from qsim.ir.onnx_import import load_onnx
-        return load_onnx(path, batch=batch)
-    if path.suffix == ".tflite":
-        from qsim.ir.tflite_import import load_tflite
-        return load_tflite(path)
-    raise QsimError(f"{path}: qsim validate takes an .onnx or .tflite model")
+    if path.suffix not in (".onnx", ".tflite"):
+        raise QsimError(f"{path}: qsim validate takes an .onnx or .tflite model")
+    from qsim.sim.simulate import load_model
+
+    graph, io = load_model(path, batch)
+    if io.refusal and executor != "fake":
+        raise QsimError(f"{path}: {io.refusal} (--executor fake runs it with fake quantization)")
+    return graph
 
 
 def _read_npz(path: str, what: str) -> dict[str, np.ndarray]:
@@ -131,7 +132,7 @@ def validate(model: str, hw: str | None = None, policy: str | None = None, plan:
         if not data_arrays:
             raise QsimError(f"--data {data}: holds no input arrays (only {sorted(arrays)})")
         batch = len(data_arrays[0])
-    graph = _load_model(path, batch)
+    graph = _load_model(path, batch, executor)
     feeds = _check_inputs(graph, arrays, f"--data {data}") if arrays else random_inputs(graph, seed)
     labels = arrays.get("labels") if arrays else None
     acc_bits, profile_policy = None, None
