@@ -28,9 +28,8 @@ def _scalar_int8(inits: dict, name: str):
     return int(v.reshape(-1)[0]) if v.size == 1 else None
 
 
-def unfused_int8_units(model: onnx.ModelProto) -> list[str]:
-    """Names of the compute nodes onnxruntime leaves unfused because a tensor they read or write
-    through Q/DQ stays int8 (see the module doc); empty for uint8 models."""
+def int8_pairs(model: onnx.ModelProto) -> tuple[set[str], set[str]]:
+    """(Q outputs whose int8 Q -> DQ pair onnxruntime converts to uint8, Q outputs left int8)."""
     g = model.graph
     inits = {t.name: t for t in g.initializer}
     outputs = {o.name for o in g.output}
@@ -38,7 +37,7 @@ def unfused_int8_units(model: onnx.ModelProto) -> list[str]:
     for n in g.node:
         for i in n.input:
             consumers.setdefault(i, []).append(n)
-    int8_left = set()  # Q outputs (int8 activations) that stay int8
+    converted, int8_left = set(), set()
     for q in g.node:
         if q.op_type != "QuantizeLinear" or q.input[0] in inits or len(q.input) < 3:
             continue
@@ -47,11 +46,18 @@ def unfused_int8_units(model: onnx.ModelProto) -> list[str]:
             continue  # uint8 (or other) activations: nothing to convert
         users = consumers.get(q.output[0], [])
         dq = users[0] if len(users) == 1 else None
-        converted = (zp is not None and q.output[0] not in outputs and dq is not None and dq.op_type == "DequantizeLinear"
-                     and len(dq.input) >= 3 and _scalar_int8(inits, dq.input[2]) == zp
-                     and len(consumers.get(dq.output[0], [])) + (dq.output[0] in outputs) == 1)
-        if not converted:
-            int8_left.add(q.output[0])
+        ok = (zp is not None and q.output[0] not in outputs and dq is not None and dq.op_type == "DequantizeLinear"
+              and len(dq.input) >= 3 and _scalar_int8(inits, dq.input[2]) == zp
+              and len(consumers.get(dq.output[0], [])) + (dq.output[0] in outputs) == 1)
+        (converted if ok else int8_left).add(q.output[0])
+    return converted, int8_left
+
+
+def unfused_int8_units(model: onnx.ModelProto) -> list[str]:
+    """Names of the compute nodes onnxruntime leaves unfused because a tensor they read or write
+    through Q/DQ stays int8 (see the module doc); empty for uint8 models."""
+    g = model.graph
+    int8_left = int8_pairs(model)[1]
     if not int8_left:
         return []
     dq_of = {n.output[0]: n.input[0] for n in g.node if n.op_type == "DequantizeLinear"}

@@ -27,7 +27,7 @@ from qsim.sim.pipeline import DEFAULT_POLICY, EXECUTORS, prepare, run_model
 __all__ = ["validate", "random_inputs", "write_validate_report", "AGAINST", "EXECUTORS"]
 
 
-def _load_model(path: Path, batch: int | None, executor: str):
+def _load_model(path: Path, batch: int | None, executor: str):  # -> (Graph, ModelIO)
     if not path.is_file():
         raise QsimError(f"{path}: model file not found")
     if path.suffix not in (".onnx", ".tflite"):
@@ -37,7 +37,7 @@ def _load_model(path: Path, batch: int | None, executor: str):
     graph, io = load_model(path, batch)
     if io.refusal and executor != "fake":
         raise QsimError(f"{path}: {io.refusal} (--executor fake runs it with fake quantization)")
-    return graph
+    return graph, io
 
 
 def _read_npz(path: str, what: str) -> dict[str, np.ndarray]:
@@ -132,7 +132,7 @@ def validate(model: str, hw: str | None = None, policy: str | None = None, plan:
         if not data_arrays:
             raise QsimError(f"--data {data}: holds no input arrays (only {sorted(arrays)})")
         batch = len(data_arrays[0])
-    graph = _load_model(path, batch, executor)
+    graph, io = _load_model(path, batch, executor)
     feeds = _check_inputs(graph, arrays, f"--data {data}") if arrays else random_inputs(graph, seed)
     labels = arrays.get("labels") if arrays else None
     acc_bits, profile_policy = None, None
@@ -154,6 +154,8 @@ def validate(model: str, hw: str | None = None, policy: str | None = None, plan:
     qgraph = prepare(graph, _plan(plan), calib_feeds, observer=observer)
     reference = dequantized_graph(graph) if graph.quant_params else graph
     policy = policy or profile_policy or DEFAULT_POLICY.get(path.suffix, "onnxruntime")
+    if policy == "onnxruntime":
+        io.for_onnxruntime(qgraph)
     ref_trace = run_float(reference, _reference_feeds(graph, feeds), trace=True)
     run = run_model(qgraph, feeds, policy, executor, trace=True, acc_bits=acc_bits)
     use_integer = run.executor == "integer"

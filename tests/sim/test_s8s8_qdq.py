@@ -1,7 +1,8 @@
 """int8-activation (S8S8) QDQ models: onnxruntime (x86-64, ORT_ENABLE_EXTENDED and ALL) fuses a unit
 only after turning its int8 Q -> DQ pairs into uint8, which it does only where the QuantizeLinear
-feeds one consumer (qsim/ir/onnx_s8_units.py). A chain CNN is fused throughout and simulated
-bit-exactly; a ResNet-style block (a tensor read by two nodes) leaves units in float, and is refused
+feeds one consumer (qsim/ir/onnx_s8_units.py). A chain CNN (convolutions, an AveragePool,
+an Add of a per-channel constant) is fused throughout (as uint8: the units round as onnxruntime's
+uint8 kernels do) and simulated bit-exactly; a ResNet-style block (a tensor read by two nodes) leaves units in float, and is refused
 with the units named, as predicted from the graph and confirmed on onnxruntime's optimized graph."""
 from __future__ import annotations
 
@@ -27,11 +28,14 @@ def _chain(path):
              n("Relu", ["c0"], ["r0"], name="relu0"),
              n("Conv", ["r0", "w1", "b1"], ["c1"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], name="conv1"),
              n("Relu", ["c1"], ["r1"], name="relu1"),
-             n("Conv", ["r1", "w2", "b2"], ["c2"], kernel_shape=[1, 1], name="conv2"),
-             n("Flatten", ["c2"], ["f"], name="flat"),
+             n("AveragePool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[1, 1], pads=[0, 0, 1, 1], name="pool1"),
+             n("Conv", ["p1", "w2", "b2"], ["c2"], kernel_shape=[1, 1], name="conv2"),
+             n("Add", ["c2", "shift"], ["a2"], name="add_shift"),
+             n("Flatten", ["a2"], ["f"], name="flat"),
              n("Gemm", ["f", "wf", "bf"], ["y"], transB=1, name="fc")]
     inits = [M._w(rng, "w0", (8, 3, 3, 3)), M._w(rng, "b0", (8,), 0.1), M._w(rng, "w1", (16, 8, 3, 3)),
              M._w(rng, "b1", (16,), 0.1), M._w(rng, "w2", (4, 16, 1, 1)), M._w(rng, "b2", (4,), 0.1),
+             M._w(rng, "shift", (1, 4, 1, 1), 0.7),
              M._w(rng, "wf", (10, 4 * 8 * 8)), M._w(rng, "bf", (10,), 0.1)]
     vi = helper.make_tensor_value_info
     return M._save(nodes, inits, [vi("x", TensorProto.FLOAT, [2, 3, 16, 16])], [vi("y", TensorProto.FLOAT, [2, 10])],
