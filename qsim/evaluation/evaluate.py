@@ -43,33 +43,34 @@ def quantized_outputs(graph: Graph, plan, calib: list[dict], feeds, observer: st
     return _concat([r[0] for r in runs]), runs[0][1], runs[0][2]
 
 
-def classifier_table(graph: Graph, plans: Mapping[str, object], calib: list[dict], feeds, labels,
-                     observer: str = "minmax", executor: str = "auto", policy: str = "onnxruntime") -> pd.DataFrame:
-    """One row per plan: accuracy, top-1 agreement with float, SQNR of the logits, executor."""
+def _per_plan(graph: Graph, plans: Mapping[str, object], calib, feeds, observer, executor, policy,
+              row) -> pd.DataFrame:
+    """One row per plan: ``row(float output, quantized output)`` plus the plan's name and executor."""
     out = graph.outputs[0]
     ref = quantized_outputs(graph, "fp32", calib, feeds)[0][out]
     rows = []
     for name, plan in plans.items():
         outs, how, _ = quantized_outputs(graph, plan, calib, feeds, observer, executor, policy)
-        logits = outs[out]
-        rows.append({"precision": name, "accuracy": accuracy(logits, labels),
-                     "top1_agreement": topk_agreement(ref, logits, 1), "logits_sqnr_db": sqnr_db(ref, logits),
-                     "executed_by": how})
+        rows.append({"precision": name, **row(ref, outs[out]), "executed_by": how})
     return pd.DataFrame(rows)
+
+
+def classifier_table(graph: Graph, plans: Mapping[str, object], calib: list[dict], feeds, labels,
+                     observer: str = "minmax", executor: str = "auto", policy: str = "onnxruntime") -> pd.DataFrame:
+    """One row per plan: accuracy, top-1 agreement with float, SQNR of the logits, executor."""
+    return _per_plan(graph, plans, calib, feeds, observer, executor, policy, lambda ref, logits: {
+        "accuracy": accuracy(logits, labels), "top1_agreement": topk_agreement(ref, logits, 1),
+        "logits_sqnr_db": sqnr_db(ref, logits)})
 
 
 def embedding_table(graph: Graph, plans: Mapping[str, object], calib: list[dict], feeds,
                     observer: str = "minmax", executor: str = "auto", policy: str = "onnxruntime") -> pd.DataFrame:
     """One row per plan: mean / min per-sample cosine similarity of the embeddings with float."""
-    out = graph.outputs[0]
-    ref = quantized_outputs(graph, "fp32", calib, feeds)[0][out]
-    rows = []
-    for name, plan in plans.items():
-        outs, how, _ = quantized_outputs(graph, plan, calib, feeds, observer, executor, policy)
-        cos = row_cosine(ref, outs[out])
-        rows.append({"precision": name, "mean_cosine": float(np.mean(cos)), "min_cosine": float(np.min(cos)),
-                     "sqnr_db": sqnr_db(ref, outs[out]), "executed_by": how})
-    return pd.DataFrame(rows)
+    def row(ref, emb):
+        cos = row_cosine(ref, emb)
+        return {"mean_cosine": float(np.mean(cos)), "min_cosine": float(np.min(cos)), "sqnr_db": sqnr_db(ref, emb)}
+
+    return _per_plan(graph, plans, calib, feeds, observer, executor, policy, row)
 
 
 def markdown(table: pd.DataFrame, digits: int = 4) -> str:
