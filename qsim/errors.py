@@ -15,3 +15,8 @@ class ProfileError(QsimError):
 
 class WorkloadError(QsimError):
     """A workload or precision specification that does not parse or validate."""
+
+
+class SweepError(QsimError):
+    """A sweep spec that does not parse or validate (every problem with file:line: key), or a sweep
+    that cannot run as asked (its output folder is in use, it is too big without consent)."""
