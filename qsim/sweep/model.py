@@ -34,6 +34,7 @@ class SweepSpec:
     description: str = ""
     lines: Mapping[str, int] = field(default_factory=dict)  # top-level key -> line, for later errors
     max_points: int | None = None  # the spec's own cap on its point count (see qsim.sweep.points)
+    counted: tuple = ()  # (points, cap) counted while loading; points > cap means "more than cap"
 
     @cached_property  # computed once per process: workers compare it on every point
     def fingerprint(self) -> str:
@@ -77,5 +78,8 @@ def has_key(data: Mapping, dotted: str) -> bool:
 
 
 def problems(source: str, errors: list[str]) -> SweepError:
-    """One error listing ``line N: key: problem`` strings as ``source:N: key: problem``."""
+    """One error listing ``line N: key: problem`` strings as ``source:N: key: problem`` (on one line
+    when there is one problem)."""
+    if len(errors) == 1 and "\n" not in errors[0]:
+        return SweepError(f"{source}:{errors[0][5:]}")
     return SweepError(f"{source}: {len(errors)} problem(s):\n" + "\n".join(f"  {source}:{e[5:]}" for e in errors))

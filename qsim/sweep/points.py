@@ -30,13 +30,14 @@ def point_id(spec: SweepSpec, workload: str, precision: str, profile: str, batch
 
 
 def _make(spec: SweepSpec, workload: str, precision: str, profile: str, batch: int | None,
-          overrides: Mapping[str, Any]) -> Point:
+          overrides: Mapping[str, Any], ids: bool = True) -> Point:
     data = spec.profiles[profile][1]
     axes: dict[str, Any] = {"workload": workload, "precision": precision, "profile": profile,
                             "batch": batch if batch is not None else spec.workload_batch.get(workload)}
     for key in spec.overrides:
         axes[key] = overrides[key] if key in overrides else get_key(data, key)
-    return Point(point_id(spec, workload, precision, profile, batch, overrides), axes, dict(overrides), batch)
+    pid = point_id(spec, workload, precision, profile, batch, overrides) if ids else ""
+    return Point(pid, axes, dict(overrides), batch)
 
 
 def candidate_count(spec: SweepSpec) -> int:
@@ -48,7 +49,8 @@ def candidate_count(spec: SweepSpec) -> int:
     return math.prod(sizes)
 
 
-def _candidates(spec: SweepSpec) -> Iterator[Point]:
+def _candidates(spec: SweepSpec, ids: bool = True) -> Iterator[Point]:
+    """Unfiltered points; ``ids=False`` leaves ids empty (counting needs none: hashing is most of the cost)."""
     if spec.mode == "points":
         for p in spec.points:
             yield _make(spec, p["workload"], p["precision"], p["profile"], p.get("batch"), p.get("overrides") or {})
@@ -57,7 +59,7 @@ def _candidates(spec: SweepSpec) -> Iterator[Point]:
     grid = itertools.product(spec.workloads, spec.plans, spec.profiles, spec.batch or (None,),
                              *(spec.overrides[k] for k in keys))
     for w, prec, prof, b, *values in grid:
-        yield _make(spec, w, prec, prof, b, dict(zip(keys, values)))
+        yield _make(spec, w, prec, prof, b, dict(zip(keys, values)), ids)
 
 
 def axis_values(spec: SweepSpec) -> dict[str, set]:
@@ -93,13 +95,13 @@ def compile_filters(spec: SweepSpec) -> tuple[list[tuple[str, Any]], list[str]]:
     return compiled, errors
 
 
-def _stream(spec: SweepSpec, filters: list, errors: list[str] | None) -> Iterator[Point]:
+def _stream(spec: SweepSpec, filters: list, errors: list[str] | None, ids: bool = True) -> Iterator[Point]:
     """Filtered points; a problem met on the way is appended to ``errors`` (when given: the point
     is dropped) or raised as a SweepError."""
     missing = {(prof, key) for prof, (_, data) in spec.profiles.items() for key in spec.overrides
                if spec.mode == "product" and not has_key(data, key)}
     reported: set = set()
-    for point in _candidates(spec):
+    for point in _candidates(spec, ids):
         keep = True
         for where, flt in filters:
             try:
@@ -134,7 +136,7 @@ def survey(spec: SweepSpec, stop_after: int | None = None) -> tuple[int, list[st
     if errors:
         return 0, errors
     count, seen = 0, {}
-    for point in _stream(spec, filters, errors):
+    for point in _stream(spec, filters, errors, ids=spec.mode == "points"):
         if spec.mode == "points":  # listed points can repeat; a product cannot (values are unique)
             if point.point_id in seen:
                 errors.append(f"line {spec.lines.get('points', 0)}: points[{count}]: the same point as "
@@ -152,9 +154,11 @@ def check_size(spec: SweepSpec, yes: bool = False) -> int:
     """The point count, computed before any work. Above POINT_LIMIT it needs ``yes`` (``--yes``);
     a spec's ``max_points`` replaces the limit (and ``yes`` does not lift it)."""
     limit = spec.max_points if spec.max_points is not None else (None if yes else POINT_LIMIT)
-    count, errors = survey(spec, stop_after=limit)
-    if errors:
-        raise problems(spec.source, errors)
+    count, cap = spec.counted or (None, None)
+    if count is None or (count > cap and (limit is None or limit > cap)):  # not counted far enough when loading
+        count, errors = survey(spec, stop_after=limit)
+        if errors:
+            raise problems(spec.source, errors)
     if limit is not None and count > limit:
         why = (f"its max_points is {limit:,}" if spec.max_points is not None else
                f"above {limit:,} points qsim needs --yes (run_sweep(..., yes=True)) or max_points: N in the spec")

@@ -24,6 +24,7 @@ default output folder is ``reports/NAME``.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import re
 from pathlib import Path
@@ -247,8 +248,10 @@ def load_spec(spec: str | Path | Mapping | SweepSpec) -> SweepSpec:
                        lines={k: line_of(data, k) for k in data}, max_points=data.get("max_points"))
     # filters and points are checked over the first points up to the size limit (streamed: a huge
     # spec is refused by the size guard, not by running out of memory here)
-    _raise(source, survey(result, stop_after=result.max_points or POINT_LIMIT)[1])
-    return result
+    cap = result.max_points or POINT_LIMIT
+    count, found = survey(result, stop_after=cap)
+    _raise(source, found)
+    return dataclasses.replace(result, counted=(count, cap))
 
 
 def generate_points(spec: str | Path | Mapping | SweepSpec) -> list:
