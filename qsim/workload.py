@@ -25,6 +25,7 @@ from qsim.ir.graph import Graph
 from qsim.ir.registry import get_op
 from qsim.precision import PrecisionPlan, parse_plan
 from qsim.schema import Enum, Int, ListOf, Record, Str, validate
+from qsim.shipped import shipped_dir
 from qsim.yamlio import LocatedDict, line_of, load_yaml
 
 
@@ -187,7 +188,7 @@ def workload_from_model_file(path: Path, batch: int | None = None, precision: An
     return Workload(path.stem, graph, plan, str(path))
 
 
-WORKLOAD_DIR = Path(__file__).resolve().parents[1] / "workloads"
+WORKLOAD_DIR = shipped_dir("workloads")  # shipped workloads, and their sweep specs under sweeps/
 
 
 def resolve_workload(name_or_path: str | Path) -> Path:

@@ -16,6 +16,7 @@ from qsim.errors import ProfileError, QsimError
 from qsim.hw import energy
 from qsim.precision import EMULATION_ORDER
 from qsim.schema import Bool, Enum, Int, ListOf, MapOf, Num, Record, Str, validate
+from qsim.shipped import shipped_dir
 from qsim.yamlio import LocatedDict, line_of, load_yaml
 
 COMPUTE_CLASSES = tuple(EMULATION_ORDER)
@@ -220,7 +221,7 @@ def build_profile(data: Mapping[str, Any], source: str = "<profile>") -> Profile
     )
 
 
-PROFILE_DIR = Path(__file__).resolve().parents[2] / "hw_profiles"
+PROFILE_DIR = shipped_dir("hw_profiles")
 
 
 def resolve_profile_path(name_or_path: str | Path) -> Path:
