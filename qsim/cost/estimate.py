@@ -21,7 +21,7 @@ from qsim.cost.traffic import Operands, memory_energy_j, memory_seconds, node_tr
 from qsim.hw.profile import Profile
 from qsim.ir.counts import node_counts
 from qsim.ir.registry import get_op
-from qsim.precision import FORMAT_BITS, COMPUTE_CLASS, PrecisionPlan
+from qsim.precision import PrecisionPlan
 
 MATRIX_OPS = {"Conv", "Gemm", "MatMul", "Attention"}
 
@@ -47,14 +47,14 @@ def _operands(graph, node, plan: PrecisionPlan, fused: bool) -> Operands:
     in_shapes = [graph.tensor(t).shape for t in node.inputs]
     out_shapes = tuple(graph.tensor(t).shape for t in node.outputs)
     if opdef.weights_read is not None:  # e.g. an embedding reads only the looked-up rows
-        weight = packed_bytes(opdef.weights_read(in_shapes, out_shapes, node.attrs), FORMAT_BITS[prec.weight])
+        weight = packed_bytes(opdef.weights_read(in_shapes, out_shapes, node.attrs), prec.weight.storage_bits)
     else:
         weight = sum(packed_bytes(graph.tensor(t).numel, weight_bits(role, prec)) for role, t in node.weights.items())
     inputs = sum(packed_bytes(graph.tensor(t).numel, activation_bits(graph, t, plan)) for t in node.inputs)
-    outputs = sum(packed_bytes(graph.tensor(t).numel, FORMAT_BITS[prec.activation]) for t in node.outputs)
+    outputs = sum(packed_bytes(graph.tensor(t).numel, prec.activation.storage_bits) for t in node.outputs)
     state_r = state_w = 0
     if node.state:
-        bits = FORMAT_BITS[prec.activation]
+        bits = prec.activation.storage_bits
         read, written = opdef.state_io(in_shapes, node.attrs) if opdef.state_io else (
             sum(graph.tensor(t).numel for t in node.state.values()), 0)
         state_r, state_w = packed_bytes(read, bits), packed_bytes(written, bits)
@@ -65,7 +65,7 @@ def _node_row(graph, node, plan: PrecisionPlan, profile: Profile) -> dict[str, A
     prec = plan.for_node(node)
     counts = node_counts(graph, node)
     fused = _fused(graph, node)
-    compute_class = prec.compute if counts.macs else COMPUTE_CLASS[prec.activation]
+    compute_class = prec.compute if counts.macs else prec.activation.compute_class
     choice = choose_unit(compute_class, profile, node.name)
     ops = _operands(graph, node, plan, fused)
     traffic = node_traffic(ops, profile, node.op in MATRIX_OPS)
@@ -88,7 +88,7 @@ def _node_row(graph, node, plan: PrecisionPlan, profile: Profile) -> dict[str, A
     e_memory = memory_energy_j(traffic, profile)
     e_static = profile.static_w * latency
     row = {
-        "name": node.name, "op": node.op, "weight_format": prec.weight, "activation_format": prec.activation,
+        "name": node.name, "op": node.op, "weight_format": prec.weight.name, "activation_format": prec.activation.name,
         "compute_unit": choice.unit, "emulated": choice.emulated, "fused": fused,
         "macs": counts.macs, "vector_ops": counts.vector_ops, "params": counts.params,
         "weight_bytes": ops.weight_bytes, "input_bytes": ops.input_bytes, "output_bytes": ops.output_bytes,

@@ -14,16 +14,14 @@ from typing import Any, Mapping
 
 from qsim.errors import ProfileError, QsimError
 from qsim.hw import energy
+from qsim.numerics.policies import PolicyName
 from qsim.precision import EMULATION_ORDER
 from qsim.schema import Bool, Enum, Int, ListOf, MapOf, Num, Record, Str, validate
 from qsim.shipped import shipped_dir
 from qsim.yamlio import LocatedDict, line_of, load_yaml
 
 COMPUTE_CLASSES = tuple(EMULATION_ORDER)
-# The names of qsim.numerics.policies.POLICIES, spelled out so that loading a profile does not
-# import numba (tests/unit/test_profiles.py keeps the two lists equal).
-REQUANT_POLICIES = ("onnxruntime", "fbgemm", "qnnpack", "xnnpack", "tflite-reference", "tflite-optimized",
-                    "tflite-single-rounding", "cmsis-nn", "litert-fc-reference")
+REQUANT_POLICIES = tuple(p.value for p in PolicyName)
 POSITIVE = Num(0, exclusive_min=True)
 NON_NEGATIVE = Num(0)
 FRACTION = Num(0, 1, exclusive_min=True)

@@ -53,7 +53,7 @@ def test_csv_format_and_batch(capsys):
 @pytest.mark.parametrize("args,message", [
     (["run", "nosuch.yaml", "--hw", "iot"], "nosuch.yaml: cannot read"),
     (["run", "resnet50", "--hw", "nosuch"], "no shipped profile of that name"),
-    (["run", "resnet50", "--hw", "iot", "--precision", "int7"], "unknown precision 'int7'"),
+    (["run", "resnet50", "--hw", "iot", "--precision", "int1"], "unknown precision 'int1'"),
     (["run", "resnet50", "--hw", "mobile", "--precision", "fp32"], "no unit for fp32"),
     (["run", "resnet50", "--hw", "iot", "--out", "reports/x.xlsx"], "unknown extension"),
     (["profiles", "show"], "needs a profile name"),
@@ -107,7 +107,7 @@ def test_readme_quickstart_output_is_what_the_command_prints(capsys):
 
 @pytest.mark.parametrize("args,message", [
     (["run", "resnet50", "--hw", "iot", "--batch", "0"], "must be >= 1"),
-    (["run", "resnet50", "--hw", "iot", "--precision", "w3a8"], "unknown precision 'w3a8'"),
+    (["run", "resnet50", "--hw", "iot", "--precision", "w5a8"], "unknown precision 'w5a8'"),
 ])
 def test_bad_flags_are_blamed_on_the_flag(args, message):
     code, out, err = run(*args)
