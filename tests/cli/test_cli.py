@@ -171,11 +171,11 @@ def test_debug_shows_the_traceback_of_a_bug(monkeypatch, capsys, argv):
 
 
 def test_debug_shows_the_traceback_of_a_user_error_and_keeps_status_2():
-    code, _, err = run("--debug", "run", "resnet50", "--hw", "iot", "--precision", "int7")
+    code, _, err = run("--debug", "run", "resnet50", "--hw", "iot", "--precision", "int99")
     assert code == 2
     assert err.startswith("Traceback (most recent call last):") and "qsim.errors.WorkloadError" in err
-    assert err.splitlines()[-1].startswith("qsim: error: unknown precision 'int7'")
-    code, _, err = run("run", "resnet50", "--hw", "iot", "--precision", "int7")
+    assert err.splitlines()[-1].startswith("qsim: error: unknown precision 'int99'")
+    code, _, err = run("run", "resnet50", "--hw", "iot", "--precision", "int99")
     assert code == 2 and len(err.splitlines()) == 1
 
 
