@@ -102,7 +102,9 @@ def _one(a, c, kind, fmult, fbias, frcp, s_in, s_w, s_out, qmult, shift, zp, qmi
         v = np.int64(_clamp_float(_rne(y), lo, hi))
     elif kind == KIND_FLOAT64:
         y = float(a) * s_in[c] * s_w[c] / s_out[c]
-        v = np.int64(_clamp_float(_half_away(y), lo, hi))
+        r = _half_away(y)
+        v32 = np.int64(r) if abs(r) < 2.0 ** 31 else np.int64(_I32_MIN)  # cvttsd2si: INT32_MIN outside
+        v = _wrap32(v32 + zp) - zp  # the zero point is added in int32 (wraps) below
     elif kind == KIND_SINGLE:
         total = 31 - shift[c]
         v = (a * qmult[c] + (np.int64(1) << (total - 1))) >> total
