@@ -16,7 +16,7 @@ from math import ceil
 
 from qsim.errors import QsimError
 from qsim.hw.profile import Profile
-from qsim.ir.registry import numel
+from qsim.ir.registry import CostClass, MatrixView, get_op
 from qsim.precision import EMULATION_ORDER
 
 
@@ -37,27 +37,22 @@ def choose_unit(compute_class: str, profile: Profile, node_name: str = "") -> Co
                     f"(it has {', '.join(peaks)}){f'; node {node_name!r}' if node_name else ''}")
 
 
-def gemm_view(graph, node) -> tuple[int, int] | None:
-    """(rows, cols) of the output matrix a matrix op produces, for tile/wave accounting."""
-    out = graph.tensor(node.outputs[0]).shape
-    if node.op == "Conv":  # NCHW: columns are output channels
-        return numel(out) // out[1], out[1]
-    if node.op in ("Gemm", "MatMul"):
-        return numel(out) // out[-1], out[-1]
-    return None
+def matrix_view(graph, node) -> MatrixView | None:
+    """The node as GEMMs (its op's registry entry), or None for ops without a single GEMM shape."""
+    lower = get_op(node.op).matrix
+    if lower is None:
+        return None
+    ins = [graph.tensor(t).shape for t in node.inputs]
+    return lower(ins, tuple(graph.tensor(t).shape for t in node.outputs), node.attrs)
 
 
 def wave_factor(graph, node, profile: Profile) -> float:
     """Paid work / useful work (>= 1) with the best tile: whole waves of tiles over the units."""
     c = profile.compute
-    view = gemm_view(graph, node) if c.units > 1 else None
+    view = matrix_view(graph, node) if c.units > 1 else None
     if view is None:
         return 1.0
-    rows, cols = view
-    batches = 1
-    if node.op == "MatMul":
-        out = graph.tensor(node.outputs[0]).shape
-        batches, rows = numel(out[:-2]), out[-2]
+    batches, rows, cols = view.batches, view.rows, view.cols
     best = float("inf")
     for tm, tn in c.tiles:
         tiles = batches * ceil(rows / tm) * ceil(cols / tn)
@@ -73,21 +68,12 @@ def systolic_seconds(graph, node, profile: Profile, unit: str) -> float | None:
     cost model's traffic roofline, so the array is given SRAMs and a port that never stall here.
     Sub-word precisions run at the profile's MACs/cycle ratio (e.g. int16 at a quarter rate)."""
     sys = profile.systolic
-    if sys is None or node.op not in ("Conv", "Gemm", "MatMul"):
+    view = matrix_view(graph, node) if sys is not None else None
+    if view is None:
         return None
     from qsim.cost.systolic import SystolicArray, systolic_gemm
 
-    out = graph.tensor(node.outputs[0]).shape
-    k = graph.tensor(node.inputs[0]).shape[-1] if node.op != "Conv" else 0
-    if node.op == "Conv":
-        kh, kw = node.attrs["kernel"] if not isinstance(node.attrs["kernel"], int) else (node.attrs["kernel"],) * 2
-        groups = int(node.attrs.get("groups", 1))
-        cin = graph.tensor(node.inputs[0]).shape[1]
-        gemms = [(out[0] * out[2] * out[3], out[1] // groups, kh * kw * cin // groups)] * groups
-    elif node.op == "Gemm":
-        gemms = [(numel(out) // out[-1], out[-1], k)]
-    else:
-        gemms = [(out[-2], out[-1], k)] * numel(out[:-2])
+    gemms = view.gemms()
     array = SystolicArray(sys.rows, sys.cols, sys.dataflow, ifmap_sram_kib=1 << 20, filter_sram_kib=1 << 20,
                           ofmap_sram_kib=1 << 20, dram_bytes_per_cycle=1e12)
     first = systolic_gemm(*gemms[0], array=array).total_cycles
@@ -96,10 +82,8 @@ def systolic_seconds(graph, node, profile: Profile, unit: str) -> float | None:
 
 
 def is_depthwise(graph, node) -> bool:
-    if node.op != "Conv":
-        return False
-    groups = int(node.attrs.get("groups", 1))
-    return groups > 1 and groups == graph.tensor(node.inputs[0]).shape[1]
+    ins = [graph.tensor(t).shape for t in node.inputs]
+    return get_op(node.op).cost_class_for(ins, node.attrs) is CostClass.DEPTHWISE
 
 
 def compute_seconds(macs: int, vector_ops: int, unit: str, profile: Profile, waves: float = 1.0,

@@ -5,7 +5,8 @@ unit of its precision (emulated where the profile lacks one), memory time per le
 dispatch overhead + max(compute, slowest memory level) (a roofline), energy = MACs x energy per
 MAC + vector ops x energy per op + bytes x energy per byte at each level + static power x latency.
 Unary activations that follow a matrix op (Conv+ReLU) are fused, as every runtime does: they add
-vector work but no memory traffic and no dispatch. Views (Reshape, Flatten) move no bytes.
+vector work but no memory traffic and no dispatch. Views (Reshape, Flatten) move no bytes. What an
+op is (its cost class, whether it fuses, whether it is a view) comes from its registry entry.
 """
 from __future__ import annotations
 
@@ -23,8 +24,6 @@ from qsim.ir.counts import node_counts
 from qsim.ir.registry import get_op
 from qsim.precision import FORMAT_BITS, COMPUTE_CLASS, PrecisionPlan
 
-MATRIX_OPS = {"Conv", "Gemm", "MatMul", "Attention"}
-
 
 @dataclass(frozen=True)
 class Estimate:
@@ -33,10 +32,12 @@ class Estimate:
 
 
 def _fused(graph, node) -> bool:
+    """A fusable activation whose input comes from a matrix op that feeds nothing else."""
     if not get_op(node.op).fusable or len(node.inputs) != 1:
         return False
     producer = graph.producer(node.inputs[0])
-    return producer is not None and producer.op in MATRIX_OPS and len(graph.consumers(node.inputs[0])) == 1
+    return (producer is not None and get_op(producer.op).cost_class.matrix_like
+            and len(graph.consumers(node.inputs[0])) == 1)
 
 
 def _operands(graph, node, plan: PrecisionPlan, fused: bool) -> Operands:
@@ -68,7 +69,7 @@ def _node_row(graph, node, plan: PrecisionPlan, profile: Profile) -> dict[str, A
     compute_class = prec.compute if counts.macs else COMPUTE_CLASS[prec.activation]
     choice = choose_unit(compute_class, profile, node.name)
     ops = _operands(graph, node, plan, fused)
-    traffic = node_traffic(ops, profile, node.op in MATRIX_OPS)
+    traffic = node_traffic(ops, profile, get_op(node.op).cost_class.matrix_like)
     waves = wave_factor(graph, node, profile) if counts.macs else 1.0
     array_s = systolic_seconds(graph, node, profile, choice.unit) if counts.macs else None
     if array_s is not None:  # the dataflow model replaces peak x efficiency for matrix ops

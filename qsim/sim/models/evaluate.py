@@ -32,10 +32,10 @@ def integer_available() -> bool:
 def integer_ready(qgraph: Graph) -> bool:
     """Whether the integer executor models this graph: it has every op, and no activation is fp16/bf16 (the executor keeps unquantized tensors in fp32, while
     ``run_fake_quant`` rounds them to their format: w8a16 plans)."""
-    from qsim.sim.integer import INT_OPS
+    from qsim.sim.integer import integer_supported
 
     half = any(s.kind == "activation" and s.dtype in ("float16", "bfloat16") for s in qgraph.tensors.values())
-    return not half and all(n.op in INT_OPS for n in qgraph.nodes())
+    return not half and all(integer_supported(n.op) for n in qgraph.nodes())
 
 
 def execute(qgraph: Graph, feeds: Mapping[str, np.ndarray], executor: str = "auto",
