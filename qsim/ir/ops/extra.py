@@ -115,9 +115,9 @@ def infer_global_max_pool(inputs, attrs) -> Inferred:
     return Inferred(outputs=(tuple(inputs[0][:2]) + (1,) * (len(inputs[0]) - 2),))
 
 
-# Requantize: a quantized tensor rescaled to other parameters or another integer width (TFLite
-# QUANTIZE of an integer input): one multiply, shift and clamp per element.
-# Both are identities on real values (float kernel); quantization happens where tensors are stored.
+# Requantize and Quantize are identities on real values (their float kernel): quantization happens
+# where tensors are stored. Requantize: a quantized tensor rescaled to other parameters or another
+# integer width (TFLite QUANTIZE of an integer input): one multiply, shift and clamp per element.
 register("Requantize", cost_class=_ELEMENTWISE, float_kernel="float_ops.identity", int_kernel="int_ops.requantize",
          vector_ops=per_output(3))(_unary)
 # Quantize: float -> quantized; the float island's store applies the runtime's quantize formula.
