@@ -16,7 +16,8 @@ from math import ceil
 
 from qsim.errors import QsimError
 from qsim.hw.profile import Profile
-from qsim.ir.registry import CostClass, MatrixView, get_op
+from qsim.ir.counts import node_matrix
+from qsim.ir.registry import CostClass, get_op
 from qsim.precision import EMULATION_ORDER
 
 
@@ -37,19 +38,10 @@ def choose_unit(compute_class: str, profile: Profile, node_name: str = "") -> Co
                     f"(it has {', '.join(peaks)}){f'; node {node_name!r}' if node_name else ''}")
 
 
-def matrix_view(graph, node) -> MatrixView | None:
-    """The node as GEMMs (its op's registry entry), or None for ops without a single GEMM shape."""
-    lower = get_op(node.op).matrix
-    if lower is None:
-        return None
-    ins = [graph.tensor(t).shape for t in node.inputs]
-    return lower(ins, tuple(graph.tensor(t).shape for t in node.outputs), node.attrs)
-
-
 def wave_factor(graph, node, profile: Profile) -> float:
     """Paid work / useful work (>= 1) with the best tile: whole waves of tiles over the units."""
     c = profile.compute
-    view = matrix_view(graph, node) if c.units > 1 else None
+    view = node_matrix(graph, node) if c.units > 1 else None
     if view is None:
         return 1.0
     batches, rows, cols = view.batches, view.rows, view.cols
@@ -60,25 +52,6 @@ def wave_factor(graph, node, profile: Profile) -> float:
         paid = ceil(tiles / c.units) * c.units * tm * tn
         best = min(best, paid / (batches * rows * cols))
     return best
-
-
-def systolic_seconds(graph, node, profile: Profile, unit: str) -> float | None:
-    """Compute time of a Conv/Gemm/MatMul on the profile's systolic array (qsim.cost.systolic):
-    folds, fill and drain of the dataflow, at the array's clock. The memory side stays with the
-    cost model's traffic roofline, so the array is given SRAMs and a port that never stall here.
-    Sub-word precisions run at the profile's MACs/cycle ratio (e.g. int16 at a quarter rate)."""
-    sys = profile.systolic
-    view = matrix_view(graph, node) if sys is not None else None
-    if view is None:
-        return None
-    from qsim.cost.systolic import SystolicArray, systolic_gemm
-
-    gemms = view.gemms()
-    array = SystolicArray(sys.rows, sys.cols, sys.dataflow, ifmap_sram_kib=1 << 20, filter_sram_kib=1 << 20,
-                          ofmap_sram_kib=1 << 20, dram_bytes_per_cycle=1e12)
-    first = systolic_gemm(*gemms[0], array=array).total_cycles
-    rate = profile.compute.macs_per_cycle[unit] / max(profile.compute.macs_per_cycle.values())
-    return first * len(gemms) / rate / profile.clock_hz
 
 
 def is_depthwise(graph, node) -> bool:

@@ -106,9 +106,15 @@ class MatrixView:
     cols: int
     k: int
     groups: int = 1
+    # Input elements one GEMM reads when not rows x k: a Conv reads its raw feature map of one group
+    # (im2col windows overlap; padding is generated, not fetched).
+    input_elems: int | None = None
 
     def gemms(self) -> list[tuple[int, int, int]]:
         return [(self.rows, self.cols // self.groups, self.k)] * (self.batches * self.groups)
+
+    def inputs_per_gemm(self) -> int:
+        return self.rows * self.k if self.input_elems is None else self.input_elems
 
 
 def _zero(inputs: list[Shape], outputs: tuple[Shape, ...], attrs: Mapping[str, Any]) -> int:

@@ -76,10 +76,12 @@ def test_cost_facts_per_node():
     assert conv.cost_class_for([(1, 8, 4, 4)], {"out_channels": 8, "kernel": 3, "groups": 2}) is CostClass.MATRIX
     assert get_op("Reshape").view and not get_op("Transpose").view
     assert get_op("Relu").fusable and not get_op("Add").fusable
-    # a grouped 3x3 conv, 8 -> 16 channels in 2 groups, 4x4 output: 2 GEMMs of 16 x 8 over 36
+    # a grouped 3x3 conv, 8 -> 16 channels in 2 groups, 4x4 output: 2 GEMMs of 16 x 8 over 36, each
+    # reading its group's 4 x 4 x 4 input elements
     view = conv.matrix([(1, 8, 4, 4)], ((1, 16, 4, 4),), {"out_channels": 16, "kernel": 3, "groups": 2})
-    assert view == MatrixView(1, 16, 16, 36, 2) and view.gemms() == [(16, 8, 36)] * 2
-    assert get_op("MatMul").matrix([(3, 5, 7), (3, 7, 2)], ((3, 5, 2),), {}).gemms() == [(5, 2, 7)] * 3
+    assert view == MatrixView(1, 16, 16, 36, 2, 64) and view.gemms() == [(16, 8, 36)] * 2
+    matmul = get_op("MatMul").matrix([(3, 5, 7), (3, 7, 2)], ((3, 5, 2),), {})
+    assert matmul.gemms() == [(5, 2, 7)] * 3 and matmul.inputs_per_gemm() == 35
 
 
 def square(inputs, weights, attrs):

@@ -24,7 +24,7 @@ def _conv_matrix(inputs, outputs, attrs) -> MatrixView:
     n, cout, oh, ow = outputs[0]
     kh, kw = pair(attrs["kernel"], "kernel")
     groups = int(attrs.get("groups", 1))
-    return MatrixView(1, n * oh * ow, cout, kh * kw * inputs[0][1] // groups, groups)
+    return MatrixView(1, n * oh * ow, cout, kh * kw * inputs[0][1] // groups, groups, numel(inputs[0]) // groups)
 
 
 def _conv_cost_class(inputs, attrs) -> CostClass:
