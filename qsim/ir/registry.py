@@ -17,8 +17,11 @@ An entry answers, for every part of qsim:
   fusibility: ``fusable`` (a unary activation a runtime runs in the producing matrix op's epilogue)
   and ``view`` (the output is the input's memory under another shape: no bytes move).
 
-Shapes are tuples of ints. ``get_op(name)`` is the one lookup; an unknown op is an error that lists
-the known ones.
+Shapes are tuples of ints. ``get_op(name)`` is the one lookup (``get_op("Relu").fusable``,
+``get_op("Conv").cost_class``); an unknown op is an error that lists the known ones. Adding an op is
+one ``register`` call in an op module (its kernels written in ``qsim.sim``); ``cost_class`` and both
+kernels are required, so an engine that cannot run the op says so (``Support.UNSUPPORTED``), and
+tests/unit/test_registry.py checks every entry.
 """
 from __future__ import annotations
 
@@ -159,7 +162,7 @@ Kernel = KernelRef | Support | str
 
 def register(name: str, *, cost_class: CostClass, float_kernel: Kernel, int_kernel: Kernel, **fields):
     """Decorator for an op's ``infer`` function: ``@register("Relu", cost_class=CostClass.ELEMENTWISE,
-    float_kernel="float_ops.relu", int_kernel="int_ops.relu_like", vector_ops=...)``. A kernel is a
+    float_kernel="float_ops.relu", int_kernel="int_ops.relu", vector_ops=...)``. A kernel is a
     path under ``qsim.sim`` (see ``sim_kernel``) or a ``Support`` marker; the other keywords are
     ``OpDef`` fields."""
 

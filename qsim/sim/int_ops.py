@@ -236,19 +236,29 @@ def concat(step: Step):
     return [to_storage(np.concatenate(parts, axis=int(step.attr("axis", 1))), yq)]
 
 
-def relu_like(step: Step):
-    """Relu, Relu6, Clip on a quantized tensor with unchanged parameters: a clamp at the
-    quantized bounds (the quantize formula of the runtime puts 0 and 6 on the grid)."""
+def _clamp(step: Step, lo_v: float, hi_v: float):
+    """A clamp at the quantized bounds of [lo_v, hi_v] on a quantized tensor with unchanged
+    parameters (the quantize formula of the runtime puts 0 and 6 on the grid)."""
     x, xq, yq = step.args[0], step.in_q(), step.out_q()
     if not same_params(xq, yq):
         raise Fallback
-    lo_v = {"Relu": 0.0, "Relu6": 0.0}.get(step.node.op, step.attr("min", -np.inf))
-    hi_v = {"Relu": np.inf, "Relu6": 6.0}.get(step.node.op, step.attr("max", np.inf))
     qlo, qhi = int_range(yq)
     lo = qlo if lo_v == -np.inf else int(quantize_as(step, np.array(lo_v), yq))
     hi = qhi if hi_v == np.inf else int(quantize_as(step, np.array(hi_v), yq))
     step.bounds[step.node.outputs[0]] = (lo, hi)
     return [to_storage(np.clip(x, lo, hi), yq)]
+
+
+def relu(step: Step):
+    return _clamp(step, 0.0, np.inf)
+
+
+def relu6(step: Step):
+    return _clamp(step, 0.0, 6.0)
+
+
+def clip(step: Step):
+    return _clamp(step, step.attr("min", -np.inf), step.attr("max", np.inf))
 
 
 def requantize(step: Step):

@@ -39,9 +39,9 @@ for _name, (_float, _int) in _BINARY.items():
 
 # name: (vector ops per element, float kernel, integer kernel). Integer: a clamp at the quantized
 # bounds (Relu, Relu6, Clip), LiteRT's lookup tables (Sigmoid, Tanh, GELU), else a float island.
-_ACTIVATIONS = {"Relu": (1, "float_ops.relu", "int_ops.relu_like"),
-                "Relu6": (2, "float_ops.relu6", "int_ops.relu_like"),
-                "Clip": (2, "float_ops.clip", "int_ops.relu_like"),
+_ACTIVATIONS = {"Relu": (1, "float_ops.relu", "int_ops.relu"),
+                "Relu6": (2, "float_ops.relu6", "int_ops.relu6"),
+                "Clip": (2, "float_ops.clip", "int_ops.clip"),
                 "Sigmoid": (3, "float_ops.sigmoid", "int_elementwise.lut"),
                 "Tanh": (5, "float_ops.tanh", "int_elementwise.lut"),
                 "GELU": (8, "float_ops.gelu", "int_elementwise.lut"),
