@@ -51,7 +51,8 @@ def _operands(graph, node, plan: PrecisionPlan, fused: bool) -> Operands:
     if opdef.weights_read is not None:  # e.g. an embedding reads only the looked-up rows
         weight = packed_bytes(opdef.weights_read(in_shapes, out_shapes, node.attrs), prec.weight.storage_bits)
     else:
-        weight = sum(packed_bytes(graph.tensor(t).numel, weight_bits(role, prec)) for role, t in node.weights.items())
+        weight = sum(packed_bytes(graph.tensor(t).numel, weight_bits(node.op, role, prec))
+                     for role, t in node.weights.items())
     inputs = sum(packed_bytes(graph.tensor(t).numel, activation_bits(graph, t, plan)) for t in node.inputs)
     outputs = sum(packed_bytes(graph.tensor(t).numel, prec.activation.storage_bits) for t in node.outputs)
     state_r = state_w = 0

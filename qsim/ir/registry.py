@@ -6,7 +6,8 @@ An entry answers, for every part of qsim:
 * shapes: ``infer(inputs, attrs)`` -> output, parameter (weight) and persistent state shapes (a KV
   cache) from the input shapes and attributes; raises ``ValueError`` on a mismatch;
 * counts: ``macs`` (multiply-accumulates, the work of matrix units), ``vector_ops`` (other arithmetic
-  per element: adds, compares, exp), ``weights_read`` and ``state_io`` (bytes read when not all);
+  per element: adds, compares, exp), ``weights_read`` and ``state_io`` (bytes read when not all),
+  ``bias_roles`` (weights stored at the accumulator width in integer layers);
 * the simulator: ``float_kernel`` (``(inputs, weights, attrs) -> outputs``, numpy) and
   ``int_kernel`` (``(step) -> outputs``, the integer executor's), each a ``KernelRef`` imported on
   first use (the IR never imports the numba-backed simulator) or an explicit ``Support`` marker;
@@ -142,6 +143,9 @@ class OpDef:
     # against them); None: not declared. Importers may add more (e.g. a fused activation).
     attrs: tuple[str, ...] | None = None
     quant: QuantRule = QuantRule()
+    # Weights added after the products (biases, BatchNorm's shift, LayerNorm's beta): stored at the
+    # accumulator width when the layer's weights are integers, as TFLite and onnxruntime store them.
+    bias_roles: tuple[str, ...] = ()
     index_inputs: tuple[int, ...] = ()
     matrix: Callable[[list[Shape], tuple[Shape, ...], Mapping[str, Any]], MatrixView] | None = None
     node_cost_class: Callable[[list[Shape], Mapping[str, Any]], CostClass] | None = None

@@ -219,7 +219,7 @@ def _weights(graph: Graph, plan: PrecisionPlan, act: dict[str, TensorQuant], per
                 put(t, w, graph.tensor(t).dtype)
         if rule.bias in node.weights:  # int32 at s_in * s_w; grouped weights have no single scale: float
             bias, wq = node.weights[rule.bias], params.get(node.weights.get(rule.weights[0]))
-            integer = wq is not None and xq is not None and isinstance(wq.fmt, IntFormat) and isinstance(xq.fmt, IntFormat)
+            integer = wq is not None and xq is not None and all(isinstance(q.fmt, IntFormat) for q in (wq, xq))
             if integer and not wq.block_size:
                 value, tq = _quantize_bias(graph.constants[bias], xq, wq)
                 consts[bias], dtypes[bias], params[bias] = value, "int32", tq

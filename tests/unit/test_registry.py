@@ -41,6 +41,7 @@ def test_every_op_has_every_field(name):
         assert op.float_kernel is not Support.UNSUPPORTED, f"{name}: runs as a float island without a float kernel"
     # quantization and cost facts that must agree with each other
     assert op.quant.bias is None or op.quant.weights, f"{name}: an accumulator bias needs its weight"
+    assert op.quant.bias is None or op.quant.bias in op.bias_roles, f"{name}: its int32 bias is costed narrow"
     assert all(isinstance(i, int) and i >= 0 for i in op.index_inputs)
     assert op.matrix is None or op.cost_class.matrix_like
     assert not op.fusable or op.cost_class is CostClass.ELEMENTWISE

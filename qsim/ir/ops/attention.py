@@ -50,6 +50,7 @@ def _kv_cache_io(inputs, attrs) -> tuple[int, int]:
 # (imported models arrive as MatMul, Softmax, ... nodes). No GEMM view: several GEMM shapes in one node.
 @register("Attention", cost_class=CostClass.MATRIX, float_kernel="float_ops.attention",
           int_kernel=Support.UNSUPPORTED, quant=QuantRule(weights=("wq", "wk", "wv", "wo")),
+          bias_roles=("bq", "bk", "bv", "bo"),
           macs=_attention_macs, vector_ops=_attention_vector_ops, state_io=_kv_cache_io,
           attrs=("heads", "kv_heads", "head_dim", "past", "kv_cache", "bias", "causal"))
 def infer_attention(inputs, attrs) -> Inferred:

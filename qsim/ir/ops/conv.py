@@ -24,7 +24,8 @@ def _conv_matrix(inputs, outputs, attrs) -> MatrixView:
     n, cout, oh, ow = outputs[0]
     kh, kw = pair(attrs["kernel"], "kernel")
     groups = int(attrs.get("groups", 1))
-    return MatrixView(1, n * oh * ow, cout, kh * kw * inputs[0][1] // groups, groups, numel(inputs[0]) // groups)
+    k = kh * kw * inputs[0][1] // groups
+    return MatrixView(1, n * oh * ow, cout, k, groups, input_elems=numel(inputs[0]) // groups)
 
 
 def _conv_cost_class(inputs, attrs) -> CostClass:
@@ -34,7 +35,8 @@ def _conv_cost_class(inputs, attrs) -> CostClass:
 
 @register("Conv", cost_class=CostClass.MATRIX, node_cost_class=_conv_cost_class, matrix=_conv_matrix,
           float_kernel="float_ops.conv", int_kernel="int_ops.conv",
-          quant=QuantRule(weights=("weight",), bias="bias"), macs=_conv_macs, vector_ops=_conv_vector_ops,
+          quant=QuantRule(weights=("weight",), bias="bias"), bias_roles=("bias",), macs=_conv_macs,
+          vector_ops=_conv_vector_ops,
           attrs=("out_channels", "kernel", "stride", "pad", "dilation", "groups", "bias"))
 def infer_conv(inputs, attrs) -> Inferred:
     if len(inputs) != 1 or len(inputs[0]) != 4:

@@ -28,7 +28,7 @@ def _matmul_matrix(inputs, outputs, attrs) -> MatrixView:
 
 
 @register("Gemm", cost_class=CostClass.MATRIX, matrix=_gemm_matrix, float_kernel="float_ops.gemm",
-          int_kernel="int_ops.gemm", quant=QuantRule(weights=("weight",), bias="bias"),
+          int_kernel="int_ops.gemm", quant=QuantRule(weights=("weight",), bias="bias"), bias_roles=("bias",),
           macs=_gemm_macs, vector_ops=lambda i, o, a: numel(o[0]) if a.get("bias", True) else 0,
           attrs=("out_features", "bias"))
 def infer_gemm(inputs, attrs) -> Inferred:

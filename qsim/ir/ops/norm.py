@@ -16,7 +16,8 @@ from qsim.ir.registry import CostClass, Inferred, Support, per_output, register
 _NORM = dict(cost_class=CostClass.NORMALISATION, int_kernel=Support.FLOAT_ISLAND)
 
 
-@register("BatchNorm", **_NORM, float_kernel="float_ops.batchnorm", vector_ops=per_output(2), attrs=())
+@register("BatchNorm", **_NORM, float_kernel="float_ops.batchnorm", bias_roles=("shift",), vector_ops=per_output(2),
+          attrs=())
 def infer_batchnorm(inputs, attrs) -> Inferred:
     if len(inputs) != 1 or len(inputs[0]) < 2:
         raise ValueError("BatchNorm takes one input with a channel axis")
@@ -24,7 +25,8 @@ def infer_batchnorm(inputs, attrs) -> Inferred:
     return Inferred(outputs=(tuple(inputs[0]),), weights={"scale": (c,), "shift": (c,)})
 
 
-@register("LayerNorm", **_NORM, float_kernel="float_ops.layernorm", vector_ops=per_output(8), attrs=("eps",))
+@register("LayerNorm", **_NORM, float_kernel="float_ops.layernorm", bias_roles=("beta",), vector_ops=per_output(8),
+          attrs=("eps",))
 def infer_layernorm(inputs, attrs) -> Inferred:
     if len(inputs) != 1:
         raise ValueError("LayerNorm takes one input")
