@@ -24,11 +24,10 @@ def _cli(*args):
 def test_more_than_100000_points_needs_yes_or_max_points(tmp_path):
     spec = tmp_path / "big.yaml"
     spec.write_text(BIG)
-    proc = _cli(spec, "--out", tmp_path / "o")
-    assert proc.returncode == 2
-    assert proc.stderr == (f"qsim: error: {spec}:1: sweep 'big' has more than 100,000 points (100,172 before filters); "
-                           "above 100,000 points qsim needs --yes (run_sweep(..., yes=True)) or max_points: N in the "
-                           "spec\n")
+    with pytest.raises(SweepError) as info:
+        run_sweep(spec, out_dir=tmp_path / "o")
+    assert str(info.value) == (f"{spec}:1: sweep 'big' has more than 100,000 points (100,172 before filters); above "
+                               "100,000 points qsim needs --yes (run_sweep(..., yes=True)) or max_points: N in the spec")
     assert not (tmp_path / "o").exists()
     allowed = tmp_path / "allowed.yaml"
     allowed.write_text(BIG + "max_points: 200000\n")
