@@ -119,3 +119,9 @@ def test_interrupted_temporary_parts_never_count(tmp_path):
     (out / "parts" / ".part-dead-000000.parquet.tmp").write_bytes(b"PAR1 half")
     df = run_sweep(tiny(), out_dir=out, workers=1)
     assert len(df) == 24 and not list((out / "parts").glob(".*.tmp"))
+
+
+def test_an_output_path_that_is_a_file_is_a_clear_error(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SweepError, match="file: cannot use as the output folder"):
+        run_sweep(tiny(), out_dir=tmp_path / "file", workers=1)
