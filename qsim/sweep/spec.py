@@ -109,7 +109,7 @@ class _Checker:
         try:
             check_profile_data(apply_overrides(data, {dotted: value}), source)
         except QsimError as exc:  # keep the profile's problems, drop their (meaningless here) lines
-            found = [f"{p.key}: {p.message}" for p in exc.problems]
+            found = [str(dataclasses.replace(p, file=None, line=None)) for p in exc.problems]
             self.error(line, key, f"profile {profile!r} with {dotted} = {value!r}: {'; '.join(found) or exc}")
 
 
