@@ -139,9 +139,3 @@ def problems(data: Any, schema: Record, file: str | None = None) -> list[Problem
     schema.check(data, "", getattr(data, "line", 1), errors)
     return [p.in_file(file) for p in errors]
 
-
-def validate(data: Any, schema: Record) -> list[str]:
-    """The problems as ``line N: key: message`` strings, for checkers that still append text."""
-    errors: list = []
-    schema.check(data, "", getattr(data, "line", 1), errors)
-    return [e if isinstance(e, str) else f"line {e.line}: {e.key}: {e.message}" for e in errors]
