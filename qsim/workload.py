@@ -26,6 +26,7 @@ from qsim.ir.registry import get_op
 from qsim.precision import PrecisionPlan, parse_plan
 from qsim.schema import Enum, Int, ListOf, Record, Str, validate
 from qsim.shipped import shipped_dir
+from qsim.workload_schema import INPUT_SCHEMA, model_problems
 from qsim.yamlio import LocatedDict, line_of, load_yaml
 
 
@@ -34,8 +35,6 @@ class _Any:
         pass
 
 
-INPUT_SCHEMA = Record(required={"name": Str(), "shape": ListOf(Int(1))},
-                      optional={"dtype": Enum(("float32", "float16", "int64", "int32", "int8", "uint8"))})
 WORKLOAD_SCHEMA = Record(
     required={"name": Str(), "model": _Any()},
     optional={"description": Str(), "batch": Int(1), "seq": Int(1), "precision": _Any()},
@@ -146,7 +145,7 @@ def load_workload(path: str | Path, batch: int | None = None, precision: Any = N
     if path.suffix in (".onnx", ".tflite"):
         return workload_from_model_file(path, batch, precision)
     data = load_yaml(path)
-    errors = validate(data, WORKLOAD_SCHEMA)
+    errors = validate(data, WORKLOAD_SCHEMA) + model_problems(data)
     if errors:
         raise WorkloadError(f"{path}: {len(errors)} problem(s):\n" + "\n".join(f"  {path}:{e[5:]}" for e in errors))
     where = str(path)
