@@ -24,7 +24,7 @@ from qsim.ir.builders import BUILDERS, build
 from qsim.ir.graph import Graph
 from qsim.ir.registry import get_op
 from qsim.precision import PrecisionPlan, parse_plan
-from qsim.schema import Enum, Int, ListOf, Record, Str, validate
+from qsim.schema import Int, Record, Str, validate
 from qsim.shipped import shipped_dir
 from qsim.workload_schema import INPUT_SCHEMA, model_problems
 from qsim.yamlio import LocatedDict, line_of, load_yaml
