@@ -37,7 +37,7 @@ class Num:
             op = ">" if self.exclusive_min else ">="
             errors.append(f"line {line}: {path}: must be {op} {self.minimum}, got {value}")
         if self.maximum is not None and value > self.maximum:
-            errors.append(f"line {line}: {path}: must be <= {self.maximum:g}, got {value:g}")
+            errors.append(f"line {line}: {path}: must be <= {_number(self.maximum)}, got {_number(value)}")
         if self.smallest is not None and 0 < abs(value) < self.smallest:
             errors.append(f"line {line}: {path}: {value:g} is too small (a nonzero value must be >= {self.smallest:g})")
 
@@ -152,6 +152,10 @@ def _finite(value: int | float) -> bool:
         return math.isfinite(value)
     except OverflowError:  # an int beyond the float range
         return False
+
+
+def _number(value: int | float) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"
 
 
 def _short(value: int | float) -> str:

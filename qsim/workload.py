@@ -24,9 +24,9 @@ from qsim.ir.builders import BUILDERS, build
 from qsim.ir.graph import Graph
 from qsim.ir.registry import get_op
 from qsim.precision import PrecisionPlan, parse_plan
-from qsim.schema import Int, Record, Str, validate
+from qsim.schema import Record, Str, validate
 from qsim.shipped import shipped_dir
-from qsim.workload_schema import INPUT_SCHEMA, model_problems
+from qsim.workload_schema import DIM, INPUT_SCHEMA, model_problems
 from qsim.yamlio import LocatedDict, line_of, load_yaml
 
 
@@ -37,7 +37,7 @@ class _Any:
 
 WORKLOAD_SCHEMA = Record(
     required={"name": Str(), "model": _Any()},
-    optional={"description": Str(), "batch": Int(1), "seq": Int(1), "precision": _Any()},
+    optional={"description": Str(), "batch": DIM, "seq": DIM, "precision": _Any()},
 )
 MODEL_KEYS = {"builder", "params", "onnx", "tflite", "inputs", "layers", "outputs"}
 

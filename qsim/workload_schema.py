@@ -16,10 +16,13 @@ from qsim.ir.builders import BUILDERS
 from qsim.schema import Bool, Enum, Int, ListOf, MapOf, Num, OneOrList, Record, Str
 from qsim.yamlio import line_of
 
-INPUT_SCHEMA = Record(required={"name": Str(), "shape": ListOf(Int(1))},
+# A dimension, a batch or a count beyond the int32 range that runtimes store them in is a typo, and
+# products of such dimensions overflow the int64 shape arithmetic.
+DIM = Int(1, 2**31 - 1)
+INPUT_SCHEMA = Record(required={"name": Str(), "shape": ListOf(DIM)},
                       optional={"dtype": Enum(("float32", "float16", "int64", "int32", "int8", "uint8"))})
 SOURCES = ("builder", "onnx", "tflite", "layers")
-_COUNT = Int(1)
+_COUNT = DIM
 LAYER_ATTRIBUTES = {
     "out_channels": _COUNT, "out_features": _COUNT, "groups": _COUNT, "heads": _COUNT, "kv_heads": _COUNT,
     "head_dim": _COUNT, "num_embeddings": _COUNT, "embedding_dim": _COUNT,
@@ -96,7 +99,7 @@ def model_problems(data: Any) -> list[str]:
         errors += _builder_param_problems(data, model)
     if isinstance(model.get("layers"), list):
         errors += _duplicate_names(model)
-    return errors
+    return errors + _precision_problems(data)
 
 
 def _builder_param_problems(data: Mapping, model: Mapping) -> list[str]:
@@ -105,8 +108,12 @@ def _builder_param_problems(data: Mapping, model: Mapping) -> list[str]:
     errors: list[str] = []
     params = model.get("params") or {}
     for name, value in params.items():
+        line = line_of(params, name, line_of(model, "params"))
         schema = _param_schema(signature[name]) if name in signature else _AttributeValue()
-        schema.check(value, f"model.params.{name}", line_of(params, name, line_of(model, "params")), errors)
+        schema.check(value, f"model.params.{name}", line, errors)
+        if name in ("batch", "seq") and name in data:  # the top-level key would silently win
+            errors.append(f"line {line}: model.params.{name}: also given as {name} (line {line_of(data, name)}); "
+                          f"give it once, as the top-level {name}")
     if "max_positions" in signature and "seq" in signature:  # a position table bounds the sequence
         seq = data.get("seq", params.get("seq", signature["seq"].default))
         limit = params.get("max_positions", signature["max_positions"].default)
@@ -118,8 +125,8 @@ def _builder_param_problems(data: Mapping, model: Mapping) -> list[str]:
 
 def _param_schema(param: inspect.Parameter):
     kind = str(param.annotation).replace(" | None", "")
-    if kind == "int":
-        return Int(0 if param.default == 0 else 1)  # a count; zero only where zero is the default (context)
+    if kind == "int":  # a count; zero only where zero is the default (context)
+        return Int(0 if param.default == 0 else 1, DIM.maximum)
     if kind == "float":
         return Num(0, exclusive_min=True)  # width multipliers
     if kind == "str":
@@ -141,4 +148,20 @@ def _duplicate_names(model: Mapping) -> list[str]:
             errors.append(f"line {line}: model.{section}: name {name!r} is used twice (first at line {seen[name]})")
         else:
             seen[name] = line
+    return errors
+
+
+def _precision_problems(data: Mapping) -> list[str]:
+    """The types in a ``{default, overrides}`` plan that parsing would trip over (its keys it checks)."""
+    spec = data.get("precision")
+    if not isinstance(spec, Mapping) or "weight" in spec or spec.get("overrides") is None:
+        return []
+    overrides, line = spec["overrides"], line_of(data, "precision", 1)
+    if not isinstance(overrides, list):
+        return [f"line {line_of(spec, 'overrides', line)}: precision.overrides: expected a list, got {overrides!r}"]
+    errors: list[str] = []
+    for i, item in enumerate(overrides):
+        for key in ("name", "op") if isinstance(item, Mapping) else ():
+            if key in item:
+                Str().check(item[key], f"precision.overrides[{i}].{key}", line_of(item, key, line), errors)
     return errors

@@ -119,6 +119,16 @@ def _conv(**change) -> str:
     ("name: t\nmodel: {builder: bert}\nseq: 4096\n", "seq", "seq", "4096 is beyond the model's 512 positions"),
     ("name: t\nmodel:\n  builder: llama\n  params: {layers: 1, context: -1}\n", "params", "model.params.context",
      "must be >= 0, got -1"),
+    ("name: t\nmodel: {builder: resnet18}\nbatch: 100000000000000000000\n", "batch", "batch",
+     "must be <= 2147483647, got 100000000000000000000"),
+    (LAYERS.replace("shape: [1, 3, 8, 8]", "shape: [1, 3, 8, 10000000000]"), "shape", "model.inputs[0].shape[3]",
+     "must be <= 2147483647, got 10000000000"),
+    ("name: t\nmodel: {builder: resnet18, params: {batch: 4}}\nbatch: 2\n", "model", "model.params.batch",
+     "also given as batch (line 3); give it once, as the top-level batch"),
+    ("name: t\nmodel: {builder: resnet18}\nprecision: {default: int8, overrides: 5}\n", "precision",
+     "precision.overrides", "expected a list, got 5"),
+    ("name: t\nmodel: {builder: resnet18}\nprecision: {default: int8, overrides: [{op: [Conv], precision: fp16}]}\n",
+     "precision", "precision.overrides[0].op", "expected a non-empty string, got ['Conv']"),
 ])
 def test_workload_value_refused_with_file_line_and_key(tmp_path, text, marker, key, problem):
     path = tmp_path / "bad.yaml"
