@@ -83,6 +83,9 @@ def _default_accumulator(weight: str, activation: str) -> str:
 def layer_precision(weight: str, activation: str, accumulator: str | None = None) -> LayerPrecision:
     w, a = canonical_format(weight), canonical_format(activation)
     acc = canonical_format(accumulator) if accumulator else _default_accumulator(w, a)
+    if (is_float(w) or is_float(a)) and not is_float(acc):
+        raise WorkloadError(f"accumulator {accumulator!r}: with weights {w} and activations {a} the products are "
+                            "floats, so the sum is too; use a float accumulator (fp32, fp16 or bf16)")
     return LayerPrecision(w, a, acc)
 
 

@@ -157,3 +157,13 @@ def test_cli_refuses_a_nan_profile_in_one_line_exit_2_and_json_stays_json(tmp_pa
     good = subprocess.run(run + ["iot"], capture_output=True, text=True, timeout=120)
     assert good.returncode == 0
     json.loads(good.stdout, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
+
+
+def test_float_layer_with_an_integer_accumulator_refused(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(LAYERS.replace("precision: int8", "precision: {weight: fp32, activation: fp32, accumulator: int2}"))
+    with pytest.raises(WorkloadError, match=rf"{path}:8: accumulator 'int2': with weights fp32 and activations fp32 "
+                                            r"the products are floats"):
+        load_workload(path)
+    path.write_text(LAYERS.replace("precision: int8", "precision: {weight: int8, activation: int8, accumulator: int16}"))
+    assert load_workload(path).plan.default.accumulator == "int16"  # a narrow integer accumulator is a design choice
