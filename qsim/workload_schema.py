@@ -1,5 +1,5 @@
 """The ``model:`` section of a workload, checked for type, finiteness and range before anything is
-built; every problem at once, as ``line N: key: problem`` (the form of ``qsim.schema.validate``).
+built; every problem at once, as ``qsim.errors.Problem`` records (line, key, message).
 
 Layer attributes are typed by name, whatever the op (a channel count is a positive integer, padding
 is not negative); which op takes which attribute is checked when the layer is built, where an
@@ -12,6 +12,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from qsim.errors import Problem
 from qsim.ir.builders import BUILDERS
 from qsim.schema import Bool, Enum, Int, ListOf, MapOf, Num, OneOrList, Record, Str
 from qsim.yamlio import line_of
@@ -44,7 +45,8 @@ class _AttributeValue:
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             Num().check(value, path, line, errors)
         elif not isinstance(value, (str, bool)):
-            errors.append(f"line {line}: {path}: expected a number, a string, true/false or a list, got {value!r}")
+            errors.append(Problem(f"expected a number, a string, true/false or a list, got {value!r}", line=line,
+                                  key=path))
 
 
 @dataclass(frozen=True)
@@ -58,12 +60,13 @@ class _Layer:
 
     def check(self, value, path, line, errors):
         if not isinstance(value, Mapping):
-            errors.append(f"line {line}: {path}: expected a layer (a mapping with name, op and inputs), got {value!r}")
+            errors.append(Problem(f"expected a layer (a mapping with name, op and inputs), got {value!r}", line=line,
+                                  key=path))
             return
         line = getattr(value, "line", 0) or line
         for key in ("name", "op", "inputs"):
             if key not in value:
-                errors.append(f"line {line}: {path}.{key}: missing required key")
+                errors.append(Problem("missing required key", line=line, key=f"{path}.{key}"))
         for key, item in value.items():
             LAYER_KEYS.get(key, _AttributeValue()).check(item, f"{path}.{key}", line_of(value, key, line), errors)
 
@@ -76,25 +79,26 @@ MODEL_SCHEMA = Record(optional={
 })
 
 
-def model_problems(data: Any) -> list[str]:
+def model_problems(data: Any) -> list[Problem]:
     """What is wrong with a workload's ``model`` section and its ``seq``, before anything is built."""
     if not isinstance(data, Mapping) or "model" not in data:
         return []  # the workload schema reports it
     model, line = data["model"], line_of(data, "model", 1)
     if not isinstance(model, Mapping):
-        return [f"line {line}: model: expected a mapping with builder, onnx, tflite or layers, got {model!r}"]
-    errors: list[str] = []
+        return [Problem(f"expected a mapping with builder, onnx, tflite or layers, got {model!r}", line=line,
+                        key="model")]
+    errors: list[Problem] = []
     MODEL_SCHEMA.check(model, "model", line, errors)
     sources = [key for key in SOURCES if key in model]
     if len(sources) != 1:
         given = f"{' and '.join(sources)} given" if sources else "none given"
-        errors.append(f"line {line}: model: give exactly one of builder, onnx, tflite or layers ({given})")
+        errors.append(Problem(f"give exactly one of builder, onnx, tflite or layers ({given})", line=line, key="model"))
     for key, needs in (("params", "builder"), ("inputs", "layers"), ("outputs", "layers")):
         if key in model and needs not in model:
-            errors.append(f"line {line_of(model, key, line)}: model.{key}: only with {needs}")
+            errors.append(Problem(f"only with {needs}", line=line_of(model, key, line), key=f"model.{key}"))
     if "seq" in data and "builder" not in model:
-        errors.append(f"line {line_of(data, 'seq', line)}: seq: only a builder takes a sequence length "
-                      "(a model given by layers or a file has its own shapes)")
+        errors.append(Problem("only a builder takes a sequence length (a model given by layers or a file has its own "
+                              "shapes)", line=line_of(data, "seq", line), key="seq"))
     if isinstance(model.get("params", {}), Mapping):
         errors += _builder_param_problems(data, model)
     if isinstance(model.get("layers"), list):
@@ -102,24 +106,25 @@ def model_problems(data: Any) -> list[str]:
     return errors + _precision_problems(data)
 
 
-def _builder_param_problems(data: Mapping, model: Mapping) -> list[str]:
+def _builder_param_problems(data: Mapping, model: Mapping) -> list[Problem]:
     fn = BUILDERS.get(model.get("builder")) if isinstance(model.get("builder"), str) else None
     signature = inspect.signature(fn).parameters if fn else {}
-    errors: list[str] = []
+    errors: list[Problem] = []
     params = model.get("params") or {}
     for name, value in params.items():
         line = line_of(params, name, line_of(model, "params"))
         schema = _param_schema(signature[name]) if name in signature else _AttributeValue()
         schema.check(value, f"model.params.{name}", line, errors)
         if name in ("batch", "seq") and name in data:  # the top-level key would silently win
-            errors.append(f"line {line}: model.params.{name}: also given as {name} (line {line_of(data, name)}); "
-                          f"give it once, as the top-level {name}")
+            errors.append(Problem(f"also given as {name} (line {line_of(data, name)}); give it once, as the top-level "
+                                  f"{name}", line=line, key=f"model.params.{name}"))
     if "max_positions" in signature and "seq" in signature:  # a position table bounds the sequence
         seq = data.get("seq", params.get("seq", signature["seq"].default))
         limit = params.get("max_positions", signature["max_positions"].default)
         if isinstance(seq, int) and isinstance(limit, int) and seq > limit:
             where = line_of(data, "seq", 0) or line_of(params, "seq", line_of(data, "model"))
-            errors.append(f"line {where}: seq: {seq} is beyond the model's {limit} positions (max_positions)")
+            errors.append(Problem(f"{seq} is beyond the model's {limit} positions (max_positions)", line=where,
+                                  key="seq"))
     return errors
 
 
@@ -134,7 +139,7 @@ def _param_schema(param: inspect.Parameter):
     return _AttributeValue()
 
 
-def _duplicate_names(model: Mapping) -> list[str]:
+def _duplicate_names(model: Mapping) -> list[Problem]:
     """A later layer (or input) of the same name would silently replace the earlier one."""
     errors, seen = [], {}
     named = [("inputs", item) for item in model.get("inputs") or [] if isinstance(item, Mapping)]
@@ -145,21 +150,23 @@ def _duplicate_names(model: Mapping) -> list[str]:
             continue
         line = line_of(item, "name", getattr(item, "line", 0))
         if name in seen:
-            errors.append(f"line {line}: model.{section}: name {name!r} is used twice (first at line {seen[name]})")
+            errors.append(Problem(f"name {name!r} is used twice (first at line {seen[name]})", line=line,
+                                  key=f"model.{section}"))
         else:
             seen[name] = line
     return errors
 
 
-def _precision_problems(data: Mapping) -> list[str]:
+def _precision_problems(data: Mapping) -> list[Problem]:
     """The types in a ``{default, overrides}`` plan that parsing would trip over (its keys it checks)."""
     spec = data.get("precision")
     if not isinstance(spec, Mapping) or "weight" in spec or spec.get("overrides") is None:
         return []
     overrides, line = spec["overrides"], line_of(data, "precision", 1)
     if not isinstance(overrides, list):
-        return [f"line {line_of(spec, 'overrides', line)}: precision.overrides: expected a list, got {overrides!r}"]
-    errors: list[str] = []
+        return [Problem(f"expected a list, got {overrides!r}", line=line_of(spec, "overrides", line),
+                        key="precision.overrides")]
+    errors: list[Problem] = []
     for i, item in enumerate(overrides):
         for key in ("name", "op") if isinstance(item, Mapping) else ():
             if key in item:

@@ -166,4 +166,4 @@ def test_float_layer_with_an_integer_accumulator_refused(tmp_path):
                                             r"the products are floats"):
         load_workload(path)
     path.write_text(LAYERS.replace("precision: int8", "precision: {weight: int8, activation: int8, accumulator: int16}"))
-    assert load_workload(path).plan.default.accumulator == "int16"  # a narrow integer accumulator is a design choice
+    assert load_workload(path).plan.default.accumulator.name == "int16"  # a narrow integer accumulator is a design choice
