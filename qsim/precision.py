@@ -84,6 +84,9 @@ def _default_accumulator(weight: Format, activation: Format) -> Format:
 def layer_precision(weight, activation, accumulator=None, policy=None) -> LayerPrecision:
     w, a = plan_format(weight), plan_format(activation)
     acc = plan_format(accumulator) if accumulator else _default_accumulator(w, a)
+    if (w.is_float or a.is_float) and not acc.is_float:
+        raise WorkloadError(f"accumulator {accumulator!r}: with weights {w.name} and activations {a.name} the "
+                            "products are floats, so the sum is too; use a float accumulator (fp32, fp16 or bf16)")
     return LayerPrecision(w, a, acc, policy_name(policy) if policy else None)
 
 

@@ -23,9 +23,13 @@ from qsim.yamlio import LocatedDict, line_of, load_yaml
 
 COMPUTE_CLASSES = tuple(EMULATION_ORDER)
 REQUANT_POLICIES = tuple(p.value for p in PolicyName)
-POSITIVE = Num(0, exclusive_min=True)
-NON_NEGATIVE = Num(0)
-FRACTION = Num(0, 1, exclusive_min=True)
+# In the units of the key names no real value comes near 1e12 or 1e-6 (the largest are capacities:
+# 80 GiB is 8.4e7 KiB); beyond them unit conversions (capacity_kib * 1024) and the cost model's
+# divisions (MACs / (clock x MACs per cycle x efficiency)) can overflow to infinity.
+LARGEST, SMALLEST = 1e12, 1e-6
+POSITIVE = Num(0, LARGEST, exclusive_min=True, smallest=SMALLEST)
+NON_NEGATIVE = Num(0, LARGEST, smallest=SMALLEST)
+FRACTION = Num(0, 1, exclusive_min=True, smallest=SMALLEST)
 
 MEMORY_SCHEMA = Record(
     required={"capacity_kib": POSITIVE, "bandwidth_gbps": POSITIVE, "read_pj_per_byte": NON_NEGATIVE,

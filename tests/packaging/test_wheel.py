@@ -39,8 +39,8 @@ def installed(tmp_path_factory) -> Path:
             shutil.copy2(ROOT / name, src / name)
     sdist = _run([sys.executable, "-c", f"from setuptools import build_meta as b; print(b.build_sdist({str(dist)!r}))"],
                  cwd=src).split()[-1]
-    with tarfile.open(dist / sdist) as tar:
-        tar.extractall(work / "unpacked", filter="data")
+    with tarfile.open(dist / sdist) as tar:  # extraction filters came with 3.11.4
+        tar.extractall(work / "unpacked", **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
     (unpacked,) = (work / "unpacked").iterdir()
     pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
     _run(pip + ["wheel", "--no-deps", "--no-build-isolation", "--no-index", str(unpacked), "-w", str(dist)], cwd=work)
