@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 from qsim.errors import ProfileError, QsimError
 from qsim.hw import energy
+from qsim.hw.stack_profile import PROFILE_STACK_KEYS, Stack, build_stack, stack_errors
 from qsim.precision import EMULATION_ORDER
 from qsim.schema import Bool, Enum, Int, ListOf, MapOf, Num, Record, Str, validate
 from qsim.yamlio import LocatedDict, line_of, load_yaml
@@ -58,6 +59,7 @@ PROFILE_SCHEMA = Record(
         "requant_policy": Enum(REQUANT_POLICIES),
         "systolic": Record(required={"rows": Int(1), "cols": Int(1),
                                      "dataflow": Enum(("ws", "os", "is"))}),
+        **PROFILE_STACK_KEYS,  # the software stack modelled (qsim.hw.stack_profile)
     },
 )
 
@@ -116,6 +118,7 @@ class Profile:
     requant_policy: str | None = None
     systolic: Systolic | None = None
     source: str = ""
+    stack: Stack | None = None  # the runtime modelled: fusion, launch, per-class efficiency, validation
 
     def memory(self, name: str) -> Memory:
         return self.memories[name]
@@ -160,7 +163,7 @@ def _cross_field_errors(data: Mapping[str, Any]) -> list[str]:
         if isinstance(buf, Mapping) and buf.get("on_chip") is False:
             errors.append(f"line {line_of(placement, 'buffer')}: placement.buffer: {placement['buffer']!r} "
                           "must be an on-chip memory")
-    return errors
+    return errors + stack_errors(data)
 
 
 def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict:
@@ -217,6 +220,7 @@ def build_profile(data: Mapping[str, Any], source: str = "<profile>") -> Profile
         op_s_per_element=MappingProxyType({op: ns * 1e-9 for op, ns in (data.get("op_ns_per_element") or {}).items()}),
         requant_policy=data.get("requant_policy"),
         systolic=Systolic(sys["rows"], sys["cols"], sys["dataflow"]) if sys else None, source=source,
+        stack=build_stack(data),
     )
 
 
