@@ -108,6 +108,23 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
         ["count", "median", "max"])
 
 
+def validation_figures(table: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """The figures each stack's ``validation:`` in hw_profiles/cloud.yaml quotes: its own ResNet-18
+    column plus the conv rows (fitted: batch 32; held out: batch 1, for the graph stack only, since
+    lone kernels carry no host queue and the eager figures keep to ms_eager)."""
+    err = table.error_pct.abs()
+    conv = table.data == "conv"
+    out = {}
+    for stack in ("pytorch-cudagraph", "pytorch-eager"):
+        own = (table["stack"] == stack) & ~conv
+        fitted = err[(own | conv) & (table.role == "fitted")]
+        held = err[(own | (conv if stack == "pytorch-cudagraph" else False)) & (table.role == "held out")]
+        out[stack] = {"rows_fitted": len(fitted), "fitted_median_pct": fitted.median(),
+                      "fitted_worst_pct": fitted.max(), "rows_held_out": len(held),
+                      "held_out_median_pct": held.median(), "held_out_worst_pct": held.max()}
+    return out
+
+
 def main() -> None:
     folder = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_DIR
     print("stack parameters fitted from the rows named in hw_profiles/cloud.yaml:")
@@ -118,6 +135,10 @@ def main() -> None:
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print("\nabsolute latency error (%), fitted and held-out rows apart:")
     print(summary(table).to_string(float_format=lambda v: f"{v:.1f}"))
+    print("\nthe validation figures of hw_profiles/cloud.yaml, per stack:")
+    for stack, figures in validation_figures(table).items():
+        print(f"  {stack}: " + ", ".join(f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}"
+                                         for k, v in figures.items()))
 
 
 if __name__ == "__main__":

@@ -87,7 +87,7 @@ def _node_row(graph, node, plan: PrecisionPlan, profile: Profile, view: sw.Stack
     launch_s = profile.dispatch_s if profile.stack is None or profile.stack.kernel_launch_s is None \
         else profile.stack.kernel_launch_s
     # the kernel minimum was measured on lone kernels, launch included: its launch part is the profile's
-    floor = profile.compute.min_latency.get(choice.unit, 0.0) - profile.dispatch_s if counts.macs else 0.0
+    floor = sw.kernel_floor(profile, kind, choice.unit) - profile.dispatch_s if counts.macs else 0.0
     latency = launches * launch_s + max(compute_s, memory_s, floor)
     e_compute = (counts.macs * profile.mac_pj[choice.unit] + counts.vector_ops * profile.vector_op_pj) * 1e-12
     e_memory = memory_energy_j(traffic, profile)

@@ -141,6 +141,16 @@ def class_efficiency(stack: Stack | None, graph, node, unit: str, widest_tile: i
     return stack.conv_efficiency[cls].get(unit)
 
 
+def kernel_floor(profile, cls: str, unit: str) -> float:
+    """The shortest a lone matrix kernel of this class takes, launch included: the profile's
+    per-precision GEMM minimum for GEMM-like classes; a depthwise/grouped conv is no GEMM, so it
+    gets the fastest lone kernel measured at any precision."""
+    floors = profile.compute.min_latency
+    if cls == "depthwise" and floors:
+        return min(floors.values())
+    return floors.get(unit, 0.0)
+
+
 def bandwidth_fraction(stack: Stack | None, cls: str, unit: str) -> float:
     """The fraction of the memory bandwidth a memory-bound kernel of this class reaches (1: full)."""
     if stack is None:
