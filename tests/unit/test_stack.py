@@ -125,3 +125,20 @@ def test_a_stack_that_is_not_listed_is_an_error_naming_the_line():
     data["stack"] = "tvm"
     with pytest.raises(ProfileError, match=r"stack: 'tvm' is not listed under stacks \(listed: pytorch-eager, "):
         build_profile(data, "cloud.yaml")
+
+
+def test_l2_residency_reads_back_what_the_last_kernels_wrote_while_it_fits():
+    g = Graph("chain")
+    g.add_input("x", (1, 1024))  # 2 KiB at fp16
+    g.add_node("Relu", "r1", ["x"])
+    g.add_node("Relu", "r2", ["r1"])
+    g.add_node("Add", "add", ["r2", "r1"])
+    g.mark_output("add")
+    profile = load_profile("cloud", {"stack": "pytorch-eager", "stacks.pytorch-eager.l2_residency": True,
+                                     "memories.l2.capacity_kib": 4})
+    layers = estimate_graph(g, PrecisionPlan.uniform("fp16"), profile).layers.set_index("name")
+    # r2 reads r1 (2 KiB written, + its own 2 KiB output = 4 KiB: fits); add reads r2 (fits) but not
+    # r1 (r1, r2 and add's output = 6 KiB were written since r1 was produced)
+    assert layers.loc["r1", "hbm_bytes"] == 2048 + 2048  # x from HBM, r1 written
+    assert layers.loc["r2", "hbm_bytes"] == 2048  # only its output goes to HBM
+    assert layers.loc["add", "hbm_bytes"] == 2048 + 2048  # r1 read again from HBM, output written
