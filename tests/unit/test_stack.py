@@ -142,3 +142,22 @@ def test_l2_residency_reads_back_what_the_last_kernels_wrote_while_it_fits():
     assert layers.loc["r1", "hbm_bytes"] == 2048 + 2048  # x from HBM, r1 written
     assert layers.loc["r2", "hbm_bytes"] == 2048  # only its output goes to HBM
     assert layers.loc["add", "hbm_bytes"] == 2048 + 2048  # r1 read again from HBM, output written
+
+
+def test_attention_and_cast_kernels_by_hand():
+    from qsim.cost.stack import extra_kernels
+
+    g = Graph("attn")
+    g.add_input("x", (1, 128, 768))
+    g.add_node("Attention", "att", ["x"], {"heads": 12, "bias": True})
+    g.mark_output("att")
+    node = g.node("att")
+    eager = load_profile("cloud", {"stack": "pytorch-eager"}).stack
+    unfused = load_profile("cloud", {"stack": "pytorch-eager", "stacks.pytorch-eager.attention": "unfused"}).stack
+    trt = load_profile("cloud", {"stack": "tensorrt"}).stack
+    assert extra_kernels(g, node, trt, 16) == (2, 0)  # QKV projection, flash kernel, output projection
+    # scores 1 x 12 x 128 x 128 at 2 bytes: written, read and written by softmax, read again
+    assert extra_kernels(g, node, unfused, 16) == (6, 4 * 12 * 128 * 128 * 2)
+    # fp8 activations cast in a kernel of its own: read 16-bit, write 8-bit
+    assert extra_kernels(g, node, eager, 8) == (2 + 1, 128 * 768 * (2 + 1))
+    assert extra_kernels(g, node, trt, 8) == (2, 0)  # quantize in the GEMM epilogue
