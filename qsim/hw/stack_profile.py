@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping
 
+from qsim.errors import Problem
 from qsim.precision import EMULATION_ORDER
 from qsim.schema import Bool, Enum, Int, MapOf, Num, Record, Str
 from qsim.yamlio import line_of
@@ -80,18 +81,18 @@ class Stack:
     validation: Validation | None = None
 
 
-def stack_errors(data: Mapping[str, Any]) -> list[str]:
+def stack_errors(data: Mapping[str, Any]) -> list[Problem]:
     """Cross-field rules: ``stack`` and ``stacks`` come together and the selection names a listed stack."""
     stacks, chosen = data.get("stacks"), data.get("stack")
     if chosen is None and stacks is None:
         return []
     if not isinstance(stacks, Mapping):
-        return [f"line {line_of(data, 'stack')}: stacks: missing (stack {chosen!r} selects one of them)"]
+        return [Problem(f"missing (stack {chosen!r} selects one of them)", line=line_of(data, "stack"), key="stacks")]
     if chosen is None:
-        return [f"line {line_of(data, 'stacks')}: stack: missing (select one of {', '.join(stacks)})"]
+        return [Problem(f"missing (select one of {', '.join(stacks)})", line=line_of(data, "stacks"), key="stack")]
     if chosen not in stacks:
-        return [f"line {line_of(data, 'stack')}: stack: {chosen!r} is not listed under stacks "
-                f"(listed: {', '.join(stacks)})"]
+        return [Problem(f"{chosen!r} is not listed under stacks (listed: {', '.join(stacks)})",
+                        line=line_of(data, "stack"), key="stack")]
     return []
 
 

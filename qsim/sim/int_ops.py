@@ -16,7 +16,7 @@ from qsim.numerics import get_policy
 from qsim.numerics.quantize import dequantize
 from qsim.sim.float_ops import run_float_kernel
 from qsim.sim import int_fast
-from qsim.sim.int_common import (INT_RANGES, Step, activation_range, int_range, quantize_as, same_params,
+from qsim.sim.int_common import (Step, activation_range, int_range, quantize_as, same_params,
                                  scalar_scale, scalar_zp, storage, to_storage)
 
 
@@ -42,10 +42,10 @@ def _requant(step: Step, policy: str, acc, s_in, s_w, yq, axis: int, bias=None) 
 def _weight_int(step: Step, role: str):
     w = step.weight(role)
     q = step.weight_quant(role)
-    if q is None or q.dtype not in INT_RANGES:
+    if q is None or q.int_fmt is None:
         raise Fallback
-    if not np.issubdtype(w.dtype, np.integer):  # int4/uint4 held as ml_dtypes types
-        w = w.astype(np.int8 if q.dtype.startswith("int") else np.uint8)
+    if not np.issubdtype(w.dtype, np.integer):  # int2/int4/uint4 held as ml_dtypes types
+        w = w.astype(q.fmt.storage_dtype)
     return w, q
 
 

@@ -70,15 +70,12 @@ def _feeds(graph: Graph, inputs) -> dict[str, np.ndarray]:
 def _is_fp32(plan) -> bool:
     if plan is None:
         return True
-    from qsim.precision import parse_plan
+    from qsim.numerics.formats import FP32
+    from qsim.precision import check_simulable, parse_plan
 
-    plan = parse_plan(plan)
-    formats = {plan.default.weight, plan.default.activation} | {f for _, p in plan.overrides
-                                                               for f in (p.weight, p.activation)}
-    if "tf32" in formats:  # costed by the cost model, but its rounding is not simulated: say so
-        raise QsimError("the simulator does not model tf32 (matrix inputs rounded to a 10-bit mantissa); "
-                        "use fp32 or fp16/bf16")
-    return not plan.overrides and formats == {"fp32"}
+    plan = check_simulable(parse_plan(plan))
+    formats = {f for p in plan.precisions() for f in (p.weight, p.activation)}
+    return not plan.overrides and formats == {FP32}
 
 
 def _quantize(graph: Graph, plan, feeds) -> Graph:

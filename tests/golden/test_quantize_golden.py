@@ -11,7 +11,7 @@ pytest.importorskip("onnxruntime")
 from _onnx_models import quantize_linear, session  # noqa: E402
 from _ties import Tally  # noqa: E402
 
-from qsim.ir.quant import TensorQuant  # noqa: E402
+from qsim.numerics.tensor_quant import TensorQuant  # noqa: E402
 from qsim.numerics import get_format, quantize  # noqa: E402
 
 INT_TYPES = {"int8": np.int8, "uint8": np.uint8, "int16": np.int16, "uint16": np.uint16,
@@ -21,7 +21,7 @@ INT_TYPES = {"int8": np.int8, "uint8": np.uint8, "int16": np.int16, "uint16": np
 def _data(shape, scale, fmt, rng):
     """Half the elements are exact ties k + 0.5 (in units of a power-of-two scale), the rest random
     values over the whole range, plus values far outside it (saturation)."""
-    span = fmt.max - fmt.min + 1
+    span = fmt.qmax - fmt.qmin + 1
     k = rng.integers(-span, span, size=shape)
     x = (k + 0.5) * scale
     rnd = rng.uniform(-1.2, 1.2, size=shape) * span * scale
@@ -39,15 +39,15 @@ def test_quantize_linear_int(dtype, gran):
     axis, block = None, 0
     if gran == "tensor":
         scale = np.float32(0.25)
-        zp = np.asarray(fmt.min + (fmt.max - fmt.min) // 3 | 1, INT_TYPES[dtype])  # an odd zero point
+        zp = np.asarray(fmt.qmin + (fmt.qmax - fmt.qmin) // 3 | 1, INT_TYPES[dtype])  # an odd zero point
     elif gran == "channel":
         axis = 1
         scale = (2.0 ** -rng.integers(0, 4, 8)).astype(np.float32)
-        zp = rng.integers(fmt.min // 2, fmt.max // 2 + 1, 8).astype(INT_TYPES[dtype])
+        zp = rng.integers(fmt.qmin // 2, fmt.qmax // 2 + 1, 8).astype(INT_TYPES[dtype])
     else:
         axis, block = 1, 4
         scale = (2.0 ** -rng.integers(0, 4, (3, 2, 5))).astype(np.float32)
-        zp = rng.integers(fmt.min // 2, fmt.max // 2 + 1, (3, 2, 5)).astype(INT_TYPES[dtype])
+        zp = rng.integers(fmt.qmin // 2, fmt.qmax // 2 + 1, (3, 2, 5)).astype(INT_TYPES[dtype])
     tq = TensorQuant(scale, zp, dtype, axis, block)
     from qsim.numerics.quantize import broadcast_param
     x, ties = _data(shape, broadcast_param(tq.scale, tq, shape), fmt, rng)
@@ -67,9 +67,9 @@ def test_quantize_linear_fp8(dtype, saturate):
     e = rng.integers(fmt.emin - fmt.man_bits, fmt.emax + 1, 4000)
     m = rng.integers(0, 2 ** (fmt.man_bits + 1), 4000)
     ties = np.ldexp(2.0 ** fmt.man_bits + m + 0.5, e - fmt.man_bits).astype(np.float32)
-    ties = np.where(ties > fmt.max, fmt.max / 2, ties)
+    ties = np.where(ties > fmt.qmax, fmt.qmax / 2, ties)
     rnd = (rng.standard_normal(4000) * np.exp2(rng.integers(-12, 16, 4000))).astype(np.float32)
-    x = np.concatenate([ties, -ties, rnd, [np.nan, np.inf, -np.inf, 0.0, fmt.max * 4]]).astype(np.float32)
+    x = np.concatenate([ties, -ties, rnd, [np.nan, np.inf, -np.inf, 0.0, fmt.qmax * 4]]).astype(np.float32)
     sign = np.where(rng.random(x.size) < 0.5, 1, -1).astype(np.float32)
     x = x * sign
     y = session(quantize_linear(x.shape, np.float32(0.5), 0.0, dtype, saturate=saturate)).run(
@@ -81,7 +81,7 @@ def test_quantize_linear_fp8(dtype, saturate):
         # 1.32): E4M3FN maps (448, 464] and [480, 496) to 448 but (464, 480) to NaN; E5M2 gives NaN,
         # not inf, for [61440, 65536). qsim follows the spec (and ml_dtypes); skip that region.
         hi = {"float8e4m3fn": 512.0, "float8e5m2": 65536.0}[dtype]
-        same |= (np.abs(x / 0.5) > fmt.max) & (np.abs(x / 0.5) < hi)
+        same |= (np.abs(x / 0.5) > fmt.qmax) & (np.abs(x / 0.5) < hi)
     bad = int(np.sum(~same))
     Tally.add(f"quantize-onnx-{dtype}-sat{saturate}", x.size, 2 * ties.size, bad)
     assert bad == 0

@@ -50,7 +50,7 @@ def execute(qgraph: Graph, feeds: Mapping[str, np.ndarray], executor: str = "aut
         res = run_integer(qgraph, feeds, policy)
         modes = res.stats["mode"].value_counts()
         how = f"integer executor ({policy}): {int(modes.get('integer', 0))}/{len(res.stats)} nodes integer"
-        if any(q.dtype.startswith("float8") for q in qgraph.quant_params.values()):
+        if any(q.fmt.element_type.startswith("float8") for q in qgraph.quant_params.values()):
             how += ", fp8 by value emulation"
         outs, stats = res.outputs, res.stats
     else:
