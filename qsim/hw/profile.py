@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 from qsim.errors import Problem, ProfileError, QsimError
 from qsim.hw import energy
+from qsim.hw.stack_profile import PROFILE_STACK_KEYS, Stack, build_stack, stack_errors
 from qsim.numerics.policies import PolicyName
 from qsim.precision import EMULATION_ORDER
 from qsim.hw.systolic import SYSTOLIC_SCHEMA, Systolic, build_systolic, systolic_errors
@@ -61,6 +62,7 @@ PROFILE_SCHEMA = Record(
         "op_ns_per_element": MapOf(POSITIVE),
         "requant_policy": Enum(REQUANT_POLICIES),
         "systolic": SYSTOLIC_SCHEMA,
+        **PROFILE_STACK_KEYS,  # the software stack modelled (qsim.hw.stack_profile)
     },
 )
 
@@ -112,6 +114,7 @@ class Profile:
     requant_policy: str | None = None
     systolic: Systolic | None = None
     source: str = ""
+    stack: Stack | None = None  # the runtime modelled: fusion, launch, per-class efficiency, validation
 
     def memory(self, name: str) -> Memory:
         return self.memories[name]
@@ -156,7 +159,7 @@ def _cross_field_errors(data: Mapping[str, Any]) -> list[Problem]:
         if isinstance(buf, Mapping) and buf.get("on_chip") is False:
             errors.append(Problem(f"{placement['buffer']!r} must be an on-chip memory",
                                   line=line_of(placement, "buffer"), key="placement.buffer"))
-    return errors + systolic_errors(data)
+    return errors + systolic_errors(data) + stack_errors(data)
 
 
 def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict:
@@ -211,6 +214,7 @@ def build_profile(data: Mapping[str, Any], source: str = "<profile>") -> Profile
         op_s_per_element=MappingProxyType({op: ns * 1e-9 for op, ns in (data.get("op_ns_per_element") or {}).items()}),
         requant_policy=data.get("requant_policy"),
         systolic=build_systolic(data.get("systolic"), memories), source=source,
+        stack=build_stack(data),
     )
 
 
