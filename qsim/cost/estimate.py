@@ -14,9 +14,10 @@ from typing import Any
 
 import pandas as pd
 
-from qsim.cost.compute import choose_unit, compute_seconds, is_depthwise, systolic_seconds, wave_factor
+from qsim.cost.compute import choose_unit, compute_seconds, is_depthwise, wave_factor
 from qsim.cost.footprint import (activation_bits, packed_bytes, peak_activation_bytes, state_footprint,
                                  weight_bits, weight_footprint)
+from qsim.cost.systolic_node import array_time
 from qsim.cost.traffic import Operands, memory_energy_j, memory_seconds, node_traffic
 from qsim.hw.profile import Profile
 from qsim.ir.counts import node_counts
@@ -70,16 +71,19 @@ def _node_row(graph, node, plan: PrecisionPlan, profile: Profile) -> dict[str, A
     ops = _operands(graph, node, plan, fused)
     traffic = node_traffic(ops, profile, node.op in MATRIX_OPS)
     waves = wave_factor(graph, node, profile) if counts.macs else 1.0
-    array_s = systolic_seconds(graph, node, profile, choice.unit) if counts.macs else None
-    if array_s is not None:  # the dataflow model replaces peak x efficiency for matrix ops
+    array = array_time(graph, node, profile, choice.unit) if counts.macs else None
+    if array is not None:  # the dataflow model replaces peak x efficiency for matrix ops
         vector_s = compute_seconds(0, counts.vector_ops, choice.unit, profile)
-        compute_s = max(array_s, vector_s) if profile.compute.vector_overlaps_matrix else array_s + vector_s
+        compute_s = max(array.compute_s, vector_s) if profile.compute.vector_overlaps_matrix else \
+            array.compute_s + vector_s
     else:
         per_element = profile.op_s_per_element.get(node.op)  # a measured kernel replaces vector-op counting
         compute_s = compute_seconds(counts.macs, 0 if per_element else counts.vector_ops, choice.unit, profile,
                                     waves, is_depthwise(graph, node))
         compute_s += counts.output_elems * per_element if per_element else 0.0
     memory_s, level = memory_seconds(traffic, profile)
+    if array is not None and array.stall_s and compute_s + array.stall_s > memory_s:
+        memory_s, level = compute_s + array.stall_s, profile.systolic.dram  # the array's SRAMs wait on DRAM
     dispatch = 0.0 if fused else profile.dispatch_s
     latency = dispatch + max(compute_s, memory_s)
     if counts.macs:
