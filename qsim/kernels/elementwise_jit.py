@@ -6,28 +6,8 @@ import numpy as np
 from numba import njit
 
 from qsim.kernels import elementwise as ref
-from qsim.numerics.rounding_jit import clamp, round_half_away, round_half_even, rounding_divide_by_pot, wrap32
-
-_I32_MIN = -(1 << 31)
-_I32_MAX = (1 << 31) - 1
-
-
-@njit(cache=True)
-def _mbqm(x, q, shift):
-    """gemmlowp MultiplyByQuantizedMultiplier on one int32 value held in an int64."""
-    a = wrap32(x << shift) if shift > 0 else x
-    ab = a * q
-    t = ab + (np.int64(1 << 30) if ab >= 0 else np.int64(1 - (1 << 30)))
-    h = (-((-t) >> 31)) if t < 0 else (t >> 31)
-    if a == _I32_MIN and q == _I32_MIN:
-        h = np.int64(_I32_MAX)
-    return rounding_divide_by_pot(h, -shift if shift < 0 else 0)
-
-
-@njit(cache=True)
-def _single(x, q, shift):
-    total = 31 - shift
-    return (x * q + (np.int64(1) << (total - 1))) >> total
+from qsim.numerics.rounding_jit import (clamp, multiply_by_quantized_multiplier, round_half_away, round_half_even,
+                                       single_rounding_multiply)
 
 
 @njit(cache=True)
@@ -39,10 +19,10 @@ def _add_kernel(a, b, p, zp1, zp2, zp_out, qmin, qmax, optimized):
         x = (a[i] - zp1) << p[6]
         y = (b[i] - zp2) << p[6]
         if i < nvec:
-            raw = _single(x, p[0], p[1]) + _single(y, p[2], p[3])
+            raw = single_rounding_multiply(x, p[0], p[1]) + single_rounding_multiply(y, p[2], p[3])
         else:
-            raw = _mbqm(x, p[0], p[1]) + _mbqm(y, p[2], p[3])
-        out[i] = clamp(_mbqm(raw, p[4], p[5]) + zp_out, qmin, qmax)
+            raw = multiply_by_quantized_multiplier(x, p[0], p[1]) + multiply_by_quantized_multiplier(y, p[2], p[3])
+        out[i] = clamp(multiply_by_quantized_multiplier(raw, p[4], p[5]) + zp_out, qmin, qmax)
     return out
 
 
@@ -50,7 +30,7 @@ def _add_kernel(a, b, p, zp1, zp2, zp_out, qmin, qmax, optimized):
 def _mul_kernel(a, b, q, shift, zp1, zp2, zp_out, qmin, qmax):
     out = np.empty(a.size, np.int64)
     for i in range(a.size):
-        out[i] = clamp(_mbqm((a[i] - zp1) * (b[i] - zp2), q, shift) + zp_out, qmin, qmax)
+        out[i] = clamp(multiply_by_quantized_multiplier((a[i] - zp1) * (b[i] - zp2), q, shift) + zp_out, qmin, qmax)
     return out
 
 

@@ -7,7 +7,8 @@ import numpy as np
 from numba import njit
 
 from qsim.numerics.policies import RequantKind
-from qsim.numerics.rounding_jit import clamp, fma_f32, requant_f32, round_half_away, rounding_divide_by_pot, wrap32
+from qsim.numerics.rounding_jit import (clamp, fma_f32, multiply_by_quantized_multiplier, requant_f32,
+                                       round_half_away, rounding_divide_by_pot, single_rounding_multiply, wrap32)
 
 # The one place where a requantization kind becomes the integer the compiled kernel switches on.
 KIND_FLOAT32, KIND_FLOAT32_BIAS, KIND_GEMMLOWP, KIND_NEON, KIND_SINGLE, KIND_CMSIS, KIND_FLOAT64 = range(7)
@@ -20,7 +21,6 @@ def kind_code(kind: RequantKind) -> int:
     return KIND_CODES[RequantKind(kind)]
 
 
-_I32_MIN = -(1 << 31)
 _I32_MAX = (1 << 31) - 1
 
 
@@ -37,9 +37,10 @@ def _one(a, c, kind, fmult, fbias, frcp, s_in, s_w, s_out, qmult, shift, zp, qmi
         y = float(a) * s_in[c] * s_w[c] / s_out[c]
         v = np.int64(clamp(round_half_away(y), lo, hi))
     elif kind == KIND_SINGLE:
-        total = 31 - shift[c]
-        v = (a * qmult[c] + (np.int64(1) << (total - 1))) >> total
-    else:
+        v = single_rounding_multiply(a, qmult[c], shift[c])
+    elif kind == KIND_GEMMLOWP:
+        v = multiply_by_quantized_multiplier(a, qmult[c], shift[c])
+    else:  # NEON, CMSIS
         sh = shift[c]
         x = a
         if sh > 0:
@@ -47,14 +48,7 @@ def _one(a, c, kind, fmult, fbias, frcp, s_in, s_w, s_out, qmult, shift, zp, qmi
         r = -sh if sh < 0 else 0
         b = qmult[c]
         ab = x * b
-        if kind == KIND_GEMMLOWP:
-            nudge = np.int64(1 << 30) if ab >= 0 else np.int64(1 - (1 << 30))
-            t = ab + nudge
-            h = (-((-t) >> 31)) if t < 0 else (t >> 31)  # C division: toward zero
-            if x == _I32_MIN and b == _I32_MIN:
-                h = np.int64(_I32_MAX)
-            v = rounding_divide_by_pot(h, r)
-        elif kind == KIND_NEON:
+        if kind == KIND_NEON:
             h = (ab + np.int64(1 << 30)) >> 31
             if h > _I32_MAX:
                 h = np.int64(_I32_MAX)

@@ -8,6 +8,9 @@ import math
 import numpy as np
 from numba import njit
 
+_I32_MIN = -(1 << 31)
+_I32_MAX = (1 << 31) - 1
+
 
 @njit(cache=True)
 def wrap32(v):
@@ -89,3 +92,22 @@ def requant_f32(raw, mult, zp, qmin, qmax):
     if v > qmax:
         return np.int64(qmax)
     return np.int64(v)
+
+
+@njit(cache=True)
+def multiply_by_quantized_multiplier(x, q, shift):
+    """gemmlowp MultiplyByQuantizedMultiplier on one int32 value held in an int64."""
+    a = wrap32(x << shift) if shift > 0 else x
+    ab = a * q
+    t = ab + (np.int64(1 << 30) if ab >= 0 else np.int64(1 - (1 << 30)))
+    h = (-((-t) >> 31)) if t < 0 else (t >> 31)
+    if a == _I32_MIN and q == _I32_MIN:
+        h = np.int64(_I32_MAX)
+    return rounding_divide_by_pot(h, -shift if shift < 0 else 0)
+
+
+@njit(cache=True)
+def single_rounding_multiply(x, q, shift):
+    """TFLITE_SINGLE_ROUNDING: ``(x * q + 2^(30 - shift)) >> (31 - shift)`` in 64 bits, once."""
+    total = 31 - shift
+    return (x * q + (np.int64(1) << (total - 1))) >> total
