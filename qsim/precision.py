@@ -138,6 +138,11 @@ class PrecisionPlan:
         return [self.default, *(p for _, p in self.overrides)]
 
     @property
+    def policies(self) -> set[PolicyName]:
+        """The requantization policies the plan names (none: the simulator's default)."""
+        return {p.policy for p in self.precisions() if p.policy is not None}
+
+    @property
     def name(self) -> str:
         return self.default.name + (f"+{len(self.overrides)} overrides" if self.overrides else "")
 
@@ -169,6 +174,9 @@ def parse_plan(spec: Any, where: str = "precision") -> PrecisionPlan:
 
 def check_simulable(plan: PrecisionPlan) -> PrecisionPlan:
     """Refuse, before any work, a plan whose formats the simulator cannot run on a float model."""
+    if len(plan.policies) > 1:
+        raise WorkloadError(f"the plan names several requantization policies ({', '.join(sorted(plan.policies))}); "
+                            "the integer executor runs one policy per model")
     for prec in plan.precisions():
         for fmt in (prec.weight, prec.activation):
             if fmt == TF32:  # costed by the cost model, but its rounding is not simulated: say so

@@ -111,7 +111,7 @@ class Profile:
     description: str = ""
     invoke_s: float = 0.0  # once per inference: host -> accelerator hand-off, firmware start
     op_s_per_element: Mapping[str, float] = field(default_factory=dict)  # replaces vector-op time
-    requant_policy: str | None = None
+    requant_policy: PolicyName | None = None
     systolic: Systolic | None = None
     source: str = ""
     stack: Stack | None = None  # the runtime modelled: fusion, launch, per-class efficiency, validation
@@ -212,7 +212,7 @@ def build_profile(data: Mapping[str, Any], source: str = "<profile>") -> Profile
         dispatch_s=data["dispatch_overhead_us"] / 1e6, description=data.get("description", ""),
         invoke_s=data.get("invoke_overhead_us", 0) / 1e6,
         op_s_per_element=MappingProxyType({op: ns * 1e-9 for op, ns in (data.get("op_ns_per_element") or {}).items()}),
-        requant_policy=data.get("requant_policy"),
+        requant_policy=PolicyName(data["requant_policy"]) if data.get("requant_policy") else None,
         systolic=build_systolic(data.get("systolic"), memories), source=source,
         stack=build_stack(data),
     )
