@@ -60,9 +60,10 @@ def is_depthwise(graph, node) -> bool:
 
 
 def compute_seconds(macs: int, vector_ops: int, unit: str, profile: Profile, waves: float = 1.0,
-                    depthwise: bool = False) -> float:
+                    depthwise: bool = False, efficiency: float | None = None) -> float:
     c = profile.compute
     eff = c.depthwise_efficiency.get(unit, c.efficiency[unit]) if depthwise else c.efficiency[unit]
+    eff = efficiency or eff  # the software stack's measured efficiency for this op class, when it has one
     matrix = macs / (c.macs_per_cycle[unit] * eff * profile.clock_hz) * waves if macs else 0.0
     vector = vector_ops / (c.vector_ops_per_cycle * profile.clock_hz)
     return max(matrix, vector) if c.vector_overlaps_matrix else matrix + vector

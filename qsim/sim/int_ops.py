@@ -13,6 +13,9 @@ import numpy as np
 
 from qsim.ir.ops._attrs import pads as _pads, pair
 from qsim.numerics import get_policy
+from qsim.numerics.formats import Rounding
+from qsim.numerics.policies import Kernels, PolicyName
+from qsim.numerics.rounding import round_to_int
 from qsim.numerics.quantize import dequantize
 from qsim.sim.float_ops import run_float_kernel
 from qsim.sim import int_fast
@@ -55,7 +58,7 @@ def _bias(step: Step, policy: str, s_in, s_w):
         return None, None
     b = step.weight("bias")
     bq = step.weight_quant("bias")
-    if policy == "fbgemm":  # fbgemm adds the bias in float after the integer product
+    if policy is PolicyName.FBGEMM:  # fbgemm adds the bias in float after the integer product
         return None, (dequantize(b, bq) if bq is not None else b.astype(np.float32))
     if bq is None or not np.issubdtype(b.dtype, np.integer):
         raise step.fail("the bias is float; integer pipelines take an int32 bias quantized at "
@@ -80,7 +83,7 @@ def conv(step: Step):
         _pads(step.attr("pad", 0)), pair(step.attr("dilation", 1), "dilation"), groups,
         acc_bits=step.acc_bits, overflow=step.overflow)
     step.overflow_events += int(events)
-    if policy == "tflite-optimized-depthwise":
+    if depthwise and step.rt.depthwise_tail is not None:
         return [_optimized_depthwise(step, acc, s_in, wq.scale, yq)]
     return [_requant(step, policy, acc, s_in, wq.scale, yq, 1, b_float)]
 
@@ -89,10 +92,10 @@ def _optimized_depthwise(step: Step, acc, s_in, s_w, yq):
     """LiteRT's optimized DEPTHWISE_CONV_2D on x86 (measured, LiteRT 2.3, 3x3 kernels, depth
     multiplier 1): channels in full groups of 8 round like the NEON kernels (tflite-optimized),
     the last C % 8 channels like the reference kernel (gemmlowp double rounding)."""
-    vec = _requant(step, "tflite-optimized", acc, s_in, s_w, yq, 1)
+    vec = _requant(step, step.rt.depthwise, acc, s_in, s_w, yq, 1)
     tail = acc.shape[1] - acc.shape[1] % 8
     if tail < acc.shape[1]:
-        ref = _requant(step, "tflite-reference", acc, s_in, s_w, yq, 1)
+        ref = _requant(step, step.rt.depthwise_tail, acc, s_in, s_w, yq, 1)
         vec[:, tail:] = ref[:, tail:]
     return vec
 
@@ -143,7 +146,7 @@ def maxpool(step: Step):
 def avgpool(step: Step):
     x, xq, yq = step.args[0], step.in_q(), step.out_q()
     k, s, p = _window(step)
-    if step.rt.avgpool == "ort":
+    if step.rt.avgpool is Kernels.ONNXRUNTIME:
         return [_ort_avgpool(step, x, xq, yq, k, s, p)]
     if not same_params(xq, yq) or step.attr("ceil_mode", False):
         raise Fallback
@@ -186,7 +189,7 @@ def _ort_avgpool(step: Step, x, xq, yq, k, s, p):
 def global_avgpool(step: Step):
     x, xq, yq = step.args[0], step.in_q(), step.out_q()
     hw = int(np.prod(x.shape[2:]))
-    if step.rt.avgpool != "ort":
+    if step.rt.avgpool is not Kernels.ONNXRUNTIME:
         if not same_params(xq, yq):
             raise Fallback
         y = step.kernels.avgpool2d(x, x.shape[2:], (1, 1), (0, 0, 0, 0), False, step.rt.avgpool,
@@ -217,7 +220,7 @@ def concat(step: Step):
     qs = [step.int_quant(t) for t in step.node.inputs]
     if all(same_params(q, yq) for q in qs):
         return [np.concatenate(step.args, axis=int(step.attr("axis", 1)))]
-    if step.rt.quantize == "onnx":  # QLinearConcat: quantize(dequantize(x)) per input = a float island
+    if step.rt.quantize is Kernels.ONNXRUNTIME:  # QLinearConcat: quantize(dequantize(x)) per input = a float island
         raise Fallback
     # LiteRT ConcatenationWithScaling: round_half_away(x * scale + bias) + zp_out, fp32.
     f32 = np.float32
@@ -231,7 +234,7 @@ def concat(step: Step):
         scale = f32(scalar_scale(step, q, "an input") * inv)
         bias = f32(-scalar_zp(step, q, "an input") * scale)
         v = (x.astype(f32) * scale + bias).astype(np.float64)
-        parts.append(np.clip(np.sign(v) * np.floor(np.abs(v) + 0.5) + zout, lo, hi).astype(np.int64))
+        parts.append(np.clip(round_to_int(v, Rounding.HALF_AWAY) + zout, lo, hi).astype(np.int64))
     step.bounds[step.node.outputs[0]] = (lo, hi)
     return [to_storage(np.concatenate(parts, axis=int(step.attr("axis", 1))), yq)]
 

@@ -78,6 +78,13 @@ def _is_fp32(plan) -> bool:
     return not plan.overrides and formats == {FP32}
 
 
+def _plan_policy(plan) -> str:
+    """The requantization policy a plan names (``check_simulable`` allows one), else onnxruntime."""
+    from qsim.precision import parse_plan
+
+    return next(iter(parse_plan(plan).policies), "onnxruntime")
+
+
 def _quantize(graph: Graph, plan, feeds) -> Graph:
     try:
         from qsim.sim.quantize_graph import quantize_graph
@@ -105,6 +112,6 @@ def simulate(model, inputs, policy: str | None = None, plan=None, trace: bool = 
             outputs = {t: env[t] for t in graph.outputs}
             return (outputs, env) if trace else outputs
         graph = _quantize(graph, plan, feeds)
-        policy = policy or "onnxruntime"
+        policy = policy or _plan_policy(plan)
     result = run_integer(graph, feeds, policy, trace=trace, acc_bits=acc_bits, overflow=overflow, impl=impl)
     return (result.outputs, result.trace) if trace else result.outputs
