@@ -43,7 +43,8 @@ class QsimError(Exception):
     """Base class for every error caused by user input (a file, a flag, a model).
 
     ``QsimError("message")`` still works; the location fields are keywords. With ``problems``,
-    the error stands for all of them: ``file: N problem(s):`` and one indented line per problem.
+    the error stands for all of them: ``file: N problem(s):`` and one indented line per problem
+    (one problem: one line).
     """
 
     def __init__(self, message: str = "", *, file: str | None = None, line: int | None = None,
@@ -57,6 +58,8 @@ class QsimError(Exception):
     def __str__(self) -> str:
         if not self.problems:
             return _located(self.message, self.file, self.line, self.key, self.node)
+        if len(self.problems) == 1 and not self.message:
+            return str(self.problems[0])
         head = _located(self.message or f"{len(self.problems)} problem(s):", self.file, self.line, self.key,
                         self.node)
         return head + "".join(f"\n  {p}" for p in self.problems)

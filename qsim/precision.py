@@ -84,6 +84,9 @@ def _default_accumulator(weight: Format, activation: Format) -> Format:
 def layer_precision(weight, activation, accumulator=None, policy=None) -> LayerPrecision:
     w, a = plan_format(weight), plan_format(activation)
     acc = plan_format(accumulator) if accumulator else _default_accumulator(w, a)
+    if (w.is_float or a.is_float) and not acc.is_float:
+        raise WorkloadError(f"accumulator {accumulator!r}: with weights {w.name} and activations {a.name} the "
+                            "products are floats, so the sum is too; use a float accumulator (fp32, fp16 or bf16)")
     return LayerPrecision(w, a, acc, policy_name(policy) if policy else None)
 
 
@@ -135,6 +138,11 @@ class PrecisionPlan:
         return [self.default, *(p for _, p in self.overrides)]
 
     @property
+    def policies(self) -> set[PolicyName]:
+        """The requantization policies the plan names (none: the simulator's default)."""
+        return {p.policy for p in self.precisions() if p.policy is not None}
+
+    @property
     def name(self) -> str:
         return self.default.name + (f"+{len(self.overrides)} overrides" if self.overrides else "")
 
@@ -166,6 +174,9 @@ def parse_plan(spec: Any, where: str = "precision") -> PrecisionPlan:
 
 def check_simulable(plan: PrecisionPlan) -> PrecisionPlan:
     """Refuse, before any work, a plan whose formats the simulator cannot run on a float model."""
+    if len(plan.policies) > 1:
+        raise WorkloadError(f"the plan names several requantization policies ({', '.join(sorted(plan.policies))}); "
+                            "the integer executor runs one policy per model")
     for prec in plan.precisions():
         for fmt in (prec.weight, prec.activation):
             if fmt == TF32:  # costed by the cost model, but its rounding is not simulated: say so

@@ -11,8 +11,9 @@ from qsim.errors import QsimError
 from qsim.yamlio import atomic_write
 
 TABLE_COLUMNS = ["name", "op", "weight_format", "activation_format", "compute_unit", "macs", "weight_bytes",
-                 "output_bytes", "bound", "latency_s", "energy_j"]
+                 "output_bytes", "bound", "latency_s", "energy_j", "fused_into"]
 JSON_LAYER_COLUMNS = ["name", "op", "weight_format", "activation_format", "compute_unit", "emulated", "fused",
+                      "fused_into", "kernel_class", "launches",
                       "macs", "vector_ops", "params", "weight_bytes", "input_bytes", "output_bytes",
                       "compute_s", "memory_s", "bound", "latency_s", "energy_j"]
 
@@ -29,12 +30,39 @@ def mib(n: int) -> str:
     return f"{n / 2**20:.2f} MiB" if n >= 2**20 else f"{n / 1024:.1f} KiB"
 
 
+def error_band(profile) -> dict[str, Any]:
+    """How far this profile's estimates may be off: the held-out error of its validation, for the
+    software stack it models. A profile without one says so (``validated`` false)."""
+    stack = getattr(profile, "stack", None)
+    v = stack.validation if stack is not None else None
+    if v is None:
+        return {"validated": False, "stack": stack.name if stack else "",
+                "text": f"no validation recorded for profile {profile.name!r}"
+                        + (f" with stack {stack.name!r}" if stack else "") + ": error unknown"}
+    return {"validated": True, "stack": stack.name, "held_out_median_pct": v.held_out_median_pct,
+            "held_out_worst_pct": v.held_out_worst_pct, "fitted_median_pct": v.fitted_median_pct,
+            "fitted_worst_pct": v.fitted_worst_pct, "fitted": v.fitted, "held_out": v.held_out, "source": v.source,
+            "text": f"held-out error on this profile: median {v.held_out_median_pct:g} %, "
+                    f"worst {v.held_out_worst_pct:g} %"}
+
+
+def band_columns(profile) -> dict[str, Any]:
+    """The error band as flat sweep-row columns (NaN where the profile has no validation)."""
+    band = error_band(profile)
+    nan = float("nan")
+    return {"stack": band["stack"], "error_median_pct": band.get("held_out_median_pct", nan),
+            "error_worst_pct": band.get("held_out_worst_pct", nan)}
+
+
 def totals_lines(workload: str, profile, precision: str, totals: dict[str, Any]) -> list[str]:
     lines = [f"workload {workload} on {profile.name} ({profile.description}) at {precision}",
              f"  MACs {si(totals['macs'], 'MAC')}   parameters {si(totals['params'], '')}   "
              f"weights {mib(totals['weight_bytes'])}   peak activations {mib(totals['peak_activation_bytes'])}"
              + (f"   KV cache {mib(totals['state_bytes'])}" if totals["state_bytes"] else ""),
-             f"  latency {si(totals['latency_s'], 's')}   energy {si(totals['energy_j'], 'J')}"]
+             f"  latency {si(totals['latency_s'], 's')}, {error_band(profile)['text']}   "
+             f"energy {si(totals['energy_j'], 'J')}"]
+    if getattr(profile, "stack", None) is not None:
+        lines.append(f"  stack {profile.stack.name}: {profile.stack.runtime}")
     for name, fits in totals["fits"].items():
         need, cap = totals["memory_need_bytes"][name], profile.memories[name].capacity_bytes
         if need:
@@ -58,11 +86,12 @@ def table_text(layers: pd.DataFrame) -> str:
 
 
 def report_dict(workload: str, profile_name: str, precision: str, layers: pd.DataFrame,
-                totals: dict[str, Any]) -> dict[str, Any]:
+                totals: dict[str, Any], profile=None) -> dict[str, Any]:
     keys = ("macs", "params", "weight_bytes", "peak_activation_bytes", "state_bytes", "latency_s", "energy_j", "fits")
+    band = {k: v for k, v in error_band(profile).items() if k != "text"} if profile is not None else None
     return {
         "workload": workload, "profile": profile_name, "precision": precision,
-        "totals": {k: totals[k] for k in keys},
+        "totals": {k: totals[k] for k in keys}, "error_band": band,
         "layers": json.loads(layers[JSON_LAYER_COLUMNS].to_json(orient="records")),
     }
 

@@ -1,14 +1,15 @@
 """A small declarative validator that collects every problem with its line and key path.
 
 A schema is built from ``Num``, ``Int``, ``Str``, ``Bool``, ``Enum``, ``Record`` (fixed keys,
-required or optional), ``MapOf`` (free keys, one value schema) and ``ListOf``. ``problems`` returns a list of
-``qsim.errors.Problem`` records (line, dotted key path, message); an empty list means valid. Units live in key names
-(``clock_mhz``), so a string such as ``"480 MHz"`` where a number belongs is a type error that
-points at the unit in the key.
+required or optional), ``MapOf`` (free keys, one value schema), ``ListOf`` and ``OneOrList``; every number
+must be finite. ``problems`` returns a list of ``qsim.errors.Problem`` records (line, dotted key path, message); an
+empty list means valid. Units live in key names (``clock_mhz``), so a string such as ``"480 MHz"`` where a number
+belongs is a type error that points at the unit in the key.
 """
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -21,6 +22,7 @@ class Num:
     minimum: float | None = None
     maximum: float | None = None
     exclusive_min: bool = False
+    smallest: float | None = None  # nonzero values below this (subnormal clocks, rates) overflow what divides by them
 
     def check(self, value, path, line, errors):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -28,11 +30,18 @@ class Num:
             hint = f" (the unit is in the key name: {unit})" if isinstance(value, str) else ""
             errors.append(Problem(f"expected a number, got {value!r}{hint}", line=line, key=path))
             return
+        if not _finite(value):  # NaN passes every comparison below; inf and huge ints overflow later arithmetic
+            problem = "is out of range" if isinstance(value, int) else "must be a finite number"
+            errors.append(Problem(f"{problem}, got {_short(value)}", line=line, key=path))
+            return
         if self.minimum is not None and (value <= self.minimum if self.exclusive_min else value < self.minimum):
             op = ">" if self.exclusive_min else ">="
             errors.append(Problem(f"must be {op} {self.minimum}, got {value}", line=line, key=path))
         if self.maximum is not None and value > self.maximum:
-            errors.append(Problem(f"must be <= {self.maximum}, got {value}", line=line, key=path))
+            errors.append(Problem(f"must be <= {_number(self.maximum)}, got {_number(value)}", line=line, key=path))
+        if self.smallest is not None and 0 < abs(value) < self.smallest:
+            errors.append(Problem(f"{value:g} is too small (a nonzero value must be >= {self.smallest:g})", line=line,
+                                  key=path))
 
 
 @dataclass(frozen=True)
@@ -126,7 +135,35 @@ class ListOf:
         if self.length is not None and len(value) != self.length:
             errors.append(Problem(f"expected {self.length} items, got {len(value)}", line=line, key=path))
         for i, item in enumerate(value):
-            self.item_schema.check(item, f"{path}[{i}]", line, errors)
+            self.item_schema.check(item, f"{path}[{i}]", getattr(item, "line", 0) or line, errors)
+
+
+@dataclass(frozen=True)
+class OneOrList:
+    """One item, or a non-empty list of them (``kernel: 3`` or ``kernel: [3, 1]``)."""
+    item_schema: Any
+
+    def check(self, value, path, line, errors):
+        if isinstance(value, list):
+            ListOf(self.item_schema).check(value, path, line, errors)
+        else:
+            self.item_schema.check(value, path, line, errors)
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond the float range
+        return False
+
+
+def _number(value: int | float) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
+def _short(value: int | float) -> str:
+    text = repr(value)
+    return text if len(text) <= 24 else f"{text[:10]}... ({len(text)} digits)"
 
 
 def _join(path: str, key) -> str:
@@ -139,9 +176,3 @@ def problems(data: Any, schema: Record, file: str | None = None) -> list[Problem
     schema.check(data, "", getattr(data, "line", 1), errors)
     return [p.in_file(file) for p in errors]
 
-
-def validate(data: Any, schema: Record) -> list[str]:
-    """The problems as ``line N: key: message`` strings, for checkers that still append text."""
-    errors: list = []
-    schema.check(data, "", getattr(data, "line", 1), errors)
-    return [e if isinstance(e, str) else f"line {e.line}: {e.key}: {e.message}" for e in errors]

@@ -24,8 +24,9 @@ from qsim.ir.builders import BUILDERS, build
 from qsim.ir.graph import Graph
 from qsim.ir.registry import get_op
 from qsim.precision import PrecisionPlan, parse_plan
-from qsim.schema import Enum, Int, ListOf, Record, Str, problems
+from qsim.schema import Record, Str, problems
 from qsim.shipped import shipped_dir
+from qsim.workload_schema import DIM, INPUT_SCHEMA, model_problems
 from qsim.yamlio import LocatedDict, line_of, load_yaml
 
 
@@ -34,11 +35,9 @@ class _Any:
         pass
 
 
-INPUT_SCHEMA = Record(required={"name": Str(), "shape": ListOf(Int(1))},
-                      optional={"dtype": Enum(("float32", "float16", "int64", "int32", "int8", "uint8"))})
 WORKLOAD_SCHEMA = Record(
     required={"name": Str(), "model": _Any()},
-    optional={"description": Str(), "batch": Int(1), "seq": Int(1), "precision": _Any()},
+    optional={"description": Str(), "batch": DIM, "seq": DIM, "precision": _Any()},
 )
 MODEL_KEYS = {"builder", "params", "onnx", "tflite", "inputs", "layers", "outputs"}
 
@@ -148,7 +147,7 @@ def load_workload(path: str | Path, batch: int | None = None, precision: Any = N
     if path.suffix in (".onnx", ".tflite"):
         return workload_from_model_file(path, batch, precision)
     data = load_yaml(path)
-    errors = problems(data, WORKLOAD_SCHEMA)
+    errors = problems(data, WORKLOAD_SCHEMA) + model_problems(data)
     if errors:
         raise WorkloadError(file=path, problems=errors)
     where = str(path)

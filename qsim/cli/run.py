@@ -29,7 +29,7 @@ def _cmd_run(args) -> int:
 
     wl, prof, est = run_estimate(args.workload, args.hw, args.precision, args.batch)
     precision = wl.plan.name
-    report = report_dict(wl.name, prof.name, precision, est.layers, est.totals)
+    report = report_dict(wl.name, prof.name, precision, est.layers, est.totals, prof)
     if args.format == "json":
         print(json.dumps(report, indent=1))
     elif args.format == "csv":

@@ -16,7 +16,8 @@ from math import ceil
 
 from qsim.errors import QsimError
 from qsim.hw.profile import Profile
-from qsim.ir.registry import numel
+from qsim.ir.counts import node_matrix
+from qsim.ir.registry import CostClass, get_op
 from qsim.precision import EMULATION_ORDER
 
 
@@ -37,27 +38,13 @@ def choose_unit(compute_class: str, profile: Profile, node_name: str = "") -> Co
                     f"(it has {', '.join(peaks)}){f'; node {node_name!r}' if node_name else ''}")
 
 
-def gemm_view(graph, node) -> tuple[int, int] | None:
-    """(rows, cols) of the output matrix a matrix op produces, for tile/wave accounting."""
-    out = graph.tensor(node.outputs[0]).shape
-    if node.op == "Conv":  # NCHW: columns are output channels
-        return numel(out) // out[1], out[1]
-    if node.op in ("Gemm", "MatMul"):
-        return numel(out) // out[-1], out[-1]
-    return None
-
-
 def wave_factor(graph, node, profile: Profile) -> float:
     """Paid work / useful work (>= 1) with the best tile: whole waves of tiles over the units."""
     c = profile.compute
-    view = gemm_view(graph, node) if c.units > 1 else None
+    view = node_matrix(graph, node) if c.units > 1 else None
     if view is None:
         return 1.0
-    rows, cols = view
-    batches = 1
-    if node.op == "MatMul":
-        out = graph.tensor(node.outputs[0]).shape
-        batches, rows = numel(out[:-2]), out[-2]
+    batches, rows, cols = view.batches, view.rows, view.cols
     best = float("inf")
     for tm, tn in c.tiles:
         tiles = batches * ceil(rows / tm) * ceil(cols / tn)
@@ -68,16 +55,15 @@ def wave_factor(graph, node, profile: Profile) -> float:
 
 
 def is_depthwise(graph, node) -> bool:
-    if node.op != "Conv":
-        return False
-    groups = int(node.attrs.get("groups", 1))
-    return groups > 1 and groups == graph.tensor(node.inputs[0]).shape[1]
+    ins = [graph.tensor(t).shape for t in node.inputs]
+    return get_op(node.op).cost_class_for(ins, node.attrs) is CostClass.DEPTHWISE
 
 
 def compute_seconds(macs: int, vector_ops: int, unit: str, profile: Profile, waves: float = 1.0,
-                    depthwise: bool = False) -> float:
+                    depthwise: bool = False, efficiency: float | None = None) -> float:
     c = profile.compute
     eff = c.depthwise_efficiency.get(unit, c.efficiency[unit]) if depthwise else c.efficiency[unit]
+    eff = efficiency or eff  # the software stack's measured efficiency for this op class, when it has one
     matrix = macs / (c.macs_per_cycle[unit] * eff * profile.clock_hz) * waves if macs else 0.0
     vector = vector_ops / (c.vector_ops_per_cycle * profile.clock_hz)
     return max(matrix, vector) if c.vector_overlaps_matrix else matrix + vector

@@ -5,7 +5,8 @@ unit of its precision (emulated where the profile lacks one), memory time per le
 dispatch overhead + max(compute, slowest memory level) (a roofline), energy = MACs x energy per
 MAC + vector ops x energy per op + bytes x energy per byte at each level + static power x latency.
 Unary activations that follow a matrix op (Conv+ReLU) are fused, as every runtime does: they add
-vector work but no memory traffic and no dispatch. Views (Reshape, Flatten) move no bytes.
+vector work but no memory traffic and no dispatch. Views (Reshape, Flatten) move no bytes. What an
+op is (its cost class, whether it fuses, whether it is a view) comes from its registry entry.
 """
 from __future__ import annotations
 
@@ -17,14 +18,13 @@ import pandas as pd
 from qsim.cost.compute import choose_unit, compute_seconds, is_depthwise, wave_factor
 from qsim.cost.footprint import (activation_bits, packed_bytes, peak_activation_bytes, state_footprint,
                                  weight_bits, weight_footprint)
+from qsim.cost import stack as sw
 from qsim.cost.systolic_node import array_time
 from qsim.cost.traffic import Operands, memory_energy_j, memory_seconds, node_traffic
 from qsim.hw.profile import Profile
 from qsim.ir.counts import node_counts
 from qsim.ir.registry import get_op
 from qsim.precision import PrecisionPlan
-
-MATRIX_OPS = {"Conv", "Gemm", "MatMul", "Attention"}
 
 
 @dataclass(frozen=True)
@@ -33,24 +33,20 @@ class Estimate:
     totals: dict[str, Any]
 
 
-def _fused(graph, node) -> bool:
-    if not get_op(node.op).fusable or len(node.inputs) != 1:
-        return False
-    producer = graph.producer(node.inputs[0])
-    return producer is not None and producer.op in MATRIX_OPS and len(graph.consumers(node.inputs[0])) == 1
-
-
-def _operands(graph, node, plan: PrecisionPlan, fused: bool) -> Operands:
+def _operands(graph, node, plan: PrecisionPlan, fused: bool, view: sw.StackView | None = None,
+              resident: int = 0) -> Operands:
     opdef = get_op(node.op)
     if fused or opdef.view:  # computed in registers / only the shape changes: no bytes move
-        return Operands(0, 0, 0)
+        extra = (view.extra_read.get(node.name, []) if view else [])  # a fused residual Add's other operand
+        return Operands(0, sum(packed_bytes(graph.tensor(t).numel, activation_bits(graph, t, plan)) for t in extra), 0)
     prec = plan.for_node(node)
     in_shapes = [graph.tensor(t).shape for t in node.inputs]
     out_shapes = tuple(graph.tensor(t).shape for t in node.outputs)
     if opdef.weights_read is not None:  # e.g. an embedding reads only the looked-up rows
         weight = packed_bytes(opdef.weights_read(in_shapes, out_shapes, node.attrs), prec.weight.storage_bits)
     else:
-        weight = sum(packed_bytes(graph.tensor(t).numel, weight_bits(role, prec)) for role, t in node.weights.items())
+        weight = sum(packed_bytes(graph.tensor(t).numel, weight_bits(node.op, role, prec))
+                     for role, t in node.weights.items())
     inputs = sum(packed_bytes(graph.tensor(t).numel, activation_bits(graph, t, plan)) for t in node.inputs)
     outputs = sum(packed_bytes(graph.tensor(t).numel, prec.activation.storage_bits) for t in node.outputs)
     state_r = state_w = 0
@@ -59,17 +55,19 @@ def _operands(graph, node, plan: PrecisionPlan, fused: bool) -> Operands:
         read, written = opdef.state_io(in_shapes, node.attrs) if opdef.state_io else (
             sum(graph.tensor(t).numel for t in node.state.values()), 0)
         state_r, state_w = packed_bytes(read, bits), packed_bytes(written, bits)
-    return Operands(weight, inputs, outputs, state_r, state_w)
+    return Operands(weight, inputs, outputs, state_r, state_w, resident)
 
 
-def _node_row(graph, node, plan: PrecisionPlan, profile: Profile) -> dict[str, Any]:
+def _node_row(graph, node, plan: PrecisionPlan, profile: Profile, view: sw.StackView,
+              resident: dict[str, int]) -> dict[str, Any]:
     prec = plan.for_node(node)
     counts = node_counts(graph, node)
-    fused = _fused(graph, node)
+    fused = node.name in view.fused_into
     compute_class = prec.compute if counts.macs else prec.activation.compute_class
     choice = choose_unit(compute_class, profile, node.name)
-    ops = _operands(graph, node, plan, fused)
-    traffic = node_traffic(ops, profile, node.op in MATRIX_OPS)
+    ops = _operands(graph, node, plan, fused, view, resident.get(node.name, 0))
+    kind = sw.kernel_class(graph, node)
+    traffic = node_traffic(ops, profile, get_op(node.op).cost_class.matrix_like)
     waves = wave_factor(graph, node, profile) if counts.macs else 1.0
     array = array_time(graph, node, profile, choice.unit) if counts.macs else None
     if array is not None:  # the dataflow model replaces peak x efficiency for matrix ops
@@ -79,21 +77,29 @@ def _node_row(graph, node, plan: PrecisionPlan, profile: Profile) -> dict[str, A
     else:
         per_element = profile.op_s_per_element.get(node.op)  # a measured kernel replaces vector-op counting
         compute_s = compute_seconds(counts.macs, 0 if per_element else counts.vector_ops, choice.unit, profile,
-                                    waves, is_depthwise(graph, node))
+                                    waves, is_depthwise(graph, node),
+                                    sw.class_efficiency(profile.stack, graph, node, choice.unit,
+                                                        max(t[1] for t in profile.compute.tiles)))
         compute_s += counts.output_elems * per_element if per_element else 0.0
     memory_s, level = memory_seconds(traffic, profile)
     if array is not None and array.stall_s and compute_s + array.stall_s > memory_s:
         memory_s, level = compute_s + array.stall_s, profile.systolic.dram  # the array's SRAMs wait on DRAM
-    dispatch = 0.0 if fused else profile.dispatch_s
-    latency = dispatch + max(compute_s, memory_s)
-    if counts.macs:
-        latency = max(latency, profile.compute.min_latency.get(choice.unit, 0.0))
+    memory_s /= sw.bandwidth_fraction(profile.stack, kind, choice.unit)
+    launches, extra_bytes = sw.extra_kernels(graph, node, profile.stack, prec.activation.storage_bits)
+    launches = 0 if fused else 1 + launches
+    memory_s += extra_bytes / profile.memories[profile.activations_in].bandwidth_bytes_per_s
+    launch_s = profile.dispatch_s if profile.stack is None or profile.stack.kernel_launch_s is None \
+        else profile.stack.kernel_launch_s
+    # the kernel minimum was measured on lone kernels, launch included: its launch part is the profile's
+    floor = sw.kernel_floor(profile, kind, choice.unit) - profile.dispatch_s if counts.macs else 0.0
+    latency = launches * launch_s + max(compute_s, memory_s, floor)
     e_compute = (counts.macs * profile.mac_pj[choice.unit] + counts.vector_ops * profile.vector_op_pj) * 1e-12
     e_memory = memory_energy_j(traffic, profile)
     e_static = profile.static_w * latency
     row = {
         "name": node.name, "op": node.op, "weight_format": prec.weight.name, "activation_format": prec.activation.name,
         "compute_unit": choice.unit, "emulated": choice.emulated, "fused": fused,
+        "fused_into": view.fused_into.get(node.name, ""), "kernel_class": kind, "launches": launches,
         "macs": counts.macs, "vector_ops": counts.vector_ops, "params": counts.params,
         "weight_bytes": ops.weight_bytes, "input_bytes": ops.input_bytes, "output_bytes": ops.output_bytes,
         "state_bytes": ops.state_read_bytes + ops.state_write_bytes,
@@ -107,8 +113,19 @@ def _node_row(graph, node, plan: PrecisionPlan, profile: Profile) -> dict[str, A
     return row
 
 
+def _resident(graph, plan: PrecisionPlan, profile: Profile, view: sw.StackView) -> dict[str, int]:
+    if profile.stack is None or not profile.stack.l2_residency:
+        return {}
+    in_bytes = lambda node, t: packed_bytes(graph.tensor(t).numel, activation_bits(graph, t, plan))  # noqa: E731
+    out_bytes = lambda node: _operands(graph, node, plan, False).output_bytes  # noqa: E731
+    return sw.resident_input_bytes(graph, view, in_bytes, out_bytes, profile.memories[profile.buffer].capacity_bytes)
+
+
 def estimate_graph(graph, plan: PrecisionPlan, profile: Profile) -> Estimate:
-    rows = [_node_row(graph, n, plan, profile) for n in graph.nodes()]
+    graph = sw.executed_graph(graph, profile.stack)  # as the runtime runs it (BatchNorm unfolded or not)
+    view = sw.fusion_map(graph, profile.stack)
+    resident = _resident(graph, plan, profile, view)
+    rows = [_node_row(graph, n, plan, profile, view, resident) for n in graph.nodes()]
     layers = pd.DataFrame(rows)
     weights = weight_footprint(graph, plan)
     peak, peak_at = peak_activation_bytes(graph, plan)
@@ -120,7 +137,9 @@ def estimate_graph(graph, plan: PrecisionPlan, profile: Profile) -> Estimate:
         "macs": int(layers["macs"].sum()), "params": int(graph.summary()["params"]), "weight_bytes": weights,
         "peak_activation_bytes": peak, "peak_activation_at": peak_at, "state_bytes": state,
         # once per inference (host -> accelerator hand-off): latency, and static power meanwhile
-        "latency_s": float(layers["latency_s"].sum()) + profile.invoke_s,
+        # the device waits for a host that issues kernels more slowly than they run (eager launch)
+        "latency_s": max(float(layers["latency_s"].sum()), sw.host_seconds(profile.stack, layers)) + profile.invoke_s,
+        "kernels": int(layers["launches"].sum()),
         "energy_j": float(layers["energy_j"].sum()) + profile.static_w * profile.invoke_s,
         "emulated_nodes": int(layers["emulated"].sum()),
         "fits": {name: need[name] <= mem.capacity_bytes for name, mem in profile.memories.items()},

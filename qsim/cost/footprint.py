@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from math import ceil
 
+from qsim.ir.registry import get_op
 from qsim.precision import LayerPrecision, PrecisionPlan
 
-BIAS_ROLES = {"bias", "shift", "beta", "bq", "bk", "bv", "bo"}
 INDEX_DTYPES = {"int64": 64, "int32": 32}  # token ids and other integer graph inputs
 
 
@@ -17,8 +17,10 @@ def packed_bytes(numel: int, bits: float) -> int:
     return int(ceil(numel * bits / 8))
 
 
-def weight_bits(role: str, prec: LayerPrecision) -> float:
-    if role in BIAS_ROLES and not prec.weight.is_float:
+def weight_bits(op: str, role: str, prec: LayerPrecision) -> float:
+    """Bits per element of an ``op``'s weight ``role``: its bias roles at the accumulator width in
+    integer layers (the op's registry entry names them)."""
+    if role in get_op(op).bias_roles and not prec.weight.is_float:
         return prec.accumulator.storage_bits
     return prec.weight.storage_bits
 
@@ -48,7 +50,7 @@ def weight_footprint(graph, plan: PrecisionPlan) -> int:
         prec = plan.for_node(node)
         for role, t in node.weights.items():
             if t not in seen:
-                seen[t] = packed_bytes(graph.tensor(t).numel, weight_bits(role, prec))
+                seen[t] = packed_bytes(graph.tensor(t).numel, weight_bits(node.op, role, prec))
     return sum(seen.values())
 
 

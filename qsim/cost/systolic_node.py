@@ -2,7 +2,8 @@
 
 The array (``systolic:`` in the profile, ``qsim.hw.systolic``) gives rows, columns, dataflow, the
 three double-buffered SRAMs and the memory behind each operand's DRAM port. A Conv, Gemm or
-MatMul lowers to one GEMM per group (or per batch matrix) and runs through ``systolic_gemm``:
+MatMul lowers to one GEMM per group (or per batch matrix: the op's ``MatrixView`` in the registry)
+and runs through ``systolic_gemm``:
 folds, fill and drain are the node's compute time; the cycles its SRAMs wait on DRAM are its
 stall time, which the cost model counts as memory time on the port's memory.
 """
@@ -15,9 +16,7 @@ from dataclasses import dataclass
 from qsim.cost.systolic import SystolicArray, systolic_gemm
 from qsim.cost.systolic_memory import stall_cycles
 from qsim.hw.profile import Profile
-from qsim.ir.registry import numel
-
-ARRAY_OPS = ("Conv", "Gemm", "MatMul")
+from qsim.ir.counts import node_matrix
 
 
 @dataclass(frozen=True)
@@ -40,26 +39,23 @@ def array_of(profile: Profile, compute_class: str) -> SystolicArray:
                          word_bytes=word_bytes(compute_class))
 
 
-def node_gemms(graph, node) -> tuple[tuple[int, int, int, int], int]:
-    """((M, N, K, ifmap words), how many times) for one Conv / Gemm / MatMul node."""
-    out = graph.tensor(node.outputs[0]).shape
-    x = graph.tensor(node.inputs[0]).shape
-    if node.op == "Conv":
-        kernel = node.attrs["kernel"]
-        kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
-        groups = int(node.attrs.get("groups", 1))
-        # The ifmap SRAM holds the raw feature map of one group; padding is generated, not fetched.
-        return (out[0] * out[2] * out[3], out[1] // groups, kh * kw * x[1] // groups, numel(x) // groups), groups
-    m, n, k = (numel(out) // out[-1], out[-1], x[-1]) if node.op == "Gemm" else (out[-2], out[-1], x[-1])
-    return (m, n, k, m * k), (1 if node.op == "Gemm" else numel(out[:-2]))
+def node_gemms(graph, node) -> tuple[tuple[int, int, int, int], int] | None:
+    """((M, N, K, ifmap words), how many times) for a node with a GEMM view (Conv, Gemm, MatMul), else
+    None. The ifmap SRAM holds what one GEMM reads (a Conv's raw feature map of one group)."""
+    view = node_matrix(graph, node)
+    if view is None:
+        return None
+    (m, n, k), count = view.gemms()[0], view.batches * view.groups
+    return (m, n, k, view.inputs_per_gemm()), count
 
 
 def array_time(graph, node, profile: Profile, compute_class: str) -> ArrayTime | None:
     """Compute and stall time of a Conv/Gemm/MatMul on the profile's array; None where it has none.
     Narrower rates (int16 at a quarter of int8's MACs/cycle) stretch the folds by that ratio."""
-    if profile.systolic is None or node.op not in ARRAY_OPS:
+    gemms = node_gemms(graph, node) if profile.systolic is not None else None
+    if gemms is None:
         return None
-    (m, n, k, ifmap_words), count = node_gemms(graph, node)
+    (m, n, k, ifmap_words), count = gemms
     array = array_of(profile, compute_class)
     result = systolic_gemm(m, n, k, array=array, ifmap_words=ifmap_words)
     rate = profile.compute.macs_per_cycle[compute_class] / max(profile.compute.macs_per_cycle.values())

@@ -22,6 +22,7 @@ class Operands:
     output_bytes: int
     state_read_bytes: int = 0
     state_write_bytes: int = 0
+    resident_input_bytes: int = 0  # inputs still in the on-chip buffer: not read from their home again
 
 
 def refetch_factors(ops: Operands, buffer_bytes: int, weights_off_chip: bool, acts_off_chip: bool) -> tuple[int, int]:
@@ -48,7 +49,7 @@ def node_traffic(ops: Operands, profile: Profile, matrix_op: bool) -> dict[str, 
     reads = ops.input_bytes * in_passes + ops.state_read_bytes
     writes = ops.output_bytes + ops.state_write_bytes
     traffic[w_home][0] += weights
-    traffic[a_home][0] += reads
+    traffic[a_home][0] += reads - min(ops.resident_input_bytes, ops.input_bytes) * (buf != a_home)
     traffic[a_home][1] += writes
     if buf != w_home:  # staged through the buffer: written in, read out by the compute units
         traffic[buf][0] += weights

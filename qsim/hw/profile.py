@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 from qsim.errors import Problem, ProfileError, QsimError
 from qsim.hw import energy
+from qsim.hw.stack_profile import PROFILE_STACK_KEYS, Stack, build_stack, stack_errors
 from qsim.numerics.policies import PolicyName
 from qsim.precision import EMULATION_ORDER
 from qsim.hw.systolic import SYSTOLIC_SCHEMA, Systolic, build_systolic, systolic_errors
@@ -23,9 +24,13 @@ from qsim.yamlio import LocatedDict, line_of, load_yaml
 
 COMPUTE_CLASSES = tuple(EMULATION_ORDER)
 REQUANT_POLICIES = tuple(p.value for p in PolicyName)
-POSITIVE = Num(0, exclusive_min=True)
-NON_NEGATIVE = Num(0)
-FRACTION = Num(0, 1, exclusive_min=True)
+# In the units of the key names no real value comes near 1e12 or 1e-6 (the largest are capacities:
+# 80 GiB is 8.4e7 KiB); beyond them unit conversions (capacity_kib * 1024) and the cost model's
+# divisions (MACs / (clock x MACs per cycle x efficiency)) can overflow to infinity.
+LARGEST, SMALLEST = 1e12, 1e-6
+POSITIVE = Num(0, LARGEST, exclusive_min=True, smallest=SMALLEST)
+NON_NEGATIVE = Num(0, LARGEST, smallest=SMALLEST)
+FRACTION = Num(0, 1, exclusive_min=True, smallest=SMALLEST)
 
 MEMORY_SCHEMA = Record(
     required={"capacity_kib": POSITIVE, "bandwidth_gbps": POSITIVE, "read_pj_per_byte": NON_NEGATIVE,
@@ -57,6 +62,7 @@ PROFILE_SCHEMA = Record(
         "op_ns_per_element": MapOf(POSITIVE),
         "requant_policy": Enum(REQUANT_POLICIES),
         "systolic": SYSTOLIC_SCHEMA,
+        **PROFILE_STACK_KEYS,  # the software stack modelled (qsim.hw.stack_profile)
     },
 )
 
@@ -105,9 +111,10 @@ class Profile:
     description: str = ""
     invoke_s: float = 0.0  # once per inference: host -> accelerator hand-off, firmware start
     op_s_per_element: Mapping[str, float] = field(default_factory=dict)  # replaces vector-op time
-    requant_policy: str | None = None
+    requant_policy: PolicyName | None = None
     systolic: Systolic | None = None
     source: str = ""
+    stack: Stack | None = None  # the runtime modelled: fusion, launch, per-class efficiency, validation
 
     def memory(self, name: str) -> Memory:
         return self.memories[name]
@@ -152,7 +159,7 @@ def _cross_field_errors(data: Mapping[str, Any]) -> list[Problem]:
         if isinstance(buf, Mapping) and buf.get("on_chip") is False:
             errors.append(Problem(f"{placement['buffer']!r} must be an on-chip memory",
                                   line=line_of(placement, "buffer"), key="placement.buffer"))
-    return errors + systolic_errors(data)
+    return errors + systolic_errors(data) + stack_errors(data)
 
 
 def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict:
@@ -205,8 +212,9 @@ def build_profile(data: Mapping[str, Any], source: str = "<profile>") -> Profile
         dispatch_s=data["dispatch_overhead_us"] / 1e6, description=data.get("description", ""),
         invoke_s=data.get("invoke_overhead_us", 0) / 1e6,
         op_s_per_element=MappingProxyType({op: ns * 1e-9 for op, ns in (data.get("op_ns_per_element") or {}).items()}),
-        requant_policy=data.get("requant_policy"),
+        requant_policy=PolicyName(data["requant_policy"]) if data.get("requant_policy") else None,
         systolic=build_systolic(data.get("systolic"), memories), source=source,
+        stack=build_stack(data),
     )
 
 

@@ -1,9 +1,9 @@
-"""Per-node counts (MACs, vector ops, parameters, activation elements) from the op registry."""
+"""Per-node counts (MACs, vector ops, parameters, activation elements) and GEMM views from the op registry."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from qsim.ir.registry import get_op
+from qsim.ir.registry import MatrixView, get_op
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,15 @@ def _node_counts(graph, node) -> NodeCounts:
         input_elems=sum(graph.tensor(t).numel for t in node.inputs),
         output_elems=sum(graph.tensor(t).numel for t in node.outputs),
     )
+
+
+def node_matrix(graph, node) -> MatrixView | None:
+    """The node as GEMMs (its op's ``matrix``), or None for ops without a GEMM view."""
+    lower = get_op(node.op).matrix
+    if lower is None:
+        return None
+    ins = [graph.tensor(t).shape for t in node.inputs]
+    return lower(ins, tuple(graph.tensor(t).shape for t in node.outputs), node.attrs)
 
 
 def graph_counts(graph) -> dict[str, int]:

@@ -11,8 +11,10 @@ import math
 
 import numpy as np
 
+from qsim.numerics.formats import Rounding
 from qsim.numerics.multipliers import quantize_multiplier
 from qsim.numerics.requant_ref import multiply_by_quantized_multiplier as _mbqm
+from qsim.numerics.rounding import round_to_int
 
 _F32 = np.float32
 
@@ -148,7 +150,7 @@ def tflite_lut(fn: str, s_in, zp_in, s_out, zp_out, signed: bool = True) -> np.n
     t = LUT_FUNCTIONS[fn](deq)
     inv = _F32(_F32(1.0) / _F32(s_out))
     r = t * inv
-    rounded = np.where(r >= 0, np.floor(r.astype(np.float64) + 0.5), np.ceil(r.astype(np.float64) - 0.5))
+    rounded = round_to_int(r, Rounding.HALF_AWAY)
     return np.clip(rounded.astype(np.int64) + zp_out, lo, hi)
 
 
@@ -182,5 +184,5 @@ def softmax_tflite(x, s_in, s_out, zp_out, beta: float = 1.0, qmin=-128, qmax=12
         total = (total + e[..., j:j + 1]).astype(_F32)
     inv = (_F32(1.0) / (total * _F32(s_out))).astype(_F32)
     r = (e * inv).astype(np.float64)
-    q = np.where(r >= 0, np.floor(r + 0.5), np.ceil(r - 0.5)).astype(np.int64)
+    q = round_to_int(r, Rounding.HALF_AWAY).astype(np.int64)
     return np.clip(q + zp_out, qmin, qmax)

@@ -2,39 +2,12 @@
 multipliers, lookup tables) are derived by the numpy module; only the per-element work is compiled."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import njit
 
 from qsim.kernels import elementwise as ref
-from qsim.numerics.requant_jit import _rdbpot, _wrap32
-
-_I32_MIN = -(1 << 31)
-_I32_MAX = (1 << 31) - 1
-
-
-@njit(cache=True)
-def _mbqm(x, q, shift):
-    """gemmlowp MultiplyByQuantizedMultiplier on one int32 value held in an int64."""
-    a = _wrap32(x << shift) if shift > 0 else x
-    ab = a * q
-    t = ab + (np.int64(1 << 30) if ab >= 0 else np.int64(1 - (1 << 30)))
-    h = (-((-t) >> 31)) if t < 0 else (t >> 31)
-    if a == _I32_MIN and q == _I32_MIN:
-        h = np.int64(_I32_MAX)
-    return _rdbpot(h, -shift if shift < 0 else 0)
-
-
-@njit(cache=True)
-def _single(x, q, shift):
-    total = 31 - shift
-    return (x * q + (np.int64(1) << (total - 1))) >> total
-
-
-@njit(cache=True)
-def _clamp(v, lo, hi):
-    return lo if v < lo else (hi if v > hi else v)
+from qsim.numerics.rounding_jit import (clamp, multiply_by_quantized_multiplier, round_half_away, round_half_even,
+                                       single_rounding_multiply)
 
 
 @njit(cache=True)
@@ -46,10 +19,10 @@ def _add_kernel(a, b, p, zp1, zp2, zp_out, qmin, qmax, optimized):
         x = (a[i] - zp1) << p[6]
         y = (b[i] - zp2) << p[6]
         if i < nvec:
-            raw = _single(x, p[0], p[1]) + _single(y, p[2], p[3])
+            raw = single_rounding_multiply(x, p[0], p[1]) + single_rounding_multiply(y, p[2], p[3])
         else:
-            raw = _mbqm(x, p[0], p[1]) + _mbqm(y, p[2], p[3])
-        out[i] = _clamp(_mbqm(raw, p[4], p[5]) + zp_out, qmin, qmax)
+            raw = multiply_by_quantized_multiplier(x, p[0], p[1]) + multiply_by_quantized_multiplier(y, p[2], p[3])
+        out[i] = clamp(multiply_by_quantized_multiplier(raw, p[4], p[5]) + zp_out, qmin, qmax)
     return out
 
 
@@ -57,7 +30,7 @@ def _add_kernel(a, b, p, zp1, zp2, zp_out, qmin, qmax, optimized):
 def _mul_kernel(a, b, q, shift, zp1, zp2, zp_out, qmin, qmax):
     out = np.empty(a.size, np.int64)
     for i in range(a.size):
-        out[i] = _clamp(_mbqm((a[i] - zp1) * (b[i] - zp2), q, shift) + zp_out, qmin, qmax)
+        out[i] = clamp(multiply_by_quantized_multiplier((a[i] - zp1) * (b[i] - zp2), q, shift) + zp_out, qmin, qmax)
     return out
 
 
@@ -65,7 +38,7 @@ def _mul_kernel(a, b, q, shift, zp1, zp2, zp_out, qmin, qmax):
 def _xnn_add_kernel(a, b, p, zp_out, qmin, qmax):
     out = np.empty(a.size, np.int64)
     for i in range(a.size):
-        out[i] = _clamp(((p[2] + a[i] * p[0] + b[i] * p[1]) >> p[3]) + zp_out, qmin, qmax)
+        out[i] = clamp(((p[2] + a[i] * p[0] + b[i] * p[1]) >> p[3]) + zp_out, qmin, qmax)
     return out
 
 
@@ -75,11 +48,7 @@ def _xnn_mul_kernel(a, b, scale, zp1, zp2, zp_out, qmin, qmax):
     lo, hi = float(qmin - zp_out - 1), float(qmax - zp_out + 1)
     for i in range(a.size):
         y = np.float64(np.float32(np.float32((a[i] - zp1) * (b[i] - zp2)) * scale))
-        f = math.floor(y)
-        d = y - f
-        if d > 0.5 or (d == 0.5 and (f % 2.0) != 0.0):
-            f += 1.0
-        out[i] = _clamp(np.int64(_clamp(f, lo, hi)) + zp_out, qmin, qmax)
+        out[i] = clamp(np.int64(clamp(round_half_even(y), lo, hi)) + zp_out, qmin, qmax)
     return out
 
 
@@ -105,8 +74,7 @@ def _softmax_kernel(x, table, s_out, zp_out, qmin, qmax):
         inv = np.float32(np.float32(1.0) / np.float32(total * s_out))
         for j in range(n):
             v = np.float64(np.float32(table[255 - mx + x[r, j]] * inv))
-            q = math.floor(v + 0.5) if v >= 0 else math.ceil(v - 0.5)
-            out[r, j] = _clamp(np.int64(q) + zp_out, qmin, qmax)
+            out[r, j] = clamp(np.int64(round_half_away(v)) + zp_out, qmin, qmax)
     return out
 
 

@@ -19,10 +19,10 @@ import numba
 import numpy as np
 
 from qsim.kernels import portable, vnni_ops
-from qsim.kernels._common import (KernelInputError, bias_vector, check_acc, check_int_array,
+from qsim.kernels._common import (bias_vector, check_acc, check_int_array,
                                   conv_geometry, matmul_out_shape, matmul_shapes, pool_geometry,
                                   zero_point, zp_in_range)
-from qsim.kernels.reference import ROUNDINGS
+from qsim.kernels.reference import pool_rounding
 
 _I32_LIMIT = 2**31 - 1
 
@@ -175,11 +175,10 @@ def maxpool2d(x, kernel, stride, pads, ceil_mode=False):
 def avgpool2d(x, kernel, stride, pads, count_include_pad, rounding, x_zp=0):
     """Average pool over NCHW integers; see `qsim.kernels.reference.avgpool2d` and ROUNDINGS."""
     x = check_int_array("x", x)
-    if rounding not in ROUNDINGS:
-        raise KernelInputError(f"rounding must be one of {ROUNDINGS}, got {rounding!r}")
+    rounding = pool_rounding(rounding)
     kh, kw, sh, sw, pt, pl, _, _, oh, ow = pool_geometry(x, kernel, stride, pads, False)
     xz = zp_in_range("x_zp", int(zero_point("x_zp", x_zp, None)[0]), x.dtype)
     out = np.empty(x.shape[:2] + (oh, ow), dtype=np.int32)
     portable.avgpool(_canonical(x), xz, kh, kw, sh, sw, pt, pl, oh, ow,
-                     bool(count_include_pad), ROUNDINGS.index(rounding), out)
+                     bool(count_include_pad), portable.ROUNDING_CODES[rounding], out)
     return out.astype(x.dtype)     # an average lies between the values (and x_zp) it averages

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from qsim.numerics.formats import Rounding
+
 
 MBLOCK = 8    # output channels per work item: the padded input block is built once per item
 
@@ -263,14 +265,20 @@ def maxpool(x, kh, kw, sh, sw, pt, pl, oh, ow, out):
                 out[n, c, oy, ox] = best
 
 
+# The one place where an average-pool rounding becomes the integer the compiled kernel switches on.
+ROUND_HALF_AWAY, ROUND_HALF_EVEN, ROUND_HALF_UP, ROUND_FLOOR = range(4)
+ROUNDING_CODES = {Rounding.HALF_AWAY: ROUND_HALF_AWAY, Rounding.HALF_EVEN: ROUND_HALF_EVEN,
+                  Rounding.HALF_UP: ROUND_HALF_UP, Rounding.FLOOR: ROUND_FLOOR}
+
+
 @njit(cache=True)
 def _round_div(t, n, mode):
-    # mode: 0 half_away, 1 half_even, 2 half_up, 3 floor (names in reference.ROUNDINGS)
-    if mode == 3:
+    """t / n (n > 0) rounded by ``mode`` (a ROUND_* code; see reference.round_div)."""
+    if mode == ROUND_FLOOR:
         return t // n
-    if mode == 2:
+    if mode == ROUND_HALF_UP:
         return (2 * t + n) // (2 * n)
-    if mode == 0:
+    if mode == ROUND_HALF_AWAY:
         q = (2 * abs(t) + n) // (2 * n)
         return q if t >= 0 else -q
     q = t // n

@@ -26,9 +26,11 @@ import numpy as np
 from qsim.kernels._common import (KernelInputError, bias_vector, check_acc, check_int_array,
                                   conv_geometry, matmul_out_shape, matmul_shapes, pool_geometry,
                                   zero_point, zp_in_range)
+from qsim.numerics.formats import Rounding
+from qsim.numerics.rounding import wrap
 
-ROUNDINGS = ("half_away", "half_even", "half_up", "floor")
-"""Average-pool roundings of sum/count:
+ROUNDINGS = (Rounding.HALF_AWAY, Rounding.HALF_EVEN, Rounding.HALF_UP, Rounding.FLOOR)
+"""Average-pool roundings of sum/count (``Rounding`` members; their names are accepted too):
 half_away  LiteRT/TFLite reference AveragePool (uint8 `(acc + n/2) / n`; int8 the same mirrored for
            negative sums) and CMSIS-NN arm_avgpool_s8;
 half_even  integer sum / count rounded half to even. Close to, but NOT bit-exact with, onnxruntime
@@ -38,11 +40,12 @@ half_up    floor((2*sum + n) / (2*n)), round-half-toward-+inf hardware;
 floor      a shift/truncating divider (floor toward -inf)."""
 
 
-def wrap(v: np.ndarray, acc_bits: int) -> np.ndarray:
-    """Two's-complement wraparound of int64 values to acc_bits."""
-    half = np.int64(1) << np.int64(acc_bits - 1)
-    mask = (np.int64(1) << np.int64(acc_bits)) - np.int64(1)
-    return ((v + half) & mask) - half
+def pool_rounding(rounding) -> Rounding:
+    """The average-pool rounding as a ``Rounding`` (a name is converted here, where it enters)."""
+    mode = next((r for r in ROUNDINGS if r == rounding), None)
+    if mode is None:
+        raise KernelInputError(f"rounding must be one of {[r.value for r in ROUNDINGS]}, got {rounding!r}")
+    return mode
 
 
 def _finish(exact: np.ndarray, acc_bits: int, lo: int, hi: int) -> tuple[np.ndarray, int]:
@@ -145,18 +148,17 @@ def maxpool2d(x, kernel, stride, pads, ceil_mode=False):
     return np.max(np.stack(list(_windows(xp, kh, kw, sh, sw, oh, ow))), axis=0).astype(x.dtype)
 
 
-def round_div(t: np.ndarray, n: np.ndarray, rounding: str) -> np.ndarray:
+def round_div(t: np.ndarray, n: np.ndarray, rounding: Rounding) -> np.ndarray:
     """Integer t / n (n > 0) rounded as named in ROUNDINGS."""
-    if rounding == "floor":
+    rounding = pool_rounding(rounding)
+    if rounding is Rounding.FLOOR:
         return t // n
-    if rounding == "half_up":
+    if rounding is Rounding.HALF_UP:
         return (2 * t + n) // (2 * n)
-    if rounding == "half_away":
+    if rounding is Rounding.HALF_AWAY:
         return np.sign(t) * ((2 * np.abs(t) + n) // (2 * n))
-    if rounding == "half_even":
-        q, r = np.divmod(t, n)
-        return q + ((2 * r > n) | ((2 * r == n) & (q % 2 == 1)))
-    raise KernelInputError(f"rounding must be one of {ROUNDINGS}, got {rounding!r}")
+    q, r = np.divmod(t, n)  # HALF_EVEN
+    return q + ((2 * r > n) | ((2 * r == n) & (q % 2 == 1)))
 
 
 def avgpool2d(x, kernel, stride, pads, count_include_pad, rounding, x_zp=0):
@@ -167,8 +169,7 @@ def avgpool2d(x, kernel, stride, pads, count_include_pad, rounding, x_zp=0):
     in x's dtype. See ROUNDINGS for which runtime each rounding matches.
     """
     x = check_int_array("x", x)
-    if rounding not in ROUNDINGS:
-        raise KernelInputError(f"rounding must be one of {ROUNDINGS}, got {rounding!r}")
+    rounding = pool_rounding(rounding)
     kh, kw, sh, sw, pt, pl, pb, pr, oh, ow = pool_geometry(x, kernel, stride, pads, False)
     xz = zp_in_range("x_zp", int(zero_point("x_zp", x_zp, None)[0]), x.dtype)
     padw = ((0, 0), (0, 0), (pt, pb), (pl, pr))

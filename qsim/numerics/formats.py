@@ -55,6 +55,11 @@ def enum_value(cls: type[enum.Enum], value) -> enum.Enum:
         raise WorkloadError(f"unknown {cls.__name__.lower()} mode {value!r}; known: {known}") from None
 
 
+def _int_range(bits: int, signed: bool) -> tuple[int, int]:
+    """[min, max] of a ``bits``-bit two's complement (signed) or plain binary (unsigned) integer."""
+    return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+
+
 def _int_dtype(bits: int, signed: bool) -> np.dtype:
     """The narrowest numpy integer type that holds ``bits``-bit codes (sub-byte codes in one byte)."""
     width = next(w for w in (8, 16, 32, 64) if bits <= w)
@@ -79,30 +84,17 @@ class IntFormat:
 
     element_type = name
 
-    @property
-    def qmin(self) -> int:
-        return -(1 << (self.bits - 1)) if self.signed else 0
-
-    @property
-    def qmax(self) -> int:
-        return (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
-
-    @property
-    def storage_bits(self) -> int:
-        return self.bits
+    qmin = property(lambda self: _int_range(self.bits, self.signed)[0])
+    qmax = property(lambda self: _int_range(self.bits, self.signed)[1])
+    storage_bits = property(lambda self: self.bits)
 
     @property
     def compute_class(self) -> str:
         """Sub-byte widths run on the next power-of-two integer unit (int3 on an int4 unit)."""
         return "int" + str(next(w for w in (2, 4, 8, 16, 32, 64) if self.bits <= w))
 
-    @property
-    def is_float(self) -> bool:
-        return False
-
-    @property
-    def storage_dtype(self) -> np.dtype:
-        return _int_dtype(self.bits, self.signed)
+    is_float = False
+    storage_dtype = property(lambda self: _int_dtype(self.bits, self.signed))
 
 
 @dataclass(frozen=True)
@@ -133,31 +125,17 @@ class FixedFormat:
     def frac_bits(self) -> int:
         return self.width - self.integer
 
-    @property
-    def raw_min(self) -> int:
-        return -(1 << (self.width - 1)) if self.signed else 0
-
-    @property
-    def raw_max(self) -> int:
-        return (1 << (self.width - 1)) - 1 if self.signed else (1 << self.width) - 1
-
-    @property
-    def storage_bits(self) -> int:
-        return self.width
+    raw_min = property(lambda self: _int_range(self.width, self.signed)[0])
+    raw_max = property(lambda self: _int_range(self.width, self.signed)[1])
+    storage_bits = property(lambda self: self.width)
 
     @property
     def compute_class(self) -> str:
         """A fixed-point MAC is an integer MAC on the raw values."""
         return IntFormat(min(max(self.width, 2), 32), self.signed).compute_class
 
-    @property
-    def is_float(self) -> bool:
-        return False
-
-    @property
-    def storage_dtype(self) -> np.dtype:
-        """Raw values (int64 by ``fixed_raw``; the narrowest type that holds ``width`` bits)."""
-        return _int_dtype(self.width, self.signed)
+    is_float = False
+    storage_dtype = property(lambda self: _int_dtype(self.width, self.signed))  # of the raw values
 
 
 @dataclass(frozen=True)
@@ -189,9 +167,7 @@ class FloatFormat:
         if not self.element_type:
             object.__setattr__(self, "element_type", self.name)
 
-    @property
-    def is_float(self) -> bool:
-        return True
+    is_float = True
 
     @property
     def storage_dtype(self) -> np.dtype:

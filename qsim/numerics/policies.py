@@ -42,16 +42,41 @@ class PolicyName(enum.StrEnum):
 _POLICY_ALIASES = {"ort": PolicyName.ONNXRUNTIME, "onnx": PolicyName.ONNXRUNTIME}
 
 
-def policy_name(value) -> PolicyName:
-    """A policy name (or alias) as a ``PolicyName``; an unknown name lists the known ones."""
-    if isinstance(value, PolicyName):
+def _member(cls, aliases: dict, value, what: str, listed: str = ""):
+    """``value`` (a member, a name or an alias) as a member of ``cls``; unknown names list the known."""
+    if isinstance(value, cls):
         return value
     key = str(value).strip().lower()
     try:
-        return _POLICY_ALIASES.get(key) or PolicyName(key)
+        return aliases.get(key) or cls(key)
     except ValueError:
-        raise WorkloadError(f"unknown requantization policy {value!r}; known: "
-                            f"{', '.join(p.value for p in PolicyName)}") from None
+        raise WorkloadError(f"unknown {what} {value!r}; known: {', '.join(m.value for m in cls)}{listed}") from None
+
+
+def policy_name(value) -> PolicyName:
+    """A policy name (or alias) as a ``PolicyName``; an unknown name lists the known ones."""
+    return _member(PolicyName, _POLICY_ALIASES, value, "requantization policy")
+
+
+class Kernels(enum.StrEnum):
+    """A runtime's kernel family for the ops that are not matrix products (elementwise, tables,
+    pooling, quantize), or FLOAT: the op runs as a float island (dequantize, float op, quantize)."""
+
+    ONNXRUNTIME = "onnxruntime"
+    TFLITE_REFERENCE = "tflite-reference"
+    TFLITE_OPTIMIZED = "tflite-optimized"
+    XNNPACK = "xnnpack"
+    FBGEMM = "fbgemm"
+    FLOAT = "float"
+
+
+# Spellings of the same kernel family in the runtimes' own vocabularies.
+_KERNELS_ALIASES = {"ort": Kernels.ONNXRUNTIME, "onnx": Kernels.ONNXRUNTIME, "tflite": Kernels.TFLITE_REFERENCE}
+
+
+def kernels_name(value, what: str = "kernel family") -> Kernels:
+    """A kernel family name (or alias) as a ``Kernels`` member; an unknown name lists the known ones."""
+    return _member(Kernels, _KERNELS_ALIASES, value, what, f" (or {', '.join(_KERNELS_ALIASES)})")
 
 
 class RequantKind(enum.StrEnum):

@@ -1,8 +1,9 @@
 """Affine quantize / dequantize with ``qsim.numerics.tensor_quant.TensorQuant`` parameters.
 
-Three variants, each the formula of a runtime (they differ only on ties and near-ties):
+Four variants (``Kernels`` members; the names "onnx" and "tflite" are accepted), each the formula
+of a runtime (they differ only on ties and near-ties):
 
-* ``onnx``: ``saturate(round_half_even(fp32(x / scale)) + zero_point)``, the ONNX QuantizeLinear
+* ``onnxruntime`` (``onnx``): ``saturate(round_half_even(fp32(x / scale)) + zero_point)``, the ONNX QuantizeLinear
   spec and onnxruntime's MLAS kernel. The zero point is added after rounding (onnx.reference adds it
   before rounding, which moves ties when the zero point is odd: not a valid golden for ties).
 * ``fbgemm``: PyTorch (measured with torch 2.13 on x86-64, either engine): the zero point is added
@@ -11,7 +12,7 @@ Three variants, each the formula of a runtime (they differ only on ties and near
   + zero_point))`` (two roundings).
 * ``xnnpack``: ``nearbyint(fp32(x * fp32(1 / scale))) + zero_point``: LiteRT QUANTIZE with the
   optimized (builtin) kernels and with the XNNPACK delegate (measured with LiteRT 2.3).
-* ``tflite``: ``round_half_away(fp32(x / scale)) + zero_point``: LiteRT reference QUANTIZE.
+* ``tflite-reference`` (``tflite``): ``round_half_away(fp32(x / scale)) + zero_point``: LiteRT reference QUANTIZE.
 
 Granularity follows the TensorQuant: per tensor (axis None), per channel (scale of shape (C,) along
 ``axis``), per block (``block_size`` > 0: scale has x's shape with ``axis`` divided by block_size,
@@ -26,10 +27,12 @@ from qsim.errors import WorkloadError
 from qsim.numerics.tensor_quant import TensorQuant
 from qsim.numerics.formats import FloatFormat, IntFormat, Rounding
 from qsim.numerics.minifloat import round_float
+from qsim.numerics.policies import Kernels, kernels_name
 from qsim.numerics.requant_ref import fma_f32
 from qsim.numerics.rounding import round_to_int
 
-VARIANTS = ("onnx", "fbgemm", "xnnpack", "tflite")
+VARIANT_NAMES = ("onnx", "fbgemm", "xnnpack", "tflite")  # short names of the runtimes' formulas
+VARIANTS = tuple(kernels_name(v) for v in VARIANT_NAMES)
 def element_format(tq: TensorQuant) -> IntFormat | FloatFormat:
     fmt = tq.fmt
     if not isinstance(fmt, (IntFormat, FloatFormat)):
@@ -56,25 +59,29 @@ def broadcast_param(p: np.ndarray, tq: TensorQuant, shape: tuple[int, ...]) -> n
     return p.reshape(view)
 
 
-def quantize(x, tq: TensorQuant, variant: str = "onnx", saturate: bool = True) -> np.ndarray:
+def quantize(x, tq: TensorQuant, variant: Kernels | str = Kernels.ONNXRUNTIME, saturate: bool = True) -> np.ndarray:
     """Real values (cast to float32 first, as the runtimes take fp32 input) -> quantized values.
 
     ``saturate`` matters for fp8 outputs only (ONNX's attribute); integer outputs always saturate.
     """
+    try:
+        variant = kernels_name(variant)
+    except WorkloadError:
+        pass
     if variant not in VARIANTS:
-        raise WorkloadError(f"unknown quantize variant {variant!r}; known: {', '.join(VARIANTS)}")
+        raise WorkloadError(f"unknown quantize variant {variant!r}; known: {', '.join(VARIANT_NAMES)}")
     x = np.asarray(x, dtype=np.float32)
     fmt = element_format(tq)
     scale = broadcast_param(tq.scale, tq, x.shape).astype(np.float32)
     zp = broadcast_param(tq.zero_point, tq, x.shape)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        if variant == "fbgemm" and isinstance(fmt, IntFormat):
+        if variant is Kernels.FBGEMM and isinstance(fmt, IntFormat):
             inv = np.broadcast_to(np.float32(1.0) / scale, x.shape)
             zpf = np.broadcast_to(zp.astype(np.float32), x.shape)
             y = fma_f32(x, inv, zpf) if tq.scale.size == 1 else (x * inv + zpf).astype(np.float32)
             r = np.rint(y.astype(np.float64))
             return np.clip(np.where(np.isnan(r), 0.0, r), fmt.qmin, fmt.qmax).astype(fmt.storage_dtype)
-        if variant in ("fbgemm", "xnnpack"):
+        if variant in (Kernels.FBGEMM, Kernels.XNNPACK):
             y = x * (np.float32(1.0) / scale)  # fp32 reciprocal, then an fp32 product
         else:
             y = x / scale  # fp32 division: numpy float32 / float32 is IEEE-rounded once
@@ -82,7 +89,7 @@ def quantize(x, tq: TensorQuant, variant: str = "onnx", saturate: bool = True) -
         # ONNX: fp8 zero points must be 0; the cast rounds to nearest even, saturating or not.
         return round_float(y.astype(np.float64) + zp.astype(np.float64), fmt, Rounding.HALF_EVEN,
                            saturate).astype(np.float32)
-    mode = Rounding.HALF_AWAY if variant == "tflite" else Rounding.HALF_EVEN
+    mode = Rounding.HALF_AWAY if variant is Kernels.TFLITE_REFERENCE else Rounding.HALF_EVEN
     r = round_to_int(y, mode)
     r = np.where(np.isnan(r), 0.0, r) + zp.astype(np.float64)  # zero point after rounding
     return np.clip(r, fmt.qmin, fmt.qmax).astype(fmt.storage_dtype)

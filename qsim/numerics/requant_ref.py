@@ -88,13 +88,7 @@ def gemmlowp_ref(acc, qmult, shift, zp, qmin, qmax):
     """TFLite reference MultiplyByQuantizedMultiplier: SaturatingRoundingDoublingHighMul, then
     RoundingDivideByPOT (ties away from zero). The first rounding is ties toward +inf, not away:
     the nudge for a negative product is 1 - 2^30 and C's division truncates, so -1.5 -> -1."""
-    a = _left(acc, shift)
-    b = qmult[None, :]
-    ab = a * b
-    nudge = np.where(ab >= 0, np.int64(1 << 30), np.int64(1 - (1 << 30)))
-    hi = _trunc_div_pow2(ab + nudge, 31)
-    hi = np.where((a == INT32_MIN) & (b == INT32_MIN), INT32_MAX, hi)
-    return _finish(_rdbpot(hi, np.maximum(-shift, 0)[None, :]), zp, qmin, qmax)
+    return _finish(multiply_by_quantized_multiplier(acc, qmult[None, :], shift[None, :]), zp, qmin, qmax)
 
 
 def neon_ref(acc, qmult, shift, zp, qmin, qmax):

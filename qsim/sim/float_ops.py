@@ -2,27 +2,21 @@
 
 Every kernel takes (inputs: list of arrays, weights: dict role -> array, attrs) and returns a
 list of outputs. Computation is in float32 unless an input is float64, as ONNX Runtime does.
+Each op's registry entry (``qsim.ir.ops``) names its kernel here; ``run_float_kernel`` looks it up.
 """
 from __future__ import annotations
 
-from math import erf, sqrt
+import math
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from qsim.errors import GraphError
 from qsim.ir.ops._attrs import pads as _pads, pair, window_out
+from qsim.ir.ops.extra import reduce_axes
+from qsim.ir.registry import Support, get_op, ops_running_on
 
 Kernel = Callable[[list, Mapping[str, np.ndarray], Mapping[str, Any]], list]
-FLOAT_KERNELS: dict[str, Kernel] = {}
-
-
-def kernel(*names: str):
-    def wrap(fn):
-        for n in names:
-            FLOAT_KERNELS[n] = fn
-        return fn
-    return wrap
 
 
 def windows(x: np.ndarray, kernel_hw, stride, pad, dilation=(1, 1), pad_value=0.0) -> np.ndarray:
@@ -35,7 +29,6 @@ def windows(x: np.ndarray, kernel_hw, stride, pad, dilation=(1, 1), pad_value=0.
     return view[:, :, ::stride[0], ::stride[1], ::dh, ::dw]
 
 
-@kernel("Conv")
 def conv(inputs, w, attrs):
     x = inputs[0]
     groups = int(attrs.get("groups", 1))
@@ -52,45 +45,66 @@ def conv(inputs, w, attrs):
     return [y.astype(x.dtype, copy=False)]
 
 
-@kernel("Gemm")
 def gemm(inputs, w, attrs):
     y = inputs[0] @ w["weight"].T
     return [y + w["bias"] if "bias" in w else y]
 
 
-@kernel("MatMul")
 def matmul(inputs, w, attrs):
     return [np.matmul(inputs[0], inputs[1])]
 
 
-@kernel("Embedding")
 def embedding(inputs, w, attrs):
     return [w["weight"][inputs[0].astype(np.int64)]]
 
 
-_BINARY = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide, "Pow": np.power}
+def _binary(fn) -> Kernel:
+    def run(inputs, w, attrs):
+        return [fn(inputs[0], inputs[1])]
+    return run
+
+
+add, sub, mul, div, power = (_binary(f) for f in (np.add, np.subtract, np.multiply, np.divide, np.power))
+
+
+def _const_binary(fn) -> Kernel:
+    """``x op c`` with the node's constant weight ``operand`` (``c op x`` when ``reversed``): importers
+    emit these for an elementwise op whose other input is a constant (a TFLite MUL by a per-channel vector)."""
+    def run(inputs, w, attrs):
+        c = w["operand"]
+        return [fn(c, inputs[0]) if attrs.get("reversed", False) else fn(inputs[0], c)]
+    return run
+
+
+add_const, sub_const, mul_const, div_const, power_const = (
+    _const_binary(f) for f in (np.add, np.subtract, np.multiply, np.divide, np.power))
+
+
+def _unary(fn) -> Kernel:
+    def run(inputs, w, attrs):
+        return [fn(inputs[0], attrs)]
+    return run
 
 
 def _sigmoid(x):
     return 1 / (1 + np.exp(-x))
 
 
-_erf = np.vectorize(erf, otypes=[np.float64])
-_UNARY = {
-    "Relu": lambda x, a: np.maximum(x, 0),
-    "Relu6": lambda x, a: np.clip(x, 0, 6),
-    "Clip": lambda x, a: np.clip(x, a.get("min", -np.inf), a.get("max", np.inf)),
-    "Sigmoid": lambda x, a: _sigmoid(x),
-    "Tanh": lambda x, a: np.tanh(x),
-    "GELU": lambda x, a: (0.5 * x * (1 + np.tanh(sqrt(2 / np.pi) * (x + 0.044715 * x ** 3))))
-    if a.get("approximate") == "tanh" else 0.5 * x * (1 + _erf(x / sqrt(2)).astype(x.dtype)),
-    "HardSwish": lambda x, a: x * np.clip(x + 3, 0, 6) / 6,
-    "SiLU": lambda x, a: x * _sigmoid(x),
-    "LeakyRelu": lambda x, a: np.where(x >= 0, x, x * np.asarray(a.get("alpha", 0.01), x.dtype)),
-}
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+relu = _unary(lambda x, a: np.maximum(x, 0))
+relu6 = _unary(lambda x, a: np.clip(x, 0, 6))
+clip = _unary(lambda x, a: np.clip(x, a.get("min", -np.inf), a.get("max", np.inf)))
+sigmoid = _unary(lambda x, a: _sigmoid(x))
+tanh = _unary(lambda x, a: np.tanh(x))
+gelu = _unary(lambda x, a: (0.5 * x * (1 + np.tanh(math.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3))))
+              if a.get("approximate") == "tanh" else 0.5 * x * (1 + _erf(x / math.sqrt(2)).astype(x.dtype)))
+hardswish = _unary(lambda x, a: x * np.clip(x + 3, 0, 6) / 6)
+silu = _unary(lambda x, a: x * _sigmoid(x))
+leaky_relu = _unary(lambda x, a: np.where(x >= 0, x, x * np.asarray(a.get("alpha", 0.01), x.dtype)))
+erf = _unary(lambda x, a: _erf(x).astype(x.dtype))
+sqrt = _unary(lambda x, a: np.sqrt(x))
 
 
-@kernel("Softmax")
 def softmax(inputs, w, attrs):
     x = inputs[0]
     axis = int(attrs.get("axis", -1))
@@ -98,7 +112,6 @@ def softmax(inputs, w, attrs):
     return [e / e.sum(axis=axis, keepdims=True)]
 
 
-@kernel("BatchNorm")
 def batchnorm(inputs, w, attrs):
     shape = (1, -1) + (1,) * (inputs[0].ndim - 2)
     return [inputs[0] * w["scale"].reshape(shape) + w["shift"].reshape(shape)]
@@ -175,7 +188,6 @@ def _layernorm_ort(x: np.ndarray, gamma: np.ndarray, beta, eps: float) -> np.nda
     return _fma_f32(z, np.broadcast_to(gamma, z.shape), np.broadcast_to(beta, z.shape))
 
 
-@kernel("LayerNorm")
 def layernorm(inputs, w, attrs):
     """fp32: onnxruntime 1.32's CPU kernel bit for bit (``_layernorm_ort``); an IR LayerNorm always
     has beta (the ONNX importer fills zeros for a missing bias), so a model without bias runs the
@@ -194,7 +206,6 @@ def layernorm(inputs, w, attrs):
     return [y.reshape(x.shape)]
 
 
-@kernel("RMSNorm")
 def rmsnorm(inputs, w, attrs):
     x = inputs[0]
     return [x / np.sqrt((x * x).mean(-1, keepdims=True) + float(attrs.get("eps", 1e-6))) * w["gamma"]]
@@ -221,14 +232,12 @@ def _pool_windows(x, attrs, pad_value):
     return cols
 
 
-@kernel("MaxPool")
 def maxpool(inputs, w, attrs):
     x = inputs[0]
     low = np.iinfo(x.dtype).min if x.dtype.kind in "iu" else -np.inf  # integers pad with their minimum
     return [_pool_windows(x, attrs, low).max(axis=(-2, -1))]
 
 
-@kernel("AvgPool")
 def avgpool(inputs, w, attrs):
     x = inputs[0]
     total = _pool_windows(x, attrs, 0.0).sum(axis=(-2, -1))
@@ -239,44 +248,42 @@ def avgpool(inputs, w, attrs):
     return [total / count]
 
 
-@kernel("GlobalAvgPool")
 def global_avgpool(inputs, w, attrs):
     x = inputs[0]
     return [x.mean(axis=tuple(range(2, x.ndim)), keepdims=True)]
 
 
-@kernel("Quantize", "Requantize")
+def reduce_mean(inputs, w, attrs):
+    x = inputs[0]
+    return [x.mean(axis=tuple(reduce_axes(x.shape, attrs)), keepdims=bool(int(attrs.get("keepdims", 1))))]
+
+
 def identity(inputs, w, attrs):
     """Quantization happens where tensors are stored (the executors); in real numbers these are identities."""
     return [inputs[0]]
 
 
-@kernel("Concat")
 def concat(inputs, w, attrs):
     return [np.concatenate(inputs, axis=int(attrs.get("axis", 1)))]
 
 
-@kernel("Reshape")
 def reshape(inputs, w, attrs):
     x = inputs[0]
     shape = [x.shape[i] if int(d) == 0 else int(d) for i, d in enumerate(attrs["shape"])]
     return [x.reshape(shape)]
 
 
-@kernel("Flatten")
 def flatten(inputs, w, attrs):
     x = inputs[0]
     axis = int(attrs.get("axis", 1))
     return [x.reshape(int(np.prod(x.shape[:axis])), -1)]
 
 
-@kernel("Transpose")
 def transpose(inputs, w, attrs):
     x = inputs[0]
     return [np.transpose(x, attrs.get("perm", None))]
 
 
-@kernel("Attention")
 def attention(inputs, w, attrs):
     x = inputs[0]
     if int(attrs.get("past", 0)):
@@ -300,22 +307,10 @@ def attention(inputs, w, attrs):
     return [out + w["bo"] if "bo" in w else out]
 
 
-# ``x op c`` with the node's constant weight ``operand`` (``c op x`` when ``reversed``): importers emit
-# these for an elementwise op whose other input is a constant (a TFLite MUL by a per-channel vector).
-_CONST_BINARY = {"AddConst": np.add, "SubConst": np.subtract, "MulConst": np.multiply, "DivConst": np.divide,
-                 "PowConst": np.power}
-
-
 def run_float_kernel(op: str, inputs: list, weights: Mapping[str, np.ndarray], attrs: Mapping[str, Any]) -> list:
-    if op in _BINARY:
-        return [_BINARY[op](inputs[0], inputs[1])]
-    if op in _UNARY:
-        return [_UNARY[op](inputs[0], attrs)]
-    if op in _CONST_BINARY:
-        fn, c = _CONST_BINARY[op], weights["operand"]
-        return [fn(c, inputs[0]) if attrs.get("reversed", False) else fn(inputs[0], c)]
-    fn = FLOAT_KERNELS.get(op)
-    if fn is None:
-        known = sorted(set(FLOAT_KERNELS) | set(_BINARY) | set(_UNARY) | set(_CONST_BINARY))
-        raise GraphError(f"no float reference kernel for op {op!r}; the simulator supports {', '.join(known)}")
-    return fn(inputs, weights, attrs)
+    """Run ``op``'s float kernel (named by its registry entry)."""
+    kernel = get_op(op).float_kernel
+    if kernel is Support.UNSUPPORTED:
+        raise GraphError(f"no float reference kernel for op {op!r}; the simulator supports "
+                         f"{', '.join(ops_running_on('float_kernel'))}")
+    return kernel.load()(inputs, weights, attrs)

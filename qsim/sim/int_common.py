@@ -11,7 +11,9 @@ import numpy as np
 from qsim.errors import GraphError
 from qsim.ir.graph import Graph, Node
 from qsim.numerics.tensor_quant import TensorQuant
+from qsim.numerics.formats import Rounding
 from qsim.numerics.quantize import dequantize, quantize
+from qsim.numerics.rounding import round_to_int
 from qsim.sim.int_runtime import Runtime
 
 
@@ -103,8 +105,7 @@ def activation_range(step: Step, q: TensorQuant) -> tuple[int, int]:
     scale, zp = scalar_scale(step, q, "a fused activation"), scalar_zp(step, q, "a fused activation")
 
     def at(v: float) -> int:
-        r = np.float32(np.float32(v) / scale)
-        return zp + int(np.sign(r) * np.floor(np.abs(np.float64(r)) + 0.5))
+        return zp + int(round_to_int(np.float32(np.float32(v) / scale), Rounding.HALF_AWAY))
 
     if act == "RELU":
         return max(lo, zp), hi

@@ -27,6 +27,7 @@ import numpy as np
 
 import qsim.kernels.elementwise as ew
 from qsim.numerics.requant_ref import fma_f32
+from qsim.numerics.policies import Kernels
 from qsim.sim.int_common import (Step, activation_range, int_range, scalar_scale, scalar_zp, storage,
                                  to_storage)
 from qsim.sim.int_ops import Fallback
@@ -126,7 +127,7 @@ def mul(step: Step):
 
 def _binary(step: Step, op: str):
     family = step.rt.add if op == "add" else step.rt.mul
-    if family == "float":
+    if family is Kernels.FLOAT:
         raise Fallback
     a, qa, b, qb = _operands(step)
     yq = step.out_q()
@@ -136,7 +137,7 @@ def _binary(step: Step, op: str):
          scalar_scale(step, qb, "operand B"), scalar_zp(step, qb, "operand B"),
          scalar_scale(step, yq, "the output"), scalar_zp(step, yq, "the output"))
     shape = np.broadcast_shapes(np.shape(a), np.shape(b))
-    if family == "ort":
+    if family is Kernels.ONNXRUNTIME:
         if step.impl == "numba":
             from qsim.sim.int_fast import ort_binary
             return [ort_binary(op, a, b, p, lo, hi, storage(yq))]
@@ -146,13 +147,13 @@ def _binary(step: Step, op: str):
     if step.impl == "numba" and same_shape:
         import qsim.kernels.elementwise_jit as mod
     a, b = np.ascontiguousarray(np.broadcast_to(a, shape)), np.ascontiguousarray(np.broadcast_to(b, shape))
-    if family == "xnnpack":
+    if family is Kernels.XNNPACK:
         fn = mod.add_xnnpack if op == "add" else mod.mul_xnnpack
         return [to_storage(fn(a, b, *p, lo, hi), yq)]
     if op == "mul":
         return [to_storage(mod.mul_tflite(a, b, *p, lo, hi), yq)]
     # The optimized ADD's position-dependent rounding was measured for same-shape inputs only.
-    kernels = "optimized" if family == "tflite-optimized" and same_shape else "reference"
+    kernels = "optimized" if family is Kernels.TFLITE_OPTIMIZED and same_shape else "reference"
     left_shift = 15 if yq.fmt.name == "int16" else 20  # TFLite PrepareGeneralSubOp: 16x8 vs 8-bit
     return [to_storage(mod.add_tflite(a, b, *p, lo, hi, left_shift=left_shift, kernels=kernels), yq)]
 
@@ -161,14 +162,14 @@ def softmax(step: Step):
     x, xq, yq = step.args[0], step.in_q(), step.out_q()
     family = step.rt.softmax
     axis = int(step.attr("axis", -1)) % x.ndim
-    if family == "float" or float(step.attr("beta", 1.0)) != 1.0 and family == "ort":
+    if family is Kernels.FLOAT or float(step.attr("beta", 1.0)) != 1.0 and family is Kernels.ONNXRUNTIME:
         raise Fallback
     xm = np.moveaxis(x, axis, -1)
     s_in, s_out = scalar_scale(step, xq, "the input"), scalar_scale(step, yq, "the output")
     zp_out = scalar_zp(step, yq, "the output")
     lo, hi = int_range(yq)
     step.bounds[step.node.outputs[0]] = (lo, hi)
-    if family == "ort":
+    if family is Kernels.ONNXRUNTIME:
         if xq.fmt.name not in ("int8", "uint8") or yq.fmt.name not in ("int8", "uint8"):
             raise Fallback  # onnxruntime's QLinearSoftmax table has 256 entries: 8-bit only
         y = ort_softmax(xm, s_in, s_out, zp_out, xq.fmt.name == "int8")
@@ -189,7 +190,7 @@ _LUT_NAMES = {"Sigmoid": "sigmoid", "Tanh": "tanh"}
 def lut(step: Step):
     """LiteRT's LUT activations (int8): LOGISTIC, TANH, GELU (approximate or exact)."""
     x, xq, yq = step.args[0], step.in_q(), step.out_q()
-    if step.rt.lut != "tflite" or xq.fmt.name != "int8" or yq.fmt.name != "int8":
+    if step.rt.lut is not Kernels.TFLITE_REFERENCE or xq.fmt.name != "int8" or yq.fmt.name != "int8":
         raise Fallback
     fn = _LUT_NAMES.get(step.node.op) or ("gelu_tanh" if step.attr("approximate", False) else "gelu")
     mod = ew

@@ -1,5 +1,6 @@
 """A compiled fast path for the fp32 requantization policies (onnxruntime, xnnpack, qnnpack):
-``clamp(rne(fp32(acc) * m[c]) + zp)`` straight into the output's storage type.
+``clamp(rne(fp32(acc) * m[c]) + zp)`` (``rounding_jit.requant_f32``) straight into the output's
+storage type.
 
 ``qsim.numerics`` keeps the general per-element kernel (every policy kind, one branchy call per
 element); this one covers the float32 kind only, vectorizes, and writes uint8/int8 directly. It is
@@ -14,7 +15,7 @@ from numba import njit
 from qsim.numerics import get_policy
 from qsim.numerics.policies import RequantKind
 from qsim.numerics.multipliers import float32_multiplier
-from qsim.numerics.requant_jit import _fma_f32
+from qsim.numerics.rounding_jit import fma_f32 as _fma_f32, requant_f32
 
 
 @njit(cache=True)
@@ -24,8 +25,7 @@ def _rows(acc, mult, zp, lo, hi, out):
     for i in range(r):
         m = mult[i]
         for j in range(n):
-            v = np.rint(np.float32(acc[i, j]) * m) + zp
-            out[i, j] = lo if v < lo else (hi if v > hi else v)
+            out[i, j] = requant_f32(np.float32(acc[i, j]), m, zp, lo, hi)
 
 
 @njit(cache=True)
@@ -34,8 +34,7 @@ def _cols(acc, mult, zp, lo, hi, out):
     r, n = acc.shape
     for i in range(r):
         for j in range(n):
-            v = np.rint(np.float32(acc[i, j]) * mult[j]) + zp
-            out[i, j] = lo if v < lo else (hi if v > hi else v)
+            out[i, j] = requant_f32(np.float32(acc[i, j]), mult[j], zp, lo, hi)
 
 
 def applies(policy: str, bias) -> bool:

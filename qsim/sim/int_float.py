@@ -24,9 +24,6 @@ from qsim.numerics.quantize import broadcast_param
 from qsim.sim.float_ops import run_float_kernel
 from qsim.sim.int_common import Step, dequantize_as, int_range, quantize_as
 
-_CONST_BINARY = {"AddConst": np.add, "SubConst": np.subtract, "MulConst": np.multiply,
-                 "DivConst": np.divide, "PowConst": np.power}
-
 
 def kind_of(q: TensorQuant | None) -> str:
     """'int' (integer pipeline), 'float' (no quantization), 'emulated' (fp8 / MX formats)."""
@@ -93,13 +90,8 @@ def float_island(step: Step) -> list[np.ndarray]:
     node = step.node
     args = [to_real(step, t, v) for t, v in zip(node.inputs, step.args)]
     w = _weights(step)
-    if node.op in _CONST_BINARY:
-        c = w["operand"]
-        fn = _CONST_BINARY[node.op]
-        outs = [fn(c, args[0]) if node.attrs.get("reversed", False) else fn(args[0], c)]
-    else:
-        try:
-            outs = run_float_kernel(node.op, args, w, node.attrs)
-        except (ValueError, IndexError, GraphError) as exc:
-            raise step.fail(str(exc)) from None
+    try:
+        outs = run_float_kernel(node.op, args, w, node.attrs)
+    except (ValueError, IndexError, GraphError) as exc:
+        raise step.fail(str(exc)) from None
     return [store(step, t, np.asarray(y, np.float32)) for t, y in zip(node.outputs, outs)]

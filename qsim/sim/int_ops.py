@@ -13,6 +13,9 @@ import numpy as np
 
 from qsim.ir.ops._attrs import pads as _pads, pair
 from qsim.numerics import get_policy
+from qsim.numerics.formats import Rounding
+from qsim.numerics.policies import Kernels, PolicyName
+from qsim.numerics.rounding import round_to_int
 from qsim.numerics.quantize import dequantize
 from qsim.sim.float_ops import run_float_kernel
 from qsim.sim import int_fast
@@ -67,7 +70,7 @@ def _bias(step: Step, policy: str, s_in, s_w):
         return None, None
     b = step.weight("bias")
     bq = step.weight_quant("bias")
-    if policy == "fbgemm":  # fbgemm adds the bias in float after the integer product
+    if policy is PolicyName.FBGEMM:  # fbgemm adds the bias in float after the integer product
         return None, (dequantize(b, bq) if bq is not None else b.astype(np.float32))
     if bq is None or not np.issubdtype(b.dtype, np.integer):
         raise step.fail("the bias is float; integer pipelines take an int32 bias quantized at "
@@ -92,7 +95,7 @@ def conv(step: Step):
         _pads(step.attr("pad", 0)), pair(step.attr("dilation", 1), "dilation"), groups,
         acc_bits=step.acc_bits, overflow=step.overflow)
     step.overflow_events += int(events)
-    if policy == "tflite-optimized-depthwise":
+    if depthwise and step.rt.depthwise_tail is not None:
         return [_optimized_depthwise(step, acc, s_in, wq.scale, yq)]
     return [_requant(step, policy, acc, s_in, wq.scale, yq, 1, b_float)]
 
@@ -101,10 +104,10 @@ def _optimized_depthwise(step: Step, acc, s_in, s_w, yq):
     """LiteRT's optimized DEPTHWISE_CONV_2D on x86 (measured, LiteRT 2.3, 3x3 kernels, depth
     multiplier 1): channels in full groups of 8 round like the NEON kernels (tflite-optimized),
     the last C % 8 channels like the reference kernel (gemmlowp double rounding)."""
-    vec = _requant(step, "tflite-optimized", acc, s_in, s_w, yq, 1)
+    vec = _requant(step, step.rt.depthwise, acc, s_in, s_w, yq, 1)
     tail = acc.shape[1] - acc.shape[1] % 8
     if tail < acc.shape[1]:
-        ref = _requant(step, "tflite-reference", acc, s_in, s_w, yq, 1)
+        ref = _requant(step, step.rt.depthwise_tail, acc, s_in, s_w, yq, 1)
         vec[:, tail:] = ref[:, tail:]
     return vec
 
@@ -155,7 +158,7 @@ def maxpool(step: Step):
 def avgpool(step: Step):
     x, xq, yq = step.args[0], step.in_q(), step.out_q()
     k, s, p = _window(step)
-    if step.rt.avgpool == "ort":
+    if step.rt.avgpool is Kernels.ONNXRUNTIME:
         return [_ort_avgpool(step, x, xq, yq, k, s, p)]
     if not same_params(xq, yq) or step.attr("ceil_mode", False):
         raise Fallback
@@ -198,7 +201,7 @@ def _ort_avgpool(step: Step, x, xq, yq, k, s, p):
 def global_avgpool(step: Step):
     x, xq, yq = step.args[0], step.in_q(), step.out_q()
     hw = int(np.prod(x.shape[2:]))
-    if step.rt.avgpool != "ort":
+    if step.rt.avgpool is not Kernels.ONNXRUNTIME:
         if not same_params(xq, yq):
             raise Fallback
         y = step.kernels.avgpool2d(x, x.shape[2:], (1, 1), (0, 0, 0, 0), False, step.rt.avgpool,
@@ -229,7 +232,7 @@ def concat(step: Step):
     qs = [step.int_quant(t) for t in step.node.inputs]
     if all(same_params(q, yq) for q in qs):
         return [np.concatenate(step.args, axis=int(step.attr("axis", 1)))]
-    if step.rt.quantize == "onnx":  # QLinearConcat: quantize(dequantize(x)) per input = a float island
+    if step.rt.quantize is Kernels.ONNXRUNTIME:  # QLinearConcat: quantize(dequantize(x)) per input = a float island
         raise Fallback
     # LiteRT ConcatenationWithScaling: round_half_away(x * scale + bias) + zp_out, fp32.
     f32 = np.float32
@@ -243,24 +246,34 @@ def concat(step: Step):
         scale = f32(scalar_scale(step, q, "an input") * inv)
         bias = f32(-scalar_zp(step, q, "an input") * scale)
         v = (x.astype(f32) * scale + bias).astype(np.float64)
-        parts.append(np.clip(np.sign(v) * np.floor(np.abs(v) + 0.5) + zout, lo, hi).astype(np.int64))
+        parts.append(np.clip(round_to_int(v, Rounding.HALF_AWAY) + zout, lo, hi).astype(np.int64))
     step.bounds[step.node.outputs[0]] = (lo, hi)
     return [to_storage(np.concatenate(parts, axis=int(step.attr("axis", 1))), yq)]
 
 
-def relu_like(step: Step):
-    """Relu, Relu6, Clip on a quantized tensor with unchanged parameters: a clamp at the
-    quantized bounds (the quantize formula of the runtime puts 0 and 6 on the grid)."""
+def _clamp(step: Step, lo_v: float, hi_v: float):
+    """A clamp at the quantized bounds of [lo_v, hi_v] on a quantized tensor with unchanged
+    parameters (the quantize formula of the runtime puts 0 and 6 on the grid)."""
     x, xq, yq = step.args[0], step.in_q(), step.out_q()
     if not same_params(xq, yq):
         raise Fallback
-    lo_v = {"Relu": 0.0, "Relu6": 0.0}.get(step.node.op, step.attr("min", -np.inf))
-    hi_v = {"Relu": np.inf, "Relu6": 6.0}.get(step.node.op, step.attr("max", np.inf))
     qlo, qhi = int_range(yq)
     lo = qlo if lo_v == -np.inf else int(quantize_as(step, np.array(lo_v), yq))
     hi = qhi if hi_v == np.inf else int(quantize_as(step, np.array(hi_v), yq))
     step.bounds[step.node.outputs[0]] = (lo, hi)
     return [to_storage(np.clip(x, lo, hi), yq)]
+
+
+def relu(step: Step):
+    return _clamp(step, 0.0, np.inf)
+
+
+def relu6(step: Step):
+    return _clamp(step, 0.0, 6.0)
+
+
+def clip(step: Step):
+    return _clamp(step, step.attr("min", -np.inf), step.attr("max", np.inf))
 
 
 def requantize(step: Step):

@@ -4,13 +4,16 @@ A policy names a runtime (DESIGN.md, "Numerics"); a runtime does not use one rou
 The golden tests (tests/golden/test_policy_litert.py, test_policy_elementwise.py) measured which
 kernel each LiteRT kernel set runs per op, e.g. the optimized (builtin) kernels round
 DEPTHWISE_CONV_2D like the reference kernels, and FULLY_CONNECTED in the reference kernels uses the
-float64 multiplier. ``Runtime`` records those choices for one policy name:
+float64 multiplier. ``Runtime`` records those choices for one policy, as enums:
 
-* ``conv`` / ``depthwise`` / ``fc`` / ``matmul``: the requantization policy of each matrix op;
-* ``add`` / ``mul``: the elementwise integer kernel family (``ort``, ``tflite-reference``,
-  ``tflite-optimized``, ``xnnpack``, or ``float`` = dequantize, float op, quantize);
-* ``softmax`` / ``lut``: the table implementation (``ort``, ``tflite``) or ``float``;
-* ``avgpool``: the rounding of sum / count (``qsim.kernels.reference.ROUNDINGS``) or ``ort``;
+* ``conv`` / ``depthwise`` / ``fc`` / ``matmul``: the requantization policy (``PolicyName``) of each
+  matrix op; ``depthwise_tail``: the policy of the last C % 8 depthwise channels where it differs
+  (LiteRT's optimized DEPTHWISE_CONV_2D, see ``int_ops._optimized_depthwise``);
+* ``add`` / ``mul``: the elementwise integer kernel family (``Kernels``; FLOAT = dequantize, float
+  op, quantize);
+* ``softmax`` / ``lut``: the table implementation (ONNXRUNTIME, TFLITE_REFERENCE) or FLOAT;
+* ``avgpool``: the ``Rounding`` of the integer sum / count, or ``Kernels.ONNXRUNTIME`` (MLAS's fp32
+  formula, ``int_ops._ort_avgpool``);
 * ``quantize``: the ``qsim.numerics.quantize`` variant used for float inputs and float islands.
 
 Rows marked "unverified" follow the runtime's documented kernel but have no golden test here.
@@ -19,65 +22,69 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from qsim.errors import WorkloadError
-from qsim.numerics import POLICIES
+from qsim.numerics.formats import Rounding
+from qsim.numerics.policies import Kernels, PolicyName, policy_name
+
+P, K = PolicyName, Kernels
 
 
 @dataclass(frozen=True)
 class Runtime:
-    policy: str
-    conv: str
-    depthwise: str
-    fc: str
-    matmul: str
-    add: str
-    mul: str
-    softmax: str
-    lut: str
-    avgpool: str
-    quantize: str
+    policy: PolicyName
+    conv: PolicyName
+    depthwise: PolicyName
+    fc: PolicyName
+    matmul: PolicyName
+    add: Kernels
+    mul: Kernels
+    softmax: Kernels
+    lut: Kernels
+    avgpool: Rounding | Kernels
+    quantize: Kernels
+    depthwise_tail: PolicyName | None = None
 
 
-def _tflite(policy: str, conv: str, dw: str, fc: str, add: str, quantize: str) -> Runtime:
-    return Runtime(policy, conv, dw, fc, conv, add, "tflite", "tflite", "tflite", "half_away", quantize)
+def _tflite(policy: PolicyName, *, conv: PolicyName, fc: PolicyName, add: Kernels = K.TFLITE_REFERENCE,
+            quantize: Kernels = K.TFLITE_REFERENCE, depthwise_tail: PolicyName | None = None) -> Runtime:
+    """LiteRT's builtin kernels: MUL, SOFTMAX and the LUT activations as the reference kernels."""
+    return Runtime(policy=policy, conv=conv, depthwise=conv, fc=fc, matmul=conv, add=add, mul=K.TFLITE_REFERENCE,
+                   softmax=K.TFLITE_REFERENCE, lut=K.TFLITE_REFERENCE, avgpool=Rounding.HALF_AWAY,
+                   quantize=quantize, depthwise_tail=depthwise_tail)
 
 
-RUNTIMES: dict[str, Runtime] = {
+def _torch(policy: PolicyName) -> Runtime:
+    """PyTorch engines: matrix ops per the policy, everything else as a float island (unverified)."""
+    return Runtime(policy=policy, conv=policy, depthwise=policy, fc=policy, matmul=policy, add=K.FLOAT,
+                   mul=K.FLOAT, softmax=K.FLOAT, lut=K.FLOAT, avgpool=Rounding.HALF_EVEN, quantize=K.FBGEMM)
+
+
+RUNTIMES: dict[PolicyName, Runtime] = {r.policy: r for r in (
     # onnxruntime MLAS: QLinearConv/QGemm/QLinearMatMul fp32 requantization, QLinearAdd (AVX2 fp32
     # FMA kernel), QLinearSoftmax, QLinearAveragePool and QLinearGlobalAveragePool. QLinearSigmoid
     # (a table of MLAS's logistic) and QLinearConcat run as float islands: they matched on every
-    # code tested. QLinearMul: MLAS SSE2 kernel (int_elementwise.ort_mul).
-    "onnxruntime": Runtime("onnxruntime", "onnxruntime", "onnxruntime", "onnxruntime", "onnxruntime",
-                           "ort", "ort", "ort", "float", "ort", "onnx"),
+    # code tested; QLinearMul: MLAS SSE2 kernel (int_elementwise.ort_mul).
+    Runtime(policy=P.ONNXRUNTIME, conv=P.ONNXRUNTIME, depthwise=P.ONNXRUNTIME, fc=P.ONNXRUNTIME,
+            matmul=P.ONNXRUNTIME, add=K.ONNXRUNTIME, mul=K.ONNXRUNTIME, softmax=K.ONNXRUNTIME, lut=K.FLOAT,
+            avgpool=K.ONNXRUNTIME, quantize=K.ONNXRUNTIME),
     # LiteRT reference kernels (BUILTIN_REF).
-    "tflite-reference": _tflite("tflite-reference", "tflite-reference", "tflite-reference",
-                                "litert-fc-reference", "tflite-reference", "tflite"),
+    _tflite(P.TFLITE_REFERENCE, conv=P.TFLITE_REFERENCE, fc=P.LITERT_FC_REFERENCE),
     # LiteRT optimized builtin kernels, no delegate: depthwise rounds like the NEON kernels on
     # channels in full groups of 8 and like the reference on the rest (int_ops._optimized_depthwise).
-    "tflite-optimized": _tflite("tflite-optimized", "tflite-optimized", "tflite-optimized-depthwise",
-                                "tflite-optimized", "tflite-optimized", "xnnpack"),
+    _tflite(P.TFLITE_OPTIMIZED, conv=P.TFLITE_OPTIMIZED, fc=P.TFLITE_OPTIMIZED, add=K.TFLITE_OPTIMIZED,
+            quantize=K.XNNPACK, depthwise_tail=P.TFLITE_REFERENCE),
     # LiteRT with the XNNPACK delegate; SOFTMAX and the LUT activations stay on the builtin kernels.
-    "xnnpack": Runtime("xnnpack", "xnnpack", "xnnpack", "xnnpack", "xnnpack", "xnnpack", "xnnpack",
-                       "tflite", "tflite", "half_away", "xnnpack"),
+    Runtime(policy=P.XNNPACK, conv=P.XNNPACK, depthwise=P.XNNPACK, fc=P.XNNPACK, matmul=P.XNNPACK,
+            add=K.XNNPACK, mul=K.XNNPACK, softmax=K.TFLITE_REFERENCE, lut=K.TFLITE_REFERENCE,
+            avgpool=Rounding.HALF_AWAY, quantize=K.XNNPACK),
     # Unverified rows: matrix ops per the policy, the rest as the TFLite reference kernels.
-    "tflite-single-rounding": _tflite("tflite-single-rounding", "tflite-single-rounding",
-                                      "tflite-single-rounding", "tflite-single-rounding",
-                                      "tflite-reference", "tflite"),
-    "cmsis-nn": _tflite("cmsis-nn", "cmsis-nn", "cmsis-nn", "cmsis-nn", "tflite-reference", "tflite"),
-    "litert-fc-reference": _tflite("litert-fc-reference", "tflite-reference", "tflite-reference",
-                                   "litert-fc-reference", "tflite-reference", "tflite"),
-    # PyTorch engines: matrix ops per the policy, everything else as a float island (unverified).
-    "fbgemm": Runtime("fbgemm", "fbgemm", "fbgemm", "fbgemm", "fbgemm", "float", "float", "float",
-                      "float", "half_even", "fbgemm"),
-    "qnnpack": Runtime("qnnpack", "qnnpack", "qnnpack", "qnnpack", "qnnpack", "float", "float", "float",
-                       "float", "half_even", "fbgemm"),
-}
+    _tflite(P.TFLITE_SINGLE_ROUNDING, conv=P.TFLITE_SINGLE_ROUNDING, fc=P.TFLITE_SINGLE_ROUNDING),
+    _tflite(P.CMSIS_NN, conv=P.CMSIS_NN, fc=P.CMSIS_NN),
+    _tflite(P.LITERT_FC_REFERENCE, conv=P.TFLITE_REFERENCE, fc=P.LITERT_FC_REFERENCE),
+    _torch(P.FBGEMM),
+    _torch(P.QNNPACK),
+)}
 
 
-def get_runtime(policy: str) -> Runtime:
-    if policy not in RUNTIMES:
-        known = ", ".join(RUNTIMES)
-        if policy in POLICIES:
-            raise WorkloadError(f"policy {policy!r} has no integer executor mapping; known: {known}")
-        raise WorkloadError(f"unknown requantization policy {policy!r}; known: {known}")
-    return RUNTIMES[policy]
+def get_runtime(policy) -> Runtime:
+    """The runtime of a policy name (aliases such as "ort" resolved here, where the name enters)."""
+    return RUNTIMES[policy_name(policy)]

@@ -9,9 +9,10 @@ fp8 / MX (value emulation, see ``int_float``), fp32 where a tensor has no quanti
 
 Steps (as short as the ONNX reference evaluator's loop):
 1. check the feeds; a float feed for a quantized input is quantized with the runtime's formula;
-2. for each node in topological order: look its op up in ``INT_OPS`` (the one dispatch table);
-   run the integer kernel when every input and output is an integer tensor, else (or when the
-   kernel declines with ``Fallback``) run the node as a float island; count overflow events of the
+2. for each node in topological order: take the integer kernel from its op's registry entry
+   (``qsim.ir.registry``); run it when every input (other than index inputs such as token ids)
+   and output is an integer tensor, else (or when the kernel declines with ``Fallback``, or the op
+   has no integer pipeline) run the node as a float island; count overflow events of the
    accumulator and outputs clamped at the low / high bound of their range;
 3. return the outputs, every tensor with ``trace=True``, and per-node stats as a DataFrame: node,
    op, mode ("integer" or "float" island), overflow_events (accumulator outputs that wrapped or
@@ -23,37 +24,20 @@ requantization); ``impl="numpy"`` the reference kernels: the same bits.
 """
 from __future__ import annotations
 
-from typing import Callable, Mapping, NamedTuple
+from typing import Mapping, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from qsim.errors import GraphError, QsimError
 from qsim.ir.graph import Graph
+from qsim.ir.registry import Support, get_op, ops_running_on
 from qsim.numerics.quantize import quantize
-from qsim.sim import int_elementwise as E
-from qsim.sim import int_ops as O
 from qsim.sim.executor import check_feeds
+from qsim.sim.int_ops import Fallback
 from qsim.sim.int_common import Step
 from qsim.sim.int_float import float_island, kind_of
 from qsim.sim.int_runtime import get_runtime
-
-# op -> integer kernel, or None for ops that always run as float islands (no integer pipeline in
-# any runtime qsim models: normalisation, divisions, transcendental functions without a table).
-INT_OPS: dict[str, Callable | None] = {
-    "Conv": O.conv, "Gemm": O.gemm, "MatMul": O.matmul,
-    "MaxPool": O.maxpool, "AvgPool": O.avgpool, "GlobalAvgPool": O.global_avgpool,
-    "Add": E.add, "AddConst": E.add, "Mul": E.mul, "MulConst": E.mul,
-    "Softmax": E.softmax, "Sigmoid": E.lut, "Tanh": E.lut, "GELU": E.lut,
-    "Relu": O.relu_like, "Relu6": O.relu_like, "Clip": O.relu_like,
-    "Concat": O.concat, "Reshape": O.move, "Flatten": O.move, "Transpose": O.move,
-    "Requantize": O.requantize, "Embedding": O.embedding,
-    "LayerNorm": None, "RMSNorm": None, "BatchNorm": None, "Sub": None, "SubConst": None, "Div": None,
-    "DivConst": None, "Pow": None, "PowConst": None, "Erf": None, "Sqrt": None, "HardSwish": None,
-    "SiLU": None, "ReduceMean": None, "LeakyRelu": None,
-    "Quantize": None,  # float -> quantized: the island's store applies the runtime's quantize formula
-}
-
 
 class SimResult(NamedTuple):
     outputs: dict
@@ -85,23 +69,29 @@ def _feed(graph: Graph, name: str, value, rt) -> np.ndarray:
     return value.astype(np.float32) if value.dtype != np.float64 else value
 
 
+def integer_supported(op: str) -> bool:
+    """Whether the integer executor runs ``op`` (with an integer kernel or as a float island)."""
+    return get_op(op).int_kernel is not Support.UNSUPPORTED
+
+
 def _run_node(step: Step) -> tuple[list, str]:
     node = step.node
-    if node.op not in INT_OPS:
+    opdef = get_op(node.op)
+    kernel = opdef.int_kernel
+    if kernel is Support.UNSUPPORTED:
         raise GraphError(f"node {node.name!r} ({node.op}): op {node.op!r} is not supported by the integer "
-                         f"executor; supported: {', '.join(sorted(INT_OPS))}")
-    kernel = INT_OPS[node.op]
+                         f"executor; supported: {', '.join(ops_running_on('int_kernel'))}")
     tensors = list(node.inputs) + list(node.outputs) + list(node.weights.values())
     try:
-        kinds = [kind_of(step.graph.quant_params.get(t)) for t in tensors]
+        kinds = {t: kind_of(step.graph.quant_params.get(t)) for t in tensors}
     except GraphError as exc:
         raise step.fail(str(exc)) from None
-    skip = 1 if node.op == "Embedding" else 0  # its ids are plain integers, not quantized values
-    integer = all(k == "int" for k in kinds[skip:len(node.inputs) + len(node.outputs)])
-    if kernel is not None and integer:
+    values = [t for i, t in enumerate(node.inputs) if i not in opdef.index_inputs] + list(node.outputs)
+    integer = all(kinds[t] == "int" for t in values)
+    if kernel is not Support.FLOAT_ISLAND and integer:
         try:
-            return kernel(step), "integer"
-        except O.Fallback:
+            return kernel.load()(step), "integer"
+        except Fallback:
             pass
     return float_island(step), "float"
 
@@ -136,4 +126,4 @@ def run_integer(graph: Graph, feeds: Mapping[str, np.ndarray], policy: str, trac
     return SimResult(outputs, dict(env) if trace else None, stats)
 
 
-__all__ = ["run_integer", "SimResult", "INT_OPS"]
+__all__ = ["run_integer", "SimResult", "integer_supported"]

@@ -44,6 +44,13 @@ def is_fp32(plan) -> bool:
     return not plan.overrides and formats == {FP32}
 
 
+def plan_policy(plan) -> str:
+    """The requantization policy a plan names (``check_simulable`` allows one), else onnxruntime."""
+    from qsim.precision import parse_plan
+
+    return next(iter(parse_plan(plan).policies), "onnxruntime")
+
+
 def prepare(graph: Graph, plan, calib: list[Mapping[str, np.ndarray]], observer: str = "minmax",
             **options) -> Graph:
     """The graph to execute (step 1 of the module doc). ``options`` go to ``quantize_graph``."""
@@ -63,10 +70,10 @@ def integer_ready(qgraph: Graph) -> bool:
     """Whether the integer executor models this graph: it has every op, and no activation is
     fp16/bf16 (the executor keeps unquantized tensors in fp32, while ``run_fake_quant`` rounds them
     to their format: w8a16 plans)."""
-    from qsim.sim.integer import INT_OPS
+    from qsim.sim.integer import integer_supported
 
     half = any(s.kind == "activation" and s.dtype in ("float16", "bfloat16") for s in qgraph.tensors.values())
-    return not half and all(n.op in INT_OPS for n in qgraph.nodes())
+    return not half and all(integer_supported(n.op) for n in qgraph.nodes())
 
 
 # LiteRT cases qsim does not reproduce bit for bit (measured by differential fuzzing, LiteRT 2.3):
@@ -80,17 +87,18 @@ _LITERT_REFUSED = [
 
 def refusal(graph: Graph, policy: str) -> str | None:
     """Why the integer executor would not equal the runtime ``policy`` names on ``graph``, or None."""
+    from qsim.numerics.policies import Kernels
     from qsim.sim.int_runtime import get_runtime
 
     rt = get_runtime(policy)
-    if rt.lut != "tflite":  # the onnxruntime family: its unmodelled ops are refused by the executor
+    if rt.lut is not Kernels.TFLITE_REFERENCE:  # not LiteRT: its unmodelled ops are refused by the executor
         return None
     for node in graph.nodes():
         dtypes = {q.fmt.element_type for t in (node.inputs[:1] + node.outputs[:1]) if (q := graph.quant_params.get(t))}
         for ops, types, why in _LITERT_REFUSED:
             if node.op in ops and dtypes & set(types):
                 return f"node {node.name!r} ({node.op}, {'/'.join(sorted(dtypes & set(types)))}): {why}"
-        if rt.add == "xnnpack" and node.op in ("Add", "AddConst", "Mul", "MulConst") and "int16" in dtypes:
+        if rt.add is Kernels.XNNPACK and node.op in ("Add", "AddConst", "Mul", "MulConst") and "int16" in dtypes:
             return (f"node {node.name!r} ({node.op}, int16): XNNPACK delegates int8 only; the builtin int16 "
                     "kernel it falls back to is not modelled under this policy")
     return None

@@ -11,6 +11,7 @@ integer executor runs both alike:
   when that node is quantized, else of a quantized consumer (onnxruntime puts Q/DQ on both sides of
   a quantized op); the outputs of data movement ops (Reshape, Transpose, Flatten, MaxPool, ...)
   share their input's parameters, as onnxruntime's QDQ quantizer does, so they stay exact copies;
+  index inputs (an Embedding's token ids) are not activations;
 * matrix weights (Conv/Gemm ``weight``, Attention ``wq wk wv wo``, Embedding ``weight``) hold the
   quantized values in ``g.constants`` (ml_dtypes int4 / float8 where numpy has no type), symmetric,
   per channel along the output axis 0 (``per_channel=True``) or per tensor;
@@ -19,6 +20,9 @@ integer executor runs both alike:
   (fp8, weight-only plans) it stays float;
 * the constant operand of AddConst/MulConst/... is quantized like an activation (per tensor,
   asymmetric, as onnxruntime quantizes an initializer input of Add/Mul);
+
+Which op does what is its registry entry's ``QuantRule`` (``qsim.ir.registry``): ``weights``,
+``bias``, ``activation_weights``, ``shares_input_params``, and the op's ``index_inputs``.
 * fp16/bf16 formats are not scaled: weights are stored in that type, and activation tensors get the
   dtype ``float16``/``bfloat16`` (``run_fake_quant`` rounds them to it); fp32/tf32 stay float32.
   LayerNorm/BatchNorm parameters and Attention biases always stay float.
@@ -38,6 +42,7 @@ import numpy as np
 
 from qsim.errors import QsimError
 from qsim.ir.graph import Graph
+from qsim.ir.registry import get_op
 from qsim.numerics.tensor_quant import TensorQuant
 from qsim.numerics.formats import BF16, FP16, FP32, FloatFormat, Format, IntFormat, MXFormat, get_format
 from qsim.numerics.minifloat import round_float
@@ -47,11 +52,6 @@ from qsim.sim.executor import check_feeds, run_float
 from qsim.sim.float_ops import run_float_kernel
 from qsim.sim.observers import Observer, element_name, quantized_format, scale_zero_point, storage_type
 
-MATRIX_WEIGHTS = {"Conv": ("weight",), "Gemm": ("weight",), "Embedding": ("weight",),
-                  "Attention": ("wq", "wk", "wv", "wo")}
-BIASED = {"Conv", "Gemm"}  # ops whose "bias" is added to the integer accumulator
-CONST_OPS = {"AddConst", "SubConst", "MulConst", "DivConst", "PowConst"}
-SHARE_OPS = {"Reshape", "Transpose", "Flatten", "MaxPool", "GlobalMaxPool", "Split", "Pad"}
 HALF = {FP16: "float16", BF16: "bfloat16"}
 _FLOAT_DTYPES = {"float32", "float64", "float16", "bfloat16"}
 
@@ -64,13 +64,18 @@ def quantizable(fmt: Format) -> bool:
     return isinstance(f, IntFormat) or isinstance(f, FloatFormat) and f.name in ("fp8_e4m3", "fp8_e5m2")
 
 
+def index_inputs(node) -> list[str]:
+    """The node's inputs that hold integer indices (token ids), not quantizable values."""
+    return [node.inputs[i] for i in get_op(node.op).index_inputs]
+
+
 def activation_formats(graph: Graph, plan: PrecisionPlan) -> dict[str, Format]:
     """Format of every float activation tensor (fp32 when nothing quantizes it)."""
     out = {}
     for t, spec in graph.tensors.items():
         if spec.kind != "activation" or spec.dtype not in _FLOAT_DTYPES:
             continue  # ids, masks and weights are not calibrated activations
-        users = [c for c in graph.consumers(t) if not (c.op == "Embedding" and t in c.inputs)]
+        users = [c for c in graph.consumers(t) if t not in index_inputs(c)]
         node = graph.producer(t)
         mine = plan.for_node(node).activation if node is not None else None
         theirs = [plan.for_node(c).activation for c in users]
@@ -173,7 +178,7 @@ def _shared(graph: Graph, quant: dict[str, str]) -> dict[str, str]:
     shared = {}
     for node in graph.nodes():
         src = node.inputs[0] if node.inputs else None
-        if node.op in SHARE_OPS and src in quant:
+        if get_op(node.op).quant.shares_input_params and src in quant:
             for t in node.outputs:
                 if quant.get(t) == quant[src]:
                     shared[t] = shared.get(src, src)
@@ -195,26 +200,27 @@ def _weights(graph: Graph, plan: PrecisionPlan, act: dict[str, TensorQuant], per
 
     for node in graph.nodes():
         prec = plan.for_node(node)
+        rule = get_op(node.op).quant
         xq = act.get(node.inputs[0]) if node.inputs else None
         for role, t in node.weights.items():
             if t not in graph.constants:
                 raise QsimError(f"node {node.name!r}: weight {t!r} has no values; calibration needs a model "
                                 "with weights")
             w = graph.constants[t]
-            if role in MATRIX_WEIGHTS.get(node.op, ()) and quantizable(prec.weight):
+            if role in rule.weights and quantizable(prec.weight):
                 value, tq = quantize_weight(w, prec.weight, per_channel, method, block=block)
                 put(t, value, tq.fmt.element_type, tq)
-            elif role in MATRIX_WEIGHTS.get(node.op, ()) and prec.weight in HALF:
+            elif role in rule.weights and prec.weight in HALF:
                 put(t, _half(w, prec.weight), HALF[prec.weight])
-            elif node.op in CONST_OPS and node.inputs[0] in act:
+            elif role in rule.activation_weights and node.inputs[0] in act:
                 tq = Observer().update(w).tensor_quant(prec.activation)
                 put(t, _store(quantize(w, tq), tq), tq.fmt.element_type, tq)
             elif t not in dtypes:
                 put(t, w, graph.tensor(t).dtype)
-        bias, weight = node.weights.get("bias"), node.weights.get("weight")
-        if node.op in BIASED and bias and weight in params and xq is not None and not params[weight].block_size:
-            wq = params[weight]
-            if isinstance(wq.fmt, IntFormat) and isinstance(xq.fmt, IntFormat):
+        if rule.bias in node.weights:  # int32 at s_in * s_w; grouped weights have no single scale: float
+            bias, wq = node.weights[rule.bias], params.get(node.weights.get(rule.weights[0]))
+            integer = wq is not None and xq is not None and all(isinstance(q.fmt, IntFormat) for q in (wq, xq))
+            if integer and not wq.block_size:
                 value, tq = _quantize_bias(graph.constants[bias], xq, wq)
                 consts[bias], dtypes[bias], params[bias] = value, "int32", tq
     return consts, params, dtypes

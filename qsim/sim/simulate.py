@@ -39,7 +39,7 @@ import numpy as np
 from qsim.errors import QsimError
 from qsim.ir.graph import Graph
 from qsim.ir.model_io import ModelIO
-from qsim.sim.pipeline import DEFAULT_POLICY, prepare, run_model
+from qsim.sim.pipeline import DEFAULT_POLICY, plan_policy, prepare, run_model
 
 __all__ = ["simulate", "load_model", "DEFAULT_POLICY"]
 
@@ -99,8 +99,9 @@ def simulate(model, inputs, policy: str | None = None, plan=None, trace: bool = 
         io.for_onnxruntime(graph)
     feeds = io.ir_feeds(inputs, str(model)) if io is not None else _feeds(graph, inputs)
     quantized = bool(graph.quant_params)
-    graph = prepare(graph, plan if quantized or plan is not None else own_plan, [feeds])
-    policy = policy or (DEFAULT_POLICY.get(suffix, "onnxruntime") if quantized else "onnxruntime")
+    plan = plan if quantized or plan is not None else own_plan
+    graph = prepare(graph, plan, [feeds])
+    policy = policy or (DEFAULT_POLICY.get(suffix, "onnxruntime") if quantized or plan is None else plan_policy(plan))
     run = run_model(graph, feeds, policy, executor="integer", trace=trace, acc_bits=acc_bits,
                     overflow=overflow, impl=impl)
     outputs = io.model_outputs(graph, run.outputs) if io is not None else run.outputs

@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from qsim.cost.estimate import estimate_graph
+from qsim.report import band_columns
 from qsim.errors import QsimError
 from qsim.hw.profile import apply_overrides, build_profile
 from qsim.ir.registry import numel
@@ -94,7 +95,7 @@ def evaluate_point(spec: SweepSpec, point: Point) -> dict[str, Any]:
                params=t["params"], weight_bytes=t["weight_bytes"], peak_activation_bytes=t["peak_activation_bytes"],
                state_bytes=t["state_bytes"], memory_bytes=memory, emulated_nodes=t["emulated_nodes"],
                tokens_per_s=tokens / t["latency_s"] if tokens else math.nan, fits=all(t["fits"].values()),
-               accuracy=acc, accuracy_metric=metric)
+               accuracy=acc, accuracy_metric=metric, **band_columns(profile))
     for name, mem in profile.memories.items():
         row[f"fits_{name}"] = t["fits"][name]
         row[f"need_{name}_bytes"] = t["memory_need_bytes"][name]

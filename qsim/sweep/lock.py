@@ -55,9 +55,12 @@ class StoreLock:
             return self
         import fcntl
 
-        self.dir.mkdir(parents=True, exist_ok=True)
         path = self.dir / LOCK_NAME
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:  # a file where the folder should be, no permission, ...
+            raise SweepError(f"{self.dir}: cannot use as the output folder ({exc.strerror})") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Mapping
 
-from qsim.errors import SweepError  # noqa: F401  (re-exported: qsim.sweep.SweepError)
+from qsim.errors import Problem, SweepError  # SweepError re-exported: qsim.sweep.SweepError
 
 AXIS_COLUMNS = ("workload", "precision", "profile", "batch")
 
@@ -77,9 +77,6 @@ def has_key(data: Mapping, dotted: str) -> bool:
     return get_key(data, dotted, _MISSING) is not _MISSING
 
 
-def problems(source: str, errors: list[str]) -> SweepError:
-    """One error listing ``line N: key: problem`` strings as ``source:N: key: problem`` (on one line
-    when there is one problem)."""
-    if len(errors) == 1 and "\n" not in errors[0]:
-        return SweepError(f"{source}:{errors[0][5:]}")
-    return SweepError(f"{source}: {len(errors)} problem(s):\n" + "\n".join(f"  {source}:{e[5:]}" for e in errors))
+def problems(source: str, errors: list[Problem]) -> SweepError:
+    """One error holding every problem, each located in ``source`` (``source:N: key: problem``)."""
+    return SweepError(file=source, problems=errors)

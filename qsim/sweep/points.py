@@ -16,6 +16,7 @@ import json
 import math
 from typing import Any, Iterator, Mapping
 
+from qsim.errors import Problem
 from qsim.sweep.filters import FilterError, compile_filter
 from qsim.sweep.model import Point, SweepError, SweepSpec, get_key, has_key, problems
 
@@ -82,20 +83,20 @@ def axis_values(spec: SweepSpec) -> dict[str, set]:
     return values
 
 
-def compile_filters(spec: SweepSpec) -> tuple[list[tuple[str, Any]], list[str]]:
-    """[(where, filter)] and the problems found without looking at any point."""
+def compile_filters(spec: SweepSpec) -> tuple[list[tuple[tuple[int, str], Any]], list[Problem]]:
+    """[((line, key), filter)] and the problems found without looking at any point."""
     axes = axis_values(spec)
     compiled, errors = [], []
     for i, (kind, body, line) in enumerate(spec.filters):
-        where = f"line {line}: filters[{i}].{kind}"
-        flt, found = compile_filter(kind, body, axes, where)
-        errors.extend(found)
+        key = f"filters[{i}].{kind}"
+        flt, found = compile_filter(kind, body, axes, key)  # found: "filters[i].kind...: problem" texts
+        errors.extend(Problem(text, line=line) for text in found)
         if flt is not None:
-            compiled.append((where, flt))
+            compiled.append(((line, key), flt))
     return compiled, errors
 
 
-def _stream(spec: SweepSpec, filters: list, errors: list[str] | None, ids: bool = True) -> Iterator[Point]:
+def _stream(spec: SweepSpec, filters: list, errors: list[Problem] | None, ids: bool = True) -> Iterator[Point]:
     """Filtered points; a problem met on the way is appended to ``errors`` (when given: the point
     is dropped) or raised as a SweepError."""
     missing = {(prof, key) for prof, (_, data) in spec.profiles.items() for key in spec.overrides
@@ -103,11 +104,11 @@ def _stream(spec: SweepSpec, filters: list, errors: list[str] | None, ids: bool 
     reported: set = set()
     for point in _candidates(spec, ids):
         keep = True
-        for where, flt in filters:
+        for (line, key), flt in filters:
             try:
                 keep = flt.keeps(point.axes)
             except FilterError as exc:
-                keep, message = False, f"{where}: {exc}"
+                keep, message = False, Problem(str(exc), line=line, key=key)
                 if errors is None:
                     raise problems(spec.source, [message]) from None
                 if message not in reported:
@@ -120,16 +121,16 @@ def _stream(spec: SweepSpec, filters: list, errors: list[str] | None, ids: bool 
         for pair in missing:
             if pair[0] == point.axes["profile"] and pair not in reported:
                 reported.add(pair)
-                message = (f"line {spec.lines.get('overrides', 0)}: overrides.{pair[1]}: profile {pair[0]!r} has "
-                           f"no such key; skip those points with a filter (- skip: {{profile: {pair[0]}}}) "
-                           "or use mode: points")
+                message = Problem(f"profile {pair[0]!r} has no such key; skip those points with a filter "
+                                  f"(- skip: {{profile: {pair[0]}}}) or use mode: points",
+                                  line=spec.lines.get("overrides", 0), key=f"overrides.{pair[1]}")
                 if errors is None:
                     raise problems(spec.source, [message])
                 errors.append(message)
         yield point
 
 
-def survey(spec: SweepSpec, stop_after: int | None = None) -> tuple[int, list[str]]:
+def survey(spec: SweepSpec, stop_after: int | None = None) -> tuple[int, list[Problem]]:
     """(number of points, problems), streaming: memory does not grow with the point count. Counting
     stops past ``stop_after`` (the count is then ``stop_after + 1``)."""
     filters, errors = compile_filters(spec)
@@ -139,14 +140,14 @@ def survey(spec: SweepSpec, stop_after: int | None = None) -> tuple[int, list[st
     for point in _stream(spec, filters, errors, ids=spec.mode == "points"):
         if spec.mode == "points":  # listed points can repeat; a product cannot (values are unique)
             if point.point_id in seen:
-                errors.append(f"line {spec.lines.get('points', 0)}: points[{count}]: the same point as "
-                              f"points[{seen[point.point_id]}]")
+                errors.append(Problem(f"the same point as points[{seen[point.point_id]}]",
+                                      line=spec.lines.get("points", 0), key=f"points[{count}]"))
             seen.setdefault(point.point_id, count)
         count += 1
         if stop_after is not None and count > stop_after:
             break
     if not count and not errors:
-        errors.append(f"line {spec.lines.get('filters', 0)}: filters: no point is left to evaluate")
+        errors.append(Problem("no point is left to evaluate", line=spec.lines.get("filters", 0), key="filters"))
     return count, errors
 
 

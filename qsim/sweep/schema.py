@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from qsim.errors import Problem
 from qsim.schema import Enum, Int, MapOf, Record, Str
 from qsim.yamlio import LocatedDict
 
@@ -25,10 +26,10 @@ class ListOf:
 
     def check(self, value, path, line, errors):
         if not isinstance(value, list):
-            errors.append(f"line {line}: {path}: expected a list, got {type(value).__name__}")
+            errors.append(Problem(f"expected a list, got {type(value).__name__}", line=line, key=path))
             return
         if self.non_empty and not value:
-            errors.append(f"line {line}: {path}: must not be empty")
+            errors.append(Problem("must not be empty", line=line, key=path))
         for i, item in enumerate(value):
             self.item_schema.check(item, f"{path}[{i}]", _line(item, line), errors)
 
@@ -45,9 +46,10 @@ class Scalar:
 
     def check(self, value, path, line, errors):
         if isinstance(value, (list, dict)) or value is None:
-            errors.append(f"line {line}: {path}: expected a number, string or boolean, got {value!r}")
+            errors.append(Problem(f"expected a number, string or boolean, got {value!r}", line=line, key=path))
         elif isinstance(value, (int, float)) and not isinstance(value, bool) and not abs(value) <= MAX_AXIS_NUMBER:
-            errors.append(f"line {line}: {path}: {value!r} is not a finite number within +-{MAX_AXIS_NUMBER:g}")
+            errors.append(Problem(f"{value!r} is not a finite number within +-{MAX_AXIS_NUMBER:g}", line=line,
+                                  key=path))
 
 
 @dataclass(frozen=True)
@@ -57,8 +59,8 @@ class FileName:
 
     def check(self, value, path, line, errors):
         if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", value):
-            errors.append(f"line {line}: {path}: {value!r} is not a plain file name (letters, digits, '.', '_', '-'; "
-                          "no '/', '..' or absolute paths; at most 100 characters)")
+            errors.append(Problem(f"{value!r} is not a plain file name (letters, digits, '.', '_', '-'; "
+                                  "no '/', '..' or absolute paths; at most 100 characters)", line=line, key=path))
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,7 @@ class OneOf:
         if isinstance(value, Mapping):
             self.record.check(value, path, _line(value, line), errors)
             return
-        errors.append(f"line {line}: {path}: expected {self.what}, got {value!r}")
+        errors.append(Problem(f"expected {self.what}, got {value!r}", line=line, key=path))
 
 
 class AnyValue:
@@ -91,14 +93,16 @@ class Filter:
     def check(self, value, path, line, errors):
         line = _line(value, line)
         if not isinstance(value, Mapping) or len(value) != 1 or next(iter(value)) not in ("skip", "keep"):
-            errors.append(f"line {line}: {path}: expected one of {{skip: {{axis: value}}}} or "
-                          f"{{keep: \"condition\"}}, got {dict(value) if isinstance(value, Mapping) else value!r}")
+            got = dict(value) if isinstance(value, Mapping) else value
+            errors.append(Problem(f"expected one of {{skip: {{axis: value}}}} or {{keep: \"condition\"}}, got {got!r}",
+                                  line=line, key=path))
             return
         kind, body = next(iter(value.items()))
         if kind == "keep":
             Str().check(body, f"{path}.keep", line, errors)
         elif not isinstance(body, Mapping) or not body:
-            errors.append(f"line {line}: {path}.skip: expected a non-empty mapping of axis -> value(s)")
+            errors.append(Problem("expected a non-empty mapping of axis -> value(s)", line=line,
+                                  key=f"{path}.skip"))
 
 
 # A labelled per-layer plan: {label: mixed, default: int8, overrides: [{op: Softmax, precision: fp16}]}

@@ -26,14 +26,13 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
-import re
 from pathlib import Path
 from typing import Any, Mapping
 
-from qsim.errors import QsimError, SweepError
+from qsim.errors import Problem, QsimError, SweepError
 from qsim.hw.profile import apply_overrides, check_profile_data, resolve_profile_path
 from qsim.precision import parse_plan
-from qsim.schema import validate
+from qsim.schema import problems as schema_problems
 from qsim.sweep.model import SweepSpec, has_key, plain, problems
 from qsim.sweep.points import POINT_LIMIT, iter_points, survey
 from qsim.sweep.schema import SPEC_SCHEMA
@@ -52,13 +51,13 @@ class _Checker:
 
     def __init__(self, base: Path):
         self.base = base
-        self.errors: list[str] = []
+        self.errors: list[Problem] = []
         self.workloads: dict[str, str] = {}
         self.workload_batch: dict[str, Any] = {}
         self.profiles: dict[str, tuple[str, dict]] = {}
 
     def error(self, line: int, key: str, problem: str) -> None:
-        self.errors.append(f"line {line}: {key}: {_indent(problem)}")
+        self.errors.append(Problem(_indent(problem), line=line, key=key))
 
     def workload(self, label: str, line: int, key: str) -> bool:
         if label in self.workloads:
@@ -109,8 +108,8 @@ class _Checker:
         source, data = self.profiles[profile]
         try:
             check_profile_data(apply_overrides(data, {dotted: value}), source)
-        except QsimError as exc:  # keep the profile's problems, drop its (meaningless here) line prefixes
-            found = [re.sub(r"^\s*\S+:\d+: ", "", s) for s in str(exc).splitlines()[1:]]
+        except QsimError as exc:  # keep the profile's problems, drop their (meaningless here) lines
+            found = [str(dataclasses.replace(p, file=None, line=None)) for p in exc.problems]
             self.error(line, key, f"profile {profile!r} with {dotted} = {value!r}: {'; '.join(found) or exc}")
 
 
@@ -202,7 +201,7 @@ def _dotted_keys(data: Mapping, prefix: str = "") -> list[str]:
     return out
 
 
-def _raise(source: str, errors: list[str]) -> None:
+def _raise(source: str, errors: list[Problem]) -> None:
     if errors:
         raise problems(source, errors)
 
@@ -223,7 +222,7 @@ def load_spec(spec: str | Path | Mapping | SweepSpec) -> SweepSpec:
         except QsimError as exc:
             raise SweepError(str(exc)) from None
         source, base = str(path), path.parent
-    errors = validate(data, SPEC_SCHEMA)
+    errors = schema_problems(data, SPEC_SCHEMA)
     _raise(source, errors)
     chk = _Checker(base)
     plans = _plans(data, chk)

@@ -24,7 +24,9 @@ def test_run_table_reports_fit_verdicts(capsys):
 def test_run_json_has_the_documented_keys(capsys):
     assert main(["run", "mlperf_tiny_kws", "--hw", "iot", "--format", "json", "--precision", "w4a8"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert set(report) == {"workload", "profile", "precision", "totals", "layers"}
+    assert set(report) == {"workload", "profile", "precision", "totals", "error_band", "layers"}
+    assert report["error_band"]["validated"] and report["error_band"]["stack"] == "tflm-cmsis-nn"
+    assert (report["error_band"]["held_out_median_pct"], report["error_band"]["held_out_worst_pct"]) == (21, 35)
     assert {"macs", "params", "weight_bytes", "peak_activation_bytes", "latency_s", "energy_j", "fits"} <= set(
         report["totals"])
     assert report["totals"]["fits"] == {"sram": True, "flash": True}

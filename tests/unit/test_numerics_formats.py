@@ -151,3 +151,42 @@ def test_unknown_names_list_the_known_ones():
     with pytest.raises(WorkloadError, match="half_even"):
         round_to_int(1.0, "nearest")
     assert get_format("fp8") is FP8_E4M3 and get_format("int4") == IntFormat(4)
+
+
+@pytest.mark.parametrize("name,canonical,bits,compute,is_float,dtype,element", [
+    ("int8", "int8", 8, "int8", False, np.int8, "int8"), ("uint8", "uint8", 8, "int8", False, np.uint8, "uint8"),
+    ("int2", "int2", 2, "int2", False, np.int8, "int2"), ("int3", "int3", 3, "int4", False, np.int8, "int3"),
+    ("uint4", "uint4", 4, "int4", False, np.uint8, "uint4"), ("int16", "int16", 16, "int16", False, np.int16, "int16"),
+    ("int32", "int32", 32, "int32", False, np.int32, "int32"),
+    ("fp32", "fp32", 32, "fp32", True, np.float32, "float32"), ("float32", "fp32", 32, "fp32", True, np.float32, "float32"),
+    ("tf32", "tf32", 32, "tf32", True, np.float32, "float32"), ("fp16", "fp16", 16, "fp16", True, np.float16, "float16"),
+    ("bfloat16", "bf16", 16, "bf16", True, np.float32, "bfloat16"),
+    ("fp8", "fp8_e4m3", 8, "fp8", True, np.float32, "float8e4m3fn"),
+    ("float8e5m2", "fp8_e5m2", 8, "fp8", True, np.float32, "float8e5m2"),
+    ("mxfp8", "mxfp8_e4m3", 8.25, "fp8", True, np.float32, "mxfp8_e4m3"),
+    ("mxfp6", "mxfp6_e2m3", 6.25, "fp6", True, np.float32, "mxfp6_e2m3"),
+    ("mxfp4", "mxfp4", 4.25, "fp4", True, np.float32, "mxfp4"),
+    ("mxint8", "mxint8", 8.25, "int8", False, np.float32, "mxint8"),
+])
+def test_one_vocabulary(name, canonical, bits, compute, is_float, dtype, element):
+    """Every spelling in use (qsim names, ONNX element types) reaches one format object that says how
+    it is stored and which unit computes it (MX: element bits + an 8-bit scale per 32)."""
+    fmt = get_format(name)
+    assert (fmt.name, fmt.storage_bits, fmt.compute_class, fmt.is_float, fmt.storage_dtype, fmt.element_type) == \
+        (canonical, bits, compute, is_float, np.dtype(dtype), element)
+    assert get_format(fmt) is fmt
+    assert get_format(fmt.element_type) == fmt or name == "tf32"  # tf32 tensors are stored as float32
+
+
+def test_mxfp8_is_e4m3_elements():
+    assert get_format("mxfp8").element is FP8_E4M3 and get_format("MXFP8") == get_format("mxfp8_e4m3")
+
+
+def test_tensor_quant_holds_a_format():
+    from qsim.numerics import TensorQuant
+
+    q = TensorQuant(np.float32(0.5), np.int8(3), "float8e4m3fn")
+    assert q.fmt is FP8_E4M3 and q.int_fmt is None
+    assert TensorQuant(1.0, 0, "int4") == TensorQuant(1.0, 0, IntFormat(4))
+    with pytest.raises(WorkloadError, match="unknown number format 'int1'"):
+        TensorQuant(1.0, 0, "int1")

@@ -40,3 +40,22 @@ def test_plan_spec_round_trips():
                                                                    {"name": "fc", "precision": "w4a8"}]}]:
         plan = parse_plan(spec)
         assert parse_plan(plan_spec(plan)) == plan
+
+
+def test_plans_hold_formats_and_a_policy():
+    from qsim.numerics.formats import FP16, IntFormat
+    from qsim.numerics.policies import PolicyName
+    from qsim.precision import check_simulable, plan_spec
+
+    p = parse_precision("weight=int3,activation=uint8,policy=ort")
+    assert (p.weight, p.activation, p.accumulator, p.policy) == (IntFormat(3), IntFormat(8, False), IntFormat(32),
+                                                                 PolicyName.ONNXRUNTIME)
+    assert p.name == "w:int3/a:uint8@onnxruntime" and p.compute == "int8"
+    assert parse_precision("w2a16").weight == IntFormat(2) and parse_precision("w2a16").activation is FP16
+    plan = parse_plan({"default": {"weight": "int8", "activation": "int8", "policy": "tflite-reference"},
+                       "overrides": [{"op": "Softmax", "precision": "weight=int8,activation=int8,policy=xnnpack"}]})
+    assert parse_plan(plan_spec(plan)) == plan
+    with pytest.raises(WorkloadError, match="several requantization policies"):
+        check_simulable(plan)
+    with pytest.raises(WorkloadError, match="unknown requantization policy 'tflite'"):
+        parse_precision("weight=int8,activation=int8,policy=tflite")

@@ -6,7 +6,8 @@ from qsim.ir.graph import Graph
 
 class NetBuilder:
     """Wraps a ``Graph`` with layer helpers. Deployed (inference) form: BatchNorm is folded into
-    the preceding conv's bias, as every runtime does before execution."""
+    the preceding conv's bias; such convs carry ``folded_batchnorm=True``, so that a software stack
+    that runs BatchNorm as a kernel of its own (PyTorch eager) can unfold it (qsim.cost.stack)."""
 
     def __init__(self, name: str, input_shape, input_name: str = "input", dtype: str = "float32"):
         self.graph = Graph(name)
@@ -24,12 +25,12 @@ class NetBuilder:
         return node.outputs[0]
 
     def conv(self, x: str, cout: int, kernel, stride=1, pad=None, groups=1, act: str | None = "Relu",
-             name: str = "conv", bias: bool = True, dilation=1) -> str:
+             name: str = "conv", bias: bool = True, dilation=1, batchnorm: bool = True) -> str:
         if pad is None:  # "same" padding for odd kernels
             kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
             pad = (dilation * (kh - 1) // 2, dilation * (kw - 1) // 2)
         y = self.node("Conv", name, [x], out_channels=cout, kernel=kernel, stride=stride, pad=pad,
-                      groups=groups, bias=bias, dilation=dilation)
+                      groups=groups, bias=bias, dilation=dilation, **({"folded_batchnorm": True} if batchnorm else {}))
         return self.node(act, f"{name}_{act.lower()}", [y]) if act else y
 
     def gemm(self, x: str, out_features: int, act: str | None = None, name: str = "fc", bias: bool = True) -> str:

@@ -15,7 +15,7 @@ State (kv_cache): k_cache and v_cache (batch, kv_heads, past + seq, head_dim): `
 """
 from __future__ import annotations
 
-from qsim.ir.registry import Inferred, register
+from qsim.ir.registry import CostClass, Inferred, QuantRule, Support, register
 
 
 def _dims(inputs, attrs):
@@ -46,7 +46,12 @@ def _kv_cache_io(inputs, attrs) -> tuple[int, int]:
     return 2 * b * kvh * past * hd, 2 * b * kvh * s * hd  # K and V: past rows read, new rows written
 
 
-@register("Attention", macs=_attention_macs, vector_ops=_attention_vector_ops, state_io=_kv_cache_io,
+# No integer kernel: no runtime qsim models runs a whole attention block as one quantized op
+# (imported models arrive as MatMul, Softmax, ... nodes). No GEMM view: several GEMM shapes in one node.
+@register("Attention", cost_class=CostClass.MATRIX, float_kernel="float_ops.attention",
+          int_kernel=Support.UNSUPPORTED, quant=QuantRule(weights=("wq", "wk", "wv", "wo")),
+          bias_roles=("bq", "bk", "bv", "bo"),
+          macs=_attention_macs, vector_ops=_attention_vector_ops, state_io=_kv_cache_io,
           attrs=("heads", "kv_heads", "head_dim", "past", "kv_cache", "bias", "causal"))
 def infer_attention(inputs, attrs) -> Inferred:
     if len(inputs) != 1 or len(inputs[0]) != 3:

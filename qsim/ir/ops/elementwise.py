@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from qsim.ir.registry import Inferred, per_output, register
+from qsim.ir.registry import CostClass, Inferred, Support, per_output, register
+
+ISLAND = Support.FLOAT_ISLAND
 
 
 def _binary(inputs, attrs) -> Inferred:
@@ -27,10 +29,25 @@ def _unary(inputs, attrs) -> Inferred:
     return Inferred(outputs=(tuple(inputs[0]),))
 
 
-for _name in ("Add", "Sub", "Mul"):
-    register(_name, vector_ops=per_output(1), attrs=())(_binary)
+# name: (float kernel, integer kernel), both in qsim.sim (integer: the runtimes' quantized add and
+# mul; Sub has no integer pipeline in them).
+_BINARY = {"Add": ("float_ops.add", "int_elementwise.add"), "Sub": ("float_ops.sub", ISLAND),
+           "Mul": ("float_ops.mul", "int_elementwise.mul")}
+for _name, (_float, _int) in _BINARY.items():
+    register(_name, cost_class=CostClass.ELEMENTWISE, float_kernel=_float, int_kernel=_int,
+             vector_ops=per_output(1), attrs=())(_binary)
 
-for _name, _ops in {"Relu": 1, "Relu6": 2, "Clip": 2, "Sigmoid": 3, "Tanh": 5, "GELU": 8,
-                    "HardSwish": 4, "SiLU": 4}.items():
-    register(_name, vector_ops=per_output(_ops), fusable=True,
-             attrs=("min", "max") if _name == "Clip" else ("approximate",) if _name == "GELU" else ())(_unary)
+# name: (vector ops per element, float kernel, integer kernel). Integer: a clamp at the quantized
+# bounds (Relu, Relu6, Clip), LiteRT's lookup tables (Sigmoid, Tanh, GELU), else a float island.
+_ACTIVATIONS = {"Relu": (1, "float_ops.relu", "int_ops.relu"),
+                "Relu6": (2, "float_ops.relu6", "int_ops.relu6"),
+                "Clip": (2, "float_ops.clip", "int_ops.clip"),
+                "Sigmoid": (3, "float_ops.sigmoid", "int_elementwise.lut"),
+                "Tanh": (5, "float_ops.tanh", "int_elementwise.lut"),
+                "GELU": (8, "float_ops.gelu", "int_elementwise.lut"),
+                "HardSwish": (4, "float_ops.hardswish", ISLAND),
+                "SiLU": (4, "float_ops.silu", ISLAND)}
+_ATTRS = {"Clip": ("min", "max"), "GELU": ("approximate",)}
+for _name, (_ops, _float, _int) in _ACTIVATIONS.items():
+    register(_name, cost_class=CostClass.ELEMENTWISE, float_kernel=_float, int_kernel=_int,
+             vector_ops=per_output(_ops), fusable=True, attrs=_ATTRS.get(_name, ()))(_unary)

@@ -12,13 +12,20 @@
   tensor is needed as well (QuantizeLinear whose input also feeds a float op).
 * AddConst, SubConst, MulConst, DivConst, PowConst (operand_shape, reversed=False): ``x op c`` (``c op x``
   when reversed) with a constant ``c`` held as the node's weight ``operand`` (numpy broadcasting).
+
+The simulator has no kernels for LRN, Pad, Split, HardSigmoid and GlobalMaxPool (the cost
+model costs them); the integer executor runs the other arithmetic here as float islands except
+Requantize and the quantized AddConst / MulConst.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from qsim.ir.ops.elementwise import _binary, _unary
-from qsim.ir.registry import Inferred, numel, per_output, register
+from qsim.ir.registry import CostClass, Inferred, QuantRule, Support, numel, per_output, register
+
+NONE, ISLAND = Support.UNSUPPORTED, Support.FLOAT_ISLAND
+_SHARED = QuantRule(shares_input_params=True)  # the output is a copy or a selection of the input's values
 
 
 def _lrn_ops(inputs, outputs, attrs) -> int:
@@ -26,7 +33,7 @@ def _lrn_ops(inputs, outputs, attrs) -> int:
     return numel(outputs[0]) * (int(attrs.get("size", 5)) + 5)
 
 
-@register("LRN", vector_ops=_lrn_ops)
+@register("LRN", cost_class=CostClass.NORMALISATION, float_kernel=NONE, int_kernel=NONE, vector_ops=_lrn_ops)
 def infer_lrn(inputs, attrs) -> Inferred:
     if len(inputs) != 1 or len(inputs[0]) < 2:
         raise ValueError("LRN takes one input with a channel axis")
@@ -35,7 +42,8 @@ def infer_lrn(inputs, attrs) -> Inferred:
     return Inferred(outputs=(tuple(inputs[0]),))
 
 
-@register("Pad", vector_ops=lambda i, o, a: numel(o[0]))  # a copy: one move per output element
+@register("Pad", cost_class=CostClass.DATA_MOVEMENT, float_kernel=NONE, int_kernel=NONE, quant=_SHARED,
+          vector_ops=lambda i, o, a: numel(o[0]))  # a copy: one move per output element
 def infer_pad(inputs, attrs) -> Inferred:
     if len(inputs) != 1:
         raise ValueError("Pad takes one input")
@@ -49,7 +57,7 @@ def infer_pad(inputs, attrs) -> Inferred:
     return Inferred(outputs=(out,))
 
 
-def _reduce_axes(shape, attrs) -> list[int]:
+def reduce_axes(shape, attrs) -> list[int]:
     axes = attrs.get("axes")
     if axes is None:
         return list(range(len(shape)))
@@ -59,12 +67,13 @@ def _reduce_axes(shape, attrs) -> list[int]:
     return norm
 
 
-@register("ReduceMean", vector_ops=lambda i, o, a: numel(i[0]))
+@register("ReduceMean", cost_class=CostClass.REDUCTION, float_kernel="float_ops.reduce_mean", int_kernel=ISLAND,
+          vector_ops=lambda i, o, a: numel(i[0]))
 def infer_reduce_mean(inputs, attrs) -> Inferred:
     if len(inputs) != 1:
         raise ValueError("ReduceMean takes one input")
     shape = inputs[0]
-    axes = _reduce_axes(shape, attrs)
+    axes = reduce_axes(shape, attrs)
     if int(attrs.get("keepdims", 1)):
         out = tuple(1 if i in axes else d for i, d in enumerate(shape))
     else:
@@ -72,7 +81,7 @@ def infer_reduce_mean(inputs, attrs) -> Inferred:
     return Inferred(outputs=(out,))
 
 
-@register("Split")
+@register("Split", cost_class=CostClass.DATA_MOVEMENT, float_kernel=NONE, int_kernel=NONE, quant=_SHARED)
 def infer_split(inputs, attrs) -> Inferred:
     if len(inputs) != 1:
         raise ValueError("Split takes one input")
@@ -84,23 +93,38 @@ def infer_split(inputs, attrs) -> Inferred:
     return Inferred(outputs=tuple(shape[:axis] + (s,) + shape[axis + 1:] for s in sizes))
 
 
-register("Div", vector_ops=per_output(1))(_binary)
-register("Pow", vector_ops=per_output(2))(_binary)  # exp(b * log(a))
-for _name, _ops in {"Erf": 8, "Sqrt": 1, "LeakyRelu": 2, "HardSigmoid": 3}.items():
-    register(_name, vector_ops=per_output(_ops), fusable=_name in ("LeakyRelu", "HardSigmoid"))(_unary)
+_ELEMENTWISE = CostClass.ELEMENTWISE
+register("Div", cost_class=_ELEMENTWISE, float_kernel="float_ops.div", int_kernel=ISLAND,
+         vector_ops=per_output(1))(_binary)
+register("Pow", cost_class=_ELEMENTWISE, float_kernel="float_ops.power", int_kernel=ISLAND,
+         vector_ops=per_output(2))(_binary)  # exp(b * log(a))
+register("Erf", cost_class=_ELEMENTWISE, float_kernel="float_ops.erf", int_kernel=ISLAND,
+         vector_ops=per_output(8))(_unary)
+register("Sqrt", cost_class=_ELEMENTWISE, float_kernel="float_ops.sqrt", int_kernel=ISLAND,
+         vector_ops=per_output(1))(_unary)
+# LeakyRelu: a float island (onnxruntime's QLinearLeakyRelu is a table of the float function).
+register("LeakyRelu", cost_class=_ELEMENTWISE, float_kernel="float_ops.leaky_relu", int_kernel=ISLAND,
+         vector_ops=per_output(2), fusable=True)(_unary)
+register("HardSigmoid", cost_class=_ELEMENTWISE, float_kernel=NONE, int_kernel=NONE, vector_ops=per_output(3),
+         fusable=True)(_unary)
 
 
-@register("GlobalMaxPool", vector_ops=lambda i, o, a: numel(i[0]))
+@register("GlobalMaxPool", cost_class=CostClass.REDUCTION, float_kernel=NONE, int_kernel=NONE, quant=_SHARED,
+          vector_ops=lambda i, o, a: numel(i[0]))
 def infer_global_max_pool(inputs, attrs) -> Inferred:
     if len(inputs) != 1 or len(inputs[0]) < 3:
         raise ValueError("GlobalMaxPool takes one N,C,spatial... input")
     return Inferred(outputs=(tuple(inputs[0][:2]) + (1,) * (len(inputs[0]) - 2),))
 
 
-# Requantize: a quantized tensor rescaled to other parameters or another integer width (TFLite
-# QUANTIZE of an integer input): one multiply, shift and clamp per element.
-register("Requantize", vector_ops=per_output(3))(_unary)
-register("Quantize", vector_ops=per_output(2))(_unary)  # divide (or multiply) and round per element
+# Requantize and Quantize are identities on real values (their float kernel): quantization happens
+# where tensors are stored. Requantize: a quantized tensor rescaled to other parameters or another
+# integer width (TFLite QUANTIZE of an integer input): one multiply, shift and clamp per element.
+register("Requantize", cost_class=_ELEMENTWISE, float_kernel="float_ops.identity", int_kernel="int_ops.requantize",
+         vector_ops=per_output(3))(_unary)
+# Quantize: float -> quantized; the float island's store applies the runtime's quantize formula.
+register("Quantize", cost_class=_ELEMENTWISE, float_kernel="float_ops.identity", int_kernel=ISLAND,
+         vector_ops=per_output(2))(_unary)  # divide (or multiply) and round per element
 
 
 def _const_binary(inputs, attrs) -> Inferred:
@@ -115,6 +139,14 @@ def _const_binary(inputs, attrs) -> Inferred:
 
 
 # x op c with a constant c (imported models: a bias Add after MatMul, a scale Mul, a Div by
-# sqrt(d)); c is the node's weight "operand", so its bytes are counted like any parameter.
-for _name, _ops in {"AddConst": 1, "SubConst": 1, "MulConst": 1, "DivConst": 1, "PowConst": 2}.items():
-    register(_name, vector_ops=per_output(_ops))(_const_binary)
+# sqrt(d)); c is the node's weight "operand", so its bytes are counted like any parameter. A
+# quantized graph quantizes c like an activation (as onnxruntime quantizes an initializer of Add).
+# name: (vector ops per element, float kernel, integer kernel)
+_CONST_OPS = {"AddConst": (1, "float_ops.add_const", "int_elementwise.add"),
+              "SubConst": (1, "float_ops.sub_const", ISLAND),
+              "MulConst": (1, "float_ops.mul_const", "int_elementwise.mul"),
+              "DivConst": (1, "float_ops.div_const", ISLAND),
+              "PowConst": (2, "float_ops.power_const", ISLAND)}
+for _name, (_ops, _float, _int) in _CONST_OPS.items():
+    register(_name, cost_class=_ELEMENTWISE, float_kernel=_float, int_kernel=_int,
+             quant=QuantRule(activation_weights=("operand",)), vector_ops=per_output(_ops))(_const_binary)

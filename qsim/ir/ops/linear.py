@@ -10,14 +10,26 @@ from __future__ import annotations
 
 import numpy as np
 
-from qsim.ir.registry import Inferred, numel, register
+from qsim.ir.registry import CostClass, Inferred, MatrixView, QuantRule, numel, register
 
 
 def _gemm_macs(inputs, outputs, attrs) -> int:
     return numel(outputs[0]) * inputs[0][-1]
 
 
-@register("Gemm", macs=_gemm_macs, vector_ops=lambda i, o, a: numel(o[0]) if a.get("bias", True) else 0,
+def _gemm_matrix(inputs, outputs, attrs) -> MatrixView:
+    out = outputs[0]
+    return MatrixView(1, numel(out) // out[-1], out[-1], inputs[0][-1])
+
+
+def _matmul_matrix(inputs, outputs, attrs) -> MatrixView:
+    out = outputs[0]
+    return MatrixView(numel(out[:-2]), out[-2], out[-1], inputs[0][-1])
+
+
+@register("Gemm", cost_class=CostClass.MATRIX, matrix=_gemm_matrix, float_kernel="float_ops.gemm",
+          int_kernel="int_ops.gemm", quant=QuantRule(weights=("weight",), bias="bias"), bias_roles=("bias",),
+          macs=_gemm_macs, vector_ops=lambda i, o, a: numel(o[0]) if a.get("bias", True) else 0,
           attrs=("out_features", "bias"))
 def infer_gemm(inputs, attrs) -> Inferred:
     if len(inputs) != 1 or len(inputs[0]) < 1:
@@ -32,7 +44,9 @@ def infer_gemm(inputs, attrs) -> Inferred:
     return Inferred(outputs=(inputs[0][:-1] + (n,),), weights=weights)
 
 
-@register("MatMul", macs=_gemm_macs, attrs=())  # output elements x the reduction length, as for Gemm
+# MACs: output elements x the reduction length, as for Gemm
+@register("MatMul", cost_class=CostClass.MATRIX, matrix=_matmul_matrix, float_kernel="float_ops.matmul",
+          int_kernel="int_ops.matmul", macs=_gemm_macs, attrs=())
 def infer_matmul(inputs, attrs) -> Inferred:
     if len(inputs) != 2 or min(len(inputs[0]), len(inputs[1])) < 2:
         raise ValueError("MatMul takes two inputs of rank >= 2")
@@ -43,7 +57,11 @@ def infer_matmul(inputs, attrs) -> Inferred:
     return Inferred(outputs=(tuple(int(d) for d in batch) + (a[-2], b[-1]),))
 
 
-@register("Embedding", weights_read=lambda i, o, a: numel(o[0]), attrs=("num_embeddings", "embedding_dim"))
+# The ids (input 0) are integer indices; the output rows are the table's, so its integer kernel
+# gathers stored codes.
+@register("Embedding", cost_class=CostClass.DATA_MOVEMENT, float_kernel="float_ops.embedding",
+          int_kernel="int_ops.embedding", quant=QuantRule(weights=("weight",)), index_inputs=(0,),
+          weights_read=lambda i, o, a: numel(o[0]), attrs=("num_embeddings", "embedding_dim"))
 def infer_embedding(inputs, attrs) -> Inferred:
     if len(inputs) != 1:
         raise ValueError("Embedding takes one tensor of ids")

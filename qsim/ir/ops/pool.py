@@ -4,7 +4,7 @@ count_include_pad=False (AvgPool). GlobalAvgPool keeps the spatial axes as 1x1 (
 from __future__ import annotations
 
 from qsim.ir.ops._attrs import pads, pair, window_out
-from qsim.ir.registry import Inferred, numel, register
+from qsim.ir.registry import CostClass, Inferred, QuantRule, numel, register
 
 
 def _window_ops(inputs, outputs, attrs) -> int:
@@ -26,11 +26,15 @@ def _pool(inputs, attrs) -> Inferred:
 
 
 _POOL_ATTRS = ("kernel", "stride", "pad", "ceil_mode", "count_include_pad")
-register("MaxPool", vector_ops=_window_ops, attrs=_POOL_ATTRS)(_pool)
-register("AvgPool", vector_ops=_window_ops, attrs=_POOL_ATTRS)(_pool)
+# MaxPool selects values: its output keeps the input's quantization parameters when quantized.
+register("MaxPool", cost_class=CostClass.REDUCTION, float_kernel="float_ops.maxpool", int_kernel="int_ops.maxpool",
+         quant=QuantRule(shares_input_params=True), vector_ops=_window_ops, attrs=_POOL_ATTRS)(_pool)
+register("AvgPool", cost_class=CostClass.REDUCTION, float_kernel="float_ops.avgpool", int_kernel="int_ops.avgpool",
+         vector_ops=_window_ops, attrs=_POOL_ATTRS)(_pool)
 
 
-@register("GlobalAvgPool", vector_ops=lambda i, o, a: numel(i[0]), attrs=())
+@register("GlobalAvgPool", cost_class=CostClass.REDUCTION, float_kernel="float_ops.global_avgpool",
+          int_kernel="int_ops.global_avgpool", vector_ops=lambda i, o, a: numel(i[0]), attrs=())
 def infer_global_avg_pool(inputs, attrs) -> Inferred:
     if len(inputs) != 1 or len(inputs[0]) < 3:
         raise ValueError("GlobalAvgPool takes one N,C,spatial... input")

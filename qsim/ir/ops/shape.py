@@ -1,13 +1,19 @@
 """Data movement without arithmetic: Concat (axis), Reshape (shape, one -1 allowed, 0 copies the
-input dimension as in ONNX), Flatten (axis=1, ONNX semantics), Transpose (perm)."""
+input dimension as in ONNX), Flatten (axis=1, ONNX semantics), Transpose (perm).
+
+Reshape, Flatten and Transpose keep their input's quantization parameters (exact copies of the
+stored integers); Concat runs the runtimes' integer concatenation, rescaling differing inputs."""
 from __future__ import annotations
 
 from math import prod
 
-from qsim.ir.registry import Inferred, register
+from qsim.ir.registry import CostClass, Inferred, QuantRule, register
+
+_SHARED = QuantRule(shares_input_params=True)
 
 
-@register("Concat", attrs=("axis",))
+@register("Concat", cost_class=CostClass.DATA_MOVEMENT, float_kernel="float_ops.concat",
+          int_kernel="int_ops.concat", attrs=("axis",))
 def infer_concat(inputs, attrs) -> Inferred:
     if not inputs:
         raise ValueError("Concat needs at least one input")
@@ -24,7 +30,8 @@ def infer_concat(inputs, attrs) -> Inferred:
     return Inferred(outputs=(tuple(out),))
 
 
-@register("Reshape", attrs=("shape",), view=True)
+@register("Reshape", cost_class=CostClass.VIEW, float_kernel="float_ops.reshape", int_kernel="int_ops.move",
+          quant=_SHARED, attrs=("shape",))
 def infer_reshape(inputs, attrs) -> Inferred:
     if len(inputs) != 1:
         raise ValueError("Reshape takes one input")
@@ -43,7 +50,8 @@ def infer_reshape(inputs, attrs) -> Inferred:
     return Inferred(outputs=(tuple(shape),))
 
 
-@register("Flatten", attrs=("axis",), view=True)
+@register("Flatten", cost_class=CostClass.VIEW, float_kernel="float_ops.flatten", int_kernel="int_ops.move",
+          quant=_SHARED, attrs=("axis",))
 def infer_flatten(inputs, attrs) -> Inferred:
     if len(inputs) != 1:
         raise ValueError("Flatten takes one input")
@@ -52,7 +60,8 @@ def infer_flatten(inputs, attrs) -> Inferred:
     return Inferred(outputs=((prod(s[:axis]), prod(s[axis:])),))
 
 
-@register("Transpose", attrs=("perm",))
+@register("Transpose", cost_class=CostClass.DATA_MOVEMENT, float_kernel="float_ops.transpose",
+          int_kernel="int_ops.move", quant=_SHARED, attrs=("perm",))
 def infer_transpose(inputs, attrs) -> Inferred:
     if len(inputs) != 1:
         raise ValueError("Transpose takes one input")

@@ -1,0 +1,214 @@
+"""The software stack as a graph pass: which kernels a runtime launches for a graph.
+
+``executed_graph`` returns the graph as the runtime runs it: a stack that does not fold BatchNorm
+runs it after every convolution that carries a folded one (builders mark such convs with the
+attribute ``folded_batchnorm``), as a kernel of its own. ``fusion_map`` says, per node, which
+kernel it was fused into: an activation into the matrix op before it, a BatchNorm folded into its
+conv, a residual Add (and what follows it) into the conv epilogue that produces one of its inputs.
+A fused node runs in the producer's registers: no launch, no bytes beside a residual Add's second
+operand. Unfused nodes are kernels of their own: launched, and memory-bound at the stack's
+measured fraction of bandwidth for their op class (``kernel_class``).
+
+Without a ``stack:`` section a profile keeps the default the cost model always had: activations
+fused into the preceding matrix op, everything else a kernel of its own.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from qsim.hw.stack_profile import Stack
+from qsim.ir.graph import Graph
+from qsim.ir.registry import get_op
+
+_NORMALIZATION = ("BatchNorm", "LayerNorm", "RMSNorm", "GroupNorm", "InstanceNorm")
+_POOL = ("MaxPool", "AvgPool", "GlobalAvgPool", "GlobalMaxPool")
+# Kernels an Attention node launches besides its one charged launch: fused (flash): QKV
+# projection, flash kernel, output projection; unfused: Q, K, V, scores, softmax, context, output.
+ATTENTION_EXTRA_KERNELS = {"fused": 2, "unfused": 6}
+
+
+@dataclass(frozen=True)
+class StackView:
+    """What the stack does to one graph: the fusions and where each fused node went."""
+    fused_into: dict[str, str]  # node -> the kernel (node name) it runs inside; absent: a kernel of its own
+    extra_read: dict[str, list[str]]  # fused node -> tensors its host kernel reads for it (residual operand)
+
+
+def kernel_class(graph, node) -> str:
+    """The cost class of a node: which efficiency table applies. One function, so that it can
+    read the op registry's class once the registry has one."""
+    op = node.op
+    if op == "Conv":
+        cin = graph.tensor(node.inputs[0]).shape[1]
+        groups = int(node.attrs.get("groups", 1))
+        kernel = node.attrs["kernel"]
+        kh, kw = (kernel, kernel) if isinstance(kernel, int) else tuple(kernel)
+        if groups > 1:
+            return "depthwise"  # depthwise and grouped: little reuse, memory-bound on GPUs
+        if cin <= 4:
+            return "conv_stem"
+        if (kh, kw) == (1, 1):
+            return "conv1x1"
+        return "conv3x3" if (kh, kw) == (3, 3) else "conv_other"
+    if op in ("Gemm", "MatMul"):
+        return "gemm"
+    if op == "Attention":
+        return "attention"
+    if op in _NORMALIZATION:
+        return "normalization"
+    if op in _POOL:
+        return "pool"
+    if op == "Softmax":
+        return "softmax"
+    if get_op(op).view:
+        return "view"
+    return "elementwise"
+
+
+def executed_graph(graph: Graph, stack: Stack | None) -> Graph:
+    """The graph as the stack runs it: BatchNorm unfolded from convs when the stack keeps it apart."""
+    if stack is None or stack.fold_batchnorm or not any(
+            n.op == "Conv" and n.attrs.get("folded_batchnorm") for n in graph.nodes()):
+        return graph
+    g = Graph(graph.name)
+    for t in graph.inputs:
+        spec = graph.tensor(t)
+        g.add_input(t, spec.shape, spec.dtype)
+    rename: dict[str, str] = {}
+    for node in graph.nodes():
+        for t in node.weights.values():
+            if t not in g.tensors:
+                spec = graph.tensor(t)
+                g.add_weight(t, spec.shape, spec.dtype)
+        g.add_node(node.op, node.name, [rename.get(t, t) for t in node.inputs], dict(node.attrs),
+                   outputs=node.outputs, weights=dict(node.weights), dtype=graph.tensor(node.outputs[0]).dtype)
+        if node.op == "Conv" and node.attrs.get("folded_batchnorm"):
+            out = node.outputs[0]
+            rename[out] = g.add_node("BatchNorm", f"{node.name}_bn", [out], outputs=[f"{out}_bn"]).outputs[0]
+    for t in graph.outputs:
+        g.mark_output(rename.get(t, t))
+    return g
+
+
+def _matrix(op: str) -> bool:
+    """A matrix kernel (Conv, Gemm, MatMul, Attention): the op registry's cost class says so."""
+    return get_op(op).cost_class.matrix_like
+
+
+def _sole_consumer(graph, tensor: str) -> bool:
+    return len(graph.consumers(tensor)) == 1
+
+
+def fusion_map(graph, stack: Stack | None) -> StackView:
+    """Per node, the kernel it is fused into (walking the topological order, so chains such as
+    Conv -> BatchNorm -> Add -> Relu all land in the Conv)."""
+    fold_bn = stack is None or stack.fold_batchnorm
+    fuse_act = stack is None or stack.fuse_activation
+    fuse_add = stack is not None and stack.fuse_residual_add
+    host: dict[str, str] = {}  # node -> the matrix kernel computing its output in registers
+    fused_into: dict[str, str] = {}
+    extra: dict[str, list[str]] = {}
+    for node in graph.nodes():
+        if _matrix(node.op):
+            host[node.name] = node.name
+            continue
+        producers = [graph.producer(t) for t in node.inputs]
+        hosts = [host.get(p.name) if p is not None and _sole_consumer(graph, t) else None
+                 for p, t in zip(producers, node.inputs)]
+        target = None
+        if len(node.inputs) == 1 and hosts[0]:
+            if node.op == "BatchNorm" and fold_bn:
+                target = hosts[0]
+            elif get_op(node.op).fusable and fuse_act:
+                # the default (no stack) fused only directly behind a matrix op, never behind a fused Add
+                target = hosts[0] if stack is not None or _matrix(producers[0].op) else None
+        elif node.op == "Add" and len(node.inputs) == 2 and fuse_add and any(hosts):
+            i = 0 if hosts[0] else 1
+            target = hosts[i]
+            extra[node.name] = [node.inputs[1 - i]]
+        if target:
+            fused_into[node.name] = target
+            host[node.name] = target
+    return StackView(fused_into, extra)
+
+
+def class_efficiency(stack: Stack | None, graph, node, unit: str, widest_tile: int) -> float | None:
+    """The stack's measured efficiency for a convolution class at a compute class, if it has one.
+    The table is read on convs whose output channels half-fill a GEMM tile (64); a conv as wide as
+    the widest tile keeps the tile full and runs at the GEMM efficiency (None), except the stem,
+    whose few input channels make a short reduction at any width."""
+    cls = kernel_class(graph, node)
+    if stack is None or cls not in stack.conv_efficiency:
+        return None
+    if cls != "conv_stem" and graph.tensor(node.outputs[0]).shape[1] >= widest_tile:
+        return None
+    return stack.conv_efficiency[cls].get(unit)
+
+
+def kernel_floor(profile, cls: str, unit: str) -> float:
+    """The shortest a lone matrix kernel of this class takes, launch included: the profile's
+    per-precision GEMM minimum for GEMM-like classes; a depthwise/grouped conv is no GEMM, so it
+    gets the fastest lone kernel measured at any precision."""
+    floors = profile.compute.min_latency
+    if cls == "depthwise" and floors:
+        return min(floors.values())
+    return floors.get(unit, 0.0)
+
+
+def bandwidth_fraction(stack: Stack | None, cls: str, unit: str) -> float:
+    """The fraction of the memory bandwidth a memory-bound kernel of this class reaches (1: full)."""
+    if stack is None:
+        return 1.0
+    return stack.bandwidth_fraction.get(cls, {}).get(unit, 1.0)
+
+
+def extra_kernels(graph, node, stack: Stack | None, activation_bits: int) -> tuple[int, int]:
+    """(launches, bytes) a node costs beyond its own kernel: attention's several kernels and
+    its score matrix when unfused; a cast kernel for a quantized matrix op when the stack casts
+    separately (reading 16-bit activations, writing the quantized ones)."""
+    if stack is None:
+        return 0, 0
+    launches, moved = 0, 0
+    if node.op == "Attention" and stack.attention:
+        launches += ATTENTION_EXTRA_KERNELS[stack.attention]
+        if stack.attention == "unfused":
+            b, s, _ = graph.tensor(node.inputs[0]).shape
+            keys = s + int(node.attrs.get("past", 0))
+            scores = b * int(node.attrs["heads"]) * s * keys * max(activation_bits, 16) // 8
+            moved += 4 * scores  # written by QK^T, read and written by softmax, read by the PV product
+    if _matrix(node.op) and stack.quantize == "separate" and activation_bits < 16:
+        elems = graph.tensor(node.inputs[0]).numel
+        launches += 1
+        moved += elems * 2 + elems * activation_bits // 8
+    if stack.layout_conversion:  # NCHW <-> NHWC transposes on the way in and out of the graph
+        for t in [t for t in node.inputs if t in graph.inputs] + [t for t in node.outputs if t in graph.outputs]:
+            launches += 1
+            moved += 2 * graph.tensor(t).numel * activation_bits // 8
+    return launches, moved
+
+
+def resident_input_bytes(graph, view: StackView, input_bytes, output_bytes, capacity: int) -> dict[str, int]:
+    """Per kernel, the input bytes still in the on-chip buffer when it runs (LRU by stack distance):
+    a tensor is resident while the bytes written since it was produced, itself included, fit the
+    buffer. ``input_bytes(node, tensor)`` and ``output_bytes(node)`` give the sizes."""
+    written_at: dict[str, int] = {}  # tensor -> running total of bytes written when it was produced
+    total, resident = 0, {}
+    for node in graph.nodes():
+        if node.name in view.fused_into:
+            host = view.fused_into[node.name]
+            for t in node.outputs:  # produced inside its host kernel: written when the host writes
+                written_at[t] = written_at.get(graph.node(host).outputs[0], total)
+            continue
+        resident[node.name] = sum(input_bytes(node, t) for t in node.inputs
+                                  if t in written_at and total - written_at[t] + output_bytes(node) <= capacity)
+        total += output_bytes(node)
+        for t in node.outputs:
+            written_at[t] = total - output_bytes(node)
+    return resident
+
+
+def host_seconds(stack: Stack | None, layers) -> float:
+    """Time the host needs to issue the kernels one by one (0 for a captured graph)."""
+    if stack is None or stack.launch == "graph":
+        return 0.0
+    return float(layers["launches"].sum()) * stack.host_s_per_kernel

@@ -1,0 +1,115 @@
+"""The software-stack and validation sections of a hardware profile.
+
+A profile lists the runtimes it models under ``stacks:`` and selects one with ``stack:`` (a sweep
+varies it through the override ``{"stack": "tensorrt"}``). A stack states what the runtime fuses
+(BatchNorm folding, activation and residual-Add fusion, flash attention, quantize/dequantize in the
+GEMM epilogue), whether layouts are converted, how kernels are launched (one by one from the host,
+or replayed as a captured graph), its kernel library's efficiency per op class, and how the
+profile was validated with this stack (rows fitted, rows held out, median and worst error).
+``qsim.cost.stack`` applies it to a graph.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from qsim.errors import Problem
+from qsim.precision import EMULATION_ORDER
+from qsim.schema import Bool, Enum, Int, MapOf, Num, Record, Str
+from qsim.yamlio import line_of
+
+COMPUTE_CLASSES = tuple(EMULATION_ORDER)
+CONV_CLASSES = ("conv_stem", "conv1x1", "conv3x3", "conv_other")
+MEMORY_CLASSES = ("depthwise", "elementwise", "normalization", "pool")
+_FRACTION = Num(0, 1, exclusive_min=True)
+_NON_NEGATIVE = Num(0)
+
+VALIDATION_SCHEMA = Record(
+    required={"source": Str(), "fitted": Str(), "held_out": Str(), "held_out_median_pct": _NON_NEGATIVE,
+              "held_out_worst_pct": _NON_NEGATIVE},
+    optional={"fitted_median_pct": _NON_NEGATIVE, "fitted_worst_pct": _NON_NEGATIVE,
+              "rows_fitted": Int(0), "rows_held_out": Int(0)},
+)
+STACK_SCHEMA = Record(
+    required={"runtime": Str(), "fold_batchnorm": Bool(), "fuse_activation": Bool(),
+              "fuse_residual_add": Bool(), "launch": Enum(("per_kernel", "graph"))},
+    optional={
+        "attention": Enum(("fused", "unfused")),  # fused: one flash kernel; unfused: scores go through memory
+        "quantize": Enum(("epilogue", "separate")),  # separate: a cast kernel before each quantized matrix op
+        "layout_conversion": Bool(),  # a transpose kernel on the graph's input and on its output
+        "kernel_launch_us": _NON_NEGATIVE,  # device-side cost per kernel; default: dispatch_overhead_us
+        "host_us_per_kernel": _NON_NEGATIVE,  # host issue cost per kernel; the device waits when it is larger
+        "l2_residency": Bool(),  # activations read back from the on-chip buffer while they are still there
+        "conv_efficiency": MapOf(MapOf(_FRACTION, COMPUTE_CLASSES), CONV_CLASSES),
+        "bandwidth_fraction": MapOf(MapOf(_FRACTION, COMPUTE_CLASSES), MEMORY_CLASSES),
+        "validation": VALIDATION_SCHEMA,
+    },
+)
+PROFILE_STACK_KEYS = {"stack": Str(), "stacks": MapOf(STACK_SCHEMA)}
+
+
+@dataclass(frozen=True)
+class Validation:
+    source: str
+    fitted: str
+    held_out: str
+    held_out_median_pct: float
+    held_out_worst_pct: float
+    fitted_median_pct: float | None = None
+    fitted_worst_pct: float | None = None
+    rows_fitted: int | None = None
+    rows_held_out: int | None = None
+
+
+@dataclass(frozen=True)
+class Stack:
+    name: str
+    runtime: str
+    fold_batchnorm: bool
+    fuse_activation: bool
+    fuse_residual_add: bool
+    launch: str
+    attention: str | None = None  # None: an Attention node is costed as one kernel
+    quantize: str = "epilogue"
+    layout_conversion: bool = False
+    kernel_launch_s: float | None = None
+    host_s_per_kernel: float = 0.0
+    l2_residency: bool = False
+    conv_efficiency: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    bandwidth_fraction: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    validation: Validation | None = None
+
+
+def stack_errors(data: Mapping[str, Any]) -> list[Problem]:
+    """Cross-field rules: ``stack`` and ``stacks`` come together and the selection names a listed stack."""
+    stacks, chosen = data.get("stacks"), data.get("stack")
+    if chosen is None and stacks is None:
+        return []
+    if not isinstance(stacks, Mapping):
+        return [Problem(f"missing (stack {chosen!r} selects one of them)", line=line_of(data, "stack"), key="stacks")]
+    if chosen is None:
+        return [Problem(f"missing (select one of {', '.join(stacks)})", line=line_of(data, "stacks"), key="stack")]
+    if chosen not in stacks:
+        return [Problem(f"{chosen!r} is not listed under stacks (listed: {', '.join(stacks)})",
+                        line=line_of(data, "stack"), key="stack")]
+    return []
+
+
+def build_stack(data: Mapping[str, Any]) -> Stack | None:
+    """The selected stack of validated profile data; None when the profile names none."""
+    chosen = data.get("stack")
+    if chosen is None:
+        return None
+    s = data["stacks"][chosen]
+    v = s.get("validation")
+    freeze = lambda table: MappingProxyType({k: MappingProxyType(dict(t)) for k, t in (table or {}).items()})  # noqa: E731
+    return Stack(
+        name=chosen, runtime=s["runtime"], fold_batchnorm=s["fold_batchnorm"], fuse_activation=s["fuse_activation"],
+        fuse_residual_add=s["fuse_residual_add"], launch=s["launch"], attention=s.get("attention"),
+        quantize=s.get("quantize", "epilogue"), layout_conversion=s.get("layout_conversion", False),
+        kernel_launch_s=s["kernel_launch_us"] / 1e6 if "kernel_launch_us" in s else None,
+        host_s_per_kernel=s.get("host_us_per_kernel", 0.0) / 1e6, l2_residency=s.get("l2_residency", False),
+        conv_efficiency=freeze(s.get("conv_efficiency")), bandwidth_fraction=freeze(s.get("bandwidth_fraction")),
+        validation=Validation(**dict(v)) if v else None,
+    )
