@@ -202,8 +202,6 @@ def _check_supported(nodes: list[onnx.NodeProto], path: str) -> None:
 def _import_node(ctx: Context, node: onnx.NodeProto) -> None:
     where = f"{ctx.path}: node {node.name or node.output[0]!r} ({node.op_type})"
     entry = ONNX_OPS[node.op_type]
-    if node.op_type == "QLinearAveragePool" and any(a.name == "ceil_mode" and a.i for a in node.attribute):
-        raise GraphError(f"{where}: ceil_mode=1 is not supported (onnxruntime's partial windows are not modelled)")
     try:
         if entry.fold is not None and ctx.const(node.output[0]) is not None:
             return

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from qsim.ir.ops._attrs import pads as _pads, pair
+from qsim.ir.ops._attrs import pads as _pads, pair, window_out
 from qsim.numerics import get_policy
 from qsim.numerics.formats import Rounding
 from qsim.numerics.policies import Kernels, PolicyName
@@ -170,17 +170,22 @@ def avgpool(step: Step):
 def _ort_avgpool(step: Step, x, xq, yq, k, s, p):
     """contrib QLinearAveragePool (2-D): fp32 ``s_in * (x - zp)``, an fp32 sum over the window in
     row-major order (padding skipped), ``/ count``, then ``nearbyintf(y / s_out + zp_out)``: the
-    zero point is added before rounding, unlike QuantizeLinear."""
-    if step.attr("ceil_mode", False):
-        raise Fallback
+    zero point is added before rounding, unlike QuantizeLinear.
+
+    ``ceil_mode``: the output size rounds up (no window starts in the end padding, ONNX); windows
+    end at the input's edge (``hend = min(hstart + k, H)``), so cells past it count only under
+    ``count_include_pad``, whose divisor is always the full kernel size."""
     f32 = np.float32
     top, left, bottom, right = p
+    ceil = bool(step.attr("ceil_mode", False))
+    oh = window_out(x.shape[2], k[0], s[0], top, bottom, 1, ceil)
+    ow = window_out(x.shape[3], k[1], s[1], left, right, 1, ceil)
+    bottom = max(bottom, (oh - 1) * s[0] + k[0] - x.shape[2] - top)  # room for the ceil windows
+    right = max(right, (ow - 1) * s[1] + k[1] - x.shape[3] - left)
     deq = (f32(scalar_scale(step, xq, "the input")) * (x.astype(np.int64) - scalar_zp(step, xq, "the input"))
            .astype(f32)).astype(f32)
     xp = np.pad(deq, ((0, 0), (0, 0), (top, bottom), (left, right)))
     ones = np.pad(np.ones(x.shape[2:], f32), ((top, bottom), (left, right)))
-    oh = (x.shape[2] + top + bottom - k[0]) // s[0] + 1
-    ow = (x.shape[3] + left + right - k[1]) // s[1] + 1
     total = np.zeros(x.shape[:2] + (oh, ow), f32)
     count = np.zeros((oh, ow), f32)
     for ky in range(k[0]):
