@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from qsim.errors import GraphError
 from qsim.ir.ops._attrs import pads as _pads, pair, window_out
 from qsim.numerics import get_policy
 from qsim.numerics.formats import Rounding
@@ -308,3 +309,27 @@ def embedding(step: Step):
     if ids.size and (ids.min() < -rows or ids.max() >= rows):  # negative ids count from the end (ONNX Gather)
         raise step.fail(f"embedding ids must lie in [{-rows}, {rows - 1}], got [{ids.min()}, {ids.max()}]")
     return [to_storage(w[ids.astype(np.int64)], yq)]
+
+
+def pad(step: Step):
+    """Pad (TFLite PAD / PADV2 without a value, ONNX Pad): a copy; constant cells hold the input's
+    zero point (the real value 0), which every runtime writes (LiteRT ``pad.cc``: ``output_zero_point``
+    with in and out parameters equal). reflect / edge copy stored codes, exact with any parameters."""
+    x, xq, yq = step.args[0], step.in_q(), step.out_q()
+    if not same_params(xq, yq):
+        raise GraphError(f"node {step.node.name!r} (Pad): input and output quantization differ; a quantized "
+                         "Pad keeps its input's parameters")
+    rank = x.ndim
+    pads = [int(p) for p in step.attr("pads")]
+    widths = [(pads[i], pads[i + rank]) for i in range(rank)]
+    if min(pads) < 0:
+        raise GraphError(f"node {step.node.name!r} (Pad): negative pads {pads} are not supported")
+    mode = step.attr("mode", "constant") or "constant"
+    if mode == "constant":
+        y = np.pad(x, widths, constant_values=scalar_zp(step, xq, "the input"))
+    elif mode in ("reflect", "edge"):
+        y = np.pad(x, widths, mode=mode)
+    else:
+        raise GraphError(f"node {step.node.name!r} (Pad): mode {mode!r} is not supported")
+    step.bounds[step.node.outputs[0]] = int_range(yq)
+    return [y.astype(x.dtype)]

@@ -82,6 +82,8 @@ _LITERT_REFUSED = [
     ({"Sub", "SubConst"}, ("int8", "uint8", "int16"), "quantized SUB has no integer pipeline here"),
     ({"Sigmoid", "Tanh", "Softmax"}, ("int16",), "LiteRT's int16 LOGISTIC / TANH / SOFTMAX are not reproduced"),
     ({"Conv", "Gemm"}, ("int16",), "the int16x8 scheme (int16 activations, int64 bias) is not modelled"),
+    ({"ReduceMean"}, ("int8", "uint8", "int16"), "LiteRT's quantized MEAN (an integer sum and its own "
+     "requantization per kernel set) is not modelled"),
 ]
 
 
