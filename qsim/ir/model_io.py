@@ -89,7 +89,9 @@ class ModelIO:
                 return int(np.shape(v)[0])
         return None
 
-    def model_outputs(self, graph, outputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def model_outputs(self, graph, outputs: Mapping[str, np.ndarray], dequantize_variant=None) -> dict[str, np.ndarray]:
+        """``dequantize_variant``: the runtime's DEQUANTIZE formula (``qsim.numerics.quantize``),
+        applied in the model's layout."""
         from qsim.numerics.quantize import dequantize
 
         result = {}
@@ -98,7 +100,10 @@ class ModelIO:
             want = np.dtype(p.dtype)
             q = graph.quant_params.get(p.tensor)
             if want.kind == "f" and v.dtype.kind in "iu" and q is not None:
-                v = dequantize(v, q)
+                if p.perm and q.axis is None:
+                    v = dequantize(v.transpose(np.argsort(p.perm)), q, dequantize_variant).transpose(p.perm)
+                else:
+                    v = dequantize(v, q, dequantize_variant if q.axis is None else None)
             if v.dtype != want:
                 if want.kind in "iu" and v.dtype.kind == "f":
                     raise QsimError(f"output {p.name!r}: the model returns {want}, the simulation holds "

@@ -32,6 +32,7 @@ import pandas as pd
 from qsim.errors import GraphError, QsimError
 from qsim.ir.graph import Graph
 from qsim.ir.registry import Support, get_op, ops_running_on
+from qsim.numerics.policies import Kernels, PolicyName
 from qsim.numerics.quantize import quantize
 from qsim.sim.executor import check_feeds
 from qsim.sim.int_ops import Fallback
@@ -55,6 +56,17 @@ def _kernels(impl: str):
     raise QsimError(f"unknown impl {impl!r}; known: numba, numpy")
 
 
+def _quantize_feed(value: np.ndarray, q, rt) -> np.ndarray:
+    """The runtime's QuantizeLinear / QUANTIZE formula. LiteRT's optimized QUANTIZE (also XNNPACK's
+    fallback for int16) treats its last ``size % 8`` elements apart, counted in the file's NHWC order."""
+    variant = rt.quantize
+    if variant is Kernels.XNNPACK and rt.policy is PolicyName.XNNPACK and q.fmt.name == "int16":
+        variant = Kernels.TFLITE_OPTIMIZED  # XNNPACK delegates int8 only
+    if variant is Kernels.TFLITE_OPTIMIZED and value.ndim == 4 and q.axis is None:
+        return np.moveaxis(quantize(np.moveaxis(value, 1, -1), q, variant), -1, 1)
+    return quantize(value, q, variant)
+
+
 def _feed(graph: Graph, name: str, value, rt) -> np.ndarray:
     q = graph.quant_params.get(name)
     value = np.asarray(value)
@@ -62,7 +74,7 @@ def _feed(graph: Graph, name: str, value, rt) -> np.ndarray:
     if kind == "int":
         if np.issubdtype(value.dtype, np.integer):
             return value
-        return quantize(value, q, rt.quantize)  # the runtime's QuantizeLinear / QUANTIZE formula
+        return _quantize_feed(value, q, rt)
     if kind == "emulated":
         from qsim.sim.int_float import emulate
         return emulate(value, q)

@@ -104,5 +104,11 @@ def simulate(model, inputs, policy: str | None = None, plan=None, trace: bool = 
     policy = policy or (DEFAULT_POLICY.get(suffix, "onnxruntime") if quantized or plan is None else plan_policy(plan))
     run = run_model(graph, feeds, policy, executor="integer", trace=trace, acc_bits=acc_bits,
                     overflow=overflow, impl=impl)
-    outputs = io.model_outputs(graph, run.outputs) if io is not None else run.outputs
+    if io is not None:
+        from qsim.sim.int_runtime import get_runtime
+
+        deq = get_runtime(policy).dequantize if run.executor == "integer" else None
+        outputs = io.model_outputs(graph, run.outputs, deq)
+    else:
+        outputs = run.outputs
     return (outputs, run.trace) if trace else outputs
