@@ -70,3 +70,29 @@ def test_optimized_tail_is_what_differs():
     x = np.full(13, 1.25, F32)  # 2.5 codes: a tie
     y = quantize(x, tq, "tflite-optimized")
     assert y[:8].tolist() == [2] * 8 and y[8:].tolist() == [3] * 5
+
+
+def _requantize_model(shape, din, qin, dout, qout):
+    bld = T._Builder()
+    x = bld.tensor("x", shape, din, *qin)
+    y = bld.tensor("y", shape, dout, *qout)
+    return bld.model(fb.BuiltinOperator.QUANTIZE, [x], [y], 0, None, version=2)
+
+
+@pytest.mark.parametrize("kernels", list(POLICY))
+@pytest.mark.parametrize("din,dout", [(np.int8, np.int8), (np.int16, np.int8), (np.int16, np.int16), (np.int8, np.int16)])
+@pytest.mark.parametrize("shape", [(1, 31), (2, 16), (1, 3, 5, 3), (1, 2, 3, 9)])
+def test_requantize_per_kernel_set(tmp_path, kernels, din, dout, shape):
+    """QUANTIZE int -> int: the optimized int8 kernel's NEON blocks of 16 and reference tail, and
+    XNNPACK's qs8-vcvt, on several scale ratios (both directions) and zero points."""
+    rng = np.random.default_rng(len(shape) * 7 + shape[-1])
+    info = np.iinfo(din)
+    bad = 0
+    for s_in, ratio in ((3.49e-5, 0.4993), (0.0054619, 0.04044), (0.0158, 0.25), (0.0371, 3.7)):
+        zin = int(rng.integers(-40, 40)) if din == np.int8 else 0
+        zout = 42 if dout == np.int8 else 0
+        x = rng.integers(info.min, info.max + 1, shape).astype(din)
+        model = _requantize_model(shape, din, (F32(s_in), zin), dout, (F32(s_in / ratio), zout))
+        got, want = _run_both(tmp_path, model, x, kernels)
+        bad += int(np.sum(got != want))
+    assert bad == 0
