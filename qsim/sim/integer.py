@@ -86,7 +86,7 @@ def integer_supported(op: str) -> bool:
     return get_op(op).int_kernel is not Support.UNSUPPORTED
 
 
-def _run_node(step: Step) -> tuple[list, str]:
+def _run_node(step: Step, float_nodes=frozenset()) -> tuple[list, str]:
     node = step.node
     opdef = get_op(node.op)
     kernel = opdef.int_kernel
@@ -99,7 +99,7 @@ def _run_node(step: Step) -> tuple[list, str]:
     except GraphError as exc:
         raise step.fail(str(exc)) from None
     values = [t for i, t in enumerate(node.inputs) if i not in opdef.index_inputs] + list(node.outputs)
-    integer = all(kinds[t] == "int" for t in values)
+    integer = all(kinds[t] == "int" for t in values) and node.name not in float_nodes
     if kernel is not Support.FLOAT_ISLAND and integer:
         try:
             return kernel.load()(step), "integer"
@@ -109,8 +109,15 @@ def _run_node(step: Step) -> tuple[list, str]:
 
 
 def run_integer(graph: Graph, feeds: Mapping[str, np.ndarray], policy: str, trace: bool = False,
-                acc_bits: int | None = None, overflow: str = "wrap", impl: str = "numba") -> SimResult:
-    """Execute ``graph`` with the integer arithmetic of ``policy`` (see the module doc)."""
+                acc_bits: int | None = None, overflow: str = "wrap", impl: str = "numba",
+                float_nodes=()) -> SimResult:
+    """Execute ``graph`` with the integer arithmetic of ``policy`` (see the module doc).
+    ``float_nodes``: nodes to run as float islands whatever their kernel (QDQ units onnxruntime
+    leaves unfused, ``qsim.ir.onnx_s8_units``)."""
+    float_nodes = frozenset(float_nodes)
+    names = {n.name for n in graph.nodes()}
+    if not float_nodes <= names:
+        raise QsimError(f"graph {graph.name!r} has no node {sorted(float_nodes - names)[0]!r} to run in float")
     rt = get_runtime(policy)
     kernels = _kernels(impl)
     acc_bits = 32 if acc_bits is None else int(acc_bits)
@@ -121,7 +128,7 @@ def run_integer(graph: Graph, feeds: Mapping[str, np.ndarray], policy: str, trac
     rows = []
     for node in graph.nodes():
         step = Step(graph, node, [env[t] for t in node.inputs], rt, kernels, impl, acc_bits, overflow)
-        outs, mode = _run_node(step)
+        outs, mode = _run_node(step, float_nodes)
         low = high = 0
         for t, value in zip(node.outputs, outs):
             env[t] = value
