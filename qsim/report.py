@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 
 from qsim.errors import QsimError
-from qsim.yamlio import atomic_write
+from qsim.files import atomic_write
 
 TABLE_COLUMNS = ["name", "op", "weight_format", "activation_format", "compute_unit", "macs", "weight_bytes",
                  "output_bytes", "bound", "latency_s", "energy_j", "fused_into"]

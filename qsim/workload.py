@@ -20,6 +20,7 @@ from typing import Any, Mapping
 import networkx as nx
 
 from qsim.errors import GraphError, Problem, QsimError, WorkloadError
+from qsim.files import path_exists
 from qsim.ir.builders import BUILDERS, build
 from qsim.ir.graph import Graph
 from qsim.ir.registry import get_op
@@ -146,8 +147,8 @@ def load_workload(path: str | Path, batch: int | None = None, precision: Any = N
     path = Path(path)
     if path.suffix in (".onnx", ".tflite"):
         return workload_from_model_file(path, batch, precision)
-    data = load_yaml(path)
-    errors = problems(data, WORKLOAD_SCHEMA) + model_problems(data)
+    data = load_yaml(path, check=_workload_problems)
+    errors = _workload_problems(data)
     if errors:
         raise WorkloadError(file=path, problems=errors)
     where = str(path)
@@ -162,6 +163,10 @@ def load_workload(path: str | Path, batch: int | None = None, precision: Any = N
             raise WorkloadError(str(exc), file=where, line=line_of(data, "precision")) from None
     check_plan_matches(plan, graph, where)
     return Workload(data["name"], graph, plan, where, data.get("description", ""))
+
+
+def _workload_problems(data: Any) -> list[Problem]:
+    return problems(data, WORKLOAD_SCHEMA) + model_problems(data)
 
 
 def check_plan_matches(plan: PrecisionPlan, graph: Graph, where: str) -> None:
@@ -181,7 +186,7 @@ def _file_plan_or_fp32(graph: Graph):
 
 
 def workload_from_model_file(path: Path, batch: int | None = None, precision: Any = None) -> Workload:
-    if not path.exists():
+    if not path_exists(path):
         raise QsimError("no such file", file=path)
     graph = build_model({path.suffix[1:]: path.name}, path.stem, path.parent, str(path), batch)
     plan = parse_plan(precision if precision is not None else _file_plan_or_fp32(graph), where="precision")
@@ -194,9 +199,9 @@ WORKLOAD_DIR = shipped_dir("workloads")  # shipped workloads, and their sweep sp
 
 def resolve_workload(name_or_path: str | Path) -> Path:
     path = Path(name_or_path)
-    if path.exists() or path.suffix:
+    if path_exists(path) or path.suffix:
         return path
     shipped = WORKLOAD_DIR / f"{name_or_path}.yaml"
-    if shipped.exists():
+    if path_exists(shipped):
         return shipped
     return path

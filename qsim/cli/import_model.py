@@ -23,7 +23,7 @@ def _cmd_import(args) -> int:
 
     from qsim.precision import plan_spec
     from qsim.workload import workload_from_model_file
-    from qsim.yamlio import atomic_write
+    from qsim.files import atomic_write
 
     src, out = Path(args.model), Path(args.output)
     if src.suffix not in (".onnx", ".tflite"):

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from qsim.errors import Problem, QsimError, SweepError
+from qsim.files import path_exists
 from qsim.hw.profile import apply_overrides, check_profile_data, resolve_profile_path
 from qsim.precision import parse_plan
 from qsim.schema import problems as schema_problems
@@ -63,9 +64,9 @@ class _Checker:
         if label in self.workloads:
             return True
         path = resolve_workload(label)
-        if not path.exists() and not Path(label).is_absolute() and (self.base / label).exists():
+        if not path_exists(path) and not Path(label).is_absolute() and path_exists(self.base / label):
             path = self.base / label  # a path relative to the spec file
-        if not path.exists():
+        if not path_exists(path):
             shipped = ", ".join(sorted(p.stem for p in WORKLOAD_DIR.glob("*.yaml")))
             self.error(line, key, f"no workload file {label!r} and no shipped workload of that name "
                                   f"(shipped: {shipped})")
@@ -86,7 +87,7 @@ class _Checker:
             return True
         try:
             path = resolve_profile_path(label)
-            if not path.exists() and (self.base / label).exists():
+            if not path_exists(path) and path_exists(self.base / label):
                 path = self.base / label
             data = load_yaml(path)
             check_profile_data(data, str(path))
@@ -215,12 +216,13 @@ def load_spec(spec: str | Path | Mapping | SweepSpec) -> SweepSpec:
         data, source, base = copy.deepcopy(spec), "<sweep spec>", Path.cwd()
     else:
         path = Path(spec)
-        if not path.exists() and not path.suffix and (WORKLOAD_DIR.resolve() / "sweeps" / f"{spec}.yaml").exists():
-            path = WORKLOAD_DIR.resolve() / "sweeps" / f"{spec}.yaml"  # a shipped sweep's name
+        shipped = WORKLOAD_DIR.resolve() / "sweeps" / f"{spec}.yaml"
+        if not path_exists(path) and not path.suffix and path_exists(shipped):
+            path = shipped  # a shipped sweep's name
         try:
-            data = load_yaml(path)
+            data = load_yaml(path, check=lambda d: schema_problems(d, SPEC_SCHEMA))
         except QsimError as exc:
-            raise SweepError(str(exc)) from None
+            raise exc.retyped(SweepError) from None
         source, base = str(path), path.parent
     errors = schema_problems(data, SPEC_SCHEMA)
     _raise(source, errors)
