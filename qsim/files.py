@@ -53,19 +53,19 @@ def check_output_file(path: str | Path, flag: str = "") -> Path:
     where = f"{flag} {path}" if flag else str(path)
     if len(path.name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
         raise OutputError(f"the file name is too long ({len(path.name)} characters; at most {MAX_NAME_BYTES} bytes)",
-                          file=_short(where))
+                          file=short_path(where))
     try:
         st = os.lstat(path)
     except FileNotFoundError:
         return path
     except (OSError, ValueError) as exc:
-        raise OutputError(f"cannot write here: {_reason(exc)}", file=_short(where)) from None
+        raise OutputError(f"cannot write here: {_reason(exc)}", file=short_path(where)) from None
     if stat.S_ISLNK(st.st_mode):
         raise OutputError("is a symbolic link; qsim does not write through links (give the link's target or "
-                          "another name)", file=_short(where))
+                          "another name)", file=short_path(where))
     kind = _kind(st.st_mode)
     if kind is not None:
-        raise OutputError(f"is {kind}, not a file; give a file name", file=_short(where))
+        raise OutputError(f"is {kind}, not a file; give a file name", file=short_path(where))
     return path
 
 
@@ -75,30 +75,34 @@ def check_output_dir(path: str | Path, flag: str = "") -> Path:
     path = Path(path)
     where = f"{flag} {path}" if flag else str(path)
     if any(len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES for part in path.parts):
-        raise OutputError(f"a folder name is too long (at most {MAX_NAME_BYTES} bytes)", file=_short(where))
+        raise OutputError(f"a folder name is too long (at most {MAX_NAME_BYTES} bytes)", file=short_path(where))
     try:
         st = os.stat(path)
     except FileNotFoundError:
         return path
     except (OSError, ValueError) as exc:
-        raise OutputError(f"cannot write here: {_reason(exc)}", file=_short(where)) from None
+        raise OutputError(f"cannot write here: {_reason(exc)}", file=short_path(where)) from None
     if not stat.S_ISDIR(st.st_mode):
-        raise OutputError(f"is {_kind(st.st_mode) or 'a file'}, not a folder", file=_short(where))
+        raise OutputError(f"is {_kind(st.st_mode) or 'a file'}, not a folder", file=short_path(where))
     return path
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
+def atomic_write(path: str | Path, write: Callable[[Path], object], durable: bool = False) -> None:
     """Call ``write(tmp_path)``, then rename the result over ``path``. Refuses targets that are not
-    regular files (``check_output_file``); any OSError while writing is one OutputError line."""
+    regular files (``check_output_file``); any OSError while writing is one OutputError line.
+    ``durable``: the data reaches the disk (fsync) before the name does (a store that resumes)."""
     path = check_output_file(path)
     tmp = path.with_name(_TMP_FORMAT.format(name=path.name, pid=os.getpid()))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write(tmp)
+        if durable:
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
         check_output_file(path)  # it may have become a link or a device while we wrote
         os.replace(tmp, path)
     except OSError as exc:
-        raise OutputError(f"cannot write: {_reason(exc)}", file=_short(str(path))) from None
+        raise OutputError(f"cannot write: {_reason(exc)}", file=short_path(str(path))) from None
     finally:
         try:
             tmp.unlink(missing_ok=True)
@@ -117,6 +121,7 @@ def _reason(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
-def _short(text: str, limit: int = 120) -> str:
+def short_path(text: str | Path, limit: int = 120) -> str:
     """A path for a one-line message: very long ones are cut in the middle."""
+    text = str(text)
     return text if len(text) <= limit else f"{text[:limit // 2]}...{text[-limit // 2:]}"

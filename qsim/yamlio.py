@@ -17,7 +17,7 @@ from typing import Any, Callable
 import yaml
 
 from qsim.errors import Problem, QsimError
-from qsim.files import atomic_write  # noqa: F401  (its old home: kept importable)
+from qsim.files import atomic_write, short_path  # noqa: F401  (atomic_write: its old home, kept importable)
 
 
 class LocatedDict(dict):
@@ -147,7 +147,7 @@ def _read_text(path: Path) -> str:
         raw = path.read_bytes()
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
-        raise QsimError(f"cannot read: {reason}", file=path) from None
+        raise QsimError(f"cannot read: {reason}", file=short_path(path)) from None
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -13,7 +13,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from qsim.errors import Problem, ProfileError, QsimError
-from qsim.files import path_exists
+from qsim.files import path_exists, short_path
 from qsim.hw import energy
 from qsim.hw.stack_profile import PROFILE_STACK_KEYS, Stack, build_stack, stack_errors
 from qsim.numerics.policies import PolicyName
@@ -236,7 +236,7 @@ def resolve_profile_path(name_or_path: str | Path) -> Path:
     if path_exists(shipped):
         return shipped
     known = ", ".join(sorted(p.stem for p in PROFILE_DIR.glob("*.yaml")))
-    raise QsimError(f"no profile file {str(path)!r} and no shipped profile of that name (shipped: {known})")
+    raise QsimError(f"no profile file {short_path(path)!r} and no shipped profile of that name (shipped: {known})")
 
 
 def load_profile(name_or_path: str | Path, overrides: Mapping[str, Any] | None = None) -> Profile:
