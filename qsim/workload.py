@@ -190,7 +190,10 @@ def load_workload(path: str | Path, batch: int | None = None, precision: Any = N
         if set(params) - {"batch"}:
             raise WorkloadError(f"--set {sorted(set(params) - {'batch'})[0]}: a model file takes only batch", file=path)
         return workload_from_model_file(path, params.get("batch", batch), precision)
-    data = load_yaml(path, check=_workload_problems)
+    try:
+        data = load_yaml(path, check=_workload_problems)  # duplicate keys and schema problems in one error
+    except QsimError as exc:
+        raise exc.retyped(WorkloadError) from None
     data, origins = set_params(data, params) if params else (data, {})
     errors = [replace(p, file=origins[p.key], line=None) if p.key in origins else p for p in _workload_problems(data)]
     if errors:
