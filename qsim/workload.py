@@ -181,20 +181,21 @@ def _shown(value: Any) -> str:
 
 
 def load_workload(path: str | Path, batch: int | None = None, precision: Any = None,
-                  params: Mapping[str, Any] | None = None) -> Workload:
+                  params: Mapping[str, Any] | None = None, origin: str = "--set") -> Workload:
     """Read a workload YAML (or an .onnx / .tflite model file directly). ``params`` replace the
     file's ``batch``, ``seq`` or builder parameters (``--set``) and pass the same checks."""
     path = Path(path)
     params = dict(params or {})
     if path.suffix in (".onnx", ".tflite"):
         if set(params) - {"batch"}:
-            raise WorkloadError(f"--set {sorted(set(params) - {'batch'})[0]}: a model file takes only batch", file=path)
+            raise WorkloadError(f"{origin} {sorted(set(params) - {'batch'})[0]}: a model file takes only batch",
+                                file=path)
         return workload_from_model_file(path, params.get("batch", batch), precision)
     try:
         data = load_yaml(path, check=_workload_problems)  # duplicate keys and schema problems in one error
     except QsimError as exc:
         raise exc.retyped(WorkloadError) from None
-    data, origins = set_params(data, params) if params else (data, {})
+    data, origins = set_params(data, params, origin) if params else (data, {})
     errors = [replace(p, file=origins[p.key], line=None) if p.key in origins else p for p in _workload_problems(data)]
     if errors:
         raise WorkloadError(file=path, problems=errors)

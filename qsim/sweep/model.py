@@ -35,6 +35,7 @@ class SweepSpec:
     lines: Mapping[str, int] = field(default_factory=dict)  # top-level key -> line, for later errors
     max_points: int | None = None  # the spec's own cap on its point count (see qsim.sweep.points)
     counted: tuple = ()  # (points, cap) counted while loading; points > cap means "more than cap"
+    params: Mapping[str, tuple] = field(default_factory=dict)  # workload parameter -> values (product mode)
 
     @cached_property  # computed once per process: workers compare it on every point
     def fingerprint(self) -> str:
@@ -49,6 +50,7 @@ class Point:
     axes: Mapping[str, Any]  # column -> effective value, for the result table
     overrides: Mapping[str, Any]  # dotted profile key -> value actually applied
     batch: int | None  # the batch to build the workload at; None keeps the workload's own
+    params: Mapping[str, Any] = field(default_factory=dict)  # workload parameters (seq, context, ...) set
 
 
 def plain(value: Any) -> Any:

@@ -170,3 +170,31 @@ def test_five_thousand_character_names_are_one_line(capsys):
     for args in (["run", long, "--hw", "iot"], ["run", "resnet50", "--hw", long],
                  ["run", "resnet50", "--hw", "iot", "--out", f"{long}.csv"]):
         assert len(error_of(capsys, *args)) < 400
+
+
+def test_workload_parameters_are_sweep_axes(capsys, tmp_path):
+    import pandas as pd
+
+    spec = tmp_path / "ctx.yaml"
+    spec.write_text("name: ctx\nworkloads: [llama7b_decode]\nprecisions: [w4a16]\nprofiles: [cloud]\n"
+                    "params: {context: [1023, 4095]}\n")
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "out"), "--workers", "1", "--no-progress"]) == 0
+    df = pd.read_csv(tmp_path / "out" / "results.csv").sort_values("context")
+    assert list(df["context"]) == [1023, 4095]
+    assert list(df["state_bytes"]) == [1024 * KV_BYTES_PER_POSITION, 4096 * KV_BYTES_PER_POSITION]
+    assert len(set(df["point_id"])) == 2
+
+
+def test_bad_sweep_parameters_name_the_spec_line_and_workload(capsys, tmp_path):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("name: bad\nprecisions: [int8]\npoints:\n"
+                    "  - {workload: bert_base, precision: int8, profile: cloud, params: {seq: 384}}\n"
+                    "  - {workload: bert_base, precision: int8, profile: cloud, params: {seq: 600}}\n"
+                    "  - {workload: bert_base, precision: int8, profile: cloud, params: {latency_s: 1}}\n")
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"{spec}:5: points[1].params.seq: workload 'bert_base': params: seq=600: seq: 600 is beyond the " \
+           "model's 512 positions (max_positions)" in err
+    assert f"{spec}:6: points[2].params.latency_s: 'latency_s' is a column of the results; it cannot be a " \
+           "parameter" in err
+    assert "Traceback" not in err and not (tmp_path / "out").exists()
