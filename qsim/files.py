@@ -54,12 +54,9 @@ def check_output_file(path: str | Path, flag: str = "") -> Path:
     if len(path.name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
         raise OutputError(f"the file name is too long ({len(path.name)} characters; at most {MAX_NAME_BYTES} bytes)",
                           file=short_path(where))
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
+    st = _stat(path, where, os.lstat)
+    if st is None:
         return path
-    except (OSError, ValueError) as exc:
-        raise OutputError(f"cannot write here: {_reason(exc)}", file=short_path(where)) from None
     if stat.S_ISLNK(st.st_mode):
         raise OutputError("is a symbolic link; qsim does not write through links (give the link's target or "
                           "another name)", file=short_path(where))
@@ -76,15 +73,23 @@ def check_output_dir(path: str | Path, flag: str = "") -> Path:
     where = f"{flag} {path}" if flag else str(path)
     if any(len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES for part in path.parts):
         raise OutputError(f"a folder name is too long (at most {MAX_NAME_BYTES} bytes)", file=short_path(where))
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
+    st = _stat(path, where, os.stat)
+    if st is None:
         return path
-    except (OSError, ValueError) as exc:
-        raise OutputError(f"cannot write here: {_reason(exc)}", file=short_path(where)) from None
     if not stat.S_ISDIR(st.st_mode):
         raise OutputError(f"is {_kind(st.st_mode) or 'a file'}, not a folder", file=short_path(where))
     return path
+
+
+def _stat(path: Path, where: str, how) -> os.stat_result | None:
+    """``how(path)`` (os.stat or os.lstat); None where nothing exists yet; any other failure (a
+    parent that is a file, no permission to look) is one OutputError line."""
+    try:
+        return how(path)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise OutputError(f"cannot write here: {_reason(exc)}", file=short_path(where)) from None
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], object], durable: bool = False) -> None:
