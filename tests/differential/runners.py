@@ -18,6 +18,7 @@ from qsim.errors import QsimError
 
 from . import _contract_shim
 
+ort.set_default_logger_severity(3)  # no warnings from the sessions quantize_static opens
 ORT_LEVELS = {"all": "ORT_ENABLE_ALL", "none": "ORT_DISABLE_ALL"}
 # LiteRT kernel set -> (its op resolver, the qsim policy that claims to equal it)
 LITERT_KERNELS = {"reference": ("BUILTIN_REF", "tflite-reference"),

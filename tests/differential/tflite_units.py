@@ -3,17 +3,13 @@ int8 weights, int64 bias), written with the project's own writer (``TfliteWriter
 tests/unit/_model_files.py). ``TFLITE_UNITS``: op name -> builder(Gen) -> TfliteModel."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 
+from . import _paths  # noqa: F401  (tests/unit on sys.path)
 from .gen import Gen
-
-_UNIT = str(Path(__file__).resolve().parents[1] / "unit")
-if _UNIT not in sys.path:
-    sys.path.insert(0, _UNIT)
-from _model_files import TfliteWriter  # noqa: E402
+from _model_files import TfliteWriter  # noqa: E402  (the project's .tflite writer)
 
 ACT = {"NONE": 0, "RELU": 1, "RELU6": 3}
 
