@@ -64,15 +64,23 @@ def _np_name(dt: np.dtype) -> str:
     return {"float8_e4m3fn": "float8e4m3fn", "float8_e5m2": "float8e5m2"}.get(name, name)
 
 
+_QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "QGemm", "QLinearAdd",
+                  "QLinearMul", "MatMulInteger", "ConvInteger", "DynamicQuantizeLinear"}
+
+
 def classify_inputs(model: onnx.ModelProto) -> set[str]:
     """Graph inputs that carry data; the others are weights given by shape (weightless export).
 
     A graph input is data when it reaches, through shape-only ops and full-size elementwise
     operands, a graph output or an input that is neither a parameter position nor a broadcast
     operand. A weight reaches only Conv/Gemm/BatchNormalization parameters, MatMul's B, or the
-    small operand of a broadcasting Mul/Add (a per-channel scale)."""
+    small operand of a broadcasting Mul/Add (a per-channel scale). A quantized model carries its
+    weights (their scales must be known), so there every graph input that is not an initializer is
+    data: two broadcast operands are two inputs, not a weight."""
     gp = model.graph
     initializers = {t.name for t in gp.initializer}
+    if any(n.op_type in _QUANTIZED_OPS for n in gp.node):
+        return {i.name for i in gp.input if i.name not in initializers}
     outputs = {o.name for o in gp.output}
     consumers: dict[str, list[onnx.NodeProto]] = {}
     for n in gp.node:

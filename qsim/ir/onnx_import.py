@@ -13,12 +13,14 @@ from __future__ import annotations
 import os
 from typing import Callable, NamedTuple
 
+import numpy as np
 import onnx
 
 from qsim.errors import GraphError, QsimError
 from qsim.ir import onnx_ops as F
 from qsim.ir import onnx_qops as Q
 from qsim.ir.graph import Graph
+from qsim.ir.model_io import ModelIO, Port
 from qsim.ir.onnx_context import Context, classify_inputs
 from qsim.ir.onnx_fold import FOLDERS
 from qsim.ir.onnx_plan import plan_from_graph
@@ -136,11 +138,18 @@ def _fix_batch(model: onnx.ModelProto, data_inputs: set[str], batch: int | None,
 
 def load_onnx(path: str | os.PathLike, batch: int | None = None) -> Graph:
     """Import an ONNX model (float, weightless, QDQ or QOperator) into a validated Graph."""
+    return load_onnx_io(path, batch)[0]
+
+
+def load_onnx_io(path: str | os.PathLike, batch: int | None = None) -> tuple[Graph, ModelIO]:
+    """``load_onnx`` and the file's own inputs and outputs mapped onto the graph (``ModelIO``)."""
     path = str(path)
     if batch is not None and batch <= 0:
         raise QsimError(f"{path}: batch must be positive, got {batch}")
     model = _infer(_read(path), path)
     data = classify_inputs(model)
+    symbolic_batch = {i.name for i in model.graph.input if i.name in data and i.type.tensor_type.shape.dim
+                      and not i.type.tensor_type.shape.dim[0].HasField("dim_value")}
     batch_from = _fix_batch(model, data, batch, path)
     if batch_from is not None or batch is not None:
         model = _infer(model, path)
@@ -161,7 +170,19 @@ def load_onnx(path: str | os.PathLike, batch: int | None = None) -> Graph:
             g.mark_output(tensor)
     order = [i.name for i in model.graph.input]
     g.inputs.sort(key=lambda t: order.index(t) if t in order else len(order))
-    return g.validate()
+    return g.validate(), _model_io(model, ctx, symbolic_batch)
+
+
+def _model_io(model: onnx.ModelProto, ctx: Context, symbolic_batch: set[str]) -> ModelIO:
+    def port(vi, tensor):
+        shape = ctx.g.tensor(tensor).shape
+        if vi.name in symbolic_batch:
+            shape = (None,) + tuple(shape[1:])
+        elem = vi.type.tensor_type.elem_type
+        return Port(vi.name, tensor, np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem)).name, tuple(shape))
+
+    inputs = tuple(port(i, i.name) for i in model.graph.input if i.name in ctx.g.inputs)
+    return ModelIO(inputs, tuple(port(o, ctx.alias[o.name]) for o in model.graph.output))
 
 
 def _check_supported(nodes: list[onnx.NodeProto], path: str) -> None:

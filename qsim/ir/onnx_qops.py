@@ -140,6 +140,9 @@ def _quant_of(ctx: Context, name: str) -> TensorQuant:
 
 
 def _output(ctx: Context, node, s: int | None, z: int | None, dtype: str | None = None) -> TensorQuant | None:
+    if dtype == "int32":  # MatMulInteger / ConvInteger: the int32 accumulator itself (scale 1)
+        ctx.out_types[node.output[0]] = dtype
+        return TensorQuant(np.float32(1.0), np.int32(0), "int32")
     if s is None or len(node.input) <= s or not node.input[s]:
         ctx.out_types[node.output[0]] = dtype or "float32"
         return None

@@ -15,12 +15,15 @@ from __future__ import annotations
 import os
 from typing import Callable
 
+import numpy as np
+
 from qsim.errors import GraphError, QsimError
 from qsim.ir.graph import Graph
+from qsim.ir.model_io import ModelIO, Port
 from qsim.ir.tflite_context import NHWC_TO_NCHW, TfliteContext, _ints, _text, schema
 from qsim.ir.tflite_ops import TFLITE_OPS
 
-__all__ = ["load_tflite", "TFLITE_OPS", "NHWC_TO_NCHW"]
+__all__ = ["load_tflite", "load_tflite_io", "TFLITE_OPS", "NHWC_TO_NCHW"]
 
 
 def _read(path: str):
@@ -43,6 +46,12 @@ def _read(path: str):
 
 def load_tflite(path: str | os.PathLike) -> Graph:
     """Import subgraph 0 of a .tflite model into a validated Graph."""
+    return load_tflite_io(path)[0]
+
+
+def load_tflite_io(path: str | os.PathLike) -> tuple[Graph, ModelIO]:
+    """``load_tflite`` and the file's own inputs and outputs (NHWC, the file's dtypes) mapped onto
+    the graph (``ModelIO``): what LiteRT's interpreter takes and returns."""
     path = str(path)
     model, data = _read(path)
     name = _text(model.subgraphs[0].name) or os.path.splitext(os.path.basename(path))[0]
@@ -64,4 +73,14 @@ def load_tflite(path: str | os.PathLike) -> Graph:
             raise GraphError(f"{path}: graph output {ctx.names[i]!r} is not produced")
         if ctx.alias[i] not in ctx.g.outputs:
             ctx.g.mark_output(ctx.alias[i])
-    return ctx.g.validate()
+    return ctx.g.validate(), _model_io(ctx)
+
+
+def _model_io(ctx: TfliteContext) -> ModelIO:
+    def port(i: int) -> Port:
+        shape = ctx.shape(i)
+        return Port(ctx.names[i], ctx.alias[i], np.dtype(ctx.dtype(i)).name, shape,
+                    NHWC_TO_NCHW if len(shape) == 4 else None)
+
+    inputs = tuple(port(i) for i in _ints(ctx.sub.inputs) if i in ctx.alias)
+    return ModelIO(inputs, tuple(port(i) for i in _ints(ctx.sub.outputs)))

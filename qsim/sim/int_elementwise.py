@@ -5,10 +5,16 @@ LiteRT and XNNPACK kernels come from ``qsim.kernels.elementwise`` (numba twins i
 ``elementwise_jit``); the onnxruntime ones are here:
 
 * ``ort_add``: MLAS ``MlasQLinearAddKernelAvx2Helper`` (x86-64 with AVX2, used on AVX-512 machines
-  too): ratios ``rA = fp32(sA / sC)``, ``rB = fp32(sB / sC)``, a fixed part
-  ``fp32(zC - (rA * zA + rB * zB))``, then ``fma(a, rA, fma(b, rB, fixed))`` on the stored integers,
-  ``cvtps`` (ties to even) and saturating packs. Checked against onnxruntime 1.32 on every uint8
-  (a, b) pair for five scale sets (tests/sim/test_integer_onnx.py checks it end to end).
+  too), as GCC compiles it (it contracts ``x * y + z`` into one FMA): ratios ``rA = fp32(sA / sC)``,
+  ``rB = fp32(sB / sC)``, a fixed part ``fp32(zC - fma(rA, zA, fp32(rB * zB)))``, then
+  ``fma(a, rA, fma(b, rB, fixed))`` on the stored integers, ``cvtps`` (ties to even; out of range:
+  INT32_MIN) and saturating packs. Broadcasting: onnxruntime's broadcaster calls the kernel per
+  span; where the innermost broadcast dimension makes A the scalar, QLinearAdd passes the span as A
+  and the scalar as B, so the two operands swap roles in the formula above (a scalar B folds as
+  ``fma(b, rB, fixed)``, which is the same-shape formula). Checked on every uint8 (a, b) pair for
+  several scale sets, same shape and both broadcast directions (tests/sim/test_ort_elementwise.py).
+* ``ort_mul``: MLAS ``MlasQLinearMulKernel`` (SSE2 build, no contraction): ``(a - zA) * (b - zB)``
+  in int32, ``cvtps(fp32(fp32(acc) * fp32(fp32(sA * sB) / sC)) + fp32(zC))``, then saturating packs.
 * ``ort_softmax``: contrib ``QLinearSoftmax``: a 256-entry fp32 table
   ``exp((i - 255 + shift) * s_in)`` computed in double, with ``shift = max(0, log(FLT_MAX / D) - 5)
   / s_in``; per row an fp32 sum in order, ``nearbyintf(e * floor(1 / s_out) / sum) + zp``.
@@ -20,6 +26,7 @@ import math
 import numpy as np
 
 import qsim.kernels.elementwise as ew
+from qsim.numerics.requant_ref import fma_f32
 from qsim.sim.int_common import (Step, activation_range, int_range, scalar_scale, scalar_zp, storage,
                                  to_storage)
 from qsim.sim.int_ops import Fallback
@@ -28,18 +35,46 @@ _F32 = np.float32
 
 
 def ort_add_params(sa, za, sb, zb, sc, zc) -> tuple[np.float32, np.float32, np.float32]:
+    """(rA, rB, fixed) of MLAS's QLinearAdd, with the compiler's FMA in the fixed part."""
     ra, rb = _F32(_F32(sa) / _F32(sc)), _F32(_F32(sb) / _F32(sc))
-    return ra, rb, _F32(_F32(zc) - _F32(_F32(ra * _F32(za)) + _F32(rb * _F32(zb))))
+    return ra, rb, _F32(_F32(zc) - fma_f32(ra, _F32(za), _F32(rb * _F32(zb))))
+
+
+def ort_scalar_a(shape_a, shape_b) -> bool:
+    """Whether onnxruntime's broadcaster runs QLinearAdd/Mul with A as the scalar of each span: the
+    innermost output dimension larger than 1 broadcasts A (and not B)."""
+    nd = max(len(shape_a), len(shape_b))
+    sa, sb = (1,) * (nd - len(shape_a)) + tuple(shape_a), (1,) * (nd - len(shape_b)) + tuple(shape_b)
+    for da, db in zip(reversed(sa), reversed(sb)):
+        if max(da, db) > 1:
+            return da == 1 and db > 1
+    return False
+
+
+def _cvtps_epi32(t: np.ndarray) -> np.ndarray:
+    """x86 ``cvtps2dq``: round half to even; NaN and values outside int32 give INT32_MIN."""
+    t = np.asarray(t, np.float64)
+    ok = np.abs(t) < 2.0 ** 31
+    return np.where(ok, np.rint(np.where(ok, t, 0.0)), -2.0 ** 31).astype(np.int64)
 
 
 def ort_add(a, b, sa, za, sb, zb, sc, zc, qmin, qmax) -> np.ndarray:
+    if ort_scalar_a(np.shape(a), np.shape(b)):
+        a, sa, za, b, sb, zb = b, sb, zb, a, sa, za
     ra, rb, fixed = ort_add_params(sa, za, sb, zb, sc, zc)
-    a, b = np.broadcast_arrays(np.asarray(a), np.asarray(b))
-    # fma on float64: the products of 8/16-bit integers by fp32 ratios are exact in double, so
-    # one rounding to fp32 afterwards is the fused multiply-add's single rounding.
-    t = (b.astype(np.float64) * np.float64(rb) + np.float64(fixed)).astype(_F32)
-    t = (a.astype(np.float64) * np.float64(ra) + t.astype(np.float64)).astype(_F32)
-    return np.clip(np.rint(t), qmin, qmax).astype(np.int64)
+    a, b = (np.asarray(v).astype(_F32) for v in np.broadcast_arrays(np.asarray(a), np.asarray(b)))
+    t = fma_f32(a, ra, fma_f32(b, rb, fixed))
+    return np.clip(_cvtps_epi32(t), qmin, qmax)
+
+
+def ort_mul_ratio(sa, sb, sc) -> np.float32:
+    return _F32(_F32(_F32(sa) * _F32(sb)) / _F32(sc))
+
+
+def ort_mul(a, b, sa, za, sb, zb, sc, zc, qmin, qmax) -> np.ndarray:
+    acc = (np.asarray(a).astype(np.int64) - int(za)) * (np.asarray(b).astype(np.int64) - int(zb))
+    t = (acc.astype(_F32) * ort_mul_ratio(sa, sb, sc)).astype(_F32) + _F32(zc)
+    return np.clip(_cvtps_epi32(t.astype(_F32)), qmin, qmax)
 
 
 def ort_softmax_table(s_in: float, d: int, signed: bool) -> np.ndarray:
@@ -100,10 +135,10 @@ def _binary(step: Step, op: str):
          scalar_scale(step, yq, "the output"), scalar_zp(step, yq, "the output"))
     shape = np.broadcast_shapes(np.shape(a), np.shape(b))
     if family == "ort":
-        if step.impl == "numba" and np.shape(a) == np.shape(b):
-            from qsim.sim.int_fast import ort_add as fast_add
-            return [fast_add(a, b, *ort_add_params(*p), lo, hi, storage(yq))]
-        return [to_storage(ort_add(a, b, *p, lo, hi), yq)]
+        if step.impl == "numba":
+            from qsim.sim.int_fast import ort_binary
+            return [ort_binary(op, a, b, p, lo, hi, storage(yq))]
+        return [to_storage((ort_add if op == "add" else ort_mul)(a, b, *p, lo, hi), yq)]
     same_shape = np.shape(a) == np.shape(b)
     mod = ew
     if step.impl == "numba" and same_shape:

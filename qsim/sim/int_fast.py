@@ -13,6 +13,7 @@ from numba import njit
 
 from qsim.numerics import get_policy
 from qsim.numerics.multipliers import float32_multiplier
+from qsim.numerics.requant_jit import _fma_f32
 
 
 @njit(cache=True)
@@ -60,16 +61,41 @@ def requantize_f32(policy: str, acc: np.ndarray, s_in, s_w, s_out, zp: int, lo: 
 
 @njit(cache=True)
 def _ort_add(a, b, ra, rb, fixed, lo, hi, out):
-    """``int_elementwise.ort_add`` on flat same-size arrays (same float64-emulated FMAs)."""
+    """``int_elementwise.ort_add`` on flat same-size arrays (operands already in MLAS's order)."""
     for i in range(a.size):
-        t = np.float32(np.float64(b[i]) * rb + fixed)
-        t = np.float32(np.float64(a[i]) * ra + np.float64(t))
-        v = np.rint(t)
+        v = _cvtps_epi32(_fma_f32(np.float32(a[i]), ra, _fma_f32(np.float32(b[i]), rb, fixed)))
         out[i] = lo if v < lo else (hi if v > hi else v)
 
 
-def ort_add(a, b, ra, rb, fixed, lo: int, hi: int, dtype) -> np.ndarray:
-    out = np.empty(a.shape, dtype=dtype)
-    _ort_add(np.ascontiguousarray(a).reshape(-1), np.ascontiguousarray(b).reshape(-1), np.float64(ra),
-             np.float64(rb), np.float64(fixed), lo, hi, out.reshape(-1))
-    return out
+@njit(cache=True)
+def _ort_mul(a, b, za, zb, ratio, zc, lo, hi, out):
+    """``int_elementwise.ort_mul`` on flat same-size arrays."""
+    for i in range(a.size):
+        acc = (np.int64(a[i]) - za) * (np.int64(b[i]) - zb)
+        v = _cvtps_epi32(np.float32(np.float32(np.float32(acc) * ratio) + zc))
+        out[i] = lo if v < lo else (hi if v > hi else v)
+
+
+@njit(cache=True)
+def _cvtps_epi32(t):
+    if abs(t) < 2.0 ** 31:
+        return np.int64(np.rint(t))
+    return np.int64(-2 ** 31)
+
+
+def ort_binary(op: str, a, b, params, lo: int, hi: int, dtype) -> np.ndarray:
+    """onnxruntime's QLinearAdd / QLinearMul (see ``int_elementwise``), broadcast like the runtime."""
+    from qsim.sim.int_elementwise import ort_add_params, ort_mul_ratio, ort_scalar_a
+
+    sa, za, sb, zb, sc, zc = params
+    if op == "add" and ort_scalar_a(np.shape(a), np.shape(b)):
+        a, sa, za, b, sb, zb = b, sb, zb, a, sa, za
+    shape = np.broadcast_shapes(np.shape(a), np.shape(b))
+    a, b = (np.ascontiguousarray(np.broadcast_to(v, shape)).reshape(-1) for v in (a, b))
+    out = np.empty(a.size, dtype=dtype)
+    if op == "add":
+        ra, rb, fixed = ort_add_params(sa, za, sb, zb, sc, zc)
+        _ort_add(a, b, ra, rb, fixed, lo, hi, out)
+    else:
+        _ort_mul(a, b, int(za), int(zb), ort_mul_ratio(sa, sb, sc), np.float32(zc), lo, hi, out)
+    return out.reshape(shape)

@@ -27,6 +27,8 @@ class Fallback(Exception):
 def _requant(step: Step, policy: str, acc, s_in, s_w, yq, axis: int, bias=None) -> np.ndarray:
     lo, hi = activation_range(step, yq)
     step.bounds[step.node.outputs[0]] = (lo, hi)
+    if _is_accumulator(yq, s_in, s_w) and bias is None:  # MatMulInteger / ConvInteger: no requantization
+        return np.asarray(acc).astype(np.int32)
     if step.impl == "numba" and int_fast.applies(policy, bias):
         return int_fast.requantize_f32(policy, acc, s_in, s_w, scalar_scale(step, yq, "the output"),
                                        scalar_zp(step, yq, "the output"), lo, hi, axis, storage(yq))
@@ -37,6 +39,13 @@ def _requant(step: Step, policy: str, acc, s_in, s_w, yq, axis: int, bias=None) 
     except ValueError as exc:  # an accumulator wider than the policy's int32 (acc_bits > 32)
         raise step.fail(str(exc)) from None
     return to_storage(y, yq)
+
+
+def _is_accumulator(yq, s_in, s_w) -> bool:
+    """An int32 output of scale 1 (zero point 0) from operands of scale 1: the accumulator itself,
+    exact at any magnitude (a float32 multiplier of 1 would round it beyond 2^24)."""
+    return (yq.dtype == "int32" and np.all(yq.scale == 1) and np.all(yq.zero_point == 0)
+            and np.all(np.asarray(s_in) == 1) and np.all(np.asarray(s_w) == 1))
 
 
 def _weight_int(step: Step, role: str):

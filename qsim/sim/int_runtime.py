@@ -46,9 +46,9 @@ RUNTIMES: dict[str, Runtime] = {
     # onnxruntime MLAS: QLinearConv/QGemm/QLinearMatMul fp32 requantization, QLinearAdd (AVX2 fp32
     # FMA kernel), QLinearSoftmax, QLinearAveragePool and QLinearGlobalAveragePool. QLinearSigmoid
     # (a table of MLAS's logistic) and QLinearConcat run as float islands: they matched on every
-    # code tested; QLinearMul as a float island is unverified.
+    # code tested. QLinearMul: MLAS SSE2 kernel (int_elementwise.ort_mul).
     "onnxruntime": Runtime("onnxruntime", "onnxruntime", "onnxruntime", "onnxruntime", "onnxruntime",
-                           "ort", "float", "ort", "float", "ort", "onnx"),
+                           "ort", "ort", "ort", "float", "ort", "onnx"),
     # LiteRT reference kernels (BUILTIN_REF).
     "tflite-reference": _tflite("tflite-reference", "tflite-reference", "tflite-reference",
                                 "litert-fc-reference", "tflite-reference", "tflite"),

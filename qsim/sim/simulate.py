@@ -2,7 +2,8 @@
 
     simulate(model, inputs, policy=None, plan=None, trace=False)
 
-``model`` is a Graph, a Workload, or a path (.onnx, .tflite, workload .yaml). What runs:
+``model`` is a path (.onnx, .tflite, workload .yaml), a Graph or a Workload. What runs
+(``qsim.sim.pipeline``):
 
 * an already-quantized model (its tensors carry quantization parameters): the integer executor
   with the file's parameters unchanged, under ``policy``; the default policy follows the file type
@@ -13,11 +14,19 @@
   executor (default policy ``onnxruntime``: quantize_graph produces onnxruntime's QDQ
   representation). fp8 / MX tensors are value-emulated (see ``qsim.sim.int_float``).
 
-``inputs``: a dict input name -> array, or one array for a single-input model, in the graph's
-layout (the TFLite importer's graphs are NCHW). A float array for a quantized input is quantized
-with the runtime's formula; an integer array is taken as the stored codes. Returns a dict output
-name -> array (integer codes in the runtime's storage type for quantized outputs), or
-``(outputs, trace)`` when ``trace`` is true.
+**The contract for a model file** (.onnx, .tflite): ``inputs`` is a dict keyed by the model's own
+input names (or one array for a single-input model), each array in the model's own dtype and
+layout (NHWC for a .tflite file); a missing or unknown name, a wrong dtype or shape is a QsimError
+naming the input. The result is a dict keyed by the model's own output names, each array with
+exactly the dtype, shape and layout that onnxruntime (.onnx) or LiteRT (.tflite) returns for the
+same file and inputs: a model ending in DequantizeLinear / DEQUANTIZE returns float32 values, one
+ending in a quantized tensor its integer codes. A float input of a quantized graph is quantized
+with the runtime's own formula, as the file's QuantizeLinear / QUANTIZE does. The trace
+(``trace=True``: ``(outputs, trace)``) keeps the IR's tensor names and layout (NCHW);
+``load_model(path)[1].output_names`` maps the model's output names to them.
+
+For a Graph or a Workload, inputs and outputs are the IR's: keyed by IR tensor names, in the IR
+layout, outputs as the executor stores them (integer codes for quantized tensors).
 """
 from __future__ import annotations
 
@@ -29,32 +38,44 @@ import numpy as np
 
 from qsim.errors import QsimError
 from qsim.ir.graph import Graph
-from qsim.sim.executor import run_float
-from qsim.sim.integer import run_integer
+from qsim.ir.model_io import ModelIO
+from qsim.sim.pipeline import DEFAULT_POLICY, prepare, run_model
 
-DEFAULT_POLICY = {".onnx": "onnxruntime", ".tflite": "tflite-reference"}  # the runtime each file targets
+__all__ = ["simulate", "load_model", "DEFAULT_POLICY"]
 
 
-def _load(model) -> tuple[Graph, Any, str]:
-    """(graph, plan or None, file suffix or '')."""
+def load_model(path: str | os.PathLike, batch: int | None = None) -> tuple[Graph, ModelIO]:
+    """An .onnx or .tflite file as (graph, its inputs and outputs mapped onto the graph)."""
+    path = Path(path)
+    if path.suffix == ".onnx":
+        from qsim.ir.onnx_import import load_onnx_io
+        return load_onnx_io(path, batch=batch)
+    if path.suffix == ".tflite":
+        from qsim.ir.tflite_import import load_tflite_io
+        return load_tflite_io(path)
+    raise QsimError(f"{path}: expected an .onnx or .tflite model file")
+
+
+def _load(model, inputs) -> tuple[Graph, Any, str, ModelIO | None]:
+    """(graph, plan or None, file suffix or '', the file's I/O mapping or None)."""
     from qsim.workload import Workload, load_workload
 
     if isinstance(model, Graph):
         tflite = any("tflite_layout" in n.attrs for n in model.nodes())
-        return model, None, ".tflite" if tflite else ""
+        return model, None, ".tflite" if tflite else "", None
     if isinstance(model, Workload):
-        return model.graph, model.plan, Path(model.source).suffix if model.source else ""
+        return model.graph, model.plan, Path(model.source).suffix if model.source else "", None
     if isinstance(model, (str, os.PathLike)):
         path = Path(model)
-        if path.suffix == ".onnx":
-            from qsim.ir.onnx_import import load_onnx
-            return load_onnx(path), None, ".onnx"
-        if path.suffix == ".tflite":
-            from qsim.ir.tflite_import import load_tflite
-            return load_tflite(path), None, ".tflite"
+        if path.suffix in (".onnx", ".tflite"):
+            graph, io = load_model(path)
+            batch = io.feed_batch(inputs)
+            if batch is not None and batch != graph.tensor(io.inputs[0].tensor).shape[0]:
+                graph, io = load_model(path, batch)  # a symbolic batch axis takes the feeds' batch
+            return graph, None, path.suffix, io
         if path.suffix in (".yaml", ".yml"):
             w = load_workload(path)
-            return w.graph, w.plan, Path(w.source).suffix
+            return w.graph, w.plan, Path(w.source).suffix, None
         raise QsimError(f"{path}: simulate takes an .onnx, .tflite or workload .yaml file")
     raise QsimError(f"simulate: model must be a Graph, a Workload or a file path, got {type(model).__name__}")
 
@@ -67,47 +88,16 @@ def _feeds(graph: Graph, inputs) -> dict[str, np.ndarray]:
     return {graph.inputs[0]: np.asarray(inputs)}
 
 
-def _is_fp32(plan) -> bool:
-    if plan is None:
-        return True
-    from qsim.precision import parse_plan
-
-    plan = parse_plan(plan)
-    formats = {plan.default.weight, plan.default.activation} | {f for _, p in plan.overrides
-                                                               for f in (p.weight, p.activation)}
-    if "tf32" in formats:  # costed by the cost model, but its rounding is not simulated: say so
-        raise QsimError("the simulator does not model tf32 (matrix inputs rounded to a 10-bit mantissa); "
-                        "use fp32 or fp16/bf16")
-    return not plan.overrides and formats == {"fp32"}
-
-
-def _quantize(graph: Graph, plan, feeds) -> Graph:
-    try:
-        from qsim.sim.quantize_graph import quantize_graph
-    except ImportError as exc:
-        raise QsimError(f"quantizing a float model for a plan needs qsim.sim.quantize_graph ({exc}); "
-                        "give an already-quantized model or no plan") from None
-    return quantize_graph(graph, plan, [feeds])
-
-
 def simulate(model, inputs, policy: str | None = None, plan=None, trace: bool = False,
              acc_bits: int | None = None, overflow: str = "wrap", impl: str = "numba"):
-    """Run ``model`` on ``inputs`` (see the module doc). ``acc_bits``, ``overflow`` and ``impl`` are
-    passed to the integer executor."""
-    graph, own_plan, suffix = _load(model)
-    feeds = _feeds(graph, inputs)
-    if graph.quant_params:
-        if plan is not None:
-            raise QsimError(f"model {graph.name!r} is already quantized: its own scales and zero points are "
-                            "used unchanged; a plan applies to float models only")
-        policy = policy or DEFAULT_POLICY.get(suffix, "onnxruntime")
-    else:
-        plan = plan if plan is not None else own_plan
-        if _is_fp32(plan):
-            env = run_float(graph, feeds, trace=True)
-            outputs = {t: env[t] for t in graph.outputs}
-            return (outputs, env) if trace else outputs
-        graph = _quantize(graph, plan, feeds)
-        policy = policy or "onnxruntime"
-    result = run_integer(graph, feeds, policy, trace=trace, acc_bits=acc_bits, overflow=overflow, impl=impl)
-    return (result.outputs, result.trace) if trace else result.outputs
+    """Run ``model`` on ``inputs`` (see the module doc for the contract). ``acc_bits``,
+    ``overflow`` and ``impl`` are passed to the integer executor."""
+    graph, own_plan, suffix, io = _load(model, inputs)
+    feeds = io.ir_feeds(inputs, str(model)) if io is not None else _feeds(graph, inputs)
+    quantized = bool(graph.quant_params)
+    graph = prepare(graph, plan if quantized or plan is not None else own_plan, [feeds])
+    policy = policy or (DEFAULT_POLICY.get(suffix, "onnxruntime") if quantized else "onnxruntime")
+    run = run_model(graph, feeds, policy, executor="integer", trace=trace, acc_bits=acc_bits,
+                    overflow=overflow, impl=impl)
+    outputs = io.model_outputs(graph, run.outputs) if io is not None else run.outputs
+    return (outputs, run.trace) if trace else outputs

@@ -93,19 +93,21 @@ def cnn_files(tmp_path_factory):
 
 
 def test_simulate_quantized_onnx_default_policy(cnn_files):
+    """The model's own output names and float32 values (its outputs are DequantizeLinear), equal to
+    onnxruntime's; the trace keeps the IR's names (the stored uint8 codes)."""
     import _int_onnx as M
     from qsim.ir.onnx_import import load_onnx
-    from qsim.numerics.quantize import dequantize
 
     _, qpath = cnn_files
     g = load_onnx(qpath)
     x = np.random.default_rng(3).standard_normal(g.tensor("x").shape).astype(np.float32)
     out, trace = simulate(qpath, x, trace=True)
     ref = M.ort_run(qpath, {"x": x})
-    for t, name in zip(g.outputs, ref):
-        assert out[t].dtype == np.uint8
-        assert np.array_equal(dequantize(out[t], g.quant_params[t]), ref[name])
-    assert set(g.outputs) <= set(trace)
+    assert list(out) == list(ref)
+    for name in ref:
+        assert out[name].dtype == ref[name].dtype == np.float32 and out[name].shape == ref[name].shape
+        assert np.array_equal(out[name], ref[name])
+    assert set(g.outputs) <= set(trace) and all(trace[t].dtype == np.uint8 for t in g.outputs)
     with pytest.raises(QsimError, match="already quantized"):
         simulate(qpath, x, plan="int8")
 
@@ -118,7 +120,7 @@ def test_simulate_float_model_without_and_with_plan(cnn_files):
     x = np.random.default_rng(4).standard_normal(g.tensor("x").shape).astype(np.float32)
     ref = run_float(g, {"x": x})
     out = simulate(fpath, {"x": x})
-    assert all(np.array_equal(out[t], ref[t]) for t in ref)
+    assert list(out) == list(ref) and all(np.array_equal(out[t], ref[t]) for t in ref)
     int8 = simulate(g, x, plan="int8")
     assert all(v.dtype in (np.int8, np.uint8) for v in int8.values())
     fp8 = simulate(g, x, plan="fp8_e4m3")  # value emulation: fp32 values on the fp8 grid
@@ -155,10 +157,13 @@ def test_simulate_tflite_default_policy(tmp_path):
     import _int_tflite as T
 
     path = T.int8_cnn(tmp_path / "cnn.tflite", "ties")
-    x = np.random.default_rng(5).integers(-40, 41, (4, 3, 8, 8)).astype(np.int8)
+    x = np.random.default_rng(5).integers(-40, 41, (4, 8, 8, 3)).astype(np.int8)  # NHWC, as LiteRT
     out = simulate(path, x)
-    ref = T.run_all(path, x.transpose(0, 2, 3, 1), "reference")
-    assert np.array_equal(out["softmax"], ref["softmax"])
+    ref = T.run_all(path, x, "reference")
+    assert list(out) == list(ref)
+    for name in ref:  # the model's names, NHWC, int8
+        assert out[name].dtype == ref[name].dtype and out[name].shape == ref[name].shape
+        assert np.array_equal(out[name], ref[name]), name
 
 
 def test_mx_tensors_hold_block_values():

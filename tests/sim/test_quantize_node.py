@@ -40,8 +40,10 @@ def test_float_consumer_of_a_quantized_tensor_sees_floats(tmp_path):
     ours = simulate(path, {"x": x})
     ref = dict(zip(["y", "side"], ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
                    .run(None, {"x": x})))
-    y_name, side_name = g.outputs  # the output DequantizeLinear disappears: y is the stored uint8 tensor
-    np.testing.assert_allclose(ours[side_name], ref["side"], rtol=1e-6)  # a float sigmoid of the real input
-    y_ref_codes = np.round(ref["y"] / np.float32(0.05)).astype(np.int64) + 128
-    assert ours[y_name].dtype == np.uint8
-    assert np.array_equal(ours[y_name].astype(np.int64), y_ref_codes)
+    assert list(ours) == ["y", "side"]  # the model's names, although the IR stores y as uint8 codes
+    np.testing.assert_allclose(ours["side"], ref["side"], rtol=1e-6)  # a float sigmoid of the real input
+    assert ours["y"].dtype == np.float32  # the model ends in DequantizeLinear: float values
+    assert np.array_equal(ours["y"], ref["y"])
+    y_codes = simulate(g, {"x": x})[g.outputs[0]]  # a Graph answers in IR terms: the stored codes
+    assert y_codes.dtype == np.uint8
+    assert np.array_equal(y_codes.astype(np.int64), np.round(ref["y"] / np.float32(0.05)).astype(np.int64) + 128)

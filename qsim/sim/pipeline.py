@@ -1,0 +1,97 @@
+"""The one simulation flow behind ``qsim.simulate``, evaluation and ``qsim validate``:
+
+1. ``prepare``: an already-quantized graph runs with its own parameters (a plan is refused); a
+   float graph without a plan (or at fp32) stays float; a float graph with a plan is quantized by
+   ``quantize_graph`` calibrated on the given batches;
+2. ``run_model``: choose the executor (``EXECUTORS``): the integer executor (bit-accurate for the
+   policy) where it models the graph, else fake quantization (float kernels with
+   quantize-dequantize), or the float reference for an unquantized graph; run it; say which ran.
+"""
+from __future__ import annotations
+
+from typing import Mapping, NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from qsim.errors import QsimError
+from qsim.ir.graph import Graph
+
+EXECUTORS = ("auto", "integer", "fake")
+DEFAULT_POLICY = {".onnx": "onnxruntime", ".tflite": "tflite-reference"}  # the runtime each file targets
+
+
+class SimRun(NamedTuple):
+    outputs: dict           # IR output tensor -> array (codes in the storage type where quantized)
+    trace: dict | None      # IR tensor -> array, when asked
+    stats: pd.DataFrame | None  # the integer executor's per-node statistics
+    how: str                # which executor ran, for tables and reports
+    executor: str           # "integer", "fake" or "float"
+
+
+def is_fp32(plan) -> bool:
+    """Whether ``plan`` (None, a name, a PrecisionPlan, a YAML-like dict) leaves the model in fp32."""
+    if plan is None:
+        return True
+    from qsim.precision import parse_plan
+
+    plan = parse_plan(plan)
+    formats = {plan.default.weight, plan.default.activation} | {f for _, p in plan.overrides
+                                                               for f in (p.weight, p.activation)}
+    if "tf32" in formats:  # costed by the cost model, but its rounding is not simulated: say so
+        raise QsimError("the simulator does not model tf32 (matrix inputs rounded to a 10-bit mantissa); "
+                        "use fp32 or fp16/bf16")
+    return not plan.overrides and formats == {"fp32"}
+
+
+def prepare(graph: Graph, plan, calib: list[Mapping[str, np.ndarray]], observer: str = "minmax",
+            **options) -> Graph:
+    """The graph to execute (step 1 of the module doc). ``options`` go to ``quantize_graph``."""
+    if graph.quant_params:
+        if plan is not None:
+            raise QsimError(f"model {graph.name!r} is already quantized: its own scales and zero points are "
+                            "used unchanged; a plan applies to float models only")
+        return graph
+    if is_fp32(plan):
+        return graph
+    from qsim.sim.quantize_graph import quantize_graph
+
+    return quantize_graph(graph, plan, calib, **{"observer": observer, **options})
+
+
+def integer_ready(qgraph: Graph) -> bool:
+    """Whether the integer executor models this graph: it has every op, and no activation is
+    fp16/bf16 (the executor keeps unquantized tensors in fp32, while ``run_fake_quant`` rounds them
+    to their format: w8a16 plans)."""
+    from qsim.sim.integer import INT_OPS
+
+    half = any(s.kind == "activation" and s.dtype in ("float16", "bfloat16") for s in qgraph.tensors.values())
+    return not half and all(n.op in INT_OPS for n in qgraph.nodes())
+
+
+def run_model(graph: Graph, feeds: Mapping[str, np.ndarray], policy: str = "onnxruntime",
+              executor: str = "auto", trace: bool = False, acc_bits: int | None = None,
+              overflow: str = "wrap", impl: str = "numba") -> SimRun:
+    """Run ``graph`` (step 2 of the module doc); ``acc_bits``, ``overflow`` and ``impl`` go to the
+    integer executor."""
+    if executor not in EXECUTORS:
+        raise QsimError(f"unknown executor {executor!r}; known: {', '.join(EXECUTORS)}")
+    if not graph.quant_params:
+        from qsim.sim.executor import run_float
+
+        env = run_float(graph, feeds, trace=True)
+        return SimRun({t: env[t] for t in graph.outputs}, env if trace else None, None, "float reference", "float")
+    if executor == "integer" or executor == "auto" and integer_ready(graph):
+        from qsim.sim.integer import run_integer
+
+        res = run_integer(graph, feeds, policy, trace=trace, acc_bits=acc_bits, overflow=overflow, impl=impl)
+        modes = res.stats["mode"].value_counts()
+        how = f"integer executor ({policy}): {int(modes.get('integer', 0))}/{len(res.stats)} nodes integer"
+        if any(q.dtype.startswith("float8") for q in graph.quant_params.values()):
+            how += ", fp8 by value emulation"
+        return SimRun(res.outputs, res.trace, res.stats, how, "integer")
+    from qsim.sim.quantize_graph import run_fake_quant
+
+    env = run_fake_quant(graph, feeds, trace=True)
+    return SimRun({t: env[t] for t in graph.outputs}, env if trace else None, None,
+                  "fake quantization (float kernels, QDQ)", "fake")

@@ -1,0 +1,76 @@
+"""QLinearAdd / QLinearMul against onnxruntime on every (a, b) pair of 8-bit codes: same shape and
+both broadcast directions (the runtime folds a scalar A differently from a scalar B), uint8 and
+int8, several scale / zero-point sets with both input zero points non-zero, through the ONNX
+importer and the integer executor (numba and numpy paths)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+ort = pytest.importorskip("onnxruntime")
+
+from qsim.ir.onnx_import import load_onnx  # noqa: E402
+from qsim.sim.integer import run_integer  # noqa: E402
+
+# (sA, zA, sB, zB, sC, zC): the FMA of the fixed part matters only with zA, zB both non-zero.
+PARAMS = [(0.05, 3, 0.1, 7, 0.12, 2), (0.0123, 100, 0.0071, 140, 0.02, 128), (0.031, 201, 0.017, 55, 0.045, 4),
+          (0.25, 128, 0.25, 128, 1.0, 128), (0.5, 3, 0.25, 255, 1.0, 2), (0.0183, 117, 0.0247, 131, 0.0301, 125),
+          (2.1e-3, 250, 3.7e-2, 1, 9.3e-4, 0), (40.0, 9, 1e-5, 200, 3e-3, 255)]
+# Shapes (A, B) over the 256 x 256 codes: same shape; A broadcast on the innermost axis (A is
+# the runtime's scalar); B broadcast there; and a per-channel [1, C, 1, 1] operand.
+SHAPES = {"same": ((256, 256), (256, 256)), "scalar_a": ((256, 1), (1, 256)),
+          "scalar_b": ((1, 256), (256, 1)), "channel": ((1, 256, 4, 64), (1, 256, 1, 1))}
+
+
+def _model(tmp_path, op, dtype, shapes, p):
+    elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    sa, za, sb, zb, sc, zc = p
+    if dtype == np.int8:
+        za, zb, zc = za - 128, zb - 128, zc - 128
+    inits = [numpy_helper.from_array(np.array(v, t), name) for v, t, name in
+             ((sa, np.float32, "sa"), (za, dtype, "za"), (sb, np.float32, "sb"), (zb, dtype, "zb"),
+              (sc, np.float32, "sc"), (zc, dtype, "zc"))]
+    node = helper.make_node(op, ["a", "sa", "za", "b", "sb", "zb", "sc", "zc"], ["y"], domain="com.microsoft")
+    out = list(np.broadcast_shapes(*shapes))
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("a", elem, list(shapes[0])),
+                                            helper.make_tensor_value_info("b", elem, list(shapes[1]))],
+                              [helper.make_tensor_value_info("y", elem, out)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    model.ir_version = 8
+    path = tmp_path / f"{op}.onnx"
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def _codes(dtype, shapes):
+    lo = np.iinfo(dtype).min
+    grid_a, grid_b = np.meshgrid(np.arange(256), np.arange(256), indexing="ij")
+    if shapes[0] == shapes[1]:
+        return (grid_a + lo).astype(dtype), (grid_b + lo).astype(dtype)
+    codes = (np.arange(256) + lo).astype(dtype)
+    a = np.tile(codes, int(np.prod(shapes[0])) // 256).reshape(shapes[0])
+    b = np.roll(codes, 77).reshape(shapes[1])
+    return a, b
+
+
+@pytest.mark.parametrize("op", ["QLinearAdd", "QLinearMul"])
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8])
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_every_pair_matches_onnxruntime(tmp_path, op, dtype, shape):
+    shapes = SHAPES[shape]
+    a, b = _codes(dtype, shapes)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    bad = compared = 0
+    for p in PARAMS:
+        path = _model(tmp_path, op, dtype, shapes, p)
+        want = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"]).run(None, {"a": a, "b": b})[0]
+        g = load_onnx(path)
+        for impl in ("numba", "numpy"):
+            got = run_integer(g, {"a": a, "b": b}, "onnxruntime", impl=impl).outputs[g.outputs[0]]
+            assert got.dtype == want.dtype and got.shape == want.shape
+            bad += int(np.sum(got != want))
+            compared += want.size
+    print(f"[ort-elementwise] {op} {np.dtype(dtype).name} {shape}: {compared} elements, {bad} mismatches")
+    assert bad == 0
