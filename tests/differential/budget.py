@@ -24,11 +24,8 @@ KNOWN_RUNTIME: dict[tuple[str, str], str] = {
 
 # (family, op) -> finding
 KNOWN: dict[tuple[str, str], str] = {
-    ("onnx", "MatMulInteger"): "F1 int32 output returned as float32",
-    ("onnx", "ConvInteger"): "F1 int32 output returned as float32",
     ("onnx", "QGemm"): "F2 float-output QGemm 1 ulp",
     ("onnx", "QLinearSoftmax"): "F3 softmax saturation / y_scale",
-    ("onnx", "QLinearMul"): "F4 QLinearMul float island",
     ("onnx", "QLinearAveragePool"): "F5 ceil_mode ignored",
     ("onnx", "QLinearLeakyRelu"): "F6 LeakyRelu refused at run time",
     ("onnx", "MaxPool"): "F7 MaxPool padding crash",
@@ -43,7 +40,6 @@ KNOWN: dict[tuple[str, str], str] = {
     ("tflite", "MUL"): "T5 int16 under XNNPACK",
     ("tflite", "QUANTIZE"): "T6 QUANTIZE optimized / XNNPACK",
     ("tflite", "DEQUANTIZE"): "T7 DEQUANTIZE optimized",
-    ("qdq", "MatMul"): "Q1 second activation input dropped",
     ("qdq", "AveragePool"): "Q2 s8 AveragePool ties / Q4",
     ("qdq", "Softmax"): "Q3 = F3",
     ("qdq", "LeakyRelu"): "F6 LeakyRelu refused at run time",

@@ -82,7 +82,7 @@ def main(argv=None) -> int:
     feeds = dict(np.load(args.feeds))
     ref = run_reference(args.model, feeds, args.runtime)
     try:
-        got = run_qsim(args.model, feeds, args.runtime, ref)
+        got = run_qsim(args.model, feeds, args.runtime)
     except QsimError as exc:
         print(f"qsim refused: {type(exc).__name__}: {exc}")
         return 1
