@@ -62,7 +62,7 @@ class Gen:
         expected output range (``absmax``) times a log-uniform factor, or anywhere in the range."""
         product = float(np.float32(product))
         if self.tie:
-            r = self.int(-1, 7) if self.chance(0.8) else self.int(8, 14)
+            r = self.pick([1, 1, 2, 2, 3, 4, 5, 7, -1, 0]) if self.chance(0.85) else self.int(8, 14)
             return np.float32(product * 2.0 ** r)
         if self.chance(0.7):
             return np.float32(max(absmax, 1e-30) / 127 * np.exp(self.rng.uniform(np.log(0.25), np.log(4))))

@@ -42,7 +42,13 @@ def run(minutes: float, out: Path, first_seed: int, networks: bool, save_known: 
     with tempfile.TemporaryDirectory() as tmp, open(out / "repro.txt", "w") as log:
         for seed in itertools.count(first_seed):
             for family, op in units:
-                for o in run_case(family, op, seed, tmp):
+                try:
+                    outcomes = run_case(family, op, seed, tmp)
+                except Exception as exc:  # a generator defect: report it, keep fuzzing the rest
+                    tally[(family, op, "-", "generator-error")] += 1
+                    log.write(f"{family} {op} seed {seed}: generator error {type(exc).__name__}: {exc}\n")
+                    continue
+                for o in outcomes:
                     verdict = _classify(o, record(o, tally))
                     if verdict == "failure" or (verdict == "known" and save_known):
                         _save(o, write_case(family, op, seed, tmp)[1], out, log)

@@ -67,8 +67,8 @@ def qlinear_conv(g: Gen) -> OnnxModel:
     dil = (g.int(2, 3), g.int(1, 2)) if kind == "dilated" else (1, 1)
     pads = [g.int(0, k[0] - 1 + (kind == "padded")), g.int(0, k[1] - 1), g.int(0, k[0] - 1), g.int(0, k[1] - 1)]
     pads = pads if kind in ("padded", "strided") or g.chance(0.3) else [0, 0, 0, 0]
-    h = g.int(max(1, (k[0] - 1) * dil[0] + 1 - pads[0] - pads[2]), 11)
-    w_ = g.int(max(1, (k[1] - 1) * dil[1] + 1 - pads[1] - pads[3]), 11)
+    lo_h, lo_w = max(1, (k[0] - 1) * dil[0] + 1 - pads[0] - pads[2]), max(1, (k[1] - 1) * dil[1] + 1 - pads[1] - pads[3])
+    h, w_ = g.int(lo_h, max(lo_h, 11)), g.int(lo_w, max(lo_w, 11))
     x, s_in, _ = _act(g, m, "x", xt, (g.int(1, 2), cin_g * groups, h, w_))
     cout = cout_g * groups
     m.const("w", _weights(g, wt, (cout, cin_g, *k)))
