@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from qsim.sim.models.evaluate import classifier_table, embedding_table, markdown
+from qsim.evaluation.evaluate import classifier_table, embedding_table, markdown
 
 MIXED = {"default": "w4a8", "overrides": [{"name": "fc", "precision": "int8"}]}
 DIGITS_PLANS = {"fp32": "fp32", "int8 (w8a8)": "int8", "int4 weights (w4a8)": "w4a8", "int4 (w4a4)": "int4",
@@ -38,7 +38,7 @@ MINILM_PLANS = {
 
 
 def digits(executor: str) -> None:
-    from qsim.sim.models.digits import train_digits
+    from qsim.evaluation.digits import train_digits
 
     t0 = time.time()
     model = train_digits(epochs=12)
@@ -58,7 +58,7 @@ def digits(executor: str) -> None:
 
 
 def minilm(sentences: int, executor: str, batch: int = 64) -> None:
-    from qsim.sim.models import minilm as M
+    from qsim.evaluation import minilm as M
 
     t0 = time.time()
     tok, weights = M.tokenizer(), M.load_weights()

@@ -207,6 +207,9 @@ def qgemm(ctx: Context, node) -> None:
     w = w if at.get("transB", 0) else transposed(w)
     bias = _bias(ctx, node, 6, _quant_of(ctx, a), w.quant)
     yq = _output(ctx, node, 7, 8)
+    if yq is None:  # float output: MLAS scales the int32 accumulator, fp32(acc) * fp32(a_scale * b_scale[n])
+        scale = (_quant_of(ctx, a).scale * w.quant.scale).astype(np.float32)
+        yq = TensorQuant(scale, np.zeros(scale.shape, np.int32), "int32", 1 if scale.size > 1 else None)
     emit_matrix(ctx, node, "Gemm", ctx.act(a), {"out_features": w.shape[0]}, w, bias,
                 (name, node.input[6] if bias is not None else ""), -1)
     _finish(ctx, node, yq)

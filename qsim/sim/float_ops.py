@@ -11,7 +11,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from qsim.errors import GraphError
-from qsim.ir.ops._attrs import pads as _pads, pair
+from qsim.ir.ops._attrs import pads as _pads, pair, window_out
 
 Kernel = Callable[[list, Mapping[str, np.ndarray], Mapping[str, Any]], list]
 FLOAT_KERNELS: dict[str, Kernel] = {}
@@ -86,6 +86,7 @@ _UNARY = {
     if a.get("approximate") == "tanh" else 0.5 * x * (1 + _erf(x / sqrt(2)).astype(x.dtype)),
     "HardSwish": lambda x, a: x * np.clip(x + 3, 0, 6) / 6,
     "SiLU": lambda x, a: x * _sigmoid(x),
+    "LeakyRelu": lambda x, a: np.where(x >= 0, x, x * np.asarray(a.get("alpha", 0.01), x.dtype)),
 }
 
 
@@ -211,12 +212,20 @@ def _pool_windows(x, attrs, pad_value):
                 bottom += max(extra, 0)
             else:
                 right += max(extra, 0)
-    return windows(x, k, stride, (top, left, bottom, right), (1, 1), pad_value)
+    cols = windows(x, k, stride, (top, left, bottom, right), (1, 1), pad_value)
+    if attrs.get("ceil_mode", False):  # but no window starts in the end padding (ONNX)
+        pads = _pads(attrs.get("pad", 0))
+        oh, ow = (window_out(size, kk, s, pads[a], pads[a + 2], 1, True)
+                  for a, (size, kk, s) in enumerate(zip(x.shape[2:], k, stride)))
+        cols = cols[:, :, :oh, :ow]
+    return cols
 
 
 @kernel("MaxPool")
 def maxpool(inputs, w, attrs):
-    return [_pool_windows(inputs[0], attrs, -np.inf).max(axis=(-2, -1))]
+    x = inputs[0]
+    low = np.iinfo(x.dtype).min if x.dtype.kind in "iu" else -np.inf  # integers pad with their minimum
+    return [_pool_windows(x, attrs, low).max(axis=(-2, -1))]
 
 
 @kernel("AvgPool")

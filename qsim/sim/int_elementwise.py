@@ -94,11 +94,13 @@ def ort_softmax(x: np.ndarray, s_in, s_out, zp_out: int, signed: bool) -> np.nda
     for j in range(d):  # fp32 sum in element order, as the runtime's loop
         total = (total + e[..., j]).astype(np.float32)
     y_scale = _F32(np.floor(_F32(1.0) / _F32(s_out)))
-    q = np.rint(((e * y_scale).astype(np.float32) / total[..., None]).astype(np.float32)).astype(np.int64) + zp_out
-    if signed:  # int8: only values above 255 are clamped, the rest wrap like the C++ cast
-        q = np.where(q > 255, 255, q)
-        return ((q + 128) % 256) - 128
-    return np.minimum(q, 255)
+    with np.errstate(over="ignore", invalid="ignore"):  # e * y_scale may overflow fp32: inf
+        v = ((e * y_scale).astype(np.float32) / total[..., None]).astype(np.float32)
+    finite = np.isfinite(v)
+    q = np.where(finite, np.rint(np.where(finite, v, 0)), 2.0 ** 31).astype(np.int64) + zp_out
+    # Measured (onnxruntime 1.32, x86-64): results above the type's maximum, inf included,
+    # saturate to it (127 / 255); the compiled loop narrows with saturating packs.
+    return np.minimum(q, 127 if signed else 255)
 
 
 def _operands(step: Step):

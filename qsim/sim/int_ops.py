@@ -42,10 +42,13 @@ def _requant(step: Step, policy: str, acc, s_in, s_w, yq, axis: int, bias=None) 
 
 
 def _is_accumulator(yq, s_in, s_w) -> bool:
-    """An int32 output of scale 1 (zero point 0) from operands of scale 1: the accumulator itself,
-    exact at any magnitude (a float32 multiplier of 1 would round it beyond 2^24)."""
-    return (yq.dtype == "int32" and np.all(yq.scale == 1) and np.all(yq.zero_point == 0)
-            and np.all(np.asarray(s_in) == 1) and np.all(np.asarray(s_w) == 1))
+    """An int32 output whose scale is the operands' fp32(s_in * s_w) (zero point 0): the accumulator
+    itself (MatMulInteger / ConvInteger, QGemm's float output before its scaling), exact at any
+    magnitude (a float32 multiplier of 1 would round it beyond 2^24)."""
+    if yq.dtype != "int32" or np.any(yq.zero_point != 0):
+        return False
+    product = (np.float32(s_in) * np.asarray(s_w, np.float32)).astype(np.float32)
+    return np.shape(yq.scale) in ((), np.shape(product)) and bool(np.all(yq.scale == product))
 
 
 def _weight_int(step: Step, role: str):

@@ -50,7 +50,7 @@ INT_OPS: dict[str, Callable | None] = {
     "Requantize": O.requantize, "Embedding": O.embedding,
     "LayerNorm": None, "RMSNorm": None, "BatchNorm": None, "Sub": None, "SubConst": None, "Div": None,
     "DivConst": None, "Pow": None, "PowConst": None, "Erf": None, "Sqrt": None, "HardSwish": None,
-    "SiLU": None, "ReduceMean": None,
+    "SiLU": None, "ReduceMean": None, "LeakyRelu": None,
     "Quantize": None,  # float -> quantized: the island's store applies the runtime's quantize formula
 }
 

@@ -9,13 +9,15 @@
 """
 from __future__ import annotations
 
-from typing import Mapping, NamedTuple
+from typing import TYPE_CHECKING, Mapping, NamedTuple
 
 import numpy as np
-import pandas as pd
 
 from qsim.errors import QsimError
 from qsim.ir.graph import Graph
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 EXECUTORS = ("auto", "integer", "fake")
 DEFAULT_POLICY = {".onnx": "onnxruntime", ".tflite": "tflite-reference"}  # the runtime each file targets
@@ -69,6 +71,33 @@ def integer_ready(qgraph: Graph) -> bool:
     return not half and all(n.op in INT_OPS for n in qgraph.nodes())
 
 
+# LiteRT cases qsim does not reproduce bit for bit (measured by differential fuzzing, LiteRT 2.3):
+# refused rather than answered differently. (IR op, stored type of its first input or output, why)
+_LITERT_REFUSED = [
+    ({"Sub", "SubConst"}, ("int8", "uint8", "int16"), "quantized SUB has no integer pipeline here"),
+    ({"Sigmoid", "Tanh", "Softmax"}, ("int16",), "LiteRT's int16 LOGISTIC / TANH / SOFTMAX are not reproduced"),
+    ({"Conv", "Gemm"}, ("int16",), "the int16x8 scheme (int16 activations, int64 bias) is not modelled"),
+]
+
+
+def refusal(graph: Graph, policy: str) -> str | None:
+    """Why the integer executor would not equal the runtime ``policy`` names on ``graph``, or None."""
+    from qsim.sim.int_runtime import get_runtime
+
+    rt = get_runtime(policy)
+    if rt.lut != "tflite":  # the onnxruntime family: its unmodelled ops are refused by the executor
+        return None
+    for node in graph.nodes():
+        dtypes = {getattr(graph.quant_params.get(t), "dtype", None) for t in (node.inputs[:1] + node.outputs[:1])}
+        for ops, types, why in _LITERT_REFUSED:
+            if node.op in ops and dtypes & set(types):
+                return f"node {node.name!r} ({node.op}, {'/'.join(sorted(dtypes & set(types)))}): {why}"
+        if rt.add == "xnnpack" and node.op in ("Add", "AddConst", "Mul", "MulConst") and "int16" in dtypes:
+            return (f"node {node.name!r} ({node.op}, int16): XNNPACK delegates int8 only; the builtin int16 "
+                    "kernel it falls back to is not modelled under this policy")
+    return None
+
+
 def run_model(graph: Graph, feeds: Mapping[str, np.ndarray], policy: str = "onnxruntime",
               executor: str = "auto", trace: bool = False, acc_bits: int | None = None,
               overflow: str = "wrap", impl: str = "numba") -> SimRun:
@@ -83,6 +112,11 @@ def run_model(graph: Graph, feeds: Mapping[str, np.ndarray], policy: str = "onnx
         return SimRun({t: env[t] for t in graph.outputs}, env if trace else None, None, "float reference", "float")
     if executor == "integer" or executor == "auto" and integer_ready(graph):
         from qsim.sim.integer import run_integer
+
+        why = refusal(graph, policy)
+        if why is not None:
+            raise QsimError(f"graph {graph.name!r} under policy {policy!r}: {why}; not simulated rather than "
+                            "answered differently from the runtime")
 
         res = run_integer(graph, feeds, policy, trace=trace, acc_bits=acc_bits, overflow=overflow, impl=impl)
         modes = res.stats["mode"].value_counts()

@@ -93,6 +93,10 @@ def simulate(model, inputs, policy: str | None = None, plan=None, trace: bool = 
     """Run ``model`` on ``inputs`` (see the module doc for the contract). ``acc_bits``,
     ``overflow`` and ``impl`` are passed to the integer executor."""
     graph, own_plan, suffix, io = _load(model, inputs)
+    if io is not None and (policy or DEFAULT_POLICY.get(suffix)) == "onnxruntime":
+        if io.refusal:
+            raise QsimError(f"{model}: {io.refusal}")
+        io.for_onnxruntime(graph)
     feeds = io.ir_feeds(inputs, str(model)) if io is not None else _feeds(graph, inputs)
     quantized = bool(graph.quant_params)
     graph = prepare(graph, plan if quantized or plan is not None else own_plan, [feeds])

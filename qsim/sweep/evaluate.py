@@ -65,7 +65,7 @@ def _plan(spec: SweepSpec, label: str):
 def accuracy_of(point: Point) -> tuple[float, str]:
     """Where a sweep's accuracy axis plugs in: (value, metric name) for a point.
 
-    The simulator exists (qsim.simulate, qsim.sim.models.evaluate) but sweep specs cannot yet name
+    The simulator exists (qsim.simulate, qsim.evaluation.evaluate) but sweep specs cannot yet name
     evaluation data, so every point reports NaN and an empty metric name; nothing is estimated or
     faked, and the Pareto front ignores accuracy until some point has a value."""
     return math.nan, ""

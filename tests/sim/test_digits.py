@@ -10,8 +10,8 @@ torch = pytest.importorskip("torch")
 
 from qsim.sim.executor import run_float  # noqa: E402
 from qsim.sim.metrics import real_value  # noqa: E402
-from qsim.sim.models.digits import train_digits  # noqa: E402
-from qsim.sim.models.evaluate import classifier_table, execute, integer_available  # noqa: E402
+from qsim.evaluation.digits import train_digits  # noqa: E402
+from qsim.evaluation.evaluate import classifier_table, execute  # noqa: E402
 from qsim.sim.quantize_graph import quantize_graph, run_fake_quant  # noqa: E402
 
 MIXED = {"default": "w4a8", "overrides": [{"name": "fc", "precision": "int8"}]}
@@ -59,8 +59,6 @@ def test_accuracy_relations(table):
 
 @pytest.mark.parametrize("plan", ["int8", "w4a8", "fp8", "mixed"])
 def test_integer_executor_agrees_with_fake_quant(model, table, plan):
-    if not integer_available():
-        pytest.skip("qsim.sim.integer is not in this checkout")
     n = len(model.x_test)
     q = quantize_graph(model.graph(n), PLANS[plan], model.calib_feeds(n))
     outs, how, stats = execute(q, {"x": model.x_test}, "integer")

@@ -67,3 +67,32 @@ def test_conv_integer_beyond_2_24(tmp_path):
     want, got = _ort(path, {"x": x}), simulate(path, {"x": x})["y"]
     assert np.abs(want.astype(np.int64)).max() > 2 ** 24
     assert got.dtype == np.int32 and got.shape == want.shape and np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_qgemm_float_output(tmp_path, per_channel):
+    """com.microsoft QGemm without y_scale returns fp32(acc) * fp32(a_scale * b_scale[n]), the int32
+    bias C inside the accumulator: exact, also where acc needs more than 24 bits."""
+    rng = np.random.default_rng(3)
+    k, n = 1536, 12
+    b = rng.integers(-128, 128, (n, k)).astype(np.int8)
+    b[:4] = 127
+    b_scale = rng.uniform(1e-4, 3e-3, n if per_channel else 1).astype(np.float32)
+    inits = [numpy_helper.from_array(np.array(0.0213, np.float32), "a_scale"),
+             numpy_helper.from_array(np.array(128, np.uint8), "a_zero"), numpy_helper.from_array(b, "b"),
+             numpy_helper.from_array(b_scale.reshape(-1) if per_channel else b_scale.reshape(()), "b_scale"),
+             numpy_helper.from_array(np.zeros(n if per_channel else (), np.int8), "b_zero"),
+             numpy_helper.from_array(rng.integers(-50000, 50000, n).astype(np.int32), "c")]
+    node = helper.make_node("QGemm", ["a", "a_scale", "a_zero", "b", "b_scale", "b_zero", "c"], ["y"],
+                            domain="com.microsoft", transB=1)
+    graph = helper.make_graph([node], "qgemm", [helper.make_tensor_value_info("a", TensorProto.UINT8, [3, k])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, n])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    model.ir_version = 8
+    path = tmp_path / "qgemm.onnx"
+    path.write_bytes(model.SerializeToString())
+    a = rng.integers(0, 256, (3, k)).astype(np.uint8)
+    a[0] = 255
+    want, got = _ort(path, {"a": a}), simulate(path, {"a": a})["y"]
+    assert got.dtype == want.dtype == np.float32 and got.shape == want.shape
+    assert np.array_equal(got, want)

@@ -74,3 +74,49 @@ def test_every_pair_matches_onnxruntime(tmp_path, op, dtype, shape):
             compared += want.size
     print(f"[ort-elementwise] {op} {np.dtype(dtype).name} {shape}: {compared} elements, {bad} mismatches")
     assert bad == 0
+
+
+def _softmax_model(shape, sx, sy, zy, dtype):
+    elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    inits = [numpy_helper.from_array(np.array(sx, np.float32), "sx"), numpy_helper.from_array(np.array(0, dtype), "zx"),
+             numpy_helper.from_array(np.array(sy, np.float32), "sy"), numpy_helper.from_array(np.array(zy, dtype), "zy")]
+    node = helper.make_node("QLinearSoftmax", ["x", "sx", "zx", "sy", "zy"], ["y"], domain="com.microsoft",
+                            axis=-1, opset=13)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", elem, list(shape))],
+                              [helper.make_tensor_value_info("y", elem, list(shape))], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)])
+    model.ir_version = 8
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8])
+def test_softmax_saturates_like_onnxruntime(dtype):
+    """QLinearSoftmax where e * floor(1 / y_scale) overflows fp32 (axis of length 1, y_scale below
+    1/256) or the result passes the type's maximum: the runtime saturates."""
+    from qsim.sim.int_elementwise import ort_softmax
+
+    rng = np.random.default_rng(5)
+    info = np.iinfo(dtype)
+    bad = 0
+    for d in (1, 2, 5, 17, 40):
+        for sx, sy, zy in ((3.1e-4, 1 / 256, 0), (3.9e-4, 1.95e-4, 0), (0.05, 1 / 256, 0), (0.1, 0.002, 27)):
+            zy = zy - 128 if dtype == np.int8 else zy
+            x = rng.integers(info.min, info.max + 1, (6, d)).astype(dtype)
+            want = _softmax_model(x.shape, sx, sy, zy, dtype).run(None, {"x": x})[0]
+            bad += int(np.sum(ort_softmax(x, sx, sy, zy, dtype == np.int8) != want))
+    assert bad == 0
+
+
+@pytest.mark.parametrize("params", [(0.05, 128, 0.03, 100), (0.1, 10, 0.1, 10), (0.0173, 201, 0.0419, 240)])
+def test_leaky_relu_every_code_matches_onnxruntime(tmp_path, params):
+    """QLinearLeakyRelu (a table of the float function in MLAS) as a float island, on all 256 codes."""
+    import _int_onnx as M
+
+    path = M.qlinear_unary(tmp_path / "leaky.onnx", "QLinearLeakyRelu", *params)
+    x = np.arange(256, dtype=np.uint8)
+    g = load_onnx(path)
+    got = run_integer(g, {"x": x}, "onnxruntime").outputs[g.outputs[0]]
+    want = M.ort_run(path, {"x": x})["y"]
+    assert got.dtype == want.dtype == np.uint8 and int(np.sum(got != want)) == 0

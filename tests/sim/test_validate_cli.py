@@ -101,3 +101,24 @@ def test_user_errors(files, capsys, argv, message):
     assert main(["validate", *argv, "--out", str(files / "r_err")]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and err.startswith("qsim: error:")
+
+
+def test_litert_inputs_quantized_with_the_policys_ties(tmp_path):
+    """An int8-input model fed real values at exact ties (x / scale = k + 0.5): LiteRT receives the
+    codes of the policy's quantize (TFLite: half away from zero), the ones the simulation used."""
+    pytest.importorskip("ai_edge_litert")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "golden"))
+    from _tflite_models import conv2d
+
+    from qsim.sim.validate import validate
+
+    rng = np.random.default_rng(3)
+    w = rng.integers(-127, 128, (4, 3, 3, 3)).astype(np.int8)
+    path = tmp_path / "conv.tflite"
+    path.write_bytes(conv2d((1, 6, 6, 3), w, np.zeros(4, np.int32), 0.25, 0, np.full(4, 0.01), 0.05, 0))
+    x = (rng.integers(-20, 20, (1, 3, 6, 6)) + 0.5).astype(np.float32) * np.float32(0.25)  # all ties (NCHW)
+    np.savez(tmp_path / "ties.npz", x=x)
+    for policy in ("tflite-reference", "xnnpack"):
+        result = validate(str(path), policy=policy, data=str(tmp_path / "ties.npz"), against="litert")
+        (row,) = result["summary"]["against"]["outputs"]
+        assert row["mismatches"] == 0, policy

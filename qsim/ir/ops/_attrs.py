@@ -30,4 +30,6 @@ def window_out(size: int, kernel: int, stride: int, pad_lo: int, pad_hi: int, di
     if num < 0:
         raise ValueError(f"window {span} larger than padded input {size + pad_lo + pad_hi}")
     out = -(-num // stride) + 1 if ceil_mode else num // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + pad_lo:  # no window starts in the end padding (ONNX)
+        out -= 1
     return out

@@ -1,0 +1,84 @@
+"""Which QDQ node units onnxruntime (x86-64, CPU provider, ORT_ENABLE_EXTENDED and above) runs in
+float when activations are int8 (S8S8 QDQ models), read from the graph.
+
+onnxruntime fuses int8-activation units only after ``QDQS8ToU8Transformer`` has turned their
+QuantizeLinear -> DequantizeLinear pairs into uint8 ones, and it converts a pair only when the
+QuantizeLinear has exactly one output edge to a DequantizeLinear with the same scalar zero point
+(``qdq_s8_to_u8.cc``); ``EnsureUniqueDQForNodeUnit`` gives every consumer of a DequantizeLinear
+output (a graph output counts as one) its own copy first. A tensor that stays int8 leaves every
+compute unit reading or writing it unfused: DQ -> float op -> Q, which qsim's integer kernels do not
+reproduce (MLAS's float summation order). Movement and max ops are exact either way.
+"""
+from __future__ import annotations
+
+import onnx
+from onnx import numpy_helper
+
+# Units whose float form qsim reproduces: movement and max ops (exact), and ops that onnxruntime never
+# fuses (qsim runs them as the same float islands).
+_EXACT_IN_FLOAT = {"MaxPool", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Relu",
+                   "QuantizeLinear", "DequantizeLinear", "LayerNormalization"}
+
+
+def _scalar_int8(inits: dict, name: str):
+    t = inits.get(name)
+    if t is None or t.data_type != onnx.TensorProto.INT8:
+        return None
+    v = numpy_helper.to_array(t)
+    return int(v.reshape(-1)[0]) if v.size == 1 else None
+
+
+def int8_pairs(model: onnx.ModelProto) -> tuple[set[str], set[str]]:
+    """(Q outputs whose int8 Q -> DQ pair onnxruntime converts to uint8, Q outputs left int8)."""
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    outputs = {o.name for o in g.output}
+    consumers: dict[str, list] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    converted, int8_left = set(), set()
+    for q in g.node:
+        if q.op_type != "QuantizeLinear" or q.input[0] in inits or len(q.input) < 3:
+            continue
+        zp = _scalar_int8(inits, q.input[2])
+        if zp is None and inits.get(q.input[2]) is not None and inits[q.input[2]].data_type != onnx.TensorProto.INT8:
+            continue  # uint8 (or other) activations: nothing to convert
+        users = consumers.get(q.output[0], [])
+        dq = users[0] if len(users) == 1 else None
+        ok = (zp is not None and q.output[0] not in outputs and dq is not None and dq.op_type == "DequantizeLinear"
+              and len(dq.input) >= 3 and _scalar_int8(inits, dq.input[2]) == zp
+              and len(consumers.get(dq.output[0], [])) + (dq.output[0] in outputs) == 1)
+        (converted if ok else int8_left).add(q.output[0])
+    return converted, int8_left
+
+
+def unfused_int8_units(model: onnx.ModelProto) -> list[str]:
+    """Names of the compute nodes onnxruntime leaves unfused because a tensor they read or write
+    through Q/DQ stays int8 (see the module doc); empty for uint8 models."""
+    g = model.graph
+    int8_left = int8_pairs(model)[1]
+    if not int8_left:
+        return []
+    dq_of = {n.output[0]: n.input[0] for n in g.node if n.op_type == "DequantizeLinear"}
+    q_of = {n.input[0]: n.output[0] for n in g.node if n.op_type == "QuantizeLinear"}
+    units = []
+    for n in g.node:
+        if n.op_type in _EXACT_IN_FLOAT:
+            continue
+        touched = [dq_of.get(i) for i in n.input] + [q_of.get(o) for o in n.output]
+        if any(t in int8_left for t in touched):
+            units.append(n.name or n.output[0])
+    return units
+
+
+def int8_refusal(model: onnx.ModelProto) -> str | None:
+    """A one-line reason to refuse simulating ``model`` (None when every unit is reproduced)."""
+    units = unfused_int8_units(model)
+    if not units:
+        return None
+    shown = ", ".join(units[:6]) + (f" and {len(units) - 6} more" if len(units) > 6 else "")
+    return (f"onnxruntime runs the QDQ units {shown} in float (int8 activations whose QuantizeLinear "
+            "feeds several nodes or a graph output stay int8 and are not fused on x86-64); qsim does not "
+            "reproduce its float kernels bit for bit. Quantize with uint8 activations (onnxruntime fuses "
+            "every unit then, and runs faster)")

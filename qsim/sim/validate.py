@@ -1,0 +1,197 @@
+"""The library behind ``qsim validate MODEL``: simulate a model, measure the accuracy cost of its precision per node,
+and optionally check the simulation against the real runtime on the same inputs.
+
+What runs: an already quantized model (QDQ / QOperator ONNX, int8 TFLite) with its own parameters;
+a float model with ``--plan`` is quantized by ``quantize_graph`` (calibrated on ``--calib``, else on
+the evaluation inputs); a float model without a plan at fp32. The quantized graph runs on the
+integer executor under ``--policy`` (default: the ``--hw`` profile's requant_policy, else the
+file type's runtime) with the profile's accumulator width, when the executor supports the graph;
+otherwise with fake quantization, and the report says which. The float reference is the float
+model, or for a quantized file the same graph with its weights dequantized and no activation
+quantization. ``--against`` runs onnxruntime (.onnx) or LiteRT (.tflite) on the same inputs and
+counts the output elements that differ from the simulation.
+
+Input files are ``.npz`` with one array per graph input (named like the inputs) and optionally
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from qsim.errors import QsimError
+from qsim.sim.against import AGAINST, compare_with_runtime
+from qsim.sim.pipeline import DEFAULT_POLICY, EXECUTORS, prepare, run_model
+
+__all__ = ["validate", "random_inputs", "write_validate_report", "AGAINST", "EXECUTORS"]
+
+
+def _load_model(path: Path, batch: int | None, executor: str):  # -> (Graph, ModelIO)
+    if not path.is_file():
+        raise QsimError(f"{path}: model file not found")
+    if path.suffix not in (".onnx", ".tflite"):
+        raise QsimError(f"{path}: qsim validate takes an .onnx or .tflite model")
+    from qsim.sim.simulate import load_model
+
+    graph, io = load_model(path, batch)
+    if io.refusal and executor != "fake":
+        raise QsimError(f"{path}: {io.refusal} (--executor fake runs it with fake quantization)")
+    return graph, io
+
+
+def _read_npz(path: str, what: str) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    except FileNotFoundError:
+        raise QsimError(f"{what} {path}: file not found") from None
+    except (OSError, ValueError) as exc:
+        raise QsimError(f"{what} {path}: not a readable .npz file ({exc})") from None
+
+
+def _check_inputs(graph, arrays: dict, what: str) -> dict[str, np.ndarray]:
+    missing = [t for t in graph.inputs if t not in arrays]
+    if missing:
+        raise QsimError(f"{what}: no array for graph input(s) {missing}; the file has {sorted(arrays)} "
+                        f"(name arrays like the graph inputs {graph.inputs}, plus optional 'labels')")
+    return {t: arrays[t] for t in graph.inputs}
+
+
+def random_inputs(graph, seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded inputs: uniform over a quantized input's representable range, standard normal for a
+    float input, small integers for ids."""
+    from qsim.numerics.formats import IntFormat, get_format
+
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for t in graph.inputs:
+        spec, q = graph.tensor(t), graph.quant_params.get(t)
+        if q is not None and q.scale.size == 1 and isinstance(get_format(q.dtype), IntFormat):
+            fmt = get_format(q.dtype)
+            zero, scale = float(q.zero_point.reshape(-1)[0]), float(q.scale.reshape(-1)[0])
+            lo, hi = [(v - zero) * scale for v in (fmt.min, fmt.max)]
+            feeds[t] = rng.uniform(lo, hi, spec.shape).astype(np.float32)
+        elif spec.dtype.startswith(("int", "uint")) and q is None:
+            feeds[t] = rng.integers(0, 10, spec.shape).astype(spec.dtype)
+        else:
+            feeds[t] = rng.standard_normal(spec.shape).astype(np.float32)
+    return feeds
+
+
+def _chunks(arrays: dict[str, np.ndarray], graph) -> list[dict]:
+    """Calibration arrays cut into batches of the graph's batch size (the remainder is dropped)."""
+    batch = graph.tensor(graph.inputs[0]).shape[0]
+    n = min(len(v) for v in arrays.values())
+    if n < batch:
+        raise QsimError(f"--calib has {n} samples; the graph's batch is {batch}: give at least that many")
+    return [{t: v[i:i + batch] for t, v in arrays.items()} for i in range(0, n - batch + 1, batch)]
+
+
+def _reference_feeds(graph, feeds: dict) -> dict:
+    """Feeds of the float reference: integer codes of a quantized input are dequantized."""
+    from qsim.sim.metrics import real_value
+
+    out = {}
+    for t, v in feeds.items():
+        v = np.asarray(v)
+        q = graph.quant_params.get(t)
+        out[t] = real_value(graph, t, v) if q is not None else v.astype(np.float32) if v.dtype.kind == "f" else v
+    return out
+
+
+def _plan(spec: str | None):
+    if spec is None:
+        return None
+    if spec.endswith((".yaml", ".yml")):
+        from qsim.yamlio import load_yaml
+
+        return load_yaml(spec)  # a missing or malformed file is a QsimError naming it
+    return spec
+
+
+
+def validate(model: str, hw: str | None = None, policy: str | None = None, plan: str | None = None,
+             calib: str | None = None, data: str | None = None, against: str | None = None,
+             executor: str = "auto", observer: str = "minmax", seed: int = 0) -> dict:
+    """The library form of ``qsim validate``: a dict with the per-node table (DataFrame) and the
+    summary (JSON-ready)."""
+    from qsim.sim.executor import run_float
+    from qsim.sim.metrics import compare_traces, output_metrics
+    from qsim.sim.quantize_graph import dequantized_graph
+
+    path = Path(model)
+    if against and path.suffix != AGAINST.get(against, path.suffix):
+        raise QsimError(f"--against {against} needs a {AGAINST[against]} model, got {path.name}")
+    if executor not in EXECUTORS:
+        raise QsimError(f"unknown --executor {executor!r}; known: {', '.join(EXECUTORS)}")
+    arrays = _read_npz(data, "--data") if data else None
+    batch = None
+    if arrays is not None and path.suffix == ".onnx":
+        data_arrays = [v for k, v in arrays.items() if k != "labels"]
+        if not data_arrays:
+            raise QsimError(f"--data {data}: holds no input arrays (only {sorted(arrays)})")
+        batch = len(data_arrays[0])
+    graph, io = _load_model(path, batch, executor)
+    feeds = _check_inputs(graph, arrays, f"--data {data}") if arrays else random_inputs(graph, seed)
+    labels = arrays.get("labels") if arrays else None
+    acc_bits, profile_policy = None, None
+    if hw:
+        from qsim.hw.profile import load_profile
+        prof = load_profile(hw)
+        acc_bits, profile_policy = prof.compute.accumulator_bits, prof.requant_policy
+    notes = []
+    if graph.quant_params and plan:
+        raise QsimError(f"{path.name} is already quantized: its own scales and zero points are used; "
+                        "--plan applies to float models only")
+    calib_feeds = [feeds]
+    if plan and calib:
+        calib_feeds = _chunks(_check_inputs(graph, _read_npz(calib, "--calib"), f"--calib {calib}"), graph)
+    elif plan:
+        notes.append("calibrated on the evaluation inputs (no --calib)")
+    elif not graph.quant_params:
+        notes.append("float model without --plan: ran at fp32")
+    qgraph = prepare(graph, _plan(plan), calib_feeds, observer=observer)
+    reference = dequantized_graph(graph) if graph.quant_params else graph
+    policy = policy or profile_policy or DEFAULT_POLICY.get(path.suffix, "onnxruntime")
+    if policy == "onnxruntime":
+        io.for_onnxruntime(qgraph)
+    ref_trace = run_float(reference, _reference_feeds(graph, feeds), trace=True)
+    run = run_model(qgraph, feeds, policy, executor, trace=True, acc_bits=acc_bits)
+    use_integer = run.executor == "integer"
+    if run.executor == "fake":
+        notes.append("the integer executor does not run this graph: fake quantization; --policy and "
+                     "accumulator width not applied")
+    trace, stats = run.trace, run.stats
+    table = compare_traces(ref_trace, trace, qgraph, stats)
+    summary = {"model": str(path), "graph": graph.name, "executed_by": run.how,
+               "policy": policy if use_integer else None,
+               "accumulator_bits": acc_bits or 32 if use_integer else None, "plan": str(plan) if plan else None,
+               "inputs": "--data " + data if data else f"random (seed {seed})", "notes": notes,
+               "outputs": output_metrics(ref_trace, trace, qgraph, labels)}
+    if stats is not None:
+        summary["overflow_events"] = int(stats["overflow_events"].sum())
+        summary["saturated"] = int(stats["saturated_low"].sum() + stats["saturated_high"].sum())
+    if against:
+        if not graph.quant_params and plan:
+            notes.append(f"--against {against} ran the float model: its differences are the quantization error")
+        summary["against"] = {"runtime": against,
+                              "outputs": compare_with_runtime(against, path, qgraph, feeds,
+                                                              {t: trace[t] for t in qgraph.outputs}, policy)}
+    return {"nodes": table, "summary": summary}
+
+
+
+def _json_default(v):
+    return float(v) if isinstance(v, (np.floating, float)) else int(v) if isinstance(v, np.integer) else str(v)
+
+
+def write_validate_report(result: dict, out: Path) -> list[Path]:
+    """``out``.json (summary + nodes) and ``out``.csv (nodes); returns the paths written."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    report = {**result["summary"], "nodes": json.loads(result["nodes"].to_json(orient="records"))}
+    js, csv = out.with_suffix(".json"), out.with_suffix(".csv")
+    js.write_text(json.dumps(report, indent=1, default=_json_default))
+    result["nodes"].to_csv(csv, index=False)
+    return [js, csv]
+

@@ -1,0 +1,80 @@
+"""int8-activation (S8S8) QDQ models: onnxruntime (x86-64, ORT_ENABLE_EXTENDED and ALL) fuses a unit
+only after turning its int8 Q -> DQ pairs into uint8, which it does only where the QuantizeLinear
+feeds one consumer (qsim/ir/onnx_s8_units.py). A chain CNN (convolutions, an AveragePool,
+an Add of a per-channel constant) is fused throughout (as uint8: the units round as onnxruntime's
+uint8 kernels do) and simulated bit-exactly; a ResNet-style block (a tensor read by two nodes) leaves units in float, and is refused
+with the units named, as predicted from the graph and confirmed on onnxruntime's optimized graph."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+ort = pytest.importorskip("onnxruntime.quantization")
+
+import _int_onnx as M  # noqa: E402
+from _ort_quantize import quantize  # noqa: E402
+
+from qsim import simulate  # noqa: E402
+from qsim.errors import QsimError  # noqa: E402
+from qsim.ir.onnx_s8_units import unfused_int8_units  # noqa: E402
+
+
+def _chain(path):
+    rng = np.random.default_rng(0)
+    n = helper.make_node
+    nodes = [n("Conv", ["x", "w0", "b0"], ["c0"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], name="conv0"),
+             n("Relu", ["c0"], ["r0"], name="relu0"),
+             n("Conv", ["r0", "w1", "b1"], ["c1"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], name="conv1"),
+             n("Relu", ["c1"], ["r1"], name="relu1"),
+             n("AveragePool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[1, 1], pads=[0, 0, 1, 1], name="pool1"),
+             n("Conv", ["p1", "w2", "b2"], ["c2"], kernel_shape=[1, 1], name="conv2"),
+             n("Add", ["c2", "shift"], ["a2"], name="add_shift"),
+             n("Flatten", ["a2"], ["f"], name="flat"),
+             n("Gemm", ["f", "wf", "bf"], ["y"], transB=1, name="fc")]
+    inits = [M._w(rng, "w0", (8, 3, 3, 3)), M._w(rng, "b0", (8,), 0.1), M._w(rng, "w1", (16, 8, 3, 3)),
+             M._w(rng, "b1", (16,), 0.1), M._w(rng, "w2", (4, 16, 1, 1)), M._w(rng, "b2", (4,), 0.1),
+             M._w(rng, "shift", (1, 4, 1, 1), 0.7),
+             M._w(rng, "wf", (10, 4 * 8 * 8)), M._w(rng, "bf", (10,), 0.1)]
+    vi = helper.make_tensor_value_info
+    return M._save(nodes, inits, [vi("x", TensorProto.FLOAT, [2, 3, 16, 16])], [vi("y", TensorProto.FLOAT, [2, 10])],
+                   path, "chain")
+
+
+def _ort(path, x, level):
+    import onnxruntime
+
+    so = onnxruntime.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.graph_optimization_level = level
+    return onnxruntime.InferenceSession(str(path), so, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_chain_cnn_is_fused_and_exact(tmp_path, per_channel):
+    import onnxruntime
+
+    q = quantize(_chain(tmp_path / "f.onnx"), tmp_path / "q.onnx", "qdq", per_channel, activations="int8")
+    assert unfused_int8_units(onnx.load(str(q))) == []
+    x = np.random.default_rng(1).standard_normal((2, 3, 16, 16)).astype(np.float32)
+    got = simulate(q, {"x": x})["y"]
+    for level in (onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL, onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED):
+        assert np.array_equal(got, _ort(q, x, level))
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_resnet_block_unfused_units_are_refused(tmp_path, per_channel):
+    import onnxruntime
+
+    q = quantize(M.resnet_cnn(tmp_path / "f.onnx"), tmp_path / "q.onnx", "qdq", per_channel, activations="int8")
+    predicted = set(unfused_int8_units(onnx.load(str(q))))
+    so = onnxruntime.SessionOptions()
+    so.optimized_model_filepath = str(tmp_path / "opt.onnx")
+    so.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    onnxruntime.InferenceSession(str(q), so, providers=["CPUExecutionProvider"])
+    in_float = {n.name for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node
+                if n.op_type in ("Conv", "Add", "AveragePool", "Gemm", "MatMul", "GlobalAveragePool")}
+    assert predicted == in_float == {"b1_conv1", "b1_add", "b2_dw", "b2_proj", "b2_add", "avgpool"}
+    with pytest.raises(QsimError, match="runs the QDQ units b1_conv1, b1_add"):
+        simulate(q, {"x": np.zeros((2, 3, 32, 32), np.float32)})
