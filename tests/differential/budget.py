@@ -15,6 +15,16 @@ CI_SEEDS = {"onnx": 60, "qdq": 40, "tflite": 40}
 QSIM_REFUSES: dict[tuple[str, str], str] = {
     ("tflite", "MEAN"): "MEAN has no integer pipeline in qsim",
     ("tflite", "PAD"): "PAD has no integer pipeline in qsim",
+    ("tflite", "SUB"): "quantized SUB is not reproduced",
+    ("tflite", "LOGISTIC"): "int16 LOGISTIC is not reproduced (int8 must be equal)",
+    ("tflite", "TANH"): "int16 TANH is not reproduced (int8 must be equal)",
+    ("tflite", "SOFTMAX"): "int16 SOFTMAX is not reproduced (int8 must be equal)",
+    ("tflite", "CONV_2D"): "the int16x8 scheme is not reproduced (int8 must be equal)",
+    ("tflite", "DEPTHWISE_CONV_2D"): "the int16x8 scheme is not reproduced (int8 must be equal)",
+    ("tflite", "FULLY_CONNECTED"): "the int16x8 scheme is not reproduced (int8 must be equal)",
+    ("tflite", "ADD"): "int16 ADD under XNNPACK (LiteRT's builtin kernel) is not reproduced",
+    ("tflite", "MUL"): "int16 MUL under XNNPACK (LiteRT's builtin kernel) is not reproduced",
+    ("onnx", "QLinearAveragePool"): "ceil_mode=1 is refused",
 }
 
 # classes that hold for every unit of a family on one runtime: (family, runtime) -> finding
@@ -24,25 +34,11 @@ KNOWN_RUNTIME: dict[tuple[str, str], str] = {
 
 # (family, op) -> finding
 KNOWN: dict[tuple[str, str], str] = {
-    ("onnx", "QGemm"): "F2 float-output QGemm 1 ulp",
-    ("onnx", "QLinearSoftmax"): "F3 softmax saturation / y_scale",
-    ("onnx", "QLinearAveragePool"): "F5 ceil_mode ignored",
-    ("onnx", "QLinearLeakyRelu"): "F6 LeakyRelu refused at run time",
-    ("onnx", "MaxPool"): "F7 MaxPool padding crash",
-    ("tflite", "SUB"): "T1 SUB float island",
-    ("tflite", "CONV_2D"): "T2 int16x8 refused (int64 bias)",
-    ("tflite", "DEPTHWISE_CONV_2D"): "T2 int16x8 refused (int64 bias)",
-    ("tflite", "FULLY_CONNECTED"): "T2 int16x8 refused (int64 bias)",
-    ("tflite", "LOGISTIC"): "T4 int16 LUT",
-    ("tflite", "TANH"): "T4 int16 LUT",
-    ("tflite", "SOFTMAX"): "T4 int16 softmax",
-    ("tflite", "ADD"): "T5 int16 under XNNPACK",
-    ("tflite", "MUL"): "T5 int16 under XNNPACK",
     ("tflite", "QUANTIZE"): "T6 QUANTIZE optimized / XNNPACK",
     ("tflite", "DEQUANTIZE"): "T7 DEQUANTIZE optimized",
-    ("qdq", "AveragePool"): "Q2 s8 AveragePool ties / Q4",
-    ("qdq", "Softmax"): "Q3 = F3",
-    ("qdq", "LeakyRelu"): "F6 LeakyRelu refused at run time",
 }
+
+# networks: int8-activation QDQ models whose units onnxruntime leaves unfused are refused
+NETWORK_REFUSALS = {":qdq:int8:": "S8S8 QDQ units onnxruntime runs in float are refused (issue 11 item 6)"}
 
 MAX_RUNTIME_REFUSED = 0.5  # a unit whose cases the runtime mostly rejects tests nothing: fail it

@@ -31,7 +31,11 @@ def all_networks(sizes=(32, 64, 224)) -> list[str]:
              for act in ("uint8", "int8") for gran in ("tensor", "channel") for size in sizes for tie in ("", ":ties")]
     names += [f"bert:{fmt}:{act}:{gran}:{seq}:{d}" for fmt in ("qoperator", "qdq") for act in ("uint8", "int8")
               for gran in ("tensor", "channel") for seq, d in ((16, 64), (128, 768))]
-    return names + [f"tflite:{net}:{size}" for net in NETS for size in sizes]
+    names += [f"tflite:{net}:{size}" for net in NETS for size in sizes]
+    small = [n for n in names if not any(f":{s}" in n for s in (224, 128))]
+    large = [n for n in names if n not in small]
+    rng = np.random.default_rng(0)  # interleave kinds; the small inputs first
+    return [small[i] for i in rng.permutation(len(small))] + [large[i] for i in rng.permutation(len(large))]
 
 
 def build(name: str, workdir, seed: int = 0) -> tuple[Path, dict]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from .budget import KNOWN_RUNTIME
+from .budget import KNOWN_RUNTIME, NETWORK_REFUSALS
 from .cases import Outcome
 from .networks import CI_NETWORKS, run_network
 from .tally import record
@@ -22,6 +22,8 @@ def test_network_equals_runtime(name, tmp_path):
         if kind in ("equal", "runtime-refused"):  # refusals fail below
             continue
         reason = KNOWN_RUNTIME.get((family, runtime))
+        if kind == "qsim-refused":
+            reason = next((why for key, why in NETWORK_REFUSALS.items() if key in name), None)
         (known if reason else bad).append(f"{runtime}: {result.summary()[:300]} [{reason}]")
     refused = [f"{rt}: {r}" for rt, r in results if isinstance(r, str)]
     assert not refused, f"the runtime rejected a generated network: {refused}"
