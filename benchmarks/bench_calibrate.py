@@ -18,7 +18,7 @@ import onnx
 import onnxruntime as ort
 import pandas as pd
 
-from qsim.calibrate import write_profile
+from qsim.hw.calibrate import write_profile
 from qsim.cost import estimate_graph
 from qsim.hw.profile import load_profile
 from qsim.ir.onnx_import import load_onnx

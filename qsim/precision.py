@@ -1,12 +1,23 @@
-"""Precision plans: which number format each node uses for weights, activations and accumulators.
+"""Precision plans: which number format each node uses for weights, activations and accumulators,
+and (optionally) which requantization policy its integer pipeline follows.
 
 The plan is the one object that both the cost model and the simulator consume, so a sweep over
-precision is a sweep over plans. Spelling (CLI ``--precision`` and workload YAML):
+precision is a sweep over plans. It holds format objects (``qsim.numerics.formats``); strings are
+turned into formats once, here. Spelling (CLI ``--precision`` and workload YAML):
 
-* a uniform format: ``fp32 tf32 fp16 bf16 fp8 (= fp8_e4m3) fp8_e5m2 int16 int8 int4 ...``;
-* a weight/activation mix ``wXaY``: ``w8a8 w4a8`` (integer activations), ``w8a16 w4a16``
+* a uniform format: ``fp32 tf32 fp16 bf16 fp8 (= fp8_e4m3) fp8_e5m2 int16 int8 int4 int2 mxfp8 ...``
+  (any integer width int2..int32 / uint2..uint32);
+* a weight/activation mix ``wXaY``: ``w8a8 w4a8 w2a8`` (integer activations), ``w8a16 w4a16``
   (weight-only quantization: the 16-bit activations are fp16, as in LLM deployment);
-* explicit fields: ``weight=int4,activation=fp16,accumulator=fp32`` (or a YAML mapping).
+* explicit fields: ``weight=int4,activation=fp16,accumulator=fp32,policy=tflite-reference`` (or a
+  YAML mapping with the same keys).
+
+A format that no stage can handle is refused here: fp6/fp4 exist only as MX element types, and
+integers wider than 32 bits are not a plan format. Every integer width int2..int16 / uint2..uint16
+runs end to end (cost model, ``quantize_graph``, the integer executor: sub-byte codes are held in
+int8 / uint8). The simulator cannot run tf32, MX, or integer weights / activations wider than 16
+bits on a float model: ``check_simulable`` refuses them when the simulator parses a plan, before
+any calibration runs; the cost model takes them.
 """
 from __future__ import annotations
 
@@ -14,76 +25,66 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from qsim.errors import WorkloadError
+from qsim.numerics.formats import (BF16, FP8_E4M3, FP8_E5M2, FP16, FP32, TF32, Format, FloatFormat, IntFormat,
+                                   MXFormat, get_format)
+from qsim.numerics.policies import PolicyName, policy_name
 
-# Storage bits per element. MX formats add one shared 8-bit scale per 32-element block (OCP MX v1.0).
-FORMAT_BITS: dict[str, float] = {
-    "fp32": 32, "tf32": 32, "fp16": 16, "bf16": 16, "fp8_e4m3": 8, "fp8_e5m2": 8,
-    "int32": 32, "int16": 16, "int8": 8, "int4": 4, "int2": 2, "uint8": 8, "uint4": 4,
-    "mxfp8": 8 + 8 / 32, "mxfp6": 6 + 8 / 32, "mxfp4": 4 + 8 / 32, "mxint8": 8 + 8 / 32,
-}
-ALIASES = {"fp8": "fp8_e4m3", "float32": "fp32", "float16": "fp16", "bfloat16": "bf16",
-           "float8e4m3fn": "fp8_e4m3", "float8e5m2": "fp8_e5m2"}
-FLOAT_FORMATS = {"fp32", "tf32", "fp16", "bf16", "fp8_e4m3", "fp8_e5m2", "mxfp8", "mxfp6", "mxfp4"}
-# The matrix-unit class that executes each element format (MX formats run on their element type).
-COMPUTE_CLASS = {"fp32": "fp32", "tf32": "tf32", "fp16": "fp16", "bf16": "bf16", "fp8_e4m3": "fp8",
-                 "fp8_e5m2": "fp8", "mxfp8": "fp8", "mxfp6": "fp6", "mxfp4": "fp4", "int32": "int32",
-                 "int16": "int16", "int8": "int8", "uint8": "int8", "mxint8": "int8", "int4": "int4",
-                 "uint4": "int4", "int2": "int2"}
-# Where a profile has no unit for a class, the next wider class that emulates it.
+# Where a profile has no unit for a compute class, the next wider class that emulates it.
 EMULATION_ORDER = {
     "int2": ["int4", "int8", "int16", "fp32"], "int4": ["int8", "int16", "fp32"], "int8": ["int16", "fp32"],
     "int16": ["int32", "fp32"], "int32": ["fp32"], "fp4": ["fp6", "fp8", "fp16", "bf16", "fp32"],
     "fp6": ["fp8", "fp16", "bf16", "fp32"], "fp8": ["fp16", "bf16", "fp32"], "fp16": ["fp32"],
     "bf16": ["fp32"], "tf32": ["fp32"], "fp32": [],
 }
-UNIFORM = {"fp32", "tf32", "fp16", "bf16", "fp8", "fp8_e4m3", "fp8_e5m2", "int16", "int8", "int4",
-           "mxfp8", "mxfp6", "mxfp4", "mxint8"}
+# Float element formats a plan may name alone (fp6/fp4 only inside MX blocks).
+PLAN_FLOATS = (FP32, TF32, FP16, BF16, FP8_E4M3, FP8_E5M2)
 MIX_ACTIVATION = {"8": "int8", "16": "fp16", "4": "int4"}
-MIX_WEIGHT = {"8": "int8", "4": "int4", "2": "int2", "16": "fp16"}
+MIX_WEIGHT = {"8": "int8", "4": "int4", "3": "int3", "2": "int2", "16": "fp16"}
+_FIELDS = ("weight", "activation", "accumulator", "policy")
 
 
-def canonical_format(name: str) -> str:
-    key = ALIASES.get(str(name).lower(), str(name).lower())
-    if key not in FORMAT_BITS:
-        raise WorkloadError(f"unknown number format {name!r}; known: {', '.join(sorted(FORMAT_BITS))}")
-    return key
-
-
-def is_float(fmt: str) -> bool:
-    return fmt in FLOAT_FORMATS
+def plan_format(name) -> Format:
+    """A format a precision plan may name (a name, an alias, or a format object)."""
+    fmt = get_format(name)
+    if isinstance(fmt, IntFormat) and fmt.bits > 32:
+        raise WorkloadError(f"format {fmt.name!r}: precision plans take integers of 2..32 bits")
+    if isinstance(fmt, FloatFormat) and fmt not in PLAN_FLOATS:
+        raise WorkloadError(f"format {fmt.name!r} exists only as an MX element type; use an MX format "
+                            f"(mxfp6, mxfp4 ...) or one of {', '.join(f.name for f in PLAN_FLOATS)}")
+    return fmt
 
 
 @dataclass(frozen=True)
 class LayerPrecision:
-    weight: str
-    activation: str
-    accumulator: str
+    weight: Format
+    activation: Format
+    accumulator: Format
+    policy: PolicyName | None = None  # the requantization policy; None: the simulator's default
 
     @property
     def name(self) -> str:
-        if self.weight == self.activation:
-            return self.weight
-        return f"w:{self.weight}/a:{self.activation}"
+        base = self.weight.name if self.weight == self.activation else \
+            f"w:{self.weight.name}/a:{self.activation.name}"
+        return base + (f"@{self.policy.value}" if self.policy else "")
 
     @property
     def compute(self) -> str:
         """The matrix-unit class that runs this layer's MACs."""
-        if is_float(self.activation):
-            return COMPUTE_CLASS[self.activation]  # weights are dequantized to the activation type
-        if is_float(self.weight):
-            return COMPUTE_CLASS[self.weight]
-        wider = max(self.weight, self.activation, key=lambda f: FORMAT_BITS[f])
-        return COMPUTE_CLASS[wider]
+        if self.activation.is_float:
+            return self.activation.compute_class  # weights are dequantized to the activation type
+        if self.weight.is_float:
+            return self.weight.compute_class
+        return max(self.weight, self.activation, key=lambda f: f.storage_bits).compute_class
 
 
-def _default_accumulator(weight: str, activation: str) -> str:
-    return "fp32" if is_float(weight) or is_float(activation) else "int32"
+def _default_accumulator(weight: Format, activation: Format) -> Format:
+    return FP32 if weight.is_float or activation.is_float else IntFormat(32)
 
 
-def layer_precision(weight: str, activation: str, accumulator: str | None = None) -> LayerPrecision:
-    w, a = canonical_format(weight), canonical_format(activation)
-    acc = canonical_format(accumulator) if accumulator else _default_accumulator(w, a)
-    return LayerPrecision(w, a, acc)
+def layer_precision(weight, activation, accumulator=None, policy=None) -> LayerPrecision:
+    w, a = plan_format(weight), plan_format(activation)
+    acc = plan_format(accumulator) if accumulator else _default_accumulator(w, a)
+    return LayerPrecision(w, a, acc, policy_name(policy) if policy else None)
 
 
 def parse_precision(spec: Any) -> LayerPrecision:
@@ -91,14 +92,12 @@ def parse_precision(spec: Any) -> LayerPrecision:
     if isinstance(spec, LayerPrecision):
         return spec
     if isinstance(spec, Mapping):
-        unknown = set(spec) - {"weight", "activation", "accumulator"}
+        unknown = set(spec) - set(_FIELDS)
         if unknown or "weight" not in spec or "activation" not in spec:
             raise WorkloadError(f"precision mapping needs 'weight' and 'activation' (and optionally "
-                                f"'accumulator'); got keys {sorted(spec)}")
-        return layer_precision(spec["weight"], spec["activation"], spec.get("accumulator"))
+                                f"'accumulator', 'policy'); got keys {sorted(spec)}")
+        return layer_precision(spec["weight"], spec["activation"], spec.get("accumulator"), spec.get("policy"))
     text = str(spec).strip().lower()
-    if text in UNIFORM:
-        return layer_precision(text, text)
     if "=" in text:
         fields = dict(part.split("=", 1) for part in text.split(",") if "=" in part)
         short = {"w": "weight", "a": "activation", "acc": "accumulator"}
@@ -107,8 +106,13 @@ def parse_precision(spec: Any) -> LayerPrecision:
         w, a = text[1:].split("a", 1)
         if w in MIX_WEIGHT and a in MIX_ACTIVATION:
             return layer_precision(MIX_WEIGHT[w], MIX_ACTIVATION[a])
-    raise WorkloadError(f"unknown precision {spec!r}; use one of {', '.join(sorted(UNIFORM))}, a mix "
-                        "such as w8a8 w4a8 w8a16 w4a16, or weight=FMT,activation=FMT[,accumulator=FMT]")
+    try:
+        return layer_precision(text, text)
+    except WorkloadError as exc:
+        raise WorkloadError(f"unknown precision {spec!r} ({exc}); use a format (fp32 tf32 fp16 bf16 fp8 "
+                            "fp8_e5m2 int2..int32 uint2..uint32 mxfp8 mxfp6 mxfp4 mxint8), a mix such as "
+                            "w8a8 w4a8 w2a8 w8a16 w4a16, or weight=FMT,activation=FMT[,accumulator=FMT]"
+                            "[,policy=NAME]") from None
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,9 @@ class PrecisionPlan:
             if match.get("name", node.name) == node.name and match.get("op", node.op) == node.op:
                 chosen = prec
         return chosen
+
+    def precisions(self) -> list[LayerPrecision]:
+        return [self.default, *(p for _, p in self.overrides)]
 
     @property
     def name(self) -> str:
@@ -157,12 +164,28 @@ def parse_plan(spec: Any, where: str = "precision") -> PrecisionPlan:
     return PrecisionPlan(parse_precision(spec.get("default", "fp32")), tuple(overrides))
 
 
+def check_simulable(plan: PrecisionPlan) -> PrecisionPlan:
+    """Refuse, before any work, a plan whose formats the simulator cannot run on a float model."""
+    for prec in plan.precisions():
+        for fmt in (prec.weight, prec.activation):
+            if fmt == TF32:  # costed by the cost model, but its rounding is not simulated: say so
+                raise WorkloadError("the simulator does not model tf32 (matrix inputs rounded to a 10-bit "
+                                    "mantissa); use fp32 or fp16/bf16")
+            if isinstance(fmt, MXFormat):
+                raise WorkloadError(f"quantize_graph does not support MX formats ({fmt.name}); the cost "
+                                    "model does")
+            if isinstance(fmt, IntFormat) and fmt.bits > 16:  # the integer kernels take 8- and 16-bit codes
+                raise WorkloadError(f"the simulator runs integer weights and activations of 2..16 bits; "
+                                    f"{fmt.name} is costed only")
+    return plan
+
+
 def precision_spec(prec: LayerPrecision) -> Any:
     """The shortest spelling that ``parse_precision`` reads back to ``prec``."""
-    uniform = layer_precision(prec.weight, prec.weight)
-    if uniform == prec:
-        return prec.weight
-    return {"weight": prec.weight, "activation": prec.activation, "accumulator": prec.accumulator}
+    if layer_precision(prec.weight, prec.weight) == prec:
+        return prec.weight.name
+    spec = {"weight": prec.weight.name, "activation": prec.activation.name, "accumulator": prec.accumulator.name}
+    return {**spec, "policy": prec.policy.value} if prec.policy else spec
 
 
 def plan_spec(plan: PrecisionPlan) -> Any:

@@ -19,12 +19,13 @@ from typing import Any, Mapping
 
 import networkx as nx
 
-from qsim.errors import GraphError, QsimError, WorkloadError
+from qsim.errors import GraphError, Problem, QsimError, WorkloadError
 from qsim.ir.builders import BUILDERS, build
 from qsim.ir.graph import Graph
 from qsim.ir.registry import get_op
 from qsim.precision import PrecisionPlan, parse_plan
-from qsim.schema import Enum, Int, ListOf, Record, Str, validate
+from qsim.schema import Enum, Int, ListOf, Record, Str, problems
+from qsim.shipped import shipped_dir
 from qsim.yamlio import LocatedDict, line_of, load_yaml
 
 
@@ -60,12 +61,12 @@ def _build_from_builder(model: Mapping, batch: int | None, seq: int | None, wher
         params["batch"] = batch
     if seq is not None:
         if "seq" not in accepted:
-            raise WorkloadError(f"{where}: seq: builder {name!r} has no sequence length")
+            raise WorkloadError(f"builder {name!r} has no sequence length", file=where, key="seq")
         params["seq"] = seq
     unknown = set(params) - accepted if fn else set()
     if unknown:
-        raise WorkloadError(f"{where}: model.params: builder {name!r} does not take {sorted(unknown)}; "
-                            f"it takes {sorted(accepted)}")
+        raise WorkloadError(f"builder {name!r} does not take {sorted(unknown)}; it takes {sorted(accepted)}",
+                            file=where, key="model.params")
     return build(name, **params)
 
 
@@ -73,18 +74,19 @@ def _build_from_layers(model: Mapping, name: str, where: str) -> Graph:
     """Add layers in dependency order, so a file may list them in any order."""
     graph = Graph(name)
     inputs = model.get("inputs") or []
-    errors = [] if isinstance(inputs, list) else [f"line {line_of(model, 'inputs')}: model.inputs: expected a list"]
+    errors = [] if isinstance(inputs, list) else [Problem("expected a list", line=line_of(model, "inputs"),
+                                                          key="model.inputs")]
     for i, item in enumerate(inputs if not errors else []):
         INPUT_SCHEMA.check(item, f"model.inputs[{i}]", getattr(item, "line", line_of(model, "inputs")), errors)
     if errors:
-        raise WorkloadError(f"{where}: {len(errors)} problem(s):\n" + "\n".join(f"  {where}:{e[5:]}" for e in errors))
+        raise WorkloadError(file=where, problems=errors)
     for item in inputs:
         graph.add_input(item["name"], item["shape"], item.get("dtype", "float32"))
     layers = {}
     for i, layer in enumerate(model.get("layers") or []):
         if not isinstance(layer, Mapping) or not {"name", "op", "inputs"} <= set(layer):
-            raise WorkloadError(f"{where}:{line_of(model['layers'], i) or getattr(layer, 'line', 0)}: "
-                                f"layers[{i}]: each layer needs name, op and inputs")
+            raise WorkloadError("each layer needs name, op and inputs", file=where, key=f"layers[{i}]",
+                                line=line_of(model["layers"], i) or getattr(layer, "line", 0))
         layers[layer["name"]] = layer
     deps = nx.DiGraph()
     for lname, layer in layers.items():
@@ -96,19 +98,20 @@ def _build_from_layers(model: Mapping, name: str, where: str) -> Graph:
         order = list(nx.topological_sort(deps))
     except nx.NetworkXUnfeasible:
         cycle = [u for u, _ in nx.find_cycle(deps)]
-        raise GraphError(f"{where}: layers form a cycle: {' -> '.join(cycle + cycle[:1])}") from None
+        raise GraphError(f"layers form a cycle: {' -> '.join(cycle + cycle[:1])}", file=where) from None
     for lname in order:
         layer = layers[lname]
         attrs = {k: v for k, v in layer.items() if k not in ("name", "op", "inputs")}
         accepted = get_op(layer["op"]).attrs
         unknown = sorted(set(attrs) - set(accepted)) if accepted is not None else []
         if unknown:
-            raise GraphError(f"{where}:{getattr(layer, 'line', 0)}: layer {lname!r} ({layer['op']}): unknown "
-                             f"attribute(s) {unknown}; {layer['op']} takes {', '.join(accepted) or 'none'}")
+            raise GraphError(f"layer {lname!r} ({layer['op']}): unknown attribute(s) {unknown}; {layer['op']} "
+                             f"takes {', '.join(accepted) or 'none'}", file=where, line=getattr(layer, "line", 0))
         try:
             graph.add_node(layer["op"], lname, layer["inputs"], attrs)
         except GraphError as exc:
-            raise GraphError(f"{where}:{getattr(layer, 'line', 0)}: {exc}") from None
+            raise GraphError(exc.message, file=where, line=getattr(layer, "line", 0), key=exc.key,
+                             node=exc.node) from None
     for t in model.get("outputs") or []:
         graph.mark_output(t)
     return graph.validate()
@@ -117,11 +120,11 @@ def _build_from_layers(model: Mapping, name: str, where: str) -> Graph:
 def build_model(model: Any, name: str, base: Path, where: str, batch: int | None = None,
                 seq: int | None = None) -> Graph:
     if not isinstance(model, Mapping):
-        raise WorkloadError(f"{where}: model: expected a mapping with builder, onnx, tflite or layers")
+        raise WorkloadError("expected a mapping with builder, onnx, tflite or layers", file=where, key="model")
     unknown = set(model) - MODEL_KEYS
     if unknown:
-        raise WorkloadError(f"{where}:{line_of(model, sorted(unknown)[0])}: model: unknown keys {sorted(unknown)}; "
-                            f"expected builder (+params), onnx, tflite, or inputs/layers/outputs")
+        raise WorkloadError(f"unknown keys {sorted(unknown)}; expected builder (+params), onnx, tflite, or "
+                            "inputs/layers/outputs", file=where, line=line_of(model, sorted(unknown)[0]), key="model")
     if "builder" in model:
         return _build_from_builder(model, batch, seq, where)
     if "onnx" in model:
@@ -132,11 +135,11 @@ def build_model(model: Any, name: str, base: Path, where: str, batch: int | None
         from qsim.ir.tflite_import import load_tflite
 
         if batch not in (None, 1):
-            raise WorkloadError(f"{where}: a .tflite model has a fixed batch; batch {batch} cannot be applied")
+            raise WorkloadError(f"a .tflite model has a fixed batch; batch {batch} cannot be applied", file=where)
         return load_tflite(base / model["tflite"])
     if "layers" in model:
         return _build_from_layers(model, name, where)
-    raise WorkloadError(f"{where}: model: give builder, onnx, tflite or layers")
+    raise WorkloadError("give builder, onnx, tflite or layers", file=where, key="model")
 
 
 def load_workload(path: str | Path, batch: int | None = None, precision: Any = None) -> Workload:
@@ -145,9 +148,9 @@ def load_workload(path: str | Path, batch: int | None = None, precision: Any = N
     if path.suffix in (".onnx", ".tflite"):
         return workload_from_model_file(path, batch, precision)
     data = load_yaml(path)
-    errors = validate(data, WORKLOAD_SCHEMA)
+    errors = problems(data, WORKLOAD_SCHEMA)
     if errors:
-        raise WorkloadError(f"{path}: {len(errors)} problem(s):\n" + "\n".join(f"  {path}:{e[5:]}" for e in errors))
+        raise WorkloadError(file=path, problems=errors)
     where = str(path)
     graph = build_model(data["model"], data["name"], path.parent, where,
                         batch if batch is not None else data.get("batch"), data.get("seq"))
@@ -155,9 +158,9 @@ def load_workload(path: str | Path, batch: int | None = None, precision: Any = N
         plan = parse_plan(precision, where="precision")
     else:
         try:
-            plan = parse_plan(data.get("precision", _file_plan_or_fp32(graph)), where=f"{where}: precision")
+            plan = parse_plan(data.get("precision", _file_plan_or_fp32(graph)), where="precision")
         except WorkloadError as exc:
-            raise WorkloadError(f"{where}:{line_of(data, 'precision')}: {exc}") from None
+            raise WorkloadError(str(exc), file=where, line=line_of(data, "precision")) from None
     check_plan_matches(plan, graph, where)
     return Workload(data["name"], graph, plan, where, data.get("description", ""))
 
@@ -166,7 +169,7 @@ def check_plan_matches(plan: PrecisionPlan, graph: Graph, where: str) -> None:
     """An override that matches no node is a typo (a first conv named 'conv1' that is 'stem')."""
     for match, _ in plan.overrides:
         if not any(match.get("name", n.name) == n.name and match.get("op", n.op) == n.op for n in graph.nodes()):
-            raise WorkloadError(f"{where}: precision override {dict(match)} matches no node of {graph.name!r}")
+            raise WorkloadError(f"precision override {dict(match)} matches no node of {graph.name!r}", file=where)
 
 
 def _file_plan_or_fp32(graph: Graph):
@@ -180,14 +183,14 @@ def _file_plan_or_fp32(graph: Graph):
 
 def workload_from_model_file(path: Path, batch: int | None = None, precision: Any = None) -> Workload:
     if not path.exists():
-        raise QsimError(f"{path}: no such file")
+        raise QsimError("no such file", file=path)
     graph = build_model({path.suffix[1:]: path.name}, path.stem, path.parent, str(path), batch)
     plan = parse_plan(precision if precision is not None else _file_plan_or_fp32(graph), where="precision")
     check_plan_matches(plan, graph, str(path))
     return Workload(path.stem, graph, plan, str(path))
 
 
-WORKLOAD_DIR = Path(__file__).resolve().parents[1] / "workloads"
+WORKLOAD_DIR = shipped_dir("workloads")  # shipped workloads, and their sweep specs under sweeps/
 
 
 def resolve_workload(name_or_path: str | Path) -> Path:

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from qsim.errors import QsimError
+from qsim.errors import Problem, QsimError
 
 
 class LocatedDict(dict):
@@ -47,7 +47,7 @@ class DuplicateKeyError(QsimError):
 
 
 class _StrictLoader(yaml.SafeLoader):
-    duplicates: list[str]
+    duplicates: list[Problem]
 
 
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> LocatedDict:
@@ -59,7 +59,8 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
         key = loader.construct_object(key_node, deep=True)
         line = key_node.start_mark.line + 1
         if key in out:
-            loader.duplicates.append(f"{line}: {key}: duplicate key (first at line {out.key_lines[key]})")
+            loader.duplicates.append(Problem(f"duplicate key (first at line {out.key_lines[key]})", line=line,
+                                             key=str(key)))
             continue
         out[key] = loader.construct_object(value_node, deep=True)
         out.key_lines[key] = line
@@ -76,19 +77,18 @@ def load_yaml(path: str | Path, text: str | None = None) -> Any:
         try:
             text = path.read_text()
         except OSError as exc:
-            raise QsimError(f"{path}: cannot read: {exc.strerror}") from None
+            raise QsimError(f"cannot read: {exc.strerror}", file=path) from None
     loader = _StrictLoader(text)
     loader.duplicates = []
     try:
         data = loader.get_single_data()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise QsimError(f"{where}: invalid YAML: {exc.problem}") from None
+        raise QsimError(f"invalid YAML: {exc.problem}", file=path, line=mark.line + 1 if mark else None) from None
     except yaml.YAMLError as exc:
-        raise QsimError(f"{path}: invalid YAML: {exc}") from None
+        raise QsimError(f"invalid YAML: {exc}", file=path) from None
     finally:
         loader.dispose()
     if loader.duplicates:
-        raise DuplicateKeyError("\n".join(f"{path}:{d}" for d in loader.duplicates))
+        raise DuplicateKeyError(file=path, problems=loader.duplicates)
     return data

@@ -67,34 +67,6 @@ def wave_factor(graph, node, profile: Profile) -> float:
     return best
 
 
-def systolic_seconds(graph, node, profile: Profile, unit: str) -> float | None:
-    """Compute time of a Conv/Gemm/MatMul on the profile's systolic array (qsim.cost.systolic):
-    folds, fill and drain of the dataflow, at the array's clock. The memory side stays with the
-    cost model's traffic roofline, so the array is given SRAMs and a port that never stall here.
-    Sub-word precisions run at the profile's MACs/cycle ratio (e.g. int16 at a quarter rate)."""
-    sys = profile.systolic
-    if sys is None or node.op not in ("Conv", "Gemm", "MatMul"):
-        return None
-    from qsim.cost.systolic import SystolicArray, systolic_gemm
-
-    out = graph.tensor(node.outputs[0]).shape
-    k = graph.tensor(node.inputs[0]).shape[-1] if node.op != "Conv" else 0
-    if node.op == "Conv":
-        kh, kw = node.attrs["kernel"] if not isinstance(node.attrs["kernel"], int) else (node.attrs["kernel"],) * 2
-        groups = int(node.attrs.get("groups", 1))
-        cin = graph.tensor(node.inputs[0]).shape[1]
-        gemms = [(out[0] * out[2] * out[3], out[1] // groups, kh * kw * cin // groups)] * groups
-    elif node.op == "Gemm":
-        gemms = [(numel(out) // out[-1], out[-1], k)]
-    else:
-        gemms = [(out[-2], out[-1], k)] * numel(out[:-2])
-    array = SystolicArray(sys.rows, sys.cols, sys.dataflow, ifmap_sram_kib=1 << 20, filter_sram_kib=1 << 20,
-                          ofmap_sram_kib=1 << 20, dram_bytes_per_cycle=1e12)
-    first = systolic_gemm(*gemms[0], array=array).total_cycles
-    rate = profile.compute.macs_per_cycle[unit] / max(profile.compute.macs_per_cycle.values())
-    return first * len(gemms) / rate / profile.clock_hz
-
-
 def is_depthwise(graph, node) -> bool:
     if node.op != "Conv":
         return False

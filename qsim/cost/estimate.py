@@ -14,14 +14,15 @@ from typing import Any
 
 import pandas as pd
 
-from qsim.cost.compute import choose_unit, compute_seconds, is_depthwise, systolic_seconds, wave_factor
+from qsim.cost.compute import choose_unit, compute_seconds, is_depthwise, wave_factor
 from qsim.cost.footprint import (activation_bits, packed_bytes, peak_activation_bytes, state_footprint,
                                  weight_bits, weight_footprint)
+from qsim.cost.systolic_node import array_time
 from qsim.cost.traffic import Operands, memory_energy_j, memory_seconds, node_traffic
 from qsim.hw.profile import Profile
 from qsim.ir.counts import node_counts
 from qsim.ir.registry import get_op
-from qsim.precision import FORMAT_BITS, COMPUTE_CLASS, PrecisionPlan
+from qsim.precision import PrecisionPlan
 
 MATRIX_OPS = {"Conv", "Gemm", "MatMul", "Attention"}
 
@@ -47,14 +48,14 @@ def _operands(graph, node, plan: PrecisionPlan, fused: bool) -> Operands:
     in_shapes = [graph.tensor(t).shape for t in node.inputs]
     out_shapes = tuple(graph.tensor(t).shape for t in node.outputs)
     if opdef.weights_read is not None:  # e.g. an embedding reads only the looked-up rows
-        weight = packed_bytes(opdef.weights_read(in_shapes, out_shapes, node.attrs), FORMAT_BITS[prec.weight])
+        weight = packed_bytes(opdef.weights_read(in_shapes, out_shapes, node.attrs), prec.weight.storage_bits)
     else:
         weight = sum(packed_bytes(graph.tensor(t).numel, weight_bits(role, prec)) for role, t in node.weights.items())
     inputs = sum(packed_bytes(graph.tensor(t).numel, activation_bits(graph, t, plan)) for t in node.inputs)
-    outputs = sum(packed_bytes(graph.tensor(t).numel, FORMAT_BITS[prec.activation]) for t in node.outputs)
+    outputs = sum(packed_bytes(graph.tensor(t).numel, prec.activation.storage_bits) for t in node.outputs)
     state_r = state_w = 0
     if node.state:
-        bits = FORMAT_BITS[prec.activation]
+        bits = prec.activation.storage_bits
         read, written = opdef.state_io(in_shapes, node.attrs) if opdef.state_io else (
             sum(graph.tensor(t).numel for t in node.state.values()), 0)
         state_r, state_w = packed_bytes(read, bits), packed_bytes(written, bits)
@@ -65,21 +66,24 @@ def _node_row(graph, node, plan: PrecisionPlan, profile: Profile) -> dict[str, A
     prec = plan.for_node(node)
     counts = node_counts(graph, node)
     fused = _fused(graph, node)
-    compute_class = prec.compute if counts.macs else COMPUTE_CLASS[prec.activation]
+    compute_class = prec.compute if counts.macs else prec.activation.compute_class
     choice = choose_unit(compute_class, profile, node.name)
     ops = _operands(graph, node, plan, fused)
     traffic = node_traffic(ops, profile, node.op in MATRIX_OPS)
     waves = wave_factor(graph, node, profile) if counts.macs else 1.0
-    array_s = systolic_seconds(graph, node, profile, choice.unit) if counts.macs else None
-    if array_s is not None:  # the dataflow model replaces peak x efficiency for matrix ops
+    array = array_time(graph, node, profile, choice.unit) if counts.macs else None
+    if array is not None:  # the dataflow model replaces peak x efficiency for matrix ops
         vector_s = compute_seconds(0, counts.vector_ops, choice.unit, profile)
-        compute_s = max(array_s, vector_s) if profile.compute.vector_overlaps_matrix else array_s + vector_s
+        compute_s = max(array.compute_s, vector_s) if profile.compute.vector_overlaps_matrix else \
+            array.compute_s + vector_s
     else:
         per_element = profile.op_s_per_element.get(node.op)  # a measured kernel replaces vector-op counting
         compute_s = compute_seconds(counts.macs, 0 if per_element else counts.vector_ops, choice.unit, profile,
                                     waves, is_depthwise(graph, node))
         compute_s += counts.output_elems * per_element if per_element else 0.0
     memory_s, level = memory_seconds(traffic, profile)
+    if array is not None and array.stall_s and compute_s + array.stall_s > memory_s:
+        memory_s, level = compute_s + array.stall_s, profile.systolic.dram  # the array's SRAMs wait on DRAM
     dispatch = 0.0 if fused else profile.dispatch_s
     latency = dispatch + max(compute_s, memory_s)
     if counts.macs:
@@ -88,7 +92,7 @@ def _node_row(graph, node, plan: PrecisionPlan, profile: Profile) -> dict[str, A
     e_memory = memory_energy_j(traffic, profile)
     e_static = profile.static_w * latency
     row = {
-        "name": node.name, "op": node.op, "weight_format": prec.weight, "activation_format": prec.activation,
+        "name": node.name, "op": node.op, "weight_format": prec.weight.name, "activation_format": prec.activation.name,
         "compute_unit": choice.unit, "emulated": choice.emulated, "fused": fused,
         "macs": counts.macs, "vector_ops": counts.vector_ops, "params": counts.params,
         "weight_bytes": ops.weight_bytes, "input_bytes": ops.input_bytes, "output_bytes": ops.output_bytes,

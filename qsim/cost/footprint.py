@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from math import ceil
 
-from qsim.precision import FORMAT_BITS, LayerPrecision, PrecisionPlan, is_float
+from qsim.precision import LayerPrecision, PrecisionPlan
 
 BIAS_ROLES = {"bias", "shift", "beta", "bq", "bk", "bv", "bo"}
 INDEX_DTYPES = {"int64": 64, "int32": 32}  # token ids and other integer graph inputs
@@ -18,9 +18,9 @@ def packed_bytes(numel: int, bits: float) -> int:
 
 
 def weight_bits(role: str, prec: LayerPrecision) -> float:
-    if role in BIAS_ROLES and not is_float(prec.weight):
-        return FORMAT_BITS[prec.accumulator]
-    return FORMAT_BITS[prec.weight]
+    if role in BIAS_ROLES and not prec.weight.is_float:
+        return prec.accumulator.storage_bits
+    return prec.weight.storage_bits
 
 
 def activation_bits(graph, tensor: str, plan: PrecisionPlan) -> float:
@@ -29,12 +29,12 @@ def activation_bits(graph, tensor: str, plan: PrecisionPlan) -> float:
     spec = graph.tensor(tensor)
     producer = graph.producer(tensor)
     if producer is not None:
-        return FORMAT_BITS[plan.for_node(producer).activation]
+        return plan.for_node(producer).activation.storage_bits
     if spec.dtype in INDEX_DTYPES:
         return INDEX_DTYPES[spec.dtype]
     consumers = graph.consumers(tensor)
     prec = plan.for_node(consumers[0]) if consumers else plan.default
-    return FORMAT_BITS[prec.activation]
+    return prec.activation.storage_bits
 
 
 def tensor_bytes(graph, tensor: str, plan: PrecisionPlan) -> int:
@@ -54,7 +54,7 @@ def weight_footprint(graph, plan: PrecisionPlan) -> int:
 
 def state_footprint(graph, plan: PrecisionPlan) -> int:
     """Bytes of persistent state (KV caches) at each owner's activation format."""
-    return sum(packed_bytes(graph.tensor(t).numel, FORMAT_BITS[plan.for_node(n).activation])
+    return sum(packed_bytes(graph.tensor(t).numel, plan.for_node(n).activation.storage_bits)
                for n in graph.nodes() for t in n.state.values())
 
 

@@ -74,69 +74,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from enum import Enum
 
-from qsim.cost.systolic_memory import dram_traffic, stall_cycles
-from qsim.errors import QsimError
+from qsim.cost.systolic_array import Dataflow, SystolicArray, SystolicError, positive_int
+from qsim.cost.systolic_memory import DramTraffic, dram_traffic, stall_cycles
 
-
-class SystolicError(QsimError, ValueError):
-    """A bad array description or layer shape. Names the offending parameter."""
-
-
-class Dataflow(str, Enum):
-    """What stays in the PEs across a fold: outputs, weights (filter) or inputs (ifmap)."""
-
-    OS = "os"
-    WS = "ws"
-    IS = "is"
-
-
-@dataclass(frozen=True)
-class SystolicArray:
-    """An R x C MAC array with double-buffered ifmap/filter/ofmap SRAMs and a DRAM port per operand.
-
-    Defaults are SCALE-Sim v3's example ``configs/scale.cfg`` memory (64 KiB per SRAM) and
-    ``Bandwidth : 10`` (words/cycle with its 1-byte word). ``im2col_in_sram``: the ifmap SRAM
-    holds the lowered operand, as SCALE-Sim assumes, instead of the raw feature map.
-    """
-
-    rows: int
-    cols: int
-    dataflow: Dataflow | str = Dataflow.WS
-    ifmap_sram_kib: float = 64.0
-    filter_sram_kib: float = 64.0
-    ofmap_sram_kib: float = 64.0
-    dram_bytes_per_cycle: float = 10.0
-    word_bytes: int = 1
-    im2col_in_sram: bool = False
-
-    def __post_init__(self) -> None:
-        for name in ("rows", "cols", "word_bytes"):
-            _positive_int(name, getattr(self, name))
-        name = getattr(self.dataflow, "value", self.dataflow)
-        try:
-            object.__setattr__(self, "dataflow", Dataflow(str(name).lower()))
-        except ValueError:
-            raise SystolicError(f"dataflow: unknown dataflow {self.dataflow!r}; "
-                                f"known: {[d.value for d in Dataflow]}") from None
-        for name in ("ifmap_sram_kib", "filter_sram_kib", "ofmap_sram_kib", "dram_bytes_per_cycle"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 \
-                    or not math.isfinite(value):
-                raise SystolicError(f"{name}: must be a positive finite number, got {value!r}")
-        for name in ("ifmap_sram_kib", "filter_sram_kib", "ofmap_sram_kib"):
-            if self.sram_words(name) < 2:
-                raise SystolicError(f"{name}: {getattr(self, name)} KiB holds fewer than 2 words "
-                                    f"of {self.word_bytes} bytes; a double buffer needs 2")
-
-    def sram_words(self, name: str) -> int:
-        """Capacity of one SRAM (``"ifmap_sram_kib"`` ...) in words."""
-        return int(getattr(self, name) * 1024) // self.word_bytes
-
-    @property
-    def dram_words_per_cycle(self) -> float:
-        return self.dram_bytes_per_cycle / self.word_bytes
+__all__ = ["ConvGemm", "Dataflow", "SystolicArray", "SystolicError", "SystolicResult", "conv_as_gemm",
+           "cycles_per_fold", "spatial_mapping", "systolic_conv", "systolic_gemm"]
 
 
 @dataclass(frozen=True)
@@ -199,6 +142,11 @@ class SystolicResult:
     def dram_write_bytes(self) -> int:
         return self.ofmap_dram_writes * self.word_bytes
 
+    @property
+    def traffic(self) -> DramTraffic:
+        return DramTraffic(self.ifmap_dram_reads, self.filter_dram_reads, self.ofmap_dram_reads,
+                           self.ofmap_dram_writes)
+
     def dram_bytes(self, operand: str) -> int:
         """DRAM bytes moved for ``"ifmap"``, ``"filter"``, ``"ofmap_read"`` or ``"ofmap_write"``."""
         words = {"ifmap": self.ifmap_dram_reads, "filter": self.filter_dram_reads,
@@ -208,18 +156,12 @@ class SystolicResult:
         return words[operand] * self.word_bytes
 
 
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise SystolicError(f"{name}: must be a positive integer, got {value!r}")
-    return value
-
-
 def conv_as_gemm(h: int, w: int, kh: int, kw: int, cin: int, cout: int,
                  stride: int = 1, pad: int = 0) -> ConvGemm:
     """Lower a convolution (NHWC, batch 1, square stride) the way SCALE-Sim builds its operands."""
     for name, value in (("h", h), ("w", w), ("kh", kh), ("kw", kw), ("cin", cin), ("cout", cout),
                         ("stride", stride)):
-        _positive_int(name, value)
+        positive_int(name, value)
     if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
         raise SystolicError(f"pad: must be a non-negative integer, got {pad!r}")
     if kh > h + 2 * pad or kw > w + 2 * pad:
@@ -240,11 +182,13 @@ def systolic_conv(h: int, w: int, kh: int, kw: int, cin: int, cout: int, stride:
     return _simulate(g.m, g.n, g.k, array, ifmap_words)
 
 
-def systolic_gemm(m: int, n: int, k: int, *, array: SystolicArray) -> SystolicResult:
-    """Cycles and traffic of C[m, n] = A[m, k] @ B[k, n] on ``array`` (A is the ifmap operand)."""
+def systolic_gemm(m: int, n: int, k: int, *, array: SystolicArray, ifmap_words: int | None = None) -> SystolicResult:
+    """Cycles and traffic of C[m, n] = A[m, k] @ B[k, n] on ``array`` (A is the ifmap operand).
+    ``ifmap_words``: what the ifmap SRAM holds for one pass when that is not A itself (a lowered
+    convolution holds its raw feature map); default m * k."""
     for name, value in (("m", m), ("n", n), ("k", k)):
-        _positive_int(name, value)
-    return _simulate(m, n, k, array, m * k)
+        positive_int(name, value)
+    return _simulate(m, n, k, array, m * k if ifmap_words is None else positive_int("ifmap_words", ifmap_words))
 
 
 def spatial_mapping(m: int, n: int, k: int, dataflow: Dataflow) -> tuple[int, int, int]:

@@ -24,10 +24,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from qsim.cost.systolic import Dataflow, SystolicArray
+from qsim.cost.systolic_array import Dataflow, SystolicArray
 
 
 @dataclass(frozen=True)
@@ -48,8 +46,6 @@ def half(array: SystolicArray, name: str) -> int:
 def dram_traffic(m: int, n: int, k: int, cols: int, row_folds: int, col_folds: int,
                  dataflow: Dataflow, array: SystolicArray, ifmap_words: int) -> DramTraffic:
     """DRAM words per operand; ``ifmap_words`` is what the ifmap SRAM holds for one full pass."""
-    from qsim.cost.systolic import Dataflow
-
     ifmap_fits = ifmap_words <= half(array, "ifmap_sram_kib")
     filter_words = k * n
     outputs = m * n

@@ -12,17 +12,17 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from qsim.errors import ProfileError, QsimError
+from qsim.errors import Problem, ProfileError, QsimError
 from qsim.hw import energy
+from qsim.numerics.policies import PolicyName
 from qsim.precision import EMULATION_ORDER
-from qsim.schema import Bool, Enum, Int, ListOf, MapOf, Num, Record, Str, validate
+from qsim.hw.systolic import SYSTOLIC_SCHEMA, Systolic, build_systolic, systolic_errors
+from qsim.schema import Bool, Enum, Int, ListOf, MapOf, Num, Record, Str, problems
+from qsim.shipped import shipped_dir
 from qsim.yamlio import LocatedDict, line_of, load_yaml
 
 COMPUTE_CLASSES = tuple(EMULATION_ORDER)
-# The names of qsim.numerics.policies.POLICIES, spelled out so that loading a profile does not
-# import numba (tests/unit/test_profiles.py keeps the two lists equal).
-REQUANT_POLICIES = ("onnxruntime", "fbgemm", "qnnpack", "xnnpack", "tflite-reference", "tflite-optimized",
-                    "tflite-single-rounding", "cmsis-nn", "litert-fc-reference")
+REQUANT_POLICIES = tuple(p.value for p in PolicyName)
 POSITIVE = Num(0, exclusive_min=True)
 NON_NEGATIVE = Num(0)
 FRACTION = Num(0, 1, exclusive_min=True)
@@ -56,8 +56,7 @@ PROFILE_SCHEMA = Record(
         # measured per-element cost of ops whose runtime kernel is not a vector loop (LRN's pow)
         "op_ns_per_element": MapOf(POSITIVE),
         "requant_policy": Enum(REQUANT_POLICIES),
-        "systolic": Record(required={"rows": Int(1), "cols": Int(1),
-                                     "dataflow": Enum(("ws", "os", "is"))}),
+        "systolic": SYSTOLIC_SCHEMA,
     },
 )
 
@@ -90,13 +89,6 @@ class Compute:
 
 
 @dataclass(frozen=True)
-class Systolic:
-    rows: int
-    cols: int
-    dataflow: str
-
-
-@dataclass(frozen=True)
 class Profile:
     name: str
     kind: str
@@ -121,15 +113,15 @@ class Profile:
         return self.memories[name]
 
 
-def _cross_field_errors(data: Mapping[str, Any]) -> list[str]:
+def _cross_field_errors(data: Mapping[str, Any]) -> list[Problem]:
     """Rules a per-key schema cannot express: names that must refer to each other."""
     errors = []
     compute, energy = data.get("compute") or {}, data.get("energy") or {}
     if isinstance(energy, Mapping) and "process_nm" not in energy:
         for key in ("mac_pj", "vector_op_pj"):
             if key not in energy:
-                errors.append(f"line {line_of(data, 'energy')}: energy.{key}: missing (give it, or process_nm to "
-                              "take it from the energy table in qsim.hw.energy)")
+                errors.append(Problem("missing (give it, or process_nm to take it from the energy table in "
+                                      "qsim.hw.energy)", line=line_of(data, "energy"), key=f"energy.{key}"))
     peak = compute.get("macs_per_cycle") if isinstance(compute, Mapping) else None
     if isinstance(peak, Mapping):
         for key, table in (("efficiency", compute.get("efficiency")), ("mac_pj", energy.get("mac_pj"))):
@@ -138,8 +130,8 @@ def _cross_field_errors(data: Mapping[str, Any]) -> list[str]:
             if isinstance(table, Mapping) and not (key == "mac_pj" and "process_nm" in energy):
                 missing = [c for c in peak if c not in table]
                 if missing:
-                    errors.append(f"line {line_of(owner, key)}: {section}.{key}: no value for "
-                                  f"{', '.join(missing)} (listed in compute.macs_per_cycle)")
+                    errors.append(Problem(f"no value for {', '.join(missing)} (listed in compute.macs_per_cycle)",
+                                          line=line_of(owner, key), key=f"{section}.{key}"))
     per_op = data.get("op_ns_per_element")
     if isinstance(per_op, Mapping):
         from qsim.ir.registry import OPS
@@ -147,20 +139,20 @@ def _cross_field_errors(data: Mapping[str, Any]) -> list[str]:
 
         for op in per_op:
             if op not in OPS:
-                errors.append(f"line {line_of(per_op, op)}: op_ns_per_element.{op}: unknown op; known: "
-                              f"{', '.join(sorted(OPS))}")
+                errors.append(Problem(f"unknown op; known: {', '.join(sorted(OPS))}", line=line_of(per_op, op),
+                                      key=f"op_ns_per_element.{op}"))
     memories = data.get("memories")
     placement = data.get("placement")
     if isinstance(memories, Mapping) and isinstance(placement, Mapping):
         for role, name in placement.items():
             if isinstance(name, str) and name not in memories:
-                errors.append(f"line {line_of(placement, role)}: placement.{role}: {name!r} is not a memory "
-                              f"(defined: {', '.join(memories)})")
+                errors.append(Problem(f"{name!r} is not a memory (defined: {', '.join(memories)})",
+                                      line=line_of(placement, role), key=f"placement.{role}"))
         buf = memories.get(placement.get("buffer"))
         if isinstance(buf, Mapping) and buf.get("on_chip") is False:
-            errors.append(f"line {line_of(placement, 'buffer')}: placement.buffer: {placement['buffer']!r} "
-                          "must be an on-chip memory")
-    return errors
+            errors.append(Problem(f"{placement['buffer']!r} must be an on-chip memory",
+                                  line=line_of(placement, "buffer"), key="placement.buffer"))
+    return errors + systolic_errors(data)
 
 
 def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict:
@@ -180,10 +172,9 @@ def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> di
 
 
 def check_profile_data(data: Any, source: str) -> None:
-    errors = validate(data, PROFILE_SCHEMA) + (_cross_field_errors(data) if isinstance(data, Mapping) else [])
+    errors = problems(data, PROFILE_SCHEMA) + (_cross_field_errors(data) if isinstance(data, Mapping) else [])
     if errors:
-        raise ProfileError(f"{source}: {len(errors)} problem(s):\n" + "\n".join(f"  {source}:{e[5:]}"
-                                                                                for e in errors))
+        raise ProfileError(file=source, problems=errors)
 
 
 def build_profile(data: Mapping[str, Any], source: str = "<profile>") -> Profile:
@@ -194,7 +185,6 @@ def build_profile(data: Mapping[str, Any], source: str = "<profile>") -> Profile
                      m["write_pj_per_byte"], m["on_chip"])
         for name, m in data["memories"].items()
     }
-    sys = data.get("systolic")
     mac, vec = dict(e.get("mac_pj") or {}), e.get("vector_op_pj")
     if "process_nm" in e:  # the shared energy table fills what the file does not state
         for unit in c["macs_per_cycle"]:
@@ -216,11 +206,11 @@ def build_profile(data: Mapping[str, Any], source: str = "<profile>") -> Profile
         invoke_s=data.get("invoke_overhead_us", 0) / 1e6,
         op_s_per_element=MappingProxyType({op: ns * 1e-9 for op, ns in (data.get("op_ns_per_element") or {}).items()}),
         requant_policy=data.get("requant_policy"),
-        systolic=Systolic(sys["rows"], sys["cols"], sys["dataflow"]) if sys else None, source=source,
+        systolic=build_systolic(data.get("systolic"), memories), source=source,
     )
 
 
-PROFILE_DIR = Path(__file__).resolve().parents[2] / "hw_profiles"
+PROFILE_DIR = shipped_dir("hw_profiles")
 
 
 def resolve_profile_path(name_or_path: str | Path) -> Path:
@@ -241,7 +231,7 @@ def load_profile(name_or_path: str | Path, overrides: Mapping[str, Any] | None =
     try:
         data = load_yaml(path)
     except QsimError as exc:
-        raise ProfileError(str(exc)) from None
+        raise exc.retyped(ProfileError) from None
     if overrides:
         data = apply_overrides(data, overrides)
     return build_profile(data, str(path))

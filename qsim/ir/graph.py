@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping
+from typing import Any, Container, Iterable, Mapping
 
 import networkx as nx
 import numpy as np
@@ -86,6 +86,7 @@ class Graph:
 
         ``weights`` maps a role to an existing tensor name (importers); roles not given get
         tensors named ``{name}.{role}``. Returns the node; its first output is ``node.outputs[0]``.
+        Everything is checked before the graph changes: a call that raises leaves it as it was.
         """
         if name in self._nodes:
             raise GraphError(f"node {name!r}: a node with that name already exists")
@@ -105,20 +106,25 @@ class Graph:
         outs = tuple(outputs) if outputs is not None else self._default_outputs(name, len(inferred.outputs))
         if len(outs) != len(inferred.outputs):
             raise GraphError(f"node {name!r} ({op}): {len(outs)} output names for {len(inferred.outputs)} outputs")
-        for t, shape in zip(outs, inferred.outputs):
-            self._check_new_tensor(t, f"node {name!r} ({op}) output")
-            self._tensors[t] = TensorSpec(t, tuple(shape), dtype)
-            self._producer[t] = name
         given = dict(weights or {})
         unknown = set(given) - set(inferred.weights)
         if unknown:
             raise GraphError(f"node {name!r} ({op}): unexpected weight roles {sorted(unknown)}")
-        weight_names = {}
-        for role, shape in inferred.weights.items():
-            weight_names[role] = self._param_tensor(name, op, role, tuple(shape), given.get(role), "weight")
-        state_names = {}
-        for role, shape in inferred.state.items():
-            state_names[role] = self._param_tensor(name, op, role, tuple(shape), None, "state")
+        new: dict[str, TensorSpec] = {}  # every tensor this node adds or retypes, checked first
+        for t, shape in zip(outs, inferred.outputs):
+            self._check_new_tensor(t, f"node {name!r} ({op}) output", new)
+            new[t] = TensorSpec(t, tuple(shape), dtype)
+        weight_names = {role: self._param_tensor(name, op, role, tuple(shape), given.get(role), "weight", new)
+                        for role, shape in inferred.weights.items()}
+        state_names = {role: self._param_tensor(name, op, role, tuple(shape), None, "state", new)
+                       for role, shape in inferred.state.items()}
+        # -- nothing above changed the graph; from here on nothing can fail --
+        for t, spec in new.items():
+            self._tensors[t] = spec
+            if t in self.inputs and spec.kind != "activation":  # a graph input (weightless export) becomes a weight
+                self.inputs.remove(t)
+        for t in outs:
+            self._producer[t] = name
         node = Node(name, op, inputs, outs, MappingProxyType(attrs),
                     MappingProxyType(weight_names), MappingProxyType(state_names))
         self._nodes[name] = node
@@ -139,11 +145,13 @@ class Graph:
     def _default_outputs(self, name: str, n: int) -> tuple[str, ...]:
         return (name,) if n == 1 else tuple(f"{name}:{i}" for i in range(n))
 
-    def _check_new_tensor(self, tensor: str, what: str) -> None:
-        if tensor in self._tensors:
+    def _check_new_tensor(self, tensor: str, what: str, pending: Container[str] = ()) -> None:
+        if tensor in self._tensors or tensor in pending:
             raise GraphError(f"{what}: tensor {tensor!r} is already defined")
 
-    def _param_tensor(self, node: str, op: str, role: str, shape: Shape, given: str | None, kind: str) -> str:
+    def _param_tensor(self, node: str, op: str, role: str, shape: Shape, given: str | None, kind: str,
+                      new: dict[str, TensorSpec]) -> str:
+        """The name of a node's parameter tensor; records in ``new`` what must be added or retyped."""
         if given is not None:
             spec = self._tensors.get(given)
             if spec is None:
@@ -151,13 +159,11 @@ class Graph:
             if spec.shape != shape:
                 raise GraphError(f"node {node!r} ({op}): {role} {given!r} has shape {spec.shape}, expected {shape}")
             if spec.kind != kind:  # a graph input (weightless export) becomes a weight
-                self._tensors[given] = TensorSpec(given, shape, spec.dtype, kind)
-                if given in self.inputs:
-                    self.inputs.remove(given)
+                new[given] = TensorSpec(given, shape, spec.dtype, kind)
             return given
         tensor = f"{node}.{role}"
-        self._check_new_tensor(tensor, f"node {node!r} ({op}) {role}")
-        self._tensors[tensor] = TensorSpec(tensor, shape, "float32", kind)
+        self._check_new_tensor(tensor, f"node {node!r} ({op}) {role}", new)
+        new[tensor] = TensorSpec(tensor, shape, "float32", kind)
         return tensor
 
     # -- reading ----------------------------------------------------------------------------

@@ -43,11 +43,11 @@ class ModelIO:
         """Give ``graph`` (loaded from this file) onnxruntime's own view of its int8 QDQ pairs: the
         tensors it converts to uint8 (codes + 128, zero point + 128) before fusing, so that the
         fused units round as its uint8 kernels do (``qsim.ir.onnx_s8_units``)."""
-        from qsim.ir.quant import TensorQuant
+        from qsim.numerics.tensor_quant import TensorQuant
 
         for t in self.ort_uint8:
             q = graph.quant_params.get(t)
-            if q is not None and q.dtype == "int8":
+            if q is not None and q.fmt.element_type == "int8":
                 zp = (np.asarray(q.zero_point).astype(np.int16) + 128).astype(np.uint8)
                 graph.quant_params[t] = TensorQuant(q.scale, zp, "uint8", q.axis, q.block_size)
 

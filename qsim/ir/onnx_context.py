@@ -23,7 +23,7 @@ from onnx import numpy_helper
 
 from qsim.errors import GraphError
 from qsim.ir.graph import Graph
-from qsim.ir.quant import TensorQuant
+from qsim.numerics.tensor_quant import TensorQuant
 
 # ONNX element types -> qsim element format names (``TensorQuant.dtype``, ``TensorSpec.dtype``).
 ELEM_NAMES = {
@@ -223,7 +223,7 @@ class Context:
         while node is not None and node.op_type in ("DequantizeLinear", "Identity") and node.input[0] in self.consts:
             ir_name, node = node.input[0], self.producer.get(node.input[0])
         if ir_name not in self.g.tensors:
-            self.g.add_weight(ir_name, c.shape, c.quant.dtype if c.quant else c.dtype)
+            self.g.add_weight(ir_name, c.shape, c.quant.fmt.element_type if c.quant else c.dtype)
             if c.value is not None:
                 self.g.constants[ir_name] = c.value
             if c.quant is not None:

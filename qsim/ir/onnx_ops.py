@@ -11,7 +11,7 @@ import onnx
 
 from qsim.ir.onnx_context import Const, Context
 from qsim.ir.onnx_fold import FOLDERS, attr_or_input, attrs_of, reshape_target
-from qsim.ir.quant import TensorQuant
+from qsim.numerics.tensor_quant import TensorQuant
 
 
 # -- shared helpers ------------------------------------------------------------------------------
@@ -139,7 +139,7 @@ def transposed(c: Const, perm=(1, 0)) -> Const:
         blocked = q.scale.ndim == len(c.shape)
         q = TensorQuant(np.transpose(q.scale, perm) if blocked else q.scale,
                         np.transpose(q.zero_point, perm) if blocked and q.zero_point.ndim else q.zero_point,
-                        q.dtype, axis, q.block_size)
+                        q.fmt, axis, q.block_size)
     return Const(tuple(c.shape[p] for p in perm), c.dtype, value, q)
 
 

@@ -10,20 +10,21 @@ from __future__ import annotations
 from collections import Counter
 
 from qsim.errors import WorkloadError
-from qsim.precision import PrecisionPlan, canonical_format, layer_precision
+from qsim.numerics.formats import FP32, Format
+from qsim.precision import PrecisionPlan, layer_precision, plan_format
 
 
-def _format(dtype: str) -> str | None:
+def _format(dtype: str) -> Format | None:
     try:
-        return canonical_format(dtype)
+        return plan_format(dtype)
     except WorkloadError:  # ids (int64), masks (bool): not a number format of the data path
         return None
 
 
-def _formats(g, node) -> tuple[str | None, str]:
+def _formats(g, node) -> tuple[Format | None, Format]:
     """(weight format or None for an op without weights, input activation format)."""
     acts = [_format(g.tensor(t).dtype) for t in node.inputs]
-    act = next((f for f in acts if f), None) or _format(g.tensor(node.outputs[0]).dtype) or "fp32"
+    act = next((f for f in acts if f), None) or _format(g.tensor(node.outputs[0]).dtype) or FP32
     role = "weight" if "weight" in node.weights else next(iter(node.weights), None)
     weight = _format(g.tensor(node.weights[role]).dtype) if role else None
     return weight, act
@@ -40,7 +41,7 @@ def plan_from_graph(g) -> PrecisionPlan:
     for n, (w, a) in zip(nodes, formats):
         weighted[layer_precision(w or a, a)] += node_counts(g, n).macs * len(nodes) + 1
     if not weighted:
-        return PrecisionPlan.uniform("fp32")
+        return PrecisionPlan.uniform(FP32)
     default = max(weighted, key=weighted.__getitem__)
     overrides = []
     for n, (w, a) in zip(nodes, formats):

@@ -17,10 +17,8 @@ from onnx import TensorProto, helper
 from qsim.ir.onnx_context import Const, Context, q_elem_type
 from qsim.ir.onnx_fold import attrs_of
 from qsim.ir.onnx_ops import _window, emit_matrix, transposed
-from qsim.ir.quant import TensorQuant
+from qsim.numerics.tensor_quant import TensorQuant
 
-_INT_RANGES = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767), "uint16": (0, 65535),
-               "int4": (-8, 7), "uint4": (0, 15), "int32": (-2**31, 2**31 - 1)}
 _FLOAT8 = {"float8e4m3fn": helper.tensor_dtype_to_np_dtype(TensorProto.FLOAT8E4M3FN),  # ml_dtypes types
            "float8e5m2": helper.tensor_dtype_to_np_dtype(TensorProto.FLOAT8E5M2)}
 
@@ -67,15 +65,15 @@ def fold_quantize(ctx: Context, node, inputs):
     x = inputs[0]
     q = qdq_params(ctx, node, len(x.shape), q_elem_type(ctx, node))
     if x.value is None:
-        return [Const(x.shape, q.dtype, None, q)]
+        return [Const(x.shape, q.fmt.element_type, None, q)]
     y = x.value.astype(np.float32) / _expand(q.scale, q, x.shape)
-    if q.dtype in _FLOAT8:
-        value = (y + _expand(q.zero_point.astype(np.float32), q, x.shape)).astype(_FLOAT8[q.dtype])
+    if q.fmt.element_type in _FLOAT8:
+        value = (y + _expand(q.zero_point.astype(np.float32), q, x.shape)).astype(_FLOAT8[q.fmt.element_type])
     else:
-        lo, hi = _INT_RANGES[q.dtype]
+        lo, hi = q.fmt.qmin, q.fmt.qmax
         value = np.clip(np.rint(y) + _expand(q.zero_point.astype(np.int64), q, x.shape), lo, hi)
         value = value.astype(q.zero_point.dtype)
-    return [Const(x.shape, q.dtype, value, q)]
+    return [Const(x.shape, q.fmt.element_type, value, q)]
 
 
 def fold_dequantize(ctx: Context, node, inputs):
@@ -90,7 +88,7 @@ def quantize(ctx: Context, node) -> None:
     float_users = [n for n in ctx.consumers.get(node.input[0], []) if n.op_type != "QuantizeLinear"]
     if float_users or node.input[0] in ctx.graph_outputs:
         # the float tensor is read as float too: quantize into a tensor of its own
-        ctx.emit("Quantize", node, [t], {}, dtype=q.dtype)
+        ctx.emit("Quantize", node, [t], {}, dtype=q.fmt.element_type)
         ctx.g.quant_params[node.output[0]] = q
         return
     ctx.g.quant_params[t] = q
@@ -147,7 +145,7 @@ def _output(ctx: Context, node, s: int | None, z: int | None, dtype: str | None 
         ctx.out_types[node.output[0]] = dtype or "float32"
         return None
     q = tq(ctx, node, s, z, None)
-    ctx.out_types[node.output[0]] = q.dtype
+    ctx.out_types[node.output[0]] = q.fmt.element_type
     return q
 
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from qsim.errors import GraphError, QsimError
 from qsim.ir.graph import Graph
-from qsim.ir.quant import TensorQuant
+from qsim.numerics.tensor_quant import TensorQuant
 
 # TensorType -> (element format name, numpy dtype); sub-byte INT4 is not unpacked (not supported).
 _TYPES = {0: ("float32", np.float32), 1: ("float16", np.float16), 2: ("int32", np.int32),

@@ -14,6 +14,7 @@ kernel, which returns the same bytes.
 """
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,10 +24,56 @@ from qsim.numerics import multipliers as mul
 from qsim.numerics import requant_ref as ref
 
 
+class PolicyName(enum.StrEnum):
+    """The requantization policies: each names the runtime it is bit-exact with."""
+
+    ONNXRUNTIME = "onnxruntime"
+    FBGEMM = "fbgemm"
+    QNNPACK = "qnnpack"
+    XNNPACK = "xnnpack"
+    TFLITE_REFERENCE = "tflite-reference"
+    TFLITE_OPTIMIZED = "tflite-optimized"
+    TFLITE_SINGLE_ROUNDING = "tflite-single-rounding"
+    CMSIS_NN = "cmsis-nn"
+    LITERT_FC_REFERENCE = "litert-fc-reference"
+
+
+# Other spellings of one runtime, resolved where a name enters (CLI, YAML, API arguments).
+_POLICY_ALIASES = {"ort": PolicyName.ONNXRUNTIME, "onnx": PolicyName.ONNXRUNTIME}
+
+
+def policy_name(value) -> PolicyName:
+    """A policy name (or alias) as a ``PolicyName``; an unknown name lists the known ones."""
+    if isinstance(value, PolicyName):
+        return value
+    key = str(value).strip().lower()
+    try:
+        return _POLICY_ALIASES.get(key) or PolicyName(key)
+    except ValueError:
+        raise WorkloadError(f"unknown requantization policy {value!r}; known: "
+                            f"{', '.join(p.value for p in PolicyName)}") from None
+
+
+class RequantKind(enum.StrEnum):
+    """The integer pipeline a policy runs (``requant_jit.KIND_CODES`` numbers them for numba)."""
+
+    FLOAT32 = "float32"            # fp32 multiplier, round half to even
+    FLOAT32_BIAS = "float32_bias"  # as FLOAT32 with fbgemm's float bias
+    GEMMLOWP = "gemmlowp"          # double rounding, TFLite reference
+    NEON = "neon"                  # vqrdmulh + rounding shift
+    SINGLE = "single"              # TFLITE_SINGLE_ROUNDING
+    CMSIS = "cmsis"                # CMSIS-NN arm_nn_requantize
+    FLOAT64 = "float64"            # double(acc) * s_in * s_w / s_out, half away
+
+
+_FIXED_POINT_KINDS = (RequantKind.GEMMLOWP, RequantKind.NEON, RequantKind.SINGLE, RequantKind.CMSIS)
+_FLOAT_KINDS = (RequantKind.FLOAT32, RequantKind.FLOAT32_BIAS, RequantKind.FLOAT64)
+
+
 @dataclass(frozen=True)
 class Policy:
-    name: str
-    kind: str        # float32 | float32_bias | gemmlowp | neon | single | cmsis | float64
+    name: PolicyName
+    kind: RequantKind
     multiplier: str  # float32 | float64 (the product in which s_in * s_w / s_out is formed)
     runtime: str     # what it is bit-exact with, and where that was measured
 
@@ -37,9 +84,9 @@ class Policy:
         p = {"fmult": mul.float32_multiplier(s_in, s_w, s_out), "fatw": mul.float32_act_times_w(s_in, s_w),
              "s_in": np.full(c, np.float64(np.float32(s_in))), "s_w": s_w.astype(np.float64),
              "s_out": np.full(c, np.float64(np.float32(s_out)))}
-        if self.kind in ("gemmlowp", "neon", "single", "cmsis"):
+        if self.kind in _FIXED_POINT_KINDS:
             q, sh = mul.quantize_multiplier(mul.float64_multiplier(s_in, s_w, s_out),
-                                            single_rounding=self.kind == "single")
+                                            single_rounding=self.kind is RequantKind.SINGLE)
         else:
             q, sh = np.zeros(c, np.int64), np.zeros(c, np.int64)
         p["qmult"], p["shift"] = q, sh
@@ -58,21 +105,20 @@ class Policy:
         c = p["fmult"].shape[0]
         shape = acc.shape
         a2 = _rows(acc.astype(np.int64), axis, c)
-        if self.kind != "float32" and self.kind != "float64" and self.kind != "float32_bias":
+        if self.kind not in _FLOAT_KINDS:
             if a2.size and (a2.min() < mul.INT32_MIN or a2.max() > mul.INT32_MAX):
                 raise ValueError(f"policy {self.name!r} takes int32 accumulators; wrap or saturate "
                                  "them to the accumulator width first")
         fbias, frcp = np.zeros(c, np.float32), np.ones(c, np.float32)
         if bias is not None:
-            if self.kind != "float32_bias":
+            if self.kind is not RequantKind.FLOAT32_BIAS:
                 raise WorkloadError(f"policy {self.name!r} takes an integer bias already in the "
                                     "accumulator; only 'fbgemm' adds a float bias")
             fbias, frcp = fbgemm_bias_term(bias, p["fatw"], per_tensor=per_tensor_weights)
         kw = dict(zp=int(zero_point), qmin=int(qmin), qmax=int(qmax))
         if impl == "numba":
-            from qsim.numerics.requant_jit import KIND_CODES, requant_rows
-            kind = KIND_CODES[self.kind]
-            out = requant_rows(np.ascontiguousarray(a2), kind, p["fmult"], fbias, frcp, p["s_in"],
+            from qsim.numerics.requant_jit import kind_code, requant_rows
+            out = requant_rows(np.ascontiguousarray(a2), kind_code(self.kind), p["fmult"], fbias, frcp, p["s_in"],
                                p["s_w"], p["s_out"], p["qmult"], p["shift"], kw["zp"], kw["qmin"],
                                kw["qmax"])
         elif impl == "numpy":
@@ -82,14 +128,14 @@ class Policy:
         return _unrows(out, shape, axis, c)
 
     def _numpy(self, a2, p, fbias, kw):
-        if self.kind == "float32":
+        if self.kind is RequantKind.FLOAT32:
             return ref.float32_ref(a2, p["fmult"], **kw)
-        if self.kind == "float32_bias":
+        if self.kind is RequantKind.FLOAT32_BIAS:
             return ref.float32_bias_ref(a2, p["fmult"], *fbias, **kw)
-        if self.kind == "float64":
+        if self.kind is RequantKind.FLOAT64:
             return ref.float64_ref(a2, p["s_in"], p["s_w"], p["s_out"], **kw)
-        fn = {"gemmlowp": ref.gemmlowp_ref, "neon": ref.neon_ref, "single": ref.single_ref,
-              "cmsis": ref.cmsis_ref}[self.kind]
+        fn = {RequantKind.GEMMLOWP: ref.gemmlowp_ref, RequantKind.NEON: ref.neon_ref,
+              RequantKind.SINGLE: ref.single_ref, RequantKind.CMSIS: ref.cmsis_ref}[self.kind]
         return fn(a2, p["qmult"], p["shift"], **kw)
 
 
@@ -130,37 +176,33 @@ def _unrows(out: np.ndarray, shape, axis: int, c: int) -> np.ndarray:
     return np.moveaxis(out.reshape(moved), -1, ax)
 
 
-POLICIES: dict[str, Policy] = {p.name: p for p in (
-    Policy("onnxruntime", "float32", "float32",
+POLICIES: dict[PolicyName, Policy] = {p.name: p for p in (
+    Policy(PolicyName.ONNXRUNTIME, RequantKind.FLOAT32, "float32",
            "onnxruntime MLAS QLinearConv / QLinearMatMul / QDQ (MlasRequantizeOutput)"),
-    Policy("fbgemm", "float32_bias", "float32",
+    Policy(PolicyName.FBGEMM, RequantKind.FLOAT32_BIAS, "float32",
            "PyTorch quantized ops, fbgemm/x86 engine (fbgemm ReQuantizeOutput, float bias)"),
-    Policy("qnnpack", "float32", "float32", "PyTorch quantized ops, qnnpack engine (fp32 requantization)"),
-    Policy("xnnpack", "float32", "float32", "XNNPACK qs8/qu8 fp32 requantization (LiteRT XNNPACK delegate)"),
-    Policy("tflite-reference", "gemmlowp", "float64",
+    Policy(PolicyName.QNNPACK, RequantKind.FLOAT32, "float32", "PyTorch quantized ops, qnnpack engine (fp32 requantization)"),
+    Policy(PolicyName.XNNPACK, RequantKind.FLOAT32, "float32", "XNNPACK qs8/qu8 fp32 requantization (LiteRT XNNPACK delegate)"),
+    Policy(PolicyName.TFLITE_REFERENCE, RequantKind.GEMMLOWP, "float64",
            "LiteRT reference CONV_2D / DEPTHWISE_CONV_2D and TFLite Micro's reference kernels: gemmlowp "
            "double rounding (MultiplyByQuantizedMultiplier). LiteRT's optimized DEPTHWISE_CONV_2D on x86 "
            "uses it only for the last C % 8 channels (tflite-optimized for full groups of 8)"),
-    Policy("tflite-optimized", "neon", "float64",
+    Policy(PolicyName.TFLITE_OPTIMIZED, RequantKind.NEON, "float64",
            "LiteRT optimized (builtin, ruy) CONV_2D and FULLY_CONNECTED on x86, and NEON kernels: "
            "vqrdmulh then rounding shift, ties toward +inf twice"),
-    Policy("tflite-single-rounding", "single", "float64", "TFLite built with TFLITE_SINGLE_ROUNDING"),
-    Policy("cmsis-nn", "cmsis", "float64",
+    Policy(PolicyName.TFLITE_SINGLE_ROUNDING, RequantKind.SINGLE, "float64", "TFLite built with TFLITE_SINGLE_ROUNDING"),
+    Policy(PolicyName.CMSIS_NN, RequantKind.CMSIS, "float64",
            "CMSIS-NN arm_nn_requantize (default build): doubling high mul ties up, then ties away"),
-    Policy("litert-fc-reference", "float64", "float64",
+    Policy(PolicyName.LITERT_FC_REFERENCE, RequantKind.FLOAT64, "float64",
            "LiteRT reference FULLY_CONNECTED float-scale path: double(acc)*s_in*s_w/s_out, ties away"),
 )}
 
 
-def get_policy(name: str) -> Policy:
-    try:
-        return POLICIES[name]
-    except KeyError:
-        raise WorkloadError(f"unknown requantization policy {name!r}; known: "
-                            f"{', '.join(POLICIES)}") from None
+def get_policy(name) -> Policy:
+    return POLICIES[policy_name(name)]
 
 
-def requantize(acc, s_in, s_w, s_out, zero_point: int, qmin: int, qmax: int, policy: str = "onnxruntime",
+def requantize(acc, s_in, s_w, s_out, zero_point: int, qmin: int, qmax: int, policy: PolicyName | str = PolicyName.ONNXRUNTIME,
                axis: int = -1, bias=None, impl: str = "numpy") -> np.ndarray:
     """Functional form of ``get_policy(policy).requantize(...)``."""
     return get_policy(policy).requantize(acc, s_in, s_w, s_out, zero_point, qmin, qmax, axis, bias, impl)

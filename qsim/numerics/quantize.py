@@ -1,4 +1,4 @@
-"""Affine quantize / dequantize with ``qsim.ir.quant.TensorQuant`` parameters.
+"""Affine quantize / dequantize with ``qsim.numerics.tensor_quant.TensorQuant`` parameters.
 
 Three variants, each the formula of a runtime (they differ only on ties and near-ties):
 
@@ -23,28 +23,17 @@ from __future__ import annotations
 import numpy as np
 
 from qsim.errors import WorkloadError
-from qsim.ir.quant import TensorQuant
-from qsim.numerics.formats import FloatFormat, IntFormat, Rounding, get_format
+from qsim.numerics.tensor_quant import TensorQuant
+from qsim.numerics.formats import FloatFormat, IntFormat, Rounding
 from qsim.numerics.minifloat import round_float
 from qsim.numerics.requant_ref import fma_f32
 from qsim.numerics.rounding import round_to_int
 
 VARIANTS = ("onnx", "fbgemm", "xnnpack", "tflite")
-_STORAGE = {(8, True): np.int8, (8, False): np.uint8, (16, True): np.int16, (16, False): np.uint16,
-            (32, True): np.int32, (32, False): np.uint32}
-
-
-def storage_dtype(fmt: IntFormat) -> np.dtype:
-    for (bits, signed), dt in _STORAGE.items():
-        if fmt.signed == signed and fmt.bits <= bits:
-            return np.dtype(dt)
-    return np.dtype(np.int64)
-
-
 def element_format(tq: TensorQuant) -> IntFormat | FloatFormat:
-    fmt = get_format(tq.dtype)
+    fmt = tq.fmt
     if not isinstance(fmt, (IntFormat, FloatFormat)):
-        raise WorkloadError(f"quantize: {tq.dtype!r} is not an element format; use qsim.numerics.mx")
+        raise WorkloadError(f"quantize: {fmt.name!r} is not an element format; use qsim.numerics.mx")
     return fmt
 
 
@@ -84,7 +73,7 @@ def quantize(x, tq: TensorQuant, variant: str = "onnx", saturate: bool = True) -
             zpf = np.broadcast_to(zp.astype(np.float32), x.shape)
             y = fma_f32(x, inv, zpf) if tq.scale.size == 1 else (x * inv + zpf).astype(np.float32)
             r = np.rint(y.astype(np.float64))
-            return np.clip(np.where(np.isnan(r), 0.0, r), fmt.min, fmt.max).astype(storage_dtype(fmt))
+            return np.clip(np.where(np.isnan(r), 0.0, r), fmt.qmin, fmt.qmax).astype(fmt.storage_dtype)
         if variant in ("fbgemm", "xnnpack"):
             y = x * (np.float32(1.0) / scale)  # fp32 reciprocal, then an fp32 product
         else:
@@ -96,7 +85,7 @@ def quantize(x, tq: TensorQuant, variant: str = "onnx", saturate: bool = True) -
     mode = Rounding.HALF_AWAY if variant == "tflite" else Rounding.HALF_EVEN
     r = round_to_int(y, mode)
     r = np.where(np.isnan(r), 0.0, r) + zp.astype(np.float64)  # zero point after rounding
-    return np.clip(r, fmt.min, fmt.max).astype(storage_dtype(fmt))
+    return np.clip(r, fmt.qmin, fmt.qmax).astype(fmt.storage_dtype)
 
 
 def dequantize(q, tq: TensorQuant) -> np.ndarray:

@@ -8,8 +8,17 @@ import math
 import numpy as np
 from numba import njit
 
-KIND_CODES = {"float32": 0, "float32_bias": 1, "gemmlowp": 2, "neon": 3, "single": 4, "cmsis": 5,
-              "float64": 6}
+from qsim.numerics.policies import RequantKind
+
+# The one place where a requantization kind becomes the integer the compiled kernel switches on.
+KIND_FLOAT32, KIND_FLOAT32_BIAS, KIND_GEMMLOWP, KIND_NEON, KIND_SINGLE, KIND_CMSIS, KIND_FLOAT64 = range(7)
+KIND_CODES = {RequantKind.FLOAT32: KIND_FLOAT32, RequantKind.FLOAT32_BIAS: KIND_FLOAT32_BIAS,
+              RequantKind.GEMMLOWP: KIND_GEMMLOWP, RequantKind.NEON: KIND_NEON, RequantKind.SINGLE: KIND_SINGLE,
+              RequantKind.CMSIS: KIND_CMSIS, RequantKind.FLOAT64: KIND_FLOAT64}
+
+
+def kind_code(kind: RequantKind) -> int:
+    return KIND_CODES[RequantKind(kind)]
 _I32_MIN = -(1 << 31)
 _I32_MAX = (1 << 31) - 1
 
@@ -85,16 +94,18 @@ def _clamp_float(r, lo, hi):
 def _one(a, c, kind, fmult, fbias, frcp, s_in, s_w, s_out, qmult, shift, zp, qmin, qmax):
     lo = float(qmin - zp - 1)
     hi = float(qmax - zp + 1)
-    if kind == 0 or kind == 1:
+    if kind == KIND_FLOAT32 or kind == KIND_FLOAT32_BIAS:
         raw = np.float32(a)
-        if kind == 1:
+        if kind == KIND_FLOAT32_BIAS:
             raw = _fma_f32(fbias[c], frcp[c], raw)
         y = np.float64(np.float32(raw * fmult[c]))
         v = np.int64(_clamp_float(_rne(y), lo, hi))
-    elif kind == 6:
+    elif kind == KIND_FLOAT64:
         y = float(a) * s_in[c] * s_w[c] / s_out[c]
-        v = np.int64(_clamp_float(_half_away(y), lo, hi))
-    elif kind == 4:
+        r = _half_away(y)
+        v32 = np.int64(r) if abs(r) < 2.0 ** 31 else np.int64(_I32_MIN)  # cvttsd2si: INT32_MIN outside
+        v = _wrap32(v32 + zp) - zp  # the zero point is added in int32 (wraps) below
+    elif kind == KIND_SINGLE:
         total = 31 - shift[c]
         v = (a * qmult[c] + (np.int64(1) << (total - 1))) >> total
     else:
@@ -105,14 +116,14 @@ def _one(a, c, kind, fmult, fbias, frcp, s_in, s_w, s_out, qmult, shift, zp, qmi
         r = -sh if sh < 0 else 0
         b = qmult[c]
         ab = x * b
-        if kind == 2:
+        if kind == KIND_GEMMLOWP:
             nudge = np.int64(1 << 30) if ab >= 0 else np.int64(1 - (1 << 30))
             t = ab + nudge
             h = (-((-t) >> 31)) if t < 0 else (t >> 31)  # C division: toward zero
             if x == _I32_MIN and b == _I32_MIN:
                 h = np.int64(_I32_MAX)
             v = _rdbpot(h, r)
-        elif kind == 3:
+        elif kind == KIND_NEON:
             h = (ab + np.int64(1 << 30)) >> 31
             if h > _I32_MAX:
                 h = np.int64(_I32_MAX)

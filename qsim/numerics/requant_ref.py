@@ -129,5 +129,8 @@ def float64_ref(acc, s_in, s_w, s_out, zp, qmin, qmax):
     """Float64 path: ``round_half_away(double(acc) * s_in * s_w[c] / s_out)`` evaluated left to
     right in double (LiteRT reference FULLY_CONNECTED, float-scale overload)."""
     y = acc.astype(np.float64) * s_in[None, :] * s_w[None, :] / s_out[None, :]
-    r = np.clip(round_to_int(y, "half_away"), qmin - zp - 1, qmax - zp + 1)
-    return _finish(r.astype(np.int64), zp, qmin, qmax)
+    r = round_to_int(y, "half_away")
+    inside = np.abs(r) < 2.0 ** 31  # the int32 cast (cvttsd2si) gives INT32_MIN outside, NaN too
+    v = np.where(inside, np.where(inside, r, 0.0), -2.0 ** 31).astype(np.int64)
+    v = (v + np.int64(zp) + 2 ** 31) % 2 ** 32 - 2 ** 31  # + zero point in int32 (wraps)
+    return np.clip(v, qmin, qmax).astype(np.int64)

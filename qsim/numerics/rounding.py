@@ -68,7 +68,7 @@ def apply_overflow(v, lo: int, hi: int, bits: int, signed: bool, mode: Overflow 
 
 def cast_int(v, fmt: IntFormat, overflow: Overflow | str = Overflow.SATURATE) -> np.ndarray:
     """An integer value stored into ``fmt``: wrap or saturate. Returns int64."""
-    return apply_overflow(v, fmt.min, fmt.max, fmt.bits, fmt.signed, overflow)
+    return apply_overflow(v, fmt.qmin, fmt.qmax, fmt.bits, fmt.signed, overflow)
 
 
 def float_to_int(x, fmt: IntFormat, rounding: Rounding | str = Rounding.HALF_EVEN,

@@ -10,14 +10,10 @@ import numpy as np
 
 from qsim.errors import GraphError
 from qsim.ir.graph import Graph, Node
-from qsim.ir.quant import TensorQuant
+from qsim.numerics.tensor_quant import TensorQuant
 from qsim.numerics.quantize import dequantize, quantize
 from qsim.sim.int_runtime import Runtime
 
-INT_RANGES = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767), "uint16": (0, 65535),
-              "int32": (-2**31, 2**31 - 1), "int4": (-8, 7), "uint4": (0, 15)}
-_STORAGE = {"int8": np.int8, "uint8": np.uint8, "int16": np.int16, "uint16": np.uint16,
-            "int32": np.int32, "int4": np.int8, "uint4": np.uint8}
 
 
 @dataclass
@@ -46,9 +42,9 @@ class Step:
 
     def int_quant(self, tensor: str) -> TensorQuant:
         q = self.quant(tensor)
-        if q.dtype not in INT_RANGES:
-            raise self.fail(f"tensor {tensor!r} has element type {q.dtype!r}; integer ops take "
-                            f"{', '.join(INT_RANGES)}")
+        if q.int_fmt is None or q.int_fmt.bits > 32:
+            raise self.fail(f"tensor {tensor!r} has element type {q.fmt.name!r}; integer ops take "
+                            "int2..int32 and uint2..uint32")
         return q
 
     def in_q(self, i: int = 0) -> TensorQuant:
@@ -71,11 +67,12 @@ class Step:
 
 
 def int_range(q: TensorQuant) -> tuple[int, int]:
-    return INT_RANGES[q.dtype]
+    return q.fmt.qmin, q.fmt.qmax
 
 
 def storage(q: TensorQuant) -> type:
-    return _STORAGE[q.dtype]
+    """The numpy type that holds the tensor's codes (sub-byte codes in int8 / uint8)."""
+    return q.fmt.storage_dtype.type
 
 
 def scalar_zp(step: Step, q: TensorQuant, what: str) -> int:
@@ -91,7 +88,7 @@ def scalar_scale(step: Step, q: TensorQuant, what: str) -> np.float32:
 
 
 def same_params(a: TensorQuant, b: TensorQuant) -> bool:
-    return (a.dtype == b.dtype and a.scale.size == 1 and b.scale.size == 1
+    return (a.fmt == b.fmt and a.scale.size == 1 and b.scale.size == 1
             and np.float32(a.scale.reshape(-1)[0]) == np.float32(b.scale.reshape(-1)[0])
             and int(a.zero_point.reshape(-1)[0]) == int(b.zero_point.reshape(-1)[0]))
 

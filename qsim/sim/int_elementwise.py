@@ -153,7 +153,7 @@ def _binary(step: Step, op: str):
         return [to_storage(mod.mul_tflite(a, b, *p, lo, hi), yq)]
     # The optimized ADD's position-dependent rounding was measured for same-shape inputs only.
     kernels = "optimized" if family == "tflite-optimized" and same_shape else "reference"
-    left_shift = 15 if yq.dtype == "int16" else 20  # TFLite PrepareGeneralSubOp: 16x8 vs 8-bit
+    left_shift = 15 if yq.fmt.name == "int16" else 20  # TFLite PrepareGeneralSubOp: 16x8 vs 8-bit
     return [to_storage(mod.add_tflite(a, b, *p, lo, hi, left_shift=left_shift, kernels=kernels), yq)]
 
 
@@ -169,11 +169,11 @@ def softmax(step: Step):
     lo, hi = int_range(yq)
     step.bounds[step.node.outputs[0]] = (lo, hi)
     if family == "ort":
-        if xq.dtype not in ("int8", "uint8") or yq.dtype not in ("int8", "uint8"):
+        if xq.fmt.name not in ("int8", "uint8") or yq.fmt.name not in ("int8", "uint8"):
             raise Fallback  # onnxruntime's QLinearSoftmax table has 256 entries: 8-bit only
-        y = ort_softmax(xm, s_in, s_out, zp_out, xq.dtype == "int8")
+        y = ort_softmax(xm, s_in, s_out, zp_out, xq.fmt.name == "int8")
     else:
-        if xq.dtype != "int8" or yq.dtype != "int8":
+        if xq.fmt.name != "int8" or yq.fmt.name != "int8":
             raise Fallback
         mod = ew
         if step.impl == "numba":
@@ -189,7 +189,7 @@ _LUT_NAMES = {"Sigmoid": "sigmoid", "Tanh": "tanh"}
 def lut(step: Step):
     """LiteRT's LUT activations (int8): LOGISTIC, TANH, GELU (approximate or exact)."""
     x, xq, yq = step.args[0], step.in_q(), step.out_q()
-    if step.rt.lut != "tflite" or xq.dtype != "int8" or yq.dtype != "int8":
+    if step.rt.lut != "tflite" or xq.fmt.name != "int8" or yq.fmt.name != "int8":
         raise Fallback
     fn = _LUT_NAMES.get(step.node.op) or ("gelu_tanh" if step.attr("approximate", False) else "gelu")
     mod = ew

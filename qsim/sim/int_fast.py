@@ -12,6 +12,7 @@ import numpy as np
 from numba import njit
 
 from qsim.numerics import get_policy
+from qsim.numerics.policies import RequantKind
 from qsim.numerics.multipliers import float32_multiplier
 from qsim.numerics.requant_jit import _fma_f32
 
@@ -38,7 +39,7 @@ def _cols(acc, mult, zp, lo, hi, out):
 
 
 def applies(policy: str, bias) -> bool:
-    return bias is None and get_policy(policy).kind == "float32"
+    return bias is None and get_policy(policy).kind is RequantKind.FLOAT32
 
 
 def requantize_f32(policy: str, acc: np.ndarray, s_in, s_w, s_out, zp: int, lo: int, hi: int, axis: int,

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from qsim.errors import GraphError, WorkloadError
-from qsim.ir.quant import TensorQuant
-from qsim.numerics import FloatFormat, MXFormat, Rounding, get_format, mx_cast, round_float
+from qsim.errors import GraphError
+from qsim.numerics.tensor_quant import TensorQuant
+from qsim.numerics import FloatFormat, MXFormat, Rounding, mx_cast, round_float
 from qsim.numerics.quantize import broadcast_param
 from qsim.sim.float_ops import run_float_kernel
-from qsim.sim.int_common import INT_RANGES, Step, dequantize_as, int_range, quantize_as
+from qsim.sim.int_common import Step, dequantize_as, int_range, quantize_as
 
 _CONST_BINARY = {"AddConst": np.add, "SubConst": np.subtract, "MulConst": np.multiply,
                  "DivConst": np.divide, "PowConst": np.power}
@@ -32,21 +32,17 @@ def kind_of(q: TensorQuant | None) -> str:
     """'int' (integer pipeline), 'float' (no quantization), 'emulated' (fp8 / MX formats)."""
     if q is None:
         return "float"
-    if q.dtype in INT_RANGES:
+    if q.int_fmt is not None:
         return "int"
-    try:
-        fmt = get_format(q.dtype)
-    except WorkloadError:
-        raise GraphError(f"element type {q.dtype!r} is not a known number format") from None
-    if isinstance(fmt, (FloatFormat, MXFormat)):
+    if isinstance(q.fmt, (FloatFormat, MXFormat)):
         return "emulated"
-    raise GraphError(f"element type {q.dtype!r} is supported by neither the integer pipeline nor "
+    raise GraphError(f"element type {q.fmt.name!r} is supported by neither the integer pipeline nor "
                      "the fp8/MX emulation")
 
 
 def emulate(x: np.ndarray, q: TensorQuant) -> np.ndarray:
     """Real values rounded to the tensor's fp8 grid (with its scale) or MX blocks; fp32 out."""
-    fmt = get_format(q.dtype)
+    fmt = q.fmt
     x = np.asarray(x, np.float32)
     if isinstance(fmt, MXFormat):
         return np.asarray(mx_cast(x, fmt, axis=-1), np.float32)
@@ -80,7 +76,7 @@ def _weights(step: Step) -> dict[str, np.ndarray]:
         w = step.weight(role)
         q = step.graph.quant_params.get(t)
         kind = kind_of(q)
-        if kind != "float" and q.dtype == "int32" and not np.issubdtype(w.dtype, np.integer):
+        if kind != "float" and q.fmt.name == "int32" and not np.issubdtype(w.dtype, np.integer):
             out[role] = w.astype(np.float32)  # a float bias next to quantized weights
         elif kind != "float":  # stored codes (integers, int4 or fp8 as ml_dtypes): (q - zp) * scale
             out[role] = dequantize_as(np.asarray(w).astype(np.float32) if kind == "emulated" else

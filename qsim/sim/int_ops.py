@@ -16,7 +16,7 @@ from qsim.numerics import get_policy
 from qsim.numerics.quantize import dequantize
 from qsim.sim.float_ops import run_float_kernel
 from qsim.sim import int_fast
-from qsim.sim.int_common import (INT_RANGES, Step, activation_range, int_range, quantize_as, same_params,
+from qsim.sim.int_common import (Step, activation_range, int_range, quantize_as, same_params,
                                  scalar_scale, scalar_zp, storage, to_storage)
 
 
@@ -45,7 +45,7 @@ def _is_accumulator(yq, s_in, s_w) -> bool:
     """An int32 output whose scale is the operands' fp32(s_in * s_w) (zero point 0): the accumulator
     itself (MatMulInteger / ConvInteger, QGemm's float output before its scaling), exact at any
     magnitude (a float32 multiplier of 1 would round it beyond 2^24)."""
-    if yq.dtype != "int32" or np.any(yq.zero_point != 0):
+    if yq.fmt.element_type != "int32" or np.any(yq.zero_point != 0):
         return False
     product = (np.float32(s_in) * np.asarray(s_w, np.float32)).astype(np.float32)
     return np.shape(yq.scale) in ((), np.shape(product)) and bool(np.all(yq.scale == product))
@@ -54,10 +54,10 @@ def _is_accumulator(yq, s_in, s_w) -> bool:
 def _weight_int(step: Step, role: str):
     w = step.weight(role)
     q = step.weight_quant(role)
-    if q is None or q.dtype not in INT_RANGES:
+    if q is None or q.int_fmt is None:
         raise Fallback
-    if not np.issubdtype(w.dtype, np.integer):  # int4/uint4 held as ml_dtypes types
-        w = w.astype(np.int8 if q.dtype.startswith("int") else np.uint8)
+    if not np.issubdtype(w.dtype, np.integer):  # int2/int4/uint4 held as ml_dtypes types
+        w = w.astype(q.fmt.storage_dtype)
     return w, q
 
 

@@ -27,47 +27,46 @@ from __future__ import annotations
 import numpy as np
 
 from qsim.errors import QsimError
-from qsim.ir.quant import TensorQuant
-from qsim.numerics.formats import FloatFormat, IntFormat, get_format
+from qsim.numerics.tensor_quant import TensorQuant
+from qsim.numerics.formats import FP8_E4M3, FP8_E5M2, FloatFormat, IntFormat, get_format
 from qsim.numerics.minifloat import round_float
 
 METHODS = ("minmax", "percentile", "mse")
 FP8_SCALES = ("amax", "unit")
-_FP8_NAMES = {"fp8_e4m3": "float8e4m3fn", "fp8_e5m2": "float8e5m2"}
+SCALED_FLOATS = (FP8_E4M3, FP8_E5M2)  # the float formats that carry a scale (and a zero point 0)
 
 
-def element_name(fmt_name: str) -> str:
-    """The element-type name a TensorQuant and TensorSpec use (the ONNX importer's spelling)."""
-    fmt = get_format(fmt_name)
-    if isinstance(fmt, IntFormat):
-        return fmt.name
-    if isinstance(fmt, FloatFormat) and fmt.name in _FP8_NAMES:
-        return _FP8_NAMES[fmt.name]
-    raise QsimError(f"format {fmt_name!r} cannot carry a scale and zero point; quantized formats are "
-                    "int2..int16, uint2..uint16, fp8_e4m3 and fp8_e5m2")
+def quantized_format(fmt) -> IntFormat | FloatFormat:
+    """The format (or name) if it can carry a scale and zero point, else a clear error."""
+    f = get_format(fmt)
+    if isinstance(f, IntFormat) or f in SCALED_FLOATS:
+        return f
+    raise QsimError(f"format {f.name!r} cannot carry a scale and zero point; quantized formats are "
+                    "int2..int32, uint2..uint32, fp8_e4m3 and fp8_e5m2")
 
 
-def storage_type(dtype: str) -> np.dtype:
-    """numpy type holding values of an element type, as onnx's numpy_helper returns them (ml_dtypes
-    int4/uint4/float8 for the types numpy lacks, so that graphs match the ONNX importer's)."""
+def element_name(fmt) -> str:
+    """The element-type name a TensorSpec uses (the ONNX importer's spelling)."""
+    return quantized_format(fmt).element_type
+
+
+def storage_type(fmt) -> np.dtype:
+    """numpy type holding values of a format in a graph's constants, as onnx's numpy_helper returns
+    them (ml_dtypes int2/int4/float8 for the ONNX types numpy lacks, so that graphs match the ONNX
+    importer's); other widths use the format's own storage type (int3 codes in int8)."""
     import ml_dtypes
 
-    special = {"int4": ml_dtypes.int4, "uint4": ml_dtypes.uint4, "float8e4m3fn": ml_dtypes.float8_e4m3fn,
-               "float8e5m2": ml_dtypes.float8_e5m2, "int2": ml_dtypes.int2, "uint2": ml_dtypes.uint2}
-    if dtype in special:
-        return np.dtype(special[dtype])
-    fmt = get_format(dtype)
-    for bits in (8, 16, 32):
-        if fmt.bits <= bits:
-            return np.dtype(f"{'int' if fmt.signed else 'uint'}{bits}")
-    return np.dtype(np.int64)
+    f = get_format(fmt)
+    special = {"int4": ml_dtypes.int4, "uint4": ml_dtypes.uint4, "int2": ml_dtypes.int2,
+               "uint2": ml_dtypes.uint2, "fp8_e4m3": ml_dtypes.float8_e4m3fn, "fp8_e5m2": ml_dtypes.float8_e5m2}
+    return np.dtype(special[f.name]) if f.name in special else f.storage_dtype
 
 
 def qrange(fmt: IntFormat, symmetric: bool) -> tuple[int, int]:
     """Integer range used for calibration: signed symmetric drops the most negative code."""
     if symmetric and fmt.signed:
-        return -fmt.max, fmt.max
-    return fmt.min, fmt.max
+        return -fmt.qmax, fmt.qmax
+    return fmt.qmin, fmt.qmax
 
 
 def scale_zero_point(lo, hi, fmt_name: str, symmetric: bool, fp8_scale: str = "amax"):
@@ -83,7 +82,7 @@ def scale_zero_point(lo, hi, fmt_name: str, symmetric: bool, fp8_scale: str = "a
         scale = np.where(scale > 0, scale, 1.0)
         return scale.astype(np.float32), np.zeros_like(amax)
     if not isinstance(fmt, IntFormat):
-        raise QsimError(f"format {fmt_name!r} is not an integer or fp8 element format")
+        raise QsimError(f"format {fmt.name!r} is not an integer or fp8 element format")
     qmin, qmax = qrange(fmt, symmetric)
     lo, hi = lo.astype(np.float32), hi.astype(np.float32)  # the observed fp32 values, as onnxruntime's
     if symmetric:
@@ -96,11 +95,11 @@ def scale_zero_point(lo, hi, fmt_name: str, symmetric: bool, fp8_scale: str = "a
     zero = np.rint(qmin - lo / wide)
     if symmetric and not fmt.signed:  # qmin - (-amax)/scale = 127.5 for uint8: pin the midpoint
         zero = np.full_like(zero, (qmin + qmax + 1) // 2)
-    return scale, np.where(tiny, 0.0, np.clip(zero, fmt.min, fmt.max))
+    return scale, np.where(tiny, 0.0, np.clip(zero, fmt.qmin, fmt.qmax))
 
 
 def make_tensor_quant(scale, zero, fmt_name: str, axis: int | None) -> TensorQuant:
-    dtype = element_name(fmt_name)
+    dtype = quantized_format(fmt_name)
     scale = np.asarray(scale, np.float32)
     zero = np.asarray(zero).astype(storage_type(dtype))
     if scale.ndim == 0 or scale.size == 1 and axis is None:
@@ -115,7 +114,7 @@ def fake_quant(x: np.ndarray, scale, zero, fmt_name: str) -> np.ndarray:
     scale = np.asarray(scale, np.float64)
     if isinstance(fmt, FloatFormat):
         return round_float(x / scale, fmt, saturate=True) * scale
-    q = np.clip(np.rint(x / scale) + zero, fmt.min, fmt.max)
+    q = np.clip(np.rint(x / scale) + zero, fmt.qmin, fmt.qmax)
     return (q - zero) * scale
 
 

@@ -32,18 +32,16 @@ class SimRun(NamedTuple):
 
 
 def is_fp32(plan) -> bool:
-    """Whether ``plan`` (None, a name, a PrecisionPlan, a YAML-like dict) leaves the model in fp32."""
+    """Whether ``plan`` (None, a name, a PrecisionPlan, a YAML-like dict) leaves the model in fp32;
+    a plan naming a format the simulator cannot run is refused here (``check_simulable``)."""
     if plan is None:
         return True
-    from qsim.precision import parse_plan
+    from qsim.numerics.formats import FP32
+    from qsim.precision import check_simulable, parse_plan
 
-    plan = parse_plan(plan)
-    formats = {plan.default.weight, plan.default.activation} | {f for _, p in plan.overrides
-                                                               for f in (p.weight, p.activation)}
-    if "tf32" in formats:  # costed by the cost model, but its rounding is not simulated: say so
-        raise QsimError("the simulator does not model tf32 (matrix inputs rounded to a 10-bit mantissa); "
-                        "use fp32 or fp16/bf16")
-    return not plan.overrides and formats == {"fp32"}
+    plan = check_simulable(parse_plan(plan))
+    formats = {f for p in plan.precisions() for f in (p.weight, p.activation)}
+    return not plan.overrides and formats == {FP32}
 
 
 def prepare(graph: Graph, plan, calib: list[Mapping[str, np.ndarray]], observer: str = "minmax",
@@ -88,7 +86,7 @@ def refusal(graph: Graph, policy: str) -> str | None:
     if rt.lut != "tflite":  # the onnxruntime family: its unmodelled ops are refused by the executor
         return None
     for node in graph.nodes():
-        dtypes = {getattr(graph.quant_params.get(t), "dtype", None) for t in (node.inputs[:1] + node.outputs[:1])}
+        dtypes = {q.fmt.element_type for t in (node.inputs[:1] + node.outputs[:1]) if (q := graph.quant_params.get(t))}
         for ops, types, why in _LITERT_REFUSED:
             if node.op in ops and dtypes & set(types):
                 return f"node {node.name!r} ({node.op}, {'/'.join(sorted(dtypes & set(types)))}): {why}"
@@ -121,7 +119,7 @@ def run_model(graph: Graph, feeds: Mapping[str, np.ndarray], policy: str = "onnx
         res = run_integer(graph, feeds, policy, trace=trace, acc_bits=acc_bits, overflow=overflow, impl=impl)
         modes = res.stats["mode"].value_counts()
         how = f"integer executor ({policy}): {int(modes.get('integer', 0))}/{len(res.stats)} nodes integer"
-        if any(q.dtype.startswith("float8") for q in graph.quant_params.values()):
+        if any(q.fmt.element_type.startswith("float8") for q in graph.quant_params.values()):
             how += ", fp8 by value emulation"
         return SimRun(res.outputs, res.trace, res.stats, how, "integer")
     from qsim.sim.quantize_graph import run_fake_quant

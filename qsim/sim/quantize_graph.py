@@ -38,33 +38,33 @@ import numpy as np
 
 from qsim.errors import QsimError
 from qsim.ir.graph import Graph
-from qsim.ir.quant import TensorQuant
-from qsim.numerics.formats import FloatFormat, IntFormat, get_format
+from qsim.numerics.tensor_quant import TensorQuant
+from qsim.numerics.formats import BF16, FP16, FP32, FloatFormat, Format, IntFormat, MXFormat, get_format
 from qsim.numerics.minifloat import round_float
 from qsim.numerics.quantize import dequantize, quantize
-from qsim.precision import PrecisionPlan, parse_plan
+from qsim.precision import PrecisionPlan, check_simulable, parse_plan
 from qsim.sim.executor import check_feeds, run_float
 from qsim.sim.float_ops import run_float_kernel
-from qsim.sim.observers import Observer, element_name, scale_zero_point, storage_type
+from qsim.sim.observers import Observer, element_name, quantized_format, scale_zero_point, storage_type
 
 MATRIX_WEIGHTS = {"Conv": ("weight",), "Gemm": ("weight",), "Embedding": ("weight",),
                   "Attention": ("wq", "wk", "wv", "wo")}
 BIASED = {"Conv", "Gemm"}  # ops whose "bias" is added to the integer accumulator
 CONST_OPS = {"AddConst", "SubConst", "MulConst", "DivConst", "PowConst"}
 SHARE_OPS = {"Reshape", "Transpose", "Flatten", "MaxPool", "GlobalMaxPool", "Split", "Pad"}
-HALF = {"fp16": "float16", "bf16": "bfloat16"}
+HALF = {FP16: "float16", BF16: "bfloat16"}
 _FLOAT_DTYPES = {"float32", "float64", "float16", "bfloat16"}
 
 
-def quantizable(fmt: str) -> bool:
+def quantizable(fmt: Format) -> bool:
     """Formats that carry a scale and zero point: integers and fp8."""
-    if fmt.startswith("mx"):
-        raise QsimError(f"quantize_graph does not support MX formats ({fmt}); the cost model does")
     f = get_format(fmt)
+    if isinstance(f, MXFormat):
+        raise QsimError(f"quantize_graph does not support MX formats ({f.name}); the cost model does")
     return isinstance(f, IntFormat) or isinstance(f, FloatFormat) and f.name in ("fp8_e4m3", "fp8_e5m2")
 
 
-def activation_formats(graph: Graph, plan: PrecisionPlan) -> dict[str, str]:
+def activation_formats(graph: Graph, plan: PrecisionPlan) -> dict[str, Format]:
     """Format of every float activation tensor (fp32 when nothing quantizes it)."""
     out = {}
     for t, spec in graph.tensors.items():
@@ -77,7 +77,7 @@ def activation_formats(graph: Graph, plan: PrecisionPlan) -> dict[str, str]:
         if mine is not None and quantizable(mine):
             out[t] = mine
         else:
-            out[t] = next((f for f in theirs if quantizable(f)), mine or (theirs[0] if theirs else "fp32"))
+            out[t] = next((f for f in theirs if quantizable(f)), mine or (theirs[0] if theirs else FP32))
     return out
 
 
@@ -93,7 +93,7 @@ def _calibrate(graph: Graph, feeds: Sequence[Mapping[str, np.ndarray]], tensors:
     return {t: observers[t].tensor_quant(f, symmetric, fp8_scale) for t, f in tensors.items()}
 
 
-def quantize_weight(w: np.ndarray, fmt: str, per_channel: bool, method: str = "minmax",
+def quantize_weight(w: np.ndarray, fmt: Format, per_channel: bool, method: str = "minmax",
                     axis: int = 0, block: int = 0) -> tuple[np.ndarray, TensorQuant]:
     """Symmetric weight quantization (values in their storage type, parameters). ``block`` > 0:
     groups of ``block`` along the input axis 1 (ONNX blocked quantization; min/max per group)."""
@@ -104,19 +104,19 @@ def quantize_weight(w: np.ndarray, fmt: str, per_channel: bool, method: str = "m
     return _store(quantize(w, tq), tq), tq
 
 
-def _block_weight(w: np.ndarray, fmt: str, block: int, axis: int = 1) -> tuple[np.ndarray, TensorQuant]:
+def _block_weight(w: np.ndarray, fmt: Format, block: int, axis: int = 1) -> tuple[np.ndarray, TensorQuant]:
     x = np.moveaxis(np.asarray(w, np.float32), axis, -1)
     pad = (-x.shape[-1]) % block  # zeros do not change a block's amax
     x = np.concatenate([x, np.zeros(x.shape[:-1] + (pad,), x.dtype)], axis=-1) if pad else x
     amax = np.abs(x.reshape(x.shape[:-1] + (-1, block))).max(axis=-1)
     scale, zero = scale_zero_point(-amax, amax, fmt, True)
-    tq = TensorQuant(np.moveaxis(scale, -1, axis), np.moveaxis(zero, -1, axis).astype(storage_type(element_name(fmt))),
-                     element_name(fmt), axis, block)
+    tq = TensorQuant(np.moveaxis(scale, -1, axis), np.moveaxis(zero, -1, axis).astype(storage_type(fmt)),
+                     quantized_format(fmt), axis, block)
     return _store(quantize(w, tq), tq), tq
 
 
 def _store(q: np.ndarray, tq: TensorQuant) -> np.ndarray:
-    return np.asarray(q).astype(storage_type(tq.dtype))
+    return np.asarray(q).astype(storage_type(tq.fmt))
 
 
 def _quantize_bias(b: np.ndarray, xq: TensorQuant, wq: TensorQuant) -> tuple[np.ndarray, TensorQuant]:
@@ -127,8 +127,8 @@ def _quantize_bias(b: np.ndarray, xq: TensorQuant, wq: TensorQuant) -> tuple[np.
     return np.clip(q, -2**31, 2**31 - 1).astype(np.int32), tq
 
 
-def _half(w: np.ndarray, fmt: str) -> np.ndarray:
-    if fmt == "fp16":
+def _half(w: np.ndarray, fmt: Format) -> np.ndarray:
+    if fmt == FP16:
         return np.asarray(w).astype(np.float16)
     import ml_dtypes
 
@@ -146,7 +146,7 @@ def quantize_graph(graph: Graph, plan, calib_feeds: Sequence[Mapping[str, np.nda
     unless ``symmetric_activations``); weights use ``weight_observer`` (minmax by default, as
     onnxruntime), symmetric, per channel when ``per_channel``, or in groups of ``weight_block``
     along the input axis (the bias of a grouped weight stays float: it has no single scale)."""
-    plan = parse_plan(plan)
+    plan = check_simulable(parse_plan(plan))
     if graph.quant_params:
         raise QsimError(f"graph {graph.name!r} is already quantized ({len(graph.quant_params)} tensors "
                         "carry quantization parameters); quantize_graph takes a float graph")
@@ -203,18 +203,18 @@ def _weights(graph: Graph, plan: PrecisionPlan, act: dict[str, TensorQuant], per
             w = graph.constants[t]
             if role in MATRIX_WEIGHTS.get(node.op, ()) and quantizable(prec.weight):
                 value, tq = quantize_weight(w, prec.weight, per_channel, method, block=block)
-                put(t, value, tq.dtype, tq)
+                put(t, value, tq.fmt.element_type, tq)
             elif role in MATRIX_WEIGHTS.get(node.op, ()) and prec.weight in HALF:
                 put(t, _half(w, prec.weight), HALF[prec.weight])
             elif node.op in CONST_OPS and node.inputs[0] in act:
                 tq = Observer().update(w).tensor_quant(prec.activation)
-                put(t, _store(quantize(w, tq), tq), tq.dtype, tq)
+                put(t, _store(quantize(w, tq), tq), tq.fmt.element_type, tq)
             elif t not in dtypes:
                 put(t, w, graph.tensor(t).dtype)
         bias, weight = node.weights.get("bias"), node.weights.get("weight")
         if node.op in BIASED and bias and weight in params and xq is not None and not params[weight].block_size:
             wq = params[weight]
-            if isinstance(get_format(wq.dtype), IntFormat) and isinstance(get_format(xq.dtype), IntFormat):
+            if isinstance(wq.fmt, IntFormat) and isinstance(xq.fmt, IntFormat):
                 value, tq = _quantize_bias(graph.constants[bias], xq, wq)
                 consts[bias], dtypes[bias], params[bias] = value, "int32", tq
     return consts, params, dtypes
@@ -272,7 +272,7 @@ def _to_grid(qgraph: Graph, t: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarr
     """(stored value, real value) of a tensor: quantize-dequantize where it carries parameters."""
     tq = qgraph.quant_params.get(t)
     dtype = qgraph.tensor(t).dtype
-    if tq is not None and isinstance(get_format(tq.dtype), FloatFormat):  # fp8: real values on its grid
+    if tq is not None and isinstance(tq.fmt, FloatFormat):  # fp8: real values on its grid
         real = dequantize(quantize(x, tq), tq) if np.asarray(x).dtype.kind == "f" else _numeric(x)
         return real, real
     if tq is not None:

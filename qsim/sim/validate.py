@@ -61,16 +61,16 @@ def _check_inputs(graph, arrays: dict, what: str) -> dict[str, np.ndarray]:
 def random_inputs(graph, seed: int = 0) -> dict[str, np.ndarray]:
     """Seeded inputs: uniform over a quantized input's representable range, standard normal for a
     float input, small integers for ids."""
-    from qsim.numerics.formats import IntFormat, get_format
+    from qsim.numerics.formats import IntFormat
 
     rng = np.random.default_rng(seed)
     feeds = {}
     for t in graph.inputs:
         spec, q = graph.tensor(t), graph.quant_params.get(t)
-        if q is not None and q.scale.size == 1 and isinstance(get_format(q.dtype), IntFormat):
-            fmt = get_format(q.dtype)
+        if q is not None and q.scale.size == 1 and isinstance(q.fmt, IntFormat):
+            fmt = q.fmt
             zero, scale = float(q.zero_point.reshape(-1)[0]), float(q.scale.reshape(-1)[0])
-            lo, hi = [(v - zero) * scale for v in (fmt.min, fmt.max)]
+            lo, hi = [(v - zero) * scale for v in (fmt.qmin, fmt.qmax)]
             feeds[t] = rng.uniform(lo, hi, spec.shape).astype(np.float32)
         elif spec.dtype.startswith(("int", "uint")) and q is None:
             feeds[t] = rng.integers(0, 10, spec.shape).astype(spec.dtype)

@@ -5,7 +5,8 @@ Names load on first use, so ``qsim --help`` (which registers ``qsim sweep``) sta
 from importlib import import_module
 
 _LAZY = {"run_sweep": "qsim.sweep.run", "load_spec": "qsim.sweep.spec", "SweepSpec": "qsim.sweep.spec",
-         "SweepError": "qsim.sweep.spec", "generate_points": "qsim.sweep.points", "Point": "qsim.sweep.points",
+         "SweepError": "qsim.errors", "generate_points": "qsim.sweep.spec", "iter_points": "qsim.sweep.points",
+         "Point": "qsim.sweep.model", "StoreLock": "qsim.sweep.lock",
          "pareto_front": "qsim.sweep.pareto", "write_report": "qsim.sweep.report"}
 __all__ = sorted(_LAZY)
 

@@ -12,20 +12,23 @@ from qsim.errors import QsimError
 
 
 def _cmd_sweep(args) -> int:
-    from qsim.sweep import load_spec, run_sweep, write_report
+    from qsim.sweep import StoreLock, load_spec, run_sweep, write_report
+    from qsim.sweep.points import check_size
 
     if args.workers is not None and args.workers < 1:
         raise QsimError(f"--workers must be >= 1, got {args.workers}")
     spec = load_spec(args.spec)
-    out = Path(args.out) if args.out else Path("reports") / spec.name
-    try:
-        df = run_sweep(spec, out_dir=out, workers=args.workers, scheduler=args.scheduler,
-                       dask_local=args.dask == "local", progress=False if args.no_progress else None)
-    except KeyboardInterrupt:  # every finished chunk is already stored: say how to go on
-        print(f"\nqsim: interrupted; the finished points are stored in {out / 'parts'}: run the same command "
-              "again to resume", file=sys.stderr)
-        return 130
-    report = write_report(df, out, spec)
+    check_size(spec, args.yes)  # refuse before the output folder is created
+    out = Path(args.out) if args.out else Path("reports") / spec.name  # spec names are plain file names
+    with StoreLock(out):  # held across the sweep and its report: a second run on `out` refuses at once
+        try:
+            df = run_sweep(spec, out_dir=out, workers=args.workers, scheduler=args.scheduler, yes=args.yes,
+                           dask_local=args.dask == "local", progress=False if args.no_progress else None)
+        except KeyboardInterrupt:  # every finished chunk is already stored: say how to go on
+            print(f"\nqsim: interrupted; the finished points are stored in {out / 'parts'}: run the same command "
+                  "again to resume", file=sys.stderr)
+            return 130
+        report = write_report(df, out, spec)
     ok = int((df["status"] == "ok").sum())
     print(f"sweep {spec.name}: {len(df)} points ({ok} evaluated, {len(df) - ok} refused), "
           f"{int(df['pareto'].sum())} on the Pareto front")
@@ -43,5 +46,7 @@ def add_sweep_parser(subparsers) -> None:
     where = sweep.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run on this Dask distributed scheduler")
     where.add_argument("--dask", choices=("local",), help="run on a Dask LocalCluster of --workers processes")
+    sweep.add_argument("--yes", action="store_true", help="run a sweep of more than 100,000 points (a spec's own "
+                       "max_points: N also allows it)")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar (it is off when not a terminal)")
     sweep.set_defaults(func=_cmd_sweep)

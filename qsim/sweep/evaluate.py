@@ -17,8 +17,7 @@ from qsim.errors import QsimError
 from qsim.hw.profile import apply_overrides, build_profile
 from qsim.ir.registry import numel
 from qsim.precision import parse_plan
-from qsim.sweep.points import Point
-from qsim.sweep.spec import SweepSpec
+from qsim.sweep.model import Point, SweepSpec
 from qsim.workload import load_workload, resolve_workload
 
 # Columns that the bit-accurate simulator (issue 5) will fill: NaN / "" mean "not simulated".

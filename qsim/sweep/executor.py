@@ -3,20 +3,24 @@
 All three call ``evaluate_chunk`` and hand each finished chunk to ``on_done`` in this process, as
 it completes (not in order): the caller stores it at once, so stopping at any moment (Ctrl-C, a
 killed job, a failing point) keeps every chunk that finished. Pending chunks are cancelled.
+Chunks are drawn from an iterator and only a few per worker are in flight at once, so memory
+follows the chunk size, not the number of points.
 """
 from __future__ import annotations
 
 import multiprocessing
+import itertools
 import os
 import threading
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 from qsim.sweep.evaluate import evaluate_chunk
-from qsim.sweep.points import Point
-from qsim.sweep.spec import SweepError, SweepSpec
+from qsim.sweep.model import Point, SweepError, SweepSpec
 
 OnDone = Callable[[list[dict[str, Any]]], None]
+Chunks = Iterable[list[Point]]
+IN_FLIGHT_PER_WORKER = 4  # enough queued work to keep a worker busy while its last result travels back
 
 
 def default_workers() -> int:
@@ -26,32 +30,39 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
-def chunked(points: list[Point], workers: int, size: int | None = None) -> list[list[Point]]:
+def chunk_size(points: int, workers: int) -> int:
     """Chunks big enough to amortise a task's overhead, small enough that a stop loses little and
-    every worker gets several (about 8 per worker, 4..64 points each). Points arrive grouped by
-    workload, so a chunk mostly reuses one cached graph."""
-    if size is None:
-        size = max(4, min(64, len(points) // (workers * 8)))
-    return [points[i:i + size] for i in range(0, len(points), size)]
+    every worker gets several (about 8 per worker, 4..64 points each)."""
+    return max(4, min(64, points // (workers * 8)))
 
 
-def run_serial(spec: SweepSpec, chunks: list[list[Point]], on_done: OnDone) -> None:
+def chunked(points: Iterable[Point], size: int) -> Iterator[list[Point]]:
+    """Consecutive chunks of ``size`` points, drawn lazily. Points arrive grouped by workload, so a
+    chunk mostly reuses one cached graph."""
+    points = iter(points)
+    while chunk := list(itertools.islice(points, size)):
+        yield chunk
+
+
+def run_serial(spec: SweepSpec, chunks: Chunks, on_done: OnDone) -> None:
     for chunk in chunks:
         on_done(evaluate_chunk(spec, chunk))
 
 
-def run_processes(spec: SweepSpec, chunks: list[list[Point]], workers: int, on_done: OnDone) -> None:
+def run_processes(spec: SweepSpec, chunks: Chunks, workers: int, on_done: OnDone) -> None:
     # fork starts fast and needs no `if __name__ == "__main__"` guard in the caller's script, but copying
     # a process that runs other threads (a Dask client, a notebook's) can copy a held lock: spawn then
     method = "fork" if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods() else "spawn"
     ctx = multiprocessing.get_context(method)
     pool = ProcessPoolExecutor(workers, mp_context=ctx)
     try:
-        pending = {pool.submit(evaluate_chunk, spec, chunk) for chunk in chunks}
+        chunks = iter(chunks)
+        pending = {pool.submit(evaluate_chunk, spec, c) for c in itertools.islice(chunks, workers * IN_FLIGHT_PER_WORKER)}
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 on_done(future.result())
+                pending |= {pool.submit(evaluate_chunk, spec, c) for c in itertools.islice(chunks, 1)}
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -73,20 +84,28 @@ def _client(scheduler: Any, dask_local: bool, workers: int):
     return Client(cluster), cluster, True
 
 
-def run_dask(spec: SweepSpec, chunks: list[list[Point]], on_done: OnDone, scheduler: Any = None,
+def run_dask(spec: SweepSpec, chunks: Chunks, on_done: OnDone, scheduler: Any = None,
              dask_local: bool = False, workers: int = 2) -> None:
     client, cluster, owned = _client(scheduler, dask_local, workers)  # raises a clear error without Dask
     from distributed import as_completed
 
-    futures = []
+    futures: set = set()
     try:
         spec_future = client.scatter(spec, broadcast=True)  # sent once per worker, not once per chunk
-        futures = [client.submit(evaluate_chunk, spec_future, chunk, pure=False) for chunk in chunks]
-        for future in as_completed(futures):
+        chunks = iter(chunks)
+        in_flight = max(1, sum(client.nthreads().values())) * IN_FLIGHT_PER_WORKER
+        futures = {client.submit(evaluate_chunk, spec_future, c, pure=False) for c in itertools.islice(chunks, in_flight)}
+        queue = as_completed(futures)
+        for future in queue:
+            futures.discard(future)
             on_done(future.result())
+            for c in itertools.islice(chunks, 1):
+                nxt = client.submit(evaluate_chunk, spec_future, c, pure=False)
+                futures.add(nxt)
+                queue.add(nxt)
     finally:
         if futures:
-            client.cancel(futures)
+            client.cancel(list(futures))
         if owned:
             client.close()
         if cluster is not None:

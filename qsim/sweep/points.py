@@ -1,31 +1,25 @@
 """Design points: the product (or the listed points) of a spec's axes, filtered, with stable ids.
 
-A point's id is a hash of what it computes (workload, precision label and plan, profile, batch
-and the overrides applied), not of its position, so an edited spec or a resumed run recognises
-points already done. Axis columns hold the *effective* values: an override key a point does not
-set shows the profile's own value, and ``batch`` shows the workload file's batch when not swept.
+Points are generated one at a time (``iter_points``), never all at once, so a sweep's memory is
+bounded by its chunk size, not by its point count; ``count_points`` streams them to count before
+any work is done. A point's id is a hash of what it computes (workload, precision label and plan,
+profile, batch and the overrides applied), not of its position, so an edited spec or a resumed
+run recognises points already done. Axis columns hold the *effective* values: an override key a
+point does not set shows the profile's own value, and ``batch`` shows the workload file's batch
+when not swept.
 """
 from __future__ import annotations
 
 import hashlib
 import itertools
 import json
-from dataclasses import dataclass
-from typing import Any, Mapping
+import math
+from typing import Any, Iterator, Mapping
 
-import pandas as pd
+from qsim.sweep.filters import FilterError, compile_filter
+from qsim.sweep.model import Point, SweepError, SweepSpec, get_key, has_key, problems
 
-from qsim.sweep.spec import SweepError, SweepSpec, has_key, get_key, load_spec
-
-AXIS_COLUMNS = ("workload", "precision", "profile", "batch")
-
-
-@dataclass(frozen=True)
-class Point:
-    point_id: str
-    axes: Mapping[str, Any]  # column -> effective value, for the result table
-    overrides: Mapping[str, Any]  # dotted profile key -> value actually applied
-    batch: int | None  # the batch to build the workload at; None keeps the workload's own
+POINT_LIMIT = 100_000  # above this, a sweep needs --yes (yes=True) or the spec's own max_points
 
 
 def point_id(spec: SweepSpec, workload: str, precision: str, profile: str, batch: int | None,
@@ -36,98 +30,147 @@ def point_id(spec: SweepSpec, workload: str, precision: str, profile: str, batch
 
 
 def _make(spec: SweepSpec, workload: str, precision: str, profile: str, batch: int | None,
-          overrides: Mapping[str, Any]) -> Point:
+          overrides: Mapping[str, Any], ids: bool = True) -> Point:
     data = spec.profiles[profile][1]
     axes: dict[str, Any] = {"workload": workload, "precision": precision, "profile": profile,
                             "batch": batch if batch is not None else spec.workload_batch.get(workload)}
     for key in spec.overrides:
         axes[key] = overrides[key] if key in overrides else get_key(data, key)
-    return Point(point_id(spec, workload, precision, profile, batch, overrides), axes, dict(overrides), batch)
+    pid = point_id(spec, workload, precision, profile, batch, overrides) if ids else ""
+    return Point(pid, axes, dict(overrides), batch)
 
 
-def _candidates(spec: SweepSpec) -> list[Point]:
+def candidate_count(spec: SweepSpec) -> int:
+    """Points before filters, by arithmetic (nothing is generated)."""
     if spec.mode == "points":
-        return [_make(spec, p["workload"], p["precision"], p["profile"], p.get("batch"), p.get("overrides") or {})
-                for p in spec.points]
+        return len(spec.points)
+    sizes = [len(spec.workloads), len(spec.plans), len(spec.profiles), len(spec.batch or (None,)),
+             *(len(v) for v in spec.overrides.values())]
+    return math.prod(sizes)
+
+
+def _candidates(spec: SweepSpec, ids: bool = True) -> Iterator[Point]:
+    """Unfiltered points; ``ids=False`` leaves ids empty (counting needs none: hashing is most of the cost)."""
+    if spec.mode == "points":
+        for p in spec.points:
+            yield _make(spec, p["workload"], p["precision"], p["profile"], p.get("batch"), p.get("overrides") or {})
+        return
     keys = list(spec.overrides)
     grid = itertools.product(spec.workloads, spec.plans, spec.profiles, spec.batch or (None,),
                              *(spec.overrides[k] for k in keys))
-    return [_make(spec, w, prec, prof, b, dict(zip(keys, values))) for w, prec, prof, b, *values in grid]
+    for w, prec, prof, b, *values in grid:
+        yield _make(spec, w, prec, prof, b, dict(zip(keys, values)), ids)
 
 
-def axes_frame(points: list[Point]) -> pd.DataFrame:
-    return pd.DataFrame([dict(p.axes) for p in points], columns=None if points else list(AXIS_COLUMNS))
+def axis_values(spec: SweepSpec) -> dict[str, set]:
+    """Every value each axis can take, from the spec alone (for checking skip filters)."""
+    values: dict[str, set] = {"workload": set(spec.workloads), "precision": set(spec.plans),
+                              "profile": set(spec.profiles), "batch": set()}
+    if spec.mode == "points":
+        values["profile"] = {p["profile"] for p in spec.points}
+        values["workload"] = {p["workload"] for p in spec.points}
+        values["precision"] = {p["precision"] for p in spec.points}
+        for p in spec.points:
+            values["batch"].add(p.get("batch", spec.workload_batch.get(p["workload"])))
+    else:
+        values["batch"] = set(spec.batch) if spec.batch else set(spec.workload_batch.values())
+    for key, listed in spec.overrides.items():
+        values[key] = set(listed) | {p.get("overrides", {}).get(key) for p in spec.points}
+        values[key] |= {get_key(data, key) for _, data in spec.profiles.values()}
+        values[key].discard(None)
+    values["batch"].discard(None)
+    return values
 
 
-def _filter(spec: SweepSpec, points: list[Point], errors: list[str]) -> list[Point]:
-    frame = axes_frame(points)
-    keep = pd.Series(True, index=frame.index)
+def compile_filters(spec: SweepSpec) -> tuple[list[tuple[str, Any]], list[str]]:
+    """[(where, filter)] and the problems found without looking at any point."""
+    axes = axis_values(spec)
+    compiled, errors = [], []
     for i, (kind, body, line) in enumerate(spec.filters):
         where = f"line {line}: filters[{i}].{kind}"
-        if kind == "keep":
+        flt, found = compile_filter(kind, body, axes, where)
+        errors.extend(found)
+        if flt is not None:
+            compiled.append((where, flt))
+    return compiled, errors
+
+
+def _stream(spec: SweepSpec, filters: list, errors: list[str] | None, ids: bool = True) -> Iterator[Point]:
+    """Filtered points; a problem met on the way is appended to ``errors`` (when given: the point
+    is dropped) or raised as a SweepError."""
+    missing = {(prof, key) for prof, (_, data) in spec.profiles.items() for key in spec.overrides
+               if spec.mode == "product" and not has_key(data, key)}
+    reported: set = set()
+    for point in _candidates(spec, ids):
+        keep = True
+        for where, flt in filters:
             try:
-                mask = frame.eval(body)
-            except Exception as exc:  # pandas raises many types for a bad expression; all are user errors
-                errors.append(f"{where}: cannot evaluate {body!r}: {type(exc).__name__}: {exc} "
-                              f"(columns: {', '.join(frame.columns)}; put dotted keys in backticks)")
-                continue
-            if not isinstance(mask, pd.Series) or mask.dtype != bool:
-                errors.append(f"{where}: {body!r} is not a true/false condition")
-                continue
-            keep &= mask
+                keep = flt.keeps(point.axes)
+            except FilterError as exc:
+                keep, message = False, f"{where}: {exc}"
+                if errors is None:
+                    raise problems(spec.source, [message]) from None
+                if message not in reported:
+                    reported.add(message)
+                    errors.append(message)
+            if not keep:
+                break
+        if not keep:
             continue
-        match = pd.Series(True, index=frame.index)
-        for axis, values in body.items():
-            if axis not in frame.columns:
-                errors.append(f"{where}.{axis}: not an axis (axes: {', '.join(frame.columns)})")
-                continue
-            values = values if isinstance(values, list) else [values]
-            known = set(frame[axis].dropna())
-            for v in values:
-                if v not in known:
-                    errors.append(f"{where}.{axis}: {v!r} is not a value of this axis "
-                                  f"(values: {', '.join(map(str, sorted(known, key=str)))})")
-            match &= frame[axis].isin(values)
-        keep &= ~match
-    return [p for p, k in zip(points, keep) if k]
+        for pair in missing:
+            if pair[0] == point.axes["profile"] and pair not in reported:
+                reported.add(pair)
+                message = (f"line {spec.lines.get('overrides', 0)}: overrides.{pair[1]}: profile {pair[0]!r} has "
+                           f"no such key; skip those points with a filter (- skip: {{profile: {pair[0]}}}) "
+                           "or use mode: points")
+                if errors is None:
+                    raise problems(spec.source, [message])
+                errors.append(message)
+        yield point
 
 
-def _missing_keys(spec: SweepSpec, points: list[Point], errors: list[str]) -> None:
-    seen = set()
-    for p in points:
-        for key in p.overrides:
-            if (p.axes["profile"], key) not in seen and not has_key(spec.profiles[p.axes["profile"]][1], key):
-                seen.add((p.axes["profile"], key))
-                errors.append(f"line {spec.lines.get('overrides', 0)}: overrides.{key}: profile "
-                              f"{p.axes['profile']!r} has no such key; skip those points with a filter "
-                              f"(- skip: {{profile: {p.axes['profile']}}}) or use mode: points")
-
-
-def _build(spec: SweepSpec) -> tuple[list[Point], list[str]]:
-    errors: list[str] = []
-    points = _filter(spec, _candidates(spec), errors)
-    _missing_keys(spec, points, errors)
-    ids: dict[str, int] = {}
-    for i, p in enumerate(points):
-        if p.point_id in ids:
-            first = ids[p.point_id]
-            errors.append(f"line {spec.lines.get('points', 0)}: points[{i}]: the same point as points[{first}]"
-                          if spec.mode == "points" else f"line 0: point {i}: evaluated twice ({p.axes})")
-        ids.setdefault(p.point_id, i)
-    if not points and not errors:
-        errors.append(f"line {spec.lines.get('filters', 0)}: filters: no point is left to evaluate")
-    return points, errors
-
-
-def point_errors(spec: SweepSpec) -> list[str]:
-    return _build(spec)[1]
-
-
-def generate_points(spec: SweepSpec | Any) -> list[Point]:
-    """The points of a spec, in spec order (product: workloads, precisions, profiles, batch, overrides)."""
-    spec = load_spec(spec)
-    points, errors = _build(spec)
+def survey(spec: SweepSpec, stop_after: int | None = None) -> tuple[int, list[str]]:
+    """(number of points, problems), streaming: memory does not grow with the point count. Counting
+    stops past ``stop_after`` (the count is then ``stop_after + 1``)."""
+    filters, errors = compile_filters(spec)
     if errors:
-        raise SweepError(f"{spec.source}: {len(errors)} problem(s):\n" + "\n".join(
-            f"  {spec.source}:{e[5:]}" for e in errors))
-    return points
+        return 0, errors
+    count, seen = 0, {}
+    for point in _stream(spec, filters, errors, ids=spec.mode == "points"):
+        if spec.mode == "points":  # listed points can repeat; a product cannot (values are unique)
+            if point.point_id in seen:
+                errors.append(f"line {spec.lines.get('points', 0)}: points[{count}]: the same point as "
+                              f"points[{seen[point.point_id]}]")
+            seen.setdefault(point.point_id, count)
+        count += 1
+        if stop_after is not None and count > stop_after:
+            break
+    if not count and not errors:
+        errors.append(f"line {spec.lines.get('filters', 0)}: filters: no point is left to evaluate")
+    return count, errors
+
+
+def check_size(spec: SweepSpec, yes: bool = False) -> int:
+    """The point count, computed before any work. Above POINT_LIMIT it needs ``yes`` (``--yes``);
+    a spec's ``max_points`` replaces the limit (and ``yes`` does not lift it)."""
+    limit = spec.max_points if spec.max_points is not None else (None if yes else POINT_LIMIT)
+    count, cap = spec.counted or (None, None)
+    if count is None or (count > cap and (limit is None or limit > cap)):  # not counted far enough when loading
+        count, errors = survey(spec, stop_after=limit)
+        if errors:
+            raise problems(spec.source, errors)
+    if limit is not None and count > limit:
+        why = (f"its max_points is {limit:,}" if spec.max_points is not None else
+               f"above {limit:,} points qsim needs --yes (run_sweep(..., yes=True)) or max_points: N in the spec")
+        raise SweepError(f"{spec.source}:{spec.lines.get('name', 1)}: sweep {spec.name!r} has more than {limit:,} "
+                         f"points ({candidate_count(spec):,} before filters); {why}")
+    return count
+
+
+def iter_points(spec: SweepSpec) -> Iterator[Point]:
+    """The points of a validated spec, one at a time, in spec order (product: workloads, precisions,
+    profiles, batch, overrides; the last varies fastest)."""
+    filters, errors = compile_filters(spec)
+    if errors:
+        raise problems(spec.source, errors)
+    yield from _stream(spec, filters, None)

@@ -6,6 +6,7 @@ carry no line numbers of their own, so an item's problem is reported at the line
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -32,13 +33,32 @@ class ListOf:
             self.item_schema.check(item, f"{path}[{i}]", _line(item, line), errors)
 
 
+# Past this magnitude an axis value is a typo, and its metrics would not fit the table's 64-bit columns.
+MAX_AXIS_NUMBER = 1e15
+MAX_BATCH = 1_000_000  # batch x MACs per sample stays within int64 for a 7B decoder
+
+
 @dataclass(frozen=True)
 class Scalar:
-    """An override value: a number, a string or a boolean (never a list or a mapping)."""
+    """An override value: a number (finite, at most MAX_AXIS_NUMBER in magnitude), a string or a
+    boolean (never a list or a mapping). The profile's own schema checks it further (spec.py)."""
 
     def check(self, value, path, line, errors):
         if isinstance(value, (list, dict)) or value is None:
             errors.append(f"line {line}: {path}: expected a number, string or boolean, got {value!r}")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and not abs(value) <= MAX_AXIS_NUMBER:
+            errors.append(f"line {line}: {path}: {value!r} is not a finite number within +-{MAX_AXIS_NUMBER:g}")
+
+
+@dataclass(frozen=True)
+class FileName:
+    """A plain file name (letters, digits, . _ -; no separators, not . or ..): ``reports/NAME`` stays
+    under ``reports/``."""
+
+    def check(self, value, path, line, errors):
+        if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", value):
+            errors.append(f"line {line}: {path}: {value!r} is not a plain file name (letters, digits, '.', '_', '-'; "
+                          "no '/', '..' or absolute paths; at most 100 characters)")
 
 
 @dataclass(frozen=True)
@@ -66,13 +86,13 @@ class AnyValue:
 
 @dataclass(frozen=True)
 class Filter:
-    """``{skip: {axis: value | [values]}}`` or ``{keep: "pandas query"}``: exactly one of them."""
+    """``{skip: {axis: value | [values]}}`` or ``{keep: "condition"}`` (``qsim.sweep.filters``): exactly one."""
 
     def check(self, value, path, line, errors):
         line = _line(value, line)
         if not isinstance(value, Mapping) or len(value) != 1 or next(iter(value)) not in ("skip", "keep"):
             errors.append(f"line {line}: {path}: expected one of {{skip: {{axis: value}}}} or "
-                          f"{{keep: \"pandas query\"}}, got {dict(value) if isinstance(value, Mapping) else value!r}")
+                          f"{{keep: \"condition\"}}, got {dict(value) if isinstance(value, Mapping) else value!r}")
             return
         kind, body = next(iter(value.items()))
         if kind == "keep":
@@ -85,10 +105,10 @@ class Filter:
 PLAN = Record(required={"label": Str(), "default": AnyValue()}, optional={"overrides": AnyValue()})
 PRECISION = OneOf(PLAN, "a precision string (int8, w4a16 ...) or {label, default, overrides}")
 POINT = Record(required={"workload": Str(), "precision": Str(), "profile": Str()},
-               optional={"batch": Int(1), "overrides": MapOf(Scalar())})
+               optional={"batch": Int(1, MAX_BATCH), "overrides": MapOf(Scalar())})
 
 SPEC_SCHEMA = Record(
-    required={"name": Str()},
+    required={"name": FileName()},
     optional={
         "description": Str(),
         "mode": Enum(("product", "points")),
@@ -96,8 +116,9 @@ SPEC_SCHEMA = Record(
         "precisions": ListOf(PRECISION),
         "profiles": ListOf(Str()),
         "overrides": MapOf(ListOf(Scalar())),
-        "batch": ListOf(Int(1)),
+        "batch": ListOf(Int(1, MAX_BATCH)),
         "points": ListOf(POINT),
         "filters": ListOf(Filter()),
+        "max_points": Int(1),
     },
 )

@@ -12,70 +12,35 @@ overrides: {memories.sram.capacity_kib: [1024, 4096]}   # profile keys (dotted) 
 batch: [1, 8]                                  # optional
 filters:
   - skip: {profile: iot, workload: resnet50}   # drop points matching every given axis
-  - keep: "batch == 1 or profile == 'cloud'"   # pandas query over the axes (backticks for dotted keys)
+  - keep: "batch == 1 or profile == 'cloud'"   # a condition over the axes (qsim.sweep.filters)
+max_points: 200000                             # optional: this spec's cap on its point count
 ```
 
 ``mode: product`` (the default) evaluates the cartesian product; ``mode: points`` evaluates an
 explicit ``points:`` list of ``{workload, precision, profile, batch?, overrides?}`` (``precision``
-there is a label from ``precisions`` or a precision string).
+there is a label from ``precisions`` or a precision string). ``name`` is a plain file name: the
+default output folder is ``reports/NAME``.
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
-import hashlib
-import json
 import re
-from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any, Mapping
 
-from qsim.errors import QsimError
+from qsim.errors import QsimError, SweepError
 from qsim.hw.profile import apply_overrides, check_profile_data, resolve_profile_path
 from qsim.precision import parse_plan
-from qsim.sweep.schema import SPEC_SCHEMA
 from qsim.schema import validate
+from qsim.sweep.model import SweepSpec, has_key, plain, problems
+from qsim.sweep.points import POINT_LIMIT, iter_points, survey
+from qsim.sweep.schema import SPEC_SCHEMA
 from qsim.workload import WORKLOAD_DIR, load_workload, resolve_workload
-from qsim.yamlio import LocatedDict, line_of, load_yaml
+from qsim.yamlio import line_of, load_yaml
 
-
-class SweepError(QsimError):
-    """A sweep spec that does not parse or validate; lists every problem with file:line: key."""
-
-
-@dataclass(frozen=True)
-class SweepSpec:
-    """Plain data only (it travels to worker processes and Dask workers)."""
-
-    name: str
-    source: str
-    mode: str
-    workloads: Mapping[str, str]  # label -> shipped name (resolved on the worker) or absolute path
-    workload_batch: Mapping[str, Any]  # label -> the workload file's own batch (None if it has none)
-    plans: Mapping[str, Any]  # label -> precision spec (string or {default, overrides})
-    profiles: Mapping[str, tuple[str, dict]]  # label -> (source path, validated raw data)
-    overrides: Mapping[str, tuple]  # product mode: dotted key -> values; points mode: keys seen
-    batch: tuple | None = None
-    points: tuple = ()
-    filters: tuple = ()  # (kind, body, line)
-    description: str = ""
-    lines: Mapping[str, int] = field(default_factory=dict)  # top-level key -> line, for later errors
-
-    @cached_property  # computed once per process: workers compare it on every point
-    def fingerprint(self) -> str:
-        """Changes when anything a worker caches could change (files' contents included)."""
-        blob = json.dumps([self.workloads, self.plans, self.profiles], sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def plain(value: Any) -> Any:
-    """LocatedDict -> dict, recursively: smaller to pickle, and equal across runs."""
-    if isinstance(value, Mapping):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [plain(v) for v in value]
-    return value
+__all__ = ["SweepError", "SweepSpec", "load_spec", "generate_points"]
 
 
 def _indent(message: str) -> str:
@@ -229,13 +194,6 @@ def _check_points(data: Mapping, chk: _Checker, plans: dict) -> tuple[tuple, dic
     return tuple(points), keys
 
 
-_MISSING = object()
-
-
-def has_key(data: Mapping, dotted: str) -> bool:
-    return get_key(data, dotted, _MISSING) is not _MISSING
-
-
 def _dotted_keys(data: Mapping, prefix: str = "") -> list[str]:
     out = []
     for key, value in data.items():
@@ -244,20 +202,9 @@ def _dotted_keys(data: Mapping, prefix: str = "") -> list[str]:
     return out
 
 
-def get_key(data: Mapping, dotted: str, default: Any = None) -> Any:
-    """The value at a dotted key, or ``default`` where the profile has no such key."""
-    node: Any = data
-    for key in dotted.split("."):
-        if not isinstance(node, Mapping) or key not in node:
-            return default
-        node = node[key]
-    return node
-
-
 def _raise(source: str, errors: list[str]) -> None:
     if errors:
-        raise SweepError(f"{source}: {len(errors)} problem(s):\n" + "\n".join(
-            f"  {source}:{e[5:]}" for e in errors))
+        raise problems(source, errors)
 
 
 def load_spec(spec: str | Path | Mapping | SweepSpec) -> SweepSpec:
@@ -298,8 +245,15 @@ def load_spec(spec: str | Path | Mapping | SweepSpec) -> SweepSpec:
                        workload_batch=chk.workload_batch, plans=plans, profiles=chk.profiles,
                        overrides=overrides, batch=batch, points=points, filters=filters,
                        description=data.get("description", ""),
-                       lines={k: line_of(data, k) for k in data})
-    from qsim.sweep.points import point_errors  # needs the spec built: filters run on the axes table
+                       lines={k: line_of(data, k) for k in data}, max_points=data.get("max_points"))
+    # filters and points are checked over the first points up to the size limit (streamed: a huge
+    # spec is refused by the size guard, not by running out of memory here)
+    cap = result.max_points or POINT_LIMIT
+    count, found = survey(result, stop_after=cap)
+    _raise(source, found)
+    return dataclasses.replace(result, counted=(count, cap))
 
-    _raise(source, point_errors(result))
-    return result
+
+def generate_points(spec: str | Path | Mapping | SweepSpec) -> list:
+    """All points of a spec as a list, in spec order (``iter_points`` streams them instead)."""
+    return list(iter_points(load_spec(spec)))

@@ -3,13 +3,16 @@
 The store is a folder of Parquet part files, one per completed chunk, under ``OUT/parts/``. A part
 is written to a hidden temporary name and renamed into place (atomic on POSIX), so a part is
 either complete or absent: a crash loses at most the chunks in flight, never a row already
-stored, and never leaves half a part. On restart the ids in the parts are skipped; a point stored
-twice (two runs sharing a folder) is kept once. One sweep at a time per folder.
+stored, and never leaves half a part. On restart the ids in the parts are skipped. One run writes
+a folder at a time (``qsim.sweep.lock``); a run never deletes a part. A part that cannot be read
+(truncated, empty, other columns) is named on stderr, moved into ``OUT/corrupt/`` and its points
+are evaluated again.
 """
 from __future__ import annotations
 
 import numbers
 import os
+import sys
 import uuid
 from pathlib import Path
 from typing import Any, Iterable
@@ -18,8 +21,8 @@ import numpy as np
 import pandas as pd
 
 from qsim.sweep.evaluate import METRIC_COLUMNS
-from qsim.sweep.points import AXIS_COLUMNS
-from qsim.sweep.spec import SweepError
+from qsim.sweep.lock import holds
+from qsim.sweep.model import AXIS_COLUMNS, SweepError
 
 STRING = ("point_id", "workload", "precision", "profile", "status", "reason", "accuracy_metric")
 FLOAT = ("latency_s", "energy_j", "tokens_per_s", "accuracy")
@@ -64,12 +67,28 @@ def _column_order(columns: Iterable[str]) -> list[str]:
     return [c for c in head if c in columns] + rest + metrics + memory + (["pareto"] if "pareto" in columns else [])
 
 
-def normalize(frame: pd.DataFrame, order: list[str] | None = None) -> pd.DataFrame:
-    """Fixed column order and dtypes; with ``order`` (point ids), only those rows, once each, in that order."""
+def id_keys(ids: Iterable[str]) -> np.ndarray:
+    """Point ids (16 hex digits) as uint64: 8 bytes per point where a set of strings takes ~100."""
+    return np.fromiter((int(i, 16) for i in ids), dtype=np.uint64)
+
+
+def _in_order(frame: pd.DataFrame, order: list[str] | np.ndarray) -> pd.DataFrame:
+    """The rows whose ids are in ``order``, once each, in that order."""
+    order = order if isinstance(order, np.ndarray) else id_keys(order)
+    keys = id_keys(frame["point_id"])
+    by_key = np.argsort(order, kind="stable")
+    slot = np.searchsorted(order, keys, sorter=by_key).clip(max=max(len(order) - 1, 0))
+    found = order[by_key[slot]] == keys if len(order) else np.zeros(len(keys), dtype=bool)
+    rank = np.where(found, by_key[slot], -1)
+    frame = frame.assign(_rank=rank)[found].drop_duplicates("point_id")
+    return frame.sort_values("_rank", kind="stable").drop(columns="_rank")
+
+
+def normalize(frame: pd.DataFrame, order: list[str] | np.ndarray | None = None) -> pd.DataFrame:
+    """Fixed column order and dtypes; with ``order`` (point ids, or their ``id_keys``), only those
+    rows, once each, in that order."""
     if order is not None:
-        rank = {pid: i for i, pid in enumerate(order)}
-        frame = frame[frame["point_id"].isin(rank)].drop_duplicates("point_id")
-        frame = frame.iloc[frame["point_id"].map(rank).argsort(kind="stable")]
+        frame = _in_order(frame, order)
     frame = frame.reset_index(drop=True)[_column_order(frame.columns)]
     converted = {}
     for column in frame.columns:
@@ -80,12 +99,16 @@ def normalize(frame: pd.DataFrame, order: list[str] | None = None) -> pd.DataFra
     return pd.DataFrame(converted, index=frame.index)
 
 
-def rows_to_frame(rows: list[dict[str, Any]], order: list[str] | None = None) -> pd.DataFrame:
+def rows_to_frame(rows: list[dict[str, Any]], order: list[str] | np.ndarray | None = None) -> pd.DataFrame:
     return normalize(pd.DataFrame(rows), order)
 
 
+REQUIRED = ("point_id", "workload", "precision", "profile", "status")
+
+
 class ResultStore:
-    """Append-only Parquet parts under ``out_dir/parts``."""
+    """Append-only Parquet parts under ``out_dir/parts``. Writing, and moving unreadable parts aside,
+    need the folder's ``StoreLock`` held by this process; reading does not."""
 
     def __init__(self, out_dir: str | Path):
         try:
@@ -93,25 +116,62 @@ class ResultStore:
         except ImportError:
             raise SweepError("storing sweep results needs pyarrow: pip install pyarrow "
                              "(or run without an output folder)") from None
-        self.dir = Path(out_dir) / "parts"
-        self.dir.mkdir(parents=True, exist_ok=True)
-        for stale in self.dir.glob(".*.tmp"):  # a part whose write was interrupted: its rows are redone
-            stale.unlink()
+        self.out = Path(out_dir)
+        self.dir = self.out / "parts"
         self.run = uuid.uuid4().hex[:8]  # parts of different runs never collide
         self.seq = 0
+        self.moved: list[Path] = []  # unreadable parts moved into corrupt/ by this store
+        if holds(self.out):
+            self.dir.mkdir(parents=True, exist_ok=True)
+            for stale in self.dir.glob(".*.tmp"):  # an interrupted write of a run that no longer holds the lock
+                stale.unlink()
 
     def parts(self) -> list[Path]:
         return sorted(self.dir.glob("part-*.parquet"))
 
+    def _read(self, part: Path, columns: list[str] | None = None) -> pd.DataFrame | None:
+        """A part's rows, or None for a part that cannot be read (moved aside when writing)."""
+        try:
+            frame = pd.read_parquet(part)
+            missing = [c for c in REQUIRED if c not in frame.columns]
+            if missing:
+                raise ValueError(f"no column {', '.join(missing)}")
+            if frame["point_id"].isna().any() or not frame["point_id"].map(lambda i: isinstance(i, str)).all():
+                raise ValueError("point ids missing")
+        except FileNotFoundError:  # moved aside meanwhile by the writer
+            return None
+        except Exception as exc:  # pyarrow raises many types for a damaged file; all mean "unreadable"
+            self._set_aside(part, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            return None
+        return frame[columns] if columns else frame
+
+    def _set_aside(self, part: Path, why: str) -> None:
+        if not holds(self.out):
+            print(f"qsim: {part} cannot be read ({why}); skipped", file=sys.stderr)
+            return
+        target = self.out / "corrupt" / part.name
+        target.parent.mkdir(exist_ok=True)
+        if target.exists():
+            target = target.with_name(f"{part.stem}-{uuid.uuid4().hex[:6]}{part.suffix}")
+        os.replace(part, target)
+        self.moved.append(target)
+        print(f"qsim: {part} cannot be read ({why}); moved to {target}, its points are evaluated again",
+              file=sys.stderr)
+
+    def done_keys(self) -> np.ndarray:
+        """The stored points' ids as sorted ``id_keys``; unreadable parts are set aside first."""
+        keys = [id_keys(frame["point_id"]) for part in self.parts()
+                if (frame := self._read(part, ["point_id"])) is not None]
+        return np.unique(np.concatenate(keys)) if keys else np.zeros(0, dtype=np.uint64)
+
     def done_ids(self) -> set[str]:
-        done: set[str] = set()
-        for part in self.parts():
-            done.update(pd.read_parquet(part, columns=["point_id"])["point_id"])
-        return done
+        return {f"{int(k):016x}" for k in self.done_keys()}
 
     def append(self, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
+        if not holds(self.out):
+            raise SweepError(f"{self.out}: writing a sweep store needs its lock (qsim.sweep.lock.StoreLock)")
         name = f"part-{self.run}-{self.seq:06d}.parquet"
         self.seq += 1
         tmp = self.dir / f".{name}.tmp"
@@ -120,8 +180,8 @@ class ResultStore:
             os.fsync(fh.fileno())
         os.replace(tmp, self.dir / name)
 
-    def load(self, order: list[str] | None = None) -> pd.DataFrame:
-        parts = [pd.read_parquet(p) for p in self.parts()]
+    def load(self, order: list[str] | np.ndarray | None = None) -> pd.DataFrame:
+        parts = [frame for part in self.parts() if (frame := self._read(part)) is not None]
         if not parts:
             return normalize(pd.DataFrame({"point_id": pd.Series([], dtype=object)}), order)
         return normalize(pd.concat(parts, ignore_index=True), order)

@@ -53,7 +53,7 @@ def test_csv_format_and_batch(capsys):
 @pytest.mark.parametrize("args,message", [
     (["run", "nosuch.yaml", "--hw", "iot"], "nosuch.yaml: cannot read"),
     (["run", "resnet50", "--hw", "nosuch"], "no shipped profile of that name"),
-    (["run", "resnet50", "--hw", "iot", "--precision", "int7"], "unknown precision 'int7'"),
+    (["run", "resnet50", "--hw", "iot", "--precision", "int1"], "unknown precision 'int1'"),
     (["run", "resnet50", "--hw", "mobile", "--precision", "fp32"], "no unit for fp32"),
     (["run", "resnet50", "--hw", "iot", "--out", "reports/x.xlsx"], "unknown extension"),
     (["profiles", "show"], "needs a profile name"),
@@ -107,7 +107,7 @@ def test_readme_quickstart_output_is_what_the_command_prints(capsys):
 
 @pytest.mark.parametrize("args,message", [
     (["run", "resnet50", "--hw", "iot", "--batch", "0"], "must be >= 1"),
-    (["run", "resnet50", "--hw", "iot", "--precision", "w3a8"], "unknown precision 'w3a8'"),
+    (["run", "resnet50", "--hw", "iot", "--precision", "w5a8"], "unknown precision 'w5a8'"),
 ])
 def test_bad_flags_are_blamed_on_the_flag(args, message):
     code, out, err = run(*args)
@@ -146,3 +146,45 @@ def test_missing_attribute_and_unmatched_override_are_named(tmp_path):
                  "  overrides: [{name: conv1, precision: fp16}]\n")
     code, _, err = run("run", str(w), "--hw", "iot")
     assert code == 2 and "matches no node of 'resnet50'" in err
+
+
+def _crash(*args, **kwargs):
+    raise ZeroDivisionError("float division by zero")
+
+
+def test_a_bug_is_one_internal_error_line_without_traceback(monkeypatch, capsys):
+    monkeypatch.setattr("qsim.api.run_estimate", _crash)
+    assert main(["run", "resnet50", "--hw", "iot"]) == 1
+    err = capsys.readouterr().err
+    assert err == ("qsim: internal error, please report: ZeroDivisionError: float division by zero "
+                   "(run with --debug for the traceback)\n")
+
+
+@pytest.mark.parametrize("argv", [["--debug", "run", "resnet50", "--hw", "iot"],
+                                  ["run", "resnet50", "--hw", "iot", "--debug"]])
+def test_debug_shows_the_traceback_of_a_bug(monkeypatch, capsys, argv):
+    monkeypatch.setattr("qsim.api.run_estimate", _crash)
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):") and "in _crash" in err
+    assert err.endswith("qsim: internal error, please report: ZeroDivisionError: float division by zero\n")
+
+
+def test_debug_shows_the_traceback_of_a_user_error_and_keeps_status_2():
+    code, _, err = run("--debug", "run", "resnet50", "--hw", "iot", "--precision", "int99")
+    assert code == 2
+    assert err.startswith("Traceback (most recent call last):") and "qsim.errors.WorkloadError" in err
+    assert err.splitlines()[-1].startswith("qsim: error: unknown precision 'int99'")
+    code, _, err = run("run", "resnet50", "--hw", "iot", "--precision", "int99")
+    assert code == 2 and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("sub", ["run", "profiles", "sweep", "import", "calibrate", "validate"])
+def test_every_subcommand_accepts_debug(sub):
+    code, out, _ = run(sub, "--help")
+    assert code == 0 and "--debug" in out
+
+
+def test_debug_after_a_subcommand_runs_it():
+    code, out, err = run("profiles", "check", "iot", "--debug")
+    assert code == 0 and out.endswith("iot.yaml: ok (iot)\n") and err == ""

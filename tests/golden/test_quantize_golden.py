@@ -11,7 +11,7 @@ pytest.importorskip("onnxruntime")
 from _onnx_models import quantize_linear, session  # noqa: E402
 from _ties import Tally  # noqa: E402
 
-from qsim.ir.quant import TensorQuant  # noqa: E402
+from qsim.numerics.tensor_quant import TensorQuant  # noqa: E402
 from qsim.numerics import get_format, quantize  # noqa: E402
 
 INT_TYPES = {"int8": np.int8, "uint8": np.uint8, "int16": np.int16, "uint16": np.uint16,
@@ -21,7 +21,7 @@ INT_TYPES = {"int8": np.int8, "uint8": np.uint8, "int16": np.int16, "uint16": np
 def _data(shape, scale, fmt, rng):
     """Half the elements are exact ties k + 0.5 (in units of a power-of-two scale), the rest random
     values over the whole range, plus values far outside it (saturation)."""
-    span = fmt.max - fmt.min + 1
+    span = fmt.qmax - fmt.qmin + 1
     k = rng.integers(-span, span, size=shape)
     x = (k + 0.5) * scale
     rnd = rng.uniform(-1.2, 1.2, size=shape) * span * scale
@@ -39,15 +39,15 @@ def test_quantize_linear_int(dtype, gran):
     axis, block = None, 0
     if gran == "tensor":
         scale = np.float32(0.25)
-        zp = np.asarray(fmt.min + (fmt.max - fmt.min) // 3 | 1, INT_TYPES[dtype])  # an odd zero point
+        zp = np.asarray(fmt.qmin + (fmt.qmax - fmt.qmin) // 3 | 1, INT_TYPES[dtype])  # an odd zero point
     elif gran == "channel":
         axis = 1
         scale = (2.0 ** -rng.integers(0, 4, 8)).astype(np.float32)
-        zp = rng.integers(fmt.min // 2, fmt.max // 2 + 1, 8).astype(INT_TYPES[dtype])
+        zp = rng.integers(fmt.qmin // 2, fmt.qmax // 2 + 1, 8).astype(INT_TYPES[dtype])
     else:
         axis, block = 1, 4
         scale = (2.0 ** -rng.integers(0, 4, (3, 2, 5))).astype(np.float32)
-        zp = rng.integers(fmt.min // 2, fmt.max // 2 + 1, (3, 2, 5)).astype(INT_TYPES[dtype])
+        zp = rng.integers(fmt.qmin // 2, fmt.qmax // 2 + 1, (3, 2, 5)).astype(INT_TYPES[dtype])
     tq = TensorQuant(scale, zp, dtype, axis, block)
     from qsim.numerics.quantize import broadcast_param
     x, ties = _data(shape, broadcast_param(tq.scale, tq, shape), fmt, rng)

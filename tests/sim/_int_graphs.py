@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from qsim.ir.graph import Graph
-from qsim.ir.quant import TensorQuant
+from qsim.numerics.tensor_quant import TensorQuant
 
 
 def tq(scale, zp, dtype, axis=None) -> TensorQuant:

@@ -9,7 +9,7 @@ import pytest
 
 from qsim.errors import QsimError
 from qsim.ir.graph import Graph
-from qsim.ir.quant import TensorQuant
+from qsim.numerics.tensor_quant import TensorQuant
 from qsim.sim.metrics import (accuracy, compare_traces, cosine, max_abs_error, output_metrics, real_value,
                               row_cosine, sqnr_db, topk_agreement)
 

@@ -13,7 +13,7 @@ from qsim.sim.observers import Observer, calibrate, fake_quant, scale_zero_point
 def test_minmax_uint8_asymmetric_by_hand():
     q = calibrate([np.array([-1.0, 0.5, 3.0])], "uint8")
     # scale = (3 - -1) / 255; zero point = round(0 - (-1) / scale) = round(63.75) = 64
-    assert q.dtype == "uint8" and q.axis is None and q.scale.shape == ()
+    assert q.fmt.name == "uint8" and q.axis is None and q.scale.shape == ()
     assert q.scale == np.float32(np.float32(4.0) / np.float32(255))
     assert q.zero_point == 64 and q.zero_point.dtype == np.uint8
 
@@ -40,7 +40,7 @@ def test_range_always_contains_zero_and_empty_range():
 
 def test_int4_and_int16():
     q4 = calibrate([np.array([-0.7, 0.35])], "int4", symmetric=True)
-    assert q4.dtype == "int4" and q4.zero_point.dtype == ml_dtypes.int4
+    assert q4.fmt.name == "int4" and q4.zero_point.dtype == ml_dtypes.int4
     assert q4.scale == np.float32(np.float32(1.4) / np.float32(14))  # [-7, 7]
     q16 = calibrate([np.array([-1.0, 1.0])], "int16", symmetric=True)
     assert q16.scale == np.float32(np.float32(2.0) / np.float32(65534)) and q16.zero_point.dtype == np.int16
@@ -48,7 +48,7 @@ def test_int4_and_int16():
 
 def test_fp8_scale_maps_amax_to_format_max():
     q = calibrate([np.array([-896.0, 10.0])], "fp8_e4m3")
-    assert q.dtype == "float8e4m3fn" and q.scale == 2.0 and float(q.zero_point) == 0.0
+    assert q.fmt.element_type == "float8e4m3fn" and q.scale == 2.0 and float(q.zero_point) == 0.0
     assert q.zero_point.dtype == ml_dtypes.float8_e4m3fn
     assert calibrate([np.array([1e3])], "fp8_e5m2").scale == np.float32(1e3 / 57344)
     assert calibrate([np.array([-896.0])], "fp8_e4m3", fp8_scale="unit").scale == 1.0

@@ -41,7 +41,7 @@ def test_same_representation_as_onnxruntime_qdq(models):
     assert set(ours.quant_params) == {k for k in ORT_NAMES}
     for mine, theirs in ORT_NAMES.items():
         a, b = ours.quant_params[mine], ref.quant_params[theirs]
-        assert a.dtype == b.dtype and a.axis == b.axis, mine
+        assert a.fmt == b.fmt and a.axis == b.axis, mine
         assert a.scale.dtype == b.scale.dtype and np.array_equal(a.scale, b.scale), mine
         assert a.zero_point.dtype == b.zero_point.dtype and np.array_equal(a.zero_point, b.zero_point), mine
         assert ours.tensor(mine).dtype == ref.tensor(theirs).dtype, mine
@@ -143,7 +143,7 @@ def test_errors(models):
 def test_grouped_weights(models):
     q = quantize_graph(models["float"], "w4a16", models["batches"], weight_block=8)
     fw = q.quant_params["fw"]  # (5, 16): two groups of 8 input features per output row
-    assert (fw.axis, fw.block_size, fw.scale.shape, fw.dtype) == (1, 8, (5, 2), "int4")
+    assert (fw.axis, fw.block_size, fw.scale.shape, fw.fmt.name) == (1, 8, (5, 2), "int4")
     w = models["float"].constants["fw"]
     np.testing.assert_array_equal(fw.scale, (np.abs(w.reshape(5, 2, 8)).max(-1) / 7).astype(np.float32))
     assert q.constants["fb"].dtype == np.float32  # a grouped weight has no single bias scale

@@ -93,7 +93,7 @@ def test_tflite_against_litert(tmp_path, capsys):
     (["{d}/q.onnx", "--plan", "int8"], "already quantized"),
     (["{d}/f.onnx", "--against", "litert"], "needs a .tflite model"),
     (["{d}/f.onnx", "--plan", "int8", "--calib", "{d}/missing.npz"], "file not found"),
-    (["{d}/f.onnx", "--plan", "int9"], "unknown precision"),
+    (["{d}/f.onnx", "--plan", "int1"], "unknown precision"),
     (["{d}/data.npz"], "takes an .onnx or .tflite model"),
 ])
 def test_user_errors(files, capsys, argv, message):

@@ -51,7 +51,7 @@ def test_filter_errors_name_the_line(tmp_path):
         load_spec(path)
     msg = str(info.value)
     assert "f.yaml:6: filters[0].skip.profile: 'mobil' is not a value of this axis (values: iot)" in msg
-    assert "f.yaml:7: filters[1].keep: cannot evaluate 'colour == 1'" in msg
+    assert "f.yaml:7: filters[1].keep: 'colour == 1': 'colour' is not an axis (axes: workload, precision" in msg
     assert "f.yaml:8: filters[2].skip.color: not an axis" in msg
 
 

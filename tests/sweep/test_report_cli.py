@@ -45,7 +45,7 @@ def test_cli_sweep_runs_and_resumes(tmp_path, capsys):
 
 def test_cli_bad_spec_exits_2_without_traceback(tmp_path):
     spec = tmp_path / "bad.yaml"
-    spec.write_text(SPEC.replace("int8, fp32", "int8, int7") + "colour: red\n")
+    spec.write_text(SPEC.replace("int8, fp32", "int8, int99") + "colour: red\n")
     proc = subprocess.run([sys.executable, "-m", "qsim.cli", "sweep", str(spec), "--out", str(tmp_path / "o")],
                           capture_output=True, text=True)
     assert proc.returncode == 2

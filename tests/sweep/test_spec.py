@@ -8,7 +8,7 @@ from qsim.sweep import SweepError, generate_points, load_spec
 BAD = """\
 name: bad
 workloads: [resnet50, resnt50]
-precisions: [int8, int7, {label: mixed, default: int8, overrides: [{op: Gemm}]}]
+precisions: [int8, int99, {label: mixed, default: int8, overrides: [{op: Gemm}]}]
 profiles: [mobile, nosuch_chip]
 overrides:
   memories.sram.capacity_kib: [256, -1]
@@ -40,7 +40,7 @@ def test_all_semantic_problems_at_once_with_lines(tmp_path):
         load_spec(path)
     msg = str(info.value)
     assert f"{path}:2: workloads[1]: no workload file 'resnt50'" in msg
-    assert f"{path}:3: precisions[1]: unknown precision 'int7'" in msg
+    assert f"{path}:3: precisions[1]: unknown precision 'int99'" in msg
     assert f"{path}:3: precisions[2]: precisions[2].overrides[0]: needs 'precision'" in msg
     assert f"{path}:4: profiles[1]: profile 'nosuch_chip'" in msg
     assert (f"{path}:6: overrides.memories.sram.capacity_kib[1]: profile 'mobile' with "

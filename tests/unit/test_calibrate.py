@@ -1,7 +1,7 @@
 """qsim calibrate: the profile it writes is valid and carries the measured numbers."""
 import pytest
 
-from qsim.calibrate import Machine, peak_macs_per_cycle, profile_yaml
+from qsim.hw.calibrate import Machine, peak_macs_per_cycle, profile_yaml
 from qsim.cli import main
 from qsim.hw.profile import build_profile, load_profile
 from qsim.yamlio import load_yaml

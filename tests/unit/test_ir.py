@@ -140,3 +140,40 @@ def test_unknown_attribute_in_an_explicit_layer_is_named():
     with pytest.raises(GraphError, match=r"layer 'c' \(Conv\): unknown attribute\(s\) \['padding'\]; "
                                          r"Conv takes out_channels, kernel, stride, pad"):
         build_model(model, "m", Path("."), "w.yaml")
+
+
+def _state(g):
+    return dict(g.tensors), list(g.inputs), [n.name for n in g.nodes()]
+
+
+@pytest.mark.parametrize("bad", [
+    dict(outputs=["x"]),                                   # output name taken by the graph input
+    dict(outputs=["y", "y"]),                              # two outputs... of a one-output op
+    dict(weights={"weight": "w_wrong_shape"}),             # given weight with the wrong shape
+    dict(weights={"weight": "w_ok", "gamma": "w_ok"}),     # a role the op does not have
+    dict(outputs=["fc.bias"]),                             # output collides with the node's own bias tensor
+])
+def test_failed_add_node_leaves_the_graph_unchanged_and_a_retry_works(bad):
+    g = Graph("g")
+    g.add_input("x", (2, 8))
+    g.add_input("w_ok", (4, 8))        # a weightless export: the weight arrives as a graph input
+    g.add_weight("w_wrong_shape", (8, 4))
+    before = _state(g)
+    with pytest.raises(GraphError, match="node 'fc' \\(Gemm\\)"):
+        g.add_node("Gemm", "fc", ["x"], {"out_features": 4}, **bad)
+    assert _state(g) == before         # no stray output, bias or retyped input
+    node = g.add_node("Gemm", "fc", ["x"], {"out_features": 4}, weights={"weight": "w_ok"})
+    assert node.outputs == ("fc",) and node.weights == {"weight": "w_ok", "bias": "fc.bias"}
+    assert g.tensor("w_ok").kind == "weight" and g.inputs == ["x"]
+    assert g.tensor("fc").shape == (2, 4) and g.producer("fc").name == "fc"
+
+
+def test_a_failed_shape_check_leaves_no_stray_tensor():
+    g = Graph("g")
+    g.add_input("a", (1, 4))
+    g.add_input("b", (1, 5))
+    with pytest.raises(GraphError):
+        g.add_node("Add", "add", ["a", "b"])
+    assert set(g.tensors) == {"a", "b"}
+    g.add_input("c", (1, 4))
+    assert g.add_node("Add", "add", ["a", "c"]).outputs == ("add",)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from qsim.errors import WorkloadError
-from qsim.ir.quant import TensorQuant
+from qsim.numerics.tensor_quant import TensorQuant
 from qsim.numerics import dequantize, get_format, mx_cast, mx_quantize, quantize
 from qsim.numerics.mx import mx_scale_exponents
 

@@ -184,7 +184,7 @@ def test_quantized_params_exact(quantized, model, fmt, per_channel):
     assert weights and all(w.dtype == "int8" for w in weights)
     assert all(g.tensor(t).dtype == "int32" for n in g.nodes() for r, t in n.weights.items() if r == "bias")
     plan = plan_from_graph(g)
-    assert (plan.default.weight, plan.default.activation, plan.default.accumulator) == ("int8", "uint8", "int32")
+    assert (plan.default.weight.name, plan.default.activation.name, plan.default.accumulator.name) == ("int8", "uint8", "int32")
 
 
 def test_quantized_counts_match_float(quantized, tmp_path):
@@ -231,7 +231,7 @@ def test_qdq_element_types(tmp_path, act, weight):
              onnx.TensorProto.INT4: "int4", onnx.TensorProto.UINT4: "uint4",
              onnx.TensorProto.FLOAT8E4M3FN: "float8e4m3fn"}
     assert (g.tensor("x").dtype, g.tensor(w).dtype, g.tensor("y_f").dtype) == (names[act], names[weight], names[act])
-    assert plan_from_graph(g).for_node(conv).weight in ("int8", "int4", "uint4", "fp8_e4m3")
+    assert plan_from_graph(g).for_node(conv).weight.name in ("int8", "int4", "uint4", "fp8_e4m3")
 
 
 # -- errors --------------------------------------------------------------------------------------

@@ -114,3 +114,38 @@ def test_requant_policy_names_match_the_numerics_registry(tmp_path):
     assert set(REQUANT_POLICIES) == set(POLICIES)
     with pytest.raises(ProfileError, match=r"requant_policy: 'cmsis_nn' is not one of"):
         load_profile(_write(tmp_path, GOOD.replace("requant_policy: cmsis-nn", "requant_policy: cmsis_nn")))
+
+
+def test_problems_are_records_with_file_line_and_key(tmp_path):
+    text = GOOD.replace("clock_mhz: 480", "clock_mhz: -1").replace("  weights: flash", "  weights: nand")
+    path = _write(tmp_path, text)
+    with pytest.raises(ProfileError) as info:
+        load_profile(path)
+    lines = text.splitlines()
+    found = {p.key: p for p in info.value.problems}
+    assert set(found) == {"clock_mhz", "placement.weights"}
+    assert found["clock_mhz"].file == str(path) and found["clock_mhz"].message == "must be > 0, got -1"
+    assert found["clock_mhz"].line == next(i for i, l in enumerate(lines, 1) if l.startswith("clock_mhz"))
+    assert found["placement.weights"].line == next(i for i, l in enumerate(lines, 1) if "weights: nand" in l)
+    assert str(found["clock_mhz"]) == f"{path}:{found['clock_mhz'].line}: clock_mhz: must be > 0, got -1"
+
+
+SYSTOLIC = (PROFILE_DIR / "systolic.yaml").read_text()
+
+
+def test_systolic_section_needs_its_memories(tmp_path):
+    text = (SYSTOLIC.replace("  dram: weight_dram ", "  dram: hbm ")
+                    .replace("  filter_sram_kib: 256 ", "  filter_sram_kib: 0 ")
+                    .replace("  ofmap_sram_kib: 1024 ", "  # "))
+    with pytest.raises(ProfileError) as info:
+        load_profile(_write(tmp_path, text))
+    msg = str(info.value)
+    assert "3 problem(s)" in msg
+    assert "systolic.dram: 'hbm' is not a memory (defined: unified_buffer, weight_dram)" in msg
+    assert "systolic.filter_sram_kib: must be > 0, got 0" in msg
+    assert "systolic.ofmap_sram_kib: missing required key" in msg
+
+
+def test_systolic_sram_is_a_profile_override():
+    p = load_profile("systolic", {"systolic.ifmap_sram_kib": 512, "systolic.dram": "unified_buffer"})
+    assert p.systolic.ifmap_sram_kib == 512 and p.systolic.dram_bytes_per_s == 358e9

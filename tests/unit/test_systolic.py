@@ -191,3 +191,69 @@ def test_stall_bound_candidates_match_every_chunk():
                 for bw in (0.5, 1.0, 3.0, 64.0):
                     assert _input_bound(compute, words, chunk, bw) == \
                         pytest.approx(brute(compute, words, chunk, bw))
+
+
+# --- the array inside the cost model: SRAMs and DRAM port from the profile ---------------------
+# An 8x8 weight-stationary array at 1 GHz whose DRAM port is a 2 GB/s memory (2 one-byte words per
+# cycle). Activations live in a fast on-chip memory, so the cost model's roofline only sees the
+# weights on DRAM. The layer: Gemm x[16, 64] -> 64 outputs (M = 16, K = 64, N = 64).
+SYSTOLIC_TOY = {
+    "name": "systolic_toy", "kind": "systolic", "clock_mhz": 1000,
+    "compute": {"macs_per_cycle": {"int8": 64}, "efficiency": {"int8": 1.0},
+                "vector_ops_per_cycle": 1024, "accumulator_bits": 32},
+    "memories": {
+        "sram": {"capacity_kib": 1024, "bandwidth_gbps": 1000, "read_pj_per_byte": 1, "write_pj_per_byte": 1,
+                 "on_chip": True},
+        "dram": {"capacity_kib": 1 << 20, "bandwidth_gbps": 2, "read_pj_per_byte": 20, "write_pj_per_byte": 20,
+                 "on_chip": False}},
+    "placement": {"weights": "dram", "activations": "sram", "buffer": "sram"},
+    "energy": {"mac_pj": {"int8": 0.2}, "vector_op_pj": 0.1, "static_mw": 0},
+    "dispatch_overhead_us": 0,
+    "systolic": {"rows": 8, "cols": 8, "dataflow": "ws", "ifmap_sram_kib": 2, "filter_sram_kib": 8,
+                 "ofmap_sram_kib": 2, "dram": "dram"},
+}
+
+
+def _toy_gemm_row(**systolic):
+    from qsim.cost import estimate_graph
+    from qsim.hw.profile import build_profile
+    from qsim.ir import Graph
+    from qsim.precision import PrecisionPlan
+
+    g = Graph("g")
+    g.add_input("x", (16, 64))
+    g.add_node("Gemm", "fc", ["x"], {"out_features": 64})
+    g.mark_output("fc")
+    prof = build_profile({**SYSTOLIC_TOY, "systolic": {**SYSTOLIC_TOY["systolic"], **systolic}})
+    return estimate_graph(g, PrecisionPlan.uniform("int8"), prof).layers.iloc[0]
+
+
+def test_cost_model_layer_becomes_dram_bound_when_its_sram_is_small():
+    # ws on 8x8: K = 64 -> 8 row folds, N = 64 -> 8 column folds, each 2*8 + 8 + 16 - 2 = 38 cycles:
+    # 64 * 38 = 2432 cycles; plus 16 * 64 bias adds at 1024 per cycle = 1 cycle. At 1 GHz: 2433 ns.
+    compute_s = 2433e-9
+    # Roofline: int8 weights 64 * 64 + int32 bias 64 * 4 = 4352 bytes over 2 GB/s = 2176 ns.
+    # Ample SRAMs (ifmap 2 KiB: its 16 * 64 = 1024 words fit the 1024-word half): no stall.
+    big = _toy_gemm_row()
+    assert big.compute_s == pytest.approx(compute_s)
+    assert big.memory_s == pytest.approx(4352 / 2e9)
+    assert big.bound == "compute" and big.latency_s == pytest.approx(compute_s)
+    # A 256-byte ifmap SRAM (half = 128 words) cannot keep the ifmap across the 8 column folds:
+    # 8 * 1024 = 8192 words stream over the 2-word/cycle port. The first 128 are preloaded; the
+    # rest land by cycle (8192 - 128) / 2 = 4032, and the last 128-word chunk feeds
+    # 2432 / 64 = 38 cycles of folds: the layer ends at 4070 cycles, 4070 - 2432 = 1638 stalled.
+    small = _toy_gemm_row(ifmap_sram_kib=0.25)
+    assert small.compute_s == pytest.approx(compute_s)
+    assert small.memory_s == pytest.approx(compute_s + 1638e-9)
+    assert small.bound == "memory" and small.bound_level == "dram"
+    assert small.latency_s == pytest.approx(compute_s + 1638e-9)
+
+
+def test_shipped_systolic_profile_gives_the_array_its_memories():
+    from qsim.cost.systolic_node import array_of
+    from qsim.hw.profile import load_profile
+
+    array = array_of(load_profile("systolic"), "int16")
+    assert (array.rows, array.cols, array.dataflow) == (256, 256, Dataflow.WS)
+    assert (array.ifmap_sram_kib, array.filter_sram_kib, array.ofmap_sram_kib) == (24576, 256, 1024)
+    assert array.word_bytes == 2 and array.dram_bytes_per_cycle == pytest.approx(34e9 / 700e6)

@@ -51,7 +51,7 @@ def test_int8_cnn_structure(cnn):
     assert g.tensor("dw").shape == (1, 8, 4, 4) and g.tensor("mul.k").shape == (1, 8, 1, 1)
     assert g.summary()["macs"] == 8 * 8 * 8 * 27 + 4 * 4 * 8 * 9 + 10 * 8
     plan = plan_from_graph(g)
-    assert (plan.default.weight, plan.default.activation, plan.default.accumulator) == ("int8", "int8", "int32")
+    assert (plan.default.weight.name, plan.default.activation.name, plan.default.accumulator.name) == ("int8", "int8", "int32")
 
 
 def test_int8_cnn_values_and_quant_exact(cnn):
@@ -90,7 +90,7 @@ def test_int16x8(tmp_path):
         "int16", "int8", "int64")
     assert g.quant_params["x"].scale == np.float32(1 / 4096)
     p = plan_from_graph(g).for_node(fc)
-    assert (p.weight, p.activation) == ("int8", "int16")
+    assert (p.weight.name, p.activation.name) == ("int8", "int16")
 
 
 def test_unsupported_op(tmp_path):

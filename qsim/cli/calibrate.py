@@ -1,0 +1,20 @@
+"""``qsim calibrate --out FILE``: micro-benchmark this machine and write a hardware profile."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def add_parser(sub) -> None:
+    cal = sub.add_parser("calibrate", help="micro-benchmark this machine and write a hardware profile")
+    cal.add_argument("--out", default="hw_profiles/local.yaml", help="where to write the profile")
+    cal.add_argument("--quick", action="store_true", help="smaller, faster measurements (less accurate)")
+    cal.set_defaults(func=_cmd_calibrate)
+
+
+def _cmd_calibrate(args) -> int:
+    from qsim.hw.calibrate import write_profile
+
+    print(write_profile(Path(args.out), quick=args.quick), end="")
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0

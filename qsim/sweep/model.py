@@ -1,0 +1,85 @@
+"""The data a sweep passes between its modules: the validated spec, a design point, dotted keys.
+
+Kept apart from ``spec.py`` (which reads and checks YAML) and ``points.py`` (which expands a spec
+into points) so that each imports this module and neither imports the other.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Mapping
+
+from qsim.errors import SweepError  # noqa: F401  (re-exported: qsim.sweep.SweepError)
+
+AXIS_COLUMNS = ("workload", "precision", "profile", "batch")
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """Plain data only (it travels to worker processes and Dask workers)."""
+
+    name: str
+    source: str
+    mode: str
+    workloads: Mapping[str, str]  # label -> shipped name (resolved on the worker) or absolute path
+    workload_batch: Mapping[str, Any]  # label -> the workload file's own batch (None if it has none)
+    plans: Mapping[str, Any]  # label -> precision spec (string or {default, overrides})
+    profiles: Mapping[str, tuple[str, dict]]  # label -> (source path, validated raw data)
+    overrides: Mapping[str, tuple]  # product mode: dotted key -> values; points mode: keys seen
+    batch: tuple | None = None
+    points: tuple = ()
+    filters: tuple = ()  # (kind, body, line)
+    description: str = ""
+    lines: Mapping[str, int] = field(default_factory=dict)  # top-level key -> line, for later errors
+    max_points: int | None = None  # the spec's own cap on its point count (see qsim.sweep.points)
+    counted: tuple = ()  # (points, cap) counted while loading; points > cap means "more than cap"
+
+    @cached_property  # computed once per process: workers compare it on every point
+    def fingerprint(self) -> str:
+        """Changes when anything a worker caches could change (files' contents included)."""
+        blob = json.dumps([self.workloads, self.plans, self.profiles], sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Point:
+    point_id: str
+    axes: Mapping[str, Any]  # column -> effective value, for the result table
+    overrides: Mapping[str, Any]  # dotted profile key -> value actually applied
+    batch: int | None  # the batch to build the workload at; None keeps the workload's own
+
+
+def plain(value: Any) -> Any:
+    """LocatedDict -> dict, recursively: smaller to pickle, and equal across runs."""
+    if isinstance(value, Mapping):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+_MISSING = object()
+
+
+def get_key(data: Mapping, dotted: str, default: Any = None) -> Any:
+    """The value at a dotted key, or ``default`` where the profile has no such key."""
+    node: Any = data
+    for key in dotted.split("."):
+        if not isinstance(node, Mapping) or key not in node:
+            return default
+        node = node[key]
+    return node
+
+
+def has_key(data: Mapping, dotted: str) -> bool:
+    return get_key(data, dotted, _MISSING) is not _MISSING
+
+
+def problems(source: str, errors: list[str]) -> SweepError:
+    """One error listing ``line N: key: problem`` strings as ``source:N: key: problem`` (on one line
+    when there is one problem)."""
+    if len(errors) == 1 and "\n" not in errors[0]:
+        return SweepError(f"{source}:{errors[0][5:]}")
+    return SweepError(f"{source}: {len(errors)} problem(s):\n" + "\n".join(f"  {source}:{e[5:]}" for e in errors))
