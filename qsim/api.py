@@ -48,13 +48,16 @@ def run_estimate(workload, profile, precision: Any = None, batch: int | None = N
     return wl, prof, estimate_graph(wl.graph, wl.plan, prof)
 
 
-def estimate(workload, profile, precision: Any = None, batch: int | None = None) -> pd.DataFrame:
+def estimate(workload, profile, precision: Any = None, batch: int | None = None, params: dict | None = None,
+             hw_overrides: dict | None = None) -> pd.DataFrame:
     """Per-node cost estimate (one row per node); whole-model totals in ``df.attrs["totals"]``.
 
     ``workload``: a Workload, a Graph, a workload YAML path or shipped name, or an .onnx/.tflite
     file. ``profile``: a Profile, a YAML path or a shipped profile name. ``precision`` overrides
-    the workload's plan (``"int8"``, ``"w4a16"``, a PrecisionPlan ...)."""
-    return run_estimate(workload, profile, precision, batch)[2].layers
+    the workload's plan (``"int8"``, ``"w4a16"``, a PrecisionPlan ...). ``params`` set workload
+    parameters (``{"context": 4096}``, as ``--set``); ``hw_overrides`` replace dotted profile keys
+    (``{"memories.sram.capacity_kib": 1024}``, as ``--hw-set`` and sweep overrides)."""
+    return run_estimate(workload, profile, precision, batch, params, hw_overrides)[2].layers
 
 
 __all__ = ["load_workload", "load_profile", "estimate", "run_estimate", "simulate", "PrecisionPlan"]

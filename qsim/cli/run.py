@@ -38,7 +38,7 @@ def _cmd_run(args) -> int:
     try:
         wl, prof, est = run_estimate(args.workload, args.hw, args.precision, args.batch, params, hw_set)
     except ProfileError as exc:
-        raise _flag_located(exc, hw_set, "--hw-set") from None
+        raise _flag_located(exc, hw_set, "--hw-set", args.hw) from None
     precision = wl.plan.name
     layers = with_cycles(est.layers, prof)
     report = report_dict(wl.name, prof.name, precision, layers, est.totals, prof)
@@ -55,13 +55,18 @@ def _cmd_run(args) -> int:
     return 0
 
 
-def _flag_located(exc: ProfileError, overrides: dict, flag: str) -> ProfileError:
+def _flag_located(exc: ProfileError, overrides: dict, flag: str, profile: str) -> ProfileError:
     """A profile problem caused by an override names the flag and value, not a line of the file."""
     if not overrides:
         return exc
-    if not exc.problems:  # apply_overrides: a key the profile does not have
-        return ProfileError(f"{flag}: {exc.message}" if exc.message.startswith("override") else exc.message,
-                            file=exc.file, line=exc.line, key=exc.key)
+    if not exc.problems and exc.message.startswith("override"):  # apply_overrides: a key the profile lacks
+        from qsim.hw.profile import resolve_profile_path
+        from qsim.sweep.model import close_key, has_key
+        from qsim.yamlio import load_yaml
+
+        data = load_yaml(resolve_profile_path(profile))  # it loaded a moment ago
+        hint = "".join(close_key(data, k) for k in overrides if not has_key(data, k))
+        return ProfileError(f"{flag}: {exc.message}{hint}")
     found = [replace(p, file=f"{flag} {p.key}={overrides[p.key]}", line=None) if p.key in overrides else p
              for p in exc.problems]
     return ProfileError(exc.message, file=exc.file, problems=found)

@@ -79,6 +79,23 @@ def has_key(data: Mapping, dotted: str) -> bool:
     return get_key(data, dotted, _MISSING) is not _MISSING
 
 
+def dotted_keys(data: Mapping, prefix: str = "") -> list[str]:
+    """Every leaf of a profile as a dotted key (``memories.sram.capacity_kib``): what overrides may name."""
+    out = []
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        out.extend(dotted_keys(value, path + ".") if isinstance(value, Mapping) else [path])
+    return out
+
+
+def close_key(data: Mapping, dotted: str) -> str:
+    """`` (did you mean 'X'?)`` for a dotted key a profile lacks, or ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(dotted, sorted(dotted_keys(data)), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def problems(source: str, errors: list[Problem]) -> SweepError:
     """One error holding every problem, each located in ``source`` (``source:N: key: problem``)."""
     return SweepError(file=source, problems=errors)

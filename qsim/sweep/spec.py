@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -36,7 +35,7 @@ from qsim.hw.profile import apply_overrides, check_profile_data, resolve_profile
 from qsim.precision import parse_plan
 from qsim.schema import problems as schema_problems
 from qsim.sweep.evaluate import METRIC_COLUMNS
-from qsim.sweep.model import AXIS_COLUMNS, SweepSpec, has_key, plain, problems
+from qsim.sweep.model import AXIS_COLUMNS, SweepSpec, close_key, has_key, plain, problems
 from qsim.sweep.points import POINT_LIMIT, iter_points, survey
 from qsim.sweep.schema import SPEC_SCHEMA
 from qsim.workload import WORKLOAD_DIR, load_workload, resolve_workload
@@ -175,10 +174,8 @@ def _check_product(data: Mapping, chk: _Checker) -> tuple[dict, tuple | None]:
     for dotted, values in overrides.items():
         line = line_of(overrides, dotted)
         if chk.profiles and not any(has_key(pdata, dotted) for _, pdata in chk.profiles.values()):
-            leaves = sorted(_dotted_keys(next(iter(chk.profiles.values()))[1]))
-            close = difflib.get_close_matches(dotted, leaves, n=1)
             chk.error(line, f"overrides.{dotted}", "no profile of this sweep has this key"
-                      + (f" (did you mean {close[0]!r}?)" if close else ""))
+                      + close_key(next(iter(chk.profiles.values()))[1], dotted))
             continue
         for profile in chk.profiles:
             if has_key(chk.profiles[profile][1], dotted):
@@ -235,14 +232,6 @@ def _check_points(data: Mapping, chk: _Checker, plans: dict) -> tuple[tuple, dic
                 chk.error(line, f"{key}.params.{name}", "also an override key: one column each")
         points.append(plain(point))
     return tuple(points), keys, names
-
-
-def _dotted_keys(data: Mapping, prefix: str = "") -> list[str]:
-    out = []
-    for key, value in data.items():
-        path = f"{prefix}{key}"
-        out.extend(_dotted_keys(value, path + ".") if isinstance(value, Mapping) else [path])
-    return out
 
 
 def _raise(source: str, errors: list[Problem]) -> None:

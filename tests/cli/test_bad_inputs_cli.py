@@ -91,7 +91,8 @@ def test_hw_set_overrides_a_profile_key(capsys):
      "qsim: error: --hw-set memories.sram.capacity_kib=-1: memories.sram.capacity_kib: must be > 0, got -1"),
     (["--hw-set", "clock_mhz=.inf"], "qsim: error: --hw-set clock_mhz=inf: clock_mhz: must be a finite number, got inf"),
     (["--hw-set", "memories.sram.capacity_kb=1"],
-     "qsim: error: --hw-set: override 'memories.sram.capacity_kb': 'capacity_kb' is not in the profile"),
+     "qsim: error: --hw-set: override 'memories.sram.capacity_kb': 'capacity_kb' is not in the profile "
+     "(did you mean 'memories.sram.capacity_kib'?)"),
     (["--hw-set", "=1"], "qsim: error: --hw-set '=1': expected KEY=VALUE (e.g. --hw-set "
                          "memories.sram.capacity_kib=1024)"),
 ])
