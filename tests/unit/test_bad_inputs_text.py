@@ -111,22 +111,18 @@ def test_profile_duplicate_and_unknown_keys_reported_together(tmp_path):
     assert lines == sorted(lines)
 
 
-def test_workload_duplicate_and_unknown_keys_reported_together(tmp_path):
-    path = tmp_path / "w.yaml"
-    path.write_text("name: w\nmodel: {builder: resnet18}\nbatch: 1\nbatch: 2\nbatchsize: 3\n")
-    with pytest.raises(WorkloadError) as info:
-        load_workload(path)
-    keys = [(p.line, p.key) for p in info.value.problems]
-    assert (4, "batch") in keys and (5, "batchsize") in keys
-
-
-def test_sweep_duplicate_and_unknown_keys_reported_together(tmp_path):
-    path = tmp_path / "s.yaml"
-    path.write_text("name: s\nname: t\nworkloads: [resnet18]\nprecisions: [int8]\nprofiles: [iot]\nprofile: iot\n")
-    with pytest.raises(SweepError) as info:
-        load_spec(path)
-    keys = [(p.line, p.key) for p in info.value.problems]
-    assert (2, "name") in keys and (6, "profile") in keys
+@pytest.mark.parametrize("load,error,text,expected", [
+    (load_workload, WorkloadError, "name: w\nmodel: {builder: resnet18}\nbatch: 1\nbatch: 2\nbatchsize: 3\n",
+     [(4, "batch"), (5, "batchsize")]),
+    (load_spec, SweepError, "name: s\nname: t\nworkloads: [resnet18]\nprecisions: [int8]\nprofiles: [iot]\nprofile: iot\n",
+     [(2, "name"), (6, "profile")]),
+])
+def test_duplicate_and_unknown_keys_reported_together(tmp_path, load, error, text, expected):
+    path = tmp_path / "f.yaml"
+    path.write_text(text)
+    with pytest.raises(error) as info:
+        load(path)
+    assert [(p.line, p.key) for p in info.value.problems] == expected
 
 
 def test_merge_key_override_works_as_yaml_specifies():
