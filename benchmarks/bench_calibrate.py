@@ -42,12 +42,14 @@ def with_weights(path: Path) -> onnx.ModelProto:
     model = onnx.load(str(path))
     g, rng = model.graph, np.random.default_rng(0)
     shapes = {i.name: onnx.numpy_helper.to_array(i) for i in g.initializer}
+    # BatchNorm scales and variances must stay positive (a negative variance makes NaNs)
+    positive = {n.input[i] for n in g.node if n.op_type == "BatchNormalization" for i in (1, 4)}
     nodes, weights = [], []
     for node in g.node:
         if node.op_type == "ConstantOfShape" and node.input[0] in shapes:
             shape = [int(d) for d in shapes[node.input[0]]]
-            weights.append(onnx.numpy_helper.from_array((rng.standard_normal(shape) * 0.05).astype(np.float32),
-                                                        node.output[0]))
+            values = rng.uniform(0.5, 1.5, shape) if node.output[0] in positive else rng.standard_normal(shape) * 0.05
+            weights.append(onnx.numpy_helper.from_array(values.astype(np.float32), node.output[0]))
         else:
             nodes.append(node)
     used = {t for node in nodes for t in node.input}
@@ -62,6 +64,7 @@ def with_weights(path: Path) -> onnx.ModelProto:
 def quantized(path: Path, out_dir: Path) -> Path:
     """onnxruntime quantize_static, QOperator format, u8 activations and s8 weights, per tensor."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     model = with_weights(path)
     inp = model.graph.input[0]
@@ -74,9 +77,12 @@ def quantized(path: Path, out_dir: Path) -> Path:
         def get_next(self):
             return self.left.pop() if self.left else None
 
-    src, dst = out_dir / f"{path.stem}_f32.onnx", out_dir / f"{path.stem}_int8.onnx"
+    src, pre, dst = (out_dir / f"{path.stem}_{tag}.onnx" for tag in ("f32", "pre", "int8"))
     onnx.save(model, str(src))
-    quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QOperator,
+    # onnxruntime's recommended pre-processing: BatchNorm folded into the convs before quantizing
+    # (otherwise every BatchNorm runs in float between a DequantizeLinear and a QuantizeLinear)
+    quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+    quantize_static(str(pre), str(dst), Reader(), quant_format=QuantFormat.QOperator,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
     return dst
 
