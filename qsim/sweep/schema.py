@@ -11,27 +11,12 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from qsim.errors import Problem
-from qsim.schema import Enum, Int, MapOf, Record, Str
+from qsim.schema import Enum, Int, ListOf, MapOf, Record, Str
 from qsim.yamlio import LocatedDict
 
 
 def _line(value, default: int) -> int:
     return value.line if isinstance(value, LocatedDict) and value.line else default
-
-
-@dataclass(frozen=True)
-class ListOf:
-    item_schema: Any
-    non_empty: bool = True
-
-    def check(self, value, path, line, errors):
-        if not isinstance(value, list):
-            errors.append(Problem(f"expected a list, got {type(value).__name__}", line=line, key=path))
-            return
-        if self.non_empty and not value:
-            errors.append(Problem("must not be empty", line=line, key=path))
-        for i, item in enumerate(value):
-            self.item_schema.check(item, f"{path}[{i}]", _line(item, line), errors)
 
 
 # Past this magnitude an axis value is a typo, and its metrics would not fit the table's 64-bit columns.
