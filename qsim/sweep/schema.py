@@ -94,7 +94,7 @@ class Filter:
 PLAN = Record(required={"label": Str(), "default": AnyValue()}, optional={"overrides": AnyValue()})
 PRECISION = OneOf(PLAN, "a precision string (int8, w4a16 ...) or {label, default, overrides}")
 POINT = Record(required={"workload": Str(), "precision": Str(), "profile": Str()},
-               optional={"batch": Int(1, MAX_BATCH), "overrides": MapOf(Scalar())})
+               optional={"batch": Int(1, MAX_BATCH), "overrides": MapOf(Scalar()), "params": MapOf(Scalar())})
 
 SPEC_SCHEMA = Record(
     required={"name": FileName()},
@@ -106,6 +106,7 @@ SPEC_SCHEMA = Record(
         "profiles": ListOf(Str()),
         "overrides": MapOf(ListOf(Scalar())),
         "batch": ListOf(Int(1, MAX_BATCH)),
+        "params": MapOf(ListOf(Scalar())),  # workload parameters (seq, context, builder params) -> values
         "points": ListOf(POINT),
         "filters": ListOf(Filter()),
         "max_points": Int(1),
