@@ -19,10 +19,12 @@ from dataclasses import dataclass
 from qsim.cost.npu_array import utilisation
 from qsim.hw.stack_profile import Stack
 from qsim.ir.graph import Graph
-from qsim.ir.registry import get_op
+from qsim.ir.registry import CostClass, get_op
 
-_NORMALIZATION = ("BatchNorm", "LayerNorm", "RMSNorm", "GroupNorm", "InstanceNorm")
-_POOL = ("MaxPool", "AvgPool", "GlobalAvgPool", "GlobalMaxPool")
+# The efficiency table that applies to each registry cost class (matrix ops are refined below).
+_CLASS_TABLE = {CostClass.DEPTHWISE: "depthwise", CostClass.NORMALISATION: "normalization",
+                CostClass.REDUCTION: "pool", CostClass.SOFTMAX: "softmax", CostClass.VIEW: "view",
+                CostClass.ELEMENTWISE: "elementwise", CostClass.DATA_MOVEMENT: "elementwise"}
 # Kernels an Attention node launches besides its one charged launch: fused (flash): QKV
 # projection, flash kernel, output projection; unfused: Q, K, V, scores, softmax, context, output.
 ATTENTION_EXTRA_KERNELS = {"fused": 2, "unfused": 6}
@@ -36,34 +38,23 @@ class StackView:
 
 
 def kernel_class(graph, node) -> str:
-    """The cost class of a node: which efficiency table applies. One function, so that it can
-    read the op registry's class once the registry has one."""
-    op = node.op
-    if op == "Conv":
+    """The efficiency table that applies to a node: its registry cost class, with matrix ops
+    refined by shape (a conv's stem / 1x1 / 3x3 / depthwise class; attention; GEMM)."""
+    cost_class = get_op(node.op).cost_class
+    if cost_class is not CostClass.MATRIX:
+        return _CLASS_TABLE[cost_class]
+    if "kernel" in node.attrs:  # a convolution
         cin = graph.tensor(node.inputs[0]).shape[1]
-        groups = int(node.attrs.get("groups", 1))
         kernel = node.attrs["kernel"]
         kh, kw = (kernel, kernel) if isinstance(kernel, int) else tuple(kernel)
-        if groups > 1:
+        if int(node.attrs.get("groups", 1)) > 1:
             return "depthwise"  # depthwise and grouped: little reuse, memory-bound on GPUs
         if cin <= 4:
             return "conv_stem"
         if (kh, kw) == (1, 1):
             return "conv1x1"
         return "conv3x3" if (kh, kw) == (3, 3) else "conv_other"
-    if op in ("Gemm", "MatMul"):
-        return "gemm"
-    if op == "Attention":
-        return "attention"
-    if op in _NORMALIZATION:
-        return "normalization"
-    if op in _POOL:
-        return "pool"
-    if op == "Softmax":
-        return "softmax"
-    if get_op(op).view:
-        return "view"
-    return "elementwise"
+    return "attention" if node.op == "Attention" else "gemm"
 
 
 def executed_graph(graph: Graph, stack: Stack | None) -> Graph:
