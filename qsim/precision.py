@@ -161,6 +161,8 @@ def parse_plan(spec: Any, where: str = "precision") -> PrecisionPlan:
     if unknown:
         raise WorkloadError(f"{where}: unknown keys {sorted(unknown)}; expected default, overrides")
     overrides = []
+    if not isinstance(spec.get("overrides") or [], list):
+        raise WorkloadError(f"{where}.overrides: expected a list of {{name|op: ..., precision: ...}}")
     for i, item in enumerate(spec.get("overrides") or []):
         if not isinstance(item, Mapping) or "precision" not in item or not ({"name", "op"} & set(item)):
             raise WorkloadError(f"{where}.overrides[{i}]: needs 'precision' and 'name' or 'op'")

@@ -180,7 +180,12 @@ def _model_io(model: onnx.ModelProto, ctx: Context, symbolic_batch: set[str]) ->
         if vi.name in symbolic_batch:
             shape = (None,) + tuple(shape[1:])
         elem = vi.type.tensor_type.elem_type
-        return Port(vi.name, tensor, np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem)).name, tuple(shape))
+        try:
+            dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem)).name
+        except (KeyError, TypeError):
+            raise GraphError(f"{ctx.path}: graph input/output {vi.name!r} has element type {elem}, "
+                             "which has no numpy dtype") from None
+        return Port(vi.name, tensor, dtype, tuple(shape))
 
     inputs = tuple(port(i, i.name) for i in model.graph.input if i.name in ctx.g.inputs)
     uint8 = tuple(sorted({ctx.alias.get(t, t) for t in int8_pairs(model)[0]}))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
+from qsim.errors import GraphError
 from qsim.ir.onnx_context import Const, Context
 from qsim.ir.onnx_fold import FOLDERS, attr_or_input, attrs_of, reshape_target
 from qsim.numerics.tensor_quant import TensorQuant
@@ -33,6 +34,25 @@ def spatial_pads(a: dict, in_hw, kernel, stride, dilation=(1, 1)) -> tuple[int, 
     return (p[0], p[1], p[2], p[3])
 
 
+def check_window(kernel, stride, dilation, pad, in_hw) -> dict:
+    """A conv / pool window as the IR takes it, refused where the file cannot mean it: a kernel,
+    stride or dilation below 1 (stride 0 would divide by zero), negative padding, or a (dilated)
+    kernel larger than the padded input. ``pad`` is (top, left, bottom, right)."""
+    window = {"kernel": tuple(int(k) for k in kernel), "stride": tuple(int(s) for s in stride),
+              "dilation": tuple(int(d) for d in dilation), "pad": tuple(int(p) for p in pad)}
+    for what in ("kernel", "stride", "dilation"):
+        if len(window[what]) != 2 or min(window[what]) < 1:
+            raise GraphError(f"{what} {list(window[what])} must be two integers >= 1")
+    if len(window["pad"]) != 4 or min(window["pad"]) < 0:
+        raise GraphError(f"padding {list(window['pad'])} must be four integers >= 0")
+    for axis, size, k, d, lo, hi in zip(("height", "width"), in_hw, window["kernel"], window["dilation"],
+                                        window["pad"][:2], window["pad"][2:]):
+        if (k - 1) * d + 1 > size + lo + hi:
+            raise GraphError(f"the {axis} window ({k} taps, dilation {d}) is larger than the padded input "
+                             f"({size} + {lo} + {hi})")
+    return window
+
+
 def _window(ctx: Context, node, x: str, kernel) -> dict:
     a = attrs_of(node)
     shape = ctx.g.tensor(x).shape
@@ -40,8 +60,9 @@ def _window(ctx: Context, node, x: str, kernel) -> dict:
         raise ValueError(f"only 2-D (NCHW) windows are supported, got input {shape}, kernel {list(kernel)}")
     stride = tuple(a.get("strides", (1, 1)))
     dilation = tuple(a.get("dilations", (1, 1)))
-    return {"kernel": tuple(int(k) for k in kernel), "stride": stride, "dilation": dilation,
-            "pad": spatial_pads(a, shape[2:], kernel, stride, dilation)}
+    if len(stride) != 2 or min(stride) < 1:  # SAME padding divides by the stride
+        raise GraphError(f"stride {list(stride)} must be two integers >= 1")
+    return check_window(kernel, stride, dilation, spatial_pads(a, shape[2:], kernel, stride, dilation), shape[2:])
 
 
 def weight_const(ctx: Context, node, index: int, role: str) -> Const:
