@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from qsim.errors import GraphError
-from qsim.ir.onnx_ops import check_window
+from qsim.ir.onnx_window import check_window
 from qsim.ir.tflite_context import NHWC_TO_NCHW, TfliteContext, _ints, ir_shape
 
 ACTIVATIONS = {1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH", 5: "SIGN_BIT"}

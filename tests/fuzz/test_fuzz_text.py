@@ -82,28 +82,25 @@ def _write(tmp: Path, name: str, data: bytes | str) -> Path:
     return path
 
 
-def check_profile(tmp: Path, name: str, data, nonfinite: bool) -> str:
+def _check_costed(loader: str, load, cost, tmp: Path, name: str, data, nonfinite: bool) -> str:
+    """Load; if that succeeds, cost a model with the result and require finite totals."""
     path = _write(tmp, name, data)
-    kind, prof = outcome("profile", lambda: load_profile(path))
+    kind, loaded = outcome(loader, lambda: load(path))
     if kind == "ok":
         if nonfinite:
-            NONFINITE_ACCEPTED["profile"] += 1
-        _, df = outcome("profile+estimate", lambda: estimate(_tiny(), prof))
+            NONFINITE_ACCEPTED[loader] += 1
+        _, df = outcome(f"{loader}+estimate", lambda: cost(loaded))
         if not isinstance(df, Exception):
             _finite_totals(df)
     return kind
+
+
+def check_profile(tmp: Path, name: str, data, nonfinite: bool) -> str:
+    return _check_costed("profile", load_profile, lambda prof: estimate(_tiny(), prof), tmp, name, data, nonfinite)
 
 
 def check_workload(tmp: Path, name: str, data, nonfinite: bool) -> str:
-    path = _write(tmp, name, data)
-    kind, wl = outcome("workload", lambda: load_workload(path))
-    if kind == "ok":
-        if nonfinite:
-            NONFINITE_ACCEPTED["workload"] += 1
-        _, df = outcome("workload+estimate", lambda: estimate(wl, "iot"))
-        if not isinstance(df, Exception):
-            _finite_totals(df)
-    return kind
+    return _check_costed("workload", load_workload, lambda wl: estimate(wl, "iot"), tmp, name, data, nonfinite)
 
 
 def check_spec(tmp: Path, name: str, data, nonfinite: bool) -> str:
