@@ -9,6 +9,7 @@ cases per loader and outcome for the long run (benchmarks/fuzz_loaders.py).
 """
 from __future__ import annotations
 
+import copy
 import math
 import time
 import tracemalloc
@@ -107,7 +108,7 @@ def mutated_tree(draw, tree) -> tuple[Any, bool]:
         edit = draw(st.sampled_from(["replace", "replace", "scale", "delete", "add_key", "wrap"]))
         if edit == "replace":
             value = draw(st.sampled_from(NASTY) | st.integers() | st.floats() | st.text(max_size=8))
-            parent[key] = value
+            parent[key] = copy.deepcopy(value)  # later edits must not change NASTY itself
         elif edit == "scale" and isinstance(parent[key], (int, float)) and not isinstance(parent[key], bool):
             factor = draw(st.sampled_from([-1, 0, 0.5, 1e6, 1e300, float("inf"), float("nan")]))
             value = parent[key] * factor
@@ -116,7 +117,7 @@ def mutated_tree(draw, tree) -> tuple[Any, bool]:
             del parent[key]
             continue
         elif edit == "add_key" and isinstance(parent, dict):
-            value = draw(st.sampled_from(NASTY))
+            value = copy.deepcopy(draw(st.sampled_from(NASTY)))
             parent[draw(st.sampled_from(["unknown_key", "name", "x" * 60]))] = value
         elif edit == "wrap":
             parent[key] = draw(st.sampled_from([[parent[key]], {"k": parent[key]}]))
