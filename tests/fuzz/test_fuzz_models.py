@@ -62,7 +62,9 @@ def _onnx_edit(model: onnx.ModelProto, data) -> onnx.ModelProto:
                 raw = onnx.numpy_helper.to_array(t).copy().reshape(-1)
             except ValueError:  # dims an earlier edit made inconsistent with the data
                 return model
-            raw[data.draw(st.integers(0, raw.size - 1))] = data.draw(st.sampled_from([np.nan, np.inf, -np.inf, 1e38]))
+            extremes = [np.nan, np.inf, -np.inf, 1e38] if raw.dtype.kind == "f" else \
+                [np.iinfo(raw.dtype).min, np.iinfo(raw.dtype).max, 0, -1] if raw.dtype.kind in "iu" else [0]
+            raw[data.draw(st.integers(0, raw.size - 1))] = data.draw(st.sampled_from(extremes))
             t.CopyFrom(onnx.numpy_helper.from_array(raw.reshape(tuple(t.dims)), t.name))
     elif edit in ("input_dims", "no_shape"):
         vi = g.input[0].type.tensor_type

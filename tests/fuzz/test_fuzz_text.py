@@ -89,6 +89,7 @@ def _check_costed(loader: str, load, cost, tmp: Path, name: str, data, nonfinite
     if kind == "ok":
         if nonfinite:
             NONFINITE_ACCEPTED[loader] += 1
+            NONFINITE_ACCEPTED.cases.append((loader, name, data))
         _, df = outcome(f"{loader}+estimate", lambda: cost(loaded))
         if not isinstance(df, Exception):
             _finite_totals(df)
@@ -108,6 +109,7 @@ def check_spec(tmp: Path, name: str, data, nonfinite: bool) -> str:
     kind, _ = outcome("sweep spec", lambda: load_spec(path))
     if kind == "ok" and nonfinite:
         NONFINITE_ACCEPTED["sweep spec"] += 1
+        NONFINITE_ACCEPTED.cases.append(("sweep spec", name, data))
     return kind
 
 
