@@ -14,7 +14,11 @@ from qsim.precision import PrecisionPlan, parse_plan
 from qsim.workload import Workload, load_workload, resolve_workload
 
 
-def as_workload(workload: Workload | Graph | str | Path, precision: Any = None, batch: int | None = None) -> Workload:
+def as_workload(workload: Workload | Graph | str | Path, precision: Any = None, batch: int | None = None,
+                params: dict[str, Any] | None = None) -> Workload:
+    """``params``: workload parameters (batch, seq, builder parameters) replacing the file's."""
+    if params and isinstance(workload, (Workload, Graph)):
+        raise QsimError("workload parameters apply when qsim builds the graph (a workload file)")
     if batch is not None and batch < 1:
         raise QsimError(f"batch must be >= 1, got {batch}")
     if batch is not None and isinstance(workload, (Workload, Graph)):
@@ -26,25 +30,34 @@ def as_workload(workload: Workload | Graph | str | Path, precision: Any = None, 
         return Workload(workload.name, workload.graph, parse_plan(precision), workload.source, workload.description)
     if isinstance(workload, Graph):
         return Workload(workload.name, workload, parse_plan(precision or "fp32"))
-    return load_workload(resolve_workload(workload), batch=batch, precision=precision)
+    return load_workload(resolve_workload(workload), batch=batch, precision=precision, params=params)
 
 
-def as_profile(profile: Profile | str | Path) -> Profile:
-    return profile if isinstance(profile, Profile) else load_profile(profile)
+def as_profile(profile: Profile | str | Path, overrides: dict[str, Any] | None = None) -> Profile:
+    """``overrides``: dotted profile keys replaced before validation (as sweeps' ``overrides``)."""
+    if isinstance(profile, Profile):
+        if overrides:
+            raise QsimError("profile overrides apply when qsim loads the profile (a name or a YAML file)")
+        return profile
+    return load_profile(profile, overrides)
 
 
-def run_estimate(workload, profile, precision: Any = None, batch: int | None = None) -> tuple[Workload, Profile, Estimate]:
-    wl, prof = as_workload(workload, precision, batch), as_profile(profile)
+def run_estimate(workload, profile, precision: Any = None, batch: int | None = None, params: dict | None = None,
+                 hw_overrides: dict | None = None) -> tuple[Workload, Profile, Estimate]:
+    wl, prof = as_workload(workload, precision, batch, params), as_profile(profile, hw_overrides)
     return wl, prof, estimate_graph(wl.graph, wl.plan, prof)
 
 
-def estimate(workload, profile, precision: Any = None, batch: int | None = None) -> pd.DataFrame:
+def estimate(workload, profile, precision: Any = None, batch: int | None = None, params: dict | None = None,
+             hw_overrides: dict | None = None) -> pd.DataFrame:
     """Per-node cost estimate (one row per node); whole-model totals in ``df.attrs["totals"]``.
 
     ``workload``: a Workload, a Graph, a workload YAML path or shipped name, or an .onnx/.tflite
     file. ``profile``: a Profile, a YAML path or a shipped profile name. ``precision`` overrides
-    the workload's plan (``"int8"``, ``"w4a16"``, a PrecisionPlan ...)."""
-    return run_estimate(workload, profile, precision, batch)[2].layers
+    the workload's plan (``"int8"``, ``"w4a16"``, a PrecisionPlan ...). ``params`` set workload
+    parameters (``{"context": 4096}``, as ``--set``); ``hw_overrides`` replace dotted profile keys
+    (``{"memories.sram.capacity_kib": 1024}``, as ``--hw-set`` and sweep overrides)."""
+    return run_estimate(workload, profile, precision, batch, params, hw_overrides)[2].layers
 
 
 __all__ = ["load_workload", "load_profile", "estimate", "run_estimate", "simulate", "PrecisionPlan"]

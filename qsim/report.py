@@ -8,14 +8,14 @@ from typing import Any
 import pandas as pd
 
 from qsim.errors import QsimError
-from qsim.yamlio import atomic_write
+from qsim.files import atomic_write, check_output_file
 
 TABLE_COLUMNS = ["name", "op", "weight_format", "activation_format", "compute_unit", "macs", "weight_bytes",
-                 "output_bytes", "bound", "latency_s", "energy_j", "fused_into"]
+                 "output_bytes", "bound", "latency_s", "cycles", "energy_j", "fused_into"]
 JSON_LAYER_COLUMNS = ["name", "op", "weight_format", "activation_format", "compute_unit", "emulated", "fused",
                       "fused_into", "kernel_class", "launches",
                       "macs", "vector_ops", "params", "weight_bytes", "input_bytes", "output_bytes",
-                      "compute_s", "memory_s", "bound", "latency_s", "energy_j"]
+                      "compute_s", "memory_s", "bound", "latency_s", "cycles", "energy_j"]
 
 
 def si(value: float, unit: str) -> str:
@@ -74,8 +74,19 @@ def totals_lines(workload: str, profile, precision: str, totals: dict[str, Any])
     return lines
 
 
+def with_cycles(layers: pd.DataFrame, profile) -> pd.DataFrame:
+    """The layers with a ``cycles`` column: each layer's latency in cycles of the profile's clock
+    (rounded to whole cycles), next to ``latency_s``; unchanged for a profile without a clock."""
+    clock_hz = getattr(profile, "clock_hz", None)
+    if not clock_hz or "cycles" in layers.columns:
+        return layers
+    out = layers.copy()
+    out.insert(out.columns.get_loc("latency_s") + 1, "cycles", (out["latency_s"] * clock_hz).round().astype("int64"))
+    return out
+
+
 def table_text(layers: pd.DataFrame) -> str:
-    view = layers[TABLE_COLUMNS].copy()
+    view = layers[[c for c in TABLE_COLUMNS if c in layers.columns]].copy()
     view["macs"] = view["macs"].map(lambda v: si(v, "") if v else "-")
     view["weight_bytes"] = view["weight_bytes"].map(lambda v: mib(v) if v else "-")
     view["output_bytes"] = view["output_bytes"].map(mib)
@@ -92,7 +103,7 @@ def report_dict(workload: str, profile_name: str, precision: str, layers: pd.Dat
     return {
         "workload": workload, "profile": profile_name, "precision": precision,
         "totals": {k: totals[k] for k in keys}, "error_band": band,
-        "layers": json.loads(layers[JSON_LAYER_COLUMNS].to_json(orient="records")),
+        "layers": json.loads(layers[[c for c in JSON_LAYER_COLUMNS if c in layers.columns]].to_json(orient="records")),
     }
 
 
@@ -100,8 +111,10 @@ REPORT_SUFFIXES = (".csv", ".parquet", ".json", ".html")
 
 
 def check_report_path(path: Path) -> None:
+    """Before any work: a known extension, and a target that is a file (not a folder, link or device)."""
     if path.suffix.lower() not in REPORT_SUFFIXES:
         raise QsimError(f"--out {path}: unknown extension {path.suffix!r}; use {', '.join(REPORT_SUFFIXES)}")
+    check_output_file(path, "--out")
 
 
 def write_report(path: Path, layers: pd.DataFrame, report: dict[str, Any]) -> None:

@@ -13,13 +13,14 @@ attributes}) in any order, and ``outputs``; a cycle among layers is an error nam
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
 import networkx as nx
 
 from qsim.errors import GraphError, Problem, QsimError, WorkloadError
+from qsim.files import path_exists
 from qsim.ir.builders import BUILDERS, build
 from qsim.ir.graph import Graph
 from qsim.ir.registry import get_op
@@ -141,13 +142,61 @@ def build_model(model: Any, name: str, base: Path, where: str, batch: int | None
     raise WorkloadError("give builder, onnx, tflite or layers", file=where, key="model")
 
 
-def load_workload(path: str | Path, batch: int | None = None, precision: Any = None) -> Workload:
-    """Read a workload YAML (or an .onnx / .tflite model file directly)."""
+TOP_LEVEL_PARAMS = ("batch", "seq")  # what ``--set`` changes at the top of a workload; other names are builder params
+
+
+def set_params(data: Mapping, params: Mapping[str, Any], flag: str = "--set") -> tuple[Mapping, dict[str, str]]:
+    """The workload ``data`` with ``params`` applied (``batch``, ``seq``, or a builder parameter by
+    its name or as ``model.params.NAME``), and for each key path set, where it came from
+    (``--set context=4096``), so that a problem with the value names the flag, not the file."""
+    data = _located_copy(data)
+    origins: dict[str, str] = {}
+    for key, value in params.items():
+        origin = f"{flag} {key}={_shown(value)}"
+        name = key.removeprefix("model.params.")
+        if name in TOP_LEVEL_PARAMS and name == key:
+            data[name] = value
+            origins[name] = origin
+            continue
+        model = data.get("model")
+        if "." in name or not isinstance(model, Mapping) or "builder" not in model:
+            raise WorkloadError(f"{origin}: only batch, seq and the parameters of a builder workload can be set "
+                                "(NAME or model.params.NAME)")
+        model = data["model"] = _located_copy(model)
+        model["params"] = _located_copy(model.get("params") or {})
+        model["params"][name] = value
+        origins[f"model.params.{name}"] = origin
+    return data, origins
+
+
+def _located_copy(mapping: Mapping) -> LocatedDict:
+    out = LocatedDict(mapping)
+    out.line, out.key_lines = getattr(mapping, "line", 0), dict(getattr(mapping, "key_lines", {}))
+    return out
+
+
+def _shown(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def load_workload(path: str | Path, batch: int | None = None, precision: Any = None,
+                  params: Mapping[str, Any] | None = None, origin: str = "--set") -> Workload:
+    """Read a workload YAML (or an .onnx / .tflite model file directly). ``params`` replace the
+    file's ``batch``, ``seq`` or builder parameters (``--set``) and pass the same checks."""
     path = Path(path)
+    params = dict(params or {})
     if path.suffix in (".onnx", ".tflite"):
-        return workload_from_model_file(path, batch, precision)
-    data = load_yaml(path)
-    errors = problems(data, WORKLOAD_SCHEMA) + model_problems(data)
+        if set(params) - {"batch"}:
+            raise WorkloadError(f"{origin} {sorted(set(params) - {'batch'})[0]}: a model file takes only batch",
+                                file=path)
+        return workload_from_model_file(path, params.get("batch", batch), precision)
+    try:
+        data = load_yaml(path, check=_workload_problems)  # duplicate keys and schema problems in one error
+    except QsimError as exc:
+        raise exc.retyped(WorkloadError) from None
+    data, origins = set_params(data, params, origin) if params else (data, {})
+    errors = [replace(p, file=origins[p.key], line=None) if p.key in origins else p for p in _workload_problems(data)]
     if errors:
         raise WorkloadError(file=path, problems=errors)
     where = str(path)
@@ -162,6 +211,10 @@ def load_workload(path: str | Path, batch: int | None = None, precision: Any = N
             raise WorkloadError(str(exc), file=where, line=line_of(data, "precision")) from None
     check_plan_matches(plan, graph, where)
     return Workload(data["name"], graph, plan, where, data.get("description", ""))
+
+
+def _workload_problems(data: Any) -> list[Problem]:
+    return problems(data, WORKLOAD_SCHEMA) + model_problems(data)
 
 
 def check_plan_matches(plan: PrecisionPlan, graph: Graph, where: str) -> None:
@@ -181,7 +234,7 @@ def _file_plan_or_fp32(graph: Graph):
 
 
 def workload_from_model_file(path: Path, batch: int | None = None, precision: Any = None) -> Workload:
-    if not path.exists():
+    if not path_exists(path):
         raise QsimError("no such file", file=path)
     graph = build_model({path.suffix[1:]: path.name}, path.stem, path.parent, str(path), batch)
     plan = parse_plan(precision if precision is not None else _file_plan_or_fp32(graph), where="precision")
@@ -194,9 +247,9 @@ WORKLOAD_DIR = shipped_dir("workloads")  # shipped workloads, and their sweep sp
 
 def resolve_workload(name_or_path: str | Path) -> Path:
     path = Path(name_or_path)
-    if path.exists() or path.suffix:
+    if path_exists(path) or path.suffix:
         return path
     shipped = WORKLOAD_DIR / f"{name_or_path}.yaml"
-    if shipped.exists():
+    if path_exists(shipped):
         return shipped
     return path

@@ -46,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001  (anything else is a bug in qsim: say so in one line)
         if args.debug:
             traceback.print_exc()
+        if isinstance(exc, OSError) and exc.filename is not None:  # a file the system refused (disk full,
+            # permission) on a path no writer wrapped: the user's environment, not a bug
+            print(f"qsim: error: {_one_line(exc.filename)}: {exc.strerror or _one_line(exc)}", file=sys.stderr)
+            return 2
         hint = "" if args.debug else " (run with --debug for the traceback)"
         print(f"qsim: internal error, please report: {type(exc).__name__}: {_one_line(exc)}{hint}", file=sys.stderr)
         return 1

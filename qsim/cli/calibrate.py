@@ -13,8 +13,10 @@ def add_parser(sub) -> None:
 
 
 def _cmd_calibrate(args) -> int:
+    from qsim.files import check_output_file
     from qsim.hw.calibrate import write_profile
 
+    check_output_file(Path(args.out), "--out")  # before minutes of measurement
     print(write_profile(Path(args.out), quick=args.quick), end="")
     print(f"wrote {args.out}", file=sys.stderr)
     return 0

@@ -23,11 +23,12 @@ def _cmd_import(args) -> int:
 
     from qsim.precision import plan_spec
     from qsim.workload import workload_from_model_file
-    from qsim.yamlio import atomic_write
+    from qsim.files import atomic_write, check_output_file
 
     src, out = Path(args.model), Path(args.output)
     if src.suffix not in (".onnx", ".tflite"):
         raise QsimError("qsim import takes an .onnx or .tflite file", file=src)
+    check_output_file(out, "--output")  # before the import, which may take a while
     wl = workload_from_model_file(src, args.batch)  # imports and validates before anything is written
     summary = wl.graph.summary()
     data = {"name": args.name or src.stem,

@@ -19,7 +19,8 @@ import numpy as np
 
 from qsim.errors import QsimError
 from qsim.hw.profile import build_profile
-from qsim.yamlio import atomic_write, load_yaml
+from qsim.files import atomic_write
+from qsim.yamlio import load_yaml
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from qsim.errors import Problem, ProfileError, QsimError
+from qsim.files import path_exists, short_path
 from qsim.hw import energy
 from qsim.hw.stack_profile import PROFILE_STACK_KEYS, Stack, build_stack, stack_errors
 from qsim.numerics.policies import PolicyName
@@ -179,8 +180,13 @@ def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> di
     return data
 
 
+def profile_problems(data: Any) -> list[Problem]:
+    """Every problem of a profile's data: its schema, then the rules across fields."""
+    return problems(data, PROFILE_SCHEMA) + (_cross_field_errors(data) if isinstance(data, Mapping) else [])
+
+
 def check_profile_data(data: Any, source: str) -> None:
-    errors = problems(data, PROFILE_SCHEMA) + (_cross_field_errors(data) if isinstance(data, Mapping) else [])
+    errors = profile_problems(data)
     if errors:
         raise ProfileError(file=source, problems=errors)
 
@@ -225,20 +231,20 @@ PROFILE_DIR = shipped_dir("hw_profiles")
 def resolve_profile_path(name_or_path: str | Path) -> Path:
     """A path as given, or a shipped profile's name (``iot`` -> hw_profiles/iot.yaml)."""
     path = Path(name_or_path)
-    if path.exists() or path.suffix in (".yaml", ".yml"):
+    if path_exists(path) or path.suffix in (".yaml", ".yml"):
         return path
     shipped = PROFILE_DIR / f"{name_or_path}.yaml"
-    if shipped.exists():
+    if path_exists(shipped):
         return shipped
     known = ", ".join(sorted(p.stem for p in PROFILE_DIR.glob("*.yaml")))
-    raise QsimError(f"no profile file {str(path)!r} and no shipped profile of that name (shipped: {known})")
+    raise QsimError(f"no profile file {short_path(path)!r} and no shipped profile of that name (shipped: {known})")
 
 
 def load_profile(name_or_path: str | Path, overrides: Mapping[str, Any] | None = None) -> Profile:
     """Load, validate and build a profile; ``overrides`` replace dotted keys before validation."""
     path = resolve_profile_path(name_or_path)
     try:
-        data = load_yaml(path)
+        data = load_yaml(path, check=profile_problems)  # duplicate keys and schema problems in one error
     except QsimError as exc:
         raise exc.retyped(ProfileError) from None
     if overrides:

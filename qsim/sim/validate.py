@@ -188,10 +188,11 @@ def _json_default(v):
 
 def write_validate_report(result: dict, out: Path) -> list[Path]:
     """``out``.json (summary + nodes) and ``out``.csv (nodes); returns the paths written."""
-    out.parent.mkdir(parents=True, exist_ok=True)
+    from qsim.files import atomic_write
+
     report = {**result["summary"], "nodes": json.loads(result["nodes"].to_json(orient="records"))}
     js, csv = out.with_suffix(".json"), out.with_suffix(".csv")
-    js.write_text(json.dumps(report, indent=1, default=_json_default))
-    result["nodes"].to_csv(csv, index=False)
+    atomic_write(js, lambda tmp: tmp.write_text(json.dumps(report, indent=1, default=_json_default)))
+    atomic_write(csv, lambda tmp: result["nodes"].to_csv(tmp, index=False))
     return [js, csv]
 

@@ -34,8 +34,12 @@ def _text(result: dict) -> str:
 
 
 def _cmd_validate(args) -> int:
+    from qsim.files import check_output_file
     from qsim.sim.validate import _json_default, validate, write_validate_report
 
+    out = Path(args.out) if args.out else Path("reports") / f"validate_{Path(args.model).stem}"
+    for path in (out.with_suffix(".json"), out.with_suffix(".csv")):
+        check_output_file(path, "--out")  # before the simulation, not after it
     result = validate(args.model, args.hw, args.policy, args.plan, args.calib, args.data, args.against,
                       args.executor, args.observer, args.seed)
     if args.format == "json":
@@ -43,7 +47,6 @@ def _cmd_validate(args) -> int:
         print(json.dumps(report, indent=1, default=_json_default))
     else:
         print(_text(result))
-    out = Path(args.out) if args.out else Path("reports") / f"validate_{Path(args.model).stem}"
     paths = write_validate_report(result, out)
     print("wrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
     return 0

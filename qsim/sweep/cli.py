@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from qsim.errors import QsimError
+from qsim.files import check_output_dir
 
 
 def _cmd_sweep(args) -> int:
@@ -20,6 +21,7 @@ def _cmd_sweep(args) -> int:
     spec = load_spec(args.spec)
     check_size(spec, args.yes)  # refuse before the output folder is created
     out = Path(args.out) if args.out else Path("reports") / spec.name  # spec names are plain file names
+    check_output_dir(out, "--out")
     with StoreLock(out):  # held across the sweep and its report: a second run on `out` refuses at once
         try:
             df = run_sweep(spec, out_dir=out, workers=args.workers, scheduler=args.scheduler, yes=args.yes,

@@ -38,11 +38,11 @@ def _cached(spec: SweepSpec) -> dict[str, Any]:
     return _cache
 
 
-def _graph(spec: SweepSpec, workload: str, batch: int | None):
+def _graph(spec: SweepSpec, workload: str, batch: int | None, params: dict | None = None):
     graphs = _cached(spec)["graphs"]
-    key = (workload, batch)
+    key = (workload, batch, tuple(sorted((k, repr(v)) for k, v in (params or {}).items())))
     if key not in graphs:
-        graphs[key] = load_workload(resolve_workload(spec.workloads[workload]), batch=batch).graph
+        graphs[key] = load_workload(resolve_workload(spec.workloads[workload]), batch=batch, params=params).graph
     return graphs[key]
 
 
@@ -81,7 +81,7 @@ def _tokens(graph) -> int | None:
 def evaluate_point(spec: SweepSpec, point: Point) -> dict[str, Any]:
     row: dict[str, Any] = {"point_id": point.point_id, **point.axes}
     acc, metric = accuracy_of(point)
-    graph = _graph(spec, point.axes["workload"], point.batch)
+    graph = _graph(spec, point.axes["workload"], point.batch, dict(point.params))
     profile = _profile(spec, point.axes["profile"], dict(point.overrides))
     try:
         est = estimate_graph(graph, _plan(spec, point.axes["precision"]), profile)
@@ -113,6 +113,7 @@ def point_layers(spec: SweepSpec, row) -> pd.DataFrame:
     overrides = {k: row[k] for k in spec.overrides if k in row and not pd.isna(row[k])}
     overrides = {k: (v.item() if hasattr(v, "item") else v) for k, v in overrides.items()}
     batch = None if pd.isna(row["batch"]) else int(row["batch"])
-    graph = _graph(spec, row["workload"], batch)
+    params = {k: row[k] for k in spec.params if k in row and not pd.isna(row[k])}
+    graph = _graph(spec, row["workload"], batch, {k: (v.item() if hasattr(v, "item") else v) for k, v in params.items()})
     profile = _profile(spec, row["profile"], overrides)
     return estimate_graph(graph, _plan(spec, row["precision"]), profile).layers

@@ -35,6 +35,7 @@ class SweepSpec:
     lines: Mapping[str, int] = field(default_factory=dict)  # top-level key -> line, for later errors
     max_points: int | None = None  # the spec's own cap on its point count (see qsim.sweep.points)
     counted: tuple = ()  # (points, cap) counted while loading; points > cap means "more than cap"
+    params: Mapping[str, tuple] = field(default_factory=dict)  # workload parameter -> values (product mode)
 
     @cached_property  # computed once per process: workers compare it on every point
     def fingerprint(self) -> str:
@@ -49,6 +50,7 @@ class Point:
     axes: Mapping[str, Any]  # column -> effective value, for the result table
     overrides: Mapping[str, Any]  # dotted profile key -> value actually applied
     batch: int | None  # the batch to build the workload at; None keeps the workload's own
+    params: Mapping[str, Any] = field(default_factory=dict)  # workload parameters (seq, context, ...) set
 
 
 def plain(value: Any) -> Any:
@@ -75,6 +77,23 @@ def get_key(data: Mapping, dotted: str, default: Any = None) -> Any:
 
 def has_key(data: Mapping, dotted: str) -> bool:
     return get_key(data, dotted, _MISSING) is not _MISSING
+
+
+def dotted_keys(data: Mapping, prefix: str = "") -> list[str]:
+    """Every leaf of a profile as a dotted key (``memories.sram.capacity_kib``): what overrides may name."""
+    out = []
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        out.extend(dotted_keys(value, path + ".") if isinstance(value, Mapping) else [path])
+    return out
+
+
+def close_key(data: Mapping, dotted: str) -> str:
+    """`` (did you mean 'X'?)`` for a dotted key a profile lacks, or ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(dotted, sorted(dotted_keys(data)), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def problems(source: str, errors: list[Problem]) -> SweepError:

@@ -14,6 +14,8 @@ matplotlib.use("Agg")  # no display on servers and CI; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from qsim.files import atomic_write  # noqa: E402
+
 MARKERS = "osD^vP*Xh<>"
 # tab10 and tab20 without their greys: grey is kept for the legend of markers (profiles, workloads)
 PALETTE = [c for i, c in enumerate(plt.cm.tab10.colors) if i != 7] + [
@@ -34,8 +36,15 @@ def _grid(n: int, width: float = 5.2, height: float = 4.0, max_cols: int = 3):
 
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    return _write(fig, path)
+
+
+def _write(fig, path: Path) -> Path:
+    """Through the one atomic writer (a full disk is one line), then free the figure."""
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -79,9 +88,7 @@ def latency_energy(df: pd.DataFrame, path: Path) -> Path | None:
                            label=f"{by_marker} = {v}" if named else v) for v in marker_values]
     handles.append(plt.Line2D([], [], marker="o", ls="", mfc="none", mec="black", ms=10, label="Pareto front"))
     fig.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _write(fig, path)
 
 
 def layer_breakdown(layers: pd.DataFrame, title: str, path: Path, top: int = 20) -> Path:
@@ -139,6 +146,4 @@ def memory_need(df: pd.DataFrame, path: Path) -> Path | None:
     handles = [plt.Line2D([], [], color="black", mfc="none", marker=MARKERS[k % len(MARKERS)], ls="", label=w)
                for k, w in enumerate(workloads)]
     fig.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _write(fig, path)

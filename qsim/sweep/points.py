@@ -24,21 +24,25 @@ POINT_LIMIT = 100_000  # above this, a sweep needs --yes (yes=True) or the spec'
 
 
 def point_id(spec: SweepSpec, workload: str, precision: str, profile: str, batch: int | None,
-             overrides: Mapping[str, Any]) -> str:
+             overrides: Mapping[str, Any], params: Mapping[str, Any] | None = None) -> str:
     key = {"workload": workload, "precision": precision, "plan": spec.plans[precision], "profile": profile,
            "batch": batch, "overrides": dict(sorted(overrides.items()))}
+    if params:  # only when set: the ids of sweeps without workload parameters stay as they were
+        key["params"] = dict(sorted(params.items()))
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _make(spec: SweepSpec, workload: str, precision: str, profile: str, batch: int | None,
-          overrides: Mapping[str, Any], ids: bool = True) -> Point:
+          overrides: Mapping[str, Any], ids: bool = True, params: Mapping[str, Any] | None = None) -> Point:
     data = spec.profiles[profile][1]
     axes: dict[str, Any] = {"workload": workload, "precision": precision, "profile": profile,
                             "batch": batch if batch is not None else spec.workload_batch.get(workload)}
     for key in spec.overrides:
         axes[key] = overrides[key] if key in overrides else get_key(data, key)
-    pid = point_id(spec, workload, precision, profile, batch, overrides) if ids else ""
-    return Point(pid, axes, dict(overrides), batch)
+    for name in spec.params:
+        axes[name] = (params or {}).get(name)
+    pid = point_id(spec, workload, precision, profile, batch, overrides, params) if ids else ""
+    return Point(pid, axes, dict(overrides), batch, dict(params or {}))
 
 
 def candidate_count(spec: SweepSpec) -> int:
@@ -46,7 +50,7 @@ def candidate_count(spec: SweepSpec) -> int:
     if spec.mode == "points":
         return len(spec.points)
     sizes = [len(spec.workloads), len(spec.plans), len(spec.profiles), len(spec.batch or (None,)),
-             *(len(v) for v in spec.overrides.values())]
+             *(len(v) for v in spec.params.values()), *(len(v) for v in spec.overrides.values())]
     return math.prod(sizes)
 
 
@@ -54,13 +58,15 @@ def _candidates(spec: SweepSpec, ids: bool = True) -> Iterator[Point]:
     """Unfiltered points; ``ids=False`` leaves ids empty (counting needs none: hashing is most of the cost)."""
     if spec.mode == "points":
         for p in spec.points:
-            yield _make(spec, p["workload"], p["precision"], p["profile"], p.get("batch"), p.get("overrides") or {})
+            yield _make(spec, p["workload"], p["precision"], p["profile"], p.get("batch"), p.get("overrides") or {},
+                        params=p.get("params") or {})
         return
-    keys = list(spec.overrides)
+    keys, names = list(spec.overrides), list(spec.params)
     grid = itertools.product(spec.workloads, spec.plans, spec.profiles, spec.batch or (None,),
-                             *(spec.overrides[k] for k in keys))
+                             *(spec.params[n] for n in names), *(spec.overrides[k] for k in keys))
     for w, prec, prof, b, *values in grid:
-        yield _make(spec, w, prec, prof, b, dict(zip(keys, values)), ids)
+        params = dict(zip(names, values[:len(names)]))
+        yield _make(spec, w, prec, prof, b, dict(zip(keys, values[len(names):])), ids, params)
 
 
 def axis_values(spec: SweepSpec) -> dict[str, set]:
@@ -79,6 +85,9 @@ def axis_values(spec: SweepSpec) -> dict[str, set]:
         values[key] = set(listed) | {p.get("overrides", {}).get(key) for p in spec.points}
         values[key] |= {get_key(data, key) for _, data in spec.profiles.values()}
         values[key].discard(None)
+    for name, listed in spec.params.items():
+        values[name] = set(listed) | {p.get("params", {}).get(name) for p in spec.points}
+        values[name].discard(None)
     values["batch"].discard(None)
     return values
 

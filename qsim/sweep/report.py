@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from qsim.report import mib, si
-from qsim.yamlio import atomic_write
+from qsim.files import atomic_write
 from qsim.sweep import plots
 from qsim.sweep.evaluate import point_layers
 from qsim.sweep.run import write_results

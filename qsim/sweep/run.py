@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterator, Mapping
 import numpy as np
 import pandas as pd
 
-from qsim.yamlio import atomic_write
+from qsim.files import atomic_write
 from qsim.sweep.executor import chunk_size as default_chunk_size
 from qsim.sweep.executor import chunked, default_workers, run_dask, run_processes, run_serial
 from qsim.sweep.lock import StoreLock

@@ -11,27 +11,12 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from qsim.errors import Problem
-from qsim.schema import Enum, Int, MapOf, Record, Str
+from qsim.schema import Enum, Int, ListOf, MapOf, Record, Str
 from qsim.yamlio import LocatedDict
 
 
 def _line(value, default: int) -> int:
     return value.line if isinstance(value, LocatedDict) and value.line else default
-
-
-@dataclass(frozen=True)
-class ListOf:
-    item_schema: Any
-    non_empty: bool = True
-
-    def check(self, value, path, line, errors):
-        if not isinstance(value, list):
-            errors.append(Problem(f"expected a list, got {type(value).__name__}", line=line, key=path))
-            return
-        if self.non_empty and not value:
-            errors.append(Problem("must not be empty", line=line, key=path))
-        for i, item in enumerate(value):
-            self.item_schema.check(item, f"{path}[{i}]", _line(item, line), errors)
 
 
 # Past this magnitude an axis value is a typo, and its metrics would not fit the table's 64-bit columns.
@@ -109,7 +94,7 @@ class Filter:
 PLAN = Record(required={"label": Str(), "default": AnyValue()}, optional={"overrides": AnyValue()})
 PRECISION = OneOf(PLAN, "a precision string (int8, w4a16 ...) or {label, default, overrides}")
 POINT = Record(required={"workload": Str(), "precision": Str(), "profile": Str()},
-               optional={"batch": Int(1, MAX_BATCH), "overrides": MapOf(Scalar())})
+               optional={"batch": Int(1, MAX_BATCH), "overrides": MapOf(Scalar()), "params": MapOf(Scalar())})
 
 SPEC_SCHEMA = Record(
     required={"name": FileName()},
@@ -121,6 +106,7 @@ SPEC_SCHEMA = Record(
         "profiles": ListOf(Str()),
         "overrides": MapOf(ListOf(Scalar())),
         "batch": ListOf(Int(1, MAX_BATCH)),
+        "params": MapOf(ListOf(Scalar())),  # workload parameters (seq, context, builder params) -> values
         "points": ListOf(POINT),
         "filters": ListOf(Filter()),
         "max_points": Int(1),

@@ -10,6 +10,7 @@ precisions:
 profiles: [mobile, cloud]                      # shipped names or profile YAML paths
 overrides: {memories.sram.capacity_kib: [1024, 4096]}   # profile keys (dotted) -> values
 batch: [1, 8]                                  # optional
+params: {seq: [128, 384]}                      # optional: workload parameters (seq, context, builder params)
 filters:
   - skip: {profile: iot, workload: resnet50}   # drop points matching every given axis
   - keep: "batch == 1 or profile == 'cloud'"   # a condition over the axes (qsim.sweep.filters)
@@ -17,7 +18,7 @@ max_points: 200000                             # optional: this spec's cap on it
 ```
 
 ``mode: product`` (the default) evaluates the cartesian product; ``mode: points`` evaluates an
-explicit ``points:`` list of ``{workload, precision, profile, batch?, overrides?}`` (``precision``
+explicit ``points:`` list of ``{workload, precision, profile, batch?, overrides?, params?}`` (``precision``
 there is a label from ``precisions`` or a precision string). ``name`` is a plain file name: the
 default output folder is ``reports/NAME``.
 """
@@ -25,21 +26,24 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 from pathlib import Path
 from typing import Any, Mapping
 
 from qsim.errors import Problem, QsimError, SweepError
+from qsim.files import path_exists
 from qsim.hw.profile import apply_overrides, check_profile_data, resolve_profile_path
 from qsim.precision import parse_plan
 from qsim.schema import problems as schema_problems
-from qsim.sweep.model import SweepSpec, has_key, plain, problems
+from qsim.sweep.evaluate import METRIC_COLUMNS
+from qsim.sweep.model import AXIS_COLUMNS, SweepSpec, close_key, has_key, plain, problems
 from qsim.sweep.points import POINT_LIMIT, iter_points, survey
 from qsim.sweep.schema import SPEC_SCHEMA
 from qsim.workload import WORKLOAD_DIR, load_workload, resolve_workload
 from qsim.yamlio import line_of, load_yaml
 
 __all__ = ["SweepError", "SweepSpec", "load_spec", "generate_points"]
+
+PARAM_RESERVED = {"point_id", *AXIS_COLUMNS, *METRIC_COLUMNS}  # a workload parameter becomes a column
 
 
 def _indent(message: str) -> str:
@@ -53,6 +57,7 @@ class _Checker:
         self.base = base
         self.errors: list[Problem] = []
         self.workloads: dict[str, str] = {}
+        self.paths: dict[str, Path] = {}
         self.workload_batch: dict[str, Any] = {}
         self.profiles: dict[str, tuple[str, dict]] = {}
 
@@ -72,9 +77,9 @@ class _Checker:
         if self._too_long(label, line, key):
             return False
         path = resolve_workload(label)
-        if not path.exists() and not Path(label).is_absolute() and (self.base / label).exists():
+        if not path_exists(path) and not Path(label).is_absolute() and path_exists(self.base / label):
             path = self.base / label  # a path relative to the spec file
-        if not path.exists():
+        if not path_exists(path):
             shipped = ", ".join(sorted(p.stem for p in WORKLOAD_DIR.glob("*.yaml")))
             self.error(line, key, f"no workload file {label!r} and no shipped workload of that name "
                                   f"(shipped: {shipped})")
@@ -87,7 +92,28 @@ class _Checker:
         data = load_yaml(path) if path.suffix in (".yaml", ".yml") else {}
         shipped = path.parent == WORKLOAD_DIR.resolve() and path.stem == label
         self.workloads[label] = label if shipped else str(path.resolve())  # a shipped name resolves on each worker
+        self.paths[label] = path
         self.workload_batch[label] = data.get("batch") if isinstance(data, Mapping) else None
+        return True
+
+    def workload_param(self, label: str, name: str, value: Any, line: int, key: str) -> None:
+        """A workload parameter value passes the workload file's own checks (and builds)."""
+        if label not in self.paths or self.reserved(name, line, key):
+            return  # the workload itself, or the name, is reported
+        try:
+            load_workload(self.paths[label], params={name: value}, origin="params:")
+        except QsimError as exc:
+            self.error(line, key, f"workload {label!r}: {exc}")
+
+    def reserved(self, name: str, line: int, key: str) -> bool:
+        """A parameter becomes a result column: it must not shadow one (reported once per key)."""
+        if name not in PARAM_RESERVED:
+            return False
+        problem = Problem(f"{name!r} is a column of the results; "
+                          + ("sweep it with the batch axis" if name == "batch" else "it cannot be a parameter"),
+                          line=line, key=key)
+        if problem not in self.errors:
+            self.errors.append(problem)
         return True
 
     def profile(self, label: str, line: int, key: str) -> bool:
@@ -97,7 +123,7 @@ class _Checker:
             return False
         try:
             path = resolve_profile_path(label)
-            if not path.exists() and (self.base / label).exists():
+            if not path_exists(path) and path_exists(self.base / label):
                 path = self.base / label
             data = load_yaml(path)
             check_profile_data(data, str(path))
@@ -159,17 +185,25 @@ def _check_product(data: Mapping, chk: _Checker) -> tuple[dict, tuple | None]:
     for dotted, values in overrides.items():
         line = line_of(overrides, dotted)
         if chk.profiles and not any(has_key(pdata, dotted) for _, pdata in chk.profiles.values()):
-            leaves = sorted(_dotted_keys(next(iter(chk.profiles.values()))[1]))
-            close = difflib.get_close_matches(dotted, leaves, n=1)
             chk.error(line, f"overrides.{dotted}", "no profile of this sweep has this key"
-                      + (f" (did you mean {close[0]!r}?)" if close else ""))
+                      + close_key(next(iter(chk.profiles.values()))[1], dotted))
             continue
         for profile in chk.profiles:
             if has_key(chk.profiles[profile][1], dotted):
                 for i, value in enumerate(values):
                     chk.override(profile, dotted, value, line, f"overrides.{dotted}[{i}]")
+    params = data.get("params") or {}
+    for name, values in params.items():
+        _duplicates(values, line_of(params, name), f"params.{name}", chk)
+        if name in overrides:
+            chk.error(line_of(params, name), f"params.{name}", "also an override key: one column each")
+        if chk.reserved(name, line_of(params, name), f"params.{name}"):
+            continue
+        for i, value in enumerate(values):
+            for label in data.get("workloads") or []:
+                chk.workload_param(label, name, value, line_of(params, name), f"params.{name}[{i}]")
     batch = tuple(data["batch"]) if "batch" in data else None
-    return {k: tuple(v) for k, v in overrides.items()}, batch
+    return {k: tuple(v) for k, v in overrides.items()}, batch, {k: tuple(v) for k, v in params.items()}
 
 
 def _duplicates(values: list, line: int, key: str, chk: _Checker) -> None:
@@ -182,11 +216,11 @@ def _duplicates(values: list, line: int, key: str, chk: _Checker) -> None:
             seen[(type(value), value)] = i
 
 
-def _check_points(data: Mapping, chk: _Checker, plans: dict) -> tuple[tuple, dict]:
-    for key in ("workloads", "profiles", "overrides", "batch"):
+def _check_points(data: Mapping, chk: _Checker, plans: dict) -> tuple[tuple, dict, dict]:
+    for key in ("workloads", "profiles", "overrides", "batch", "params"):
         if key in data:
             chk.error(line_of(data, key), key, "only in mode: product (in mode: points each point names its own)")
-    points, keys = [], {}
+    points, keys, names = [], {}, {}
     for i, point in enumerate(data.get("points") or []):
         line, key = getattr(point, "line", line_of(data, "points")), f"points[{i}]"
         ok = chk.workload(point["workload"], line, f"{key}.workload")
@@ -200,16 +234,15 @@ def _check_points(data: Mapping, chk: _Checker, plans: dict) -> tuple[tuple, dic
                 chk.error(line, f"{key}.overrides.{dotted}", f"profile {point['profile']!r} has no key {dotted!r}")
             elif ok:
                 chk.override(point["profile"], dotted, value, line, f"{key}.overrides.{dotted}")
+        for name, value in (point.get("params") or {}).items():
+            names.setdefault(name, ())
+            if ok:
+                chk.workload_param(point["workload"], name, value, line, f"{key}.params.{name}")
+        if point.get("params") and point.get("overrides"):
+            for name in set(point["params"]) & set(point["overrides"]):
+                chk.error(line, f"{key}.params.{name}", "also an override key: one column each")
         points.append(plain(point))
-    return tuple(points), keys
-
-
-def _dotted_keys(data: Mapping, prefix: str = "") -> list[str]:
-    out = []
-    for key, value in data.items():
-        path = f"{prefix}{key}"
-        out.extend(_dotted_keys(value, path + ".") if isinstance(value, Mapping) else [path])
-    return out
+    return tuple(points), keys, names
 
 
 def _raise(source: str, errors: list[Problem]) -> None:
@@ -226,12 +259,13 @@ def load_spec(spec: str | Path | Mapping | SweepSpec) -> SweepSpec:
         data, source, base = copy.deepcopy(spec), "<sweep spec>", Path.cwd()
     else:
         path = Path(spec)
-        if not path.exists() and not path.suffix and (WORKLOAD_DIR.resolve() / "sweeps" / f"{spec}.yaml").exists():
-            path = WORKLOAD_DIR.resolve() / "sweeps" / f"{spec}.yaml"  # a shipped sweep's name
+        shipped = WORKLOAD_DIR.resolve() / "sweeps" / f"{spec}.yaml"
+        if not path_exists(path) and not path.suffix and path_exists(shipped):
+            path = shipped  # a shipped sweep's name
         try:
-            data = load_yaml(path)
+            data = load_yaml(path, check=lambda d: schema_problems(d, SPEC_SCHEMA))
         except QsimError as exc:
-            raise SweepError(str(exc)) from None
+            raise exc.retyped(SweepError) from None
         source, base = str(path), path.parent
     errors = schema_problems(data, SPEC_SCHEMA)
     _raise(source, errors)
@@ -241,12 +275,12 @@ def load_spec(spec: str | Path | Mapping | SweepSpec) -> SweepSpec:
     if mode == "product":
         if "points" in data:
             chk.error(line_of(data, "points"), "points", "only in mode: points")
-        overrides, batch = _check_product(data, chk)
+        overrides, batch, params = _check_product(data, chk)
         points = ()
     else:
         if "points" not in data:
             chk.error(getattr(data, "line", 1), "points", "missing required key (mode: points)")
-        points, overrides = _check_points(data, chk, plans)
+        points, overrides, params = _check_points(data, chk, plans)
         batch = None
     filters = tuple((kind, plain(body), getattr(item, "line", line_of(data, "filters")))
                     for item in data.get("filters") or [] for kind, body in item.items())
@@ -255,7 +289,7 @@ def load_spec(spec: str | Path | Mapping | SweepSpec) -> SweepSpec:
                        workload_batch=chk.workload_batch, plans=plans, profiles=chk.profiles,
                        overrides=overrides, batch=batch, points=points, filters=filters,
                        description=data.get("description", ""),
-                       lines={k: line_of(data, k) for k in data}, max_points=data.get("max_points"))
+                       lines={k: line_of(data, k) for k in data}, max_points=data.get("max_points"), params=params)
     # filters and points are checked over the first points up to the size limit (streamed: a huge
     # spec is refused by the size guard, not by running out of memory here)
     cap = result.max_points or POINT_LIMIT

@@ -20,6 +20,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from qsim.files import atomic_write
 from qsim.sweep.evaluate import METRIC_COLUMNS
 from qsim.sweep.lock import holds
 from qsim.sweep.model import AXIS_COLUMNS, SweepError
@@ -174,11 +175,8 @@ class ResultStore:
             raise SweepError(f"{self.out}: writing a sweep store needs its lock (qsim.sweep.lock.StoreLock)")
         name = f"part-{self.run}-{self.seq:06d}.parquet"
         self.seq += 1
-        tmp = self.dir / f".{name}.tmp"
-        rows_to_frame(rows).to_parquet(tmp, index=False)
-        with open(tmp, "rb") as fh:  # the data reaches the disk before the name does
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.dir / name)
+        frame = rows_to_frame(rows)
+        atomic_write(self.dir / name, lambda tmp: frame.to_parquet(tmp, index=False), durable=True)
 
     def load(self, order: list[str] | np.ndarray | None = None) -> pd.DataFrame:
         parts = [frame for part in self.parts() if (frame := self._read(part)) is not None]

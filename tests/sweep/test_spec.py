@@ -59,7 +59,7 @@ def test_duplicate_keys_and_wrong_types(tmp_path):
     with pytest.raises(SweepError) as info:
         load_spec(path)
     msg = str(info.value)
-    assert "dup.yaml:2: workloads: expected a list, got str" in msg
+    assert "dup.yaml:2: workloads: expected a list, got 'resnet50'" in msg
     assert "dup.yaml:4: profiles[0]: expected a non-empty string" in msg
     assert "dup.yaml:5: mode: 'grid' is not one of product, points" in msg
 
