@@ -5,24 +5,25 @@
    closed/STMicroelectronics/results/NUCLEO-H7A3ZI-Q/*/performance/results.txt: latency = 1000 /
    median inferences per second. hw_profiles/iot.yaml models the same core; here its clock is
    overridden to the board's 280 MHz. Two efficiencies of the profile were fitted on two of these
-   rows (marked "fit"); the other rows are held out.
+   rows (marked "fit"); the other rows are held out. The fully-connected autoencoder (AD) is the
+   held-out row that checks the stack's matrix-vector kernel and the in-order core's load stalls.
 
 2. NXP i.MX 93 NPU (Arm Ethos-U65-256 at 1 GHz), hw_profiles/imx93.yaml. Published: the NXP eIQ
    model zoo (github.com/NXP/eiq-model-zoo), the "NPU" row for i.MX 93 of each model card's
    Performance table: average latency of TFLite's benchmark_model with libethosu_delegate on a
-   Vela-compiled int8 model (file and commit per row below). One parameter was fitted (the int8
-   efficiency, on ResNet-50); the other rows are held out. Not used: the KWS (DS-CNN, 0.409 ms) and
+   Vela-compiled int8 model (file and commit per row below). Two parameters were fitted (the int8
+   efficiency on ResNet-50, the per-inference overhead on VWW); the other rows are held out. Not used: the KWS (DS-CNN, 0.409 ms) and
    AD (autoencoder, 0.143 ms) i.MX 93 "NPU" rows, whose commands load libvx_delegate (the i.MX 8M
    Plus delegate) and whose AD latency equals the CPU rows': not NPU measurements.
    The graphs are qsim's builders: ResNet-50 is torchvision's v1.5 (4.09 GMACs) where the zoo's Keras
    ResNet50 is v1 (stride in the first 1x1 conv, ~5 % fewer MACs), which the fitted efficiency absorbs;
    the others match the cards' parameter counts up to folded BatchNorm.
 
-   Where the model errs, and why (see the per-row numbers): MobileNetV2 is over-predicted because qsim
-   adds vector (output-stage) time to MAC time, where the Ethos-U output stage runs concurrently with
-   the MAC array (Vela's performance model takes the maximum); the small models are under-predicted
-   because the per-inference cost of the i.MX 93 stack (Linux driver -> rpmsg -> Cortex-M33 firmware
-   running the Ethos-U custom op) is not a per-layer cost and qsim has no per-inference term.
+   Where the model errs, and why (see the per-row numbers; README "How good are the numbers" has the
+   error before and after each mechanism): the profile's stack models Vela's MAC-array micro-blocks,
+   its cascades and the output stage; ResNet-8 is still predicted too fast: qsim's builder ends at the
+   classifier, the zoo's model at a Softmax that Vela lowers to a chain of NPU operations, and the
+   per-operator cost on the NPU is an assumption (1 us).
 
 No published latency was found for the Ethos-N78-class phone NPU of hw_profiles/mobile.yaml on a model
 qsim builds: MLPerf Mobile (e.g. mlcommons/mobile_results_v4.0 @ 3e6d7f00, closed/Qualcomm_Innovation_Center:

@@ -34,7 +34,7 @@ class Estimate:
 
 
 def _operands(graph, node, plan: PrecisionPlan, fused: bool, view: sw.StackView | None = None,
-              resident: int = 0) -> Operands:
+              resident: tuple[int, int] = (0, 0)) -> Operands:
     opdef = get_op(node.op)
     if fused or opdef.view:  # computed in registers / only the shape changes: no bytes move
         extra = (view.extra_read.get(node.name, []) if view else [])  # a fused residual Add's other operand
@@ -55,17 +55,17 @@ def _operands(graph, node, plan: PrecisionPlan, fused: bool, view: sw.StackView 
         read, written = opdef.state_io(in_shapes, node.attrs) if opdef.state_io else (
             sum(graph.tensor(t).numel for t in node.state.values()), 0)
         state_r, state_w = packed_bytes(read, bits), packed_bytes(written, bits)
-    return Operands(weight, inputs, outputs, state_r, state_w, resident)
+    return Operands(weight, inputs, outputs, state_r, state_w, *resident)
 
 
 def _node_row(graph, node, plan: PrecisionPlan, profile: Profile, view: sw.StackView,
-              resident: dict[str, int]) -> dict[str, Any]:
+              resident: dict[str, tuple[int, int]]) -> dict[str, Any]:
     prec = plan.for_node(node)
     counts = node_counts(graph, node)
     fused = node.name in view.fused_into
     compute_class = prec.compute if counts.macs else prec.activation.compute_class
     choice = choose_unit(compute_class, profile, node.name)
-    ops = _operands(graph, node, plan, fused, view, resident.get(node.name, 0))
+    ops = _operands(graph, node, plan, fused, view, resident.get(node.name, (0, 0)))
     kind = sw.kernel_class(graph, node)
     traffic = node_traffic(ops, profile, get_op(node.op).cost_class.matrix_like)
     waves = wave_factor(graph, node, profile) if counts.macs else 1.0
@@ -79,7 +79,8 @@ def _node_row(graph, node, plan: PrecisionPlan, profile: Profile, view: sw.Stack
         compute_s = compute_seconds(counts.macs, 0 if per_element else counts.vector_ops, choice.unit, profile,
                                     waves, is_depthwise(graph, node),
                                     sw.class_efficiency(profile.stack, graph, node, choice.unit,
-                                                        max(t[1] for t in profile.compute.tiles)))
+                                                        max(t[1] for t in profile.compute.tiles))
+                                    or sw.array_efficiency(profile, graph, node, choice.unit, counts.macs))
         compute_s += counts.output_elems * per_element if per_element else 0.0
     memory_s, level = memory_seconds(traffic, profile)
     if array is not None and array.stall_s and compute_s + array.stall_s > memory_s:
@@ -92,7 +93,11 @@ def _node_row(graph, node, plan: PrecisionPlan, profile: Profile, view: sw.Stack
         else profile.stack.kernel_launch_s
     # the kernel minimum was measured on lone kernels, launch included: its launch part is the profile's
     floor = sw.kernel_floor(profile, kind, choice.unit) - profile.dispatch_s if counts.macs else 0.0
-    latency = launches * launch_s + max(compute_s, memory_s, floor)
+    # an in-order core (a microcontroller) stalls on its loads: memory time adds to compute time
+    overlap = profile.stack is None or profile.stack.memory_overlaps_compute
+    latency = launches * launch_s + max(compute_s if overlap else compute_s + memory_s, memory_s, floor)
+    if fused and profile.compute.vector_overlaps_matrix:
+        latency = 0.0  # applied in the host's output stage, which runs beside its MAC array
     e_compute = (counts.macs * profile.mac_pj[choice.unit] + counts.vector_ops * profile.vector_op_pj) * 1e-12
     e_memory = memory_energy_j(traffic, profile)
     e_static = profile.static_w * latency
@@ -113,12 +118,17 @@ def _node_row(graph, node, plan: PrecisionPlan, profile: Profile, view: sw.Stack
     return row
 
 
-def _resident(graph, plan: PrecisionPlan, profile: Profile, view: sw.StackView) -> dict[str, int]:
-    if profile.stack is None or not profile.stack.l2_residency:
+def _resident(graph, plan: PrecisionPlan, profile: Profile, view: sw.StackView) -> dict[str, tuple[int, int]]:
+    """Per kernel, (input bytes, output bytes) that stay in the on-chip buffer."""
+    stack = profile.stack
+    if stack is None or not (stack.l2_residency or stack.cascading):
         return {}
     in_bytes = lambda node, t: packed_bytes(graph.tensor(t).numel, activation_bits(graph, t, plan))  # noqa: E731
     out_bytes = lambda node: _operands(graph, node, plan, False).output_bytes  # noqa: E731
-    return sw.resident_input_bytes(graph, view, in_bytes, out_bytes, profile.memories[profile.buffer].capacity_bytes)
+    capacity = profile.memories[profile.buffer].capacity_bytes
+    if stack.cascading:
+        return sw.cascaded_bytes(graph, view, in_bytes, out_bytes, capacity)
+    return {k: (v, 0) for k, v in sw.resident_input_bytes(graph, view, in_bytes, out_bytes, capacity).items()}
 
 
 def estimate_graph(graph, plan: PrecisionPlan, profile: Profile) -> Estimate:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from qsim.cost.npu_array import utilisation
 from qsim.hw.stack_profile import Stack
 from qsim.ir.graph import Graph
 from qsim.ir.registry import get_op
@@ -99,6 +100,13 @@ def _sole_consumer(graph, tensor: str) -> bool:
     return len(graph.consumers(tensor)) == 1
 
 
+def _add_host(graph, producer, tensor: str, fused_into: dict[str, str]) -> str | None:
+    """The Add kernel an activation runs inside (TFLite's ADD with a fused activation), if any."""
+    if producer is None or producer.op != "Add" or not _sole_consumer(graph, tensor):
+        return None
+    return fused_into.get(producer.name, producer.name)
+
+
 def fusion_map(graph, stack: Stack | None) -> StackView:
     """Per node, the kernel it is fused into (walking the topological order, so chains such as
     Conv -> BatchNorm -> Add -> Relu all land in the Conv)."""
@@ -126,6 +134,11 @@ def fusion_map(graph, stack: Stack | None) -> StackView:
             i = 0 if hosts[0] else 1
             target = hosts[i]
             extra[node.name] = [node.inputs[1 - i]]
+        elif len(node.inputs) == 1 and get_op(node.op).fusable and stack is not None and stack.fuse_activation \
+                and stack.activation_into_add:
+            add = _add_host(graph, producers[0], node.inputs[0], fused_into)
+            if add:  # runs in the Add kernel; not a matrix host for what follows
+                fused_into[node.name] = add
         if target:
             fused_into[node.name] = target
             host[node.name] = target
@@ -138,11 +151,35 @@ def class_efficiency(stack: Stack | None, graph, node, unit: str, widest_tile: i
     the widest tile keeps the tile full and runs at the GEMM efficiency (None), except the stem,
     whose few input channels make a short reduction at any width."""
     cls = kernel_class(graph, node)
+    if stack is not None and cls == "gemm" and unit in stack.matrix_vector_efficiency \
+            and _matrix_vector(graph, node):
+        return stack.matrix_vector_efficiency[unit]
     if stack is None or cls not in stack.conv_efficiency:
         return None
     if cls != "conv_stem" and graph.tensor(node.outputs[0]).shape[1] >= widest_tile:
         return None
     return stack.conv_efficiency[cls].get(unit)
+
+
+def _matrix_vector(graph, node) -> bool:
+    """A GEMM with a single row (a fully-connected layer at batch 1): every weight is used once."""
+    rows = graph.tensor(node.outputs[0]).shape[:-1]
+    return all(d == 1 for d in rows)
+
+
+def array_efficiency(profile, graph, node, unit: str, macs: int) -> float | None:
+    """The fitted efficiency times the share of an NPU's MAC array the layer keeps busy, when the
+    stack describes the array (``mac_array``); None otherwise."""
+    stack = profile.stack
+    if stack is None or stack.mac_array is None:
+        return None
+    share = utilisation(graph, node, macs, profile.compute.macs_per_cycle[unit], stack.mac_array)
+    if share is None:
+        return None
+    c = profile.compute
+    base = c.depthwise_efficiency.get(unit, c.efficiency[unit]) if kernel_class(graph, node) == "depthwise" \
+        else c.efficiency[unit]
+    return base * share
 
 
 def kernel_floor(profile, cls: str, unit: str) -> float:
@@ -205,6 +242,29 @@ def resident_input_bytes(graph, view: StackView, input_bytes, output_bytes, capa
         for t in node.outputs:
             written_at[t] = total - output_bytes(node)
     return resident
+
+
+def cascaded_bytes(graph, view: StackView, input_bytes, output_bytes, capacity: int) -> dict[str, tuple[int, int]]:
+    """Per kernel, (input bytes, output bytes) a cascading compiler keeps in the on-chip buffer (Vela's
+    cascades: consecutive operators run in stripes, so a tensor with one consumer lives only as a
+    rolling band in SRAM). A tensor read by several kernels (a residual skip) stays on chip only when
+    it fits half the buffer; the graph's inputs and outputs live in their home memory."""
+    end: dict[str, str] = {}  # kernel -> the tensor its fused chain finally writes
+    for node in graph.nodes():
+        end[view.fused_into.get(node.name, node.name)] = node.outputs[0]
+
+    def kept(t: str) -> bool:
+        if t in graph.inputs or t in graph.outputs or graph.producer(t) is None:
+            return False
+        return len(graph.consumers(t)) == 1 or input_bytes(None, t) <= capacity // 2
+
+    kept_bytes = {}
+    for node in graph.nodes():
+        if node.name in view.fused_into:
+            continue
+        ins = sum(input_bytes(node, t) for t in node.inputs if kept(t))
+        kept_bytes[node.name] = (ins, output_bytes(node) if kept(end[node.name]) else 0)
+    return kept_bytes
 
 
 def host_seconds(stack: Stack | None, layers) -> float:

@@ -23,6 +23,7 @@ class Operands:
     state_read_bytes: int = 0
     state_write_bytes: int = 0
     resident_input_bytes: int = 0  # inputs still in the on-chip buffer: not read from their home again
+    resident_output_bytes: int = 0  # outputs kept in the on-chip buffer (a cascade): not written to their home
 
 
 def refetch_factors(ops: Operands, buffer_bytes: int, weights_off_chip: bool, acts_off_chip: bool) -> tuple[int, int]:
@@ -50,7 +51,7 @@ def node_traffic(ops: Operands, profile: Profile, matrix_op: bool) -> dict[str, 
     writes = ops.output_bytes + ops.state_write_bytes
     traffic[w_home][0] += weights
     traffic[a_home][0] += reads - min(ops.resident_input_bytes, ops.input_bytes) * (buf != a_home)
-    traffic[a_home][1] += writes
+    traffic[a_home][1] += writes - min(ops.resident_output_bytes, ops.output_bytes) * (buf != a_home)
     if buf != w_home:  # staged through the buffer: written in, read out by the compute units
         traffic[buf][0] += weights
         traffic[buf][1] += weights

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 from qsim.errors import Problem
 from qsim.precision import EMULATION_ORDER
-from qsim.schema import Bool, Enum, Int, MapOf, Num, Record, Str
+from qsim.schema import Bool, Enum, Int, ListOf, MapOf, Num, Record, Str
 from qsim.yamlio import line_of
 
 COMPUTE_CLASSES = tuple(EMULATION_ORDER)
@@ -31,6 +31,16 @@ VALIDATION_SCHEMA = Record(
     optional={"fitted_median_pct": _NON_NEGATIVE, "fitted_worst_pct": _NON_NEGATIVE,
               "rows_fitted": Int(0), "rows_held_out": Int(0)},
 )
+# An NPU MAC array as its compiler's performance model sees it (Vela's, for Arm Ethos-U): work is issued
+# in micro-blocks of output pixels x output channels, each taking ``ifm_block_depth / dot_product_width``
+# cycles per kernel element and IFM-depth block, never fewer than ``weight_fetch_cycles`` per kernel step.
+MAC_ARRAY_SCHEMA = Record(
+    required={"ofm_ublock": ListOf(Int(1), length=3),  # [height, width, output channels]
+              "dot_product_width": Int(1),  # input channels summed per MAC per cycle
+              "ifm_block_depth": Int(1),  # input channels per pass (depth-first traversal)
+              "kernel_step": Int(1),  # kernel elements per step (part-kernel-first and depthwise)
+              "weight_fetch_cycles": Int(0)},  # minimum cycles per kernel step and micro-block depth
+)
 STACK_SCHEMA = Record(
     required={"runtime": Str(), "fold_batchnorm": Bool(), "fuse_activation": Bool(),
               "fuse_residual_add": Bool(), "launch": Enum(("per_kernel", "graph"))},
@@ -43,6 +53,11 @@ STACK_SCHEMA = Record(
         "l2_residency": Bool(),  # activations read back from the on-chip buffer while they are still there
         "conv_efficiency": MapOf(MapOf(_FRACTION, COMPUTE_CLASSES), CONV_CLASSES),
         "bandwidth_fraction": MapOf(MapOf(_FRACTION, COMPUTE_CLASSES), MEMORY_CLASSES),
+        "cascading": Bool(),  # single-consumer activations stay in the on-chip buffer (Vela's cascades)
+        "activation_into_add": Bool(),  # an activation after an Add runs in the Add (TFLite's fused_activation_function)
+        "memory_overlaps_compute": Bool(),  # false: an in-order core stalls on its loads (time = compute + memory)
+        "matrix_vector_efficiency": MapOf(_FRACTION, COMPUTE_CLASSES),  # a fully-connected layer at batch 1
+        "mac_array": MAC_ARRAY_SCHEMA,
         "validation": VALIDATION_SCHEMA,
     },
 )
@@ -63,6 +78,15 @@ class Validation:
 
 
 @dataclass(frozen=True)
+class MacArray:
+    ofm_ublock: tuple[int, int, int]  # output rows, columns, channels per micro-block
+    dot_product_width: int
+    ifm_block_depth: int
+    kernel_step: int
+    weight_fetch_cycles: int
+
+
+@dataclass(frozen=True)
 class Stack:
     name: str
     runtime: str
@@ -78,6 +102,11 @@ class Stack:
     l2_residency: bool = False
     conv_efficiency: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     bandwidth_fraction: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    activation_into_add: bool = False
+    cascading: bool = False
+    memory_overlaps_compute: bool = True
+    matrix_vector_efficiency: Mapping[str, float] = field(default_factory=dict)
+    mac_array: MacArray | None = None
     validation: Validation | None = None
 
 
@@ -113,5 +142,10 @@ def build_stack(data: Mapping[str, Any]) -> Stack | None:
         kernel_launch_s=s["kernel_launch_us"] / 1e6 if "kernel_launch_us" in s else None,
         host_s_per_kernel=s.get("host_us_per_kernel", 0.0) / 1e6, l2_residency=s.get("l2_residency", False),
         conv_efficiency=freeze(s.get("conv_efficiency")), bandwidth_fraction=freeze(s.get("bandwidth_fraction")),
+        activation_into_add=s.get("activation_into_add", False), cascading=s.get("cascading", False),
+        memory_overlaps_compute=s.get("memory_overlaps_compute", True),
+        matrix_vector_efficiency=MappingProxyType(dict(s.get("matrix_vector_efficiency") or {})),
+        mac_array=MacArray(tuple(a["ofm_ublock"]), a["dot_product_width"], a["ifm_block_depth"], a["kernel_step"],
+                           a["weight_fetch_cycles"]) if (a := s.get("mac_array")) else None,
         validation=Validation(**dict(v)) if v else None,
     )

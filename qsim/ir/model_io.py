@@ -38,6 +38,7 @@ class ModelIO:
     outputs: tuple[Port, ...]
     refusal: str | None = None  # why the runtime's answer for this file is not reproduced (None: it is)
     ort_uint8: tuple[str, ...] = ()  # int8 IR tensors onnxruntime converts to uint8 before fusing
+    ort_float_units: tuple[str, ...] = ()  # IR nodes onnxruntime leaves unfused (run_integer's float_nodes)
 
     def for_onnxruntime(self, graph) -> None:
         """Give ``graph`` (loaded from this file) onnxruntime's own view of its int8 QDQ pairs: the
@@ -92,7 +93,9 @@ class ModelIO:
                 return int(np.shape(v)[0])
         return None
 
-    def model_outputs(self, graph, outputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def model_outputs(self, graph, outputs: Mapping[str, np.ndarray], dequantize_variant=None) -> dict[str, np.ndarray]:
+        """``dequantize_variant``: the runtime's DEQUANTIZE formula (``qsim.numerics.quantize``),
+        applied in the model's layout."""
         from qsim.numerics.quantize import dequantize
 
         result = {}
@@ -101,7 +104,10 @@ class ModelIO:
             want = np.dtype(p.dtype)
             q = graph.quant_params.get(p.tensor)
             if want.kind == "f" and v.dtype.kind in "iu" and q is not None:
-                v = dequantize(v, q)
+                if p.perm and q.axis is None:
+                    v = dequantize(v.transpose(np.argsort(p.perm)), q, dequantize_variant).transpose(p.perm)
+                else:
+                    v = dequantize(v, q, dequantize_variant if q.axis is None else None)
             if v.dtype != want:
                 if want.kind in "iu" and v.dtype.kind == "f":
                     raise QsimError(f"output {p.name!r}: the model returns {want}, the simulation holds "

@@ -24,7 +24,7 @@ from qsim.ir.model_io import ModelIO, Port
 from qsim.ir.onnx_context import Context, classify_inputs
 from qsim.ir.onnx_fold import FOLDERS
 from qsim.ir.onnx_plan import plan_from_graph
-from qsim.ir.onnx_s8_units import int8_pairs, int8_refusal
+from qsim.ir.onnx_s8_units import int8_float_units, int8_pairs, int8_refusal
 
 __all__ = ["load_onnx", "plan_from_graph", "ONNX_OPS"]
 
@@ -195,7 +195,8 @@ def _model_io(model: onnx.ModelProto, ctx: Context, symbolic_batch: set[str]) ->
 
     inputs = tuple(port(i, i.name) for i in model.graph.input if i.name in ctx.g.inputs)
     uint8 = tuple(sorted({ctx.alias.get(t, t) for t in int8_pairs(model)[0]}))
-    return ModelIO(inputs, tuple(port(o, ctx.alias[o.name]) for o in model.graph.output), int8_refusal(model), uint8)
+    return ModelIO(inputs, tuple(port(o, ctx.alias[o.name]) for o in model.graph.output), int8_refusal(model), uint8,
+                   int8_float_units(model))
 
 
 def _check_supported(nodes: list[onnx.NodeProto], path: str) -> None:
@@ -213,8 +214,6 @@ def _check_supported(nodes: list[onnx.NodeProto], path: str) -> None:
 def _import_node(ctx: Context, node: onnx.NodeProto) -> None:
     where = f"{ctx.path}: node {node.name or node.output[0]!r} ({node.op_type})"
     entry = ONNX_OPS[node.op_type]
-    if node.op_type == "QLinearAveragePool" and any(a.name == "ceil_mode" and a.i for a in node.attribute):
-        raise GraphError(f"{where}: ceil_mode=1 is not supported (onnxruntime's partial windows are not modelled)")
     try:
         if entry.fold is not None and ctx.const(node.output[0]) is not None:
             return

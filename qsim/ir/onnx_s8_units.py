@@ -6,8 +6,10 @@ QuantizeLinear -> DequantizeLinear pairs into uint8 ones, and it converts a pair
 QuantizeLinear has exactly one output edge to a DequantizeLinear with the same scalar zero point
 (``qdq_s8_to_u8.cc``); ``EnsureUniqueDQForNodeUnit`` gives every consumer of a DequantizeLinear
 output (a graph output counts as one) its own copy first. A tensor that stays int8 leaves every
-compute unit reading or writing it unfused: DQ -> float op -> Q, which qsim's integer kernels do not
-reproduce (MLAS's float summation order). Movement and max ops are exact either way.
+compute unit reading or writing it unfused: DQ -> float op -> Q. qsim runs such a unit as the same
+float island where the float op is one IEEE operation per element (Add, Mul, Relu, Concat, MaxPool:
+``FLOAT_EXACT_UNITS``) and refuses the model where it is not (Conv, MatMul, Gemm, pools, Softmax: MLAS's
+float summation order is not reproduced). Movement and max ops are exact either way.
 """
 from __future__ import annotations
 
@@ -53,6 +55,23 @@ def int8_pairs(model: onnx.ModelProto) -> tuple[set[str], set[str]]:
     return converted, int8_left
 
 
+# Unfused units whose float op onnxruntime computes with single IEEE fp32 operations (or none), so
+# that qsim's float island (DQ -> the same fp32 op -> QuantizeLinear's formula) equals it. Conv,
+# MatMul, Gemm, pools and Softmax sum in an order MLAS picks: their float islands are refused.
+FLOAT_EXACT_UNITS = {"Add", "Sub", "Mul", "Relu", "Clip", "Concat", "MaxPool", "Max", "Min"}
+
+
+def unfused_int8_ops(model: onnx.ModelProto) -> dict[str, str]:
+    """Node name -> op type of ``unfused_int8_units``."""
+    ops = {n.name or n.output[0]: n.op_type for n in model.graph.node}
+    return {u: ops[u] for u in unfused_int8_units(model)}
+
+
+def int8_float_units(model: onnx.ModelProto) -> tuple[str, ...]:
+    """The unfused units qsim runs as float islands, exactly as onnxruntime does."""
+    return tuple(u for u, op in unfused_int8_ops(model).items() if op in FLOAT_EXACT_UNITS)
+
+
 def unfused_int8_units(model: onnx.ModelProto) -> list[str]:
     """Names of the compute nodes onnxruntime leaves unfused because a tensor they read or write
     through Q/DQ stays int8 (see the module doc); empty for uint8 models."""
@@ -74,11 +93,12 @@ def unfused_int8_units(model: onnx.ModelProto) -> list[str]:
 
 def int8_refusal(model: onnx.ModelProto) -> str | None:
     """A one-line reason to refuse simulating ``model`` (None when every unit is reproduced)."""
-    units = unfused_int8_units(model)
+    units = [f"{u} ({op})" for u, op in unfused_int8_ops(model).items() if op not in FLOAT_EXACT_UNITS]
     if not units:
         return None
     shown = ", ".join(units[:6]) + (f" and {len(units) - 6} more" if len(units) > 6 else "")
     return (f"onnxruntime runs the QDQ units {shown} in float (int8 activations whose QuantizeLinear "
             "feeds several nodes or a graph output stay int8 and are not fused on x86-64); qsim does not "
-            "reproduce its float kernels bit for bit. Quantize with uint8 activations (onnxruntime fuses "
+            "reproduce the summation order of those float kernels (float Add, Mul, Relu, Concat, MaxPool "
+            "units are run as onnxruntime runs them). Quantize with uint8 activations (onnxruntime fuses "
             "every unit then, and runs faster)")

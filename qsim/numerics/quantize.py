@@ -13,6 +13,14 @@ of a runtime (they differ only on ties and near-ties):
 * ``xnnpack``: ``nearbyint(fp32(x * fp32(1 / scale))) + zero_point``: LiteRT QUANTIZE with the
   optimized (builtin) kernels and with the XNNPACK delegate (measured with LiteRT 2.3).
 * ``tflite-reference`` (``tflite``): ``round_half_away(fp32(x / scale)) + zero_point``: LiteRT reference QUANTIZE.
+* ``tflite-optimized``: LiteRT's optimized (builtin) QUANTIZE, int8 and int16 (XNNPACK leaves int16 to
+  it): the flat array in blocks of 8 as ``xnnpack``, the last ``size % 8`` elements as the scalar
+  loop, ``round_half_away(fp64(x) / fp64(scale)) + zero_point`` (measured with LiteRT 2.3 on planted
+  ties; the caller passes the array in the runtime's layout).
+
+``dequantize`` has two variants: DequantizeLinear's ``fp32(q - zero_point) * scale`` (every runtime
+but one) and LiteRT's optimized int8 DEQUANTIZE (``dequantize_variant`` = ``tflite-optimized``):
+blocks of 8 as ``fp32(fp32(q) * scale + fp32(-zero_point * scale))``, the tail as the former.
 
 Granularity follows the TensorQuant: per tensor (axis None), per channel (scale of shape (C,) along
 ``axis``), per block (``block_size`` > 0: scale has x's shape with ``axis`` divided by block_size,
@@ -31,7 +39,7 @@ from qsim.numerics.policies import Kernels, kernels_name
 from qsim.numerics.requant_ref import fma_f32
 from qsim.numerics.rounding import round_to_int
 
-VARIANT_NAMES = ("onnx", "fbgemm", "xnnpack", "tflite")  # short names of the runtimes' formulas
+VARIANT_NAMES = ("onnx", "fbgemm", "xnnpack", "tflite", "tflite-optimized")  # short names of the runtimes' formulas
 VARIANTS = tuple(kernels_name(v) for v in VARIANT_NAMES)
 def element_format(tq: TensorQuant) -> IntFormat | FloatFormat:
     fmt = tq.fmt
@@ -81,6 +89,8 @@ def quantize(x, tq: TensorQuant, variant: Kernels | str = Kernels.ONNXRUNTIME, s
             y = fma_f32(x, inv, zpf) if tq.scale.size == 1 else (x * inv + zpf).astype(np.float32)
             r = np.rint(y.astype(np.float64))
             return np.clip(np.where(np.isnan(r), 0.0, r), fmt.qmin, fmt.qmax).astype(fmt.storage_dtype)
+        if variant is Kernels.TFLITE_OPTIMIZED and isinstance(fmt, IntFormat):
+            return _litert_optimized_quantize(x, scale, zp, fmt)
         if variant in (Kernels.FBGEMM, Kernels.XNNPACK):
             y = x * (np.float32(1.0) / scale)  # fp32 reciprocal, then an fp32 product
         else:
@@ -95,13 +105,33 @@ def quantize(x, tq: TensorQuant, variant: Kernels | str = Kernels.ONNXRUNTIME, s
     return np.clip(r, fmt.qmin, fmt.qmax).astype(fmt.storage_dtype)
 
 
-def dequantize(q, tq: TensorQuant) -> np.ndarray:
+def _optimized_tail(shape) -> np.ndarray:
+    """LiteRT's optimized kernels run the flat array in blocks of 8, then a scalar loop: True on
+    the elements of that last partial block."""
+    n = int(np.prod(shape, dtype=np.int64))
+    return (np.arange(n) >= n - n % 8).reshape(shape)
+
+
+def _litert_optimized_quantize(x, scale, zp, fmt: IntFormat) -> np.ndarray:
+    body = round_to_int(x * (np.float32(1.0) / scale), Rounding.HALF_EVEN)
+    tail = round_to_int(x.astype(np.float64) / scale.astype(np.float64), Rounding.HALF_AWAY)
+    r = np.where(_optimized_tail(x.shape), tail, body)
+    r = np.where(np.isnan(r), 0.0, r) + zp.astype(np.float64)
+    return np.clip(r, fmt.qmin, fmt.qmax).astype(fmt.storage_dtype)
+
+
+def dequantize(q, tq: TensorQuant, variant: Kernels | str | None = None) -> np.ndarray:
     """``(q - zero_point) * scale`` in float32, as DequantizeLinear (the subtraction is exact in
-    int32 for every supported width, then one fp32 conversion and one fp32 product)."""
+    int32 for every supported width, then one fp32 conversion and one fp32 product); ``variant``
+    ``tflite-optimized``: LiteRT's optimized DEQUANTIZE (module doc; ``q`` in the runtime's layout)."""
     q = np.asarray(q)
     scale = broadcast_param(tq.scale, tq, q.shape).astype(np.float32)
     zp = broadcast_param(tq.zero_point, tq, q.shape)
     if np.issubdtype(q.dtype, np.floating):
         return ((q.astype(np.float32) - zp.astype(np.float32)) * scale).astype(np.float32)
     d = q.astype(np.int64) - zp.astype(np.int64)
-    return (d.astype(np.float32) * scale).astype(np.float32)
+    y = (d.astype(np.float32) * scale).astype(np.float32)
+    if variant is not None and kernels_name(variant) is Kernels.TFLITE_OPTIMIZED:
+        body = (q.astype(np.float32) * scale).astype(np.float32) + (-zp.astype(np.float64) * scale).astype(np.float32)
+        y = np.where(_optimized_tail(q.shape), y, body.astype(np.float32))
+    return y

@@ -314,3 +314,15 @@ def run_float_kernel(op: str, inputs: list, weights: Mapping[str, np.ndarray], a
         raise GraphError(f"no float reference kernel for op {op!r}; the simulator supports "
                          f"{', '.join(ops_running_on('float_kernel'))}")
     return kernel.load()(inputs, weights, attrs)
+
+
+def pad(inputs, w, attrs):
+    """ONNX Pad (pads: begin values then end values per axis); constant cells hold 0."""
+    x = inputs[0]
+    rank = x.ndim
+    pads = [int(p) for p in attrs["pads"]]
+    widths = [(pads[i], pads[i + rank]) for i in range(rank)]
+    mode = attrs.get("mode", "constant") or "constant"
+    if mode not in ("constant", "reflect", "edge"):
+        raise ValueError(f"Pad mode {mode!r} is not supported")
+    return [np.pad(x, widths) if mode == "constant" else np.pad(x, widths, mode=mode)]

@@ -18,6 +18,7 @@ LiteRT and XNNPACK kernels come from ``qsim.kernels.elementwise`` (numba twins i
 * ``ort_softmax``: contrib ``QLinearSoftmax``: a 256-entry fp32 table
   ``exp((i - 255 + shift) * s_in)`` computed in double, with ``shift = max(0, log(FLT_MAX / D) - 5)
   / s_in``; per row an fp32 sum in order, ``nearbyintf(e * floor(1 / s_out) / sum) + zp``.
+  Bit-exact for ``s_out = 1/256``; other output scales: see ``ort_softmax``.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ import math
 import numpy as np
 
 import qsim.kernels.elementwise as ew
+from qsim.errors import GraphError
 from qsim.numerics.requant_ref import fma_f32
 from qsim.numerics.policies import Kernels
 from qsim.sim.int_common import (Step, activation_range, int_range, scalar_scale, scalar_zp, storage,
@@ -85,8 +87,17 @@ def ort_softmax_table(s_in: float, d: int, signed: bool) -> np.ndarray:
     return np.array([math.exp((i - 255 + shift) * s) for i in range(256)], dtype=np.float32)
 
 
-def ort_softmax(x: np.ndarray, s_in, s_out, zp_out: int, signed: bool) -> np.ndarray:
-    """Softmax over the last axis; returns the stored integer codes (int64)."""
+def ort_softmax(x: np.ndarray, s_in, s_out, zp_out: int, signed: bool, node: str = "QLinearSoftmax") -> np.ndarray:
+    """Softmax over the last axis; returns the stored integer codes (int64).
+
+    For int8 with ``floor(1 / s_out) == 256`` this is the kernel's arithmetic, bit for bit (measured
+    on every configuration tried). Otherwise onnxruntime 1.32 (x86-64) computes something its
+    published source does not say (uint8 differs from it on a few ties even at 1/256):
+    ``e * floor(1 / s_out)`` never overflows fp32 there, and no fp32/fp64 evaluation order tried
+    reproduces its rounding near ties. There the quotient is taken in fp64 (it equals the runtime's
+    away from ties; an exact tie with an exact sum, as two equal elements alone give, rounds half to
+    even), and any other element within 2^-20 (relative, about 8 fp32 ulps) of a tie raises a
+    GraphError rather than guess."""
     d = x.shape[-1]
     table = ort_softmax_table(s_in, d, signed)
     xi = x.astype(np.int64)
@@ -95,13 +106,25 @@ def ort_softmax(x: np.ndarray, s_in, s_out, zp_out: int, signed: bool) -> np.nda
     for j in range(d):  # fp32 sum in element order, as the runtime's loop
         total = (total + e[..., j]).astype(np.float32)
     y_scale = _F32(np.floor(_F32(1.0) / _F32(s_out)))
-    with np.errstate(over="ignore", invalid="ignore"):  # e * y_scale may overflow fp32: inf
+    qmax = 127 if signed else 255
+    if not (signed and y_scale == 256):
+        v = e.astype(np.float64) * float(y_scale) / total[..., None].astype(np.float64)
+        frac = v - np.floor(v)
+        # An exact tie whose sum lost nothing to fp32 (two equal elements alone) rounds half to even
+        # (measured); where small terms were dropped from the fp32 sum the runtime rounds down.
+        exact = (frac == 0.5) & (e.astype(np.float64).sum(-1) == total.astype(np.float64))[..., None]
+        near_tie = (np.abs(frac - 0.5) <= v * 2.0 ** -20) & ~exact
+        if np.any(near_tie & (np.floor(v) + zp_out < qmax)):
+            raise GraphError(f"node {node!r} (QLinearSoftmax, {'int8' if signed else 'uint8'}, output scale "
+                             f"{float(s_out):.6g}): an "
+                             "element falls on a rounding tie that onnxruntime's kernel resolves in a way qsim "
+                             "does not reproduce; not simulated rather than answered differently")
+        return np.minimum(np.rint(v).astype(np.int64) + zp_out, qmax)
+    with np.errstate(over="ignore"):  # e * 256 overflows fp32 for a row of one element: inf
         v = ((e * y_scale).astype(np.float32) / total[..., None]).astype(np.float32)
-    finite = np.isfinite(v)
-    q = np.where(finite, np.rint(np.where(finite, v, 0)), 2.0 ** 31).astype(np.int64) + zp_out
     # Measured (onnxruntime 1.32, x86-64): results above the type's maximum, inf included,
     # saturate to it (127 / 255); the compiled loop narrows with saturating packs.
-    return np.minimum(q, 127 if signed else 255)
+    return np.minimum(np.rint(np.minimum(v, 2.0 ** 31)).astype(np.int64) + zp_out, qmax)
 
 
 def _operands(step: Step):
@@ -172,7 +195,7 @@ def softmax(step: Step):
     if family is Kernels.ONNXRUNTIME:
         if xq.fmt.name not in ("int8", "uint8") or yq.fmt.name not in ("int8", "uint8"):
             raise Fallback  # onnxruntime's QLinearSoftmax table has 256 entries: 8-bit only
-        y = ort_softmax(xm, s_in, s_out, zp_out, xq.fmt.name == "int8")
+        y = ort_softmax(xm, s_in, s_out, zp_out, xq.fmt.name == "int8", node=step.node.name)
     else:
         if xq.fmt.name != "int8" or yq.fmt.name != "int8":
             raise Fallback

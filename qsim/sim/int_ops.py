@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from qsim.ir.ops._attrs import pads as _pads, pair
+from qsim.errors import GraphError
+from qsim.ir.ops._attrs import pads as _pads, pair, window_out
 from qsim.numerics import get_policy
 from qsim.numerics.formats import Rounding
 from qsim.numerics.policies import Kernels, PolicyName
@@ -170,17 +171,22 @@ def avgpool(step: Step):
 def _ort_avgpool(step: Step, x, xq, yq, k, s, p):
     """contrib QLinearAveragePool (2-D): fp32 ``s_in * (x - zp)``, an fp32 sum over the window in
     row-major order (padding skipped), ``/ count``, then ``nearbyintf(y / s_out + zp_out)``: the
-    zero point is added before rounding, unlike QuantizeLinear."""
-    if step.attr("ceil_mode", False):
-        raise Fallback
+    zero point is added before rounding, unlike QuantizeLinear.
+
+    ``ceil_mode``: the output size rounds up (no window starts in the end padding, ONNX); windows
+    end at the input's edge (``hend = min(hstart + k, H)``), so cells past it count only under
+    ``count_include_pad``, whose divisor is always the full kernel size."""
     f32 = np.float32
     top, left, bottom, right = p
+    ceil = bool(step.attr("ceil_mode", False))
+    oh = window_out(x.shape[2], k[0], s[0], top, bottom, 1, ceil)
+    ow = window_out(x.shape[3], k[1], s[1], left, right, 1, ceil)
+    bottom = max(bottom, (oh - 1) * s[0] + k[0] - x.shape[2] - top)  # room for the ceil windows
+    right = max(right, (ow - 1) * s[1] + k[1] - x.shape[3] - left)
     deq = (f32(scalar_scale(step, xq, "the input")) * (x.astype(np.int64) - scalar_zp(step, xq, "the input"))
            .astype(f32)).astype(f32)
     xp = np.pad(deq, ((0, 0), (0, 0), (top, bottom), (left, right)))
     ones = np.pad(np.ones(x.shape[2:], f32), ((top, bottom), (left, right)))
-    oh = (x.shape[2] + top + bottom - k[0]) // s[0] + 1
-    ow = (x.shape[3] + left + right - k[1]) // s[1] + 1
     total = np.zeros(x.shape[:2] + (oh, ow), f32)
     count = np.zeros((oh, ow), f32)
     for ky in range(k[0]):
@@ -277,11 +283,34 @@ def clip(step: Step):
 
 
 def requantize(step: Step):
-    """A quantized tensor rescaled (LiteRT QUANTIZE int -> int): ``(x - zp_in)`` through the
-    runtime's conv requantization with multiplier s_in / s_out."""
+    """A quantized tensor rescaled (LiteRT QUANTIZE int -> int): ``(x - zp_in)`` times s_in / s_out.
+
+    Measured per kernel set (LiteRT 2.3): the reference kernel and every int16 case run TFLite's
+    ``MultiplyByQuantizedMultiplier`` (the reference requantization); the optimized int8 -> int8
+    kernel runs blocks of 16 (flat NHWC order) with the NEON requantization and its tail with the
+    reference one; XNNPACK's int8 -> int8 (``qs8-vcvt``) is ``((x - zp_in) * M + (zp_out << 8) + 128)
+    >> 8`` with ``M = rint(256 * fp32(s_in / s_out))``. Other runtimes: their conv requantization."""
     x, xq, yq = step.args[0], step.in_q(), step.out_q()
-    acc = x.astype(np.int64) - scalar_zp(step, xq, "the input")
-    return [_requant(step, step.rt.conv, acc, scalar_scale(step, xq, "the input"), np.float32(1.0), yq, -1)]
+    zin, s_in = scalar_zp(step, xq, "the input"), scalar_scale(step, xq, "the input")
+    acc = x.astype(np.int64) - zin
+    pol = step.rt.policy
+    if pol not in (PolicyName.TFLITE_OPTIMIZED, PolicyName.XNNPACK) or step.rt.conv is not pol:
+        return [_requant(step, step.rt.conv, acc, s_in, np.float32(1.0), yq, -1)]
+    int8 = xq.fmt.name == "int8" and yq.fmt.name == "int8"
+    ref = _requant(step, PolicyName.TFLITE_REFERENCE, acc, s_in, np.float32(1.0), yq, -1)
+    if not int8:
+        return [ref]
+    if pol is PolicyName.XNNPACK:
+        lo, hi = activation_range(step, yq)
+        m = int(np.rint(np.float32(256.0) * np.float32(np.float32(s_in) / scalar_scale(step, yq, "the output"))))
+        y = (acc * m + (scalar_zp(step, yq, "the output") << 8) + 128) >> 8
+        return [to_storage(np.clip(y, lo, hi), yq)]
+    body = _requant(step, PolicyName.TFLITE_OPTIMIZED, acc, s_in, np.float32(1.0), yq, -1)
+    nhwc = acc.shape if acc.ndim != 4 else (acc.shape[0],) + acc.shape[2:] + (acc.shape[1],)
+    n = int(np.prod(nhwc, dtype=np.int64))
+    tail = (np.arange(n) >= n - n % 16).reshape(nhwc)
+    tail = np.moveaxis(tail, -1, 1) if acc.ndim == 4 else tail
+    return [np.where(tail, ref, body).astype(body.dtype)]
 
 
 def embedding(step: Step):
@@ -303,3 +332,27 @@ def embedding(step: Step):
     if ids.size and (ids.min() < -rows or ids.max() >= rows):  # negative ids count from the end (ONNX Gather)
         raise step.fail(f"embedding ids must lie in [{-rows}, {rows - 1}], got [{ids.min()}, {ids.max()}]")
     return [to_storage(w[ids.astype(np.int64)], yq)]
+
+
+def pad(step: Step):
+    """Pad (TFLite PAD / PADV2 without a value, ONNX Pad): a copy; constant cells hold the input's
+    zero point (the real value 0), which every runtime writes (LiteRT ``pad.cc``: ``output_zero_point``
+    with in and out parameters equal). reflect / edge copy stored codes, exact with any parameters."""
+    x, xq, yq = step.args[0], step.in_q(), step.out_q()
+    if not same_params(xq, yq):
+        raise GraphError(f"node {step.node.name!r} (Pad): input and output quantization differ; a quantized "
+                         "Pad keeps its input's parameters")
+    rank = x.ndim
+    pads = [int(p) for p in step.attr("pads")]
+    widths = [(pads[i], pads[i + rank]) for i in range(rank)]
+    if min(pads) < 0:
+        raise GraphError(f"node {step.node.name!r} (Pad): negative pads {pads} are not supported")
+    mode = step.attr("mode", "constant") or "constant"
+    if mode == "constant":
+        y = np.pad(x, widths, constant_values=scalar_zp(step, xq, "the input"))
+    elif mode in ("reflect", "edge"):
+        y = np.pad(x, widths, mode=mode)
+    else:
+        raise GraphError(f"node {step.node.name!r} (Pad): mode {mode!r} is not supported")
+    step.bounds[step.node.outputs[0]] = int_range(yq)
+    return [y.astype(x.dtype)]

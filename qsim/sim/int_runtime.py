@@ -42,14 +42,16 @@ class Runtime:
     avgpool: Rounding | Kernels
     quantize: Kernels
     depthwise_tail: PolicyName | None = None
+    dequantize: Kernels | None = None  # a float model output read back: None = DequantizeLinear's formula
 
 
 def _tflite(policy: PolicyName, *, conv: PolicyName, fc: PolicyName, add: Kernels = K.TFLITE_REFERENCE,
-            quantize: Kernels = K.TFLITE_REFERENCE, depthwise_tail: PolicyName | None = None) -> Runtime:
+            quantize: Kernels = K.TFLITE_REFERENCE, depthwise_tail: PolicyName | None = None,
+            dequantize: Kernels | None = None) -> Runtime:
     """LiteRT's builtin kernels: MUL, SOFTMAX and the LUT activations as the reference kernels."""
     return Runtime(policy=policy, conv=conv, depthwise=conv, fc=fc, matmul=conv, add=add, mul=K.TFLITE_REFERENCE,
                    softmax=K.TFLITE_REFERENCE, lut=K.TFLITE_REFERENCE, avgpool=Rounding.HALF_AWAY,
-                   quantize=quantize, depthwise_tail=depthwise_tail)
+                   quantize=quantize, depthwise_tail=depthwise_tail, dequantize=dequantize)
 
 
 def _torch(policy: PolicyName) -> Runtime:
@@ -70,8 +72,9 @@ RUNTIMES: dict[PolicyName, Runtime] = {r.policy: r for r in (
     _tflite(P.TFLITE_REFERENCE, conv=P.TFLITE_REFERENCE, fc=P.LITERT_FC_REFERENCE),
     # LiteRT optimized builtin kernels, no delegate: depthwise rounds like the NEON kernels on
     # channels in full groups of 8 and like the reference on the rest (int_ops._optimized_depthwise).
+    # QUANTIZE / DEQUANTIZE: blocks of 8 and a scalar tail (qsim.numerics.quantize).
     _tflite(P.TFLITE_OPTIMIZED, conv=P.TFLITE_OPTIMIZED, fc=P.TFLITE_OPTIMIZED, add=K.TFLITE_OPTIMIZED,
-            quantize=K.XNNPACK, depthwise_tail=P.TFLITE_REFERENCE),
+            quantize=K.TFLITE_OPTIMIZED, depthwise_tail=P.TFLITE_REFERENCE, dequantize=K.TFLITE_OPTIMIZED),
     # LiteRT with the XNNPACK delegate; SOFTMAX and the LUT activations stay on the builtin kernels.
     Runtime(policy=P.XNNPACK, conv=P.XNNPACK, depthwise=P.XNNPACK, fc=P.XNNPACK, matmul=P.XNNPACK,
             add=K.XNNPACK, mul=K.XNNPACK, softmax=K.TFLITE_REFERENCE, lut=K.TFLITE_REFERENCE,

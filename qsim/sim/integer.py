@@ -32,6 +32,7 @@ import pandas as pd
 from qsim.errors import GraphError, QsimError
 from qsim.ir.graph import Graph
 from qsim.ir.registry import Support, get_op, ops_running_on
+from qsim.numerics.policies import Kernels, PolicyName
 from qsim.numerics.quantize import quantize
 from qsim.sim.executor import check_feeds
 from qsim.sim.int_ops import Fallback
@@ -55,6 +56,17 @@ def _kernels(impl: str):
     raise QsimError(f"unknown impl {impl!r}; known: numba, numpy")
 
 
+def _quantize_feed(value: np.ndarray, q, rt) -> np.ndarray:
+    """The runtime's QuantizeLinear / QUANTIZE formula. LiteRT's optimized QUANTIZE (also XNNPACK's
+    fallback for int16) treats its last ``size % 8`` elements apart, counted in the file's NHWC order."""
+    variant = rt.quantize
+    if variant is Kernels.XNNPACK and rt.policy is PolicyName.XNNPACK and q.fmt.name == "int16":
+        variant = Kernels.TFLITE_OPTIMIZED  # XNNPACK delegates int8 only
+    if variant is Kernels.TFLITE_OPTIMIZED and value.ndim == 4 and q.axis is None:
+        return np.moveaxis(quantize(np.moveaxis(value, 1, -1), q, variant), -1, 1)
+    return quantize(value, q, variant)
+
+
 def _feed(graph: Graph, name: str, value, rt) -> np.ndarray:
     q = graph.quant_params.get(name)
     value = np.asarray(value)
@@ -62,7 +74,7 @@ def _feed(graph: Graph, name: str, value, rt) -> np.ndarray:
     if kind == "int":
         if np.issubdtype(value.dtype, np.integer):
             return value
-        return quantize(value, q, rt.quantize)  # the runtime's QuantizeLinear / QUANTIZE formula
+        return _quantize_feed(value, q, rt)
     if kind == "emulated":
         from qsim.sim.int_float import emulate
         return emulate(value, q)
@@ -74,7 +86,7 @@ def integer_supported(op: str) -> bool:
     return get_op(op).int_kernel is not Support.UNSUPPORTED
 
 
-def _run_node(step: Step) -> tuple[list, str]:
+def _run_node(step: Step, float_nodes=frozenset()) -> tuple[list, str]:
     node = step.node
     opdef = get_op(node.op)
     kernel = opdef.int_kernel
@@ -87,7 +99,7 @@ def _run_node(step: Step) -> tuple[list, str]:
     except GraphError as exc:
         raise step.fail(str(exc)) from None
     values = [t for i, t in enumerate(node.inputs) if i not in opdef.index_inputs] + list(node.outputs)
-    integer = all(kinds[t] == "int" for t in values)
+    integer = all(kinds[t] == "int" for t in values) and node.name not in float_nodes
     if kernel is not Support.FLOAT_ISLAND and integer:
         try:
             return kernel.load()(step), "integer"
@@ -97,8 +109,15 @@ def _run_node(step: Step) -> tuple[list, str]:
 
 
 def run_integer(graph: Graph, feeds: Mapping[str, np.ndarray], policy: str, trace: bool = False,
-                acc_bits: int | None = None, overflow: str = "wrap", impl: str = "numba") -> SimResult:
-    """Execute ``graph`` with the integer arithmetic of ``policy`` (see the module doc)."""
+                acc_bits: int | None = None, overflow: str = "wrap", impl: str = "numba",
+                float_nodes=()) -> SimResult:
+    """Execute ``graph`` with the integer arithmetic of ``policy`` (see the module doc).
+    ``float_nodes``: nodes to run as float islands whatever their kernel (QDQ units onnxruntime
+    leaves unfused, ``qsim.ir.onnx_s8_units``)."""
+    float_nodes = frozenset(float_nodes)
+    names = {n.name for n in graph.nodes()}
+    if not float_nodes <= names:
+        raise QsimError(f"graph {graph.name!r} has no node {sorted(float_nodes - names)[0]!r} to run in float")
     rt = get_runtime(policy)
     kernels = _kernels(impl)
     acc_bits = 32 if acc_bits is None else int(acc_bits)
@@ -109,7 +128,7 @@ def run_integer(graph: Graph, feeds: Mapping[str, np.ndarray], policy: str, trac
     rows = []
     for node in graph.nodes():
         step = Step(graph, node, [env[t] for t in node.inputs], rt, kernels, impl, acc_bits, overflow)
-        outs, mode = _run_node(step)
+        outs, mode = _run_node(step, float_nodes)
         low = high = 0
         for t, value in zip(node.outputs, outs):
             env[t] = value

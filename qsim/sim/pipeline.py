@@ -82,6 +82,8 @@ _LITERT_REFUSED = [
     ({"Sub", "SubConst"}, ("int8", "uint8", "int16"), "quantized SUB has no integer pipeline here"),
     ({"Sigmoid", "Tanh", "Softmax"}, ("int16",), "LiteRT's int16 LOGISTIC / TANH / SOFTMAX are not reproduced"),
     ({"Conv", "Gemm"}, ("int16",), "the int16x8 scheme (int16 activations, int64 bias) is not modelled"),
+    ({"ReduceMean"}, ("int8", "uint8", "int16"), "LiteRT's quantized MEAN (an integer sum and its own "
+     "requantization per kernel set) is not modelled"),
 ]
 
 
@@ -106,7 +108,7 @@ def refusal(graph: Graph, policy: str) -> str | None:
 
 def run_model(graph: Graph, feeds: Mapping[str, np.ndarray], policy: str = "onnxruntime",
               executor: str = "auto", trace: bool = False, acc_bits: int | None = None,
-              overflow: str = "wrap", impl: str = "numba") -> SimRun:
+              overflow: str = "wrap", impl: str = "numba", float_nodes=()) -> SimRun:
     """Run ``graph`` (step 2 of the module doc); ``acc_bits``, ``overflow`` and ``impl`` go to the
     integer executor."""
     if executor not in EXECUTORS:
@@ -124,7 +126,8 @@ def run_model(graph: Graph, feeds: Mapping[str, np.ndarray], policy: str = "onnx
             raise QsimError(f"graph {graph.name!r} under policy {policy!r}: {why}; not simulated rather than "
                             "answered differently from the runtime")
 
-        res = run_integer(graph, feeds, policy, trace=trace, acc_bits=acc_bits, overflow=overflow, impl=impl)
+        res = run_integer(graph, feeds, policy, trace=trace, acc_bits=acc_bits, overflow=overflow, impl=impl,
+                          float_nodes=float_nodes)
         modes = res.stats["mode"].value_counts()
         how = f"integer executor ({policy}): {int(modes.get('integer', 0))}/{len(res.stats)} nodes integer"
         if any(q.fmt.element_type.startswith("float8") for q in graph.quant_params.values()):

@@ -162,6 +162,7 @@ def quantize_graph(graph: Graph, plan, calib_feeds: Sequence[Mapping[str, np.nda
     shared = _shared(graph, quant)
     params = _calibrate(graph, calib_feeds, {t: f for t, f in quant.items() if t not in shared},
                         observer, symmetric_activations, fp8_scale, percentile)
+    _pin_softmax_outputs(graph, params)
     for t, src in shared.items():  # in topological order: a chain of shares resolves front to back
         params[t] = params[src]
     dtypes = {t: element_name(f) if t in quant else HALF.get(f, graph.tensor(t).dtype) for t, f in formats.items()}
@@ -171,6 +172,19 @@ def quantize_graph(graph: Graph, plan, calib_feeds: Sequence[Mapping[str, np.nda
     q.quant_params.update(params)
     q.quant_params.update(wparams)
     return q
+
+
+def _pin_softmax_outputs(graph: Graph, params: dict[str, TensorQuant]) -> None:
+    """8-bit Softmax outputs get scale 1/256 (zero point -128 for int8, 0 for uint8), as
+    onnxruntime's quantizer sets them (quantization/operators/softmax.py): a probability fits
+    [0, 1) exactly, and QLinearSoftmax is reproduced bit for bit at that scale only."""
+    for node in graph.nodes():
+        t = node.outputs[0] if node.op == "Softmax" else None
+        q = params.get(t)
+        if q is None or q.int_fmt is None or q.int_fmt.bits != 8:
+            continue
+        zp = -128 if q.int_fmt.signed else 0
+        params[t] = TensorQuant(np.array(1 / 256, np.float32), np.array(zp, q.zero_point.dtype), q.fmt)
 
 
 def _shared(graph: Graph, quant: dict[str, str]) -> dict[str, str]:

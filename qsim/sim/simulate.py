@@ -93,16 +93,24 @@ def simulate(model, inputs, policy: str | None = None, plan=None, trace: bool = 
     """Run ``model`` on ``inputs`` (see the module doc for the contract). ``acc_bits``,
     ``overflow`` and ``impl`` are passed to the integer executor."""
     graph, own_plan, suffix, io = _load(model, inputs)
+    float_nodes = ()
     if io is not None and (policy or DEFAULT_POLICY.get(suffix)) == "onnxruntime":
         if io.refusal:
             raise QsimError(f"{model}: {io.refusal}")
         io.for_onnxruntime(graph)
+        float_nodes = io.ort_float_units
     feeds = io.ir_feeds(inputs, str(model)) if io is not None else _feeds(graph, inputs)
     quantized = bool(graph.quant_params)
     plan = plan if quantized or plan is not None else own_plan
     graph = prepare(graph, plan, [feeds])
     policy = policy or (DEFAULT_POLICY.get(suffix, "onnxruntime") if quantized or plan is None else plan_policy(plan))
     run = run_model(graph, feeds, policy, executor="integer", trace=trace, acc_bits=acc_bits,
-                    overflow=overflow, impl=impl)
-    outputs = io.model_outputs(graph, run.outputs) if io is not None else run.outputs
+                    overflow=overflow, impl=impl, float_nodes=float_nodes)
+    if io is not None:
+        from qsim.sim.int_runtime import get_runtime
+
+        deq = get_runtime(policy).dequantize if run.executor == "integer" else None
+        outputs = io.model_outputs(graph, run.outputs, deq)
+    else:
+        outputs = run.outputs
     return (outputs, run.trace) if trace else outputs

@@ -78,7 +78,7 @@ def test_installed_command_runs_the_readme_job_by_name_from_elsewhere(installed,
     qsim = [str(installed / "bin" / "qsim")]
     out = _run(qsim + ["run", "resnet50", "--hw", "iot"], cwd=tmp_path, env=_env(installed))
     assert "workload resnet50 on iot (STM32H743" in out
-    assert "latency 10.3 s, held-out error on this profile: median 21 %, worst 35 %   energy 2.83 J" in out
+    assert "latency 10.3 s, held-out error on this profile: median 7 %, worst 8 %   energy 2.83 J" in out
     assert "flash: needs 24.43 MiB of 2.00 MiB: DOES NOT FIT" in out
     listed = _run(qsim + ["profiles", "list"], cwd=tmp_path, env=_env(installed))
     assert [line.split()[0] for line in listed.splitlines()] == sorted(p.stem for p in (ROOT / "hw_profiles").glob("*.yaml"))

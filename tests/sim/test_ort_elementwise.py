@@ -10,6 +10,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 ort = pytest.importorskip("onnxruntime")
 
+from qsim.errors import GraphError  # noqa: E402
 from qsim.ir.onnx_import import load_onnx  # noqa: E402
 from qsim.sim.integer import run_integer  # noqa: E402
 
@@ -120,3 +121,41 @@ def test_leaky_relu_every_code_matches_onnxruntime(tmp_path, params):
     got = run_integer(g, {"x": x}, "onnxruntime").outputs[g.outputs[0]]
     want = M.ort_run(path, {"x": x})["y"]
     assert got.dtype == want.dtype == np.uint8 and int(np.sum(got != want)) == 0
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8])
+def test_softmax_other_output_scales_equal_or_refused(dtype):
+    """Output scales other than 1/256: every row batch either equals onnxruntime or is refused with
+    a GraphError (a rounding tie); e * floor(1 / y_scale) past fp32's range is not an overflow."""
+    from qsim.sim.int_elementwise import ort_softmax
+
+    rng = np.random.default_rng(11)
+    info = np.iinfo(dtype)
+    compared = refused = 0
+    for d in (1, 2, 3, 17):
+        for sx, sy in ((0.0067215, 0.0016804), (0.13257, 0.26514), (0.0025524, 0.0025524), (0.02, 0.0001)):
+            zy = -97 if dtype == np.int8 else 31
+            x = rng.integers(info.min, info.max + 1, (16, d)).astype(dtype)
+            want = _softmax_model(x.shape, sx, sy, zy, dtype).run(None, {"x": x})[0]
+            try:
+                got = ort_softmax(x, np.float32(sx), np.float32(sy), zy, dtype == np.int8)
+            except GraphError:
+                refused += 1
+                continue
+            compared += x.size
+            assert int(np.sum(got != want)) == 0, (d, sx, sy)
+    assert compared > 500 and refused < 4
+
+
+def test_softmax_tie_is_refused_and_overflow_row_matches():
+    """F9: six equal maxima with y_scale 0.26514 put 3 * 1/6 on a tie the runtime rounds up: refused.
+    y_scale 0.0016804 (floor(1/s) = 595) with 2 elements: the runtime's values, not saturation."""
+    from qsim.sim.int_elementwise import ort_softmax
+
+    tie = np.array([[127, 127, -128, 127, -128, -128, 127, 127, -128, 127]], np.int8)
+    with pytest.raises(GraphError, match="rounding tie"):
+        ort_softmax(tie, np.float32(0.13256904), np.float32(0.2651381), -128, True)
+    x = np.array([[29, -92], [-34, -128], [-88, -11], [-44, -128]], np.int8)
+    want = _softmax_model(x.shape, 0.0067214966, 0.0016803741, -97, np.int8).run(None, {"x": x})[0]
+    got = ort_softmax(x, np.float32(0.0067214966), np.float32(0.0016803741), -97, True)
+    assert want[1, 1] == 110 and np.array_equal(got, want)

@@ -76,5 +76,38 @@ def test_resnet_block_unfused_units_are_refused(tmp_path, per_channel):
     in_float = {n.name for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node
                 if n.op_type in ("Conv", "Add", "AveragePool", "Gemm", "MatMul", "GlobalAveragePool")}
     assert predicted == in_float == {"b1_conv1", "b1_add", "b2_dw", "b2_proj", "b2_add", "avgpool"}
-    with pytest.raises(QsimError, match="runs the QDQ units b1_conv1, b1_add"):
+    with pytest.raises(QsimError, match=r"runs the QDQ units b1_conv1 \(Conv\), b2_dw \(Conv\)"):
         simulate(q, {"x": np.zeros((2, 3, 32, 32), np.float32)})
+
+
+def _fan_out(path):
+    """An input read by an Add and a Mul (its QuantizeLinear feeds two nodes: int8, unfused), their
+    results added and rectified."""
+    rng = np.random.default_rng(3)
+    n = helper.make_node
+    nodes = [n("Add", ["x", "shift"], ["a"], name="add_shift"),
+             n("Mul", ["x", "gain"], ["m"], name="mul_gain"),
+             n("Add", ["a", "m"], ["s"], name="add_sum"),
+             n("Relu", ["s"], ["y"], name="relu")]
+    inits = [M._w(rng, "shift", (1, 3, 1, 1), 0.7), M._w(rng, "gain", (1, 3, 1, 1), 0.9)]
+    vi = helper.make_tensor_value_info
+    return M._save(nodes, inits, [vi("x", TensorProto.FLOAT, [2, 3, 8, 8])], [vi("y", TensorProto.FLOAT, [2, 3, 8, 8])],
+                   path, "fan_out")
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_unfused_elementwise_units_run_in_float_as_onnxruntime(tmp_path, seed):
+    """The unfused Add and Mul units run as float islands (DQ -> fp32 op -> QuantizeLinear), as
+    onnxruntime runs them: equal on every output element; a model with an unfused Conv stays refused."""
+    import onnxruntime
+
+    from qsim.ir.onnx_s8_units import int8_float_units
+
+    q = quantize(_fan_out(tmp_path / "f.onnx"), tmp_path / "q.onnx", "qdq", False, activations="int8")
+    model = onnx.load(str(q))
+    assert set(unfused_int8_units(model)) == {"add_shift", "mul_gain"} == set(int8_float_units(model))
+    x = (np.random.default_rng(seed).standard_normal((2, 3, 8, 8)) * 2).astype(np.float32)
+    want = _ort(q, x, onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL)
+    got = simulate(q, {"x": x})
+    got = got[next(iter(got))]
+    assert got.shape == want.shape and int(np.sum(got.view(np.int32) != want.view(np.int32))) == 0

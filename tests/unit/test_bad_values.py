@@ -23,7 +23,7 @@ def _line(text: str, marker: str) -> int:
 
 
 @pytest.mark.parametrize("old,new,key,problem", [
-    ("int8: 0.4167", "int8: .nan", "compute.efficiency.int8", "must be a finite number, got nan"),
+    ("int8: 0.4184", "int8: .nan", "compute.efficiency.int8", "must be a finite number, got nan"),
     ("clock_mhz: 480", "clock_mhz: .nan", "clock_mhz", "must be a finite number, got nan"),
     ("clock_mhz: 480", "clock_mhz: .inf", "clock_mhz", "must be a finite number, got inf"),
     ("clock_mhz: 480", "clock_mhz: -.inf", "clock_mhz", "must be a finite number, got -inf"),

@@ -46,3 +46,19 @@ def test_calibrate_command_writes_a_loadable_profile(tmp_path, capsys):
     assert main(["calibrate", "--quick", "--out", str(out)]) == 0
     prof = load_profile(out)
     assert prof.kind == "cpu" and prof.compute.macs_per_cycle["int8"] > 0
+
+
+def test_int8_efficiency_comes_from_the_qoperator_convolution():
+    r = {**_results(int8=600e9 / 2), "int8_qconv": 192e9, "int8_qmatmul": 240e9}
+    text = profile_yaml(r, name="local")
+    p = build_profile(load_yaml("x.yaml", text), "x.yaml")
+    assert p.compute.macs_per_cycle["int8"] == 128  # the instruction-set peak, not a measured rate
+    assert p.compute.efficiency["int8"] == 0.5  # 192 G MAC/s / (128 x 3 GHz)
+    assert "QLinearConv 3x3 u8 x s8: 384.0 GOPS measured (QLinearMatMul 480.0, MatMulInteger 600.0)" in text
+
+
+def test_qoperator_microbenchmarks_run_at_tiny_sizes():
+    from qsim.hw.calibrate import ort_qlinear_conv_macs_per_s, ort_qlinear_matmul_macs_per_s
+
+    assert ort_qlinear_conv_macs_per_s(4, channels=8) > 0
+    assert ort_qlinear_matmul_macs_per_s(16) > 0

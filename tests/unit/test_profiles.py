@@ -43,7 +43,7 @@ def test_all_problems_reported_at_once_with_lines(tmp_path):
                 .replace("bandwidth_gbps: 1.92            # 64-bit", "bandwidth_gbps: 0   # 64-bit")  # zero bandwidth
                 .replace("accumulator_bits: 32", "accumulator_bits: \"32 bits\"")    # wrong type
                 .replace("  weights: flash", "  weights: nand")                       # bad reference
-                .replace("    int8: 0.4167 ", "    int8: 1.5 ")                        # efficiency > 1
+                .replace("    int8: 0.4184 ", "    int8: 1.5 ")                        # efficiency > 1
                 .replace("dispatch_overhead_us: 5", "dispatch_overhead_s: 5"))        # unknown + missing
     path = _write(tmp_path, text)
     with pytest.raises(ProfileError) as info:

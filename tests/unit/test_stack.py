@@ -110,9 +110,9 @@ def test_error_band_text_json_and_sweep_columns():
     iot = load_profile("iot")
     lines = totals_lines("w", iot, "int8", estimate_graph(build("mlperf_tiny_ic"), PrecisionPlan.uniform("int8"),
                                                           iot).totals)
-    assert ", held-out error on this profile: median 21 %, worst 35 %" in lines[2]
-    assert error_band(iot)["held_out_worst_pct"] == 35
-    assert band_columns(iot) == {"stack": "tflm-cmsis-nn", "error_median_pct": 21, "error_worst_pct": 35}
+    assert ", held-out error on this profile: median 7 %, worst 8 %" in lines[2]
+    assert error_band(iot)["held_out_worst_pct"] == 8
+    assert band_columns(iot) == {"stack": "tflm-cmsis-nn", "error_median_pct": 7, "error_worst_pct": 8}
     mobile = load_profile("mobile")
     assert error_band(mobile)["text"] == ("no validation recorded for profile 'mobile' with stack "
                                           "'nnapi-npu-delegate': error unknown")

@@ -13,9 +13,9 @@
 * AddConst, SubConst, MulConst, DivConst, PowConst (operand_shape, reversed=False): ``x op c`` (``c op x``
   when reversed) with a constant ``c`` held as the node's weight ``operand`` (numpy broadcasting).
 
-The simulator has no kernels for LRN, Pad, Split, HardSigmoid and GlobalMaxPool (the cost
-model costs them); the integer executor runs the other arithmetic here as float islands except
-Requantize and the quantized AddConst / MulConst.
+The simulator has no kernels for LRN, Split, HardSigmoid and GlobalMaxPool (the cost model costs
+them); Pad's integer kernel fills with the zero point; the integer executor runs the other
+arithmetic here as float islands except Requantize and the quantized AddConst / MulConst.
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def infer_lrn(inputs, attrs) -> Inferred:
     return Inferred(outputs=(tuple(inputs[0]),))
 
 
-@register("Pad", cost_class=CostClass.DATA_MOVEMENT, float_kernel=NONE, int_kernel=NONE, quant=_SHARED,
+@register("Pad", cost_class=CostClass.DATA_MOVEMENT, float_kernel="float_ops.pad", int_kernel="int_ops.pad", quant=_SHARED,
           vector_ops=lambda i, o, a: numel(o[0]))  # a copy: one move per output element
 def infer_pad(inputs, attrs) -> Inferred:
     if len(inputs) != 1:

@@ -1,0 +1,130 @@
+"""The edge stacks' mechanisms by hand: Vela's MAC-array micro-blocks, cascades, TFLite's ADD with a
+fused activation, an in-order microcontroller's load stalls and its matrix-vector kernel."""
+from __future__ import annotations
+
+import pytest
+
+from qsim.cost import estimate_graph
+from qsim.cost.npu_array import utilisation
+from qsim.cost.stack import fusion_map
+from qsim.errors import ProfileError
+from qsim.hw.profile import load_profile, resolve_profile_path
+from qsim.ir import Graph
+from qsim.precision import PrecisionPlan
+
+INT8 = PrecisionPlan.uniform("int8")
+
+
+def conv_graph(cin: int, cout: int, size: int, kernel: int, groups: int = 1) -> Graph:
+    g = Graph("conv")
+    g.add_input("x", (1, cin, size, size))
+    g.add_node("Conv", "c", ["x"], {"out_channels": cout, "kernel": kernel, "pad": kernel // 2, "groups": groups})
+    g.mark_output("c")
+    return g.validate()
+
+
+def fc_graph(batch: int, cin: int, cout: int) -> Graph:
+    g = Graph("fc")
+    g.add_input("x", (batch, cin))
+    g.add_node("Gemm", "fc", ["x"], {"out_features": cout})
+    g.mark_output("fc")
+    return g.validate()
+
+
+def test_ethos_u_micro_blocks_by_hand():
+    array = load_profile("imx93").stack.mac_array
+    assert array.ofm_ublock == (2, 2, 8) and array.ifm_block_depth == 32
+    # 16 -> 16 channels, 3x3, 32x32: part-kernel-first (16*9 / (16*12) = 0.75 beats depth-first 16/32):
+    # 256 micro-blocks x 4 cycles, ceil(9/4) = 3 steps, 16/8 = 2 channel passes, 2 micro-block depths
+    g = conv_graph(16, 16, 32, 3)
+    macs = 16 * 16 * 9 * 32 * 32
+    assert utilisation(g, g.node("c"), macs, 256, array) == pytest.approx(macs / (1024 * 3 * 2 * 2 * 256))
+    # 64 -> 64 channels, 1x1, 8x8: depth-first, 2 IFM passes of 32, 16 micro-blocks x 4 = 64 cycles: full
+    g = conv_graph(64, 64, 8, 1)
+    assert utilisation(g, g.node("c"), 64 * 64 * 64, 256, array) == 1.0
+    # depthwise 3x3 over 8 channels at 8x8: 64 cycles per step, 3 steps, one micro-block depth
+    g = conv_graph(8, 8, 8, 3, groups=8)
+    assert utilisation(g, g.node("c"), 8 * 64 * 9, 256, array) == pytest.approx(8 * 64 * 9 / (192 * 256))
+    # a fully-connected layer has one output pixel: the 32-cycle weight fetch per step bounds it,
+    # 8 output channels x 32 inputs per 32 cycles = 8 MACs per cycle
+    g = fc_graph(1, 256, 8)
+    assert utilisation(g, g.node("fc"), 256 * 8, 256, array) == pytest.approx(8 / 256)
+
+
+def test_utilisation_slows_the_layer_against_the_fitted_efficiency():
+    profile = load_profile("imx93")
+    g = conv_graph(16, 16, 32, 3)
+    row = estimate_graph(g, INT8, profile).layers.set_index("name").loc["c"]
+    eff = profile.compute.efficiency["int8"] * 0.75
+    assert row.compute_s == pytest.approx(row.macs / (256 * eff * 1e9))
+
+
+def residual_tail() -> Graph:
+    g = Graph("tail")
+    g.add_input("x", (1, 8, 6, 6))
+    g.add_node("Conv", "c", ["x"], {"out_channels": 8, "kernel": 3, "pad": 1})
+    g.add_node("Relu", "r", ["c"])
+    g.add_node("Add", "add", ["r", "x"])
+    g.add_node("Relu", "out", ["add"])
+    g.mark_output("out")
+    return g.validate()
+
+
+def test_tflite_stacks_run_the_relu_after_an_add_inside_the_add():
+    g = residual_tail()
+    assert fusion_map(g, load_profile("iot").stack).fused_into == {"r": "c", "out": "add"}
+    # a stack without the key keeps it a kernel of its own
+    assert "out" not in fusion_map(g, load_profile("mobile").stack).fused_into
+    layers = estimate_graph(g, INT8, load_profile("iot")).layers.set_index("name")
+    assert layers.loc["out", "launches"] == 0 and layers.loc["out", "input_bytes"] == 0
+
+
+def test_cascading_keeps_single_consumer_activations_out_of_dram():
+    profile = load_profile("imx93")
+    g = Graph("chain")
+    g.add_input("x", (1, 64, 56, 56))  # 196 KiB: more than half the 384 KiB SRAM cache
+    g.add_node("Conv", "c1", ["x"], {"out_channels": 64, "kernel": 1})
+    g.add_node("Conv", "c2", ["c1"], {"out_channels": 64, "kernel": 1})
+    g.add_node("Add", "add", ["c2", "x"])
+    g.mark_output("add")
+    g.validate()
+    layers = estimate_graph(g, INT8, profile).layers.set_index("name")
+    weights = 64 * 64 + 64 * 4  # int8 weights and int32 bias from DRAM
+    act = 64 * 56 * 56
+    assert layers.loc["c1", "dram_bytes"] == weights + act  # reads x (graph input); c1 stays in SRAM
+    assert layers.loc["c2", "dram_bytes"] == weights  # c1 in, c2 out: both in the cascade
+    assert layers.loc["add", "dram_bytes"] == 2 * act  # x again (graph input), its output (graph output)
+    off = load_profile("imx93", {"stacks.vela-ethos-u.cascading": False})
+    assert estimate_graph(g, INT8, off).layers.set_index("name").loc["c2", "dram_bytes"] == weights + 2 * act
+
+
+def test_an_in_order_core_adds_memory_time_to_compute_time():
+    iot = load_profile("iot")
+    row = estimate_graph(fc_graph(1, 640, 128), INT8, iot).layers.set_index("name").loc["fc"]
+    assert row.latency_s == pytest.approx(iot.dispatch_s + row.compute_s + row.memory_s)
+    overlapped = load_profile("iot", {"stacks.tflm-cmsis-nn.memory_overlaps_compute": True})
+    row2 = estimate_graph(fc_graph(1, 640, 128), INT8, overlapped).layers.set_index("name").loc["fc"]
+    assert row2.latency_s == pytest.approx(iot.dispatch_s + max(row2.compute_s, row2.memory_s))
+
+
+def test_batch_one_fully_connected_runs_at_the_matrix_vector_efficiency():
+    iot = load_profile("iot")
+    mv = iot.stack.matrix_vector_efficiency["int8"]
+    assert mv == pytest.approx(iot.compute.efficiency["int8"] * 0.692, rel=1e-3)
+    one = estimate_graph(fc_graph(1, 640, 128), INT8, iot).layers.set_index("name").loc["fc"]
+    assert one.compute_s == pytest.approx(640 * 128 / (2 * mv * 480e6) + 128 / 480e6)  # MACs + output ops
+    four = estimate_graph(fc_graph(4, 640, 128), INT8, iot).layers.set_index("name").loc["fc"]
+    eff = iot.compute.efficiency["int8"]
+    assert four.compute_s == pytest.approx(4 * 640 * 128 / (2 * eff * 480e6) + 4 * 128 / 480e6)
+
+
+def test_a_mac_array_with_a_wrong_micro_block_is_an_error_naming_the_key(tmp_path):
+    with pytest.raises(ProfileError, match=r"stacks\.vela-ethos-u\.mac_array\.ofm_ublock.*expected 3 items"):
+        load_profile("imx93", {"stacks.vela-ethos-u.mac_array.ofm_ublock": [2, 8]})
+    text = resolve_profile_path("imx93").read_text().replace("      ifm_block_depth:", "      block_depth:")
+    (tmp_path / "npu.yaml").write_text(text)
+    with pytest.raises(ProfileError) as err:
+        load_profile(tmp_path / "npu.yaml")
+    line = 1 + text.splitlines().index(next(ln for ln in text.splitlines() if ln.startswith("      block_depth:")))
+    assert f"npu.yaml:{line}: stacks.vela-ethos-u.mac_array.block_depth: unknown key" in str(err.value)
+    assert "stacks.vela-ethos-u.mac_array.ifm_block_depth: missing required key" in str(err.value)
