@@ -161,13 +161,19 @@ def parse_plan(spec: Any, where: str = "precision") -> PrecisionPlan:
     if unknown:
         raise WorkloadError(f"{where}: unknown keys {sorted(unknown)}; expected default, overrides")
     overrides = []
+    if not isinstance(spec.get("overrides") or [], list):
+        raise WorkloadError(f"{where}.overrides: expected a list of {{name|op: ..., precision: ...}}")
     for i, item in enumerate(spec.get("overrides") or []):
         if not isinstance(item, Mapping) or "precision" not in item or not ({"name", "op"} & set(item)):
             raise WorkloadError(f"{where}.overrides[{i}]: needs 'precision' and 'name' or 'op'")
         extra = set(item) - {"name", "op", "precision"}
         if extra:
             raise WorkloadError(f"{where}.overrides[{i}]: unknown keys {sorted(extra)}")
-        match = {k: str(item[k]) for k in ("name", "op") if k in item}
+        wrong = [k for k in ("name", "op") if k in item and not isinstance(item[k], str)]
+        if wrong:  # str() would turn 5, .nan or a list into a pattern that silently matches nothing
+            raise WorkloadError(f"{where}.overrides[{i}].{wrong[0]}: expected a layer name or op type (a string), "
+                                f"got {item[wrong[0]]!r}")
+        match = {k: item[k] for k in ("name", "op") if k in item}
         overrides.append((match, parse_precision(item["precision"])))
     return PrecisionPlan(parse_precision(spec.get("default", "fp32")), tuple(overrides))
 

@@ -125,6 +125,7 @@ def _cross_field_errors(data: Mapping[str, Any]) -> list[Problem]:
     """Rules a per-key schema cannot express: names that must refer to each other."""
     errors = []
     compute, energy = data.get("compute") or {}, data.get("energy") or {}
+    energy = energy if isinstance(energy, Mapping) else {}  # a wrong type is the schema's problem
     if isinstance(energy, Mapping) and "process_nm" not in energy:
         for key in ("mac_pj", "vector_op_pj"):
             if key not in energy:
@@ -156,7 +157,7 @@ def _cross_field_errors(data: Mapping[str, Any]) -> list[Problem]:
             if isinstance(name, str) and name not in memories:
                 errors.append(Problem(f"{name!r} is not a memory (defined: {', '.join(memories)})",
                                       line=line_of(placement, role), key=f"placement.{role}"))
-        buf = memories.get(placement.get("buffer"))
+        buf = memories.get(placement.get("buffer")) if isinstance(placement.get("buffer"), str) else None
         if isinstance(buf, Mapping) and buf.get("on_chip") is False:
             errors.append(Problem(f"{placement['buffer']!r} must be an on-chip memory",
                                   line=line_of(placement, "buffer"), key="placement.buffer"))

@@ -117,6 +117,8 @@ def stack_errors(data: Mapping[str, Any]) -> list[Problem]:
         return []
     if not isinstance(stacks, Mapping):
         return [Problem(f"missing (stack {chosen!r} selects one of them)", line=line_of(data, "stack"), key="stacks")]
+    if chosen is not None and not isinstance(chosen, str):
+        return []  # the schema reports the wrong type (Str)
     if chosen is None:
         return [Problem(f"missing (select one of {', '.join(stacks)})", line=line_of(data, "stacks"), key="stack")]
     if chosen not in stacks:

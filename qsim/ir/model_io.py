@@ -64,15 +64,18 @@ class ModelIO:
                                 "give a dict name -> array")
             feeds = {self.inputs[0].name: feeds}
         known = {p.name for p in self.inputs}
-        unknown = sorted(set(feeds) - known)
+        unknown = sorted(map(repr, set(feeds) - known))
         if unknown:
-            raise QsimError(f"{path}: no model input named {', '.join(map(repr, unknown))}; "
+            raise QsimError(f"{path}: no model input named {', '.join(unknown)}; "
                             f"the inputs are {sorted(known)}")
         out = {}
         for p in self.inputs:
             if p.name not in feeds:
                 raise QsimError(f"{path}: no array given for input {p.name!r} ({p.dtype} {list(p.shape)})")
-            v = np.asarray(feeds[p.name])
+            try:
+                v = np.asarray(feeds[p.name])
+            except (ValueError, TypeError) as exc:  # ragged nested lists, objects numpy cannot hold
+                raise QsimError(f"{path}: input {p.name!r} is not an array: {exc}") from None
             if v.dtype != np.dtype(p.dtype):
                 raise QsimError(f"{path}: input {p.name!r} takes {p.dtype} (the model's own dtype), got {v.dtype}")
             if v.ndim != len(p.shape) or any(d is not None and d != s for d, s in zip(p.shape, v.shape)):

@@ -15,7 +15,26 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from qsim.errors import GraphError
 from qsim.ir.onnx_context import Const, Context, const_from_array
+
+# The largest array one fold may produce. Shape arithmetic folds to a few integers and stored
+# weights to at most a few hundred MiB (a 32000 x 4096 fp32 embedding is 500 MiB); a file whose
+# ConstantOfShape / Expand / Range asks for more is refused before anything is allocated.
+FOLD_LIMIT_BYTES = 2 * 2 ** 30
+
+
+def check_fold_size(shape, dtype, what: str) -> tuple[int, ...]:
+    """``shape`` as ints, refused (GraphError) when negative or when an array of it would pass
+    ``FOLD_LIMIT_BYTES``."""
+    shape = tuple(int(d) for d in np.asarray(shape).reshape(-1))
+    if any(d < 0 for d in shape):
+        raise GraphError(f"{what}: negative dimension in shape {list(shape)}")
+    size = int(np.prod([float(d) for d in shape])) * np.dtype(dtype).itemsize if shape else np.dtype(dtype).itemsize
+    if size > FOLD_LIMIT_BYTES:
+        raise GraphError(f"{what}: folds to an array of shape {list(shape)} ({size / 2 ** 30:.3g} GiB), over the "
+                         f"{FOLD_LIMIT_BYTES // 2 ** 30} GiB bound on folded constants")
+    return shape
 
 
 def attrs_of(node: onnx.NodeProto) -> dict:
@@ -54,8 +73,18 @@ def _fold(fn):
 
     def folder(ctx, node, inputs):
         arrays, known = _arrays(inputs)
-        out = fn(ctx, node, arrays)
-        return None if out is None else [const_from_array(np.asarray(out), known=known)]
+        if node.op_type != "Constant" and (not arrays or arrays[0] is None):
+            raise GraphError(f"{node.op_type} {node.name or node.output[0]!r}: its first input is missing")
+        try:
+            out = fn(ctx, node, arrays)
+        except (ValueError, TypeError, IndexError, AttributeError, KeyError, OverflowError) as exc:
+            # a constant expression the file got wrong (axes out of range, shapes that do not match)
+            raise GraphError(f"{node.op_type} {node.name or node.output[0]!r} on constants: {exc}") from None
+        if out is None:
+            return None
+        out = np.asarray(out)
+        check_fold_size(out.shape, out.dtype, f"{node.op_type} {node.name or node.output[0]!r}")
+        return [const_from_array(out, known=known)]
 
     return folder
 
@@ -71,7 +100,8 @@ def _constant(ctx, node, arrays):
 
 def _constant_of_shape(ctx, node, arrays):
     fill = attrs_of(node).get("value", np.zeros(1, np.float32)).reshape(-1)[0]
-    return np.broadcast_to(fill, tuple(int(d) for d in arrays[0]))  # zero-copy: light models
+    shape = check_fold_size(arrays[0], np.asarray(fill).dtype, "ConstantOfShape")
+    return np.broadcast_to(fill, shape)  # zero-copy: light models
 
 
 def _shape(ctx, node, inputs):
@@ -130,6 +160,27 @@ def _slice(ctx, node, arrays):
     return x[tuple(index)]
 
 
+def _expand(ctx, node, arrays):
+    x = np.asarray(arrays[0])
+    target = check_fold_size(arrays[1], x.dtype, "Expand")
+    try:
+        shape = np.broadcast_shapes(x.shape, target)
+    except ValueError:
+        raise GraphError(f"Expand: shape {list(x.shape)} does not broadcast to {list(target)}") from None
+    check_fold_size(shape, x.dtype, "Expand")
+    return x * np.ones(shape, x.dtype)
+
+
+def _range(ctx, node, arrays):
+    start, limit, delta = (np.asarray(a).reshape(-1)[0] if np.size(a) else None for a in arrays[:3])
+    if start is None or limit is None or delta is None or not np.isfinite([start, limit, delta]).all() or delta == 0:
+        raise GraphError(f"Range: start, limit and delta must be finite scalars, delta non-zero; "
+                         f"got {start}, {limit}, {delta}")
+    count = max(int(np.ceil((float(limit) - float(start)) / float(delta))), 0)
+    check_fold_size((count,), np.result_type(start, limit, delta), "Range")
+    return np.arange(start, limit, delta)
+
+
 def _binary(fn):
     def run(ctx, node, arrays):
         a, b = arrays[0], arrays[1]
@@ -160,6 +211,6 @@ FOLDERS = {
     "Sqrt": _fold(lambda ctx, node, a: np.sqrt(a[0])),
     "Equal": _fold(_binary(np.equal)),
     "Where": _fold(lambda ctx, node, a: np.where(a[0], a[1], a[2])),
-    "Expand": _fold(lambda ctx, node, a: a[0] * np.ones(tuple(int(d) for d in a[1]), a[0].dtype)),
-    "Range": _fold(lambda ctx, node, a: np.arange(a[0], a[1], a[2])),
+    "Expand": _fold(_expand),
+    "Range": _fold(_range),
 }

@@ -120,8 +120,14 @@ def _fix_batch(model: onnx.ModelProto, data_inputs: set[str], batch: int | None,
     for inp in model.graph.input:
         if inp.name not in data_inputs:
             continue
+        if not inp.type.tensor_type.HasField("shape"):
+            raise GraphError(f"{path}: input {inp.name!r} has no shape in the file; qsim needs each input's "
+                             "shape: export with an example input of the right shape, or set it with "
+                             "onnx.tools.update_model_dims.update_inputs_outputs_dims")
         dims = inp.type.tensor_type.shape.dim
         for i, d in enumerate(dims):
+            if d.HasField("dim_value") and d.dim_value < 0:
+                raise GraphError(f"{path}: input {inp.name!r} has a negative dimension {d.dim_value} at axis {i}")
             if i == 0:
                 original = d.dim_value if d.HasField("dim_value") else original
                 want = batch if batch is not None else (d.dim_value if d.HasField("dim_value") and d.dim_value else 1)
@@ -180,7 +186,12 @@ def _model_io(model: onnx.ModelProto, ctx: Context, symbolic_batch: set[str]) ->
         if vi.name in symbolic_batch:
             shape = (None,) + tuple(shape[1:])
         elem = vi.type.tensor_type.elem_type
-        return Port(vi.name, tensor, np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem)).name, tuple(shape))
+        try:
+            dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem)).name
+        except (KeyError, TypeError):
+            raise GraphError(f"{ctx.path}: graph input/output {vi.name!r} has element type {elem}, "
+                             "which has no numpy dtype") from None
+        return Port(vi.name, tensor, dtype, tuple(shape))
 
     inputs = tuple(port(i, i.name) for i in model.graph.input if i.name in ctx.g.inputs)
     uint8 = tuple(sorted({ctx.alias.get(t, t) for t in int8_pairs(model)[0]}))

@@ -9,30 +9,14 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
+from qsim.errors import GraphError
 from qsim.ir.onnx_context import Const, Context
 from qsim.ir.onnx_fold import FOLDERS, attr_or_input, attrs_of, reshape_target
+from qsim.ir.onnx_window import check_window, spatial_pads
 from qsim.numerics.tensor_quant import TensorQuant
 
 
 # -- shared helpers ------------------------------------------------------------------------------
-def spatial_pads(a: dict, in_hw, kernel, stride, dilation=(1, 1)) -> tuple[int, ...]:
-    """(top, left, bottom, right) from ONNX ``pads`` or ``auto_pad`` (SAME_* splits the excess)."""
-    auto = a.get("auto_pad", b"NOTSET")
-    auto = auto.decode() if isinstance(auto, bytes) else auto
-    if auto in ("SAME_UPPER", "SAME_LOWER"):
-        lo, hi = [], []
-        for size, k, s, d in zip(in_hw, kernel, stride, dilation):
-            total = max((-(-size // s) - 1) * s + (k - 1) * d + 1 - size, 0)
-            small, big = total // 2, total - total // 2
-            lo.append(small if auto == "SAME_UPPER" else big)
-            hi.append(big if auto == "SAME_UPPER" else small)
-        return (lo[0], lo[1], hi[0], hi[1])
-    if auto == "VALID":
-        return (0, 0, 0, 0)
-    p = [int(v) for v in a.get("pads", [0, 0, 0, 0])]
-    return (p[0], p[1], p[2], p[3])
-
-
 def _window(ctx: Context, node, x: str, kernel) -> dict:
     a = attrs_of(node)
     shape = ctx.g.tensor(x).shape
@@ -40,8 +24,9 @@ def _window(ctx: Context, node, x: str, kernel) -> dict:
         raise ValueError(f"only 2-D (NCHW) windows are supported, got input {shape}, kernel {list(kernel)}")
     stride = tuple(a.get("strides", (1, 1)))
     dilation = tuple(a.get("dilations", (1, 1)))
-    return {"kernel": tuple(int(k) for k in kernel), "stride": stride, "dilation": dilation,
-            "pad": spatial_pads(a, shape[2:], kernel, stride, dilation)}
+    if len(stride) != 2 or min(stride) < 1:  # SAME padding divides by the stride
+        raise GraphError(f"stride {list(stride)} must be two integers >= 1")
+    return check_window(kernel, stride, dilation, spatial_pads(a, shape[2:], kernel, stride, dilation), shape[2:])
 
 
 def weight_const(ctx: Context, node, index: int, role: str) -> Const:

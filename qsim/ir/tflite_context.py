@@ -37,13 +37,14 @@ class TfliteContext:
         self.sub = model.subgraphs[0]
         self.alias: dict[int, str] = {}  # tensor index -> IR activation tensor
         self.node_names: set[str] = set()
-        names = [_text(t.name) or f"t{i}" for i, t in enumerate(self.sub.tensors)]
+        check_indices(model, path)
+        names = [_name(t.name, i, path) or f"t{i}" for i, t in enumerate(self.sub.tensors or [])]
         self.names = [n if names.count(n) == 1 else f"{n}#{i}" for i, n in enumerate(names)]
         self.consumers: dict[int, list] = {}
         for op in self.sub.operators or []:
             for i in _ints(op.inputs):
                 self.consumers.setdefault(i, []).append(op)
-        self.values = {i: self._buffer(i, data) for i in range(len(self.sub.tensors))}
+        self.values = {i: self._buffer(i, data) for i in range(len(self.sub.tensors or []))}
 
     def tensor(self, i: int):
         return self.sub.tensors[i]
@@ -82,10 +83,18 @@ class TfliteContext:
         if q is None or q.scale is None or len(q.scale) == 0:
             return None
         scale = np.asarray(q.scale, np.float32)
-        zero = np.asarray(q.zeroPoint if q.zeroPoint is not None else np.zeros(scale.shape), np.int64)
+        zero = np.asarray(q.zeroPoint if q.zeroPoint is not None and len(q.zeroPoint) else np.zeros(scale.shape),
+                          np.int64)
+        where = f"{self.path}: tensor {self.names[i]!r}"
+        if not (np.isfinite(scale).all() and (scale > 0).all()):
+            raise GraphError(f"{where}: quantization scales must be finite and > 0, got {scale[:8].tolist()}")
+        if zero.shape != scale.shape:
+            raise GraphError(f"{where}: {scale.size} scales but {zero.size} zero points")
         axis = None
         if scale.size > 1:
-            axis = int(q.quantizedDimension)
+            axis, shape = int(q.quantizedDimension), self.shape(i)
+            if not 0 <= axis < len(shape) or shape[axis] != scale.size:
+                raise GraphError(f"{where}: {scale.size} per-channel scales along axis {axis} of shape {list(shape)}")
             axis = axis_map.index(axis) if axis_map else axis
         return TensorQuant(scale, zero, self.dtype(i), axis)
 
@@ -157,6 +166,45 @@ class TfliteContext:
         self.alias[i] = name
         self._set_quant(name, i)
         return name
+
+
+def check_indices(model, path: str) -> None:
+    """Every index of subgraph 0 points at something and every tensor has a usable shape, so the
+    import never indexes past a list: opcode indices, operator inputs (-1: an optional input left
+    out) and outputs, the subgraph's inputs and outputs, buffer indices; dimensions >= 1."""
+    sub = model.subgraphs[0]
+    tensors, codes = sub.tensors or [], model.operatorCodes or []
+    buffers = len(model.buffers or [])
+
+    def bad(message: str):
+        raise GraphError(f"{path}: {message} (corrupt TFLite file)")
+
+    for k, op in enumerate(sub.operators or []):
+        if not 0 <= int(op.opcodeIndex) < len(codes):
+            bad(f"operator {k}: opcode index {op.opcodeIndex} out of range (the file has {len(codes)} opcodes)")
+        for role, indices, optional in (("input", op.inputs, True), ("output", op.outputs, False)):
+            for i in _ints(indices):
+                if not (0 <= i < len(tensors) or (optional and i == -1)):
+                    bad(f"operator {k}: {role} tensor index {i} out of range (the subgraph has {len(tensors)} tensors)")
+        if not _ints(op.outputs):
+            bad(f"operator {k}: no outputs")
+    for role, indices in (("input", sub.inputs), ("output", sub.outputs)):
+        for i in _ints(indices):
+            if not 0 <= i < len(tensors):
+                bad(f"subgraph {role} tensor index {i} out of range (the subgraph has {len(tensors)} tensors)")
+    for i, t in enumerate(tensors):
+        if not 0 <= int(t.buffer) < max(buffers, 1):
+            bad(f"tensor {i}: buffer index {t.buffer} out of range (the file has {buffers} buffers)")
+        dims = _ints(t.shape)
+        if any(d < 1 for d in dims):
+            bad(f"tensor {i} ({_name(t.name, i, path)!r}): shape {dims} has a dimension below 1")
+
+
+def _name(v, i: int, path: str) -> str:
+    try:
+        return _text(v)
+    except UnicodeDecodeError:
+        raise GraphError(f"{path}: tensor {i}: name {v[:40]!r} is not UTF-8 (corrupt TFLite file)") from None
 
 
 def ir_shape(shape: tuple[int, ...]) -> tuple[int, ...]:

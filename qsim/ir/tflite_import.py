@@ -54,7 +54,8 @@ def load_tflite_io(path: str | os.PathLike) -> tuple[Graph, ModelIO]:
     the graph (``ModelIO``): what LiteRT's interpreter takes and returns."""
     path = str(path)
     model, data = _read(path)
-    name = _text(model.subgraphs[0].name) or os.path.splitext(os.path.basename(path))[0]
+    raw_name = model.subgraphs[0].name
+    name = (raw_name.decode(errors="replace") if isinstance(raw_name, bytes) else raw_name) or os.path.splitext(os.path.basename(path))[0]
     ctx = TfliteContext(model, data, path, Graph(name))
     for index, op in enumerate(ctx.sub.operators or []):
         op_name = ctx.op_name(op)

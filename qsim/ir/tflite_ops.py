@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from qsim.errors import GraphError
+from qsim.ir.onnx_window import check_window
 from qsim.ir.tflite_context import NHWC_TO_NCHW, TfliteContext, _ints, ir_shape
 
 ACTIVATIONS = {1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH", 5: "SIGN_BIT"}
@@ -39,8 +41,12 @@ def _window(ctx: TfliteContext, x: str, kernel, opts, dilation=(1, 1)) -> dict:
     if len(shape) != 4:
         raise ValueError(f"expected a 4-D NHWC input, got rank {len(shape)}")
     stride = (int(opts.strideH), int(opts.strideW))
+    if min(stride) < 1:  # SAME padding divides by the stride
+        raise GraphError(f"stride {list(stride)} must be two integers >= 1")
     pad = same_pads(shape[2:], kernel, stride, dilation) if int(opts.padding) == 0 else (0, 0, 0, 0)
-    return {"kernel": tuple(kernel), "stride": stride, "pad": pad}
+    window = check_window(kernel, stride, dilation, pad, shape[2:])
+    del window["dilation"]  # conv handlers give it themselves; pools have none
+    return window
 
 
 def _bias(op) -> int | None:

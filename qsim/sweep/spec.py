@@ -64,9 +64,18 @@ class _Checker:
     def error(self, line: int, key: str, problem: str) -> None:
         self.errors.append(Problem(_indent(problem), line=line, key=key))
 
+    def _too_long(self, label: str, line: int, key: str) -> bool:
+        """A name no file system holds (the OS refuses it with an OSError before anything is looked up)."""
+        longest = max((len(part.encode()) for part in Path(str(label)).parts), default=0)
+        if longest > 255:
+            self.error(line, key, f"a name of {longest} bytes: no file or shipped name is that long")
+        return longest > 255
+
     def workload(self, label: str, line: int, key: str) -> bool:
         if label in self.workloads:
             return True
+        if self._too_long(label, line, key):
+            return False
         path = resolve_workload(label)
         if not path_exists(path) and not Path(label).is_absolute() and path_exists(self.base / label):
             path = self.base / label  # a path relative to the spec file
@@ -110,6 +119,8 @@ class _Checker:
     def profile(self, label: str, line: int, key: str) -> bool:
         if label in self.profiles:
             return True
+        if self._too_long(label, line, key):
+            return False
         try:
             path = resolve_profile_path(label)
             if not path_exists(path) and path_exists(self.base / label):
