@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 from qsim.errors import Problem
 from qsim.ir.builders import BUILDERS
+from qsim.ir.registry import OPS
 from qsim.schema import Bool, Enum, Int, ListOf, MapOf, Num, OneOrList, Record, Str
 from qsim.yamlio import line_of
 
@@ -56,6 +57,17 @@ class _Unchecked:
 
 
 @dataclass(frozen=True)
+class _OpName:
+    """An op the registry knows, so that an unknown op is reported at its layer's line."""
+
+    def check(self, value, path, line, errors):
+        if not isinstance(value, str) or not value:
+            Str().check(value, path, line, errors)
+        elif value not in OPS:
+            errors.append(Problem(f"unknown op {value!r}; known ops: {', '.join(sorted(OPS))}", line=line, key=path))
+
+
+@dataclass(frozen=True)
 class _Layer:
 
     def check(self, value, path, line, errors):
@@ -71,7 +83,7 @@ class _Layer:
             LAYER_KEYS.get(key, _AttributeValue()).check(item, f"{path}.{key}", line_of(value, key, line), errors)
 
 
-LAYER_KEYS = {"name": Str(), "op": Str(), "inputs": ListOf(Str(), non_empty=False), **LAYER_ATTRIBUTES}
+LAYER_KEYS = {"name": Str(), "op": _OpName(), "inputs": ListOf(Str(), non_empty=False), **LAYER_ATTRIBUTES}
 MODEL_SCHEMA = Record(optional={
     "builder": Enum(tuple(sorted(BUILDERS))), "params": MapOf(_Unchecked(), non_empty=False),  # by signature, below
     "onnx": Str(), "tflite": Str(),

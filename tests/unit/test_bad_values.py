@@ -97,6 +97,7 @@ def _conv(**change) -> str:
     (LAYERS.replace("name: c1,", "name: [c1],"), "c1", "model.layers[0].name", "expected a non-empty string"),
     (LAYERS.replace("inputs: [x], out", "inputs: 5, out"), "c1", "model.layers[0].inputs", "expected a list, got 5"),
     (LAYERS.replace("op: Relu", "op: [Relu]"), "Relu", "model.layers[1].op", "expected a non-empty string"),
+    (LAYERS.replace("op: Relu", "op: Reluu"), "Reluu", "model.layers[1].op", "unknown op 'Reluu'; known ops: Add,"),
     (LAYERS.replace("outputs: [r1]", "outputs: 5"), "outputs", "model.outputs", "expected a list, got 5"),
     # a scalar in a list carries no line of its own: the list's
     (LAYERS.replace("- {name: r1, op: Relu, inputs: [c1]}", "- hello"), "layers:", "model.layers[1]",
