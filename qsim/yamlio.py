@@ -11,6 +11,8 @@ key (``<<: *base``) works as YAML specifies: the mapping's own keys override the
 """
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 from typing import Any, Callable
 
@@ -140,6 +142,12 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
 
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+# YAML 1.1 (PyYAML) reads ``1e3`` and ``5e-1`` as strings: a float needs a dot there. Users write
+# exponents without one (``clock_mhz: 1e3``), as YAML 1.2 allows, so this loader (and only it) reads them as
+# floats. The resolver table is copied first: add_implicit_resolver would otherwise change SafeLoader's.
+_StrictLoader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9]+[eE][-+]?[0-9]+$"),
+                                    list("-+0123456789"))
 
 
 def _read_text(path: Path) -> str:

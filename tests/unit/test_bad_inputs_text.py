@@ -253,3 +253,12 @@ def test_output_folder_that_is_a_file_or_device_is_refused(tmp_path):
     with pytest.raises(OutputError, match=r"/dev/null: is a character device, not a folder"):
         check_output_dir("/dev/null")
     assert check_output_dir(tmp_path) == tmp_path
+
+
+def test_exponents_without_a_dot_are_numbers_and_yaml_global_loader_is_untouched():
+    import yaml
+
+    from qsim.yamlio import load_yaml
+    data = load_yaml("x.yaml", text="a: 1e3\nb: -5E-1\nc: 1e3x\n")
+    assert data == {"a": 1000.0, "b": -0.5, "c": "1e3x"}
+    assert yaml.safe_load("a: 1e3") == {"a": "1e3"}  # registered on qsim's loader only
