@@ -19,7 +19,7 @@ from typing import Any, Callable
 import yaml
 
 from qsim.errors import Problem, QsimError
-from qsim.files import atomic_write, short_path  # noqa: F401  (atomic_write: its old home, kept importable)
+from qsim.files import short_path
 
 
 class LocatedDict(dict):

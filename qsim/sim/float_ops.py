@@ -15,6 +15,7 @@ from qsim.errors import GraphError
 from qsim.ir.ops._attrs import pads as _pads, pair, window_out
 from qsim.ir.ops.extra import reduce_axes
 from qsim.ir.registry import Support, get_op, ops_running_on
+from qsim.numerics.requant_ref import fma_f32
 
 Kernel = Callable[[list, Mapping[str, np.ndarray], Mapping[str, Any]], list]
 
@@ -117,19 +118,6 @@ def batchnorm(inputs, w, attrs):
     return [inputs[0] * w["scale"].reshape(shape) + w["shift"].reshape(shape)]
 
 
-def _fma_f32(a, b, c) -> np.ndarray:
-    """fp32 fused multiply-add ``a * b + c`` rounded once (x86 VFMADD): the product of two fp32
-    values is exact in fp64; the fp64 sum is made round-to-odd from its TwoSum error, so that the
-    final rounding to fp32 is the single correct rounding (no double-rounding error)."""
-    a, b, c = (np.asarray(v, np.float64) for v in (a, b, c))
-    p = a * b
-    s = p + c
-    t = s - p
-    err = (p - (s - t)) + (c - t)
-    inexact_even = (err != 0) & ((s.view(np.int64) & 1) == 0)
-    return np.where(inexact_even, np.nextafter(s, s + err), s).astype(np.float32)
-
-
 def _layernorm_ort(x: np.ndarray, gamma: np.ndarray, beta, eps: float) -> np.ndarray:
     """onnxruntime 1.32 CPU LayerNormalization on fp32 rows (x: (rows, n)), bit for bit. Published
     layer_norm_impl.cc sources show a sequential fp32 ``ComputeJob``; the 1.32 x86-64 wheel's
@@ -170,7 +158,7 @@ def _layernorm_ort(x: np.ndarray, gamma: np.ndarray, beta, eps: float) -> np.nda
     n8 = n // 8 * 8
     acc = np.zeros((rows, 8), f32)
     for k in range(0, n8, 8):
-        acc = _fma_f32(d[:, k:k + 8], d[:, k:k + 8], acc)
+        acc = fma_f32(d[:, k:k + 8], d[:, k:k + 8], acc)
     half = acc[:, :4] + acc[:, 4:]
     var = (half[:, 0] + half[:, 2]) + (half[:, 1] + half[:, 3])
     j = n8
@@ -180,12 +168,12 @@ def _layernorm_ort(x: np.ndarray, gamma: np.ndarray, beta, eps: float) -> np.nda
             var = var + sq[:, t]
         j += 4
     for t in range(j, n):
-        var = _fma_f32(d[:, t], d[:, t], var)
+        var = fma_f32(d[:, t], d[:, t], var)
     inv = f32(1) / np.sqrt(var / f32(n) + f32(eps))
     z = d * inv[:, None]
     if beta is None:
         return z * gamma
-    return _fma_f32(z, np.broadcast_to(gamma, z.shape), np.broadcast_to(beta, z.shape))
+    return fma_f32(z, np.broadcast_to(gamma, z.shape), np.broadcast_to(beta, z.shape))
 
 
 def layernorm(inputs, w, attrs):
