@@ -126,6 +126,7 @@ class PrecisionPlan:
 
     default: LayerPrecision
     overrides: tuple[tuple[Mapping[str, str], LayerPrecision], ...] = field(default_factory=tuple)
+    recipes: tuple = ()  # qsim.recipes.RecipeCall, applied by qsim.recipes.apply in order
 
     def for_node(self, node) -> LayerPrecision:
         chosen = self.default
@@ -144,7 +145,8 @@ class PrecisionPlan:
 
     @property
     def name(self) -> str:
-        return self.default.name + (f"+{len(self.overrides)} overrides" if self.overrides else "")
+        return (self.default.name + (f"+{len(self.overrides)} overrides" if self.overrides else "")
+                + "".join(f"+{r.name}" for r in self.recipes))
 
     @classmethod
     def uniform(cls, spec: Any) -> "PrecisionPlan":
@@ -152,14 +154,18 @@ class PrecisionPlan:
 
 
 def parse_plan(spec: Any, where: str = "precision") -> PrecisionPlan:
-    """A plan from a string (uniform) or ``{default: ..., overrides: [{name|op: ..., precision: ...}]}``."""
+    """A plan from a string (uniform) or ``{default: ..., overrides: [{name|op: ..., precision: ...}]}``;
+    ``plan`` is another spelling of ``default``, and ``recipes`` a list of ``qsim.recipes``."""
     if isinstance(spec, PrecisionPlan):
         return spec
     if not isinstance(spec, Mapping) or "weight" in spec:  # a string or one {weight, activation} mapping
         return PrecisionPlan.uniform(spec)
-    unknown = set(spec) - {"default", "overrides"}
+    unknown = set(spec) - {"default", "overrides", "plan", "recipes"}
     if unknown:
-        raise WorkloadError(f"{where}: unknown keys {sorted(unknown)}; expected default, overrides")
+        raise WorkloadError(f"{where}: unknown keys {sorted(unknown)}; expected default (or plan), overrides, "
+                            "recipes")
+    if "plan" in spec or "recipes" in spec:
+        return _plan_with_recipes(spec, where)
     overrides = []
     if not isinstance(spec.get("overrides") or [], list):
         raise WorkloadError(f"{where}.overrides: expected a list of {{name|op: ..., precision: ...}}")
@@ -176,6 +182,19 @@ def parse_plan(spec: Any, where: str = "precision") -> PrecisionPlan:
         match = {k: item[k] for k in ("name", "op") if k in item}
         overrides.append((match, parse_precision(item["precision"])))
     return PrecisionPlan(parse_precision(spec.get("default", "fp32")), tuple(overrides))
+
+
+def _plan_with_recipes(spec: Mapping, where: str) -> PrecisionPlan:
+    from dataclasses import replace
+
+    from qsim.recipes import parse_recipes
+
+    if "plan" in spec and "default" in spec:
+        raise WorkloadError(f"{where}: give the default precision once, as plan or as default")
+    rest = {k: v for k, v in spec.items() if k in ("default", "overrides")}
+    if "plan" in spec:
+        rest["default"] = spec["plan"]
+    return replace(parse_plan(rest, where), recipes=parse_recipes(spec.get("recipes"), f"{where}.recipes"))
 
 
 def check_simulable(plan: PrecisionPlan) -> PrecisionPlan:
@@ -207,7 +226,9 @@ def precision_spec(prec: LayerPrecision) -> Any:
 
 def plan_spec(plan: PrecisionPlan) -> Any:
     """A YAML-ready form of a plan that ``parse_plan`` reads back to an equal plan."""
-    if not plan.overrides:
+    if not plan.overrides and not plan.recipes:
         return precision_spec(plan.default)
-    return {"default": precision_spec(plan.default),
-            "overrides": [{**dict(match), "precision": precision_spec(prec)} for match, prec in plan.overrides]}
+    spec = {"default": precision_spec(plan.default)}
+    if plan.overrides:
+        spec["overrides"] = [{**dict(match), "precision": precision_spec(prec)} for match, prec in plan.overrides]
+    return {**spec, "recipes": [r.spec() for r in plan.recipes]} if plan.recipes else spec

@@ -169,9 +169,34 @@ def _duplicate_names(model: Mapping) -> list[Problem]:
     return errors
 
 
+def _recipe_problems(spec: Mapping, line: int) -> list[Problem]:
+    """Each recipe of ``precision.recipes`` at its own line: an unknown name or parameter, a bad value."""
+    from qsim.errors import WorkloadError
+    from qsim.recipes import parse_recipe
+
+    items = spec["recipes"]
+    if not isinstance(items, list):
+        return [Problem(f"expected a list of recipes, got {items!r}", line=line_of(spec, "recipes", line),
+                        key="precision.recipes")]
+    errors = []
+    for i, item in enumerate(items):
+        try:
+            parse_recipe(item, f"precision.recipes[{i}]")
+        except WorkloadError as exc:
+            at = getattr(item, "line", 0) or line_of(spec, "recipes", line)
+            param = exc.key.rsplit(".", 1)[-1] if exc.key else None
+            errors.append(Problem(exc.message, line=line_of(item, param, at) if isinstance(item, Mapping) else at,
+                                  key=exc.key))
+    return errors
+
+
 def _precision_problems(data: Mapping) -> list[Problem]:
-    """The types in a ``{default, overrides}`` plan that parsing would trip over (its keys it checks)."""
+    """The types in a ``{default, overrides}`` plan that parsing would trip over (its keys it checks),
+    and its ``recipes``."""
     spec = data.get("precision")
+    if isinstance(spec, Mapping) and "weight" not in spec and spec.get("recipes") is not None:
+        return _recipe_problems(spec, line_of(data, "precision", 1)) + _precision_problems(
+            {"precision": {k: v for k, v in spec.items() if k != "recipes"}})
     if not isinstance(spec, Mapping) or "weight" in spec or spec.get("overrides") is None:
         return []
     overrides, line = spec["overrides"], line_of(data, "precision", 1)

@@ -226,7 +226,7 @@ def _weights(graph: Graph, plan: PrecisionPlan, act: dict[str, TensorQuant], per
                 put(t, value, tq.fmt.element_type, tq)
             elif role in rule.weights and prec.weight in HALF:
                 put(t, _half(w, prec.weight), HALF[prec.weight])
-            elif role in rule.activation_weights and node.inputs[0] in act:
+            elif role in rule.activation_weights and node.inputs[0] in act and quantizable(prec.activation):
                 tq = Observer().update(w).tensor_quant(prec.activation)
                 put(t, _store(quantize(w, tq), tq), tq.fmt.element_type, tq)
             elif t not in dtypes:
