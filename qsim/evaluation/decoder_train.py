@@ -59,7 +59,7 @@ def export(net) -> dict[str, np.ndarray]:
     return {k: v.detach().numpy().astype(np.float32) for k, v in net.state_dict().items() if k != "mask"}
 
 
-def train(cfg: Config, steps: int = 1000, batch: int = 24, seq: int = 64, lr: float = 3e-3, seed: int = 0,
+def train(cfg: Config, steps: int = 800, batch: int = 24, seq: int = 64, lr: float = 3e-3, seed: int = 0,
           log=lambda line: print(line, file=sys.stderr)) -> dict[str, np.ndarray]:
     """AdamW with a cosine schedule on random windows of the training split."""
     import torch

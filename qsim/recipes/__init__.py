@@ -227,7 +227,8 @@ def _quantize(state: RecipeState, fp32: bool) -> RecipeState:
 
     if fp32:
         return replace(state, qgraph=state.graph)
-    return replace(state, qgraph=quantize_graph(state.graph, state.plan, list(state.calib), **state.options))
+    plan = replace(state.plan, recipes=())  # the recipes are running around this call
+    return replace(state, qgraph=quantize_graph(state.graph, plan, list(state.calib), **state.options))
 
 
 def _static_how(qgraph: Graph) -> str:

@@ -59,11 +59,25 @@ def prepare(graph: Graph, plan, calib: list[Mapping[str, np.ndarray]], observer:
             raise QsimError(f"model {graph.name!r} is already quantized: its own scales and zero points are "
                             "used unchanged; a plan applies to float models only")
         return graph
+    if getattr(plan, "recipes", None) or isinstance(plan, Mapping) and plan.get("recipes"):
+        return _with_recipes(graph, plan, calib, observer, **options)
     if is_fp32(plan):
         return graph
     from qsim.sim.quantize_graph import quantize_graph
 
     return quantize_graph(graph, plan, calib, **{"observer": observer, **options})
+
+
+def _with_recipes(graph: Graph, plan, calib, observer: str, **options) -> Graph:
+    """A plan with ``recipes`` (``qsim.recipes``): the graph they produce, when it runs as a static
+    quantized graph; recipes emulated at run time are refused here rather than dropped."""
+    from qsim.recipes import apply
+
+    applied = apply(graph, plan, calib, **{"observer": observer, **options})
+    if applied.hooks:
+        raise QsimError(f"model {graph.name!r}: the plan's recipes need value emulation at run time "
+                        f"({applied.how}); run them with qsim.recipes.apply(graph, plan, calib).run(feeds)")
+    return applied.graph
 
 
 def integer_ready(qgraph: Graph) -> bool:

@@ -152,6 +152,9 @@ def quantize_graph(graph: Graph, plan, calib_feeds: Sequence[Mapping[str, np.nda
     onnxruntime), symmetric, per channel when ``per_channel``, or in groups of ``weight_block``
     along the input axis (the bias of a grouped weight stays float: it has no single scale)."""
     plan = check_simulable(parse_plan(plan))
+    if plan.recipes:  # a plan's recipes rewrite the graph around this call: qsim.recipes.apply runs them
+        raise QsimError(f"quantize_graph does not run recipes ({', '.join(r.name for r in plan.recipes)}); "
+                        "use qsim.recipes.apply(graph, plan, calib)")
     if graph.quant_params:
         raise QsimError(f"graph {graph.name!r} is already quantized ({len(graph.quant_params)} tensors "
                         "carry quantization parameters); quantize_graph takes a float graph")

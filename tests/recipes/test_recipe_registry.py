@@ -93,3 +93,17 @@ def test_a_runtime_recipe_cannot_hide_in_a_static_plan():
     g, calib, _ = tiny_decoder()
     with pytest.raises(QsimError, match="quantizes no Gemm weight"):
         recipes.apply(g, "fp32", calib, [{"name": "gptq"}])
+
+
+def test_the_simulators_flow_applies_a_plans_static_recipes_and_refuses_emulated_ones():
+    from qsim.sim.pipeline import prepare
+    from qsim.sim.quantize_graph import quantize_graph
+
+    g, calib, _ = tiny_decoder()
+    q = prepare(g, {"plan": "w4a16", "recipes": [{"name": "gptq", "group": 16}]}, calib)
+    direct = recipes.apply(g, "w4a16", calib, [{"name": "gptq", "group": 16}]).graph
+    assert np.array_equal(q.constants["l1.fc2.weight"], direct.constants["l1.fc2.weight"])
+    with pytest.raises(QsimError, match="need value emulation at run time"):
+        prepare(g, {"plan": "w8a8", "recipes": ["dynamic"]}, calib)
+    with pytest.raises(QsimError, match=r"quantize_graph does not run recipes \(gptq\)"):
+        quantize_graph(g, parse_plan({"plan": "w4a16", "recipes": ["gptq"]}), calib)
