@@ -185,9 +185,9 @@ class Applied:
         from qsim.sim.metrics import real_value
 
         if self.hooks:
-            from qsim.recipes.emulate import run_emulated
+            from qsim.sim.quantize_graph import run_fake_quant
 
-            outs = run_emulated(self.graph, feeds, self.hooks)
+            outs = run_fake_quant(self.graph, feeds, hooks=self.hooks)
         else:
             from qsim.sim.pipeline import run_model
 

@@ -308,14 +308,19 @@ def _to_grid(qgraph: Graph, t: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return x, x
 
 
-def run_fake_quant(qgraph: Graph, feeds: Mapping[str, np.ndarray], trace: bool = False) -> dict[str, np.ndarray]:
+def run_fake_quant(qgraph: Graph, feeds: Mapping[str, np.ndarray], trace: bool = False,
+                   hooks: Sequence = ()) -> dict[str, np.ndarray]:
     """Execute a quantized graph in float with quantize-dequantize at every quantized tensor.
 
     Feeds may be real values (quantized on entry) or already quantized integers. Returns the outputs
     (every tensor when ``trace``) as the integer executor does: the stored integers for integer
     tensors (``qsim.sim.metrics.real_value`` dequantizes them), real values for fp8 tensors (on the
-    fp8 grid, times the scale) and for float tensors."""
+    fp8 grid, times the scale) and for float tensors. ``hooks`` (``qsim.recipes.Hook``: value
+    emulation of run-time quantization) transform a node's input or a tensor's real values; a
+    hooked tensor is returned as its real values."""
     check_feeds(qgraph, feeds)
+    on_input = {(h.target, h.index): h.fn for h in hooks if h.kind == "input"}
+    on_output = {h.target: h.fn for h in hooks if h.kind == "output"}
     real: dict[str, np.ndarray] = {}
     stored: dict[str, np.ndarray] = {}
     for t in qgraph.inputs:
@@ -327,9 +332,12 @@ def run_fake_quant(qgraph: Graph, feeds: Mapping[str, np.ndarray], trace: bool =
             if t not in weights:
                 weights[t] = real_weight(qgraph, t).astype(np.float32, copy=False)
             w[role] = weights[t]
-        outs = run_float_kernel(node.op, [real[t] for t in node.inputs], w, node.attrs)
+        args = [on_input[(node.name, i)](real[t]) if (node.name, i) in on_input else real[t]
+                for i, t in enumerate(node.inputs)]
+        outs = run_float_kernel(node.op, args, w, node.attrs)
         for t, value in zip(node.outputs, outs):
             stored[t], real[t] = _to_grid(qgraph, t, np.asarray(value, np.float32)
                                           if np.asarray(value).dtype.kind == "f" else value)
+            if t in on_output:
+                stored[t] = real[t] = on_output[t](real[t])
     return stored if trace else {t: stored[t] for t in qgraph.outputs}
-

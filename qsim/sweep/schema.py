@@ -91,8 +91,9 @@ class Filter:
 
 
 # A labelled per-layer plan: {label: mixed, default: int8, overrides: [{op: Softmax, precision: fp16}]}
-PLAN = Record(required={"label": Str(), "default": AnyValue()}, optional={"overrides": AnyValue()})
-PRECISION = OneOf(PLAN, "a precision string (int8, w4a16 ...) or {label, default, overrides}")
+PLAN = Record(required={"label": Str(), "default": AnyValue()},
+              optional={"overrides": AnyValue(), "recipes": AnyValue()})  # recipes: qsim.recipes
+PRECISION = OneOf(PLAN, "a precision string (int8, w4a16 ...) or {label, default, overrides, recipes}")
 POINT = Record(required={"workload": Str(), "precision": Str(), "profile": Str()},
                optional={"batch": Int(1, MAX_BATCH), "overrides": MapOf(Scalar()), "params": MapOf(Scalar())})
 

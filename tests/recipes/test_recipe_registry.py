@@ -81,7 +81,8 @@ def test_recipes_compose_end_to_end_and_say_how_they_ran():
     rtn = recipes.apply(g, "w4a16", calib, [{"name": "rtn", "group": 16}])
     gptq = recipes.apply(g, "w4a16", calib, [{"name": "gptq", "group": 16}])
     assert _error(gptq, calib, ref) < _error(rtn, calib, ref)  # calibrated on the evaluated batch
-    assert np.array_equal(rtn.graph.quant_params["l0.q.weight"].scale, gptq.graph.quant_params["l0.q.weight"].scale)
+    scales = [a.graph.quant_params["l0.q.weight"].scale for a in (rtn, gptq)]
+    assert np.array_equal(*scales)  # GPTQ chooses codes on the quantizer's grid
     w8 = recipes.apply(g, {"plan": "w8a8", "recipes": ["smoothquant"]}, calib, [{"name": "dynamic"},
                                                                                  {"name": "kv_cache", "format": "int4"}])
     assert "value emulation" in w8.how and "per token" in w8.how and "KV cache int4" in w8.how
@@ -107,3 +108,16 @@ def test_the_simulators_flow_applies_a_plans_static_recipes_and_refuses_emulated
         prepare(g, {"plan": "w8a8", "recipes": ["dynamic"]}, calib)
     with pytest.raises(QsimError, match=r"quantize_graph does not run recipes \(gptq\)"):
         quantize_graph(g, parse_plan({"plan": "w4a16", "recipes": ["gptq"]}), calib)
+
+
+def test_a_sweep_spec_takes_recipes_and_reports_a_bad_one_at_its_line(tmp_path):
+    from qsim.sweep import SweepError, load_spec
+
+    spec = ("name: s\nworkloads: [llama7b_decode]\nprofiles: [mobile]\nprecisions:\n"
+            "  - {label: gptq, default: w4a16, recipes: [{name: gptq, group: 128}]}\n")
+    path = tmp_path / "s.yaml"
+    path.write_text(spec)
+    assert load_spec(path).plans["gptq"]["recipes"] == [{"name": "gptq", "group": 128}]
+    path.write_text(spec.replace("group: 128", "groop: 128"))
+    with pytest.raises(SweepError, match=r"s.yaml:5: precisions\[0\]: .*recipe 'gptq' has no parameter 'groop'"):
+        load_spec(path)
