@@ -136,3 +136,16 @@ def test_keep_overrides_named_nodes_and_refuses_unknown_ones():
     assert "l0.q.weight" in applied.graph.quant_params
     with pytest.raises(QsimError, match="no node named 'lm_head'"):
         recipes.apply(g, "w8a8", calib, [{"name": "keep", "names": ["lm_head"]}])
+
+
+def test_awq_clip_search_never_loses_and_clips_a_lone_outlier_weight():
+    from qsim.recipes.awq import search_clip
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(64, 16))
+    w = (rng.normal(size=(4, 16)) * 0.1).astype(np.float32)
+    w[0, 5] = 1.0  # one large weight stretches its group's grid: the other 15 round to 0
+    clipped = search_clip(x, w, "int4", 16)
+    err = lambda v: np.sum((x @ (rtn(v, "int4", 16) - w).T) ** 2, axis=0)  # noqa: E731
+    assert np.all(err(clipped) <= err(w) + 1e-9) and err(clipped)[0] < err(w)[0]
+    assert np.abs(clipped[0]).max() < 1.0 and np.array_equal(np.abs(clipped).max(axis=1)[1:] > 0, [True] * 3)

@@ -121,3 +121,14 @@ def test_a_sweep_spec_takes_recipes_and_reports_a_bad_one_at_its_line(tmp_path):
     path.write_text(spec.replace("group: 128", "groop: 128"))
     with pytest.raises(SweepError, match=r"s.yaml:5: precisions\[0\]: .*recipe 'gptq' has no parameter 'groop'"):
         load_spec(path)
+
+
+def test_a_plain_module_registers_in_one_line(monkeypatch):
+    from _recipe_graphs import norm_linear
+
+    monkeypatch.setitem(recipes.RECIPES, "scale_bias", recipes.Recipe("_plain_recipe"))
+    g, calib = norm_linear()
+    applied = recipes.apply(g, "fp32", calib, [{"name": "scale_bias", "factor": 3.0}])
+    np.testing.assert_array_equal(applied.graph.constants["q.bias"], g.constants["q.bias"] * 3.0)
+    with pytest.raises(WorkloadError, match="recipe 'scale_bias' has no parameter 'alpha'"):
+        recipes.parse_recipes([{"name": "scale_bias", "alpha": 1}])
