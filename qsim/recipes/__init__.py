@@ -237,7 +237,8 @@ def _static_how(qgraph: Graph) -> str:
     if not qgraph.quant_params:
         return "float reference"
     if integer_ready(qgraph):
-        return "integer executor (bit-exact for the policy)"
+        fp8 = any(q.fmt.element_type.startswith("float8") for q in qgraph.quant_params.values())
+        return "integer executor" + (", fp8 by value emulation" if fp8 else " (bit-exact for the policy)")
     return "value emulation (fake quantization: float kernels, QDQ)"
 
 
