@@ -84,7 +84,7 @@ def minilm(sentences: int, batch: int = 64) -> pd.DataFrame:
     return table(graph, calib, evaluation, rows_for("minilm"), metric)
 
 
-def decoder(windows: int = 64, seq: int = 64, batch: int = 32, calib_batches: int = 4) -> tuple[pd.DataFrame, float]:
+def decoder(windows: int = 64, seq: int = 64, batch: int = 32, calib_batches: int = 1) -> tuple[pd.DataFrame, float]:
     from qsim.evaluation import decoder as D
     from qsim.evaluation.decoder_train import cached_weights
 
@@ -119,7 +119,7 @@ def main() -> None:
         dec, trained = decoder()
         ppl = dec.set_index("recipe x precision")["perplexity"]
         print(f"### Byte-level decoder (2 x 128, trained or loaded in {trained:.0f} s; 64 held-out windows of 64 "
-              "bytes; calibration: 128 training windows)\n")
+              "bytes; calibration: 32 training windows)\n")
         print(markdown(dec))
         base = ppl["fp32"]
         for g in (32, 128):

@@ -12,12 +12,14 @@ order of decreasing ``diag H`` (the reference code's ``--act-order``).
 The grid of each group is the quantizer's (``quantize_graph`` with ``weight_block`` = ``group``:
 symmetric, ``amax / qmax`` from the original weights of the group; the reference code's
 ``static_groups``), so GPTQ only chooses the codes: the graph keeps its scales, and runs exactly as
-an RTN-quantized graph does. Layers are taken one at a time with inputs from the float model.
+an RTN-quantized graph does. Layers are taken in graph order, each with its inputs from the model
+whose earlier layers are already quantized (as the reference code propagates quantized outputs).
 
 ``{name: gptq, group: 128, act_order: false, damp: 0.01, block: 128}``.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 
 import numpy as np
@@ -26,7 +28,7 @@ from qsim.errors import QsimError, WorkloadError
 from qsim.numerics.quantize import broadcast_param, dequantize, quantize
 from qsim.numerics.tensor_quant import TensorQuant
 from qsim.recipes import RecipeMetadata, RecipeState
-from qsim.recipes._common import gemm_inputs
+from qsim.recipes._common import gemm_inputs, with_constants
 from qsim.recipes.rtn import check_group
 
 METADATA = RecipeMetadata(stage="quantized", params={"group": 128, "act_order": False, "damp": 0.01, "block": 128},
@@ -86,7 +88,10 @@ def gptq(w: np.ndarray, x: np.ndarray, tq: TensorQuant, act_order: bool = False,
 
 
 def run(state: RecipeState, group=128, act_order=False, damp=0.01, block=128) -> RecipeState:
-    """After quantization: replace the codes of every grouped / per-channel integer Gemm weight."""
+    """After quantization: replace the codes of every grouped / per-channel integer Gemm weight.
+    Layers sharing an input are taken together, in graph order, each with inputs computed by the
+    float graph whose earlier layers already hold their GPTQ weights (the reference code's
+    sequential quantization: later layers see, and correct for, the earlier layers' rounding)."""
     from qsim.sim.observers import storage_type
 
     q = state.qgraph
@@ -94,15 +99,18 @@ def run(state: RecipeState, group=128, act_order=False, damp=0.01, block=128) ->
                and q.quant_params[n.weights["weight"]].int_fmt is not None]
     if not targets:
         raise QsimError("gptq: the plan quantizes no Gemm weight to an integer format (use e.g. w4a16)")
-    xs = gemm_inputs(state.graph, list(state.calib), [n.name for n in targets])
-    constants = dict(q.constants)
+    by_input: dict[str, list] = {}
     for node in targets:
-        t = node.weights["weight"]
-        tq = q.quant_params[t]
-        codes = gptq(state.graph.constants[t], xs[node.name], tq, act_order, damp, block)
-        constants[t] = codes.astype(np.int64).astype(storage_type(tq.fmt))
-    import copy
-
+        by_input.setdefault(node.inputs[0], []).append(node)
+    constants, done = dict(q.constants), {}
+    for nodes in by_input.values():
+        xs = gemm_inputs(with_constants(state.graph, done), list(state.calib), [n.name for n in nodes])
+        for node in nodes:
+            t = node.weights["weight"]
+            tq = q.quant_params[t]
+            codes = gptq(state.graph.constants[t], xs[node.name], tq, act_order, damp, block)
+            constants[t] = codes.astype(np.int64).astype(storage_type(tq.fmt))
+            done[t] = dequantize(codes, tq)
     out = copy.copy(q)
     out.constants = constants
     return replace(state, qgraph=out, notes=state.notes + ("GPTQ codes",))
