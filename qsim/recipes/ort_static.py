@@ -60,7 +60,8 @@ def _options(per_channel, reduce_range, activation_type, weight_type, op_types_t
         raise QsimError(f"ort_static: extra_options {unknown} are not reproduced; supported: {sorted(SUPPORTED_EXTRA)}")
     act, wt = ort_qparams.qtype(activation_type), ort_qparams.qtype(weight_type)
     if act not in _8BIT or wt not in _8BIT:
-        raise QsimError(f"ort_static: activation_type {act} / weight_type {wt}: only QInt8 and QUInt8 are reproduced")
+        raise QsimError(f"ort_static: activation_type {_name(activation_type)} / weight_type {_name(weight_type)}: "
+                        "only QInt8 and QUInt8 are reproduced")
     return {"per_channel": bool(per_channel), "reduce_range": bool(reduce_range), "activation": act, "weight": wt,
             "op_types": set(op_types_to_quantize or DEFAULT_OP_TYPES), "nodes_to_quantize": set(nodes_to_quantize or ()),
             "nodes_to_exclude": set(nodes_to_exclude or ()),
