@@ -1,13 +1,16 @@
 """Recipe ``entropy``: activation ranges by KL-divergence calibration, as TensorRT calibrates int8.
 
 Reference: Szymon Migacz, "8-bit Inference with TensorRT", GTC 2017 (the entropy calibrator of
-TensorRT's legacy INT8 flow). Per activation tensor: a histogram of ``|x|`` over ``[0, amax]`` in
-2048 bins, over every calibration batch; for each candidate ``i`` in 128..2048 bins, the reference
-distribution ``P`` is the first ``i`` bins with the outliers (bins ``i..``) added to bin ``i - 1``;
-``Q`` is the first ``i`` bins merged into 128 levels (``i`` bins split at ``linspace(0, i, 129)``)
-and expanded back over the bins that were non-zero in the data; ``KL(P || Q)`` is minimised and the
-threshold is ``(i + 0.5) * bin width`` (the slide's formula). Ranges are symmetric ``[-t, t]``
-(TensorRT's int8 is symmetric: scale ``t / 127``), or ``[max(min, -t), t]`` with ``symmetric=False``.
+TensorRT's INT8 flow); the details the slides leave open follow NVIDIA's reference implementation in
+the TensorRT repository (tools/pytorch-quantization, ``calib/histogram.py``, ``_compute_amax_entropy``).
+Per activation tensor: a histogram of ``|x|`` over ``[0, amax]`` in 2048 bins, over every calibration
+batch; the zero bin takes its neighbour's count (a ReLU output's spike at 0 would otherwise dominate);
+for each candidate ``i`` in 128..2048 bins, the reference distribution ``P`` is the first ``i`` bins
+with the outliers (bins ``i..``) added to bin ``i - 1``; ``Q`` is the first ``i`` bins merged into 128
+levels (bins split at ``linspace(0, i, 129)``) and spread back evenly over the bins that were
+non-zero; ``KL(P || Q)`` is minimised (the last minimum on ties) and the threshold is the upper edge
+of bin ``i - 1``. Ranges are symmetric ``[-t, t]`` (TensorRT's int8 is symmetric: scale ``t / 127``),
+or ``[max(min, -t), t]`` with ``symmetric=False``.
 
 ``apply(graph, calib, plan="int8", ...)`` returns the quantized graph (``quantize_graph`` with these
 ranges; other keywords go to it). ``entropy_threshold(hist, edges)`` is the numpy reference.
@@ -25,6 +28,8 @@ METADATA = {"name": "entropy", "activation_granularity": "per_tensor", "scale_by
 
 def kl_divergence(p: np.ndarray, q: np.ndarray) -> float:
     """sum p log(p / q) over p > 0 of the normalised distributions (inf where q = 0 < p)."""
+    if q.sum() == 0:
+        return float("inf")
     p = p / p.sum()
     q = q / q.sum()
     nz = p > 0
@@ -47,7 +52,8 @@ def candidate_q(counts: np.ndarray, levels: int) -> np.ndarray:
 
 def entropy_threshold(hist: np.ndarray, edges: np.ndarray, levels: int = 128, start: int = 128) -> float:
     """The KL-optimal clipping threshold of a histogram of ``|x|`` (bins from 0)."""
-    hist = np.asarray(hist, np.float64)
+    hist = np.asarray(hist, np.float64).copy()
+    hist[0] = hist[1]
     best, best_i = float("inf"), hist.size
     for i in range(start, hist.size + 1):
         p = hist[:i].copy()
@@ -55,10 +61,9 @@ def entropy_threshold(hist: np.ndarray, edges: np.ndarray, levels: int = 128, st
         if p.sum() == 0:
             continue
         kl = kl_divergence(p, candidate_q(hist[:i], levels))
-        if kl < best:
+        if kl <= best:
             best, best_i = kl, i
-    width = float(edges[1] - edges[0])
-    return min((best_i + 0.5) * width, float(edges[-1]))
+    return float(edges[best_i])
 
 
 def ranges(graph, calib, bins: int = 2048, levels: int = 128, symmetric: bool = True) -> dict[str, tuple]:

@@ -42,9 +42,12 @@ def test_kl_divergence_by_hand():
 def test_entropy_threshold_clips_where_the_data_ends_and_keeps_a_flat_histogram():
     edges = np.linspace(0.0, 2048.0, 2049)  # bin width 1
     short = np.zeros(2048)
-    short[:128] = 5  # all mass in the first 128 bins: Q == P at i = 128
-    assert entropy.entropy_threshold(short, edges) == 128.5
-    flat = np.ones(2048)  # every clip moves mass into the last bin: keep everything
+    short[:128] = np.arange(128, 0, -1)  # all mass in the first 128 bins: Q == P only at i = 128
+    assert entropy.entropy_threshold(short, edges) == 128.0
+    spike = short.copy()
+    spike[0] = 1e6  # a ReLU's zeros: the zero bin takes its neighbour's count, the answer stays
+    assert entropy.entropy_threshold(spike, edges) == 128.0
+    flat = np.ones(2048)  # Q == P at every i (a tie): the last minimum, keep everything
     assert entropy.entropy_threshold(flat, edges) == 2048.0
 
 
