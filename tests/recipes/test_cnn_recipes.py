@@ -42,11 +42,14 @@ def test_kl_divergence_by_hand():
 def test_entropy_threshold_clips_where_the_data_ends_and_keeps_a_flat_histogram():
     edges = np.linspace(0.0, 2048.0, 2049)  # bin width 1
     short = np.zeros(2048)
-    short[:128] = np.arange(128, 0, -1)  # all mass in the first 128 bins: Q == P only at i = 128
-    assert entropy.entropy_threshold(short, edges) == 128.0
+    short[:128] = np.arange(128, 0, -1)  # all mass in the first 128 bins, counts 128, 127, ..., 1
+    # Q == P at i = 128 (one bin per level) and at i = 129, where bins 0 and 1 share level 0 and hold
+    # equal counts (the zero bin takes bin 1's 127); from i = 130 a level mixes unequal bins: the last
+    # minimum is i = 129, threshold = its upper edge
+    assert entropy.entropy_threshold(short, edges) == 129.0
     spike = short.copy()
     spike[0] = 1e6  # a ReLU's zeros: the zero bin takes its neighbour's count, the answer stays
-    assert entropy.entropy_threshold(spike, edges) == 128.0
+    assert entropy.entropy_threshold(spike, edges) == 129.0
     flat = np.ones(2048)  # Q == P at every i (a tie): the last minimum, keep everything
     assert entropy.entropy_threshold(flat, edges) == 2048.0
 
