@@ -7,8 +7,8 @@ training images, evaluation the 540 held-out ones. Recipes (qsim/recipes/):
 * ``entropy``: TensorRT's KL calibration (2048 bins, 128 levels, symmetric activations);
 * ``bias_correction`` (Nagel et al. 2019, empirical) and ``equalization`` (cross-layer equalization,
   same paper), composed in front of a calibration recipe;
-* ``ort_static``: onnxruntime's quantize_static reproduced (QDQ, uint8 activations / int8 weights)
-  on the CNN written as ONNX; its rows also run onnxruntime on the file quantize_static writes and
+* ``ort_static``: onnxruntime's quantize_static reproduced (QDQ, int8 weights, uint8 or int8
+  activations) on the CNN written as ONNX (``ort_export.graph_to_onnx``); its rows also run onnxruntime on the file quantize_static writes and
   count the logits that differ from qsim's simulation.
 
 Each row says how it ran (the integer executor, bit-accurate for the onnxruntime policy, or fake
@@ -33,6 +33,9 @@ from qsim.sim.metrics import accuracy, real_value, sqnr_db, topk_agreement
 from qsim.sim.pipeline import run_model
 from qsim.sim.quantize_graph import quantize_graph
 
+# ort_static runs: (calibrate_method, per_channel, activation_type); weights QInt8
+RUNS = [("MinMax", False, "QUInt8"), ("MinMax", True, "QUInt8"), ("Entropy", True, "QUInt8"),
+        ("Percentile", True, "QUInt8"), ("Distribution", True, "QUInt8"), ("MinMax", True, "QInt8")]
 PRECISIONS = {"int8 (w8a8)": "int8", "int4 weights (w4a8)": "w4a8"}
 
 
@@ -68,28 +71,6 @@ RECIPES = {
 }
 
 
-def digits_onnx(weights: dict, batch: int, path: Path) -> Path:
-    """The digits CNN as a float ONNX model (the same graph as digits_graph)."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    n = helper.make_node
-    nodes = [n("Conv", ["x", "conv1.weight", "conv1.bias"], ["conv1"], pads=[1, 1, 1, 1], name="conv1"),
-             n("Relu", ["conv1"], ["relu1"], name="relu1"),
-             n("Conv", ["relu1", "conv2.weight", "conv2.bias"], ["conv2"], pads=[1, 1, 1, 1], name="conv2"),
-             n("Relu", ["conv2"], ["relu2"], name="relu2"),
-             n("MaxPool", ["relu2"], ["pool"], kernel_shape=[2, 2], strides=[2, 2], name="pool"),
-             n("Flatten", ["pool"], ["flatten"], name="flatten"),
-             n("Gemm", ["flatten", "fc.weight", "fc.bias"], ["fc"], transB=1, name="fc")]
-    inits = [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in weights.items()]
-    g = helper.make_graph(nodes, "digits_cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 1, 8, 8])],
-                          [helper.make_tensor_value_info("fc", TensorProto.FLOAT, [batch, 10])], inits)
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
-    return path
-
-
 def ort_static_rows(model, calib, feeds, ref_logits) -> list[dict]:
     """ort_static recipes: qsim's simulation, and onnxruntime on quantize_static's own file."""
     import onnx
@@ -97,14 +78,16 @@ def ort_static_rows(model, calib, feeds, ref_logits) -> list[dict]:
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     import qsim
+    from qsim.recipes.ort_export import graph_to_onnx
     from qsim.recipes.ort_static import quantize_static_model
 
     logging.getLogger().setLevel(logging.ERROR)
     work = Path(tempfile.mkdtemp())
-    src = digits_onnx(model.weights, len(model.x_test), work / "digits.onnx")
+    src = work / "digits.onnx"
+    onnx.save(graph_to_onnx(model.graph(len(model.x_test))), str(src))
     rows = []
-    for method, per_channel in (("MinMax", False), ("MinMax", True), ("Entropy", True), ("Percentile", True)):
-        options = {"calibrate_method": method, "per_channel": per_channel, "activation_type": "QUInt8",
+    for method, per_channel, act in RUNS:
+        options = {"calibrate_method": method, "per_channel": per_channel, "activation_type": act,
                    "weight_type": "QInt8"}
         mine = work / f"mine_{method}_{per_channel}.onnx"
         onnx.save(quantize_static_model(src, calib, **options), str(mine))
@@ -121,11 +104,12 @@ def ort_static_rows(model, calib, feeds, ref_logits) -> list[dict]:
 
         theirs = work / f"ort_{method}_{per_channel}.onnx"
         quantize_static(str(src), str(theirs), Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        activation_type=getattr(QuantType, act), weight_type=QuantType.QInt8,
                         calibrate_method=getattr(CalibrationMethod, method))
         want = ort.InferenceSession(str(theirs), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
         bad = int(np.count_nonzero(logits != want))
-        rows.append({"recipe": f"ort_static {method}{', per-channel' if per_channel else ''} (u8/s8 QDQ)",
+        kind = "u8/s8" if act == "QUInt8" else "s8/s8"
+        rows.append({"recipe": f"ort_static {method}{', per-channel' if per_channel else ''} ({kind} QDQ)",
                      "precision": "int8 (w8a8)", "accuracy": accuracy(logits, model.y_test),
                      "top-1 agreement": topk_agreement(ref_logits, logits), "logits SQNR (dB)": sqnr_db(ref_logits, logits),
                      "executed by": f"integer executor; vs onnxruntime on quantize_static's file: {bad}/{want.size} "

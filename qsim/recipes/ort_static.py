@@ -3,8 +3,10 @@
     quantize_static_like(model, calib_feeds, calibrate_method="MinMax", per_channel=False, ...) -> Graph
     quantize_static_model(...)  -> onnx.ModelProto   (the QDQ model, as quantize_static writes it)
 
-Same arguments as ``onnxruntime.quantization.quantize_static`` (QuantType / CalibrationMethod enums
-or their names): ``calibrate_method`` MinMax / Entropy / Percentile / Distribution, ``per_channel``,
+``model``: a float ONNX model (path or ModelProto), or a float qsim Graph (written as ONNX first by
+``ort_export.graph_to_onnx``, tensor names kept). The other arguments are those of
+``onnxruntime.quantization.quantize_static`` (QuantType / CalibrationMethod enums or their names):
+``calibrate_method`` MinMax / Entropy / Percentile / Distribution, ``per_channel``,
 ``reduce_range``, ``activation_type`` and ``weight_type`` (QInt8 / QUInt8), ``op_types_to_quantize``,
 ``nodes_to_quantize``, ``nodes_to_exclude`` and these ``extra_options``: ActivationSymmetric,
 WeightSymmetric, CalibTensorRangeSymmetric, CalibMovingAverage, CalibMovingAverageConstant,
@@ -74,13 +76,19 @@ def _options(per_channel, reduce_range, activation_type, weight_type, op_types_t
 
 
 def _load(model) -> onnx.ModelProto:
+    from qsim.ir.graph import Graph
+
+    if isinstance(model, Graph):
+        from qsim.recipes.ort_export import graph_to_onnx
+
+        return onnx.shape_inference.infer_shapes(graph_to_onnx(model))
     if isinstance(model, onnx.ModelProto):
         m = copy.deepcopy(model)
     elif isinstance(model, (str, Path)):
         m = onnx.load(str(model))
     else:
-        raise QsimError(f"ort_static takes a float ONNX model (path or ModelProto), got {type(model).__name__}; "
-                        "for a qsim Graph use quantize_graph or the CNN recipes")
+        raise QsimError(f"ort_static takes a float ONNX model (path or ModelProto) or a float qsim Graph, got "
+                        f"{type(model).__name__}")
     return onnx.shape_inference.infer_shapes(m)
 
 

@@ -156,3 +156,49 @@ def test_refusals_name_what_is_not_reproduced(models):
         quantize_static_model(src, [])
     with pytest.raises(QsimError, match="calibrate_method"):
         quantize_static_model(src, feeds, calibrate_method="KL")
+
+
+def _digits_cnn(batch: int):
+    """The digits CNN's graph with seeded random weights, and real digits images."""
+    from qsim.evaluation.digits import digits_graph, load_digits_split
+
+    rng = np.random.default_rng(5)
+    shapes = {"conv1.weight": (8, 1, 3, 3), "conv1.bias": (8,), "conv2.weight": (16, 8, 3, 3), "conv2.bias": (16,),
+              "fc.weight": (10, 256), "fc.bias": (10,)}
+    weights = {k: (rng.standard_normal(s) * (0.3 if len(s) > 1 else 0.05)).astype(np.float32) for k, s in shapes.items()}
+    x_tr, _, x_te, _ = load_digits_split()
+    return digits_graph(weights, batch), [{"x": x_tr[i * batch:(i + 1) * batch]} for i in range(3)], {"x": x_te[:batch]}
+
+
+@pytest.mark.parametrize("options", [{}, {"per_channel": True},
+                                     {"activation_type": U8, "per_channel": True,
+                                      "calibrate_method": CalibrationMethod.Entropy}],
+                         ids=["s8s8_tensor", "s8s8_channel", "u8s8_entropy"])
+def test_qsim_graph_in_equals_onnxruntime_on_its_onnx_form(tmp_path, options):
+    """A qsim Graph (the digits CNN) goes through the recipe as the ONNX model graph_to_onnx writes:
+    the same QDQ model as quantize_static on that file, and the same logits (int8 activations too:
+    every unit of this CNN is fused by onnxruntime)."""
+    from qsim.recipes.ort_export import graph_to_onnx
+
+    graph, calib, test = _digits_cnn(32)
+    src = tmp_path / "digits.onnx"
+    onnx.save(graph_to_onnx(graph), str(src))
+    theirs = ort_quantize(src, tmp_path / "ref.onnx", calib, **options)
+    mine = quantize_static_model(graph, calib, **options)
+    assert differences(mine, theirs) == []
+    onnx.save(mine, str(tmp_path / "mine.onnx"))
+    want = ort.InferenceSession(str(tmp_path / "ref.onnx"), providers=["CPUExecutionProvider"]).run(None, test)[0]
+    assert np.count_nonzero(qsim.simulate(tmp_path / "mine.onnx", test)["fc"] != want) == 0
+
+
+def test_export_refuses_an_op_it_does_not_write():
+    from qsim.ir.graph import Graph
+    from qsim.recipes.ort_export import graph_to_onnx
+
+    g = Graph("ln")
+    g.add_input("x", (2, 4))
+    g.add_node("LayerNorm", "norm", ["x"])
+    g.mark_output("norm")
+    g.constants.update({t: np.ones(4, np.float32) for t in g.node("norm").weights.values()})
+    with pytest.raises(QsimError, match="node 'norm' \\(LayerNorm\\)"):
+        graph_to_onnx(g.validate())
