@@ -131,7 +131,10 @@ def quantize_static_model(model, calib_feeds, quant_format="QDQ", op_types_to_qu
 
 def quantize_static_like(model, calib_feeds, **options):
     """The quantized qsim Graph of ``quantize_static_model(model, calib_feeds, **options)``: the QDQ
-    model imported by qsim's ONNX importer (run it with ``qsim.simulate`` or the integer executor)."""
+    model imported by qsim's ONNX importer (run it with ``qsim.simulate`` or the integer executor).
+    With int8 activations onnxruntime turns some int8 Q/DQ pairs into uint8 ones before fusing
+    (``qsim.ir.onnx_s8_units``): save ``quantize_static_model``'s model and run the file with
+    ``qsim.simulate``, which applies that view, to get onnxruntime's bits on such a graph."""
     import tempfile
 
     from qsim.ir.onnx_import import load_onnx
