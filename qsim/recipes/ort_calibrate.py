@@ -88,9 +88,10 @@ def minmax_ranges(values: dict[str, list], symmetric: bool = False, moving_avera
         for t, vals in values.items():
             mins = [np.array([v.min()], v.dtype) for v in vals[lo_i:hi_i]]  # ReduceMin -> Reshape [-1]
             maxs = [np.array([v.max()], v.dtype) for v in vals[lo_i:hi_i]]
-            reduce = np.nanmean if moving_average else None
-            lo = reduce(mins, axis=0) if reduce else np.nanmin(mins, axis=0)
-            hi = reduce(maxs, axis=0) if reduce else np.nanmax(maxs, axis=0)
+            if moving_average:
+                lo, hi = np.nanmean(mins, axis=0), np.nanmean(maxs, axis=0)
+            else:
+                lo, hi = np.nanmin(mins, axis=0), np.nanmax(maxs, axis=0)
             if symmetric:
                 amax = np.nanmax([np.abs(lo), np.abs(hi)], axis=0)
                 lo, hi = -amax, amax

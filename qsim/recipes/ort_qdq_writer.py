@@ -94,7 +94,7 @@ class QDQWriter:
 
     def per_channel_axis(self, t: str, axis: int):
         w = self.inits.get(t)
-        if w is None or not self.o["per_channel"]:
+        if w is None or w.data_type not in _FLOATS or not self.o["per_channel"]:
             return None
         rank = len(w.dims)
         return axis % rank if -rank <= axis < rank else None
@@ -157,15 +157,13 @@ class QDQWriter:
                 axis = {"Conv": 0, "ConvTranspose": 1}.get(op, 0 if trans_b else 1)
                 self.weight(node.input[1], axis)
                 if len(node.input) == 3 and node.input[2]:
-                    beta = next((a.f for a in node.attribute if a.name == "beta"), 1.0) if op == "Gemm" else 1.0
-                    self.bias(node, node.input[2], node.input[0], node.input[1], beta)
-                    if op == "Gemm":
-                        for a in node.attribute:
-                            if a.name == "beta":
-                                a.f = 1.0
+                    self.place_bias(node)
             elif op == "MatMul":
                 for t in list(node.input) + (list(node.output) if out_ok else []):
-                    self.weight(t, 1) if t in self.inits else self.mark(t)
+                    if t in self.inits:
+                        self.weight(t, 1)
+                    else:
+                        self.mark(t)
             elif op in ("Relu", "Clip"):
                 self.removable(node, out_ok)
             elif op in DIRECT:
@@ -190,6 +188,20 @@ class QDQWriter:
             else:
                 for t in list(node.input) + (list(node.output) if out_ok else []):
                     self.mark(t)
+
+    def place_bias(self, node) -> None:
+        """A Conv / Gemm bias; a Gemm's ``beta`` moves into the bias scale and the attribute becomes 1
+        (only for a constant bias, as onnxruntime's set_default_beta)."""
+        if node.op_type != "Gemm":
+            self.bias(node, node.input[2], node.input[0], node.input[1])
+            return
+        if node.input[2] not in self.inits:
+            return
+        beta = next((a.f for a in node.attribute if a.name == "beta"), 1.0)
+        self.bias(node, node.input[2], node.input[0], node.input[1], beta)
+        for a in node.attribute:
+            if a.name == "beta":
+                a.f = 1.0
 
     def removable(self, node, out_ok: bool) -> None:
         src, out = node.input[0], node.output[0]

@@ -97,6 +97,35 @@ def test_same_qdq_model_as_quantize_static(models, model, config):
     assert differences(quantize_static_model(src, feeds, **options), theirs) == []
 
 
+@pytest.mark.parametrize("moving_average", [False, True])
+def test_strided_minmax_merges_as_quantize_static(models, moving_average):
+    """CalibStridedMinMax: one calibrator call per stride of batches, ranges merged (by min/max, or
+    moved by CalibMovingAverageConstant with the moving average)."""
+    src, feeds = models["cnn"]
+    feeds = feeds + [{"x": f["x"] * 1.7} for f in feeds[:1]]
+
+    class StridedReader(CalibrationDataReader):
+        def __init__(self):
+            self.start, self.end = 0, len(feeds)
+
+        def __len__(self):
+            return len(feeds)
+
+        def set_range(self, start_index, end_index):
+            self.start, self.end = start_index, end_index
+
+        def get_next(self):
+            if self.start >= self.end:
+                return None
+            self.start += 1
+            return feeds[self.start - 1]
+
+    extra = {"CalibStridedMinMax": 2, "CalibMovingAverage": moving_average, "CalibMovingAverageConstant": 0.25}
+    dst = models["dir"] / f"strided_{moving_average}.onnx"
+    quantize_static(str(src), str(dst), StridedReader(), quant_format=QuantFormat.QDQ, extra_options=extra)
+    assert differences(quantize_static_model(src, feeds, extra_options=extra), onnx.load(str(dst))) == []
+
+
 def test_comparison_sees_a_one_ulp_scale(models):
     """The comparison is sharp: a per-tensor model is not the per-channel one, and one scale moved by
     one ulp is reported."""
