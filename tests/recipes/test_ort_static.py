@@ -97,6 +97,21 @@ def test_same_qdq_model_as_quantize_static(models, model, config):
     assert differences(quantize_static_model(src, feeds, **options), theirs) == []
 
 
+@pytest.mark.parametrize("options", [
+    {"extra_options": {"QDQKeepRemovableActivations": True}},
+    {"extra_options": {"OpTypesToExcludeOutputQuantization": ["Conv"]}},
+    {"nodes_to_exclude": ["conv_b"]}, {"op_types_to_quantize": ["Conv", "Relu"]}, {"per_channel": True}],
+    ids=["keep_relu", "no_conv_outputs", "exclude_node", "op_types", "per_channel"])
+def test_placement_options_on_a_concat_cnn(tmp_path, options):
+    """Concat of two convolutions (one through a Relu): the placement options move Q/DQ as
+    quantize_static moves them."""
+    src = M.concat_cnn(tmp_path / "concat.onnx")
+    rng = np.random.default_rng(2)
+    feeds = [{"x": rng.standard_normal((2, 3, 16, 16)).astype(np.float32)} for _ in range(2)]
+    theirs = ort_quantize(src, tmp_path / "ref.onnx", feeds, **options)
+    assert differences(quantize_static_model(src, feeds, **options), theirs) == []
+
+
 @pytest.mark.parametrize("moving_average", [False, True])
 def test_strided_minmax_merges_as_quantize_static(models, moving_average):
     """CalibStridedMinMax: one calibrator call per stride of batches, ranges merged (by min/max, or
