@@ -28,8 +28,7 @@ LAYERS = ("Conv", "Gemm")
 def weight_error(w: np.ndarray, fmt: str, per_channel: bool) -> np.ndarray:
     """``dequantize(quantize(w)) - w`` as quantize_graph quantizes weights."""
     from qsim.numerics.quantize import dequantize
-    from qsim.sim.quantize_graph import quantize_weight
-    from qsim.sim.quantize_graph import _numeric
+    from qsim.sim.quantize_graph import _numeric, quantize_weight
 
     q, tq = quantize_weight(w, fmt, per_channel)
     return dequantize(_numeric(q), tq).astype(np.float32) - w
