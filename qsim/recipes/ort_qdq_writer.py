@@ -10,8 +10,11 @@ Per node of an op type to quantize (in the model's node order, as onnxruntime wa
 * Relu / Clip ("removable"): when the input is quantized and activations are asymmetric, the
   activation is folded into its producer (the producer writes the activation's output, which takes
   the activation's range); otherwise input and output are quantized;
-* Reshape, Transpose, Squeeze, Unsqueeze, Flatten, AveragePool, Slice, TopK, MaxPool (opset >= 12):
-  when input 0 is quantized, the output shares its scale and zero point;
+* Reshape, Transpose, Squeeze, Unsqueeze, Flatten, AveragePool, Slice, TopK, MaxPool (opset >= 12),
+  Resize (opset >= 11): when input 0 is quantized, the output shares its scale and zero point;
+* Gather / GatherElements (a float table is quantized per tensor as an activation), Split: outputs
+  share input 0's parameters; Pad: every input quantized, the output shares input 0's parameters
+  when the padding is a copy or a constant 0; Where: the output quantized when both values are;
 * Layer / Batch / InstanceNormalization: input 0 and outputs are activations, the scale a weight,
   the bias an int32 bias;
 * every other op type to quantize (Add, Mul, Softmax, Concat, GlobalAveragePool, Sigmoid, ...): every
@@ -21,8 +24,8 @@ Per node of an op type to quantize (in the model's node order, as onnxruntime wa
 Before that, ranges are adjusted (``adjust_tensor_ranges``): a Relu / Clip input with one consumer
 takes its output's range; a Softmax output is ``[0, 1]``. Activations get per-tensor parameters from
 their calibrated range; initializers from their values (``ort_qparams``). Weight scales grow where a
-bias would overflow int32. Op types whose onnxruntime quantizer is not reproduced here (Resize, Pad,
-Split, Gather, Where, ...) are refused with the node's name rather than placed differently.
+bias would overflow int32. Op types whose onnxruntime quantizer is not reproduced here (CumSum,
+EmbedLayerNormalization, Attention, LSTM) are refused with the node's name rather than placed differently.
 """
 from __future__ import annotations
 
@@ -38,10 +41,10 @@ DEFAULT_OP_TYPES = frozenset(
     "Squeeze Unsqueeze Flatten Resize AveragePool Concat Softmax Where Gather Transpose EmbedLayerNormalization "
     "ConvTranspose Slice GatherElements InstanceNormalization LayerNormalization BatchNormalization TopK "
     "CumSum".split())
-DIRECT = {"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "AveragePool", "Slice", "TopK", "MaxPool"}
+DIRECT = {"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "AveragePool", "Slice", "TopK", "MaxPool",
+          "Resize"}
 NORMS = {"LayerNormalization", "BatchNormalization", "InstanceNormalization"}
-NOT_REPRODUCED = {"Resize", "Pad", "Split", "Gather", "GatherElements", "Where", "CumSum", "EmbedLayerNormalization",
-                  "Attention", "LSTM"}
+NOT_REPRODUCED = {"CumSum", "EmbedLayerNormalization", "Attention", "LSTM"}
 _FLOATS = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
 _ONNX_TYPE = {"uint8": onnx.TensorProto.UINT8, "int8": onnx.TensorProto.INT8, "uint16": onnx.TensorProto.UINT16,
               "int16": onnx.TensorProto.INT16}
@@ -167,11 +170,15 @@ class QDQWriter:
             elif op in ("Relu", "Clip"):
                 self.removable(node, out_ok)
             elif op in DIRECT:
-                if op == "MaxPool" and self.opset < 12:
+                if op == "MaxPool" and self.opset < 12 or op == "Resize" and self.opset < 11:
                     continue
                 src = node.input[0]
-                if (src in self.to_quantize or src in self.biases) and out_ok:
+                if self.o["force"]:
+                    self.mark(src)
+                if (self.o["force"] or self.quantized(src)) and out_ok:
                     self.mark(node.output[0], share=(src, node.name))
+            elif op in ("Gather", "GatherElements", "Split", "Pad", "Where"):
+                self.place_other(node, out_ok)
             elif op in NORMS:
                 self.mark(node.input[0])
                 if self.per_channel_axis(node.input[1], 1) is not None:
@@ -189,6 +196,55 @@ class QDQWriter:
                 for t in list(node.input) + (list(node.output) if out_ok else []):
                     self.mark(t)
 
+    def quantized(self, t: str) -> bool:
+        return t in self.to_quantize or t in self.biases
+
+    def place_other(self, node, out_ok: bool) -> None:
+        """QDQGather, QDQSplit, QDQPad and QDQWhere (operators/gather.py, split.py, pad.py, where.py)."""
+        op, src = node.op_type, node.input[0]
+        if op in ("Gather", "GatherElements"):
+            valid = src in self.inits and self.inits[src].data_type in _FLOATS
+            if valid or self.o["force"]:
+                self.mark(src)
+                self.mark(node.output[0], share=(src, node.name))
+            elif self.quantized(src):
+                self.mark(node.output[0], share=(src, node.name))
+        elif op == "Split":
+            if not self.quantized(src):
+                self.mark(src)
+            for t in node.output if out_ok else ():
+                self.mark(t, share=(src, node.name))
+        elif op == "Pad":
+            for t in node.input:
+                self.mark(t)
+            if out_ok:
+                self.mark(node.output[0], share=(src, node.name) if self.pad_keeps_zero(node) else None)
+        else:  # Where: the two value inputs, then the output
+            values = node.input[1:3]
+            if self.o["force"]:
+                for t in values:
+                    if not self.quantized(t):
+                        self.mark(t)
+            if out_ok and (self.o["force"] or all(self.quantized(t) for t in values)):
+                for t in node.output:
+                    self.mark(t)
+
+    def pad_keeps_zero(self, node) -> bool:
+        """QDQPad._should_quantize_output_same_as_input: reflect / edge / wrap, or a constant 0 pad."""
+        mode = next((a.s for a in node.attribute if a.name == "mode"), b"constant")
+        if mode in (b"reflect", b"edge", b"wrap"):
+            return True
+        if mode != b"constant":
+            return False
+        if self.opset < 11:
+            return float(next((a.f for a in node.attribute if a.name == "value"), 0.0)) == 0
+        if len(node.input) >= 3 and node.input[2]:
+            init = self.inits.get(node.input[2])
+            if init is None or init.data_type not in _FLOATS:
+                return False
+            return float(numpy_helper.to_array(init).item()) == 0
+        return True
+
     def place_bias(self, node) -> None:
         """A Conv / Gemm bias; a Gemm's ``beta`` moves into the bias scale and the attribute becomes 1
         (only for a constant bias, as onnxruntime's set_default_beta)."""
@@ -205,7 +261,7 @@ class QDQWriter:
 
     def removable(self, node, out_ok: bool) -> None:
         src, out = node.input[0], node.output[0]
-        if not (src in self.to_quantize or src in self.biases):
+        if not self.quantized(src):
             return
         if (not self.o["activation_symmetric"] and not self.o["keep_removable"] and out in self.params
                 and src in self.params and len(self.consumers(src)) == 1

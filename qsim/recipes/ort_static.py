@@ -11,9 +11,9 @@
 ``nodes_to_quantize``, ``nodes_to_exclude`` and these ``extra_options``: ActivationSymmetric,
 WeightSymmetric, CalibTensorRangeSymmetric, CalibMovingAverage, CalibMovingAverageConstant,
 CalibStridedMinMax, CalibPercentile, MinimumRealRange, QuantizeBias, QDQKeepRemovableActivations,
-QDQDisableWeightAdjustForInt32Bias, OpTypesToExcludeOutputQuantization. Any other option (QOperator
-format, TensorQuantOverrides, DedicatedQDQPair, SmoothQuant, 16-bit or fp8 types, ...) is refused
-by name rather than ignored.
+QDQDisableWeightAdjustForInt32Bias, OpTypesToExcludeOutputQuantization, ForceQuantizeNoInputCheck.
+Any other option (QOperator format, TensorQuantOverrides, DedicatedQDQPair, SmoothQuant, 16-bit or
+fp8 types, ...) is refused by name rather than ignored.
 
 How: the float model is traced on every calibration batch (``ort_calibrate``: onnxruntime's float
 kernels by default, the ones its calibrator runs), ranges are computed as onnxruntime's calibrator
@@ -47,7 +47,7 @@ METADATA = {"name": "ort_static", "activation_granularity": "per_tensor", "scale
 SUPPORTED_EXTRA = {"ActivationSymmetric", "WeightSymmetric", "CalibTensorRangeSymmetric", "CalibMovingAverage",
                    "CalibMovingAverageConstant", "CalibStridedMinMax", "CalibPercentile", "MinimumRealRange",
                    "QuantizeBias", "QDQKeepRemovableActivations", "QDQDisableWeightAdjustForInt32Bias",
-                   "OpTypesToExcludeOutputQuantization"}
+                   "OpTypesToExcludeOutputQuantization", "ForceQuantizeNoInputCheck"}
 _8BIT = ("uint8", "int8")
 
 
@@ -72,7 +72,8 @@ def _options(per_channel, reduce_range, activation_type, weight_type, op_types_t
             "quantize_bias": bool(extra.get("QuantizeBias", True)),
             "keep_removable": bool(extra.get("QDQKeepRemovableActivations", False)),
             "disable_bias_adjust": bool(extra.get("QDQDisableWeightAdjustForInt32Bias", False)),
-            "exclude_output_ops": set(extra.get("OpTypesToExcludeOutputQuantization", ()))}
+            "exclude_output_ops": set(extra.get("OpTypesToExcludeOutputQuantization", ())),
+            "force": bool(extra.get("ForceQuantizeNoInputCheck", False))}
 
 
 def _load(model) -> onnx.ModelProto:

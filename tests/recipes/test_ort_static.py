@@ -112,6 +112,46 @@ def test_placement_options_on_a_concat_cnn(tmp_path, options):
     assert differences(quantize_static_model(src, feeds, **options), theirs) == []
 
 
+def gather_where_split_pad_resize(path) -> Path:
+    """Embedding Gather, Mul by a constant, Where, Split, Add; Pad (constant 0), Conv, Resize."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(0)
+    n = helper.make_node
+    nodes = [n("Gather", ["emb", "ids"], ["e"], name="embed"), n("Mul", ["e", "two"], ["m"], name="mul"),
+             n("Where", ["cond", "e", "m"], ["w"], name="where"),
+             n("Split", ["w", "split"], ["w1", "w2"], axis=2, name="split"), n("Add", ["w1", "w2"], ["out1"], name="add"),
+             n("Pad", ["x", "pads"], ["xp"], mode="constant", name="pad"),
+             n("Conv", ["xp", "wc", "bc"], ["c"], kernel_shape=[3, 3], name="conv"),
+             n("Resize", ["c", "", "scales"], ["out2"], mode="nearest", name="resize")]
+    values = {"emb": rng.standard_normal((10, 8)), "two": np.array(2.0), "wc": rng.standard_normal((5, 4, 3, 3)) * 0.3,
+              "bc": rng.standard_normal(5) * 0.1, "scales": np.array([1, 1, 2, 2])}
+    inits = [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in values.items()]
+    inits += [numpy_helper.from_array(np.array([4, 4], np.int64), "split"),
+              numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads")]
+    vi = helper.make_tensor_value_info
+    g = helper.make_graph(nodes, "ops", [vi("ids", TensorProto.INT64, [2, 6]), vi("cond", TensorProto.BOOL, [2, 6, 8]),
+                                         vi("x", TensorProto.FLOAT, [2, 4, 8, 8])],
+                          [vi("out1", TensorProto.FLOAT, [2, 6, 4]), vi("out2", TensorProto.FLOAT, [2, 5, 16, 16])], inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return Path(path)
+
+
+@pytest.mark.parametrize("options", [{}, {"activation_type": U8, "per_channel": True},
+                                     {"extra_options": {"ForceQuantizeNoInputCheck": True}}],
+                         ids=["s8s8", "u8s8_channel", "force"])
+def test_gather_where_split_pad_resize_placement(tmp_path, options):
+    src = gather_where_split_pad_resize(tmp_path / "ops.onnx")
+    rng = np.random.default_rng(4)
+    feeds = [{"ids": rng.integers(0, 10, (2, 6)), "cond": rng.random((2, 6, 8)) > 0.5,
+              "x": rng.standard_normal((2, 4, 8, 8)).astype(np.float32)} for _ in range(2)]
+    theirs = ort_quantize(src, tmp_path / "ref.onnx", feeds, **options)
+    assert sum(n.op_type == "QuantizeLinear" for n in theirs.graph.node) >= 9  # it does quantize this graph
+    assert differences(quantize_static_model(src, feeds, **options), theirs) == []
+
+
 @pytest.mark.parametrize("moving_average", [False, True])
 def test_strided_minmax_merges_as_quantize_static(models, moving_average):
     """CalibStridedMinMax: one calibrator call per stride of batches, ranges merged (by min/max, or
@@ -200,6 +240,19 @@ def test_refusals_name_what_is_not_reproduced(models):
         quantize_static_model(src, [])
     with pytest.raises(QsimError, match="calibrate_method"):
         quantize_static_model(src, feeds, calibrate_method="KL")
+
+
+def test_an_op_whose_quantizer_is_not_reproduced_is_refused_by_node(tmp_path):
+    from onnx import TensorProto, helper
+
+    vi = helper.make_tensor_value_info
+    g = helper.make_graph([helper.make_node("CumSum", ["x", "axis"], ["y"], name="running_sum")], "cs",
+                          [vi("x", TensorProto.FLOAT, [2, 5])], [vi("y", TensorProto.FLOAT, [2, 5])],
+                          [numpy_helper.from_array(np.array(1, np.int64), "axis")])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(QsimError, match="node 'running_sum' \\(CumSum\\)"):
+        quantize_static_model(model, [{"x": np.ones((2, 5), np.float32)}])
+    quantize_static_model(model, [{"x": np.ones((2, 5), np.float32)}], nodes_to_exclude=["running_sum"])
 
 
 def _digits_cnn(batch: int):
