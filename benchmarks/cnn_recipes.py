@@ -8,8 +8,8 @@ training images, evaluation the 540 held-out ones. Recipes (qsim/recipes/):
 * ``bias_correction`` (Nagel et al. 2019, empirical) and ``equalization`` (cross-layer equalization,
   same paper), composed in front of a calibration recipe;
 * ``ort_static``: onnxruntime's quantize_static reproduced (QDQ, int8 weights, uint8 or int8
-  activations) on the CNN written as ONNX (``ort_export.graph_to_onnx``); its rows also run onnxruntime on the file quantize_static writes and
-  count the logits that differ from qsim's simulation.
+  activations) on the CNN written as ONNX (``ort_export.graph_to_onnx``); its rows also run
+  onnxruntime on the file quantize_static writes and count the logits that differ from qsim's.
 
 Each row says how it ran (the integer executor, bit-accurate for the onnxruntime policy, or fake
 quantization). Nothing is downloaded.
@@ -111,7 +111,8 @@ def ort_static_rows(model, calib, feeds, ref_logits) -> list[dict]:
         kind = "u8/s8" if act == "QUInt8" else "s8/s8"
         rows.append({"recipe": f"ort_static {method}{', per-channel' if per_channel else ''} ({kind} QDQ)",
                      "precision": "int8 (w8a8)", "accuracy": accuracy(logits, model.y_test),
-                     "top-1 agreement": topk_agreement(ref_logits, logits), "logits SQNR (dB)": sqnr_db(ref_logits, logits),
+                     "top-1 agreement": topk_agreement(ref_logits, logits),
+                     "logits SQNR (dB)": sqnr_db(ref_logits, logits),
                      "executed by": f"integer executor; vs onnxruntime on quantize_static's file: {bad}/{want.size} "
                                     "logits differ"})
     return rows

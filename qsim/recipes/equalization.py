@@ -47,7 +47,8 @@ def _chain(g, first, second=None):
                 break
             return path, node
         if node.op != "Relu" and node.op not in _BETWEEN or node.op == "Relu" and path:
-            why = f"node {node.name!r} ({node.op}) between {first.name!r} and the next layer is not Relu/MaxPool/Flatten"
+            why = (f"node {node.name!r} ({node.op}) between {first.name!r} and the next layer is not "
+                   "Relu/MaxPool/Flatten")
             break
         path.append(node)
     if second is None:

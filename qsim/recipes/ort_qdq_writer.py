@@ -304,7 +304,8 @@ class QDQWriter:
             if p["dtype"] not in ("int8", "int16") or np.asarray(p["zero_point"]).any():
                 continue
             x_scale = np.asarray(self.params[x][1], dtype=np.float32)
-            new = P.adjust_weight_scale(x_scale, p["scale"], numpy_helper.to_array(self.inits[b]), p["axis"] is not None)
+            bias = numpy_helper.to_array(self.inits[b])
+            new = P.adjust_weight_scale(x_scale, p["scale"], bias, p["axis"] is not None)
             if new is not None:
                 p["scale"] = new
 
@@ -390,7 +391,8 @@ class QDQWriter:
         while self.to_quantize:
             ready = [t for t, info in self.to_quantize.items() if info["share"][0] in self.qvalues]
             if not ready:
-                raise QsimError(f"tensors {sorted(self.to_quantize)} share parameters with tensors that are not quantized")
+                raise QsimError(f"tensors {sorted(self.to_quantize)} share parameters with tensors that are not "
+                                "quantized")
             for t in ready:
                 src = self.to_quantize.pop(t)["share"][0]
                 self.add_pair(t, *self.qvalues[src])

@@ -65,7 +65,8 @@ def _options(per_channel, reduce_range, activation_type, weight_type, op_types_t
         raise QsimError(f"ort_static: activation_type {_name(activation_type)} / weight_type {_name(weight_type)}: "
                         "only QInt8 and QUInt8 are reproduced")
     return {"per_channel": bool(per_channel), "reduce_range": bool(reduce_range), "activation": act, "weight": wt,
-            "op_types": set(op_types_to_quantize or DEFAULT_OP_TYPES), "nodes_to_quantize": set(nodes_to_quantize or ()),
+            "op_types": set(op_types_to_quantize or DEFAULT_OP_TYPES),
+            "nodes_to_quantize": set(nodes_to_quantize or ()),
             "nodes_to_exclude": set(nodes_to_exclude or ()),
             "activation_symmetric": bool(extra.get("ActivationSymmetric", False)),
             "weight_symmetric": extra.get("WeightSymmetric"), "min_real_range": extra.get("MinimumRealRange"),

@@ -120,7 +120,8 @@ def gather_where_split_pad_resize(path) -> Path:
     n = helper.make_node
     nodes = [n("Gather", ["emb", "ids"], ["e"], name="embed"), n("Mul", ["e", "two"], ["m"], name="mul"),
              n("Where", ["cond", "e", "m"], ["w"], name="where"),
-             n("Split", ["w", "split"], ["w1", "w2"], axis=2, name="split"), n("Add", ["w1", "w2"], ["out1"], name="add"),
+             n("Split", ["w", "split"], ["w1", "w2"], axis=2, name="split"),
+             n("Add", ["w1", "w2"], ["out1"], name="add"),
              n("Pad", ["x", "pads"], ["xp"], mode="constant", name="pad"),
              n("Conv", ["xp", "wc", "bc"], ["c"], kernel_shape=[3, 3], name="conv"),
              n("Resize", ["c", "", "scales"], ["out2"], mode="nearest", name="resize")]
@@ -132,7 +133,8 @@ def gather_where_split_pad_resize(path) -> Path:
     vi = helper.make_tensor_value_info
     g = helper.make_graph(nodes, "ops", [vi("ids", TensorProto.INT64, [2, 6]), vi("cond", TensorProto.BOOL, [2, 6, 8]),
                                          vi("x", TensorProto.FLOAT, [2, 4, 8, 8])],
-                          [vi("out1", TensorProto.FLOAT, [2, 6, 4]), vi("out2", TensorProto.FLOAT, [2, 5, 16, 16])], inits)
+                          [vi("out1", TensorProto.FLOAT, [2, 6, 4]), vi("out2", TensorProto.FLOAT, [2, 5, 16, 16])],
+                          inits)
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, str(path))
@@ -190,8 +192,9 @@ def test_comparison_sees_a_one_ulp_scale(models):
     mine = quantize_static_model(src, feeds, per_channel=True)
     init = next(i for i in mine.graph.initializer if i.name == "c1b_scale")
     init.CopyFrom(numpy_helper.from_array(np.nextafter(numpy_helper.to_array(init), np.float32(1)), init.name))
+    ref = next(i for i in theirs.graph.initializer if i.name == "c1b_scale")
     assert differences(mine, theirs) == [f"initializer c1b_scale: float32() {np.ravel(numpy_helper.to_array(init))} "
-                                         f"vs float32() {np.ravel(numpy_helper.to_array(next(i for i in theirs.graph.initializer if i.name == 'c1b_scale')))}"]
+                                         f"vs float32() {np.ravel(numpy_helper.to_array(ref))}"]
 
 
 @pytest.mark.parametrize("model", ["cnn", "encoder"])
@@ -262,7 +265,8 @@ def _digits_cnn(batch: int):
     rng = np.random.default_rng(5)
     shapes = {"conv1.weight": (8, 1, 3, 3), "conv1.bias": (8,), "conv2.weight": (16, 8, 3, 3), "conv2.bias": (16,),
               "fc.weight": (10, 256), "fc.bias": (10,)}
-    weights = {k: (rng.standard_normal(s) * (0.3 if len(s) > 1 else 0.05)).astype(np.float32) for k, s in shapes.items()}
+    weights = {k: (rng.standard_normal(s) * (0.3 if len(s) > 1 else 0.05)).astype(np.float32)
+               for k, s in shapes.items()}
     x_tr, _, x_te, _ = load_digits_split()
     return digits_graph(weights, batch), [{"x": x_tr[i * batch:(i + 1) * batch]} for i in range(3)], {"x": x_te[:batch]}
 
