@@ -3,10 +3,11 @@
 Reference: Markus Nagel, Mart van Baalen, Tijmen Blankevoort, Max Welling, "Data-Free Quantization
 Through Weight Equalization and Bias Correction", ICCV 2019, section 4.1.
 
-For a pair ``layer1 -> ReLU -> layer2`` (ReLU is positively homogeneous: ``relu(x / s) = relu(x) / s``
-for ``s > 0``; a MaxPool between, and a Flatten before a Gemm, commute with the scaling too), output
-channel ``i`` of layer 1 is divided by ``s_i`` and input channel ``i`` of layer 2 multiplied by it,
-with ``s_i = sqrt(r1_i * r2_i) / r2_i`` where ``r1_i = max |W1[i]|`` and ``r2_i = max |W2[:, i]|``:
+For a pair ``layer1 -> ReLU -> layer2`` of Conv / Gemm layers (ReLU is positively homogeneous:
+``relu(x / s) = relu(x) / s`` for ``s > 0``; a MaxPool between, and a Flatten before a Gemm, commute
+with the scaling too), output channel ``i`` of layer 1 is divided by ``s_i`` and input channel ``i``
+of layer 2 multiplied by it, with ``s_i = sqrt(r1_i * r2_i) / r2_i`` where ``r1_i = max |W1[i]|``
+and ``r2_i = max |W2[:, i]|`` (for a depthwise layer 2, the paper's MobileNet case, ``max |W2[i]|``):
 both ranges become ``sqrt(r1_i r2_i)``, which per-tensor weight quantization favours. The float
 function is unchanged (up to float rounding). Pairs are found in the graph (or given by name); a given
 pair that is not layer1 -> ReLU [-> MaxPool] [-> Flatten] -> layer2 is refused naming the node.
@@ -39,8 +40,8 @@ def _chain(g, first, second=None):
             if not path or path[0].op != "Relu":
                 why = f"node {node.name!r} follows {first.name!r} without a Relu between"
                 break
-            if node.op == "Conv" and int(node.attrs.get("groups", 1)) != 1:
-                why = f"node {node.name!r} is a grouped Conv"
+            if node.op == "Conv" and int(node.attrs.get("groups", 1)) != 1 and not depthwise(g, node):
+                why = f"node {node.name!r} is a grouped Conv that is not depthwise"
                 break
             if second is not None and node.name != second:
                 why = f"the layer after {first.name!r} is {node.name!r}, not {second!r}"
@@ -56,6 +57,13 @@ def _chain(g, first, second=None):
     raise QsimError(f"recipe equalization: pair ({first.name!r}, {second!r}) is not conv-relu-conv: {why}")
 
 
+def depthwise(g, node) -> bool:
+    """A Conv with one filter per input channel (groups = input channels = output channels)."""
+    groups = int(node.attrs.get("groups", 1))
+    return node.op == "Conv" and groups > 1 and g.tensor(node.inputs[0]).shape[1] == groups == \
+        g.tensor(node.outputs[0]).shape[1]
+
+
 def scales(r1: np.ndarray, r2: np.ndarray) -> np.ndarray:
     """s_i = sqrt(r1_i r2_i) / r2_i (1 where a channel is all zero)."""
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -69,6 +77,12 @@ def equalize_pair(g, first, second) -> np.ndarray:
     w2 = weight_of(g, second, "weight", "equalization")
     c = w1.shape[0]
     r1 = np.abs(w1.reshape(c, -1)).max(axis=1)
+    if depthwise(g, second):  # input channel i of a depthwise conv is its filter i
+        r2 = np.abs(w2.reshape(c, -1)).max(axis=1)
+        s = scales(r1.astype(np.float64), r2.astype(np.float64))
+        _scale_first(g, first, w1, s)
+        g.constants[second.weights["weight"]] = (w2 * s.reshape((c,) + (1,) * (w2.ndim - 1))).astype(np.float32)
+        return s
     if w2.shape[1] % c:
         raise QsimError(f"recipe equalization: node {second.name!r} has {w2.shape[1]} inputs, not a multiple of "
                         f"{first.name!r}'s {c} channels")
@@ -76,18 +90,23 @@ def equalize_pair(g, first, second) -> np.ndarray:
     w2c = w2.reshape(w2.shape[0], c, per, -1)
     r2 = np.abs(np.moveaxis(w2c, 1, 0).reshape(c, -1)).max(axis=1)
     s = scales(r1.astype(np.float64), r2.astype(np.float64))
-    g.constants[first.weights["weight"]] = (w1 / s.reshape((c,) + (1,) * (w1.ndim - 1))).astype(np.float32)
+    _scale_first(g, first, w1, s)
+    g.constants[second.weights["weight"]] = (w2c * s.reshape(1, c, 1, 1)).reshape(w2.shape).astype(np.float32)
+    return s
+
+
+def _scale_first(g, first, w1: np.ndarray, s: np.ndarray) -> None:
+    """Output channel i of the first layer (weight and bias) divided by s_i."""
+    g.constants[first.weights["weight"]] = (w1 / s.reshape((-1,) + (1,) * (w1.ndim - 1))).astype(np.float32)
     if "bias" in first.weights:
         b = first.weights["bias"]
         g.constants[b] = (np.asarray(g.constants[b], np.float64) / s).astype(np.float32)
-    g.constants[second.weights["weight"]] = (w2c * s.reshape(1, c, 1, 1)).reshape(w2.shape).astype(np.float32)
-    return s
 
 
 def pairs_of(g) -> list[tuple[str, str]]:
     out = []
     for n in g.nodes():
-        if n.op in ("Conv", "Gemm") and (n.op != "Conv" or int(n.attrs.get("groups", 1)) == 1):
+        if n.op in ("Conv", "Gemm"):
             found = _chain(g, n)
             if found:
                 out.append((n.name, found[1].name))

@@ -139,6 +139,34 @@ def test_digits_cnn_pairs_cross_maxpool_and_flatten():
     np.testing.assert_allclose(r, c, rtol=1e-5)  # equal ranges on both sides of every channel
 
 
+def test_depthwise_separable_chain_is_equalized_and_unchanged():
+    """conv -> relu -> depthwise -> relu -> pointwise (MobileNet's block): two pairs, same function,
+    and after enough sweeps every channel's ranges meet on both sides of each pair."""
+    rng = np.random.default_rng(3)
+    g = Graph("dws")
+    g.add_input("x", (2, 3, 6, 6))
+    g.add_node("Conv", "stem", ["x"], {"out_channels": 4, "kernel": 3, "pad": 1})
+    g.add_node("Relu", "r1", ["stem"])
+    g.add_node("Conv", "dw", ["r1"], {"out_channels": 4, "kernel": 3, "pad": 1, "groups": 4})
+    g.add_node("Relu", "r2", ["dw"])
+    g.add_node("Conv", "pw", ["r2"], {"out_channels": 5, "kernel": 1})
+    g.mark_output("pw")
+    for name, spec in g.tensors.items():
+        if spec.kind != "activation" and name not in g.inputs:
+            g.constants[name] = (rng.standard_normal(spec.shape) * rng.uniform(0.1, 3, spec.shape[0])
+                                 .reshape((-1,) + (1,) * (len(spec.shape) - 1))).astype(np.float32)
+    g.validate()
+    assert equalization.pairs_of(g) == [("stem", "dw"), ("dw", "pw")]
+    out = equalization.apply(g, iterations=30)
+    x = {"x": rng.standard_normal((2, 3, 6, 6)).astype(np.float32)}
+    want = run_float(g, x)["pw"]
+    np.testing.assert_allclose(run_float(out, x)["pw"], want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
+    w = {k: out.constants[f"{k}.weight"] for k in ("stem", "dw", "pw")}
+    np.testing.assert_allclose(np.abs(w["stem"]).reshape(4, -1).max(1), np.abs(w["dw"]).reshape(4, -1).max(1),
+                               rtol=1e-3)
+    np.testing.assert_allclose(np.abs(w["dw"]).reshape(4, -1).max(1), np.abs(w["pw"]).max(axis=(0, 2, 3)), rtol=1e-3)
+
+
 def test_recipes_metadata_for_the_cost_model():
     for mod in (entropy, bias_correction, equalization):
         assert {"name", "extra_inference_passes", "calibration_passes", "reference"} <= set(mod.METADATA)
