@@ -21,8 +21,10 @@ import numpy as np
 
 from qsim.recipes._common import traces
 
+# Per activation tensor one fp32 scale and no zero point (symmetric): no bytes beyond a per-tensor
+# int8 scheme; the clipping costs nothing at inference; calibration: an amax pass, then the histograms.
 METADATA = {"name": "entropy", "activation_granularity": "per_tensor", "scale_bytes_per_tensor": 4,
-            "extra_inference_passes": 0, "calibration_passes": 2,  # amax pass, then the histogram pass
+            "extra_scale_bytes": 0, "extra_inference_passes": 0, "calibration_passes": 2,
             "reference": "Migacz, 8-bit Inference with TensorRT, GTC 2017"}
 
 

@@ -41,7 +41,7 @@ from qsim.recipes.ort_qdq_writer import DEFAULT_OP_TYPES, QDQWriter
 # zero point), weight scales per output channel when per_channel, int32 biases; Q/DQ fuse into the
 # integer kernels, so inference has no extra pass; calibration runs the float model once per batch.
 METADATA = {"name": "ort_static", "activation_granularity": "per_tensor", "scale_bytes_per_tensor": 5,
-            "weight_scale_bytes_per_channel": 4, "bias_bits": 32, "extra_inference_passes": 0,
+            "weight_scale_bytes_per_channel": 4, "bias_bits": 32, "extra_scale_bytes": 0, "extra_inference_passes": 0,
             "calibration_passes": 1, "reference": "onnxruntime 1.32 quantize_static (QDQ)"}
 
 SUPPORTED_EXTRA = {"ActivationSymmetric", "WeightSymmetric", "CalibTensorRangeSymmetric", "CalibMovingAverage",

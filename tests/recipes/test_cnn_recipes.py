@@ -168,5 +168,10 @@ def test_depthwise_separable_chain_is_equalized_and_unchanged():
 
 
 def test_recipes_metadata_for_the_cost_model():
-    for mod in (entropy, bias_correction, equalization):
-        assert {"name", "extra_inference_passes", "calibration_passes", "reference"} <= set(mod.METADATA)
+    from qsim.recipes import ort_static
+
+    for mod in (entropy, bias_correction, equalization, ort_static):
+        assert {"name", "extra_scale_bytes", "extra_inference_passes", "calibration_passes",
+                "reference"} <= set(mod.METADATA), mod.__name__
+        assert mod.METADATA["name"] == mod.__name__.rsplit(".", 1)[1]
+    assert equalization.METADATA["calibration_passes"] == 0  # data free
