@@ -17,22 +17,27 @@ one stage in the order given) and quantizes the graph between ``float`` and ``qu
 3. ``runtime``: value emulation at run time of what no static TensorQuant describes (per-token
    dynamic activations, KV-cache quantization): hooks on node inputs / output tensors, and the
    plan's activations they replace set to float for the quantizer;
-4. -- ``qsim.sim.quantize_graph.quantize_graph`` with the plan and options (a recipe module may
-   contribute options before any stage runs: ``quantizer_options(**params) -> dict``) --
-5. ``quantized``: rewrite the quantized graph (GPTQ's weight codes, bias correction).
+4. ``quantizer``: quantize the graph in place of ``qsim.sim.quantize_graph.quantize_graph`` with the
+   plan and options (entropy calibration); without one, ``quantize_graph`` runs (a recipe module may
+   contribute its options before any stage runs: ``quantizer_options(**params) -> dict``);
+5. ``quantized``: rewrite the quantized graph (GPTQ's weight codes).
 
-**Registering a recipe is one line** in ``RECIPES``: ``"name": Recipe("qsim.recipes.module")``. A
-module exposes ``METADATA`` (a ``RecipeMetadata`` or a dict with the same keys: ``stage``,
-``params`` = {name: default}, ``extra_scale_bytes`` (a sentence: what scales it adds),
-``extra_passes`` (extra passes over each affected tensor at run time), ``executed_by``) and either
+**Registering a recipe is one line** in ``RECIPES``: ``"name": Recipe("qsim.recipes.module")`` (or
+``Recipe("qsim.recipes.module", stage="float")`` when its METADATA names no stage). A module
+exposes ``METADATA`` (a ``RecipeMetadata``, or a dict with any of its keys: ``stage``, ``params`` =
+{name: default} (else taken from ``apply``'s signature), ``extra_scale_bytes``,
+``extra_inference_passes`` (extra passes over each affected tensor at run time),
+``calibration_passes``, ``reference``, ``executed_by``; other keys are kept in ``extra``) and either
 
-* ``apply(graph, calib, **params) -> graph`` (a *plain* recipe, stage ``float`` or ``quantized``;
-  a ``quantized`` one is given the float graph as keyword ``reference`` when it declares it), or
+* ``apply(graph, calib, **params) -> graph`` (a *plain* recipe: stage ``float`` returns a float
+  graph; ``quantizer`` is given ``plan=`` and the quantizer's options and returns the quantized
+  graph; ``quantized`` rewrites the quantized graph and is given the float graph as keyword
+  ``reference`` when it declares it), or
 * ``run(state, **params) -> state`` on a ``RecipeState`` (every stage; the LLM recipes here).
 
-Parameters are checked against ``METADATA["params"]``: an unknown recipe or parameter is a one-line
-``WorkloadError`` naming the recipe and the known names; a recipe that cannot apply to a graph
-raises naming the node.
+Parameters are checked against the metadata's ``params`` (and the module's ``check_params`` when it
+has one): an unknown recipe or parameter is a one-line ``WorkloadError`` naming the recipe and the
+known names; a recipe that cannot apply to a graph raises naming the node.
 """
 from __future__ import annotations
 
@@ -46,16 +51,19 @@ import numpy as np
 from qsim.errors import QsimError, WorkloadError
 from qsim.ir.graph import Graph
 
-STAGES = ("settings", "float", "runtime", "quantized")
+STAGES = ("settings", "float", "runtime", "quantizer", "quantized")
 
 
 @dataclass(frozen=True)
 class RecipeMetadata:
     stage: str
-    params: Mapping[str, Any] = field(default_factory=dict)  # name -> default (None: required)
-    extra_scale_bytes: str = "none"
-    extra_passes: int = 0
+    params: Mapping[str, Any] = field(default_factory=dict)  # name -> default
+    extra_scale_bytes: Any = "none"  # bytes, or a sentence saying which scales are added
+    extra_inference_passes: int = 0
+    calibration_passes: int = 0
+    reference: str = ""
     executed_by: str = "as the plan runs (integer executor where it models the graph)"
+    extra: Mapping[str, Any] = field(default_factory=dict)  # a module's other keys (cost-model details)
 
 
 @dataclass(frozen=True)
@@ -79,10 +87,14 @@ class RecipeState:
     notes: tuple[str, ...] = ()  # how the run is executed, for tables
 
 
+_NOT_PARAMS = ("graph", "model", "calib", "plan", "reference")
+
+
 @dataclass(frozen=True)
 class Recipe:
     """A registered recipe: the module that implements it (imported on first use)."""
     module: str
+    stage: str | None = None  # for a module whose METADATA names none
 
     @cached_property
     def impl(self):
@@ -91,7 +103,20 @@ class Recipe:
     @property
     def metadata(self) -> RecipeMetadata:
         meta = self.impl.METADATA
-        return meta if isinstance(meta, RecipeMetadata) else RecipeMetadata(**meta)
+        if isinstance(meta, RecipeMetadata):
+            return meta
+        import inspect
+
+        known = set(RecipeMetadata.__dataclass_fields__) - {"extra"}
+        fields = {k: v for k, v in meta.items() if k in known}
+        fields.setdefault("stage", self.stage)
+        if "params" not in fields:
+            signature = inspect.signature(self.impl.apply).parameters.values()
+            fields["params"] = {p.name: p.default for p in signature if p.name not in _NOT_PARAMS
+                                and p.default is not inspect.Parameter.empty}
+        if fields["stage"] not in STAGES:
+            raise QsimError(f"recipe module {self.module}: stage {fields['stage']!r}; give one of {', '.join(STAGES)}")
+        return RecipeMetadata(**fields, extra={k: v for k, v in meta.items() if k not in known})
 
     def run(self, state: RecipeState, params: Mapping[str, Any]) -> RecipeState:
         if hasattr(self.impl, "run"):
@@ -99,6 +124,10 @@ class Recipe:
         stage = self.metadata.stage
         if stage == "float":
             return replace(state, graph=self.impl.apply(state.graph, list(state.calib), **params))
+        if stage == "quantizer":
+            plan = replace(state.plan, recipes=())
+            return replace(state, qgraph=self.impl.apply(state.graph, list(state.calib), plan=plan,
+                                                         **{**state.options, **params}))
         if stage == "quantized":
             import inspect
 
@@ -117,6 +146,9 @@ RECIPES: dict[str, Recipe] = {
     "gptq": Recipe("qsim.recipes.gptq"),
     "dynamic": Recipe("qsim.recipes.dynamic_tokens"),
     "kv_cache": Recipe("qsim.recipes.kv_cache"),
+    "entropy": Recipe("qsim.recipes.entropy", stage="quantizer"),
+    "bias_correction": Recipe("qsim.recipes.bias_correction", stage="float"),
+    "equalization": Recipe("qsim.recipes.equalization", stage="float"),
 }
 
 
@@ -212,7 +244,7 @@ def apply(graph: Graph, plan, calib: Sequence[Mapping[str, np.ndarray]], recipes
             state = replace(state, options={**state.options, **early(**call.params)})
     ordered = sorted(calls, key=lambda c: STAGES.index(c.recipe.metadata.stage))
     for call in ordered:
-        if call.recipe.metadata.stage == "quantized" and state.qgraph is None:
+        if call.recipe.metadata.stage == "quantized" and state.qgraph is None:  # no quantizer recipe ran
             state = _quantize(state, is_fp32(state.plan))
         state = call.recipe.run(state, call.params)
     if state.qgraph is None:
@@ -250,6 +282,7 @@ def metadata_table():
     for name, recipe in sorted(RECIPES.items()):
         m = recipe.metadata
         rows.append({"recipe": name, "stage": m.stage, "params": ", ".join(f"{k}={v}" for k, v in m.params.items()),
-                     "extra_scale_bytes": m.extra_scale_bytes, "extra_passes": m.extra_passes,
+                     "extra_scale_bytes": m.extra_scale_bytes,
+                     "extra_inference_passes": m.extra_inference_passes,
                      "executed_by": m.executed_by})
     return pd.DataFrame(rows)

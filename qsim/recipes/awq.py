@@ -31,7 +31,7 @@ from qsim.recipes.rtn import check_group, rtn
 
 METADATA = RecipeMetadata(stage="float", params={"group": 128, "grid": 20, "clip": True, "nodes": []},
                           extra_scale_bytes="as rtn (one scale per group); the AWQ scales are folded offline",
-                          extra_passes=0)
+                          extra_inference_passes=0)
 
 
 def check_params(group=128, grid=20, clip=True, nodes=()):

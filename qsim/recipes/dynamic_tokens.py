@@ -36,7 +36,7 @@ METADATA = RecipeMetadata(
     stage="runtime", params={"granularity": "token", "format": "", "symmetric": ""},  # "": see the doc
     extra_scale_bytes="one fp32 scale per token (row) of each matrix-op input, computed at run time "
                       "(per tensor: one scale and zero point)",
-    extra_passes=1, executed_by="value emulation (no integer dynamic-scale kernel)")
+    extra_inference_passes=1, executed_by="value emulation (no integer dynamic-scale kernel)")
 
 
 def check_params(granularity="token", format="", symmetric=""):

@@ -34,7 +34,7 @@ from qsim.recipes.rtn import check_group
 METADATA = RecipeMetadata(stage="quantized", params={"group": 128, "act_order": False, "damp": 0.01, "block": 128},
                           extra_scale_bytes="as rtn (one scale per group); with act_order the groups stay in "
                                             "column order (static groups), so no permutation is stored",
-                          extra_passes=0)
+                          extra_inference_passes=0)
 
 
 def check_params(group=128, act_order=False, damp=0.01, block=128):

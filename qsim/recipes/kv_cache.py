@@ -38,7 +38,8 @@ GRANULARITIES = ("token", "head")
 METADATA = RecipeMetadata(stage="runtime", params={"format": "int8", "granularity": "token"},
                           extra_scale_bytes="token: one fp32 scale per cached token and head (K and V); "
                                             "head: one fp32 scale per head",
-                          extra_passes=1, executed_by="value emulation (KV codes are not stored in graph state)")
+                          extra_inference_passes=1,
+                          executed_by="value emulation (KV codes are not stored in graph state)")
 
 
 def check_params(format="int8", granularity="token"):

@@ -27,7 +27,7 @@ from qsim.recipes._common import absorber_groups, check_equivalent, gemm_inputs,
 
 METADATA = RecipeMetadata(stage="float", params={"alpha": 0.5, "nodes": []},
                           extra_scale_bytes="none (the smoothing factors are folded into the weights offline)",
-                          extra_passes=0)
+                          extra_inference_passes=0)
 
 
 def check_params(alpha=0.5, nodes=()):

@@ -2,7 +2,7 @@
 dict ``METADATA``; it scales every Gemm's bias (a hand-checkable float rewrite)."""
 from qsim.recipes._common import with_constants
 
-METADATA = {"stage": "float", "params": {"factor": 2.0}, "extra_scale_bytes": "none", "extra_passes": 0}
+METADATA = {"stage": "float", "params": {"factor": 2.0}, "extra_scale_bytes": "none", "extra_inference_passes": 0}
 
 
 def apply(graph, calib, factor=2.0):

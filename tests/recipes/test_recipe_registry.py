@@ -59,7 +59,7 @@ def test_every_recipe_declares_its_cost_metadata():
     assert set(table["recipe"]) == set(recipes.RECIPES)
     assert set(table["stage"]) <= set(recipes.STAGES)
     dyn = table.set_index("recipe").loc["dynamic"]
-    assert dyn["extra_passes"] == 1 and "per token" in dyn["extra_scale_bytes"]
+    assert dyn["extra_inference_passes"] == 1 and "per token" in dyn["extra_scale_bytes"]
 
 
 def test_decoder_fp32_graph_equals_torch():
@@ -83,8 +83,8 @@ def test_recipes_compose_end_to_end_and_say_how_they_ran():
     assert _error(gptq, calib, ref) < _error(rtn, calib, ref)  # calibrated on the evaluated batch
     scales = [a.graph.quant_params["l0.q.weight"].scale for a in (rtn, gptq)]
     assert np.array_equal(*scales)  # GPTQ chooses codes on the quantizer's grid
-    w8 = recipes.apply(g, {"plan": "w8a8", "recipes": ["smoothquant"]}, calib, [{"name": "dynamic"},
-                                                                                 {"name": "kv_cache", "format": "int4"}])
+    later = [{"name": "dynamic"}, {"name": "kv_cache", "format": "int4"}]
+    w8 = recipes.apply(g, {"plan": "w8a8", "recipes": ["smoothquant"]}, calib, later)
     assert "value emulation" in w8.how and "per token" in w8.how and "KV cache int4" in w8.how
     assert 0 < _error(w8, calib, ref) < 0.1 * np.mean(ref ** 2)
     assert all(t not in w8.graph.quant_params for t in ("l0.q", "l0.ln1"))  # activations: dynamic, not static
@@ -132,3 +132,14 @@ def test_a_plain_module_registers_in_one_line(monkeypatch):
     np.testing.assert_array_equal(applied.graph.constants["q.bias"], g.constants["q.bias"] * 3.0)
     with pytest.raises(WorkloadError, match="recipe 'scale_bias' has no parameter 'alpha'"):
         recipes.parse_recipes([{"name": "scale_bias", "alpha": 1}])
+
+
+def test_the_cnn_recipes_register_with_their_own_metadata():
+    from _recipe_graphs import norm_linear
+
+    meta = recipes.RECIPES["bias_correction"].metadata
+    assert meta.stage == "float" and "weight" in meta.params and meta.calibration_passes == 1
+    assert recipes.RECIPES["entropy"].metadata.stage == "quantizer"
+    g, calib = norm_linear()
+    applied = recipes.apply(g, "int8", calib, [{"name": "equalization"}, {"name": "entropy"}])
+    assert applied.graph.quant_params and "integer executor" in applied.how
