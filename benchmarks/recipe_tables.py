@@ -40,10 +40,13 @@ def rows_for(kind: str) -> list[tuple[str, object, list]]:
         ("SmoothQuant a=0.5 + int8 static, norms in fp32", "int8", mask + [KEEP_NORMS, {"name": "smoothquant"}]),
         ("SmoothQuant a=0.5 + int8 dynamic per token (W8A8)", "w8a8", [{"name": "smoothquant"}, {"name": "dynamic"}]),
     ]
+    # MiniLM: GPTQ with every layer's inputs from the float model (one calibration pass; layer by layer
+    # on the partly quantized model needs 24 passes of the encoder, too slow for this table)
+    gptq = {"name": "gptq"} if kind == "decoder" else {"name": "gptq", "sequential": False}
     for group in (32, 128):
         rows += [(f"w4a16 RTN g{group}", "w4a16", [{"name": "rtn", "group": group}]),
-                 (f"w4a16 GPTQ g{group}", "w4a16", [{"name": "gptq", "group": group}]),
-                 (f"w4a16 GPTQ g{group}, act_order", "w4a16", [{"name": "gptq", "group": group, "act_order": True}]),
+                 (f"w4a16 GPTQ g{group}", "w4a16", [{**gptq, "group": group}]),
+                 (f"w4a16 GPTQ g{group}, act_order", "w4a16", [{**gptq, "group": group, "act_order": True}]),
                  (f"w4a16 AWQ g{group}", "w4a16", [{"name": "awq", "group": group}])]
     rows.append(("fp8 E4M3 (weights and activations, static)", "fp8", mask))
     if kind == "decoder":
@@ -61,9 +64,8 @@ def table(graph, calib, evaluation, rows, metric) -> pd.DataFrame:
         t0 = time.time()
         applied = recipes.apply(graph, plan, calib, recs)
         outputs = np.concatenate([applied.run(f)[graph.outputs[0]] for f in evaluation])
-        out.append({"recipe x precision": label, **metric(outputs), "executed by": applied.how,
-                    "s": round(time.time() - t0, 1)})
-        print(f"  {label}: {out[-1]}", flush=True)
+        out.append({"recipe x precision": label, **metric(outputs), "executed by": applied.how})
+        print(f"  {label}: {out[-1]} ({time.time() - t0:.1f} s)", flush=True)
     return pd.DataFrame(out)
 
 
@@ -124,8 +126,8 @@ def main() -> None:
         base = ppl["fp32"]
         for g in (32, 128):
             rtn = ppl[f"w4a16 RTN g{g}"] - base
-            best = min(ppl[f"w4a16 GPTQ g{g}"], ppl[f"w4a16 AWQ g{g}"]) - base
-            print(f"\nw4a16 g{g}: perplexity increase RTN {rtn:+.4f}, best of GPTQ / AWQ {best:+.4f} "
+            best = min(v for k, v in ppl.items() if k.startswith((f"w4a16 GPTQ g{g}", f"w4a16 AWQ g{g}"))) - base
+            print(f"\nw4a16 g{g}: perplexity increase RTN {rtn:+.4f}, best of the GPTQ / AWQ rows {best:+.4f} "
                   f"(target: at most half of RTN's: {'met' if best <= rtn / 2 else 'missed'})")
     if not args.skip_minilm:
         try:

@@ -15,7 +15,7 @@ symmetric, ``amax / qmax`` from the original weights of the group; the reference
 an RTN-quantized graph does. Layers are taken in graph order, each with its inputs from the model
 whose earlier layers are already quantized (as the reference code propagates quantized outputs).
 
-``{name: gptq, group: 128, act_order: false, damp: 0.01, block: 128}``.
+``{name: gptq, group: 128, act_order: false, damp: 0.01, block: 128, sequential: true}``.
 """
 from __future__ import annotations
 
@@ -31,16 +31,18 @@ from qsim.recipes import RecipeMetadata, RecipeState
 from qsim.recipes._common import gemm_inputs, with_constants
 from qsim.recipes.rtn import check_group
 
-METADATA = RecipeMetadata(stage="quantized", params={"group": 128, "act_order": False, "damp": 0.01, "block": 128},
+METADATA = RecipeMetadata(stage="quantized", params={"group": 128, "act_order": False, "damp": 0.01, "block": 128,
+                                                           "sequential": True},
                           extra_scale_bytes="as rtn (one scale per group); with act_order the groups stay in "
                                             "column order (static groups), so no permutation is stored",
                           extra_inference_passes=0)
 
 
-def check_params(group=128, act_order=False, damp=0.01, block=128):
+def check_params(group=128, act_order=False, damp=0.01, block=128, sequential=True):
     check_group(group)
-    if not isinstance(act_order, bool):
-        raise WorkloadError(f"act_order: expected true or false, got {act_order!r}")
+    for key, value in (("act_order", act_order), ("sequential", sequential)):
+        if not isinstance(value, bool):
+            raise WorkloadError(f"{key}: expected true or false, got {value!r}")
     if isinstance(damp, bool) or not isinstance(damp, (int, float)) or not 0 < damp < 1:
         raise WorkloadError(f"damp: expected a number in (0, 1), got {damp!r}")
     if isinstance(block, bool) or not isinstance(block, int) or block < 1:
@@ -87,11 +89,12 @@ def gptq(w: np.ndarray, x: np.ndarray, tq: TensorQuant, act_order: bool = False,
     return out
 
 
-def run(state: RecipeState, group=128, act_order=False, damp=0.01, block=128) -> RecipeState:
+def run(state: RecipeState, group=128, act_order=False, damp=0.01, block=128, sequential=True) -> RecipeState:
     """After quantization: replace the codes of every grouped / per-channel integer Gemm weight.
     Layers sharing an input are taken together, in graph order, each with inputs computed by the
     float graph whose earlier layers already hold their GPTQ weights (the reference code's
-    sequential quantization: later layers see, and correct for, the earlier layers' rounding)."""
+    sequential quantization: later layers see, and correct for, the earlier layers' rounding);
+    ``sequential: false``: every layer's inputs from the float model, in one pass."""
     from qsim.sim.observers import storage_type
 
     q = state.qgraph
@@ -101,7 +104,7 @@ def run(state: RecipeState, group=128, act_order=False, damp=0.01, block=128) ->
         raise QsimError("gptq: the plan quantizes no Gemm weight to an integer format (use e.g. w4a16)")
     by_input: dict[str, list] = {}
     for node in targets:
-        by_input.setdefault(node.inputs[0], []).append(node)
+        by_input.setdefault(node.inputs[0] if sequential else "", []).append(node)
     constants, done = dict(q.constants), {}
     for nodes in by_input.values():
         xs = gemm_inputs(with_constants(state.graph, done), list(state.calib), [n.name for n in nodes])
