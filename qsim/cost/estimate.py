@@ -82,6 +82,8 @@ def _node_row(graph, node, plan: PrecisionPlan, profile: Profile, view: sw.Stack
                                                         max(t[1] for t in profile.compute.tiles))
                                     or sw.array_efficiency(profile, graph, node, choice.unit, counts.macs))
         compute_s += counts.output_elems * per_element if per_element else 0.0
+        lowered = sw.lowered_compute_s(profile, graph, node, prec.activation.storage_bits)
+        compute_s = compute_s if lowered is None else lowered  # a Softmax run as the compiler's NPU operations
     memory_s, level = memory_seconds(traffic, profile)
     if array is not None and array.stall_s and compute_s + array.stall_s > memory_s:
         memory_s, level = compute_s + array.stall_s, profile.systolic.dram  # the array's SRAMs wait on DRAM

@@ -22,6 +22,7 @@ from qsim.yamlio import line_of
 COMPUTE_CLASSES = tuple(EMULATION_ORDER)
 CONV_CLASSES = ("conv_stem", "conv1x1", "conv3x3", "conv_other")
 MEMORY_CLASSES = ("depthwise", "elementwise", "normalization", "pool")
+SOFTMAX_LOWERINGS = ("vela-int8",)  # qsim.cost.npu_softmax: Vela's 31-operation int8 Softmax on Ethos-U
 _FRACTION = Num(0, 1, exclusive_min=True)
 _NON_NEGATIVE = Num(0)
 
@@ -58,6 +59,7 @@ STACK_SCHEMA = Record(
         "memory_overlaps_compute": Bool(),  # false: an in-order core stalls on its loads (time = compute + memory)
         "matrix_vector_efficiency": MapOf(_FRACTION, COMPUTE_CLASSES),  # a fully-connected layer at batch 1
         "mac_array": MAC_ARRAY_SCHEMA,
+        "softmax_lowering": Enum(SOFTMAX_LOWERINGS),  # an 8-bit Softmax run as the compiler's chain of NPU operations
         "validation": VALIDATION_SCHEMA,
     },
 )
@@ -107,6 +109,7 @@ class Stack:
     memory_overlaps_compute: bool = True
     matrix_vector_efficiency: Mapping[str, float] = field(default_factory=dict)
     mac_array: MacArray | None = None
+    softmax_lowering: str | None = None  # None: a Softmax is one kernel
     validation: Validation | None = None
 
 
@@ -147,5 +150,6 @@ def build_stack(data: Mapping[str, Any]) -> Stack | None:
         matrix_vector_efficiency=MappingProxyType(dict(s.get("matrix_vector_efficiency") or {})),
         mac_array=MacArray(tuple(a["ofm_ublock"]), a["dot_product_width"], a["ifm_block_depth"], a["kernel_step"],
                            a["weight_fetch_cycles"]) if (a := s.get("mac_array")) else None,
+        softmax_lowering=s.get("softmax_lowering"),
         validation=Validation(**dict(v)) if v else None,
     )
