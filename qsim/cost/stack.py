@@ -15,10 +15,8 @@ fused into the preceding matrix op, everything else a kernel of its own.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from math import prod
 
 from qsim.cost.npu_array import utilisation
-from qsim.cost.npu_softmax import Lowering, lowered_softmax
 from qsim.hw.stack_profile import Stack
 from qsim.ir.graph import Graph
 from qsim.ir.registry import CostClass, get_op
@@ -192,37 +190,13 @@ def bandwidth_fraction(stack: Stack | None, cls: str, unit: str) -> float:
     return stack.bandwidth_fraction.get(cls, {}).get(unit, 1.0)
 
 
-def softmax_lowering(graph, node, stack: Stack | None, activation_bits: int) -> Lowering | None:
-    """The chain of NPU operations an 8-bit Softmax becomes on a stack that lowers it (Vela on Ethos-U);
-    None where the Softmax is one kernel (other stacks, other widths: Vela's int16 lowering differs)."""
-    if stack is None or stack.softmax_lowering is None or node.op != "Softmax" or activation_bits != 8:
-        return None
-    shape = graph.tensor(node.inputs[0]).shape
-    axis = int(node.attrs.get("axis", -1)) % len(shape)
-    elements = prod(shape)
-    return lowered_softmax(elements, elements // shape[axis])
-
-
-def lowered_compute_s(profile, graph, node, activation_bits: int) -> float | None:
-    """The output-stage time of a lowered Softmax's operations, in place of its vector-op count."""
-    lowering = softmax_lowering(graph, node, profile.stack, activation_bits)
-    return None if lowering is None else lowering.cycles / profile.clock_hz
-
-
 def extra_kernels(graph, node, stack: Stack | None, activation_bits: int) -> tuple[int, int]:
     """(launches, bytes) a node costs beyond its own kernel: attention's several kernels and
     its score matrix when unfused; a cast kernel for a quantized matrix op when the stack casts
-    separately (reading 16-bit activations, writing the quantized ones); the further operations of a
-    lowered Softmax and the bytes they move beyond the Softmax's own input and output (int32
-    intermediates and the exp lookup table)."""
+    separately (reading 16-bit activations, writing the quantized ones)."""
     if stack is None:
         return 0, 0
     launches, moved = 0, 0
-    lowering = softmax_lowering(graph, node, stack, activation_bits)
-    if lowering is not None:
-        own = 2 * graph.tensor(node.inputs[0]).numel  # int8 in and out: counted as the node's own traffic
-        launches += lowering.operations - 1
-        moved += lowering.bytes_read + lowering.bytes_written + lowering.lut_bytes - own
     if node.op == "Attention" and stack.attention:
         launches += ATTENTION_EXTRA_KERNELS[stack.attention]
         if stack.attention == "unfused":
