@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import platform
-import time
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -18,6 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from qsim.errors import QsimError
+from qsim.hw.calibrate_stack import (best_seconds, ort_float_maxpool_ns_per_element, ort_session,
+                                     ort_transpose_ns_per_element, qparams, stack_lines)
 from qsim.hw.profile import build_profile
 from qsim.files import atomic_write
 from qsim.yamlio import load_yaml
@@ -74,28 +75,6 @@ def peak_macs_per_cycle(m: Machine) -> dict[str, int]:
     return {"int8": int8 * m.cores, "fp32": fp32 * m.cores}
 
 
-def _best_seconds(fn, repeats: int = 9, rounds: int = 3) -> float:
-    """The fastest of ``rounds`` x ``repeats`` runs after a warm-up. The machine may be shared with
-    other work: the fastest run is the one least disturbed, so every number calibrate measures is a
-    minimum over repeated runs (the benchmark times whole models the same way)."""
-    fn()
-    best = float("inf")
-    for _ in range(rounds * repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
-def _ort_session(model, disable_optimizations: bool = False):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    if disable_optimizations:
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-
-
 def ort_gemm_macs_per_s(n: int, integer: bool) -> float:
     """MatMulInteger (u8 x s8 -> s32, onnxruntime's fast integer path) or fp32 MatMul, n x n x n."""
     from onnx import TensorProto, helper, numpy_helper
@@ -113,14 +92,8 @@ def ort_gemm_macs_per_s(n: int, integer: bool) -> float:
         elem_in = elem_out = TensorProto.FLOAT
     graph = helper.make_graph([node], "gemm", [helper.make_tensor_value_info("a", elem_in, [n, n])],
                               [helper.make_tensor_value_info("y", elem_out, [n, n])], [b])
-    sess = _ort_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
-    return n ** 3 / _best_seconds(lambda: sess.run(None, {"a": a}))
-
-
-def _qparams(names_values) -> list:
-    from onnx import numpy_helper
-
-    return [numpy_helper.from_array(np.asarray(v), name) for name, v in names_values]
+    sess = ort_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
+    return n ** 3 / best_seconds(lambda: sess.run(None, {"a": a}))
 
 
 def ort_qlinear_matmul_macs_per_s(n: int) -> float:
@@ -128,15 +101,15 @@ def ort_qlinear_matmul_macs_per_s(n: int) -> float:
     from onnx import TensorProto, helper
 
     rng = np.random.default_rng(0)
-    inits = _qparams([("b", rng.integers(-127, 127, (n, n), dtype=np.int8)), ("sa", np.float32(0.01)),
+    inits = qparams([("b", rng.integers(-127, 127, (n, n), dtype=np.int8)), ("sa", np.float32(0.01)),
                       ("za", np.uint8(128)), ("sb", np.float32(0.01)), ("zb", np.int8(0)),
                       ("sy", np.float32(0.5)), ("zy", np.uint8(128))])
     node = helper.make_node("QLinearMatMul", ["a", "sa", "za", "b", "sb", "zb", "sy", "zy"], ["y"])
     graph = helper.make_graph([node], "qgemm", [helper.make_tensor_value_info("a", TensorProto.UINT8, [n, n])],
                               [helper.make_tensor_value_info("y", TensorProto.UINT8, [n, n])], inits)
-    sess = _ort_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
+    sess = ort_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
     a = rng.integers(0, 255, (n, n), dtype=np.uint8)
-    return n ** 3 / _best_seconds(lambda: sess.run(None, {"a": a}))
+    return n ** 3 / best_seconds(lambda: sess.run(None, {"a": a}))
 
 
 def ort_qlinear_conv_macs_per_s(size: int, channels: int = 64, cin: int | None = None, kernel: int = 3) -> float:
@@ -149,20 +122,20 @@ def ort_qlinear_conv_macs_per_s(size: int, channels: int = 64, cin: int | None =
     cin = cin or channels
     shape, out = [1, cin, size, size], [1, channels, size, size]
     pad = kernel // 2
-    inits = _qparams([("w", rng.integers(-127, 127, (channels, cin, kernel, kernel), dtype=np.int8)),
+    inits = qparams([("w", rng.integers(-127, 127, (channels, cin, kernel, kernel), dtype=np.int8)),
                       ("sx", np.float32(0.01)), ("zx", np.uint8(128)), ("sw", np.float32(0.01)), ("zw", np.int8(0)),
                       ("sy", np.float32(0.5)), ("zy", np.uint8(128))])
     node = helper.make_node("QLinearConv", ["x", "sx", "zx", "w", "sw", "zw", "sy", "zy"], ["y"], pads=[pad] * 4)
     graph = helper.make_graph([node], "qconv", [helper.make_tensor_value_info("x", TensorProto.UINT8, shape)],
                               [helper.make_tensor_value_info("y", TensorProto.UINT8, out)], inits)
-    sess = _ort_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
+    sess = ort_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
     x = rng.integers(0, 255, shape, dtype=np.uint8)
-    return channels * cin * kernel * kernel * size * size / _best_seconds(lambda: sess.run(None, {"x": x}))
+    return channels * cin * kernel * kernel * size * size / best_seconds(lambda: sess.run(None, {"x": x}))
 
 
 def numpy_gemm_macs_per_s(n: int) -> float:
     a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
-    return n ** 3 / _best_seconds(lambda: a @ a)
+    return n ** 3 / best_seconds(lambda: a @ a)
 
 
 def ort_stream_bytes_per_s(n: int) -> float:
@@ -175,9 +148,9 @@ def ort_stream_bytes_per_s(n: int) -> float:
     graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["y"])], "gemv",
                               [helper.make_tensor_value_info("a", TensorProto.FLOAT, [1, n])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n])], [b])
-    sess = _ort_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
+    sess = ort_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
     a = rng.standard_normal((1, n), dtype=np.float32)
-    return 4 * n * n / _best_seconds(lambda: sess.run(None, {"a": a}))
+    return 4 * n * n / best_seconds(lambda: sess.run(None, {"a": a}))
 
 
 def copy_bytes_per_s(nbytes: int, inner: int = 1) -> float:
@@ -189,7 +162,7 @@ def copy_bytes_per_s(nbytes: int, inner: int = 1) -> float:
         for _ in range(inner):
             np.copyto(dst, src)
 
-    return 2 * nbytes * inner / _best_seconds(run)
+    return 2 * nbytes * inner / best_seconds(run)
 
 
 def ort_dispatch_seconds(chain: int = 200) -> float:
@@ -200,60 +173,12 @@ def ort_dispatch_seconds(chain: int = 200) -> float:
         nodes = [helper.make_node("Relu", [f"t{i}"], [f"t{i + 1}"]) for i in range(k)]
         graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("t0", TensorProto.FLOAT, [1])],
                                   [helper.make_tensor_value_info(f"t{k}", TensorProto.FLOAT, [1])])
-        return _ort_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), True)
+        return ort_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), True)
 
     x = {"t0": np.ones(1, np.float32)}
     long, short = model(chain), model(1)
-    return max((_best_seconds(lambda: long.run(None, x), 20) - _best_seconds(lambda: short.run(None, x), 20))
+    return max((best_seconds(lambda: long.run(None, x), 20) - best_seconds(lambda: short.run(None, x), 20))
                / (chain - 1), 0.0)
-
-
-def _slope_ns_per_element(make_session, feed, sizes=(28, 56)) -> float:
-    """Nanoseconds per element of a kernel, as the slope between two tensor sizes (the fixed cost of a
-    run, which the profile charges separately as dispatch, cancels)."""
-    (small, x_small), (large, x_large) = [(make_session(s), feed(s)) for s in sizes]
-    t_small = _best_seconds(lambda: small.run(None, x_small))
-    t_large = _best_seconds(lambda: large.run(None, x_large))
-    return max(t_large - t_small, 0.0) / (64 * (sizes[1] ** 2 - sizes[0] ** 2)) * 1e9
-
-
-def ort_transpose_ns_per_element() -> float:
-    """onnxruntime's uint8 NCHW -> NHWC Transpose (the layout change around its NHWC QLinearConv
-    regions), per element, 1x64xSxS."""
-    from onnx import TensorProto, helper
-
-    def session(size: int):
-        shape = [1, 64, size, size]
-        graph = helper.make_graph([helper.make_node("Transpose", ["x"], ["y"], perm=[0, 2, 3, 1])], "nhwc",
-                                  [helper.make_tensor_value_info("x", TensorProto.UINT8, shape)],
-                                  [helper.make_tensor_value_info("y", TensorProto.UINT8, [1, size, size, 64])])
-        return _ort_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
-
-    rng = np.random.default_rng(0)
-    return _slope_ns_per_element(session, lambda n: {"x": rng.integers(0, 255, (1, 64, n, n), dtype=np.uint8)})
-
-
-def ort_float_maxpool_ns_per_element() -> float:
-    """An 8-bit MaxPool as onnxruntime runs it from a QOperator model below opset 12 (no uint8 MaxPool):
-    DequantizeLinear -> float MaxPool 3x3 stride 2 (inside NCHWc reorders) -> QuantizeLinear, per
-    input element, 1x64xSxS."""
-    from onnx import TensorProto, helper
-
-    def session(size: int):
-        out = (size - 3) // 2 + 1
-        inits = _qparams([("s", np.float32(0.05)), ("z", np.uint8(128)), ("so", np.float32(0.07)),
-                          ("zo", np.uint8(120))])
-        nodes = [helper.make_node("DequantizeLinear", ["x", "s", "z"], ["f"]),
-                 helper.make_node("MaxPool", ["f"], ["p"], kernel_shape=[3, 3], strides=[2, 2]),
-                 helper.make_node("QuantizeLinear", ["p", "so", "zo"], ["y"])]
-        graph = helper.make_graph(nodes, "island", [helper.make_tensor_value_info("x", TensorProto.UINT8,
-                                                                                  [1, 64, size, size])],
-                                  [helper.make_tensor_value_info("y", TensorProto.UINT8, [1, 64, out, out])], inits)
-        return _ort_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)]))
-
-    rng = np.random.default_rng(0)
-    return _slope_ns_per_element(session, lambda n: {"x": rng.integers(0, 255, (1, 64, n, n), dtype=np.uint8)},
-                                 sizes=(56, 112))
 
 
 # Ops whose onnxruntime kernels are not plain vector loops (LRN: a scalar pow per element), timed
@@ -268,9 +193,9 @@ def ort_op_ns_per_element(op: str, attrs: dict, shape=(1, 64, 56, 56)) -> float:
     graph = helper.make_graph([helper.make_node(op, ["x"], ["y"], **attrs)], op,
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(shape))])
-    sess = _ort_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
+    sess = ort_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-    return _best_seconds(lambda: sess.run(None, {"x": x})) / int(np.prod(shape)) * 1e9
+    return best_seconds(lambda: sess.run(None, {"x": x})) / int(np.prod(shape)) * 1e9
 
 
 def measure(quick: bool = False) -> dict:
@@ -364,35 +289,12 @@ def profile_yaml(r: dict, name: str = "local") -> str:
         "requant_policy: onnxruntime",
         "op_ns_per_element:                  # measured: onnxruntime on a 1x64x56x56 float tensor",
         *[f"  {name}: {ns:.3g}".ljust(36) + "# measured per output element" for name, ns in r["op_ns"].items()],
-        *_stack_lines(r),
+        *stack_lines(r),
         "",
     ]
     text = "\n".join(lines)
     build_profile(load_yaml(f"<calibrated {name}>", text), f"<calibrated {name}>")  # never write an invalid one
     return text
-
-
-def _stack_lines(r: dict) -> list[str]:
-    """The onnxruntime stack: what its graph optimizer does to an 8-bit QOperator model (NHWC regions with
-    transposes at their borders, float MaxPool islands), with the measured costs (qsim.cost.stack_work)."""
-    if "transpose_ns" not in r:
-        return []
-    return [
-        "stack: onnxruntime-cpu",
-        "stacks:",
-        "  onnxruntime-cpu:",
-        "    runtime: onnxruntime CPU execution provider, all graph optimizations (QOperator int8 from quantize_static)",
-        "    fold_batchnorm: true".ljust(36) + "# onnxruntime fuses Conv + BatchNormalization",
-        "    fuse_activation: true".ljust(36) + "# Conv + Relu fusion (fp32); QLinearConv carries its clamp",
-        "    fuse_residual_add: false".ljust(36) + "# Add / Sum is a kernel of its own",
-        "    launch: per_kernel".ljust(36) + "# dispatch_overhead_us per node",
-        "    channels_last_int8: true".ljust(36) + "# onnxruntime's NHWC transformer on QLinearConv / QLinearConcat",
-        f"    layout_transpose_ns_per_element: {r['transpose_ns']:.3g} "
-        + "# measured: uint8 NCHW -> NHWC Transpose, slope between 1x64x28x28 and 1x64x56x56, fastest of 27 runs",
-        "    float_islands:".ljust(36) + "# 8-bit ops run in float below opset 12",
-        f"      MaxPool: {r['float_maxpool_ns']:.3g}".ljust(36)
-        + "# measured: DequantizeLinear -> MaxPool 3x3/2 -> QuantizeLinear per input element, slope 56 -> 112, fastest of 27 runs",
-    ]
 
 
 def write_profile(path: Path, quick: bool = False) -> str:
