@@ -6,10 +6,10 @@
 - ``channels_last_int8``: onnxruntime's NHWC transformer runs 8-bit convolutions, concatenations and
   average pools (QLinearConv, QLinearConcat, QLinear(Global)AveragePool) channels-last. Elementwise ops
   (Add, Relu, Quantize) take either layout; every other op (max-pools left in float, Reshape /
-  Flatten, Gemm, Softmax, LRN) and the
-  graph's inputs and outputs are NCHW. Each uint8 tensor that crosses between the two gets one
-  Transpose kernel (reading and writing it once, one byte per element), charged to the node on the
-  far side; a tensor is transposed once however many consumers share the converted copy.
+  Flatten, Gemm, Softmax, LRN) and the graph's inputs and outputs are NCHW. Each uint8 tensor that
+  crosses between the two gets one Transpose kernel (reading and writing it once, one byte per
+  element), charged to the node on the far side; a tensor is transposed once however many consumers
+  share the converted copy.
   ``layout_transpose_ns_per_element`` (measured by ``qsim calibrate``) times it; without it, the
   bytes are timed at the activations' bandwidth.
 - ``float_islands``: 8-bit ops the runtime runs in float. onnxruntime's quantizer leaves MaxPool of

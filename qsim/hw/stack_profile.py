@@ -22,6 +22,7 @@ from qsim.yamlio import line_of
 COMPUTE_CLASSES = tuple(EMULATION_ORDER)
 CONV_CLASSES = ("conv_stem", "conv1x1", "conv3x3", "conv_other")
 MEMORY_CLASSES = ("depthwise", "elementwise", "normalization", "pool")
+FLOAT_ISLAND_OPS = ("MaxPool",)  # qsim.cost.stack_work: the 8-bit ops a runtime is known (and measured) to run in float
 SOFTMAX_LOWERINGS = ("vela-int8",)  # qsim.cost.npu_softmax: Vela's 31-operation int8 Softmax on Ethos-U
 _FRACTION = Num(0, 1, exclusive_min=True)
 _NON_NEGATIVE = Num(0)
@@ -63,7 +64,7 @@ STACK_SCHEMA = Record(
         "softmax_lowering": Enum(SOFTMAX_LOWERINGS),  # an 8-bit Softmax run as the compiler's chain of NPU operations
         "channels_last_int8": Bool(),  # 8-bit convs / concats run NHWC: a transpose where a tensor leaves or enters
         "layout_transpose_ns_per_element": _POSITIVE,  # the measured time of those transposes
-        "float_islands": MapOf(_POSITIVE),  # 8-bit op -> measured ns per input element of its float chain
+        "float_islands": MapOf(_POSITIVE, FLOAT_ISLAND_OPS),  # 8-bit op -> measured ns per input element of its float chain
         "validation": VALIDATION_SCHEMA,
     },
 )

@@ -13,8 +13,9 @@ from onnx import TensorProto, helper, numpy_helper
 from _ort_quantize import quantize
 from qsim.cost import estimate_graph
 from qsim.cost.stack_work import layout_transposes, stack_work
+from qsim.errors import ProfileError
 from qsim.hw.calibrate import Machine, profile_yaml
-from qsim.hw.profile import build_profile
+from qsim.hw.profile import build_profile, load_profile, resolve_profile_path
 from qsim.ir import Graph
 from qsim.ir.onnx_import import load_onnx
 from qsim.precision import PrecisionPlan
@@ -129,3 +130,16 @@ def test_counts_match_onnxruntimes_optimized_graph(tmp_path):
     assert ops.count("DequantizeLinear") == len(islands) + 1  # and one for the graph's float output
     assert ops[ops.index("QLinearGlobalAveragePool") + 1] == "Transpose"  # the pool runs NHWC: transposed after
     assert charged[g.producer(g.outputs[0]).name] == [g.outputs[0]]
+
+
+@pytest.mark.parametrize("line, key", [("float_islands: {Conv: 1.0}", "float_islands.Conv"),
+                                       ("layout_transpose_ns_per_element: 0", "layout_transpose_ns_per_element"),
+                                       ("softmax_lowering: vela-int16", "softmax_lowering")])
+def test_bad_stack_keys_are_errors_naming_the_line_and_key(tmp_path, line, key):
+    text = resolve_profile_path("imx93").read_text()
+    anchor = "    cascading: true"
+    text = text.replace(anchor, f"    {line}\n{anchor}").replace("    softmax_lowering: vela-int8", "")
+    (tmp_path / "npu.yaml").write_text(text)
+    at = 1 + text.splitlines().index(f"    {line}")
+    with pytest.raises(ProfileError, match=rf"npu\.yaml:{at}: stacks\.vela-ethos-u\.{key}"):
+        load_profile(tmp_path / "npu.yaml")
