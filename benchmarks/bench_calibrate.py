@@ -10,8 +10,8 @@ fitted rows (the microbenchmarks the efficiencies were read from) and the held-o
 models, never used in fitting) are summarised apart. Every time is the fastest of repeated runs; a
 model's time is given twice: its fastest whole run, and the sum over its nodes of each node's fastest
 kernel time (onnxruntime's profiler), which a shared machine disturbs far less. ``--ablate`` also
-predicts the int8 models with the local stack's mechanisms (float MaxPool islands, NHWC layout
-transposes) added one at a time. Check ``uptime`` first.
+predicts the int8 models with the local stack's mechanisms (float MaxPool islands, float Sum islands,
+NHWC layout transposes) added one at a time. Check ``uptime`` first.
 
     python benchmarks/bench_calibrate.py [--profile hw_profiles/local.yaml] [--models resnet50,squeezenet]
                                          [--precisions fp32,int8] [--ablate]
@@ -145,8 +145,12 @@ def stages(profile_path: Path) -> dict[str, object]:
         return {"as calibrated": load_profile(profile_path)}
     name = data["stack"]
     full = copy.deepcopy(data["stacks"][name])
-    steps = [("no stack", None), ("+ float MaxPool islands", ["float_islands"]),
-             ("+ NHWC layout transposes (full stack)", list(full))]
+    islands = full.get("float_islands", {})
+    steps = [("no stack", None),
+             ("+ float MaxPool islands", {"float_islands": {k: v for k, v in islands.items() if k == "MaxPool"}}),
+             ("+ float Sum islands", {"float_islands": islands,
+                                      "dequantize_ns_per_element": full.get("dequantize_ns_per_element", 0.001)}),
+             ("+ NHWC layout transposes (full stack)", full)]
     out = {}
     for label, keys in steps:
         variant = copy.deepcopy(data)
@@ -154,7 +158,7 @@ def stages(profile_path: Path) -> dict[str, object]:
             del variant["stack"], variant["stacks"]
         else:
             base = {k: full[k] for k in ("runtime", "fold_batchnorm", "fuse_activation", "fuse_residual_add", "launch")}
-            variant["stacks"][name] = {**base, **{k: full[k] for k in keys if k in full}}
+            variant["stacks"][name] = {**base, **{k: v for k, v in keys.items() if v != {}}}
         out[label] = build_profile(variant, f"{profile_path} ({label})")
     return out
 

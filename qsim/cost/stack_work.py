@@ -19,7 +19,13 @@
   write 4N + 4N + 4M + 4M + M: 16N + 16M bytes beyond the op's own N + M. Their time is the measured
   nanoseconds per input element of that chain (``qsim calibrate``: DequantizeLinear -> MaxPool 3x3/2
   -> QuantizeLinear), in place of the op's own compute time; that rate covers the float traffic, which
-  is counted but not timed again at a bandwidth.
+  is counted but not timed again at a bandwidth. An old-opset residual Sum (an Add with a float output
+  in the graph) is a float Add; each input an integer kernel wrote comes through a DequantizeLinear of
+  its own (an input from a float op, e.g. the float Relu after the previous Sum, does not). With
+  dequantized inputs of sum N_d elements, all inputs sum N and M outputs, the kernels move N_d + 4N_d
+  (dequantize) + 4N + 4M (the float Add) bytes where qsim's row counts N + M: 5N_d + 3N + 3M more, one
+  more kernel per dequantized input, and M x (float Add ns) + N_d x (dequantize ns), both measured,
+  in place of the Add's time.
 """
 from __future__ import annotations
 
@@ -77,9 +83,26 @@ def _own_work(graph, node, activation_bits: int, profile) -> StackWork | None:
         low = lowered_softmax(n_in, n_in // shape[int(node.attrs.get("axis", -1)) % len(shape)])
         moved = low.bytes_read + low.bytes_written + low.lut_bytes - n_in - n_out
         return StackWork(low.operations - 1, moved, moved, low.cycles / profile.clock_hz)
-    if node.op in stack.float_islands:  # the measured rate covers the island's float traffic
-        return StackWork(FLOAT_ISLAND_KERNELS - 1, 16 * (n_in + n_out), 0, n_in * stack.float_islands[node.op] * 1e-9)
+    if node.op == "MaxPool" and "MaxPool" in stack.float_islands:  # the measured rate covers the float traffic
+        return StackWork(FLOAT_ISLAND_KERNELS - 1, 16 * (n_in + n_out), 0, n_in * stack.float_islands["MaxPool"] * 1e-9)
+    if node.op == "Add" and "Add" in stack.float_islands and graph.tensor(node.outputs[0]).dtype.startswith("float"):
+        n_all = sum(graph.tensor(t).numel for t in node.inputs)
+        n_dq = sum(graph.tensor(t).numel for t in node.inputs if _integer_kernel_output(graph, t))
+        if n_dq:
+            k_dq = sum(1 for t in node.inputs if _integer_kernel_output(graph, t))
+            seconds = (n_out * stack.float_islands["Add"] + n_dq * stack.dequantize_ns_per_element) * 1e-9
+            return StackWork(k_dq, 5 * n_dq + 3 * n_all + 3 * n_out, 0, seconds)
     return None
+
+
+def _integer_kernel_output(graph, tensor: str) -> bool:
+    """An 8-bit tensor an integer kernel wrote: a float op reading it needs a DequantizeLinear first. The
+    output of an op that itself reads float (a float Relu after the Sum, which the importer types as the
+    8-bit tensor it is quantized to) is still float in the runtime."""
+    producer = graph.producer(tensor)
+    if producer is None or graph.tensor(tensor).dtype not in ("uint8", "int8"):
+        return False
+    return not any(graph.tensor(t).dtype.startswith("float") for t in producer.inputs)
 
 
 def layout_transposes(graph, bits: Callable) -> dict[str, list[str]]:

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from qsim.errors import QsimError
-from qsim.hw.calibrate_stack import (best_seconds, ort_float_maxpool_ns_per_element, ort_session,
+from qsim.hw.calibrate_stack import (best_seconds, ort_float_add_ns_per_element, ort_float_maxpool_ns_per_element,
+                                     ort_session,
                                      ort_transpose_ns_per_element, qparams, stack_lines)
 from qsim.hw.profile import build_profile
 from qsim.files import atomic_write
@@ -217,6 +218,7 @@ def measure(quick: bool = False) -> dict:
         "op_ns": {name: ort_op_ns_per_element(op, attrs) for name, (op, attrs) in TIMED_OPS.items()},
         "transpose_ns": ort_transpose_ns_per_element(),
         "float_maxpool_ns": ort_float_maxpool_ns_per_element(),
+        "float_add_ns": (ort_float_add_ns_per_element(1), ort_float_add_ns_per_element(2)),
     }
     return results
 

@@ -85,6 +85,37 @@ def ort_float_maxpool_ns_per_element() -> float:
                                  sizes=(56, 112))
 
 
+def ort_float_add_ns_per_element(dequantized: int) -> float:
+    """A residual Sum as onnxruntime runs it from an old-opset QOperator model (the quantizer has no QLinear
+    form of Sum): a float Add whose ``dequantized`` inputs (1 or 2) come through a DequantizeLinear of
+    their own, the other from a float op; per output element, 1x64xSxS."""
+    from onnx import TensorProto, helper
+
+    def session(size: int):
+        shape = [1, 64, size, size]
+        inits = qparams([("sa", np.float32(0.05)), ("za", np.uint8(128)), ("sb", np.float32(0.07)),
+                         ("zb", np.uint8(120))])
+        nodes = [helper.make_node("DequantizeLinear", ["a", "sa", "za"], ["fa"])]
+        if dequantized == 2:
+            nodes.append(helper.make_node("DequantizeLinear", ["b", "sb", "zb"], ["fb"]))
+        nodes.append(helper.make_node("Add", ["fa", "fb" if dequantized == 2 else "b"], ["y"]))
+        b_type = TensorProto.UINT8 if dequantized == 2 else TensorProto.FLOAT
+        graph = helper.make_graph(nodes, "island", [helper.make_tensor_value_info("a", TensorProto.UINT8, shape),
+                                                    helper.make_tensor_value_info("b", b_type, shape)],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)],
+                                  inits if dequantized == 2 else inits[:2])
+        return ort_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)]))
+
+    rng = np.random.default_rng(0)
+
+    def feed(n: int):
+        b = rng.integers(0, 255, (1, 64, n, n), dtype=np.uint8)
+        return {"a": rng.integers(0, 255, (1, 64, n, n), dtype=np.uint8),
+                "b": b if dequantized == 2 else b.astype(np.float32)}
+
+    return slope_ns_per_element(session, feed)
+
+
 def stack_lines(r: dict) -> list[str]:
     """The onnxruntime stack: what its graph optimizer does to an 8-bit QOperator model (NHWC regions with
     transposes at their borders, float MaxPool islands), with the measured costs (qsim.cost.stack_work)."""
@@ -105,4 +136,18 @@ def stack_lines(r: dict) -> list[str]:
         "    float_islands:".ljust(36) + "# 8-bit ops run in float below opset 12",
         f"      MaxPool: {r['float_maxpool_ns']:.3g}".ljust(36)
         + "# measured: DequantizeLinear -> MaxPool 3x3/2 -> QuantizeLinear per input element, slope 56 -> 112, fastest of 27 runs",
+        *_sum_island_lines(r),
     ]
+
+
+def _sum_island_lines(r: dict) -> list[str]:
+    """A float Add and a DequantizeLinear per element, from Adds with one and with two dequantized inputs."""
+    if "float_add_ns" not in r:
+        return []
+    one, two = r["float_add_ns"]
+    dequantize = max(two - one, 0.0)
+    return [f"      Add: {max(one - dequantize, 0.001):.3g}".ljust(36)
+            + f"# measured: float Add per output element (DequantizeLinear + Add {one:.3g}, two + Add {two:.3g}; "
+            "slope 28 -> 56, fastest of 27 runs)",
+            f"    dequantize_ns_per_element: {max(dequantize, 0.001):.3g} "
+            + "# measured: the second DequantizeLinear's share of the two above"]

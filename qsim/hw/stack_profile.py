@@ -22,7 +22,7 @@ from qsim.yamlio import line_of
 COMPUTE_CLASSES = tuple(EMULATION_ORDER)
 CONV_CLASSES = ("conv_stem", "conv1x1", "conv3x3", "conv_other")
 MEMORY_CLASSES = ("depthwise", "elementwise", "normalization", "pool")
-FLOAT_ISLAND_OPS = ("MaxPool",)  # qsim.cost.stack_work: the 8-bit ops a runtime is known (and measured) to run in float
+FLOAT_ISLAND_OPS = ("MaxPool", "Add")  # qsim.cost.stack_work: the 8-bit ops a runtime is known (and measured) to run in float
 SOFTMAX_LOWERINGS = ("vela-int8",)  # qsim.cost.npu_softmax: Vela's 31-operation int8 Softmax on Ethos-U
 _FRACTION = Num(0, 1, exclusive_min=True)
 _NON_NEGATIVE = Num(0)
@@ -64,7 +64,8 @@ STACK_SCHEMA = Record(
         "softmax_lowering": Enum(SOFTMAX_LOWERINGS),  # an 8-bit Softmax run as the compiler's chain of NPU operations
         "channels_last_int8": Bool(),  # 8-bit convs / concats run NHWC: a transpose where a tensor leaves or enters
         "layout_transpose_ns_per_element": _POSITIVE,  # the measured time of those transposes
-        "float_islands": MapOf(_POSITIVE, FLOAT_ISLAND_OPS),  # 8-bit op -> measured ns per input element of its float chain
+        "float_islands": MapOf(_POSITIVE, FLOAT_ISLAND_OPS),  # 8-bit op -> measured ns per element of its float kernels
+        "dequantize_ns_per_element": _POSITIVE,  # a DequantizeLinear kernel in front of a float island
         "validation": VALIDATION_SCHEMA,
     },
 )
@@ -117,7 +118,8 @@ class Stack:
     softmax_lowering: str | None = None  # None: a Softmax is one kernel
     channels_last_int8: bool = False
     layout_transpose_ns_per_element: float | None = None
-    float_islands: Mapping[str, float] = field(default_factory=dict)  # op -> ns per input element
+    float_islands: Mapping[str, float] = field(default_factory=dict)  # op -> ns per element
+    dequantize_ns_per_element: float = 0.0
     validation: Validation | None = None
 
 
@@ -161,5 +163,6 @@ def build_stack(data: Mapping[str, Any]) -> Stack | None:
         softmax_lowering=s.get("softmax_lowering"), channels_last_int8=s.get("channels_last_int8", False),
         layout_transpose_ns_per_element=s.get("layout_transpose_ns_per_element"),
         float_islands=MappingProxyType(dict(s.get("float_islands") or {})),
+        dequantize_ns_per_element=s.get("dequantize_ns_per_element", 0.0),
         validation=Validation(**dict(v)) if v else None,
     )

@@ -25,11 +25,11 @@ INT8 = PrecisionPlan.uniform("int8")
 EIGHT = lambda node: 8  # noqa: E731
 
 
-def local_profile(transpose_ns=0.1, maxpool_ns=0.5):
+def local_profile(transpose_ns=0.1, maxpool_ns=0.5, add_ns=(0.5, 0.75)):
     machine = Machine("Test CPU", 2, 3.0e9, frozenset({"avx512f", "avx512_vnni", "fma"}), 2**20, 32 * 2**20, 16 * 2**30)
     results = {"machine": machine, "int8_ort": 300e9, "int8_qconv": 192e9, "int8_qmatmul": 240e9, "fp32_ort": 75e9,
                "fp32_numpy": 40e9, "dram_bps": 20e9, "cache_bps": 200e9, "dispatch_s": 2e-6, "op_ns": {"LRN": 10.0},
-               "transpose_ns": transpose_ns, "float_maxpool_ns": maxpool_ns}
+               "transpose_ns": transpose_ns, "float_maxpool_ns": maxpool_ns, "float_add_ns": add_ns}
     return build_profile(load_yaml("local.yaml", profile_yaml(results)), "local.yaml")
 
 
@@ -83,10 +83,40 @@ def test_float_maxpool_island_by_hand():
     assert row.compute_s == pytest.approx(n * 0.5e-9 + n * 0.1e-9)
 
 
+def residual_sums() -> Graph:
+    """Two old-opset residual Sums as the importer shows them: 8-bit conv outputs, a float Sum output, a
+    float Relu typed as the 8-bit tensor it is quantized to."""
+    g = Graph("sums")
+    g.add_input("x", (1, 8, 10, 10), "uint8")
+    for name in ("a", "b", "c"):
+        g.add_node("Conv", name, ["x"], {"out_channels": 8, "kernel": 1}, dtype="uint8")
+    g.add_node("Add", "sum1", ["a", "b"], dtype="float32")  # both inputs from integer kernels: two dequantizes
+    g.add_node("Relu", "relu1", ["sum1"], dtype="uint8")
+    g.add_node("Add", "sum2", ["relu1", "c"], dtype="float32")  # the Relu's output is float in the runtime
+    g.mark_output("sum2")
+    return g.validate()
+
+
+def test_residual_sum_islands_by_hand():
+    g, n = residual_sums(), 8 * 10 * 10
+    work = stack_work(g, EIGHT, local_profile(add_ns=(0.5, 0.75)))  # float Add 0.25 ns, dequantize 0.25 ns
+    # sum1: 2 dequantizes (N + 4N each), the float Add reads 4N + 4N, writes 4M: 26N bytes against the
+    # row's 3N: 5 x 2N + 3 x 2N + 3N = 19N more; M x 0.25 + 2N x 0.25 ns
+    assert (work["sum1"].launches, work["sum1"].bytes) == (2, 19 * n)
+    assert work["sum1"].compute_s == pytest.approx((n * 0.25 + 2 * n * 0.25) * 1e-9)
+    # sum2: one dequantize (c): 5N + 3 x 2N + 3N = 14N more, and the graph output's transpose back to
+    # NCHW (the Sums and the Relu stay in the convs' NHWC layout): 2N bytes, one kernel
+    assert work["sum2"].transposed == ("sum2",)
+    assert (work["sum2"].launches, work["sum2"].bytes) == (1 + 1, 14 * n + 2 * n)
+    assert work["sum2"].compute_s == pytest.approx((n * 0.25 + n * 0.25) * 1e-9)
+    assert "relu1" not in work
+
+
 def test_the_calibrated_profile_carries_the_stack_and_fp32_keeps_one_kernel_per_maxpool():
     profile = local_profile()
     assert profile.stack.name == "onnxruntime-cpu" and profile.stack.channels_last_int8
-    assert profile.stack.float_islands == {"MaxPool": 0.5}
+    assert profile.stack.float_islands == {"MaxPool": 0.5, "Add": 0.25}
+    assert profile.stack.dequantize_ns_per_element == 0.25
     fp32 = estimate_graph(fire_graph(), PrecisionPlan.uniform("fp32"), profile).layers.set_index("name")
     assert fp32.loc["p0", "launches"] == 1 and fp32.loc["c0", "launches"] == 1
 
