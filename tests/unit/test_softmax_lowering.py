@@ -61,3 +61,16 @@ def test_no_lowering_elsewhere():
     assert iot.loc["softmax", "launches"] == 1  # TFLM runs SOFTMAX as one kernel
     int16 = qsim.estimate("mlperf_tiny_ic", "imx93", precision="weight=int8,activation=int16").set_index("name")
     assert int16.loc["softmax", "launches"] == 1  # Vela's int16 Softmax is another lowering, not modelled
+
+
+def test_the_softmax_parameter_is_a_checked_boolean():
+    import subprocess
+    import sys
+
+    run = lambda value: subprocess.run([sys.executable, "-m", "qsim.cli", "run", "mlperf_tiny_ic", "--hw", "iot",  # noqa: E731
+                                        "--set", f"softmax={value}"], capture_output=True, text=True)
+    bad = run("maybe")
+    assert bad.returncode == 2 and "model.params.softmax: expected true or false, got 'maybe'" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    off = run("false")
+    assert off.returncode == 0 and "Softmax" not in off.stdout
