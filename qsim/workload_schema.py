@@ -148,6 +148,8 @@ def _param_schema(param: inspect.Parameter):
         return Num(0, exclusive_min=True)  # width multipliers
     if kind == "str":
         return Str()
+    if kind == "bool":  # e.g. a builder's final ``softmax``
+        return Bool()
     return _AttributeValue()
 
 
