@@ -12,6 +12,7 @@ from __future__ import annotations
 import multiprocessing
 import itertools
 import os
+import sys
 import threading
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -51,12 +52,20 @@ def run_serial(spec: SweepSpec, chunks: Chunks, on_done: OnDone, task: Task = ev
         on_done(task(spec, chunk))
 
 
+def _can_fork() -> bool:
+    """fork starts fast and needs no ``if __name__ == "__main__"`` guard in the caller's script, but
+    copying a process that runs other threads (a Dask client, a notebook's) can copy a held lock, and
+    GNU OpenMP aborts a child forked after its threads started (numba's parallel kernels, once the
+    simulator ran here): spawn then."""
+    if threading.active_count() != 1 or "fork" not in multiprocessing.get_all_start_methods():
+        return False
+    parallel = sys.modules.get("numba.np.ufunc.parallel")
+    return not getattr(parallel, "_is_initialized", False)
+
+
 def run_processes(spec: SweepSpec, chunks: Chunks, workers: int, on_done: OnDone,
                   task: Task = evaluate_chunk) -> None:
-    # fork starts fast and needs no `if __name__ == "__main__"` guard in the caller's script, but copying
-    # a process that runs other threads (a Dask client, a notebook's) can copy a held lock: spawn then
-    method = "fork" if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    ctx = multiprocessing.get_context(method)
+    ctx = multiprocessing.get_context("fork" if _can_fork() else "spawn")
     pool = ProcessPoolExecutor(workers, mp_context=ctx)
     try:
         chunks = iter(chunks)
