@@ -55,6 +55,10 @@ def check_graph(ev: Evaluation, graph: Graph) -> None:
                               "at a precision plan", file=ev.where)
     if not graph.inputs or not graph.outputs:
         raise EvaluationError(f"model {graph.name!r} has no inputs or outputs to evaluate", file=ev.where)
+    weightless = sorted(t for t, s in graph.tensors.items() if s.kind == "weight" and t not in graph.constants)
+    if weightless:
+        raise ev.error("data", f"model {graph.name!r} has no values for its weights ({', '.join(weightless[:3])}"
+                               f"{', ...' if len(weightless) > 3 else ''}): a weightless model cannot be evaluated")
     batch = _batch_of(graph)
     if ev.batch is not None and ev.batch != batch:
         raise ev.error("batch", f"{ev.batch}, but the model {graph.name!r} is built at batch {batch}")

@@ -37,12 +37,13 @@ def load_evaluations(data: Mapping, chk, source: str, base: Path) -> dict[str, A
         ev, block = shared, chk.workload_data[label].get("evaluation")
         if ev is None and block is None:
             continue
+        own = ev is None
         try:
-            if ev is None:
+            if own:
                 ev = load_evaluation(block, str(path), path.parent)
             ev.check(load_workload(path, batch=ev.build_batch).graph)
         except QsimError as exc:
-            if ev is shared:  # the spec's own block: report at its line, naming the workload
+            if not own:  # the spec's own block: report at its line, naming the workload
                 chk.errors.extend(Problem(f"workload {label!r}: {p.message}", line=p.line, key=p.key)
                                   for p in _problems(exc))
             else:
