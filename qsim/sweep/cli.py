@@ -48,7 +48,8 @@ def _print_best(df, spec) -> None:
     from qsim.sweep.report import best_points
 
     best = best_points(df)
-    rule = f" meeting the constraints ({describe(spec.constraints)})" if spec.constraints else " (smallest energy x delay)"
+    rule = (f" meeting the constraints ({describe(spec.constraints)})" if spec.constraints
+            else " (smallest energy x delay)")
     for workload in dict.fromkeys(df["workload"]):
         rows = best[best["workload"] == workload]
         if rows.empty:

@@ -118,7 +118,8 @@ def write_report(df: pd.DataFrame, out_dir: str | Path, spec: SweepSpec | str | 
                        f"front of its workload and batch ({objectives})."),
                _figure(plots.accuracy_cost(df, out / "accuracy_cost.png", df.attrs.get("constraints") or {}),
                        f"Accuracy ({_metric(df)}) against latency and against energy; colour: {by_color}, marker: "
-                       f"{by_marker}; ringed: Pareto front; dashed: the accuracy budget (fp32 minus max_accuracy_drop)."),
+                       f"{by_marker}; ringed: Pareto front; dashed: the accuracy budget (fp32 minus "
+                       "max_accuracy_drop)."),
                _figure(plots.memory_need(df, out / "memory_need.png"),
                        "Memory need (weights + peak activations + KV cache, per memory) against capacity.")]
     best = best_points(df)

@@ -87,7 +87,8 @@ def test_a_workload_file_carries_its_own_bad_block(capsys, tmp_path):
     spec = tmp_path / "spec.yaml"
     spec.write_text("name: s\nworkloads: [own.yaml]\nprecisions: [int8]\nprofiles: [iot]\n")
     err = error_of(capsys, tmp_path, spec)
-    assert "spec.yaml:2: workloads[0]: workload 'own.yaml':" in err and "own.yaml:4: evaluation.data: no such file" in err
+    assert "spec.yaml:2: workloads[0]: workload 'own.yaml':" in err
+    assert "own.yaml:4: evaluation.data: no such file" in err
 
 
 def test_the_cli_exits_2_without_a_traceback(tmp_path):
