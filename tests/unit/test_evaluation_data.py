@@ -170,7 +170,7 @@ def test_a_workload_given_by_an_entry_point(tmp_path):
     from qsim.errors import WorkloadError
     from qsim.workload import load_workload
 
-    (tmp_path / "models.py").write_text(
+    (tmp_path / "wl_entry.py").write_text(
         "from qsim.evaluation.digits import digits_graph\nimport numpy as np\n"
         "SHAPES = " + repr(SHAPES) + "\n"
         "def cnn(batch=1, scale=0.3):\n"
@@ -178,15 +178,16 @@ def test_a_workload_given_by_an_entry_point(tmp_path):
         "    return digits_graph({k: (rng.standard_normal(s) * scale).astype('float32') for k, s in SHAPES.items()},"
         " batch)\n"
         "def not_a_graph(batch=1):\n    return 42\n")
-    (tmp_path / "w.yaml").write_text("name: w\nmodel: {entry: 'models:cnn', params: {scale: 0.1}}\nbatch: 3\n")
+    (tmp_path / "w.yaml").write_text("name: w\nmodel: {entry: 'wl_entry:cnn', params: {scale: 0.1}}\nbatch: 3\n")
     graph = load_workload(tmp_path / "w.yaml").graph
     assert graph.tensor("x").shape == (3, 1, 8, 8) and set(SHAPES) <= set(graph.constants)
     assert np.abs(graph.constants["fc.weight"]).max() < 1  # scale 0.1 reached the function
-    for model, expected in (("{entry: 'models:nothing'}", "w.yaml:2: model.entry: module 'models' has no attribute"),
+    for model, expected in (("{entry: 'wl_entry:nothing'}",
+                             "w.yaml:2: model.entry: module 'wl_entry' has no attribute"),
                             ("{entry: 'nomodule:cnn'}", "w.yaml:2: model.entry: cannot import module 'nomodule'"),
-                            ("{entry: 'models:not_a_graph'}", "model.entry: models:not_a_graph returned int, not a "
+                            ("{entry: 'wl_entry:not_a_graph'}", "model.entry: wl_entry:not_a_graph returned int, not a "
                                                                "qsim Graph"),
-                            ("{entry: 'models:cnn', params: {bogus: 1}}", "model.params: models:cnn: cnn() got an "
+                            ("{entry: 'wl_entry:cnn', params: {bogus: 1}}", "model.params: wl_entry:cnn: cnn() got an "
                                                                           "unexpected keyword argument 'bogus'")):
         (tmp_path / "w.yaml").write_text(f"name: w\nmodel: {model}\n")
         with pytest.raises(WorkloadError) as info:
