@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -87,16 +88,17 @@ def run_sweep(spec: str | Path | Mapping | SweepSpec, out_dir: str | Path | None
             if on_chunk:
                 on_chunk(rows)
 
-        def dispatch(task, chunks, on_done, serial: bool) -> None:
+        def dispatch(task, chunks, on_done, serial: bool, sent: SweepSpec = spec) -> None:
             if use_dask:
-                run_dask(spec, chunks, on_done, scheduler, dask_local, workers, task=task)
+                run_dask(sent, chunks, on_done, scheduler, dask_local, workers, task=task)
             elif workers == 1 or serial:
-                run_serial(spec, chunks, on_done, task)  # no pool to start: small sweeps and tests
+                run_serial(sent, chunks, on_done, task)  # no pool to start: small sweeps and tests
             else:
-                run_processes(spec, chunks, workers, on_done, task)
+                run_processes(sent, chunks, workers, on_done, task)
 
-        try:
-            dispatch(evaluate_chunk, chunked(todo, size), on_done, expected <= size)
+        try:  # costing needs no evaluation data: the spec travels to each chunk without it
+            dispatch(evaluate_chunk, chunked(todo, size), on_done, expected <= size,
+                     dataclasses.replace(spec, evaluations={}))
         finally:
             bar.close()
         order = id_keys(p.point_id for p in iter_points(spec))  # 8 bytes a point
