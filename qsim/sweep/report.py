@@ -127,7 +127,8 @@ def write_report(df: pd.DataFrame, out_dir: str | Path, spec: SweepSpec | str | 
         for i, (_, row) in enumerate(best.head(3).iterrows()):
             title = f"{row['workload']} at {row['precision']} on {row['profile']}: per-layer latency and energy"
             png = plots.layer_breakdown(point_layers(spec, row), title, out / f"layers_{i}.png")
-            figures.append(_figure(png, "Best point (smallest energy x delay on the front): " + title + "."))
+            rule = "among the points that meet the constraints" if "meets_constraints" in df.columns else "on the front"
+            figures.append(_figure(png, f"Best point (smallest energy x delay {rule}): {title}."))
     ok, refused = df[df["status"] == "ok"], df[df["status"] == "refused"]
     refusals = refused.groupby(["precision", "profile"], sort=False).agg(
         points=("point_id", "size"), reason=("reason", "first")).reset_index() if len(refused) else refused
