@@ -107,7 +107,7 @@ def test_digits_sweep_end_to_end(tmp_path):
     spec = tmp_path / "digits.yaml"
     spec.write_text("name: digits\nworkloads: [digits_cnn]\nprecisions: [fp32, int8, int4]\nprofiles: [imx93]\n"
                     "overrides: {memories.sram.capacity_kib: [256, 512]}\n"
-                    "evaluation: {data: digits, samples: 120, batch: 60}\n"
+                    "evaluation: {data: digits, samples: 60, batch: 60}\n"
                     "constraints: {max_accuracy_drop: 0.0, native_only: true}\n")
     out = tmp_path / "out"
     proc = subprocess.run([sys.executable, "-m", "qsim.cli", "sweep", str(spec), "--out", str(out), "--workers", "1"],
