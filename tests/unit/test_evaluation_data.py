@@ -56,6 +56,7 @@ def test_bad_inputs_name_file_line_and_key(tmp_path, npz):
         tmp_path, "  data: data.npz\n  samples: 100\n")
     assert "evaluation.bogus: unknown key" in _error(tmp_path, "  data: data.npz\n  bogus: 1\n")
     assert ":4: evaluation.k: k is only for metric: topk" in _error(tmp_path, "  data: data.npz\n  k: 3\n")
+    assert ":4: evaluation.metric: metric topk needs k: N" in _error(tmp_path, "  data: data.npz\n  metric: topk\n")
     np.savez(tmp_path / "nolabels.npz", x=npz)
     assert "evaluation.metric: metric top1 needs labels" in _error(
         tmp_path, "  data: nolabels.npz\n  metric: top1\n")
@@ -75,6 +76,14 @@ def test_graph_checks_name_the_key(tmp_path, npz):
     block, where = _block(tmp_path, "  data: data.npz\n  batch: 8\n")
     with pytest.raises(EvaluationError, match=r":4: evaluation.batch: 8, but the model 'digits_cnn' is built at "
                                               r"batch 4"):
+        load_evaluation(block, where, tmp_path).check(_graph(4))
+    np.savez(tmp_path / "labels.npz", x=npz, labels=np.full(40, 10))
+    block, where = _block(tmp_path, "  data: labels.npz\n")
+    with pytest.raises(EvaluationError, match=r":3: evaluation.data: labels must be class indices 0..9 of the output "
+                                              r"'fc'; the data has 10..10"):
+        load_evaluation(block, where, tmp_path).check(_graph(4))
+    block, where = _block(tmp_path, "  data: data.npz\n  metric: topk\n  k: 11\n")
+    with pytest.raises(EvaluationError, match=r":5: evaluation.k: 11, but the model's output 'fc' has 10 classes"):
         load_evaluation(block, where, tmp_path).check(_graph(4))
 
 
@@ -110,6 +119,9 @@ def test_metrics_cosine_sqnr_mse_and_a_user_metric(tmp_path, npz):
     assert 0 < got["cosine"]["accuracy"] < 1 and got["cosine"]["accuracy_drop"] == pytest.approx(
         1 - got["cosine"]["accuracy"])
     assert 0 <= got["mymetric:agreement"]["accuracy"] <= 1 and got["mymetric:agreement"]["accuracy_fp32"] == 1.0
+    block, where = _block(tmp_path, "  data: data.npz\n  metric: topk\n  k: 10\n  batch: 9\n")
+    top10 = load_evaluation(block, where, tmp_path).measure(graph, "int4")
+    assert top10["accuracy"] == 1.0 and top10["accuracy_metric"] == "top10"  # every class is among the top 10
 
 
 def test_entry_point_data_in_batches(tmp_path):
