@@ -37,6 +37,8 @@ def _cmd_sweep(args) -> int:
     if spec.evaluations:
         print(f"accuracy: {df['accuracy_key'].nunique()} distinct measurement(s) for {ok} points, "
               f"{df.attrs.get('evaluations', 0)} made by this run")
+        for workload, ev in spec.evaluations.items():
+            print(f"  {workload}: {len(ev)} evaluation samples, metric {ev.metric.label}, {ev.calibration_note}")
     _print_best(df, spec)
     print(f"wrote {report} (+ results.csv, results.parquet, PNG figures); stored parts in {out / 'parts'}",
           file=sys.stderr)

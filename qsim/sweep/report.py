@@ -135,6 +135,9 @@ def write_report(df: pd.DataFrame, out_dir: str | Path, spec: SweepSpec | str | 
     accuracy = ("not measured (add an evaluation: block to the spec or the workload)" if df["accuracy"].isna().all()
                 else f"{_metric(df)}, measured by the bit-accurate simulator once per distinct plan, policy and "
                      f"accumulator ({df.attrs.get('evaluations', 0)} measurement(s) in this run)")
+    if spec is not None and spec.evaluations:
+        accuracy += "; " + "; ".join(f"{w}: {len(ev)} samples, {ev.calibration_note}"
+                                     for w, ev in spec.evaluations.items())
     title = html.escape(df.attrs.get("sweep") or (spec.name if spec else out.name))
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>qsim sweep {title}</title>"
