@@ -133,3 +133,9 @@ def test_sweep_with_constraints_adds_the_column(tmp_path):
 def test_without_an_evaluation_accuracy_stays_empty(tmp_path):
     df = run_sweep({k: v for k, v in spec(tmp_path).items() if k != "evaluation"}, workers=1)
     assert df["accuracy"].isna().all() and "accuracy_key" not in df.columns and df.attrs["evaluations"] == 0
+
+
+def test_the_accuracy_step_has_its_own_progress_bar(tmp_path, capsys):
+    run_sweep(spec(tmp_path), workers=1, progress=True)
+    err = capsys.readouterr().err
+    assert "6/6 points" in err and "3/3 evaluations" in err
