@@ -29,6 +29,7 @@ import numpy as np
 import qsim.kernels.elementwise as ew
 from qsim.errors import GraphError
 from qsim.numerics.requant_ref import fma_f32
+from qsim.numerics.rounding import x86_cvt_i32
 from qsim.numerics.policies import Kernels
 from qsim.sim.int_common import (Step, activation_range, int_range, scalar_scale, scalar_zp, storage,
                                  to_storage)
@@ -54,20 +55,13 @@ def ort_scalar_a(shape_a, shape_b) -> bool:
     return False
 
 
-def _cvtps_epi32(t: np.ndarray) -> np.ndarray:
-    """x86 ``cvtps2dq``: round half to even; NaN and values outside int32 give INT32_MIN."""
-    t = np.asarray(t, np.float64)
-    ok = np.abs(t) < 2.0 ** 31
-    return np.where(ok, np.rint(np.where(ok, t, 0.0)), -2.0 ** 31).astype(np.int64)
-
-
 def ort_add(a, b, sa, za, sb, zb, sc, zc, qmin, qmax) -> np.ndarray:
     if ort_scalar_a(np.shape(a), np.shape(b)):
         a, sa, za, b, sb, zb = b, sb, zb, a, sa, za
     ra, rb, fixed = ort_add_params(sa, za, sb, zb, sc, zc)
     a, b = (np.asarray(v).astype(_F32) for v in np.broadcast_arrays(np.asarray(a), np.asarray(b)))
     t = fma_f32(a, ra, fma_f32(b, rb, fixed))
-    return np.clip(_cvtps_epi32(t), qmin, qmax)
+    return np.clip(x86_cvt_i32(t), qmin, qmax)
 
 
 def ort_mul_ratio(sa, sb, sc) -> np.float32:
@@ -77,7 +71,7 @@ def ort_mul_ratio(sa, sb, sc) -> np.float32:
 def ort_mul(a, b, sa, za, sb, zb, sc, zc, qmin, qmax) -> np.ndarray:
     acc = (np.asarray(a).astype(np.int64) - int(za)) * (np.asarray(b).astype(np.int64) - int(zb))
     t = (acc.astype(_F32) * ort_mul_ratio(sa, sb, sc)).astype(_F32) + _F32(zc)
-    return np.clip(_cvtps_epi32(t.astype(_F32)), qmin, qmax)
+    return np.clip(x86_cvt_i32(t.astype(_F32)), qmin, qmax)
 
 
 def ort_softmax_table(s_in: float, d: int, signed: bool) -> np.ndarray:

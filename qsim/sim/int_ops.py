@@ -16,7 +16,7 @@ from qsim.ir.ops._attrs import pads as _pads, pair, window_out
 from qsim.numerics import get_policy
 from qsim.numerics.formats import Rounding
 from qsim.numerics.policies import Kernels, PolicyName
-from qsim.numerics.rounding import round_to_int
+from qsim.numerics.rounding import round_to_int, x86_cvt_i32
 from qsim.numerics.quantize import dequantize
 from qsim.sim.float_ops import run_float_kernel
 from qsim.sim import int_fast
@@ -171,13 +171,17 @@ def avgpool(step: Step):
 def _ort_avgpool(step: Step, x, xq, yq, k, s, p):
     """contrib QLinearAveragePool (2-D): fp32 ``s_in * (x - zp)``, an fp32 sum over the window in
     row-major order (padding skipped), ``/ count``, then ``nearbyintf(y / s_out + zp_out)``: the
-    zero point is added before rounding, unlike QuantizeLinear.
+    zero point is added before rounding, unlike QuantizeLinear. The int32 cast of ``nearbyintf``
+    (``cvttss2si``) gives INT32_MIN past the int32 range, so an overflowing average clamps to the
+    output's minimum. A window covering the whole unpadded image runs MLAS's global average pool.
 
     ``ceil_mode``: the output size rounds up (no window starts in the end padding, ONNX); windows
     end at the input's edge (``hend = min(hstart + k, H)``), so cells past it count only under
     ``count_include_pad``, whose divisor is always the full kernel size."""
     f32 = np.float32
     top, left, bottom, right = p
+    if tuple(k) == tuple(x.shape[2:]) and not any(p):
+        return _ort_global_avgpool(step, x, xq, yq)
     ceil = bool(step.attr("ceil_mode", False))
     oh = window_out(x.shape[2], k[0], s[0], top, bottom, 1, ceil)
     ow = window_out(x.shape[3], k[1], s[1], left, right, 1, ceil)
@@ -201,21 +205,25 @@ def _ort_avgpool(step: Step, x, xq, yq, k, s, p):
     lo, hi = int_range(yq)
     step.bounds[step.node.outputs[0]] = (lo, hi)
     r = (y / f32(scalar_scale(step, yq, "the output"))).astype(f32) + f32(scalar_zp(step, yq, "the output"))
-    return to_storage(np.clip(np.rint(r.astype(f32)), lo, hi), yq)
+    return to_storage(np.clip(x86_cvt_i32(r.astype(f32)), lo, hi), yq)
 
 
 def global_avgpool(step: Step):
     x, xq, yq = step.args[0], step.in_q(), step.out_q()
-    hw = int(np.prod(x.shape[2:]))
     if step.rt.avgpool is not Kernels.ONNXRUNTIME:
         if not same_params(xq, yq):
             raise Fallback
         y = step.kernels.avgpool2d(x, x.shape[2:], (1, 1), (0, 0, 0, 0), False, step.rt.avgpool,
                                    scalar_zp(step, xq, "the input"))
         return [_clamped(step, y, yq)]
-    # MLAS QLinearGlobalAveragePool: exact integer sum minus zp_in * HW, times the fp32 scale
-    # s_in / (s_out * HW), clamped to the output range less its zero point, rounded to even.
+    return [_ort_global_avgpool(step, x, xq, yq)]
+
+
+def _ort_global_avgpool(step: Step, x, xq, yq):
+    """MLAS QLinearGlobalAveragePool: exact integer sum minus zp_in * HW, times the fp32 scale
+    s_in / (s_out * HW), clamped to the output range less its zero point, rounded to even."""
     f32 = np.float32
+    hw = int(np.prod(x.shape[2:]))
     scale = f32(scalar_scale(step, xq, "the input") / f32(scalar_scale(step, yq, "the output") * f32(hw)))
     zin, zout = scalar_zp(step, xq, "the input"), scalar_zp(step, yq, "the output")
     lo, hi = int_range(yq)
@@ -223,7 +231,7 @@ def global_avgpool(step: Step):
     r = np.clip((acc.astype(f32) * scale).astype(f32), f32(lo - zout), f32(hi - zout))
     y = np.rint(r).astype(np.int64) + zout
     step.bounds[step.node.outputs[0]] = (lo, hi)
-    return [to_storage(y.reshape(x.shape[:2] + (1,) * (x.ndim - 2)), yq)]
+    return to_storage(y.reshape(x.shape[:2] + (1,) * (x.ndim - 2)), yq)
 
 
 def move(step: Step):
