@@ -87,7 +87,9 @@ def conv(step: Step):
     x, xq, yq = step.args[0], step.in_q(), step.out_q()
     w, wq = _weight_int(step, "weight")
     groups = int(step.attr("groups", 1))
-    depthwise = groups > 1 and groups == x.shape[1]
+    # LiteRT's DEPTHWISE_CONV_2D on one input channel is a plain convolution to the graph (groups 1),
+    # but the runtime still runs its depthwise kernel
+    depthwise = groups > 1 and groups == x.shape[1] or step.attr("tflite_layout", None) == "1HWO"
     policy = step.rt.depthwise if depthwise else step.rt.conv
     s_in = scalar_scale(step, xq, "the input")
     b_int, b_float = _bias(step, policy, s_in, wq.scale)
