@@ -30,8 +30,8 @@ import qsim.kernels.elementwise as ew
 from qsim.errors import GraphError
 from qsim.numerics.requant_ref import fma_f32
 from qsim.numerics.rounding import x86_cvt_i32
-from qsim.numerics.policies import Kernels
-from qsim.sim.int_common import (Step, activation_range, int_range, scalar_scale, scalar_zp, storage,
+from qsim.numerics.policies import Kernels, PolicyName
+from qsim.sim.int_common import (Step, activation_range, int_range, quantize_as, scalar_scale, scalar_zp, storage,
                                  to_storage)
 from qsim.sim.int_ops import Fallback
 
@@ -203,10 +203,47 @@ def softmax(step: Step):
 
 _LUT_NAMES = {"Sigmoid": "sigmoid", "Tanh": "tanh"}
 
+# MlasLogisticKernelFma3 (Eigen's rational approximation on [-18, 18]): p(x) / q(x) + 0.5, clamped to
+# [0, 1], every multiply-add fused (measured against QLinearSigmoid on every 8-bit code)
+_LOGISTIC_P = tuple(_F32(c) for c in (4.37031012579801e-11, 1.15627324459942e-07, 6.08574864600143e-05,
+                                      8.51377133304701e-03, 2.48287947061529e-01))
+_LOGISTIC_Q = tuple(_F32(c) for c in (6.10247389755681e-13, 5.76102136993427e-09, 6.29106785017040e-06,
+                                      1.70198817374094e-03, 1.16817656904453e-01, 9.93151921023180e-01))
+
+
+def mlas_logistic(x) -> np.ndarray:
+    """onnxruntime's fp32 logistic (``MlasComputeLogistic`` on x86-64 with FMA3)."""
+    v = np.clip(np.asarray(x, _F32), _F32(-18.0), _F32(18.0)).astype(_F32)
+    v2 = (v * v).astype(_F32)
+    p = fma_f32(v2, _LOGISTIC_P[0], _LOGISTIC_P[1])
+    for c in _LOGISTIC_P[2:]:
+        p = fma_f32(p, v2, c)
+    p = (p * v).astype(_F32)
+    q = fma_f32(v2, _LOGISTIC_Q[0], _LOGISTIC_Q[1])
+    for c in _LOGISTIC_Q[2:]:
+        q = fma_f32(q, v2, c)
+    return np.clip(((p / q).astype(_F32) + _F32(0.5)).astype(_F32), _F32(0.0), _F32(1.0))
+
+
+def _ort_sigmoid(step: Step, x, xq, yq) -> np.ndarray:
+    """contrib QLinearSigmoid (and a fused QDQ Sigmoid): a 256-entry table of MLAS's logistic of
+    ``fp32(s_in * (code - zp))``, quantized with MlasQuantizeLinear."""
+    lo, hi = int_range(yq)
+    codes = np.arange(lo if lo < 0 else 0, (lo if lo < 0 else 0) + 256)
+    deq = (_F32(scalar_scale(step, xq, "the input")) *
+           (codes - scalar_zp(step, xq, "the input")).astype(_F32)).astype(_F32)
+    table = quantize_as(step, mlas_logistic(deq), yq).astype(np.int64)
+    step.bounds[step.node.outputs[0]] = (lo, hi)
+    return to_storage(table[x.astype(np.int64) - codes[0]], yq)
+
 
 def lut(step: Step):
-    """LiteRT's LUT activations (int8): LOGISTIC, TANH, GELU (approximate or exact)."""
+    """LiteRT's LUT activations (int8): LOGISTIC, TANH, GELU (approximate or exact); onnxruntime's
+    QLinearSigmoid (8-bit)."""
     x, xq, yq = step.args[0], step.in_q(), step.out_q()
+    if (step.rt.policy is PolicyName.ONNXRUNTIME and step.node.op == "Sigmoid" and xq is not None
+            and yq is not None and xq.fmt.name == yq.fmt.name and xq.fmt.name in ("int8", "uint8")):
+        return [_ort_sigmoid(step, x, xq, yq)]
     if step.rt.lut is not Kernels.TFLITE_REFERENCE or xq.fmt.name != "int8" or yq.fmt.name != "int8":
         raise Fallback
     fn = _LUT_NAMES.get(step.node.op) or ("gelu_tanh" if step.attr("approximate", False) else "gelu")

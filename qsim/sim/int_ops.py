@@ -299,7 +299,8 @@ def requantize(step: Step):
     ``MultiplyByQuantizedMultiplier`` (the reference requantization); the optimized int8 -> int8
     kernel runs blocks of 16 (flat NHWC order) with the NEON requantization and its tail with the
     reference one; XNNPACK's int8 -> int8 (``qs8-vcvt``) is ``((x - zp_in) * M + (zp_out << 8) + 128)
-    >> 8`` with ``M = rint(256 * fp32(s_in / s_out))``. Other runtimes: their conv requantization."""
+    >> 8`` with ``M = rint(256 * fp32(s_in / s_out))``; XNNPACK takes ratios in [2^-8, 2^7] only and
+    leaves the others to the optimized builtin kernel. Other runtimes: their conv requantization."""
     x, xq, yq = step.args[0], step.in_q(), step.out_q()
     zin, s_in = scalar_zp(step, xq, "the input"), scalar_scale(step, xq, "the input")
     acc = x.astype(np.int64) - zin
@@ -310,9 +311,10 @@ def requantize(step: Step):
     ref = _requant(step, PolicyName.TFLITE_REFERENCE, acc, s_in, np.float32(1.0), yq, -1)
     if not int8:
         return [ref]
-    if pol is PolicyName.XNNPACK:
+    ratio = np.float32(np.float32(s_in) / np.float32(scalar_scale(step, yq, "the output")))
+    if pol is PolicyName.XNNPACK and 2.0 ** -8 <= ratio <= 2.0 ** 7:
         lo, hi = activation_range(step, yq)
-        m = int(np.rint(np.float32(256.0) * np.float32(np.float32(s_in) / scalar_scale(step, yq, "the output"))))
+        m = int(np.rint(np.float32(256.0) * ratio))
         y = (acc * m + (scalar_zp(step, yq, "the output") << 8) + 128) >> 8
         return [to_storage(np.clip(y, lo, hi), yq)]
     body = _requant(step, PolicyName.TFLITE_OPTIMIZED, acc, s_in, np.float32(1.0), yq, -1)

@@ -101,3 +101,19 @@ def test_qlinear_average_pool_whole_image_window_is_global(tmp_path):
     x = np.array([30, 220, 64, 38, 11, 208, 39, 61], np.uint8).reshape(2, 1, 4, 1)
     y = _qlinear_avgpool(tmp_path, x, (0.287353515625, 255, 0.57470703125, 113), kernel_shape=[4, 1], strides=[2, 1])
     assert y[0, 0, 0, 0] == 29
+
+
+def test_qlinear_sigmoid_takes_mlas_logistic(tmp_path):
+    """QLinearSigmoid's table is MLAS's rational approximation of the logistic, not exp: at a tiny
+    output scale the two differ by a code (seed 101509: x 219 -> sigmoid(-9.17) = 1.0365e-4 (MLAS)
+    vs 1.0371e-4 (exp); / 3.399e-6 + 149 = 179.49 vs 179.51)."""
+    inits = [numpy_helper.from_array(np.array(v, t), n) for v, t, n in
+             ((0.25482767820358276, np.float32, "sx"), (255, np.uint8, "zx"),
+              (3.3990145311690867e-06, np.float32, "sy"), (149, np.uint8, "zy"))]
+    node = helper.make_node("QLinearSigmoid", ["x", "sx", "zx", "sy", "zy"], ["y"], domain="com.microsoft")
+    path = _save(tmp_path, node, [helper.make_tensor_value_info("x", 2, [256])],
+                 [helper.make_tensor_value_info("y", 2, None)], inits, ["com.microsoft"])
+    x = np.arange(256).astype(np.uint8)
+    got = simulate(path, {"x": x})["y"]
+    want = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert got[219] == 179 and int(np.sum(got != want)) == 0
