@@ -89,9 +89,8 @@ def ort_softmax(x: np.ndarray, s_in, s_out, zp_out: int, signed: bool, node: str
     published source does not say (uint8 differs from it on a few ties even at 1/256):
     ``e * floor(1 / s_out)`` never overflows fp32 there, and no fp32/fp64 evaluation order tried
     reproduces its rounding near ties. There the quotient is taken in fp64 (it equals the runtime's
-    away from ties; an exact tie with an exact sum, as two equal elements alone give, rounds half to
-    even), and any other element within 2^-20 (relative, about 8 fp32 ulps) of a tie raises a
-    GraphError rather than guess."""
+    away from ties), and an element on or within 2^-20 (relative, about 8 fp32 ulps) of a tie raises
+    a GraphError rather than guess."""
     d = x.shape[-1]
     table = ort_softmax_table(s_in, d, signed)
     xi = x.astype(np.int64)
@@ -104,10 +103,9 @@ def ort_softmax(x: np.ndarray, s_in, s_out, zp_out: int, signed: bool, node: str
     if not (signed and y_scale == 256):
         v = e.astype(np.float64) * float(y_scale) / total[..., None].astype(np.float64)
         frac = v - np.floor(v)
-        # An exact tie whose sum lost nothing to fp32 (two equal elements alone) rounds half to even
-        # (measured); where small terms were dropped from the fp32 sum the runtime rounds down.
-        exact = (frac == 0.5) & (e.astype(np.float64).sum(-1) == total.astype(np.float64))[..., None]
-        near_tie = (np.abs(frac - 0.5) <= v * 2.0 ** -20) & ~exact
+        # Exact ties too: the runtime rounds 3.5 -> 4 and 0.5 -> 1 but 106.5 -> 106 (measured), so no
+        # rounding rule of the quotient reproduces it
+        near_tie = np.abs(frac - 0.5) <= v * 2.0 ** -20
         if np.any(near_tie & (np.floor(v) + zp_out < qmax)):
             raise GraphError(f"node {node!r} (QLinearSoftmax, {'int8' if signed else 'uint8'}, output scale "
                              f"{float(s_out):.6g}): an "

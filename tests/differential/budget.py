@@ -26,6 +26,8 @@ REGRESSION_SEEDS: dict[tuple[str, str], tuple[int, ...]] = {
     ("tflite", "QUANTIZE"): (101814, 101931),
     # QLinearSigmoid's table is MLAS's logistic approximation
     ("onnx", "QLinearSigmoid"): (101509, 300156),
+    # refused: a QLinearSoftmax exact tie (0.5 -> 1 here, 106.5 -> 106 elsewhere)
+    ("onnx", "QLinearSoftmax"): (100073,),
     # refused: int8 MUL with a multiplier >= 1 under the optimized kernels, int16 MUL
     ("tflite", "MUL"): (100047, 100261, 100769, 100792, 100831, 100958, 101369),
 }
@@ -55,5 +57,14 @@ KNOWN: dict[tuple[str, str], str] = {}
 
 # networks: int8-activation QDQ models whose units onnxruntime leaves unfused are refused
 NETWORK_REFUSALS = {":qdq:int8:": "S8S8 QDQ units onnxruntime runs in float are refused (issue 11 item 6)"}
+
+# refusals accepted in any network, by the words of qsim's message: a QLinearSoftmax output on or
+# within 2^-20 of a rounding tie (a 128x768 encoder layer has ~200,000 softmax outputs, so one falls
+# there in nearly every uint8 case); the rest of the network is exact, the layer is not guessed
+NETWORK_REFUSAL_MESSAGES = ("falls on a rounding tie",)
+
+
+def accepted_network_refusal(text: str) -> bool:
+    return text.startswith("qsim refused") and any(m in text for m in NETWORK_REFUSAL_MESSAGES)
 
 MAX_RUNTIME_REFUSED = 0.5  # a unit whose cases the runtime mostly rejects tests nothing: fail it
