@@ -42,9 +42,9 @@ QSIM_REFUSES: dict[tuple[str, str], str] = {
     ("tflite", "DEPTHWISE_CONV_2D"): "the int16x8 scheme is not reproduced (int8 must be equal)",
     ("tflite", "FULLY_CONNECTED"): "the int16x8 scheme is not reproduced (int8 must be equal)",
     ("tflite", "ADD"): "int16 ADD under XNNPACK (LiteRT's builtin kernel) is not reproduced",
-    ("tflite", "MUL"): "int16 MUL under XNNPACK (LiteRT's builtin kernel) is not reproduced",
-    ("onnx", "QLinearSoftmax"): "an output within 2^-20 of a rounding tie (other than int8 at 1/256) is refused",
-    ("qdq", "Softmax"): "an output within 2^-20 of a rounding tie (other than int8 at 1/256) is refused",
+    ("tflite", "MUL"): "int16 MUL, and int8 MUL with s_a * s_b / s_out >= 1 under the optimized kernels, are refused",
+    ("onnx", "QLinearSoftmax"): "an output on or within 2^-20 of a rounding tie (other than int8 at 1/256) is refused",
+    ("qdq", "Softmax"): "an output on or within 2^-20 of a rounding tie (other than int8 at 1/256) is refused",
 }
 
 # classes that hold for every unit of a family on one runtime: (family, runtime) -> finding
