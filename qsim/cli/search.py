@@ -22,18 +22,6 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _count(text: str) -> int:
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
 def add_parser(sub) -> None:
     p = sub.add_parser("search", help="hardware-aware mixed-precision search under an accuracy budget")
     add_model_flags(p, "int8,w4a8,w2a8,int16,int4,fp8")
@@ -43,7 +31,7 @@ def add_parser(sub) -> None:
     p.add_argument("--objective", choices=("latency", "energy", "memory"), default="latency")
     p.add_argument("--allow-emulated", action="store_true",
                    help="also try formats the chip only emulates on a wider unit (default: native formats only)")
-    p.add_argument("--max-overflow", type=_count, default=0,
+    p.add_argument("--max-overflow", type=int, default=0,
                    help="accumulator overflow events allowed over the evaluation (default 0)")
     p.add_argument("--out", help="write the chosen plan as a workload YAML (qsim run takes it unchanged)")
     p.add_argument("--table", help="write every verified plan (the front) as .csv, .parquet or .html")
@@ -65,6 +53,8 @@ def _cmd_search(args) -> int:
         if Path(args.table).suffix not in TABLE_SUFFIXES:
             raise QsimError(f"--table {args.table}: expected a .csv, .parquet or .html file")
         check_output_file(args.table, "--table")
+    if args.max_overflow < 0:
+        raise QsimError(f"--max-overflow {args.max_overflow}: expected a count >= 0")
     check_early(args)
     inp = load_inputs(args.model, args.data, args.samples, args.calibration, args.metric, args.batch, args.base)
     result = search(inp.graph, args.hw, inp.evaluation, args.max_drop, args.objective, args.candidates,
