@@ -157,7 +157,7 @@ def search(graph: Graph, profile, evaluation, max_drop: float, objective: str = 
                           coster.profile.name, measurer.simulations, time.perf_counter() - start,
                           {"simulation_seconds": measurer.seconds, "samples": measurer.samples,
                            "metric": measurer.metric, "base_drop": base_drop})
-    result.message = _verdict(result, base_drop)
+    result.message = _verdict(result)
     return result
 
 
@@ -224,21 +224,32 @@ def _label(choice, at_base) -> str:
     return "mixed: " + ", ".join(changed) if changed else "base"
 
 
-def _verdict(r: SearchResult, base_drop: float) -> str:
-    obj, unit = r.objective, {"latency": "latency", "energy": "energy", "memory": "memory"}[r.objective]
+def _verdict(r: SearchResult) -> str:
+    obj = unit = r.objective
     if r.best is None:
         closest = min(r.points, key=lambda p: p.measured.accuracy_drop)
         return (f"no plan meets an accuracy drop of at most {r.max_drop:.4g} on {r.profile} (with memories that fit "
                 f"and overflow within the bound): the smallest measured drop was {closest.measured.accuracy_drop:.4g} "
                 f"({closest.label})")
-    ref = r.reference
-    if ref is not None and r.best.cost.objective(obj) >= ref.cost.objective(obj) - 1e-15:
-        return (f"no plan within a drop of {r.max_drop:.4g} has a lower {unit} than uniform int8 on {r.profile}; "
-                f"the best is {r.best.label} (measured drop {r.best.measured.accuracy_drop:.4g})")
-    gain = "" if ref is None else (f", {100 * (1 - r.best.cost.objective(obj) / ref.cost.objective(obj)):.1f} % "
-                                   f"below uniform int8's {_fmt(obj, ref.cost.objective(obj))}")
-    return (f"best plan on {r.profile}: {r.best.label}: measured drop {r.best.measured.accuracy_drop:.4g} "
-            f"(limit {r.max_drop:.4g}), {unit} {_fmt(obj, r.best.cost.objective(obj))}{gain}")
+    ref, best, value = r.reference, r.best, r.best.cost.objective(obj)
+    found = (f"{best.label}: measured drop {best.measured.accuracy_drop:.4g} (limit {r.max_drop:.4g}), "
+             f"{unit} {_fmt(obj, value)}")
+    if ref is not None and value >= ref.cost.objective(obj) - 1e-15:
+        if ref.meets:
+            return f"no plan within a drop of {r.max_drop:.4g} has a lower {unit} than uniform int8 on {r.profile}; " \
+                   f"the best is {found}"
+        base = next(p for p in r.points if p.source == "base")
+        return (f"no plan within a drop of {r.max_drop:.4g} has a lower {unit} than uniform int8 on {r.profile}, "
+                f"which itself breaks the budget (drop {ref.measured.accuracy_drop:.4g}); the best plan within it "
+                f"is {found}, {_below(value, base.cost.objective(obj))} the base plan's "
+                f"{_fmt(obj, base.cost.objective(obj))}")
+    gain = "" if ref is None else f", {_below(value, ref.cost.objective(obj))} uniform int8's " \
+                                  f"{_fmt(obj, ref.cost.objective(obj))}"
+    return f"best plan on {r.profile}: {found}{gain}"
+
+
+def _below(value: float, other: float) -> str:
+    return f"{100 * (1 - value / other):.1f} % below" if other else "level with"
 
 
 def _fmt(objective: str, value: float) -> str:
