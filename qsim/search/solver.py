@@ -15,6 +15,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from qsim.errors import QsimError
+
 
 @dataclass(frozen=True)
 class Option:
@@ -26,7 +28,10 @@ class Option:
 def solve(options: Mapping[str, Sequence[Option]], budget: float, cuts: Sequence[Mapping[str, object]] = (),
           tie_break: float = 1e-6) -> dict[str, object] | None:
     """The cheapest choice {layer: precision} within ``budget``, or None if none is feasible."""
-    from scipy.optimize import Bounds, LinearConstraint, milp
+    try:
+        from scipy.optimize import Bounds, LinearConstraint, milp
+    except ImportError:
+        raise QsimError("the search's integer program needs scipy >= 1.9 (pip install 'qsim[search]')") from None
 
     layers = list(options)
     index = [(layer, i) for layer in layers for i in range(len(options[layer]))]
