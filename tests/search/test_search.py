@@ -123,3 +123,17 @@ def test_cli_writes_a_plan_that_qsim_run_takes(digits, tmp_path, capsys):
     written = load_workload(out, batch=SAMPLES)  # the ONNX it names, at the evaluation batch
     again = Measurer(written.graph, ev.evaluation).measure(written.plan)  # re-measured, not read back
     assert f"{again.accuracy:.4f} (drop {again.accuracy_drop:.4g})" in out.read_text()
+
+
+def test_sensitivity_cli_writes_table_and_plot(digits, tmp_path, capsys):
+    model, graph, deployed, ev, block, folder = digits
+    table, plot = tmp_path / "sens.csv", tmp_path / "sens.png"
+    assert main(["sensitivity", "digits", "--samples", str(SAMPLES), "--calibration", block["calibration"],
+                 "--candidates", "w4a8", "--hw", "iot", "--out", str(table), "--plot", str(plot),
+                 "--cache", str(folder / "cache")]) == 0
+    import pandas as pd
+
+    df = pd.read_csv(table)
+    assert list(df["layer"]) == ["conv1", "conv2", "fc"] and set(df["candidate"]) == {"w:int4/a:int8"}
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "savings on iot" in capsys.readouterr().out
