@@ -35,7 +35,7 @@ import numpy as np
 from qsim.errors import Problem, QsimError
 from qsim.evaluation.entry import is_entry, resolve_entry
 from qsim.evaluation.metrics_spec import Metric, metric_problem
-from qsim.evaluation.sets import SHIPPED_SETS, Dataset, from_arrays, from_batches
+from qsim.evaluation.sets import CALIBRATION_NOTES, SHIPPED_SETS, Dataset, from_arrays, from_batches
 from qsim.schema import Enum, Int, Record, Str
 from qsim.yamlio import line_of
 
@@ -213,7 +213,8 @@ def load_evaluation(block: Mapping, where: str, base_dir: Path | None = None,
             fail([problem("calibration", exc.message)])
         note = f"calibration: {sources['calibration'].text}"
     elif own_calibration is not None:
-        calibration, note = own_calibration, f"calibration: the {block['data']} set's own calibration data"
+        calibration = own_calibration
+        note = f"calibration: {len(calibration)} samples, {CALIBRATION_NOTES[block['data']]}"
     else:
         if len(data) < 2:
             fail([problem("data", "one sample cannot be split into calibration and evaluation data; "

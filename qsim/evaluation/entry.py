@@ -3,7 +3,8 @@
 ``resolve_entry`` imports the module and returns the function, or raises a QsimError saying why
 (malformed text, module not importable, no such attribute, not callable). A module that is not on
 ``sys.path`` is also looked for in ``base_dir`` (the folder of the YAML file that names it), so a
-spec can sit beside its own ``mydata.py``.
+spec can sit beside its own ``mydata.py``. Module names are process-wide, as in any Python import:
+a module already imported under that name is used as it is, so give data modules distinct names.
 """
 from __future__ import annotations
 

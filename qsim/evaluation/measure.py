@@ -55,6 +55,10 @@ def check_graph(ev: Evaluation, graph: Graph) -> None:
                               "at a precision plan", file=ev.where)
     if not graph.inputs or not graph.outputs:
         raise EvaluationError(f"model {graph.name!r} has no inputs or outputs to evaluate", file=ev.where)
+    weightless = sorted(t for t, s in graph.tensors.items() if s.kind == "weight" and t not in graph.constants)
+    if weightless:
+        raise ev.error("data", f"model {graph.name!r} has no values for its weights ({', '.join(weightless[:3])}"
+                               f"{', ...' if len(weightless) > 3 else ''}): a weightless model cannot be evaluated")
     batch = _batch_of(graph)
     if ev.batch is not None and ev.batch != batch:
         raise ev.error("batch", f"{ev.batch}, but the model {graph.name!r} is built at batch {batch}")
@@ -62,6 +66,21 @@ def check_graph(ev: Evaluation, graph: Graph) -> None:
         raise ev.error("data", f"the inputs of model {graph.name!r} do not share one batch axis (axis 0)")
     _check_set(ev, graph, ev.data, "data")
     _check_set(ev, graph, ev.calibration, "calibration" if "calibration" in ev.lines else "data")
+    if ev.metric.needs_labels:
+        _check_labels(ev, graph)
+
+
+def _check_labels(ev: Evaluation, graph: Graph) -> None:
+    """Labels are class indices of the first output's last axis; top-k needs k <= classes."""
+    classes = graph.tensor(graph.outputs[0]).shape[-1]
+    if ev.metric.k > classes:
+        raise ev.error("k", f"{ev.metric.k}, but the model's output {graph.outputs[0]!r} has {classes} classes")
+    labels = np.asarray(ev.data.labels)
+    integral = labels.dtype.kind in "iu" or (labels.dtype.kind == "f" and np.all(np.mod(labels, 1) == 0))
+    if not integral or labels.min() < 0 or labels.max() >= classes:
+        shown = labels.dtype if not integral else f"{labels.min()}..{labels.max()}"
+        raise ev.error("data", f"labels must be class indices 0..{classes - 1} of the output {graph.outputs[0]!r}; "
+                               f"the data has {shown}")
 
 
 def _feeds(graph: Graph, dataset, whole_only: bool) -> list[tuple[dict, int]]:

@@ -74,4 +74,6 @@ def metric_problem(name, k) -> str | None:
         return f"unknown metric {name!r}; known: {', '.join(METRICS)}, or a package.module:function"
     if k is not None and name != "topk":
         return "k is only for metric: topk"
+    if name == "topk" and k is None:
+        return "metric topk needs k: N (the number of top classes that may hold the label)"
     return None

@@ -74,6 +74,8 @@ def _minilm() -> tuple[Dataset, Dataset]:
 
 # name -> () -> (evaluation set, its calibration set)
 SHIPPED_SETS: dict[str, Callable[[], tuple[Dataset, Dataset]]] = {"digits": _digits, "minilm": _minilm}
+CALIBRATION_NOTES = {"digits": "the training split (never the held-out images)",
+                     "minilm": "other template sentences than the evaluated ones"}
 
 
 def from_batches(result, what: str) -> Dataset:

