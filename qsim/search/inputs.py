@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 from qsim.errors import QsimError
 from qsim.ir.graph import Graph
@@ -25,19 +26,35 @@ def load_inputs(model_text: str, data: str | None, samples: int | None = None, c
     from qsim.evaluation.data import load_evaluation
     from qsim.search.space import parse_base
 
+    block, where, base_dir = {"data": data}, "command line", Path.cwd()
     if data is None:
-        if model_text not in SHIPPED_MODELS:
+        own = _workload_block(model_text)
+        if own is None and model_text not in SHIPPED_MODELS:
             raise QsimError(f"--data is required for {model_text} (a shipped set: digits, minilm; a file.npz; "
-                            "or package.module:function)")
-        data = model_text
-    block = {"data": data}
+                            "or package.module:function), unless its workload has an evaluation: block")
+        block, where, base_dir = own or ({"data": model_text}, where, base_dir)
+    block = dict(block)
     for key, value in (("samples", samples), ("calibration", calibration), ("metric", metric), ("batch", batch)):
         if value is not None:
             block[key] = value
-    evaluation = load_evaluation(block, "command line", Path.cwd())
+    evaluation = load_evaluation(block, where, base_dir)
     model = load_search_model(model_text, evaluation)
     graph = model.build(eval_batch(evaluation))
     evaluation.check(graph)
     cost_graph = model.build(model.deploy_batch)
     base_plan = parse_base(base if base is not None else (model.plan or "int8"), cost_graph)
     return SearchInputs(model, graph, cost_graph, evaluation, base_plan)
+
+
+def _workload_block(model_text: str):
+    """(a workload file's own ``evaluation:`` block, the file, its folder), or None."""
+    from qsim.files import path_exists
+    from qsim.workload import resolve_workload
+    from qsim.yamlio import load_yaml
+
+    path = resolve_workload(model_text)
+    if path.suffix not in (".yaml", ".yml") or not path_exists(path):
+        return None
+    data = load_yaml(path)
+    block = data.get("evaluation") if isinstance(data, Mapping) else None
+    return (block, str(path), path.parent) if isinstance(block, Mapping) else None

@@ -13,7 +13,6 @@ own batch (1 for the shipped models) for the cost model, as it would be deployed
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -21,7 +20,7 @@ from qsim.errors import QsimError
 from qsim.ir.graph import Graph
 
 SHIPPED_MODELS = ("digits", "minilm")
-DIGITS_EPOCHS = 12  # as benchmarks/accuracy_tables.py trains it
+DIGITS_EPOCHS = 12  # as benchmarks/accuracy_tables.py and workloads/digits_cnn.yaml train it
 
 
 @dataclass(frozen=True)
@@ -34,18 +33,12 @@ class SearchModel:
     kind: str = "file"             # "digits", "minilm" or "file"
 
 
-@lru_cache(maxsize=2)
-def trained_digits(epochs: int = DIGITS_EPOCHS):
-    from qsim.evaluation.digits import train_digits
-
-    return train_digits(epochs=epochs)
-
-
 def load_search_model(text: str, evaluation=None) -> SearchModel:
     """``text``: a shipped model name or a model / workload file (see the module doc)."""
     if text == "digits":
-        model = trained_digits()
-        return SearchModel("digits_cnn", model.graph, 1, kind="digits")
+        from qsim.evaluation.digits import digits_cnn  # trained once per process (as the digits_cnn workload)
+
+        return SearchModel("digits_cnn", lambda batch: digits_cnn(batch, epochs=DIGITS_EPOCHS), 1, kind="digits")
     if text == "minilm":
         return _minilm(evaluation)
     from qsim.workload import load_workload, resolve_workload

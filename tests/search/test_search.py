@@ -20,11 +20,11 @@ SAMPLES = 100
 
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory):
-    from qsim.search.models import trained_digits
+    from qsim.evaluation.digits import load_digits_split
 
     folder = tmp_path_factory.mktemp("digits")
     calib = folder / "calib.npz"
-    np.savez(calib, x=trained_digits().x_train[:64])
+    np.savez(calib, x=load_digits_split()[0][:64])
     model = load_search_model("digits")
     block = {"data": "digits", "samples": SAMPLES, "calibration": str(calib)}
     graph = model.build(SAMPLES)
@@ -115,10 +115,10 @@ def test_cli_writes_a_plan_that_qsim_run_takes(digits, tmp_path, capsys):
     assert proc.returncode == 0, proc.stderr
     assert "digits_cnn_searched on iot" in proc.stdout
     import qsim
-    from qsim.search.models import trained_digits
+    from qsim.evaluation.digits import load_digits_split
     from qsim.workload import load_workload
 
-    codes = qsim.simulate(str(out), {"x": trained_digits().x_test[:1]})["fc"]  # the file, as qsim.simulate takes it
+    codes = qsim.simulate(str(out), {"x": load_digits_split()[2][:1]})["fc"]  # the file, as qsim.simulate takes it
     assert codes.shape == (1, 10) and codes.dtype.kind == "i"
     written = load_workload(out, batch=SAMPLES)  # the ONNX it names, at the evaluation batch
     again = Measurer(written.graph, ev.evaluation).measure(written.plan)  # re-measured, not read back
@@ -137,3 +137,11 @@ def test_sensitivity_cli_writes_table_and_plot(digits, tmp_path, capsys):
     assert list(df["layer"]) == ["conv1", "conv2", "fc"] and set(df["candidate"]) == {"w:int4/a:int8"}
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "savings on iot" in capsys.readouterr().out
+
+
+def test_a_workload_brings_its_own_evaluation_block(digits):
+    from qsim.search.inputs import load_inputs
+
+    inp = load_inputs("digits_cnn", None, samples=20)  # workloads/digits_cnn.yaml: data digits, batch 60
+    assert len(inp.evaluation) == 20 and inp.graph.tensor("x").shape[0] == 60
+    assert inp.cost_graph.tensor("x").shape[0] == 1 and inp.base.name == "int8"  # the workload's own plan
