@@ -14,7 +14,8 @@ CACHE_HELP = ("folder of cached measurements (one JSON file per plan, keyed by i
 def add_model_flags(p, candidates_default: str) -> None:
     p.add_argument("model", help="digits, minilm, an .onnx / .tflite float model, or a workload YAML naming one")
     p.add_argument("--data", help="evaluation data: a shipped set (digits, minilm), a file.npz (inputs and "
-                   "optional labels), or package.module:function (default: the shipped model's own set)")
+                   "optional labels), or package.module:function (default: the workload's evaluation: block, or the "
+                   "shipped model's own set)")
     p.add_argument("--calibration", help="calibration data, same forms as --data (default: the set's own, or "
                    "the first tenth of --data)")
     p.add_argument("--samples", type=positive_int, help="evaluate on the first N samples")
