@@ -103,7 +103,21 @@ def conv2d_acc(x, w, x_zp, w_zp, bias, stride, pads, dilation, groups, acc_bits=
         return _conv2d_acc(x, w, g, x_zp, w_zp, bias, acc_bits, overflow)
 
 
-def _conv2d_acc(x, w, g, x_zp, w_zp, bias, acc_bits, overflow):
+def conv2d_requant(x, w, x_zp, w_zp, bias, stride, pads, dilation, groups, acc_bits, requant):
+    """``conv2d_acc`` in wrap mode followed by a requantization, fused into the VNNI core's
+    epilogue: ``requant = (requant_jit.requant_spec(...), output dtype)``. Returns (output,
+    overflow events), or None where the VNNI core does not apply (the caller then runs
+    ``conv2d_acc`` and requantizes apart: the same bits)."""
+    x, w = check_int_array("x", x), check_int_array("w", w)
+    g = conv_geometry(x, w, stride, pads, dilation, groups)
+    xz = int(zero_point("x_zp", x_zp, None)[0])
+    if g.mg < vnni_ops.MIN_COLS or not vnni_ops.usable(x.dtype, w.dtype, g.cg * g.kh * g.kw, xz):
+        return None
+    with _threads_for(x.shape[0] * g.m * g.oh * g.ow * g.cg * g.kh * g.kw):
+        return _conv2d_acc(x, w, g, x_zp, w_zp, bias, acc_bits, "wrap", requant)
+
+
+def _conv2d_acc(x, w, g, x_zp, w_zp, bias, acc_bits, overflow, requant=None):
     """conv2d_acc on checked arrays and their geometry."""
     lo, hi, saturate = check_acc(acc_bits, overflow)
     xz = int(zero_point("x_zp", x_zp, None)[0])
@@ -112,7 +126,7 @@ def _conv2d_acc(x, w, g, x_zp, w_zp, bias, acc_bits, overflow):
     k = g.cg * g.kh * g.kw
     bound = _bound(k, _span(x.dtype, np.array([xz])), _span(w.dtype, wz), b)
     if not saturate and g.mg >= vnni_ops.MIN_COLS and vnni_ops.usable(x.dtype, w.dtype, k, xz):
-        return vnni_ops.conv(x, w, xz, wz, b, g, acc_bits, lo, hi, checked=bound > hi)
+        return vnni_ops.conv(x, w, xz, wz, b, g, acc_bits, lo, hi, checked=bound > hi, requant=requant)
     dt = _work_dtype(bound, acc_bits, saturate)
     ws = (w.astype(np.int64) - wz[:, None, None, None]).astype(dt)
     hit = ((b < lo) | (b > hi)) if saturate else np.zeros(g.m, dtype=np.bool_)
@@ -133,7 +147,19 @@ def matmul_acc(a, b, a_zp, b_zp, bias=None, acc_bits=32, overflow="wrap"):
         return _matmul_acc(a, b, shapes, a_zp, b_zp, bias, acc_bits, overflow)
 
 
-def _matmul_acc(a, b, shapes, a_zp, b_zp, bias, acc_bits, overflow):
+def matmul_requant(a, b, a_zp, b_zp, bias, acc_bits, requant):
+    """``matmul_acc`` in wrap mode with the requantization fused into the VNNI epilogue (see
+    ``conv2d_requant``); None where the VNNI core does not apply."""
+    a, b = check_int_array("a", a), check_int_array("b", b)
+    shapes = matmul_shapes(a, b)
+    a3, b3 = shapes[0], shapes[1]
+    if not vnni_ops.usable(a.dtype, b.dtype, a3.shape[2], int(zero_point("a_zp", a_zp, None)[0])):
+        return None
+    with _threads_for(a3.shape[0] * a3.shape[1] * a3.shape[2] * b3.shape[2]):
+        return _matmul_acc(a, b, shapes, a_zp, b_zp, bias, acc_bits, "wrap", requant)
+
+
+def _matmul_acc(a, b, shapes, a_zp, b_zp, bias, acc_bits, overflow, requant=None):
     """matmul_acc on checked arrays and their ``matmul_shapes``."""
     lo, hi, saturate = check_acc(acc_bits, overflow)
     a3, b3, batch, sq_m, sq_n = shapes
@@ -147,7 +173,7 @@ def _matmul_acc(a, b, shapes, a_zp, b_zp, bias, acc_bits, overflow):
     bound = products + int(np.max(np.abs(bv), initial=0))
     if not saturate and vnni_ops.usable(a.dtype, b.dtype, k, az):
         acc, count = vnni_ops.matmul(a3, b3, b if b.ndim > 1 else b[:, None], az, bz, bv,
-                                     acc_bits, lo, hi, checked=bound > hi)
+                                     acc_bits, lo, hi, checked=bound > hi, requant=requant)
         return acc.reshape(shape), count
     if not saturate and products < _FLOAT_EXACT[np.float64]:
         acc, count = _matmul_float(a3, b3, az, bz, bv, acc_bits, lo, hi, products)

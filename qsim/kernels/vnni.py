@@ -24,6 +24,7 @@ from numba.core import cgutils
 from numba.core.extending import intrinsic
 
 from qsim.kernels.portable import wrap_row
+from qsim.numerics.requant_jit import requant_run
 
 def _vnni_target() -> bool:
     """True when numba compiles for a CPU with avx512_vnni: the host's own features, unless
@@ -302,5 +303,47 @@ def epilogue(c, sa, w0, const, bits, lo, hi, checked, transpose, out):
                         d[i] = src[i]
                 else:
                     cnt += wrap_row(src, lo, hi, half, mask, d)
+        counts[b] = cnt
+    return counts.sum()
+
+
+@njit(cache=True, parallel=True)
+def epilogue_q(c, sa, w0, const, bits, lo, hi, checked, transpose, ch0, rq, out):
+    """``epilogue`` with the requantization fused: the exact values (wrapped to ``bits`` and
+    counted as there) of each block are requantized by ``requant_run`` (channel ``ch0 + j`` for
+    column j, parameters ``rq``) while the block is in cache, and stored in out's type (uint8,
+    int8, ...): no int64 accumulator array is written or read again."""
+    rows = sa.shape[0]
+    cols = w0.shape[0]
+    nblk = (rows + EPI_ROWS - 1) // EPI_ROWS
+    counts = np.zeros(nblk, dtype=np.int64)
+    half = (np.int64(1) << (bits - 1)) if checked else np.int64(0)
+    mask = (np.int64(1) << bits) - 1
+    for b in prange(nblk):
+        r0 = b * EPI_ROWS
+        r1 = min(rows, r0 + EPI_ROWS)
+        buf = np.empty((cols, EPI_ROWS + 8) if transpose else (1, cols), dtype=np.int64)
+        cnt = 0
+        if transpose:
+            for i in range(r0, r1):
+                crow = c[i, :cols]
+                s = sa[i]
+                for j in range(cols):
+                    buf[j, i - r0] = np.int64(crow[j]) + const[j] - w0[j] * s
+            for j in range(cols):
+                src = buf[j, :r1 - r0]
+                if half != 0:
+                    cnt += wrap_row(src, lo, hi, half, mask, src)
+                requant_run(src, ch0 + j, 0, rq, out[j, r0:r1])
+        else:
+            row = buf[0]
+            for i in range(r0, r1):
+                crow = c[i, :cols]
+                s = sa[i]
+                for j in range(cols):
+                    row[j] = np.int64(crow[j]) + const[j] - w0[j] * s
+                if half != 0:
+                    cnt += wrap_row(row, lo, hi, half, mask, row)
+                requant_run(row, ch0, 1, rq, out[i])
         counts[b] = cnt
     return counts.sum()

@@ -81,9 +81,11 @@ def _pack_conv(w: np.ndarray, groups: int, cgp: int):
 
 
 def conv(x, w, xz: int, wz: np.ndarray, bias: np.ndarray, g, acc_bits: int, lo: int, hi: int,
-         checked: bool = True):
+         checked: bool = True, requant=None):
     """Wrap-mode conv2d_acc on the VNNI core (see module doc); g is a ConvGeometry. checked=False:
-    the caller proved that no exact sum leaves [lo, hi], so outputs are stored untested."""
+    the caller proved that no exact sum leaves [lo, hi], so outputs are stored untested.
+    ``requant=(spec, dtype)``: the output is requantized in the epilogue (``vnni.epilogue_q``,
+    ``requant_jit.requant_spec``) and returned in dtype instead of int64 accumulators."""
     flip = 0x80 if x.dtype == np.int8 else 0
     a0 = xz + flip
     cgp = -(-g.cg // 4) * 4
@@ -98,7 +100,7 @@ def conv(x, w, xz: int, wz: np.ndarray, bias: np.ndarray, g, acc_bits: int, lo: 
     taps = np.array([(ky * dh * wp + kx * dw) * cgp for ky in range(g.kh) for kx in range(g.kw)],
                     dtype=np.int64)
     need_sa = bool(np.any(w0 != 0))
-    out = np.empty((g.n, g.m, g.oh * g.ow), dtype=np.int64)
+    out = np.empty((g.n, g.m, g.oh * g.ow), dtype=np.int64 if requant is None else requant[1])
     cbuf = np.empty((g.oh * g.ow, packs[0][0].shape[0] * vnni.NR), dtype=np.int32)
     zeros = np.zeros(g.oh * g.ow, dtype=np.int64)
     count = 0
@@ -110,8 +112,11 @@ def conv(x, w, xz: int, wz: np.ndarray, bias: np.ndarray, g, acc_bits: int, lo: 
             sa = vnni.window_sums(img, g.kh, g.kw, sh, sw, dh, dw, g.oh, g.ow) if need_sa else zeros
             ms = slice(gi * g.mg, (gi + 1) * g.mg)
             const = bias[ms] - a0 * swsum + k * a0 * w0[ms]
-            count += vnni.epilogue(cbuf, sa, w0[ms], const, acc_bits, lo, hi, checked, True,
-                                   out[n, ms])
+            if requant is None:
+                count += vnni.epilogue(cbuf, sa, w0[ms], const, acc_bits, lo, hi, checked, True, out[n, ms])
+            else:
+                count += vnni.epilogue_q(cbuf, sa, w0[ms], const, acc_bits, lo, hi, checked, True,
+                                         gi * g.mg, requant[0], out[n, ms])
     return out.reshape(g.n, g.m, g.oh, g.ow), int(count)
 
 
@@ -123,9 +128,10 @@ def _pack_mm(b2: np.ndarray, k4: int):
 
 
 def matmul(a3, b3, b_orig, az: int, bz: np.ndarray, bias: np.ndarray, acc_bits: int, lo: int,
-           hi: int, checked: bool = True):
+           hi: int, checked: bool = True, requant=None):
     """Wrap-mode matmul_acc on the VNNI core: a3 (B, M, K), b3 (B, K, N) -> (B, M, N) int64.
-    A b shared by every batch entry (e.g. 2-D weights) is packed once and the batch flattened."""
+    A b shared by every batch entry (e.g. 2-D weights) is packed once and the batch flattened.
+    ``requant=(spec, dtype)``: requantized in the epilogue, as in ``conv``."""
     nb, m, k = a3.shape
     n = b3.shape[2]
     flip = 0x80 if a3.dtype == np.int8 else 0
@@ -135,7 +141,7 @@ def matmul(a3, b3, b_orig, az: int, bz: np.ndarray, bias: np.ndarray, acc_bits: 
     need_sa = bool(np.any(w0 != 0))
     shared = b_orig.ndim <= 2 or int(np.prod(b_orig.shape[:-2])) == 1
     groups = [(slice(None), b3[0])] if shared else [(i, b3[i]) for i in range(nb)]
-    out = np.empty((nb, m, n), dtype=np.int64)
+    out = np.empty((nb, m, n), dtype=np.int64 if requant is None else requant[1])
     count = 0
     for sel, b2 in groups:
         rows = a3[sel].reshape(-1, k)
@@ -153,5 +159,8 @@ def matmul(a3, b3, b_orig, az: int, bz: np.ndarray, bias: np.ndarray, acc_bits: 
         sa = ap.sum(axis=1, dtype=np.int64) if need_sa else np.zeros(ap.shape[0], dtype=np.int64)
         const = bias - a0 * swsum + k * a0 * w0
         dst = out[sel].reshape(-1, n)        # a view: out is contiguous
-        count += vnni.epilogue(c, sa, w0, const, acc_bits, lo, hi, checked, False, dst)
+        if requant is None:
+            count += vnni.epilogue(c, sa, w0, const, acc_bits, lo, hi, checked, False, dst)
+        else:
+            count += vnni.epilogue_q(c, sa, w0, const, acc_bits, lo, hi, checked, False, 0, requant[0], dst)
     return out, int(count)

@@ -1,12 +1,16 @@
 """Numba requantization kernels, element for element the same as ``requant_ref`` (tests demand
 byte equality). One compiled entry point, ``requant_rows``, dispatches on the policy's kind code so
-that the whole module costs one compilation (cached on disk)."""
+that the whole module costs one compilation (cached on disk).
+
+``requant_run`` is the same arithmetic on one run of accumulators, written straight into the
+output's storage type: the matrix kernels' epilogues call it while a block of accumulators is
+still in cache (``qsim.kernels.vnni.epilogue_q``), with the parameters ``requant_spec`` packs."""
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
 
-from qsim.numerics.policies import RequantKind
+from qsim.numerics.policies import RequantKind, fbgemm_bias_term, get_policy
 from qsim.numerics.rounding_jit import (clamp, fma_f32, multiply_by_quantized_multiplier, requant_f32,
                                        round_half_away, rounding_divide_by_pot, single_rounding_multiply, wrap32)
 
@@ -76,3 +80,43 @@ def requant_rows(acc, kind, fmult, fbias, frcp, s_in, s_w, s_out, qmult, shift, 
             out[i, c] = _one(acc[i, c], c, kind, fmult, fbias, frcp, s_in, s_w, s_out, qmult, shift,
                              zp, qmin, qmax)
     return out
+
+
+@njit(cache=True)
+def requant_run(src, ch, step, rq, dst):
+    """dst[i] = the requantization of the int32 value src[i] at channel ``ch + i * step`` (step 0:
+    a run of one channel, 1: a run along the channels), clamped and stored in dst's type. ``rq`` is
+    a ``requant_spec`` tuple. The float32 kind (the common one) has its own loops: they vectorize."""
+    kind, fmult, fbias, frcp, s_in, s_w, s_out, qmult, shift, zp, qmin, qmax = rq
+    n = dst.size
+    if kind == KIND_FLOAT32 and step == 0:
+        m = fmult[ch]
+        for i in range(n):
+            dst[i] = requant_f32(np.float32(src[i]), m, zp, qmin, qmax)
+    elif kind == KIND_FLOAT32:
+        mv = fmult[ch:ch + n]
+        for i in range(n):
+            dst[i] = requant_f32(np.float32(src[i]), mv[i], zp, qmin, qmax)
+    else:
+        for i in range(n):
+            dst[i] = _one(np.int64(src[i]), ch + i * step, kind, fmult, fbias, frcp, s_in, s_w, s_out, qmult,
+                          shift, zp, qmin, qmax)
+
+
+def requant_spec(policy, s_in, s_w, s_out, zero_point: int, qmin: int, qmax: int, channels: int,
+                 bias=None) -> tuple:
+    """The parameters of ``requant_run`` for ``channels`` output channels: the same numbers
+    ``Policy.requantize`` derives (per-tensor scales repeated per channel, which gives each
+    channel the per-tensor value; fbgemm's float ``bias`` term as it forms it)."""
+    pol = get_policy(policy)
+    per_tensor = np.size(s_w) == 1
+    sw = np.asarray(s_w, np.float32).reshape(-1)
+    if per_tensor:
+        sw = np.full(channels, sw[0], np.float32)
+    p = pol.params(s_in, sw, s_out)
+    fbias, frcp = np.zeros(channels, np.float32), np.ones(channels, np.float32)
+    if bias is not None:
+        fbias, frcp = fbgemm_bias_term(bias, p["fatw"], per_tensor=per_tensor)
+    return (kind_code(pol.kind), p["fmult"], np.ascontiguousarray(fbias, np.float32),
+            np.ascontiguousarray(frcp, np.float32), p["s_in"], p["s_w"], p["s_out"],
+            p["qmult"].astype(np.int64), p["shift"].astype(np.int64), int(zero_point), int(qmin), int(qmax))
