@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnx.numpy_helper
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
@@ -52,6 +53,13 @@ def symbolic_batch(path: Path) -> Path:
     for v in list(m.graph.input[:1]) + list(m.graph.output):
         v.type.tensor_type.shape.dim[0].dim_param = "N"
     del m.graph.value_info[:]
+    shapes = {n.input[1] for n in m.graph.node if n.op_type == "Reshape"}
+    for t in m.graph.initializer:  # a Reshape to a fixed (1, C) (ResNet-50's head) takes any batch
+        if t.name in shapes:
+            v = onnx.numpy_helper.to_array(t).copy()
+            if v.size and v[0] == 1:
+                v[0] = -1
+                t.CopyFrom(onnx.numpy_helper.from_array(v, t.name))
     onnx.save(m, str(out))
     return out
 

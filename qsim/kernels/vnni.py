@@ -216,6 +216,31 @@ def to_nhwc(xu, groups, cgp, pt, pl, fill, flip, out):
         _nhwc_row(xu[n, g * cg:(g + 1) * cg], out[n, g, yp], yp - pt, pl, fill, flip)
 
 
+@njit(cache=True, parallel=True)
+def pad_nhwc(xh, pt, pl, fill, flip, out):
+    """out (N, Hp, Wp, Cp) uint8 = (xh ^ flip) from NHWC xh (N, H, W, C): the layout a fused conv
+    writes, so rows are copied, not transposed; `fill` in the spatial padding, 0 in channels C..Cp."""
+    n_, h, w, c = xh.shape
+    hp = out.shape[1]
+    for item in prange(n_ * hp):
+        n = item // hp
+        yp = item % hp
+        row = out[n, yp]
+        row[:, c:] = 0
+        y = yp - pt
+        if y < 0 or y >= h:
+            row[:, :c] = fill
+        else:
+            row[:pl, :c] = fill
+            row[pl + w:, :c] = fill
+            src = xh[n, y]
+            for xx in range(w):
+                d = row[pl + xx]
+                s = src[xx]
+                for ch in range(c):
+                    d[ch] = s[ch] ^ flip
+
+
 @njit(cache=True)
 def _nhwc_row(xg, row, y, pl, fill, flip):
     # A helper over the group's view: simpler indexing than in the prange body (2x faster).

@@ -92,15 +92,17 @@ def conv(x, w, xz: int, wz: np.ndarray, bias: np.ndarray, g, acc_bits: int, lo: 
     pt, pl, pb, pr = g.pads
     (sh, sw), (dh, dw) = g.stride, g.dilation
     hp, wp = g.h + pt + pb, g.w + pl + pr
-    xp = np.empty((g.n, g.groups, hp, wp, cgp), dtype=np.uint8)
-    vnni.to_nhwc(np.ascontiguousarray(x).view(np.uint8), g.groups, cgp, pt, pl, a0, flip, xp)
+    xp = _padded_nhwc(x, g, cgp, a0, flip)
     packs = _cached(w, ("conv", g.groups), lambda: _pack_conv(w, g.groups, cgp))
     w0 = wz - (128 if w.dtype == np.uint8 else 0)
     k = g.cg * g.kh * g.kw
     taps = np.array([(ky * dh * wp + kx * dw) * cgp for ky in range(g.kh) for kx in range(g.kw)],
                     dtype=np.int64)
     need_sa = bool(np.any(w0 != 0))
-    out = np.empty((g.n, g.m, g.oh * g.ow), dtype=np.int64 if requant is None else requant[1])
+    # A requantized output is written channels-last (the epilogue's natural order, and what the next
+    # conv reads) and returned as an NCHW view of it: the same values, no transpose.
+    out = (np.empty((g.n, g.m, g.oh * g.ow), dtype=np.int64) if requant is None
+           else np.empty((g.n, g.oh * g.ow, g.m), dtype=requant[1]))
     cbuf = np.empty((g.oh * g.ow, packs[0][0].shape[0] * vnni.NR), dtype=np.int32)
     zeros = np.zeros(g.oh * g.ow, dtype=np.int64)
     count = 0
@@ -115,9 +117,28 @@ def conv(x, w, xz: int, wz: np.ndarray, bias: np.ndarray, g, acc_bits: int, lo: 
             if requant is None:
                 count += vnni.epilogue(cbuf, sa, w0[ms], const, acc_bits, lo, hi, checked, True, out[n, ms])
             else:
-                count += vnni.epilogue_q(cbuf, sa, w0[ms], const, acc_bits, lo, hi, checked, True,
-                                         gi * g.mg, requant[0], out[n, ms])
+                count += vnni.epilogue_q(cbuf, sa, w0[ms], const, acc_bits, lo, hi, checked, False,
+                                         gi * g.mg, requant[0], out[n][:, ms])
+    if requant is not None:
+        return out.reshape(g.n, g.oh, g.ow, g.m).transpose(0, 3, 1, 2), int(count)
     return out.reshape(g.n, g.m, g.oh, g.ow), int(count)
+
+
+def _padded_nhwc(x, g, cgp: int, a0: int, flip: int) -> np.ndarray:
+    """(N, G, Hp, Wp, cgp) uint8: x ^ flip channels-last per group, a0 in the spatial padding and 0
+    in the channel padding. An x that is an NCHW view of channels-last data (a fused conv's output)
+    is copied row by row, or used as it is where nothing is to be padded or flipped."""
+    pt, pl, pb, pr = g.pads
+    xh = x.transpose(0, 2, 3, 1)
+    if g.groups == 1 and xh.flags.c_contiguous:
+        if flip == 0 and cgp == g.cg and not any(g.pads):
+            return xh.view(np.uint8).reshape(g.n, 1, g.h, g.w, cgp)
+        xp = np.empty((g.n, 1, g.h + pt + pb, g.w + pl + pr, cgp), dtype=np.uint8)
+        vnni.pad_nhwc(xh.view(np.uint8), pt, pl, a0, flip, xp.reshape(xp.shape[0], *xp.shape[2:]))
+        return xp
+    xp = np.empty((g.n, g.groups, g.h + pt + pb, g.w + pl + pr, cgp), dtype=np.uint8)
+    vnni.to_nhwc(np.ascontiguousarray(x).view(np.uint8), g.groups, cgp, pt, pl, a0, flip, xp)
+    return xp
 
 
 def _pack_mm(b2: np.ndarray, k4: int):

@@ -112,6 +112,17 @@ def _cvtps_epi32(t):
     return np.int64(-2 ** 31)
 
 
+def _memory_order(a, b, shape):
+    """The axis order in which a and b (same shape and strides, not C-contiguous) are both
+    C-contiguous, or None. Elementwise results do not depend on the order elements are visited."""
+    if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)) or a.shape != shape or b.shape != shape:
+        return None
+    if a.strides != b.strides or a.flags.c_contiguous or a.dtype != b.dtype:
+        return None
+    order = tuple(int(i) for i in np.argsort(a.strides, kind="stable")[::-1])
+    return order if np.transpose(a, order).flags.c_contiguous and np.transpose(b, order).flags.c_contiguous else None
+
+
 def ort_binary(op: str, a, b, params, lo: int, hi: int, dtype) -> np.ndarray:
     """onnxruntime's QLinearAdd / QLinearMul (see ``int_elementwise``), broadcast like the runtime."""
     from qsim.sim.int_elementwise import ort_add_params, ort_mul_ratio, ort_scalar_a
@@ -120,6 +131,11 @@ def ort_binary(op: str, a, b, params, lo: int, hi: int, dtype) -> np.ndarray:
     if op == "add" and ort_scalar_a(np.shape(a), np.shape(b)):
         a, sa, za, b, sb, zb = b, sb, zb, a, sa, za
     shape = np.broadcast_shapes(np.shape(a), np.shape(b))
+    order = _memory_order(a, b, shape)
+    if order is not None:  # same shape and strides (channels-last conv outputs): run in memory order
+        a, b = np.transpose(a, order), np.transpose(b, order)
+        out = ort_binary(op, a.reshape(-1), b.reshape(-1), (sa, za, sb, zb, sc, zc), lo, hi, dtype)
+        return out.reshape(a.shape).transpose(np.argsort(order))
     a, b = (np.ascontiguousarray(np.broadcast_to(v, shape)).reshape(-1) for v in (a, b))
     out = np.empty(a.size, dtype=dtype)
     if op == "add":
