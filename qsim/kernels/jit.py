@@ -18,7 +18,7 @@ from contextlib import contextmanager
 import numba
 import numpy as np
 
-from qsim.kernels import portable, vnni_ops
+from qsim.kernels import depthwise, portable, vnni_ops
 from qsim.kernels._common import (bias_vector, check_acc, check_int_array,
                                   conv_geometry, matmul_out_shape, matmul_shapes, pool_geometry,
                                   zero_point, zp_in_range)
@@ -104,17 +104,37 @@ def conv2d_acc(x, w, x_zp, w_zp, bias, stride, pads, dilation, groups, acc_bits=
 
 
 def conv2d_requant(x, w, x_zp, w_zp, bias, stride, pads, dilation, groups, acc_bits, requant):
-    """``conv2d_acc`` in wrap mode followed by a requantization, fused into the VNNI core's
-    epilogue: ``requant = (requant_jit.requant_spec(...), output dtype)``. Returns (output,
-    overflow events), or None where the VNNI core does not apply (the caller then runs
-    ``conv2d_acc`` and requantizes apart: the same bits)."""
+    """``conv2d_acc`` in wrap mode followed by a requantization, fused into the epilogue of the
+    VNNI core or of the channels-last depthwise kernel (``depthwise``, one channel per group):
+    ``requant = (requant_jit.requant_spec(...), output dtype)``. Returns (output, overflow events),
+    the output an NCHW view of channels-last data; or None where neither kernel applies (the
+    caller then runs ``conv2d_acc`` and requantizes apart: the same bits)."""
     x, w = check_int_array("x", x), check_int_array("w", w)
     g = conv_geometry(x, w, stride, pads, dilation, groups)
     xz = int(zero_point("x_zp", x_zp, None)[0])
+    if g.cg == 1 and g.mg == 1:
+        with _threads_for(x.shape[0] * g.m * g.oh * g.ow * g.kh * g.kw):
+            return _depthwise_requant(x, w, g, xz, w_zp, bias, acc_bits, requant)
     if g.mg < vnni_ops.MIN_COLS or not vnni_ops.usable(x.dtype, w.dtype, g.cg * g.kh * g.kw, xz):
         return None
     with _threads_for(x.shape[0] * g.m * g.oh * g.ow * g.cg * g.kh * g.kw):
         return _conv2d_acc(x, w, g, x_zp, w_zp, bias, acc_bits, "wrap", requant)
+
+
+def _depthwise_requant(x, w, g, xz, w_zp, bias, acc_bits, requant):
+    """A depthwise conv (multiplier 1) channels-last with its requantization (``depthwise``);
+    the output is an NCHW view of channels-last data, as the VNNI conv returns it."""
+    lo, hi, _ = check_acc(acc_bits, "wrap")
+    wz = zero_point("w_zp", w_zp, g.m)
+    b = bias_vector(bias, g.m)
+    bound = _bound(g.kh * g.kw, _span(x.dtype, np.array([xz])), _span(w.dtype, wz), b)
+    ws = np.ascontiguousarray((w[:, 0].astype(np.int64) - wz[:, None, None]).transpose(1, 2, 0))
+    xh = np.ascontiguousarray(x.transpose(0, 2, 3, 1))  # no copy for a fused conv's output
+    out = np.empty((g.n, g.oh, g.ow, g.m), dtype=requant[1])
+    (sh, sw), (dh, dw) = g.stride, g.dilation
+    count = depthwise.depthwise_nhwc(xh, xz, ws, b, sh, sw, dh, dw, g.pads[0], g.pads[1], acc_bits, lo, hi,
+                                     bound > hi, requant[0], out)
+    return out.transpose(0, 3, 1, 2), int(count)
 
 
 def _conv2d_acc(x, w, g, x_zp, w_zp, bias, acc_bits, overflow, requant=None):
