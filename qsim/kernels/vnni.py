@@ -24,7 +24,7 @@ from numba.core import cgutils
 from numba.core.extending import intrinsic
 
 from qsim.kernels.portable import wrap_row
-from qsim.numerics.requant_jit import requant_run
+from qsim.numerics.requant_jit import KIND_FLOAT32, float32_code, requant_run
 
 def _vnni_target() -> bool:
     """True when numba compiles for a CPU with avx512_vnni: the host's own features, unless
@@ -360,6 +360,17 @@ def epilogue_q(c, sa, w0, const, bits, lo, hi, checked, transpose, ch0, rq, out)
                 if half != 0:
                     cnt += wrap_row(src, lo, hi, half, mask, src)
                 requant_run(src, ch0 + j, 0, rq, out[j, r0:r1])
+        elif half == 0 and rq[0] == KIND_FLOAT32:
+            # The common case in one pass: exact value and float32 requantization per element,
+            # no int64 row in between (the values fit, nothing to wrap).
+            mv = rq[1][ch0:ch0 + cols]
+            zp, flo, fhi = rq[9], np.float64(rq[10]), np.float64(rq[11])
+            for i in range(r0, r1):
+                crow = c[i, :cols]
+                s = sa[i]
+                d = out[i]
+                for j in range(cols):
+                    d[j] = float32_code(np.int64(crow[j]) + const[j] - w0[j] * s, mv[j], zp, flo, fhi)
         else:
             row = buf[0]
             for i in range(r0, r1):

@@ -82,7 +82,16 @@ def requant_rows(acc, kind, fmult, fbias, frcp, s_in, s_w, s_out, qmult, shift, 
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
+def float32_code(acc, mult, zp, flo, fhi):
+    """``requant_f32`` of an integer accumulator with the clamp on the float value (the same
+    integer: rint gives an integer-valued float and the bounds are integers): no branches, so the
+    loops that call it vectorize. ``flo``/``fhi``: qmin/qmax as float64."""
+    v = np.float64(np.rint(np.float32(np.float32(acc) * mult))) + zp
+    return np.int64(min(max(v, flo), fhi))
+
+
+@njit(cache=True, inline="always")
 def requant_run(src, ch, step, rq, dst):
     """dst[i] = the requantization of the int32 value src[i] at channel ``ch + i * step`` (step 0:
     a run of one channel, 1: a run along the channels), clamped and stored in dst's type. ``rq`` is
@@ -95,8 +104,9 @@ def requant_run(src, ch, step, rq, dst):
             dst[i] = requant_f32(np.float32(src[i]), m, zp, qmin, qmax)
     elif kind == KIND_FLOAT32:
         mv = fmult[ch:ch + n]
+        flo, fhi = np.float64(qmin), np.float64(qmax)
         for i in range(n):
-            dst[i] = requant_f32(np.float32(src[i]), mv[i], zp, qmin, qmax)
+            dst[i] = float32_code(src[i], mv[i], zp, flo, fhi)
     else:
         for i in range(n):
             dst[i] = _one(np.int64(src[i]), ch + i * step, kind, fmult, fbias, frcp, s_in, s_w, s_out, qmult,
