@@ -213,6 +213,11 @@ def maxpool2d(x, kernel, stride, pads, ceil_mode=False):
     """Max pool over NCHW integers; see `qsim.kernels.reference.maxpool2d`."""
     x = check_int_array("x", x)
     kh, kw, sh, sw, pt, pl, _, _, oh, ow = pool_geometry(x, kernel, stride, pads, ceil_mode)
+    xh = x.transpose(0, 2, 3, 1)
+    if xh.flags.c_contiguous and x.shape[1] > 1:  # channels-last data (a fused conv's output): stays so
+        out = np.empty((x.shape[0], oh, ow, x.shape[1]), dtype=x.dtype)
+        portable.maxpool_nhwc(xh, kh, kw, sh, sw, pt, pl, out)
+        return out.transpose(0, 3, 1, 2)
     out = np.empty(x.shape[:2] + (oh, ow), dtype=np.int32)
     portable.maxpool(_canonical(x), kh, kw, sh, sw, pt, pl, oh, ow, out)
     return out.astype(x.dtype)
