@@ -28,7 +28,7 @@ def kind_code(kind: RequantKind) -> int:
 _I32_MAX = (1 << 31) - 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _one(a, c, kind, fmult, fbias, frcp, s_in, s_w, s_out, qmult, shift, zp, qmin, qmax):
     lo = float(qmin - zp - 1)
     hi = float(qmax - zp + 1)
@@ -75,11 +75,41 @@ def requant_rows(acc, kind, fmult, fbias, frcp, s_in, s_w, s_out, qmult, shift, 
     """acc: int64 (N, C); parameter vectors of length C. Returns int64 (N, C)."""
     n, ch = acc.shape
     out = np.empty((n, ch), dtype=np.int64)
+    rq = (kind, fmult, fbias, frcp, s_in, s_w, s_out, qmult, shift, zp, qmin, qmax)
     for i in range(n):
-        for c in range(ch):
-            out[i, c] = _one(acc[i, c], c, kind, fmult, fbias, frcp, s_in, s_w, s_out, qmult, shift,
-                             zp, qmin, qmax)
+        requant_run(acc[i], 0, 1, rq, out[i])
     return out
+
+
+@njit(cache=True, inline="always")
+def _wrap32_nb(v):
+    """``wrap32`` without a branch (vectorizes)."""
+    return ((v + np.int64(0x80000000)) & np.int64(0xFFFFFFFF)) - np.int64(0x80000000)
+
+
+@njit(cache=True, inline="always")
+def neon_code(a, q, sh, zp, qmin, qmax):
+    """The NEON kind of ``_one`` (vqrdmulh, then a rounding shift), written without branches."""
+    x = _wrap32_nb(a << max(sh, 0))
+    r = max(-sh, 0)
+    h = min((x * q + np.int64(1 << 30)) >> 31, np.int64(_I32_MAX))
+    v = ((h + ((np.int64(1) << r) >> 1)) >> r) + zp
+    return min(max(v, np.int64(qmin)), np.int64(qmax))
+
+
+@njit(cache=True, inline="always")
+def gemmlowp_code(a, q, sh, zp, qmin, qmax):
+    """The GEMMLOWP kind of ``_one`` (``rounding_jit.multiply_by_quantized_multiplier``: SRDHM with
+    its nudge and truncating division, then RoundingDivideByPOT), written with selects only."""
+    x = _wrap32_nb(a << max(sh, 0))
+    e = max(-sh, 0)
+    ab = x * q
+    t = ab + (np.int64(1 << 30) if ab >= 0 else np.int64(1 - (1 << 30)))
+    h = (t >> 31) if t >= 0 else -((-t) >> 31)
+    h = np.int64(_I32_MAX) if (x == -(1 << 31)) & (q == -(1 << 31)) else h
+    mask = (np.int64(1) << e) - 1
+    v = (h >> e) + ((h & mask) > ((mask >> 1) + (h < 0))) + zp
+    return min(max(v, np.int64(qmin)), np.int64(qmax))
 
 
 @njit(cache=True, inline="always")
@@ -107,6 +137,14 @@ def requant_run(src, ch, step, rq, dst):
         flo, fhi = np.float64(qmin), np.float64(qmax)
         for i in range(n):
             dst[i] = float32_code(src[i], mv[i], zp, flo, fhi)
+    elif kind == KIND_NEON:
+        for i in range(n):
+            c = ch + i * step
+            dst[i] = neon_code(np.int64(src[i]), qmult[c], shift[c], zp, qmin, qmax)
+    elif kind == KIND_GEMMLOWP:
+        for i in range(n):
+            c = ch + i * step
+            dst[i] = gemmlowp_code(np.int64(src[i]), qmult[c], shift[c], zp, qmin, qmax)
     else:
         for i in range(n):
             dst[i] = _one(np.int64(src[i]), ch + i * step, kind, fmult, fbias, frcp, s_in, s_w, s_out, qmult,
