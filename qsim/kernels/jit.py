@@ -13,13 +13,10 @@ Dispatch, per call:
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-
-import numba
 import numpy as np
 
 from qsim.kernels import depthwise, portable, vnni_ops
-from qsim.kernels._common import (bias_vector, check_acc, check_int_array,
+from qsim.kernels._common import (bias_vector, check_acc, check_int_array, serial_below,
                                   conv_geometry, matmul_out_shape, matmul_shapes, pool_geometry,
                                   zero_point, zp_in_range)
 from qsim.kernels.reference import pool_rounding
@@ -83,15 +80,8 @@ def _finish(work: np.ndarray, counts: np.ndarray, acc_bits: int, lo: int, hi: in
 SERIAL_MACS = 1 << 22
 
 
-@contextmanager
 def _threads_for(macs: int):
-    saved = numba.get_num_threads()
-    if macs < SERIAL_MACS and saved > 1:
-        numba.set_num_threads(1)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(saved)
+    return serial_below(macs, SERIAL_MACS)
 
 
 def conv2d_acc(x, w, x_zp, w_zp, bias, stride, pads, dilation, groups, acc_bits=32,

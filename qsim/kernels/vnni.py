@@ -220,25 +220,32 @@ def to_nhwc(xu, groups, cgp, pt, pl, fill, flip, out):
 def pad_nhwc(xh, pt, pl, fill, flip, out):
     """out (N, Hp, Wp, Cp) uint8 = (xh ^ flip) from NHWC xh (N, H, W, C): the layout a fused conv
     writes, so rows are copied, not transposed; `fill` in the spatial padding, 0 in channels C..Cp."""
-    n_, h, w, c = xh.shape
     hp = out.shape[1]
-    for item in prange(n_ * hp):
-        n = item // hp
-        yp = item % hp
-        row = out[n, yp]
-        row[:, c:] = 0
-        y = yp - pt
-        if y < 0 or y >= h:
-            row[:, :c] = fill
-        else:
-            row[:pl, :c] = fill
-            row[pl + w:, :c] = fill
-            src = xh[n, y]
-            for xx in range(w):
-                d = row[pl + xx]
-                s = src[xx]
-                for ch in range(c):
-                    d[ch] = s[ch] ^ flip
+    for item in prange(xh.shape[0] * hp):
+        _pad_row(xh, item // hp, item % hp - pt, pl, fill, flip, out[item // hp, item % hp])
+
+
+@njit(cache=True)
+def _pad_row(xh, n, y, pl, fill, flip, row):
+    _, h, w, c = xh.shape
+    row[:, c:] = 0
+    if y < 0 or y >= h:
+        row[:, :c] = fill
+        return
+    row[:pl, :c] = fill
+    row[pl + w:, :c] = fill
+    src = xh[n, y]
+    if c == row.shape[1]:  # no channel padding: one contiguous run
+        s = src.reshape(-1)
+        d = row[pl:pl + w].reshape(-1)
+        for i in range(s.size):
+            d[i] = s[i] ^ flip
+        return
+    for xx in range(w):
+        d = row[pl + xx]
+        s = src[xx]
+        for ch in range(c):
+            d[ch] = s[ch] ^ flip
 
 
 @njit(cache=True)

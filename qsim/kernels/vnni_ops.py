@@ -18,7 +18,10 @@ import weakref
 import numpy as np
 
 from qsim.kernels import vnni
+from qsim.kernels._common import serial_below
 
+# Copies of fewer bytes run on one thread (``serial_below``): a row copy of 400 KB took 20 us.
+SERIAL_COPY = 1 << 21
 # A panel is 64 output columns; below this many per group the padding waste beats the portable path.
 MIN_COLS = 16
 _PACKED: dict = {}
@@ -134,10 +137,12 @@ def _padded_nhwc(x, g, cgp: int, a0: int, flip: int) -> np.ndarray:
         if flip == 0 and cgp == g.cg and not any(g.pads):
             return xh.view(np.uint8).reshape(g.n, 1, g.h, g.w, cgp)
         xp = np.empty((g.n, 1, g.h + pt + pb, g.w + pl + pr, cgp), dtype=np.uint8)
-        vnni.pad_nhwc(xh.view(np.uint8), pt, pl, a0, flip, xp.reshape(xp.shape[0], *xp.shape[2:]))
+        with serial_below(xp.size, SERIAL_COPY):
+            vnni.pad_nhwc(xh.view(np.uint8), pt, pl, a0, flip, xp.reshape(xp.shape[0], *xp.shape[2:]))
         return xp
     xp = np.empty((g.n, g.groups, g.h + pt + pb, g.w + pl + pr, cgp), dtype=np.uint8)
-    vnni.to_nhwc(np.ascontiguousarray(x).view(np.uint8), g.groups, cgp, pt, pl, a0, flip, xp)
+    with serial_below(xp.size, SERIAL_COPY):
+        vnni.to_nhwc(np.ascontiguousarray(x).view(np.uint8), g.groups, cgp, pt, pl, a0, flip, xp)
     return xp
 
 

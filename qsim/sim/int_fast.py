@@ -15,6 +15,7 @@ from numba import njit, prange
 from qsim.numerics import get_policy
 from qsim.numerics.policies import RequantKind
 from qsim.numerics.multipliers import float32_multiplier
+from qsim.kernels._common import serial_below
 from qsim.kernels.fma_jit import fma32
 from qsim.numerics.rounding_jit import requant_f32
 
@@ -138,9 +139,10 @@ def ort_binary(op: str, a, b, params, lo: int, hi: int, dtype) -> np.ndarray:
         return out.reshape(a.shape).transpose(np.argsort(order))
     a, b = (np.ascontiguousarray(np.broadcast_to(v, shape)).reshape(-1) for v in (a, b))
     out = np.empty(a.size, dtype=dtype)
-    if op == "add":
-        ra, rb, fixed = ort_add_params(sa, za, sb, zb, sc, zc)
-        _ort_add(a, b, ra, rb, fixed, lo, hi, out)
-    else:
-        _ort_mul(a, b, int(za), int(zb), ort_mul_ratio(sa, sb, sc), np.float32(zc), lo, hi, out)
+    with serial_below(a.size, 1 << 20):  # about 0.5 ms of work on one thread
+        if op == "add":
+            ra, rb, fixed = ort_add_params(sa, za, sb, zb, sc, zc)
+            _ort_add(a, b, ra, rb, fixed, lo, hi, out)
+        else:
+            _ort_mul(a, b, int(za), int(zb), ort_mul_ratio(sa, sb, sc), np.float32(zc), lo, hi, out)
     return out.reshape(shape)
