@@ -38,15 +38,17 @@ def physical_cores() -> int:
 
 
 class CompiledModel:
-    """See the module doc. ``run(inputs, trace=False)`` returns what ``qsim.simulate`` returns."""
+    """See the module doc. ``run(inputs, trace=False)`` returns what ``qsim.simulate`` returns;
+    ``last_run`` keeps the last run's ``pipeline.SimRun`` (which executor ran, per-node statistics,
+    saturation counted with ``counts=True``). ``executor``: as ``pipeline.run_model``'s."""
 
     def __init__(self, model, inputs=None, policy: str | None = None, plan=None, calib=None,
                  acc_bits: int | None = None, overflow: str = "wrap", impl: str = "numba",
-                 threads: int | None = None, counts: bool = False):
+                 threads: int | None = None, counts: bool = False, executor: str = "integer"):
         from qsim.sim.simulate import load_source
 
         self.model, self.name = model, str(model)
-        self.options = dict(acc_bits=acc_bits, overflow=overflow, impl=impl, counts=counts)
+        self.options = dict(acc_bits=acc_bits, overflow=overflow, impl=impl, counts=counts, executor=executor)
         self.threads = physical_cores() if threads is None else int(threads)
         if self.threads < 1:
             raise QsimError(f"threads must be >= 1, got {threads!r}")
@@ -116,8 +118,7 @@ class CompiledModel:
         saved = numba.get_num_threads()
         numba.set_num_threads(min(self.threads, numba.config.NUMBA_NUM_THREADS))
         try:
-            run = run_model(graph, feeds, self.policy, executor="integer", trace=trace,
-                            float_nodes=float_nodes, **self.options)
+            run = run_model(graph, feeds, self.policy, trace=trace, float_nodes=float_nodes, **self.options)
         finally:
             numba.set_num_threads(saved)
         self.last_run = run
