@@ -25,7 +25,7 @@ def depthwise_nhwc(xh, xz, ws, bias, sh, sw, dh, dw, pt, pl, bits, lo, hi, check
     half = (np.int64(1) << (bits - 1)) if checked else np.int64(0)
     counts = np.zeros(xh.shape[0] * oh, dtype=np.int64)
     for item in prange(xh.shape[0] * oh):
-        # One output row per item, in a function of its own (see vnni.epilogue_q).
+        # One output row per item, in a function of its own (see vnni_epilogue.epilogue_q).
         counts[item] = _row(xh, xz, ws, bias, item // oh, item % oh, sh, sw, dh, dw, pt, pl, bits, lo, hi,
                             half, rq, out)
     return counts.sum()

@@ -17,7 +17,7 @@ import weakref
 
 import numpy as np
 
-from qsim.kernels import vnni
+from qsim.kernels import vnni, vnni_epilogue
 from qsim.kernels._common import serial_below
 
 # Copies of fewer bytes run on one thread (``serial_below``): a row copy of 400 KB took 20 us.
@@ -87,7 +87,7 @@ def conv(x, w, xz: int, wz: np.ndarray, bias: np.ndarray, g, acc_bits: int, lo: 
          checked: bool = True, requant=None):
     """Wrap-mode conv2d_acc on the VNNI core (see module doc); g is a ConvGeometry. checked=False:
     the caller proved that no exact sum leaves [lo, hi], so outputs are stored untested.
-    ``requant=(spec, dtype)``: the output is requantized in the epilogue (``vnni.epilogue_q``,
+    ``requant=(spec, dtype)``: the output is requantized in the epilogue (``vnni_epilogue.epilogue_q``,
     ``requant_jit.requant_spec``) and returned in dtype instead of int64 accumulators."""
     flip = 0x80 if x.dtype == np.int8 else 0
     a0 = xz + flip
@@ -118,9 +118,9 @@ def conv(x, w, xz: int, wz: np.ndarray, bias: np.ndarray, g, acc_bits: int, lo: 
             ms = slice(gi * g.mg, (gi + 1) * g.mg)
             const = bias[ms] - a0 * swsum + k * a0 * w0[ms]
             if requant is None:
-                count += vnni.epilogue(cbuf, sa, w0[ms], const, acc_bits, lo, hi, checked, True, out[n, ms])
+                count += vnni_epilogue.epilogue(cbuf, sa, w0[ms], const, acc_bits, lo, hi, checked, True, out[n, ms])
             else:
-                count += vnni.epilogue_q(cbuf, sa, w0[ms], const, acc_bits, lo, hi, checked, False,
+                count += vnni_epilogue.epilogue_q(cbuf, sa, w0[ms], const, acc_bits, lo, hi, checked, False,
                                          gi * g.mg, requant[0], out[n][:, ms])
     if requant is not None:
         return out.reshape(g.n, g.oh, g.ow, g.m).transpose(0, 3, 1, 2), int(count)
@@ -186,7 +186,7 @@ def matmul(a3, b3, b_orig, az: int, bz: np.ndarray, bias: np.ndarray, acc_bits: 
         const = bias - a0 * swsum + k * a0 * w0
         dst = out[sel].reshape(-1, n)        # a view: out is contiguous
         if requant is None:
-            count += vnni.epilogue(c, sa, w0, const, acc_bits, lo, hi, checked, False, dst)
+            count += vnni_epilogue.epilogue(c, sa, w0, const, acc_bits, lo, hi, checked, False, dst)
         else:
-            count += vnni.epilogue_q(c, sa, w0, const, acc_bits, lo, hi, checked, False, 0, requant[0], dst)
+            count += vnni_epilogue.epilogue_q(c, sa, w0, const, acc_bits, lo, hi, checked, False, 0, requant[0], dst)
     return out, int(count)

@@ -4,7 +4,7 @@ that the whole module costs one compilation (cached on disk).
 
 ``requant_run`` is the same arithmetic on one run of accumulators, written straight into the
 output's storage type: the matrix kernels' epilogues call it while a block of accumulators is
-still in cache (``qsim.kernels.vnni.epilogue_q``), with the parameters ``requant_spec`` packs."""
+still in cache (``qsim.kernels.vnni_epilogue.epilogue_q``), with the parameters ``requant_spec`` packs."""
 from __future__ import annotations
 
 import numpy as np
