@@ -10,10 +10,10 @@ import argparse
 import sys
 import traceback
 
-from qsim.cli import calibrate, import_model, profiles, run, sweep, validate
+from qsim.cli import calibrate, import_model, profiles, run, search, sensitivity, sweep, validate
 from qsim.errors import QsimError
 
-SUBCOMMANDS = (run, profiles, sweep, import_model, calibrate, validate)  # in the order --help lists them
+SUBCOMMANDS = (run, profiles, sweep, import_model, calibrate, validate, sensitivity, search)  # in the order --help lists them
 DEBUG_HELP = "show the traceback of an error"
 
 

@@ -112,6 +112,11 @@ class Policy:
         if self.kind in _FIXED_POINT_KINDS:
             q, sh = mul.quantize_multiplier(mul.float64_multiplier(s_in, s_w, s_out),
                                             single_rounding=self.kind is RequantKind.SINGLE)
+            if self.kind is RequantKind.GEMMLOWP:
+                # LiteRT's scalar kernels on x86: ``x * (1 << left_shift)`` with a shift of 32 or more
+                # (a multiplier >= 2^31) compiles to ``shl``, which takes the count mod 32. The vector
+                # (NEON-style) kernels shift every bit out instead, as the int32 wrap does.
+                sh = np.where(sh >= 32, sh & 31, sh)
         else:
             q, sh = np.zeros(c, np.int64), np.zeros(c, np.int64)
         p["qmult"], p["shift"] = q, sh

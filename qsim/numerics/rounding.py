@@ -36,6 +36,14 @@ def round_to_int(x, mode: Rounding | str = Rounding.HALF_EVEN) -> np.ndarray:
     return f + up
 
 
+def x86_cvt_i32(t) -> np.ndarray:
+    """The int32 conversion of x86 (``cvtps2dq`` / ``cvtsd2si``, and a C cast of ``nearbyint``):
+    round half to even; NaN and values outside int32 give INT32_MIN (the "integer indefinite")."""
+    t = np.asarray(t, np.float64)
+    ok = np.abs(t) < 2.0 ** 31
+    return np.where(ok, np.rint(np.where(ok, t, 0.0)), -2.0 ** 31).astype(np.int64)
+
+
 def wrap(v, bits: int, signed: bool = True) -> np.ndarray:
     """Two's complement wraparound of int64 values to ``bits`` bits (what int32 adders do silently)."""
     v = np.asarray(v, dtype=np.int64)

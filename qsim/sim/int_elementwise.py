@@ -29,8 +29,9 @@ import numpy as np
 import qsim.kernels.elementwise as ew
 from qsim.errors import GraphError
 from qsim.numerics.requant_ref import fma_f32
-from qsim.numerics.policies import Kernels
-from qsim.sim.int_common import (Step, activation_range, int_range, scalar_scale, scalar_zp, storage,
+from qsim.numerics.rounding import x86_cvt_i32
+from qsim.numerics.policies import Kernels, PolicyName
+from qsim.sim.int_common import (Step, activation_range, int_range, quantize_as, scalar_scale, scalar_zp, storage,
                                  to_storage)
 from qsim.sim.int_ops import Fallback
 
@@ -54,20 +55,13 @@ def ort_scalar_a(shape_a, shape_b) -> bool:
     return False
 
 
-def _cvtps_epi32(t: np.ndarray) -> np.ndarray:
-    """x86 ``cvtps2dq``: round half to even; NaN and values outside int32 give INT32_MIN."""
-    t = np.asarray(t, np.float64)
-    ok = np.abs(t) < 2.0 ** 31
-    return np.where(ok, np.rint(np.where(ok, t, 0.0)), -2.0 ** 31).astype(np.int64)
-
-
 def ort_add(a, b, sa, za, sb, zb, sc, zc, qmin, qmax) -> np.ndarray:
     if ort_scalar_a(np.shape(a), np.shape(b)):
         a, sa, za, b, sb, zb = b, sb, zb, a, sa, za
     ra, rb, fixed = ort_add_params(sa, za, sb, zb, sc, zc)
     a, b = (np.asarray(v).astype(_F32) for v in np.broadcast_arrays(np.asarray(a), np.asarray(b)))
     t = fma_f32(a, ra, fma_f32(b, rb, fixed))
-    return np.clip(_cvtps_epi32(t), qmin, qmax)
+    return np.clip(x86_cvt_i32(t), qmin, qmax)
 
 
 def ort_mul_ratio(sa, sb, sc) -> np.float32:
@@ -77,7 +71,7 @@ def ort_mul_ratio(sa, sb, sc) -> np.float32:
 def ort_mul(a, b, sa, za, sb, zb, sc, zc, qmin, qmax) -> np.ndarray:
     acc = (np.asarray(a).astype(np.int64) - int(za)) * (np.asarray(b).astype(np.int64) - int(zb))
     t = (acc.astype(_F32) * ort_mul_ratio(sa, sb, sc)).astype(_F32) + _F32(zc)
-    return np.clip(_cvtps_epi32(t.astype(_F32)), qmin, qmax)
+    return np.clip(x86_cvt_i32(t.astype(_F32)), qmin, qmax)
 
 
 def ort_softmax_table(s_in: float, d: int, signed: bool) -> np.ndarray:
@@ -95,9 +89,8 @@ def ort_softmax(x: np.ndarray, s_in, s_out, zp_out: int, signed: bool, node: str
     published source does not say (uint8 differs from it on a few ties even at 1/256):
     ``e * floor(1 / s_out)`` never overflows fp32 there, and no fp32/fp64 evaluation order tried
     reproduces its rounding near ties. There the quotient is taken in fp64 (it equals the runtime's
-    away from ties; an exact tie with an exact sum, as two equal elements alone give, rounds half to
-    even), and any other element within 2^-20 (relative, about 8 fp32 ulps) of a tie raises a
-    GraphError rather than guess."""
+    away from ties), and an element on or within 2^-20 (relative, about 8 fp32 ulps) of a tie raises
+    a GraphError rather than guess."""
     d = x.shape[-1]
     table = ort_softmax_table(s_in, d, signed)
     xi = x.astype(np.int64)
@@ -110,10 +103,9 @@ def ort_softmax(x: np.ndarray, s_in, s_out, zp_out: int, signed: bool, node: str
     if not (signed and y_scale == 256):
         v = e.astype(np.float64) * float(y_scale) / total[..., None].astype(np.float64)
         frac = v - np.floor(v)
-        # An exact tie whose sum lost nothing to fp32 (two equal elements alone) rounds half to even
-        # (measured); where small terms were dropped from the fp32 sum the runtime rounds down.
-        exact = (frac == 0.5) & (e.astype(np.float64).sum(-1) == total.astype(np.float64))[..., None]
-        near_tie = (np.abs(frac - 0.5) <= v * 2.0 ** -20) & ~exact
+        # Exact ties too: the runtime rounds 3.5 -> 4 and 0.5 -> 1 but 106.5 -> 106 (measured), so no
+        # rounding rule of the quotient reproduces it
+        near_tie = np.abs(frac - 0.5) <= v * 2.0 ** -20
         if np.any(near_tie & (np.floor(v) + zp_out < qmax)):
             raise GraphError(f"node {node!r} (QLinearSoftmax, {'int8' if signed else 'uint8'}, output scale "
                              f"{float(s_out):.6g}): an "
@@ -209,10 +201,47 @@ def softmax(step: Step):
 
 _LUT_NAMES = {"Sigmoid": "sigmoid", "Tanh": "tanh"}
 
+# MlasLogisticKernelFma3 (Eigen's rational approximation on [-18, 18]): p(x) / q(x) + 0.5, clamped to
+# [0, 1], every multiply-add fused (measured against QLinearSigmoid on every 8-bit code)
+_LOGISTIC_P = tuple(_F32(c) for c in (4.37031012579801e-11, 1.15627324459942e-07, 6.08574864600143e-05,
+                                      8.51377133304701e-03, 2.48287947061529e-01))
+_LOGISTIC_Q = tuple(_F32(c) for c in (6.10247389755681e-13, 5.76102136993427e-09, 6.29106785017040e-06,
+                                      1.70198817374094e-03, 1.16817656904453e-01, 9.93151921023180e-01))
+
+
+def mlas_logistic(x) -> np.ndarray:
+    """onnxruntime's fp32 logistic (``MlasComputeLogistic`` on x86-64 with FMA3)."""
+    v = np.clip(np.asarray(x, _F32), _F32(-18.0), _F32(18.0)).astype(_F32)
+    v2 = (v * v).astype(_F32)
+    p = fma_f32(v2, _LOGISTIC_P[0], _LOGISTIC_P[1])
+    for c in _LOGISTIC_P[2:]:
+        p = fma_f32(p, v2, c)
+    p = (p * v).astype(_F32)
+    q = fma_f32(v2, _LOGISTIC_Q[0], _LOGISTIC_Q[1])
+    for c in _LOGISTIC_Q[2:]:
+        q = fma_f32(q, v2, c)
+    return np.clip(((p / q).astype(_F32) + _F32(0.5)).astype(_F32), _F32(0.0), _F32(1.0))
+
+
+def _ort_sigmoid(step: Step, x, xq, yq) -> np.ndarray:
+    """contrib QLinearSigmoid (and a fused QDQ Sigmoid): a 256-entry table of MLAS's logistic of
+    ``fp32(s_in * (code - zp))``, quantized with MlasQuantizeLinear."""
+    lo, hi = int_range(yq)
+    codes = np.arange(lo if lo < 0 else 0, (lo if lo < 0 else 0) + 256)
+    deq = (_F32(scalar_scale(step, xq, "the input")) *
+           (codes - scalar_zp(step, xq, "the input")).astype(_F32)).astype(_F32)
+    table = quantize_as(step, mlas_logistic(deq), yq).astype(np.int64)
+    step.bounds[step.node.outputs[0]] = (lo, hi)
+    return to_storage(table[x.astype(np.int64) - codes[0]], yq)
+
 
 def lut(step: Step):
-    """LiteRT's LUT activations (int8): LOGISTIC, TANH, GELU (approximate or exact)."""
+    """LiteRT's LUT activations (int8): LOGISTIC, TANH, GELU (approximate or exact); onnxruntime's
+    QLinearSigmoid (8-bit)."""
     x, xq, yq = step.args[0], step.in_q(), step.out_q()
+    if (step.rt.policy is PolicyName.ONNXRUNTIME and step.node.op == "Sigmoid" and xq is not None
+            and yq is not None and xq.fmt.name == yq.fmt.name and xq.fmt.name in ("int8", "uint8")):
+        return [_ort_sigmoid(step, x, xq, yq)]
     if step.rt.lut is not Kernels.TFLITE_REFERENCE or xq.fmt.name != "int8" or yq.fmt.name != "int8":
         raise Fallback
     fn = _LUT_NAMES.get(step.node.op) or ("gelu_tanh" if step.attr("approximate", False) else "gelu")

@@ -16,7 +16,7 @@ from qsim.ir.ops._attrs import pads as _pads, pair, window_out
 from qsim.numerics import get_policy
 from qsim.numerics.formats import Rounding
 from qsim.numerics.policies import Kernels, PolicyName
-from qsim.numerics.rounding import round_to_int
+from qsim.numerics.rounding import round_to_int, x86_cvt_i32
 from qsim.numerics.quantize import dequantize
 from qsim.sim.float_ops import run_float_kernel
 from qsim.sim import int_fast
@@ -95,7 +95,9 @@ def conv(step: Step):
     x, xq, yq = step.args[0], step.in_q(), step.out_q()
     w, wq = _weight_int(step, "weight")
     groups = int(step.attr("groups", 1))
-    depthwise = groups > 1 and groups == x.shape[1]
+    # LiteRT's DEPTHWISE_CONV_2D on one input channel is a plain convolution to the graph (groups 1),
+    # but the runtime still runs its depthwise kernel
+    depthwise = groups > 1 and groups == x.shape[1] or step.attr("tflite_layout", None) == "1HWO"
     policy = step.rt.depthwise if depthwise else step.rt.conv
     s_in = scalar_scale(step, xq, "the input")
     b_int, b_float = _bias(step, policy, s_in, wq.scale)
@@ -186,13 +188,17 @@ def avgpool(step: Step):
 def _ort_avgpool(step: Step, x, xq, yq, k, s, p):
     """contrib QLinearAveragePool (2-D): fp32 ``s_in * (x - zp)``, an fp32 sum over the window in
     row-major order (padding skipped), ``/ count``, then ``nearbyintf(y / s_out + zp_out)``: the
-    zero point is added before rounding, unlike QuantizeLinear.
+    zero point is added before rounding, unlike QuantizeLinear. The int32 cast of ``nearbyintf``
+    (``cvttss2si``) gives INT32_MIN past the int32 range, so an overflowing average clamps to the
+    output's minimum. A window covering the whole unpadded image runs MLAS's global average pool.
 
     ``ceil_mode``: the output size rounds up (no window starts in the end padding, ONNX); windows
     end at the input's edge (``hend = min(hstart + k, H)``), so cells past it count only under
     ``count_include_pad``, whose divisor is always the full kernel size."""
     f32 = np.float32
     top, left, bottom, right = p
+    if tuple(k) == tuple(x.shape[2:]) and not any(p):
+        return _ort_global_avgpool(step, x, xq, yq)
     ceil = bool(step.attr("ceil_mode", False))
     oh = window_out(x.shape[2], k[0], s[0], top, bottom, 1, ceil)
     ow = window_out(x.shape[3], k[1], s[1], left, right, 1, ceil)
@@ -216,21 +222,25 @@ def _ort_avgpool(step: Step, x, xq, yq, k, s, p):
     lo, hi = int_range(yq)
     step.bounds[step.node.outputs[0]] = (lo, hi)
     r = (y / f32(scalar_scale(step, yq, "the output"))).astype(f32) + f32(scalar_zp(step, yq, "the output"))
-    return to_storage(np.clip(np.rint(r.astype(f32)), lo, hi), yq)
+    return to_storage(np.clip(x86_cvt_i32(r.astype(f32)), lo, hi), yq)
 
 
 def global_avgpool(step: Step):
     x, xq, yq = step.args[0], step.in_q(), step.out_q()
-    hw = int(np.prod(x.shape[2:]))
     if step.rt.avgpool is not Kernels.ONNXRUNTIME:
         if not same_params(xq, yq):
             raise Fallback
         y = step.kernels.avgpool2d(x, x.shape[2:], (1, 1), (0, 0, 0, 0), False, step.rt.avgpool,
                                    scalar_zp(step, xq, "the input"))
         return [_clamped(step, y, yq)]
-    # MLAS QLinearGlobalAveragePool: exact integer sum minus zp_in * HW, times the fp32 scale
-    # s_in / (s_out * HW), clamped to the output range less its zero point, rounded to even.
+    return [_ort_global_avgpool(step, x, xq, yq)]
+
+
+def _ort_global_avgpool(step: Step, x, xq, yq):
+    """MLAS QLinearGlobalAveragePool: exact integer sum minus zp_in * HW, times the fp32 scale
+    s_in / (s_out * HW), clamped to the output range less its zero point, rounded to even."""
     f32 = np.float32
+    hw = int(np.prod(x.shape[2:]))
     scale = f32(scalar_scale(step, xq, "the input") / f32(scalar_scale(step, yq, "the output") * f32(hw)))
     zin, zout = scalar_zp(step, xq, "the input"), scalar_zp(step, yq, "the output")
     lo, hi = int_range(yq)
@@ -238,7 +248,7 @@ def global_avgpool(step: Step):
     r = np.clip((acc.astype(f32) * scale).astype(f32), f32(lo - zout), f32(hi - zout))
     y = np.rint(r).astype(np.int64) + zout
     step.bounds[step.node.outputs[0]] = (lo, hi)
-    return [to_storage(y.reshape(x.shape[:2] + (1,) * (x.ndim - 2)), yq)]
+    return to_storage(y.reshape(x.shape[:2] + (1,) * (x.ndim - 2)), yq)
 
 
 def move(step: Step):
@@ -304,7 +314,8 @@ def requantize(step: Step):
     ``MultiplyByQuantizedMultiplier`` (the reference requantization); the optimized int8 -> int8
     kernel runs blocks of 16 (flat NHWC order) with the NEON requantization and its tail with the
     reference one; XNNPACK's int8 -> int8 (``qs8-vcvt``) is ``((x - zp_in) * M + (zp_out << 8) + 128)
-    >> 8`` with ``M = rint(256 * fp32(s_in / s_out))``. Other runtimes: their conv requantization."""
+    >> 8`` with ``M = rint(256 * fp32(s_in / s_out))``; XNNPACK takes ratios in [2^-8, 2^7] only and
+    leaves the others to the optimized builtin kernel. Other runtimes: their conv requantization."""
     x, xq, yq = step.args[0], step.in_q(), step.out_q()
     zin, s_in = scalar_zp(step, xq, "the input"), scalar_scale(step, xq, "the input")
     acc = x.astype(np.int64) - zin
@@ -315,9 +326,10 @@ def requantize(step: Step):
     ref = _requant(step, PolicyName.TFLITE_REFERENCE, acc, s_in, np.float32(1.0), yq, -1)
     if not int8:
         return [ref]
-    if pol is PolicyName.XNNPACK:
+    ratio = np.float32(np.float32(s_in) / np.float32(scalar_scale(step, yq, "the output")))
+    if pol is PolicyName.XNNPACK and 2.0 ** -8 <= ratio <= 2.0 ** 7:
         lo, hi = activation_range(step, yq)
-        m = int(np.rint(np.float32(256.0) * np.float32(np.float32(s_in) / scalar_scale(step, yq, "the output"))))
+        m = int(np.rint(np.float32(256.0) * ratio))
         y = (acc * m + (scalar_zp(step, yq, "the output") << 8) + 128) >> 8
         return [to_storage(np.clip(y, lo, hi), yq)]
     body = _requant(step, PolicyName.TFLITE_OPTIMIZED, acc, s_in, np.float32(1.0), yq, -1)

@@ -89,12 +89,30 @@ _LITERT_REFUSED = [
     ({"Conv", "Gemm"}, ("int16",), "the int16x8 scheme (int16 activations, int64 bias) is not modelled"),
     ({"ReduceMean"}, ("int8", "uint8", "int16"), "LiteRT's quantized MEAN (an integer sum and its own "
      "requantization per kernel set) is not modelled"),
+    ({"Mul", "MulConst"}, ("int16",), "LiteRT's int16 MUL rounds a few products (about 1 in 2,000) in a way "
+     "not reproduced"),
 ]
+
+
+def _optimized_litert_refusal(graph: Graph, node) -> str | None:
+    """Parameter ranges of LiteRT's optimized int8 kernels that qsim does not reproduce (measured):
+    MUL with a real multiplier s_a * s_b / s_out >= 1 (the kernel's int16 lanes wrap the product)."""
+    q = graph.quant_params
+    if node.op in ("Mul", "MulConst"):
+        ins = [*node.inputs[:2], *node.weights.values()][:2]
+        scales = [q[t].scale for t in (*ins, node.outputs[0]) if t in q]
+        if len(scales) == 3 and all(np.size(s) == 1 for s in scales):
+            m = float(np.float32(scales[0]).item()) * float(np.float32(scales[1]).item()) / \
+                float(np.float32(scales[2]).item())
+            if m >= 1.0:
+                return (f"node {node.name!r} (Mul, int8): a real multiplier s_a * s_b / s_out = {m:.6g} >= 1 under "
+                        "LiteRT's optimized MUL (int16 lanes wrap the product) is not reproduced")
+    return None
 
 
 def refusal(graph: Graph, policy: str) -> str | None:
     """Why the integer executor would not equal the runtime ``policy`` names on ``graph``, or None."""
-    from qsim.numerics.policies import Kernels
+    from qsim.numerics.policies import Kernels, PolicyName
     from qsim.sim.int_runtime import get_runtime
 
     rt = get_runtime(policy)
@@ -105,6 +123,8 @@ def refusal(graph: Graph, policy: str) -> str | None:
         for ops, types, why in _LITERT_REFUSED:
             if node.op in ops and dtypes & set(types):
                 return f"node {node.name!r} ({node.op}, {'/'.join(sorted(dtypes & set(types)))}): {why}"
+        if rt.conv is PolicyName.TFLITE_OPTIMIZED and dtypes <= {"int8"} and (why := _optimized_litert_refusal(graph, node)):
+            return why
         if rt.add is Kernels.XNNPACK and node.op in ("Add", "AddConst", "Mul", "MulConst") and "int16" in dtypes:
             return (f"node {node.name!r} ({node.op}, int16): XNNPACK delegates int8 only; the builtin int16 "
                     "kernel it falls back to is not modelled under this policy")

@@ -12,6 +12,26 @@ from __future__ import annotations
 
 CI_SEEDS = {"onnx": 60, "qdq": 40, "tflite": 40}
 
+# seeds of long runs that once differed, run in CI on top of CI_SEEDS: each one plants the exact
+# model (scales, zero points, shapes, values) of a fixed class, so a regression fails here
+REGRESSION_SEEDS: dict[tuple[str, str], tuple[int, ...]] = {
+    # QLinearAveragePool past the int32 range (100016) and whole-image windows (MLAS global pool)
+    ("onnx", "QLinearAveragePool"): (100016, 100040, 100343, 101930, 102082),
+    ("qdq", "AveragePool"): (100131, 100240, 100612, 100658),
+    # multipliers >= 2^31: x86 ``shl`` takes the left shift mod 32 (reference kernels)
+    ("tflite", "CONV_2D"): (100737,),
+    # ... and a depthwise convolution of one input channel runs LiteRT's depthwise kernel
+    ("tflite", "DEPTHWISE_CONV_2D"): (100985, 101578, 301445),
+    # XNNPACK's qs8-vcvt takes input/output scale ratios in [2^-8, 2^7] only
+    ("tflite", "QUANTIZE"): (101814, 101931),
+    # QLinearSigmoid's table is MLAS's logistic approximation
+    ("onnx", "QLinearSigmoid"): (101509, 300156),
+    # refused: a QLinearSoftmax exact tie (0.5 -> 1 here, 106.5 -> 106 elsewhere)
+    ("onnx", "QLinearSoftmax"): (100073,),
+    # refused: int8 MUL with a multiplier >= 1 under the optimized kernels, int16 MUL
+    ("tflite", "MUL"): (100047, 100261, 100769, 100792, 100831, 100958, 101369),
+}
+
 QSIM_REFUSES: dict[tuple[str, str], str] = {
     ("tflite", "MEAN"): "quantized MEAN is refused under LiteRT policies",
     ("tflite", "SUB"): "quantized SUB is not reproduced",
@@ -22,9 +42,9 @@ QSIM_REFUSES: dict[tuple[str, str], str] = {
     ("tflite", "DEPTHWISE_CONV_2D"): "the int16x8 scheme is not reproduced (int8 must be equal)",
     ("tflite", "FULLY_CONNECTED"): "the int16x8 scheme is not reproduced (int8 must be equal)",
     ("tflite", "ADD"): "int16 ADD under XNNPACK (LiteRT's builtin kernel) is not reproduced",
-    ("tflite", "MUL"): "int16 MUL under XNNPACK (LiteRT's builtin kernel) is not reproduced",
-    ("onnx", "QLinearSoftmax"): "an output within 2^-20 of a rounding tie (other than int8 at 1/256) is refused",
-    ("qdq", "Softmax"): "an output within 2^-20 of a rounding tie (other than int8 at 1/256) is refused",
+    ("tflite", "MUL"): "int16 MUL, and int8 MUL with s_a * s_b / s_out >= 1 under the optimized kernels, are refused",
+    ("onnx", "QLinearSoftmax"): "an output on or within 2^-20 of a rounding tie (other than int8 at 1/256) is refused",
+    ("qdq", "Softmax"): "an output on or within 2^-20 of a rounding tie (other than int8 at 1/256) is refused",
 }
 
 # classes that hold for every unit of a family on one runtime: (family, runtime) -> finding
@@ -37,5 +57,14 @@ KNOWN: dict[tuple[str, str], str] = {}
 
 # networks: int8-activation QDQ models whose units onnxruntime leaves unfused are refused
 NETWORK_REFUSALS = {":qdq:int8:": "S8S8 QDQ units onnxruntime runs in float are refused (issue 11 item 6)"}
+
+# refusals accepted in any network, by the words of qsim's message: a QLinearSoftmax output on or
+# within 2^-20 of a rounding tie (a 128x768 encoder layer has ~200,000 softmax outputs, so one falls
+# there in nearly every uint8 case); the rest of the network is exact, the layer is not guessed
+NETWORK_REFUSAL_MESSAGES = ("falls on a rounding tie",)
+
+
+def accepted_network_refusal(text: str) -> bool:
+    return text.startswith("qsim refused") and any(m in text for m in NETWORK_REFUSAL_MESSAGES)
 
 MAX_RUNTIME_REFUSED = 0.5  # a unit whose cases the runtime mostly rejects tests nothing: fail it

@@ -1,12 +1,12 @@
-"""Single-op differential cases: every unit of every family, seeds 0..CI_SEEDS-1, on every runtime
-of its family; qsim must equal the runtime element for element (same names, dtypes, shapes)."""
+"""Single-op differential cases: every unit of every family, seeds 0..CI_SEEDS-1 and the long runs'
+REGRESSION_SEEDS, on every runtime of its family; qsim must equal the runtime element for element (same names, dtypes, shapes)."""
 from __future__ import annotations
 
 import importlib
 
 import pytest
 
-from .budget import CI_SEEDS, KNOWN, KNOWN_RUNTIME, MAX_RUNTIME_REFUSED, QSIM_REFUSES
+from .budget import CI_SEEDS, KNOWN, REGRESSION_SEEDS, KNOWN_RUNTIME, MAX_RUNTIME_REFUSED, QSIM_REFUSES
 from .cases import builders, run_case
 from .tally import record
 
@@ -22,7 +22,7 @@ def test_runtimes_are_installed():
 @pytest.mark.parametrize("family,op", UNITS, ids=[f"{f}-{o}" for f, o in UNITS])
 def test_unit_equals_runtime(family, op, tmp_path):
     bad, known, refused, total = [], [], 0, 0
-    for seed in range(CI_SEEDS[family]):
+    for seed in [*range(CI_SEEDS[family]), *REGRESSION_SEEDS.get((family, op), ())]:
         for o in run_case(family, op, seed, tmp_path):
             kind = record(o)
             total += 1

@@ -159,3 +159,16 @@ def test_softmax_tie_is_refused_and_overflow_row_matches():
     want = _softmax_model(x.shape, 0.0067214966, 0.0016803741, -97, np.int8).run(None, {"x": x})[0]
     got = ort_softmax(x, np.float32(0.0067214966), np.float32(0.0016803741), -97, True)
     assert want[1, 1] == 110 and np.array_equal(got, want)
+
+
+def test_softmax_exact_tie_with_an_exact_sum_is_refused():
+    """Long-run seed 100073: six equal maxima and four minima whose table entries vanish from the fp32
+    sum put 3 * 1/6 = 0.5 exactly on a tie; onnxruntime gives 1 there (0.5 -> 1), yet 106.5 -> 106
+    elsewhere: no rounding rule reproduces it, so the tie is refused rather than rounded to even (0)."""
+    from qsim.sim.int_elementwise import ort_softmax
+
+    x = np.array([[127, 127, 127, -128, 127, -128, -128, 127, -128, 127]], np.int8)
+    want = _softmax_model(x.shape, 0.1463623046875, 0.292724609375, 0, np.int8).run(None, {"x": x})[0]
+    assert want[0, 0] == 1
+    with pytest.raises(GraphError, match="rounding tie"):
+        ort_softmax(x, np.float32(0.1463623046875), np.float32(0.292724609375), 0, True)

@@ -122,3 +122,17 @@ def test_single_rounding_is_exact_rounding_half_up(accs, m):
     want = [min(max((a * int(q[0]) + (1 << (total - 1))) >> total, -(1 << 31)), (1 << 31) - 1)
             for a in accs]
     assert out.tolist() == want
+
+
+def test_left_shift_of_32_or_more_is_taken_mod_32_by_the_reference_kernels():
+    """A multiplier >= 2^31 (x scale 66.2, w 48.9, y 1.35e-6: LiteRT CONV_2D, long-run seed 100737) gives
+    QuantizeMultiplier's shift 32. LiteRT's scalar reference kernels compute ``x * (1 << 32)`` with x86
+    ``shl``, which takes the count mod 32 (x * 1); the vector kernels shift every bit out (0)."""
+    s_in, s_w, s_out = np.float32(66.207306), np.float32(48.872692), np.float32(1.35e-06)
+    q, shift = quantize_multiplier(float(s_in) * float(s_w) / float(s_out))
+    assert int(shift[0]) == 32 and int(q[0]) == 1198418208
+    acc = np.array([100, -3, 0, 5000])
+    lo, hi = -2**31, 2**31 - 1
+    # SaturatingRoundingDoublingHighMul(acc, q): 100 * q / 2^31 = 55.81 -> 56; -3 * q / 2^31 = -1.67 -> -2
+    assert requantize(acc, s_in, s_w, s_out, 0, lo, hi, policy="tflite-reference").tolist() == [56, -2, 0, 2790]
+    assert requantize(acc, s_in, s_w, s_out, 7, lo, hi, policy="tflite-optimized").tolist() == [7, 7, 7, 7]
