@@ -9,7 +9,7 @@ from qsim.errors import GraphError, ProfileError, QsimError, WorkloadError
 
 _LAZY = {
     "estimate": "qsim.api", "load_profile": "qsim.api", "load_workload": "qsim.api", "run_estimate": "qsim.api",
-    "simulate": "qsim.api", "Graph": "qsim.ir", "Node": "qsim.ir", "TensorSpec": "qsim.ir",
+    "simulate": "qsim.api", "compile": "qsim.api", "Graph": "qsim.ir", "Node": "qsim.ir", "TensorSpec": "qsim.ir",
     "LayerPrecision": "qsim.precision", "PrecisionPlan": "qsim.precision", "parse_plan": "qsim.precision",
     "parse_precision": "qsim.precision",
 }

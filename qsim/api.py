@@ -60,7 +60,7 @@ def estimate(workload, profile, precision: Any = None, batch: int | None = None,
     return run_estimate(workload, profile, precision, batch, params, hw_overrides)[2].layers
 
 
-__all__ = ["load_workload", "load_profile", "estimate", "run_estimate", "simulate", "PrecisionPlan"]
+__all__ = ["load_workload", "load_profile", "estimate", "run_estimate", "simulate", "compile", "PrecisionPlan"]
 
 
 def simulate(model, inputs, policy=None, plan=None, trace=False, **options):
@@ -69,3 +69,11 @@ def simulate(model, inputs, policy=None, plan=None, trace=False, **options):
     from qsim.sim.simulate import simulate as _simulate
 
     return _simulate(model, inputs, policy=policy, plan=plan, trace=trace, **options)
+
+
+def compile(model, inputs=None, policy=None, plan=None, **options):  # noqa: A001 (qsim.compile, as torch.compile)
+    """Prepare a model once for many simulated batches: ``.run(inputs)`` returns what ``simulate``
+    returns (see ``qsim.sim.compiled``)."""
+    from qsim.sim.compiled import compile_model
+
+    return compile_model(model, inputs, policy=policy, plan=plan, **options)

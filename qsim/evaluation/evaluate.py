@@ -14,6 +14,7 @@ import pandas as pd
 
 from qsim.ir.graph import Graph
 from qsim.sim.metrics import accuracy, real_value, row_cosine, sqnr_db, topk_agreement
+from qsim.sim.compiled import CompiledModel
 from qsim.sim.pipeline import prepare, run_model
 
 
@@ -39,8 +40,12 @@ def quantized_outputs(graph: Graph, plan, calib: list[dict], feeds, observer: st
     pair (plan, quantize_graph keyword options), e.g. ``("w4a16", {"weight_block": 32})``."""
     plan, options = plan if isinstance(plan, tuple) else (plan, {})
     q = prepare(graph, plan, calib, observer, **options)
-    runs = [execute(q, f, executor, policy) for f in _batches(feeds)]
-    return _concat([r[0] for r in runs]), runs[0][1], runs[0][2]
+    model = CompiledModel(q, policy=policy, executor=executor, counts=True)  # prepared once, run per batch
+    outs, first = [], None
+    for f in _batches(feeds):
+        outs.append({t: real_value(q, t, v) for t, v in model.run(f).items()})
+        first = first or model.last_run
+    return _concat(outs), first.how, first.stats
 
 
 def _per_plan(graph: Graph, plans: Mapping[str, object], calib, feeds, observer, executor, policy,

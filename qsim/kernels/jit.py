@@ -13,13 +13,10 @@ Dispatch, per call:
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-
-import numba
 import numpy as np
 
-from qsim.kernels import portable, vnni_ops
-from qsim.kernels._common import (bias_vector, check_acc, check_int_array,
+from qsim.kernels import depthwise, portable, vnni_ops
+from qsim.kernels._common import (bias_vector, check_acc, check_int_array, serial_below,
                                   conv_geometry, matmul_out_shape, matmul_shapes, pool_geometry,
                                   zero_point, zp_in_range)
 from qsim.kernels.reference import pool_rounding
@@ -83,15 +80,8 @@ def _finish(work: np.ndarray, counts: np.ndarray, acc_bits: int, lo: int, hi: in
 SERIAL_MACS = 1 << 22
 
 
-@contextmanager
 def _threads_for(macs: int):
-    saved = numba.get_num_threads()
-    if macs < SERIAL_MACS and saved > 1:
-        numba.set_num_threads(1)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(saved)
+    return serial_below(macs, SERIAL_MACS)
 
 
 def conv2d_acc(x, w, x_zp, w_zp, bias, stride, pads, dilation, groups, acc_bits=32,
@@ -103,7 +93,41 @@ def conv2d_acc(x, w, x_zp, w_zp, bias, stride, pads, dilation, groups, acc_bits=
         return _conv2d_acc(x, w, g, x_zp, w_zp, bias, acc_bits, overflow)
 
 
-def _conv2d_acc(x, w, g, x_zp, w_zp, bias, acc_bits, overflow):
+def conv2d_requant(x, w, x_zp, w_zp, bias, stride, pads, dilation, groups, acc_bits, requant):
+    """``conv2d_acc`` in wrap mode followed by a requantization, fused into the epilogue of the
+    VNNI core or of the channels-last depthwise kernel (``depthwise``, one channel per group):
+    ``requant = (requant_jit.requant_spec(...), output dtype)``. Returns (output, overflow events),
+    the output an NCHW view of channels-last data; or None where neither kernel applies (the
+    caller then runs ``conv2d_acc`` and requantizes apart: the same bits)."""
+    x, w = check_int_array("x", x), check_int_array("w", w)
+    g = conv_geometry(x, w, stride, pads, dilation, groups)
+    xz = int(zero_point("x_zp", x_zp, None)[0])
+    if g.cg == 1 and g.mg == 1:
+        with _threads_for(x.shape[0] * g.m * g.oh * g.ow * g.kh * g.kw):
+            return _depthwise_requant(x, w, g, xz, w_zp, bias, acc_bits, requant)
+    if g.mg < vnni_ops.MIN_COLS or not vnni_ops.usable(x.dtype, w.dtype, g.cg * g.kh * g.kw, xz):
+        return None
+    with _threads_for(x.shape[0] * g.m * g.oh * g.ow * g.cg * g.kh * g.kw):
+        return _conv2d_acc(x, w, g, x_zp, w_zp, bias, acc_bits, "wrap", requant)
+
+
+def _depthwise_requant(x, w, g, xz, w_zp, bias, acc_bits, requant):
+    """A depthwise conv (multiplier 1) channels-last with its requantization (``depthwise``);
+    the output is an NCHW view of channels-last data, as the VNNI conv returns it."""
+    lo, hi, _ = check_acc(acc_bits, "wrap")
+    wz = zero_point("w_zp", w_zp, g.m)
+    b = bias_vector(bias, g.m)
+    bound = _bound(g.kh * g.kw, _span(x.dtype, np.array([xz])), _span(w.dtype, wz), b)
+    ws = np.ascontiguousarray((w[:, 0].astype(np.int64) - wz[:, None, None]).transpose(1, 2, 0))
+    xh = np.ascontiguousarray(x.transpose(0, 2, 3, 1))  # no copy for a fused conv's output
+    out = np.empty((g.n, g.oh, g.ow, g.m), dtype=requant[1])
+    (sh, sw), (dh, dw) = g.stride, g.dilation
+    count = depthwise.depthwise_nhwc(xh, xz, ws, b, sh, sw, dh, dw, g.pads[0], g.pads[1], acc_bits, lo, hi,
+                                     bound > hi, requant[0], out)
+    return out.transpose(0, 3, 1, 2), int(count)
+
+
+def _conv2d_acc(x, w, g, x_zp, w_zp, bias, acc_bits, overflow, requant=None):
     """conv2d_acc on checked arrays and their geometry."""
     lo, hi, saturate = check_acc(acc_bits, overflow)
     xz = int(zero_point("x_zp", x_zp, None)[0])
@@ -112,7 +136,7 @@ def _conv2d_acc(x, w, g, x_zp, w_zp, bias, acc_bits, overflow):
     k = g.cg * g.kh * g.kw
     bound = _bound(k, _span(x.dtype, np.array([xz])), _span(w.dtype, wz), b)
     if not saturate and g.mg >= vnni_ops.MIN_COLS and vnni_ops.usable(x.dtype, w.dtype, k, xz):
-        return vnni_ops.conv(x, w, xz, wz, b, g, acc_bits, lo, hi, checked=bound > hi)
+        return vnni_ops.conv(x, w, xz, wz, b, g, acc_bits, lo, hi, checked=bound > hi, requant=requant)
     dt = _work_dtype(bound, acc_bits, saturate)
     ws = (w.astype(np.int64) - wz[:, None, None, None]).astype(dt)
     hit = ((b < lo) | (b > hi)) if saturate else np.zeros(g.m, dtype=np.bool_)
@@ -133,7 +157,19 @@ def matmul_acc(a, b, a_zp, b_zp, bias=None, acc_bits=32, overflow="wrap"):
         return _matmul_acc(a, b, shapes, a_zp, b_zp, bias, acc_bits, overflow)
 
 
-def _matmul_acc(a, b, shapes, a_zp, b_zp, bias, acc_bits, overflow):
+def matmul_requant(a, b, a_zp, b_zp, bias, acc_bits, requant):
+    """``matmul_acc`` in wrap mode with the requantization fused into the VNNI epilogue (see
+    ``conv2d_requant``); None where the VNNI core does not apply."""
+    a, b = check_int_array("a", a), check_int_array("b", b)
+    shapes = matmul_shapes(a, b)
+    a3, b3 = shapes[0], shapes[1]
+    if not vnni_ops.usable(a.dtype, b.dtype, a3.shape[2], int(zero_point("a_zp", a_zp, None)[0])):
+        return None
+    with _threads_for(a3.shape[0] * a3.shape[1] * a3.shape[2] * b3.shape[2]):
+        return _matmul_acc(a, b, shapes, a_zp, b_zp, bias, acc_bits, "wrap", requant)
+
+
+def _matmul_acc(a, b, shapes, a_zp, b_zp, bias, acc_bits, overflow, requant=None):
     """matmul_acc on checked arrays and their ``matmul_shapes``."""
     lo, hi, saturate = check_acc(acc_bits, overflow)
     a3, b3, batch, sq_m, sq_n = shapes
@@ -147,7 +183,7 @@ def _matmul_acc(a, b, shapes, a_zp, b_zp, bias, acc_bits, overflow):
     bound = products + int(np.max(np.abs(bv), initial=0))
     if not saturate and vnni_ops.usable(a.dtype, b.dtype, k, az):
         acc, count = vnni_ops.matmul(a3, b3, b if b.ndim > 1 else b[:, None], az, bz, bv,
-                                     acc_bits, lo, hi, checked=bound > hi)
+                                     acc_bits, lo, hi, checked=bound > hi, requant=requant)
         return acc.reshape(shape), count
     if not saturate and products < _FLOAT_EXACT[np.float64]:
         acc, count = _matmul_float(a3, b3, az, bz, bv, acc_bits, lo, hi, products)
@@ -167,6 +203,11 @@ def maxpool2d(x, kernel, stride, pads, ceil_mode=False):
     """Max pool over NCHW integers; see `qsim.kernels.reference.maxpool2d`."""
     x = check_int_array("x", x)
     kh, kw, sh, sw, pt, pl, _, _, oh, ow = pool_geometry(x, kernel, stride, pads, ceil_mode)
+    xh = x.transpose(0, 2, 3, 1)
+    if xh.flags.c_contiguous and x.shape[1] > 1:  # channels-last data (a fused conv's output): stays so
+        out = np.empty((x.shape[0], oh, ow, x.shape[1]), dtype=x.dtype)
+        portable.maxpool_nhwc(xh, kh, kw, sh, sw, pt, pl, out)
+        return out.transpose(0, 3, 1, 2)
     out = np.empty(x.shape[:2] + (oh, ow), dtype=np.int32)
     portable.maxpool(_canonical(x), kh, kw, sh, sw, pt, pl, oh, ow, out)
     return out.astype(x.dtype)

@@ -265,6 +265,29 @@ def maxpool(x, kh, kw, sh, sw, pt, pl, oh, ow, out):
                 out[n, c, oy, ox] = best
 
 
+@njit(cache=True, parallel=True)
+def maxpool_nhwc(xh, kh, kw, sh, sw, pt, pl, out):
+    """Max pool over channels-last xh (N, H, W, C) into out (N, OH, OW, C), same dtype: the max over
+    the window's cells inside the input (every window has one, ``pool_geometry``), all channels at
+    once."""
+    n_, h, w, c = xh.shape
+    oh, ow = out.shape[1], out.shape[2]
+    for item in prange(n_ * oh):
+        n = item // oh
+        y0 = (item % oh) * sh - pt
+        for ox in range(ow):
+            x0 = ox * sw - pl
+            d = out[n, item % oh, ox]
+            ya, xa = max(y0, 0), max(x0, 0)
+            d[:] = xh[n, ya, xa]
+            for y in range(ya, min(y0 + kh, h)):
+                for xx in range(xa, min(x0 + kw, w)):
+                    s = xh[n, y, xx]
+                    for ch in range(c):
+                        if s[ch] > d[ch]:
+                            d[ch] = s[ch]
+
+
 # The one place where an average-pool rounding becomes the integer the compiled kernel switches on.
 ROUND_HALF_AWAY, ROUND_HALF_EVEN, ROUND_HALF_UP, ROUND_FLOOR = range(4)
 ROUNDING_CODES = {Rounding.HALF_AWAY: ROUND_HALF_AWAY, Rounding.HALF_EVEN: ROUND_HALF_EVEN,

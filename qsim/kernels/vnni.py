@@ -23,7 +23,6 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.core.extending import intrinsic
 
-from qsim.kernels.portable import wrap_row
 
 def _vnni_target() -> bool:
     """True when numba compiles for a CPU with avx512_vnni: the host's own features, unless
@@ -40,9 +39,6 @@ NV = 4                      # zmm vectors per tile row: a panel is 64 columns (o
 NR = 16 * NV
 MR = 4                      # rows per register tile: 4 x 4 accumulators + 4 loads + broadcast
 MAX_K = (2**31 - 1) // (255 * 128)   # longest reduction whose int32 u8*s8 sum cannot wrap
-# Epilogue rows per block: long enough that each transposed output run streams (2 KiB of int64),
-# short enough that the block (64 columns) stays in L2.
-EPI_ROWS = 256
 
 _I8, _I32, _I64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
 _V16 = ir.VectorType(_I32, 16)
@@ -215,6 +211,38 @@ def to_nhwc(xu, groups, cgp, pt, pl, fill, flip, out):
         _nhwc_row(xu[n, g * cg:(g + 1) * cg], out[n, g, yp], yp - pt, pl, fill, flip)
 
 
+@njit(cache=True, parallel=True)
+def pad_nhwc(xh, pt, pl, fill, flip, out):
+    """out (N, Hp, Wp, Cp) uint8 = (xh ^ flip) from NHWC xh (N, H, W, C): the layout a fused conv
+    writes, so rows are copied, not transposed; `fill` in the spatial padding, 0 in channels C..Cp."""
+    hp = out.shape[1]
+    for item in prange(xh.shape[0] * hp):
+        _pad_row(xh, item // hp, item % hp - pt, pl, fill, flip, out[item // hp, item % hp])
+
+
+@njit(cache=True)
+def _pad_row(xh, n, y, pl, fill, flip, row):
+    _, h, w, c = xh.shape
+    row[:, c:] = 0
+    if y < 0 or y >= h:
+        row[:, :c] = fill
+        return
+    row[:pl, :c] = fill
+    row[pl + w:, :c] = fill
+    src = xh[n, y]
+    if c == row.shape[1]:  # no channel padding: one contiguous run
+        s = src.reshape(-1)
+        d = row[pl:pl + w].reshape(-1)
+        for i in range(s.size):
+            d[i] = s[i] ^ flip
+        return
+    for xx in range(w):
+        d = row[pl + xx]
+        s = src[xx]
+        for ch in range(c):
+            d[ch] = s[ch] ^ flip
+
+
 @njit(cache=True)
 def _nhwc_row(xg, row, y, pl, fill, flip):
     # A helper over the group's view: simpler indexing than in the prange body (2x faster).
@@ -257,50 +285,3 @@ def window_sums(xp, kh, kw, sh, sw, dh, dw, oh, ow):
                 for ox in range(ow):
                     sa[oy * ow + ox] += src[ox * sw + kx * dw]
     return sa
-
-
-@njit(cache=True, parallel=True)
-def epilogue(c, sa, w0, const, bits, lo, hi, checked, transpose, out):
-    """exact = c[i, j] + const[j] - w0[j] * sa[i] (rows i < len(sa), columns j < len(w0));
-    out = exact wrapped to `bits`, stored as out[i, j] or, with transpose, out[j, i].
-    Returns the number of exact values outside [lo, hi] (0 without checking when not checked)."""
-    rows = sa.shape[0]
-    cols = w0.shape[0]
-    nblk = (rows + EPI_ROWS - 1) // EPI_ROWS
-    counts = np.zeros(nblk, dtype=np.int64)
-    half = (np.int64(1) << (bits - 1)) if checked else np.int64(0)
-    mask = (np.int64(1) << bits) - 1
-    for b in prange(nblk):
-        r0 = b * EPI_ROWS
-        r1 = min(rows, r0 + EPI_ROWS)
-        # +8: a row pitch off the power of two keeps buf's column walk out of cache-set conflicts.
-        buf = np.empty((cols, EPI_ROWS + 8) if transpose else (1, cols), dtype=np.int64)
-        cnt = 0
-        for i in range(r0, r1):
-            crow = c[i, :cols]
-            s = sa[i]
-            # Rows of c are contiguous: form the exact values row by row, vectorized over j.
-            if transpose:
-                for j in range(cols):
-                    buf[j, i - r0] = np.int64(crow[j]) + const[j] - w0[j] * s
-            elif half == 0:       # unchecked: no exact value can leave the range
-                d = out[i]
-                for j in range(cols):
-                    d[j] = np.int64(crow[j]) + const[j] - w0[j] * s
-            else:
-                row = buf[0]
-                for j in range(cols):
-                    row[j] = np.int64(crow[j]) + const[j] - w0[j] * s
-                cnt += wrap_row(row, lo, hi, half, mask, out[i])
-        if transpose:
-            # ...then write each output channel's pixels as one contiguous run.
-            for j in range(cols):
-                d = out[j, r0:r1]
-                src = buf[j, :r1 - r0]
-                if half == 0:
-                    for i in range(r1 - r0):
-                        d[i] = src[i]
-                else:
-                    cnt += wrap_row(src, lo, hi, half, mask, d)
-        counts[b] = cnt
-    return counts.sum()

@@ -17,8 +17,11 @@ import weakref
 
 import numpy as np
 
-from qsim.kernels import vnni
+from qsim.kernels import vnni, vnni_epilogue
+from qsim.kernels._common import serial_below
 
+# Copies of fewer bytes run on one thread (``serial_below``): a row copy of 400 KB took 20 us.
+SERIAL_COPY = 1 << 21
 # A panel is 64 output columns; below this many per group the padding waste beats the portable path.
 MIN_COLS = 16
 _PACKED: dict = {}
@@ -81,24 +84,28 @@ def _pack_conv(w: np.ndarray, groups: int, cgp: int):
 
 
 def conv(x, w, xz: int, wz: np.ndarray, bias: np.ndarray, g, acc_bits: int, lo: int, hi: int,
-         checked: bool = True):
+         checked: bool = True, requant=None):
     """Wrap-mode conv2d_acc on the VNNI core (see module doc); g is a ConvGeometry. checked=False:
-    the caller proved that no exact sum leaves [lo, hi], so outputs are stored untested."""
+    the caller proved that no exact sum leaves [lo, hi], so outputs are stored untested.
+    ``requant=(spec, dtype)``: the output is requantized in the epilogue (``vnni_epilogue.epilogue_q``,
+    ``requant_jit.requant_spec``) and returned in dtype instead of int64 accumulators."""
     flip = 0x80 if x.dtype == np.int8 else 0
     a0 = xz + flip
     cgp = -(-g.cg // 4) * 4
     pt, pl, pb, pr = g.pads
     (sh, sw), (dh, dw) = g.stride, g.dilation
     hp, wp = g.h + pt + pb, g.w + pl + pr
-    xp = np.empty((g.n, g.groups, hp, wp, cgp), dtype=np.uint8)
-    vnni.to_nhwc(np.ascontiguousarray(x).view(np.uint8), g.groups, cgp, pt, pl, a0, flip, xp)
+    xp = _padded_nhwc(x, g, cgp, a0, flip)
     packs = _cached(w, ("conv", g.groups), lambda: _pack_conv(w, g.groups, cgp))
     w0 = wz - (128 if w.dtype == np.uint8 else 0)
     k = g.cg * g.kh * g.kw
     taps = np.array([(ky * dh * wp + kx * dw) * cgp for ky in range(g.kh) for kx in range(g.kw)],
                     dtype=np.int64)
     need_sa = bool(np.any(w0 != 0))
-    out = np.empty((g.n, g.m, g.oh * g.ow), dtype=np.int64)
+    # A requantized output is written channels-last (the epilogue's natural order, and what the next
+    # conv reads) and returned as an NCHW view of it: the same values, no transpose.
+    out = (np.empty((g.n, g.m, g.oh * g.ow), dtype=np.int64) if requant is None
+           else np.empty((g.n, g.oh * g.ow, g.m), dtype=requant[1]))
     cbuf = np.empty((g.oh * g.ow, packs[0][0].shape[0] * vnni.NR), dtype=np.int32)
     zeros = np.zeros(g.oh * g.ow, dtype=np.int64)
     count = 0
@@ -110,9 +117,33 @@ def conv(x, w, xz: int, wz: np.ndarray, bias: np.ndarray, g, acc_bits: int, lo: 
             sa = vnni.window_sums(img, g.kh, g.kw, sh, sw, dh, dw, g.oh, g.ow) if need_sa else zeros
             ms = slice(gi * g.mg, (gi + 1) * g.mg)
             const = bias[ms] - a0 * swsum + k * a0 * w0[ms]
-            count += vnni.epilogue(cbuf, sa, w0[ms], const, acc_bits, lo, hi, checked, True,
-                                   out[n, ms])
+            if requant is None:
+                count += vnni_epilogue.epilogue(cbuf, sa, w0[ms], const, acc_bits, lo, hi, checked, True, out[n, ms])
+            else:
+                count += vnni_epilogue.epilogue_q(cbuf, sa, w0[ms], const, acc_bits, lo, hi, checked, False,
+                                         gi * g.mg, requant[0], out[n][:, ms])
+    if requant is not None:
+        return out.reshape(g.n, g.oh, g.ow, g.m).transpose(0, 3, 1, 2), int(count)
     return out.reshape(g.n, g.m, g.oh, g.ow), int(count)
+
+
+def _padded_nhwc(x, g, cgp: int, a0: int, flip: int) -> np.ndarray:
+    """(N, G, Hp, Wp, cgp) uint8: x ^ flip channels-last per group, a0 in the spatial padding and 0
+    in the channel padding. An x that is an NCHW view of channels-last data (a fused conv's output)
+    is copied row by row, or used as it is where nothing is to be padded or flipped."""
+    pt, pl, pb, pr = g.pads
+    xh = x.transpose(0, 2, 3, 1)
+    if g.groups == 1 and xh.flags.c_contiguous:
+        if flip == 0 and cgp == g.cg and not any(g.pads):
+            return xh.view(np.uint8).reshape(g.n, 1, g.h, g.w, cgp)
+        xp = np.empty((g.n, 1, g.h + pt + pb, g.w + pl + pr, cgp), dtype=np.uint8)
+        with serial_below(xp.size, SERIAL_COPY):
+            vnni.pad_nhwc(xh.view(np.uint8), pt, pl, a0, flip, xp.reshape(xp.shape[0], *xp.shape[2:]))
+        return xp
+    xp = np.empty((g.n, g.groups, g.h + pt + pb, g.w + pl + pr, cgp), dtype=np.uint8)
+    with serial_below(xp.size, SERIAL_COPY):
+        vnni.to_nhwc(np.ascontiguousarray(x).view(np.uint8), g.groups, cgp, pt, pl, a0, flip, xp)
+    return xp
 
 
 def _pack_mm(b2: np.ndarray, k4: int):
@@ -123,9 +154,10 @@ def _pack_mm(b2: np.ndarray, k4: int):
 
 
 def matmul(a3, b3, b_orig, az: int, bz: np.ndarray, bias: np.ndarray, acc_bits: int, lo: int,
-           hi: int, checked: bool = True):
+           hi: int, checked: bool = True, requant=None):
     """Wrap-mode matmul_acc on the VNNI core: a3 (B, M, K), b3 (B, K, N) -> (B, M, N) int64.
-    A b shared by every batch entry (e.g. 2-D weights) is packed once and the batch flattened."""
+    A b shared by every batch entry (e.g. 2-D weights) is packed once and the batch flattened.
+    ``requant=(spec, dtype)``: requantized in the epilogue, as in ``conv``."""
     nb, m, k = a3.shape
     n = b3.shape[2]
     flip = 0x80 if a3.dtype == np.int8 else 0
@@ -135,7 +167,7 @@ def matmul(a3, b3, b_orig, az: int, bz: np.ndarray, bias: np.ndarray, acc_bits: 
     need_sa = bool(np.any(w0 != 0))
     shared = b_orig.ndim <= 2 or int(np.prod(b_orig.shape[:-2])) == 1
     groups = [(slice(None), b3[0])] if shared else [(i, b3[i]) for i in range(nb)]
-    out = np.empty((nb, m, n), dtype=np.int64)
+    out = np.empty((nb, m, n), dtype=np.int64 if requant is None else requant[1])
     count = 0
     for sel, b2 in groups:
         rows = a3[sel].reshape(-1, k)
@@ -153,5 +185,8 @@ def matmul(a3, b3, b_orig, az: int, bz: np.ndarray, bias: np.ndarray, acc_bits: 
         sa = ap.sum(axis=1, dtype=np.int64) if need_sa else np.zeros(ap.shape[0], dtype=np.int64)
         const = bias - a0 * swsum + k * a0 * w0
         dst = out[sel].reshape(-1, n)        # a view: out is contiguous
-        count += vnni.epilogue(c, sa, w0, const, acc_bits, lo, hi, checked, False, dst)
+        if requant is None:
+            count += vnni_epilogue.epilogue(c, sa, w0, const, acc_bits, lo, hi, checked, False, dst)
+        else:
+            count += vnni_epilogue.epilogue_q(c, sa, w0, const, acc_bits, lo, hi, checked, False, 0, requant[0], dst)
     return out, int(count)

@@ -10,12 +10,14 @@ executor's numba and numpy runs).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from qsim.numerics import get_policy
 from qsim.numerics.policies import RequantKind
 from qsim.numerics.multipliers import float32_multiplier
-from qsim.numerics.rounding_jit import fma_f32 as _fma_f32, requant_f32
+from qsim.kernels._common import serial_below
+from qsim.kernels.fma_jit import fma32
+from qsim.numerics.rounding_jit import requant_f32
 
 
 @njit(cache=True)
@@ -35,6 +37,26 @@ def _cols(acc, mult, zp, lo, hi, out):
     for i in range(r):
         for j in range(n):
             out[i, j] = requant_f32(np.float32(acc[i, j]), mult[j], zp, lo, hi)
+
+
+def fused(step, kernel: str, args: tuple, policy, s_in, s_w, yq, b_float):
+    """The node's output from ``qsim.kernels.jit.<kernel>`` (``conv2d_requant`` / ``matmul_requant``:
+    the accumulation with the policy's requantization in its epilogue, ``requant_jit.requant_spec``),
+    or None where that kernel does not apply. Fills the step's counters as the unfused path does."""
+    from qsim.numerics.requant_jit import requant_spec
+    from qsim.sim.int_common import activation_range, scalar_scale, scalar_zp, storage
+
+    lo, hi = activation_range(step, yq)
+    channels = args[1].shape[0] if kernel == "conv2d_requant" else args[1].shape[-1]  # conv: w (M, ...)
+    spec = requant_spec(policy, s_in, s_w, scalar_scale(step, yq, "the output"), scalar_zp(step, yq, "the output"),
+                        lo, hi, channels, b_float)
+    res = getattr(step.kernels, kernel)(*args, acc_bits=step.acc_bits, requant=(spec, storage(yq)))
+    if res is None:
+        return None
+    y, events = res
+    step.overflow_events += int(events)
+    step.bounds[step.node.outputs[0]] = (lo, hi)
+    return y
 
 
 def applies(policy: str, bias) -> bool:
@@ -59,21 +81,29 @@ def requantize_f32(policy: str, acc: np.ndarray, s_in, s_w, s_out, zp: int, lo: 
     return out
 
 
-@njit(cache=True)
+# Elements per parallel work item of the elementwise kernels: large enough that waking the second
+# thread pays off, small enough that a 56x56x64 activation (200,704 codes) splits in two or more.
+_BLOCK = 1 << 16
+
+
+@njit(cache=True, parallel=True)
 def _ort_add(a, b, ra, rb, fixed, lo, hi, out):
-    """``int_elementwise.ort_add`` on flat same-size arrays (operands already in MLAS's order)."""
-    for i in range(a.size):
-        v = _cvtps_epi32(_fma_f32(np.float32(a[i]), ra, _fma_f32(np.float32(b[i]), rb, fixed)))
-        out[i] = lo if v < lo else (hi if v > hi else v)
+    """``int_elementwise.ort_add`` on flat same-size arrays (operands already in MLAS's order);
+    ``fma32`` is the hardware FMA the formula contracts to (vectorizes)."""
+    for blk in prange((a.size + _BLOCK - 1) // _BLOCK):
+        for i in range(blk * _BLOCK, min(a.size, (blk + 1) * _BLOCK)):
+            v = _cvtps_epi32(fma32(np.float32(a[i]), ra, fma32(np.float32(b[i]), rb, fixed)))
+            out[i] = lo if v < lo else (hi if v > hi else v)
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def _ort_mul(a, b, za, zb, ratio, zc, lo, hi, out):
     """``int_elementwise.ort_mul`` on flat same-size arrays."""
-    for i in range(a.size):
-        acc = (np.int64(a[i]) - za) * (np.int64(b[i]) - zb)
-        v = _cvtps_epi32(np.float32(np.float32(np.float32(acc) * ratio) + zc))
-        out[i] = lo if v < lo else (hi if v > hi else v)
+    for blk in prange((a.size + _BLOCK - 1) // _BLOCK):
+        for i in range(blk * _BLOCK, min(a.size, (blk + 1) * _BLOCK)):
+            acc = (np.int64(a[i]) - za) * (np.int64(b[i]) - zb)
+            v = _cvtps_epi32(np.float32(np.float32(np.float32(acc) * ratio) + zc))
+            out[i] = lo if v < lo else (hi if v > hi else v)
 
 
 @njit(cache=True)
@@ -81,6 +111,17 @@ def _cvtps_epi32(t):
     if abs(t) < 2.0 ** 31:
         return np.int64(np.rint(t))
     return np.int64(-2 ** 31)
+
+
+def _memory_order(a, b, shape):
+    """The axis order in which a and b (same shape and strides, not C-contiguous) are both
+    C-contiguous, or None. Elementwise results do not depend on the order elements are visited."""
+    if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)) or a.shape != shape or b.shape != shape:
+        return None
+    if a.strides != b.strides or a.flags.c_contiguous or a.dtype != b.dtype:
+        return None
+    order = tuple(int(i) for i in np.argsort(a.strides, kind="stable")[::-1])
+    return order if np.transpose(a, order).flags.c_contiguous and np.transpose(b, order).flags.c_contiguous else None
 
 
 def ort_binary(op: str, a, b, params, lo: int, hi: int, dtype) -> np.ndarray:
@@ -91,11 +132,17 @@ def ort_binary(op: str, a, b, params, lo: int, hi: int, dtype) -> np.ndarray:
     if op == "add" and ort_scalar_a(np.shape(a), np.shape(b)):
         a, sa, za, b, sb, zb = b, sb, zb, a, sa, za
     shape = np.broadcast_shapes(np.shape(a), np.shape(b))
+    order = _memory_order(a, b, shape)
+    if order is not None:  # same shape and strides (channels-last conv outputs): run in memory order
+        a, b = np.transpose(a, order), np.transpose(b, order)
+        out = ort_binary(op, a.reshape(-1), b.reshape(-1), (sa, za, sb, zb, sc, zc), lo, hi, dtype)
+        return out.reshape(a.shape).transpose(np.argsort(order))
     a, b = (np.ascontiguousarray(np.broadcast_to(v, shape)).reshape(-1) for v in (a, b))
     out = np.empty(a.size, dtype=dtype)
-    if op == "add":
-        ra, rb, fixed = ort_add_params(sa, za, sb, zb, sc, zc)
-        _ort_add(a, b, ra, rb, fixed, lo, hi, out)
-    else:
-        _ort_mul(a, b, int(za), int(zb), ort_mul_ratio(sa, sb, sc), np.float32(zc), lo, hi, out)
+    with serial_below(a.size, 1 << 20):  # about 0.5 ms of work on one thread
+        if op == "add":
+            ra, rb, fixed = ort_add_params(sa, za, sb, zb, sc, zc)
+            _ort_add(a, b, ra, rb, fixed, lo, hi, out)
+        else:
+            _ort_mul(a, b, int(za), int(zb), ort_mul_ratio(sa, sb, sc), np.float32(zc), lo, hi, out)
     return out.reshape(shape)

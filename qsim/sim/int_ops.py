@@ -45,6 +45,14 @@ def _requant(step: Step, policy: str, acc, s_in, s_w, yq, axis: int, bias=None) 
     return to_storage(y, yq)
 
 
+def _fusable(step: Step, yq, s_in, s_w, b_float) -> bool:
+    """Whether the requantization may run in the matrix kernel's epilogue (``int_fast.fused``):
+    compiled kernels, wrapping accumulators of at most 32 bits (every policy's int32 input), and
+    an output that is requantized (not the accumulator itself)."""
+    return (step.impl == "numba" and step.overflow == "wrap" and step.acc_bits <= 32
+            and not (_is_accumulator(yq, s_in, s_w) and b_float is None))
+
+
 def _is_accumulator(yq, s_in, s_w) -> bool:
     """An int32 output whose scale is the operands' fp32(s_in * s_w) (zero point 0): the accumulator
     itself (MatMulInteger / ConvInteger, QGemm's float output before its scaling), exact at any
@@ -93,10 +101,13 @@ def conv(step: Step):
     policy = step.rt.depthwise if depthwise else step.rt.conv
     s_in = scalar_scale(step, xq, "the input")
     b_int, b_float = _bias(step, policy, s_in, wq.scale)
-    acc, events = step.kernels.conv2d_acc(
-        x, w, scalar_zp(step, xq, "the input"), _w_zp(wq), b_int, pair(step.attr("stride", 1), "stride"),
-        _pads(step.attr("pad", 0)), pair(step.attr("dilation", 1), "dilation"), groups,
-        acc_bits=step.acc_bits, overflow=step.overflow)
+    args = (x, w, scalar_zp(step, xq, "the input"), _w_zp(wq), b_int, pair(step.attr("stride", 1), "stride"),
+            _pads(step.attr("pad", 0)), pair(step.attr("dilation", 1), "dilation"), groups)
+    if _fusable(step, yq, s_in, wq.scale, b_float) and not (depthwise and step.rt.depthwise_tail is not None):
+        y = int_fast.fused(step, "conv2d_requant", args, policy, s_in, wq.scale, yq, b_float)
+        if y is not None:
+            return [y]
+    acc, events = step.kernels.conv2d_acc(*args, acc_bits=step.acc_bits, overflow=step.overflow)
     step.overflow_events += int(events)
     if depthwise and step.rt.depthwise_tail is not None:
         return [_optimized_depthwise(step, acc, s_in, wq.scale, yq)]
@@ -120,8 +131,12 @@ def gemm(step: Step):
     w, wq = _weight_int(step, "weight")
     s_in = scalar_scale(step, xq, "the input")
     b_int, b_float = _bias(step, step.rt.fc, s_in, wq.scale)
-    acc, events = step.kernels.matmul_acc(x, w.T, scalar_zp(step, xq, "the input"), _w_zp(wq), b_int,
-                                          acc_bits=step.acc_bits, overflow=step.overflow)
+    args = (x, w.T, scalar_zp(step, xq, "the input"), _w_zp(wq), b_int)
+    if _fusable(step, yq, s_in, wq.scale, b_float):
+        y = int_fast.fused(step, "matmul_requant", args, step.rt.fc, s_in, wq.scale, yq, b_float)
+        if y is not None:
+            return [y]
+    acc, events = step.kernels.matmul_acc(*args, acc_bits=step.acc_bits, overflow=step.overflow)
     step.overflow_events += int(events)
     return [_requant(step, step.rt.fc, acc, s_in, wq.scale, yq, -1, b_float)]
 

@@ -14,7 +14,8 @@ Steps (as short as the ONNX reference evaluator's loop):
    and output is an integer tensor, else (or when the kernel declines with ``Fallback``, or the op
    has no integer pipeline) run the node as a float island; count overflow events of the
    accumulator and outputs clamped at the low / high bound of their range;
-3. return the outputs, every tensor with ``trace=True``, and per-node stats as a DataFrame: node,
+3. return the outputs, every tensor with ``trace=True``, and per-node stats (``NodeStats``: columns
+   kept as lists, a DataFrame only when ``SimResult.stats`` is read): node,
    op, mode ("integer" or "float" island), overflow_events (accumulator outputs that wrapped or
    clamped, see ``qsim.kernels.reference``), saturated_low / saturated_high (outputs at the low /
    high bound of their clamp range), elements.
@@ -40,10 +41,43 @@ from qsim.sim.int_common import Step
 from qsim.sim.int_float import float_island, kind_of
 from qsim.sim.int_runtime import get_runtime
 
+STAT_COLUMNS = ["node", "op", "mode", "overflow_events", "saturated_low", "saturated_high", "elements"]
+
+
+class NodeStats:
+    """Per-node statistics of one run, kept as columns (lists of Python ints and names) and turned
+    into a DataFrame only when read (``frame``): building a DataFrame costs more than running a
+    small layer. Saturation columns are None when the run did not count them (``counts=False``)."""
+
+    def __init__(self, graph: Graph):
+        self.names = [n.name for n in graph.nodes()]
+        self.ops = [n.op for n in graph.nodes()]
+        self.modes: list[str] = []
+        self.overflow: list[int] = []
+        self.low: list[int | None] = []
+        self.high: list[int | None] = []
+        self.elements: list[int] = []
+
+    def integer_nodes(self) -> int:
+        return self.modes.count("integer")
+
+    def __len__(self) -> int:
+        return len(self.modes)
+
+    def frame(self) -> pd.DataFrame:
+        cols = [self.names, self.ops, self.modes, self.overflow, self.low, self.high, self.elements]
+        return pd.DataFrame(dict(zip(STAT_COLUMNS, cols)), columns=STAT_COLUMNS)
+
+
 class SimResult(NamedTuple):
     outputs: dict
     trace: dict | None
-    stats: pd.DataFrame
+    node_stats: NodeStats
+
+    @property
+    def stats(self) -> pd.DataFrame:
+        """Per-node statistics as a DataFrame (see the module doc)."""
+        return self.node_stats.frame()
 
 
 def _kernels(impl: str):
@@ -110,10 +144,11 @@ def _run_node(step: Step, float_nodes=frozenset()) -> tuple[list, str]:
 
 def run_integer(graph: Graph, feeds: Mapping[str, np.ndarray], policy: str, trace: bool = False,
                 acc_bits: int | None = None, overflow: str = "wrap", impl: str = "numba",
-                float_nodes=()) -> SimResult:
+                float_nodes=(), counts: bool = True) -> SimResult:
     """Execute ``graph`` with the integer arithmetic of ``policy`` (see the module doc).
     ``float_nodes``: nodes to run as float islands whatever their kernel (QDQ units onnxruntime
-    leaves unfused, ``qsim.ir.onnx_s8_units``)."""
+    leaves unfused, ``qsim.ir.onnx_s8_units``). ``counts=False`` skips counting saturated outputs
+    (a pass over every output; those columns are then None)."""
     float_nodes = frozenset(float_nodes)
     names = {n.name for n in graph.nodes()}
     if not float_nodes <= names:
@@ -125,24 +160,24 @@ def run_integer(graph: Graph, feeds: Mapping[str, np.ndarray], policy: str, trac
         raise QsimError(f"overflow must be 'wrap' or 'saturate', got {overflow!r}")
     check_feeds(graph, feeds)
     env = {t: _feed(graph, t, feeds[t], rt) for t in graph.inputs}
-    rows = []
+    stats = NodeStats(graph)
     for node in graph.nodes():
         step = Step(graph, node, [env[t] for t in node.inputs], rt, kernels, impl, acc_bits, overflow)
         outs, mode = _run_node(step, float_nodes)
         low = high = 0
         for t, value in zip(node.outputs, outs):
             env[t] = value
-            if t in step.bounds:
+            if counts and t in step.bounds:
                 lo, hi = step.bounds[t]
                 low += int(np.count_nonzero(value == lo))
                 high += int(np.count_nonzero(value == hi))
-        rows.append({"node": node.name, "op": node.op, "mode": mode, "overflow_events": step.overflow_events,
-                     "saturated_low": low, "saturated_high": high,
-                     "elements": int(sum(np.size(v) for v in outs))})
-    stats = pd.DataFrame(rows, columns=["node", "op", "mode", "overflow_events", "saturated_low",
-                                        "saturated_high", "elements"])
+        stats.modes.append(mode)
+        stats.overflow.append(step.overflow_events)
+        stats.low.append(low if counts else None)
+        stats.high.append(high if counts else None)
+        stats.elements.append(int(sum(np.size(v) for v in outs)))
     outputs = {t: env[t] for t in graph.outputs}
     return SimResult(outputs, dict(env) if trace else None, stats)
 
 
-__all__ = ["run_integer", "SimResult", "integer_supported"]
+__all__ = ["run_integer", "SimResult", "NodeStats", "integer_supported"]

@@ -26,9 +26,14 @@ DEFAULT_POLICY = {".onnx": "onnxruntime", ".tflite": "tflite-reference"}  # the 
 class SimRun(NamedTuple):
     outputs: dict           # IR output tensor -> array (codes in the storage type where quantized)
     trace: dict | None      # IR tensor -> array, when asked
-    stats: pd.DataFrame | None  # the integer executor's per-node statistics
+    node_stats: object      # the integer executor's per-node statistics (integer.NodeStats) or None
     how: str                # which executor ran, for tables and reports
     executor: str           # "integer", "fake" or "float"
+
+    @property
+    def stats(self) -> pd.DataFrame | None:
+        """The per-node statistics as a DataFrame (built when read), None outside the integer executor."""
+        return None if self.node_stats is None else self.node_stats.frame()
 
 
 def is_fp32(plan) -> bool:
@@ -142,9 +147,9 @@ def refusal(graph: Graph, policy: str) -> str | None:
 
 def run_model(graph: Graph, feeds: Mapping[str, np.ndarray], policy: str = "onnxruntime",
               executor: str = "auto", trace: bool = False, acc_bits: int | None = None,
-              overflow: str = "wrap", impl: str = "numba", float_nodes=()) -> SimRun:
-    """Run ``graph`` (step 2 of the module doc); ``acc_bits``, ``overflow`` and ``impl`` go to the
-    integer executor."""
+              overflow: str = "wrap", impl: str = "numba", float_nodes=(), counts: bool = True) -> SimRun:
+    """Run ``graph`` (step 2 of the module doc); ``acc_bits``, ``overflow``, ``impl`` and ``counts``
+    go to the integer executor."""
     if executor not in EXECUTORS:
         raise QsimError(f"unknown executor {executor!r}; known: {', '.join(EXECUTORS)}")
     if not graph.quant_params:
@@ -161,12 +166,11 @@ def run_model(graph: Graph, feeds: Mapping[str, np.ndarray], policy: str = "onnx
                             "answered differently from the runtime")
 
         res = run_integer(graph, feeds, policy, trace=trace, acc_bits=acc_bits, overflow=overflow, impl=impl,
-                          float_nodes=float_nodes)
-        modes = res.stats["mode"].value_counts()
-        how = f"integer executor ({policy}): {int(modes.get('integer', 0))}/{len(res.stats)} nodes integer"
+                          float_nodes=float_nodes, counts=counts)
+        how = f"integer executor ({policy}): {res.node_stats.integer_nodes()}/{len(res.node_stats)} nodes integer"
         if any(q.fmt.element_type.startswith("float8") for q in graph.quant_params.values()):
             how += ", fp8 by value emulation"
-        return SimRun(res.outputs, res.trace, res.stats, how, "integer")
+        return SimRun(res.outputs, res.trace, res.node_stats, how, "integer")
     from qsim.sim.quantize_graph import run_fake_quant
 
     env = run_fake_quant(graph, feeds, trace=True)

@@ -1,6 +1,7 @@
 """Top-level simulation API:
 
     simulate(model, inputs, policy=None, plan=None, trace=False)
+    compile_model(model, inputs=None, policy=None, plan=None, calib=None, threads=None) -> CompiledModel
 
 ``model`` is a path (.onnx, .tflite, workload .yaml), a Graph or a Workload. What runs
 (``qsim.sim.pipeline``):
@@ -25,6 +26,11 @@ with the runtime's own formula, as the file's QuantizeLinear / QUANTIZE does. Th
 (``trace=True``: ``(outputs, trace)``) keeps the IR's tensor names and layout (NCHW);
 ``load_model(path)[1].output_names`` maps the model's output names to them.
 
+``simulate`` is ``compile_model(model, inputs, ...).run(inputs)`` (``qsim.sim.compiled``; exported as
+``qsim.compile``): compile once and call ``run`` to simulate many batches without paying the
+import, the quantization and the weight packing again. ``threads`` (default: the physical cores,
+onnxruntime's default intra-op count) is the number of kernel threads.
+
 For a Graph or a Workload, inputs and outputs are the IR's: keyed by IR tensor names, in the IR
 layout, outputs as the executor stores them (integer codes for quantized tensors).
 """
@@ -39,9 +45,10 @@ import numpy as np
 from qsim.errors import QsimError
 from qsim.ir.graph import Graph
 from qsim.ir.model_io import ModelIO
-from qsim.sim.pipeline import DEFAULT_POLICY, plan_policy, prepare, run_model
+from qsim.sim.compiled import CompiledModel, compile_model
+from qsim.sim.pipeline import DEFAULT_POLICY
 
-__all__ = ["simulate", "load_model", "DEFAULT_POLICY"]
+__all__ = ["simulate", "compile_model", "CompiledModel", "load_model", "DEFAULT_POLICY"]
 
 
 def load_model(path: str | os.PathLike, batch: int | None = None) -> tuple[Graph, ModelIO]:
@@ -56,7 +63,7 @@ def load_model(path: str | os.PathLike, batch: int | None = None) -> tuple[Graph
     raise QsimError(f"{path}: expected an .onnx or .tflite model file")
 
 
-def _load(model, inputs) -> tuple[Graph, Any, str, ModelIO | None]:
+def load_source(model, inputs) -> tuple[Graph, Any, str, ModelIO | None]:
     """(graph, plan or None, file suffix or '', the file's I/O mapping or None)."""
     from qsim.workload import Workload, load_workload
 
@@ -80,7 +87,7 @@ def _load(model, inputs) -> tuple[Graph, Any, str, ModelIO | None]:
     raise QsimError(f"simulate: model must be a Graph, a Workload or a file path, got {type(model).__name__}")
 
 
-def _feeds(graph: Graph, inputs) -> dict[str, np.ndarray]:
+def graph_feeds(graph: Graph, inputs) -> dict[str, np.ndarray]:
     if isinstance(inputs, Mapping):
         return dict(inputs)
     if len(graph.inputs) != 1:
@@ -89,28 +96,9 @@ def _feeds(graph: Graph, inputs) -> dict[str, np.ndarray]:
 
 
 def simulate(model, inputs, policy: str | None = None, plan=None, trace: bool = False,
-             acc_bits: int | None = None, overflow: str = "wrap", impl: str = "numba"):
+             acc_bits: int | None = None, overflow: str = "wrap", impl: str = "numba", threads: int | None = None):
     """Run ``model`` on ``inputs`` (see the module doc for the contract). ``acc_bits``,
-    ``overflow`` and ``impl`` are passed to the integer executor."""
-    graph, own_plan, suffix, io = _load(model, inputs)
-    float_nodes = ()
-    if io is not None and (policy or DEFAULT_POLICY.get(suffix)) == "onnxruntime":
-        if io.refusal:
-            raise QsimError(f"{model}: {io.refusal}")
-        io.for_onnxruntime(graph)
-        float_nodes = io.ort_float_units
-    feeds = io.ir_feeds(inputs, str(model)) if io is not None else _feeds(graph, inputs)
-    quantized = bool(graph.quant_params)
-    plan = plan if quantized or plan is not None else own_plan
-    graph = prepare(graph, plan, [feeds])
-    policy = policy or (DEFAULT_POLICY.get(suffix, "onnxruntime") if quantized or plan is None else plan_policy(plan))
-    run = run_model(graph, feeds, policy, executor="integer", trace=trace, acc_bits=acc_bits,
-                    overflow=overflow, impl=impl, float_nodes=float_nodes)
-    if io is not None:
-        from qsim.sim.int_runtime import get_runtime
-
-        deq = get_runtime(policy).dequantize if run.executor == "integer" else None
-        outputs = io.model_outputs(graph, run.outputs, deq)
-    else:
-        outputs = run.outputs
-    return (outputs, run.trace) if trace else outputs
+    ``overflow`` and ``impl`` are passed to the integer executor; ``threads``: kernel threads."""
+    compiled = compile_model(model, inputs, policy=policy, plan=plan, acc_bits=acc_bits, overflow=overflow,
+                             impl=impl, threads=threads)
+    return compiled.run(inputs, trace=trace)

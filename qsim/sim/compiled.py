@@ -1,0 +1,137 @@
+"""A model prepared once and run on many batches: ``qsim.compile(model, ...) -> CompiledModel``.
+
+``qsim.simulate(model, inputs)`` is ``compile(model, inputs).run(inputs)``; compiling apart pays the
+per-model work once (reading and importing the file, quantizing a float model for a plan,
+choosing the runtime, packing weights for the VNNI kernels: the packing is cached per weight
+array, and the compiled model keeps the same arrays), so each ``run`` is only the executor.
+
+A model file with a symbolic batch axis is imported again for each new batch size it is run on
+(the quantization parameters come from the file: the results do not depend on it). A float model
+quantized for a plan is calibrated once, at compile time, and runs at that batch size only.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numba
+
+import qsim.kernels  # noqa: F401  (OpenMP's wait policy is set there, before numba starts its threads below)
+from qsim.errors import QsimError
+from qsim.ir.graph import Graph
+from qsim.ir.model_io import ModelIO
+from qsim.sim.pipeline import DEFAULT_POLICY, plan_policy, prepare, run_model
+
+
+def physical_cores() -> int:
+    """CPU cores this process may run on, counting SMT siblings once: onnxruntime's default
+    intra-op thread count (its ``GetNumPhysicalCpuCores``)."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+    cores = set()
+    for c in cpus:
+        base = Path(f"/sys/devices/system/cpu/cpu{c}/topology")
+        try:
+            cores.add((base / "physical_package_id").read_text().strip() + ":" + (base / "core_id").read_text().strip())
+        except OSError:
+            cores.add(str(c))
+    return max(1, len(cores))
+
+
+class CompiledModel:
+    """See the module doc. ``run(inputs, trace=False)`` returns what ``qsim.simulate`` returns;
+    ``last_run`` keeps the last run's ``pipeline.SimRun`` (which executor ran, per-node statistics,
+    saturation counted with ``counts=True``). ``executor``: as ``pipeline.run_model``'s."""
+
+    def __init__(self, model, inputs=None, policy: str | None = None, plan=None, calib=None,
+                 acc_bits: int | None = None, overflow: str = "wrap", impl: str = "numba",
+                 threads: int | None = None, counts: bool = False, executor: str = "integer"):
+        from qsim.sim.simulate import load_source
+
+        self.model, self.name = model, str(model)
+        self.options = dict(acc_bits=acc_bits, overflow=overflow, impl=impl, counts=counts, executor=executor)
+        self.threads = physical_cores() if threads is None else int(threads)
+        if self.threads < 1:
+            raise QsimError(f"threads must be >= 1, got {threads!r}")
+        graph, own_plan, self.suffix, io = load_source(model, inputs)
+        quantized = bool(graph.quant_params)
+        self.plan = plan if quantized or plan is not None else own_plan
+        self.policy = policy or (DEFAULT_POLICY.get(self.suffix, "onnxruntime") if quantized or self.plan is None
+                                 else plan_policy(self.plan))
+        self._requested_policy = policy
+        self.calibrated = not quantized and self.plan is not None
+        if self.calibrated:
+            if calib is None and inputs is None:
+                raise QsimError(f"{self.name}: a float model with a plan needs calibration inputs (calib= or inputs=)")
+            batches = calib if calib is not None else [inputs]
+            calib_feeds = [self._feeds(graph, io, b) for b in batches]
+        else:
+            calib_feeds = []
+        self._by_batch: dict = {}
+        self._add(graph, io, calib_feeds)
+
+    def _feeds(self, graph: Graph, io: ModelIO | None, inputs) -> dict:
+        from qsim.sim.simulate import graph_feeds
+
+        return io.ir_feeds(inputs, self.name) if io is not None else graph_feeds(graph, inputs)
+
+    def _add(self, graph: Graph, io: ModelIO | None, calib_feeds) -> tuple:
+        float_nodes = ()
+        if io is not None and (self._requested_policy or DEFAULT_POLICY.get(self.suffix)) == "onnxruntime":
+            if io.refusal:
+                raise QsimError(f"{self.name}: {io.refusal}")
+            io.for_onnxruntime(graph)
+            float_nodes = io.ort_float_units
+        graph = prepare(graph, self.plan, calib_feeds)
+        entry = (graph, io, float_nodes)
+        self._by_batch[self._batch_of(graph, io)] = entry
+        return entry
+
+    @staticmethod
+    def _batch_of(graph: Graph, io: ModelIO | None):
+        if io is None or not io.inputs:
+            return None
+        return graph.tensor(io.inputs[0].tensor).shape[0]
+
+    def _entry(self, inputs) -> tuple:
+        entry = next(iter(self._by_batch.values()))
+        io = entry[1]
+        batch = io.feed_batch(inputs) if io is not None else None
+        if batch is None or batch in self._by_batch:
+            return self._by_batch.get(batch, entry)
+        if self.calibrated:
+            raise QsimError(f"{self.name}: compiled for a plan at batch {self._batch_of(entry[0], io)}; "
+                            f"got a batch of {batch} (compile again with feeds of that batch)")
+        from qsim.sim.simulate import load_model
+
+        graph, io = load_model(Path(self.model), batch)
+        return self._add(graph, io, [])
+
+    @property
+    def graph(self) -> Graph:
+        """The executed graph (of the first batch size compiled)."""
+        return next(iter(self._by_batch.values()))[0]
+
+    def run(self, inputs, trace: bool = False):
+        """Simulate one batch (the contract of ``qsim.simulate``)."""
+        graph, io, float_nodes = self._entry(inputs)
+        feeds = self._feeds(graph, io, inputs)
+        saved = numba.get_num_threads()
+        numba.set_num_threads(min(self.threads, numba.config.NUMBA_NUM_THREADS))
+        try:
+            run = run_model(graph, feeds, self.policy, trace=trace, float_nodes=float_nodes, **self.options)
+        finally:
+            numba.set_num_threads(saved)
+        self.last_run = run
+        if io is not None:
+            from qsim.sim.int_runtime import get_runtime
+
+            deq = get_runtime(self.policy).dequantize if run.executor == "integer" else None
+            outputs = io.model_outputs(graph, run.outputs, deq)
+        else:
+            outputs = run.outputs
+        return (outputs, run.trace) if trace else outputs
+
+
+def compile_model(model, inputs=None, **options) -> CompiledModel:
+    """``CompiledModel(model, inputs, **options)``: see the module doc and ``qsim.simulate``."""
+    return CompiledModel(model, inputs, **options)

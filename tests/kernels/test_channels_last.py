@@ -1,0 +1,44 @@
+"""Channels-last data (NCHW views of NHWC memory, as the fused kernels return them) gives the bits
+of the same values held NCHW: max pooling (its channels-last kernel) and the VNNI conv (which then
+reads the input rows without a transpose) against the numpy reference."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from qsim.kernels import jit, reference, vnni
+
+
+def _nhwc_view(x):
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16])
+@pytest.mark.parametrize("ceil_mode", [False, True])
+def test_maxpool_channels_last_equals_reference(dtype, ceil_mode):
+    rng = np.random.default_rng(3)
+    info = np.iinfo(dtype)
+    for kernel, stride, pads, shape in [((3, 3), (2, 2), (1, 1, 1, 1), (2, 5, 9, 8)),
+                                        ((2, 3), (1, 2), (0, 2, 1, 0), (1, 3, 6, 7)),
+                                        ((1, 1), (3, 1), (0, 0, 0, 0), (1, 17, 7, 5))]:
+        x = rng.integers(info.min, info.max + 1, shape).astype(dtype)
+        x[0, :, 0, 0] = info.min  # planted extremes at an edge cell
+        view = _nhwc_view(x)
+        got = jit.maxpool2d(view, kernel, stride, pads, ceil_mode)
+        assert got.dtype == x.dtype
+        np.testing.assert_array_equal(got, reference.maxpool2d(x, kernel, stride, pads, ceil_mode))
+
+
+@pytest.mark.skipif(not vnni.HAS_VNNI, reason="VNNI core only")
+@pytest.mark.parametrize("xdt", [np.uint8, np.int8])
+def test_conv_reads_channels_last_input(xdt):
+    rng = np.random.default_rng(4)
+    info = np.iinfo(xdt)
+    for k, pads, c in [(1, (0, 0, 0, 0), 32), (3, (1, 1, 1, 1), 19)]:
+        x = rng.integers(info.min, info.max + 1, (2, c, 7, 6)).astype(xdt)
+        w = rng.integers(-128, 128, (32, c, k, k)).astype(np.int8)
+        args = (5, rng.integers(-2, 3, 32), rng.integers(-999, 999, 32).astype(np.int32), (1, 1), pads, (1, 1), 1)
+        got = jit.conv2d_acc(_nhwc_view(x), w, *args)
+        want = reference.conv2d_acc(x, w, *args)
+        np.testing.assert_array_equal(got[0], want[0])
+        assert got[1] == want[1]
