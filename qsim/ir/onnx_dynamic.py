@@ -1,0 +1,187 @@
+"""ONNX import of dynamically quantized models (onnxruntime's ``quantize_dynamic``) and of the mask
+and index arithmetic transformer exports carry (``torch.onnx`` of a Hugging Face model with its
+attention mask).
+
+``quantize_dynamic`` writes, per MatMul / Gemm / Conv: ``DynamicQuantizeLinear(x) -> (x_q, x_scale,
+x_zp)``, ``MatMulInteger(x_q, W_q, x_zp, w_zp)`` or ``ConvInteger``, ``Cast`` to float,
+``Mul(x_scale, w_scale)``, ``Mul`` by that product and ``Add`` of the bias. Here:
+
+* DynamicQuantizeLinear -> the IR op of that name (three outputs; the scale and the zero point are
+  tensors computed at run time, not ``quant_params``);
+* MatMulInteger / ConvInteger whose input zero point is such a run-time tensor ->
+  MatMulIntegerDynamic / ConvIntegerDynamic (a constant zero point keeps the static import,
+  ``onnx_qops``);
+* Cast that changes the element type of a plain (unquantized) tensor -> a real Cast node
+  (int32 -> float32 rounds: it cannot be an alias);
+* ops on masks and indices (``GENERIC``), and Gather / Reshape / Flatten / Squeeze / Unsqueeze /
+  Transpose / Concat of a non-float tensor -> OnnxEval, unless their inputs are constants (folded).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from qsim.ir import onnx_ops as F
+from qsim.ir import onnx_qops as Q
+from qsim.ir.onnx_context import ELEM_NAMES, Const, Context
+from qsim.ir.onnx_fold import FOLDERS, _fold, attrs_of
+from qsim.ir.onnx_ops import _window
+from qsim.sim.int_dynamic import ONNX_NUMPY, eval_onnx
+
+_FLOATS = {"float32", "float16", "bfloat16", "float64"}
+# ONNX ops imported as OnnxEval (evaluated by ``qsim.sim.int_dynamic.ONNX_NUMPY``) when not folded.
+GENERIC = ("Where", "Expand", "GatherElements", "ReduceSum", "ReduceMax", "ReduceMin", "Equal", "Greater",
+           "GreaterOrEqual", "Less", "LessOrEqual", "And", "Or", "Xor", "Not", "IsNaN", "IsInf", "Neg", "Abs")
+
+
+def _plain_dtype(ctx: Context, name: str) -> str | None:
+    """The element type of an unquantized activation, None for a quantized one."""
+    t = ctx.act(name)
+    return None if t in ctx.g.quant_params else ctx.g.tensor(t).dtype
+
+
+_VIEWS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze")  # only the data input matters at run time
+
+
+def _view_shape(ctx: Context, node) -> tuple[int, ...]:
+    """The output shape of a Reshape-like node, by its constant folder on a dummy of the input."""
+    shape = ctx.g.tensor(ctx.act(node.input[0])).shape
+    dummy = Const(shape, "float32", np.broadcast_to(np.zeros((), np.float32), shape))
+    return FOLDERS[node.op_type](ctx, node, [dummy] + [ctx.const(i) for i in node.input[1:]])[0].shape
+
+
+def onnx_eval(ctx: Context, node) -> None:
+    """One ONNX node as OnnxEval: activations are inputs, constants become weights ``in{i}``."""
+    slots, weights, shapes, dummies, inputs = [], {}, {}, [], []
+    names = node.input[:1] if node.op_type in _VIEWS else node.input
+    for i, name in enumerate(names):
+        c = ctx.const(name) if name else None
+        if not name:
+            slots.append(None)
+            dummies.append(None)
+        elif c is not None:
+            if c.value is None:
+                raise ValueError(f"input {name!r} is a constant without values (weightless export)")
+            role = f"in{i}"
+            weights[role], shapes[role] = ctx.weight(name, c), c.shape
+            slots.append(role)
+            dummies.append(c.value)
+        else:
+            t = ctx.act(name)
+            slots.append(len(inputs))
+            inputs.append(t)
+            spec = ctx.g.tensor(t)
+            dummies.append(np.zeros(spec.shape, np.dtype(spec.dtype) if spec.dtype in _NUMPY else np.float32))
+    a = {k: (tuple(v) if isinstance(v, list) else v.decode() if isinstance(v, bytes) else v)
+         for k, v in attrs_of(node).items()}
+    shape = _view_shape(ctx, node) if node.op_type in _VIEWS else None
+    trial = eval_onnx(node.op_type, [d for d in dummies], {**a, "out_shape": shape})  # shape and type of the result
+    attrs = {"onnx_op": node.op_type, "onnx_attrs": a, "out_shape": tuple(int(d) for d in trial.shape),
+             "slots": tuple(slots), "weight_shapes": shapes}
+    ctx.emit("OnnxEval", node, inputs, attrs, weights, dtype=ctx.onnx_dtype(node.output[0], trial.dtype.name))
+
+
+_NUMPY = {"bool", "int8", "uint8", "int16", "uint16", "int32", "int64", "float32", "float64", "float16"}
+
+
+def _or_eval(handler):
+    """A float handler, or OnnxEval when its first input is a non-float, unquantized activation."""
+
+    def handle(ctx: Context, node) -> None:
+        dtype = _plain_dtype(ctx, node.input[0]) if ctx.const(node.input[0]) is None else None
+        if dtype is not None and dtype not in _FLOATS:
+            return onnx_eval(ctx, node)
+        return handler(ctx, node)
+
+    return handle
+
+
+def gather(ctx: Context, node) -> None:
+    """A constant table: the embedding lookup (``onnx_ops.gather``); a data tensor: OnnxEval."""
+    table = ctx.const(node.input[0])
+    if table is None:
+        return onnx_eval(ctx, node)
+    dq = ctx.sole_consumer(node.output[0])
+    if table.quant is None and table.dtype not in _FLOATS and dq is not None and dq.op_type == "DequantizeLinear":
+        # quantize_dynamic's Gather of stored codes, then DequantizeLinear: a quantized table
+        ctx.consts[node.input[0]] = Const(table.shape, table.dtype, table.value,
+                                          Q.qdq_params(ctx, dq, len(table.shape), table.dtype))
+    return F.gather(ctx, node)
+
+
+def cast(ctx: Context, node) -> None:
+    """A Cast that changes the element type of a plain tensor is a node; otherwise an alias."""
+    to = ELEM_NAMES[int(attrs_of(node)["to"])]
+    src = _plain_dtype(ctx, node.input[0])
+    if src is None or src == to or (src in _FLOATS and to in _FLOATS):
+        return F.alias(ctx, node)
+    ctx.emit("Cast", node, [ctx.act(node.input[0])], {"to": to}, dtype=to)
+
+
+def dynamic_quantize_linear(ctx: Context, node) -> None:
+    # one dtype per IR node: the scale output is recorded as uint8 too (a scalar, no cost effect)
+    ctx.emit("DynamicQuantizeLinear", node, [ctx.act(node.input[0])], {}, outputs=list(node.output), dtype="uint8")
+
+
+def _run_time_zero_point(ctx: Context, node, index: int) -> bool:
+    return len(node.input) > index and bool(node.input[index]) and ctx.const(node.input[index]) is None
+
+
+def _weight_zero_point(ctx: Context, node, index: int, w: Const) -> tuple[str, Const]:
+    if len(node.input) > index and node.input[index]:
+        c = ctx.const(node.input[index])
+        return node.input[index], Const(c.shape, c.dtype, c.value)
+    name = ctx.fresh(f"{node.name or node.output[0]}.weight_zero_point")
+    return name, Const((), w.dtype, np.zeros((), np.dtype(w.dtype)))
+
+
+def _stored_weight(ctx: Context, node, index: int, rank: int, what: str) -> Const:
+    w = ctx.const(node.input[index])
+    if w is None or w.value is None or len(w.shape) != rank:
+        raise ValueError(f"{what} with a run-time zero point needs a constant rank-{rank} weight with values")
+    return Const(w.shape, w.dtype, w.value)
+
+
+def matmul_integer(ctx: Context, node) -> None:
+    if not _run_time_zero_point(ctx, node, 2):
+        return Q.matmul_integer(ctx, node)
+    w = _stored_weight(ctx, node, 1, 2, "MatMulInteger")
+    zp_name, zp = _weight_zero_point(ctx, node, 3, w)
+    weights = {"weight": ctx.weight(node.input[1], w), "weight_zero_point": ctx.weight(zp_name, zp)}
+    attrs = {"k": w.shape[0], "n": w.shape[1], "zero_point_shape": zp.shape}
+    ctx.emit("MatMulIntegerDynamic", node, [ctx.act(node.input[0]), ctx.act(node.input[2])], attrs, weights,
+             dtype="int32")
+
+
+def conv_integer(ctx: Context, node) -> None:
+    if not _run_time_zero_point(ctx, node, 2):
+        return Q.conv_integer(ctx, node)
+    w = _stored_weight(ctx, node, 1, 4, "ConvInteger")
+    zp_name, zp = _weight_zero_point(ctx, node, 3, w)
+    x = ctx.act(node.input[0])
+    a = attrs_of(node)
+    attrs = {"out_channels": w.shape[0], "groups": int(a.get("group", 1)), "zero_point_shape": zp.shape,
+             **_window(ctx, node, x, a.get("kernel_shape", w.shape[2:]))}
+    weights = {"weight": ctx.weight(node.input[1], w), "weight_zero_point": ctx.weight(zp_name, zp)}
+    ctx.emit("ConvIntegerDynamic", node, [x, ctx.act(node.input[2])], attrs, weights, dtype="int32")
+
+
+def _generic_fold(op: str):
+    existing = FOLDERS.get(op)
+    return existing if existing is not None else _fold(lambda ctx, node, a: eval_onnx(op, a, attrs_of(node)))
+
+
+def onnx_entries(entry) -> dict:
+    """The ``ONNX_OPS`` entries this module adds or replaces (``entry(handler, fold)`` builds one)."""
+    table = {op: entry(onnx_eval, _generic_fold(op)) for op in GENERIC if op in ONNX_NUMPY}
+    table.update({
+        "DynamicQuantizeLinear": entry(dynamic_quantize_linear, None),
+        "MatMulInteger": entry(matmul_integer, None), "ConvInteger": entry(conv_integer, None),
+        "Cast": entry(cast, FOLDERS["Cast"]), "Gather": entry(gather, FOLDERS["Gather"]),
+        "Reshape": entry(_or_eval(F.reshape), FOLDERS["Reshape"]),
+        "Flatten": entry(_or_eval(F.flatten), FOLDERS["Flatten"]),
+        "Squeeze": entry(_or_eval(F.squeeze_like), FOLDERS["Squeeze"]),
+        "Unsqueeze": entry(_or_eval(F.squeeze_like), FOLDERS["Unsqueeze"]),
+        "Transpose": entry(_or_eval(F.transpose), FOLDERS["Transpose"]),
+        "Concat": entry(_or_eval(F.concat), FOLDERS["Concat"]),
+    })
+    return table
