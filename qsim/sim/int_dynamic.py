@@ -26,29 +26,37 @@ from qsim.sim.float_ops import conv as _float_conv, run_float_kernel
 _QMAX = np.float32(255.0)  # uint8: qmin 0, qmax 255 (the only type DynamicQuantizeLinear defines)
 
 
-def dynamic_params(x: np.ndarray) -> tuple[np.float32, np.uint8]:
-    """(scale, zero point) of DynamicQuantizeLinear for a float32 tensor (see the module doc)."""
+def dynamic_params(x: np.ndarray, per_token: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(scale, zero point) of DynamicQuantizeLinear for a float32 tensor (see the module doc): 0-d
+    arrays, or with ``per_token`` one per row of the last axis (shape (..., 1)). Elementwise fp32
+    numpy operations round as the scalar C++ code does."""
     x = np.asarray(x, np.float32)
-    lo = np.float32(min(np.float32(x.min()), np.float32(0))) if x.size else np.float32(0)
-    hi = np.float32(max(np.float32(x.max()), np.float32(0))) if x.size else np.float32(0)
-    scale = np.float32(1.0) if hi == lo else np.float32((hi - lo) / _QMAX)
-    initial = np.float32(np.float32(0) - np.float32(lo / scale))
-    zp = np.rint(np.float32(max(np.float32(0), min(_QMAX, initial))))
-    return scale, np.uint8(zp)
+    axis, keep = (-1, True) if per_token else (None, False)
+    if x.size:
+        lo = np.minimum(x.min(axis=axis, keepdims=keep), np.float32(0))
+        hi = np.maximum(x.max(axis=axis, keepdims=keep), np.float32(0))
+    else:
+        lo = hi = np.zeros(x.shape[:-1] + (1,) if per_token else (), np.float32)
+    span = np.where(hi == lo, np.float32(1), hi - lo).astype(np.float32)
+    scale = np.where(hi == lo, np.float32(1), span / _QMAX).astype(np.float32)
+    initial = (np.float32(0) - (lo / scale).astype(np.float32)).astype(np.float32)
+    zp = np.rint(np.clip(initial, np.float32(0), _QMAX))
+    return np.asarray(scale, np.float32), np.asarray(zp).astype(np.uint8)
 
 
-def quantize_with(x: np.ndarray, scale: np.float32, zp: np.uint8) -> np.ndarray:
+def quantize_with(x: np.ndarray, scale, zp) -> np.ndarray:
     """MLAS QuantizeLinear to uint8: fp32 division, clamp to the code range less the zero point,
-    round half to even, add the zero point."""
-    y = np.asarray(x, np.float32) / np.float32(scale)
-    y = np.clip(y, np.float32(-int(zp)), np.float32(255 - int(zp)))
-    return (np.rint(y) + np.float32(zp)).astype(np.uint8)
+    round half to even, add the zero point (``scale``, ``zp`` broadcast against ``x``)."""
+    zp = np.asarray(zp).astype(np.float32)
+    y = (np.asarray(x, np.float32) / np.asarray(scale, np.float32)).astype(np.float32)
+    y = np.clip(y, -zp, _QMAX - zp)
+    return (np.rint(y) + zp).astype(np.uint8)
 
 
 def dynamic_quantize_linear(inputs, w, attrs) -> list:
     x = np.asarray(inputs[0], np.float32)
-    scale, zp = dynamic_params(x)
-    return [quantize_with(x, scale, zp), np.asarray(scale, np.float32), np.asarray(zp, np.uint8)]
+    scale, zp = dynamic_params(x, bool(attrs.get("per_token", False)))
+    return [quantize_with(x, scale, zp), scale, zp]
 
 
 def wrap_int32(acc: np.ndarray) -> np.ndarray:
@@ -71,7 +79,7 @@ def _less_zero_point(q: np.ndarray, zp: np.ndarray, axis: int) -> np.ndarray:
 
 def matmul_integer(inputs, w, attrs) -> list:
     """ONNX MatMulInteger: (a - a_zp) @ (B - b_zp) in int32; ``b_zp`` scalar or one per column."""
-    a = np.asarray(inputs[0], np.float64) - float(np.asarray(inputs[1]).reshape(-1)[0])
+    a = np.asarray(inputs[0], np.float64) - np.asarray(inputs[1], np.float64)  # a_zp: scalar or per row
     b = _less_zero_point(w["weight"], w["weight_zero_point"], 1)
     return [wrap_int32(np.matmul(a, b))]
 

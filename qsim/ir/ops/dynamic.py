@@ -1,11 +1,13 @@
 """Dynamic quantization ops (ONNX semantics, as onnxruntime's ``quantize_dynamic`` writes them) and
 the tensor ops a transformer export brings along them.
 
-* DynamicQuantizeLinear: a float tensor -> (codes uint8, scale float32 scalar, zero point uint8
-  scalar), the parameters computed from the tensor's own min and max at run time. Costed as two
+* DynamicQuantizeLinear (per_token=False): a float tensor -> (codes uint8, scale float32 scalar,
+  zero point uint8 scalar), the parameters computed from the tensor's own min and max at run time
+  (``per_token``: one scale and zero point per row of the last axis, shapes (..., 1)). Costed as two
   passes: the min/max reduction (one extra read of the tensor, 2 compares per element) and the
   quantization (divide, round, add, clamp per element).
-* MatMulIntegerDynamic: ``(a - a_zp) @ (W - w_zp)`` in int32 with a run-time ``a_zp`` (input 1)
+* MatMulIntegerDynamic: ``(a - a_zp) @ (W - w_zp)`` in int32 with a run-time ``a_zp`` (input 1,
+  scalar or per row)
   and the stored weight ``weight`` (K, N) with its ``weight_zero_point`` (scalar or per column).
 * ConvIntegerDynamic: ConvInteger with a run-time input zero point (input 1); padding holds the
   zero point, as onnxruntime pads.
@@ -32,16 +34,21 @@ def _dql_ops(inputs, outputs, attrs) -> int:
 
 
 @register("DynamicQuantizeLinear", cost_class=CostClass.ELEMENTWISE, float_kernel="int_dynamic.dynamic_quantize_linear",
-          int_kernel=_AS_STORED, vector_ops=_dql_ops, as_stored=True, attrs=())
+          int_kernel=_AS_STORED, vector_ops=_dql_ops, as_stored=True, attrs=("per_token",))
 def infer_dql(inputs, attrs) -> Inferred:
     if len(inputs) != 1:
         raise ValueError("DynamicQuantizeLinear takes one input")
+    if attrs.get("per_token", False):  # one scale and zero point per row of the last axis
+        if not inputs[0]:
+            raise ValueError("per-token quantization needs an input of rank >= 1")
+        params = tuple(inputs[0][:-1]) + (1,)
+        return Inferred(outputs=(tuple(inputs[0]), params, params))
     return Inferred(outputs=(tuple(inputs[0]), (), ()))
 
 
 def _matmul_shape(inputs, attrs):
-    if len(inputs) != 2 or inputs[1] != () or len(inputs[0]) < 1:
-        raise ValueError("MatMulIntegerDynamic takes (a, a_zero_point scalar)")
+    if len(inputs) != 2 or len(inputs[0]) < 1 or inputs[1] not in ((), tuple(inputs[0][:-1]) + (1,)):
+        raise ValueError("MatMulIntegerDynamic takes (a, a_zero_point: a scalar or one per row)")
     k, n = int(attrs["k"]), int(attrs["n"])
     if inputs[0][-1] != k:
         raise ValueError(f"a has {inputs[0][-1]} columns, the weight {k} rows")
