@@ -165,6 +165,49 @@ def conv_integer(ctx: Context, node) -> None:
     ctx.emit("ConvIntegerDynamic", node, [x, ctx.act(node.input[2])], attrs, weights, dtype="int32")
 
 
+# -- onnxruntime's MatMulScaleFusion: Mul by a scalar constant feeding only a MatMul of two activations
+# is folded into the product as FusedMatMul's alpha, applied to the finished sum: reproduced here.
+def _scalar_scale(ctx: Context, node) -> tuple[str, np.float32] | None:
+    """(activation, scale) when ``node`` is Mul(activation, scalar float constant), else None."""
+    if node is None or node.op_type != "Mul":
+        return None
+    consts = [ctx.const(i) for i in node.input[:2]]
+    for k in (0, 1):
+        c, other = consts[k], node.input[1 - k]
+        if c is not None and c.value is not None and c.value.size == 1 and c.dtype == "float32" \
+                and consts[1 - k] is None:
+            return other, np.float32(c.value.reshape(-1)[0])
+    return None
+
+
+def _folded(ctx: Context) -> dict[str, tuple[str, np.float32]]:
+    """Mul outputs folded into a MatMul during this import: name -> (its input, its scale)."""
+    return vars(ctx).setdefault("folded_matmul_scales", {})
+
+
+def mul(ctx: Context, node) -> None:
+    """A Mul folded into its MatMul (see above) adds no node; other Muls as ``onnx_ops.binary``."""
+    found = _scalar_scale(ctx, node)
+    user = ctx.sole_consumer(node.output[0])
+    if found is not None and user is not None and user.op_type == "MatMul" and (
+            found[0] in ctx.alias or found[0] in ctx.data_inputs) \
+            and ctx.act(found[0]) not in ctx.g.quant_params and all(ctx.const(i) is None for i in user.input[:2]):
+        ctx.alias[node.output[0]] = ctx.act(found[0])  # the scale moves into the MatMul's alpha
+        _folded(ctx)[node.output[0]] = found
+        return
+    F.binary("Mul")(ctx, node)
+
+
+def matmul(ctx: Context, node) -> None:
+    folded = [_folded(ctx).get(name) for name in node.input[:2]]
+    if not any(folded):
+        return F.matmul(ctx, node)
+    alpha = np.float32(1)
+    for found in folded:
+        alpha = np.float32(alpha * found[1]) if found else alpha
+    ctx.emit("MatMul", node, [ctx.act(i) for i in node.input[:2]], {"alpha": float(alpha)})
+
+
 def _generic_fold(op: str):
     existing = FOLDERS.get(op)
     return existing if existing is not None else _fold(lambda ctx, node, a: eval_onnx(op, a, attrs_of(node)))
@@ -183,5 +226,6 @@ def onnx_entries(entry) -> dict:
         "Unsqueeze": entry(_or_eval(F.squeeze_like), FOLDERS["Unsqueeze"]),
         "Transpose": entry(_or_eval(F.transpose), FOLDERS["Transpose"]),
         "Concat": entry(_or_eval(F.concat), FOLDERS["Concat"]),
+        "Mul": entry(mul, FOLDERS["Mul"]), "MatMul": entry(matmul, None),
     })
     return table
