@@ -9,27 +9,12 @@ import pytest
 import qsim
 from qsim.cost import estimate_graph
 from qsim.errors import WorkloadError
-from qsim.hw.profile import build_profile
+from qsim.hw.profile import load_profile
 from qsim.ir import Graph
 from qsim.precision import Dynamic, parse_plan, parse_precision, plan_spec
 from qsim.sim.dynamic_graph import dynamic_graph
 from qsim.sim.executor import run_float
 from qsim.sim.int_dynamic import dynamic_params
-
-PROFILE = {
-    "name": "toy", "kind": "npu", "clock_mhz": 1000,
-    "compute": {"macs_per_cycle": {"int8": 100, "fp32": 10}, "efficiency": {"int8": 1.0, "fp32": 1.0},
-                "vector_ops_per_cycle": 10, "accumulator_bits": 32},
-    "memories": {
-        "sram": {"capacity_kib": 1024, "bandwidth_gbps": 10, "read_pj_per_byte": 2, "write_pj_per_byte": 2,
-                 "on_chip": True},
-        "dram": {"capacity_kib": 4096, "bandwidth_gbps": 1, "read_pj_per_byte": 20, "write_pj_per_byte": 20,
-                 "on_chip": False}},
-    "placement": {"weights": "dram", "activations": "dram", "buffer": "sram"},
-    "energy": {"mac_pj": {"int8": 0.3, "fp32": 4.6}, "vector_op_pj": 0.1, "static_mw": 1},
-    "dispatch_overhead_us": 1,
-}
-
 
 def _linear(tokens=6, k=16, n=8, seed=0) -> Graph:
     rng = np.random.default_rng(seed)
@@ -59,7 +44,7 @@ def test_bad_dynamic_plans_are_refused(bad):
 
 def test_cost_charges_the_min_max_pass_hand_checked():
     g = _linear(tokens=32, k=64, n=16)
-    prof = build_profile(PROFILE)
+    prof = load_profile("mobile")
     static = estimate_graph(g, parse_plan("w8a8"), prof).layers.iloc[0]
     dyn = estimate_graph(g, parse_plan("w8a8-dynamic"), prof).layers.iloc[0]
     elems = 2 * 32 * 64  # the Gemm's input
@@ -67,8 +52,9 @@ def test_cost_charges_the_min_max_pass_hand_checked():
     assert dyn.vector_ops == 2 * 32 * 16 + 2 * elems  # + a min and a max compare per input element
     assert static.input_bytes == elems and dyn.input_bytes == 2 * elems  # the input read twice (int8)
     assert dyn.macs == static.macs and dyn.weight_bytes == static.weight_bytes
-    assert dyn.compute_s == pytest.approx(static.compute_s + 2 * elems / (10 * 1e9))
-    assert dyn.latency_s > static.latency_s
+    assert dyn.compute_s > static.compute_s and dyn.energy_j > static.energy_j
+    per_token = estimate_graph(g, parse_plan("w8a8-dynamic-per-token"), prof).layers.iloc[0]
+    assert per_token.vector_ops == dyn.vector_ops and per_token.input_bytes == dyn.input_bytes
 
 
 def test_per_token_scales_one_per_row():
