@@ -28,6 +28,7 @@ from qsim.ir.onnx_ops import _window
 from qsim.sim.int_dynamic import ONNX_NUMPY, eval_onnx
 
 _FLOATS = {"float32", "float16", "bfloat16", "float64"}
+_NUMPY = {"bool", "int8", "uint8", "int16", "uint16", "int32", "int64", "float32", "float64", "float16"}
 # ONNX ops imported as OnnxEval (evaluated by ``qsim.sim.int_dynamic.ONNX_NUMPY``) when not folded.
 GENERIC = ("Where", "Expand", "GatherElements", "ReduceSum", "ReduceMax", "ReduceMin", "Equal", "Greater",
            "GreaterOrEqual", "Less", "LessOrEqual", "And", "Or", "Xor", "Not", "IsNaN", "IsInf", "Neg", "Abs")
@@ -59,8 +60,9 @@ def onnx_eval(ctx: Context, node) -> None:
             slots.append(None)
             dummies.append(None)
         elif c is not None:
-            if c.value is None:
-                raise ValueError(f"input {name!r} is a constant without values (weightless export)")
+            if c.value is None or c.quant is not None:
+                raise ValueError(f"input {name!r} is a constant without values (weightless export) or a "
+                                 "quantized constant; OnnxEval takes plain constants")
             role = f"in{i}"
             weights[role], shapes[role] = ctx.weight(name, c), c.shape
             slots.append(role)
@@ -74,13 +76,14 @@ def onnx_eval(ctx: Context, node) -> None:
     a = {k: (tuple(v) if isinstance(v, list) else v.decode() if isinstance(v, bytes) else v)
          for k, v in attrs_of(node).items()}
     shape = _view_shape(ctx, node) if node.op_type in _VIEWS else None
-    trial = eval_onnx(node.op_type, [d for d in dummies], {**a, "out_shape": shape})  # shape and type of the result
+    trial = eval_onnx(node.op_type, dummies, {**a, "out_shape": shape})  # the result's shape and type
+    dtype = ctx.onnx_dtype(node.output[0], trial.dtype.name)  # the file's type wins over numpy's promotion
+    if dtype not in _NUMPY:
+        raise ValueError(f"output type {dtype} is not supported")
     attrs = {"onnx_op": node.op_type, "onnx_attrs": a, "out_shape": tuple(int(d) for d in trial.shape),
-             "slots": tuple(slots), "weight_shapes": shapes}
-    ctx.emit("OnnxEval", node, inputs, attrs, weights, dtype=ctx.onnx_dtype(node.output[0], trial.dtype.name))
+             "out_dtype": dtype, "slots": tuple(slots), "weight_shapes": shapes}
+    ctx.emit("OnnxEval", node, inputs, attrs, weights, dtype=dtype)
 
-
-_NUMPY = {"bool", "int8", "uint8", "int16", "uint16", "int32", "int64", "float32", "float64", "float16"}
 
 
 def _or_eval(handler):

@@ -180,7 +180,8 @@ def onnx_eval(inputs, w, attrs) -> list:
     while args and args[-1] is None:
         args.pop()
     onnx_attrs = {**dict(attrs.get("onnx_attrs", {})), "out_shape": attrs["out_shape"]}
-    return [eval_onnx(attrs["onnx_op"], args, onnx_attrs)]
+    y = eval_onnx(attrs["onnx_op"], args, onnx_attrs)
+    return [y.astype(np.dtype(attrs["out_dtype"]), copy=False) if "out_dtype" in attrs else y]
 
 
 def as_stored(step) -> list:

@@ -118,3 +118,38 @@ def test_unsupported_op_is_named(tmp_path):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "d.onnx"))
     with pytest.raises(GraphError, match=r"unsupported op Det \(node 'det0'\)"):
         qsim.simulate(tmp_path / "d.onnx", {"x": np.eye(3, dtype=np.float32)})
+
+
+def test_mask_and_index_ops_equal_onnxruntime(tmp_path):
+    """The ops an exported attention mask brings, on data (not folded): GatherElements, Gather of a
+    data tensor, ReduceSum, Where, Expand, Equal, Not, And, IsNaN, Cast (bool, int64, float)."""
+    i64 = lambda name, v: numpy_helper.from_array(np.asarray(v, np.int64), name)  # noqa: E731
+    init = [i64("idx", [[2, 0, 1, 1, 3, 0]] * 2), i64("axes", [1]), i64("shape", [2, 1, 6]), i64("rows", [1, 0]),
+            numpy_helper.from_array(np.float32(-np.inf), "ninf"), numpy_helper.from_array(np.float32(0), "zero"),
+            numpy_helper.from_array(np.int64(0), "zero_i")]
+    nodes = [helper.make_node("Equal", ["mask", "zero_i"], ["pad"]), helper.make_node("Not", ["pad"], ["keep"]),
+             helper.make_node("Cast", ["keep"], ["keep_f"], to=TensorProto.FLOAT),
+             helper.make_node("GatherElements", ["x", "idx"], ["ge"], axis=1),
+             helper.make_node("Gather", ["ge", "rows"], ["rows_x"], axis=0),
+             helper.make_node("And", ["keep", "keep"], ["both"]),
+             helper.make_node("Where", ["both", "rows_x", "ninf"], ["masked"]),
+             helper.make_node("IsNaN", ["masked"], ["nan"]), helper.make_node("Where", ["nan", "zero", "masked"], ["clean"]),
+             helper.make_node("Unsqueeze", ["keep_f", "axes"], ["keep3"]),
+             helper.make_node("Expand", ["keep3", "shape"], ["keep_e"]),
+             helper.make_node("Mul", ["keep_e", "clean"], ["prod"]),
+             helper.make_node("ReduceSum", ["prod", "axes"], ["y"], keepdims=0),
+             helper.make_node("Cast", ["mask"], ["y_mask"], to=TensorProto.FLOAT)]
+    graph = helper.make_graph(nodes, "mask", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 6]),
+                                              helper.make_tensor_value_info("mask", TensorProto.INT64, [2, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
+                               helper.make_tensor_value_info("y_mask", TensorProto.FLOAT, None)], init)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "m.onnx"))
+    feeds = {"x": np.random.default_rng(0).standard_normal((2, 6)).astype(np.float32),
+             "mask": np.array([[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 1]], np.int64)}
+    want = ort_session(str(tmp_path / "m.onnx")).run(None, feeds)
+    got = qsim.simulate(tmp_path / "m.onnx", feeds)
+    for value, name in zip(want, ("y", "y_mask")):
+        assert got[name].dtype == value.dtype and got[name].shape == value.shape
+        np.testing.assert_array_equal(got[name], value)
+    bad = integer_mismatches(qsim.simulate(tmp_path / "m.onnx", feeds, trace=True)[1], ort_trace(tmp_path / "m.onnx", feeds))
+    assert bad.pop("<compared>") >= 4 * 12 and bad == {}

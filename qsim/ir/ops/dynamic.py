@@ -12,7 +12,7 @@ the tensor ops a transformer export brings along them.
 * ConvIntegerDynamic: ConvInteger with a run-time input zero point (input 1); padding holds the
   zero point, as onnxruntime pads.
 * Cast (to: element type name): a real conversion (int32 accumulators -> float32, masks -> bool).
-* OnnxEval (onnx_op, onnx_attrs, out_shape, slots): one ONNX op on tensors the IR has no op for
+* OnnxEval (onnx_op, onnx_attrs, out_shape, out_dtype, slots): one ONNX op on tensors the IR has no op for
   (masks and index arithmetic: Where, Equal, And, Not, IsNaN, comparisons, Expand, GatherElements,
   ReduceSum, a Gather of data, Reshape of a bool tensor...), evaluated by ``qsim.sim.int_dynamic``.
   ``slots`` gives, per ONNX input, an int (index into the node's inputs) or a weight role name.
@@ -96,7 +96,7 @@ def infer_cast(inputs, attrs) -> Inferred:
 
 @register("OnnxEval", cost_class=CostClass.ELEMENTWISE, float_kernel="int_dynamic.onnx_eval", int_kernel=_AS_STORED,
           as_stored=True, vector_ops=lambda i, o, a: max(numel(o[0]), sum(numel(s) for s in i)),
-          attrs=("onnx_op", "onnx_attrs", "out_shape", "slots", "weight_shapes"))
+          attrs=("onnx_op", "onnx_attrs", "out_shape", "out_dtype", "slots", "weight_shapes"))
 def infer_onnx_eval(inputs, attrs) -> Inferred:
     slots = attrs["slots"]
     acts = [s for s in slots if isinstance(s, int)]
