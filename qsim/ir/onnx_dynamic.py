@@ -11,6 +11,8 @@ x_zp)``, ``MatMulInteger(x_q, W_q, x_zp, w_zp)`` or ``ConvInteger``, ``Cast`` to
 * MatMulInteger / ConvInteger whose input zero point is such a run-time tensor ->
   MatMulIntegerDynamic / ConvIntegerDynamic (a constant zero point keeps the static import,
   ``onnx_qops``);
+* com.microsoft DynamicQuantizeMatMul (what onnxruntime's optimizer fuses that chain into) -> the same
+  IR nodes as the chain;
 * Cast that changes the element type of a plain (unquantized) tensor -> a real Cast node
   (int32 -> float32 rounds: it cannot be an alias);
 * ops on masks and indices (``GENERIC``), and Gather / Reshape / Flatten / Squeeze / Unsqueeze /
@@ -19,6 +21,7 @@ x_zp)``, ``MatMulInteger(x_q, W_q, x_zp, w_zp)`` or ``ConvInteger``, ``Cast`` to
 from __future__ import annotations
 
 import numpy as np
+from onnx import helper
 
 from qsim.ir import onnx_ops as F
 from qsim.ir import onnx_qops as Q
@@ -155,6 +158,39 @@ def matmul_integer(ctx: Context, node) -> None:
              dtype="int32")
 
 
+def _part(node, step: str, outputs: int = 1):
+    """A stand-in ONNX node naming one IR node of a decomposed contrib op."""
+    base = node.name or node.output[0]
+    return helper.make_node("Identity", [], [f"{node.output[0]}:{step}{i or ''}" for i in range(outputs)],
+                            name=f"{base}:{step}")
+
+
+def dynamic_quantize_matmul(ctx: Context, node) -> None:
+    """com.microsoft DynamicQuantizeMatMul (A float, B, b_scale, b_zero_point?, bias?) as the ops it
+    fuses: DynamicQuantizeLinear(A), MatMulInteger, Cast, Mul by a_scale * b_scale, Add bias. The
+    onnxruntime kernel multiplies and then adds (no fused multiply-add): measured equal."""
+    dql = _part(node, "quantize", 3)
+    ctx.emit("DynamicQuantizeLinear", dql, [ctx.act(node.input[0])], {}, outputs=list(dql.output), dtype="uint8")
+    w = _stored_weight(ctx, node, 1, 2, "DynamicQuantizeMatMul")
+    zp_name, zp = _weight_zero_point(ctx, node, 3, w)
+    weights = {"weight": ctx.weight(node.input[1], w), "weight_zero_point": ctx.weight(zp_name, zp)}
+    mm = _part(node, "matmul")
+    ctx.emit("MatMulIntegerDynamic", mm, [dql.output[0], dql.output[2]],
+             {"k": w.shape[0], "n": w.shape[1], "zero_point_shape": zp.shape}, weights, dtype="int32")
+    cast = _part(node, "cast")
+    ctx.emit("Cast", cast, [mm.output[0]], {"to": "float32"}, dtype="float32")
+    b_scale = ctx.const(node.input[2])
+    scales = _part(node, "scales")
+    ctx.emit("MulConst", scales, [dql.output[1]], {"operand_shape": b_scale.shape, "reversed": False},
+             {"operand": ctx.weight(node.input[2], b_scale)}, dtype="float32")
+    has_bias = len(node.input) > 4 and bool(node.input[4])
+    out = _part(node, "rescale") if has_bias else node
+    ctx.emit("Mul", out, [cast.output[0], scales.output[0]], {}, dtype="float32")
+    if has_bias:
+        ctx.emit("AddConst", node, [out.output[0]], {"operand_shape": ctx.const(node.input[4]).shape, "reversed": False},
+                 {"operand": ctx.weight(node.input[4], ctx.const(node.input[4]))}, dtype="float32")
+
+
 def conv_integer(ctx: Context, node) -> None:
     if not _run_time_zero_point(ctx, node, 2):
         return Q.conv_integer(ctx, node)
@@ -222,6 +258,7 @@ def onnx_entries(entry) -> dict:
     table.update({
         "DynamicQuantizeLinear": entry(dynamic_quantize_linear, None),
         "MatMulInteger": entry(matmul_integer, None), "ConvInteger": entry(conv_integer, None),
+        "DynamicQuantizeMatMul": entry(dynamic_quantize_matmul, None),
         "Cast": entry(cast, FOLDERS["Cast"]), "Gather": entry(gather, FOLDERS["Gather"]),
         "Reshape": entry(_or_eval(F.reshape), FOLDERS["Reshape"]),
         "Flatten": entry(_or_eval(F.flatten), FOLDERS["Flatten"]),

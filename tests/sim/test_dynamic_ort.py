@@ -153,3 +153,22 @@ def test_mask_and_index_ops_equal_onnxruntime(tmp_path):
         np.testing.assert_array_equal(got[name], value)
     bad = integer_mismatches(qsim.simulate(tmp_path / "m.onnx", feeds, trace=True)[1], ort_trace(tmp_path / "m.onnx", feeds))
     assert bad.pop("<compared>") >= 4 * 12 and bad == {}
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_dynamic_quantize_matmul_contrib_op(tmp_path, bias):
+    rng = np.random.default_rng(7)
+    k, n = 64, 24
+    init = [numpy_helper.from_array(rng.integers(-127, 128, (k, n)).astype(np.int8), "w"),
+            numpy_helper.from_array(np.float32(0.0123), "ws"), numpy_helper.from_array(np.int8(0), "wz"),
+            numpy_helper.from_array(rng.standard_normal(n).astype(np.float32), "b")]
+    node = helper.make_node("DynamicQuantizeMatMul", ["x", "w", "ws", "wz"] + (["b"] if bias else []), ["y"],
+                            domain="com.microsoft", name="dqmm")
+    graph = helper.make_graph([node], "d", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5, k])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], init)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    onnx.save(model, str(tmp_path / "d.onnx"))
+    session = ort_session(str(tmp_path / "d.onnx"))
+    for scale in (0.01, 3.0):
+        x = (rng.standard_normal((2, 5, k)) * scale).astype(np.float32)
+        np.testing.assert_array_equal(qsim.simulate(tmp_path / "d.onnx", {"x": x})["y"], session.run(None, {"x": x})[0])
