@@ -50,7 +50,8 @@ from qsim.numerics.quantize import dequantize, quantize
 from qsim.precision import PrecisionPlan, check_simulable, parse_plan
 from qsim.sim.executor import check_feeds, run_float
 from qsim.sim.float_ops import run_float_kernel
-from qsim.sim.observers import Observer, element_name, quantized_format, scale_zero_point, storage_type
+from qsim.sim.observers import (Observer, element_name, make_tensor_quant, quantized_format, scale_zero_point,
+                                storage_type)
 
 HALF = {FP16: "float16", BF16: "bfloat16"}
 _FLOAT_DTYPES = {"float32", "float64", "float16", "bfloat16"}
@@ -87,15 +88,23 @@ def activation_formats(graph: Graph, plan: PrecisionPlan) -> dict[str, Format]:
 
 
 def _calibrate(graph: Graph, feeds: Sequence[Mapping[str, np.ndarray]], tensors: dict[str, str],
-               method: str, symmetric: bool, fp8_scale: str, percentile: float) -> dict[str, TensorQuant]:
+               method: str, symmetric: bool, fp8_scale: str, percentile: float,
+               ranges: Mapping[str, tuple] | None = None) -> dict[str, TensorQuant]:
     if not feeds:
         raise QsimError("quantize_graph needs at least one calibration batch (a dict of graph inputs)")
-    observers = {t: Observer(method, None, percentile) for t in tensors}
+    ranges = ranges or {}
+    observers = {t: Observer(method, None, percentile) for t in tensors if t not in ranges}
     for batch in feeds:
-        trace = run_float(graph, batch, trace=True)
+        trace = run_float(graph, batch, trace=True) if observers else {}
         for t, obs in observers.items():
             obs.update(trace[t])
-    return {t: observers[t].tensor_quant(f, symmetric, fp8_scale) for t, f in tensors.items()}
+    params = {t: observers[t].tensor_quant(f, symmetric, fp8_scale) for t, f in tensors.items() if t in observers}
+    for t, f in tensors.items():
+        if t in ranges:  # a recipe's own clipping range (entropy calibration, ...)
+            scale, zero = scale_zero_point(np.atleast_1d(ranges[t][0]), np.atleast_1d(ranges[t][1]), f, symmetric,
+                                           fp8_scale)
+            params[t] = make_tensor_quant(scale[0], zero[0], f, None)
+    return params
 
 
 def quantize_weight(w: np.ndarray, fmt: Format, per_channel: bool, method: str = "minmax",
@@ -143,14 +152,16 @@ def _half(w: np.ndarray, fmt: Format) -> np.ndarray:
 def quantize_graph(graph: Graph, plan, calib_feeds: Sequence[Mapping[str, np.ndarray]],
                    observer: str = "minmax", per_channel: bool = True, symmetric_activations: bool = False,
                    percentile: float = 99.99, fp8_scale: str = "amax", weight_observer: str = "minmax",
-                   weight_block: int = 0) -> Graph:
+                   weight_block: int = 0, activation_ranges: Mapping[str, tuple] | None = None) -> Graph:
     """A quantized copy of a float graph for ``plan`` (a PrecisionPlan or anything ``parse_plan``
     takes), calibrated by running the float reference on every batch of ``calib_feeds``.
 
     ``observer`` (minmax | percentile | mse) sets the activation ranges (per tensor, asymmetric
     unless ``symmetric_activations``); weights use ``weight_observer`` (minmax by default, as
     onnxruntime), symmetric, per channel when ``per_channel``, or in groups of ``weight_block``
-    along the input axis (the bias of a grouped weight stays float: it has no single scale)."""
+    along the input axis (the bias of a grouped weight stays float: it has no single scale).
+    ``activation_ranges``: tensor -> (lo, hi) clipping ranges chosen by a recipe (qsim.recipes),
+    used instead of the observer's for those tensors."""
     plan = check_simulable(parse_plan(plan))
     if graph.quant_params:
         raise QsimError(f"graph {graph.name!r} is already quantized ({len(graph.quant_params)} tensors "
@@ -161,7 +172,7 @@ def quantize_graph(graph: Graph, plan, calib_feeds: Sequence[Mapping[str, np.nda
     quant = {t: f for t, f in formats.items() if quantizable(f)}
     shared = _shared(graph, quant)
     params = _calibrate(graph, calib_feeds, {t: f for t, f in quant.items() if t not in shared},
-                        observer, symmetric_activations, fp8_scale, percentile)
+                        observer, symmetric_activations, fp8_scale, percentile, activation_ranges)
     _pin_softmax_outputs(graph, params)
     for t, src in shared.items():  # in topological order: a chain of shares resolves front to back
         params[t] = params[src]
