@@ -17,10 +17,15 @@ def dql_model() -> bytes:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
 
 
-def ort_session(model):
+def ort_session(model, level: str = "ORT_ENABLE_ALL"):
+    """An onnxruntime CPU session; ``level``: its graph optimization level. At ORT_ENABLE_EXTENDED and
+    above onnxruntime fuses transformer patterns (SkipLayerNormalization, ...) whose float arithmetic
+    qsim does not reproduce; ORT_ENABLE_BASIC keeps the file's ops."""
     import onnxruntime as ort
 
-    return ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    so = ort.SessionOptions()
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+    return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
 
 
 def with_all_outputs(path) -> bytes:

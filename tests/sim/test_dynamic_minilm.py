@@ -3,7 +3,9 @@ by onnxruntime's ``quantize_dynamic``, simulated by qsim against onnxruntime: ev
 (DynamicQuantizeLinear, MatMulInteger, the quantized embedding, Casts, mask ops) fed onnxruntime's
 own inputs gives onnxruntime's outputs bit for bit, and end to end every integer tensor of every
 layer equals onnxruntime's (the float MatMul, Softmax and Erf between them are MLAS's,
-``qsim.sim.float_mlas``); the embeddings differ only by the float order of the final ReduceSum."""
+``qsim.sim.float_mlas``); the embeddings differ from onnxruntime running the file's ops
+(ORT_ENABLE_BASIC) only by the float order of the final ReduceSum. At ORT_ENABLE_EXTENDED and above
+onnxruntime fuses SkipLayerNormalization and friends, whose float arithmetic is not reproduced."""
 from __future__ import annotations
 
 import numpy as np
@@ -73,7 +75,7 @@ def test_integer_nodes_bit_exact_given_onnxruntime_inputs(minilm_dynamic):
 
 def test_end_to_end_equals_onnxruntime_to_float_rounding(minilm_dynamic):
     float_path, path, feeds = minilm_dynamic
-    want = ort_session(str(path)).run(None, feeds)[0]
+    want = ort_session(str(path), "ORT_ENABLE_BASIC").run(None, feeds)[0]  # the file's ops, not fused
     got, trace = qsim.simulate(path, feeds, trace=True)
     got = got["embedding"]
     assert got.dtype == np.float32 and got.shape == (BATCH, 384)
