@@ -38,9 +38,10 @@ class _Any:
 
 WORKLOAD_SCHEMA = Record(
     required={"name": Str(), "model": _Any()},
-    optional={"description": Str(), "batch": DIM, "seq": DIM, "precision": _Any()},
+    optional={"description": Str(), "batch": DIM, "seq": DIM, "precision": _Any(),
+              "evaluation": _Any()},  # checked by qsim.evaluation.data.load_evaluation where it is used
 )
-MODEL_KEYS = {"builder", "params", "onnx", "tflite", "inputs", "layers", "outputs"}
+MODEL_KEYS = {"builder", "params", "onnx", "tflite", "inputs", "layers", "outputs", "entry"}
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,26 @@ def _build_from_layers(model: Mapping, name: str, where: str) -> Graph:
     return graph.validate()
 
 
+def _build_from_entry(model: Mapping, batch: int | None, seq: int | None, base: Path, where: str) -> Graph:
+    """``entry: package.module:function``: a Python function that returns the Graph (with its
+    weights: a model trained or loaded in code), called with ``params`` and batch / seq when set."""
+    from qsim.evaluation.entry import resolve_entry
+
+    params = dict(model.get("params") or {})
+    params.update({k: v for k, v in (("batch", batch), ("seq", seq)) if v is not None})
+    try:
+        graph = resolve_entry(model["entry"], base)(**params)
+    except QsimError as exc:
+        raise WorkloadError(exc.message, file=where, line=line_of(model, "entry"), key="model.entry") from None
+    except TypeError as exc:
+        raise WorkloadError(f"{model['entry']}: {exc}", file=where, line=line_of(model, "params"),
+                            key="model.params") from None
+    if not isinstance(graph, Graph):
+        raise WorkloadError(f"{model['entry']} returned {type(graph).__name__}, not a qsim Graph", file=where,
+                            line=line_of(model, "entry"), key="model.entry")
+    return graph
+
+
 def build_model(model: Any, name: str, base: Path, where: str, batch: int | None = None,
                 seq: int | None = None) -> Graph:
     if not isinstance(model, Mapping):
@@ -139,7 +160,9 @@ def build_model(model: Any, name: str, base: Path, where: str, batch: int | None
         return load_tflite(base / model["tflite"])
     if "layers" in model:
         return _build_from_layers(model, name, where)
-    raise WorkloadError("give builder, onnx, tflite or layers", file=where, key="model")
+    if "entry" in model:
+        return _build_from_entry(model, batch, seq, base, where)
+    raise WorkloadError("give builder, onnx, tflite, layers or entry", file=where, key="model")
 
 
 TOP_LEVEL_PARAMS = ("batch", "seq")  # what ``--set`` changes at the top of a workload; other names are builder params

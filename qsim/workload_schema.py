@@ -23,7 +23,7 @@ from qsim.yamlio import line_of
 DIM = Int(1, 2**31 - 1)
 INPUT_SCHEMA = Record(required={"name": Str(), "shape": ListOf(DIM)},
                       optional={"dtype": Enum(("float32", "float16", "int64", "int32", "int8", "uint8"))})
-SOURCES = ("builder", "onnx", "tflite", "layers")
+SOURCES = ("builder", "onnx", "tflite", "layers", "entry")
 _COUNT = DIM
 LAYER_ATTRIBUTES = {
     "out_channels": _COUNT, "out_features": _COUNT, "groups": _COUNT, "heads": _COUNT, "kv_heads": _COUNT,
@@ -86,7 +86,7 @@ class _Layer:
 LAYER_KEYS = {"name": Str(), "op": _OpName(), "inputs": ListOf(Str(), non_empty=False), **LAYER_ATTRIBUTES}
 MODEL_SCHEMA = Record(optional={
     "builder": Enum(tuple(sorted(BUILDERS))), "params": MapOf(_Unchecked(), non_empty=False),  # by signature, below
-    "onnx": Str(), "tflite": Str(),
+    "onnx": Str(), "tflite": Str(), "entry": Str(),  # entry: package.module:function(batch=..., **params) -> Graph
     "inputs": ListOf(INPUT_SCHEMA), "layers": ListOf(_Layer()), "outputs": ListOf(Str()),
 })
 
@@ -104,11 +104,12 @@ def model_problems(data: Any) -> list[Problem]:
     sources = [key for key in SOURCES if key in model]
     if len(sources) != 1:
         given = f"{' and '.join(sources)} given" if sources else "none given"
-        errors.append(Problem(f"give exactly one of builder, onnx, tflite or layers ({given})", line=line, key="model"))
+        errors.append(Problem(f"give exactly one of builder, onnx, tflite, layers or entry ({given})", line=line,
+                              key="model"))
     for key, needs in (("params", "builder"), ("inputs", "layers"), ("outputs", "layers")):
-        if key in model and needs not in model:
+        if key in model and needs not in model and not (key == "params" and "entry" in model):
             errors.append(Problem(f"only with {needs}", line=line_of(model, key, line), key=f"model.{key}"))
-    if "seq" in data and "builder" not in model:
+    if "seq" in data and "builder" not in model and "entry" not in model:
         errors.append(Problem("only a builder takes a sequence length (a model given by layers or a file has its own "
                               "shapes)", line=line_of(data, "seq", line), key="seq"))
     if isinstance(model.get("params", {}), Mapping):
@@ -148,6 +149,8 @@ def _param_schema(param: inspect.Parameter):
         return Num(0, exclusive_min=True)  # width multipliers
     if kind == "str":
         return Str()
+    if kind == "bool":  # e.g. a builder's final ``softmax``
+        return Bool()
     return _AttributeValue()
 
 

@@ -20,6 +20,7 @@ from qsim.cost.footprint import (activation_bits, packed_bytes, peak_activation_
                                  weight_bits, weight_footprint)
 from qsim.cost import stack as sw
 from qsim.cost.dynamic import dynamic_pass
+from qsim.cost.stack_work import StackWork, stack_work
 from qsim.cost.systolic_node import array_time
 from qsim.cost.traffic import Operands, memory_energy_j, memory_seconds, node_traffic
 from qsim.hw.profile import Profile
@@ -60,7 +61,7 @@ def _operands(graph, node, plan: PrecisionPlan, fused: bool, view: sw.StackView 
 
 
 def _node_row(graph, node, plan: PrecisionPlan, profile: Profile, view: sw.StackView,
-              resident: dict[str, tuple[int, int]]) -> dict[str, Any]:
+              resident: dict[str, tuple[int, int]], work: StackWork | None = None) -> dict[str, Any]:
     prec = plan.for_node(node)
     counts = node_counts(graph, node)
     fused = node.name in view.fused_into
@@ -87,11 +88,15 @@ def _node_row(graph, node, plan: PrecisionPlan, profile: Profile, view: sw.Stack
                                                         max(t[1] for t in profile.compute.tiles))
                                     or sw.array_efficiency(profile, graph, node, choice.unit, counts.macs))
         compute_s += counts.output_elems * per_element if per_element else 0.0
+    if work is not None:  # the stack's own kernels for this node (qsim.cost.stack_work)
+        compute_s = (compute_s if work.compute_s is None else work.compute_s) + work.added_s
     memory_s, level = memory_seconds(traffic, profile)
     if array is not None and array.stall_s and compute_s + array.stall_s > memory_s:
         memory_s, level = compute_s + array.stall_s, profile.systolic.dram  # the array's SRAMs wait on DRAM
     memory_s /= sw.bandwidth_fraction(profile.stack, kind, choice.unit)
     launches, extra_bytes = sw.extra_kernels(graph, node, profile.stack, prec.activation.storage_bits)
+    if work is not None:
+        launches, extra_bytes = launches + work.launches, extra_bytes + work.timed_bytes
     launches = 0 if fused else 1 + launches
     memory_s += extra_bytes / profile.memories[profile.activations_in].bandwidth_bytes_per_s
     launch_s = profile.dispatch_s if profile.stack is None or profile.stack.kernel_launch_s is None \
@@ -140,7 +145,8 @@ def estimate_graph(graph, plan: PrecisionPlan, profile: Profile) -> Estimate:
     graph = sw.executed_graph(graph, profile.stack)  # as the runtime runs it (BatchNorm unfolded or not)
     view = sw.fusion_map(graph, profile.stack)
     resident = _resident(graph, plan, profile, view)
-    rows = [_node_row(graph, n, plan, profile, view, resident) for n in graph.nodes()]
+    work = stack_work(graph, lambda n: plan.for_node(n).activation.storage_bits, profile)
+    rows = [_node_row(graph, n, plan, profile, view, resident, work.get(n.name)) for n in graph.nodes()]
     layers = pd.DataFrame(rows)
     weights = weight_footprint(graph, plan)
     peak, peak_at = peak_activation_bytes(graph, plan)

@@ -7,11 +7,13 @@ its weights are written into a Graph built with ``add_node``:
     x (N,1,8,8) -> conv1 3x3 8 -> relu1 -> conv2 3x3 16 -> relu2 -> pool 2x2 -> flatten -> fc 10
 
 ``train_digits()`` returns a ``DigitsModel``: the trained float graph builder, the held-out split
-and a calibration slice of the training split.
+and a calibration slice of the training split. ``digits_cnn(batch)`` is the trained graph, for the
+workload ``workloads/digits_cnn.yaml`` (``model: {entry: qsim.evaluation.digits:digits_cnn}``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -76,6 +78,17 @@ def train_digits(epochs: int = 30, seed: int = 0, batch: int = 64) -> DigitsMode
     weights = {"conv1.weight": sd["0.weight"], "conv1.bias": sd["0.bias"], "conv2.weight": sd["2.weight"],
                "conv2.bias": sd["2.bias"], "fc.weight": sd["6.weight"], "fc.bias": sd["6.bias"]}
     return DigitsModel(weights, x_tr, y_tr, x_te, y_te)
+
+
+@lru_cache(maxsize=4)
+def _trained(epochs: int, seed: int) -> DigitsModel:
+    return train_digits(epochs=epochs, seed=seed)
+
+
+def digits_cnn(batch: int = 1, epochs: int = 12, seed: int = 0) -> Graph:
+    """The trained CNN as a Graph at ``batch``: the entry point of the shipped ``digits_cnn``
+    workload (trained once per process and kept; the held-out images are the ``digits`` set)."""
+    return _trained(int(epochs), int(seed)).graph(int(batch))
 
 
 def digits_graph(weights: dict, batch: int) -> Graph:

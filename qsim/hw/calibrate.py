@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import platform
-import time
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -18,6 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from qsim.errors import QsimError
+from qsim.hw.calibrate_stack import (best_seconds, ort_float_add_ns_per_element, ort_float_maxpool_ns_per_element,
+                                     ort_session,
+                                     ort_transpose_ns_per_element, qparams, stack_lines)
 from qsim.hw.profile import build_profile
 from qsim.files import atomic_write
 from qsim.yamlio import load_yaml
@@ -74,26 +76,6 @@ def peak_macs_per_cycle(m: Machine) -> dict[str, int]:
     return {"int8": int8 * m.cores, "fp32": fp32 * m.cores}
 
 
-def _best_seconds(fn, repeats: int = 7) -> float:
-    """Median of repeated runs after a warm-up (the minimum is too optimistic on a shared machine)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
-
-
-def _ort_session(model, disable_optimizations: bool = False):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    if disable_optimizations:
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-
-
 def ort_gemm_macs_per_s(n: int, integer: bool) -> float:
     """MatMulInteger (u8 x s8 -> s32, onnxruntime's fast integer path) or fp32 MatMul, n x n x n."""
     from onnx import TensorProto, helper, numpy_helper
@@ -111,14 +93,8 @@ def ort_gemm_macs_per_s(n: int, integer: bool) -> float:
         elem_in = elem_out = TensorProto.FLOAT
     graph = helper.make_graph([node], "gemm", [helper.make_tensor_value_info("a", elem_in, [n, n])],
                               [helper.make_tensor_value_info("y", elem_out, [n, n])], [b])
-    sess = _ort_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
-    return n ** 3 / _best_seconds(lambda: sess.run(None, {"a": a}))
-
-
-def _qparams(names_values) -> list:
-    from onnx import numpy_helper
-
-    return [numpy_helper.from_array(np.asarray(v), name) for name, v in names_values]
+    sess = ort_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
+    return n ** 3 / best_seconds(lambda: sess.run(None, {"a": a}))
 
 
 def ort_qlinear_matmul_macs_per_s(n: int) -> float:
@@ -126,38 +102,41 @@ def ort_qlinear_matmul_macs_per_s(n: int) -> float:
     from onnx import TensorProto, helper
 
     rng = np.random.default_rng(0)
-    inits = _qparams([("b", rng.integers(-127, 127, (n, n), dtype=np.int8)), ("sa", np.float32(0.01)),
+    inits = qparams([("b", rng.integers(-127, 127, (n, n), dtype=np.int8)), ("sa", np.float32(0.01)),
                       ("za", np.uint8(128)), ("sb", np.float32(0.01)), ("zb", np.int8(0)),
                       ("sy", np.float32(0.5)), ("zy", np.uint8(128))])
     node = helper.make_node("QLinearMatMul", ["a", "sa", "za", "b", "sb", "zb", "sy", "zy"], ["y"])
     graph = helper.make_graph([node], "qgemm", [helper.make_tensor_value_info("a", TensorProto.UINT8, [n, n])],
                               [helper.make_tensor_value_info("y", TensorProto.UINT8, [n, n])], inits)
-    sess = _ort_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
+    sess = ort_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
     a = rng.integers(0, 255, (n, n), dtype=np.uint8)
-    return n ** 3 / _best_seconds(lambda: sess.run(None, {"a": a}))
+    return n ** 3 / best_seconds(lambda: sess.run(None, {"a": a}))
 
 
-def ort_qlinear_conv_macs_per_s(size: int, channels: int = 64) -> float:
-    """onnxruntime's QOperator convolution: QLinearConv 3x3, ``channels`` -> ``channels`` at
-    ``size`` x ``size``, u8 activations (zero point 128) x s8 weights: the kernel int8 CNNs run."""
+def ort_qlinear_conv_macs_per_s(size: int, channels: int = 64, cin: int | None = None, kernel: int = 3) -> float:
+    """onnxruntime's QOperator convolution: QLinearConv ``kernel`` x ``kernel``, ``cin`` (default
+    ``channels``) -> ``channels`` at ``size`` x ``size``, u8 activations (zero point 128) x s8 weights:
+    the kernel int8 CNNs run. With 3 input channels it is a network's stem (im2col over a short reduction)."""
     from onnx import TensorProto, helper
 
     rng = np.random.default_rng(0)
-    shape = [1, channels, size, size]
-    inits = _qparams([("w", rng.integers(-127, 127, (channels, channels, 3, 3), dtype=np.int8)),
+    cin = cin or channels
+    shape, out = [1, cin, size, size], [1, channels, size, size]
+    pad = kernel // 2
+    inits = qparams([("w", rng.integers(-127, 127, (channels, cin, kernel, kernel), dtype=np.int8)),
                       ("sx", np.float32(0.01)), ("zx", np.uint8(128)), ("sw", np.float32(0.01)), ("zw", np.int8(0)),
                       ("sy", np.float32(0.5)), ("zy", np.uint8(128))])
-    node = helper.make_node("QLinearConv", ["x", "sx", "zx", "w", "sw", "zw", "sy", "zy"], ["y"], pads=[1, 1, 1, 1])
+    node = helper.make_node("QLinearConv", ["x", "sx", "zx", "w", "sw", "zw", "sy", "zy"], ["y"], pads=[pad] * 4)
     graph = helper.make_graph([node], "qconv", [helper.make_tensor_value_info("x", TensorProto.UINT8, shape)],
-                              [helper.make_tensor_value_info("y", TensorProto.UINT8, shape)], inits)
-    sess = _ort_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
+                              [helper.make_tensor_value_info("y", TensorProto.UINT8, out)], inits)
+    sess = ort_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
     x = rng.integers(0, 255, shape, dtype=np.uint8)
-    return channels * channels * 9 * size * size / _best_seconds(lambda: sess.run(None, {"x": x}))
+    return channels * cin * kernel * kernel * size * size / best_seconds(lambda: sess.run(None, {"x": x}))
 
 
 def numpy_gemm_macs_per_s(n: int) -> float:
     a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
-    return n ** 3 / _best_seconds(lambda: a @ a)
+    return n ** 3 / best_seconds(lambda: a @ a)
 
 
 def ort_stream_bytes_per_s(n: int) -> float:
@@ -170,9 +149,9 @@ def ort_stream_bytes_per_s(n: int) -> float:
     graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["y"])], "gemv",
                               [helper.make_tensor_value_info("a", TensorProto.FLOAT, [1, n])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n])], [b])
-    sess = _ort_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
+    sess = ort_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
     a = rng.standard_normal((1, n), dtype=np.float32)
-    return 4 * n * n / _best_seconds(lambda: sess.run(None, {"a": a}))
+    return 4 * n * n / best_seconds(lambda: sess.run(None, {"a": a}))
 
 
 def copy_bytes_per_s(nbytes: int, inner: int = 1) -> float:
@@ -184,7 +163,7 @@ def copy_bytes_per_s(nbytes: int, inner: int = 1) -> float:
         for _ in range(inner):
             np.copyto(dst, src)
 
-    return 2 * nbytes * inner / _best_seconds(run)
+    return 2 * nbytes * inner / best_seconds(run)
 
 
 def ort_dispatch_seconds(chain: int = 200) -> float:
@@ -195,11 +174,11 @@ def ort_dispatch_seconds(chain: int = 200) -> float:
         nodes = [helper.make_node("Relu", [f"t{i}"], [f"t{i + 1}"]) for i in range(k)]
         graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("t0", TensorProto.FLOAT, [1])],
                                   [helper.make_tensor_value_info(f"t{k}", TensorProto.FLOAT, [1])])
-        return _ort_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), True)
+        return ort_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), True)
 
     x = {"t0": np.ones(1, np.float32)}
     long, short = model(chain), model(1)
-    return max((_best_seconds(lambda: long.run(None, x), 20) - _best_seconds(lambda: short.run(None, x), 20))
+    return max((best_seconds(lambda: long.run(None, x), 20) - best_seconds(lambda: short.run(None, x), 20))
                / (chain - 1), 0.0)
 
 
@@ -215,9 +194,9 @@ def ort_op_ns_per_element(op: str, attrs: dict, shape=(1, 64, 56, 56)) -> float:
     graph = helper.make_graph([helper.make_node(op, ["x"], ["y"], **attrs)], op,
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(shape))])
-    sess = _ort_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
+    sess = ort_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-    return _best_seconds(lambda: sess.run(None, {"x": x})) / int(np.prod(shape)) * 1e9
+    return best_seconds(lambda: sess.run(None, {"x": x})) / int(np.prod(shape)) * 1e9
 
 
 def measure(quick: bool = False) -> dict:
@@ -237,6 +216,9 @@ def measure(quick: bool = False) -> dict:
         "cache_bps": copy_bytes_per_s(max(m.l2_bytes // 4, 64 * 1024), inner=50),
         "dispatch_s": ort_dispatch_seconds(50 if quick else 200),
         "op_ns": {name: ort_op_ns_per_element(op, attrs) for name, (op, attrs) in TIMED_OPS.items()},
+        "transpose_ns": ort_transpose_ns_per_element(),
+        "float_maxpool_ns": ort_float_maxpool_ns_per_element(),
+        "float_add_ns": (ort_float_add_ns_per_element(1), ort_float_add_ns_per_element(2)),
     }
     return results
 
@@ -309,6 +291,7 @@ def profile_yaml(r: dict, name: str = "local") -> str:
         "requant_policy: onnxruntime",
         "op_ns_per_element:                  # measured: onnxruntime on a 1x64x56x56 float tensor",
         *[f"  {name}: {ns:.3g}".ljust(36) + "# measured per output element" for name, ns in r["op_ns"].items()],
+        *stack_lines(r),
         "",
     ]
     text = "\n".join(lines)

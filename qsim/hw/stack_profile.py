@@ -22,8 +22,11 @@ from qsim.yamlio import line_of
 COMPUTE_CLASSES = tuple(EMULATION_ORDER)
 CONV_CLASSES = ("conv_stem", "conv1x1", "conv3x3", "conv_other")
 MEMORY_CLASSES = ("depthwise", "elementwise", "normalization", "pool")
+FLOAT_ISLAND_OPS = ("MaxPool", "Add")  # qsim.cost.stack_work: the 8-bit ops a runtime is known (and measured) to run in float
+SOFTMAX_LOWERINGS = ("vela-int8",)  # qsim.cost.npu_softmax: Vela's 31-operation int8 Softmax on Ethos-U
 _FRACTION = Num(0, 1, exclusive_min=True)
 _NON_NEGATIVE = Num(0)
+_POSITIVE = Num(0, exclusive_min=True)
 
 VALIDATION_SCHEMA = Record(
     required={"source": Str(), "fitted": Str(), "held_out": Str(), "held_out_median_pct": _NON_NEGATIVE,
@@ -58,6 +61,11 @@ STACK_SCHEMA = Record(
         "memory_overlaps_compute": Bool(),  # false: an in-order core stalls on its loads (time = compute + memory)
         "matrix_vector_efficiency": MapOf(_FRACTION, COMPUTE_CLASSES),  # a fully-connected layer at batch 1
         "mac_array": MAC_ARRAY_SCHEMA,
+        "softmax_lowering": Enum(SOFTMAX_LOWERINGS),  # an 8-bit Softmax run as the compiler's chain of NPU operations
+        "channels_last_int8": Bool(),  # 8-bit convs / concats run NHWC: a transpose where a tensor leaves or enters
+        "layout_transpose_ns_per_element": _POSITIVE,  # the measured time of those transposes
+        "float_islands": MapOf(_POSITIVE, FLOAT_ISLAND_OPS),  # 8-bit op -> measured ns per element of its float kernels
+        "dequantize_ns_per_element": _POSITIVE,  # a DequantizeLinear kernel in front of a float island
         "validation": VALIDATION_SCHEMA,
     },
 )
@@ -107,6 +115,11 @@ class Stack:
     memory_overlaps_compute: bool = True
     matrix_vector_efficiency: Mapping[str, float] = field(default_factory=dict)
     mac_array: MacArray | None = None
+    softmax_lowering: str | None = None  # None: a Softmax is one kernel
+    channels_last_int8: bool = False
+    layout_transpose_ns_per_element: float | None = None
+    float_islands: Mapping[str, float] = field(default_factory=dict)  # op -> ns per element
+    dequantize_ns_per_element: float = 0.0
     validation: Validation | None = None
 
 
@@ -147,5 +160,9 @@ def build_stack(data: Mapping[str, Any]) -> Stack | None:
         matrix_vector_efficiency=MappingProxyType(dict(s.get("matrix_vector_efficiency") or {})),
         mac_array=MacArray(tuple(a["ofm_ublock"]), a["dot_product_width"], a["ifm_block_depth"], a["kernel_step"],
                            a["weight_fetch_cycles"]) if (a := s.get("mac_array")) else None,
+        softmax_lowering=s.get("softmax_lowering"), channels_last_int8=s.get("channels_last_int8", False),
+        layout_transpose_ns_per_element=s.get("layout_transpose_ns_per_element"),
+        float_islands=MappingProxyType(dict(s.get("float_islands") or {})),
+        dequantize_ns_per_element=s.get("dequantize_ns_per_element", 0.0),
         validation=Validation(**dict(v)) if v else None,
     )

@@ -34,9 +34,34 @@ def _cmd_sweep(args) -> int:
     ok = int((df["status"] == "ok").sum())
     print(f"sweep {spec.name}: {len(df)} points ({ok} evaluated, {len(df) - ok} refused), "
           f"{int(df['pareto'].sum())} on the Pareto front")
+    if spec.evaluations:
+        print(f"accuracy: {df['accuracy_key'].nunique()} distinct measurement(s) for {ok} points, "
+              f"{df.attrs.get('evaluations', 0)} made by this run")
+        for workload, ev in spec.evaluations.items():
+            print(f"  {workload}: {len(ev)} evaluation samples, metric {ev.metric.label}, {ev.calibration_note}")
+    _print_best(df, spec)
     print(f"wrote {report} (+ results.csv, results.parquet, PNG figures); stored parts in {out / 'parts'}",
           file=sys.stderr)
     return 0
+
+
+def _print_best(df, spec) -> None:
+    from qsim.sweep.constraints import describe
+    from qsim.sweep.report import best_points
+
+    best = best_points(df)
+    rule = (f" meeting the constraints ({describe(spec.constraints)})" if spec.constraints
+            else " (smallest energy x delay)")
+    for workload in dict.fromkeys(df["workload"]):
+        rows = best[best["workload"] == workload]
+        if rows.empty:
+            print(f"best {workload}: no point{rule}")
+            continue
+        row = rows.iloc[0]
+        accuracy = "" if row["accuracy"] != row["accuracy"] else (  # NaN: not measured
+            f", {row['accuracy_metric']} {row['accuracy']:.4f} (drop {row['accuracy_drop']:+.4f})")
+        print(f"best {workload}: {row['precision']} on {row['profile']}{rule}: latency {row['latency_s']:.3g} s, "
+              f"energy {row['energy_j']:.3g} J{accuracy}")
 
 
 def add_sweep_parser(subparsers) -> None:

@@ -21,9 +21,10 @@ from qsim.precision import parse_plan
 from qsim.sweep.model import Point, SweepSpec
 from qsim.workload import load_workload, resolve_workload
 
-# Columns that the bit-accurate simulator (issue 5) will fill: NaN / "" mean "not simulated".
-# The Pareto front uses ``accuracy`` (higher is better) only where some point has a value.
-ACCURACY_COLUMNS = ("accuracy", "accuracy_metric")
+# Filled after the points by ``qsim.sweep.accuracy`` (measured once per accuracy key) when the spec
+# or the workload has an evaluation block; NaN / empty otherwise. The Pareto front uses ``accuracy``
+# (higher is better) only where some point has a value.
+ACCURACY_COLUMNS = ("accuracy", "accuracy_drop", "sqnr_db", "accuracy_metric", "evaluated_by", "accuracy_key")
 METRIC_COLUMNS = ("status", "reason", "latency_s", "energy_j", "macs", "params", "weight_bytes",
                   "peak_activation_bytes", "state_bytes", "memory_bytes", "emulated_nodes", "tokens_per_s",
                   "fits", *ACCURACY_COLUMNS)
@@ -62,15 +63,6 @@ def _plan(spec: SweepSpec, label: str):
     return plans[label]
 
 
-def accuracy_of(point: Point) -> tuple[float, str]:
-    """Where a sweep's accuracy axis plugs in: (value, metric name) for a point.
-
-    The simulator exists (qsim.simulate, qsim.evaluation.evaluate) but sweep specs cannot yet name
-    evaluation data, so every point reports NaN and an empty metric name; nothing is estimated or
-    faked, and the Pareto front ignores accuracy until some point has a value."""
-    return math.nan, ""
-
-
 def _tokens(graph) -> int | None:
     """Tokens a decoder (a graph that keeps a KV cache) processes per call: batch x new positions."""
     if not any(node.state for node in graph.nodes()):
@@ -80,13 +72,12 @@ def _tokens(graph) -> int | None:
 
 def evaluate_point(spec: SweepSpec, point: Point) -> dict[str, Any]:
     row: dict[str, Any] = {"point_id": point.point_id, **point.axes}
-    acc, metric = accuracy_of(point)
     graph = _graph(spec, point.axes["workload"], point.batch, dict(point.params))
     profile = _profile(spec, point.axes["profile"], dict(point.overrides))
     try:
         est = estimate_graph(graph, _plan(spec, point.axes["precision"]), profile)
     except QsimError as exc:
-        row.update(status="refused", reason=str(exc), accuracy=acc, accuracy_metric=metric)
+        row.update(status="refused", reason=str(exc))
         return row
     t = est.totals
     memory = t["weight_bytes"] + t["peak_activation_bytes"] + t["state_bytes"]
@@ -95,7 +86,7 @@ def evaluate_point(spec: SweepSpec, point: Point) -> dict[str, Any]:
                params=t["params"], weight_bytes=t["weight_bytes"], peak_activation_bytes=t["peak_activation_bytes"],
                state_bytes=t["state_bytes"], memory_bytes=memory, emulated_nodes=t["emulated_nodes"],
                tokens_per_s=tokens / t["latency_s"] if tokens else math.nan, fits=all(t["fits"].values()),
-               accuracy=acc, accuracy_metric=metric, **band_columns(profile))
+               **band_columns(profile))
     for name, mem in profile.memories.items():
         row[f"fits_{name}"] = t["fits"][name]
         row[f"need_{name}_bytes"] = t["memory_need_bytes"][name]

@@ -1,8 +1,9 @@
 """Where chunks of points are evaluated: in this process, in local worker processes, or on Dask.
 
-All three call ``evaluate_chunk`` and hand each finished chunk to ``on_done`` in this process, as
-it completes (not in order): the caller stores it at once, so stopping at any moment (Ctrl-C, a
-killed job, a failing point) keeps every chunk that finished. Pending chunks are cancelled.
+All three call ``task`` on each chunk (``evaluate_chunk`` for points, ``measure_chunk`` for
+accuracy jobs) and hand each finished chunk to ``on_done`` in this process, as it completes
+(not in order): the caller stores it at once, so stopping at any moment (Ctrl-C, a killed job, a
+failing point) keeps every chunk that finished. Pending chunks are cancelled.
 Chunks are drawn from an iterator and only a few per worker are in flight at once, so memory
 follows the chunk size, not the number of points.
 """
@@ -11,15 +12,17 @@ from __future__ import annotations
 import multiprocessing
 import itertools
 import os
+import sys
 import threading
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from qsim.sweep.evaluate import evaluate_chunk
 from qsim.sweep.model import Point, SweepError, SweepSpec
 
 OnDone = Callable[[list[dict[str, Any]]], None]
-Chunks = Iterable[list[Point]]
+Chunks = Iterable[Sequence]  # chunks of points (or of accuracy jobs: ``task`` says what to do with one)
+Task = Callable[[SweepSpec, Sequence], list[dict[str, Any]]]
 IN_FLIGHT_PER_WORKER = 4  # enough queued work to keep a worker busy while its last result travels back
 
 
@@ -44,25 +47,34 @@ def chunked(points: Iterable[Point], size: int) -> Iterator[list[Point]]:
         yield chunk
 
 
-def run_serial(spec: SweepSpec, chunks: Chunks, on_done: OnDone) -> None:
+def run_serial(spec: SweepSpec, chunks: Chunks, on_done: OnDone, task: Task = evaluate_chunk) -> None:
     for chunk in chunks:
-        on_done(evaluate_chunk(spec, chunk))
+        on_done(task(spec, chunk))
 
 
-def run_processes(spec: SweepSpec, chunks: Chunks, workers: int, on_done: OnDone) -> None:
-    # fork starts fast and needs no `if __name__ == "__main__"` guard in the caller's script, but copying
-    # a process that runs other threads (a Dask client, a notebook's) can copy a held lock: spawn then
-    method = "fork" if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    ctx = multiprocessing.get_context(method)
+def _can_fork() -> bool:
+    """fork starts fast and needs no ``if __name__ == "__main__"`` guard in the caller's script, but
+    copying a process that runs other threads (a Dask client, a notebook's) can copy a held lock, and
+    GNU OpenMP aborts a child forked after its threads started (numba's parallel kernels, once the
+    simulator ran here): spawn then."""
+    if threading.active_count() != 1 or "fork" not in multiprocessing.get_all_start_methods():
+        return False
+    parallel = sys.modules.get("numba.np.ufunc.parallel")
+    return not getattr(parallel, "_is_initialized", False)
+
+
+def run_processes(spec: SweepSpec, chunks: Chunks, workers: int, on_done: OnDone,
+                  task: Task = evaluate_chunk) -> None:
+    ctx = multiprocessing.get_context("fork" if _can_fork() else "spawn")
     pool = ProcessPoolExecutor(workers, mp_context=ctx)
     try:
         chunks = iter(chunks)
-        pending = {pool.submit(evaluate_chunk, spec, c) for c in itertools.islice(chunks, workers * IN_FLIGHT_PER_WORKER)}
+        pending = {pool.submit(task, spec, c) for c in itertools.islice(chunks, workers * IN_FLIGHT_PER_WORKER)}
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 on_done(future.result())
-                pending |= {pool.submit(evaluate_chunk, spec, c) for c in itertools.islice(chunks, 1)}
+                pending |= {pool.submit(task, spec, c) for c in itertools.islice(chunks, 1)}
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -85,7 +97,7 @@ def _client(scheduler: Any, dask_local: bool, workers: int):
 
 
 def run_dask(spec: SweepSpec, chunks: Chunks, on_done: OnDone, scheduler: Any = None,
-             dask_local: bool = False, workers: int = 2) -> None:
+             dask_local: bool = False, workers: int = 2, task: Task = evaluate_chunk) -> None:
     client, cluster, owned = _client(scheduler, dask_local, workers)  # raises a clear error without Dask
     from distributed import as_completed
 
@@ -94,13 +106,13 @@ def run_dask(spec: SweepSpec, chunks: Chunks, on_done: OnDone, scheduler: Any = 
         spec_future = client.scatter(spec, broadcast=True)  # sent once per worker, not once per chunk
         chunks = iter(chunks)
         in_flight = max(1, sum(client.nthreads().values())) * IN_FLIGHT_PER_WORKER
-        futures = {client.submit(evaluate_chunk, spec_future, c, pure=False) for c in itertools.islice(chunks, in_flight)}
+        futures = {client.submit(task, spec_future, c, pure=False) for c in itertools.islice(chunks, in_flight)}
         queue = as_completed(futures)
         for future in queue:
             futures.discard(future)
             on_done(future.result())
             for c in itertools.islice(chunks, 1):
-                nxt = client.submit(evaluate_chunk, spec_future, c, pure=False)
+                nxt = client.submit(task, spec_future, c, pure=False)
                 futures.add(nxt)
                 queue.add(nxt)
     finally:

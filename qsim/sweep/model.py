@@ -36,11 +36,16 @@ class SweepSpec:
     max_points: int | None = None  # the spec's own cap on its point count (see qsim.sweep.points)
     counted: tuple = ()  # (points, cap) counted while loading; points > cap means "more than cap"
     params: Mapping[str, tuple] = field(default_factory=dict)  # workload parameter -> values (product mode)
+    # workload label -> its Evaluation (the spec's evaluation block, else the workload file's own);
+    # an Evaluation holds its data as arrays, so it travels to the workers with the spec
+    evaluations: Mapping[str, Any] = field(default_factory=dict)
+    constraints: Mapping[str, Any] = field(default_factory=dict)  # max_accuracy_drop, fits, native_only
 
     @cached_property  # computed once per process: workers compare it on every point
     def fingerprint(self) -> str:
         """Changes when anything a worker caches could change (files' contents included)."""
-        blob = json.dumps([self.workloads, self.plans, self.profiles], sort_keys=True, default=str)
+        evaluations = {k: ev.fingerprint for k, ev in self.evaluations.items()}
+        blob = json.dumps([self.workloads, self.plans, self.profiles, evaluations], sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

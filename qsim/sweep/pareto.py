@@ -13,8 +13,8 @@ import pandas as pd
 
 from qsim.errors import QsimError
 
-# Accuracy counts only when the simulator has filled it for some point (issue 5); until then the
-# front is over cost alone.
+# Accuracy counts where it was measured (an evaluation block): per group, an objective no point of
+# the group has is left out, so a workload without evaluation data keeps a front over cost alone.
 DEFAULT_OBJECTIVES = {"latency_s": "min", "energy_j": "min", "memory_bytes": "min", "accuracy": "max"}
 GROUP_BY = ("workload", "batch")  # a front compares ways to run one job, not different jobs
 
@@ -62,13 +62,17 @@ def pareto_front(df: pd.DataFrame, objectives: Sequence[str] | Mapping[str, str]
         return result
     values = pd.DataFrame({c: pd.to_numeric(df[c], errors="coerce").astype("float64") * (1 if d == "min" else -1)
                            for c, d in objs.items()}, index=df.index)
-    usable = values.notna().all(axis=1)
-    if "status" in df.columns:
-        usable &= (df["status"] == "ok").fillna(False).astype(bool)
+    usable = pd.Series(True, index=df.index) if "status" not in df.columns else (
+        (df["status"] == "ok").fillna(False).astype(bool))
     groups = [df.index[usable]] if not by else [
         g.index for _, g in df[usable].groupby(list(by), dropna=False, sort=False)]
     for index in groups:
-        result.loc[index] = _front(values.loc[index].to_numpy())
+        group = values.loc[index]
+        if objectives is None:  # a workload without accuracy (no evaluation) still has a front over cost
+            group = group[[c for c in group.columns if group[c].notna().any()]]
+        group = group[group.notna().all(axis=1)]
+        if len(group.columns):
+            result.loc[group.index] = _front(group.to_numpy())
     return result
 
 

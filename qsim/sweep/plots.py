@@ -91,6 +91,41 @@ def latency_energy(df: pd.DataFrame, path: Path) -> Path | None:
     return _write(fig, path)
 
 
+def accuracy_cost(df: pd.DataFrame, path: Path, constraints=None) -> Path | None:
+    """Accuracy against latency (left) and against energy (right), one row of panels per workload
+    (up to MAX_PANELS); Pareto points ringed; the budget ``fp32 accuracy - max_accuracy_drop`` dashed."""
+    ok = df[(df["status"] == "ok") & df["accuracy"].notna()] if "accuracy" in df.columns else df.iloc[:0]
+    if ok.empty:
+        return None
+    by_color, by_marker = style_axes(df)
+    workloads = list(dict.fromkeys(ok["workload"]))[:MAX_PANELS]
+    colors = {v: PALETTE[i % len(PALETTE)] for i, v in enumerate(dict.fromkeys(df[by_color]))}
+    markers = {v: MARKERS[i % len(MARKERS)] for i, v in enumerate(dict.fromkeys(df[by_marker]))}
+    fig, axes = plt.subplots(len(workloads), 2, figsize=(11.5, 3.8 * len(workloads)), squeeze=False,
+                             layout="constrained")
+    for row, workload in zip(axes, workloads):
+        sub = ok[ok["workload"] == workload]
+        for ax, column, label in ((row[0], "latency_s", "latency (s)"), (row[1], "energy_j", "energy (J)")):
+            for (cv, mv), g in sub.groupby([by_color, by_marker], sort=False, dropna=False):
+                ax.scatter(g[column], g["accuracy"], color=colors[cv], marker=markers[mv], s=30, alpha=0.8,
+                           label=f"{cv} / {mv}")
+            front = sub[sub["pareto"].fillna(False).astype(bool)]
+            ax.scatter(front[column], front["accuracy"], facecolors="none", edgecolors="black", s=110, linewidths=1.4)
+            budget = (constraints or {}).get("max_accuracy_drop")
+            fp32 = (sub["accuracy"] + sub["accuracy_drop"]).dropna()
+            if budget is not None and len(fp32):
+                line = float(fp32.iloc[0]) - budget
+                ax.axhline(line, color="tab:red", ls="--", lw=1)
+                low, high = ax.get_ylim()
+                ax.set_ylim(min(low, line - 0.05 * (high - line)), high)
+            metric = next(iter(sub["accuracy_metric"].dropna()), "accuracy")
+            ax.set(xscale="log", xlabel=label, ylabel=f"accuracy ({metric})", title=workload)
+            ax.grid(True, which="major", alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right upper", fontsize=7, frameon=False, title=f"{by_color} / {by_marker}")
+    return _write(fig, path)
+
+
 def layer_breakdown(layers: pd.DataFrame, title: str, path: Path, top: int = 20) -> Path:
     """The ``top`` layers by latency (the rest summed in one bar): latency and energy side by side."""
     view = layers.sort_values("latency_s", ascending=False)

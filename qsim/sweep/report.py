@@ -13,7 +13,9 @@ import pandas as pd
 from qsim.report import mib, si
 from qsim.files import atomic_write
 from qsim.sweep import plots
+from qsim.sweep.constraints import describe
 from qsim.sweep.evaluate import point_layers
+from qsim.sweep.pareto import GROUP_BY, pareto_front
 from qsim.sweep.run import write_results
 from qsim.sweep.spec import SweepSpec, load_spec
 
@@ -25,7 +27,7 @@ td.t,th.t{text-align:left}img{max-width:100%;border:1px solid #eee;margin:6px 0}
 .note{color:#666;font-size:12px}"""
 SHOWN = ["workload", "precision", "profile", "batch"]
 METRICS = ["latency_s", "energy_j", "memory_bytes", "weight_bytes", "peak_activation_bytes", "tokens_per_s",
-           "emulated_nodes", "fits", "accuracy"]
+           "emulated_nodes", "fits", "accuracy", "accuracy_drop", "sqnr_db", "accuracy_metric", "meets_constraints"]
 MAX_ROWS = 200
 
 
@@ -57,13 +59,40 @@ def _table(df: pd.DataFrame, columns: list[str]) -> str:
 
 
 def best_points(df: pd.DataFrame) -> pd.DataFrame:
-    """Per workload, the Pareto point with the smallest energy-delay product (one common pick)."""
-    front = df[df["pareto"].fillna(False).astype(bool)].copy()
+    """Per workload, the Pareto point with the smallest energy-delay product (one common pick).
+    With constraints (a ``meets_constraints`` column), only the points that meet them compete,
+    on their own front; a workload none of whose points meets them has no best point."""
+    if "meets_constraints" in df.columns:
+        allowed = df[df["meets_constraints"].fillna(False).astype(bool)]
+        by = [c for c in GROUP_BY if c in df.columns]
+        front = allowed[pareto_front(allowed, by=by)].copy() if len(allowed) else allowed.copy()
+    else:
+        front = df[df["pareto"].fillna(False).astype(bool)].copy()
     if front.empty:
         return front
     front["_edp"] = front["latency_s"] * front["energy_j"]
     picks = front.sort_values("_edp", kind="stable").groupby("workload", sort=False).head(1)
     return picks.drop(columns="_edp")
+
+
+def _metric(df: pd.DataFrame) -> str:
+    names = df["accuracy_metric"].dropna().unique() if "accuracy_metric" in df.columns else []
+    return ", ".join(map(str, names)) or "accuracy"
+
+
+def _constraints_note(df: pd.DataFrame, best: pd.DataFrame) -> str:
+    """Which constraints the best point obeys, and the workloads where no point meets them."""
+    constraints = df.attrs.get("constraints") or {}
+    if "meets_constraints" not in df.columns:
+        return "<p class='note'>No constraints: the smallest energy x delay on the Pareto front.</p>"
+    text = (f"<p class='note'>Constraints: {html.escape(describe(constraints))}; "
+            f"{int(df['meets_constraints'].fillna(False).sum())} of {len(df)} points meet them. The best point is "
+            "the smallest energy x delay among them.</p>")
+    missing = [w for w in dict.fromkeys(df["workload"]) if w not in set(best["workload"])]
+    if missing:
+        text += (f"<p><b>No point meets the constraints</b> for {html.escape(', '.join(map(str, missing)))}: "
+                 "no best point is named; relax the constraints or add precisions or profiles.</p>")
+    return text
 
 
 def _figure(path: Path | None, caption: str) -> str:
@@ -78,6 +107,8 @@ def write_report(df: pd.DataFrame, out_dir: str | Path, spec: SweepSpec | str | 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     spec = load_spec(spec) if spec is not None else None
+    if spec is not None and "constraints" not in df.attrs:
+        df.attrs["constraints"] = dict(spec.constraints)
     write_results(df, out)
     axes = [c for c in df.columns if "." in c]  # the override axes (dotted profile keys)
     by_color, by_marker = plots.style_axes(df)
@@ -85,6 +116,10 @@ def write_report(df: pd.DataFrame, out_dir: str | Path, spec: SweepSpec | str | 
     figures = [_figure(plots.latency_energy(df, out / "latency_energy.png"),
                        f"Latency vs energy per workload; colour: {by_color}, marker: {by_marker}; ringed: on the Pareto "
                        f"front of its workload and batch ({objectives})."),
+               _figure(plots.accuracy_cost(df, out / "accuracy_cost.png", df.attrs.get("constraints") or {}),
+                       f"Accuracy ({_metric(df)}) against latency and against energy; colour: {by_color}, marker: "
+                       f"{by_marker}; ringed: Pareto front; dashed: the accuracy budget (fp32 minus "
+                       "max_accuracy_drop)."),
                _figure(plots.memory_need(df, out / "memory_need.png"),
                        "Memory need (weights + peak activations + KV cache, per memory) against capacity.")]
     best = best_points(df)
@@ -92,12 +127,17 @@ def write_report(df: pd.DataFrame, out_dir: str | Path, spec: SweepSpec | str | 
         for i, (_, row) in enumerate(best.head(3).iterrows()):
             title = f"{row['workload']} at {row['precision']} on {row['profile']}: per-layer latency and energy"
             png = plots.layer_breakdown(point_layers(spec, row), title, out / f"layers_{i}.png")
-            figures.append(_figure(png, "Best point (smallest energy x delay on the front): " + title + "."))
+            rule = "among the points that meet the constraints" if "meets_constraints" in df.columns else "on the front"
+            figures.append(_figure(png, f"Best point (smallest energy x delay {rule}): {title}."))
     ok, refused = df[df["status"] == "ok"], df[df["status"] == "refused"]
     refusals = refused.groupby(["precision", "profile"], sort=False).agg(
         points=("point_id", "size"), reason=("reason", "first")).reset_index() if len(refused) else refused
-    accuracy = ("not simulated yet (the bit-accurate simulator will fill the accuracy column)"
-                if df["accuracy"].isna().all() else "included")
+    accuracy = ("not measured (add an evaluation: block to the spec or the workload)" if df["accuracy"].isna().all()
+                else f"{_metric(df)}, measured by the bit-accurate simulator once per distinct plan, policy and "
+                     f"accumulator ({df.attrs.get('evaluations', 0)} measurement(s) in this run)")
+    if spec is not None and spec.evaluations:
+        accuracy += "; " + "; ".join(f"{w}: {len(ev)} samples, {ev.calibration_note}"
+                                     for w, ev in spec.evaluations.items())
     title = html.escape(df.attrs.get("sweep") or (spec.name if spec else out.name))
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>qsim sweep {title}</title>"
@@ -107,7 +147,7 @@ def write_report(df: pd.DataFrame, out_dir: str | Path, spec: SweepSpec | str | 
         f"precision). Axes: {html.escape(', '.join(SHOWN + axes))}. Accuracy: {accuracy}. Spec: "
         f"{html.escape(spec.source if spec else df.attrs.get('source', '?'))}. Data: "
         "<a href='results.csv'>results.csv</a>, <a href='results.parquet'>results.parquet</a>.</p>",
-        "<h2>Best point per workload</h2>", _table(best, SHOWN + axes + METRICS),
+        "<h2>Best point per workload</h2>", _constraints_note(df, best), _table(best, SHOWN + axes + METRICS),
         "<h2>Figures</h2>", *figures,
         "<h2>Pareto front</h2><p class='note'>Per workload and batch; a point is on it when no other "
         "point is at least as good on every objective and better on one.</p>",

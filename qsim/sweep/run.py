@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -11,14 +12,17 @@ import pandas as pd
 
 from qsim.files import atomic_write
 from qsim.sweep.executor import chunk_size as default_chunk_size
+from qsim.sweep.evaluate import evaluate_chunk
 from qsim.sweep.executor import chunked, default_workers, run_dask, run_processes, run_serial
+from qsim.sweep.accuracy import STORED, join_accuracy, run_accuracy
+from qsim.sweep.constraints import add_constraints_column
 from qsim.sweep.lock import StoreLock
 from qsim.sweep.model import Point, SweepSpec
 from qsim.sweep.pareto import add_pareto_column
 from qsim.sweep.points import check_size, iter_points
 from qsim.sweep.progress import Progress
 from qsim.sweep.spec import load_spec
-from qsim.sweep.store import ResultStore, id_keys, rows_to_frame
+from qsim.sweep.store import ResultStore, id_keys, normalize, rows_to_frame
 
 
 def _not_done(points: Iterator[Point], done: np.ndarray, block: int = 4096) -> Iterator[Point]:
@@ -54,9 +58,12 @@ def run_sweep(spec: str | Path | Mapping | SweepSpec, out_dir: str | Path | None
 
     Columns: ``point_id``, the axes (workload, precision, profile, batch, each override key), then
     status / reason, latency_s, energy_j, macs, params, weight_bytes, peak_activation_bytes,
-    state_bytes, memory_bytes, emulated_nodes, tokens_per_s, fits, accuracy (NaN until simulated),
-    fits_/need_/capacity_ per memory, and ``pareto`` (per workload and batch). ``df.attrs`` holds
-    the spec's name, the number of points, the number still to do and the parts set aside."""
+    state_bytes, memory_bytes, emulated_nodes, tokens_per_s, fits, accuracy, accuracy_drop, sqnr_db,
+    accuracy_metric, evaluated_by and accuracy_key (measured when the spec or the workload has an
+    ``evaluation:`` block, ``qsim.sweep.accuracy``; NaN otherwise), fits_/need_/capacity_ per memory,
+    ``pareto`` (per workload and batch) and, with ``constraints:``, ``meets_constraints``.
+    ``df.attrs`` holds the spec's name, the number of points, the number still to do, the parts set
+    aside, the number of accuracy measurements made by this run and the constraints."""
     spec = load_spec(spec)
     total = check_size(spec, yes)  # before anything is created or evaluated
     with StoreLock(out_dir) if out_dir is not None else contextlib.nullcontext():
@@ -81,21 +88,33 @@ def run_sweep(spec: str | Path | Mapping | SweepSpec, out_dir: str | Path | None
             if on_chunk:
                 on_chunk(rows)
 
-        chunks = chunked(todo, size)
-        try:
+        def dispatch(task, chunks, on_done, serial: bool, sent: SweepSpec = spec) -> None:
             if use_dask:
-                run_dask(spec, chunks, on_done, scheduler, dask_local, workers)
-            elif workers == 1 or expected <= size:
-                run_serial(spec, chunks, on_done)  # no pool to start: small sweeps and tests
+                run_dask(sent, chunks, on_done, scheduler, dask_local, workers, task=task)
+            elif workers == 1 or serial:
+                run_serial(sent, chunks, on_done, task)  # no pool to start: small sweeps and tests
             else:
-                run_processes(spec, chunks, workers, on_done)
+                run_processes(sent, chunks, workers, on_done, task)
+
+        try:  # costing needs no evaluation data: the spec travels to each chunk without it
+            dispatch(evaluate_chunk, chunked(todo, size), on_done, expected <= size,
+                     dataclasses.replace(spec, evaluations={}))
         finally:
             bar.close()
         order = id_keys(p.point_id for p in iter_points(spec))  # 8 bytes a point
         frame = store.load(order) if store else rows_to_frame(collected, order)
-        frame = add_pareto_column(frame)
+        measured = 0
+        if spec.evaluations:  # accuracy: once per distinct key, on the same executors, stored beside the parts
+            accuracy_store = ResultStore(out_dir, "accuracy", STORED) if store else None
+            frame, measured = run_accuracy(spec, frame, iter_points(spec), accuracy_store,
+                                           lambda task, chunks, done, n: dispatch(task, chunks, done, n <= 1),
+                                           progress)
+        else:
+            frame = join_accuracy(frame, {}, {}, pd.DataFrame(), with_key=False)
+        frame = add_constraints_column(add_pareto_column(normalize(frame)), spec.constraints)
         frame.attrs.update(sweep=spec.name, source=spec.source, points=total, pending=total - len(frame),
-                           set_aside=[str(p) for p in store.moved] if store else [])
+                           set_aside=[str(p) for p in store.moved] if store else [], evaluations=measured,
+                           constraints=dict(spec.constraints))
         if store and not frame.attrs["pending"]:
             write_results(frame, Path(out_dir))
     return frame

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from qsim.errors import Problem
-from qsim.schema import Enum, Int, ListOf, MapOf, Record, Str
+from qsim.schema import Bool, Enum, Int, ListOf, MapOf, Num, Record, Str
 from qsim.yamlio import LocatedDict
 
 
@@ -96,6 +96,9 @@ PRECISION = OneOf(PLAN, "a precision string (int8, w4a16 ...) or {label, default
 POINT = Record(required={"workload": Str(), "precision": Str(), "profile": Str()},
                optional={"batch": Int(1, MAX_BATCH), "overrides": MapOf(Scalar()), "params": MapOf(Scalar())})
 
+# What a point must satisfy to be picked as the best (qsim.sweep.constraints)
+CONSTRAINTS = Record(optional={"max_accuracy_drop": Num(0), "fits": Bool(), "native_only": Bool()})
+
 SPEC_SCHEMA = Record(
     required={"name": FileName()},
     optional={
@@ -110,5 +113,7 @@ SPEC_SCHEMA = Record(
         "points": ListOf(POINT),
         "filters": ListOf(Filter()),
         "max_points": Int(1),
+        "evaluation": AnyValue(),  # checked by qsim.evaluation.data.load_evaluation (spec.py)
+        "constraints": CONSTRAINTS,
     },
 )

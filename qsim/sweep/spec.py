@@ -15,6 +15,8 @@ filters:
   - skip: {profile: iot, workload: resnet50}   # drop points matching every given axis
   - keep: "batch == 1 or profile == 'cloud'"   # a condition over the axes (qsim.sweep.filters)
 max_points: 200000                             # optional: this spec's cap on its point count
+evaluation: {data: digits, metric: top1}       # optional: measure accuracy (qsim.evaluation.data)
+constraints: {max_accuracy_drop: 0.01, fits: true, native_only: true}   # optional: what "best" must meet
 ```
 
 ``mode: product`` (the default) evaluates the cartesian product; ``mode: points`` evaluates an
@@ -38,6 +40,7 @@ from qsim.sweep.evaluate import METRIC_COLUMNS
 from qsim.sweep.model import AXIS_COLUMNS, SweepSpec, close_key, has_key, plain, problems
 from qsim.sweep.points import POINT_LIMIT, iter_points, survey
 from qsim.sweep.schema import SPEC_SCHEMA
+from qsim.sweep.spec_eval import check_constraints, load_evaluations
 from qsim.workload import WORKLOAD_DIR, load_workload, resolve_workload
 from qsim.yamlio import line_of, load_yaml
 
@@ -59,6 +62,8 @@ class _Checker:
         self.workloads: dict[str, str] = {}
         self.paths: dict[str, Path] = {}
         self.workload_batch: dict[str, Any] = {}
+        self.workload_data: dict[str, Mapping] = {}  # label -> the workload file's data ({} for a model file)
+        self.where: dict[str, tuple[int, str]] = {}  # label -> (line, key) that first named it
         self.profiles: dict[str, tuple[str, dict]] = {}
 
     def error(self, line: int, key: str, problem: str) -> None:
@@ -93,6 +98,8 @@ class _Checker:
         shipped = path.parent == WORKLOAD_DIR.resolve() and path.stem == label
         self.workloads[label] = label if shipped else str(path.resolve())  # a shipped name resolves on each worker
         self.paths[label] = path
+        self.workload_data[label] = data if isinstance(data, Mapping) else {}
+        self.where[label] = (line, key)
         self.workload_batch[label] = data.get("batch") if isinstance(data, Mapping) else None
         return True
 
@@ -284,12 +291,15 @@ def load_spec(spec: str | Path | Mapping | SweepSpec) -> SweepSpec:
         batch = None
     filters = tuple((kind, plain(body), getattr(item, "line", line_of(data, "filters")))
                     for item in data.get("filters") or [] for kind, body in item.items())
+    evaluations = load_evaluations(data, chk, source, base)
+    constraints = check_constraints(data, evaluations, chk)
     _raise(source, chk.errors)
     result = SweepSpec(name=data["name"], source=source, mode=mode, workloads=chk.workloads,
                        workload_batch=chk.workload_batch, plans=plans, profiles=chk.profiles,
                        overrides=overrides, batch=batch, points=points, filters=filters,
                        description=data.get("description", ""),
-                       lines={k: line_of(data, k) for k in data}, max_points=data.get("max_points"), params=params)
+                       lines={k: line_of(data, k) for k in data}, max_points=data.get("max_points"), params=params,
+                       evaluations=evaluations, constraints=constraints)
     # filters and points are checked over the first points up to the size limit (streamed: a huge
     # spec is refused by the size guard, not by running out of memory here)
     cap = result.max_points or POINT_LIMIT

@@ -25,8 +25,9 @@ from qsim.sweep.evaluate import METRIC_COLUMNS
 from qsim.sweep.lock import holds
 from qsim.sweep.model import AXIS_COLUMNS, SweepError
 
-STRING = ("point_id", "workload", "precision", "profile", "status", "reason", "accuracy_metric")
-FLOAT = ("latency_s", "energy_j", "tokens_per_s", "accuracy")
+STRING = ("point_id", "workload", "precision", "profile", "status", "reason", "accuracy_metric", "accuracy_key",
+          "evaluated_by", "key")
+FLOAT = ("latency_s", "energy_j", "tokens_per_s", "accuracy", "accuracy_drop", "sqnr_db", "accuracy_fp32")
 INTEGER = ("batch", "macs", "params", "weight_bytes", "peak_activation_bytes", "state_bytes", "memory_bytes",
            "emulated_nodes")
 
@@ -54,7 +55,7 @@ def _dtype(column: str, values: pd.Series) -> str:
         return "float64"
     if column in INTEGER or (column.startswith(("need_", "capacity_")) and column.endswith("_bytes")):
         return "Int64"
-    if column == "fits" or column.startswith("fits_") or column == "pareto":
+    if column in ("fits", "pareto", "meets_constraints") or column.startswith("fits_"):
         return "boolean"
     return _axis_dtype(values)
 
@@ -65,7 +66,9 @@ def _column_order(columns: Iterable[str]) -> list[str]:
     memory = sorted(c for c in columns if c.startswith(("fits_", "need_", "capacity_")))
     head = ["point_id", *AXIS_COLUMNS]
     rest = [c for c in columns if c not in head and c not in metrics and c not in memory and c != "pareto"]
-    return [c for c in head if c in columns] + rest + metrics + memory + (["pareto"] if "pareto" in columns else [])
+    tail = [c for c in ("pareto", "meets_constraints") if c in columns]
+    rest = [c for c in rest if c not in tail]
+    return [c for c in head if c in columns] + rest + metrics + memory + tail
 
 
 def id_keys(ids: Iterable[str]) -> np.ndarray:
@@ -109,16 +112,21 @@ REQUIRED = ("point_id", "workload", "precision", "profile", "status")
 
 class ResultStore:
     """Append-only Parquet parts under ``out_dir/parts``. Writing, and moving unreadable parts aside,
-    need the folder's ``StoreLock`` held by this process; reading does not."""
+    need the folder's ``StoreLock`` held by this process; reading does not.
 
-    def __init__(self, out_dir: str | Path):
+    ``folder`` and ``required``: another table kept the same way beside the points (the sweep's
+    accuracy measurements under ``out_dir/accuracy``, one row per accuracy key in ``key``)."""
+
+    def __init__(self, out_dir: str | Path, folder: str = "parts", required: tuple[str, ...] = ()):
         try:
             import pyarrow  # noqa: F401  (pandas needs it for Parquet)
         except ImportError:
             raise SweepError("storing sweep results needs pyarrow: pip install pyarrow "
                              "(or run without an output folder)") from None
         self.out = Path(out_dir)
-        self.dir = self.out / "parts"
+        self.dir = self.out / folder
+        self.required = required or REQUIRED
+        self.id_column = self.required[0]
         self.run = uuid.uuid4().hex[:8]  # parts of different runs never collide
         self.seq = 0
         self.moved: list[Path] = []  # unreadable parts moved into corrupt/ by this store
@@ -134,11 +142,12 @@ class ResultStore:
         """A part's rows, or None for a part that cannot be read (moved aside when writing)."""
         try:
             frame = pd.read_parquet(part)
-            missing = [c for c in REQUIRED if c not in frame.columns]
+            missing = [c for c in self.required if c not in frame.columns]
             if missing:
                 raise ValueError(f"no column {', '.join(missing)}")
-            if frame["point_id"].isna().any() or not frame["point_id"].map(lambda i: isinstance(i, str)).all():
-                raise ValueError("point ids missing")
+            ids = frame[self.id_column]
+            if ids.isna().any() or not ids.map(lambda i: isinstance(i, str)).all():
+                raise ValueError("ids missing")
         except FileNotFoundError:  # moved aside meanwhile by the writer
             return None
         except Exception as exc:  # pyarrow raises many types for a damaged file; all mean "unreadable"
@@ -161,8 +170,8 @@ class ResultStore:
 
     def done_keys(self) -> np.ndarray:
         """The stored points' ids as sorted ``id_keys``; unreadable parts are set aside first."""
-        keys = [id_keys(frame["point_id"]) for part in self.parts()
-                if (frame := self._read(part, ["point_id"])) is not None]
+        keys = [id_keys(frame[self.id_column]) for part in self.parts()
+                if (frame := self._read(part, [self.id_column])) is not None]
         return np.unique(np.concatenate(keys)) if keys else np.zeros(0, dtype=np.uint64)
 
     def done_ids(self) -> set[str]:
@@ -181,5 +190,5 @@ class ResultStore:
     def load(self, order: list[str] | np.ndarray | None = None) -> pd.DataFrame:
         parts = [frame for part in self.parts() if (frame := self._read(part)) is not None]
         if not parts:
-            return normalize(pd.DataFrame({"point_id": pd.Series([], dtype=object)}), order)
+            return normalize(pd.DataFrame({self.id_column: pd.Series([], dtype=object)}), order)
         return normalize(pd.concat(parts, ignore_index=True), order)

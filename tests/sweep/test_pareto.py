@@ -56,3 +56,11 @@ def test_refused_and_missing_values_are_never_on_it_and_groups():
     assert names(df, pareto_front(df, by=["workload"])) == ["b", "e", "g"]
     with pytest.raises(QsimError, match="not a column"):
         pareto_front(df, ["accuracy_drop"])
+
+
+def test_a_group_without_accuracy_keeps_its_front_over_cost():
+    df = frame(workload=["x", "x", "x", "x", "y", "y", "y", "y"],
+               accuracy=[0.5, 0.5, 0.9, 0.5] + [float("nan")] * 4)  # y has no evaluation data
+    assert names(df, pareto_front(df, by=["workload"])) == ["a", "b", "c", "d", "e", "g"]
+    y = df[df["workload"] == "y"]
+    assert names(y, pareto_front(y)) == ["e", "g"]

@@ -20,7 +20,7 @@ def test_html_report_references_existing_pngs(tmp_path):
     for name in images:
         assert (html.parent / name).stat().st_size > 1000
     assert "Refused points" in text and "no unit for fp32" in text
-    assert "Accuracy: not simulated yet" in text
+    assert "Accuracy: not measured (add an evaluation: block" in text
     assert len(pd.read_csv(html.parent / "results.csv")) == 24
     pd.testing.assert_frame_equal(pd.read_parquet(html.parent / "results.parquet"), df)
 

@@ -104,7 +104,7 @@ def _conv(**change) -> str:
      "expected a layer (a mapping with name, op and inputs), got 'hello'"),
     (LAYERS + "seq: 4\n", "seq", "seq", "only a builder takes a sequence length"),
     ("name: t\nmodel: {builder: resnet18, layers: [{name: a, op: Relu, inputs: [x]}]}\n", "model", "model",
-     "give exactly one of builder, onnx, tflite or layers (builder and layers given)"),
+     "give exactly one of builder, onnx, tflite, layers or entry (builder and layers given)"),
     ("name: t\nmodel: {builder: resnet18, params: [1, 2]}\n", "model", "model.params", "expected a mapping, got list"),
     ("name: t\nmodel: {builder: resnet18, params: abc}\n", "model", "model.params", "expected a mapping, got str"),
     ("name: t\nmodel: {builder: [resnet18]}\n", "model", "model.builder", "['resnet18'] is not one of bert, llama"),

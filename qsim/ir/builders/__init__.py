@@ -12,8 +12,8 @@ from qsim.ir.builders.transformer import bert, llama
 from qsim.ir.graph import Graph
 
 
-def _vww(batch: int = 1, image_size: int = 96, num_classes: int = 2, alpha: float = 0.25) -> Graph:
-    return mobilenet_v1(batch, image_size, num_classes, alpha, name="mlperf_tiny_vww")
+def _vww(batch: int = 1, image_size: int = 96, num_classes: int = 2, alpha: float = 0.25, softmax: bool = True) -> Graph:
+    return mobilenet_v1(batch, image_size, num_classes, alpha, name="mlperf_tiny_vww", softmax=softmax)
 
 
 BUILDERS: dict[str, Callable[..., Graph]] = {

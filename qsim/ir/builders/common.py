@@ -37,6 +37,14 @@ class NetBuilder:
         y = self.node("Gemm", name, [x], out_features=out_features, bias=bias)
         return self.node(act, f"{name}_{act.lower()}", [y]) if act else y
 
+    def classifier(self, x: str, num_classes: int, softmax: bool) -> Graph:
+        """Global average pool, flatten, the fully-connected classifier and, for a model whose reference
+        ends with one, its Softmax; returns the finished graph."""
+        x = self.node("GlobalAvgPool", "avgpool", [x])
+        x = self.node("Flatten", "flatten", [x])
+        x = self.gemm(x, num_classes, name="fc")
+        return self.finish(self.node("Softmax", "softmax", [x]) if softmax else x)
+
     def finish(self, *outputs: str) -> Graph:
         for out in outputs or (self.x,):
             self.graph.mark_output(out)

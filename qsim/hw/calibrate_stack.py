@@ -1,0 +1,153 @@
+"""The onnxruntime microbenchmark helpers of ``qsim calibrate`` and the stack it writes for the local CPU:
+what onnxruntime's graph optimizer does to an 8-bit QOperator model (NHWC regions with a Transpose at
+their borders, float MaxPool islands; qsim.cost.stack_work), with the per-element costs measured here.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+
+def best_seconds(fn, repeats: int = 9, rounds: int = 3) -> float:
+    """The fastest of ``rounds`` x ``repeats`` runs after a warm-up. The machine may be shared with
+    other work: the fastest run is the one least disturbed, so every number calibrate measures is a
+    minimum over repeated runs (the benchmark times whole models the same way)."""
+    fn()
+    best = float("inf")
+    for _ in range(rounds * repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def ort_session(model, disable_optimizations: bool = False):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if disable_optimizations:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+def qparams(names_values) -> list:
+    from onnx import numpy_helper
+
+    return [numpy_helper.from_array(np.asarray(v), name) for name, v in names_values]
+
+
+def slope_ns_per_element(make_session, feed, sizes=(28, 56)) -> float:
+    """Nanoseconds per element of a kernel, as the slope between two tensor sizes (the fixed cost of a
+    run, which the profile charges separately as dispatch, cancels)."""
+    (small, x_small), (large, x_large) = [(make_session(s), feed(s)) for s in sizes]
+    t_small = best_seconds(lambda: small.run(None, x_small))
+    t_large = best_seconds(lambda: large.run(None, x_large))
+    return max(t_large - t_small, 0.0) / (64 * (sizes[1] ** 2 - sizes[0] ** 2)) * 1e9
+
+
+def ort_transpose_ns_per_element() -> float:
+    """onnxruntime's uint8 NCHW -> NHWC Transpose (the layout change around its NHWC QLinearConv
+    regions), per element, 1x64xSxS."""
+    from onnx import TensorProto, helper
+
+    def session(size: int):
+        shape = [1, 64, size, size]
+        graph = helper.make_graph([helper.make_node("Transpose", ["x"], ["y"], perm=[0, 2, 3, 1])], "nhwc",
+                                  [helper.make_tensor_value_info("x", TensorProto.UINT8, shape)],
+                                  [helper.make_tensor_value_info("y", TensorProto.UINT8, [1, size, size, 64])])
+        return ort_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
+
+    rng = np.random.default_rng(0)
+    return slope_ns_per_element(session, lambda n: {"x": rng.integers(0, 255, (1, 64, n, n), dtype=np.uint8)})
+
+
+def ort_float_maxpool_ns_per_element() -> float:
+    """An 8-bit MaxPool as onnxruntime runs it from a QOperator model below opset 12 (no uint8 MaxPool):
+    DequantizeLinear -> float MaxPool 3x3 stride 2 (inside NCHWc reorders) -> QuantizeLinear, per
+    input element, 1x64xSxS."""
+    from onnx import TensorProto, helper
+
+    def session(size: int):
+        out = (size - 3) // 2 + 1
+        inits = qparams([("s", np.float32(0.05)), ("z", np.uint8(128)), ("so", np.float32(0.07)),
+                          ("zo", np.uint8(120))])
+        nodes = [helper.make_node("DequantizeLinear", ["x", "s", "z"], ["f"]),
+                 helper.make_node("MaxPool", ["f"], ["p"], kernel_shape=[3, 3], strides=[2, 2]),
+                 helper.make_node("QuantizeLinear", ["p", "so", "zo"], ["y"])]
+        graph = helper.make_graph(nodes, "island", [helper.make_tensor_value_info("x", TensorProto.UINT8,
+                                                                                  [1, 64, size, size])],
+                                  [helper.make_tensor_value_info("y", TensorProto.UINT8, [1, 64, out, out])], inits)
+        return ort_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)]))
+
+    rng = np.random.default_rng(0)
+    return slope_ns_per_element(session, lambda n: {"x": rng.integers(0, 255, (1, 64, n, n), dtype=np.uint8)},
+                                 sizes=(56, 112))
+
+
+def ort_float_add_ns_per_element(dequantized: int) -> float:
+    """A residual Sum as onnxruntime runs it from an old-opset QOperator model (the quantizer has no QLinear
+    form of Sum): a float Add whose ``dequantized`` inputs (1 or 2) come through a DequantizeLinear of
+    their own, the other from a float op; per output element, 1x64xSxS."""
+    from onnx import TensorProto, helper
+
+    def session(size: int):
+        shape = [1, 64, size, size]
+        inits = qparams([("sa", np.float32(0.05)), ("za", np.uint8(128)), ("sb", np.float32(0.07)),
+                         ("zb", np.uint8(120))])
+        nodes = [helper.make_node("DequantizeLinear", ["a", "sa", "za"], ["fa"])]
+        if dequantized == 2:
+            nodes.append(helper.make_node("DequantizeLinear", ["b", "sb", "zb"], ["fb"]))
+        nodes.append(helper.make_node("Add", ["fa", "fb" if dequantized == 2 else "b"], ["y"]))
+        b_type = TensorProto.UINT8 if dequantized == 2 else TensorProto.FLOAT
+        graph = helper.make_graph(nodes, "island", [helper.make_tensor_value_info("a", TensorProto.UINT8, shape),
+                                                    helper.make_tensor_value_info("b", b_type, shape)],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)],
+                                  inits if dequantized == 2 else inits[:2])
+        return ort_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)]))
+
+    rng = np.random.default_rng(0)
+
+    def feed(n: int):
+        b = rng.integers(0, 255, (1, 64, n, n), dtype=np.uint8)
+        return {"a": rng.integers(0, 255, (1, 64, n, n), dtype=np.uint8),
+                "b": b if dequantized == 2 else b.astype(np.float32)}
+
+    return slope_ns_per_element(session, feed)
+
+
+def stack_lines(r: dict) -> list[str]:
+    """The onnxruntime stack: what its graph optimizer does to an 8-bit QOperator model (NHWC regions with
+    transposes at their borders, float MaxPool islands), with the measured costs (qsim.cost.stack_work)."""
+    if "transpose_ns" not in r:
+        return []
+    return [
+        "stack: onnxruntime-cpu",
+        "stacks:",
+        "  onnxruntime-cpu:",
+        "    runtime: onnxruntime CPU execution provider, all graph optimizations (QOperator int8 from quantize_static)",
+        "    fold_batchnorm: true".ljust(36) + "# onnxruntime fuses Conv + BatchNormalization",
+        "    fuse_activation: true".ljust(36) + "# Conv + Relu fusion (fp32); QLinearConv carries its clamp",
+        "    fuse_residual_add: false".ljust(36) + "# Add / Sum is a kernel of its own",
+        "    launch: per_kernel".ljust(36) + "# dispatch_overhead_us per node",
+        "    channels_last_int8: true".ljust(36) + "# onnxruntime's NHWC transformer: QLinearConv, QLinearConcat, QLinear(Global)AveragePool",
+        f"    layout_transpose_ns_per_element: {r['transpose_ns']:.3g} "
+        + "# measured: uint8 NCHW -> NHWC Transpose, slope between 1x64x28x28 and 1x64x56x56, fastest of 27 runs",
+        "    float_islands:".ljust(36) + "# 8-bit ops run in float below opset 12",
+        f"      MaxPool: {r['float_maxpool_ns']:.3g}".ljust(36)
+        + "# measured: DequantizeLinear -> MaxPool 3x3/2 -> QuantizeLinear per input element, slope 56 -> 112, fastest of 27 runs",
+        *_sum_island_lines(r),
+    ]
+
+
+def _sum_island_lines(r: dict) -> list[str]:
+    """A float Add and a DequantizeLinear per element, from Adds with one and with two dequantized inputs."""
+    if "float_add_ns" not in r:
+        return []
+    one, two = r["float_add_ns"]
+    dequantize = max(two - one, 0.0)
+    return [f"      Add: {max(one - dequantize, 0.001):.3g}".ljust(36)
+            + f"# measured: float Add per output element (DequantizeLinear + Add {one:.3g}, two + Add {two:.3g}; "
+            "slope 28 -> 56, fastest of 27 runs)",
+            f"    dequantize_ns_per_element: {max(dequantize, 0.001):.3g} "
+            + "# measured: the second DequantizeLinear's share of the two above"]

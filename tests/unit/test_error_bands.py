@@ -1,0 +1,57 @@
+"""Every shipped profile, under every stack it lists, carries an error band or says it has none: in the
+text `qsim run` prints, in its JSON and in the sweep columns. The edge profiles' recorded bands are the
+ones their benchmark measures."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from benchmarks import bench_published
+from qsim.cost import estimate_graph
+from qsim.hw.profile import load_profile
+from qsim.ir.builders import build
+from qsim.precision import PrecisionPlan
+from qsim.report import band_columns, report_dict, totals_lines
+from qsim.yamlio import load_yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = sorted(p.stem for p in (ROOT / "hw_profiles").glob("*.yaml"))
+CASES = [(name, stack) for name in SHIPPED
+         for stack in (list(load_yaml(ROOT / "hw_profiles" / f"{name}.yaml").get("stacks") or {}) or [None])]
+
+
+@pytest.mark.parametrize("name, stack", CASES)
+def test_run_output_json_and_sweep_columns_carry_the_band(name, stack):
+    profile = load_profile(name, {"stack": stack} if stack else None)
+    precision = "int8" if "int8" in profile.compute.macs_per_cycle else next(iter(profile.compute.macs_per_cycle))
+    totals = estimate_graph(build("mlperf_tiny_ic"), PrecisionPlan.uniform(precision), profile).totals
+    latency_line = totals_lines("mlperf_tiny_ic", profile, precision, totals)[2]
+    band = report_dict("mlperf_tiny_ic", name, precision, pd.DataFrame(), totals, profile)["error_band"]
+    columns = band_columns(profile)
+    v = profile.stack.validation if profile.stack else None
+    if v is None:
+        assert "no validation recorded for profile" in latency_line and "error unknown" in latency_line
+        assert band["validated"] is False
+        assert math.isnan(columns["error_median_pct"]) and math.isnan(columns["error_worst_pct"])
+    else:
+        assert (f"held-out error on this profile: median {v.held_out_median_pct:g} %, "
+                f"worst {v.held_out_worst_pct:g} %") in latency_line
+        assert band["validated"] is True and band["held_out_worst_pct"] == v.held_out_worst_pct
+        assert (columns["error_median_pct"], columns["error_worst_pct"]) == (v.held_out_median_pct,
+                                                                            v.held_out_worst_pct)
+        assert v.held_out_median_pct <= v.held_out_worst_pct
+    assert columns["stack"] == (stack or "")
+
+
+@pytest.mark.parametrize("profile, table", [("iot", bench_published.mlperf_tiny), ("imx93", bench_published.imx93_npu)])
+def test_recorded_edge_bands_are_what_the_benchmark_measures(profile, table):
+    rows = table()
+    err = rows.error_pct.abs()
+    held, fitted = err[rows.role == "held out"], err[rows.role.str.startswith("fit")]
+    v = load_profile(profile).stack.validation
+    assert (v.rows_held_out, v.rows_fitted) == (len(held), len(fitted))
+    assert v.held_out_median_pct == round(held.median()) and v.held_out_worst_pct == round(held.max())
+    assert v.fitted_worst_pct == round(fitted.max())
