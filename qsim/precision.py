@@ -10,7 +10,14 @@ turned into formats once, here. Spelling (CLI ``--precision`` and workload YAML)
 * a weight/activation mix ``wXaY``: ``w8a8 w4a8 w2a8`` (integer activations), ``w8a16 w4a16``
   (weight-only quantization: the 16-bit activations are fp16, as in LLM deployment);
 * explicit fields: ``weight=int4,activation=fp16,accumulator=fp32,policy=tflite-reference`` (or a
-  YAML mapping with the same keys).
+  YAML mapping with the same keys);
+* dynamic activations (``dynamic=per_tensor|per_token`` among the fields, or a suffix: ``w8a8-dynamic``,
+  ``w8a8-dynamic-per-token``): the matrix ops' input activations are quantized at run time from
+  their own min and max, per tensor as onnxruntime's ``quantize_dynamic`` (uint8, asymmetric) or per
+  token (one scale and zero point per row of the last axis) as LLM runtimes; 8-bit activations only.
+  The cost model charges the min/max pass (one more read of the input, two compares per element;
+  ``qsim.cost.dynamic``); the simulator rewrites the graph as ``quantize_dynamic`` would
+  (``qsim.sim.dynamic_graph``).
 
 A format that no stage can handle is refused here: fp6/fp4 exist only as MX element types, and
 integers wider than 32 bits are not a plan format. Every integer width int2..int16 / uint2..uint16
@@ -21,7 +28,8 @@ any calibration runs; the cost model takes them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from enum import Enum
 from typing import Any, Mapping
 
 from qsim.errors import WorkloadError
@@ -40,7 +48,16 @@ EMULATION_ORDER = {
 PLAN_FLOATS = (FP32, TF32, FP16, BF16, FP8_E4M3, FP8_E5M2)
 MIX_ACTIVATION = {"8": "int8", "16": "fp16", "4": "int4"}
 MIX_WEIGHT = {"8": "int8", "4": "int4", "3": "int3", "2": "int2", "16": "fp16"}
-_FIELDS = ("weight", "activation", "accumulator", "policy")
+_FIELDS = ("weight", "activation", "accumulator", "policy", "dynamic")
+
+
+class Dynamic(Enum):
+    """Run-time (dynamic) activation quantization: the granularity of its scale and zero point."""
+    PER_TENSOR = "per_tensor"
+    PER_TOKEN = "per_token"
+
+
+_DYNAMIC_SUFFIXES = {"-dynamic-per-token": Dynamic.PER_TOKEN, "-dynamic": Dynamic.PER_TENSOR}
 
 
 def plan_format(name) -> Format:
@@ -60,11 +77,13 @@ class LayerPrecision:
     activation: Format
     accumulator: Format
     policy: PolicyName | None = None  # the requantization policy; None: the simulator's default
+    dynamic: Dynamic | None = None  # activations quantized at run time (None: static, calibrated)
 
     @property
     def name(self) -> str:
         base = self.weight.name if self.weight == self.activation else \
             f"w:{self.weight.name}/a:{self.activation.name}"
+        base += f"/dynamic:{self.dynamic.value}" if self.dynamic else ""
         return base + (f"@{self.policy.value}" if self.policy else "")
 
     @property
@@ -81,13 +100,28 @@ def _default_accumulator(weight: Format, activation: Format) -> Format:
     return FP32 if weight.is_float or activation.is_float else IntFormat(32)
 
 
-def layer_precision(weight, activation, accumulator=None, policy=None) -> LayerPrecision:
+def layer_precision(weight, activation, accumulator=None, policy=None, dynamic=None) -> LayerPrecision:
     w, a = plan_format(weight), plan_format(activation)
     acc = plan_format(accumulator) if accumulator else _default_accumulator(w, a)
     if (w.is_float or a.is_float) and not acc.is_float:
         raise WorkloadError(f"accumulator {accumulator!r}: with weights {w.name} and activations {a.name} the "
                             "products are floats, so the sum is too; use a float accumulator (fp32, fp16 or bf16)")
-    return LayerPrecision(w, a, acc, policy_name(policy) if policy else None)
+    return LayerPrecision(w, a, acc, policy_name(policy) if policy else None, _dynamic(dynamic, w, a))
+
+
+def _dynamic(spec, weight: Format, activation: Format) -> Dynamic | None:
+    if spec is None or isinstance(spec, Dynamic):
+        dyn = spec
+    else:
+        try:
+            dyn = Dynamic(str(spec).strip().lower().replace("-", "_"))
+        except ValueError:
+            raise WorkloadError(f"dynamic: {spec!r} is not one of per_tensor, per_token") from None
+    if dyn is not None and not (isinstance(activation, IntFormat) and activation.bits == 8
+                                and isinstance(weight, IntFormat) and weight.bits <= 8):
+        raise WorkloadError(f"dynamic {dyn.value} activations take 8-bit integer activations and weights of "
+                            f"2..8 bits, got weights {weight.name} and activations {activation.name}")
+    return dyn
 
 
 def parse_precision(spec: Any) -> LayerPrecision:
@@ -99,8 +133,13 @@ def parse_precision(spec: Any) -> LayerPrecision:
         if unknown or "weight" not in spec or "activation" not in spec:
             raise WorkloadError(f"precision mapping needs 'weight' and 'activation' (and optionally "
                                 f"'accumulator', 'policy'); got keys {sorted(spec)}")
-        return layer_precision(spec["weight"], spec["activation"], spec.get("accumulator"), spec.get("policy"))
+        return layer_precision(spec["weight"], spec["activation"], spec.get("accumulator"), spec.get("policy"),
+                               spec.get("dynamic"))
     text = str(spec).strip().lower()
+    for suffix, dyn in _DYNAMIC_SUFFIXES.items():
+        if text.endswith(suffix) and "=" not in text:
+            base = parse_precision(text[:-len(suffix)])
+            return replace(base, dynamic=_dynamic(dyn, base.weight, base.activation))
     if "=" in text:
         fields = dict(part.split("=", 1) for part in text.split(",") if "=" in part)
         short = {"w": "weight", "a": "activation", "acc": "accumulator"}
@@ -115,7 +154,8 @@ def parse_precision(spec: Any) -> LayerPrecision:
         raise WorkloadError(f"unknown precision {spec!r} ({exc}); use a format (fp32 tf32 fp16 bf16 fp8 "
                             "fp8_e5m2 int2..int32 uint2..uint32 mxfp8 mxfp6 mxfp4 mxint8), a mix such as "
                             "w8a8 w4a8 w2a8 w8a16 w4a16, or weight=FMT,activation=FMT[,accumulator=FMT]"
-                            "[,policy=NAME]") from None
+                            "[,policy=NAME][,dynamic=per_tensor|per_token]; a -dynamic or "
+                            "-dynamic-per-token suffix quantizes activations at run time") from None
 
 
 @dataclass(frozen=True)
@@ -218,9 +258,10 @@ def check_simulable(plan: PrecisionPlan) -> PrecisionPlan:
 
 def precision_spec(prec: LayerPrecision) -> Any:
     """The shortest spelling that ``parse_precision`` reads back to ``prec``."""
-    if layer_precision(prec.weight, prec.weight) == prec:
+    if prec.dynamic is None and layer_precision(prec.weight, prec.weight) == prec:
         return prec.weight.name
     spec = {"weight": prec.weight.name, "activation": prec.activation.name, "accumulator": prec.accumulator.name}
+    spec = {**spec, "dynamic": prec.dynamic.value} if prec.dynamic else spec
     return {**spec, "policy": prec.policy.value} if prec.policy else spec
 
 

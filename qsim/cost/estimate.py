@@ -10,7 +10,7 @@ op is (its cost class, whether it fuses, whether it is a view) comes from its re
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
@@ -19,6 +19,7 @@ from qsim.cost.compute import choose_unit, compute_seconds, is_depthwise, wave_f
 from qsim.cost.footprint import (activation_bits, packed_bytes, peak_activation_bytes, state_footprint,
                                  weight_bits, weight_footprint)
 from qsim.cost import stack as sw
+from qsim.cost.dynamic import dynamic_pass
 from qsim.cost.stack_work import StackWork, stack_work
 from qsim.cost.systolic_node import array_time
 from qsim.cost.traffic import Operands, memory_energy_j, memory_seconds, node_traffic
@@ -67,6 +68,10 @@ def _node_row(graph, node, plan: PrecisionPlan, profile: Profile, view: sw.Stack
     compute_class = prec.compute if counts.macs else prec.activation.compute_class
     choice = choose_unit(compute_class, profile, node.name)
     ops = _operands(graph, node, plan, fused, view, resident.get(node.name, (0, 0)))
+    dyn_ops, dyn_read = dynamic_pass(graph, node, plan, counts.macs)  # run-time min/max of the input
+    if dyn_ops:
+        counts = replace(counts, vector_ops=counts.vector_ops + dyn_ops)
+        ops = replace(ops, input_bytes=ops.input_bytes + dyn_read)
     kind = sw.kernel_class(graph, node)
     traffic = node_traffic(ops, profile, get_op(node.op).cost_class.matrix_like)
     waves = wave_factor(graph, node, profile) if counts.macs else 1.0

@@ -115,5 +115,5 @@ class ModelIO:
                 v = v.astype(want)
             if p.perm:
                 v = v.transpose(np.argsort(p.perm))
-            result[p.name] = np.ascontiguousarray(v)
+            result[p.name] = np.ascontiguousarray(v).reshape(v.shape)  # a 0-d output stays 0-d
         return result

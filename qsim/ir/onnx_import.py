@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 
 from qsim.errors import GraphError, QsimError
+from qsim.ir import onnx_dynamic
 from qsim.ir import onnx_ops as F
 from qsim.ir import onnx_qops as Q
 from qsim.ir.graph import Graph
@@ -90,6 +91,8 @@ ONNX_OPS: dict[str, OnnxOp] = {
     "QLinearLeakyRelu": _q("LeakyRelu", F.with_attrs("LeakyRelu", {"alpha": ("alpha", 0.01)}), _ONE, (3, 4)),
     "QLinearSoftmax": _q("Softmax", F.softmax, _ONE, (3, 4)),
 }
+# dynamic quantization and the mask / index arithmetic of transformer exports (``onnx_dynamic``)
+ONNX_OPS.update(onnx_dynamic.onnx_entries(OnnxOp))
 _DOMAINS = {"", "ai.onnx", "com.microsoft"}
 
 

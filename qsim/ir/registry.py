@@ -11,7 +11,8 @@ An entry answers, for every part of qsim:
 * the simulator: ``float_kernel`` (``(inputs, weights, attrs) -> outputs``, numpy) and
   ``int_kernel`` (``(step) -> outputs``, the integer executor's), each a ``KernelRef`` imported on
   first use (the IR never imports the numba-backed simulator) or an explicit ``Support`` marker;
-  ``index_inputs``: inputs that hold integer indices (token ids), never quantized;
+  ``index_inputs``: inputs that hold integer indices (token ids), never quantized; ``as_stored``:
+  the integer kernel takes the arrays as stored (dynamic quantization, ``qsim.ir.ops.dynamic``);
 * quantization: ``quant`` (``QuantRule``: which weights ``quantize_graph`` quantizes and how);
 * the cost model: ``cost_class`` (``CostClass``; ``cost_class_for`` refines it per node, e.g. a
   depthwise Conv), ``matrix`` (the op as GEMMs, for tiles, waves and the systolic array), and
@@ -149,6 +150,9 @@ class OpDef:
     index_inputs: tuple[int, ...] = ()
     matrix: Callable[[list[Shape], tuple[Shape, ...], Mapping[str, Any]], MatrixView] | None = None
     node_cost_class: Callable[[list[Shape], Mapping[str, Any]], CostClass] | None = None
+    # The integer executor runs ``int_kernel`` on the arrays as stored (codes, run-time scales and
+    # zero points, floats, masks) whatever the tensors' ``quant_params``: dynamic quantization.
+    as_stored: bool = False
 
     @property
     def view(self) -> bool:

@@ -127,6 +127,8 @@ def _run_node(step: Step, float_nodes=frozenset()) -> tuple[list, str]:
     if kernel is Support.UNSUPPORTED:
         raise GraphError(f"node {node.name!r} ({node.op}): op {node.op!r} is not supported by the integer "
                          f"executor; supported: {', '.join(ops_running_on('int_kernel'))}")
+    if opdef.as_stored:  # parameters computed at run time (dynamic quantization): no float island
+        return kernel.load()(step), "integer"
     tensors = list(node.inputs) + list(node.outputs) + list(node.weights.values())
     try:
         kinds = {t: kind_of(step.graph.quant_params.get(t)) for t in tensors}

@@ -68,6 +68,10 @@ def prepare(graph: Graph, plan, calib: list[Mapping[str, np.ndarray]], observer:
         return _with_recipes(graph, plan, calib, observer, **options)
     if is_fp32(plan):
         return graph
+    from qsim.sim.dynamic_graph import dynamic_graph, has_dynamic
+
+    if has_dynamic(plan):  # activations quantized at run time: nothing to calibrate
+        return dynamic_graph(graph, plan)
     from qsim.sim.quantize_graph import quantize_graph
 
     return quantize_graph(graph, plan, calib, **{"observer": observer, **options})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .dynamic_units import DYNAMIC_UNITS
 from .gen import INT_RANGE, Gen
 from .onnx_build import OnnxModel
 
@@ -329,4 +330,5 @@ ONNX_UNITS = {
     "QLinearSigmoid": _unary("QLinearSigmoid"), "QLinearLeakyRelu": _unary("QLinearLeakyRelu"),
     "QLinearSoftmax": _unary("QLinearSoftmax"),
     "QuantizeLinear": quantize_linear, "DequantizeLinear": dequantize_linear,
+    **DYNAMIC_UNITS,
 }

@@ -1,2 +1,2 @@
 """Op modules. Importing this package fills ``qsim.ir.registry.OPS``; the list is explicit."""
-from qsim.ir.ops import attention, conv, elementwise, extra, linear, norm, pool, shape  # noqa: F401
+from qsim.ir.ops import attention, conv, dynamic, elementwise, extra, linear, norm, pool, shape  # noqa: F401

@@ -98,7 +98,7 @@ register("Div", cost_class=_ELEMENTWISE, float_kernel="float_ops.div", int_kerne
          vector_ops=per_output(1))(_binary)
 register("Pow", cost_class=_ELEMENTWISE, float_kernel="float_ops.power", int_kernel=ISLAND,
          vector_ops=per_output(2))(_binary)  # exp(b * log(a))
-register("Erf", cost_class=_ELEMENTWISE, float_kernel="float_ops.erf", int_kernel=ISLAND,
+register("Erf", cost_class=_ELEMENTWISE, float_kernel="float_mlas.erf", int_kernel=ISLAND,
          vector_ops=per_output(8))(_unary)
 register("Sqrt", cost_class=_ELEMENTWISE, float_kernel="float_ops.sqrt", int_kernel=ISLAND,
          vector_ops=per_output(1))(_unary)

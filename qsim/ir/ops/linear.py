@@ -45,8 +45,8 @@ def infer_gemm(inputs, attrs) -> Inferred:
 
 
 # MACs: output elements x the reduction length, as for Gemm
-@register("MatMul", cost_class=CostClass.MATRIX, matrix=_matmul_matrix, float_kernel="float_ops.matmul",
-          int_kernel="int_ops.matmul", macs=_gemm_macs, attrs=())
+@register("MatMul", cost_class=CostClass.MATRIX, matrix=_matmul_matrix, float_kernel="float_mlas.matmul",
+          int_kernel="int_ops.matmul", macs=_gemm_macs, attrs=("alpha",))  # alpha: a scale applied to the product
 def infer_matmul(inputs, attrs) -> Inferred:
     if len(inputs) != 2 or min(len(inputs[0]), len(inputs[1])) < 2:
         raise ValueError("MatMul takes two inputs of rank >= 2")

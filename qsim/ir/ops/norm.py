@@ -41,7 +41,7 @@ def infer_rmsnorm(inputs, attrs) -> Inferred:
     return Inferred(outputs=(tuple(inputs[0]),), weights={"gamma": (inputs[0][-1],)})
 
 
-@register("Softmax", cost_class=CostClass.SOFTMAX, float_kernel="float_ops.softmax",
+@register("Softmax", cost_class=CostClass.SOFTMAX, float_kernel="float_mlas.softmax",
           int_kernel="int_elementwise.softmax", vector_ops=per_output(5), attrs=("axis",))
 def infer_softmax(inputs, attrs) -> Inferred:
     if len(inputs) != 1:

@@ -1,0 +1,115 @@
+"""Float kernels as onnxruntime's MLAS computes them on x86-64 (FMA3 / AVX-512 kernels), bit for bit:
+the float parts of a quantized model decide the codes of the next DynamicQuantizeLinear, so a last-bit
+difference there becomes a code difference. Every ``fma`` below is one fused multiply-add
+(``qsim.numerics.requant_ref.fma_f32``), as the vector kernels issue them.
+
+* ``erf``: MLAS ``MlasErfKernel`` (core/mlas/lib/erf.cpp; the FMA3 kernel issues the same sequence):
+  below |x| = 0.921875 an odd polynomial in x^2; above, ``1 - exp(-p(|x|))`` with MLAS's exp
+  (a power of two times a degree-6 polynomial), |x| clamped at 3.925.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from qsim.numerics.requant_ref import fma_f32 as fma
+
+f32 = np.float32
+_ERF_SMALL = [f32(v) for v in (-5.99104969e-4, 4.99339588e-3, -2.67667342e-2, 1.12818025e-1, -3.76124859e-1,
+                               1.28379151e-1)]
+_ERF_BIG = [f32(v) for v in (1.72948930e-5, -3.83208680e-4, 3.88393435e-3, -2.42545605e-2, 1.06777847e-1,
+                             6.34846687e-1, 1.28717512e-1)]
+_EXP_P = [f32(v) for v in (1.38319808e-3, 8.37550033e-3, 4.16689515e-2, 1.66664466e-1, 4.99999851e-1, 1.0, 1.0)]
+_EXP_LOWER, _LOG2E, _LOG2_HI, _LOG2_LO = f32(-88.3762626647949), f32(1.44269504088896341), f32(-6.93145752e-1), \
+    f32(-1.42860677e-6)
+_ROUNDER = f32(1.25829120e+7)  # 1.5 * 2**23: adding and subtracting it rounds to an integer (half to even)
+
+
+def _horner(coeffs, x):
+    y = np.full(x.shape, coeffs[0], np.float32)
+    for c in coeffs[1:]:
+        y = fma(y, x, c)
+    return y
+
+
+def erf(inputs, w, attrs) -> list:
+    return [erf_f32(inputs[0])]
+
+
+def erf_f32(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float32)
+    sign = np.signbit(x)
+    a = np.minimum(f32(3.925), np.abs(x))
+    small = fma(_horner(_ERF_SMALL, (a * a).astype(np.float32)), a, a)
+    big_a = np.where(a > f32(0.921875), a, f32(0))
+    r_big = fma(_horner(_ERF_BIG, big_a), big_a, big_a)
+    t = np.maximum(_EXP_LOWER, -r_big)
+    r = (fma(_LOG2E, t, _ROUNDER) - _ROUNDER).astype(np.float32)
+    fx = fma(r, _LOG2_LO, fma(r, _LOG2_HI, t))
+    y = (_horner(_EXP_P, fx) * np.ldexp(f32(1), r.astype(np.int32)).astype(np.float32)).astype(np.float32)
+    out = np.where(a > f32(0.921875), (f32(1) - y).astype(np.float32), small)
+    return np.where(sign, -out, out).astype(np.float32)
+
+
+# -- exp / softmax: MlasComputeSoftmax with the AVX-512F kernels (compute.cpp, SoftmaxKernelAvx512F.S,
+# TransKernelAvx512F.S): exp(x - max) by range reduction and a degree-6 polynomial, scaled by 2**m
+# (vscalefps), summed in 16 lanes (lane l adds elements l, l + 16, l + 32, ... in order), the lanes
+# reduced as (l, l + 8) pairs then two horizontal adds; the output is exp * fp32(1 / sum).
+_SM_LOWER = f32(-103.9720840454)
+_SM_POLY = [f32(float.fromhex(h)) for h in ("0x1.694000p-10", "0x1.125edcp-7", "0x1.555b5ap-5", "0x1.555450p-3",
+                                             "0x1.fffff6p-2", "0x1.000000p+0", "0x1.000000p+0")]
+
+
+def _exp_scaled(t: np.ndarray) -> np.ndarray:
+    t = np.maximum(_SM_LOWER, t)
+    m = (fma(_LOG2E, t, _ROUNDER) - _ROUNDER).astype(np.float32)
+    t = fma(m, _LOG2_LO, fma(m, _LOG2_HI, t))
+    return np.ldexp(_horner(_SM_POLY, t), m.astype(np.int32)).astype(np.float32)
+
+
+def _lane_sum(e: np.ndarray) -> np.ndarray:
+    """The AVX-512 kernel's sum of the last axis (see above)."""
+    d = e.shape[-1]
+    padded = np.zeros(e.shape[:-1] + (-(-d // 16) * 16,), np.float32)
+    padded[..., :d] = e
+    chunks = padded.reshape(e.shape[:-1] + (-1, 16))
+    acc = np.zeros(e.shape[:-1] + (16,), np.float32)
+    for k in range(chunks.shape[-2]):
+        acc = (acc + chunks[..., k, :]).astype(np.float32)
+    a = (acc[..., :8] + acc[..., 8:]).astype(np.float32)
+    h1 = (a[..., 0::2] + a[..., 1::2]).astype(np.float32)  # (a0+a1, a2+a3, a4+a5, a6+a7)
+    h2 = (h1[..., 0::2] + h1[..., 1::2]).astype(np.float32)  # ((a0+a1)+(a2+a3), (a4+a5)+(a6+a7))
+    return (h2[..., 0] + h2[..., 1]).astype(np.float32)
+
+
+def softmax(inputs, w, attrs) -> list:
+    x = np.asarray(inputs[0], np.float32)
+    axis = int(attrs.get("axis", -1)) % max(x.ndim, 1)
+    x = np.moveaxis(x, axis, -1)
+    e = _exp_scaled((x + (-x.max(axis=-1, keepdims=True))).astype(np.float32))
+    scale = (f32(1) / _lane_sum(e)).astype(np.float32)
+    return [np.moveaxis((e * scale[..., None]).astype(np.float32), -1, axis)]
+
+
+# -- MatMul: MLAS SGEMM (SgemmKernelAvx512F / Fma3): each output is a chain of fused multiply-adds
+# over k in order, from 0: measured equal for K <= 1024 (larger K is split into passes, and M = 1 takes
+# a GEMV kernel: numpy order there).
+_STRIDE_K = 1024
+_EXACT_MACS = 2 ** 26  # larger products take numpy's (BLAS) order: the emulation costs ~10 numpy ops per k
+
+
+def matmul(inputs, w, attrs) -> list:
+    a, b = (np.asarray(v, np.float32) for v in inputs[:2])
+    if a.ndim < 2 or b.ndim < 2 or a.shape[-2] == 1 or a.shape[-1] > _STRIDE_K:  # not MLAS's SGEMM order
+        return [_alpha(np.matmul(a, b), attrs)]
+    acc = np.zeros(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1]), np.float32)
+    if acc.size * a.shape[-1] > _EXACT_MACS:
+        return [_alpha(np.matmul(a, b), attrs)]
+    for k in range(a.shape[-1]):
+        acc = fma(a[..., :, k:k + 1], b[..., k:k + 1, :], acc)
+    return [_alpha(acc, attrs)]
+
+
+def _alpha(y: np.ndarray, attrs) -> np.ndarray:
+    """onnxruntime's FusedMatMul scales the finished product by alpha (the kernel's output stage)."""
+    alpha = attrs.get("alpha")
+    return y if alpha is None else (y * f32(alpha)).astype(np.float32)

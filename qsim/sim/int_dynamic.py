@@ -1,0 +1,193 @@
+"""Kernels of the dynamic quantization ops (``qsim.ir.ops.dynamic``), bit-exact with onnxruntime.
+
+All take ``(inputs, weights, attrs)`` as the float reference kernels do and work on the arrays as
+stored (uint8 codes, run-time float32 scales, int32 accumulators, bool masks); ``as_stored`` is
+their entry for the integer executor.
+
+DynamicQuantizeLinear follows onnxruntime's ``GetQuantizationParameter`` (core/util/qmath.h) and
+``MlasQuantizeLinear`` (core/mlas/lib/quantize.cpp), all in fp32:
+``lo = min(min(x), 0)``, ``hi = max(max(x), 0)``; ``scale = hi == lo ? 1 : (hi - lo) / 255``;
+``zp = round_half_even(clamp(0 - lo / scale, 0, 255))``; ``y = clamp(round_half_even(x / scale),
+-zp, 255 - zp) + zp``. Min and max do not depend on the order of the reduction, so the parallel
+blocks onnxruntime uses give the same values.
+
+MatMulInteger / ConvInteger products are exact: integer operands less their zero points multiplied
+in float64 (every partial sum is an integer below 2**53 for K < 2**37), then wrapped to int32 as
+onnxruntime's accumulators wrap.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from qsim.sim.float_ops import conv as _float_conv, run_float_kernel
+
+_QMAX = np.float32(255.0)  # uint8: qmin 0, qmax 255 (the only type DynamicQuantizeLinear defines)
+
+
+def dynamic_params(x: np.ndarray, per_token: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(scale, zero point) of DynamicQuantizeLinear for a float32 tensor (see the module doc): 0-d
+    arrays, or with ``per_token`` one per row of the last axis (shape (..., 1)). Elementwise fp32
+    numpy operations round as the scalar C++ code does."""
+    x = np.asarray(x, np.float32)
+    axis, keep = (-1, True) if per_token else (None, False)
+    if x.size:
+        lo = np.minimum(x.min(axis=axis, keepdims=keep), np.float32(0))
+        hi = np.maximum(x.max(axis=axis, keepdims=keep), np.float32(0))
+    else:
+        lo = hi = np.zeros(x.shape[:-1] + (1,) if per_token else (), np.float32)
+    span = np.where(hi == lo, np.float32(1), hi - lo).astype(np.float32)
+    scale = np.where(hi == lo, np.float32(1), span / _QMAX).astype(np.float32)
+    initial = (np.float32(0) - (lo / scale).astype(np.float32)).astype(np.float32)
+    zp = np.rint(np.clip(initial, np.float32(0), _QMAX))
+    return np.asarray(scale, np.float32), np.asarray(zp).astype(np.uint8)
+
+
+def quantize_with(x: np.ndarray, scale, zp) -> np.ndarray:
+    """MLAS QuantizeLinear to uint8: fp32 division, clamp to the code range less the zero point,
+    round half to even, add the zero point (``scale``, ``zp`` broadcast against ``x``)."""
+    zp = np.asarray(zp).astype(np.float32)
+    y = (np.asarray(x, np.float32) / np.asarray(scale, np.float32)).astype(np.float32)
+    y = np.clip(y, -zp, _QMAX - zp)
+    return (np.rint(y) + zp).astype(np.uint8)
+
+
+def dynamic_quantize_linear(inputs, w, attrs) -> list:
+    x = np.asarray(inputs[0], np.float32)
+    scale, zp = dynamic_params(x, bool(attrs.get("per_token", False)))
+    return [quantize_with(x, scale, zp), scale, zp]
+
+
+def wrap_int32(acc: np.ndarray) -> np.ndarray:
+    """Exact integer results (held in float64 or int64) wrapped to int32 as the runtime's adds wrap."""
+    v = np.asarray(acc).astype(np.int64)
+    return ((v + 2**31) % 2**32 - 2**31).astype(np.int32)
+
+
+def _less_zero_point(q: np.ndarray, zp: np.ndarray, axis: int) -> np.ndarray:
+    """Integer codes less their zero point (scalar, or one per ``axis`` entry), as float64."""
+    zp = np.asarray(zp, np.float64).reshape(-1)
+    if zp.size > 1:
+        shape = [1] * q.ndim
+        shape[axis] = zp.size
+        zp = zp.reshape(shape)
+    else:
+        zp = zp.reshape(())
+    return np.asarray(q, np.float64) - zp
+
+
+def matmul_integer(inputs, w, attrs) -> list:
+    """ONNX MatMulInteger: (a - a_zp) @ (B - b_zp) in int32; ``b_zp`` scalar or one per column."""
+    a = np.asarray(inputs[0], np.float64) - np.asarray(inputs[1], np.float64)  # a_zp: scalar or per row
+    b = _less_zero_point(w["weight"], w["weight_zero_point"], 1)
+    return [wrap_int32(np.matmul(a, b))]
+
+
+def conv_integer(inputs, w, attrs) -> list:
+    """ONNX ConvInteger: the convolution of (x - x_zp) by (W - w_zp) (``w_zp`` scalar or one per output
+    channel) in int32; padding holds the zero point, i.e. 0 after the subtraction."""
+    x = np.asarray(inputs[0], np.float64) - float(np.asarray(inputs[1]).reshape(-1)[0])
+    weight = _less_zero_point(w["weight"], w["weight_zero_point"], 0)
+    return [wrap_int32(_float_conv([x], {"weight": weight}, {**attrs, "bias": False})[0])]
+
+
+def cast(inputs, w, attrs) -> list:
+    """ONNX Cast (C conversions: int -> float rounds to nearest even, float -> int truncates)."""
+    return [np.asarray(inputs[0]).astype(np.dtype(attrs["to"]))]
+
+
+# -- OnnxEval: ONNX ops on masks, indices and other tensors the IR has no op for -------------------
+def _axes(args, attrs, position: int = 1):
+    """Reduction axes: the ``axes`` input (opset 13+/18+) or attribute; None: all axes."""
+    if len(args) > position and args[position] is not None:
+        return tuple(int(a) for a in np.asarray(args[position]).reshape(-1))
+    axes = attrs.get("axes")
+    return None if axes is None else tuple(int(a) for a in axes)
+
+
+def _reduce(fn: Callable) -> Callable:
+    def run(args, attrs):
+        x, axes = args[0], _axes(args, attrs)
+        if axes == () or axes is None:
+            if attrs.get("noop_with_empty_axes", 0) and axes == ():
+                return x
+            axes = None
+        return fn(x, axis=axes, keepdims=bool(attrs.get("keepdims", 1))).astype(x.dtype)
+    return run
+
+
+def _gather_elements(args, attrs):
+    data, idx = args
+    axis = int(attrs.get("axis", 0)) % data.ndim
+    idx = np.where(idx < 0, idx + data.shape[axis], idx)
+    return np.take_along_axis(data, idx.astype(np.int64), axis)
+
+
+def _gather(args, attrs):
+    data, idx = args
+    axis = int(attrs.get("axis", 0)) % data.ndim
+    idx = np.asarray(idx, np.int64)
+    return np.take(data, np.where(idx < 0, idx + data.shape[axis], idx), axis=axis)
+
+
+def _expand(args, attrs):
+    x, shape = args
+    return np.array(np.broadcast_to(x, np.broadcast_shapes(x.shape, tuple(int(d) for d in shape))))
+
+
+def _is_inf(args, attrs):
+    x = args[0]
+    return (np.isposinf(x) & bool(attrs.get("detect_positive", 1))) | (np.isneginf(x) & bool(attrs.get("detect_negative", 1)))
+
+
+def _where(args, attrs):
+    c, x, y = args
+    return np.where(c, x, y).astype(np.result_type(x, y))
+
+
+def _binary(fn: Callable) -> Callable:
+    return lambda args, attrs: fn(args[0], args[1])
+
+
+def _same_shape_as_out(args, attrs):
+    """Reshape / Flatten / Squeeze / Unsqueeze of a non-float tensor: its values in the out shape."""
+    return np.asarray(args[0]).reshape(tuple(attrs["out_shape"]))
+
+
+ONNX_NUMPY: dict[str, Callable[[list, Mapping[str, Any]], np.ndarray]] = {
+    "Where": _where, "Expand": _expand, "GatherElements": _gather_elements, "Gather": _gather,
+    "ReduceSum": _reduce(np.sum), "ReduceMax": _reduce(np.max), "ReduceMin": _reduce(np.min),
+    "Equal": _binary(np.equal), "Greater": _binary(np.greater), "GreaterOrEqual": _binary(np.greater_equal),
+    "Less": _binary(np.less), "LessOrEqual": _binary(np.less_equal),
+    "And": _binary(np.logical_and), "Or": _binary(np.logical_or), "Xor": _binary(np.logical_xor),
+    "Not": lambda args, attrs: np.logical_not(args[0]), "IsNaN": lambda args, attrs: np.isnan(args[0]),
+    "IsInf": _is_inf, "Neg": lambda args, attrs: np.negative(args[0]), "Abs": lambda args, attrs: np.abs(args[0]),
+    "Reshape": _same_shape_as_out, "Flatten": _same_shape_as_out, "Squeeze": _same_shape_as_out,
+    "Unsqueeze": _same_shape_as_out,
+    "Transpose": lambda args, attrs: np.transpose(args[0], attrs.get("perm")),
+    "Concat": lambda args, attrs: np.concatenate(args, axis=int(attrs["axis"])),
+}
+
+
+def eval_onnx(op: str, args: list, attrs: Mapping[str, Any]) -> np.ndarray:
+    """One ONNX op on numpy arrays (``ONNX_NUMPY``); ``attrs`` are the ONNX node's attributes."""
+    return np.asarray(ONNX_NUMPY[op](args, attrs))
+
+
+def onnx_eval(inputs, w, attrs) -> list:
+    args = [None if s is None else inputs[s] if isinstance(s, int) else w[s] for s in attrs["slots"]]
+    while args and args[-1] is None:
+        args.pop()
+    onnx_attrs = {**dict(attrs.get("onnx_attrs", {})), "out_shape": attrs["out_shape"]}
+    y = eval_onnx(attrs["onnx_op"], args, onnx_attrs)
+    return [y.astype(np.dtype(attrs["out_dtype"]), copy=False) if "out_dtype" in attrs else y]
+
+
+def as_stored(step) -> list:
+    """The integer executor's entry: the kernel on the arrays as stored, weights as stored."""
+    weights = {role: step.weight(role) for role in step.node.weights}
+    try:
+        return run_float_kernel(step.node.op, step.args, weights, step.node.attrs)
+    except (ValueError, IndexError, TypeError) as exc:
+        raise step.fail(str(exc)) from None
