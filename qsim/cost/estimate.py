@@ -20,6 +20,7 @@ from qsim.cost.footprint import (activation_bits, packed_bytes, peak_activation_
                                  weight_bits, weight_footprint)
 from qsim.cost import stack as sw
 from qsim.cost.dynamic import dynamic_pass
+from qsim.cost.recipes import cost_plan
 from qsim.cost.stack_work import StackWork, stack_work
 from qsim.cost.systolic_node import array_time
 from qsim.cost.traffic import Operands, memory_energy_j, memory_seconds, node_traffic
@@ -143,6 +144,7 @@ def _resident(graph, plan: PrecisionPlan, profile: Profile, view: sw.StackView) 
 
 def estimate_graph(graph, plan: PrecisionPlan, profile: Profile) -> Estimate:
     graph = sw.executed_graph(graph, profile.stack)  # as the runtime runs it (BatchNorm unfolded or not)
+    plan = cost_plan(graph, plan)  # a plan's keep / dynamic recipes change formats and passes
     view = sw.fusion_map(graph, profile.stack)
     resident = _resident(graph, plan, profile, view)
     work = stack_work(graph, lambda n: plan.for_node(n).activation.storage_bits, profile)
