@@ -39,6 +39,7 @@ class ModelIO:
     refusal: str | None = None  # why the runtime's answer for this file is not reproduced (None: it is)
     ort_uint8: tuple[str, ...] = ()  # int8 IR tensors onnxruntime converts to uint8 before fusing
     ort_float_units: tuple[str, ...] = ()  # IR nodes onnxruntime leaves unfused (run_integer's float_nodes)
+    float_qdq_units: tuple[str, ...] = ()  # file nodes onnxruntime runs in float at ORT_DISABLE_ALL
 
     def for_onnxruntime(self, graph) -> None:
         """Give ``graph`` (loaded from this file) onnxruntime's own view of its int8 QDQ pairs: the

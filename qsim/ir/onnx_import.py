@@ -25,7 +25,7 @@ from qsim.ir.model_io import ModelIO, Port
 from qsim.ir.onnx_context import Context, classify_inputs
 from qsim.ir.onnx_fold import FOLDERS
 from qsim.ir.onnx_plan import plan_from_graph
-from qsim.ir.onnx_s8_units import int8_float_units, int8_pairs, int8_refusal
+from qsim.ir.onnx_s8_units import float_qdq_units, int8_float_units, int8_pairs, int8_refusal
 
 __all__ = ["load_onnx", "plan_from_graph", "ONNX_OPS"]
 
@@ -199,7 +199,7 @@ def _model_io(model: onnx.ModelProto, ctx: Context, symbolic_batch: set[str]) ->
     inputs = tuple(port(i, i.name) for i in model.graph.input if i.name in ctx.g.inputs)
     uint8 = tuple(sorted({ctx.alias.get(t, t) for t in int8_pairs(model)[0]}))
     return ModelIO(inputs, tuple(port(o, ctx.alias[o.name]) for o in model.graph.output), int8_refusal(model), uint8,
-                   int8_float_units(model))
+                   int8_float_units(model), float_qdq_units(model))
 
 
 def _check_supported(nodes: list[onnx.NodeProto], path: str) -> None:

@@ -21,6 +21,11 @@ from onnx import numpy_helper
 _EXACT_IN_FLOAT = {"MaxPool", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Relu",
                    "QuantizeLinear", "DequantizeLinear", "LayerNormalization"}
 
+# units whose float run at ORT_DISABLE_ALL equals qsim's integer unit: the exact ones above, and those
+# the differential long runs found equal on every case (about 2,500 seeds each: Concat's requantization,
+# LeakyRelu, and Sigmoid, whose table qsim builds from MLAS's own logistic)
+_SAME_UNFUSED = _EXACT_IN_FLOAT | {"Concat", "LeakyRelu", "Sigmoid"}
+
 
 def _scalar_int8(inits: dict, name: str):
     t = inits.get(name)
@@ -89,6 +94,15 @@ def unfused_int8_units(model: onnx.ModelProto) -> list[str]:
         if any(t in int8_left for t in touched):
             units.append(n.name or n.output[0])
     return units
+
+
+def float_qdq_units(model: onnx.ModelProto) -> tuple[str, ...]:
+    """Nodes that take a DequantizeLinear output and whose float kernel is not the integer unit's
+    function: with graph optimizations off (ORT_DISABLE_ALL) onnxruntime fuses no QDQ unit and runs
+    these in float, which qsim does not reproduce."""
+    dq_out = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    return tuple(n.name or n.output[0] for n in model.graph.node
+                 if n.op_type not in _SAME_UNFUSED and any(i in dq_out for i in n.input))
 
 
 def int8_refusal(model: onnx.ModelProto) -> str | None:

@@ -37,6 +37,10 @@ def physical_cores() -> int:
     return max(1, len(cores))
 
 
+ORT_LEVELS = ("enable_all", "enable_extended", "enable_basic", "disable_all")  # onnxruntime's GraphOptimizationLevel
+UNFUSED_LEVELS = ("enable_basic", "disable_all")  # levels below onnxruntime's QDQ fusion (an extended transformer)
+
+
 class CompiledModel:
     """See the module doc. ``run(inputs, trace=False)`` returns what ``qsim.simulate`` returns;
     ``last_run`` keeps the last run's ``pipeline.SimRun`` (which executor ran, per-node statistics,
@@ -44,7 +48,8 @@ class CompiledModel:
 
     def __init__(self, model, inputs=None, policy: str | None = None, plan=None, calib=None,
                  acc_bits: int | None = None, overflow: str = "wrap", impl: str = "numba",
-                 threads: int | None = None, counts: bool = False, executor: str = "integer"):
+                 threads: int | None = None, counts: bool = False, executor: str = "integer",
+                 ort_level: str = "enable_all"):
         from qsim.sim.simulate import load_source
 
         self.model, self.name = model, str(model)
@@ -52,6 +57,9 @@ class CompiledModel:
         self.threads = physical_cores() if threads is None else int(threads)
         if self.threads < 1:
             raise QsimError(f"threads must be >= 1, got {threads!r}")
+        if ort_level not in ORT_LEVELS:
+            raise QsimError(f"ort_level {ort_level!r}: use one of {', '.join(ORT_LEVELS)}")
+        self.ort_level = ort_level
         graph, own_plan, self.suffix, io = load_source(model, inputs)
         quantized = bool(graph.quant_params)
         self.plan = plan if quantized or plan is not None else own_plan
@@ -79,6 +87,11 @@ class CompiledModel:
         if io is not None and (self._requested_policy or DEFAULT_POLICY.get(self.suffix)) == "onnxruntime":
             if io.refusal:
                 raise QsimError(f"{self.name}: {io.refusal}")
+            if self.ort_level in UNFUSED_LEVELS and io.float_qdq_units:
+                units = ", ".join(io.float_qdq_units[:6]) + (" ..." if len(io.float_qdq_units) > 6 else "")
+                raise QsimError(f"{self.name}: at {self.ort_level} onnxruntime runs the QDQ units {units} in float "
+                                "(its QDQ fusion runs at enable_extended and enable_all), whose summation order qsim "
+                                "does not reproduce; qsim equals onnxruntime at enable_extended and enable_all")
             io.for_onnxruntime(graph)
             float_nodes = io.ort_float_units
         graph = prepare(graph, self.plan, calib_feeds)

@@ -31,6 +31,14 @@ with the runtime's own formula, as the file's QuantizeLinear / QUANTIZE does. Th
 import, the quantization and the weight packing again. ``threads`` (default: the physical cores,
 onnxruntime's default intra-op count) is the number of kernel threads.
 
+``ort_level`` names the onnxruntime session an .onnx answer must equal: its graph optimization level,
+``enable_all`` (onnxruntime's default), ``enable_extended``, ``enable_basic`` or ``disable_all``. At
+``enable_extended`` and ``enable_all`` onnxruntime fuses each DequantizeLinear -> op -> QuantizeLinear
+unit into its integer kernel, which qsim reproduces. Below them it runs such units in float (Conv,
+MatMul, Gemm, pools, Softmax, Add, ...: float summation orders qsim does not reproduce), so a QDQ
+model with such a unit is refused with a QsimError naming the nodes; QOperator models and units
+whose float run equals the integer unit (MaxPool, Relu, Reshape, Concat, ...) are the same at every level.
+
 For a Graph or a Workload, inputs and outputs are the IR's: keyed by IR tensor names, in the IR
 layout, outputs as the executor stores them (integer codes for quantized tensors).
 """
@@ -96,9 +104,11 @@ def graph_feeds(graph: Graph, inputs) -> dict[str, np.ndarray]:
 
 
 def simulate(model, inputs, policy: str | None = None, plan=None, trace: bool = False,
-             acc_bits: int | None = None, overflow: str = "wrap", impl: str = "numba", threads: int | None = None):
+             acc_bits: int | None = None, overflow: str = "wrap", impl: str = "numba", threads: int | None = None,
+             ort_level: str = "enable_all"):
     """Run ``model`` on ``inputs`` (see the module doc for the contract). ``acc_bits``,
-    ``overflow`` and ``impl`` are passed to the integer executor; ``threads``: kernel threads."""
+    ``overflow`` and ``impl`` are passed to the integer executor; ``threads``: kernel threads;
+    ``ort_level``: the onnxruntime session's graph optimization level the answer must equal."""
     compiled = compile_model(model, inputs, policy=policy, plan=plan, acc_bits=acc_bits, overflow=overflow,
-                             impl=impl, threads=threads)
+                             impl=impl, threads=threads, ort_level=ort_level)
     return compiled.run(inputs, trace=trace)

@@ -47,10 +47,14 @@ QSIM_REFUSES: dict[tuple[str, str], str] = {
     ("qdq", "Softmax"): "an output on or within 2^-20 of a rounding tie (other than int8 at 1/256) is refused",
 }
 
-# classes that hold for every unit of a family on one runtime: (family, runtime) -> finding
-KNOWN_RUNTIME: dict[tuple[str, str], str] = {
-    ("qdq", "ort-none"): "Q4 ORT_DISABLE_ALL runs QDQ units in float",
+# refusals that hold for every unit of a family on one runtime: (family, runtime) -> why; such a
+# case is equal or refused with a QsimError
+QSIM_REFUSES_RUNTIME: dict[tuple[str, str], str] = {
+    ("qdq", "ort-none"): "ORT_DISABLE_ALL runs QDQ units in float; qsim.simulate(ort_level='disable_all') refuses them",
 }
+
+# open mismatch classes that hold for every unit of a family on one runtime: (family, runtime) -> finding
+KNOWN_RUNTIME: dict[tuple[str, str], str] = {}
 
 # (family, op) -> finding
 KNOWN: dict[tuple[str, str], str] = {}
@@ -62,6 +66,11 @@ NETWORK_REFUSALS = {":qdq:int8:": "S8S8 QDQ units onnxruntime runs in float are 
 # within 2^-20 of a rounding tie (a 128x768 encoder layer has ~200,000 softmax outputs, so one falls
 # there in nearly every uint8 case); the rest of the network is exact, the layer is not guessed
 NETWORK_REFUSAL_MESSAGES = ("falls on a rounding tie",)
+
+
+def accepted_refusal(family: str, op: str, runtime: str) -> bool:
+    """A qsim refusal that the budget accepts for this unit on this runtime."""
+    return (family, op) in QSIM_REFUSES or (family, runtime) in QSIM_REFUSES_RUNTIME
 
 
 def accepted_network_refusal(text: str) -> bool:

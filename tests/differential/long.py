@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from .budget import KNOWN, KNOWN_RUNTIME, NETWORK_REFUSALS, QSIM_REFUSES, accepted_network_refusal
+from .budget import KNOWN, KNOWN_RUNTIME, NETWORK_REFUSALS, accepted_network_refusal, accepted_refusal
 from .cases import Outcome, builders, run_case, write_case
 from .repro import save_failure
 from .tally import record, table
@@ -22,12 +22,12 @@ from .tally import record, table
 def _classify(o: Outcome, kind: str) -> str:
     """failure | known | ok"""
     family = o.family.removeprefix("net-")
-    if kind in ("equal", "runtime-refused") or (kind == "qsim-refused" and (family, o.op) in QSIM_REFUSES):
+    if kind in ("equal", "runtime-refused") or (kind == "qsim-refused" and accepted_refusal(family, o.op, o.runtime)):
         return "ok"
     if kind == "qsim-refused" and o.family.startswith("net-") and accepted_network_refusal(" ".join(o.result.problems)):
         return "ok"
     if kind == "qsim-refused" and any(key in o.op for key in NETWORK_REFUSALS):
-        return "known"
+        return "ok"
     return "known" if (family, o.runtime) in KNOWN_RUNTIME or (family, o.op) in KNOWN else "failure"
 
 

@@ -6,7 +6,7 @@ import importlib
 
 import pytest
 
-from .budget import CI_SEEDS, KNOWN, REGRESSION_SEEDS, KNOWN_RUNTIME, MAX_RUNTIME_REFUSED, QSIM_REFUSES
+from .budget import CI_SEEDS, KNOWN, KNOWN_RUNTIME, MAX_RUNTIME_REFUSED, REGRESSION_SEEDS, accepted_refusal
 from .cases import builders, run_case
 from .tally import record
 
@@ -27,7 +27,7 @@ def test_unit_equals_runtime(family, op, tmp_path):
             kind = record(o)
             total += 1
             refused += kind == "runtime-refused"
-            if kind in ("equal", "runtime-refused") or (kind == "qsim-refused" and (family, op) in QSIM_REFUSES):
+            if kind in ("equal", "runtime-refused") or (kind == "qsim-refused" and accepted_refusal(family, op, o.runtime)):
                 continue
             reason = KNOWN_RUNTIME.get((family, o.runtime)) or KNOWN.get((family, op))
             (known if reason else bad).append(f"seed {seed} {o.runtime}: {o.result.summary()[:200]} [{reason}]")
