@@ -8,7 +8,13 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import matplotlib
+from qsim.errors import SweepError
+
+try:
+    import matplotlib
+except ModuleNotFoundError:  # an optional dependency: the sweep extra
+    raise SweepError("sweep reports draw their figures with matplotlib: pip install 'qsim[sweep]' "
+                     "(or pip install matplotlib pyarrow)") from None
 
 matplotlib.use("Agg")  # no display on servers and CI; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
