@@ -115,6 +115,13 @@ def _sigmoid(v):
     return _F32(1.0) / (_F32(1.0) + e)
 
 
+def _sigmoid_f64(v):
+    # XNNPACK's qs8 sigmoid table: the logistic evaluated in double and rounded once to float, so an
+    # fp32-evaluated 0.49023438 (a tie at 125.5 of 1/256) is 0.49023432 there (a long-run seed found it)
+    with np.errstate(over="ignore"):
+        return (1.0 / (1.0 + np.exp(-v.astype(np.float64)))).astype(_F32)
+
+
 def _tanh(v):
     return np.tanh(v.astype(np.float64)).astype(_F32)
 
@@ -135,7 +142,7 @@ def _gelu_tanh(v):
     return (np.float64(_F32(0.5) * v) * (1.0 + np.tanh(arg))).astype(_F32)
 
 
-LUT_FUNCTIONS = {"sigmoid": _sigmoid, "tanh": _tanh, "gelu": _gelu, "gelu_tanh": _gelu_tanh}
+LUT_FUNCTIONS = {"sigmoid": _sigmoid, "sigmoid_f64": _sigmoid_f64, "tanh": _tanh, "gelu": _gelu, "gelu_tanh": _gelu_tanh}
 
 
 def tflite_lut(fn: str, s_in, zp_in, s_out, zp_out, signed: bool = True) -> np.ndarray:

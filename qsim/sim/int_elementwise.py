@@ -245,6 +245,8 @@ def lut(step: Step):
     if step.rt.lut is not Kernels.TFLITE_REFERENCE or xq.fmt.name != "int8" or yq.fmt.name != "int8":
         raise Fallback
     fn = _LUT_NAMES.get(step.node.op) or ("gelu_tanh" if step.attr("approximate", False) else "gelu")
+    if fn == "sigmoid" and step.rt.policy is PolicyName.XNNPACK:
+        fn = "sigmoid_f64"
     mod = ew
     if step.impl == "numba":
         import qsim.kernels.elementwise_jit as mod
