@@ -178,10 +178,8 @@ def softmax_table(s_in, beta: float = 1.0) -> np.ndarray:
     return np.exp((scale * d).astype(np.float64)).astype(_F32)[::-1].copy()
 
 
-def softmax_tflite(x, s_in, s_out, zp_out, beta: float = 1.0, qmin=-128, qmax=127):
-    """int8 SOFTMAX over the last axis with the float exp table (TFLite optimized ``Softmax`` with
-    ``params.table``): fp32 sum of table values in order, ``inv = 1 / (sum * s_out)``, output
-    ``round_half_away(e * inv) + zp_out``."""
+def softmax_tflite_scaled(x, s_in, s_out, beta: float = 1.0) -> np.ndarray:
+    """The quotient ``e * inv`` of ``softmax_tflite`` before rounding (fp32 table values and sum)."""
     table = softmax_table(s_in, beta)
     x = np.asarray(x, np.int64)
     mx = x.max(axis=-1, keepdims=True)
@@ -190,6 +188,13 @@ def softmax_tflite(x, s_in, s_out, zp_out, beta: float = 1.0, qmin=-128, qmax=12
     for j in range(x.shape[-1]):  # fp32 sum in order: the runtime's loop
         total = (total + e[..., j:j + 1]).astype(_F32)
     inv = (_F32(1.0) / (total * _F32(s_out))).astype(_F32)
-    r = (e * inv).astype(np.float64)
+    return (e * inv).astype(np.float64)
+
+
+def softmax_tflite(x, s_in, s_out, zp_out, beta: float = 1.0, qmin=-128, qmax=127):
+    """int8 SOFTMAX over the last axis with the float exp table (TFLite optimized ``Softmax`` with
+    ``params.table``): fp32 sum of table values in order, ``inv = 1 / (sum * s_out)``, output
+    ``round_half_away(e * inv) + zp_out``."""
+    r = softmax_tflite_scaled(x, s_in, s_out, beta)
     q = round_to_int(r, Rounding.HALF_AWAY).astype(np.int64)
     return np.clip(q + zp_out, qmin, qmax)

@@ -191,12 +191,25 @@ def softmax(step: Step):
     else:
         if xq.fmt.name != "int8" or yq.fmt.name != "int8":
             raise Fallback
+        _refuse_tflite_softmax_tie(step, xm, s_in, s_out, zp_out, hi)
         mod = ew
         if step.impl == "numba":
             import qsim.kernels.elementwise_jit as mod
         y = mod.softmax_tflite(np.ascontiguousarray(xm), s_in, s_out, zp_out,
                                float(step.attr("beta", 1.0)), lo, hi)
     return [to_storage(np.moveaxis(y, -1, axis), yq)]
+
+
+def _refuse_tflite_softmax_tie(step: Step, xm, s_in, s_out, zp_out, qmax) -> None:
+    """LiteRT's reference and optimized int8 SOFTMAX kernels can round a quotient within an fp32 ulp of
+    a tie differently (a long-run seed: 71.49999 gives 72 under the reference kernels); such an output
+    is refused, as onnxruntime's QLinearSoftmax ties are, rather than answered differently."""
+    r = ew.softmax_tflite_scaled(np.ascontiguousarray(xm), s_in, s_out, float(step.attr("beta", 1.0)))
+    near_tie = np.abs(r - np.floor(r) - 0.5) <= r * 2.0 ** -20
+    if np.any(near_tie & (np.floor(r) + zp_out < qmax)):
+        raise GraphError(f"node {step.node.name!r} (SOFTMAX, int8, output scale {float(s_out):.6g}): an element "
+                         "falls on a rounding tie (within 2^-20), which LiteRT's kernel sets resolve differently; "
+                         "not simulated rather than answered differently")
 
 
 _LUT_NAMES = {"Sigmoid": "sigmoid", "Tanh": "tanh"}

@@ -26,6 +26,8 @@ REGRESSION_SEEDS: dict[tuple[str, str], tuple[int, ...]] = {
     ("tflite", "QUANTIZE"): (101814, 101931),
     # XNNPACK's int8 LOGISTIC table evaluates the logistic in double (an fp32 tie at 125.5 / 256)
     ("tflite", "LOGISTIC"): (600191,),
+    # refused: an int8 SOFTMAX quotient within an ulp of a tie (71.49999; the reference kernels give 72)
+    ("tflite", "SOFTMAX"): (601981,),
     # QLinearSigmoid's table is MLAS's logistic approximation
     ("onnx", "QLinearSigmoid"): (101509, 300156),
     # refused: a QLinearSoftmax exact tie (0.5 -> 1 here, 106.5 -> 106 elsewhere)
@@ -39,7 +41,7 @@ QSIM_REFUSES: dict[tuple[str, str], str] = {
     ("tflite", "SUB"): "quantized SUB is not reproduced",
     ("tflite", "LOGISTIC"): "int16 LOGISTIC is not reproduced (int8 must be equal)",
     ("tflite", "TANH"): "int16 TANH is not reproduced (int8 must be equal)",
-    ("tflite", "SOFTMAX"): "int16 SOFTMAX is not reproduced (int8 must be equal)",
+    ("tflite", "SOFTMAX"): "int16 SOFTMAX is not reproduced; int8 outputs within 2^-20 of a tie are refused",
     ("tflite", "CONV_2D"): "the int16x8 scheme is not reproduced (int8 must be equal)",
     ("tflite", "DEPTHWISE_CONV_2D"): "the int16x8 scheme is not reproduced (int8 must be equal)",
     ("tflite", "FULLY_CONNECTED"): "the int16x8 scheme is not reproduced (int8 must be equal)",

@@ -14,7 +14,8 @@ def _values(g: Gen, shape) -> np.ndarray:
     if mode == "ties":  # lo = -63/16, hi = 12: scale 1/16 exactly, zero point 63; values (k + 0.5) / 16
         k = g.rng.integers(-63, 192, shape)
         x = ((k + 0.5) / 16).clip(-63 / 16, 12.0).astype(np.float32)
-        x.reshape(-1)[:2] = (-63 / 16, 12.0)
+        ends = np.array([-63 / 16, 12.0], np.float32)[:x.size]  # a one-element tensor takes the first only
+        x.reshape(-1)[:ends.size] = ends
         return x
     if mode == "zeros":
         return np.zeros(shape, np.float32)
