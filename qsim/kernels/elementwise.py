@@ -8,9 +8,11 @@ Scales are float32 values as stored in the model; zero points are ints.
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 
+from qsim.kernels.elementwise_libm import tanhf_array
 from qsim.numerics.formats import Rounding
 from qsim.numerics.multipliers import quantize_multiplier
 from qsim.numerics.requant_ref import multiply_by_quantized_multiplier as _mbqm
@@ -107,7 +109,9 @@ def add_xnnpack(x1, x2, s1, zp1, s2, zp2, s_out, zp_out, qmin=-128, qmax=127):
     return np.clip((acc >> shift) + zp_out, qmin, qmax)
 
 
-# ---- table-based activations (TFLite LUTPopulate) -------------------------------------------
+# ---- table-based activations: one 256-entry int8 table per (kernel set, function) -------------
+# Each kernel set builds its table with its own float function and its own rounding; LUT_TABLES
+# below names, per (kernel set, function), how. The functions take and return float32 arrays.
 
 def _sigmoid(v):
     with np.errstate(over="ignore"):  # expf overflows to inf there too: 1 / (1 + inf) = 0
@@ -115,14 +119,9 @@ def _sigmoid(v):
     return _F32(1.0) / (_F32(1.0) + e)
 
 
-def _sigmoid_f64(v):
-    # XNNPACK's qs8 sigmoid table: the logistic evaluated in double and rounded once to float, so an
-    # fp32-evaluated 0.49023438 (a tie at 125.5 of 1/256) is 0.49023432 there (a long-run seed found it)
-    with np.errstate(over="ignore"):
-        return (1.0 / (1.0 + np.exp(-v.astype(np.float64)))).astype(_F32)
-
-
 def _tanh(v):
+    # the correctly rounded tanh: its half-away tables equal LiteRT's reference kernels on 5,000
+    # random parameter sets, as glibc's tanhf does (half-away rounding hides its one-ulp errors)
     return np.tanh(v.astype(np.float64)).astype(_F32)
 
 
@@ -142,33 +141,91 @@ def _gelu_tanh(v):
     return (np.float64(_F32(0.5) * v) * (1.0 + np.tanh(arg))).astype(_F32)
 
 
-LUT_FUNCTIONS = {"sigmoid": _sigmoid, "sigmoid_f64": _sigmoid_f64, "tanh": _tanh, "gelu": _gelu, "gelu_tanh": _gelu_tanh}
+def _xnnpack_sigmoid(v):
+    # XNNPACK SigmoidOp (src/reference/unary-elementwise.cc): 1 above 100, 0 below -100, else
+    # e = exp(double(x)) and float(e / (1 + e)), all in double (glibc's exp, as Python's math.exp)
+    def one(x: float) -> float:
+        if x > 100.0:
+            return 1.0
+        if x < -100.0:
+            return 0.0
+        e = math.exp(x)
+        return e / (1.0 + e)
+    return np.array([one(x) for x in np.asarray(v, np.float64).tolist()]).astype(_F32)
+
+
+def _xnnpack_tanh(v):
+    # XNNPACK TanHOp: std::tanh(float), which LiteRT's binary links to glibc's tanhf
+    return tanhf_array(v)
+
+
+def _codes(signed: bool) -> np.ndarray:
+    lo = -128 if signed else 0
+    return np.arange(lo, lo + 256, dtype=np.int64)
+
+
+def tflite_table(transform, s_in, zp_in, s_out, zp_out, signed: bool = True) -> np.ndarray:
+    """TFLite ``LUTPopulate`` (tensorflow/lite/kernels/internal/common.h) for 8-bit types: for
+    every input code q, ``dequantized = s_in * float(q - zp_in)`` (fp32), ``transformed =
+    transform(dequantized)``, ``round_half_away(transformed * (1 / s_out)) + zp_out``, clamped. Returns the int64 table indexed by ``q - qmin`` (256 entries)."""
+    q = _codes(signed)
+    deq = _F32(s_in) * (q - zp_in).astype(_F32)
+    r = transform(deq) * _F32(_F32(1.0) / _F32(s_out))
+    return np.clip(round_to_int(r, Rounding.HALF_AWAY).astype(np.int64) + zp_out, q[0], q[-1])
+
+
+def xnnpack_table(transform, s_in, zp_in, s_out, zp_out, signed: bool = True) -> np.ndarray:
+    """XNNPACK's quantized unary operators (``unary_ukernel_quantized`` in
+    src/reference/unary-elementwise.cc with ``dequantize`` / ``quantize`` of reference-utils.h), as
+    LiteRT 2.3's binary compiles them (read from its machine code: no contracted multiply-adds,
+    ``nearbyintf``): ``x = (float(q) - float(zp_in)) * s_in``, ``y = transform(x)``, then
+    ``nearbyintf(fp32(fp32(y * fp32(1 / s_out)) + float(zp_out)))`` -- ties to even, and the zero
+    point added in fp32 before rounding -- clamped to the type's range."""
+    q = _codes(signed)
+    deq = (q.astype(_F32) - _F32(zp_in)).astype(_F32) * _F32(s_in)
+    r = ((transform(deq) * _F32(_F32(1.0) / _F32(s_out))).astype(_F32) + _F32(zp_out)).astype(_F32)
+    return np.clip(np.rint(r).astype(np.int64), q[0], q[-1])
+
+
+# (kernel set, function) -> how that kernel set computes its table. "tflite": LiteRT's reference and
+# optimized kernels (activations.cc / gelu.cc Prepare: LUTPopulate with the float functions above);
+# "xnnpack": the XNNPACK delegate, which takes LOGISTIC and TANH; it leaves GELU to the builtin kernel
+# (measured: the node stays GELU, not DELEGATE), so that is TFLite's table.
+LUT_TABLES = {
+    ("tflite", "sigmoid"): partial(tflite_table, _sigmoid),
+    ("tflite", "tanh"): partial(tflite_table, _tanh),
+    ("tflite", "gelu"): partial(tflite_table, _gelu),
+    ("tflite", "gelu_tanh"): partial(tflite_table, _gelu_tanh),
+    ("xnnpack", "sigmoid"): partial(xnnpack_table, _xnnpack_sigmoid),
+    ("xnnpack", "tanh"): partial(xnnpack_table, _xnnpack_tanh),
+    ("xnnpack", "gelu"): partial(tflite_table, _gelu),
+    ("xnnpack", "gelu_tanh"): partial(tflite_table, _gelu_tanh),
+}
+
+
+def lut_table(fn: str, s_in, zp_in, s_out, zp_out, kernels: str = "tflite", signed: bool = True) -> np.ndarray:
+    """The int64 table (indexed by ``q - qmin``) of ``fn`` ("sigmoid", "tanh", "gelu" exact,
+    "gelu_tanh" approximate) as ``kernels`` ("tflite" or "xnnpack") builds it."""
+    builder = LUT_TABLES.get((kernels, fn))
+    if builder is None:
+        raise ValueError(f"no {fn!r} table for kernel set {kernels!r}; known: "
+                         + ", ".join(f"{k}/{f}" for k, f in LUT_TABLES))
+    return builder(s_in, zp_in, s_out, zp_out, signed=signed)
 
 
 def tflite_lut(fn: str, s_in, zp_in, s_out, zp_out, signed: bool = True) -> np.ndarray:
-    """TFLite ``LUTPopulate`` for 8-bit types: for every input code q, ``dequantized = s_in * float(q
-    - zp_in)`` (fp32), ``transformed = fn(dequantized)``, ``round_half_away(transformed * (1 /
-    s_out)) + zp_out``, clamped. Returns int64 table indexed by ``q - qmin`` (256 entries)."""
-    if fn not in LUT_FUNCTIONS:
-        raise ValueError(f"unknown LUT function {fn!r}; known: {', '.join(LUT_FUNCTIONS)}")
-    lo, hi = (-128, 127) if signed else (0, 255)
-    q = np.arange(lo, hi + 1, dtype=np.int64)
-    deq = _F32(s_in) * (q - zp_in).astype(_F32)
-    t = LUT_FUNCTIONS[fn](deq)
-    inv = _F32(_F32(1.0) / _F32(s_out))
-    r = t * inv
-    rounded = round_to_int(r, Rounding.HALF_AWAY)
-    return np.clip(rounded.astype(np.int64) + zp_out, lo, hi)
+    """TFLite's table of ``fn`` (see ``tflite_table``)."""
+    return lut_table(fn, s_in, zp_in, s_out, zp_out, "tflite", signed)
 
 
 def lut_apply(x, table, signed: bool = True) -> np.ndarray:
     return table[np.asarray(x, np.int64) - (-128 if signed else 0)]
 
 
-def activation_tflite(fn: str, x, s_in, zp_in, s_out, zp_out) -> np.ndarray:
+def activation_tflite(fn: str, x, s_in, zp_in, s_out, zp_out, kernels: str = "tflite") -> np.ndarray:
     """int8 LOGISTIC (``sigmoid``), TANH, GELU (``gelu`` exact, ``gelu_tanh`` approximate) as
-    LiteRT's table kernels compute them: a 256-entry LUT built from float math (LUTPopulate)."""
-    return lut_apply(x, tflite_lut(fn, s_in, zp_in, s_out, zp_out))
+    LiteRT's table kernels compute them: a 256-entry table, built as ``kernels`` builds it."""
+    return lut_apply(x, lut_table(fn, s_in, zp_in, s_out, zp_out, kernels))
 
 
 def softmax_table(s_in, beta: float = 1.0) -> np.ndarray:

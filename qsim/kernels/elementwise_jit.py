@@ -110,9 +110,9 @@ def mul_xnnpack(x1, x2, s1, zp1, s2, zp2, s_out, zp_out, qmin=-128, qmax=127):
     return _xnn_mul_kernel(a, b, scale, zp1, zp2, zp_out, qmin, qmax).reshape(shape)
 
 
-def activation_tflite(fn: str, x, s_in, zp_in, s_out, zp_out):
+def activation_tflite(fn: str, x, s_in, zp_in, s_out, zp_out, kernels: str = "tflite"):
     x = np.asarray(x, np.int64)
-    table = ref.tflite_lut(fn, s_in, zp_in, s_out, zp_out)
+    table = ref.lut_table(fn, s_in, zp_in, s_out, zp_out, kernels)
     return _lut_kernel(np.ascontiguousarray(x).ravel(), table, -128).reshape(x.shape)
 
 

@@ -258,13 +258,14 @@ def lut(step: Step):
     if step.rt.lut is not Kernels.TFLITE_REFERENCE or xq.fmt.name != "int8" or yq.fmt.name != "int8":
         raise Fallback
     fn = _LUT_NAMES.get(step.node.op) or ("gelu_tanh" if step.attr("approximate", False) else "gelu")
-    if fn == "sigmoid" and step.rt.policy is PolicyName.XNNPACK:
-        fn = "sigmoid_f64"
+    # Each kernel set builds its table its own way (ew.LUT_TABLES): XNNPACK's LOGISTIC and TANH round
+    # ties to even after adding the zero point in fp32, with its own float functions
+    kernels = "xnnpack" if step.rt.policy is PolicyName.XNNPACK else "tflite"
     mod = ew
     if step.impl == "numba":
         import qsim.kernels.elementwise_jit as mod
     y = mod.activation_tflite(fn, np.ascontiguousarray(x), scalar_scale(step, xq, "the input"),
                               scalar_zp(step, xq, "the input"), scalar_scale(step, yq, "the output"),
-                              scalar_zp(step, yq, "the output"))
+                              scalar_zp(step, yq, "the output"), kernels=kernels)
     step.bounds[step.node.outputs[0]] = int_range(yq)
     return [to_storage(y, yq)]
