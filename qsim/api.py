@@ -2,16 +2,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from qsim.cost.estimate import Estimate, estimate_graph
 from qsim.errors import QsimError
 from qsim.hw.profile import Profile, load_profile
 from qsim.ir.graph import Graph
 from qsim.precision import PrecisionPlan, parse_plan
 from qsim.workload import Workload, load_workload, resolve_workload
+
+if TYPE_CHECKING:  # the cost model (pandas) loads on first estimate: simulate and the CLI's start do not need it
+    import pandas as pd
+
+    from qsim.cost.estimate import Estimate
 
 
 def as_workload(workload: Workload | Graph | str | Path, precision: Any = None, batch: int | None = None,
@@ -44,6 +46,8 @@ def as_profile(profile: Profile | str | Path, overrides: dict[str, Any] | None =
 
 def run_estimate(workload, profile, precision: Any = None, batch: int | None = None, params: dict | None = None,
                  hw_overrides: dict | None = None) -> tuple[Workload, Profile, Estimate]:
+    from qsim.cost.estimate import estimate_graph
+
     wl, prof = as_workload(workload, precision, batch, params), as_profile(profile, hw_overrides)
     return wl, prof, estimate_graph(wl.graph, wl.plan, prof)
 
