@@ -163,3 +163,15 @@ def test_a_type_the_file_lacks_is_inferred_on_demand(tmp_path, monkeypatch):
                         (inferred.append(1), f(self))[1])
     g = onnx_import.load_onnx(tmp_path / "m.onnx")
     assert inferred == [1] and g.tensor("h").dtype == "float16" and g.tensor("y").dtype == "float16"
+
+
+def test_weights_in_an_external_data_file_are_read(qoperator_model, tmp_path):
+    model = onnx.load(str(qoperator_model))
+    onnx.save(model, str(tmp_path / "ext.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
+              location="ext.bin", size_threshold=0)
+    assert (tmp_path / "ext.bin").stat().st_size > 1000
+    inline, external = onnx_import.load_onnx(qoperator_model), onnx_import.load_onnx(tmp_path / "ext.onnx")
+    assert _graph_facts(inline)[2] == _graph_facts(external)[2] and len(external.constants) > 10
+    (tmp_path / "ext.bin").unlink()
+    with pytest.raises(onnx_import.QsimError, match="ext.onnx.*cannot be read"):
+        onnx_import.load_onnx(tmp_path / "ext.onnx")
