@@ -161,12 +161,14 @@ class Context:
     # -- reading the ONNX side -----------------------------------------------------------------
     def _initializer(self, t: TensorProto) -> Const:
         try:
-            array = P.to_array(t, base_dir=self._base_dir())
+            array = P.to_array(t, base_dir=self.base_dir)
         except Exception as exc:  # missing external data, bad raw_data length
             raise GraphError(f"{self.path}: initializer {t.name!r} cannot be read: {exc}") from None
         return const_from_array(array, ELEM_NAMES.get(t.data_type))
 
-    def _base_dir(self) -> str:
+    @property
+    def base_dir(self) -> str:
+        """The folder external tensor data is read from (the model file's)."""
         return os.path.dirname(os.path.abspath(self.path))
 
     def _infer(self) -> None:

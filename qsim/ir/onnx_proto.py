@@ -32,9 +32,11 @@ _A_TENSORS, _A_GRAPHS, _A_SPARSE_TENSOR, _A_SPARSE_TENSORS, _A_TYPE_PROTO, _A_TY
 NUMPY_TYPES = {FLOAT: np.float32, UINT8: np.uint8, INT8: np.int8, UINT16: np.uint16, INT16: np.int16,
                INT32: np.int32, INT64: np.int64, BOOL: np.bool_, FLOAT16: np.float16, DOUBLE: np.float64,
                UINT32: np.uint32, UINT64: np.uint64}
-# where a tensor without raw_data keeps its values (onnx's ``tensor_dtype_to_field``)
-_FIELD = {FLOAT: "float_data", DOUBLE: "double_data", INT64: "int64_data", UINT32: "uint64_data",
-          UINT64: "uint64_data", INT32: "int32_data", INT8: "int32_data", UINT8: "int32_data"}
+# where a tensor without raw_data keeps its values, and their storage type (onnx's ``tensor_dtype_to_field``
+# and ``tensor_dtype_to_storage_tensor_dtype``)
+_FIELD = {FLOAT: ("float_data", np.float32), DOUBLE: ("double_data", np.float64), INT64: ("int64_data", np.int64),
+          UINT32: ("uint64_data", np.uint64), UINT64: ("uint64_data", np.uint64), INT32: ("int32_data", np.int32),
+          INT8: ("int32_data", np.int32), UINT8: ("int32_data", np.int32)}
 _BITS16 = {FLOAT16, INT16, UINT16}  # 16-bit values stored as int32_data bit patterns
 
 # message -> fields (name, number, type, label); type is a scalar name or ".onnx.<Message>"
@@ -150,10 +152,8 @@ def to_array(t, base_dir: str = "") -> np.ndarray:
         return np.array(t.int32_data, dtype=np.int32).view(np.uint32).astype(np.uint16).reshape(dims).view(dtype)
     if t.data_type == BOOL:
         return np.array(t.int32_data, dtype=np.int32).view(np.uint32).astype(np.uint8).view(dtype).reshape(dims)
-    storage = np.uint64 if t.data_type in (UINT32, UINT64) else dtype
-    if t.data_type in (INT8, UINT8):
-        storage = np.int32
-    return np.asarray(getattr(t, _FIELD[t.data_type]), dtype=storage).astype(dtype).reshape(dims)
+    field, storage = _FIELD[t.data_type]
+    return np.asarray(getattr(t, field), dtype=storage).astype(dtype).reshape(dims)
 
 
 def np_dtype(elem_type: int) -> np.dtype:
