@@ -27,6 +27,10 @@ EXTERNAL = 1  # TensorProto.DataLocation
 # AttributeProto.AttributeType values
 _A_UNDEFINED, _A_FLOAT, _A_INT, _A_STRING, _A_TENSOR, _A_GRAPH, _A_FLOATS, _A_INTS, _A_STRINGS = range(9)
 _A_TENSORS, _A_GRAPHS, _A_SPARSE_TENSOR, _A_SPARSE_TENSORS, _A_TYPE_PROTO, _A_TYPE_PROTOS = range(9, 15)
+_ATTR_ONE = {_A_FLOAT: "f", _A_INT: "i", _A_STRING: "s", _A_GRAPH: "g", _A_SPARSE_TENSOR: "sparse_tensor",
+             _A_TYPE_PROTO: "tp"}  # the field holding each attribute type's value
+_ATTR_LIST = {_A_FLOATS: "floats", _A_INTS: "ints", _A_STRINGS: "strings", _A_TENSORS: "tensors",
+              _A_GRAPHS: "graphs", _A_SPARSE_TENSORS: "sparse_tensors", _A_TYPE_PROTOS: "type_protos"}
 
 # element types numpy holds natively; the others go through the onnx package (ml_dtypes types)
 NUMPY_TYPES = {FLOAT: np.float32, UINT8: np.uint8, INT8: np.int8, UINT16: np.uint16, INT16: np.int16,
@@ -170,21 +174,18 @@ def attribute_value(a):
     if a.ref_attr_name:
         raise ValueError(f"Cannot get value of reference attribute: {a}")
     kind = a.type
-    scalar = {_A_FLOAT: "f", _A_INT: "i", _A_STRING: "s", _A_GRAPH: "g", _A_SPARSE_TENSOR: "sparse_tensor",
-              _A_TYPE_PROTO: "tp"}
-    listed = {_A_FLOATS: "floats", _A_INTS: "ints", _A_STRINGS: "strings", _A_TENSORS: "tensors",
-              _A_GRAPHS: "graphs", _A_SPARSE_TENSORS: "sparse_tensors", _A_TYPE_PROTOS: "type_protos"}
     if kind == _A_TENSOR:
         return to_array(a.t)
-    if kind in scalar:
-        return getattr(a, scalar[kind])
-    if kind in listed:
-        return list(getattr(a, listed[kind]))
+    if kind in _ATTR_ONE:
+        return getattr(a, _ATTR_ONE[kind])
+    if kind in _ATTR_LIST:
+        return list(getattr(a, _ATTR_LIST[kind]))
     if kind == _A_UNDEFINED:
         return None
     raise ValueError(f"Unsupported ONNX attribute: {a}")
 
 
 def read_model(path: str | os.PathLike):
+    """The ModelProto in an .onnx file (external tensor data stays in its files until ``to_array``)."""
     with open(path, "rb") as f:
         return parse_model(f.read())
