@@ -25,10 +25,9 @@ requantization); ``impl="numpy"`` the reference kernels: the same bits.
 """
 from __future__ import annotations
 
-from typing import Mapping, NamedTuple
+from typing import TYPE_CHECKING, Mapping, NamedTuple
 
 import numpy as np
-import pandas as pd
 
 from qsim.errors import GraphError, QsimError
 from qsim.ir.graph import Graph
@@ -40,6 +39,9 @@ from qsim.sim.int_ops import Fallback
 from qsim.sim.int_common import Step
 from qsim.sim.int_float import float_island, kind_of
 from qsim.sim.int_runtime import get_runtime
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 STAT_COLUMNS = ["node", "op", "mode", "overflow_events", "saturated_low", "saturated_high", "elements"]
 
@@ -65,6 +67,8 @@ class NodeStats:
         return len(self.modes)
 
     def frame(self) -> pd.DataFrame:
+        import pandas as pd  # on first read: a simulation that never reads its statistics does not load pandas
+
         cols = [self.names, self.ops, self.modes, self.overflow, self.low, self.high, self.elements]
         return pd.DataFrame(dict(zip(STAT_COLUMNS, cols)), columns=STAT_COLUMNS)
 

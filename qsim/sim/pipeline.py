@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Mapping, NamedTuple
 import numpy as np
 
 from qsim.errors import QsimError
-from qsim.ir.graph import Graph
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: ``qsim --help`` imports this module for EXECUTORS
     import pandas as pd
+
+    from qsim.ir.graph import Graph
 
 EXECUTORS = ("auto", "integer", "fake")
 DEFAULT_POLICY = {".onnx": "onnxruntime", ".tflite": "tflite-reference"}  # the runtime each file targets
