@@ -8,7 +8,7 @@ import pytest
 
 from qsim.cost import estimate_graph
 from qsim.cost.npu_array import utilisation
-from qsim.cost.npu_blocks import BlockConfig, LayerShape, find_block_config, layer_cycles
+from qsim.cost.npu_blocks import DEPTHWISE, VECTOR, BlockConfig, LayerShape, find_block_config, layer_cycles
 from qsim.cost.stack import fusion_map
 from qsim.errors import ProfileError
 from qsim.hw.profile import load_profile, resolve_profile_path
@@ -88,6 +88,46 @@ def test_vela_block_that_fits_the_shared_buffer_by_hand():
     # row of blocks only 8 rows full: Vela charges whole blocks); command (32 + 4032/16 + 32 + 3072/16 + 768
     # + 2304) / 4 = 895 > the output stage's 768: 2304 x 6 + 895
     assert layer_cycles(layer, array) == 2304 * 6 + 895
+
+
+def test_vela_depthwise_and_fully_connected_blocks_by_hand():
+    array = _array(blocks=True)
+    # depthwise 3x3 over 8 channels at 8x8: one 8x8x8 block (cost (9*8 + 10*10*8) / 512, halved, beats 8x6);
+    # 16 micro-blocks x 4 = 64 cycles per step, ceil(9/4) = 3 steps: 192; output 0.25 x 512 = 128 > the
+    # command (32 + 512/16 + 32 + 512/16 + 128 + 192) / 4 = 112: 192 + 128
+    dw = LayerShape((8, 8, 8), (8, 8, 8), (3, 3), kind=DEPTHWISE)
+    assert find_block_config(dw, array).ofm == (8, 8, 8)
+    assert layer_cycles(dw, array) == 192 + 128
+    # fully connected 256 -> 8 (Vela's VectorProduct): one output pixel, one micro-block: the 32-cycle
+    # weight fetch + the pipeline delay of 2 per step, 256/32 = 8 IFM passes: 272; the output stage's
+    # 2 cycles give way to the scale / bias fetch, 10 x 8 x 32 / 256 = 10; command (32 + 32/16 + 32 +
+    # 8/16 + 10 + 272) / 4 = 87.125: 272 + 87.125, truncated
+    fc = LayerShape((1, 1, 8), (1, 1, 256), (1, 1), kind=VECTOR)
+    assert find_block_config(fc, array) == BlockConfig((2, 2, 8), (2, 2, 32), False)
+    assert layer_cycles(fc, array) == 359
+    g = fc_graph(1, 256, 8)
+    assert utilisation(g, g.node("fc"), 256 * 8, 256, array) == pytest.approx(256 * 8 / (359 * 256))
+
+
+def test_vela_prefers_blocks_whose_ifm_fits_twice_and_an_output_bound_layer_by_hand():
+    array = _array(blocks=True)
+    # 8 -> 32 channels, 1x1 at 12x12: at depth 32, 12x12 does not fit (accumulators 18 KiB -> 48 banks);
+    # 6x12, 8x12 and 10x12 fetch alike (2 x 8 x 32 weights + 1152 IFM bytes per 4608 outputs), but Vela
+    # halves the cost where the 12x12x8 IFM is under twice the IFM block: 8x12 (768 B) is the first so
+    # favoured (6x12's 576 B is not), and equal costs move only for blocks of at most 4x4
+    layer = LayerShape((12, 12, 32), (12, 12, 8), (1, 1))
+    assert find_block_config(layer, array).ofm == (8, 12, 32)
+    # per block: 4x6 micro-blocks x 4 = 96 cycles per step, one step, 4 micro-block depths: 384; the
+    # output stage's 0.25 x 3072 = 768 is the longer stage, over 2 blocks, then the array drains: 768 x 2 + 384
+    assert layer_cycles(layer, array) == 768 * 2 + 384
+
+
+def test_a_shared_buffer_with_a_wrong_block_limit_is_an_error_naming_the_key():
+    key = "stacks.vela-ethos-u.mac_array.shared_buffer"
+    with pytest.raises(ProfileError, match=rf"{key}\.ofm_block_max.*expected 3 items"):
+        load_profile("imx93", {f"{key}.ofm_block_max": [32, 64]})
+    with pytest.raises(ProfileError, match=rf"{key}\.banks: must be >= 1"):
+        load_profile("imx93", {f"{key}.banks": 0})
 
 
 def test_block_schedule_off_keeps_the_whole_output_micro_block_count():
