@@ -14,6 +14,10 @@ for the whole block (the weight decoder's rate: 32 cycles per 8 output channels)
 - a depthwise convolution has one input channel per output: ``kernel_step`` kernel elements per step;
 - a layer with few output pixels (a fully-connected layer: one) is bound by the weight fetch.
 
+This counts the whole output as one block. When the profile describes the shared buffer and sets
+``schedule_in_blocks``, the layer runs in the OFM blocks Vela would choose, with the output stage and
+each block's command cost (``qsim.cost.npu_blocks``).
+
 ``utilisation`` returns useful MACs / (cycles x MACs per cycle): the factor by which the array is
 slower than its peak on this layer, before the profile's fitted efficiency (stalls, block overheads).
 """
