@@ -175,11 +175,11 @@ def fit_iot() -> dict[str, float]:
 
 def ablate_imx93() -> None:
     """Each mechanism of IMX93_VARIANTS enabled, both fitted parameters refitted: held-out errors per row."""
-    for name, variant in IMX93_VARIANTS.items():
+    for name, variant in {"as shipped": {}, **IMX93_VARIANTS}.items():
         fitted = fit_imx93(variant)
         table = imx93_npu({**variant, **fitted})
         held = table[table.role == "held out"]
-        print(f"imx93 + {name}: refitted {fitted}")
+        print(f"imx93, {name}: refitted {fitted}")
         print("  " + ", ".join(f"{m} {e:+.1f} %" for m, e in zip(held.model, held.error_pct)))
         print(f"  held out: median {held.error_pct.abs().median():.1f} %, worst {held.error_pct.abs().max():.1f} %;"
               f" fitted rows: worst {table[table.role != 'held out'].error_pct.abs().max():.2f} %")
