@@ -34,6 +34,17 @@ VALIDATION_SCHEMA = Record(
     optional={"fitted_median_pct": _NON_NEGATIVE, "fitted_worst_pct": _NON_NEGATIVE,
               "rows_fitted": Int(0), "rows_held_out": Int(0)},
 )
+# The shared buffer an Ethos-U operation's OFM blocks live in (Vela's SHRAM), and what each block costs
+# beside its MACs: qsim.cost.npu_blocks.
+SHARED_BUFFER_SCHEMA = Record(
+    required={"schedule_in_blocks": Bool(),  # false: the numbers are recorded, layers cost as one block
+              "banks": Int(1), "bank_bytes": Int(1), "reserved_output_banks": Int(0), "reserved_end_banks": Int(0),
+              "ifm_granule_banks": Int(1), "accumulator_granule_banks": Int(1),
+              "ofm_block_max": ListOf(Int(1), length=3),  # [height, width, channels]
+              "output_cycles_per_element": _POSITIVE,  # the output stage, per OFM element
+              "block_latency_cycles": ListOf(Int(0), length=2),  # [read, write] latency of a block's transfers
+              "block_bytes_per_cycle": _POSITIVE},  # the block transfers' rate
+)
 # An NPU MAC array as its compiler's performance model sees it (Vela's, for Arm Ethos-U): work is issued
 # in micro-blocks of output pixels x output channels, each taking ``ifm_block_depth / dot_product_width``
 # cycles per kernel element and IFM-depth block, never fewer than ``weight_fetch_cycles`` per kernel step.
@@ -43,6 +54,7 @@ MAC_ARRAY_SCHEMA = Record(
               "ifm_block_depth": Int(1),  # input channels per pass (depth-first traversal)
               "kernel_step": Int(1),  # kernel elements per step (part-kernel-first and depthwise)
               "weight_fetch_cycles": Int(0)},  # minimum cycles per kernel step and micro-block depth
+    optional={"shared_buffer": SHARED_BUFFER_SCHEMA},  # present: layers run in OFM blocks (qsim.cost.npu_blocks)
 )
 STACK_SCHEMA = Record(
     required={"runtime": Str(), "fold_batchnorm": Bool(), "fuse_activation": Bool(),
@@ -86,12 +98,28 @@ class Validation:
 
 
 @dataclass(frozen=True)
+class SharedBuffer:
+    schedule_in_blocks: bool
+    banks: int
+    bank_bytes: int
+    reserved_output_banks: int
+    reserved_end_banks: int
+    ifm_granule_banks: int
+    accumulator_granule_banks: int
+    ofm_block_max: tuple[int, int, int]
+    output_cycles_per_element: float
+    block_latency_cycles: tuple[int, int]
+    block_bytes_per_cycle: float
+
+
+@dataclass(frozen=True)
 class MacArray:
     ofm_ublock: tuple[int, int, int]  # output rows, columns, channels per micro-block
     dot_product_width: int
     ifm_block_depth: int
     kernel_step: int
     weight_fetch_cycles: int
+    shared_buffer: SharedBuffer | None = None  # None: one block over the whole output (qsim.cost.npu_array)
 
 
 @dataclass(frozen=True)
@@ -140,6 +168,13 @@ def stack_errors(data: Mapping[str, Any]) -> list[Problem]:
     return []
 
 
+def _shared_buffer(b: Mapping[str, Any] | None) -> SharedBuffer | None:
+    if b is None:
+        return None
+    return SharedBuffer(**{**b, "ofm_block_max": tuple(b["ofm_block_max"]),
+                           "block_latency_cycles": tuple(b["block_latency_cycles"])})
+
+
 def build_stack(data: Mapping[str, Any]) -> Stack | None:
     """The selected stack of validated profile data; None when the profile names none."""
     chosen = data.get("stack")
@@ -159,7 +194,8 @@ def build_stack(data: Mapping[str, Any]) -> Stack | None:
         memory_overlaps_compute=s.get("memory_overlaps_compute", True),
         matrix_vector_efficiency=MappingProxyType(dict(s.get("matrix_vector_efficiency") or {})),
         mac_array=MacArray(tuple(a["ofm_ublock"]), a["dot_product_width"], a["ifm_block_depth"], a["kernel_step"],
-                           a["weight_fetch_cycles"]) if (a := s.get("mac_array")) else None,
+                           a["weight_fetch_cycles"], _shared_buffer(a.get("shared_buffer")))
+        if (a := s.get("mac_array")) else None,
         softmax_lowering=s.get("softmax_lowering"), channels_last_int8=s.get("channels_last_int8", False),
         layout_transpose_ns_per_element=s.get("layout_transpose_ns_per_element"),
         float_islands=MappingProxyType(dict(s.get("float_islands") or {})),
