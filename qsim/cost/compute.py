@@ -45,6 +45,8 @@ def wave_factor(graph, node, profile: Profile) -> float:
     if view is None:
         return 1.0
     batches, rows, cols = view.batches, view.rows, view.cols
+    if rows == 1:  # a matrix-vector product (batch-1 decode) runs a GEMV kernel: no output-row tile to pad
+        return 1.0
     best = float("inf")
     for tm, tn in c.tiles:
         tiles = batches * ceil(rows / tm) * ceil(cols / tn)

@@ -95,18 +95,23 @@ def _node_row(graph, node, plan: PrecisionPlan, profile: Profile, view: sw.Stack
     if array is not None and array.stall_s and compute_s + array.stall_s > memory_s:
         memory_s, level = compute_s + array.stall_s, profile.systolic.dram  # the array's SRAMs wait on DRAM
     memory_s /= sw.bandwidth_fraction(profile.stack, kind, choice.unit)
-    launches, extra_bytes = sw.extra_kernels(graph, node, profile.stack, prec.activation.storage_bits)
+    # the stack's kernels beyond the node's own (qsim.cost.stack_kernels): serial, memory-bound
+    launches, extra_bytes = sw.extra_kernels(graph, node, profile.stack, prec.activation.storage_bits,
+                                             not prec.activation.is_float)
+    bandwidth = profile.memories[profile.activations_in].bandwidth_bytes_per_s
+    stack_kernels_s = extra_bytes / (bandwidth * sw.bandwidth_fraction(profile.stack, "elementwise", choice.unit))
     if work is not None:
-        launches, extra_bytes = launches + work.launches, extra_bytes + work.timed_bytes
+        launches = launches + work.launches
+        memory_s += work.timed_bytes / bandwidth
     launches = 0 if fused else 1 + launches
-    memory_s += extra_bytes / profile.memories[profile.activations_in].bandwidth_bytes_per_s
     launch_s = profile.dispatch_s if profile.stack is None or profile.stack.kernel_launch_s is None \
         else profile.stack.kernel_launch_s
     # the kernel minimum was measured on lone kernels, launch included: its launch part is the profile's
     floor = sw.kernel_floor(profile, kind, choice.unit) - profile.dispatch_s if counts.macs else 0.0
     # an in-order core (a microcontroller) stalls on its loads: memory time adds to compute time
     overlap = profile.stack is None or profile.stack.memory_overlaps_compute
-    latency = launches * launch_s + max(compute_s if overlap else compute_s + memory_s, memory_s, floor)
+    latency = launches * launch_s + max(compute_s if overlap else compute_s + memory_s, memory_s, floor) + \
+        stack_kernels_s
     if fused and profile.compute.vector_overlaps_matrix:
         latency = 0.0  # applied in the host's output stage, which runs beside its MAC array
     e_compute = (counts.macs * profile.mac_pj[choice.unit] + counts.vector_ops * profile.vector_op_pj) * 1e-12
@@ -119,7 +124,7 @@ def _node_row(graph, node, plan: PrecisionPlan, profile: Profile, view: sw.Stack
         "macs": counts.macs, "vector_ops": counts.vector_ops, "params": counts.params,
         "weight_bytes": ops.weight_bytes, "input_bytes": ops.input_bytes, "output_bytes": ops.output_bytes,
         "state_bytes": ops.state_read_bytes + ops.state_write_bytes,
-        "compute_s": compute_s, "memory_s": memory_s,
+        "compute_s": compute_s, "memory_s": memory_s, "stack_kernels_s": stack_kernels_s,
         "bound": "memory" if memory_s > compute_s else "compute", "bound_level": level if memory_s > compute_s else "",
         "latency_s": latency, "energy_j": e_compute + e_memory + e_static,
         "energy_compute_j": e_compute, "energy_memory_j": e_memory, "energy_static_j": e_static,

@@ -152,12 +152,13 @@ def test_attention_and_cast_kernels_by_hand():
     g.add_node("Attention", "att", ["x"], {"heads": 12, "bias": True})
     g.mark_output("att")
     node = g.node("att")
-    eager = load_profile("cloud", {"stack": "pytorch-eager"}).stack
-    unfused = load_profile("cloud", {"stack": "pytorch-eager", "stacks.pytorch-eager.attention": "unfused"}).stack
+    # a fused engine (no transformer lowering): one QKV GEMM, one attention kernel, one output GEMM
+    cast = load_profile("cloud", {"stack": "tensorrt", "stacks.tensorrt.quantize": "separate"}).stack
+    unfused = load_profile("cloud", {"stack": "tensorrt", "stacks.tensorrt.attention": "unfused"}).stack
     trt = load_profile("cloud", {"stack": "tensorrt"}).stack
     assert extra_kernels(g, node, trt, 16) == (2, 0)  # QKV projection, flash kernel, output projection
     # scores 1 x 12 x 128 x 128 at 2 bytes: written, read and written by softmax, read again
     assert extra_kernels(g, node, unfused, 16) == (6, 4 * 12 * 128 * 128 * 2)
-    # fp8 activations cast in a kernel of its own: read 16-bit, write 8-bit
-    assert extra_kernels(g, node, eager, 8) == (2 + 1, 128 * 768 * (2 + 1))
+    # fp8 activations cast (static scale) in a kernel of its own: read 16-bit, write 8-bit
+    assert extra_kernels(g, node, cast, 8) == (2 + 1, 128 * 768 * (2 + 1))
     assert extra_kernels(g, node, trt, 8) == (2, 0)  # quantize in the GEMM epilogue
