@@ -51,7 +51,7 @@ def fit(folder: Path) -> dict[str, float]:
     conv = pd.read_csv(folder / "h100_conv.csv", comment="#")
     net = pd.read_csv(folder / "h100_resnet18.csv", comment="#")
     base = load_profile("cloud", {"stack": "pytorch-eager"})
-    launch = base.dispatch_s
+    launch = base.stack.kernel_launch_s if base.stack.kernel_launch_s is not None else base.dispatch_s
     out: dict[str, float] = {}
     for r in conv[conv["shape"].str.startswith("n32")].itertuples():
         cls = CONV_CLASS[re.sub(r"^n\d+", "n{}", r.shape)]

@@ -106,8 +106,8 @@ def _node_row(graph, node, plan: PrecisionPlan, profile: Profile, view: sw.Stack
     launches = 0 if fused else 1 + launches
     launch_s = profile.dispatch_s if profile.stack is None or profile.stack.kernel_launch_s is None \
         else profile.stack.kernel_launch_s
-    # the kernel minimum was measured on lone kernels, launch included: its launch part is the profile's
-    floor = sw.kernel_floor(profile, kind, choice.unit) - profile.dispatch_s if counts.macs else 0.0
+    # the kernel minimum was measured on lone kernels, launch included
+    floor = sw.kernel_floor(profile, kind, choice.unit) - launch_s if counts.macs else 0.0
     # an in-order core (a microcontroller) stalls on its loads: memory time adds to compute time
     overlap = profile.stack is None or profile.stack.memory_overlaps_compute
     latency = launches * launch_s + max(compute_s if overlap else compute_s + memory_s, memory_s, floor) + \

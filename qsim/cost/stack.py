@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from qsim.cost.npu_array import utilisation
 from qsim.cost.stack_kernels import stack_kernels
-from qsim.hw.stack_profile import Stack
+from qsim.hw.stack_profile import CONV_CLASSES, Stack
 from qsim.ir.graph import Graph
 from qsim.ir.registry import CostClass, get_op
 
@@ -173,14 +173,18 @@ def array_efficiency(profile, graph, node, unit: str, macs: int) -> float | None
 
 def kernel_floor(profile, cls: str, unit: str) -> float:
     """The shortest a lone matrix op takes, launch included: the profile's per-precision GEMM
-    minimum for GEMM-like classes; a depthwise/grouped conv is no GEMM, so it gets the fastest lone
-    kernel measured at any precision. The minimum is flat from 256^3 to 1024^3 in the microbench (a
+    minimum for GEMM-like classes; a convolution takes the stack's ``conv_min_latency_us`` when it
+    has one, else (a depthwise/grouped conv is no GEMM) the fastest lone kernel measured at any
+    precision, or (dense) its precision's GEMM minimum. The minimum is flat from 256^3 to 1024^3 in the microbench (a
     64x range of work): the time a lone op takes to be issued from the host, not device time. A
     captured graph replays its kernels without it (0): on ResNet-18 ms_graph that cut the held-out
     error from 9.5 to 4.5 % (median) and the fitted rows' from 15.4 to 3.5 %."""
     floors = profile.compute.min_latency
-    if profile.stack is not None and profile.stack.launch == "graph":
+    stack = profile.stack
+    if stack is not None and stack.launch == "graph":
         return 0.0
+    if stack is not None and stack.conv_min_latency_s is not None and cls in CONV_CLASSES + ("depthwise",):
+        return stack.conv_min_latency_s  # cuDNN's own lone-op minimum, not a cuBLAS precision path's
     if cls == "depthwise" and floors:
         return min(floors.values())
     return floors.get(unit, 0.0)

@@ -55,6 +55,7 @@ STACK_SCHEMA = Record(
         "kv_cache_update": Enum(("concat", "in_place")),  # concat: the whole KV cache copied every step
         "layout_conversion": Bool(),  # a transpose kernel on the graph's input and on its output
         "kernel_launch_us": _NON_NEGATIVE,  # device-side cost per kernel; default: dispatch_overhead_us
+        "conv_min_latency_us": _POSITIVE,  # a lone convolution's minimum (launch included); default: the GEMM's
         "host_us_per_kernel": _NON_NEGATIVE,  # host issue cost per kernel; the device waits when it is larger
         "l2_residency": Bool(),  # activations read back from the on-chip buffer while they are still there
         "conv_efficiency": MapOf(MapOf(_FRACTION, COMPUTE_CLASSES), CONV_CLASSES),
@@ -112,6 +113,7 @@ class Stack:
     kv_cache_update: str = "in_place"
     layout_conversion: bool = False
     kernel_launch_s: float | None = None
+    conv_min_latency_s: float | None = None  # None: a conv takes its precision's GEMM minimum
     host_s_per_kernel: float = 0.0
     l2_residency: bool = False
     conv_efficiency: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
@@ -160,6 +162,7 @@ def build_stack(data: Mapping[str, Any]) -> Stack | None:
         quantize=s.get("quantize", "epilogue"), activation_scale=s.get("activation_scale", "static"),
         lowering=s.get("lowering"), kv_cache_update=s.get("kv_cache_update", "in_place"), layout_conversion=s.get("layout_conversion", False),
         kernel_launch_s=s["kernel_launch_us"] / 1e6 if "kernel_launch_us" in s else None,
+        conv_min_latency_s=s["conv_min_latency_us"] / 1e6 if "conv_min_latency_us" in s else None,
         host_s_per_kernel=s.get("host_us_per_kernel", 0.0) / 1e6, l2_residency=s.get("l2_residency", False),
         conv_efficiency=freeze(s.get("conv_efficiency")), bandwidth_fraction=freeze(s.get("bandwidth_fraction")),
         activation_into_add=s.get("activation_into_add", False), cascading=s.get("cascading", False),
