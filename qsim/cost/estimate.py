@@ -21,6 +21,7 @@ from qsim.cost.footprint import (activation_bits, packed_bytes, peak_activation_
 from qsim.cost import stack as sw
 from qsim.cost.dynamic import dynamic_pass
 from qsim.cost.recipes import cost_plan
+from qsim.cost.stack_kernels import stack_kernels
 from qsim.cost.stack_work import StackWork, stack_work
 from qsim.cost.systolic_node import array_time
 from qsim.cost.traffic import Operands, memory_energy_j, memory_seconds, node_traffic
@@ -96,8 +97,9 @@ def _node_row(graph, node, plan: PrecisionPlan, profile: Profile, view: sw.Stack
         memory_s, level = compute_s + array.stall_s, profile.systolic.dram  # the array's SRAMs wait on DRAM
     memory_s /= sw.bandwidth_fraction(profile.stack, kind, choice.unit)
     # the stack's kernels beyond the node's own (qsim.cost.stack_kernels): serial, memory-bound
-    launches, extra_bytes = sw.extra_kernels(graph, node, profile.stack, prec.activation.storage_bits,
-                                             not prec.activation.is_float)
+    kernels = stack_kernels(graph, node, profile.stack, prec.activation.storage_bits, not prec.activation.is_float)
+    launches, extra_bytes = len(kernels), sum(k.bytes_moved for k in kernels)
+    plain_ops = sum(not k.module_call for k in kernels)  # issued by the host at the per-op cost
     bandwidth = profile.memories[profile.activations_in].bandwidth_bytes_per_s
     stack_kernels_s = extra_bytes / (bandwidth * sw.bandwidth_fraction(profile.stack, "elementwise", choice.unit))
     if work is not None:
@@ -121,6 +123,7 @@ def _node_row(graph, node, plan: PrecisionPlan, profile: Profile, view: sw.Stack
         "name": node.name, "op": node.op, "weight_format": prec.weight.name, "activation_format": prec.activation.name,
         "compute_unit": choice.unit, "emulated": choice.emulated, "fused": fused,
         "fused_into": view.fused_into.get(node.name, ""), "kernel_class": kind, "launches": launches,
+        "stack_op_launches": 0 if fused else plain_ops,
         "macs": counts.macs, "vector_ops": counts.vector_ops, "params": counts.params,
         "weight_bytes": ops.weight_bytes, "input_bytes": ops.input_bytes, "output_bytes": ops.output_bytes,
         "state_bytes": ops.state_read_bytes + ops.state_write_bytes,

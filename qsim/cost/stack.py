@@ -247,7 +247,11 @@ def cascaded_bytes(graph, view: StackView, input_bytes, output_bytes, capacity: 
 
 
 def host_seconds(stack: Stack | None, layers) -> float:
-    """Time the host needs to issue the kernels one by one (0 for a captured graph)."""
+    """Time the host needs to issue the kernels one by one (0 for a captured graph): a module's
+    kernel at the per-kernel cost, a plain tensor op inside a module's forward (a stack kernel that
+    is no module call, ``stack_op_launches``) at the per-op cost."""
     if stack is None or stack.launch == "graph":
         return 0.0
-    return float(layers["launches"].sum()) * stack.host_s_per_kernel
+    ops = float(layers["stack_op_launches"].sum())
+    per_op = stack.host_s_per_kernel if stack.host_s_per_op is None else stack.host_s_per_op
+    return (float(layers["launches"].sum()) - ops) * stack.host_s_per_kernel + ops * per_op

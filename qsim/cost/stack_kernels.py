@@ -3,7 +3,8 @@
 Each is a kernel of its own: launched (and, on an eager stack, issued by the host), and run after
 the node's kernel, memory-bound at the stack's elementwise fraction of the copy bandwidth
 (qsim.cost.estimate adds them serially, never under the node's roofline). ``bytes_moved`` counts
-bytes read plus written beyond what the node's own row already charges.
+bytes read plus written beyond what the node's own row already charges; ``module_call`` tells a
+Linear module's kernel (host cost per kernel) from a plain tensor op (host cost per op).
 
 * Attention (key ``attention``): fused: one flash kernel between the projections (a fused engine
   runs QKV as one GEMM: 2 extra kernels); unfused: the score matrix goes through memory.
@@ -45,6 +46,7 @@ HF = "hf-transformers"
 class Kernel:
     name: str
     bytes_moved: int
+    module_call: bool = False  # issued through an nn.Module call (a Linear); else a plain tensor op
 
 
 def _attention_dims(graph, node):
@@ -65,7 +67,7 @@ def _attention_core(graph, node, stack: Stack, wide: int) -> list[Kernel]:
         n = ATTENTION_EXTRA_KERNELS[stack.attention]
         moved = 4 * scores * wide if stack.attention == "unfused" else 0  # QK^T writes, softmax r+w, PV reads
         return [Kernel(f"attention_{i}", moved if i == 0 else 0) for i in range(n)]
-    kernels = [Kernel("k_proj", 0), Kernel("v_proj", 0), Kernel("o_proj", 0)]  # the node's own kernel is q_proj
+    kernels = [Kernel(f"{p}_proj", 0, module_call=True) for p in "kvo"]  # the node's own kernel is q_proj
     if node.attrs.get("rotary"):
         for which, elems in (("q", ctx), ("k", b * s * kvh * hd)):
             kernels += [Kernel(f"rope_{which}_neg", elems * wide), Kernel(f"rope_{which}_cat", 2 * elems * wide),

@@ -57,6 +57,7 @@ STACK_SCHEMA = Record(
         "kernel_launch_us": _NON_NEGATIVE,  # device-side cost per kernel; default: dispatch_overhead_us
         "conv_min_latency_us": _POSITIVE,  # a lone convolution's minimum (launch included); default: the GEMM's
         "host_us_per_kernel": _NON_NEGATIVE,  # host issue cost per kernel; the device waits when it is larger
+        "host_us_per_op": _NON_NEGATIVE,  # host cost of a plain tensor op a module runs inside (default: per kernel)
         "l2_residency": Bool(),  # activations read back from the on-chip buffer while they are still there
         "conv_efficiency": MapOf(MapOf(_FRACTION, COMPUTE_CLASSES), CONV_CLASSES),
         "bandwidth_fraction": MapOf(MapOf(_FRACTION, COMPUTE_CLASSES), MEMORY_CLASSES),
@@ -115,6 +116,7 @@ class Stack:
     kernel_launch_s: float | None = None
     conv_min_latency_s: float | None = None  # None: a conv takes its precision's GEMM minimum
     host_s_per_kernel: float = 0.0
+    host_s_per_op: float | None = None  # None: host_s_per_kernel
     l2_residency: bool = False
     conv_efficiency: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     bandwidth_fraction: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
@@ -163,7 +165,8 @@ def build_stack(data: Mapping[str, Any]) -> Stack | None:
         lowering=s.get("lowering"), kv_cache_update=s.get("kv_cache_update", "in_place"), layout_conversion=s.get("layout_conversion", False),
         kernel_launch_s=s["kernel_launch_us"] / 1e6 if "kernel_launch_us" in s else None,
         conv_min_latency_s=s["conv_min_latency_us"] / 1e6 if "conv_min_latency_us" in s else None,
-        host_s_per_kernel=s.get("host_us_per_kernel", 0.0) / 1e6, l2_residency=s.get("l2_residency", False),
+        host_s_per_kernel=s.get("host_us_per_kernel", 0.0) / 1e6,
+        host_s_per_op=s["host_us_per_op"] / 1e6 if "host_us_per_op" in s else None, l2_residency=s.get("l2_residency", False),
         conv_efficiency=freeze(s.get("conv_efficiency")), bandwidth_fraction=freeze(s.get("bandwidth_fraction")),
         activation_into_add=s.get("activation_into_add", False), cascading=s.get("cascading", False),
         memory_overlaps_compute=s.get("memory_overlaps_compute", True),

@@ -102,3 +102,18 @@ def test_decode_gemv_streams_its_weights_at_the_copy_bandwidth():
                          ).layers.iloc[0]
     assert row.bound == "memory"
     assert row.latency_s == pytest.approx(4.56e-6 + (4096 * 11008 + 4096 + 11008) * 2 / 3007.8e9)
+
+
+def test_eager_host_issues_module_kernels_and_plain_ops_at_their_own_costs():
+    llama = build("llama", seq=1, context=15, layers=1)
+    profile = load_profile("cloud", {"stack": "pytorch-eager"})
+    est = estimate_graph(llama, PrecisionPlan.uniform("fp16"), profile)
+    layers = est.layers.set_index("name")
+    # Attention: q_proj (the node's own), k/v/o_proj Linears; rotary 10, cache cat 2, SDPA 1 plain ops
+    assert layers.loc["l0_attention", "launches"] == 17 and layers.loc["l0_attention", "stack_op_launches"] == 13
+    assert layers.loc["l0_attn_norm", "stack_op_launches"] == 7  # LlamaRMSNorm's steps before `weight *`
+    kernels, ops = int(layers.launches.sum()), int(layers.stack_op_launches.sum())
+    assert (kernels, ops) == (1 + 40 + 8 + 1, 13 + 7 + 7 + 7)
+    host = (kernels - ops) * 26.46e-6 + ops * 13.49e-6
+    assert host > float(layers.latency_s.sum())  # one decode layer at batch 1 waits on the host
+    assert est.totals["latency_s"] == pytest.approx(host)
