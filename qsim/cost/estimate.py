@@ -124,6 +124,7 @@ def _node_row(graph, node, plan: PrecisionPlan, profile: Profile, view: sw.Stack
         "compute_unit": choice.unit, "emulated": choice.emulated, "fused": fused,
         "fused_into": view.fused_into.get(node.name, ""), "kernel_class": kind, "launches": launches,
         "stack_op_launches": 0 if fused else plain_ops,
+        "stack_kernels": " ".join(k.name for k in kernels),  # what the stack launches beside the node's own kernel
         "macs": counts.macs, "vector_ops": counts.vector_ops, "params": counts.params,
         "weight_bytes": ops.weight_bytes, "input_bytes": ops.input_bytes, "output_bytes": ops.output_bytes,
         "state_bytes": ops.state_read_bytes + ops.state_write_bytes,

@@ -103,23 +103,23 @@ def _quantize(graph, node, stack: Stack, bits: int, integer: bool, wide: int) ->
         b, s, hidden, heads, kvh, hd, _ = _attention_dims(graph, node)
         split = stack.lowering == HF
         # (input elements, output elements, has bias) per projection: q, k, v, o or one fused QKV + o
-        projections = [(b * s * hidden, b * s * heads * hd, True), (b * s * hidden, b * s * kvh * hd, True),
-                       (b * s * hidden, b * s * kvh * hd, True), (b * s * heads * hd, b * s * hidden, True)] \
-            if split else [(b * s * hidden, 0, False)]
+        projections = [("q", b * s * hidden, b * s * heads * hd), ("k", b * s * hidden, b * s * kvh * hd),
+                       ("v", b * s * hidden, b * s * kvh * hd), ("o", b * s * heads * hd, b * s * hidden)] \
+            if split else [("qkv", b * s * hidden, 0)]
         bias = bool(node.attrs.get("bias", False))
-        projections = [(i, o, bias and has) for i, o, has in projections]
     else:
         bias = bool(node.attrs.get("bias", True)) and node.op == "Gemm"
-        projections = [(graph.tensor(node.inputs[0]).numel, graph.tensor(node.outputs[0]).numel, bias)]
+        projections = [("", graph.tensor(node.inputs[0]).numel, graph.tensor(node.outputs[0]).numel)]
     kernels = []
-    for i, (x, y, has_bias) in enumerate(projections):
+    for which, x, y in projections:
+        tag = f"_{which}" if which else ""
         if stack.activation_scale == "dynamic":
-            kernels += [Kernel(f"amax_{i}", x * wide), Kernel(f"scale_{i}", 0)]
-        kernels.append(Kernel(f"cast_{i}", x * wide + x * bits // 8))
+            kernels += [Kernel(f"amax{tag}", x * wide), Kernel(f"scale{tag}", 0)]
+        kernels.append(Kernel(f"cast{tag}", x * wide + x * bits // 8))
         if integer and stack.lowering == HF and y:  # torch._int_mm: int32 out, no scale or bias
-            kernels.append(Kernel(f"rescale_{i}", y * (4 + wide)))
-            if has_bias:
-                kernels.append(Kernel(f"bias_add_{i}", 2 * y * wide))
+            kernels.append(Kernel(f"rescale{tag}", y * (4 + wide)))
+            if bias:
+                kernels.append(Kernel(f"bias_add{tag}", 2 * y * wide))
     return kernels
 
 
