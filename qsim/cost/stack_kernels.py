@@ -20,7 +20,8 @@ Linear module's kernel (host cost per kernel) from a plain tensor op (host cost 
   - rotary embeddings (attribute ``rotary``): ``apply_rotary_pos_emb`` runs ``q * cos``,
     ``rotate_half(q)`` (a negation and a ``torch.cat``), ``* sin`` and the add: 5 kernels each for q and k;
   - the KV cache (attribute ``kv_cache``): ``kv_cache_update: concat`` (DynamicCache: ``torch.cat``
-    copies the whole cache, K and V) or ``in_place`` (StaticCache: ``index_copy_`` of the new rows);
+    copies the whole cache, K and V, once it holds anything) or ``in_place`` (StaticCache:
+    ``index_copy_`` of the new rows);
   - RMSNorm as ``LlamaRMSNorm``: ``.to(float32)``, ``pow(2)``, ``mean``, ``+ eps``, ``rsqrt``, ``*``,
     ``.to(input dtype)``, ``weight *``: 8 kernels (6 in fp32, where the casts are no-ops).
 * ``quantize: separate``: before each quantized projection a cast kernel; with
@@ -74,10 +75,11 @@ def _attention_core(graph, node, stack: Stack, wide: int) -> list[Kernel]:
                         Kernel(f"rope_{which}_mul_cos", 2 * elems * wide),
                         Kernel(f"rope_{which}_mul_sin", 2 * elems * wide),
                         Kernel(f"rope_{which}_add", 3 * elems * wide)]
-    if node.attrs.get("kv_cache"):
+    # DynamicCache keeps the first call's K and V as they are (no cat on an empty cache)
+    if node.attrs.get("kv_cache") and (past or stack.kv_cache_update == "in_place"):
         rows = (past + s) if stack.kv_cache_update == "concat" else s
         kernels += [Kernel(f"cache_{t}_{stack.kv_cache_update}", 2 * b * kvh * rows * hd * wide) for t in "kv"]
-    if stack.attention == "fused":
+    if stack.attention != "unfused":  # SDPA unless the stack says the scores go through memory
         return kernels + [Kernel("sdpa", 0)]
     return kernels + [Kernel("qk_matmul", scores * wide), Kernel("scale", 2 * scores * wide),
                       Kernel("mask_add", 2 * scores * wide), Kernel("softmax_fp32", scores * (wide + 4)),

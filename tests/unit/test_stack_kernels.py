@@ -117,3 +117,10 @@ def test_eager_host_issues_module_kernels_and_plain_ops_at_their_own_costs():
     host = (kernels - ops) * 26.46e-6 + ops * 13.49e-6
     assert host > float(layers.latency_s.sum())  # one decode layer at batch 1 waits on the host
     assert est.totals["latency_s"] == pytest.approx(host)
+
+
+def test_prefill_under_eager_starts_the_dynamic_cache_without_a_copy():
+    prefill = _launches(build("llama", seq=512, layers=1), "fp16", "pytorch-eager")
+    assert prefill["l0_attention"] == 17 - 2  # DynamicCache keeps the first K and V: no torch.cat
+    graph = _launches(build("llama", seq=512, layers=1), "fp16", "pytorch-cudagraph")
+    assert graph["l0_attention"] == 17  # StaticCache: index_copy_ of K and V
