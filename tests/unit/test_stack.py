@@ -162,3 +162,24 @@ def test_attention_and_cast_kernels_by_hand():
     # fp8 activations cast (static scale) in a kernel of its own: read 16-bit, write 8-bit
     assert extra_kernels(g, node, cast, 8) == (2 + 1, 128 * 768 * (2 + 1))
     assert extra_kernels(g, node, trt, 8) == (2, 0)  # quantize in the GEMM epilogue
+
+
+def test_lone_op_minimum_is_paid_by_eager_lone_ops_not_inside_a_graph():
+    g = Graph("dw")
+    g.add_input("x", (1, 144, 56, 56))
+    g.add_node("Conv", "dw", ["x"], {"out_channels": 144, "kernel": 3, "pad": 1, "groups": 144, "bias": False})
+    g.mark_output("dw")
+    lone = load_profile("cloud", {"stack": "pytorch-eager", "stacks.pytorch-eager.host_us_per_kernel": 0})
+    row = estimate_graph(g, PrecisionPlan.uniform("fp16"), lone).layers.iloc[0]
+    assert row.latency_s == pytest.approx(13.49e-6)  # conv_min_latency_us, whatever the precision
+    graph = load_profile("cloud", {"stack": "pytorch-cudagraph"})
+    row = estimate_graph(g, PrecisionPlan.uniform("fp16"), graph).layers.iloc[0]
+    # replayed from a graph: launch + bytes at the depthwise fraction of the copy bandwidth
+    moved = (144 * 56 * 56 * 2 + 144 * 9) * 2
+    assert row.latency_s == pytest.approx(4.56e-6 + moved / (3007.8e9 * 0.6434))
+    gemm = Graph("gemm")
+    gemm.add_input("a", (256, 256))
+    gemm.add_node("Gemm", "mm", ["a"], {"out_features": 256, "bias": False})
+    gemm.mark_output("mm")
+    assert estimate_graph(gemm, PrecisionPlan.uniform("fp16"), lone).totals["latency_s"] == pytest.approx(13.87e-6)
+    assert estimate_graph(gemm, PrecisionPlan.uniform("fp16"), graph).totals["latency_s"] < 8e-6
