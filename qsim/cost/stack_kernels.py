@@ -118,7 +118,7 @@ def _quantize(graph, node, stack: Stack, bits: int, integer: bool, wide: int) ->
         if stack.activation_scale == "dynamic":
             kernels += [Kernel(f"amax{tag}", x * wide), Kernel(f"scale{tag}", 0)]
         kernels.append(Kernel(f"cast{tag}", x * wide + x * bits // 8))
-        if integer and stack.lowering == HF and y:  # torch._int_mm: int32 out, no scale or bias
+        if integer and stack.lowering == HF and y and node.op != "Conv":  # torch._int_mm: int32 out, no scale or bias
             kernels.append(Kernel(f"rescale{tag}", y * (4 + wide)))
             if bias:
                 kernels.append(Kernel(f"bias_add{tag}", 2 * y * wide))
