@@ -7,7 +7,9 @@ kernel it was fused into: an activation into the matrix op before it, a BatchNor
 conv, a residual Add (and what follows it) into the conv epilogue that produces one of its inputs.
 A fused node runs in the producer's registers: no launch, no bytes beside a residual Add's second
 operand. Unfused nodes are kernels of their own: launched, and memory-bound at the stack's
-measured fraction of bandwidth for their op class (``kernel_class``).
+measured fraction of bandwidth for their op class (``kernel_class``). A node may cost more kernels
+than its own: attention's, cast kernels, a transformer block as its framework's modules launch it
+(``qsim.cost.stack_kernels``).
 
 Without a ``stack:`` section a profile keeps the default the cost model always had: activations
 fused into the preceding matrix op, everything else a kernel of its own.
