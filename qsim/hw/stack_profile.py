@@ -62,9 +62,14 @@ STACK_SCHEMA = Record(
     optional={
         "attention": Enum(("fused", "unfused")),  # fused: one flash kernel; unfused: scores go through memory
         "quantize": Enum(("epilogue", "separate")),  # separate: a cast kernel before each quantized matrix op
+        "activation_scale": Enum(("static", "dynamic")),  # dynamic: an amax and a scale kernel before each cast
+        "lowering": Enum(("hf-transformers",)),  # transformer blocks launched as HF transformers' modules do
+        "kv_cache_update": Enum(("concat", "in_place")),  # concat: the whole KV cache copied every step
         "layout_conversion": Bool(),  # a transpose kernel on the graph's input and on its output
         "kernel_launch_us": _NON_NEGATIVE,  # device-side cost per kernel; default: dispatch_overhead_us
+        "conv_min_latency_us": _POSITIVE,  # a lone convolution's minimum (launch included); default: the GEMM's
         "host_us_per_kernel": _NON_NEGATIVE,  # host issue cost per kernel; the device waits when it is larger
+        "host_us_per_op": _NON_NEGATIVE,  # host cost of a plain tensor op a module runs inside (default: per kernel)
         "l2_residency": Bool(),  # activations read back from the on-chip buffer while they are still there
         "conv_efficiency": MapOf(MapOf(_FRACTION, COMPUTE_CLASSES), CONV_CLASSES),
         "bandwidth_fraction": MapOf(MapOf(_FRACTION, COMPUTE_CLASSES), MEMORY_CLASSES),
@@ -132,9 +137,14 @@ class Stack:
     launch: str
     attention: str | None = None  # None: an Attention node is costed as one kernel
     quantize: str = "epilogue"
+    activation_scale: str = "static"
+    lowering: str | None = None  # qsim.cost.stack_kernels: None runs each node as one kernel
+    kv_cache_update: str = "in_place"
     layout_conversion: bool = False
     kernel_launch_s: float | None = None
+    conv_min_latency_s: float | None = None  # None: a conv takes its precision's GEMM minimum
     host_s_per_kernel: float = 0.0
+    host_s_per_op: float | None = None  # None: host_s_per_kernel
     l2_residency: bool = False
     conv_efficiency: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     bandwidth_fraction: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
@@ -186,9 +196,12 @@ def build_stack(data: Mapping[str, Any]) -> Stack | None:
     return Stack(
         name=chosen, runtime=s["runtime"], fold_batchnorm=s["fold_batchnorm"], fuse_activation=s["fuse_activation"],
         fuse_residual_add=s["fuse_residual_add"], launch=s["launch"], attention=s.get("attention"),
-        quantize=s.get("quantize", "epilogue"), layout_conversion=s.get("layout_conversion", False),
+        quantize=s.get("quantize", "epilogue"), activation_scale=s.get("activation_scale", "static"),
+        lowering=s.get("lowering"), kv_cache_update=s.get("kv_cache_update", "in_place"), layout_conversion=s.get("layout_conversion", False),
         kernel_launch_s=s["kernel_launch_us"] / 1e6 if "kernel_launch_us" in s else None,
-        host_s_per_kernel=s.get("host_us_per_kernel", 0.0) / 1e6, l2_residency=s.get("l2_residency", False),
+        conv_min_latency_s=s["conv_min_latency_us"] / 1e6 if "conv_min_latency_us" in s else None,
+        host_s_per_kernel=s.get("host_us_per_kernel", 0.0) / 1e6,
+        host_s_per_op=s["host_us_per_op"] / 1e6 if "host_us_per_op" in s else None, l2_residency=s.get("l2_residency", False),
         conv_efficiency=freeze(s.get("conv_efficiency")), bandwidth_fraction=freeze(s.get("bandwidth_fraction")),
         activation_into_add=s.get("activation_into_add", False), cascading=s.get("cascading", False),
         memory_overlaps_compute=s.get("memory_overlaps_compute", True),
