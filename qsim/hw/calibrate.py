@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from qsim.errors import QsimError
-from qsim.hw.calibrate_stack import (best_seconds, ort_float_add_ns_per_element, ort_float_maxpool_ns_per_element,
-                                     ort_session,
+from qsim.hw.calibrate_stack import (best_seconds, ort_composed_transpose_ns_per_element, ort_float_add_ns_per_element,
+                                     ort_float_maxpool_ns_per_element, ort_im2col_gemm_fit, ort_session,
                                      ort_transpose_ns_per_element, qparams, stack_lines)
 from qsim.hw.profile import build_profile
 from qsim.files import atomic_write
@@ -113,24 +113,32 @@ def ort_qlinear_matmul_macs_per_s(n: int) -> float:
     return n ** 3 / best_seconds(lambda: sess.run(None, {"a": a}))
 
 
-def ort_qlinear_conv_macs_per_s(size: int, channels: int = 64, cin: int | None = None, kernel: int = 3) -> float:
-    """onnxruntime's QOperator convolution: QLinearConv ``kernel`` x ``kernel``, ``cin`` (default
-    ``channels``) -> ``channels`` at ``size`` x ``size``, u8 activations (zero point 128) x s8 weights:
-    the kernel int8 CNNs run. With 3 input channels it is a network's stem (im2col over a short reduction)."""
+def qlinear_conv_model(size: int, channels: int = 64, cin: int | None = None, kernel: int = 3, stride: int = 1,
+                       groups: int = 1):
+    """A lone QLinearConv ``kernel`` x ``kernel``, ``cin`` (default ``channels``) -> ``channels`` at
+    ``size`` x ``size`` input, padding ``kernel // 2``, u8 activations (zero point 128) x s8 weights (zero point 0)."""
     from onnx import TensorProto, helper
 
     rng = np.random.default_rng(0)
     cin = cin or channels
-    shape, out = [1, cin, size, size], [1, channels, size, size]
-    pad = kernel // 2
-    inits = qparams([("w", rng.integers(-127, 127, (channels, cin, kernel, kernel), dtype=np.int8)),
+    side = (size + 2 * (kernel // 2) - kernel) // stride + 1
+    shape, out = [1, cin, size, size], [1, channels, side, side]
+    inits = qparams([("w", rng.integers(-127, 127, (channels, cin // groups, kernel, kernel), dtype=np.int8)),
                       ("sx", np.float32(0.01)), ("zx", np.uint8(128)), ("sw", np.float32(0.01)), ("zw", np.int8(0)),
                       ("sy", np.float32(0.5)), ("zy", np.uint8(128))])
-    node = helper.make_node("QLinearConv", ["x", "sx", "zx", "w", "sw", "zw", "sy", "zy"], ["y"], pads=[pad] * 4)
+    node = helper.make_node("QLinearConv", ["x", "sx", "zx", "w", "sw", "zw", "sy", "zy"], ["y"],
+                            pads=[kernel // 2] * 4, strides=[stride] * 2, group=groups)
     graph = helper.make_graph([node], "qconv", [helper.make_tensor_value_info("x", TensorProto.UINT8, shape)],
                               [helper.make_tensor_value_info("y", TensorProto.UINT8, out)], inits)
-    sess = ort_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
-    x = rng.integers(0, 255, shape, dtype=np.uint8)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def ort_qlinear_conv_macs_per_s(size: int, channels: int = 64, cin: int | None = None, kernel: int = 3) -> float:
+    """onnxruntime's QOperator convolution (``qlinear_conv_model``): the kernel int8 CNNs run. With 3
+    input channels it is a network's stem (im2col over a short reduction)."""
+    cin = cin or channels
+    sess = ort_session(qlinear_conv_model(size, channels, cin, kernel))
+    x = np.random.default_rng(0).integers(0, 255, [1, cin, size, size], dtype=np.uint8)
     return channels * cin * kernel * kernel * size * size / best_seconds(lambda: sess.run(None, {"x": x}))
 
 
@@ -219,7 +227,9 @@ def measure(quick: bool = False) -> dict:
         "transpose_ns": ort_transpose_ns_per_element(),
         "float_maxpool_ns": ort_float_maxpool_ns_per_element(),
         "float_add_ns": (ort_float_add_ns_per_element(1), ort_float_add_ns_per_element(2)),
+        "composed_transpose_ns": ort_composed_transpose_ns_per_element(),
     }
+    results["im2col_gemm"] = ort_im2col_gemm_fit(results["int8_ort"], 28 if quick else 56)
     return results
 
 

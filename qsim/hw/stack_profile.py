@@ -44,6 +44,15 @@ MAC_ARRAY_SCHEMA = Record(
               "kernel_step": Int(1),  # kernel elements per step (part-kernel-first and depthwise)
               "weight_fetch_cycles": Int(0)},  # minimum cycles per kernel step and micro-block depth
 )
+# onnxruntime's QLinearConv on x86 outside its direct (indirect-buffer) kernel: im2col, the u8 x s8 GEMM
+# into an int32 buffer, a requantize pass (qsim.cost.stack_work)
+IM2COL_GEMM_SCHEMA = Record(
+    required={"channel_multiple": Int(1),  # the direct kernel needs input and output channels in multiples
+              "min_output_channels": Int(1),  # and at least this many output channels, one group
+              "gemm_gops": _POSITIVE,  # the GEMM's rate (MatMulInteger)
+              "k_ns_per_element": _NON_NEGATIVE,  # per element of the im2col matrix (pixels x groups x K)
+              "output_ns_per_element": _NON_NEGATIVE},  # per output element (int32 write, requantize)
+)
 STACK_SCHEMA = Record(
     required={"runtime": Str(), "fold_batchnorm": Bool(), "fuse_activation": Bool(),
               "fuse_residual_add": Bool(), "launch": Enum(("per_kernel", "graph"))},
@@ -66,6 +75,8 @@ STACK_SCHEMA = Record(
         "layout_transpose_ns_per_element": _POSITIVE,  # the measured time of those transposes
         "float_islands": MapOf(_POSITIVE, FLOAT_ISLAND_OPS),  # 8-bit op -> measured ns per element of its float kernels
         "dequantize_ns_per_element": _POSITIVE,  # a DequantizeLinear kernel in front of a float island
+        "composed_transpose_ns_per_element": _POSITIVE,  # an 8-bit Transpose fused with the layout change
+        "im2col_gemm": IM2COL_GEMM_SCHEMA,  # 8-bit convs the runtime's direct conv kernel refuses
         "validation": VALIDATION_SCHEMA,
     },
 )
@@ -95,6 +106,15 @@ class MacArray:
 
 
 @dataclass(frozen=True)
+class Im2colGemm:
+    channel_multiple: int
+    min_output_channels: int
+    gemm_macs_per_s: float
+    k_s_per_element: float
+    output_s_per_element: float
+
+
+@dataclass(frozen=True)
 class Stack:
     name: str
     runtime: str
@@ -120,6 +140,8 @@ class Stack:
     layout_transpose_ns_per_element: float | None = None
     float_islands: Mapping[str, float] = field(default_factory=dict)  # op -> ns per element
     dequantize_ns_per_element: float = 0.0
+    composed_transpose_ns_per_element: float | None = None
+    im2col_gemm: Im2colGemm | None = None
     validation: Validation | None = None
 
 
@@ -164,5 +186,9 @@ def build_stack(data: Mapping[str, Any]) -> Stack | None:
         layout_transpose_ns_per_element=s.get("layout_transpose_ns_per_element"),
         float_islands=MappingProxyType(dict(s.get("float_islands") or {})),
         dequantize_ns_per_element=s.get("dequantize_ns_per_element", 0.0),
+        composed_transpose_ns_per_element=s.get("composed_transpose_ns_per_element"),
+        im2col_gemm=Im2colGemm(m["channel_multiple"], m["min_output_channels"], m["gemm_gops"] * 1e9 / 2,
+                               m["k_ns_per_element"] * 1e-9, m["output_ns_per_element"] * 1e-9)
+        if (m := s.get("im2col_gemm")) else None,
         validation=Validation(**dict(v)) if v else None,
     )
