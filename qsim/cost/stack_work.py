@@ -38,11 +38,13 @@
   ``channel_multiple`` (4 with AVX-512 and AVX-VNNI, 8 with AVX2) and at least ``min_output_channels``
   (16) output channels; depthwise convs have kernels of their own. Every other 8-bit conv (a stem with
   3 input channels, a grouped conv) runs an im2col into a buffer, the u8 x s8 GEMM (MlasGemm, per
-  group) into an int32 buffer, and a requantize pass. With P output pixels, G groups, K = C/G x kh x
-  kw and O output elements its time is ``P x K x C_out/G x G / gemm rate + P x G x K x k_ns + O x
-  output_ns``: the per-element terms (writing and packing the im2col rows; the int32 round trip and
-  requantization) dominate a stem, whose K is short, which is why its rate grows with the kernel.
-  All three are fitted by ``qsim calibrate`` on lone stem convolutions.
+  group) into an int32 buffer, and a requantize pass. With P output pixels, G groups, kh x kw kernel
+  positions, K = C/G x kh x kw and O output elements its time is ``P x K x C_out / gemm rate + P x G
+  x kh x kw x position_ns + O x output_ns``. The im2col copies C/G contiguous bytes per pixel and
+  kernel position (3 in a stem, so the copy's fixed cost is what counts), and every output goes
+  through an int32 buffer and a requantize pass: these dominate a stem, whose MACs per output are few
+  (27 for 3x3), which is why its rate grows with the kernel. The GEMM rate is MatMulInteger's; the
+  two per-element costs are fitted by ``qsim calibrate`` on lone stem convolutions.
 """
 from __future__ import annotations
 
@@ -194,7 +196,7 @@ def im2col_gemm_work(graph, node, m) -> StackWork | None:
     kernel = node.attrs["kernel"]
     kh, kw = (kernel, kernel) if isinstance(kernel, int) else tuple(kernel)
     pixels, k = out.numel // cout, cin // groups * kh * kw
-    rows = pixels * groups * k  # the im2col matrix, one byte per element
-    seconds = pixels * k * cout / m.gemm_macs_per_s + rows * m.k_s_per_element + out.numel * m.output_s_per_element
-    im2col = 2 * rows if (kh, kw) != (1, 1) else 0  # written, then read by the GEMM's packing
+    positions = pixels * groups * kh * kw  # im2col copies of C/G bytes each
+    seconds = pixels * k * cout / m.gemm_macs_per_s + positions * m.position_s + out.numel * m.output_s_per_element
+    im2col = 2 * pixels * groups * k if (kh, kw) != (1, 1) else 0  # written, then read by the GEMM's packing
     return StackWork(0, im2col + 8 * out.numel, 0, seconds)  # the int32 buffer: written, read back

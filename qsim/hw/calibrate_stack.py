@@ -110,7 +110,7 @@ IM2COL_FIT_CONVS = ((64, 1), (64, 3), (64, 7), (16, 7), (64, 11))
 def ort_im2col_gemm_fit(gemm_macs_per_s: float, size: int = 56) -> dict:
     """Per-element costs of onnxruntime's im2col + GEMM + requantize convolution (qsim.cost.stack_work),
     by least squares over lone 3-channel stems (``IM2COL_FIT_CONVS``) at ``size`` x ``size``: each
-    conv's kernel time minus its MACs at the GEMM rate = P x K x k_ns + O x output_ns."""
+    conv's kernel time minus its MACs at the GEMM rate = P x kh x kw x position_ns + O x output_ns."""
     from qsim.hw.calibrate import qlinear_conv_model
 
     rng = np.random.default_rng(0)
@@ -118,11 +118,11 @@ def ort_im2col_gemm_fit(gemm_macs_per_s: float, size: int = 56) -> dict:
     for cout, kernel in IM2COL_FIT_CONVS:
         x = rng.integers(0, 255, (1, 3, size, size), dtype=np.uint8)
         seconds = ort_kernel_seconds(qlinear_conv_model(size, cout, 3, kernel), {"x": x}, "QLinearConv")
-        pixels, k = size * size, 3 * kernel * kernel
-        rows.append([pixels * k, pixels * cout])
-        rest.append(seconds - pixels * k * cout / gemm_macs_per_s)
-    (k_s, out_s), *_ = np.linalg.lstsq(np.array(rows, float), np.array(rest), rcond=None)
-    return {"k_ns": max(k_s * 1e9, 0.0), "output_ns": max(out_s * 1e9, 0.0), "gemm_gops": 2 * gemm_macs_per_s / 1e9,
+        pixels = size * size
+        rows.append([pixels * kernel * kernel, pixels * cout])
+        rest.append(seconds - pixels * 3 * kernel * kernel * cout / gemm_macs_per_s)
+    (position_s, out_s), *_ = np.linalg.lstsq(np.array(rows, float), np.array(rest), rcond=None)
+    return {"position_ns": max(position_s * 1e9, 0.0), "output_ns": max(out_s * 1e9, 0.0), "gemm_gops": 2 * gemm_macs_per_s / 1e9,
             "size": size}
 
 
@@ -219,7 +219,7 @@ def _composed_and_gemm_lines(r: dict) -> list[str]:
                   + "# MLAS ConvSym dispatch: input-channel and output-channel alignment (AVX-512/VNNI 4, AVX2 8)",
                   "      min_output_channels: 16".ljust(36) + "# MLAS ConvSym: FilterOutputChannelPackCount",
                   f"      gemm_gops: {f['gemm_gops']:.4g}".ljust(36) + "# measured: MatMulInteger u8 x s8 (above)",
-                  f"      k_ns_per_element: {f['k_ns']:.3g}".ljust(36)
+                  f"      position_ns: {f['position_ns']:.3g}".ljust(36)
                   + f"# fitted: lone 3-channel QLinearConv stems {convs} at {f['size']}x{f['size']}, kernel times",
                   f"      output_ns_per_element: {f['output_ns']:.3g}".ljust(36) + "# fitted: the same least squares"]
     return lines

@@ -50,7 +50,7 @@ IM2COL_GEMM_SCHEMA = Record(
     required={"channel_multiple": Int(1),  # the direct kernel needs input and output channels in multiples
               "min_output_channels": Int(1),  # and at least this many output channels, one group
               "gemm_gops": _POSITIVE,  # the GEMM's rate (MatMulInteger)
-              "k_ns_per_element": _NON_NEGATIVE,  # per element of the im2col matrix (pixels x groups x K)
+              "position_ns": _NON_NEGATIVE,  # per output pixel, group and kernel position (an im2col copy)
               "output_ns_per_element": _NON_NEGATIVE},  # per output element (int32 write, requantize)
 )
 STACK_SCHEMA = Record(
@@ -110,7 +110,7 @@ class Im2colGemm:
     channel_multiple: int
     min_output_channels: int
     gemm_macs_per_s: float
-    k_s_per_element: float
+    position_s: float
     output_s_per_element: float
 
 
@@ -188,7 +188,7 @@ def build_stack(data: Mapping[str, Any]) -> Stack | None:
         dequantize_ns_per_element=s.get("dequantize_ns_per_element", 0.0),
         composed_transpose_ns_per_element=s.get("composed_transpose_ns_per_element"),
         im2col_gemm=Im2colGemm(m["channel_multiple"], m["min_output_channels"], m["gemm_gops"] * 1e9 / 2,
-                               m["k_ns_per_element"] * 1e-9, m["output_ns_per_element"] * 1e-9)
+                               m["position_ns"] * 1e-9, m["output_ns_per_element"] * 1e-9)
         if (m := s.get("im2col_gemm")) else None,
         validation=Validation(**dict(v)) if v else None,
     )

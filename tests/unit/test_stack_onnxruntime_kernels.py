@@ -22,17 +22,17 @@ from qsim.precision import PrecisionPlan
 from qsim.yamlio import load_yaml
 
 EIGHT = lambda node: 8  # noqa: E731
-GEMM = Im2colGemm(channel_multiple=4, min_output_channels=16, gemm_macs_per_s=50e9, k_s_per_element=0.5e-9,
+GEMM = Im2colGemm(channel_multiple=4, min_output_channels=16, gemm_macs_per_s=50e9, position_s=0.5e-9,
                   output_s_per_element=1e-9)
 
 
-def local_profile(composed_ns=3.0, gemm=(100.0, 0.5, 1.0)):
-    machine = Machine("Test CPU", 2, 3.0e9, frozenset({"avx512f", "avx512_vnni", "fma"}), 2**20, 32 * 2**20, 16 * 2**30)
+def local_profile(composed_ns=3.0, gemm=(100.0, 0.5, 1.0), flags=("avx512f", "avx512_vnni", "fma")):
+    machine = Machine("Test CPU", 2, 3.0e9, frozenset(flags), 2**20, 32 * 2**20, 16 * 2**30)
     results = {"machine": machine, "int8_ort": 300e9, "int8_qconv": 192e9, "int8_qmatmul": 240e9, "fp32_ort": 75e9,
                "fp32_numpy": 40e9, "dram_bps": 20e9, "cache_bps": 200e9, "dispatch_s": 2e-6, "op_ns": {"LRN": 10.0},
                "transpose_ns": 0.1, "float_maxpool_ns": 0.5, "float_add_ns": (0.5, 0.75),
                "composed_transpose_ns": composed_ns,
-               "im2col_gemm": {"gemm_gops": gemm[0], "k_ns": gemm[1], "output_ns": gemm[2], "size": 56}}
+               "im2col_gemm": {"gemm_gops": gemm[0], "position_ns": gemm[1], "output_ns": gemm[2], "size": 56}}
     return build_profile(load_yaml("local.yaml", profile_yaml(results)), "local.yaml")
 
 
@@ -110,18 +110,18 @@ def conv_graph(cin, cout, size, kernel, groups=1, stride=1) -> Graph:
 def test_im2col_gemm_conv_by_hand():
     g = conv_graph(3, 16, 8, 3)  # a stem: 3 input channels, not a multiple of 4
     work = im2col_gemm_work(g, g.node("c"), GEMM)
-    # 64 pixels x K = 27 x 16 outputs = 27,648 MACs at 50 G MAC/s; 64 x 27 = 1,728 im2col elements at
-    # 0.5 ns; 1,024 outputs at 1 ns
-    assert work.compute_s == pytest.approx(27648 / 50e9 + 1728 * 0.5e-9 + 1024 * 1e-9)
+    # 64 pixels x K = 27 x 16 outputs = 27,648 MACs at 50 G MAC/s; 64 pixels x 9 kernel positions = 576
+    # im2col copies at 0.5 ns; 1,024 outputs at 1 ns; im2col buffer 64 x 27 = 1,728 bytes
+    assert work.compute_s == pytest.approx(27648 / 50e9 + 576 * 0.5e-9 + 1024 * 1e-9)
     assert work.bytes == 2 * 1728 + 8 * 1024 and work.timed_bytes == 0 and work.launches == 0
     grouped = conv_graph(16, 16, 8, 1, groups=2)  # 2 groups of 8 -> 8, 1x1: no im2col buffer
-    # 64 pixels x 2 groups x K = 8: 1,024 rows elements; 64 x 8 x 16 = 8,192 MACs; 1,024 outputs
+    # 64 pixels x 2 groups x 1 position = 128 rows; 64 x 8 x 16 = 8,192 MACs; 1,024 outputs
     assert im2col_gemm_work(grouped, grouped.node("c"), GEMM).compute_s == pytest.approx(
-        8192 / 50e9 + 1024 * 0.5e-9 + 1024 * 1e-9)
+        8192 / 50e9 + 128 * 0.5e-9 + 1024 * 1e-9)
     assert im2col_gemm_work(grouped, grouped.node("c"), GEMM).bytes == 8 * 1024
     strided = conv_graph(3, 16, 8, 3, stride=2)  # 16 pixels
     assert im2col_gemm_work(strided, strided.node("c"), GEMM).compute_s == pytest.approx(
-        16 * 27 * 16 / 50e9 + 16 * 27 * 0.5e-9 + 256 * 1e-9)
+        16 * 27 * 16 / 50e9 + 16 * 9 * 0.5e-9 + 256 * 1e-9)
 
 
 @pytest.mark.parametrize("cin, cout, groups, direct", [(16, 16, 1, True), (64, 1000, 1, True), (16, 8, 1, False),
@@ -139,7 +139,15 @@ def test_the_calibrated_stack_costs_a_stem_by_its_fitted_rates():
     rows = estimate_graph(conv_graph(3, 16, 8, 3), PrecisionPlan.uniform("int8"), profile).layers.set_index("name")
     # the layout transposes of the input (192 elements) and of the graph's output (1,024), 0.1 ns each,
     # are added to the conv's row
-    assert rows.loc["c", "compute_s"] == pytest.approx(27648 / 50e9 + 1728 * 0.5e-9 + 1024 * 1e-9
+    assert rows.loc["c", "compute_s"] == pytest.approx(27648 / 50e9 + 576 * 0.5e-9 + 1024 * 1e-9
                                                        + (192 + 1024) * 0.1e-9)
     fp32 = estimate_graph(conv_graph(3, 16, 8, 3), PrecisionPlan.uniform("fp32"), profile).layers.set_index("name")
     assert fp32.loc["c", "compute_s"] < 27648 / 50e9 + 1024 * 1e-9  # fp32 convs keep the profile's efficiency
+
+
+def test_an_avx2_machine_needs_channels_in_multiples_of_8():
+    # MLAS's AVX2 ConvSym dispatch aligns output channels to 8: a 20-channel conv leaves the direct kernel
+    gemm = local_profile(flags=("avx2", "fma")).stack.im2col_gemm
+    assert gemm.channel_multiple == 8
+    g = conv_graph(16, 20, 8, 3)
+    assert im2col_gemm_work(g, g.node("c"), gemm) is not None and im2col_gemm_work(g, g.node("c"), GEMM) is None
