@@ -18,7 +18,7 @@ import numpy as np
 
 from qsim.errors import QsimError
 from qsim.hw.calibrate_stack import (best_seconds, ort_composed_transpose_ns_per_element, ort_float_add_ns_per_element,
-                                     ort_float_maxpool_ns_per_element, ort_im2col_gemm_fit, ort_session,
+                                     ort_float_maxpool_ns_per_element, ort_im2col_gemm_fit, ort_kernel_seconds, ort_session,
                                      ort_transpose_ns_per_element, qparams, stack_lines)
 from qsim.hw.profile import build_profile
 from qsim.files import atomic_write
@@ -215,6 +215,7 @@ def measure(quick: bool = False) -> dict:
         "int8_ort": max(ort_gemm_macs_per_s(n, True) for n in sizes),
         "int8_qmatmul": max(ort_qlinear_matmul_macs_per_s(n) for n in sizes),
         "int8_qconv": ort_qlinear_conv_macs_per_s(28 if quick else 56),
+        "int8_depthwise": ort_qlinear_depthwise_macs_per_s(28 if quick else 56),
         "fp32_ort": max(ort_gemm_macs_per_s(n, False) for n in sizes),
         "fp32_numpy": max(numpy_gemm_macs_per_s(n) for n in sizes),
         # a memory level's bandwidth serves reads and writes alike: the faster of the runtime's
@@ -273,6 +274,7 @@ def profile_yaml(r: dict, name: str = "local") -> str:
         f"    int8: {_efficiency(int8_rate, peak['int8'], m.clock_hz)}".ljust(36) + f"# {int8_note}",
         f"    fp32: {_efficiency(fp32_best, peak['fp32'], m.clock_hz)}".ljust(36)
         + f"# fp32 GEMM: onnxruntime {r['fp32_ort'] * 2e-9:.1f}, numpy {r['fp32_numpy'] * 2e-9:.1f} GFLOPS measured",
+        *_depthwise_lines(r, peak["int8"], m.clock_hz),
         f"  vector_ops_per_cycle: {16 * m.cores}".ljust(36) + "# 16 fp32 lanes per core per cycle",
         "  accumulator_bits: 32".ljust(36) + "# onnxruntime integer kernels accumulate in int32",
         "memories:",
@@ -307,6 +309,22 @@ def profile_yaml(r: dict, name: str = "local") -> str:
     text = "\n".join(lines)
     build_profile(load_yaml(f"<calibrated {name}>", text), f"<calibrated {name}>")  # never write an invalid one
     return text
+
+
+def _depthwise_lines(r: dict, peak_int8: int, clock_hz: float) -> list[str]:
+    if "int8_depthwise" not in r:
+        return []
+    return ["  depthwise_efficiency:",
+            f"    int8: {max(_efficiency(r['int8_depthwise'], peak_int8, clock_hz), 0.0001)}".ljust(36)
+            + f"# onnxruntime QLinearConv depthwise 3x3, 64 channels at 56x56: {r['int8_depthwise'] * 2e-9:.1f} GOPS "
+            "measured (kernel time)"]
+
+
+def ort_qlinear_depthwise_macs_per_s(size: int, channels: int = 64) -> float:
+    """A lone 8-bit depthwise 3x3 convolution's kernel time (MLAS's symmetric depthwise kernel)."""
+    x = np.random.default_rng(0).integers(0, 255, (1, channels, size, size), dtype=np.uint8)
+    model = qlinear_conv_model(size, channels, channels, 3, groups=channels)
+    return channels * 9 * size * size / ort_kernel_seconds(model, {"x": x}, "QLinearConv")
 
 
 def write_profile(path: Path, quick: bool = False) -> str:
