@@ -10,7 +10,8 @@ fitted rows (the microbenchmarks the efficiencies were read from) and the held-o
 models, never used in fitting) are summarised apart. Every time is the fastest of repeated runs; a
 model's time is given twice: its fastest whole run, and the sum over its nodes of each node's fastest
 kernel time (onnxruntime's profiler), which a shared machine disturbs far less. ``--ablate`` also
-predicts the int8 models with the local stack's mechanisms (float MaxPool islands, float Sum islands,
+predicts the int8 models with the measured depthwise rate and the local stack's mechanisms (float
+MaxPool islands, float Sum islands,
 NHWC layout transposes, composed channel-shuffle transposes, im2col GEMM convolutions) added one at a
 time. Lone convolutions time one kernel (the profiler's): the stems the im2col GEMM costs were fitted
 on (fitted rows) and the held-out models' own stems and grouped convs as lone kernels (held-out
@@ -112,10 +113,10 @@ MODEL_CONVS = [("ResNet-50/Inception/DenseNet stem", 3, 64, 224, 7, 2, 1), ("Squ
                ("AlexNet conv2 (2 groups)", 96, 256, 27, 5, 1, 2), ("ShuffleNet 1x1 (4 groups)", 136, 136, 28, 1, 1, 4)]
 
 
-def fitted_rows(profile, conv_profile) -> list[dict]:
+def fitted_rows(profile, conv_profile, conv_before) -> list[dict]:
     """The microbenchmarks the profile's int8 rates were read from, measured again and predicted back,
     and the held-out models' stems as lone kernels (``conv_profile``: the stack without layout transposes,
-    so that the prediction is the conv kernel's alone)."""
+    so that the prediction is the conv kernel's alone; ``conv_before``: also without the im2col GEMM costs)."""
     rows = []
     for label, cin, size in (("QLinearConv 3x3 64ch 56x56", 64, 56),):
         macs = 64 * cin * 9 * size * size
@@ -130,9 +131,11 @@ def fitted_rows(profile, conv_profile) -> list[dict]:
         x = rng.integers(0, 255, (1, cin, size, size), dtype=np.uint8)
         seconds = ort_kernel_seconds(qlinear_conv_model(size, cout, cin, kernel, stride, groups), {"x": x}, "QLinearConv")
         graph = _conv_graph(cin, cout, size, kernel, stride, groups)
-        predicted = estimate_graph(graph, PrecisionPlan.uniform("int8"), conv_profile).totals["latency_s"]
+        predicted, before = (estimate_graph(graph, PrecisionPlan.uniform("int8"), p).totals["latency_s"]
+                             for p in (conv_profile, conv_before))
         rows.append({"row": row, "precision": "int8 conv", "model": label, "GMACs": graph.summary()["macs"] / 1e9,
-                     "measured_ms": float("nan"), "kernels_ms": seconds * 1e3, "predicted_ms": predicted * 1e3})
+                     "measured_ms": float("nan"), "kernels_ms": seconds * 1e3, "predicted_ms": predicted * 1e3,
+                     "without im2col GEMM": before * 1e3})
     return rows
 
 
@@ -172,7 +175,7 @@ def stages(profile_path: Path) -> dict[str, object]:
     layout = {k: full[k] for k in ("channels_last_int8", "layout_transpose_ns_per_element") if k in full}
     sums = {"float_islands": islands, "dequantize_ns_per_element": full.get("dequantize_ns_per_element", 0.001)}
     composed = {k: full[k] for k in ("composed_transpose_ns_per_element",) if k in full}
-    steps = [("no stack", None),
+    steps = [("no stack, no depthwise rate", None), ("no stack", None),
              ("+ float MaxPool islands", {"float_islands": {k: v for k, v in islands.items() if k == "MaxPool"}}),
              ("+ float Sum islands", sums),
              ("+ NHWC layout transposes", {**sums, **layout}),
@@ -183,6 +186,8 @@ def stages(profile_path: Path) -> dict[str, object]:
         variant = copy.deepcopy(data)
         if keys is None:
             del variant["stack"], variant["stacks"]
+            if label.endswith("no depthwise rate"):
+                variant["compute"].pop("depthwise_efficiency", None)
         else:
             base = {k: full[k] for k in ("runtime", "fold_batchnorm", "fuse_activation", "fuse_residual_add", "launch")}
             variant["stacks"][name] = {**base, **{k: v for k, v in keys.items() if v != {}}}
@@ -190,11 +195,13 @@ def stages(profile_path: Path) -> dict[str, object]:
     return out
 
 
-def _without_layout(profile_path: Path):
-    """The calibrated profile with its stack but no layout transposes: a lone conv's kernel alone."""
+def _without_layout(profile_path: Path, *also: str):
+    """The calibrated profile with its stack but no layout transposes (a lone conv's kernel alone), nor
+    the stack keys ``also``."""
     data = load_yaml(profile_path)
     if "stacks" in data:
-        data["stacks"][data["stack"]].pop("channels_last_int8", None)
+        for key in ("channels_last_int8", *also):
+            data["stacks"][data["stack"]].pop(key, None)
     return build_profile(data, f"{profile_path} (no layout transposes)")
 
 
@@ -214,7 +221,7 @@ def main() -> None:
           f"{profile.clock_hz / 1e9:.2f} GHz x {profile.compute.efficiency['fp32']}, "
           f"DRAM {profile.memories['dram'].bandwidth_bytes_per_s / 1e9:.1f} GB/s, dispatch {profile.dispatch_s * 1e6:.2f} us")
     variants = stages(path) if args.ablate else {}
-    rows = fitted_rows(profile, _without_layout(path))
+    rows = fitted_rows(profile, _without_layout(path), _without_layout(path, "im2col_gemm"))
     work = Path(tempfile.mkdtemp())
     for precision in args.precisions.split(","):
         for name in args.models.split(","):
@@ -242,6 +249,9 @@ def main() -> None:
             if len(err):
                 print(f"{row} {precision} ({len(err)} rows) vs {what}: median |error| {err.median():.1f} %, "
                       f"max {err.max():.1f} %")
+    for row, part in table[table.precision == "int8 conv"].groupby("row", sort=False):
+        err = (100 * (part["without im2col GEMM"] - part.kernels_ms) / part.kernels_ms).abs()
+        print(f"{row} int8 conv without the im2col GEMM costs: median |error| {err.median():.1f} %, max {err.max():.1f} %")
     held = table[(table.row == "held out") & (table.precision == "int8")]
     for label in variants:  # the ablation, against the load-robust kernel sums
         err = (100 * (held[label] - held.kernels_ms) / held.kernels_ms).abs()
