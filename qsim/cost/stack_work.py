@@ -45,6 +45,9 @@
   through an int32 buffer and a requantize pass: these dominate a stem, whose MACs per output are few
   (27 for 3x3), which is why its rate grows with the kernel. The GEMM rate is MatMulInteger's; the
   two per-element costs are fitted by ``qsim calibrate`` on lone stem convolutions.
+- ``average_pool_ns_per_tap``: onnxruntime's 8-bit windowed average pool (QLinearAveragePool, NHWC)
+  is a scalar loop over each output's window: its time is output elements x window elements at the
+  measured rate (``qsim calibrate``: a lone 3x3 / 2 pool), in place of vector-op counting.
 """
 from __future__ import annotations
 
@@ -102,6 +105,10 @@ def _own_work(graph, node, activation_bits: int, profile, composed: bool = False
     n_in, n_out = graph.tensor(node.inputs[0]).numel, graph.tensor(node.outputs[0]).numel
     if composed and stack.composed_transpose_ns_per_element:
         return StackWork(compute_s=n_in * stack.composed_transpose_ns_per_element * 1e-9)
+    if node.op == "AvgPool" and stack.average_pool_ns_per_tap:
+        kernel = node.attrs["kernel"]
+        taps = kernel * kernel if isinstance(kernel, int) else kernel[0] * kernel[1]
+        return StackWork(compute_s=n_out * taps * stack.average_pool_ns_per_tap * 1e-9)
     if node.op == "Conv" and stack.im2col_gemm is not None:
         return im2col_gemm_work(graph, node, stack.im2col_gemm)
     if node.op == "Softmax" and stack.softmax_lowering is not None:

@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from qsim.errors import QsimError
-from qsim.hw.calibrate_stack import (best_seconds, ort_composed_transpose_ns_per_element, ort_float_add_ns_per_element,
-                                     ort_float_maxpool_ns_per_element, ort_im2col_gemm_fit, ort_kernel_seconds, ort_session,
-                                     ort_transpose_ns_per_element, qparams, stack_lines)
+from qsim.hw.calibrate_stack import (best_seconds, ort_average_pool_ns_per_tap, ort_composed_transpose_ns_per_element,
+                                     ort_float_add_ns_per_element, ort_float_maxpool_ns_per_element,
+                                     ort_im2col_gemm_fit, ort_kernel_seconds, ort_session, ort_transpose_ns_per_element,
+                                     qparams, stack_lines)
 from qsim.hw.profile import build_profile
 from qsim.files import atomic_write
 from qsim.yamlio import load_yaml
@@ -229,6 +230,7 @@ def measure(quick: bool = False) -> dict:
         "float_maxpool_ns": ort_float_maxpool_ns_per_element(),
         "float_add_ns": (ort_float_add_ns_per_element(1), ort_float_add_ns_per_element(2)),
         "composed_transpose_ns": ort_composed_transpose_ns_per_element(),
+        "average_pool_ns": ort_average_pool_ns_per_tap(28 if quick else 56),
     }
     results["im2col_gemm"] = ort_im2col_gemm_fit(results["int8_ort"], 28 if quick else 56)
     return results

@@ -126,6 +126,22 @@ def ort_im2col_gemm_fit(gemm_macs_per_s: float, size: int = 56) -> dict:
             "size": size}
 
 
+def ort_average_pool_ns_per_tap(size: int = 56) -> float:
+    """onnxruntime's 8-bit AveragePool (com.microsoft QLinearAveragePool, run NHWC) 3x3 stride 2 pad 1 on
+    1x64xSxS: its kernel time per output element and window element."""
+    from onnx import TensorProto, helper
+
+    out = (size + 2 - 3) // 2 + 1
+    inits = qparams([("s", np.float32(0.05)), ("z", np.uint8(128)), ("so", np.float32(0.04)), ("zo", np.uint8(128))])
+    node = helper.make_node("QLinearAveragePool", ["x", "s", "z", "so", "zo"], ["y"], domain="com.microsoft",
+                            kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    graph = helper.make_graph([node], "pool", [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, 64, size, size])],
+                              [helper.make_tensor_value_info("y", TensorProto.UINT8, [1, 64, out, out])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)])
+    x = np.random.default_rng(0).integers(0, 255, (1, 64, size, size), dtype=np.uint8)
+    return ort_kernel_seconds(model, {"x": x}, "QLinearAveragePool") / (64 * out * out * 9) * 1e9
+
+
 def ort_float_maxpool_ns_per_element() -> float:
     """An 8-bit MaxPool as onnxruntime runs it from a QOperator model below opset 12 (no uint8 MaxPool):
     DequantizeLinear -> float MaxPool 3x3 stride 2 (inside NCHWc reorders) -> QuantizeLinear, per
@@ -207,6 +223,9 @@ def stack_lines(r: dict) -> list[str]:
 
 def _composed_and_gemm_lines(r: dict) -> list[str]:
     lines = []
+    if "average_pool_ns" in r:
+        lines.append(f"    average_pool_ns_per_tap: {r['average_pool_ns']:.3g} "
+                     "# measured: QLinearAveragePool 3x3/2 on 1x64x56x56, kernel time per output and window element")
     if "composed_transpose_ns" in r:
         lines.append(f"    composed_transpose_ns_per_element: {r['composed_transpose_ns']:.3g} "
                      "# measured: uint8 Transpose [1,S,S,4,16] perm (0,4,3,1,2), slope 28 -> 56, fastest of 27 runs")

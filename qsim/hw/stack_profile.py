@@ -77,6 +77,7 @@ STACK_SCHEMA = Record(
         "dequantize_ns_per_element": _POSITIVE,  # a DequantizeLinear kernel in front of a float island
         "composed_transpose_ns_per_element": _POSITIVE,  # an 8-bit Transpose fused with the layout change
         "im2col_gemm": IM2COL_GEMM_SCHEMA,  # 8-bit convs the runtime's direct conv kernel refuses
+        "average_pool_ns_per_tap": _POSITIVE,  # an 8-bit windowed AvgPool, per output element and window element
         "validation": VALIDATION_SCHEMA,
     },
 )
@@ -142,6 +143,7 @@ class Stack:
     dequantize_ns_per_element: float = 0.0
     composed_transpose_ns_per_element: float | None = None
     im2col_gemm: Im2colGemm | None = None
+    average_pool_ns_per_tap: float | None = None
     validation: Validation | None = None
 
 
@@ -190,5 +192,6 @@ def build_stack(data: Mapping[str, Any]) -> Stack | None:
         im2col_gemm=Im2colGemm(m["channel_multiple"], m["min_output_channels"], m["gemm_gops"] * 1e9 / 2,
                                m["position_ns"] * 1e-9, m["output_ns_per_element"] * 1e-9)
         if (m := s.get("im2col_gemm")) else None,
+        average_pool_ns_per_tap=s.get("average_pool_ns_per_tap"),
         validation=Validation(**dict(v)) if v else None,
     )

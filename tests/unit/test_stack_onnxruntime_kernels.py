@@ -31,7 +31,7 @@ def local_profile(composed_ns=3.0, gemm=(100.0, 0.5, 1.0), flags=("avx512f", "av
     results = {"machine": machine, "int8_ort": 300e9, "int8_qconv": 192e9, "int8_qmatmul": 240e9, "fp32_ort": 75e9,
                "fp32_numpy": 40e9, "dram_bps": 20e9, "cache_bps": 200e9, "dispatch_s": 2e-6, "op_ns": {"LRN": 10.0},
                "transpose_ns": 0.1, "float_maxpool_ns": 0.5, "float_add_ns": (0.5, 0.75),
-               "composed_transpose_ns": composed_ns,
+               "composed_transpose_ns": composed_ns, "average_pool_ns": 2.0,
                "im2col_gemm": {"gemm_gops": gemm[0], "position_ns": gemm[1], "output_ns": gemm[2], "size": 56}}
     return build_profile(load_yaml("local.yaml", profile_yaml(results)), "local.yaml")
 
@@ -151,3 +151,21 @@ def test_an_avx2_machine_needs_channels_in_multiples_of_8():
     assert gemm.channel_multiple == 8
     g = conv_graph(16, 20, 8, 3)
     assert im2col_gemm_work(g, g.node("c"), gemm) is not None and im2col_gemm_work(g, g.node("c"), GEMM) is None
+
+
+def test_an_8bit_average_pool_is_timed_per_window_element():
+    g = Graph("pool")
+    g.add_input("x", (1, 16, 8, 8))
+    g.add_node("Conv", "c", ["x"], {"out_channels": 16, "kernel": 1})
+    g.add_node("AvgPool", "p", ["c"], {"kernel": 3, "stride": 2, "pad": 1})  # 16 x 4 x 4 outputs
+    g.mark_output("p")
+    g = g.validate()
+    profile = local_profile()
+    assert profile.stack.average_pool_ns_per_tap == 2.0
+    # 256 outputs x 9 window elements x 2 ns (its input comes in NHWC from the conv: no transpose; its
+    # output leaves for the graph output: one transpose of 256 elements at 0.1 ns, charged to it)
+    assert stack_work(g, EIGHT, profile)["p"].compute_s == pytest.approx(256 * 9 * 2e-9)
+    rows = estimate_graph(g, PrecisionPlan.uniform("int8"), profile).layers.set_index("name")
+    assert rows.loc["p", "compute_s"] == pytest.approx(256 * 9 * 2e-9 + 256 * 0.1e-9)
+    fp32 = estimate_graph(g, PrecisionPlan.uniform("fp32"), profile).layers.set_index("name")
+    assert fp32.loc["p", "compute_s"] < 256 * 9 * 2e-9 / 10  # fp32 pools keep vector-op counting
