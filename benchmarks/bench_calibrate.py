@@ -13,7 +13,7 @@ kernel time (onnxruntime's profiler), which a shared machine disturbs far less. 
 predicts the int8 models with the measured depthwise rate and the local stack's mechanisms (float
 MaxPool islands, float Sum islands,
 NHWC layout transposes, composed channel-shuffle transposes, im2col GEMM convolutions, 8-bit average
-pools) added one at a time. Lone convolutions time one kernel (the profiler's): the stems the im2col GEMM costs were fitted
+pools, float BatchNorm islands and per-channel Mul / Add) added one at a time. Lone convolutions time one kernel (the profiler's): the stems the im2col GEMM costs were fitted
 on (fitted rows) and the held-out models' own stems and grouped convs as lone kernels (held-out
 rows). Check ``uptime`` first.
 
@@ -173,16 +173,19 @@ def stages(profile_path: Path) -> dict[str, object]:
     full = copy.deepcopy(data["stacks"][name])
     islands = full.get("float_islands", {})
     layout = {k: full[k] for k in ("channels_last_int8", "layout_transpose_ns_per_element") if k in full}
-    sums = {"float_islands": islands, "dequantize_ns_per_element": full.get("dequantize_ns_per_element", 0.001)}
+    sums = {"float_islands": {k: v for k, v in islands.items() if k != "BatchNorm"},
+            "dequantize_ns_per_element": full.get("dequantize_ns_per_element", 0.001)}
     composed = {k: full[k] for k in ("composed_transpose_ns_per_element",) if k in full}
     gemm = {k: full[k] for k in ("im2col_gemm",) if k in full}
+    pools = {k: full[k] for k in ("average_pool_ns_per_tap",) if k in full}
     steps = [("no stack, no depthwise rate", None), ("no stack", None),
              ("+ float MaxPool islands", {"float_islands": {k: v for k, v in islands.items() if k == "MaxPool"}}),
              ("+ float Sum islands", sums),
              ("+ NHWC layout transposes", {**sums, **layout}),
              ("+ composed shuffle transposes", {**sums, **layout, **composed}),
              ("+ im2col GEMM convs", {**sums, **layout, **composed, **gemm}),
-             ("+ 8-bit average pools (full stack)", full)]
+             ("+ 8-bit average pools", {**sums, **layout, **composed, **gemm, **pools}),
+             ("+ float BatchNorm islands, per-channel Mul / Add (full stack)", full)]
     out = {}
     for label, keys in steps:
         variant = copy.deepcopy(data)

@@ -45,6 +45,13 @@
   through an int32 buffer and a requantize pass: these dominate a stem, whose MACs per output are few
   (27 for 3x3), which is why its rate grows with the kernel. The GEMM rate is MatMulInteger's; the
   two per-element costs are fitted by ``qsim calibrate`` on lone stem convolutions.
+- ``float_islands: BatchNorm``: a BatchNormalization the quantizer could not fold into a conv (DenseNet's
+  pre-activation BatchNorm after a Concat) stays in float between a DequantizeLinear and a
+  QuantizeLinear: three kernels moving N + 4N, 4N + 4N and 4N + N bytes (16N beyond the row's 2N), timed
+  by the measured nanoseconds per element of that chain.
+- ``broadcast_ns_per_element``: an 8-bit multiply or add by a per-channel constant (QLinearMul /
+  QLinearAdd broadcasting a ``[C, 1, 1]`` tensor: a BatchNorm written as Mul and Add) runs
+  onnxruntime's broadcasting loop, timed per output element at the measured rate.
 - ``average_pool_ns_per_tap``: onnxruntime's 8-bit windowed average pool (QLinearAveragePool, NHWC)
   is a scalar loop over each output's window: its time is output elements x window elements at the
   measured rate (``qsim calibrate``: a lone 3x3 / 2 pool), in place of vector-op counting.
@@ -105,6 +112,10 @@ def _own_work(graph, node, activation_bits: int, profile, composed: bool = False
     n_in, n_out = graph.tensor(node.inputs[0]).numel, graph.tensor(node.outputs[0]).numel
     if composed and stack.composed_transpose_ns_per_element:
         return StackWork(compute_s=n_in * stack.composed_transpose_ns_per_element * 1e-9)
+    if node.op == "BatchNorm" and "BatchNorm" in stack.float_islands and not _behind_matrix(graph, node):
+        return StackWork(2, 16 * n_in, 0, n_in * stack.float_islands["BatchNorm"] * 1e-9)
+    if node.op in stack.broadcast_ns_per_element:
+        return StackWork(compute_s=n_out * stack.broadcast_ns_per_element[node.op] * 1e-9)
     if node.op == "AvgPool" and stack.average_pool_ns_per_tap:
         kernel = node.attrs["kernel"]
         taps = kernel * kernel if isinstance(kernel, int) else kernel[0] * kernel[1]
@@ -126,6 +137,12 @@ def _own_work(graph, node, activation_bits: int, profile, composed: bool = False
             seconds = (n_out * stack.float_islands["Add"] + n_dq * stack.dequantize_ns_per_element) * 1e-9
             return StackWork(k_dq, 5 * n_dq + 3 * n_all + 3 * n_out, 0, seconds)
     return None
+
+
+def _behind_matrix(graph, node) -> bool:
+    """A BatchNorm right behind a conv or GEMM: folded into it (quant_pre_process, the runtime), no island."""
+    producer = graph.producer(node.inputs[0])
+    return producer is not None and get_op(producer.op).cost_class.matrix_like
 
 
 def _integer_kernel_output(graph, tensor: str) -> bool:

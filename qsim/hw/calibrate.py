@@ -18,7 +18,8 @@ import numpy as np
 
 from qsim.errors import QsimError
 from qsim.hw.calibrate_stack import (best_seconds, ort_average_pool_ns_per_tap, ort_composed_transpose_ns_per_element,
-                                     ort_float_add_ns_per_element, ort_float_maxpool_ns_per_element,
+                                     ort_broadcast_ns_per_element, ort_float_add_ns_per_element,
+                                     ort_float_batchnorm_ns_per_element, ort_float_maxpool_ns_per_element,
                                      ort_im2col_gemm_fit, ort_kernel_seconds, ort_session, ort_transpose_ns_per_element,
                                      qparams, stack_lines)
 from qsim.hw.profile import build_profile
@@ -231,6 +232,9 @@ def measure(quick: bool = False) -> dict:
         "float_add_ns": (ort_float_add_ns_per_element(1), ort_float_add_ns_per_element(2)),
         "composed_transpose_ns": ort_composed_transpose_ns_per_element(),
         "average_pool_ns": ort_average_pool_ns_per_tap(28 if quick else 56),
+        "float_batchnorm_ns": ort_float_batchnorm_ns_per_element(),
+        "broadcast_ns": {"MulConst": ort_broadcast_ns_per_element("QLinearMul"),
+                         "AddConst": ort_broadcast_ns_per_element("QLinearAdd")},
     }
     results["im2col_gemm"] = ort_im2col_gemm_fit(results["int8_ort"], 28 if quick else 56)
     return results

@@ -22,7 +22,7 @@ from qsim.yamlio import line_of
 COMPUTE_CLASSES = tuple(EMULATION_ORDER)
 CONV_CLASSES = ("conv_stem", "conv1x1", "conv3x3", "conv_other")
 MEMORY_CLASSES = ("depthwise", "elementwise", "normalization", "pool")
-FLOAT_ISLAND_OPS = ("MaxPool", "Add")  # qsim.cost.stack_work: the 8-bit ops a runtime is known (and measured) to run in float
+FLOAT_ISLAND_OPS = ("MaxPool", "Add", "BatchNorm")  # qsim.cost.stack_work: the 8-bit ops a runtime is known (and measured) to run in float
 SOFTMAX_LOWERINGS = ("vela-int8",)  # qsim.cost.npu_softmax: Vela's 31-operation int8 Softmax on Ethos-U
 _FRACTION = Num(0, 1, exclusive_min=True)
 _NON_NEGATIVE = Num(0)
@@ -77,6 +77,7 @@ STACK_SCHEMA = Record(
         "dequantize_ns_per_element": _POSITIVE,  # a DequantizeLinear kernel in front of a float island
         "composed_transpose_ns_per_element": _POSITIVE,  # an 8-bit Transpose fused with the layout change
         "im2col_gemm": IM2COL_GEMM_SCHEMA,  # 8-bit convs the runtime's direct conv kernel refuses
+        "broadcast_ns_per_element": MapOf(_POSITIVE, ("MulConst", "AddConst")),  # 8-bit x per-channel constant
         "average_pool_ns_per_tap": _POSITIVE,  # an 8-bit windowed AvgPool, per output element and window element
         "validation": VALIDATION_SCHEMA,
     },
@@ -144,6 +145,7 @@ class Stack:
     composed_transpose_ns_per_element: float | None = None
     im2col_gemm: Im2colGemm | None = None
     average_pool_ns_per_tap: float | None = None
+    broadcast_ns_per_element: Mapping[str, float] = field(default_factory=dict)  # op -> ns per output element
     validation: Validation | None = None
 
 
@@ -193,5 +195,6 @@ def build_stack(data: Mapping[str, Any]) -> Stack | None:
                                m["position_ns"] * 1e-9, m["output_ns_per_element"] * 1e-9)
         if (m := s.get("im2col_gemm")) else None,
         average_pool_ns_per_tap=s.get("average_pool_ns_per_tap"),
+        broadcast_ns_per_element=MappingProxyType(dict(s.get("broadcast_ns_per_element") or {})),
         validation=Validation(**dict(v)) if v else None,
     )

@@ -169,3 +169,35 @@ def test_an_8bit_average_pool_is_timed_per_window_element():
     assert rows.loc["p", "compute_s"] == pytest.approx(256 * 9 * 2e-9 + 256 * 0.1e-9)
     fp32 = estimate_graph(g, PrecisionPlan.uniform("fp32"), profile).layers.set_index("name")
     assert fp32.loc["p", "compute_s"] < 256 * 9 * 2e-9 / 10  # fp32 pools keep vector-op counting
+
+
+def test_an_unfolded_batchnorm_is_a_float_island_and_per_channel_mul_add_broadcast():
+    """DenseNet's pre-activation BatchNorm after a Concat, and a BatchNorm written as Mul and Add."""
+    g = Graph("preact")
+    g.add_input("x", (1, 8, 4, 4))
+    g.add_node("Conv", "a", ["x"], {"out_channels": 8, "kernel": 1})
+    g.add_node("Conv", "b", ["x"], {"out_channels": 8, "kernel": 1})
+    g.add_node("Concat", "cat", ["a", "b"], {"axis": 1})  # 16 x 4 x 4 = 256 elements
+    g.add_node("BatchNorm", "bn", ["cat"])
+    g.add_node("BatchNorm", "folded", ["a"])  # behind its conv: folded, no island
+    g.add_node("MulConst", "scale", ["bn"], {"operand_shape": (16, 1, 1)})
+    g.add_node("AddConst", "shift", ["scale"], {"operand_shape": (16, 1, 1)})
+    g.mark_output("shift")
+    g.mark_output("folded")
+    g = g.validate()
+    machine = Machine("Test CPU", 2, 3.0e9, frozenset({"avx512f", "avx512_vnni", "fma"}), 2**20, 32 * 2**20, 16 * 2**30)
+    results = {"machine": machine, "int8_ort": 300e9, "int8_qconv": 192e9, "int8_qmatmul": 240e9, "fp32_ort": 75e9,
+               "fp32_numpy": 40e9, "dram_bps": 20e9, "cache_bps": 200e9, "dispatch_s": 2e-6, "op_ns": {"LRN": 10.0},
+               "transpose_ns": 0.1, "float_maxpool_ns": 0.5, "float_add_ns": (0.5, 0.75), "float_batchnorm_ns": 0.6,
+               "broadcast_ns": {"MulConst": 0.3, "AddConst": 0.2}}
+    profile = build_profile(load_yaml("local.yaml", profile_yaml(results)), "local.yaml")
+    assert profile.stack.float_islands["BatchNorm"] == 0.6
+    work = stack_work(g, EIGHT, profile)
+    # DequantizeLinear (256 + 1,024 bytes), BatchNormalization (1,024 + 1,024), QuantizeLinear (1,024 + 256):
+    # 16 x 256 beyond the row's 2 x 256; two more kernels; 256 x 0.6 ns
+    assert (work["bn"].launches, work["bn"].bytes, work["bn"].timed_bytes) == (2 + 1, 16 * 256 + 2 * 256, 0)
+    assert work["bn"].compute_s == pytest.approx(256 * 0.6e-9)
+    assert work["bn"].transposed == ("cat",)  # the float BatchNorm reads NCHW: the Concat's output is transposed
+    assert "folded" not in work or work["folded"].compute_s is None
+    assert work["scale"].compute_s == pytest.approx(256 * 0.3e-9)
+    assert work["shift"].compute_s == pytest.approx(256 * 0.2e-9)
