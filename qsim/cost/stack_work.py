@@ -185,8 +185,7 @@ def layout_walk(graph, bits: Callable) -> tuple[dict[str, list[str]], set[str]]:
             convert(node.name, [t for t in ins if nhwc[t] != layout])
         elif cost_class is CostClass.VIEW and len(ins) == 1 and nhwc[ins[0]] and _feeds_transposes(graph, node, bits):
             layout = True  # reshaped as it is held; the Transpose after it absorbs the layout change
-        elif node.op == "Transpose" and bits(node) == 8 and len(ins) == 1 and nhwc[ins[0]] \
-                and graph.producer(ins[0]) is not None and get_op(graph.producer(ins[0]).op).cost_class is CostClass.VIEW:
+        elif node.op == "Transpose" and bits(node) == 8 and len(ins) == 1 and nhwc[ins[0]] and _viewed(graph, ins[0]):
             composed.add(node.name)
             layout = False
         else:
@@ -198,6 +197,12 @@ def layout_walk(graph, bits: Callable) -> tuple[dict[str, list[str]], set[str]]:
         if nhwc.get(t):
             convert(graph.producer(t).name, [t])
     return charged, composed
+
+
+def _viewed(graph, tensor: str) -> bool:
+    """A tensor written by a view op (the Reshape before a channel shuffle's Transpose)."""
+    producer = graph.producer(tensor)
+    return producer is not None and get_op(producer.op).cost_class is CostClass.VIEW
 
 
 def _feeds_transposes(graph, node, bits: Callable) -> bool:
