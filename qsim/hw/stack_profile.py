@@ -22,7 +22,7 @@ from qsim.yamlio import line_of
 COMPUTE_CLASSES = tuple(EMULATION_ORDER)
 CONV_CLASSES = ("conv_stem", "conv1x1", "conv3x3", "conv_other")
 MEMORY_CLASSES = ("depthwise", "elementwise", "normalization", "pool")
-FLOAT_ISLAND_OPS = ("MaxPool", "Add")  # qsim.cost.stack_work: the 8-bit ops a runtime is known (and measured) to run in float
+FLOAT_ISLAND_OPS = ("MaxPool", "Add", "BatchNorm")  # qsim.cost.stack_work: the 8-bit ops a runtime is known (and measured) to run in float
 SOFTMAX_LOWERINGS = ("vela-int8",)  # qsim.cost.npu_softmax: Vela's 31-operation int8 Softmax on Ethos-U
 _FRACTION = Num(0, 1, exclusive_min=True)
 _NON_NEGATIVE = Num(0)
@@ -56,6 +56,15 @@ MAC_ARRAY_SCHEMA = Record(
               "weight_fetch_cycles": Int(0)},  # minimum cycles per kernel step and micro-block depth
     optional={"shared_buffer": SHARED_BUFFER_SCHEMA},  # present: layers run in OFM blocks (qsim.cost.npu_blocks)
 )
+# onnxruntime's QLinearConv on x86 outside its direct (indirect-buffer) kernel: im2col, the u8 x s8 GEMM
+# into an int32 buffer, a requantize pass (qsim.cost.stack_work)
+IM2COL_GEMM_SCHEMA = Record(
+    required={"channel_multiple": Int(1),  # the direct kernel needs input and output channels in multiples
+              "min_output_channels": Int(1),  # and at least this many output channels, one group
+              "gemm_gops": _POSITIVE,  # the GEMM's rate (MatMulInteger)
+              "position_ns": _NON_NEGATIVE,  # per output pixel, group and kernel position (an im2col copy)
+              "output_ns_per_element": _NON_NEGATIVE},  # per output element (int32 write, requantize)
+)
 STACK_SCHEMA = Record(
     required={"runtime": Str(), "fold_batchnorm": Bool(), "fuse_activation": Bool(),
               "fuse_residual_add": Bool(), "launch": Enum(("per_kernel", "graph"))},
@@ -83,6 +92,10 @@ STACK_SCHEMA = Record(
         "layout_transpose_ns_per_element": _POSITIVE,  # the measured time of those transposes
         "float_islands": MapOf(_POSITIVE, FLOAT_ISLAND_OPS),  # 8-bit op -> measured ns per element of its float kernels
         "dequantize_ns_per_element": _POSITIVE,  # a DequantizeLinear kernel in front of a float island
+        "composed_transpose_ns_per_element": _POSITIVE,  # an 8-bit Transpose fused with the layout change
+        "im2col_gemm": IM2COL_GEMM_SCHEMA,  # 8-bit convs the runtime's direct conv kernel refuses
+        "broadcast_ns_per_element": MapOf(_POSITIVE, ("MulConst", "AddConst")),  # 8-bit x per-channel constant
+        "average_pool_ns_per_tap": _POSITIVE,  # an 8-bit windowed AvgPool, per output element and window element
         "validation": VALIDATION_SCHEMA,
     },
 )
@@ -128,6 +141,15 @@ class MacArray:
 
 
 @dataclass(frozen=True)
+class Im2colGemm:
+    channel_multiple: int
+    min_output_channels: int
+    gemm_macs_per_s: float
+    position_s: float
+    output_s_per_element: float
+
+
+@dataclass(frozen=True)
 class Stack:
     name: str
     runtime: str
@@ -158,6 +180,10 @@ class Stack:
     layout_transpose_ns_per_element: float | None = None
     float_islands: Mapping[str, float] = field(default_factory=dict)  # op -> ns per element
     dequantize_ns_per_element: float = 0.0
+    composed_transpose_ns_per_element: float | None = None
+    im2col_gemm: Im2colGemm | None = None
+    average_pool_ns_per_tap: float | None = None
+    broadcast_ns_per_element: Mapping[str, float] = field(default_factory=dict)  # op -> ns per output element
     validation: Validation | None = None
 
 
@@ -213,5 +239,11 @@ def build_stack(data: Mapping[str, Any]) -> Stack | None:
         layout_transpose_ns_per_element=s.get("layout_transpose_ns_per_element"),
         float_islands=MappingProxyType(dict(s.get("float_islands") or {})),
         dequantize_ns_per_element=s.get("dequantize_ns_per_element", 0.0),
+        composed_transpose_ns_per_element=s.get("composed_transpose_ns_per_element"),
+        im2col_gemm=Im2colGemm(m["channel_multiple"], m["min_output_channels"], m["gemm_gops"] * 1e9 / 2,
+                               m["position_ns"] * 1e-9, m["output_ns_per_element"] * 1e-9)
+        if (m := s.get("im2col_gemm")) else None,
+        average_pool_ns_per_tap=s.get("average_pool_ns_per_tap"),
+        broadcast_ns_per_element=MappingProxyType(dict(s.get("broadcast_ns_per_element") or {})),
         validation=Validation(**dict(v)) if v else None,
     )
