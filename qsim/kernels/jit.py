@@ -27,7 +27,8 @@ _I32_LIMIT = 2**31 - 1
 def _span(dtype, zp: np.ndarray) -> int:
     """Largest |v - zp| over the dtype's values and the given zero points."""
     info = np.iinfo(dtype)
-    return int(max(np.max(np.abs(info.min - zp)), np.max(np.abs(info.max - zp))))
+    zmin, zmax = (int(zp[0]), int(zp[0])) if zp.size == 1 else (int(zp.min()), int(zp.max()))
+    return max(abs(info.min - zmin), abs(info.max - zmin), abs(info.min - zmax), abs(info.max - zmax))
 
 
 def _bound(k: int, xspan: int, wspan: int, bias: np.ndarray) -> int:
@@ -80,8 +81,13 @@ def _finish(work: np.ndarray, counts: np.ndarray, acc_bits: int, lo: int, hi: in
 SERIAL_MACS = 1 << 22
 
 
-def _threads_for(macs: int):
-    return serial_below(macs, SERIAL_MACS)
+# The depthwise kernel runs ~30x fewer MACs per second than the VNNI core (int32 lanes, no dot
+# product instruction): its threshold is that much lower (2^20 MACs: ~0.1 ms on one thread).
+SERIAL_DEPTHWISE_MACS = 1 << 20
+
+
+def _threads_for(macs: int, limit: int = SERIAL_MACS):
+    return serial_below(macs, limit)
 
 
 def conv2d_acc(x, w, x_zp, w_zp, bias, stride, pads, dilation, groups, acc_bits=32,
@@ -103,7 +109,7 @@ def conv2d_requant(x, w, x_zp, w_zp, bias, stride, pads, dilation, groups, acc_b
     g = conv_geometry(x, w, stride, pads, dilation, groups)
     xz = int(zero_point("x_zp", x_zp, None)[0])
     if g.cg == 1 and g.mg == 1:
-        with _threads_for(x.shape[0] * g.m * g.oh * g.ow * g.kh * g.kw):
+        with _threads_for(x.shape[0] * g.m * g.oh * g.ow * g.kh * g.kw, SERIAL_DEPTHWISE_MACS):
             return _depthwise_requant(x, w, g, xz, w_zp, bias, acc_bits, requant)
     if g.mg < vnni_ops.MIN_COLS or not vnni_ops.usable(x.dtype, w.dtype, g.cg * g.kh * g.kw, xz):
         return None
@@ -118,13 +124,21 @@ def _depthwise_requant(x, w, g, xz, w_zp, bias, acc_bits, requant):
     wz = zero_point("w_zp", w_zp, g.m)
     b = bias_vector(bias, g.m)
     bound = _bound(g.kh * g.kw, _span(x.dtype, np.array([xz])), _span(w.dtype, wz), b)
-    ws = np.ascontiguousarray((w[:, 0].astype(np.int64) - wz[:, None, None]).transpose(1, 2, 0))
-    xh = np.ascontiguousarray(x.transpose(0, 2, 3, 1))  # no copy for a fused conv's output
+    dt = np.int32 if bound <= _I32_LIMIT else np.int64   # 16 lanes per vector where the sums fit
+    ws = vnni_ops.cached(w, ("dw", wz.tobytes(), np.dtype(dt).str), lambda: _depthwise_weights(w, wz, dt))
+    xh = x.transpose(0, 2, 3, 1)
+    if not xh.flags.c_contiguous:          # a fused conv's output is channels-last already: no copy
+        xh = np.ascontiguousarray(xh)
     out = np.empty((g.n, g.oh, g.ow, g.m), dtype=requant[1])
     (sh, sw), (dh, dw) = g.stride, g.dilation
-    count = depthwise.depthwise_nhwc(xh, xz, ws, b, sh, sw, dh, dw, g.pads[0], g.pads[1], acc_bits, lo, hi,
-                                     bound > hi, requant[0], out)
+    count = depthwise.depthwise_nhwc(xh, xz, ws, b.astype(dt), sh, sw, dh, dw, g.pads[0], g.pads[1], acc_bits,
+                                     lo, hi, bound > hi, requant[0], out)
     return out.transpose(0, 3, 1, 2), int(count)
+
+
+def _depthwise_weights(w, wz, dt) -> np.ndarray:
+    """(kh, kw, C) weights less their zero points, in the working type."""
+    return np.ascontiguousarray((w[:, 0].astype(np.int64) - wz[:, None, None]).transpose(1, 2, 0)).astype(dt)
 
 
 def _conv2d_acc(x, w, g, x_zp, w_zp, bias, acc_bits, overflow, requant=None):

@@ -49,7 +49,7 @@ def _frozen_root(arr: np.ndarray):
     return a
 
 
-def _cached(arr: np.ndarray, key: tuple, build):
+def cached(arr: np.ndarray, key: tuple, build):
     """Packed weights are reused for read-only arrays. The key is the owning array's identity plus
     the view's geometry, so a fresh view (w.T per call) of the same frozen weights still hits; the
     entry is dropped when the owner dies, before its id can be reused."""
@@ -96,7 +96,7 @@ def conv(x, w, xz: int, wz: np.ndarray, bias: np.ndarray, g, acc_bits: int, lo: 
     (sh, sw), (dh, dw) = g.stride, g.dilation
     hp, wp = g.h + pt + pb, g.w + pl + pr
     xp = _padded_nhwc(x, g, cgp, a0, flip)
-    packs = _cached(w, ("conv", g.groups), lambda: _pack_conv(w, g.groups, cgp))
+    packs = cached(w, ("conv", g.groups), lambda: _pack_conv(w, g.groups, cgp))
     w0 = wz - (128 if w.dtype == np.uint8 else 0)
     k = g.cg * g.kh * g.kw
     taps = np.array([(ky * dh * wp + kx * dw) * cgp for ky in range(g.kh) for kx in range(g.kw)],
@@ -177,7 +177,7 @@ def matmul(a3, b3, b_orig, az: int, bz: np.ndarray, bias: np.ndarray, acc_bits: 
             ap = np.zeros((rows.shape[0], k4 * 4), dtype=np.uint8)
             np.bitwise_xor(rows.view(np.uint8), np.uint8(flip), out=ap[:, :k])
         if shared:
-            packed, swsum = _cached(b_orig, ("mm",), lambda: _pack_mm(b2, k4))
+            packed, swsum = cached(b_orig, ("mm",), lambda: _pack_mm(b2, k4))
         else:
             packed, swsum = _pack_mm(b2, k4)
         c = np.empty((ap.shape[0], packed.shape[0] * vnni.NR), dtype=np.int32)
