@@ -17,7 +17,7 @@ import weakref
 
 import numpy as np
 
-from qsim.kernels import vnni, vnni_epilogue
+from qsim.kernels import vnni, vnni_epilogue, vnni_fused
 from qsim.kernels._common import serial_below
 
 # Copies of fewer bytes run on one thread (``serial_below``): a row copy of 400 KB took 20 us.
@@ -106,22 +106,30 @@ def conv(x, w, xz: int, wz: np.ndarray, bias: np.ndarray, g, acc_bits: int, lo: 
     # conv reads) and returned as an NCHW view of it: the same values, no transpose.
     out = (np.empty((g.n, g.m, g.oh * g.ow), dtype=np.int64) if requant is None
            else np.empty((g.n, g.oh * g.ow, g.m), dtype=requant[1]))
-    cbuf = np.empty((g.oh * g.ow, packs[0][0].shape[0] * vnni.NR), dtype=np.int32)
     zeros = np.zeros(g.oh * g.ow, dtype=np.int64)
+    cbuf = None if requant is not None else np.empty((g.oh * g.ow, packs[0][0].shape[0] * vnni.NR), dtype=np.int32)
+    # A 1x1 conv at stride 1 without padding reads its pixels as one flat run (vnni_fused).
+    flat = g.kh == g.kw == 1 and sh == sw == 1 and not any(g.pads)
+    npix = g.oh * g.ow
+    if flat:
+        rows, run, row_bytes = -(-npix // vnni_fused.RUN), vnni_fused.RUN, vnni_fused.RUN * cgp
+    else:
+        rows, run, row_bytes = g.oh, g.ow, sh * wp * cgp
     count = 0
     for n in range(g.n):
         for gi in range(g.groups):
             packed, swsum = packs[gi]
             img = xp[n, gi]
-            vnni.conv_rows(img, packed, taps, cgp // 4, sh, sw, g.oh, g.ow, cbuf)
             sa = vnni.window_sums(img, g.kh, g.kw, sh, sw, dh, dw, g.oh, g.ow) if need_sa else zeros
             ms = slice(gi * g.mg, (gi + 1) * g.mg)
             const = bias[ms] - a0 * swsum + k * a0 * w0[ms]
             if requant is None:
+                vnni.conv_rows(img, packed, taps, cgp // 4, sh, sw, g.oh, g.ow, cbuf)
                 count += vnni_epilogue.epilogue(cbuf, sa, w0[ms], const, acc_bits, lo, hi, checked, True, out[n, ms])
             else:
-                count += vnni_epilogue.epilogue_q(cbuf, sa, w0[ms], const, acc_bits, lo, hi, checked, False,
-                                         gi * g.mg, requant[0], out[n][:, ms])
+                count += vnni_fused.conv_rows_q(img, packed, taps, cgp // 4, row_bytes, sw * cgp, rows, run, npix,
+                                                sa, np.ascontiguousarray(w0[ms]), const, acc_bits, lo, hi, checked,
+                                                gi * g.mg, requant[0], out[n][:, ms])
     if requant is not None:
         return out.reshape(g.n, g.oh, g.ow, g.m).transpose(0, 3, 1, 2), int(count)
     return out.reshape(g.n, g.m, g.oh, g.ow), int(count)

@@ -1,0 +1,59 @@
+"""The VNNI convolution with its requantizing epilogue in the same parallel loop (``conv_rows_q``).
+
+``vnni.conv_rows`` writes an int32 matrix for the whole image and ``vnni_epilogue.epilogue_q``
+reads it back in a second parallel region. Here each work item (a run of output pixels x one
+panel of 64 output channels) computes its register tiles into a small buffer that stays in L1 and
+requantizes it at once (``vnni_epilogue._epilogue_block``: zero-point correction, bias, wrap and
+overflow count, the policy's requantization): one parallel region per image and group instead of
+two, no image-sized int32 buffer written and read again.
+
+Pixels are addressed as ``row * row_bytes + col * col_bytes`` in the padded NHWC input: for a
+general convolution a row is an output row (``row_bytes = stride_h * Wp * Cp``); a 1x1 convolution
+at stride 1 without padding reads its input as one flat run of pixels cut into runs of ``RUN``
+(the last one shorter), so small images (7x7) fill whole register tiles.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from qsim.kernels.vnni import MR, NR, _tile_main, _tile_one
+from qsim.kernels.vnni_epilogue import _epilogue_block
+
+RUN = 32   # pixels per work item of a flat 1x1 convolution (8 register tiles)
+
+
+@njit(cache=True, parallel=True)
+def conv_rows_q(xp, w, taps, quads, row_bytes, col_bytes, rows, run, npix, sa, w0, const, bits, lo, hi,
+                checked, ch0, rq, out):
+    """Output pixel p = r * run + i (r < rows, i < run, p < npix) reads the input at byte
+    r * row_bytes + i * col_bytes + taps[t]; out (npix, cols) in the storage type gets its
+    requantized channels (``vnni_epilogue.epilogue_q`` with ``transpose=False``; sa (npix,) window
+    sums, w0 / const (cols,)). Returns the overflow count (0 when not checked)."""
+    npanel = w.shape[0]
+    half = (np.int64(1) << (bits - 1)) if checked else np.int64(0)
+    counts = np.zeros(rows * npanel, dtype=np.int64)
+    for item in prange(rows * npanel):
+        # A function of its own: the parameter tuple inside a prange body slows its loops (vnni_epilogue).
+        counts[item] = _item(xp, w, taps, quads, row_bytes, col_bytes, run, npix, item // npanel,
+                             item % npanel, sa, w0, const, bits, lo, hi, half, ch0, rq, out)
+    return counts.sum()
+
+
+@njit(cache=True)
+def _item(xp, w, taps, quads, row_bytes, col_bytes, run, npix, r, j, sa, w0, const, bits, lo, hi, half,
+          ch0, rq, out):
+    panel_bytes = w.shape[1] * w.shape[2] * w.shape[3] * w.shape[4]
+    p0 = r * run
+    n = min(run, npix - p0)
+    c = np.empty((n, NR), dtype=np.int32)
+    base = r * row_bytes
+    full = n - n % MR
+    for i in range(0, full, MR):
+        _tile_main(xp, base + i * col_bytes, col_bytes, taps, quads, w, j * panel_bytes, c, i * NR, NR)
+    for i in range(full, n):
+        _tile_one(xp, base + i * col_bytes, col_bytes, taps, quads, w, j * panel_bytes, c, i * NR, NR)
+    j0 = j * NR
+    j1 = min(w0.shape[0], j0 + NR)
+    return _epilogue_block(c, sa[p0:p0 + n], w0[j0:j1], const[j0:j1], 0, n, bits, lo, hi, half, False, ch0 + j0,
+                           rq, out[p0:p0 + n, j0:j1])
