@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from qsim.kernels.depthwise import f32_code
 from qsim.kernels.vnni import MR, NR, _tile_main, _tile_one
 from qsim.kernels.vnni_epilogue import _epilogue_block
 
@@ -25,24 +26,28 @@ RUN = 32   # pixels per work item of a flat 1x1 convolution (8 register tiles)
 
 @njit(cache=True, parallel=True)
 def conv_rows_q(xp, w, taps, quads, row_bytes, col_bytes, rows, run, npix, sa, w0, const, bits, lo, hi,
-                checked, ch0, rq, out):
+                checked, ch0, rq, out, fast=None):
     """Output pixel p = r * run + i (r < rows, i < run, p < npix) reads the input at byte
     r * row_bytes + i * col_bytes + taps[t]; out (npix, cols) in the storage type gets its
     requantized channels (``vnni_epilogue.epilogue_q`` with ``transpose=False``; sa (npix,) window
-    sums, w0 / const (cols,)). Returns the overflow count (0 when not checked)."""
+    sums, w0 / const (cols,)). Returns the overflow count (0 when not checked).
+
+    ``fast``: None, or (w0, const, fmult) wrapped to int32 and the float32 multipliers of these
+    columns, where ``fast_epilogue`` applies: the float32 kind (zero point and bounds below 2^17)
+    and exact values the caller proved to fit int32 (not checked, an accumulator of <= 32 bits)."""
     npanel = w.shape[0]
     half = (np.int64(1) << (bits - 1)) if checked else np.int64(0)
     counts = np.zeros(rows * npanel, dtype=np.int64)
     for item in prange(rows * npanel):
         # A function of its own: the parameter tuple inside a prange body slows its loops (vnni_epilogue).
         counts[item] = _item(xp, w, taps, quads, row_bytes, col_bytes, run, npix, item // npanel,
-                             item % npanel, sa, w0, const, bits, lo, hi, half, ch0, rq, out)
+                             item % npanel, sa, w0, const, bits, lo, hi, half, ch0, rq, out, fast)
     return counts.sum()
 
 
 @njit(cache=True)
 def _item(xp, w, taps, quads, row_bytes, col_bytes, run, npix, r, j, sa, w0, const, bits, lo, hi, half,
-          ch0, rq, out):
+          ch0, rq, out, fast):
     panel_bytes = w.shape[1] * w.shape[2] * w.shape[3] * w.shape[4]
     p0 = r * run
     n = min(run, npix - p0)
@@ -55,5 +60,23 @@ def _item(xp, w, taps, quads, row_bytes, col_bytes, run, npix, r, j, sa, w0, con
         _tile_one(xp, base + i * col_bytes, col_bytes, taps, quads, w, j * panel_bytes, c, i * NR, NR)
     j0 = j * NR
     j1 = min(w0.shape[0], j0 + NR)
+    if fast is not None:
+        w32, k32, mv = fast
+        _f32_block(c, sa[p0:p0 + n], w32[j0:j1], k32[j0:j1], mv[j0:j1], np.float32(rq[9]), np.float32(rq[10]),
+                   np.float32(rq[11]), out[p0:p0 + n, j0:j1])
+        return 0
     return _epilogue_block(c, sa[p0:p0 + n], w0[j0:j1], const[j0:j1], 0, n, bits, lo, hi, half, False, ch0 + j0,
                            rq, out[p0:p0 + n, j0:j1])
+
+
+@njit(cache=True)
+def _f32_block(c, sa, w32, k32, mv, zp, flo, fhi, out):
+    """The float32-kind epilogue in int32 / float32 lanes: exact = c + const - w0 * sa computed
+    modulo 2^32 (exact: the caller proved every exact value fits int32), then ``f32_code``."""
+    cols = w32.shape[0]
+    for i in range(c.shape[0]):
+        crow = c[i]
+        s = np.int32(sa[i])
+        d = out[i]
+        for j in range(cols):
+            d[j] = f32_code(np.int32(crow[j] + k32[j] - w32[j] * s), mv[j], zp, flo, fhi)

@@ -19,6 +19,9 @@ import numpy as np
 
 from qsim.kernels import vnni, vnni_epilogue, vnni_fused
 from qsim.kernels._common import serial_below
+from qsim.numerics.requant_jit import KIND_FLOAT32
+
+_I32_MAX = 2**31 - 1
 
 # Copies of fewer bytes run on one thread (``serial_below``): a row copy of 400 KB took 20 us.
 SERIAL_COPY = 1 << 21
@@ -127,12 +130,22 @@ def conv(x, w, xz: int, wz: np.ndarray, bias: np.ndarray, g, acc_bits: int, lo: 
                 vnni.conv_rows(img, packed, taps, cgp // 4, sh, sw, g.oh, g.ow, cbuf)
                 count += vnni_epilogue.epilogue(cbuf, sa, w0[ms], const, acc_bits, lo, hi, checked, True, out[n, ms])
             else:
+                w0g = np.ascontiguousarray(w0[ms])
+                fast = _fast_epilogue(requant[0], checked, hi, w0g, const, gi * g.mg)
                 count += vnni_fused.conv_rows_q(img, packed, taps, cgp // 4, row_bytes, sw * cgp, rows, run, npix,
-                                                sa, np.ascontiguousarray(w0[ms]), const, acc_bits, lo, hi, checked,
-                                                gi * g.mg, requant[0], out[n][:, ms])
+                                                sa, w0g, const, acc_bits, lo, hi, checked,
+                                                gi * g.mg, requant[0], out[n][:, ms], fast)
     if requant is not None:
         return out.reshape(g.n, g.oh, g.ow, g.m).transpose(0, 3, 1, 2), int(count)
     return out.reshape(g.n, g.m, g.oh, g.ow), int(count)
+
+
+def _fast_epilogue(spec, checked: bool, hi: int, w0: np.ndarray, const: np.ndarray, ch0: int):
+    """``vnni_fused.conv_rows_q``'s ``fast`` argument, or None where its conditions do not hold."""
+    small = all(-(1 << 17) < int(v) < (1 << 17) for v in spec[9:12])
+    if checked or hi > _I32_MAX or spec[0] != KIND_FLOAT32 or not small:
+        return None
+    return (w0.astype(np.int32), const.astype(np.int32), np.ascontiguousarray(spec[1][ch0:ch0 + w0.shape[0]]))
 
 
 def _padded_nhwc(x, g, cgp: int, a0: int, flip: int) -> np.ndarray:
