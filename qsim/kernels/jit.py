@@ -104,36 +104,68 @@ def conv2d_requant(x, w, x_zp, w_zp, bias, stride, pads, dilation, groups, acc_b
     VNNI core or of the channels-last depthwise kernel (``depthwise``, one channel per group):
     ``requant = (requant_jit.requant_spec(...), output dtype)``. Returns (output, overflow events),
     the output an NCHW view of channels-last data; or None where neither kernel applies (the
-    caller then runs ``conv2d_acc`` and requantizes apart: the same bits)."""
+    caller then runs ``conv2d_acc`` and requantizes apart: the same bits).
+
+    What the call derives from its weights and parameters (checks, geometry, packed weights,
+    epilogue terms) is planned once and kept beside the packed weights when w is read-only
+    (``vnni_ops.cached``): a node run again pays only its kernels."""
     x, w = check_int_array("x", x), check_int_array("w", w)
+    spec = requant[0]
+    key = ("requant", x.shape, x.dtype.str, _key(stride), _key(pads), _key(dilation), _key(groups), _key(x_zp),
+           _key(w_zp), _key(bias), int(acc_bits), np.dtype(requant[1]).str, spec[0], _key(spec[1]), spec[9:12])
+    plan = vnni_ops.cached(w, key, lambda: _requant_plan(x, w, x_zp, w_zp, bias, stride, pads, dilation, groups,
+                                                         acc_bits, requant))
+    if plan is None:
+        return None
+    with serial_below(plan[1], plan[2]):
+        return plan[0](x, requant)
+
+
+def _key(v):
+    """A hashable stand-in for a call argument (arrays by dtype, shape and bytes)."""
+    if v is None or isinstance(v, (int, str)):
+        return v
+    a = np.asarray(v)
+    return a.dtype.str, a.shape, a.tobytes()
+
+
+def _requant_plan(x, w, x_zp, w_zp, bias, stride, pads, dilation, groups, acc_bits, requant):
+    """(run(x, requant), work, serial limit) for ``conv2d_requant``, or None where no fused kernel
+    applies. Bad arguments raise here, with the messages of ``conv2d_acc``."""
     g = conv_geometry(x, w, stride, pads, dilation, groups)
     xz = int(zero_point("x_zp", x_zp, None)[0])
-    if g.cg == 1 and g.mg == 1:
-        with _threads_for(x.shape[0] * g.m * g.oh * g.ow * g.kh * g.kw, SERIAL_DEPTHWISE_MACS):
-            return _depthwise_requant(x, w, g, xz, w_zp, bias, acc_bits, requant)
-    if g.mg < vnni_ops.MIN_COLS or not vnni_ops.usable(x.dtype, w.dtype, g.cg * g.kh * g.kw, xz):
-        return None
-    with _threads_for(x.shape[0] * g.m * g.oh * g.ow * g.cg * g.kh * g.kw):
-        return _conv2d_acc(x, w, g, x_zp, w_zp, bias, acc_bits, "wrap", requant)
-
-
-def _depthwise_requant(x, w, g, xz, w_zp, bias, acc_bits, requant):
-    """A depthwise conv (multiplier 1) channels-last with its requantization (``depthwise``);
-    the output is an NCHW view of channels-last data, as the VNNI conv returns it."""
     lo, hi, _ = check_acc(acc_bits, "wrap")
     wz = zero_point("w_zp", w_zp, g.m)
     b = bias_vector(bias, g.m)
-    bound = _bound(g.kh * g.kw, _span(x.dtype, np.array([xz])), _span(w.dtype, wz), b)
+    bound = _bound(g.cg * g.kh * g.kw, _span(x.dtype, np.array([xz])), _span(w.dtype, wz), b)
+    if g.cg == 1 and g.mg == 1:
+        work = x.shape[0] * g.m * g.oh * g.ow * g.kh * g.kw
+        return _depthwise_plan(w, g, xz, wz, b, bound, acc_bits, lo, hi), work, SERIAL_DEPTHWISE_MACS
+    if g.mg < vnni_ops.MIN_COLS or not vnni_ops.usable(x.dtype, w.dtype, g.cg * g.kh * g.kw, xz):
+        return None
+    plan = vnni_ops.plan_conv(w, x.dtype, xz, wz, b, g, acc_bits, lo, hi, bound > hi, requant)
+    return (lambda xx, rq: vnni_ops.run_planned(plan, xx, rq)), x.shape[0] * g.m * g.oh * g.ow * g.cg * g.kh * g.kw, \
+        SERIAL_MACS
+
+
+def _depthwise_plan(w, g, xz, wz, b, bound, acc_bits, lo, hi):
+    """The run function of a depthwise conv (multiplier 1) channels-last with its requantization
+    (``depthwise``); the output is an NCHW view of channels-last data, as the VNNI conv returns it."""
     dt = np.int32 if bound <= _I32_LIMIT else np.int64   # 16 lanes per vector where the sums fit
-    ws = vnni_ops.cached(w, ("dw", wz.tobytes(), np.dtype(dt).str), lambda: _depthwise_weights(w, wz, dt))
-    xh = x.transpose(0, 2, 3, 1)
-    if not xh.flags.c_contiguous:          # a fused conv's output is channels-last already: no copy
-        xh = np.ascontiguousarray(xh)
-    out = np.empty((g.n, g.oh, g.ow, g.m), dtype=requant[1])
+    ws = _depthwise_weights(w, wz, dt)
+    bd = b.astype(dt)
     (sh, sw), (dh, dw) = g.stride, g.dilation
-    count = depthwise.depthwise_nhwc(xh, xz, ws, b.astype(dt), sh, sw, dh, dw, g.pads[0], g.pads[1], acc_bits,
-                                     lo, hi, bound > hi, requant[0], out)
-    return out.transpose(0, 3, 1, 2), int(count)
+
+    def run(x, requant):
+        xh = x.transpose(0, 2, 3, 1)
+        if not xh.flags.c_contiguous:          # a fused conv's output is channels-last already: no copy
+            xh = np.ascontiguousarray(xh)
+        out = np.empty((g.n, g.oh, g.ow, g.m), dtype=requant[1])
+        count = depthwise.depthwise_nhwc(xh, xz, ws, bd, sh, sw, dh, dw, g.pads[0], g.pads[1], acc_bits, lo, hi,
+                                         bound > hi, requant[0], out)
+        return out.transpose(0, 3, 1, 2), int(count)
+
+    return run
 
 
 def _depthwise_weights(w, wz, dt) -> np.ndarray:

@@ -51,3 +51,29 @@ def test_fused_conv_equals_reference(case, policy):
         assert got.dtype == np.int8 and events == want_events
         if acc_bits == 13:
             assert events > 0
+
+
+@pytest.mark.parametrize("groups", [1, 24])
+def test_plan_cache_follows_every_parameter(groups):
+    """The plan kept beside read-only weights is keyed on everything it derives from: the same
+    frozen weights under another bias, zero point, output multiplier or input shape give the
+    reference's bits, and a plan is reused only for identical calls."""
+    rng = np.random.default_rng(11)
+    c = 24
+    w = rng.integers(-128, 128, (24 if groups > 1 else 32, c // groups, 3, 3)).astype(np.int8)
+    w.flags.writeable = False
+    m = w.shape[0]
+    for trial in range(4):
+        hw = 6 if trial < 3 else 9
+        x = rng.integers(0, 256, (1, c, hw, hw)).astype(np.uint8)
+        bias = rng.integers(-4000, 4000, m).astype(np.int32)
+        wz = np.full(m, trial - 1)
+        xz, s_w = 100 + trial, np.full(m, 0.5 / (trial + 1), np.float32)
+        spec = requant_spec(PolicyName.ONNXRUNTIME, np.float32(0.25), s_w, np.float32(1.0), 0, 0, 255, m)
+        args = (x, w, xz, wz, bias, (1, 1), (1, 1, 1, 1), (1, 1), groups)
+        for _ in range(2):
+            got, events = jit.conv2d_requant(*args, acc_bits=32, requant=(spec, np.uint8))
+            acc, _ = reference.conv2d_acc(*args, acc_bits=32, overflow="wrap")
+            want = get_policy(PolicyName.ONNXRUNTIME).requantize(acc, np.float32(0.25), s_w, np.float32(1.0), 0, 0,
+                                                                 255, 1, None, "numpy")
+            np.testing.assert_array_equal(got, want.astype(np.uint8))
