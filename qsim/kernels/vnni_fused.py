@@ -10,7 +10,10 @@ two, no image-sized int32 buffer written and read again.
 Pixels are addressed as ``row * row_bytes + col * col_bytes`` in the padded NHWC input: for a
 general convolution a row is an output row (``row_bytes = stride_h * Wp * Cp``); a 1x1 convolution
 at stride 1 without padding reads its input as one flat run of pixels cut into runs of ``RUN``
-(the last one shorter), so small images (7x7) fill whole register tiles.
+(the last one shorter), so small images (7x7) fill whole register tiles. Other stride-1
+convolutions whose rows do not fill whole tiles run over the padded rows as one flat run too
+(virtual pixels oy * Wp + ox): the Wp - OW pixels past each row's end are computed and dropped,
+and every tile is whole (a 7-pixel row took one 4-row tile and three 1-row tiles).
 """
 from __future__ import annotations
 
@@ -25,12 +28,14 @@ RUN = 32   # pixels per work item of a flat 1x1 convolution (8 register tiles)
 
 
 @njit(cache=True, parallel=True)
-def conv_rows_q(xp, w, taps, quads, row_bytes, col_bytes, rows, run, npix, sa, w0, const, bits, lo, hi,
-                checked, ch0, rq, out, fast=None):
-    """Output pixel p = r * run + i (r < rows, i < run, p < npix) reads the input at byte
-    r * row_bytes + i * col_bytes + taps[t]; out (npix, cols) in the storage type gets its
-    requantized channels (``vnni_epilogue.epilogue_q`` with ``transpose=False``; sa (npix,) window
-    sums, w0 / const (cols,)). Returns the overflow count (0 when not checked).
+def conv_rows_q(xp, w, taps, quads, row_bytes, col_bytes, rows, run, nvirt, vw, ow, sa, w0, const, bits, lo,
+                hi, checked, ch0, rq, out, fast=None):
+    """Virtual pixel q = r * run + i (r < rows, i < run, q < nvirt) reads the input at byte
+    r * row_bytes + i * col_bytes + taps[t]; it is output pixel (q // vw) * ow + q % vw where
+    q % vw < ow and is dropped otherwise (vw = ow: every virtual pixel is an output pixel).
+    out (pixels, cols) in the storage type gets the requantized channels
+    (``vnni_epilogue.epilogue_q`` with ``transpose=False``; sa (pixels,) window sums, w0 / const
+    (cols,)). Returns the overflow count (0 when not checked).
 
     ``fast``: None, or (w0, const, fmult) wrapped to int32 and the float32 multipliers of these
     columns, where ``fast_epilogue`` applies: the float32 kind (zero point and bounds below 2^17)
@@ -40,17 +45,17 @@ def conv_rows_q(xp, w, taps, quads, row_bytes, col_bytes, rows, run, npix, sa, w
     counts = np.zeros(rows * npanel, dtype=np.int64)
     for item in prange(rows * npanel):
         # A function of its own: the parameter tuple inside a prange body slows its loops (vnni_epilogue).
-        counts[item] = _item(xp, w, taps, quads, row_bytes, col_bytes, run, npix, item // npanel,
+        counts[item] = _item(xp, w, taps, quads, row_bytes, col_bytes, run, nvirt, vw, ow, item // npanel,
                              item % npanel, sa, w0, const, bits, lo, hi, half, ch0, rq, out, fast)
     return counts.sum()
 
 
 @njit(cache=True)
-def _item(xp, w, taps, quads, row_bytes, col_bytes, run, npix, r, j, sa, w0, const, bits, lo, hi, half,
+def _item(xp, w, taps, quads, row_bytes, col_bytes, run, nvirt, vw, ow, r, j, sa, w0, const, bits, lo, hi, half,
           ch0, rq, out, fast):
     panel_bytes = w.shape[1] * w.shape[2] * w.shape[3] * w.shape[4]
-    p0 = r * run
-    n = min(run, npix - p0)
+    q0 = r * run
+    n = min(run, nvirt - q0)
     c = np.empty((n, NR), dtype=np.int32)
     base = r * row_bytes
     full = n - n % MR
@@ -60,13 +65,27 @@ def _item(xp, w, taps, quads, row_bytes, col_bytes, run, npix, r, j, sa, w0, con
         _tile_one(xp, base + i * col_bytes, col_bytes, taps, quads, w, j * panel_bytes, c, i * NR, NR)
     j0 = j * NR
     j1 = min(w0.shape[0], j0 + NR)
-    if fast is not None:
-        w32, k32, mv = fast
-        _f32_block(c, sa[p0:p0 + n], w32[j0:j1], k32[j0:j1], mv[j0:j1], np.float32(rq[9]), np.float32(rq[10]),
-                   np.float32(rq[11]), out[p0:p0 + n, j0:j1])
-        return 0
-    return _epilogue_block(c, sa[p0:p0 + n], w0[j0:j1], const[j0:j1], 0, n, bits, lo, hi, half, False, ch0 + j0,
-                           rq, out[p0:p0 + n, j0:j1])
+    cnt = 0
+    q = q0
+    while q < q0 + n:      # runs of virtual pixels that are output pixels of one row
+        oy = q // vw
+        ox = q - oy * vw
+        if ox >= ow:
+            q = (oy + 1) * vw
+            continue
+        e = min(q0 + n, oy * vw + ow)
+        p = oy * ow + ox
+        cr = c[q - q0:e - q0]
+        dst = out[p:p + e - q, j0:j1]
+        if fast is not None:
+            w32, k32, mv = fast
+            _f32_block(cr, sa[p:p + e - q], w32[j0:j1], k32[j0:j1], mv[j0:j1], np.float32(rq[9]),
+                       np.float32(rq[10]), np.float32(rq[11]), dst)
+        else:
+            cnt += _epilogue_block(cr, sa[p:p + e - q], w0[j0:j1], const[j0:j1], 0, e - q, bits, lo, hi, half, False,
+                                   ch0 + j0, rq, dst)
+        q = e
+    return cnt
 
 
 @njit(cache=True)

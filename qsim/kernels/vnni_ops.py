@@ -128,9 +128,7 @@ class ConvPlan:
     need_sa: bool
     zeros: np.ndarray
     group_terms: list     # per group: (w0, const, fast) for the epilogue
-    rows: int
-    run: int
-    row_bytes: int
+    walk: tuple           # conv_rows_q's (rows, run, row_bytes, col_bytes, nvirt, vw, ow)
 
 
 def plan_conv(w, x_dtype, xz: int, wz: np.ndarray, bias: np.ndarray, g, acc_bits: int, lo: int, hi: int,
@@ -152,13 +150,16 @@ def plan_conv(w, x_dtype, xz: int, wz: np.ndarray, bias: np.ndarray, g, acc_bits
         fast = None if requant is None else _fast_epilogue(requant[0], checked, hi, w0g, const, gi * g.mg)
         terms.append((w0g, const, fast))
     # A 1x1 conv at stride 1 without padding reads its pixels as one flat run (vnni_fused).
-    npix = g.oh * g.ow
+    npix, run = g.oh * g.ow, vnni_fused.RUN
     if g.kh == g.kw == 1 and sh == sw == 1 and not any(g.pads):
-        rows, run, row_bytes = -(-npix // vnni_fused.RUN), vnni_fused.RUN, vnni_fused.RUN * cgp
+        walk = (-(-npix // run), run, run * cgp, cgp, npix, npix, npix)
+    elif sh == sw == 1 and g.ow % vnni.MR:     # padded rows as one flat run (vnni_fused)
+        nvirt = (g.oh - 1) * wp + g.ow
+        walk = (-(-nvirt // run), run, run * cgp, cgp, nvirt, wp, g.ow)
     else:
-        rows, run, row_bytes = g.oh, g.ow, sh * wp * cgp
+        walk = (g.oh, g.ow, sh * wp * cgp, sw * cgp, npix, g.ow, g.ow)
     return ConvPlan(g, acc_bits, lo, hi, checked, flip, a0, cgp, packs, taps, bool(np.any(w0 != 0)),
-                    np.zeros(npix, dtype=np.int64), terms, rows, run, row_bytes)
+                    np.zeros(npix, dtype=np.int64), terms, walk)
 
 
 def run_planned(plan: ConvPlan, x, requant):
@@ -175,9 +176,10 @@ def run_planned(plan: ConvPlan, x, requant):
         for gi, (w0g, const, fast) in enumerate(plan.group_terms):
             img = xp[n, gi]
             sa = vnni.window_sums(img, g.kh, g.kw, sh, sw, dh, dw, g.oh, g.ow) if plan.need_sa else plan.zeros
-            count += vnni_fused.conv_rows_q(img, plan.packs[gi][0], plan.taps, plan.cgp // 4, plan.row_bytes,
-                                            sw * plan.cgp, plan.rows, plan.run, g.oh * g.ow, sa, w0g, const,
-                                            plan.acc_bits, plan.lo, plan.hi, plan.checked, gi * g.mg, requant[0],
+            rows, run, row_bytes, col_bytes, nvirt, vw, ow = plan.walk
+            count += vnni_fused.conv_rows_q(img, plan.packs[gi][0], plan.taps, plan.cgp // 4, row_bytes, col_bytes,
+                                            rows, run, nvirt, vw, ow, sa, w0g, const, plan.acc_bits, plan.lo,
+                                            plan.hi, plan.checked, gi * g.mg, requant[0],
                                             out[n][:, gi * g.mg:(gi + 1) * g.mg] if g.groups > 1 else out[n], fast)
     return out.reshape(g.n, g.oh, g.ow, g.m).transpose(0, 3, 1, 2), int(count)
 
