@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from qsim.kernels import depthwise, portable, vnni_ops
+from qsim.kernels import depthwise, pool, portable, vnni_ops
 from qsim.kernels._common import (bias_vector, check_acc, check_int_array, serial_below,
                                   conv_geometry, matmul_out_shape, matmul_shapes, pool_geometry,
                                   zero_point, zp_in_range)
@@ -245,27 +245,44 @@ def _matmul_acc(a, b, shapes, a_zp, b_zp, bias, acc_bits, overflow, requant=None
     return acc.reshape(shape), count
 
 
+# Pools read each input cell about once per output cell: below this many window reads a pool runs on
+# one thread (2^20: ~0.1-0.2 ms on one thread).
+SERIAL_POOL = 1 << 20
+
+
 def maxpool2d(x, kernel, stride, pads, ceil_mode=False):
-    """Max pool over NCHW integers; see `qsim.kernels.reference.maxpool2d`."""
+    """Max pool over NCHW integers; see `qsim.kernels.reference.maxpool2d`. Channels-last data (an
+    NCHW view of NHWC memory, as the fused convolutions return it) is pooled and returned so."""
     x = check_int_array("x", x)
     kh, kw, sh, sw, pt, pl, _, _, oh, ow = pool_geometry(x, kernel, stride, pads, ceil_mode)
     xh = x.transpose(0, 2, 3, 1)
-    if xh.flags.c_contiguous and x.shape[1] > 1:  # channels-last data (a fused conv's output): stays so
-        out = np.empty((x.shape[0], oh, ow, x.shape[1]), dtype=x.dtype)
-        portable.maxpool_nhwc(xh, kh, kw, sh, sw, pt, pl, out)
-        return out.transpose(0, 3, 1, 2)
-    out = np.empty(x.shape[:2] + (oh, ow), dtype=np.int32)
-    portable.maxpool(_canonical(x), kh, kw, sh, sw, pt, pl, oh, ow, out)
+    with serial_below(x.shape[0] * x.shape[1] * oh * ow * kh * kw, SERIAL_POOL):
+        if xh.flags.c_contiguous and x.shape[1] > 1:  # channels-last data: stays so
+            out = np.empty((x.shape[0], oh, ow, x.shape[1]), dtype=x.dtype)
+            portable.maxpool_nhwc(xh, kh, kw, sh, sw, pt, pl, out)
+            return out.transpose(0, 3, 1, 2)
+        out = np.empty(x.shape[:2] + (oh, ow), dtype=np.int32)
+        portable.maxpool(_canonical(x), kh, kw, sh, sw, pt, pl, oh, ow, out)
     return out.astype(x.dtype)
 
 
 def avgpool2d(x, kernel, stride, pads, count_include_pad, rounding, x_zp=0):
-    """Average pool over NCHW integers; see `qsim.kernels.reference.avgpool2d` and ROUNDINGS."""
+    """Average pool over NCHW integers; see `qsim.kernels.reference.avgpool2d` and ROUNDINGS.
+    Channels-last data is pooled channels-last (``pool.avgpool_nhwc``) and returned so."""
     x = check_int_array("x", x)
     rounding = pool_rounding(rounding)
     kh, kw, sh, sw, pt, pl, _, _, oh, ow = pool_geometry(x, kernel, stride, pads, False)
     xz = zp_in_range("x_zp", int(zero_point("x_zp", x_zp, None)[0]), x.dtype)
-    out = np.empty(x.shape[:2] + (oh, ow), dtype=np.int32)
-    portable.avgpool(_canonical(x), xz, kh, kw, sh, sw, pt, pl, oh, ow,
-                     bool(count_include_pad), portable.ROUNDING_CODES[rounding], out)
+    xh = x.transpose(0, 2, 3, 1)
+    with serial_below(x.shape[0] * x.shape[1] * oh * ow * kh * kw, SERIAL_POOL):
+        if xh.flags.c_contiguous and x.shape[1] > 1:
+            out = np.empty((x.shape[0], oh, ow, x.shape[1]), dtype=x.dtype)
+            # int32 sums where a whole window of extreme values fits them (16 lanes, not 8)
+            acc = np.zeros(1, np.int32 if kh * kw * 65536 < _I32_LIMIT else np.int64)
+            pool.avgpool_nhwc(xh, xz, kh, kw, sh, sw, pt, pl, bool(count_include_pad),
+                              portable.ROUNDING_CODES[rounding], acc, out)
+            return out.transpose(0, 3, 1, 2)    # an average lies between the values (and x_zp) it averages
+        out = np.empty(x.shape[:2] + (oh, ow), dtype=np.int32)
+        portable.avgpool(_canonical(x), xz, kh, kw, sh, sw, pt, pl, oh, ow,
+                         bool(count_include_pad), portable.ROUNDING_CODES[rounding], out)
     return out.astype(x.dtype)     # an average lies between the values (and x_zp) it averages
