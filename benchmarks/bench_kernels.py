@@ -108,7 +108,9 @@ def bench_gemm(name, spec, repeat, rng):
 
 def bench_layers(repeat: int, rng) -> None:
     """GOPS of the fused conv (``jit.conv2d_requant``) per layer, against the int8 peak, and the
-    ratio to onnxruntime's QLinearConv on the same layer (u8 activations, zero point 128)."""
+    ratio to onnxruntime's QLinearConv on the same layer (u8 activations, zero point 128). qsim reads
+    the input channels-last (an NCHW view of NHWC memory), as the executor passes a fused conv's
+    output to the next; onnxruntime gets the NCHW array it is given in its graphs."""
     from qsim.numerics.requant_jit import requant_spec
 
     peak = 460.0 * THREADS   # ~920 GOPS on 2 cores (vpdpbusd, ../shared/DESIGN.md "Speed")
@@ -121,7 +123,8 @@ def bench_layers(repeat: int, rng) -> None:
         p = k // 2
         spec = requant_spec("onnxruntime", np.float32(0.02), np.full(m, 0.01, np.float32), np.float32(0.05), 3, 0,
                             255, m)
-        args = (x, w, 128, 0, None, (s, s), (p, p, p, p), (1, 1), groups)
+        xv = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+        args = (xv, w, 128, 0, None, (s, s), (p, p, p, p), (1, 1), groups)
         t = median_ms(lambda: jit.conv2d_requant(*args, acc_bits=32, requant=(spec, np.uint8)), repeat)
         qsess, qfeeds = qlinear_conv(x, w, 128, 0, (s, s), (p, p, p, p), (1, 1), groups, threads=THREADS)
         t_qc = median_ms(lambda: qsess.run(None, qfeeds), repeat)

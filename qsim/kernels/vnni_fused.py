@@ -3,8 +3,8 @@
 ``vnni.conv_rows`` writes an int32 matrix for the whole image and ``vnni_epilogue.epilogue_q``
 reads it back in a second parallel region. Here each work item (a run of output pixels x one
 panel of 64 output channels) computes its register tiles into a small buffer that stays in L1 and
-requantizes it at once (``vnni_epilogue._epilogue_block``: zero-point correction, bias, wrap and
-overflow count, the policy's requantization): one parallel region per image and group instead of
+requantizes it at once (zero-point correction, bias, wrap and overflow count, the policy's
+requantization, as ``vnni_epilogue.epilogue_q``): one parallel region per image and group instead of
 two, no image-sized int32 buffer written and read again.
 
 Pixels are addressed as ``row * row_bytes + col * col_bytes`` in the padded NHWC input: for a
@@ -21,10 +21,15 @@ import numpy as np
 from numba import njit, prange
 
 from qsim.kernels.depthwise import f32_code
-from qsim.kernels.vnni import MR, NR, _tile_main, _tile_one
-from qsim.kernels.vnni_epilogue import _epilogue_block
+from qsim.kernels.vnni import MR, NR, NV, _make_tile, _tile_main, _tile_one
+from qsim.kernels.portable import wrap_row
+from qsim.numerics.requant_jit import requant_run
 
-RUN = 32   # pixels per work item of a flat 1x1 convolution (8 register tiles)
+# Rows per register tile here: 6 x 4 accumulators + 4 weight vectors + 1 broadcast = 29 of the 32
+# zmm registers; each weight vector loaded feeds 6 pixels instead of 4.
+MR_WIDE = 6
+_tile_wide = _make_tile(MR_WIDE, NV)
+RUN = 36   # pixels per work item of a flat run (6 wide register tiles)
 
 
 @njit(cache=True, parallel=True)
@@ -58,8 +63,11 @@ def _item(xp, w, taps, quads, row_bytes, col_bytes, run, nvirt, vw, ow, r, j, sa
     n = min(run, nvirt - q0)
     c = np.empty((n, NR), dtype=np.int32)
     base = r * row_bytes
-    full = n - n % MR
-    for i in range(0, full, MR):
+    wide = n - n % MR_WIDE
+    for i in range(0, wide, MR_WIDE):
+        _tile_wide(xp, base + i * col_bytes, col_bytes, taps, quads, w, j * panel_bytes, c, i * NR, NR)
+    full = wide + (n - wide) // MR * MR
+    for i in range(wide, full, MR):
         _tile_main(xp, base + i * col_bytes, col_bytes, taps, quads, w, j * panel_bytes, c, i * NR, NR)
     for i in range(full, n):
         _tile_one(xp, base + i * col_bytes, col_bytes, taps, quads, w, j * panel_bytes, c, i * NR, NR)
@@ -75,27 +83,52 @@ def _item(xp, w, taps, quads, row_bytes, col_bytes, run, nvirt, vw, ow, r, j, sa
             continue
         e = min(q0 + n, oy * vw + ow)
         p = oy * ow + ox
-        cr = c[q - q0:e - q0]
-        dst = out[p:p + e - q, j0:j1]
+        # Rows are indexed one at a time (c[i], out[i, j0:j1]): a 2-D slice of them would lose
+        # numba's contiguous layout, and with it the vectorized loops.
         if fast is not None:
             w32, k32, mv = fast
-            _f32_block(cr, sa[p:p + e - q], w32[j0:j1], k32[j0:j1], mv[j0:j1], np.float32(rq[9]),
-                       np.float32(rq[10]), np.float32(rq[11]), dst)
+            _f32_block(c, q - q0, sa, p, e - q, w32, k32, mv, j0, j1, np.float32(rq[9]), np.float32(rq[10]),
+                       np.float32(rq[11]), out)
         else:
-            cnt += _epilogue_block(cr, sa[p:p + e - q], w0[j0:j1], const[j0:j1], 0, e - q, bits, lo, hi, half, False,
-                                   ch0 + j0, rq, dst)
+            cnt += _rq_block(c, q - q0, sa, p, e - q, w0, const, j0, j1, bits, lo, hi, half, ch0, rq, out)
         q = e
     return cnt
 
 
 @njit(cache=True)
-def _f32_block(c, sa, w32, k32, mv, zp, flo, fhi, out):
-    """The float32-kind epilogue in int32 / float32 lanes: exact = c + const - w0 * sa computed
-    modulo 2^32 (exact: the caller proved every exact value fits int32), then ``f32_code``."""
-    cols = w32.shape[0]
-    for i in range(c.shape[0]):
-        crow = c[i]
-        s = np.int32(sa[i])
-        d = out[i]
+def _f32_block(c, c0, sa, p0, n, w32, k32, mv, j0, j1, zp, flo, fhi, out):
+    """The float32-kind epilogue of rows c[c0:c0+n] into out[p0:p0+n, j0:j1], in int32 / float32
+    lanes: exact = c + const - w0 * sa computed modulo 2^32 (exact: the caller proved every exact
+    value fits int32), then ``f32_code``."""
+    cols = j1 - j0
+    wv, kv, m = w32[j0:j1], k32[j0:j1], mv[j0:j1]
+    for i in range(n):
+        crow = c[c0 + i]
+        s = np.int32(sa[p0 + i])
+        d = out[p0 + i, j0:j1]
+        if s == 0:
+            for j in range(cols):
+                d[j] = f32_code(np.int32(crow[j] + kv[j]), m[j], zp, flo, fhi)
+        else:
+            for j in range(cols):
+                d[j] = f32_code(np.int32(crow[j] + kv[j] - wv[j] * s), m[j], zp, flo, fhi)
+
+
+@njit(cache=True)
+def _rq_block(c, c0, sa, p0, n, w0, const, j0, j1, bits, lo, hi, half, ch0, rq, out):
+    """``vnni_epilogue.epilogue_q``'s rows for every policy: exact values in int64, wrapped to
+    ``bits`` and counted when checked, then ``requant_run``; returns the overflow count."""
+    cols = j1 - j0
+    mask = (np.int64(1) << bits) - 1
+    wv, kv = w0[j0:j1], const[j0:j1]
+    row = np.empty(cols, dtype=np.int64)
+    cnt = 0
+    for i in range(n):
+        crow = c[c0 + i]
+        s = sa[p0 + i]
         for j in range(cols):
-            d[j] = f32_code(np.int32(crow[j] + k32[j] - w32[j] * s), mv[j], zp, flo, fhi)
+            row[j] = np.int64(crow[j]) + kv[j] - wv[j] * s
+        if half != 0:
+            cnt += wrap_row(row, lo, hi, half, mask, row)
+        requant_run(row, ch0 + j0, 1, rq, out[p0 + i, j0:j1])
+    return cnt

@@ -153,7 +153,7 @@ def plan_conv(w, x_dtype, xz: int, wz: np.ndarray, bias: np.ndarray, g, acc_bits
     npix, run = g.oh * g.ow, vnni_fused.RUN
     if g.kh == g.kw == 1 and sh == sw == 1 and not any(g.pads):
         walk = (-(-npix // run), run, run * cgp, cgp, npix, npix, npix)
-    elif sh == sw == 1 and g.ow % vnni.MR:     # padded rows as one flat run (vnni_fused)
+    elif sh == sw == 1 and g.ow % vnni_fused.MR_WIDE:     # padded rows as one flat run (vnni_fused)
         nvirt = (g.oh - 1) * wp + g.ow
         walk = (-(-nvirt // run), run, run * cgp, cgp, nvirt, wp, g.ow)
     else:
