@@ -34,7 +34,7 @@ RUN = 36   # pixels per work item of a flat run (6 wide register tiles)
 
 @njit(cache=True, parallel=True)
 def conv_rows_q(xp, w, taps, quads, row_bytes, col_bytes, rows, run, nvirt, vw, ow, sa, w0, const, bits, lo,
-                hi, checked, ch0, rq, out, fast=None):
+                hi, checked, ch0, rq, out, fast=None, nimg=1, img_bytes=0):
     """Virtual pixel q = r * run + i (r < rows, i < run, q < nvirt) reads the input at byte
     r * row_bytes + i * col_bytes + taps[t]; it is output pixel (q // vw) * ow + q % vw where
     q % vw < ow and is dropped otherwise (vw = ow: every virtual pixel is an output pixel).
@@ -44,25 +44,32 @@ def conv_rows_q(xp, w, taps, quads, row_bytes, col_bytes, rows, run, nvirt, vw, 
 
     ``fast``: None, or (w0, const, fmult) wrapped to int32 and the float32 multipliers of these
     columns, where ``fast_epilogue`` applies: the float32 kind (zero point and bounds below 2^17)
-    and exact values the caller proved to fit int32 (not checked, an accumulator of <= 32 bits)."""
+    and exact values the caller proved to fit int32 (not checked, an accumulator of <= 32 bits).
+
+    ``nimg`` images of ``img_bytes`` each, their output pixels (and sa) one after the other: a
+    batch in one parallel region instead of one per image."""
     npanel = w.shape[0]
     half = (np.int64(1) << (bits - 1)) if checked else np.int64(0)
-    counts = np.zeros(rows * npanel, dtype=np.int64)
-    for item in prange(rows * npanel):
+    per_img = rows * npanel
+    npix = (nvirt - 1) // vw * ow + min(ow, (nvirt - 1) % vw + 1)   # output pixels of one image
+    counts = np.zeros(nimg * per_img, dtype=np.int64)
+    for item in prange(nimg * per_img):
+        n = item // per_img
+        k = item - n * per_img
         # A function of its own: the parameter tuple inside a prange body slows its loops (vnni_epilogue).
-        counts[item] = _item(xp, w, taps, quads, row_bytes, col_bytes, run, nvirt, vw, ow, item // npanel,
-                             item % npanel, sa, w0, const, bits, lo, hi, half, ch0, rq, out, fast)
+        counts[item] = _item(xp, w, taps, quads, n * img_bytes, row_bytes, col_bytes, run, nvirt, vw, ow,
+                             n * npix, k // npanel, k % npanel, sa, w0, const, bits, lo, hi, half, ch0, rq, out, fast)
     return counts.sum()
 
 
 @njit(cache=True)
-def _item(xp, w, taps, quads, row_bytes, col_bytes, run, nvirt, vw, ow, r, j, sa, w0, const, bits, lo, hi, half,
-          ch0, rq, out, fast):
+def _item(xp, w, taps, quads, img0, row_bytes, col_bytes, run, nvirt, vw, ow, pix0, r, j, sa, w0, const, bits, lo,
+          hi, half, ch0, rq, out, fast):
     panel_bytes = w.shape[1] * w.shape[2] * w.shape[3] * w.shape[4]
     q0 = r * run
     n = min(run, nvirt - q0)
     c = np.empty((n, NR), dtype=np.int32)
-    base = r * row_bytes
+    base = img0 + r * row_bytes
     wide = n - n % MR_WIDE
     for i in range(0, wide, MR_WIDE):
         _tile_wide(xp, base + i * col_bytes, col_bytes, taps, quads, w, j * panel_bytes, c, i * NR, NR)
@@ -82,7 +89,7 @@ def _item(xp, w, taps, quads, row_bytes, col_bytes, run, nvirt, vw, ow, r, j, sa
             q = (oy + 1) * vw
             continue
         e = min(q0 + n, oy * vw + ow)
-        p = oy * ow + ox
+        p = pix0 + oy * ow + ox
         # Rows are indexed one at a time (c[i], out[i, j0:j1]): a 2-D slice of them would lose
         # numba's contiguous layout, and with it the vectorized loops.
         if fast is not None:

@@ -104,7 +104,8 @@ def conv(x, w, xz: int, wz: np.ndarray, bias: np.ndarray, g, acc_bits: int, lo: 
     for n in range(g.n):
         for gi, (w0g, const, _) in enumerate(plan.group_terms):
             img = xp[n, gi]
-            sa = vnni.window_sums(img, g.kh, g.kw, sh, sw, dh, dw, g.oh, g.ow) if plan.need_sa else plan.zeros
+            sa = (vnni.window_sums(img, g.kh, g.kw, sh, sw, dh, dw, g.oh, g.ow) if plan.need_sa
+                  else plan.zeros[:g.oh * g.ow])
             vnni.conv_rows(img, plan.packs[gi][0], plan.taps, plan.cgp // 4, sh, sw, g.oh, g.ow, cbuf)
             count += vnni_epilogue.epilogue(cbuf, sa, w0g, const, acc_bits, lo, hi, checked, True,
                                             out[n, gi * g.mg:(gi + 1) * g.mg])
@@ -159,7 +160,7 @@ def plan_conv(w, x_dtype, xz: int, wz: np.ndarray, bias: np.ndarray, g, acc_bits
     else:
         walk = (g.oh, g.ow, sh * wp * cgp, sw * cgp, npix, g.ow, g.ow)
     return ConvPlan(g, acc_bits, lo, hi, checked, flip, a0, cgp, packs, taps, bool(np.any(w0 != 0)),
-                    np.zeros(npix, dtype=np.int64), terms, walk)
+                    np.zeros(g.n * npix, dtype=np.int64), terms, walk)
 
 
 def run_planned(plan: ConvPlan, x, requant):
@@ -171,12 +172,19 @@ def run_planned(plan: ConvPlan, x, requant):
     # Written channels-last (the epilogue's natural order, and what the next conv reads) and
     # returned as an NCHW view of it: the same values, no transpose.
     out = np.empty((g.n, g.oh * g.ow, g.m), dtype=requant[1])
+    rows, run, row_bytes, col_bytes, nvirt, vw, ow = plan.walk
+    if g.groups == 1 and not plan.need_sa:   # the whole batch in one parallel region
+        w0g, const, fast = plan.group_terms[0]
+        count = vnni_fused.conv_rows_q(xp, plan.packs[0][0], plan.taps, plan.cgp // 4, row_bytes, col_bytes, rows,
+                                       run, nvirt, vw, ow, plan.zeros, w0g, const, plan.acc_bits, plan.lo, plan.hi,
+                                       plan.checked, 0, requant[0], out.reshape(-1, g.m), fast, g.n,
+                                       xp[0].size)
+        return out.reshape(g.n, g.oh, g.ow, g.m).transpose(0, 3, 1, 2), int(count)
     count = 0
     for n in range(g.n):
         for gi, (w0g, const, fast) in enumerate(plan.group_terms):
             img = xp[n, gi]
             sa = vnni.window_sums(img, g.kh, g.kw, sh, sw, dh, dw, g.oh, g.ow) if plan.need_sa else plan.zeros
-            rows, run, row_bytes, col_bytes, nvirt, vw, ow = plan.walk
             count += vnni_fused.conv_rows_q(img, plan.packs[gi][0], plan.taps, plan.cgp // 4, row_bytes, col_bytes,
                                             rows, run, nvirt, vw, ow, sa, w0g, const, plan.acc_bits, plan.lo,
                                             plan.hi, plan.checked, gi * g.mg, requant[0],

@@ -34,13 +34,16 @@ def test_fused_conv_equals_reference(case, policy):
     rng = np.random.default_rng(m * 10 + k)
     if k == 1 and stride == (1, 1):
         assert h * wd % vnni_fused.RUN and h * wd % vnni.MR  # a short last run and a partial tile
-    for xdt, wdt, acc_bits in [(np.uint8, np.int8, 32), (np.int8, np.uint8, 32), (np.uint8, np.int8, 13)]:
+    # symmetric int8 weights (zero point 0, no window sums): a batch runs in one parallel region
+    for xdt, wdt, acc_bits, sym in [(np.uint8, np.int8, 32, False), (np.int8, np.uint8, 32, False),
+                                    (np.uint8, np.int8, 13, False), (np.uint8, np.int8, 32, True),
+                                    (np.int8, np.int8, 13, True)]:
         xi, wi = np.iinfo(xdt), np.iinfo(wdt)
         x = rng.integers(xi.min, xi.max + 1, (n, c, h, wd)).astype(xdt)
         w = rng.integers(wi.min, wi.max + 1, (m, c // groups, k, k)).astype(wdt)
         w.flags.writeable = False
         xz = int(rng.integers(xi.min, xi.max + 1))
-        wz = rng.integers(wi.min, wi.max + 1, m) if wdt == np.uint8 else rng.integers(-2, 3, m)
+        wz = rng.integers(wi.min, wi.max + 1, m) if wdt == np.uint8 else rng.integers(-2, 3, m) * (not sym)
         fbias = (rng.standard_normal(m) * 3).astype(np.float32) if policy is PolicyName.FBGEMM else None
         bias = None if fbias is not None else rng.integers(-4000, 4000, m).astype(np.int32)
         s_w = np.where(np.arange(m) % 3 == 0, 0.25, 0.5).astype(np.float32)
