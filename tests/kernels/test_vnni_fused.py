@@ -1,7 +1,7 @@
 """The VNNI convolution with the requantization in the same parallel loop (``vnni_fused``) equals
 the numpy spec byte for byte on the shapes its work items split on: 1x1 convolutions read as one
 flat run of pixels (runs of ``RUN`` and a shorter last one, pixel counts that fill no whole
-register tile), padded rows read as one flat run (rows of 7 pixels), general rows (3x3, stride 2, padding, dilation), output channels filling no whole
+register tile), padded rows read as one flat run (rows of 7 pixels), stems (<= 4 channels), general rows (3x3, stride 2, padding, dilation), output channels filling no whole
 panel, groups, uint8 weights (window sums), int8 inputs (the +128 shift), batch > 1 and the
 overflow count of a narrow accumulator. Multipliers are exact powers of two: many ties."""
 from __future__ import annotations
@@ -24,6 +24,9 @@ CASES = [  # (N, C, H, W, M, k, stride, pads, dilation, groups)
     (2, 20, 7, 7, 40, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),     # 7-pixel rows: padded rows as one flat run
     (1, 12, 9, 11, 24, 3, (1, 1), (2, 1, 0, 2), (2, 2), 1),    # the same with dilation, uneven padding
     (1, 8, 17, 5, 16, 1, (1, 1), (1, 0, 0, 2), (1, 1), 1),     # a padded 1x1: flat over padded rows
+    (2, 3, 17, 15, 32, 3, (2, 2), (1, 1, 1, 1), (1, 1), 1),    # stems (<= 4 channels)
+    (1, 4, 19, 18, 64, 7, (2, 2), (3, 2, 3, 1), (1, 1), 1),
+    (1, 2, 9, 9, 16, 3, (1, 1), (2, 2, 2, 2), (2, 2), 1),
 ]
 
 
