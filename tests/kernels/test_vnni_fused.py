@@ -1,9 +1,11 @@
 """The VNNI convolution with the requantization in the same parallel loop (``vnni_fused``) equals
 the numpy spec byte for byte on the shapes its work items split on: 1x1 convolutions read as one
 flat run of pixels (runs of ``RUN`` and a shorter last one, pixel counts that fill no whole
-register tile), padded rows read as one flat run (rows of 7 pixels), stems (<= 4 channels), general rows (3x3, stride 2, padding, dilation), output channels filling no whole
-panel, groups, uint8 weights (window sums), int8 inputs (the +128 shift), batch > 1 and the
-overflow count of a narrow accumulator. Multipliers are exact powers of two: many ties."""
+register tile), padded rows read as one flat run (rows of 7 pixels), stems (<= 4 channels),
+general rows (3x3, stride 2, padding, dilation), output channels filling no whole panel, groups,
+uint8 weights (window sums), int8 inputs (the +128 shift), batch > 1 (symmetric weights: one
+parallel region) and the overflow count of a narrow accumulator. Multipliers are exact powers of
+two: many ties."""
 from __future__ import annotations
 
 import numpy as np
