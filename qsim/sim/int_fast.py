@@ -15,6 +15,7 @@ from numba import njit, prange
 from qsim.numerics import get_policy
 from qsim.numerics.policies import RequantKind
 from qsim.numerics.multipliers import float32_multiplier
+from qsim.kernels import ort_binary_jit
 from qsim.kernels._common import serial_below
 from qsim.kernels.fma_jit import fma32
 from qsim.numerics.rounding_jit import requant_f32
@@ -142,7 +143,7 @@ def ort_binary(op: str, a, b, params, lo: int, hi: int, dtype) -> np.ndarray:
     with serial_below(a.size, 1 << 20):  # about 0.5 ms of work on one thread
         if op == "add":
             ra, rb, fixed = ort_add_params(sa, za, sb, zb, sc, zc)
-            _ort_add(a, b, ra, rb, fixed, lo, hi, out)
+            ort_binary_jit.ort_add(a, b, ra, rb, fixed, lo, hi, out)
         else:
-            _ort_mul(a, b, int(za), int(zb), ort_mul_ratio(sa, sb, sc), np.float32(zc), lo, hi, out)
+            ort_binary_jit.ort_mul(a, b, int(za), int(zb), ort_mul_ratio(sa, sb, sc), np.float32(zc), lo, hi, out)
     return out.reshape(shape)
