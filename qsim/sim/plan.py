@@ -1,0 +1,135 @@
+"""An execution plan: the integer executor of one graph, prepared once and run on many batches.
+
+``ExecutionPlan(graph, policy, ...).run(feeds)`` returns what ``integer.run_integer`` returns for the
+same arguments, bit for bit. The difference is when the work that does not depend on the input
+values is done. Each node is planned once, on the plan's first run, with that run's arrays (so every
+shape, dtype and memory layout is known): a planner (``plan_ops.PLANNERS``) resolves the
+quantization parameters, requantization specs, packed weights, kernel choice, activation range,
+layout and thread count, allocates the node's output and scratch buffers, and returns a ``Bound``:
+a closure that only calls the kernels. Later runs are a loop over those closures. A node without a
+planner, one its planner declines (its kernel is not the fast one, the node is a float island, ...),
+or one whose inputs arrive with another shape, dtype or layout than when it was planned, runs the
+per-node path of ``integer`` (``_run_node``), as ``run_integer`` does.
+
+Buffers: a planned node writes into the same buffers at every run. What leaves a run never aliases
+them: with ``trace=True`` every planned node writes fresh arrays, and a graph output that shares
+memory with a plan buffer (directly or through a view such as a Reshape) is copied. A plan is not
+reentrant: runs of one plan are serialized by a lock.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Callable, Mapping
+
+import numpy as np
+
+from qsim.errors import QsimError
+from qsim.ir.graph import Graph
+from qsim.sim.executor import check_feeds
+from qsim.sim.int_common import Step
+from qsim.sim.int_runtime import get_runtime
+from qsim.sim.integer import NodeStats, SimResult, _feed, _kernels, _run_node, integer_kernel_applies
+
+
+class Bound:
+    """A planned node: ``fn(args, fresh) -> (outputs, overflow events)``; ``fresh``: write new
+    arrays instead of the plan's buffers. ``bounds``: each output's clamp range (or None), as the
+    per-node path records it in ``Step.bounds``; ``buffers``: the arrays ``fn`` reuses."""
+    __slots__ = ("fn", "bounds", "buffers", "layout", "keep")
+
+    def __init__(self, fn: Callable, bounds: list, buffers: list = ()):
+        self.fn, self.bounds, self.buffers = fn, bounds, list(buffers)
+        self.layout: tuple = ()
+        self.keep = False  # an output is a graph output: always written fresh
+
+
+def _layout(args) -> tuple:
+    return tuple((a.shape, a.strides, a.dtype) if isinstance(a, np.ndarray) else None for a in args)
+
+
+class ExecutionPlan:
+    """See the module doc. Arguments as ``integer.run_integer``'s."""
+
+    def __init__(self, graph: Graph, policy: str, acc_bits: int | None = None, overflow: str = "wrap",
+                 impl: str = "numba", float_nodes=()):
+        self.float_nodes = frozenset(float_nodes)
+        names = {n.name for n in graph.nodes()}
+        if not self.float_nodes <= names:
+            raise QsimError(f"graph {graph.name!r} has no node {sorted(self.float_nodes - names)[0]!r} to run in float")
+        if overflow not in ("wrap", "saturate"):
+            raise QsimError(f"overflow must be 'wrap' or 'saturate', got {overflow!r}")
+        self.graph, self.policy, self.impl, self.overflow = graph, policy, impl, overflow
+        self.rt, self.kernels = get_runtime(policy), _kernels(impl)
+        self.acc_bits = 32 if acc_bits is None else int(acc_bits)
+        self.nodes = list(graph.nodes())
+        self._bound: list = [None] * len(self.nodes)  # None: not planned yet; False: per-node path
+        self._buffer_ids: set[int] = set()
+        self._lock = threading.Lock()
+
+    def _step(self, node, args) -> Step:
+        return Step(self.graph, node, args, self.rt, self.kernels, self.impl, self.acc_bits, self.overflow)
+
+    def _plan(self, node, args) -> Bound | bool:
+        from qsim.sim.plan_ops import PLANNERS
+
+        planner = PLANNERS.get(node.op)
+        if planner is None or self.impl != "numba" or not all(isinstance(a, np.ndarray) for a in args):
+            return False
+        step = self._step(node, args)
+        if not integer_kernel_applies(step, self.float_nodes):
+            return False
+        bound = planner(step)
+        if bound is None:
+            return False
+        bound.layout = _layout(args)
+        bound.keep = any(t in self.graph.outputs for t in node.outputs)
+        self._buffer_ids.update(id(b) for b in bound.buffers)
+        return bound
+
+    def run(self, feeds: Mapping[str, np.ndarray], trace: bool = False, counts: bool = True) -> SimResult:
+        with self._lock:
+            return self._run(feeds, trace, counts)
+
+    def _run(self, feeds, trace: bool, counts: bool) -> SimResult:
+        graph = self.graph
+        check_feeds(graph, feeds)
+        env = {t: _feed(graph, t, feeds[t], self.rt) for t in graph.inputs}
+        stats = NodeStats(graph)
+        for i, node in enumerate(self.nodes):
+            args = [env[t] for t in node.inputs]
+            bound = self._bound[i]
+            if bound is None:
+                bound = self._bound[i] = self._plan(node, args)
+            if bound is not False and bound.layout == _layout(args):
+                outs, events = bound.fn(args, trace or bound.keep)
+                mode, ranges = "integer", bound.bounds
+            else:
+                step = self._step(node, args)
+                outs, mode = _run_node(step, self.float_nodes)
+                events, ranges = step.overflow_events, [step.bounds.get(t) for t in node.outputs]
+            low = high = 0
+            for t, value, rng in zip(node.outputs, outs, ranges):
+                env[t] = value
+                if counts and rng is not None:
+                    low += int(np.count_nonzero(value == rng[0]))
+                    high += int(np.count_nonzero(value == rng[1]))
+            stats.modes.append(mode)
+            stats.overflow.append(int(events))
+            stats.low.append(low if counts else None)
+            stats.high.append(high if counts else None)
+            stats.elements.append(int(sum(np.size(v) for v in outs)))
+        outputs = {t: self._detached(env[t]) for t in graph.outputs}
+        return SimResult(outputs, dict(env) if trace else None, stats)
+
+    def _detached(self, value):
+        """``value``, copied where it shares memory with a plan buffer."""
+        root = value
+        while isinstance(root, np.ndarray) and root.base is not None:
+            root = root.base
+        return value.copy() if id(root) in self._buffer_ids else value
+
+    def how(self, stats: NodeStats) -> str:
+        how = f"integer executor ({self.policy}): {stats.integer_nodes()}/{len(stats)} nodes integer"
+        if any(q.fmt.element_type.startswith("float8") for q in self.graph.quant_params.values()):
+            how += ", fp8 by value emulation"
+        return how
