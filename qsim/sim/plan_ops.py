@@ -29,41 +29,73 @@ def _declines(setup):
 
 
 def plan_binary(step: Step) -> Bound | None:
-    """onnxruntime's QLinearAdd / QLinearMul on two same-shape operands with the same memory order
-    (``int_fast.ort_binary``): one flat pass in memory order into the plan's buffer."""
-    from qsim.sim.int_elementwise import binary_setup, ort_add_params, ort_mul_ratio, ort_scalar_a
+    """Add / Mul of two same-shape operands with the same memory order (a channels-last conv's
+    outputs): one flat pass in memory order into the plan's buffer, with the parameters of the
+    runtime's kernel (``int_elementwise._binary``) derived once. Results do not depend on the order
+    elements are visited, except in LiteRT's optimized ADD when the size is not a multiple of 16
+    (its position-dependent tail): that case keeps the per-node path."""
+    from qsim.sim.int_elementwise import binary_setup
 
     op = "add" if step.node.op == "Add" else "mul"
     setup = _declines(lambda: binary_setup(step, op))
     if setup is None or step.node.op not in ("Add", "Mul"):
         return None
-    family, a, b, (sa, za, sb, zb, sc, zc), lo, hi = setup
-    if family is not Kernels.ONNXRUNTIME or a.shape != b.shape or a.strides != b.strides or a.dtype != b.dtype:
+    family, a, b, params, lo, hi = setup
+    if a.shape != b.shape or a.strides != b.strides or a.dtype != b.dtype:
         return None
     order = tuple(int(i) for i in np.argsort(a.strides, kind="stable")[::-1])
     if not np.transpose(a, order).flags.c_contiguous:
         return None
+    kernel = _binary_kernel(step, op, family, params, lo, hi, a.size)
+    if kernel is None:
+        return None
     inverse = tuple(int(i) for i in np.argsort(order))
-    shape = tuple(a.shape[i] for i in order)
-    out = np.empty(shape, dtype=storage(step.out_q()))
-    if op == "add":
-        if ort_scalar_a(a.shape, b.shape):
-            return None
-        ra, rb, fixed = ort_add_params(sa, za, sb, zb, sc, zc)
-    else:
-        ratio, zcf = ort_mul_ratio(sa, sb, sc), _F32(zc)
+    out = np.empty(tuple(a.shape[i] for i in order), dtype=storage(step.out_q()))
 
     def run(args, fresh):
-        x, z = np.transpose(args[0], order).reshape(-1), np.transpose(args[1], order).reshape(-1)
         y = np.empty_like(out) if fresh else out
-        with serial_below(x.size, 1 << 20):  # as int_fast.ort_binary
-            if op == "add":
-                int_fast._ort_add(x, z, ra, rb, fixed, lo, hi, y.reshape(-1))
-            else:
-                int_fast._ort_mul(x, z, int(za), int(zb), ratio, zcf, lo, hi, y.reshape(-1))
+        kernel(np.transpose(args[0], order).reshape(-1), np.transpose(args[1], order).reshape(-1), y.reshape(-1))
         return [y.transpose(inverse)], 0
 
     return Bound(run, [(lo, hi)], [out])
+
+
+def _binary_kernel(step: Step, op: str, family, params, lo: int, hi: int, size: int):
+    """``kernel(a, b, out)`` on flat same-size operands: the runtime's Add / Mul (``int_elementwise``)."""
+    from qsim.kernels import elementwise as ew, elementwise_jit as ewj
+    from qsim.sim.int_elementwise import ort_add_params, ort_mul_ratio
+
+    sa, za, sb, zb, sc, zc = params
+    if family is Kernels.ONNXRUNTIME:
+        if op == "add":
+            ra, rb, fixed = ort_add_params(sa, za, sb, zb, sc, zc)
+        else:
+            ratio = ort_mul_ratio(sa, sb, sc)
+
+        def ort(a, b, out):
+            with serial_below(a.size, 1 << 20):  # as int_fast.ort_binary
+                if op == "add":
+                    int_fast._ort_add(a, b, ra, rb, fixed, lo, hi, out)
+                else:
+                    int_fast._ort_mul(a, b, int(za), int(zb), ratio, _F32(zc), lo, hi, out)
+        return ort
+    if family is Kernels.XNNPACK and op == "add":
+        fn, extra = ewj._xnn_add_kernel, (ew.xnnpack_add_params(sa, za, sb, zb, sc), zc, lo, hi)
+    elif family is Kernels.XNNPACK:
+        fn, extra = ewj._xnn_mul_kernel, (_F32(_F32(_F32(sa) * _F32(sb)) / _F32(sc)), za, zb, zc, lo, hi)
+    elif op == "mul":
+        q, shift = ew.tflite_mul_params(sa, sb, sc)
+        fn, extra = ewj._mul_kernel, (q, shift, za, zb, zc, lo, hi)
+    else:
+        optimized = family is Kernels.TFLITE_OPTIMIZED
+        if optimized and size % 16:
+            return None
+        left_shift = 15 if step.out_q().fmt.name == "int16" else 20  # as int_elementwise._binary
+        fn, extra = ewj._add_kernel, (ew.tflite_add_params(sa, sb, sc, left_shift), za, zb, zc, lo, hi, optimized)
+
+    def int64_kernel(a, b, out):  # elementwise_jit's kernels take int64 operands and return int64
+        out[:] = fn(a.astype(np.int64), b.astype(np.int64), *extra)
+    return int64_kernel
 
 
 def plan_maxpool(step: Step) -> Bound | None:
@@ -131,9 +163,14 @@ def plan_gemm(step: Step) -> Bound | None:
         return None
     spec, lo, hi = int_fast.fused_spec(step, setup.w.shape[0], step.rt.fc, setup.s_in, setup.wq.scale, yq,
                                        setup.b_float)
-    if step.kernels.matmul_requant(x, *setup.rest, acc_bits=step.acc_bits, requant=(spec, storage(yq))) is None:
+    # A read-only copy of the weights: the kernel packs read-only weights once and reuses the packing
+    # (``vnni_ops._cached``) for as long as the plan holds them.
+    frozen = np.array(setup.w)
+    frozen.setflags(write=False)
+    rest = (frozen.T,) + setup.rest[1:]
+    kernel, bits, requant = step.kernels.matmul_requant, step.acc_bits, (spec, storage(yq))
+    if kernel(x, *rest, acc_bits=bits, requant=requant) is None:
         return None
-    kernel, rest, bits, requant = step.kernels.matmul_requant, setup.rest, step.acc_bits, (spec, storage(yq))
 
     def run(args, fresh):
         y, events = kernel(args[0], *rest, acc_bits=bits, requant=requant)
