@@ -29,8 +29,9 @@ def _declines(setup):
 
 
 def plan_binary(step: Step) -> Bound | None:
-    """Add / Mul of two same-shape operands with the same memory order (a channels-last conv's
-    outputs): one flat pass in memory order into the plan's buffer, with the parameters of the
+    """Add / Mul of two same-shape operands: one flat pass in the memory order of the first
+    (channels-last after a fused conv; the other operand is copied in that order if it differs)
+    into the plan's buffer, with the parameters of the
     runtime's kernel (``int_elementwise._binary``) derived once. Results do not depend on the order
     elements are visited, except in LiteRT's optimized ADD when the size is not a multiple of 16
     (its position-dependent tail): that case keeps the per-node path."""
@@ -41,11 +42,9 @@ def plan_binary(step: Step) -> Bound | None:
     if setup is None or step.node.op not in ("Add", "Mul"):
         return None
     family, a, b, params, lo, hi = setup
-    if a.shape != b.shape or a.strides != b.strides or a.dtype != b.dtype:
+    if a.shape != b.shape or a.dtype != b.dtype:
         return None
-    order = tuple(int(i) for i in np.argsort(a.strides, kind="stable")[::-1])
-    if not np.transpose(a, order).flags.c_contiguous:
-        return None
+    order = _memory_order(a) or _memory_order(b) or tuple(range(a.ndim))  # the other operand is copied in it
     kernel = _binary_kernel(step, op, family, params, lo, hi, a.size)
     if kernel is None:
         return None
@@ -58,6 +57,12 @@ def plan_binary(step: Step) -> Bound | None:
         return [y.transpose(inverse)], 0
 
     return Bound(run, [(lo, hi)], [out])
+
+
+def _memory_order(a: np.ndarray) -> tuple | None:
+    """The axis order in which ``a`` is C-contiguous, or None."""
+    order = tuple(int(i) for i in np.argsort(a.strides, kind="stable")[::-1])
+    return order if np.transpose(a, order).flags.c_contiguous else None
 
 
 def _binary_kernel(step: Step, op: str, family, params, lo: int, hi: int, size: int):
