@@ -11,8 +11,9 @@ planner, one its planner declines (its kernel is not the fast one, the node is a
 or one whose inputs arrive with another shape, dtype or layout than when it was planned, runs the
 per-node path of ``integer`` (``_run_node``), as ``run_integer`` does.
 
-Buffers: a planned node writes into the same buffers at every run. What leaves a run never aliases
-them: with ``trace=True`` every planned node writes fresh arrays, and a graph output that shares
+Buffers: a planned node writes into the same buffers at every run, and nodes whose buffers are
+never live at once share memory (``plan_memory``, from the second run on). What leaves a run never
+aliases them: with ``trace=True`` every planned node writes fresh arrays, and a graph output that shares
 memory with a plan buffer (directly or through a view such as a Reshape) is copied. A plan is not
 reentrant: runs of one plan are serialized by a lock.
 """
@@ -28,19 +29,49 @@ from qsim.ir.graph import Graph
 from qsim.sim.executor import check_feeds
 from qsim.sim.int_common import Step
 from qsim.sim.int_runtime import get_runtime
+from qsim.sim.plan_memory import share_buffers
 from qsim.sim.integer import NodeStats, SimResult, _feed, _kernels, _run_node, integer_kernel_applies
 
 
 class Bound:
     """A planned node: ``fn(args, fresh) -> (outputs, overflow events)``; ``fresh``: write new
     arrays instead of the plan's buffers. ``bounds``: each output's clamp range (or None), as the
-    per-node path records it in ``Step.bounds``; ``buffers``: the arrays ``fn`` reuses."""
-    __slots__ = ("fn", "bounds", "buffers", "layout", "keep")
+    per-node path records it in ``Step.bounds``. ``outputs`` / ``scratch``: the lists ``fn`` reads
+    its output buffers and its scratch buffers from (``share_buffers`` replaces their arrays with
+    views of shared memory); ``aliases``: an output may be a view of an input (Reshape)."""
+    __slots__ = ("fn", "bounds", "outputs", "scratch", "aliases", "layout", "keep")
 
-    def __init__(self, fn: Callable, bounds: list, buffers: list = ()):
-        self.fn, self.bounds, self.buffers = fn, bounds, list(buffers)
+    def __init__(self, fn: Callable, bounds: list, outputs: list | None = None, scratch: list | None = None,
+                 aliases: bool = False):
+        self.fn, self.bounds, self.aliases = fn, bounds, aliases
+        self.outputs = outputs if outputs is not None else []
+        self.scratch = scratch if scratch is not None else []
         self.layout: tuple = ()
         self.keep = False  # an output is a graph output: always written fresh
+
+
+def fast_quantizer(q, rt) -> Callable | None:
+    """``quantize(x, q, Kernels.ONNXRUNTIME)`` for a per-tensor integer ``q`` in fewer passes, or None:
+    ``clip(rne(fp32(x / scale)) + zp)``, NaN to the zero point. The zero point is added in fp32,
+    exactly (a rounded quotient below 2^24 in magnitude plus an 8..32-bit zero point), or past
+    2^24, inexactly but beyond every integer range, so it clips the same."""
+    from qsim.numerics.policies import Kernels
+
+    if q is None or q.int_fmt is None or q.scale.size != 1 or q.zero_point.size != 1 or q.int_fmt.bits > 16 \
+            or rt.quantize is not Kernels.ONNXRUNTIME:
+        return None
+    scale = np.float32(q.scale.reshape(-1)[0])
+    zp = np.float32(int(q.zero_point.reshape(-1)[0]))
+    lo, hi, dtype = np.float32(q.fmt.qmin), np.float32(q.fmt.qmax), q.fmt.storage_dtype
+
+    def quantize(x):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            y = np.rint(np.divide(np.asarray(x, np.float32), scale, dtype=np.float32))
+            np.nan_to_num(y, copy=False, nan=0.0)
+            y += zp
+        np.clip(y, lo, hi, out=y)
+        return y.astype(dtype)
+    return quantize
 
 
 def _layout(args) -> tuple:
@@ -64,6 +95,8 @@ class ExecutionPlan:
         self.nodes = list(graph.nodes())
         self._bound: list = [None] * len(self.nodes)  # None: not planned yet; False: per-node path
         self._buffer_ids: set[int] = set()
+        self._feeders: dict = {}
+        self._shared = False
         self._lock = threading.Lock()
 
     def _step(self, node, args) -> Step:
@@ -83,7 +116,7 @@ class ExecutionPlan:
             return False
         bound.layout = _layout(args)
         bound.keep = any(t in self.graph.outputs for t in node.outputs)
-        self._buffer_ids.update(id(b) for b in bound.buffers)
+        self._buffer_ids.update(id(a) for a in bound.outputs + bound.scratch)
         return bound
 
     def run(self, feeds: Mapping[str, np.ndarray], trace: bool = False, counts: bool = True) -> SimResult:
@@ -93,7 +126,7 @@ class ExecutionPlan:
     def _run(self, feeds, trace: bool, counts: bool) -> SimResult:
         graph = self.graph
         check_feeds(graph, feeds)
-        env = {t: _feed(graph, t, feeds[t], self.rt) for t in graph.inputs}
+        env = {t: self._feed(t, feeds[t]) for t in graph.inputs}
         stats = NodeStats(graph)
         for i, node in enumerate(self.nodes):
             args = [env[t] for t in node.inputs]
@@ -118,8 +151,22 @@ class ExecutionPlan:
             stats.low.append(low if counts else None)
             stats.high.append(high if counts else None)
             stats.elements.append(int(sum(np.size(v) for v in outs)))
+        if not self._shared and all(b is not None for b in self._bound):
+            self._shared = True  # every node is planned: its buffers may now be shared
+            self._buffer_ids = {id(a) for a in share_buffers(self.nodes, self._bound, graph.outputs)}
         outputs = {t: self._detached(env[t]) for t in graph.outputs}
         return SimResult(outputs, dict(env) if trace else None, stats)
+
+    def _feed(self, tensor: str, value):
+        """``integer._feed``; a float feed of a per-tensor integer input under onnxruntime's
+        QuantizeLinear formula by ``fast_quantize``."""
+        if tensor not in self._feeders:
+            self._feeders[tensor] = fast_quantizer(self.graph.quant_params.get(tensor), self.rt)
+        fast = self._feeders[tensor]
+        value = np.asarray(value)
+        if fast is not None and value.dtype.kind == "f":
+            return fast(value)
+        return _feed(self.graph, tensor, value, self.rt)
 
     def _detached(self, value):
         """``value``, copied where it shares memory with a plan buffer."""

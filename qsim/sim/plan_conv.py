@@ -71,26 +71,28 @@ def _vnni(step: Step, w, g, xz: int, wz, b, spec, dtype, out_range) -> Bound:
     w0s = [np.ascontiguousarray(w0[ms]) for _, ms, _ in groups]
     channels_last = g.groups == 1 and x.transpose(0, 2, 3, 1).flags.c_contiguous
     in_place = channels_last and flip == 0 and cgp == g.cg and not any(g.pads)
-    xp = None if in_place else np.empty((g.n, g.groups, hp, wp, cgp), dtype=np.uint8)
-    out = np.empty((g.n, g.oh * g.ow, g.m), dtype=dtype)
-    cbuf = np.empty((g.oh * g.ow, packs[0][0].shape[0] * vnni.NR), dtype=np.int32)
+    outs = [np.empty((g.n, g.oh * g.ow, g.m), dtype=dtype)]
+    # scratch: the int32 tile sums, then the padded channels-last input (unless read in place)
+    scratch = [np.empty((g.oh * g.ow, packs[0][0].shape[0] * vnni.NR), dtype=np.int32)]
+    if not in_place:
+        scratch.append(np.empty((g.n, g.groups, hp, wp, cgp), dtype=np.uint8))
     zeros = np.zeros(g.oh * g.ow, dtype=np.int64)
     macs = g.n * g.m * g.oh * g.ow * k
 
     def run(args, fresh):
-        x = args[0]
+        x, cbuf = args[0], scratch[0]
         with serial_below(macs, jit.SERIAL_MACS):
             if in_place:
                 src = x.transpose(0, 2, 3, 1).view(np.uint8).reshape(g.n, 1, g.h, g.w, cgp)
             else:
-                src = xp
+                src = xp = scratch[1]
                 with serial_below(xp.size, vnni_ops.SERIAL_COPY):
                     if channels_last:
                         vnni.pad_nhwc(x.transpose(0, 2, 3, 1).view(np.uint8), pt, pl, a0, flip,
                                       xp.reshape(g.n, hp, wp, cgp))
                     else:
                         vnni.to_nhwc(np.ascontiguousarray(x).view(np.uint8), g.groups, cgp, pt, pl, a0, flip, xp)
-            y = np.empty_like(out) if fresh else out
+            y = np.empty_like(outs[0]) if fresh else outs[0]
             count = 0
             for n in range(g.n):
                 for gi, (packed, ms, const) in enumerate(groups):
@@ -101,7 +103,7 @@ def _vnni(step: Step, w, g, xz: int, wz, b, spec, dtype, out_range) -> Bound:
                                                       ms.start, spec, y[n][:, ms])
         return [y.reshape(g.n, g.oh, g.ow, g.m).transpose(0, 3, 1, 2)], count
 
-    return Bound(run, [out_range], [out] + ([xp] if xp is not None else []))
+    return Bound(run, [out_range], outs, scratch)
 
 
 def _depthwise(step: Step, c, g, xz: int, wz, b, yq) -> Bound:
@@ -120,21 +122,21 @@ def _depthwise(step: Step, c, g, xz: int, wz, b, yq) -> Bound:
         tail_spec = fused_spec(step, g.m - tail, tail_policy, c.s_in, s_w if s_w.size == 1 else s_w[tail:], yq,
                                c.b_float)[0]
         ws_t, b_t = np.ascontiguousarray(ws[:, :, tail:]), np.ascontiguousarray(b[tail:])
-        out_t = np.empty((g.n, g.oh, g.ow, g.m - tail), dtype=dtype)
-    out = np.empty((g.n, g.oh, g.ow, g.m), dtype=dtype)
+    scratch = [np.empty((g.n, g.oh, g.ow, g.m - tail), dtype=dtype)]  # the tail channels' outputs
+    outs = [np.empty((g.n, g.oh, g.ow, g.m), dtype=dtype)]
     (sh, sw), (dh, dwid) = g.stride, g.dilation
     pt, pl = g.pads[0], g.pads[1]
     macs = g.n * g.m * g.oh * g.ow * g.kh * g.kw
 
     def run(args, fresh):
         xh = np.ascontiguousarray(args[0].transpose(0, 2, 3, 1))  # no copy for a channels-last input
-        y = np.empty_like(out) if fresh else out
+        y = np.empty_like(outs[0]) if fresh else outs[0]
         with serial_below(macs, jit.SERIAL_MACS):
             count = dw_kernel.depthwise_nhwc(xh, xz, ws, b, sh, sw, dh, dwid, pt, pl, bits, lo, hi, checked, spec, y)
             if tail < g.m:
                 dw_kernel.depthwise_nhwc(np.ascontiguousarray(xh[..., tail:]), xz, ws_t, b_t, sh, sw, dh, dwid, pt, pl,
-                                         bits, lo, hi, checked, tail_spec, out_t)
-                y[..., tail:] = out_t
+                                         bits, lo, hi, checked, tail_spec, scratch[0])
+                y[..., tail:] = scratch[0]
         return [y.transpose(0, 3, 1, 2)], int(count)
 
-    return Bound(run, [(qlo, qhi)], [out])
+    return Bound(run, [(qlo, qhi)], outs, scratch if tail < g.m else [])

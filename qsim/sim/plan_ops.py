@@ -49,14 +49,14 @@ def plan_binary(step: Step) -> Bound | None:
     if kernel is None:
         return None
     inverse = tuple(int(i) for i in np.argsort(order))
-    out = np.empty(tuple(a.shape[i] for i in order), dtype=storage(step.out_q()))
+    outs = [np.empty(tuple(a.shape[i] for i in order), dtype=storage(step.out_q()))]
 
     def run(args, fresh):
-        y = np.empty_like(out) if fresh else out
+        y = np.empty_like(outs[0]) if fresh else outs[0]
         kernel(np.transpose(args[0], order).reshape(-1), np.transpose(args[1], order).reshape(-1), y.reshape(-1))
         return [y.transpose(inverse)], 0
 
-    return Bound(run, [(lo, hi)], [out])
+    return Bound(run, [(lo, hi)], outs)
 
 
 def _memory_order(a: np.ndarray) -> tuple | None:
@@ -113,16 +113,16 @@ def plan_maxpool(step: Step) -> Bound | None:
     kh, kw, sh, sw, pt, pl, _, _, oh, ow = pool_geometry(x, k, s, p, bool(step.attr("ceil_mode", False)))
     lo, hi = activation_range(step, yq)
     clamp = (lo, hi) != int_range(xq)  # a fused activation narrows the range; else the codes stay in it
-    out = np.empty((x.shape[0], oh, ow, x.shape[1]), dtype=x.dtype)
+    outs = [np.empty((x.shape[0], oh, ow, x.shape[1]), dtype=x.dtype)]
 
     def run(args, fresh):
-        y = np.empty_like(out) if fresh else out
+        y = np.empty_like(outs[0]) if fresh else outs[0]
         portable.maxpool_nhwc(args[0].transpose(0, 2, 3, 1), kh, kw, sh, sw, pt, pl, y)
         if clamp:
             np.clip(y, lo, hi, out=y)
         return [y.transpose(0, 3, 1, 2)], 0
 
-    return Bound(run, [(lo, hi)], [out])
+    return Bound(run, [(lo, hi)], outs)
 
 
 def plan_global_avgpool(step: Step) -> Bound | None:
@@ -157,7 +157,7 @@ def plan_move(step: Step) -> Bound | None:
     def run(args, fresh):
         return run_float_kernel(op, args, {}, attrs), 0
 
-    return Bound(run, [None])
+    return Bound(run, [None], aliases=True)
 
 
 def plan_gemm(step: Step) -> Bound | None:

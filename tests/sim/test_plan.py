@@ -42,7 +42,13 @@ def _same_as_per_node(compiled, inputs, plan_of=None):
     for t, want in ref.trace.items():
         assert trace[t].dtype == want.dtype and np.array_equal(trace[t], want), t
     assert stats.equals(ref.stats)
-    return compiled._plans[id(graph)]
+    plan = compiled._plans[id(graph)]
+    assert plan._shared  # from here on, nodes share buffers: the outputs stay the same
+    outputs = compiled.run(inputs)
+    assert all(np.array_equal(v, compiled.run(inputs, trace=True)[0][k]) for k, v in outputs.items())
+    assert all(np.array_equal(plan.run(compiled._feeds(graph, io, inputs)).outputs[t], ref.outputs[t])
+               for t in graph.outputs)
+    return plan
 
 
 def _planned_ops(plan: ExecutionPlan) -> set:
@@ -53,6 +59,8 @@ def test_onnx_plan_equals_per_node_executor(onnx_model):
     x = {"x": np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)}
     plan = _same_as_per_node(qsim.compile(onnx_model, x, counts=True), x)
     assert {"Conv", "Add", "GlobalAvgPool", "Gemm"} <= _planned_ops(plan)
+    buffers = sum(len(b.outputs) + len(b.scratch) for b in plan._bound if b is not False and not b.keep)
+    assert len(plan._buffer_ids) < buffers / 2  # buffers whose lifetimes do not overlap share memory
 
 
 @pytest.mark.parametrize("policy", ["tflite-reference", "tflite-optimized", "xnnpack"])
@@ -122,3 +130,22 @@ def test_input_in_another_layout_runs_the_per_node_path():
     other = np.asfortranarray(rng.integers(-128, 128, (2, 16, 9, 7)).astype(np.int8))
     got = plan.run({"x": other}, trace=True)
     assert np.array_equal(got.outputs["dw"], run_integer(g, {"x": other}, "onnxruntime").outputs["dw"])
+
+
+def test_fast_feed_quantizer_equals_quantize_linear_on_ties_and_edges():
+    from qsim.numerics.policies import Kernels
+    from qsim.numerics.quantize import quantize
+    from qsim.sim.int_runtime import get_runtime
+    from qsim.sim.plan import fast_quantizer
+
+    rng = np.random.default_rng(5)
+    for scale, zp, dtype in ((0.0186, 114, "uint8"), (0.5, -3, "int8"), (2.0 ** -7, 0, "int8"), (0.01, 300, "int16")):
+        ties = (np.arange(-300, 300) + 0.5).astype(np.float32) * np.float32(scale)
+        edges = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e30, -1e30, 3e38, 2.0 ** 24, -2.0 ** 24 - 1], np.float32)
+        x = np.concatenate([ties, edges, rng.standard_normal(1000).astype(np.float32) * 40])
+        q = tq(scale, zp, dtype)
+        fast = fast_quantizer(q, get_runtime("onnxruntime"))
+        want = quantize(x, q, Kernels.ONNXRUNTIME)
+        assert fast(x).dtype == want.dtype and np.array_equal(fast(x), want)
+        assert np.array_equal(fast(x.astype(np.float64)), quantize(x.astype(np.float64), q, Kernels.ONNXRUNTIME))
+    assert fast_quantizer(tq(0.5, 0, "int8"), get_runtime("tflite-reference")) is None
