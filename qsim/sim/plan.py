@@ -22,6 +22,7 @@ from __future__ import annotations
 import threading
 from typing import Callable, Mapping
 
+import numba
 import numpy as np
 
 from qsim.errors import QsimError
@@ -38,12 +39,14 @@ class Bound:
     arrays instead of the plan's buffers. ``bounds``: each output's clamp range (or None), as the
     per-node path records it in ``Step.bounds``. ``outputs`` / ``scratch``: the lists ``fn`` reads
     its output buffers and its scratch buffers from (``share_buffers`` replaces their arrays with
-    views of shared memory); ``aliases``: an output may be a view of an input (Reshape)."""
-    __slots__ = ("fn", "bounds", "outputs", "scratch", "aliases", "layout", "keep")
+    views of shared memory); ``aliases``: an output may be a view of an input (Reshape);
+    ``serial``: run on one thread (too little work to wake a second one, ``serial_below``), on the
+    threads the model runs on (False), or either (None: kernels without parallel loops)."""
+    __slots__ = ("fn", "bounds", "outputs", "scratch", "aliases", "serial", "layout", "keep")
 
     def __init__(self, fn: Callable, bounds: list, outputs: list | None = None, scratch: list | None = None,
-                 aliases: bool = False):
-        self.fn, self.bounds, self.aliases = fn, bounds, aliases
+                 aliases: bool = False, serial: bool | None = None):
+        self.fn, self.bounds, self.aliases, self.serial = fn, bounds, aliases, serial
         self.outputs = outputs if outputs is not None else []
         self.scratch = scratch if scratch is not None else []
         self.layout: tuple = ()
@@ -67,7 +70,7 @@ def fast_quantizer(q, rt) -> Callable | None:
     def quantize(x):
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             y = np.rint(np.divide(np.asarray(x, np.float32), scale, dtype=np.float32))
-            np.nan_to_num(y, copy=False, nan=0.0)
+            y[np.isnan(y)] = 0.0
             y += zp
         np.clip(y, lo, hi, out=y)
         return y.astype(dtype)
@@ -97,6 +100,7 @@ class ExecutionPlan:
         self._buffer_ids: set[int] = set()
         self._feeders: dict = {}
         self._shared = False
+        self._fp8 = any(q.fmt.element_type.startswith("float8") for q in graph.quant_params.values())
         self._lock = threading.Lock()
 
     def _step(self, node, args) -> Step:
@@ -128,34 +132,48 @@ class ExecutionPlan:
         check_feeds(graph, feeds)
         env = {t: self._feed(t, feeds[t]) for t in graph.inputs}
         stats = NodeStats(graph)
-        for i, node in enumerate(self.nodes):
-            args = [env[t] for t in node.inputs]
-            bound = self._bound[i]
-            if bound is None:
-                bound = self._bound[i] = self._plan(node, args)
-            if bound is not False and bound.layout == _layout(args):
-                outs, events = bound.fn(args, trace or bound.keep)
-                mode, ranges = "integer", bound.bounds
-            else:
-                step = self._step(node, args)
-                outs, mode = _run_node(step, self.float_nodes)
-                events, ranges = step.overflow_events, [step.bounds.get(t) for t in node.outputs]
-            low = high = 0
-            for t, value, rng in zip(node.outputs, outs, ranges):
-                env[t] = value
-                if counts and rng is not None:
-                    low += int(np.count_nonzero(value == rng[0]))
-                    high += int(np.count_nonzero(value == rng[1]))
-            stats.modes.append(mode)
-            stats.overflow.append(int(events))
-            stats.low.append(low if counts else None)
-            stats.high.append(high if counts else None)
-            stats.elements.append(int(sum(np.size(v) for v in outs)))
+        threads = numba.get_num_threads()
+        serial = False  # whether the kernels run on one thread now (switched only between nodes that differ)
+        try:
+            for i, node in enumerate(self.nodes):
+                args = [env[t] for t in node.inputs]
+                bound = self._bound[i]
+                if bound is None:
+                    bound = self._bound[i] = self._plan(node, args)
+                planned = bound is not False and bound.layout == _layout(args)
+                if planned and bound.serial is not None and bound.serial != serial and threads > 1:
+                    serial = bound.serial
+                    numba.set_num_threads(1 if serial else threads)
+                self._node(node, bound if planned else None, args, env, stats, trace, counts)
+        finally:
+            if serial:
+                numba.set_num_threads(threads)
         if not self._shared and all(b is not None for b in self._bound):
             self._shared = True  # every node is planned: its buffers may now be shared
             self._buffer_ids = {id(a) for a in share_buffers(self.nodes, self._bound, graph.outputs)}
         outputs = {t: self._detached(env[t]) for t in graph.outputs}
         return SimResult(outputs, dict(env) if trace else None, stats)
+
+    def _node(self, node, bound: Bound | None, args: list, env: dict, stats: NodeStats, trace: bool, counts: bool):
+        """Run one node (planned, or the per-node path), store its outputs, record its statistics."""
+        if bound is not None:
+            outs, events = bound.fn(args, trace or bound.keep)
+            mode, ranges = "integer", bound.bounds
+        else:
+            step = self._step(node, args)
+            outs, mode = _run_node(step, self.float_nodes)
+            events, ranges = step.overflow_events, [step.bounds.get(t) for t in node.outputs]
+        low = high = 0
+        for t, value, rng in zip(node.outputs, outs, ranges):
+            env[t] = value
+            if counts and rng is not None:
+                low += int(np.count_nonzero(value == rng[0]))
+                high += int(np.count_nonzero(value == rng[1]))
+        stats.modes.append(mode)
+        stats.overflow.append(int(events))
+        stats.low.append(low if counts else None)
+        stats.high.append(high if counts else None)
+        stats.elements.append(int(sum(np.size(v) for v in outs)))
 
     def _feed(self, tensor: str, value):
         """``integer._feed``; a float feed of a per-tensor integer input under onnxruntime's
@@ -177,6 +195,4 @@ class ExecutionPlan:
 
     def how(self, stats: NodeStats) -> str:
         how = f"integer executor ({self.policy}): {stats.integer_nodes()}/{len(stats)} nodes integer"
-        if any(q.fmt.element_type.startswith("float8") for q in self.graph.quant_params.values()):
-            how += ", fp8 by value emulation"
-        return how
+        return how + (", fp8 by value emulation" if self._fp8 else "")

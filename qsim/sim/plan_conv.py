@@ -14,10 +14,11 @@ The arithmetic is the kernels' own: the outputs equal the per-node path's (tests
 """
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from qsim.kernels import depthwise as dw_kernel, jit, vnni, vnni_epilogue, vnni_ops
-from qsim.kernels._common import INT_DTYPES, acc_range, bias_vector, conv_geometry, serial_below, zero_point
+from qsim.kernels._common import INT_DTYPES, acc_range, bias_vector, conv_geometry, zero_point
 from qsim.sim import int_ops
 from qsim.sim.int_common import Step, storage
 from qsim.sim.int_fast import fused_spec
@@ -78,32 +79,35 @@ def _vnni(step: Step, w, g, xz: int, wz, b, spec, dtype, out_range) -> Bound:
         scratch.append(np.empty((g.n, g.groups, hp, wp, cgp), dtype=np.uint8))
     zeros = np.zeros(g.oh * g.ow, dtype=np.int64)
     macs = g.n * g.m * g.oh * g.ow * k
+    threads = numba.get_num_threads()
+    copy_alone = not in_place and macs >= jit.SERIAL_MACS and scratch[1].size < vnni_ops.SERIAL_COPY and threads > 1
 
     def run(args, fresh):
         x, cbuf = args[0], scratch[0]
-        with serial_below(macs, jit.SERIAL_MACS):
-            if in_place:
-                src = x.transpose(0, 2, 3, 1).view(np.uint8).reshape(g.n, 1, g.h, g.w, cgp)
+        if in_place:
+            src = x.transpose(0, 2, 3, 1).view(np.uint8).reshape(g.n, 1, g.h, g.w, cgp)
+        else:
+            src = xp = scratch[1]
+            if copy_alone:  # a small copy in a conv that runs on two threads: one thread (as vnni_ops.conv)
+                numba.set_num_threads(1)
+            if channels_last:
+                vnni.pad_nhwc(x.transpose(0, 2, 3, 1).view(np.uint8), pt, pl, a0, flip, xp.reshape(g.n, hp, wp, cgp))
             else:
-                src = xp = scratch[1]
-                with serial_below(xp.size, vnni_ops.SERIAL_COPY):
-                    if channels_last:
-                        vnni.pad_nhwc(x.transpose(0, 2, 3, 1).view(np.uint8), pt, pl, a0, flip,
-                                      xp.reshape(g.n, hp, wp, cgp))
-                    else:
-                        vnni.to_nhwc(np.ascontiguousarray(x).view(np.uint8), g.groups, cgp, pt, pl, a0, flip, xp)
-            y = np.empty_like(outs[0]) if fresh else outs[0]
-            count = 0
-            for n in range(g.n):
-                for gi, (packed, ms, const) in enumerate(groups):
-                    img = src[n, gi]
-                    vnni.conv_rows(img, packed, taps, cgp // 4, sh, sw, g.oh, g.ow, cbuf)
-                    sa = vnni.window_sums(img, g.kh, g.kw, sh, sw, dh, dwid, g.oh, g.ow) if need_sa else zeros
-                    count += vnni_epilogue.epilogue_q(cbuf, sa, w0s[gi], const, bits, lo, hi, checked, False,
-                                                      ms.start, spec, y[n][:, ms])
+                vnni.to_nhwc(np.ascontiguousarray(x).view(np.uint8), g.groups, cgp, pt, pl, a0, flip, xp)
+            if copy_alone:
+                numba.set_num_threads(threads)
+        y = np.empty_like(outs[0]) if fresh else outs[0]
+        count = 0
+        for n in range(g.n):
+            for gi, (packed, ms, const) in enumerate(groups):
+                img = src[n, gi]
+                vnni.conv_rows(img, packed, taps, cgp // 4, sh, sw, g.oh, g.ow, cbuf)
+                sa = vnni.window_sums(img, g.kh, g.kw, sh, sw, dh, dwid, g.oh, g.ow) if need_sa else zeros
+                count += vnni_epilogue.epilogue_q(cbuf, sa, w0s[gi], const, bits, lo, hi, checked, False,
+                                                  ms.start, spec, y[n][:, ms])
         return [y.reshape(g.n, g.oh, g.ow, g.m).transpose(0, 3, 1, 2)], count
 
-    return Bound(run, [out_range], outs, scratch)
+    return Bound(run, [out_range], outs, scratch, serial=macs < jit.SERIAL_MACS)
 
 
 def _depthwise(step: Step, c, g, xz: int, wz, b, yq) -> Bound:
@@ -131,12 +135,11 @@ def _depthwise(step: Step, c, g, xz: int, wz, b, yq) -> Bound:
     def run(args, fresh):
         xh = np.ascontiguousarray(args[0].transpose(0, 2, 3, 1))  # no copy for a channels-last input
         y = np.empty_like(outs[0]) if fresh else outs[0]
-        with serial_below(macs, jit.SERIAL_MACS):
-            count = dw_kernel.depthwise_nhwc(xh, xz, ws, b, sh, sw, dh, dwid, pt, pl, bits, lo, hi, checked, spec, y)
-            if tail < g.m:
-                dw_kernel.depthwise_nhwc(np.ascontiguousarray(xh[..., tail:]), xz, ws_t, b_t, sh, sw, dh, dwid, pt, pl,
-                                         bits, lo, hi, checked, tail_spec, scratch[0])
-                y[..., tail:] = scratch[0]
+        count = dw_kernel.depthwise_nhwc(xh, xz, ws, b, sh, sw, dh, dwid, pt, pl, bits, lo, hi, checked, spec, y)
+        if tail < g.m:
+            dw_kernel.depthwise_nhwc(np.ascontiguousarray(xh[..., tail:]), xz, ws_t, b_t, sh, sw, dh, dwid, pt, pl,
+                                     bits, lo, hi, checked, tail_spec, scratch[0])
+            y[..., tail:] = scratch[0]
         return [y.transpose(0, 3, 1, 2)], int(count)
 
-    return Bound(run, [(qlo, qhi)], outs, scratch if tail < g.m else [])
+    return Bound(run, [(qlo, qhi)], outs, scratch if tail < g.m else [], serial=macs < jit.SERIAL_MACS)

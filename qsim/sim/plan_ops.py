@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from qsim.kernels import portable
-from qsim.kernels._common import pool_geometry, serial_below
+from qsim.kernels._common import pool_geometry
 from qsim.numerics.policies import Kernels
 from qsim.sim import int_fast, int_ops
 from qsim.sim.float_ops import run_float_kernel
@@ -56,7 +56,8 @@ def plan_binary(step: Step) -> Bound | None:
         kernel(np.transpose(args[0], order).reshape(-1), np.transpose(args[1], order).reshape(-1), y.reshape(-1))
         return [y.transpose(inverse)], 0
 
-    return Bound(run, [(lo, hi)], outs)
+    # onnxruntime's kernels are parallel: one thread below 2^20 elements (as int_fast.ort_binary)
+    return Bound(run, [(lo, hi)], outs, serial=a.size < 1 << 20 if family is Kernels.ONNXRUNTIME else None)
 
 
 def _memory_order(a: np.ndarray) -> tuple | None:
@@ -78,11 +79,10 @@ def _binary_kernel(step: Step, op: str, family, params, lo: int, hi: int, size: 
             ratio = ort_mul_ratio(sa, sb, sc)
 
         def ort(a, b, out):
-            with serial_below(a.size, 1 << 20):  # as int_fast.ort_binary
-                if op == "add":
-                    int_fast._ort_add(a, b, ra, rb, fixed, lo, hi, out)
-                else:
-                    int_fast._ort_mul(a, b, int(za), int(zb), ratio, _F32(zc), lo, hi, out)
+            if op == "add":
+                int_fast._ort_add(a, b, ra, rb, fixed, lo, hi, out)
+            else:
+                int_fast._ort_mul(a, b, int(za), int(zb), ratio, _F32(zc), lo, hi, out)
         return ort
     if family is Kernels.XNNPACK and op == "add":
         fn, extra = ewj._xnn_add_kernel, (ew.xnnpack_add_params(sa, za, sb, zb, sc), zc, lo, hi)
@@ -122,7 +122,7 @@ def plan_maxpool(step: Step) -> Bound | None:
             np.clip(y, lo, hi, out=y)
         return [y.transpose(0, 3, 1, 2)], 0
 
-    return Bound(run, [(lo, hi)], outs)
+    return Bound(run, [(lo, hi)], outs, serial=False)
 
 
 def plan_global_avgpool(step: Step) -> Bound | None:
@@ -181,7 +181,7 @@ def plan_gemm(step: Step) -> Bound | None:
         y, events = kernel(args[0], *rest, acc_bits=bits, requant=requant)
         return [y], int(events)
 
-    return Bound(run, [(lo, hi)])
+    return Bound(run, [(lo, hi)], serial=False)
 
 
 PLANNERS = {"Conv": plan_conv, "Add": plan_binary, "Mul": plan_binary, "MaxPool": plan_maxpool,
