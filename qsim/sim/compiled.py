@@ -3,7 +3,10 @@
 ``qsim.simulate(model, inputs)`` is ``compile(model, inputs).run(inputs)``; compiling apart pays the
 per-model work once (reading and importing the file, quantizing a float model for a plan,
 choosing the runtime, packing weights for the VNNI kernels: the packing is cached per weight
-array, and the compiled model keeps the same arrays), so each ``run`` is only the executor.
+array, and the compiled model keeps the same arrays), so each ``run`` is only the executor. Where
+the integer executor runs, it runs an execution plan (``qsim.sim.plan``, one per batch size): each
+node's parameters, kernel choice and buffers are resolved on the first run, and later runs are a
+loop of kernel calls into reused buffers.
 
 A model file with a symbolic batch axis is imported again for each new batch size it is run on
 (the quantization parameters come from the file: the results do not depend on it). A float model
