@@ -138,6 +138,8 @@ def _quantize_bias(b: np.ndarray, xq: TensorQuant, wq: TensorQuant) -> tuple[np.
     tq = TensorQuant(scale, np.zeros(scale.shape, np.int32), "int32", 0 if scale.size > 1 else None)
     with np.errstate(divide="ignore", invalid="ignore"):
         q = np.rint(np.asarray(b, np.float32) / np.broadcast_to(scale, b.shape))
+    # clip in float64: float32 has no 2^31 - 1 (it rounds up to 2^31, which int32 cannot hold); 0 / 0 is 0
+    q = np.nan_to_num(q.astype(np.float64), nan=0.0)
     return np.clip(q, -2**31, 2**31 - 1).astype(np.int32), tq
 
 

@@ -152,3 +152,19 @@ def test_grouped_weights(models):
     ref = run_float(models["float"], x)["y"]
     err = [np.abs(run_fake_quant(g, x)["y"] - ref).mean() for g in (q, per_channel)]
     assert err[0] < err[1]
+
+
+def test_bias_past_int32_saturates_without_a_cast_warning():
+    """A bias whose quotient passes int32 (an int16 plan's tiny s_in * s_w) saturates at the int32 ends;
+    float32 cannot hold 2^31 - 1, so a float32 clip would cast 2^31 (numpy: invalid value)."""
+    import warnings
+
+    from qsim.numerics.tensor_quant import TensorQuant
+    from qsim.sim.quantize_graph import _quantize_bias
+
+    xq = TensorQuant(np.float32(1e-6), np.int16(0), "int16")
+    wq = TensorQuant(np.array([1e-6, 1e-6, 0.0], np.float32), np.zeros(3, np.int16), "int16", 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        q, _ = _quantize_bias(np.array([5.0, -5.0, 0.0], np.float32), xq, wq)
+    assert q.tolist() == [2**31 - 1, -2**31, 0]
