@@ -149,3 +149,20 @@ def test_fast_feed_quantizer_equals_quantize_linear_on_ties_and_edges():
         assert fast(x).dtype == want.dtype and np.array_equal(fast(x), want)
         assert np.array_equal(fast(x.astype(np.float64)), quantize(x.astype(np.float64), q, Kernels.ONNXRUNTIME))
     assert fast_quantizer(tq(0.5, 0, "int8"), get_runtime("tflite-reference")) is None
+
+
+@pytest.mark.parametrize("options", [dict(overflow="saturate", acc_bits=16), dict(acc_bits=18), dict(impl="numpy")])
+def test_executor_options_keep_their_meaning(onnx_model, options):
+    """Narrow or saturating accumulators and the numpy kernels: nodes the plan cannot run with them
+    keep the per-node path; every tensor and the overflow counts equal run_integer's."""
+    x = {"x": np.random.default_rng(6).standard_normal((2, 3, 32, 32)).astype(np.float32) * 4}
+    compiled = qsim.compile(onnx_model, x, counts=True, **options)
+    for _ in range(2):
+        out, trace = compiled.run(x, trace=True)
+    graph, io, float_nodes = compiled._entry(x)
+    ref = run_integer(graph, compiled._feeds(graph, io, x), compiled.policy, trace=True, float_nodes=float_nodes,
+                      counts=True, **options)
+    assert all(np.array_equal(trace[t], v) and trace[t].dtype == v.dtype for t, v in ref.trace.items())
+    assert compiled.last_run.stats.equals(ref.stats)
+    if "acc_bits" in options and options["acc_bits"] == 16:
+        assert ref.stats["overflow_events"].sum() > 0  # the narrow accumulator did overflow
