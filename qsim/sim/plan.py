@@ -56,7 +56,7 @@ class Bound:
 def fast_quantizer(q, rt) -> Callable | None:
     """``quantize(x, q, Kernels.ONNXRUNTIME)`` for a per-tensor integer ``q`` in fewer passes, or None:
     ``clip(rne(fp32(x / scale)) + zp)``, NaN to the zero point. The zero point is added in fp32,
-    exactly (a rounded quotient below 2^24 in magnitude plus an 8..32-bit zero point), or past
+    exactly (a rounded quotient below 2^24 in magnitude plus an 8..16-bit zero point), or past
     2^24, inexactly but beyond every integer range, so it clips the same."""
     from qsim.numerics.policies import Kernels
 
@@ -177,7 +177,7 @@ class ExecutionPlan:
 
     def _feed(self, tensor: str, value):
         """``integer._feed``; a float feed of a per-tensor integer input under onnxruntime's
-        QuantizeLinear formula by ``fast_quantize``."""
+        QuantizeLinear formula by ``fast_quantizer``."""
         if tensor not in self._feeders:
             self._feeders[tensor] = fast_quantizer(self.graph.quant_params.get(tensor), self.rt)
         fast = self._feeders[tensor]
