@@ -14,13 +14,16 @@ both best times, their ratio against the issue's target and whether the outputs 
 * cold start: the first ``qsim.simulate`` of ResNet-18 in a fresh process (numba's disk cache warm),
   imports included: target < 1 s;
 * the VNNI conv kernel's throughput on ResNet-18's 3x3 layers against the machine's int8 peak
-  (~920 GOPS on 2 cores, ``../shared/DESIGN.md``; scaled by T / 2).
+  (~920 GOPS on 2 cores, ``../shared/DESIGN.md``; scaled by T / 2);
+* with ``--profile``: where a compiled run's time goes, for ResNet-18 and MobileNetV2 at batch 1:
+  the time in the numba kernels (each kernel dispatch timed) against the rest (the executor's own
+  Python), and the functions that take most of the rest under cProfile.
 
 ResNet-50 is the light model the onnx package ships with seeded random weights; ResNet-18 and
 MobileNetV2 are torchvision's architectures with random weights (tests/differential/net_specs.py).
 On a shared machine the ratios are what counts (both sides see the same load); say how loaded it was.
 
-    .venv/bin/python benchmarks/bench_simulate.py [--workdir DIR] [--repeats N] [--threads T] [--quick]
+    .venv/bin/python benchmarks/bench_simulate.py [--workdir DIR] [--repeats N] [--threads T] [--quick] [--profile]
 """
 from __future__ import annotations
 
@@ -157,6 +160,57 @@ def conv_peak(threads: int, repeats: int) -> str:
     return f"conv kernel (vpdpbusd core, ResNet-18 3x3 layers): {gops:.0f} GOPS = {100 * gops / peak:.0f} % of the {peak:.0f} GOPS int8 peak"
 
 
+def _kernel_dispatchers() -> list:
+    """(module, name) of every numba kernel a compiled run of the bench's models may call."""
+    import numba.core.registry
+
+    from qsim.kernels import depthwise, elementwise_jit, portable, vnni, vnni_epilogue
+    from qsim.sim import int_fast
+    mods = (vnni, vnni_epilogue, depthwise, portable, elementwise_jit, int_fast)
+    return [(m, n) for m in mods for n in dir(m) if isinstance(getattr(m, n), numba.core.registry.CPUDispatcher)]
+
+
+def profile(name: str, model, feeds, repeats: int) -> str:
+    """Kernel time and executor time of one compiled run (best of ``repeats``), and the executor's
+    top functions under cProfile."""
+    import cProfile
+    import io
+    import pstats
+
+    spent = [0.0]
+
+    def timed(fn):
+        def call(*a, **k):
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                spent[0] += time.perf_counter() - t0
+        return call
+
+    patched = [(m, n, getattr(m, n)) for m, n in _kernel_dispatchers()]
+    for m, n, fn in patched:
+        setattr(m, n, timed(fn))
+    try:
+        model.run(feeds)
+        best = (float("inf"), 0.0)
+        for _ in range(repeats):
+            spent[0] = 0.0
+            total = _timed(lambda: model.run(feeds))
+            best = min(best, (total, spent[0]))
+    finally:
+        for m, n, fn in patched:
+            setattr(m, n, fn)
+    prof = cProfile.Profile()
+    prof.runcall(lambda: [model.run(feeds) for _ in range(repeats)])
+    out = io.StringIO()
+    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(12)
+    top = "\n".join("    " + ln for ln in out.getvalue().splitlines() if ".py:" in ln or "{" in ln)
+    return (f"{name}: {best[0] * 1e3:.1f} ms per run, kernels {best[1] * 1e3:.1f} ms, executor (the rest) "
+            f"{(best[0] - best[1]) * 1e3:.1f} ms over {len(list(model.graph.nodes()))} nodes; top functions "
+            f"(cProfile, {repeats} runs: calls, own s, own s/call, cum s, cum s/call):\n{top}")
+
+
 def _timed(fn) -> float:
     t0 = time.perf_counter()
     fn()
@@ -172,6 +226,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=physical_cores(), help="threads of every runtime and of qsim "
                     "(default: the physical cores, onnxruntime's default)")
     ap.add_argument("--quick", action="store_true", help="batch 1 only, no ResNet-50")
+    ap.add_argument("--profile", action="store_true", help="kernel vs executor time and a cProfile of "
+                    "ResNet-18 and MobileNetV2 at batch 1")
     args = ap.parse_args()
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
@@ -201,6 +257,8 @@ def main() -> int:
         model = qsim.compile(path, {in_name: x}, threads=args.threads)
         tp, tq, same = race(ort_session(path, args.threads), model.run, {in_name: x}, args.repeats)
         print(line(name, "onnxruntime", tp, tq, same, target), flush=True)
+        if args.profile and path in (r18, mnv2):
+            print(profile(name, model, {in_name: x}, args.repeats), flush=True)
     model = qsim.compile(lite, lite_feeds, policy="tflite-optimized", threads=args.threads)
     tp, tq, same = race(litert_runner(lite, args.threads), model.run, lite_feeds, args.repeats)
     print(line("MobileNetV2 int8 .tflite, batch 1", "LiteRT opt.", tp, tq, same, "<= 1x"), flush=True)

@@ -40,17 +40,26 @@ def _cols(acc, mult, zp, lo, hi, out):
             out[i, j] = requant_f32(np.float32(acc[i, j]), mult[j], zp, lo, hi)
 
 
+def fused_spec(step, channels: int, policy, s_in, s_w, yq, b_float) -> tuple:
+    """(requant_jit.requant_spec, lo, hi) of a node's output: its policy's requantization with the
+    output's range narrowed by a fused activation."""
+    from qsim.numerics.requant_jit import requant_spec
+    from qsim.sim.int_common import activation_range, scalar_scale, scalar_zp
+
+    lo, hi = activation_range(step, yq)
+    spec = requant_spec(policy, s_in, s_w, scalar_scale(step, yq, "the output"), scalar_zp(step, yq, "the output"),
+                        lo, hi, channels, b_float)
+    return spec, lo, hi
+
+
 def fused(step, kernel: str, args: tuple, policy, s_in, s_w, yq, b_float):
     """The node's output from ``qsim.kernels.jit.<kernel>`` (``conv2d_requant`` / ``matmul_requant``:
     the accumulation with the policy's requantization in its epilogue, ``requant_jit.requant_spec``),
     or None where that kernel does not apply. Fills the step's counters as the unfused path does."""
-    from qsim.numerics.requant_jit import requant_spec
-    from qsim.sim.int_common import activation_range, scalar_scale, scalar_zp, storage
+    from qsim.sim.int_common import storage
 
-    lo, hi = activation_range(step, yq)
     channels = args[1].shape[0] if kernel == "conv2d_requant" else args[1].shape[-1]  # conv: w (M, ...)
-    spec = requant_spec(policy, s_in, s_w, scalar_scale(step, yq, "the output"), scalar_zp(step, yq, "the output"),
-                        lo, hi, channels, b_float)
+    spec, lo, hi = fused_spec(step, channels, policy, s_in, s_w, yq, b_float)
     res = getattr(step.kernels, kernel)(*args, acc_bits=step.acc_bits, requant=(spec, storage(yq)))
     if res is None:
         return None
