@@ -163,15 +163,17 @@ def plan_conv(w, x_dtype, xz: int, wz: np.ndarray, bias: np.ndarray, g, acc_bits
                     np.zeros(g.n * npix, dtype=np.int64), terms, walk)
 
 
-def run_planned(plan: ConvPlan, x, requant):
+def run_planned(plan: ConvPlan, x, requant, out=None):
     """The requantized convolution of x by a ``plan_conv`` plan: (NCHW view of channels-last
-    output in requant[1], overflow events)."""
+    output in requant[1], overflow events). ``out``: an (N, OH * OW, M) buffer to write (a planned
+    executor reuses it between runs), else a new array."""
     g = plan.g
     (sh, sw), (dh, dw) = g.stride, g.dilation
     xp = _padded_nhwc(x, g, plan.cgp, plan.a0, plan.flip)
     # Written channels-last (the epilogue's natural order, and what the next conv reads) and
     # returned as an NCHW view of it: the same values, no transpose.
-    out = np.empty((g.n, g.oh * g.ow, g.m), dtype=requant[1])
+    if out is None:
+        out = np.empty((g.n, g.oh * g.ow, g.m), dtype=requant[1])
     rows, run, row_bytes, col_bytes, nvirt, vw, ow = plan.walk
     if g.groups == 1 and not plan.need_sa:   # the whole batch in one parallel region
         w0g, const, fast = plan.group_terms[0]

@@ -10,14 +10,13 @@ executor's numba and numpy runs).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from qsim.numerics import get_policy
 from qsim.numerics.policies import RequantKind
 from qsim.numerics.multipliers import float32_multiplier
 from qsim.kernels import ort_binary_jit
 from qsim.kernels._common import serial_below
-from qsim.kernels.fma_jit import fma32
 from qsim.numerics.rounding_jit import requant_f32
 
 
@@ -89,38 +88,6 @@ def requantize_f32(policy: str, acc: np.ndarray, s_in, s_w, s_out, zp: int, lo: 
         rows = np.tile(m, outer)
         _rows(acc.reshape(outer * c, -1), rows, zp, lo, hi, out.reshape(outer * c, -1))
     return out
-
-
-# Elements per parallel work item of the elementwise kernels: large enough that waking the second
-# thread pays off, small enough that a 56x56x64 activation (200,704 codes) splits in two or more.
-_BLOCK = 1 << 16
-
-
-@njit(cache=True, parallel=True)
-def _ort_add(a, b, ra, rb, fixed, lo, hi, out):
-    """``int_elementwise.ort_add`` on flat same-size arrays (operands already in MLAS's order);
-    ``fma32`` is the hardware FMA the formula contracts to (vectorizes)."""
-    for blk in prange((a.size + _BLOCK - 1) // _BLOCK):
-        for i in range(blk * _BLOCK, min(a.size, (blk + 1) * _BLOCK)):
-            v = _cvtps_epi32(fma32(np.float32(a[i]), ra, fma32(np.float32(b[i]), rb, fixed)))
-            out[i] = lo if v < lo else (hi if v > hi else v)
-
-
-@njit(cache=True, parallel=True)
-def _ort_mul(a, b, za, zb, ratio, zc, lo, hi, out):
-    """``int_elementwise.ort_mul`` on flat same-size arrays."""
-    for blk in prange((a.size + _BLOCK - 1) // _BLOCK):
-        for i in range(blk * _BLOCK, min(a.size, (blk + 1) * _BLOCK)):
-            acc = (np.int64(a[i]) - za) * (np.int64(b[i]) - zb)
-            v = _cvtps_epi32(np.float32(np.float32(np.float32(acc) * ratio) + zc))
-            out[i] = lo if v < lo else (hi if v > hi else v)
-
-
-@njit(cache=True)
-def _cvtps_epi32(t):
-    if abs(t) < 2.0 ** 31:
-        return np.int64(np.rint(t))
-    return np.int64(-2 ** 31)
 
 
 def _memory_order(a, b, shape):

@@ -1,11 +1,9 @@
 """Planned convolutions (``plan``): the fused kernels of ``qsim.kernels.jit.conv2d_requant`` with
 everything but the input values resolved when the node is planned.
 
-* ``vnni``: the VNNI core (``vnni_ops.conv`` with a requantization): packed weights (shared with
-  the per-node path's cache), tap offsets, zero-point and bias constants per group, the padded
-  channels-last input buffer, the int32 tile buffer and the output; each run copies the input
-  into the padded buffer (or reads a channels-last input in place), then ``conv_rows``,
-  ``window_sums`` where the weights' zero point needs them, and ``epilogue_q`` per image and group;
+* ``vnni``: the VNNI core with its requantization fused (``vnni_ops.plan_conv`` / ``run_planned``):
+  packed weights (shared with the per-node path's cache), tap offsets, epilogue terms and the pixel
+  walk are planned once; each run pads the input channels-last and runs ``vnni_fused.conv_rows_q``;
 * ``depthwise``: the channels-last depthwise kernel (``depthwise.depthwise_nhwc``), including
   LiteRT's optimized DEPTHWISE_CONV_2D, whose last C % 8 channels round by another policy
   (``int_ops._optimized_depthwise``): those channels run a second time on their own.
@@ -14,10 +12,9 @@ The arithmetic is the kernels' own: the outputs equal the per-node path's (tests
 """
 from __future__ import annotations
 
-import numba
 import numpy as np
 
-from qsim.kernels import depthwise as dw_kernel, jit, vnni, vnni_epilogue, vnni_ops
+from qsim.kernels import depthwise as dw_kernel, jit, vnni_ops
 from qsim.kernels._common import INT_DTYPES, acc_range, bias_vector, conv_geometry, zero_point
 from qsim.sim import int_ops
 from qsim.sim.int_common import Step, storage
@@ -52,62 +49,21 @@ def _checked(g, k: int, x, w, xz: int, wz, b, hi: int) -> bool:
 
 
 def _vnni(step: Step, w, g, xz: int, wz, b, spec, dtype, out_range) -> Bound:
+    """The VNNI core with the requantization in its epilogue, planned by the kernel itself
+    (``vnni_ops.plan_conv``: packed weights, tap offsets, epilogue terms, the pixel walk)."""
     x = step.args[0]
-    bits = step.acc_bits
-    lo, hi = acc_range(bits)
-    k = g.cg * g.kh * g.kw
-    checked = _checked(g, k, x, w, xz, wz, b, hi)
-    flip = 0x80 if x.dtype == np.int8 else 0
-    a0 = xz + flip
-    cgp = -(-g.cg // 4) * 4
-    pt, pl, pb, pr = g.pads
-    (sh, sw), (dh, dwid) = g.stride, g.dilation
-    hp, wp = g.h + pt + pb, g.w + pl + pr
-    packs = vnni_ops._cached(w, ("conv", g.groups), lambda: vnni_ops._pack_conv(w, g.groups, cgp))
-    w0 = wz - (128 if w.dtype == np.uint8 else 0)
-    taps = np.array([(ky * dh * wp + kx * dwid) * cgp for ky in range(g.kh) for kx in range(g.kw)], dtype=np.int64)
-    need_sa = bool(np.any(w0 != 0))
-    groups = [(packs[gi][0], slice(gi * g.mg, (gi + 1) * g.mg), b[gi * g.mg:(gi + 1) * g.mg]
-               - a0 * packs[gi][1] + k * a0 * w0[gi * g.mg:(gi + 1) * g.mg]) for gi in range(g.groups)]
-    w0s = [np.ascontiguousarray(w0[ms]) for _, ms, _ in groups]
-    channels_last = g.groups == 1 and x.transpose(0, 2, 3, 1).flags.c_contiguous
-    in_place = channels_last and flip == 0 and cgp == g.cg and not any(g.pads)
+    lo, hi = acc_range(step.acc_bits)
+    checked = _checked(g, g.cg * g.kh * g.kw, x, w, xz, wz, b, hi)
+    requant = (spec, dtype)
+    plan = vnni_ops.plan_conv(w, x.dtype, xz, wz, b, g, step.acc_bits, lo, hi, checked, requant)
+    macs = g.n * g.m * g.oh * g.ow * g.cg * g.kh * g.kw
     outs = [np.empty((g.n, g.oh * g.ow, g.m), dtype=dtype)]
-    # scratch: the int32 tile sums, then the padded channels-last input (unless read in place)
-    scratch = [np.empty((g.oh * g.ow, packs[0][0].shape[0] * vnni.NR), dtype=np.int32)]
-    if not in_place:
-        scratch.append(np.empty((g.n, g.groups, hp, wp, cgp), dtype=np.uint8))
-    zeros = np.zeros(g.oh * g.ow, dtype=np.int64)
-    macs = g.n * g.m * g.oh * g.ow * k
-    threads = numba.get_num_threads()
-    copy_alone = not in_place and macs >= jit.SERIAL_MACS and scratch[1].size < vnni_ops.SERIAL_COPY and threads > 1
 
     def run(args, fresh):
-        x, cbuf = args[0], scratch[0]
-        if in_place:
-            src = x.transpose(0, 2, 3, 1).view(np.uint8).reshape(g.n, 1, g.h, g.w, cgp)
-        else:
-            src = xp = scratch[1]
-            if copy_alone:  # a small copy in a conv that runs on two threads: one thread (as vnni_ops.conv)
-                numba.set_num_threads(1)
-            if channels_last:
-                vnni.pad_nhwc(x.transpose(0, 2, 3, 1).view(np.uint8), pt, pl, a0, flip, xp.reshape(g.n, hp, wp, cgp))
-            else:
-                vnni.to_nhwc(np.ascontiguousarray(x).view(np.uint8), g.groups, cgp, pt, pl, a0, flip, xp)
-            if copy_alone:
-                numba.set_num_threads(threads)
-        y = np.empty_like(outs[0]) if fresh else outs[0]
-        count = 0
-        for n in range(g.n):
-            for gi, (packed, ms, const) in enumerate(groups):
-                img = src[n, gi]
-                vnni.conv_rows(img, packed, taps, cgp // 4, sh, sw, g.oh, g.ow, cbuf)
-                sa = vnni.window_sums(img, g.kh, g.kw, sh, sw, dh, dwid, g.oh, g.ow) if need_sa else zeros
-                count += vnni_epilogue.epilogue_q(cbuf, sa, w0s[gi], const, bits, lo, hi, checked, False,
-                                                  ms.start, spec, y[n][:, ms])
-        return [y.reshape(g.n, g.oh, g.ow, g.m).transpose(0, 3, 1, 2)], count
+        y, count = vnni_ops.run_planned(plan, args[0], requant, None if fresh else outs[0])
+        return [y], count
 
-    return Bound(run, [out_range], outs, scratch, serial=macs < jit.SERIAL_MACS)
+    return Bound(run, [out_range], outs, serial=macs < jit.SERIAL_MACS)
 
 
 def _depthwise(step: Step, c, g, xz: int, wz, b, yq) -> Bound:
@@ -115,8 +71,10 @@ def _depthwise(step: Step, c, g, xz: int, wz, b, yq) -> Bound:
     x, w = step.args[0], c.w
     bits = step.acc_bits
     lo, hi = acc_range(bits)
-    checked = _checked(g, g.kh * g.kw, x, w, xz, wz, b, hi)
-    ws = np.ascontiguousarray((w[:, 0].astype(np.int64) - wz[:, None, None]).transpose(1, 2, 0))
+    bound = jit._bound(g.kh * g.kw, jit._span(x.dtype, np.array([xz])), jit._span(w.dtype, wz), b)
+    checked = bound > hi
+    dt = np.int32 if bound <= jit._I32_LIMIT else np.int64  # as jit._depthwise_plan: 16 lanes where sums fit
+    ws, b = jit._depthwise_weights(w, wz, dt), b.astype(dt)
     dtype = storage(yq)
     tail_policy = step.rt.depthwise_tail if c.depthwise else None
     spec, qlo, qhi = fused_spec(step, g.m, c.policy, c.s_in, c.wq.scale, yq, c.b_float)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from qsim.kernels import portable
+from qsim.kernels import ort_binary_jit, portable
 from qsim.kernels._common import pool_geometry
 from qsim.numerics.policies import Kernels
 from qsim.sim import int_fast, int_ops
@@ -80,9 +80,9 @@ def _binary_kernel(step: Step, op: str, family, params, lo: int, hi: int, size: 
 
         def ort(a, b, out):
             if op == "add":
-                int_fast._ort_add(a, b, ra, rb, fixed, lo, hi, out)
+                ort_binary_jit.ort_add(a, b, ra, rb, fixed, lo, hi, out)
             else:
-                int_fast._ort_mul(a, b, int(za), int(zb), ratio, _F32(zc), lo, hi, out)
+                ort_binary_jit.ort_mul(a, b, int(za), int(zb), ratio, _F32(zc), lo, hi, out)
         return ort
     if family is Kernels.XNNPACK and op == "add":
         fn, extra = ewj._xnn_add_kernel, (ew.xnnpack_add_params(sa, za, sb, zb, sc), zc, lo, hi)
@@ -169,7 +169,7 @@ def plan_gemm(step: Step) -> Bound | None:
     spec, lo, hi = int_fast.fused_spec(step, setup.w.shape[0], step.rt.fc, setup.s_in, setup.wq.scale, yq,
                                        setup.b_float)
     # A read-only copy of the weights: the kernel packs read-only weights once and reuses the packing
-    # (``vnni_ops._cached``) for as long as the plan holds them.
+    # (``vnni_ops.cached``) for as long as the plan holds them.
     frozen = np.array(setup.w)
     frozen.setflags(write=False)
     rest = (frozen.T,) + setup.rest[1:]
