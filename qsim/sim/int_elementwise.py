@@ -145,6 +145,11 @@ def _binary(step: Step, op: str):
             return [ort_binary(op, a, b, p, lo, hi, storage(yq))]
         return [to_storage((ort_add if op == "add" else ort_mul)(a, b, *p, lo, hi), yq)]
     same_shape = np.shape(a) == np.shape(b)
+    litert = family in (Kernels.TFLITE_REFERENCE, Kernels.TFLITE_OPTIMIZED, Kernels.XNNPACK)
+    if litert and op == "add" and not same_shape and yq.fmt.name == "int16" and all(litert_pot_scale(v) for v in p[::2]):
+        raise step.fail("int16 ADD with power-of-two scales and a broadcast operand: LiteRT runs its "
+                        "power-of-two int16 path, which does not broadcast (the process aborts), so there "
+                        "is no runtime answer to reproduce")
     mod = ew
     if step.impl == "numba" and same_shape:
         import qsim.kernels.elementwise_jit as mod
@@ -158,6 +163,13 @@ def _binary(step: Step, op: str):
     kernels = "optimized" if family is Kernels.TFLITE_OPTIMIZED and same_shape else "reference"
     left_shift = 15 if yq.fmt.name == "int16" else 20  # TFLite PrepareGeneralSubOp: 16x8 vs 8-bit
     return [to_storage(mod.add_tflite(a, b, *p, lo, hi, left_shift=left_shift, kernels=kernels), yq)]
+
+
+def litert_pot_scale(scale) -> bool:
+    """LiteRT's CheckedLog2: a scale whose log2 is within 1e-3 of an integer counts as a power of two
+    (computed here in double; LiteRT's fp32 log can decide otherwise only within an ulp of 1e-3)."""
+    v = math.log2(float(scale))
+    return abs(v - round(v)) < 1e-3
 
 
 def softmax(step: Step):
