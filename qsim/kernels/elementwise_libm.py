@@ -107,3 +107,43 @@ def tanhf(x) -> np.float32:
 
 def tanhf_array(v) -> np.ndarray:
     return np.array([tanhf(t) for t in np.asarray(v, _F32).ravel()], _F32).reshape(np.shape(v))
+
+
+# glibc 2.28+ ``logf`` (sysdeps/ieee754/flt-32/e_logf.c, e_logf_data.c): 16 subintervals of
+# [0x3f330000, 2 * 0x3f330000) with (1/c, log c) in double, a degree-4 polynomial in double, one
+# rounding to float at the end. Not correctly rounded (0.818 ulp): 22 of the logf(FLT_MAX / D),
+# D < 2^20, differ from the correctly rounded log, and numpy's float32 log differs on 28,614.
+_LOGF_TAB = tuple((float.fromhex(a), float.fromhex(b)) for a, b in (
+    ("0x1.661ec79f8f3bep+0", "-0x1.57bf7808caadep-2"), ("0x1.571ed4aaf883dp+0", "-0x1.2bef0a7c06ddbp-2"),
+    ("0x1.49539f0f010bp+0", "-0x1.01eae7f513a67p-2"), ("0x1.3c995b0b80385p+0", "-0x1.b31d8a68224e9p-3"),
+    ("0x1.30d190c8864a5p+0", "-0x1.6574f0ac07758p-3"), ("0x1.25e227b0b8eap+0", "-0x1.1aa2bc79c81p-3"),
+    ("0x1.1bb4a4a1a343fp+0", "-0x1.a4e76ce8c0e5ep-4"), ("0x1.12358f08ae5bap+0", "-0x1.1973c5a611cccp-4"),
+    ("0x1.0953f419900a7p+0", "-0x1.252f438e10c1ep-5"), ("0x1p+0", "0x0p+0"),
+    ("0x1.e608cfd9a47acp-1", "0x1.aa5aa5df25984p-5"), ("0x1.ca4b31f026aap-1", "0x1.c5e53aa362eb4p-4"),
+    ("0x1.b2036576afce6p-1", "0x1.526e57720db08p-3"), ("0x1.9c2d163a1aa2dp-1", "0x1.bc2860d22477p-3"),
+    ("0x1.886e6037841edp-1", "0x1.1058bc8a07ee1p-2"), ("0x1.767dcf5534862p-1", "0x1.4043057b6ee09p-2")))
+_LOGF_LN2 = float.fromhex("0x1.62e42fefa39efp-1")
+_LOGF_POLY = tuple(float.fromhex(c) for c in ("-0x1.00ea348b88334p-2", "0x1.5575b0be00b6ap-2", "-0x1.ffffef20a4123p-2"))
+_LOGF_OFF = 0x3f330000
+
+
+def logf(x) -> np.float32:
+    """glibc ``logf`` for a positive normal finite float (the only inputs its callers here pass),
+    in Python doubles, operation for operation (x86-64 baseline: no contracted multiply-adds)."""
+    ix = _bits(_F32(x))
+    if not 0x00800000 <= ix < 0x7f800000:
+        raise ValueError(f"logf here takes positive normal floats, not {float(x)!r}")
+    if ix == 0x3f800000:
+        return _F32(0.0)
+    tmp = (ix - _LOGF_OFF) & 0xFFFFFFFF  # uint32 in C
+    i = (tmp >> (23 - 4)) % 16
+    k = (tmp - (1 << 32) if tmp & 0x80000000 else tmp) >> 23  # arithmetic shift of the int32
+    z = float(_from_bits(ix - (tmp & (0x1ff << 23))))
+    invc, logc = _LOGF_TAB[i]
+    r = z * invc - 1.0
+    y0 = logc + float(k) * _LOGF_LN2
+    r2 = r * r
+    y = _LOGF_POLY[1] * r + _LOGF_POLY[2]
+    y = _LOGF_POLY[0] * r2 + y
+    y = y * r2 + (y0 + r)
+    return _F32(y)

@@ -16,9 +16,9 @@ LiteRT and XNNPACK kernels come from ``qsim.kernels.elementwise`` (numba twins i
 * ``ort_mul``: MLAS ``MlasQLinearMulKernel`` (SSE2 build, no contraction): ``(a - zA) * (b - zB)``
   in int32, ``cvtps(fp32(fp32(acc) * fp32(fp32(sA * sB) / sC)) + fp32(zC))``, then saturating packs.
 * ``ort_softmax``: contrib ``QLinearSoftmax``: a 256-entry fp32 table
-  ``exp((i - 255 + shift) * s_in)`` computed in double, with ``shift = max(0, log(FLT_MAX / D) - 5)
-  / s_in``; per row an fp32 sum in order, ``nearbyintf(e * floor(1 / s_out) / sum) + zp``.
-  Bit-exact for ``s_out = 1/256``; other output scales: see ``ort_softmax``.
+  ``exp((i - 255 + shift) * s_in)`` computed in double, with ``shift = max(0, logf(FLT_MAX / D) - 5)
+  / s_in`` (glibc's ``logf`` of an fp32 quotient); per row an fp32 sum in order, then
+  ``rint(e * floor(1 / s_out) / sum) + zp`` with the quotient in fp64 (see ``ort_softmax``).
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ import math
 import numpy as np
 
 import qsim.kernels.elementwise as ew
+from qsim.kernels.elementwise_libm import logf
 from qsim.errors import GraphError
 from qsim.numerics.requant_ref import fma_f32
 from qsim.numerics.rounding import x86_cvt_i32
@@ -77,20 +78,22 @@ def ort_mul(a, b, sa, za, sb, zb, sc, zc, qmin, qmax) -> np.ndarray:
 def ort_softmax_table(s_in: float, d: int, signed: bool) -> np.ndarray:
     """Indexed by ``i = 255 + (x - max)``, i.e. table[255] = exp(shift * s_in)."""
     s = float(_F32(s_in))
-    shift = max(0.0, math.log(float(np.finfo(np.float32).max) / d) - 5.0) / s
+    # log(FLT_MAX / D): an fp32 quotient and C++'s float overload of log, i.e. glibc's logf (not
+    # correctly rounded); one ulp of it moves every table entry by about 8 fp32 ulps
+    shift = max(0.0, float(logf(_F32(np.finfo(_F32).max) / _F32(d))) - 5.0) / s
     return np.array([math.exp((i - 255 + shift) * s) for i in range(256)], dtype=np.float32)
 
 
 def ort_softmax(x: np.ndarray, s_in, s_out, zp_out: int, signed: bool, node: str = "QLinearSoftmax") -> np.ndarray:
     """Softmax over the last axis; returns the stored integer codes (int64).
 
-    For int8 with ``floor(1 / s_out) == 256`` this is the kernel's arithmetic, bit for bit (measured
-    on every configuration tried). Otherwise onnxruntime 1.32 (x86-64) computes something its
-    published source does not say (uint8 differs from it on a few ties even at 1/256):
-    ``e * floor(1 / s_out)`` never overflows fp32 there, and no fp32/fp64 evaluation order tried
-    reproduces its rounding near ties. There the quotient is taken in fp64 (it equals the runtime's
-    away from ties), and an element on or within 2^-20 (relative, about 8 fp32 ulps) of a tie raises
-    a GraphError rather than guess."""
+    Measured against onnxruntime 1.32 (x86-64) on planted ties and on every element where the
+    candidate evaluations disagree: the fp32 table entries summed in fp32 in element order, then
+    the quotient ``e * floor(1 / s_out) / sum`` taken in fp64 (the product is exact there, so it
+    never overflows, even for a row of one element) and rounded to the nearest integer, ties to
+    even (ys / 2 for odd ys: 2.5 -> 2, 3.5 -> 4, 126.5 -> 126). An fp32 quotient, as the published
+    source reads, differs from the runtime near ties, at every output scale including 1/256.
+    Results above the type's maximum saturate to it (127 / 255). ``node`` is kept for callers."""
     d = x.shape[-1]
     table = ort_softmax_table(s_in, d, signed)
     xi = x.astype(np.int64)
@@ -98,25 +101,9 @@ def ort_softmax(x: np.ndarray, s_in, s_out, zp_out: int, signed: bool, node: str
     total = np.zeros(x.shape[:-1], np.float32)
     for j in range(d):  # fp32 sum in element order, as the runtime's loop
         total = (total + e[..., j]).astype(np.float32)
-    y_scale = _F32(np.floor(_F32(1.0) / _F32(s_out)))
-    qmax = 127 if signed else 255
-    if not (signed and y_scale == 256):
-        v = e.astype(np.float64) * float(y_scale) / total[..., None].astype(np.float64)
-        frac = v - np.floor(v)
-        # Exact ties too: the runtime rounds 3.5 -> 4 and 0.5 -> 1 but 106.5 -> 106 (measured), so no
-        # rounding rule of the quotient reproduces it
-        near_tie = np.abs(frac - 0.5) <= v * 2.0 ** -20
-        if np.any(near_tie & (np.floor(v) + zp_out < qmax)):
-            raise GraphError(f"node {node!r} (QLinearSoftmax, {'int8' if signed else 'uint8'}, output scale "
-                             f"{float(s_out):.6g}): an "
-                             "element falls on a rounding tie that onnxruntime's kernel resolves in a way qsim "
-                             "does not reproduce; not simulated rather than answered differently")
-        return np.minimum(np.rint(v).astype(np.int64) + zp_out, qmax)
-    with np.errstate(over="ignore"):  # e * 256 overflows fp32 for a row of one element: inf
-        v = ((e * y_scale).astype(np.float32) / total[..., None]).astype(np.float32)
-    # Measured (onnxruntime 1.32, x86-64): results above the type's maximum, inf included,
-    # saturate to it (127 / 255); the compiled loop narrows with saturating packs.
-    return np.minimum(np.rint(np.minimum(v, 2.0 ** 31)).astype(np.int64) + zp_out, qmax)
+    y_scale = float(np.floor(_F32(1.0) / _F32(s_out)))
+    v = e.astype(np.float64) * y_scale / total[..., None].astype(np.float64)
+    return np.minimum(np.rint(v).astype(np.int64) + zp_out, 127 if signed else 255)
 
 
 def _operands(step: Step):
@@ -166,6 +153,11 @@ def _binary(step: Step, op: str):
             return [ort_binary(op, a, b, p, lo, hi, storage(yq))]
         return [to_storage((ort_add if op == "add" else ort_mul)(a, b, *p, lo, hi), yq)]
     same_shape = np.shape(a) == np.shape(b)
+    litert = family in (Kernels.TFLITE_REFERENCE, Kernels.TFLITE_OPTIMIZED, Kernels.XNNPACK)
+    if litert and op == "add" and not same_shape and yq.fmt.name == "int16" and all(litert_pot_scale(v) for v in p[::2]):
+        raise step.fail("int16 ADD with power-of-two scales and a broadcast operand: LiteRT runs its "
+                        "power-of-two int16 path, which does not broadcast (the process aborts), so there "
+                        "is no runtime answer to reproduce")
     mod = ew
     if step.impl == "numba" and same_shape:
         import qsim.kernels.elementwise_jit as mod
@@ -179,6 +171,13 @@ def _binary(step: Step, op: str):
     kernels = "optimized" if family is Kernels.TFLITE_OPTIMIZED and same_shape else "reference"
     left_shift = 15 if yq.fmt.name == "int16" else 20  # TFLite PrepareGeneralSubOp: 16x8 vs 8-bit
     return [to_storage(mod.add_tflite(a, b, *p, lo, hi, left_shift=left_shift, kernels=kernels), yq)]
+
+
+def litert_pot_scale(scale) -> bool:
+    """LiteRT's CheckedLog2: a scale whose log2 is within 1e-3 of an integer counts as a power of two
+    (computed here in double; LiteRT's fp32 log can decide otherwise only within an ulp of 1e-3)."""
+    v = math.log2(float(scale))
+    return abs(v - round(v)) < 1e-3
 
 
 def softmax(step: Step):
@@ -211,7 +210,7 @@ def softmax(step: Step):
 def _refuse_tflite_softmax_tie(step: Step, xm, s_in, s_out, zp_out, qmax) -> None:
     """LiteRT's reference and optimized int8 SOFTMAX kernels can round a quotient within an fp32 ulp of
     a tie differently (a long-run seed: 71.49999 gives 72 under the reference kernels); such an output
-    is refused, as onnxruntime's QLinearSoftmax ties are, rather than answered differently."""
+    is refused rather than answered differently."""
     r = ew.softmax_tflite_scaled(np.ascontiguousarray(xm), s_in, s_out, float(step.attr("beta", 1.0)))
     near_tie = np.abs(r - np.floor(r) - 0.5) <= r * 2.0 ** -20
     if np.any(near_tie & (np.floor(r) + zp_out < qmax)):

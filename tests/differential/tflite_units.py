@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from qsim.sim.int_elementwise import litert_pot_scale
+
 from . import _paths  # noqa: F401  (tests/unit on sys.path)
 from .gen import Gen
 from _model_files import TfliteWriter  # noqa: E402  (the project's .tflite writer)
@@ -133,6 +135,8 @@ def _binary(op: str):
             s_y = np.float32(s_a * s_b * 2.0 ** g.int(0, 8)) if g.tie else np.float32(s_a * s_b * 128 * np.exp(g.rng.uniform(-2, 2)))
         else:
             s_y = np.float32(max(s_a, s_b) * 2.0 ** g.int(-1, 2)) if g.tie else np.float32((s_a + s_b) * np.exp(g.rng.uniform(-1, 1.5)))
+        if op == "ADD" and sixteen and form != "same" and all(litert_pot_scale(v) for v in (s_a, s_b, s_y)):
+            s_y = np.float32(s_y * 1.5)  # LiteRT's power-of-two int16 ADD does not broadcast: it aborts
         y = m.out("y", shape, dt, (s_y, _zp(g, sixteen)))
         first, second = (b, a) if form != "same" and g.chance(0.3) else (a, b)
         cls = {"ADD": "AddOptions", "SUB": "SubOptions", "MUL": "MulOptions"}[op]
