@@ -52,3 +52,14 @@ def test_logistic_table_endpoints():
     assert t[0] == -128 + 0 and t[128] == 0 and t[255] == 127  # sigmoid(0) = 0.5 -> 128 - 128
     sm = ew.softmax_tflite(np.int8([[5, 5, 5, 5]]), 0.1, 1 / 256, -128)
     assert sm.tolist() == [[-64, -64, -64, -64]]  # 0.25 * 256 = 64
+
+
+def test_tflite_mul_multiplier_is_float_arithmetic():
+    """LiteRT's mul.cc computes s1 * s2 / s_out in float (long-run seed 901511): the multiplier is
+    1983674624, not the double quotient's 1983674598, so 24 * 127 = 3048 rounds 2815.50002 -> 2816
+    in the high multiply and 2816 / 2^9 = 5.5 -> 6 (LiteRT's answer: 26 with zero point 20)."""
+    s1, s2, so = np.float32(2.040513515472412), np.float32(0.023978471755981445), np.float32(27.12004280090332)
+    assert ew.tflite_mul_params(s1, s2, so).tolist() == [1983674624, -9]
+    x1, x2 = np.array([38, -10], np.int8), np.array([127, 127], np.int8)
+    for mod in (ew, ewj):
+        assert mod.mul_tflite(x1, x2, s1, 14, s2, 0, so, 20).tolist() == [26, 14]
