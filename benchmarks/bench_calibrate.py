@@ -10,8 +10,12 @@ fitted rows (the microbenchmarks the efficiencies were read from) and the held-o
 models, never used in fitting) are summarised apart. Every time is the fastest of repeated runs; a
 model's time is given twice: its fastest whole run, and the sum over its nodes of each node's fastest
 kernel time (onnxruntime's profiler), which a shared machine disturbs far less. ``--ablate`` also
-predicts the int8 models with the local stack's mechanisms (float MaxPool islands, float Sum islands,
-NHWC layout transposes) added one at a time. Check ``uptime`` first.
+predicts the int8 models with the measured depthwise rate and the local stack's mechanisms (float
+MaxPool islands, float Sum islands,
+NHWC layout transposes, composed channel-shuffle transposes, im2col GEMM convolutions, 8-bit average
+pools, float BatchNorm islands and per-channel Mul / Add) added one at a time. Lone convolutions time one kernel (the profiler's): the stems the im2col GEMM costs were fitted
+on (fitted rows) and the held-out models' own stems and grouped convs as lone kernels (held-out
+rows). Check ``uptime`` first.
 
     python benchmarks/bench_calibrate.py [--profile hw_profiles/local.yaml] [--models resnet50,squeezenet]
                                          [--precisions fp32,int8] [--ablate]
@@ -31,7 +35,8 @@ import onnxruntime as ort
 import pandas as pd
 
 from qsim.cost import estimate_graph
-from qsim.hw.calibrate import ort_qlinear_conv_macs_per_s, write_profile
+from qsim.hw.calibrate import ort_qlinear_conv_macs_per_s, qlinear_conv_model, write_profile
+from qsim.hw.calibrate_stack import IM2COL_FIT_CONVS, ort_kernel_seconds
 from qsim.ir import Graph
 from qsim.hw.profile import build_profile, load_profile
 from qsim.ir.onnx_import import load_onnx
@@ -93,16 +98,25 @@ def quantized(path: Path, out_dir: Path) -> Path:
     return dst
 
 
-def _conv_graph(cin: int, cout: int, size: int) -> Graph:
+def _conv_graph(cin: int, cout: int, size: int, kernel: int = 3, stride: int = 1, groups: int = 1) -> Graph:
     g = Graph("qconv")
     g.add_input("x", (1, cin, size, size))
-    g.add_node("Conv", "c", ["x"], {"out_channels": cout, "kernel": 3, "pad": 1, "bias": False})
+    g.add_node("Conv", "c", ["x"], {"out_channels": cout, "kernel": kernel, "pad": kernel // 2, "stride": stride,
+                                    "groups": groups, "bias": False})
     g.mark_output("c")
     return g.validate()
 
 
-def fitted_rows(profile) -> list[dict]:
-    """The microbenchmarks the profile's int8 efficiencies were read from, measured again and predicted back."""
+# The held-out models' stems and grouped convs as lone kernels: (label, cin, cout, input size, kernel, stride, groups)
+MODEL_CONVS = [("ResNet-50/Inception/DenseNet stem", 3, 64, 224, 7, 2, 1), ("SqueezeNet stem", 3, 96, 224, 7, 2, 1),
+               ("AlexNet stem", 3, 96, 224, 11, 4, 1), ("ShuffleNet stem", 3, 24, 224, 3, 2, 1),
+               ("AlexNet conv2 (2 groups)", 96, 256, 27, 5, 1, 2), ("ShuffleNet 1x1 (4 groups)", 136, 136, 28, 1, 1, 4)]
+
+
+def fitted_rows(profile, conv_profile, conv_before) -> list[dict]:
+    """The microbenchmarks the profile's int8 rates were read from, measured again and predicted back,
+    and the held-out models' stems as lone kernels (``conv_profile``: the stack without layout transposes,
+    so that the prediction is the conv kernel's alone; ``conv_before``: also without the im2col GEMM costs)."""
     rows = []
     for label, cin, size in (("QLinearConv 3x3 64ch 56x56", 64, 56),):
         macs = 64 * cin * 9 * size * size
@@ -110,6 +124,18 @@ def fitted_rows(profile) -> list[dict]:
         predicted = estimate_graph(_conv_graph(cin, 64, size), PrecisionPlan.uniform("int8"), profile).totals["latency_s"]
         rows.append({"row": "fitted", "precision": "int8", "model": label, "GMACs": macs / 1e9,
                      "measured_ms": measured * 1e3, "kernels_ms": float("nan"), "predicted_ms": predicted * 1e3})
+    lone = [("fitted", f"stem {k}x{k} 3->{c} 56x56", 3, c, 56, k, 1, 1) for c, k in IM2COL_FIT_CONVS]
+    lone += [("held out", f"lone {label}", *spec) for label, *spec in MODEL_CONVS]
+    rng = np.random.default_rng(0)
+    for row, label, cin, cout, size, kernel, stride, groups in lone:
+        x = rng.integers(0, 255, (1, cin, size, size), dtype=np.uint8)
+        seconds = ort_kernel_seconds(qlinear_conv_model(size, cout, cin, kernel, stride, groups), {"x": x}, "QLinearConv")
+        graph = _conv_graph(cin, cout, size, kernel, stride, groups)
+        predicted, before = (estimate_graph(graph, PrecisionPlan.uniform("int8"), p).totals["latency_s"]
+                             for p in (conv_profile, conv_before))
+        rows.append({"row": row, "precision": "int8 conv", "model": label, "GMACs": graph.summary()["macs"] / 1e9,
+                     "measured_ms": float("nan"), "kernels_ms": seconds * 1e3, "predicted_ms": predicted * 1e3,
+                     "without im2col GEMM": before * 1e3})
     return rows
 
 
@@ -146,21 +172,42 @@ def stages(profile_path: Path) -> dict[str, object]:
     name = data["stack"]
     full = copy.deepcopy(data["stacks"][name])
     islands = full.get("float_islands", {})
-    steps = [("no stack", None),
+    layout = {k: full[k] for k in ("channels_last_int8", "layout_transpose_ns_per_element") if k in full}
+    sums = {"float_islands": {k: v for k, v in islands.items() if k != "BatchNorm"},
+            "dequantize_ns_per_element": full.get("dequantize_ns_per_element", 0.001)}
+    composed = {k: full[k] for k in ("composed_transpose_ns_per_element",) if k in full}
+    gemm = {k: full[k] for k in ("im2col_gemm",) if k in full}
+    pools = {k: full[k] for k in ("average_pool_ns_per_tap",) if k in full}
+    steps = [("no stack, no depthwise rate", None), ("no stack", None),
              ("+ float MaxPool islands", {"float_islands": {k: v for k, v in islands.items() if k == "MaxPool"}}),
-             ("+ float Sum islands", {"float_islands": islands,
-                                      "dequantize_ns_per_element": full.get("dequantize_ns_per_element", 0.001)}),
-             ("+ NHWC layout transposes (full stack)", full)]
+             ("+ float Sum islands", sums),
+             ("+ NHWC layout transposes", {**sums, **layout}),
+             ("+ composed shuffle transposes", {**sums, **layout, **composed}),
+             ("+ im2col GEMM convs", {**sums, **layout, **composed, **gemm}),
+             ("+ 8-bit average pools", {**sums, **layout, **composed, **gemm, **pools}),
+             ("+ float BatchNorm islands, per-channel Mul / Add (full stack)", full)]
     out = {}
     for label, keys in steps:
         variant = copy.deepcopy(data)
         if keys is None:
             del variant["stack"], variant["stacks"]
+            if label.endswith("no depthwise rate"):
+                variant["compute"].pop("depthwise_efficiency", None)
         else:
             base = {k: full[k] for k in ("runtime", "fold_batchnorm", "fuse_activation", "fuse_residual_add", "launch")}
             variant["stacks"][name] = {**base, **{k: v for k, v in keys.items() if v != {}}}
         out[label] = build_profile(variant, f"{profile_path} ({label})")
     return out
+
+
+def _without_layout(profile_path: Path, *also: str):
+    """The calibrated profile with its stack but no layout transposes (a lone conv's kernel alone), nor
+    the stack keys ``also``."""
+    data = load_yaml(profile_path)
+    if "stacks" in data:
+        for key in ("channels_last_int8", *also):
+            data["stacks"][data["stack"]].pop(key, None)
+    return build_profile(data, f"{profile_path} (no layout transposes)")
 
 
 def main() -> None:
@@ -179,7 +226,7 @@ def main() -> None:
           f"{profile.clock_hz / 1e9:.2f} GHz x {profile.compute.efficiency['fp32']}, "
           f"DRAM {profile.memories['dram'].bandwidth_bytes_per_s / 1e9:.1f} GB/s, dispatch {profile.dispatch_s * 1e6:.2f} us")
     variants = stages(path) if args.ablate else {}
-    rows = fitted_rows(profile)
+    rows = fitted_rows(profile, _without_layout(path), _without_layout(path, "im2col_gemm"))
     work = Path(tempfile.mkdtemp())
     for precision in args.precisions.split(","):
         for name in args.models.split(","):
@@ -207,6 +254,14 @@ def main() -> None:
             if len(err):
                 print(f"{row} {precision} ({len(err)} rows) vs {what}: median |error| {err.median():.1f} %, "
                       f"max {err.max():.1f} %")
+    for row, part in table[table.precision == "int8 conv"].groupby("row", sort=False):
+        err = (100 * (part["without im2col GEMM"] - part.kernels_ms) / part.kernels_ms).abs()
+        print(f"{row} int8 conv without the im2col GEMM costs: median |error| {err.median():.1f} %, max {err.max():.1f} %")
+    held = table[(table.row == "held out") & (table.precision == "int8")]
+    for label in variants:  # the ablation, against the load-robust kernel sums
+        err = (100 * (held[label] - held.kernels_ms) / held.kernels_ms).abs()
+        print(f"held out int8, {label}: vs sum of fastest kernels median |error| {err.median():.1f} %, "
+              f"max {err.max():.1f} % ({', '.join(f'{m} {e:+.0f}' for m, e in zip(held.model, 100 * (held[label] - held.kernels_ms) / held.kernels_ms))})")
 
 
 if __name__ == "__main__":

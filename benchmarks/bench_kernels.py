@@ -1,12 +1,14 @@
 """Speed of qsim's integer accumulation kernels against onnxruntime's integer ops, same process.
 
-    .venv/bin/python benchmarks/bench_kernels.py [--repeat N] [--threads T]
+    .venv/bin/python benchmarks/bench_kernels.py [--repeat N] [--threads T] [--layers-only]
 
 Per shape: median ms of qsim.kernels.jit (wrap, 32-bit accumulator, weights read-only so their
 packing is reused, as onnxruntime pre-packs initializers), onnxruntime ConvInteger/MatMulInteger
 (int32 accumulators: compared for bit-exactness) and QLinearConv (uint8 activations, zero point 128;
 requantizes, so it is timed only), the numpy reference (timed on a slice when marked '~'), and the
-saturating 16-bit numba path (order-dependent, so sequential: no vpdpbusd).
+saturating 16-bit numba path (order-dependent, so sequential: no vpdpbusd). Then, per ResNet-18 /
+ResNet-50 / MobileNetV2 layer, the fused conv with its requantization: GOPS, share of the int8 peak
+and ratio to QLinearConv.
 Both runtimes get the same thread count (default: every core). Numbers are noisy on a shared
 machine (a parallel region waits for its slowest thread): rerun, and compare with --threads 1.
 """
@@ -36,6 +38,17 @@ CONVS = {  # name: (x shape, w shape, stride, pads, groups)
     "depthwise 3x3 144 @56": ((1, 144, 56, 56), (144, 1, 3, 3), (1, 1), (1, 1, 1, 1), 144),
 }
 GEMMS = {"gemm 128x4096x4096": (128, 4096, 4096), "gemv 1x4096x4096": (1, 4096, 4096)}
+# ResNet-18 / ResNet-50 layers (batch 1): (C, H=W, M, k, stride), run by ``jit.conv2d_requant`` (the
+# fused path the executor runs: accumulation and float32 requantization into uint8).
+LAYERS = {
+    "r18 3x3 64->64 @56": (64, 56, 64, 3, 1), "r18 3x3 128->128 @28": (128, 28, 128, 3, 1),
+    "r18 3x3 256->256 @14": (256, 14, 256, 3, 1), "r18 3x3 512->512 @7": (512, 7, 512, 3, 1),
+    "r18 3x3/2 64->128 @56": (64, 56, 128, 3, 2),
+    "r50 1x1 256->64 @56": (256, 56, 64, 1, 1), "r50 1x1 64->256 @56": (64, 56, 256, 1, 1),
+    "r50 1x1 512->128 @28": (512, 28, 128, 1, 1), "r50 1x1 1024->256 @14": (1024, 14, 256, 1, 1),
+    "r50 1x1 2048->512 @7": (2048, 7, 512, 1, 1), "r50 1x1 512->2048 @7": (512, 7, 2048, 1, 1),
+    "mnv2 dw 3x3 144 @56": (144, 56, 144, 3, 1), "mnv2 dw 3x3/2 96 @112": (96, 112, 96, 3, 2),
+}
 
 
 def median_ms(fn, repeat: int) -> float:
@@ -93,10 +106,38 @@ def bench_gemm(name, spec, repeat, rng):
                 macs=m * k * n, exact=exact, sat=t_sat, sat_est=srows < m)
 
 
+def bench_layers(repeat: int, rng) -> None:
+    """GOPS of the fused conv (``jit.conv2d_requant``) per layer, against the int8 peak, and the
+    ratio to onnxruntime's QLinearConv on the same layer (u8 activations, zero point 128). qsim reads
+    the input channels-last (an NCHW view of NHWC memory), as the executor passes a fused conv's
+    output to the next; onnxruntime gets the NCHW array it is given in its graphs."""
+    from qsim.numerics.requant_jit import requant_spec
+
+    peak = 460.0 * THREADS   # ~920 GOPS on 2 cores (vpdpbusd, ../shared/DESIGN.md "Speed")
+    print(f"\n{'fused layer (conv2d_requant)':30} {'ms':>8} {'GOPS':>6} {'% peak':>7} {'ORT QLin':>9} {'ratio':>6}")
+    for name, (c, hw, m, k, s) in LAYERS.items():
+        groups = c if name.startswith("mnv2 dw") else 1
+        x = rng.integers(0, 256, (1, c, hw, hw), dtype=np.uint8)
+        w = rng.integers(-128, 128, (m, c // groups, k, k), dtype=np.int8)
+        w.flags.writeable = False
+        p = k // 2
+        spec = requant_spec("onnxruntime", np.float32(0.02), np.full(m, 0.01, np.float32), np.float32(0.05), 3, 0,
+                            255, m)
+        xv = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+        args = (xv, w, 128, 0, None, (s, s), (p, p, p, p), (1, 1), groups)
+        t = median_ms(lambda: jit.conv2d_requant(*args, acc_bits=32, requant=(spec, np.uint8)), repeat)
+        qsess, qfeeds = qlinear_conv(x, w, 128, 0, (s, s), (p, p, p, p), (1, 1), groups, threads=THREADS)
+        t_qc = median_ms(lambda: qsess.run(None, qfeeds), repeat)
+        oh = (hw + 2 * p - k) // s + 1
+        gops = 2 * m * oh * oh * (c // groups) * k * k / t / 1e6
+        print(f"{name:30} {t:8.3f} {gops:6.0f} {100 * gops / peak:6.0f}% {t_qc:9.3f} {t / t_qc:6.2f}")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeat", type=int, default=20)
     p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--layers-only", action="store_true", help="only the per-layer table of the fused conv")
     args = p.parse_args(argv)
     rng = np.random.default_rng(0)
     import numba
@@ -106,6 +147,9 @@ def main(argv=None) -> int:
     numba.set_num_threads(args.threads)
     print(f"cores {os.cpu_count()}, threads {THREADS} each; numba {numba.__version__} "
           f"(OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}), onnxruntime {onnxruntime.__version__}, avx512_vnni {'yes: vpdpbusd core' if vnni.HAS_VNNI else 'no'}")
+    if args.layers_only:
+        bench_layers(args.repeat, rng)
+        return 0
     rows = [bench_conv(k, v, args.repeat, rng) for k, v in CONVS.items()]
     rows += [bench_gemm(k, v, args.repeat, rng) for k, v in GEMMS.items()]
     head = (f"{'shape':26} {'numba':>8} {'ORT int':>8} {'ORT QLin':>8} {'numpy ref':>10} "
@@ -121,6 +165,7 @@ def main(argv=None) -> int:
     print("ms are medians; ORT int = ConvInteger / MatMulInteger (int32 out, compared bit for bit); "
           "ORT QLin = QLinearConv u8 zp 128 (timed only); sat16 = numba with a saturating 16-bit "
           "accumulator (sequential kernel); '~' = scaled from a slice of rows.")
+    bench_layers(args.repeat, rng)
     return 0 if all(r["exact"] for r in rows) else 1
 
 

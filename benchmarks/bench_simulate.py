@@ -14,13 +14,16 @@ both best times, their ratio against the issue's target and whether the outputs 
 * cold start: the first ``qsim.simulate`` of ResNet-18 in a fresh process (numba's disk cache warm),
   imports included: target < 1 s;
 * the VNNI conv kernel's throughput on ResNet-18's 3x3 layers against the machine's int8 peak
-  (~920 GOPS on 2 cores, ``../shared/DESIGN.md``; scaled by T / 2).
+  (~920 GOPS on 2 cores, ``../shared/DESIGN.md``; scaled by T / 2);
+* with ``--profile``: where a compiled run's time goes, for ResNet-18 and MobileNetV2 at batch 1:
+  the time in the numba kernels (each kernel dispatch timed) against the rest (the executor's own
+  Python), and the functions that take most of the rest under cProfile.
 
 ResNet-50 is the light model the onnx package ships with seeded random weights; ResNet-18 and
 MobileNetV2 are torchvision's architectures with random weights (tests/differential/net_specs.py).
 On a shared machine the ratios are what counts (both sides see the same load); say how loaded it was.
 
-    .venv/bin/python benchmarks/bench_simulate.py [--workdir DIR] [--repeats N] [--threads T] [--quick]
+    .venv/bin/python benchmarks/bench_simulate.py [--workdir DIR] [--repeats N] [--threads T] [--quick] [--profile]
 """
 from __future__ import annotations
 
@@ -127,11 +130,14 @@ def cold_start(path: Path, x: np.ndarray, workdir: Path) -> float:
 
 
 def conv_peak(threads: int, repeats: int) -> str:
-    """GOPS of the VNNI conv core (``vnni.conv_rows``) on ResNet-18's 3x3 layers, against the peak."""
+    """GOPS of the fused VNNI conv (``jit.conv2d_requant``: the vpdpbusd core with onnxruntime's
+    requantization in its epilogue, the path the executor runs) on ResNet-18's 3x3 layers, against
+    the peak."""
     import numba
 
-    from qsim.kernels import vnni, vnni_ops
-    from qsim.kernels._common import conv_geometry
+    from qsim.kernels import jit, vnni
+    from qsim.numerics.requant_jit import requant_spec
+    from qsim.numerics.policies import PolicyName
 
     if not vnni.HAS_VNNI:
         return "conv kernels: no avx512_vnni on this CPU (the portable kernels run)"
@@ -142,19 +148,70 @@ def conv_peak(threads: int, repeats: int) -> str:
         x = rng.integers(0, 256, (1, c, hw, hw)).astype(np.uint8)
         w = rng.integers(-128, 128, (c, c, 3, 3)).astype(np.int8)
         w.setflags(write=False)
-        g = conv_geometry(x, w, 1, (1, 1, 1, 1), 1, 1)
-        packed = vnni_ops._pack_conv(w, 1, c)[0][0]
-        xp = np.zeros((hw + 2, hw + 2, c), np.uint8)
-        taps = np.array([(ky * (hw + 2) + kx) * c for ky in range(3) for kx in range(3)], np.int64)
-        cbuf = np.empty((hw * hw, packed.shape[0] * vnni.NR), np.int32)
-        vnni.conv_rows(xp, packed, taps, c // 4, 1, 1, hw, hw, cbuf)
-        best = min(_timed(lambda: vnni.conv_rows(xp, packed, taps, c // 4, 1, 1, hw, hw, cbuf))
-                   for _ in range(repeats))
-        total_ops += 2 * g.m * g.oh * g.ow * g.cg * 9
+        spec = requant_spec(PolicyName.ONNXRUNTIME, np.float32(0.02), np.float32(0.01), np.float32(0.5), 128, 0, 255, c)
+
+        def conv():
+            return jit.conv2d_requant(x, w, 128, 0, None, 1, (1, 1, 1, 1), 1, 1, 32, (spec, np.uint8))
+
+        conv()
+        best = min(_timed(conv) for _ in range(repeats))
+        total_ops += 2 * c * hw * hw * c * 9
         total_s += best
     gops = total_ops / total_s / 1e9
     peak = PEAK_GOPS_2_CORES * threads / 2
-    return f"conv kernel (vpdpbusd core, ResNet-18 3x3 layers): {gops:.0f} GOPS = {100 * gops / peak:.0f} % of the {peak:.0f} GOPS int8 peak"
+    return (f"conv kernel (fused vpdpbusd conv + requantization, ResNet-18 3x3 layers): {gops:.0f} GOPS = "
+            f"{100 * gops / peak:.0f} % of the {peak:.0f} GOPS int8 peak")
+
+
+def _kernel_dispatchers() -> list:
+    """(module, name) of every numba kernel a compiled run of the bench's models may call."""
+    import numba.core.registry
+
+    from qsim.kernels import depthwise, elementwise_jit, portable, vnni, vnni_epilogue
+    from qsim.sim import int_fast
+    mods = (vnni, vnni_epilogue, depthwise, portable, elementwise_jit, int_fast)
+    return [(m, n) for m in mods for n in dir(m) if isinstance(getattr(m, n), numba.core.registry.CPUDispatcher)]
+
+
+def profile(name: str, model, feeds, repeats: int) -> str:
+    """Kernel time and executor time of one compiled run (best of ``repeats``), and the executor's
+    top functions under cProfile."""
+    import cProfile
+    import io
+    import pstats
+
+    spent = [0.0]
+
+    def timed(fn):
+        def call(*a, **k):
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                spent[0] += time.perf_counter() - t0
+        return call
+
+    patched = [(m, n, getattr(m, n)) for m, n in _kernel_dispatchers()]
+    for m, n, fn in patched:
+        setattr(m, n, timed(fn))
+    try:
+        model.run(feeds)
+        best = (float("inf"), 0.0)
+        for _ in range(repeats):
+            spent[0] = 0.0
+            total = _timed(lambda: model.run(feeds))
+            best = min(best, (total, spent[0]))
+    finally:
+        for m, n, fn in patched:
+            setattr(m, n, fn)
+    prof = cProfile.Profile()
+    prof.runcall(lambda: [model.run(feeds) for _ in range(repeats)])
+    out = io.StringIO()
+    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(12)
+    top = "\n".join("    " + ln for ln in out.getvalue().splitlines() if ".py:" in ln or "{" in ln)
+    return (f"{name}: {best[0] * 1e3:.1f} ms per run, kernels {best[1] * 1e3:.1f} ms, executor (the rest) "
+            f"{(best[0] - best[1]) * 1e3:.1f} ms over {len(list(model.graph.nodes()))} nodes; top functions "
+            f"(cProfile, {repeats} runs: calls, own s, own s/call, cum s, cum s/call):\n{top}")
 
 
 def _timed(fn) -> float:
@@ -172,6 +229,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=physical_cores(), help="threads of every runtime and of qsim "
                     "(default: the physical cores, onnxruntime's default)")
     ap.add_argument("--quick", action="store_true", help="batch 1 only, no ResNet-50")
+    ap.add_argument("--profile", action="store_true", help="kernel vs executor time and a cProfile of "
+                    "ResNet-18 and MobileNetV2 at batch 1")
     args = ap.parse_args()
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
@@ -201,6 +260,8 @@ def main() -> int:
         model = qsim.compile(path, {in_name: x}, threads=args.threads)
         tp, tq, same = race(ort_session(path, args.threads), model.run, {in_name: x}, args.repeats)
         print(line(name, "onnxruntime", tp, tq, same, target), flush=True)
+        if args.profile and path in (r18, mnv2):
+            print(profile(name, model, {in_name: x}, args.repeats), flush=True)
     model = qsim.compile(lite, lite_feeds, policy="tflite-optimized", threads=args.threads)
     tp, tq, same = race(litert_runner(lite, args.threads), model.run, lite_feeds, args.repeats)
     print(line("MobileNetV2 int8 .tflite, batch 1", "LiteRT opt.", tp, tq, same, "<= 1x"), flush=True)

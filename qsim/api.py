@@ -1,22 +1,43 @@
-"""The Python API: ``load_workload``, ``load_profile``, ``estimate``."""
+"""The Python API: ``load_workload``, ``load_profile``, ``estimate``, ``simulate``, ``compile``.
+
+Each part loads on first use (the cost model and pandas on the first estimate, the workload and
+profile machinery when a workload or profile is read, the simulator on the first simulate), so that
+a simulation's cold start pays only for what it runs."""
 from __future__ import annotations
 
+from importlib import import_module
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from qsim.cost.estimate import Estimate, estimate_graph
 from qsim.errors import QsimError
-from qsim.hw.profile import Profile, load_profile
-from qsim.ir.graph import Graph
-from qsim.precision import PrecisionPlan, parse_plan
-from qsim.workload import Workload, load_workload, resolve_workload
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from qsim.cost.estimate import Estimate
+    from qsim.hw.profile import Profile
+    from qsim.ir.graph import Graph
+    from qsim.precision import PrecisionPlan
+    from qsim.workload import Workload
+
+_LAZY = {"load_workload": "qsim.workload", "Workload": "qsim.workload", "resolve_workload": "qsim.workload",
+         "load_profile": "qsim.hw.profile", "Profile": "qsim.hw.profile", "Graph": "qsim.ir.graph",
+         "PrecisionPlan": "qsim.precision", "parse_plan": "qsim.precision"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'qsim.api' has no attribute {name!r}")
 
 
 def as_workload(workload: Workload | Graph | str | Path, precision: Any = None, batch: int | None = None,
                 params: dict[str, Any] | None = None) -> Workload:
     """``params``: workload parameters (batch, seq, builder parameters) replacing the file's."""
+    from qsim.ir.graph import Graph
+    from qsim.precision import parse_plan
+    from qsim.workload import Workload, load_workload, resolve_workload
+
     if params and isinstance(workload, (Workload, Graph)):
         raise QsimError("workload parameters apply when qsim builds the graph (a workload file)")
     if batch is not None and batch < 1:
@@ -35,6 +56,8 @@ def as_workload(workload: Workload | Graph | str | Path, precision: Any = None, 
 
 def as_profile(profile: Profile | str | Path, overrides: dict[str, Any] | None = None) -> Profile:
     """``overrides``: dotted profile keys replaced before validation (as sweeps' ``overrides``)."""
+    from qsim.hw.profile import Profile, load_profile
+
     if isinstance(profile, Profile):
         if overrides:
             raise QsimError("profile overrides apply when qsim loads the profile (a name or a YAML file)")
@@ -44,6 +67,8 @@ def as_profile(profile: Profile | str | Path, overrides: dict[str, Any] | None =
 
 def run_estimate(workload, profile, precision: Any = None, batch: int | None = None, params: dict | None = None,
                  hw_overrides: dict | None = None) -> tuple[Workload, Profile, Estimate]:
+    from qsim.cost.estimate import estimate_graph
+
     wl, prof = as_workload(workload, precision, batch, params), as_profile(profile, hw_overrides)
     return wl, prof, estimate_graph(wl.graph, wl.plan, prof)
 

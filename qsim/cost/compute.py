@@ -6,8 +6,10 @@ profile has no unit for that class, the next wider class emulates it and the row
 tiles are spread in waves: a GEMM with 4 tiles on 132 SMs uses 4 of them, so the time is
 ``ceil(tiles / units)`` waves of one tile each; like cuBLAS's heuristics, the tile shape that
 finishes first is chosen from the profile's list (small tiles fill the machine on small GEMMs).
-A matrix kernel also never finishes faster than the profile's per-class minimum latency (launch
-plus pipeline fill and drain, measured on the smallest GEMMs).
+A lone matrix op also never finishes faster than the profile's per-class minimum latency (measured
+on the smallest GEMMs, flat over a 64x range of work: the time to issue the op from the host), except
+inside a captured graph (qsim.cost.stack.kernel_floor). A matrix-vector product (one output row: a
+batch-1 decode step) runs as a GEMV with no output-row tile to pad: it streams its weights.
 """
 from __future__ import annotations
 
@@ -45,6 +47,8 @@ def wave_factor(graph, node, profile: Profile) -> float:
     if view is None:
         return 1.0
     batches, rows, cols = view.batches, view.rows, view.cols
+    if rows == 1:  # a matrix-vector product (batch-1 decode) runs a GEMV kernel: no output-row tile to pad
+        return 1.0
     best = float("inf")
     for tm, tn in c.tiles:
         tiles = batches * ceil(rows / tm) * ceil(cols / tn)

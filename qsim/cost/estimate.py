@@ -21,6 +21,7 @@ from qsim.cost.footprint import (activation_bits, packed_bytes, peak_activation_
 from qsim.cost import stack as sw
 from qsim.cost.dynamic import dynamic_pass
 from qsim.cost.recipes import cost_plan
+from qsim.cost.stack_kernels import stack_kernels
 from qsim.cost.stack_work import StackWork, stack_work
 from qsim.cost.systolic_node import array_time
 from qsim.cost.traffic import Operands, memory_energy_j, memory_seconds, node_traffic
@@ -95,18 +96,24 @@ def _node_row(graph, node, plan: PrecisionPlan, profile: Profile, view: sw.Stack
     if array is not None and array.stall_s and compute_s + array.stall_s > memory_s:
         memory_s, level = compute_s + array.stall_s, profile.systolic.dram  # the array's SRAMs wait on DRAM
     memory_s /= sw.bandwidth_fraction(profile.stack, kind, choice.unit)
-    launches, extra_bytes = sw.extra_kernels(graph, node, profile.stack, prec.activation.storage_bits)
+    # the stack's kernels beyond the node's own (qsim.cost.stack_kernels): serial, memory-bound
+    kernels = stack_kernels(graph, node, profile.stack, prec.activation.storage_bits, not prec.activation.is_float)
+    launches, extra_bytes = len(kernels), sum(k.bytes_moved for k in kernels)
+    plain_ops = sum(not k.module_call for k in kernels)  # issued by the host at the per-op cost
+    bandwidth = profile.memories[profile.activations_in].bandwidth_bytes_per_s
+    stack_kernels_s = extra_bytes / (bandwidth * sw.bandwidth_fraction(profile.stack, "elementwise", choice.unit))
     if work is not None:
-        launches, extra_bytes = launches + work.launches, extra_bytes + work.timed_bytes
+        launches = launches + work.launches
+        memory_s += work.timed_bytes / bandwidth
     launches = 0 if fused else 1 + launches
-    memory_s += extra_bytes / profile.memories[profile.activations_in].bandwidth_bytes_per_s
     launch_s = profile.dispatch_s if profile.stack is None or profile.stack.kernel_launch_s is None \
         else profile.stack.kernel_launch_s
-    # the kernel minimum was measured on lone kernels, launch included: its launch part is the profile's
-    floor = sw.kernel_floor(profile, kind, choice.unit) - profile.dispatch_s if counts.macs else 0.0
+    # the kernel minimum was measured on lone kernels, launch included
+    floor = sw.kernel_floor(profile, kind, choice.unit) - launch_s if counts.macs else 0.0
     # an in-order core (a microcontroller) stalls on its loads: memory time adds to compute time
     overlap = profile.stack is None or profile.stack.memory_overlaps_compute
-    latency = launches * launch_s + max(compute_s if overlap else compute_s + memory_s, memory_s, floor)
+    latency = launches * launch_s + max(compute_s if overlap else compute_s + memory_s, memory_s, floor) + \
+        stack_kernels_s
     if fused and profile.compute.vector_overlaps_matrix:
         latency = 0.0  # applied in the host's output stage, which runs beside its MAC array
     e_compute = (counts.macs * profile.mac_pj[choice.unit] + counts.vector_ops * profile.vector_op_pj) * 1e-12
@@ -116,10 +123,12 @@ def _node_row(graph, node, plan: PrecisionPlan, profile: Profile, view: sw.Stack
         "name": node.name, "op": node.op, "weight_format": prec.weight.name, "activation_format": prec.activation.name,
         "compute_unit": choice.unit, "emulated": choice.emulated, "fused": fused,
         "fused_into": view.fused_into.get(node.name, ""), "kernel_class": kind, "launches": launches,
+        "stack_op_launches": 0 if fused else plain_ops,
+        "stack_kernels": " ".join(k.name for k in kernels),  # what the stack launches beside the node's own kernel
         "macs": counts.macs, "vector_ops": counts.vector_ops, "params": counts.params,
         "weight_bytes": ops.weight_bytes, "input_bytes": ops.input_bytes, "output_bytes": ops.output_bytes,
         "state_bytes": ops.state_read_bytes + ops.state_write_bytes,
-        "compute_s": compute_s, "memory_s": memory_s,
+        "compute_s": compute_s, "memory_s": memory_s, "stack_kernels_s": stack_kernels_s,
         "bound": "memory" if memory_s > compute_s else "compute", "bound_level": level if memory_s > compute_s else "",
         "latency_s": latency, "energy_j": e_compute + e_memory + e_static,
         "energy_compute_j": e_compute, "energy_memory_j": e_memory, "energy_static_j": e_static,

@@ -14,6 +14,10 @@ for the whole block (the weight decoder's rate: 32 cycles per 8 output channels)
 - a depthwise convolution has one input channel per output: ``kernel_step`` kernel elements per step;
 - a layer with few output pixels (a fully-connected layer: one) is bound by the weight fetch.
 
+This counts the whole output as one block. When the profile describes the shared buffer and sets
+``schedule_in_blocks``, the layer runs in the OFM blocks Vela would choose, with the output stage and
+each block's command cost (``qsim.cost.npu_blocks``).
+
 ``utilisation`` returns useful MACs / (cycles x MACs per cycle): the factor by which the array is
 slower than its peak on this layer, before the profile's fitted efficiency (stalls, block overheads).
 """
@@ -21,22 +25,13 @@ from __future__ import annotations
 
 from math import ceil, prod
 
+from qsim.cost.npu_blocks import CONV, DEPTHWISE, VECTOR, LayerShape, layer_cycles, part_kernel_first
 from qsim.hw.stack_profile import MacArray
 
 
 def _kernel(node) -> tuple[int, int]:
     k = node.attrs.get("kernel", 1)
     return (k, k) if isinstance(k, int) else tuple(k)
-
-
-def _part_kernel_first(cin: int, kernel_elems: int, array: MacArray) -> bool:
-    """Vela's choice of traversal: part-kernel-first when it fills the dot product better."""
-    if cin <= array.dot_product_width:
-        return True
-    depth_first = cin / (ceil(cin / array.ifm_block_depth) * array.ifm_block_depth)
-    part_kernel = cin * kernel_elems / (ceil(cin / array.dot_product_width) * array.dot_product_width
-                                        * ceil(kernel_elems / array.kernel_step) * array.kernel_step)
-    return part_kernel > depth_first
 
 
 def array_cycles(out_rows: int, out_cols: int, cout: int, cin: int, kernel_elems: int, depthwise: bool,
@@ -49,9 +44,23 @@ def array_cycles(out_rows: int, out_cols: int, cout: int, cin: int, kernel_elems
     z = ceil(cout / ud)
     if depthwise:
         return per_step * ceil(kernel_elems / array.kernel_step) * z
-    if _part_kernel_first(cin, kernel_elems, array):
+    if part_kernel_first(cin, kernel_elems, array):
         return per_step * ceil(kernel_elems / array.kernel_step) * ceil(cin / array.dot_product_width) * z
     return per_step * kernel_elems * ceil(cin / array.ifm_block_depth) * z
+
+
+def _pair(node, key: str) -> tuple[int, int]:
+    v = node.attrs.get(key, 1)
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def _layer_cycles(oh: int, ow: int, cout: int, cin: int, ih: int, iw: int, node, kind: str, array: MacArray) -> int:
+    """One image's cycles: in OFM blocks when the profile describes the shared buffer, else one block."""
+    kh, kw = _kernel(node) if node.op == "Conv" else (1, 1)
+    if array.shared_buffer is None or not array.shared_buffer.schedule_in_blocks:
+        return array_cycles(oh, ow, cout, cin, kh * kw, kind == DEPTHWISE, array)
+    stride, dilation = (_pair(node, "stride"), _pair(node, "dilation")) if node.op == "Conv" else ((1, 1), (1, 1))
+    return layer_cycles(LayerShape((oh, ow, cout), (ih, iw, cin), (kh, kw), stride, dilation, kind), array)
 
 
 def utilisation(graph, node, macs: int, macs_per_cycle: int, array: MacArray) -> float | None:
@@ -61,17 +70,17 @@ def utilisation(graph, node, macs: int, macs_per_cycle: int, array: MacArray) ->
     out = graph.tensor(node.outputs[0]).shape
     if node.op == "Conv" and len(out) == 4:
         n, cout, oh, ow = out
-        cin = graph.tensor(node.inputs[0]).shape[1]
+        _, cin, ih, iw = graph.tensor(node.inputs[0]).shape
         groups = int(node.attrs.get("groups", 1))
-        kh, kw = _kernel(node)
-        depthwise = groups > 1 and groups == cin
-        cycles = n * array_cycles(oh, ow, cout, cin // groups, kh * kw, depthwise, array)
-        if groups > 1 and not depthwise:  # grouped: one convolution per group
-            cycles = n * groups * array_cycles(oh, ow, cout // groups, cin // groups, kh * kw, False, array)
+        if groups > 1 and groups == cin:
+            cycles = n * _layer_cycles(oh, ow, cout, cin, ih, iw, node, DEPTHWISE, array)
+        else:  # grouped: one convolution per group
+            cycles = n * groups * _layer_cycles(oh, ow, cout // groups, cin // groups, ih, iw, node, CONV, array)
     elif node.op in ("Gemm", "MatMul") and len(out) >= 2:
         rows, cout = prod(out[:-1]), out[-1]
         cin = graph.tensor(node.inputs[0]).shape[-1]
-        cycles = array_cycles(1, rows, cout, cin, 1, False, array)  # rows as output pixels of a 1x1 conv
+        # rows as output pixels of a 1x1 convolution (Vela's VectorProduct: one row of rows pixels)
+        cycles = _layer_cycles(1, rows, cout, cin, 1, rows, node, VECTOR, array)
     else:
         return None
     return min(1.0, macs / (cycles * macs_per_cycle))

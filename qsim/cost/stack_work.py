@@ -26,6 +26,35 @@
   (dequantize) + 4N + 4M (the float Add) bytes where qsim's row counts N + M: 5N_d + 3N + 3M more, one
   more kernel per dequantized input, and M x (float Add ns) + N_d x (dequantize ns), both measured,
   in place of the Add's time.
+- ``composed_transpose_ns_per_element``: a channel shuffle (Reshape -> Transpose -> Reshape) on an 8-bit
+  tensor held channels-last. onnxruntime's transpose optimizer pushes the NHWC -> NCHW layout change
+  through the Reshape and folds it into the shuffle's Transpose: ShuffleNet's ``[1, g, C/g, H, W]``,
+  perm ``(0, 2, 1, 3, 4)`` (whole H x W planes move: block copies) becomes ``[1, H, W, g, C/g]``, perm
+  ``(0, 4, 3, 1, 2)``, which moves the innermost axis and runs element by element, about 100 times
+  slower per element. The Reshape is then charged no layout transpose of its own; the Transpose's
+  time is its elements at the measured rate (``qsim calibrate``: that 5-D uint8 Transpose alone).
+- ``im2col_gemm``: onnxruntime's x86 QLinearConv runs its direct convolution kernel (indirect
+  buffer, requantization fused) only for one group with input and output channels in multiples of
+  ``channel_multiple`` (4 with AVX-512 and AVX-VNNI, 8 with AVX2) and at least ``min_output_channels``
+  (16) output channels; depthwise convs have kernels of their own. Every other 8-bit conv (a stem with
+  3 input channels, a grouped conv) runs an im2col into a buffer, the u8 x s8 GEMM (MlasGemm, per
+  group) into an int32 buffer, and a requantize pass. With P output pixels, G groups, kh x kw kernel
+  positions, K = C/G x kh x kw and O output elements its time is ``P x K x C_out / gemm rate + P x G
+  x kh x kw x position_ns + O x output_ns``. The im2col copies C/G contiguous bytes per pixel and
+  kernel position (3 in a stem, so the copy's fixed cost is what counts), and every output goes
+  through an int32 buffer and a requantize pass: these dominate a stem, whose MACs per output are few
+  (27 for 3x3), which is why its rate grows with the kernel. The GEMM rate is MatMulInteger's; the
+  two per-element costs are fitted by ``qsim calibrate`` on lone stem convolutions.
+- ``float_islands: BatchNorm``: a BatchNormalization the quantizer could not fold into a conv (DenseNet's
+  pre-activation BatchNorm after a Concat) stays in float between a DequantizeLinear and a
+  QuantizeLinear: three kernels moving N + 4N, 4N + 4N and 4N + N bytes (16N beyond the row's 2N), timed
+  by the measured nanoseconds per element of that chain.
+- ``broadcast_ns_per_element``: an 8-bit multiply or add by a per-channel constant (QLinearMul /
+  QLinearAdd broadcasting a ``[C, 1, 1]`` tensor: a BatchNorm written as Mul and Add) runs
+  onnxruntime's broadcasting loop, timed per output element at the measured rate.
+- ``average_pool_ns_per_tap``: onnxruntime's 8-bit windowed average pool (QLinearAveragePool, NHWC)
+  is a scalar loop over each output's window: its time is output elements x window elements at the
+  measured rate (``qsim calibrate``: a lone 3x3 / 2 pool), in place of vector-op counting.
 """
 from __future__ import annotations
 
@@ -56,14 +85,16 @@ def stack_work(graph, bits: Callable, profile) -> dict[str, StackWork]:
     if stack is None:
         return {}
     work: dict[str, StackWork] = {}
+    composed: set[str] = set()
     if stack.channels_last_int8:
-        for name, tensors in layout_transposes(graph, bits).items():
+        charged, composed = layout_walk(graph, bits)
+        for name, tensors in charged.items():
             elements = sum(graph.tensor(t).numel for t in tensors)
             ns = stack.layout_transpose_ns_per_element
             work[name] = StackWork(len(tensors), 2 * elements, 0 if ns else 2 * elements, None,
                                    elements * (ns or 0.0) * 1e-9, tuple(tensors))
     for node in graph.nodes():
-        own = _own_work(graph, node, bits(node), profile)
+        own = _own_work(graph, node, bits(node), profile, node.name in composed)
         if own is not None:
             extra = work.get(node.name, StackWork())
             work[node.name] = StackWork(extra.launches + own.launches, extra.bytes + own.bytes,
@@ -72,12 +103,25 @@ def stack_work(graph, bits: Callable, profile) -> dict[str, StackWork]:
     return work
 
 
-def _own_work(graph, node, activation_bits: int, profile) -> StackWork | None:
-    """A lowered Softmax or a float island: the node's own kernel replaced by several."""
+def _own_work(graph, node, activation_bits: int, profile, composed: bool = False) -> StackWork | None:
+    """A lowered Softmax, a float island, a composed transpose or an im2col GEMM conv: the node's own
+    kernel replaced by several, or timed by a measured rate."""
     stack = profile.stack
     if activation_bits != 8:
         return None  # Vela's int16 Softmax is another lowering; islands are the 8-bit graphs' float ops
     n_in, n_out = graph.tensor(node.inputs[0]).numel, graph.tensor(node.outputs[0]).numel
+    if composed and stack.composed_transpose_ns_per_element:
+        return StackWork(compute_s=n_in * stack.composed_transpose_ns_per_element * 1e-9)
+    if node.op == "BatchNorm" and "BatchNorm" in stack.float_islands and not _behind_matrix(graph, node):
+        return StackWork(2, 16 * n_in, 0, n_in * stack.float_islands["BatchNorm"] * 1e-9)
+    if node.op in stack.broadcast_ns_per_element:
+        return StackWork(compute_s=n_out * stack.broadcast_ns_per_element[node.op] * 1e-9)
+    if node.op == "AvgPool" and stack.average_pool_ns_per_tap:
+        kernel = node.attrs["kernel"]
+        taps = kernel * kernel if isinstance(kernel, int) else kernel[0] * kernel[1]
+        return StackWork(compute_s=n_out * taps * stack.average_pool_ns_per_tap * 1e-9)
+    if node.op == "Conv" and stack.im2col_gemm is not None:
+        return im2col_gemm_work(graph, node, stack.im2col_gemm)
     if node.op == "Softmax" and stack.softmax_lowering is not None:
         shape = graph.tensor(node.inputs[0]).shape
         low = lowered_softmax(n_in, n_in // shape[int(node.attrs.get("axis", -1)) % len(shape)])
@@ -95,6 +139,12 @@ def _own_work(graph, node, activation_bits: int, profile) -> StackWork | None:
     return None
 
 
+def _behind_matrix(graph, node) -> bool:
+    """A BatchNorm right behind a conv or GEMM: folded into it (quant_pre_process, the runtime), no island."""
+    producer = graph.producer(node.inputs[0])
+    return producer is not None and get_op(producer.op).cost_class.matrix_like
+
+
 def _integer_kernel_output(graph, tensor: str) -> bool:
     """An 8-bit tensor an integer kernel wrote: a float op reading it needs a DequantizeLinear first. The
     output of an op that itself reads float (a float Relu after the Sum, which the importer types as the
@@ -107,9 +157,16 @@ def _integer_kernel_output(graph, tensor: str) -> bool:
 
 def layout_transposes(graph, bits: Callable) -> dict[str, list[str]]:
     """Per node, the tensors whose NCHW <-> NHWC transpose is charged to it (see the module docstring)."""
+    return layout_walk(graph, bits)[0]
+
+
+def layout_walk(graph, bits: Callable) -> tuple[dict[str, list[str]], set[str]]:
+    """The layout of every tensor in topological order: per node, the tensors whose layout transpose
+    is charged to it, and the 8-bit Transposes that absorb the layout change (composed transposes)."""
     nhwc: dict[str, bool] = {t: False for t in graph.inputs}  # tensor -> held channels-last
     done: set[str] = set()
     charged: dict[str, list[str]] = {}
+    composed: set[str] = set()
 
     def convert(node_name: str, tensors) -> None:
         for t in tensors:
@@ -119,12 +176,18 @@ def layout_transposes(graph, bits: Callable) -> dict[str, list[str]]:
 
     for node in graph.nodes():
         ins = [t for t in node.inputs if t in nhwc]
+        cost_class = get_op(node.op).cost_class
         if node.op in CHANNELS_LAST_OPS and bits(node) == 8:
             convert(node.name, [t for t in ins if not nhwc[t]])
             layout = True
-        elif get_op(node.op).cost_class is CostClass.ELEMENTWISE:
+        elif cost_class is CostClass.ELEMENTWISE:
             layout = any(nhwc[t] for t in ins)  # takes its inputs' layout; a mixed input is transposed
             convert(node.name, [t for t in ins if nhwc[t] != layout])
+        elif cost_class is CostClass.VIEW and len(ins) == 1 and nhwc[ins[0]] and _feeds_transposes(graph, node, bits):
+            layout = True  # reshaped as it is held; the Transpose after it absorbs the layout change
+        elif node.op == "Transpose" and bits(node) == 8 and len(ins) == 1 and nhwc[ins[0]] and _viewed(graph, ins[0]):
+            composed.add(node.name)
+            layout = False
         else:
             convert(node.name, [t for t in ins if nhwc[t]])
             layout = False
@@ -133,5 +196,36 @@ def layout_transposes(graph, bits: Callable) -> dict[str, list[str]]:
     for t in graph.outputs:
         if nhwc.get(t):
             convert(graph.producer(t).name, [t])
-    return charged
+    return charged, composed
 
+
+def _viewed(graph, tensor: str) -> bool:
+    """A tensor written by a view op (the Reshape before a channel shuffle's Transpose)."""
+    producer = graph.producer(tensor)
+    return producer is not None and get_op(producer.op).cost_class is CostClass.VIEW
+
+
+def _feeds_transposes(graph, node, bits: Callable) -> bool:
+    """A view op whose every consumer is an 8-bit Transpose (the first Reshape of a channel shuffle)."""
+    consumers = graph.consumers(node.outputs[0])
+    return bool(consumers) and all(c.op == "Transpose" and bits(c) == 8 for c in consumers) \
+        and node.outputs[0] not in graph.outputs
+
+
+def im2col_gemm_work(graph, node, m) -> StackWork | None:
+    """An 8-bit conv outside onnxruntime's direct kernel (see the module docstring); None inside it."""
+    cin = graph.tensor(node.inputs[0]).shape[1]
+    out = graph.tensor(node.outputs[0])
+    cout, groups = out.shape[1], int(node.attrs.get("groups", 1))
+    if groups > 1 and groups == cin == cout:
+        return None  # depthwise: a kernel of its own
+    if groups == 1 and cin % m.channel_multiple == 0 and cout % m.channel_multiple == 0 \
+            and cout >= m.min_output_channels:
+        return None  # the direct kernel, at the profile's int8 efficiency
+    kernel = node.attrs["kernel"]
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else tuple(kernel)
+    pixels, k = out.numel // cout, cin // groups * kh * kw
+    positions = pixels * groups * kh * kw  # im2col copies of C/G bytes each
+    seconds = pixels * k * cout / m.gemm_macs_per_s + positions * m.position_s + out.numel * m.output_s_per_element
+    im2col = 2 * pixels * groups * k if (kh, kw) != (1, 1) else 0  # written, then read by the GEMM's packing
+    return StackWork(0, im2col + 8 * out.numel, 0, seconds)  # the int32 buffer: written, read back

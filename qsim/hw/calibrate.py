@@ -17,9 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from qsim.errors import QsimError
-from qsim.hw.calibrate_stack import (best_seconds, ort_float_add_ns_per_element, ort_float_maxpool_ns_per_element,
-                                     ort_session,
-                                     ort_transpose_ns_per_element, qparams, stack_lines)
+from qsim.hw.calibrate_stack import (best_seconds, ort_average_pool_ns_per_tap, ort_composed_transpose_ns_per_element,
+                                     ort_broadcast_ns_per_element, ort_float_add_ns_per_element,
+                                     ort_float_batchnorm_ns_per_element, ort_float_maxpool_ns_per_element,
+                                     ort_im2col_gemm_fit, ort_kernel_seconds, ort_session, ort_transpose_ns_per_element,
+                                     qparams, stack_lines)
 from qsim.hw.profile import build_profile
 from qsim.files import atomic_write
 from qsim.yamlio import load_yaml
@@ -113,24 +115,32 @@ def ort_qlinear_matmul_macs_per_s(n: int) -> float:
     return n ** 3 / best_seconds(lambda: sess.run(None, {"a": a}))
 
 
-def ort_qlinear_conv_macs_per_s(size: int, channels: int = 64, cin: int | None = None, kernel: int = 3) -> float:
-    """onnxruntime's QOperator convolution: QLinearConv ``kernel`` x ``kernel``, ``cin`` (default
-    ``channels``) -> ``channels`` at ``size`` x ``size``, u8 activations (zero point 128) x s8 weights:
-    the kernel int8 CNNs run. With 3 input channels it is a network's stem (im2col over a short reduction)."""
+def qlinear_conv_model(size: int, channels: int = 64, cin: int | None = None, kernel: int = 3, stride: int = 1,
+                       groups: int = 1):
+    """A lone QLinearConv ``kernel`` x ``kernel``, ``cin`` (default ``channels``) -> ``channels`` at
+    ``size`` x ``size`` input, padding ``kernel // 2``, u8 activations (zero point 128) x s8 weights (zero point 0)."""
     from onnx import TensorProto, helper
 
     rng = np.random.default_rng(0)
     cin = cin or channels
-    shape, out = [1, cin, size, size], [1, channels, size, size]
-    pad = kernel // 2
-    inits = qparams([("w", rng.integers(-127, 127, (channels, cin, kernel, kernel), dtype=np.int8)),
+    side = (size + 2 * (kernel // 2) - kernel) // stride + 1
+    shape, out = [1, cin, size, size], [1, channels, side, side]
+    inits = qparams([("w", rng.integers(-127, 127, (channels, cin // groups, kernel, kernel), dtype=np.int8)),
                       ("sx", np.float32(0.01)), ("zx", np.uint8(128)), ("sw", np.float32(0.01)), ("zw", np.int8(0)),
                       ("sy", np.float32(0.5)), ("zy", np.uint8(128))])
-    node = helper.make_node("QLinearConv", ["x", "sx", "zx", "w", "sw", "zw", "sy", "zy"], ["y"], pads=[pad] * 4)
+    node = helper.make_node("QLinearConv", ["x", "sx", "zx", "w", "sw", "zw", "sy", "zy"], ["y"],
+                            pads=[kernel // 2] * 4, strides=[stride] * 2, group=groups)
     graph = helper.make_graph([node], "qconv", [helper.make_tensor_value_info("x", TensorProto.UINT8, shape)],
                               [helper.make_tensor_value_info("y", TensorProto.UINT8, out)], inits)
-    sess = ort_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
-    x = rng.integers(0, 255, shape, dtype=np.uint8)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def ort_qlinear_conv_macs_per_s(size: int, channels: int = 64, cin: int | None = None, kernel: int = 3) -> float:
+    """onnxruntime's QOperator convolution (``qlinear_conv_model``): the kernel int8 CNNs run. With 3
+    input channels it is a network's stem (im2col over a short reduction)."""
+    cin = cin or channels
+    sess = ort_session(qlinear_conv_model(size, channels, cin, kernel))
+    x = np.random.default_rng(0).integers(0, 255, [1, cin, size, size], dtype=np.uint8)
     return channels * cin * kernel * kernel * size * size / best_seconds(lambda: sess.run(None, {"x": x}))
 
 
@@ -207,6 +217,7 @@ def measure(quick: bool = False) -> dict:
         "int8_ort": max(ort_gemm_macs_per_s(n, True) for n in sizes),
         "int8_qmatmul": max(ort_qlinear_matmul_macs_per_s(n) for n in sizes),
         "int8_qconv": ort_qlinear_conv_macs_per_s(28 if quick else 56),
+        "int8_depthwise": ort_qlinear_depthwise_macs_per_s(28 if quick else 56),
         "fp32_ort": max(ort_gemm_macs_per_s(n, False) for n in sizes),
         "fp32_numpy": max(numpy_gemm_macs_per_s(n) for n in sizes),
         # a memory level's bandwidth serves reads and writes alike: the faster of the runtime's
@@ -219,7 +230,13 @@ def measure(quick: bool = False) -> dict:
         "transpose_ns": ort_transpose_ns_per_element(),
         "float_maxpool_ns": ort_float_maxpool_ns_per_element(),
         "float_add_ns": (ort_float_add_ns_per_element(1), ort_float_add_ns_per_element(2)),
+        "composed_transpose_ns": ort_composed_transpose_ns_per_element(),
+        "average_pool_ns": ort_average_pool_ns_per_tap(28 if quick else 56),
+        "float_batchnorm_ns": ort_float_batchnorm_ns_per_element(),
+        "broadcast_ns": {"MulConst": ort_broadcast_ns_per_element("QLinearMul"),
+                         "AddConst": ort_broadcast_ns_per_element("QLinearAdd")},
     }
+    results["im2col_gemm"] = ort_im2col_gemm_fit(results["int8_ort"], 28 if quick else 56)
     return results
 
 
@@ -263,6 +280,7 @@ def profile_yaml(r: dict, name: str = "local") -> str:
         f"    int8: {_efficiency(int8_rate, peak['int8'], m.clock_hz)}".ljust(36) + f"# {int8_note}",
         f"    fp32: {_efficiency(fp32_best, peak['fp32'], m.clock_hz)}".ljust(36)
         + f"# fp32 GEMM: onnxruntime {r['fp32_ort'] * 2e-9:.1f}, numpy {r['fp32_numpy'] * 2e-9:.1f} GFLOPS measured",
+        *_depthwise_lines(r, peak["int8"], m.clock_hz),
         f"  vector_ops_per_cycle: {16 * m.cores}".ljust(36) + "# 16 fp32 lanes per core per cycle",
         "  accumulator_bits: 32".ljust(36) + "# onnxruntime integer kernels accumulate in int32",
         "memories:",
@@ -297,6 +315,22 @@ def profile_yaml(r: dict, name: str = "local") -> str:
     text = "\n".join(lines)
     build_profile(load_yaml(f"<calibrated {name}>", text), f"<calibrated {name}>")  # never write an invalid one
     return text
+
+
+def _depthwise_lines(r: dict, peak_int8: int, clock_hz: float) -> list[str]:
+    if "int8_depthwise" not in r:
+        return []
+    return ["  depthwise_efficiency:",
+            f"    int8: {max(_efficiency(r['int8_depthwise'], peak_int8, clock_hz), 0.0001)}".ljust(36)
+            + f"# onnxruntime QLinearConv depthwise 3x3, 64 channels at 56x56: {r['int8_depthwise'] * 2e-9:.1f} GOPS "
+            "measured (kernel time)"]
+
+
+def ort_qlinear_depthwise_macs_per_s(size: int, channels: int = 64) -> float:
+    """A lone 8-bit depthwise 3x3 convolution's kernel time (MLAS's symmetric depthwise kernel)."""
+    x = np.random.default_rng(0).integers(0, 255, (1, channels, size, size), dtype=np.uint8)
+    model = qlinear_conv_model(size, channels, channels, 3, groups=channels)
+    return channels * 9 * size * size / ort_kernel_seconds(model, {"x": x}, "QLinearConv")
 
 
 def write_profile(path: Path, quick: bool = False) -> str:

@@ -62,6 +62,128 @@ def ort_transpose_ns_per_element() -> float:
     return slope_ns_per_element(session, lambda n: {"x": rng.integers(0, 255, (1, 64, n, n), dtype=np.uint8)})
 
 
+def ort_composed_transpose_ns_per_element() -> float:
+    """A channel shuffle as onnxruntime runs it inside an NHWC region: the uint8 Transpose
+    ``[1, S, S, 4, 16]``, perm ``(0, 4, 3, 1, 2)`` (the shuffle with the layout change folded in), per
+    element, 1x64xSxS."""
+    from onnx import TensorProto, helper
+
+    perm = [0, 4, 3, 1, 2]
+
+    def session(size: int):
+        shape = [1, size, size, 4, 16]
+        graph = helper.make_graph([helper.make_node("Transpose", ["x"], ["y"], perm=perm)], "shuffle",
+                                  [helper.make_tensor_value_info("x", TensorProto.UINT8, shape)],
+                                  [helper.make_tensor_value_info("y", TensorProto.UINT8, [shape[i] for i in perm])])
+        return ort_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
+
+    rng = np.random.default_rng(0)
+    return slope_ns_per_element(session, lambda n: {"x": rng.integers(0, 255, (1, n, n, 4, 16), dtype=np.uint8)})
+
+
+def ort_kernel_seconds(model, feed: dict, op_type: str, runs: int = 27) -> float:
+    """The fastest time of one node's kernel (onnxruntime's profiler): without the layout transposes
+    the optimizer puts around it, and less disturbed by other work than a whole run."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.enable_profiling = True
+    opts.profile_file_prefix = str(Path(tempfile.mkdtemp()) / "ort")
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    for _ in range(runs + 1):
+        sess.run(None, feed)
+    trace = Path(sess.end_profiling())
+    times = [e["dur"] * 1e-6 for e in json.loads(trace.read_text())[1:]  # the first run warms up
+             if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["args"].get("op_name") == op_type]
+    trace.unlink()
+    return min(times)
+
+
+# Stems the im2col GEMM fit reads: (output channels, kernel) with 3 input channels, stride 1, "same" padding
+IM2COL_FIT_CONVS = ((64, 1), (64, 3), (64, 7), (16, 7), (64, 11))
+
+
+def ort_im2col_gemm_fit(gemm_macs_per_s: float, size: int = 56) -> dict:
+    """Per-element costs of onnxruntime's im2col + GEMM + requantize convolution (qsim.cost.stack_work),
+    by least squares over lone 3-channel stems (``IM2COL_FIT_CONVS``) at ``size`` x ``size``: each
+    conv's kernel time minus its MACs at the GEMM rate = P x kh x kw x position_ns + O x output_ns."""
+    from qsim.hw.calibrate import qlinear_conv_model
+
+    rng = np.random.default_rng(0)
+    rows, rest = [], []
+    for cout, kernel in IM2COL_FIT_CONVS:
+        x = rng.integers(0, 255, (1, 3, size, size), dtype=np.uint8)
+        seconds = ort_kernel_seconds(qlinear_conv_model(size, cout, 3, kernel), {"x": x}, "QLinearConv")
+        pixels = size * size
+        rows.append([pixels * kernel * kernel, pixels * cout])
+        rest.append(seconds - pixels * 3 * kernel * kernel * cout / gemm_macs_per_s)
+    (position_s, out_s), *_ = np.linalg.lstsq(np.array(rows, float), np.array(rest), rcond=None)
+    return {"position_ns": max(position_s * 1e9, 0.0), "output_ns": max(out_s * 1e9, 0.0), "gemm_gops": 2 * gemm_macs_per_s / 1e9,
+            "size": size}
+
+
+def ort_average_pool_ns_per_tap(size: int = 56) -> float:
+    """onnxruntime's 8-bit AveragePool (com.microsoft QLinearAveragePool, run NHWC) 3x3 stride 2 pad 1 on
+    1x64xSxS: its kernel time per output element and window element."""
+    from onnx import TensorProto, helper
+
+    out = (size + 2 - 3) // 2 + 1
+    inits = qparams([("s", np.float32(0.05)), ("z", np.uint8(128)), ("so", np.float32(0.04)), ("zo", np.uint8(128))])
+    node = helper.make_node("QLinearAveragePool", ["x", "s", "z", "so", "zo"], ["y"], domain="com.microsoft",
+                            kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    graph = helper.make_graph([node], "pool", [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, 64, size, size])],
+                              [helper.make_tensor_value_info("y", TensorProto.UINT8, [1, 64, out, out])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)])
+    x = np.random.default_rng(0).integers(0, 255, (1, 64, size, size), dtype=np.uint8)
+    return ort_kernel_seconds(model, {"x": x}, "QLinearAveragePool") / (64 * out * out * 9) * 1e9
+
+
+def ort_float_batchnorm_ns_per_element() -> float:
+    """An 8-bit BatchNormalization left in float: DequantizeLinear -> BatchNormalization -> QuantizeLinear,
+    per element, 1x64xSxS."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(0)
+
+    def session(size: int):
+        shape = [1, 64, size, size]
+        inits = qparams([("s", np.float32(0.05)), ("z", np.uint8(128)), ("so", np.float32(0.07)), ("zo", np.uint8(120)),
+                         ("g", rng.uniform(0.5, 1.5, 64).astype(np.float32)), ("b", np.zeros(64, np.float32)),
+                         ("m", np.zeros(64, np.float32)), ("v", np.ones(64, np.float32))])
+        nodes = [helper.make_node("DequantizeLinear", ["x", "s", "z"], ["f"]),
+                 helper.make_node("BatchNormalization", ["f", "g", "b", "m", "v"], ["n"]),
+                 helper.make_node("QuantizeLinear", ["n", "so", "zo"], ["y"])]
+        graph = helper.make_graph(nodes, "bn", [helper.make_tensor_value_info("x", TensorProto.UINT8, shape)],
+                                  [helper.make_tensor_value_info("y", TensorProto.UINT8, shape)], inits)
+        return ort_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)]))
+
+    return slope_ns_per_element(session, lambda n: {"x": rng.integers(0, 255, (1, 64, n, n), dtype=np.uint8)})
+
+
+def ort_broadcast_ns_per_element(op: str) -> float:
+    """onnxruntime's QLinearMul / QLinearAdd of a uint8 1x64xSxS tensor and a per-channel uint8 [64, 1, 1]
+    constant (a BatchNorm as quantized Mul and Add), per output element."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(0)
+
+    def session(size: int):
+        shape = [1, 64, size, size]
+        inits = qparams([("sa", np.float32(0.05)), ("za", np.uint8(128)), ("c", rng.integers(0, 255, (64, 1, 1), dtype=np.uint8)),
+                         ("sc", np.float32(0.01)), ("zc", np.uint8(100)), ("sy", np.float32(0.07)), ("zy", np.uint8(120))])
+        node = helper.make_node(op, ["x", "sa", "za", "c", "sc", "zc", "sy", "zy"], ["y"], domain="com.microsoft")
+        graph = helper.make_graph([node], "broadcast", [helper.make_tensor_value_info("x", TensorProto.UINT8, shape)],
+                                  [helper.make_tensor_value_info("y", TensorProto.UINT8, shape)], inits)
+        return ort_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13),
+                                                                   helper.make_opsetid("com.microsoft", 1)]))
+
+    return slope_ns_per_element(session, lambda n: {"x": rng.integers(0, 255, (1, 64, n, n), dtype=np.uint8)})
+
+
 def ort_float_maxpool_ns_per_element() -> float:
     """An 8-bit MaxPool as onnxruntime runs it from a QOperator model below opset 12 (no uint8 MaxPool):
     DequantizeLinear -> float MaxPool 3x3 stride 2 (inside NCHWc reorders) -> QuantizeLinear, per
@@ -136,8 +258,39 @@ def stack_lines(r: dict) -> list[str]:
         "    float_islands:".ljust(36) + "# 8-bit ops run in float below opset 12",
         f"      MaxPool: {r['float_maxpool_ns']:.3g}".ljust(36)
         + "# measured: DequantizeLinear -> MaxPool 3x3/2 -> QuantizeLinear per input element, slope 56 -> 112, fastest of 27 runs",
+        *([f"      BatchNorm: {r['float_batchnorm_ns']:.3g}".ljust(36) + "# measured: DequantizeLinear -> "
+            "BatchNormalization -> QuantizeLinear per element, slope 28 -> 56, fastest of 27 runs"]
+          if "float_batchnorm_ns" in r else []),
         *_sum_island_lines(r),
+        *_composed_and_gemm_lines(r),
     ]
+
+
+def _composed_and_gemm_lines(r: dict) -> list[str]:
+    lines = []
+    if "broadcast_ns" in r:
+        lines += ["    broadcast_ns_per_element:".ljust(36) + "# QLinearMul / QLinearAdd by a [64, 1, 1] constant",
+                  *[f"      {op}: {ns:.3g}".ljust(36) + "# measured: per output element, slope 28 -> 56, fastest of 27 runs"
+                    for op, ns in r["broadcast_ns"].items()]]
+    if "average_pool_ns" in r:
+        lines.append(f"    average_pool_ns_per_tap: {r['average_pool_ns']:.3g} "
+                     "# measured: QLinearAveragePool 3x3/2 on 1x64x56x56, kernel time per output and window element")
+    if "composed_transpose_ns" in r:
+        lines.append(f"    composed_transpose_ns_per_element: {r['composed_transpose_ns']:.3g} "
+                     "# measured: uint8 Transpose [1,S,S,4,16] perm (0,4,3,1,2), slope 28 -> 56, fastest of 27 runs")
+    if "im2col_gemm" in r:
+        f = r["im2col_gemm"]
+        vnni = "avx512_vnni" in r["machine"].flags or "avx512f" in r["machine"].flags or "avx_vnni" in r["machine"].flags
+        convs = ", ".join(f"{k}x{k}->{c}" for c, k in IM2COL_FIT_CONVS)
+        lines += ["    im2col_gemm:".ljust(36) + "# 8-bit convs outside onnxruntime's direct kernel (stems, grouped convs)",
+                  f"      channel_multiple: {4 if vnni else 8}".ljust(36)
+                  + "# MLAS ConvSym dispatch: input-channel and output-channel alignment (AVX-512/VNNI 4, AVX2 8)",
+                  "      min_output_channels: 16".ljust(36) + "# MLAS ConvSym: FilterOutputChannelPackCount",
+                  f"      gemm_gops: {f['gemm_gops']:.4g}".ljust(36) + "# measured: MatMulInteger u8 x s8 (above)",
+                  f"      position_ns: {f['position_ns']:.3g}".ljust(36)
+                  + f"# fitted: lone 3-channel QLinearConv stems {convs} at {f['size']}x{f['size']}, kernel times",
+                  f"      output_ns_per_element: {f['output_ns']:.3g}".ljust(36) + "# fitted: the same least squares"]
+    return lines
 
 
 def _sum_island_lines(r: dict) -> list[str]:

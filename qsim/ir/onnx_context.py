@@ -15,25 +15,24 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 import numpy as np
-import onnx
-from onnx import numpy_helper
 
-from qsim.errors import GraphError
+from qsim.errors import GraphError, QsimError
+from qsim.ir import onnx_proto as P
 from qsim.ir.graph import Graph
 from qsim.numerics.tensor_quant import TensorQuant
 
+if TYPE_CHECKING:
+    from onnx import NodeProto, TensorProto
+
 # ONNX element types -> qsim element format names (``TensorQuant.dtype``, ``TensorSpec.dtype``).
 ELEM_NAMES = {
-    onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16",
-    onnx.TensorProto.BFLOAT16: "bfloat16", onnx.TensorProto.DOUBLE: "float64",
-    onnx.TensorProto.INT8: "int8", onnx.TensorProto.UINT8: "uint8", onnx.TensorProto.INT16: "int16",
-    onnx.TensorProto.UINT16: "uint16", onnx.TensorProto.INT32: "int32", onnx.TensorProto.INT64: "int64",
-    onnx.TensorProto.INT4: "int4", onnx.TensorProto.UINT4: "uint4", onnx.TensorProto.BOOL: "bool",
-    onnx.TensorProto.FLOAT8E4M3FN: "float8e4m3fn", onnx.TensorProto.FLOAT8E5M2: "float8e5m2",
-    onnx.TensorProto.FLOAT8E4M3FNUZ: "float8e4m3fnuz", onnx.TensorProto.FLOAT8E5M2FNUZ: "float8e5m2fnuz",
+    P.FLOAT: "float32", P.FLOAT16: "float16", P.BFLOAT16: "bfloat16", P.DOUBLE: "float64",
+    P.INT8: "int8", P.UINT8: "uint8", P.INT16: "int16", P.UINT16: "uint16", P.INT32: "int32", P.INT64: "int64",
+    P.INT4: "int4", P.UINT4: "uint4", P.BOOL: "bool", P.FLOAT8E4M3FN: "float8e4m3fn", P.FLOAT8E5M2: "float8e5m2",
+    P.FLOAT8E4M3FNUZ: "float8e4m3fnuz", P.FLOAT8E5M2FNUZ: "float8e5m2fnuz",
 }
 # Ops through which a graph input keeps being data (used to tell data inputs from weight inputs).
 _TRANSPARENT = {"Identity", "Dropout", "Cast", "Unsqueeze", "Squeeze", "Reshape", "Flatten",
@@ -68,7 +67,12 @@ _QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearM
                   "QLinearMul", "MatMulInteger", "ConvInteger", "DynamicQuantizeLinear"}
 
 
-def classify_inputs(model: onnx.ModelProto) -> set[str]:
+def is_quantized(model) -> bool:
+    """Whether the file holds quantized ops (its weights, scales and zero points are then in the file)."""
+    return any(n.op_type in _QUANTIZED_OPS for n in model.graph.node)
+
+
+def classify_inputs(model) -> set[str]:
     """Graph inputs that carry data; the others are weights given by shape (weightless export).
 
     A graph input is data when it reaches, through shape-only ops and full-size elementwise
@@ -79,10 +83,10 @@ def classify_inputs(model: onnx.ModelProto) -> set[str]:
     data: two broadcast operands are two inputs, not a weight."""
     gp = model.graph
     initializers = {t.name for t in gp.initializer}
-    if any(n.op_type in _QUANTIZED_OPS for n in gp.node):
+    if is_quantized(model):
         return {i.name for i in gp.input if i.name not in initializers}
     outputs = {o.name for o in gp.output}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
+    consumers: dict[str, list[NodeProto]] = {}
     for n in gp.node:
         for i in n.input:
             consumers.setdefault(i, []).append(n)
@@ -122,19 +126,23 @@ def classify_inputs(model: onnx.ModelProto) -> set[str]:
 
 
 class Context:
-    def __init__(self, model: onnx.ModelProto, path: str, graph: Graph, data_inputs: set[str],
-                 batch_from: int | None = None, batch_to: int | None = None):
-        self.model, self.path, self.g = model, path, graph
+    """``inferred``: whether ``model`` went through ONNX shape inference; if not, the shapes and
+    element types it lacks are inferred on first use (``onnx_shape``, ``onnx_dtype``)."""
+
+    def __init__(self, model, path: str, graph: Graph, data_inputs: set[str],
+                 batch_from: int | None = None, batch_to: int | None = None, inferred: bool = True):
+        self.model, self.path, self.g, self.inferred = model, path, graph, inferred
         self.batch_from, self.batch_to = batch_from, batch_to  # for Reshape targets baked by exporters
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
         gp = model.graph
-        self.producer: dict[str, onnx.NodeProto] = {o: n for n in gp.node for o in n.output if o}
-        self.consumers: dict[str, list[onnx.NodeProto]] = {}
+        self.producer: dict[str, NodeProto] = {o: n for n in gp.node for o in n.output if o}
+        self.consumers: dict[str, list[NodeProto]] = {}
         for n in gp.node:
             for i in n.input:
                 if i:
                     self.consumers.setdefault(i, []).append(n)
         self.value_info = {v.name: v for v in list(gp.value_info) + list(gp.input) + list(gp.output)}
+        self.graph_inputs = {i.name for i in gp.input}
         self.graph_outputs = {o.name for o in gp.output}
         self.consts: dict[str, Const] = {t.name: self._initializer(t) for t in gp.initializer}
         self.alias: dict[str, str] = {}
@@ -151,24 +159,40 @@ class Context:
                 self.consts[inp.name] = Const(shape, self.onnx_dtype(inp.name), None)
 
     # -- reading the ONNX side -----------------------------------------------------------------
-    def _initializer(self, t: onnx.TensorProto) -> Const:
+    def _initializer(self, t: TensorProto) -> Const:
         try:
-            array = numpy_helper.to_array(t, base_dir=self._base_dir())
+            array = P.to_array(t, base_dir=self.base_dir)
         except Exception as exc:  # missing external data, bad raw_data length
             raise GraphError(f"{self.path}: initializer {t.name!r} cannot be read: {exc}") from None
         return const_from_array(array, ELEM_NAMES.get(t.data_type))
 
-    def _base_dir(self) -> str:
+    @property
+    def base_dir(self) -> str:
+        """The folder external tensor data is read from (the model file's)."""
         return os.path.dirname(os.path.abspath(self.path))
+
+    def _infer(self) -> None:
+        try:
+            gp = P.infer_shapes(self.model).graph
+        except Exception as exc:  # inconsistent shapes or types in the file
+            raise QsimError(f"{self.path}: ONNX shape inference failed: {exc}") from None
+        self.value_info = {v.name: v for v in list(gp.value_info) + list(gp.input) + list(gp.output)}
+        self.inferred = True
 
     def onnx_shape(self, name: str) -> tuple[int | None, ...] | None:
         vi = self.value_info.get(name)
+        if not self.inferred and name not in self.graph_inputs:  # inference refines partial shapes
+            self._infer()
+            vi = self.value_info.get(name)
         if vi is None or not vi.type.tensor_type.HasField("shape"):
             return None
         return tuple(d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim)
 
     def onnx_dtype(self, name: str, default: str = "float32") -> str:
         vi = self.value_info.get(name)
+        if (vi is None or not vi.type.tensor_type.elem_type) and not self.inferred:
+            self._infer()
+            vi = self.value_info.get(name)
         if vi is None or not vi.type.tensor_type.elem_type:
             return default
         return ELEM_NAMES.get(vi.type.tensor_type.elem_type, default)
@@ -244,13 +268,13 @@ class Context:
                 return q_elem_type(self, node)
         return None
 
-    def sole_consumer(self, name: str) -> onnx.NodeProto | None:
+    def sole_consumer(self, name: str) -> NodeProto | None:
         users = self.consumers.get(name, [])
         if len(users) != 1 or name in self.graph_outputs:
             return None
         return users[0]
 
-    def emit(self, op: str, node: onnx.NodeProto, inputs: Iterable[str], attrs: Mapping[str, Any],
+    def emit(self, op: str, node: NodeProto, inputs: Iterable[str], attrs: Mapping[str, Any],
              weights: Mapping[str, str] | None = None, outputs: Iterable[str] | None = None,
              dtype: str | None = None, passthrough: bool = False) -> None:
         """Add one IR node for an ONNX node; its outputs keep their ONNX names."""
@@ -274,7 +298,7 @@ class Context:
                 self.g.quant_params[o] = self.g.quant_params[src]
 
 
-def q_elem_type(ctx: Context, node: onnx.NodeProto) -> str:
+def q_elem_type(ctx: Context, node: NodeProto) -> str:
     """The element type a QuantizeLinear produces: its zero point's, ``output_dtype``, or uint8."""
     if len(node.input) > 2 and node.input[2]:
         c = ctx.const(node.input[2])

@@ -21,13 +21,13 @@ x_zp)``, ``MatMulInteger(x_q, W_q, x_zp, w_zp)`` or ``ConvInteger``, ``Cast`` to
 from __future__ import annotations
 
 import numpy as np
-from onnx import helper
 
 from qsim.ir import onnx_ops as F
 from qsim.ir import onnx_qops as Q
 from qsim.ir.onnx_context import ELEM_NAMES, Const, Context
 from qsim.ir.onnx_fold import FOLDERS, _fold, attrs_of
 from qsim.ir.onnx_ops import _window
+from qsim.ir.onnx_proto import make_node
 from qsim.sim.int_dynamic import ONNX_NUMPY, eval_onnx
 
 _FLOATS = {"float32", "float16", "bfloat16", "float64"}
@@ -161,7 +161,7 @@ def matmul_integer(ctx: Context, node) -> None:
 def _part(node, step: str, outputs: int = 1):
     """A stand-in ONNX node naming one IR node of a decomposed contrib op."""
     base = node.name or node.output[0]
-    return helper.make_node("Identity", [], [f"{node.output[0]}:{step}{i or ''}" for i in range(outputs)],
+    return make_node("Identity", [], [f"{node.output[0]}:{step}{i or ''}" for i in range(outputs)],
                             name=f"{base}:{step}")
 
 

@@ -11,12 +11,16 @@ Each folder takes ``(ctx, node, inputs)`` (inputs as ``Const`` or None) and retu
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import onnx
-from onnx import helper, numpy_helper
 
 from qsim.errors import GraphError
+from qsim.ir import onnx_proto
 from qsim.ir.onnx_context import Const, Context, const_from_array
+
+if TYPE_CHECKING:
+    from onnx import NodeProto
 
 # The largest array one fold may produce. Shape arithmetic folds to a few integers and stored
 # weights to at most a few hundred MiB (a 32000 x 4096 fp32 embedding is 500 MiB); a file whose
@@ -37,15 +41,12 @@ def check_fold_size(shape, dtype, what: str) -> tuple[int, ...]:
     return shape
 
 
-def attrs_of(node: onnx.NodeProto) -> dict:
-    out = {}
-    for a in node.attribute:
-        v = helper.get_attribute_value(a)
-        out[a.name] = numpy_helper.to_array(v) if isinstance(v, onnx.TensorProto) else v
-    return out
+def attrs_of(node: NodeProto) -> dict:
+    """A node's attributes by name (tensors as numpy arrays)."""
+    return {a.name: onnx_proto.attribute_value(a) for a in node.attribute}
 
 
-def attr_or_input(ctx: Context, node: onnx.NodeProto, name: str, index: int, default=None):
+def attr_or_input(ctx: Context, node: NodeProto, name: str, index: int, default=None):
     """Opset changes moved some attributes to inputs (axes, pads, split, min/max): read either."""
     a = attrs_of(node)
     if name in a:
@@ -197,7 +198,7 @@ FOLDERS = {
     "Shape": _shape,
     "Identity": _fold(lambda ctx, node, a: a[0]),
     "Dropout": lambda ctx, node, inputs: [inputs[0]] if inputs[0] is not None else None,
-    "Cast": _fold(lambda ctx, node, a: a[0].astype(helper.tensor_dtype_to_np_dtype(attrs_of(node)["to"]))),
+    "Cast": _fold(lambda ctx, node, a: a[0].astype(onnx_proto.np_dtype(attrs_of(node)["to"]))),
     "Gather": _fold(lambda ctx, node, a: np.take(a[0], a[1], axis=attrs_of(node).get("axis", 0))),
     "Unsqueeze": _fold(_unsqueeze),
     "Squeeze": _fold(_squeeze),

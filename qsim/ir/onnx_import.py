@@ -1,7 +1,9 @@
 """ONNX -> Graph: ``load_onnx(path, batch=None)``.
 
-Steps: (1) read the file (a clear QsimError for a missing, truncated or non-ONNX file); (2) tell data
-inputs from weights given as inputs (weightless exports), fix the batch, run ONNX shape inference;
+Steps: (1) read the file (a clear QsimError for a missing, truncated or non-ONNX file; ``onnx_proto``
+reads it without importing the onnx package); (2) tell data inputs from weights given as inputs
+(weightless exports), fix the batch, run ONNX shape inference (for a quantized model only if a
+handler asks for a shape or an element type the file does not give: most never do);
 (3) walk the nodes in order, each through ONE table (``ONNX_OPS``: op type -> handler and/or constant
 folder); (4) mark outputs and validate. An unsupported op is a GraphError naming the op and the node
 and listing the supported ops. Nothing partial is returned: any failure raises.
@@ -11,21 +13,21 @@ Also exported: ``plan_from_graph`` (the precision plan an imported quantized mod
 from __future__ import annotations
 
 import os
-from typing import Callable, NamedTuple
-
-import numpy as np
-import onnx
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from qsim.errors import GraphError, QsimError
-from qsim.ir import onnx_dynamic
+from qsim.ir import onnx_dynamic, onnx_proto
 from qsim.ir import onnx_ops as F
 from qsim.ir import onnx_qops as Q
 from qsim.ir.graph import Graph
 from qsim.ir.model_io import ModelIO, Port
-from qsim.ir.onnx_context import Context, classify_inputs
+from qsim.ir.onnx_context import Context, classify_inputs, is_quantized
 from qsim.ir.onnx_fold import FOLDERS
 from qsim.ir.onnx_plan import plan_from_graph
 from qsim.ir.onnx_s8_units import float_qdq_units, int8_float_units, int8_pairs, int8_refusal
+
+if TYPE_CHECKING:
+    import onnx
 
 __all__ = ["load_onnx", "plan_from_graph", "ONNX_OPS"]
 
@@ -100,8 +102,8 @@ def _read(path: str) -> onnx.ModelProto:
     if not os.path.isfile(path):
         raise QsimError(f"{path}: ONNX model file not found")
     try:
-        model = onnx.load(path)
-    except Exception as exc:  # protobuf DecodeError, bad external data: the file is at fault
+        model = onnx_proto.read_model(path)
+    except Exception as exc:  # protobuf DecodeError: the file is at fault
         raise QsimError(f"{path}: not a readable ONNX model (truncated or not ONNX?): "
                         f"{type(exc).__name__}: {exc}") from None
     if not model.graph.node or not model.graph.output:
@@ -111,7 +113,7 @@ def _read(path: str) -> onnx.ModelProto:
 
 def _infer(model: onnx.ModelProto, path: str) -> onnx.ModelProto:
     try:
-        return onnx.shape_inference.infer_shapes(model)
+        return onnx_proto.infer_shapes(model)
     except Exception as exc:  # inconsistent shapes or types in the file
         raise QsimError(f"{path}: ONNX shape inference failed: {exc}") from None
 
@@ -156,15 +158,18 @@ def load_onnx_io(path: str | os.PathLike, batch: int | None = None) -> tuple[Gra
     path = str(path)
     if batch is not None and batch <= 0:
         raise QsimError(f"{path}: batch must be positive, got {batch}")
-    model = _infer(_read(path), path)
+    model = _read(path)
+    inferred = not is_quantized(model)  # a float model's inputs are classified on inferred shapes
+    if inferred:
+        model = _infer(model, path)
     data = classify_inputs(model)
     symbolic_batch = {i.name for i in model.graph.input if i.name in data and i.type.tensor_type.shape.dim
                       and not i.type.tensor_type.shape.dim[0].HasField("dim_value")}
     batch_from = _fix_batch(model, data, batch, path)
-    if batch_from is not None or batch is not None:
+    if inferred and (batch_from is not None or batch is not None):
         model = _infer(model, path)
     name = model.graph.name or os.path.splitext(os.path.basename(path))[0]
-    ctx = Context(model, path, Graph(name), data, batch_from, batch if batch_from is not None else None)
+    ctx = Context(model, path, Graph(name), data, batch_from, batch if batch_from is not None else None, inferred)
     ctx.folders = {op: entry.fold for op, entry in ONNX_OPS.items() if entry.fold is not None}
     live = _live_nodes(model.graph)
     _check_supported(live, path)
@@ -190,7 +195,7 @@ def _model_io(model: onnx.ModelProto, ctx: Context, symbolic_batch: set[str]) ->
             shape = (None,) + tuple(shape[1:])
         elem = vi.type.tensor_type.elem_type
         try:
-            dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem)).name
+            dtype = onnx_proto.np_dtype(elem).name
         except (KeyError, TypeError):
             raise GraphError(f"{ctx.path}: graph input/output {vi.name!r} has element type {elem}, "
                              "which has no numpy dtype") from None

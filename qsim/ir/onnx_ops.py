@@ -7,11 +7,11 @@ Mul/Add by a per-channel constant) into their weights and bias, as deployment to
 from __future__ import annotations
 
 import numpy as np
-import onnx
 
 from qsim.errors import GraphError
 from qsim.ir.onnx_context import Const, Context
 from qsim.ir.onnx_fold import FOLDERS, attr_or_input, attrs_of, reshape_target
+from qsim.ir.onnx_proto import make_node
 from qsim.ir.onnx_window import check_window, spatial_pads
 from qsim.numerics.tensor_quant import TensorQuant
 
@@ -263,7 +263,7 @@ def sum_(ctx: Context, node) -> None:
     acc = inputs[0]
     for k, t in enumerate(inputs[1:-1]):  # Sum of n inputs: a chain of n-1 Adds
         name = f"{node.name or node.output[0]}:sum{k}"
-        part = onnx.helper.make_node("Add", [], [f"{node.output[0]}:sum{k}"], name=name)
+        part = make_node("Add", [], [f"{node.output[0]}:sum{k}"], name=name)
         ctx.emit("Add", part, [acc, t], {})
         acc = part.output[0]
     ctx.emit("Add", node, [acc, inputs[-1]], {})

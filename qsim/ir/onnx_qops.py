@@ -12,15 +12,14 @@ multiplies the integers themselves).
 from __future__ import annotations
 
 import numpy as np
-from onnx import TensorProto, helper
 
+from qsim.ir import onnx_proto as P
 from qsim.ir.onnx_context import Const, Context, q_elem_type
 from qsim.ir.onnx_fold import attrs_of
 from qsim.ir.onnx_ops import _window, emit_matrix, transposed
 from qsim.numerics.tensor_quant import TensorQuant
 
-_FLOAT8 = {"float8e4m3fn": helper.tensor_dtype_to_np_dtype(TensorProto.FLOAT8E4M3FN),  # ml_dtypes types
-           "float8e5m2": helper.tensor_dtype_to_np_dtype(TensorProto.FLOAT8E5M2)}
+_FLOAT8 = {"float8e4m3fn": P.FLOAT8E4M3FN, "float8e5m2": P.FLOAT8E5M2}  # numpy types from ml_dtypes
 
 
 def tq(ctx: Context, node, s: int, z: int, rank: int | None, dtype: str | None = None,
@@ -68,7 +67,7 @@ def fold_quantize(ctx: Context, node, inputs):
         return [Const(x.shape, q.fmt.element_type, None, q)]
     y = x.value.astype(np.float32) / _expand(q.scale, q, x.shape)
     if q.fmt.element_type in _FLOAT8:
-        value = (y + _expand(q.zero_point.astype(np.float32), q, x.shape)).astype(_FLOAT8[q.fmt.element_type])
+        value = (y + _expand(q.zero_point.astype(np.float32), q, x.shape)).astype(P.np_dtype(_FLOAT8[q.fmt.element_type]))
     else:
         lo, hi = q.fmt.qmin, q.fmt.qmax
         value = np.clip(np.rint(y) + _expand(q.zero_point.astype(np.int64), q, x.shape), lo, hi)
@@ -222,7 +221,7 @@ def qlinear_as(op_type: str, handler, xs, y: tuple[int, int]):
         names = [q_input(ctx, node, x, s, z) for x, s, z in xs(node)]
         yq = _output(ctx, node, *y)
         keep = [a for a in node.attribute if a.name not in ("channels_last", "opset")]
-        plain = helper.make_node(op_type, names, list(node.output), name=node.name)
+        plain = P.make_node(op_type, names, list(node.output), name=node.name)
         plain.attribute.extend(keep)
         handler(ctx, plain)
         _finish(ctx, node, yq)

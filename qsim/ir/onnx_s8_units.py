@@ -13,8 +13,12 @@ float summation order is not reproduced). Movement and max ops are exact either 
 """
 from __future__ import annotations
 
-import onnx
-from onnx import numpy_helper
+from typing import TYPE_CHECKING
+
+from qsim.ir import onnx_proto
+
+if TYPE_CHECKING:
+    from onnx import ModelProto
 
 # Units whose float form qsim reproduces: movement and max ops (exact), and ops that onnxruntime never
 # fuses (qsim runs them as the same float islands).
@@ -29,13 +33,13 @@ _SAME_UNFUSED = _EXACT_IN_FLOAT | {"Concat", "LeakyRelu", "Sigmoid"}
 
 def _scalar_int8(inits: dict, name: str):
     t = inits.get(name)
-    if t is None or t.data_type != onnx.TensorProto.INT8:
+    if t is None or t.data_type != onnx_proto.INT8:
         return None
-    v = numpy_helper.to_array(t)
+    v = onnx_proto.to_array(t)
     return int(v.reshape(-1)[0]) if v.size == 1 else None
 
 
-def int8_pairs(model: onnx.ModelProto) -> tuple[set[str], set[str]]:
+def int8_pairs(model: ModelProto) -> tuple[set[str], set[str]]:
     """(Q outputs whose int8 Q -> DQ pair onnxruntime converts to uint8, Q outputs left int8)."""
     g = model.graph
     inits = {t.name: t for t in g.initializer}
@@ -49,7 +53,7 @@ def int8_pairs(model: onnx.ModelProto) -> tuple[set[str], set[str]]:
         if q.op_type != "QuantizeLinear" or q.input[0] in inits or len(q.input) < 3:
             continue
         zp = _scalar_int8(inits, q.input[2])
-        if zp is None and inits.get(q.input[2]) is not None and inits[q.input[2]].data_type != onnx.TensorProto.INT8:
+        if zp is None and inits.get(q.input[2]) is not None and inits[q.input[2]].data_type != onnx_proto.INT8:
             continue  # uint8 (or other) activations: nothing to convert
         users = consumers.get(q.output[0], [])
         dq = users[0] if len(users) == 1 else None
@@ -66,18 +70,18 @@ def int8_pairs(model: onnx.ModelProto) -> tuple[set[str], set[str]]:
 FLOAT_EXACT_UNITS = {"Add", "Sub", "Mul", "Relu", "Clip", "Concat", "MaxPool", "Max", "Min"}
 
 
-def unfused_int8_ops(model: onnx.ModelProto) -> dict[str, str]:
+def unfused_int8_ops(model: ModelProto) -> dict[str, str]:
     """Node name -> op type of ``unfused_int8_units``."""
     ops = {n.name or n.output[0]: n.op_type for n in model.graph.node}
     return {u: ops[u] for u in unfused_int8_units(model)}
 
 
-def int8_float_units(model: onnx.ModelProto) -> tuple[str, ...]:
+def int8_float_units(model: ModelProto) -> tuple[str, ...]:
     """The unfused units qsim runs as float islands, exactly as onnxruntime does."""
     return tuple(u for u, op in unfused_int8_ops(model).items() if op in FLOAT_EXACT_UNITS)
 
 
-def unfused_int8_units(model: onnx.ModelProto) -> list[str]:
+def unfused_int8_units(model: ModelProto) -> list[str]:
     """Names of the compute nodes onnxruntime leaves unfused because a tensor they read or write
     through Q/DQ stays int8 (see the module doc); empty for uint8 models."""
     g = model.graph
@@ -96,7 +100,7 @@ def unfused_int8_units(model: onnx.ModelProto) -> list[str]:
     return units
 
 
-def float_qdq_units(model: onnx.ModelProto) -> tuple[str, ...]:
+def float_qdq_units(model: ModelProto) -> tuple[str, ...]:
     """Nodes that take a DequantizeLinear output and whose float kernel is not the integer unit's
     function: with graph optimizations off (ORT_DISABLE_ALL) onnxruntime fuses no QDQ unit and runs
     these in float, which qsim does not reproduce."""
@@ -105,7 +109,7 @@ def float_qdq_units(model: onnx.ModelProto) -> tuple[str, ...]:
                  if n.op_type not in _SAME_UNFUSED and any(i in dq_out for i in n.input))
 
 
-def int8_refusal(model: onnx.ModelProto) -> str | None:
+def int8_refusal(model: ModelProto) -> str | None:
     """A one-line reason to refuse simulating ``model`` (None when every unit is reproduced)."""
     units = [f"{u} ({op})" for u, op in unfused_int8_ops(model).items() if op not in FLOAT_EXACT_UNITS]
     if not units:

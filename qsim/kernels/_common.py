@@ -21,18 +21,42 @@ OVERFLOW_MODES = ("wrap", "saturate")
 MIN_ACC_BITS, MAX_ACC_BITS = 2, 62
 
 
+def _thread_count_functions():
+    """(get, set) of numba's thread count without the process lock that ``numba.get_num_threads``
+    and ``set_num_threads`` take on every call (it cost up to ~0.1 ms per call on a loaded machine,
+    twice per kernel); the public functions where numba's internals differ."""
+    try:
+        from numba.np.ufunc import parallel
+
+        parallel._launch_threads()
+        get, set_ = parallel._get_num_threads, parallel._set_num_threads
+        if callable(get) and callable(set_) and get() >= 1:
+            return get, set_
+    except (ImportError, AttributeError):  # pragma: no cover - another numba layout
+        pass
+    return numba.get_num_threads, numba.set_num_threads
+
+
+_THREAD_COUNT: list = []
+
+
 @contextmanager
 def serial_below(work: int, limit: int):
     """Run the enclosed numba kernels on one thread when ``work`` < ``limit``: waking a passive
     worker thread costs more than a small kernel saves (under load, a scheduler slice: ~1-4 ms per
     parallel region measured at load 10 on 2 cores, for copies that take 20 us)."""
-    saved = numba.get_num_threads()
-    if work < limit and saved > 1:
-        numba.set_num_threads(1)
+    if not _THREAD_COUNT:
+        _THREAD_COUNT.extend(_thread_count_functions())
+    get, set_ = _THREAD_COUNT
+    saved = get()
+    if work >= limit or saved <= 1:
+        yield
+        return
+    set_(1)
     try:
         yield
     finally:
-        numba.set_num_threads(saved)
+        set_(saved)
 
 
 class KernelInputError(QsimError, ValueError):

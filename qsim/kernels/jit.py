@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from qsim.kernels import depthwise, portable, vnni_ops
+from qsim.kernels import depthwise, pool, portable, vnni_ops
 from qsim.kernels._common import (bias_vector, check_acc, check_int_array, serial_below,
                                   conv_geometry, matmul_out_shape, matmul_shapes, pool_geometry,
                                   zero_point, zp_in_range)
@@ -27,7 +27,8 @@ _I32_LIMIT = 2**31 - 1
 def _span(dtype, zp: np.ndarray) -> int:
     """Largest |v - zp| over the dtype's values and the given zero points."""
     info = np.iinfo(dtype)
-    return int(max(np.max(np.abs(info.min - zp)), np.max(np.abs(info.max - zp))))
+    zmin, zmax = (int(zp[0]), int(zp[0])) if zp.size == 1 else (int(zp.min()), int(zp.max()))
+    return max(abs(info.min - zmin), abs(info.max - zmin), abs(info.min - zmax), abs(info.max - zmax))
 
 
 def _bound(k: int, xspan: int, wspan: int, bias: np.ndarray) -> int:
@@ -80,8 +81,13 @@ def _finish(work: np.ndarray, counts: np.ndarray, acc_bits: int, lo: int, hi: in
 SERIAL_MACS = 1 << 22
 
 
-def _threads_for(macs: int):
-    return serial_below(macs, SERIAL_MACS)
+# The depthwise kernel runs ~30x fewer MACs per second than the VNNI core (int32 lanes, no dot
+# product instruction): its threshold is that much lower (2^20 MACs: ~0.1 ms on one thread).
+SERIAL_DEPTHWISE_MACS = 1 << 20
+
+
+def _threads_for(macs: int, limit: int = SERIAL_MACS):
+    return serial_below(macs, limit)
 
 
 def conv2d_acc(x, w, x_zp, w_zp, bias, stride, pads, dilation, groups, acc_bits=32,
@@ -98,33 +104,73 @@ def conv2d_requant(x, w, x_zp, w_zp, bias, stride, pads, dilation, groups, acc_b
     VNNI core or of the channels-last depthwise kernel (``depthwise``, one channel per group):
     ``requant = (requant_jit.requant_spec(...), output dtype)``. Returns (output, overflow events),
     the output an NCHW view of channels-last data; or None where neither kernel applies (the
-    caller then runs ``conv2d_acc`` and requantizes apart: the same bits)."""
+    caller then runs ``conv2d_acc`` and requantizes apart: the same bits).
+
+    What the call derives from its weights and parameters (checks, geometry, packed weights,
+    epilogue terms) is planned once and kept beside the packed weights when w is read-only
+    (``vnni_ops.cached``): a node run again pays only its kernels."""
     x, w = check_int_array("x", x), check_int_array("w", w)
+    spec = requant[0]
+    key = ("requant", x.shape, x.dtype.str, _key(stride), _key(pads), _key(dilation), _key(groups), _key(x_zp),
+           _key(w_zp), _key(bias), int(acc_bits), np.dtype(requant[1]).str, spec[0], _key(spec[1]), spec[9:12])
+    plan = vnni_ops.cached(w, key, lambda: _requant_plan(x, w, x_zp, w_zp, bias, stride, pads, dilation, groups,
+                                                         acc_bits, requant))
+    if plan is None:
+        return None
+    with serial_below(plan[1], plan[2]):
+        return plan[0](x, requant)
+
+
+def _key(v):
+    """A hashable stand-in for a call argument (arrays by dtype, shape and bytes)."""
+    if v is None or isinstance(v, (int, str)):
+        return v
+    a = np.asarray(v)
+    return a.dtype.str, a.shape, a.tobytes()
+
+
+def _requant_plan(x, w, x_zp, w_zp, bias, stride, pads, dilation, groups, acc_bits, requant):
+    """(run(x, requant), work, serial limit) for ``conv2d_requant``, or None where no fused kernel
+    applies. Bad arguments raise here, with the messages of ``conv2d_acc``."""
     g = conv_geometry(x, w, stride, pads, dilation, groups)
     xz = int(zero_point("x_zp", x_zp, None)[0])
-    if g.cg == 1 and g.mg == 1:
-        with _threads_for(x.shape[0] * g.m * g.oh * g.ow * g.kh * g.kw):
-            return _depthwise_requant(x, w, g, xz, w_zp, bias, acc_bits, requant)
-    if g.mg < vnni_ops.MIN_COLS or not vnni_ops.usable(x.dtype, w.dtype, g.cg * g.kh * g.kw, xz):
-        return None
-    with _threads_for(x.shape[0] * g.m * g.oh * g.ow * g.cg * g.kh * g.kw):
-        return _conv2d_acc(x, w, g, x_zp, w_zp, bias, acc_bits, "wrap", requant)
-
-
-def _depthwise_requant(x, w, g, xz, w_zp, bias, acc_bits, requant):
-    """A depthwise conv (multiplier 1) channels-last with its requantization (``depthwise``);
-    the output is an NCHW view of channels-last data, as the VNNI conv returns it."""
     lo, hi, _ = check_acc(acc_bits, "wrap")
     wz = zero_point("w_zp", w_zp, g.m)
     b = bias_vector(bias, g.m)
-    bound = _bound(g.kh * g.kw, _span(x.dtype, np.array([xz])), _span(w.dtype, wz), b)
-    ws = np.ascontiguousarray((w[:, 0].astype(np.int64) - wz[:, None, None]).transpose(1, 2, 0))
-    xh = np.ascontiguousarray(x.transpose(0, 2, 3, 1))  # no copy for a fused conv's output
-    out = np.empty((g.n, g.oh, g.ow, g.m), dtype=requant[1])
+    bound = _bound(g.cg * g.kh * g.kw, _span(x.dtype, np.array([xz])), _span(w.dtype, wz), b)
+    if g.cg == 1 and g.mg == 1:
+        work = x.shape[0] * g.m * g.oh * g.ow * g.kh * g.kw
+        return _depthwise_plan(w, g, xz, wz, b, bound, acc_bits, lo, hi), work, SERIAL_DEPTHWISE_MACS
+    if g.mg < vnni_ops.MIN_COLS or not vnni_ops.usable(x.dtype, w.dtype, g.cg * g.kh * g.kw, xz):
+        return None
+    plan = vnni_ops.plan_conv(w, x.dtype, xz, wz, b, g, acc_bits, lo, hi, bound > hi, requant)
+    return (lambda xx, rq: vnni_ops.run_planned(plan, xx, rq)), x.shape[0] * g.m * g.oh * g.ow * g.cg * g.kh * g.kw, \
+        SERIAL_MACS
+
+
+def _depthwise_plan(w, g, xz, wz, b, bound, acc_bits, lo, hi):
+    """The run function of a depthwise conv (multiplier 1) channels-last with its requantization
+    (``depthwise``); the output is an NCHW view of channels-last data, as the VNNI conv returns it."""
+    dt = np.int32 if bound <= _I32_LIMIT else np.int64   # 16 lanes per vector where the sums fit
+    ws = _depthwise_weights(w, wz, dt)
+    bd = b.astype(dt)
     (sh, sw), (dh, dw) = g.stride, g.dilation
-    count = depthwise.depthwise_nhwc(xh, xz, ws, b, sh, sw, dh, dw, g.pads[0], g.pads[1], acc_bits, lo, hi,
-                                     bound > hi, requant[0], out)
-    return out.transpose(0, 3, 1, 2), int(count)
+
+    def run(x, requant):
+        xh = x.transpose(0, 2, 3, 1)
+        if not xh.flags.c_contiguous:          # a fused conv's output is channels-last already: no copy
+            xh = np.ascontiguousarray(xh)
+        out = np.empty((g.n, g.oh, g.ow, g.m), dtype=requant[1])
+        count = depthwise.depthwise_nhwc(xh, xz, ws, bd, sh, sw, dh, dw, g.pads[0], g.pads[1], acc_bits, lo, hi,
+                                         bound > hi, requant[0], out)
+        return out.transpose(0, 3, 1, 2), int(count)
+
+    return run
+
+
+def _depthwise_weights(w, wz, dt) -> np.ndarray:
+    """(kh, kw, C) weights less their zero points, in the working type."""
+    return np.ascontiguousarray((w[:, 0].astype(np.int64) - wz[:, None, None]).transpose(1, 2, 0)).astype(dt)
 
 
 def _conv2d_acc(x, w, g, x_zp, w_zp, bias, acc_bits, overflow, requant=None):
@@ -199,27 +245,44 @@ def _matmul_acc(a, b, shapes, a_zp, b_zp, bias, acc_bits, overflow, requant=None
     return acc.reshape(shape), count
 
 
+# Pools read each input cell about once per output cell: below this many window reads a pool runs on
+# one thread (2^20: ~0.1-0.2 ms on one thread).
+SERIAL_POOL = 1 << 20
+
+
 def maxpool2d(x, kernel, stride, pads, ceil_mode=False):
-    """Max pool over NCHW integers; see `qsim.kernels.reference.maxpool2d`."""
+    """Max pool over NCHW integers; see `qsim.kernels.reference.maxpool2d`. Channels-last data (an
+    NCHW view of NHWC memory, as the fused convolutions return it) is pooled and returned so."""
     x = check_int_array("x", x)
     kh, kw, sh, sw, pt, pl, _, _, oh, ow = pool_geometry(x, kernel, stride, pads, ceil_mode)
     xh = x.transpose(0, 2, 3, 1)
-    if xh.flags.c_contiguous and x.shape[1] > 1:  # channels-last data (a fused conv's output): stays so
-        out = np.empty((x.shape[0], oh, ow, x.shape[1]), dtype=x.dtype)
-        portable.maxpool_nhwc(xh, kh, kw, sh, sw, pt, pl, out)
-        return out.transpose(0, 3, 1, 2)
-    out = np.empty(x.shape[:2] + (oh, ow), dtype=np.int32)
-    portable.maxpool(_canonical(x), kh, kw, sh, sw, pt, pl, oh, ow, out)
+    with serial_below(x.shape[0] * x.shape[1] * oh * ow * kh * kw, SERIAL_POOL):
+        if xh.flags.c_contiguous and x.shape[1] > 1:  # channels-last data: stays so
+            out = np.empty((x.shape[0], oh, ow, x.shape[1]), dtype=x.dtype)
+            portable.maxpool_nhwc(xh, kh, kw, sh, sw, pt, pl, out)
+            return out.transpose(0, 3, 1, 2)
+        out = np.empty(x.shape[:2] + (oh, ow), dtype=np.int32)
+        portable.maxpool(_canonical(x), kh, kw, sh, sw, pt, pl, oh, ow, out)
     return out.astype(x.dtype)
 
 
 def avgpool2d(x, kernel, stride, pads, count_include_pad, rounding, x_zp=0):
-    """Average pool over NCHW integers; see `qsim.kernels.reference.avgpool2d` and ROUNDINGS."""
+    """Average pool over NCHW integers; see `qsim.kernels.reference.avgpool2d` and ROUNDINGS.
+    Channels-last data is pooled channels-last (``pool.avgpool_nhwc``) and returned so."""
     x = check_int_array("x", x)
     rounding = pool_rounding(rounding)
     kh, kw, sh, sw, pt, pl, _, _, oh, ow = pool_geometry(x, kernel, stride, pads, False)
     xz = zp_in_range("x_zp", int(zero_point("x_zp", x_zp, None)[0]), x.dtype)
-    out = np.empty(x.shape[:2] + (oh, ow), dtype=np.int32)
-    portable.avgpool(_canonical(x), xz, kh, kw, sh, sw, pt, pl, oh, ow,
-                     bool(count_include_pad), portable.ROUNDING_CODES[rounding], out)
+    xh = x.transpose(0, 2, 3, 1)
+    with serial_below(x.shape[0] * x.shape[1] * oh * ow * kh * kw, SERIAL_POOL):
+        if xh.flags.c_contiguous and x.shape[1] > 1:
+            out = np.empty((x.shape[0], oh, ow, x.shape[1]), dtype=x.dtype)
+            # int32 sums where a whole window of extreme values fits them (16 lanes, not 8)
+            acc = np.zeros(1, np.int32 if kh * kw * 65536 < _I32_LIMIT else np.int64)
+            pool.avgpool_nhwc(xh, xz, kh, kw, sh, sw, pt, pl, bool(count_include_pad),
+                              portable.ROUNDING_CODES[rounding], acc, out)
+            return out.transpose(0, 3, 1, 2)    # an average lies between the values (and x_zp) it averages
+        out = np.empty(x.shape[:2] + (oh, ow), dtype=np.int32)
+        portable.avgpool(_canonical(x), xz, kh, kw, sh, sw, pt, pl, oh, ow,
+                         bool(count_include_pad), portable.ROUNDING_CODES[rounding], out)
     return out.astype(x.dtype)     # an average lies between the values (and x_zp) it averages

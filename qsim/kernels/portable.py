@@ -239,12 +239,10 @@ def wrap_count(v, bits, lo, hi, out):
     half = np.int64(1) << (bits - 1)
     mask = (np.int64(1) << bits) - 1
     for b in prange(nblk):
-        c = 0
-        for i in range(b * 4096, min(flat_v.size, (b + 1) * 4096)):
-            e = np.int64(flat_v[i])
-            c += (e < lo) | (e > hi)
-            flat_o[i] = ((e + half) & mask) - half
-        counts[b] = c
+        # 0-based slices: indexing the whole arrays from b * 4096 kept a wraparound test per access
+        # (numba wraps negative indices), which stops vectorization.
+        i0, i1 = b * 4096, min(flat_v.size, (b + 1) * 4096)
+        counts[b] = wrap_row(flat_v[i0:i1], lo, hi, half, mask, flat_o[i0:i1])
     return counts.sum()
 
 

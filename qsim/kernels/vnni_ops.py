@@ -14,11 +14,15 @@ Only wrap mode comes here: the result is order-independent, so the kernel's orde
 from __future__ import annotations
 
 import weakref
+from dataclasses import dataclass
 
 import numpy as np
 
-from qsim.kernels import vnni, vnni_epilogue
+from qsim.kernels import vnni, vnni_epilogue, vnni_fused
 from qsim.kernels._common import serial_below
+from qsim.numerics.requant_jit import KIND_FLOAT32
+
+_I32_MAX = 2**31 - 1
 
 # Copies of fewer bytes run on one thread (``serial_below``): a row copy of 400 KB took 20 us.
 SERIAL_COPY = 1 << 21
@@ -49,7 +53,7 @@ def _frozen_root(arr: np.ndarray):
     return a
 
 
-def _cached(arr: np.ndarray, key: tuple, build):
+def cached(arr: np.ndarray, key: tuple, build):
     """Packed weights are reused for read-only arrays. The key is the owning array's identity plus
     the view's geometry, so a fresh view (w.T per call) of the same frozen weights still hits; the
     entry is dropped when the owner dies, before its id can be reused."""
@@ -87,44 +91,115 @@ def conv(x, w, xz: int, wz: np.ndarray, bias: np.ndarray, g, acc_bits: int, lo: 
          checked: bool = True, requant=None):
     """Wrap-mode conv2d_acc on the VNNI core (see module doc); g is a ConvGeometry. checked=False:
     the caller proved that no exact sum leaves [lo, hi], so outputs are stored untested.
-    ``requant=(spec, dtype)``: the output is requantized in the epilogue (``vnni_epilogue.epilogue_q``,
+    ``requant=(spec, dtype)``: the output is requantized in the epilogue (``vnni_fused``,
     ``requant_jit.requant_spec``) and returned in dtype instead of int64 accumulators."""
-    flip = 0x80 if x.dtype == np.int8 else 0
-    a0 = xz + flip
-    cgp = -(-g.cg // 4) * 4
-    pt, pl, pb, pr = g.pads
+    plan = plan_conv(w, x.dtype, xz, wz, bias, g, acc_bits, lo, hi, checked, requant)
+    if requant is not None:
+        return run_planned(plan, x, requant)
+    xp = _padded_nhwc(x, g, plan.cgp, plan.a0, plan.flip)
     (sh, sw), (dh, dw) = g.stride, g.dilation
-    hp, wp = g.h + pt + pb, g.w + pl + pr
-    xp = _padded_nhwc(x, g, cgp, a0, flip)
-    packs = _cached(w, ("conv", g.groups), lambda: _pack_conv(w, g.groups, cgp))
-    w0 = wz - (128 if w.dtype == np.uint8 else 0)
-    k = g.cg * g.kh * g.kw
-    taps = np.array([(ky * dh * wp + kx * dw) * cgp for ky in range(g.kh) for kx in range(g.kw)],
-                    dtype=np.int64)
-    need_sa = bool(np.any(w0 != 0))
-    # A requantized output is written channels-last (the epilogue's natural order, and what the next
-    # conv reads) and returned as an NCHW view of it: the same values, no transpose.
-    out = (np.empty((g.n, g.m, g.oh * g.ow), dtype=np.int64) if requant is None
-           else np.empty((g.n, g.oh * g.ow, g.m), dtype=requant[1]))
-    cbuf = np.empty((g.oh * g.ow, packs[0][0].shape[0] * vnni.NR), dtype=np.int32)
-    zeros = np.zeros(g.oh * g.ow, dtype=np.int64)
+    out = np.empty((g.n, g.m, g.oh * g.ow), dtype=np.int64)
+    cbuf = np.empty((g.oh * g.ow, plan.packs[0][0].shape[0] * vnni.NR), dtype=np.int32)
     count = 0
     for n in range(g.n):
-        for gi in range(g.groups):
-            packed, swsum = packs[gi]
+        for gi, (w0g, const, _) in enumerate(plan.group_terms):
             img = xp[n, gi]
-            vnni.conv_rows(img, packed, taps, cgp // 4, sh, sw, g.oh, g.ow, cbuf)
-            sa = vnni.window_sums(img, g.kh, g.kw, sh, sw, dh, dw, g.oh, g.ow) if need_sa else zeros
-            ms = slice(gi * g.mg, (gi + 1) * g.mg)
-            const = bias[ms] - a0 * swsum + k * a0 * w0[ms]
-            if requant is None:
-                count += vnni_epilogue.epilogue(cbuf, sa, w0[ms], const, acc_bits, lo, hi, checked, True, out[n, ms])
-            else:
-                count += vnni_epilogue.epilogue_q(cbuf, sa, w0[ms], const, acc_bits, lo, hi, checked, False,
-                                         gi * g.mg, requant[0], out[n][:, ms])
-    if requant is not None:
-        return out.reshape(g.n, g.oh, g.ow, g.m).transpose(0, 3, 1, 2), int(count)
+            sa = (vnni.window_sums(img, g.kh, g.kw, sh, sw, dh, dw, g.oh, g.ow) if plan.need_sa
+                  else plan.zeros[:g.oh * g.ow])
+            vnni.conv_rows(img, plan.packs[gi][0], plan.taps, plan.cgp // 4, sh, sw, g.oh, g.ow, cbuf)
+            count += vnni_epilogue.epilogue(cbuf, sa, w0g, const, acc_bits, lo, hi, checked, True,
+                                            out[n, gi * g.mg:(gi + 1) * g.mg])
     return out.reshape(g.n, g.m, g.oh, g.ow), int(count)
+
+
+@dataclass(frozen=True)
+class ConvPlan:
+    """What a VNNI convolution derives from its weights, zero points, bias and shapes, built once
+    per node (``jit.conv2d_requant`` caches it with the packed weights) and run on each input."""
+    g: object
+    acc_bits: int
+    lo: int
+    hi: int
+    checked: bool
+    flip: int
+    a0: int
+    cgp: int
+    packs: list
+    taps: np.ndarray
+    need_sa: bool
+    zeros: np.ndarray
+    group_terms: list     # per group: (w0, const, fast) for the epilogue
+    walk: tuple           # conv_rows_q's (rows, run, row_bytes, col_bytes, nvirt, vw, ow)
+
+
+def plan_conv(w, x_dtype, xz: int, wz: np.ndarray, bias: np.ndarray, g, acc_bits: int, lo: int, hi: int,
+              checked: bool, requant=None) -> ConvPlan:
+    flip = 0x80 if x_dtype == np.int8 else 0
+    a0 = xz + flip
+    cgp = -(-g.cg // 4) * 4
+    (sh, sw), (dh, dw) = g.stride, g.dilation
+    wp = g.w + g.pads[1] + g.pads[3]
+    packs = cached(w, ("conv", g.groups), lambda: _pack_conv(w, g.groups, cgp))
+    w0 = wz - (128 if w.dtype == np.uint8 else 0)
+    k = g.cg * g.kh * g.kw
+    taps = np.array([(ky * dh * wp + kx * dw) * cgp for ky in range(g.kh) for kx in range(g.kw)], dtype=np.int64)
+    terms = []
+    for gi in range(g.groups):
+        ms = slice(gi * g.mg, (gi + 1) * g.mg)
+        w0g = np.ascontiguousarray(w0[ms])
+        const = bias[ms] - a0 * packs[gi][1] + k * a0 * w0g
+        fast = None if requant is None else _fast_epilogue(requant[0], checked, hi, w0g, const, gi * g.mg)
+        terms.append((w0g, const, fast))
+    # A 1x1 conv at stride 1 without padding reads its pixels as one flat run (vnni_fused).
+    npix, run = g.oh * g.ow, vnni_fused.RUN
+    if g.kh == g.kw == 1 and sh == sw == 1 and not any(g.pads):
+        walk = (-(-npix // run), run, run * cgp, cgp, npix, npix, npix)
+    elif sh == sw == 1 and g.ow % vnni_fused.MR_WIDE:     # padded rows as one flat run (vnni_fused)
+        nvirt = (g.oh - 1) * wp + g.ow
+        walk = (-(-nvirt // run), run, run * cgp, cgp, nvirt, wp, g.ow)
+    else:
+        walk = (g.oh, g.ow, sh * wp * cgp, sw * cgp, npix, g.ow, g.ow)
+    return ConvPlan(g, acc_bits, lo, hi, checked, flip, a0, cgp, packs, taps, bool(np.any(w0 != 0)),
+                    np.zeros(g.n * npix, dtype=np.int64), terms, walk)
+
+
+def run_planned(plan: ConvPlan, x, requant, out=None):
+    """The requantized convolution of x by a ``plan_conv`` plan: (NCHW view of channels-last
+    output in requant[1], overflow events). ``out``: an (N, OH * OW, M) buffer to write (a planned
+    executor reuses it between runs), else a new array."""
+    g = plan.g
+    (sh, sw), (dh, dw) = g.stride, g.dilation
+    xp = _padded_nhwc(x, g, plan.cgp, plan.a0, plan.flip)
+    # Written channels-last (the epilogue's natural order, and what the next conv reads) and
+    # returned as an NCHW view of it: the same values, no transpose.
+    if out is None:
+        out = np.empty((g.n, g.oh * g.ow, g.m), dtype=requant[1])
+    rows, run, row_bytes, col_bytes, nvirt, vw, ow = plan.walk
+    if g.groups == 1 and not plan.need_sa:   # the whole batch in one parallel region
+        w0g, const, fast = plan.group_terms[0]
+        count = vnni_fused.conv_rows_q(xp, plan.packs[0][0], plan.taps, plan.cgp // 4, row_bytes, col_bytes, rows,
+                                       run, nvirt, vw, ow, plan.zeros, w0g, const, plan.acc_bits, plan.lo, plan.hi,
+                                       plan.checked, 0, requant[0], out.reshape(-1, g.m), fast, g.n,
+                                       xp[0].size)
+        return out.reshape(g.n, g.oh, g.ow, g.m).transpose(0, 3, 1, 2), int(count)
+    count = 0
+    for n in range(g.n):
+        for gi, (w0g, const, fast) in enumerate(plan.group_terms):
+            img = xp[n, gi]
+            sa = vnni.window_sums(img, g.kh, g.kw, sh, sw, dh, dw, g.oh, g.ow) if plan.need_sa else plan.zeros
+            count += vnni_fused.conv_rows_q(img, plan.packs[gi][0], plan.taps, plan.cgp // 4, row_bytes, col_bytes,
+                                            rows, run, nvirt, vw, ow, sa, w0g, const, plan.acc_bits, plan.lo,
+                                            plan.hi, plan.checked, gi * g.mg, requant[0],
+                                            out[n][:, gi * g.mg:(gi + 1) * g.mg] if g.groups > 1 else out[n], fast)
+    return out.reshape(g.n, g.oh, g.ow, g.m).transpose(0, 3, 1, 2), int(count)
+
+
+def _fast_epilogue(spec, checked: bool, hi: int, w0: np.ndarray, const: np.ndarray, ch0: int):
+    """``vnni_fused.conv_rows_q``'s ``fast`` argument, or None where its conditions do not hold."""
+    small = all(-(1 << 17) < int(v) < (1 << 17) for v in spec[9:12])
+    if checked or hi > _I32_MAX or spec[0] != KIND_FLOAT32 or not small:
+        return None
+    return (w0.astype(np.int32), const.astype(np.int32), np.ascontiguousarray(spec[1][ch0:ch0 + w0.shape[0]]))
 
 
 def _padded_nhwc(x, g, cgp: int, a0: int, flip: int) -> np.ndarray:
@@ -177,7 +252,7 @@ def matmul(a3, b3, b_orig, az: int, bz: np.ndarray, bias: np.ndarray, acc_bits: 
             ap = np.zeros((rows.shape[0], k4 * 4), dtype=np.uint8)
             np.bitwise_xor(rows.view(np.uint8), np.uint8(flip), out=ap[:, :k])
         if shared:
-            packed, swsum = _cached(b_orig, ("mm",), lambda: _pack_mm(b2, k4))
+            packed, swsum = cached(b_orig, ("mm",), lambda: _pack_mm(b2, k4))
         else:
             packed, swsum = _pack_mm(b2, k4)
         c = np.empty((ap.shape[0], packed.shape[0] * vnni.NR), dtype=np.int32)

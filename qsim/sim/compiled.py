@@ -3,7 +3,10 @@
 ``qsim.simulate(model, inputs)`` is ``compile(model, inputs).run(inputs)``; compiling apart pays the
 per-model work once (reading and importing the file, quantizing a float model for a plan,
 choosing the runtime, packing weights for the VNNI kernels: the packing is cached per weight
-array, and the compiled model keeps the same arrays), so each ``run`` is only the executor.
+array, and the compiled model keeps the same arrays), so each ``run`` is only the executor. Where
+the integer executor runs, it runs an execution plan (``qsim.sim.plan``, one per batch size): each
+node's parameters, kernel choice and buffers are resolved on the first run, and later runs are a
+loop of kernel calls into reused buffers.
 
 A model file with a symbolic batch axis is imported again for each new batch size it is run on
 (the quantization parameters come from the file: the results do not depend on it). A float model
@@ -20,7 +23,8 @@ import qsim.kernels  # noqa: F401  (OpenMP's wait policy is set there, before nu
 from qsim.errors import QsimError
 from qsim.ir.graph import Graph
 from qsim.ir.model_io import ModelIO
-from qsim.sim.pipeline import DEFAULT_POLICY, plan_policy, prepare, run_model
+from qsim.sim.pipeline import DEFAULT_POLICY, choose_executor, plan_policy, prepare, run_model
+from qsim.sim.plan import ExecutionPlan
 
 
 def physical_cores() -> int:
@@ -75,6 +79,7 @@ class CompiledModel:
         else:
             calib_feeds = []
         self._by_batch: dict = {}
+        self._plans: dict = {}  # id(graph) of a _by_batch entry -> its ExecutionPlan or None
         self._add(graph, io, calib_feeds)
 
     def _feeds(self, graph: Graph, io: ModelIO | None, inputs) -> dict:
@@ -119,6 +124,18 @@ class CompiledModel:
         graph, io = load_model(Path(self.model), batch)
         return self._add(graph, io, [])
 
+    def _plan(self, graph: Graph, float_nodes):
+        """The graph's ``plan.ExecutionPlan`` where the integer executor runs it, else None; built on
+        the first run (so a refusal is raised where ``run_model`` raises it)."""
+        key = id(graph)
+        if key not in self._plans:
+            o = self.options
+            chosen = choose_executor(graph, self.policy, o["executor"])
+            self._plans[key] = None if chosen != "integer" else ExecutionPlan(
+                graph, self.policy, acc_bits=o["acc_bits"], overflow=o["overflow"], impl=o["impl"],
+                float_nodes=float_nodes)
+        return self._plans[key]
+
     @property
     def graph(self) -> Graph:
         """The executed graph (of the first batch size compiled)."""
@@ -131,7 +148,8 @@ class CompiledModel:
         saved = numba.get_num_threads()
         numba.set_num_threads(min(self.threads, numba.config.NUMBA_NUM_THREADS))
         try:
-            run = run_model(graph, feeds, self.policy, trace=trace, float_nodes=float_nodes, **self.options)
+            run = run_model(graph, feeds, self.policy, trace=trace, float_nodes=float_nodes,
+                            plan=self._plan(graph, float_nodes), **self.options)
         finally:
             numba.set_num_threads(saved)
         self.last_run = run

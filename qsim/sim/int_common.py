@@ -17,6 +17,9 @@ from qsim.numerics.rounding import round_to_int
 from qsim.sim.int_runtime import Runtime
 
 
+class Fallback(Exception):
+    """The integer kernel does not apply to this node; run it as a float island."""
+
 
 @dataclass
 class Step:

@@ -127,17 +127,25 @@ def mul(step: Step):
     return _binary(step, "mul")
 
 
-def _binary(step: Step, op: str):
+def binary_setup(step: Step, op: str):
+    """(kernel family, a, b, the six scales and zero points, lo, hi) of an Add or Mul node
+    (``Fallback`` where the runtime runs it in float)."""
     family = step.rt.add if op == "add" else step.rt.mul
     if family is Kernels.FLOAT:
         raise Fallback
     a, qa, b, qb = _operands(step)
     yq = step.out_q()
     lo, hi = activation_range(step, yq)
-    step.bounds[step.node.outputs[0]] = (lo, hi)
     p = (scalar_scale(step, qa, "operand A"), scalar_zp(step, qa, "operand A"),
          scalar_scale(step, qb, "operand B"), scalar_zp(step, qb, "operand B"),
          scalar_scale(step, yq, "the output"), scalar_zp(step, yq, "the output"))
+    return family, a, b, p, lo, hi
+
+
+def _binary(step: Step, op: str):
+    family, a, b, p, lo, hi = binary_setup(step, op)
+    yq = step.out_q()
+    step.bounds[step.node.outputs[0]] = (lo, hi)
     shape = np.broadcast_shapes(np.shape(a), np.shape(b))
     if family is Kernels.ONNXRUNTIME:
         if step.impl == "numba":

@@ -10,13 +10,13 @@ executor's numba and numpy runs).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from qsim.numerics import get_policy
 from qsim.numerics.policies import RequantKind
 from qsim.numerics.multipliers import float32_multiplier
+from qsim.kernels import ort_binary_jit
 from qsim.kernels._common import serial_below
-from qsim.kernels.fma_jit import fma32
 from qsim.numerics.rounding_jit import requant_f32
 
 
@@ -39,17 +39,26 @@ def _cols(acc, mult, zp, lo, hi, out):
             out[i, j] = requant_f32(np.float32(acc[i, j]), mult[j], zp, lo, hi)
 
 
+def fused_spec(step, channels: int, policy, s_in, s_w, yq, b_float) -> tuple:
+    """(requant_jit.requant_spec, lo, hi) of a node's output: its policy's requantization with the
+    output's range narrowed by a fused activation."""
+    from qsim.numerics.requant_jit import requant_spec
+    from qsim.sim.int_common import activation_range, scalar_scale, scalar_zp
+
+    lo, hi = activation_range(step, yq)
+    spec = requant_spec(policy, s_in, s_w, scalar_scale(step, yq, "the output"), scalar_zp(step, yq, "the output"),
+                        lo, hi, channels, b_float)
+    return spec, lo, hi
+
+
 def fused(step, kernel: str, args: tuple, policy, s_in, s_w, yq, b_float):
     """The node's output from ``qsim.kernels.jit.<kernel>`` (``conv2d_requant`` / ``matmul_requant``:
     the accumulation with the policy's requantization in its epilogue, ``requant_jit.requant_spec``),
     or None where that kernel does not apply. Fills the step's counters as the unfused path does."""
-    from qsim.numerics.requant_jit import requant_spec
-    from qsim.sim.int_common import activation_range, scalar_scale, scalar_zp, storage
+    from qsim.sim.int_common import storage
 
-    lo, hi = activation_range(step, yq)
     channels = args[1].shape[0] if kernel == "conv2d_requant" else args[1].shape[-1]  # conv: w (M, ...)
-    spec = requant_spec(policy, s_in, s_w, scalar_scale(step, yq, "the output"), scalar_zp(step, yq, "the output"),
-                        lo, hi, channels, b_float)
+    spec, lo, hi = fused_spec(step, channels, policy, s_in, s_w, yq, b_float)
     res = getattr(step.kernels, kernel)(*args, acc_bits=step.acc_bits, requant=(spec, storage(yq)))
     if res is None:
         return None
@@ -81,38 +90,6 @@ def requantize_f32(policy: str, acc: np.ndarray, s_in, s_w, s_out, zp: int, lo: 
     return out
 
 
-# Elements per parallel work item of the elementwise kernels: large enough that waking the second
-# thread pays off, small enough that a 56x56x64 activation (200,704 codes) splits in two or more.
-_BLOCK = 1 << 16
-
-
-@njit(cache=True, parallel=True)
-def _ort_add(a, b, ra, rb, fixed, lo, hi, out):
-    """``int_elementwise.ort_add`` on flat same-size arrays (operands already in MLAS's order);
-    ``fma32`` is the hardware FMA the formula contracts to (vectorizes)."""
-    for blk in prange((a.size + _BLOCK - 1) // _BLOCK):
-        for i in range(blk * _BLOCK, min(a.size, (blk + 1) * _BLOCK)):
-            v = _cvtps_epi32(fma32(np.float32(a[i]), ra, fma32(np.float32(b[i]), rb, fixed)))
-            out[i] = lo if v < lo else (hi if v > hi else v)
-
-
-@njit(cache=True, parallel=True)
-def _ort_mul(a, b, za, zb, ratio, zc, lo, hi, out):
-    """``int_elementwise.ort_mul`` on flat same-size arrays."""
-    for blk in prange((a.size + _BLOCK - 1) // _BLOCK):
-        for i in range(blk * _BLOCK, min(a.size, (blk + 1) * _BLOCK)):
-            acc = (np.int64(a[i]) - za) * (np.int64(b[i]) - zb)
-            v = _cvtps_epi32(np.float32(np.float32(np.float32(acc) * ratio) + zc))
-            out[i] = lo if v < lo else (hi if v > hi else v)
-
-
-@njit(cache=True)
-def _cvtps_epi32(t):
-    if abs(t) < 2.0 ** 31:
-        return np.int64(np.rint(t))
-    return np.int64(-2 ** 31)
-
-
 def _memory_order(a, b, shape):
     """The axis order in which a and b (same shape and strides, not C-contiguous) are both
     C-contiguous, or None. Elementwise results do not depend on the order elements are visited."""
@@ -142,7 +119,7 @@ def ort_binary(op: str, a, b, params, lo: int, hi: int, dtype) -> np.ndarray:
     with serial_below(a.size, 1 << 20):  # about 0.5 ms of work on one thread
         if op == "add":
             ra, rb, fixed = ort_add_params(sa, za, sb, zb, sc, zc)
-            _ort_add(a, b, ra, rb, fixed, lo, hi, out)
+            ort_binary_jit.ort_add(a, b, ra, rb, fixed, lo, hi, out)
         else:
-            _ort_mul(a, b, int(za), int(zb), ort_mul_ratio(sa, sb, sc), np.float32(zc), lo, hi, out)
+            ort_binary_jit.ort_mul(a, b, int(za), int(zb), ort_mul_ratio(sa, sb, sc), np.float32(zc), lo, hi, out)
     return out.reshape(shape)

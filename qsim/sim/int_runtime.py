@@ -13,7 +13,7 @@ float64 multiplier. ``Runtime`` records those choices for one policy, as enums:
   op, quantize);
 * ``softmax`` / ``lut``: the table implementation (ONNXRUNTIME, TFLITE_REFERENCE) or FLOAT;
 * ``avgpool``: the ``Rounding`` of the integer sum / count, or ``Kernels.ONNXRUNTIME`` (MLAS's fp32
-  formula, ``int_ops._ort_avgpool``);
+  formula, ``int_pool._ort_avgpool``);
 * ``quantize``: the ``qsim.numerics.quantize`` variant used for float inputs and float islands.
 
 Rows marked "unverified" follow the runtime's documented kernel but have no golden test here.

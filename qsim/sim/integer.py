@@ -25,10 +25,9 @@ requantization); ``impl="numpy"`` the reference kernels: the same bits.
 """
 from __future__ import annotations
 
-from typing import Mapping, NamedTuple
+from typing import TYPE_CHECKING, Mapping, NamedTuple
 
 import numpy as np
-import pandas as pd
 
 from qsim.errors import GraphError, QsimError
 from qsim.ir.graph import Graph
@@ -36,10 +35,12 @@ from qsim.ir.registry import Support, get_op, ops_running_on
 from qsim.numerics.policies import Kernels, PolicyName
 from qsim.numerics.quantize import quantize
 from qsim.sim.executor import check_feeds
-from qsim.sim.int_ops import Fallback
-from qsim.sim.int_common import Step
+from qsim.sim.int_common import Fallback, Step
 from qsim.sim.int_float import float_island, kind_of
 from qsim.sim.int_runtime import get_runtime
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 STAT_COLUMNS = ["node", "op", "mode", "overflow_events", "saturated_low", "saturated_high", "elements"]
 
@@ -65,6 +66,8 @@ class NodeStats:
         return len(self.modes)
 
     def frame(self) -> pd.DataFrame:
+        import pandas as pd  # on first read: a simulation that never reads its statistics does not load pandas
+
         cols = [self.names, self.ops, self.modes, self.overflow, self.low, self.high, self.elements]
         return pd.DataFrame(dict(zip(STAT_COLUMNS, cols)), columns=STAT_COLUMNS)
 
@@ -120,15 +123,18 @@ def integer_supported(op: str) -> bool:
     return get_op(op).int_kernel is not Support.UNSUPPORTED
 
 
-def _run_node(step: Step, float_nodes=frozenset()) -> tuple[list, str]:
+def integer_kernel_applies(step: Step, float_nodes=frozenset()) -> bool:
+    """Whether ``_run_node`` runs the node's integer kernel (else a float island): every value
+    input (index inputs such as token ids aside) and output is an integer tensor, the node is not
+    one to run in float, and its op has an integer kernel. A kernel may still decline (``Fallback``)."""
     node = step.node
     opdef = get_op(node.op)
     kernel = opdef.int_kernel
     if kernel is Support.UNSUPPORTED:
         raise GraphError(f"node {node.name!r} ({node.op}): op {node.op!r} is not supported by the integer "
                          f"executor; supported: {', '.join(ops_running_on('int_kernel'))}")
-    if opdef.as_stored:  # parameters computed at run time (dynamic quantization): no float island
-        return kernel.load()(step), "integer"
+    if opdef.as_stored:
+        return True
     tensors = list(node.inputs) + list(node.outputs) + list(node.weights.values())
     try:
         kinds = {t: kind_of(step.graph.quant_params.get(t)) for t in tensors}
@@ -136,9 +142,16 @@ def _run_node(step: Step, float_nodes=frozenset()) -> tuple[list, str]:
         raise step.fail(str(exc)) from None
     values = [t for i, t in enumerate(node.inputs) if i not in opdef.index_inputs] + list(node.outputs)
     integer = all(kinds[t] == "int" for t in values) and node.name not in float_nodes
-    if kernel is not Support.FLOAT_ISLAND and integer:
+    return kernel is not Support.FLOAT_ISLAND and integer
+
+
+def _run_node(step: Step, float_nodes=frozenset()) -> tuple[list, str]:
+    opdef = get_op(step.node.op)
+    if integer_kernel_applies(step, float_nodes):
+        if opdef.as_stored:  # parameters computed at run time (dynamic quantization): no float island
+            return opdef.int_kernel.load()(step), "integer"
         try:
-            return kernel.load()(step), "integer"
+            return opdef.int_kernel.load()(step), "integer"
         except Fallback:
             pass
     return float_island(step), "float"
@@ -182,4 +195,4 @@ def run_integer(graph: Graph, feeds: Mapping[str, np.ndarray], policy: str, trac
     return SimResult(outputs, dict(env) if trace else None, stats)
 
 
-__all__ = ["run_integer", "SimResult", "NodeStats", "integer_supported"]
+__all__ = ["run_integer", "SimResult", "NodeStats", "integer_supported", "integer_kernel_applies"]

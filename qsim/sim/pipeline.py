@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Mapping, NamedTuple
 import numpy as np
 
 from qsim.errors import QsimError
-from qsim.ir.graph import Graph
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: ``qsim --help`` imports this module for EXECUTORS
     import pandas as pd
+
+    from qsim.ir.graph import Graph
 
 EXECUTORS = ("auto", "integer", "fake")
 DEFAULT_POLICY = {".onnx": "onnxruntime", ".tflite": "tflite-reference"}  # the runtime each file targets
@@ -149,25 +150,40 @@ def refusal(graph: Graph, policy: str) -> str | None:
     return None
 
 
-def run_model(graph: Graph, feeds: Mapping[str, np.ndarray], policy: str = "onnxruntime",
-              executor: str = "auto", trace: bool = False, acc_bits: int | None = None,
-              overflow: str = "wrap", impl: str = "numba", float_nodes=(), counts: bool = True) -> SimRun:
-    """Run ``graph`` (step 2 of the module doc); ``acc_bits``, ``overflow``, ``impl`` and ``counts``
-    go to the integer executor."""
+def choose_executor(graph: Graph, policy: str = "onnxruntime", executor: str = "auto") -> str:
+    """"integer", "fake" or "float": which executor ``run_model`` runs (the integer executor is
+    refused, with the reason, where it would not equal the runtime ``policy`` names)."""
     if executor not in EXECUTORS:
         raise QsimError(f"unknown executor {executor!r}; known: {', '.join(EXECUTORS)}")
     if not graph.quant_params:
-        from qsim.sim.executor import run_float
-
-        env = run_float(graph, feeds, trace=True)
-        return SimRun({t: env[t] for t in graph.outputs}, env if trace else None, None, "float reference", "float")
+        return "float"
     if executor == "integer" or executor == "auto" and integer_ready(graph):
-        from qsim.sim.integer import run_integer
-
         why = refusal(graph, policy)
         if why is not None:
             raise QsimError(f"graph {graph.name!r} under policy {policy!r}: {why}; not simulated rather than "
                             "answered differently from the runtime")
+        return "integer"
+    return "fake"
+
+
+def run_model(graph: Graph, feeds: Mapping[str, np.ndarray], policy: str = "onnxruntime",
+              executor: str = "auto", trace: bool = False, acc_bits: int | None = None,
+              overflow: str = "wrap", impl: str = "numba", float_nodes=(), counts: bool = True,
+              plan=None) -> SimRun:
+    """Run ``graph`` (step 2 of the module doc); ``acc_bits``, ``overflow``, ``impl`` and ``counts``
+    go to the integer executor. ``plan``: an ``plan.ExecutionPlan`` of this graph with these
+    settings (``executor`` already chosen as "integer"), run instead of the per-node executor."""
+    if plan is not None:
+        res = plan.run(feeds, trace=trace, counts=counts)
+        return SimRun(res.outputs, res.trace, res.node_stats, plan.how(res.node_stats), "integer")
+    chosen = choose_executor(graph, policy, executor)
+    if chosen == "float":
+        from qsim.sim.executor import run_float
+
+        env = run_float(graph, feeds, trace=True)
+        return SimRun({t: env[t] for t in graph.outputs}, env if trace else None, None, "float reference", "float")
+    if chosen == "integer":
+        from qsim.sim.integer import run_integer
 
         res = run_integer(graph, feeds, policy, trace=trace, acc_bits=acc_bits, overflow=overflow, impl=impl,
                           float_nodes=float_nodes, counts=counts)

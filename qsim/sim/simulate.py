@@ -73,21 +73,21 @@ def load_model(path: str | os.PathLike, batch: int | None = None) -> tuple[Graph
 
 def load_source(model, inputs) -> tuple[Graph, Any, str, ModelIO | None]:
     """(graph, plan or None, file suffix or '', the file's I/O mapping or None)."""
-    from qsim.workload import Workload, load_workload
-
     if isinstance(model, Graph):
         tflite = any("tflite_layout" in n.attrs for n in model.nodes())
         return model, None, ".tflite" if tflite else "", None
+    path = Path(model) if isinstance(model, (str, os.PathLike)) else None
+    if path is not None and path.suffix in (".onnx", ".tflite"):
+        graph, io = load_model(path)
+        batch = io.feed_batch(inputs)
+        if batch is not None and batch != graph.tensor(io.inputs[0].tensor).shape[0]:
+            graph, io = load_model(path, batch)  # a symbolic batch axis takes the feeds' batch
+        return graph, None, path.suffix, io
+    from qsim.workload import Workload, load_workload  # after the model files: they do not need it (cold start)
+
     if isinstance(model, Workload):
         return model.graph, model.plan, Path(model.source).suffix if model.source else "", None
-    if isinstance(model, (str, os.PathLike)):
-        path = Path(model)
-        if path.suffix in (".onnx", ".tflite"):
-            graph, io = load_model(path)
-            batch = io.feed_batch(inputs)
-            if batch is not None and batch != graph.tensor(io.inputs[0].tensor).shape[0]:
-                graph, io = load_model(path, batch)  # a symbolic batch axis takes the feeds' batch
-            return graph, None, path.suffix, io
+    if path is not None:
         if path.suffix in (".yaml", ".yml"):
             w = load_workload(path)
             return w.graph, w.plan, Path(w.source).suffix, None

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from qsim.kernels import jit, reference, vnni
+from qsim.kernels.reference import ROUNDINGS
 
 
 def _nhwc_view(x):
@@ -42,3 +43,24 @@ def test_conv_reads_channels_last_input(xdt):
         want = reference.conv2d_acc(x, w, *args)
         np.testing.assert_array_equal(got[0], want[0])
         assert got[1] == want[1]
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.uint16])
+@pytest.mark.parametrize("include_pad", [False, True])
+def test_avgpool_channels_last_equals_reference(dtype, include_pad):
+    """The channels-last average pool (``pool.avgpool_nhwc``) against the spec for every rounding,
+    with planted ties (a window of two cells summing to an odd number), odd channel counts,
+    strides, padding, batch > 1 and a whole-image window (GlobalAveragePool)."""
+    rng = np.random.default_rng(8)
+    info = np.iinfo(dtype)
+    for kernel, stride, pads, shape in [((3, 3), (2, 2), (1, 1, 1, 1), (2, 19, 9, 8)),
+                                        ((1, 2), (1, 2), (0, 1, 0, 0), (1, 3, 6, 7)),
+                                        ((7, 7), (1, 1), (0, 0, 0, 0), (2, 37, 7, 7))]:
+        x = rng.integers(info.min, info.max + 1, shape).astype(dtype)
+        x[:, :, 0, 1] = x[:, :, 0, 0] + 1 if info.min < 0 else x[:, :, 0, 0] // 2 * 2 + 1  # odd pair sums
+        xz = int(rng.integers(info.min, info.max + 1))
+        for rounding in ROUNDINGS:
+            got = jit.avgpool2d(_nhwc_view(x), kernel, stride, pads, include_pad, rounding, xz)
+            want = reference.avgpool2d(x, kernel, stride, pads, include_pad, rounding, xz)
+            assert got.dtype == x.dtype
+            np.testing.assert_array_equal(got, want)

@@ -62,3 +62,10 @@ def test_qoperator_microbenchmarks_run_at_tiny_sizes():
 
     assert ort_qlinear_conv_macs_per_s(4, channels=8) > 0
     assert ort_qlinear_matmul_macs_per_s(16) > 0
+
+
+def test_depthwise_efficiency_comes_from_the_lone_depthwise_kernel():
+    r = {**_results(int8=600e9 / 2), "int8_qconv": 192e9, "int8_qmatmul": 240e9, "int8_depthwise": 19.2e9}
+    p = build_profile(load_yaml("x.yaml", profile_yaml(r, name="local")), "x.yaml")
+    assert p.compute.depthwise_efficiency == {"int8": 0.05}  # 19.2 G MAC/s / (128 x 3 GHz)
+    assert "fp32" not in p.compute.depthwise_efficiency  # fp32 depthwise keeps the fp32 efficiency

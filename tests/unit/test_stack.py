@@ -100,9 +100,9 @@ def test_one_conv_estimate_by_hand_from_the_profile_numbers():
     macs = 32 * 64 * 56 * 56 * 64 * 9
     # GEMM view 100352 x 64: best tile 128x64 -> 784 tiles in ceil(784 / 132) = 6 waves over 132 SMs
     waves = 6 * 132 * 128 * 64 / (100352 * 64)
-    compute = macs * waves / (270336 * 0.3082 * 1980e6)  # fp16 peak x conv3x3 efficiency x clock
+    compute = macs * waves / (270336 * 0.3309 * 1980e6)  # fp16 peak x conv3x3 efficiency x clock
     assert row.kernel_class == "conv3x3" and row.bound == "compute"
-    assert row.latency_s == pytest.approx(3e-6 + compute, rel=1e-12)  # launch + compute
+    assert row.latency_s == pytest.approx(4.56e-6 + compute, rel=1e-12)  # launch (the stack's) + compute
     assert row.latency_s == pytest.approx(0.02565e-3, rel=0.04)  # the calibration row it was read from
 
 
@@ -152,12 +152,34 @@ def test_attention_and_cast_kernels_by_hand():
     g.add_node("Attention", "att", ["x"], {"heads": 12, "bias": True})
     g.mark_output("att")
     node = g.node("att")
-    eager = load_profile("cloud", {"stack": "pytorch-eager"}).stack
-    unfused = load_profile("cloud", {"stack": "pytorch-eager", "stacks.pytorch-eager.attention": "unfused"}).stack
+    # a fused engine (no transformer lowering): one QKV GEMM, one attention kernel, one output GEMM
+    cast = load_profile("cloud", {"stack": "tensorrt", "stacks.tensorrt.quantize": "separate"}).stack
+    unfused = load_profile("cloud", {"stack": "tensorrt", "stacks.tensorrt.attention": "unfused"}).stack
     trt = load_profile("cloud", {"stack": "tensorrt"}).stack
     assert extra_kernels(g, node, trt, 16) == (2, 0)  # QKV projection, flash kernel, output projection
     # scores 1 x 12 x 128 x 128 at 2 bytes: written, read and written by softmax, read again
     assert extra_kernels(g, node, unfused, 16) == (6, 4 * 12 * 128 * 128 * 2)
-    # fp8 activations cast in a kernel of its own: read 16-bit, write 8-bit
-    assert extra_kernels(g, node, eager, 8) == (2 + 1, 128 * 768 * (2 + 1))
+    # fp8 activations cast (static scale) in a kernel of its own: read 16-bit, write 8-bit
+    assert extra_kernels(g, node, cast, 8) == (2 + 1, 128 * 768 * (2 + 1))
     assert extra_kernels(g, node, trt, 8) == (2, 0)  # quantize in the GEMM epilogue
+
+
+def test_lone_op_minimum_is_paid_by_eager_lone_ops_not_inside_a_graph():
+    g = Graph("dw")
+    g.add_input("x", (1, 144, 56, 56))
+    g.add_node("Conv", "dw", ["x"], {"out_channels": 144, "kernel": 3, "pad": 1, "groups": 144, "bias": False})
+    g.mark_output("dw")
+    lone = load_profile("cloud", {"stack": "pytorch-eager", "stacks.pytorch-eager.host_us_per_kernel": 0})
+    row = estimate_graph(g, PrecisionPlan.uniform("fp16"), lone).layers.iloc[0]
+    assert row.latency_s == pytest.approx(13.49e-6)  # conv_min_latency_us, whatever the precision
+    graph = load_profile("cloud", {"stack": "pytorch-cudagraph"})
+    row = estimate_graph(g, PrecisionPlan.uniform("fp16"), graph).layers.iloc[0]
+    # replayed from a graph: launch + bytes at the depthwise fraction of the copy bandwidth
+    moved = (144 * 56 * 56 * 2 + 144 * 9) * 2
+    assert row.latency_s == pytest.approx(4.56e-6 + moved / (3007.8e9 * 0.6434))
+    gemm = Graph("gemm")
+    gemm.add_input("a", (256, 256))
+    gemm.add_node("Gemm", "mm", ["a"], {"out_features": 256, "bias": False})
+    gemm.mark_output("mm")
+    assert estimate_graph(gemm, PrecisionPlan.uniform("fp16"), lone).totals["latency_s"] == pytest.approx(13.87e-6)
+    assert estimate_graph(gemm, PrecisionPlan.uniform("fp16"), graph).totals["latency_s"] < 8e-6

@@ -45,7 +45,7 @@ def llama(batch: int = 1, seq: int = 1, context: int = 0, layers: int = 32, hidd
     for i in range(layers):
         h = b.node("RMSNorm", f"l{i}_attn_norm", [x])
         att = b.node("Attention", f"l{i}_attention", [h], heads=heads, kv_heads=kv_heads or heads,
-                     past=context, kv_cache=True, causal=True)
+                     past=context, kv_cache=True, causal=True, rotary=True)
         x = b.node("Add", f"l{i}_attn_add", [x, att])
         h = b.node("RMSNorm", f"l{i}_ffn_norm", [x])
         gate = b.gemm(h, ffn, act="SiLU", name=f"l{i}_gate", bias=False)

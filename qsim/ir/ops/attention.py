@@ -7,7 +7,9 @@ attention sub-layer. Attributes:
 * heads, kv_heads (default heads: grouped-query when smaller), head_dim (default hidden/heads);
 * past: the KV cache length already filled (0 for a prefill or an encoder);
 * kv_cache: keep a KV cache (decoders): the op then owns k_cache/v_cache state;
-* bias: whether projections carry biases (BERT yes, Llama no); causal is informative only.
+* bias: whether projections carry biases (BERT yes, Llama no); causal is informative only;
+* rotary: rotary position embeddings applied to q and k (Llama); the cost model counts the kernels a
+  stack launches for them (qsim.cost.stack_kernels); the float kernel does not rotate.
 
 Weights: wq (heads*hd, hidden), wk and wv (kv_heads*hd, hidden), wo (hidden, heads*hd).
 State (kv_cache): k_cache and v_cache (batch, kv_heads, past + seq, head_dim): ``past`` rows read,
@@ -52,7 +54,7 @@ def _kv_cache_io(inputs, attrs) -> tuple[int, int]:
           int_kernel=Support.UNSUPPORTED, quant=QuantRule(weights=("wq", "wk", "wv", "wo")),
           bias_roles=("bq", "bk", "bv", "bo"),
           macs=_attention_macs, vector_ops=_attention_vector_ops, state_io=_kv_cache_io,
-          attrs=("heads", "kv_heads", "head_dim", "past", "kv_cache", "bias", "causal"))
+          attrs=("heads", "kv_heads", "head_dim", "past", "kv_cache", "bias", "causal", "rotary"))
 def infer_attention(inputs, attrs) -> Inferred:
     if len(inputs) != 1 or len(inputs[0]) != 3:
         raise ValueError("Attention takes one (batch, seq, hidden) input")

@@ -1,0 +1,48 @@
+"""Average pooling channels-last (``avgpool_nhwc``): the layout the fused convolutions write, read
+without a transpose. Each work item is one output row of one image; each output pixel sums its
+window's cells inside the image for all channels at once (the innermost loop runs along the
+contiguous channels and vectorizes), then divides with the rounding of ``portable._round_div``
+(the same integer the NCHW kernel and ``reference.avgpool2d`` give). Max pooling channels-last is
+``portable.maxpool_nhwc``.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from qsim.kernels.portable import _round_div
+
+
+@njit(cache=True, parallel=True)
+def avgpool_nhwc(xh, zp, kh, kw, sh, sw, pt, pl, include_pad, mode, acc_type, out):
+    """xh (N, H, W, C) integers; out (N, OH, OW, C) of xh's type. ``acc_type``: a 1-element array of the
+    summing type (int32 where kh * kw * max|x| fits it, else int64). ``mode``: a
+    ``portable.ROUND_*`` code; ``include_pad``: padding cells count (holding ``zp``)."""
+    oh = out.shape[1]
+    for item in prange(xh.shape[0] * oh):
+        _avg_row(xh, zp, kh, kw, sh, sw, pt, pl, include_pad, mode, item // oh, item % oh, acc_type, out)
+
+
+@njit(cache=True)
+def _avg_row(xh, zp, kh, kw, sh, sw, pt, pl, include_pad, mode, n, oy, acc_type, out):
+    _, h, w, c = xh.shape
+    acc = np.empty(c, dtype=acc_type.dtype)
+    y0 = oy * sh - pt
+    ya, yb = max(y0, 0), min(y0 + kh, h)
+    for ox in range(out.shape[2]):
+        x0 = ox * sw - pl
+        xa, xb = max(x0, 0), min(x0 + kw, w)
+        acc[:] = 0
+        for y in range(ya, yb):
+            for xx in range(xa, xb):
+                s = xh[n, y, xx]
+                for ch in range(c):
+                    acc[ch] += s[ch]
+        cnt = (yb - ya) * (xb - xa)
+        pad = np.int64(0)
+        if include_pad:
+            pad = np.int64(zp) * (kh * kw - cnt)
+            cnt = kh * kw
+        d = out[n, oy, ox]
+        for ch in range(c):
+            d[ch] = _round_div(np.int64(acc[ch]) + pad, np.int64(cnt), mode)

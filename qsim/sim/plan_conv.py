@@ -1,0 +1,103 @@
+"""Planned convolutions (``plan``): the fused kernels of ``qsim.kernels.jit.conv2d_requant`` with
+everything but the input values resolved when the node is planned.
+
+* ``vnni``: the VNNI core with its requantization fused (``vnni_ops.plan_conv`` / ``run_planned``):
+  packed weights (shared with the per-node path's cache), tap offsets, epilogue terms and the pixel
+  walk are planned once; each run pads the input channels-last and runs ``vnni_fused.conv_rows_q``;
+* ``depthwise``: the channels-last depthwise kernel (``depthwise.depthwise_nhwc``), including
+  LiteRT's optimized DEPTHWISE_CONV_2D, whose last C % 8 channels round by another policy
+  (``int_ops._optimized_depthwise``): those channels run a second time on their own.
+
+The arithmetic is the kernels' own: the outputs equal the per-node path's (tests/sim/test_plan.py).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from qsim.kernels import depthwise as dw_kernel, jit, vnni_ops
+from qsim.kernels._common import INT_DTYPES, acc_range, bias_vector, conv_geometry, zero_point
+from qsim.sim import int_ops
+from qsim.sim.int_common import Step, storage
+from qsim.sim.int_fast import fused_spec
+from qsim.sim.plan import Bound
+
+
+def plan_conv(step: Step) -> Bound | None:
+    c = int_ops.conv_setup(step)
+    yq = step.out_q()
+    if not int_ops._fusable(step, yq, c.s_in, c.wq.scale, c.b_float):
+        return None
+    x, w = step.args[0], c.w
+    _, x_zp, w_zp, b_int, stride, pads, dilation, groups = c.rest
+    if x.dtype.type not in INT_DTYPES or w.dtype.type not in INT_DTYPES:
+        return None
+    g = conv_geometry(x, w, stride, pads, dilation, groups)
+    xz = int(zero_point("x_zp", x_zp, None)[0])
+    wz = zero_point("w_zp", w_zp, g.m)
+    b = bias_vector(b_int, g.m)
+    if g.cg == 1 and g.mg == 1:
+        return _depthwise(step, c, g, xz, wz, b, yq)
+    if not c.fusable or g.mg < vnni_ops.MIN_COLS or not vnni_ops.usable(x.dtype, w.dtype, g.cg * g.kh * g.kw, xz):
+        return None
+    spec, lo, hi = fused_spec(step, g.m, c.policy, c.s_in, c.wq.scale, yq, c.b_float)
+    return _vnni(step, w, g, xz, wz, b, spec, storage(yq), (lo, hi))
+
+
+def _checked(g, k: int, x, w, xz: int, wz, b, hi: int) -> bool:
+    """Whether an exact sum can leave the accumulator (``jit._bound`` > hi): outputs are tested."""
+    return jit._bound(k, jit._span(x.dtype, np.array([xz])), jit._span(w.dtype, wz), b) > hi
+
+
+def _vnni(step: Step, w, g, xz: int, wz, b, spec, dtype, out_range) -> Bound:
+    """The VNNI core with the requantization in its epilogue, planned by the kernel itself
+    (``vnni_ops.plan_conv``: packed weights, tap offsets, epilogue terms, the pixel walk)."""
+    x = step.args[0]
+    lo, hi = acc_range(step.acc_bits)
+    checked = _checked(g, g.cg * g.kh * g.kw, x, w, xz, wz, b, hi)
+    requant = (spec, dtype)
+    plan = vnni_ops.plan_conv(w, x.dtype, xz, wz, b, g, step.acc_bits, lo, hi, checked, requant)
+    macs = g.n * g.m * g.oh * g.ow * g.cg * g.kh * g.kw
+    outs = [np.empty((g.n, g.oh * g.ow, g.m), dtype=dtype)]
+
+    def run(args, fresh):
+        y, count = vnni_ops.run_planned(plan, args[0], requant, None if fresh else outs[0])
+        return [y], count
+
+    return Bound(run, [out_range], outs, serial=macs < jit.SERIAL_MACS)
+
+
+def _depthwise(step: Step, c, g, xz: int, wz, b, yq) -> Bound:
+    """One filter per channel (multiplier 1), channels-last, requantized in the kernel."""
+    x, w = step.args[0], c.w
+    bits = step.acc_bits
+    lo, hi = acc_range(bits)
+    bound = jit._bound(g.kh * g.kw, jit._span(x.dtype, np.array([xz])), jit._span(w.dtype, wz), b)
+    checked = bound > hi
+    dt = np.int32 if bound <= jit._I32_LIMIT else np.int64  # as jit._depthwise_plan: 16 lanes where sums fit
+    ws, b = jit._depthwise_weights(w, wz, dt), b.astype(dt)
+    dtype = storage(yq)
+    tail_policy = step.rt.depthwise_tail if c.depthwise else None
+    spec, qlo, qhi = fused_spec(step, g.m, c.policy, c.s_in, c.wq.scale, yq, c.b_float)
+    tail = g.m - g.m % 8 if tail_policy is not None else g.m
+    if tail < g.m:  # LiteRT's optimized depthwise: the last C % 8 channels round by the reference policy
+        s_w = np.asarray(c.wq.scale, np.float32).reshape(-1)
+        tail_spec = fused_spec(step, g.m - tail, tail_policy, c.s_in, s_w if s_w.size == 1 else s_w[tail:], yq,
+                               c.b_float)[0]
+        ws_t, b_t = np.ascontiguousarray(ws[:, :, tail:]), np.ascontiguousarray(b[tail:])
+    scratch = [np.empty((g.n, g.oh, g.ow, g.m - tail), dtype=dtype)]  # the tail channels' outputs
+    outs = [np.empty((g.n, g.oh, g.ow, g.m), dtype=dtype)]
+    (sh, sw), (dh, dwid) = g.stride, g.dilation
+    pt, pl = g.pads[0], g.pads[1]
+    macs = g.n * g.m * g.oh * g.ow * g.kh * g.kw
+
+    def run(args, fresh):
+        xh = np.ascontiguousarray(args[0].transpose(0, 2, 3, 1))  # no copy for a channels-last input
+        y = np.empty_like(outs[0]) if fresh else outs[0]
+        count = dw_kernel.depthwise_nhwc(xh, xz, ws, b, sh, sw, dh, dwid, pt, pl, bits, lo, hi, checked, spec, y)
+        if tail < g.m:
+            dw_kernel.depthwise_nhwc(np.ascontiguousarray(xh[..., tail:]), xz, ws_t, b_t, sh, sw, dh, dwid, pt, pl,
+                                     bits, lo, hi, checked, tail_spec, scratch[0])
+            y[..., tail:] = scratch[0]
+        return [y.transpose(0, 3, 1, 2)], int(count)
+
+    return Bound(run, [(qlo, qhi)], outs, scratch if tail < g.m else [], serial=macs < jit.SERIAL_MACS)

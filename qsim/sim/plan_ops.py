@@ -1,0 +1,189 @@
+"""Planners of ``plan.ExecutionPlan``, one per op (``PLANNERS``): each takes the node's ``Step`` of
+the plan's first run and returns a ``plan.Bound`` (the node's kernels with everything but the input
+values resolved), or None where the node keeps the per-node path. Each planner makes the decisions
+of the op's integer kernel (``int_ops``, ``int_pool``, ``int_elementwise``) through the same setup
+functions, and computes the same bits (tests/sim/test_plan.py compares every tensor)."""
+from __future__ import annotations
+
+import numpy as np
+
+from qsim.kernels import ort_binary_jit, portable
+from qsim.kernels._common import pool_geometry
+from qsim.numerics.policies import Kernels
+from qsim.sim import int_fast, int_ops
+from qsim.sim.float_ops import run_float_kernel
+from qsim.sim.int_pool import _window
+from qsim.sim.int_common import Fallback, Step, activation_range, int_range, same_params, scalar_scale, scalar_zp, storage
+from qsim.sim.plan import Bound
+from qsim.sim.plan_conv import plan_conv
+
+_F32 = np.float32
+
+
+def _declines(setup):
+    """``setup()``, or None where the op's kernel would decline (a float island instead)."""
+    try:
+        return setup()
+    except Fallback:
+        return None
+
+
+def plan_binary(step: Step) -> Bound | None:
+    """Add / Mul of two same-shape operands: one flat pass in the memory order of the first
+    (channels-last after a fused conv; the other operand is copied in that order if it differs)
+    into the plan's buffer, with the parameters of the
+    runtime's kernel (``int_elementwise._binary``) derived once. Results do not depend on the order
+    elements are visited, except in LiteRT's optimized ADD when the size is not a multiple of 16
+    (its position-dependent tail): that case keeps the per-node path."""
+    from qsim.sim.int_elementwise import binary_setup
+
+    op = "add" if step.node.op == "Add" else "mul"
+    setup = _declines(lambda: binary_setup(step, op))
+    if setup is None or step.node.op not in ("Add", "Mul"):
+        return None
+    family, a, b, params, lo, hi = setup
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return None
+    order = _memory_order(a) or _memory_order(b) or tuple(range(a.ndim))  # the other operand is copied in it
+    kernel = _binary_kernel(step, op, family, params, lo, hi, a.size)
+    if kernel is None:
+        return None
+    inverse = tuple(int(i) for i in np.argsort(order))
+    outs = [np.empty(tuple(a.shape[i] for i in order), dtype=storage(step.out_q()))]
+
+    def run(args, fresh):
+        y = np.empty_like(outs[0]) if fresh else outs[0]
+        kernel(np.transpose(args[0], order).reshape(-1), np.transpose(args[1], order).reshape(-1), y.reshape(-1))
+        return [y.transpose(inverse)], 0
+
+    # onnxruntime's kernels are parallel: one thread below 2^20 elements (as int_fast.ort_binary)
+    return Bound(run, [(lo, hi)], outs, serial=a.size < 1 << 20 if family is Kernels.ONNXRUNTIME else None)
+
+
+def _memory_order(a: np.ndarray) -> tuple | None:
+    """The axis order in which ``a`` is C-contiguous, or None."""
+    order = tuple(int(i) for i in np.argsort(a.strides, kind="stable")[::-1])
+    return order if np.transpose(a, order).flags.c_contiguous else None
+
+
+def _binary_kernel(step: Step, op: str, family, params, lo: int, hi: int, size: int):
+    """``kernel(a, b, out)`` on flat same-size operands: the runtime's Add / Mul (``int_elementwise``)."""
+    from qsim.kernels import elementwise as ew, elementwise_jit as ewj
+    from qsim.sim.int_elementwise import ort_add_params, ort_mul_ratio
+
+    sa, za, sb, zb, sc, zc = params
+    if family is Kernels.ONNXRUNTIME:
+        if op == "add":
+            ra, rb, fixed = ort_add_params(sa, za, sb, zb, sc, zc)
+        else:
+            ratio = ort_mul_ratio(sa, sb, sc)
+
+        def ort(a, b, out):
+            if op == "add":
+                ort_binary_jit.ort_add(a, b, ra, rb, fixed, lo, hi, out)
+            else:
+                ort_binary_jit.ort_mul(a, b, int(za), int(zb), ratio, _F32(zc), lo, hi, out)
+        return ort
+    if family is Kernels.XNNPACK and op == "add":
+        fn, extra = ewj._xnn_add_kernel, (ew.xnnpack_add_params(sa, za, sb, zb, sc), zc, lo, hi)
+    elif family is Kernels.XNNPACK:
+        fn, extra = ewj._xnn_mul_kernel, (_F32(_F32(_F32(sa) * _F32(sb)) / _F32(sc)), za, zb, zc, lo, hi)
+    elif op == "mul":
+        q, shift = ew.tflite_mul_params(sa, sb, sc)
+        fn, extra = ewj._mul_kernel, (q, shift, za, zb, zc, lo, hi)
+    else:
+        optimized = family is Kernels.TFLITE_OPTIMIZED
+        if optimized and size % 16:
+            return None
+        left_shift = 15 if step.out_q().fmt.name == "int16" else 20  # as int_elementwise._binary
+        fn, extra = ewj._add_kernel, (ew.tflite_add_params(sa, sb, sc, left_shift), za, zb, zc, lo, hi, optimized)
+
+    def int64_kernel(a, b, out):  # elementwise_jit's kernels take int64 operands and return int64
+        out[:] = fn(a.astype(np.int64), b.astype(np.int64), *extra)
+    return int64_kernel
+
+
+def plan_maxpool(step: Step) -> Bound | None:
+    """MaxPool with unchanged parameters on channels-last data (``jit.maxpool2d``'s NHWC kernel)."""
+    x, xq, yq = step.args[0], step.in_q(), step.out_q()
+    xh = x.transpose(0, 2, 3, 1) if x.ndim == 4 else None
+    if not same_params(xq, yq) or xh is None or not xh.flags.c_contiguous or x.shape[1] < 2:
+        return None
+    k, s, p = _window(step)
+    kh, kw, sh, sw, pt, pl, _, _, oh, ow = pool_geometry(x, k, s, p, bool(step.attr("ceil_mode", False)))
+    lo, hi = activation_range(step, yq)
+    clamp = (lo, hi) != int_range(xq)  # a fused activation narrows the range; else the codes stay in it
+    outs = [np.empty((x.shape[0], oh, ow, x.shape[1]), dtype=x.dtype)]
+
+    def run(args, fresh):
+        y = np.empty_like(outs[0]) if fresh else outs[0]
+        portable.maxpool_nhwc(args[0].transpose(0, 2, 3, 1), kh, kw, sh, sw, pt, pl, y)
+        if clamp:
+            np.clip(y, lo, hi, out=y)
+        return [y.transpose(0, 3, 1, 2)], 0
+
+    return Bound(run, [(lo, hi)], outs, serial=False)
+
+
+def plan_global_avgpool(step: Step) -> Bound | None:
+    """MLAS QLinearGlobalAveragePool (``int_pool._ort_global_avgpool``), summing in place over the
+    spatial axes of any layout (an exact integer sum)."""
+    x, xq, yq = step.args[0], step.in_q(), step.out_q()
+    if step.rt.avgpool is not Kernels.ONNXRUNTIME or x.ndim < 3:
+        return None
+    hw = int(np.prod(x.shape[2:]))
+    scale = _F32(scalar_scale(step, xq, "the input") / _F32(scalar_scale(step, yq, "the output") * _F32(hw)))
+    zin, zout = scalar_zp(step, xq, "the input"), scalar_zp(step, yq, "the output")
+    lo, hi = int_range(yq)
+    flo, fhi = _F32(lo - zout), _F32(hi - zout)
+    axes = tuple(range(2, x.ndim))
+    shape = x.shape[:2] + (1,) * (x.ndim - 2)
+    dtype = storage(yq)
+
+    def run(args, fresh):
+        acc = args[0].sum(axis=axes, dtype=np.int64) - zin * hw
+        r = np.clip((acc.astype(_F32) * scale).astype(_F32), flo, fhi)
+        return [(np.rint(r).astype(np.int64) + zout).astype(dtype).reshape(shape)], 0
+
+    return Bound(run, [(lo, hi)])
+
+
+def plan_move(step: Step) -> Bound | None:
+    """Reshape / Flatten / Transpose with unchanged parameters (``int_ops.move``)."""
+    if _declines(lambda: int_ops.move(step)) is None:
+        return None
+    op, attrs = step.node.op, step.node.attrs
+
+    def run(args, fresh):
+        return run_float_kernel(op, args, {}, attrs), 0
+
+    return Bound(run, [None], aliases=True)
+
+
+def plan_gemm(step: Step) -> Bound | None:
+    """Gemm on the VNNI core with the requantization in its epilogue (``jit.matmul_requant``)."""
+    x, yq = step.args[0], step.out_q()
+    setup = _declines(lambda: int_ops.gemm_setup(step))
+    if setup is None or not setup.fusable:
+        return None
+    spec, lo, hi = int_fast.fused_spec(step, setup.w.shape[0], step.rt.fc, setup.s_in, setup.wq.scale, yq,
+                                       setup.b_float)
+    # A read-only copy of the weights: the kernel packs read-only weights once and reuses the packing
+    # (``vnni_ops.cached``) for as long as the plan holds them.
+    frozen = np.array(setup.w)
+    frozen.setflags(write=False)
+    rest = (frozen.T,) + setup.rest[1:]
+    kernel, bits, requant = step.kernels.matmul_requant, step.acc_bits, (spec, storage(yq))
+    if kernel(x, *rest, acc_bits=bits, requant=requant) is None:
+        return None
+
+    def run(args, fresh):
+        y, events = kernel(args[0], *rest, acc_bits=bits, requant=requant)
+        return [y], int(events)
+
+    return Bound(run, [(lo, hi)], serial=False)
+
+
+PLANNERS = {"Conv": plan_conv, "Add": plan_binary, "Mul": plan_binary, "MaxPool": plan_maxpool,
+            "GlobalAvgPool": plan_global_avgpool, "Reshape": plan_move, "Flatten": plan_move,
+            "Transpose": plan_move, "Gemm": plan_gemm}
