@@ -1,6 +1,8 @@
 """Long differential run: fresh seeds for every unit of every family, and whole networks in between,
 for N minutes. Every failing case is written under OUT as a standalone model file, its feeds, a
 self-contained script and a one-line repro command (``repro.txt``); ``report.txt`` has the counts.
+The fuzzing runs in a child process: a case that kills it (a runtime aborting inside invoke) is
+counted as ``runtime-crashed``, written to ``repro.txt`` as a failure, and the run goes on after it.
 
     python -m tests.differential.long --minutes 30 --out reports/fuzz [--first-seed 100000] [--networks]
 """
@@ -8,6 +10,9 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import pickle
+import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -37,15 +42,25 @@ def _save(o: Outcome, feeds: dict, out: Path, log) -> None:
     log.flush()
 
 
-def run(minutes: float, out: Path, first_seed: int, networks: bool, save_known: bool) -> Counter:
+def _units() -> list[tuple[str, str]]:
+    return [(f, op) for f in ("onnx", "qdq", "tflite") for op in builders(f)]
+
+
+def run(minutes: float, out: Path, first_seed: int, networks: bool, save_known: bool, first_unit: int = 0) -> Counter:
+    """The fuzzing loop (in the child). Before each case it names it in ``current.txt``; after each it
+    saves the counts to ``tally.pkl``, so that a crash loses neither."""
     out.mkdir(parents=True, exist_ok=True)
     tally: Counter = Counter()
     deadline = time.monotonic() + 60 * minutes
-    units = [(f, op) for f in ("onnx", "qdq", "tflite") for op in builders(f)]
+    units = _units()
     nets = iter(_network_names()) if networks else iter(())
-    with tempfile.TemporaryDirectory() as tmp, open(out / "repro.txt", "w") as log:
+    with tempfile.TemporaryDirectory() as tmp, open(out / "repro.txt", "a") as log:
         for seed in itertools.count(first_seed):
-            for family, op in units:
+            for i, (family, op) in enumerate(units):
+                if seed == first_seed and i < first_unit:
+                    continue
+                (out / "current.txt").write_text(f"{family} {op} {seed} {i}\n")
+                (out / "tally.pkl").write_bytes(pickle.dumps(tally))
                 try:
                     outcomes = run_case(family, op, seed, tmp)
                 except Exception as exc:  # a generator defect: report it, keep fuzzing the rest
@@ -61,7 +76,39 @@ def run(minutes: float, out: Path, first_seed: int, networks: bool, save_known: 
                 _network(name, tmp, tally, out, log, save_known)
             if time.monotonic() > deadline:
                 break
-        (out / "report.txt").write_text(f"seeds {first_seed}..{seed}, {minutes} min\n{table(tally)}\n")
+    (out / "current.txt").write_text(f"done {seed}\n")
+    (out / "tally.pkl").write_bytes(pickle.dumps(tally))
+    return tally
+
+
+def supervise(minutes: float, out: Path, first_seed: int, networks: bool, save_known: bool) -> Counter:
+    """Run the loop in child processes until the time is up, restarting after a case that kills one."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "repro.txt").write_text("")
+    tally: Counter = Counter()
+    deadline = time.monotonic() + 60 * minutes
+    seed, unit = first_seed, 0
+    while True:
+        left = (deadline - time.monotonic()) / 60
+        cmd = [sys.executable, "-m", "tests.differential.long", "--child", "--minutes", f"{max(left, 0.0):.4f}",
+               "--out", str(out), "--first-seed", str(seed), "--first-unit", str(unit)]
+        rc = subprocess.run(cmd + ["--networks"] * networks + ["--save-known"] * save_known).returncode
+        tally.update(pickle.loads((out / "tally.pkl").read_bytes()))
+        where = (out / "current.txt").read_text().split()
+        if rc == 0 and where[0] == "done":
+            last = int(where[1])
+            break
+        family, op, crashed, i = where[0], where[1], int(where[2]), int(where[3])
+        tally[(family, op, "-", "runtime-crashed")] += 1
+        with open(out / "repro.txt", "a") as log:
+            log.write(f"{family} {op} seed {crashed}: the process died (exit status {rc}) running it\n"
+                      f"    python -c \"import tempfile; from tests.differential.cases import run_case; "
+                      f"run_case({family!r}, {op!r}, {crashed}, tempfile.mkdtemp())\"\n")
+        seed, unit = (crashed, i + 1) if i + 1 < len(_units()) else (crashed + 1, 0)
+        if time.monotonic() > deadline:
+            last = crashed
+            break
+    (out / "report.txt").write_text(f"seeds {first_seed}..{last}, {minutes} min\n{table(tally)}\n")
     return tally
 
 
@@ -94,8 +141,13 @@ def main(argv=None) -> int:
     ap.add_argument("--first-seed", type=int, default=100_000, help="CI uses seeds from 0; start elsewhere")
     ap.add_argument("--networks", action="store_true", help="interleave whole networks (224x224 included)")
     ap.add_argument("--save-known", action="store_true", help="also write cases of the known mismatch classes")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--first-unit", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    tally = run(args.minutes, args.out, args.first_seed, args.networks, args.save_known)
+    if args.child:
+        run(args.minutes, args.out, args.first_seed, args.networks, args.save_known, args.first_unit)
+        return 0
+    tally = supervise(args.minutes, args.out, args.first_seed, args.networks, args.save_known)
     print(table(tally))
     failures = (args.out / "repro.txt").read_text().count("\n    python")
     print(f"{failures} failing cases outside the known classes written under {args.out}")
