@@ -193,7 +193,7 @@ def quantize_graph(graph: Graph, plan, calib_feeds: Sequence[Mapping[str, np.nda
 def _pin_softmax_outputs(graph: Graph, params: dict[str, TensorQuant]) -> None:
     """8-bit Softmax outputs get scale 1/256 (zero point -128 for int8, 0 for uint8), as
     onnxruntime's quantizer sets them (quantization/operators/softmax.py): a probability fits
-    [0, 1) exactly, and QLinearSoftmax is reproduced bit for bit at that scale only."""
+    [0, 1) exactly."""
     for node in graph.nodes():
         t = node.outputs[0] if node.op == "Softmax" else None
         q = params.get(t)
