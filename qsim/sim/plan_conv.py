@@ -43,9 +43,9 @@ def plan_conv(step: Step) -> Bound | None:
     return _vnni(step, w, g, xz, wz, b, spec, storage(yq), (lo, hi))
 
 
-def _checked(g, k: int, x, w, xz: int, wz, b, hi: int) -> bool:
-    """Whether an exact sum can leave the accumulator (``jit._bound`` > hi): outputs are tested."""
-    return jit._bound(k, jit._span(x.dtype, np.array([xz])), jit._span(w.dtype, wz), b) > hi
+def _bound(k: int, x, w, xz: int, wz, b) -> int:
+    """The largest exact sum (``jit._bound``): past the accumulator's range, outputs are tested."""
+    return jit._bound(k, jit._span(x.dtype, np.array([xz])), jit._span(w.dtype, wz), b)
 
 
 def _vnni(step: Step, w, g, xz: int, wz, b, spec, dtype, out_range) -> Bound:
@@ -53,7 +53,7 @@ def _vnni(step: Step, w, g, xz: int, wz, b, spec, dtype, out_range) -> Bound:
     (``vnni_ops.plan_conv``: packed weights, tap offsets, epilogue terms, the pixel walk)."""
     x = step.args[0]
     lo, hi = acc_range(step.acc_bits)
-    checked = _checked(g, g.cg * g.kh * g.kw, x, w, xz, wz, b, hi)
+    checked = _bound(g.cg * g.kh * g.kw, x, w, xz, wz, b) > hi
     requant = (spec, dtype)
     plan = vnni_ops.plan_conv(w, x.dtype, xz, wz, b, g, step.acc_bits, lo, hi, checked, requant)
     macs = g.n * g.m * g.oh * g.ow * g.cg * g.kh * g.kw
@@ -71,7 +71,7 @@ def _depthwise(step: Step, c, g, xz: int, wz, b, yq) -> Bound:
     x, w = step.args[0], c.w
     bits = step.acc_bits
     lo, hi = acc_range(bits)
-    bound = jit._bound(g.kh * g.kw, jit._span(x.dtype, np.array([xz])), jit._span(w.dtype, wz), b)
+    bound = _bound(g.kh * g.kw, x, w, xz, wz, b)
     checked = bound > hi
     dt = np.int32 if bound <= jit._I32_LIMIT else np.int64  # as jit._depthwise_plan: 16 lanes where sums fit
     ws, b = jit._depthwise_weights(w, wz, dt), b.astype(dt)
