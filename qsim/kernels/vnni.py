@@ -74,65 +74,97 @@ def _loop(builder, count, carried, body):
     return new
 
 
+def _tile_codegen(mr: int, nv: int, gather: bool):
+    """LLVM codegen of an mr x (16*nv) tile (see module doc); it overwrites C. Arguments
+    (u, u_off, pix_stride, taps, quads, w, w_off, c, c_off, ldc): row r starts at byte
+    u_off + r * pix_stride of U; gather: (u, u_off, offs, oi, taps, ...): row r starts at
+    u_off + offs[oi + r], so one tile may take any pixels (output pixels of different rows, strided
+    ones) and no padding pixel is computed to be dropped."""
+
+    def codegen(context, builder, signature, args):
+        head = 4 if gather else 3
+        u_v, u_off_v = args[:2]
+        taps_v, quads_v, w_v, w_off_v, c_v, c_off_v, ldc_v = args[head:]
+        aty = signature.args
+        u_base = builder.gep(_data_ptr(context, builder, aty[0], u_v), [u_off_v])
+        taps_arr = context.make_array(aty[head])(context, builder, taps_v)
+        ntaps = cgutils.unpack_tuple(builder, taps_arr.shape, 1)[0]
+        w_base = builder.gep(_data_ptr(context, builder, aty[head + 2], w_v), [w_off_v])
+        fnty = ir.FunctionType(_V16, [_V16, _V16, _V16])
+        dp = cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.avx512.vpdpbusd.512")
+        zero = ir.Constant(_V16, None)
+        splat = ir.Constant(ir.VectorType(_I32, 16), [0] * 16)
+        panel_step = ir.Constant(_I64, 4 * 16 * nv)
+        if gather:
+            offs = context.make_array(aty[2])(context, builder, args[2]).data
+            rows = [builder.gep(u_base, [builder.load(builder.gep(offs, [builder.add(args[3], ir.Constant(_I64, r))]))])
+                    for r in range(mr)]
+        else:
+            rows = [builder.gep(u_base, [builder.mul(args[2], ir.Constant(_I64, r))]) for r in range(mr)]
+
+        def tap_body(t, state):
+            accs, wp = state[:-1], state[-1]
+            toff = builder.load(builder.gep(taps_arr.data, [t]))
+            urow = [builder.gep(p, [toff]) for p in rows]
+
+            def quad_body(q, st):
+                acc, wq = st[:-1], st[-1]
+                wv = [builder.load(builder.bitcast(builder.gep(wq, [ir.Constant(_I64, 64 * v)]),
+                                                   _V16.as_pointer()), align=1) for v in range(nv)]
+                out = []
+                for r in range(mr):
+                    qoff = builder.shl(q, ir.Constant(_I64, 2))
+                    word = builder.load(builder.bitcast(builder.gep(urow[r], [qoff]),
+                                                        _I32.as_pointer()), align=1)
+                    bc = builder.shuffle_vector(builder.insert_element(
+                        ir.Constant(_V16, ir.Undefined), word, ir.Constant(_I32, 0)),
+                        ir.Constant(_V16, ir.Undefined), splat)
+                    for v in range(nv):
+                        # operand order: (acc, unsigned bytes, signed bytes)
+                        out.append(builder.call(dp, [acc[r * nv + v], bc, wv[v]]))
+                return out + [builder.gep(wq, [panel_step])]
+
+            return _loop(builder, quads_v, list(accs) + [wp], quad_body)
+
+        final = _loop(builder, ntaps, [zero] * (mr * nv) + [w_base], tap_body)
+        c_ptr = context.make_array(aty[head + 4])(context, builder, c_v).data
+        for r in range(mr):
+            row = builder.add(c_off_v, builder.mul(ldc_v, ir.Constant(_I64, r)))
+            for v in range(nv):
+                p = builder.gep(c_ptr, [builder.add(row, ir.Constant(_I64, 16 * v))])
+                builder.store(final[r * nv + v], builder.bitcast(p, _V16.as_pointer()), align=4)
+        return context.get_dummy_value()
+
+    return codegen
+
+
+def _typed(u, taps, w, c, *more) -> bool:
+    """Raw pointer arithmetic in the tiles: accept only the C-contiguous arrays they were written for."""
+    want = ((u, types.uint8), (taps, types.int64), (w, types.int8), (c, types.int32)) + more
+    return all(isinstance(a, types.Array) and a.dtype == d and a.layout == "C" for a, d in want)
+
+
 def _make_tile(mr: int, nv: int):
-    """Build the intrinsic for an mr x (16*nv) tile (see module doc); it overwrites C."""
+    """The intrinsic of an mr x (16*nv) tile over rows pix_stride bytes apart (``_tile_codegen``)."""
 
     @intrinsic
     def tile(typingctx, u, u_off, pix_stride, taps, quads, w, w_off, c, c_off, ldc):
-        # Raw pointer arithmetic below: accept only the C-contiguous arrays it was written for.
-        want = ((u, types.uint8), (taps, types.int64), (w, types.int8), (c, types.int32))
-        if not all(isinstance(a, types.Array) and a.dtype == d and a.layout == "C" for a, d in want):
+        if not _typed(u, taps, w, c):
             return None
-        sig = types.void(u, u_off, pix_stride, taps, quads, w, w_off, c, c_off, ldc)
+        return types.void(u, u_off, pix_stride, taps, quads, w, w_off, c, c_off, ldc), _tile_codegen(mr, nv, False)
 
-        def codegen(context, builder, signature, args):
-            u_v, u_off_v, pix_v, taps_v, quads_v, w_v, w_off_v, c_v, c_off_v, ldc_v = args
-            aty = signature.args
-            u_base = builder.gep(_data_ptr(context, builder, aty[0], u_v), [u_off_v])
-            taps_arr = context.make_array(aty[3])(context, builder, taps_v)
-            ntaps = cgutils.unpack_tuple(builder, taps_arr.shape, 1)[0]
-            w_base = builder.gep(_data_ptr(context, builder, aty[5], w_v), [w_off_v])
-            fnty = ir.FunctionType(_V16, [_V16, _V16, _V16])
-            dp = cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.avx512.vpdpbusd.512")
-            zero = ir.Constant(_V16, None)
-            splat = ir.Constant(ir.VectorType(_I32, 16), [0] * 16)
-            panel_step = ir.Constant(_I64, 4 * 16 * nv)
-            rows = [builder.gep(u_base, [builder.mul(pix_v, ir.Constant(_I64, r))]) for r in range(mr)]
+    return tile
 
-            def tap_body(t, state):
-                accs, wp = state[:-1], state[-1]
-                toff = builder.load(builder.gep(taps_arr.data, [t]))
-                urow = [builder.gep(p, [toff]) for p in rows]
 
-                def quad_body(q, st):
-                    acc, wq = st[:-1], st[-1]
-                    wv = [builder.load(builder.bitcast(builder.gep(wq, [ir.Constant(_I64, 64 * v)]),
-                                                       _V16.as_pointer()), align=1) for v in range(nv)]
-                    out = []
-                    for r in range(mr):
-                        qoff = builder.shl(q, ir.Constant(_I64, 2))
-                        word = builder.load(builder.bitcast(builder.gep(urow[r], [qoff]),
-                                                            _I32.as_pointer()), align=1)
-                        bc = builder.shuffle_vector(builder.insert_element(
-                            ir.Constant(_V16, ir.Undefined), word, ir.Constant(_I32, 0)),
-                            ir.Constant(_V16, ir.Undefined), splat)
-                        for v in range(nv):
-                            # operand order: (acc, unsigned bytes, signed bytes)
-                            out.append(builder.call(dp, [acc[r * nv + v], bc, wv[v]]))
-                    return out + [builder.gep(wq, [panel_step])]
+def make_gather_tile(mr: int, nv: int):
+    """The intrinsic of an mr x (16*nv) tile whose row r starts at u_off + offs[oi + r] (``_tile_codegen``)."""
 
-                return _loop(builder, quads_v, list(accs) + [wp], quad_body)
-
-            final = _loop(builder, ntaps, [zero] * (mr * nv) + [w_base], tap_body)
-            c_ptr = context.make_array(aty[7])(context, builder, c_v).data
-            for r in range(mr):
-                row = builder.add(c_off_v, builder.mul(ldc_v, ir.Constant(_I64, r)))
-                for v in range(nv):
-                    p = builder.gep(c_ptr, [builder.add(row, ir.Constant(_I64, 16 * v))])
-                    builder.store(final[r * nv + v], builder.bitcast(p, _V16.as_pointer()), align=4)
-            return context.get_dummy_value()
-
-        return sig, codegen
+    @intrinsic
+    def tile(typingctx, u, u_off, offs, oi, taps, quads, w, w_off, c, c_off, ldc):
+        if not _typed(u, taps, w, c, (offs, types.int64)):
+            return None
+        return (types.void(u, u_off, offs, oi, taps, quads, w, w_off, c, c_off, ldc),
+                _tile_codegen(mr, nv, True))
 
     return tile
 

@@ -5,15 +5,18 @@ reads it back in a second parallel region. Here each work item (a run of output 
 panel of 64 output channels) computes its register tiles into a small buffer that stays in L1 and
 requantizes it at once (zero-point correction, bias, wrap and overflow count, the policy's
 requantization, as ``vnni_epilogue.epilogue_q``): one parallel region per image and group instead of
-two, no image-sized int32 buffer written and read again.
+two (one per batch where the weights are symmetric), no image-sized int32 buffer written and read again.
 
-Pixels are addressed as ``row * row_bytes + col * col_bytes`` in the padded NHWC input: for a
-general convolution a row is an output row (``row_bytes = stride_h * Wp * Cp``); a 1x1 convolution
-at stride 1 without padding reads its input as one flat run of pixels cut into runs of ``RUN``
-(the last one shorter), so small images (7x7) fill whole register tiles. Other stride-1
-convolutions whose rows do not fill whole tiles run over the padded rows as one flat run too
-(virtual pixels oy * Wp + ox): the Wp - OW pixels past each row's end are computed and dropped,
-and every tile is whole (a 7-pixel row took one 4-row tile and three 1-row tiles).
+Every output pixel p of an image reads its receptive field from byte ``offs[p]`` of the padded
+NHWC input (``vnni_ops.pixel_offsets``), so the pixels are one flat run, cut into runs of
+``run`` (``vnni_ops.plan_conv`` makes the runs about equal), whatever the stride, padding or row
+length: the register tiles gather their rows through the table (``vnni.make_gather_tile``), every
+tile is whole, and no padding pixel is computed (a 7x7 image's padded rows computed 61 pixels for
+49, rows read one by one took 1- and 4-pixel tiles).
+
+Work items are ordered panel by panel: numba's parallel loop gives each thread one contiguous
+share of the items, so with few pixels (7x7: two runs) each thread takes whole panels and both
+get the same work (run by run, the first thread took every full run and the second the short ones).
 """
 from __future__ import annotations
 
@@ -21,26 +24,26 @@ import numpy as np
 from numba import njit, prange
 
 from qsim.kernels.depthwise import f32_code
-from qsim.kernels.vnni import MR, NR, NV, _make_tile, _tile_main, _tile_one
+from qsim.kernels.vnni import MR, NR, NV, make_gather_tile
 from qsim.kernels.portable import wrap_row
 from qsim.numerics.requant_jit import requant_run
 
-# Rows per register tile here: 6 x 4 accumulators + 4 weight vectors + 1 broadcast = 29 of the 32
+# Rows per register tile: 6 x 4 accumulators + 4 weight vectors + 1 broadcast = 29 of the 32
 # zmm registers; each weight vector loaded feeds 6 pixels instead of 4.
 MR_WIDE = 6
-_tile_wide = _make_tile(MR_WIDE, NV)
-RUN = 36   # pixels per work item of a flat run (6 wide register tiles)
+_tile_wide = make_gather_tile(MR_WIDE, NV)
+_tile_main = make_gather_tile(MR, NV)
+_tile_one = make_gather_tile(1, NV)
+RUN = 36   # pixels per work item at most (6 wide register tiles; a 36 x 64 int32 buffer is 9 KiB)
 
 
 @njit(cache=True, parallel=True)
-def conv_rows_q(xp, w, taps, quads, row_bytes, col_bytes, rows, run, nvirt, vw, ow, sa, w0, const, bits, lo,
-                hi, checked, ch0, rq, out, fast=None, nimg=1, img_bytes=0):
-    """Virtual pixel q = r * run + i (r < rows, i < run, q < nvirt) reads the input at byte
-    r * row_bytes + i * col_bytes + taps[t]; it is output pixel (q // vw) * ow + q % vw where
-    q % vw < ow and is dropped otherwise (vw = ow: every virtual pixel is an output pixel).
-    out (pixels, cols) in the storage type gets the requantized channels
-    (``vnni_epilogue.epilogue_q`` with ``transpose=False``; sa (pixels,) window sums, w0 / const
-    (cols,)). Returns the overflow count (0 when not checked).
+def conv_rows_q(xp, w, taps, quads, offs, run, sa, w0, const, bits, lo, hi, checked, ch0, rq, out, fast=None,
+                nimg=1, img_bytes=0):
+    """Output pixel p (< len(offs)) of image n reads the input at byte n * img_bytes + offs[p] +
+    taps[t]. out (nimg * pixels, cols) in the storage type gets the requantized channels
+    (``vnni_epilogue.epilogue_q`` with ``transpose=False``; sa (nimg * pixels,) window sums, w0 /
+    const (cols,)). Returns the overflow count (0 when not checked).
 
     ``fast``: None, or (w0, const, fmult) wrapped to int32 and the float32 multipliers of these
     columns, where ``fast_epilogue`` applies: the float32 kind (zero point and bounds below 2^17)
@@ -50,56 +53,70 @@ def conv_rows_q(xp, w, taps, quads, row_bytes, col_bytes, rows, run, nvirt, vw, 
     batch in one parallel region instead of one per image."""
     npanel = w.shape[0]
     half = (np.int64(1) << (bits - 1)) if checked else np.int64(0)
-    per_img = rows * npanel
-    npix = (nvirt - 1) // vw * ow + min(ow, (nvirt - 1) % vw + 1)   # output pixels of one image
+    npix = offs.shape[0]
+    nruns = (npix + run - 1) // run
+    per_img = nruns * npanel
     counts = np.zeros(nimg * per_img, dtype=np.int64)
     for item in prange(nimg * per_img):
         n = item // per_img
         k = item - n * per_img
+        j, r = k // nruns, k % nruns       # panel by panel (module doc)
+        q0 = r * run
         # A function of its own: the parameter tuple inside a prange body slows its loops (vnni_epilogue).
-        counts[item] = _item(xp, w, taps, quads, n * img_bytes, row_bytes, col_bytes, run, nvirt, vw, ow,
-                             n * npix, k // npanel, k % npanel, sa, w0, const, bits, lo, hi, half, ch0, rq, out, fast)
+        counts[item] = _item(xp, w, taps, quads, offs, n * img_bytes, q0, min(run, npix - q0), n * npix + q0, j,
+                             sa, w0, const, bits, lo, hi, half, ch0, rq, out, fast)
     return counts.sum()
 
 
 @njit(cache=True)
-def _item(xp, w, taps, quads, img0, row_bytes, col_bytes, run, nvirt, vw, ow, pix0, r, j, sa, w0, const, bits, lo,
-          hi, half, ch0, rq, out, fast):
-    panel_bytes = w.shape[1] * w.shape[2] * w.shape[3] * w.shape[4]
-    q0 = r * run
-    n = min(run, nvirt - q0)
+def _item(xp, w, taps, quads, offs, img0, q0, n, p, j, sa, w0, const, bits, lo, hi, half, ch0, rq, out, fast):
+    """Pixels q0..q0+n of one image (output rows p..p+n) x panel j; returns the overflow count."""
     c = np.empty((n, NR), dtype=np.int32)
-    base = img0 + r * row_bytes
-    wide = n - n % MR_WIDE
-    for i in range(0, wide, MR_WIDE):
-        _tile_wide(xp, base + i * col_bytes, col_bytes, taps, quads, w, j * panel_bytes, c, i * NR, NR)
-    full = wide + (n - wide) // MR * MR
-    for i in range(wide, full, MR):
-        _tile_main(xp, base + i * col_bytes, col_bytes, taps, quads, w, j * panel_bytes, c, i * NR, NR)
-    for i in range(full, n):
-        _tile_one(xp, base + i * col_bytes, col_bytes, taps, quads, w, j * panel_bytes, c, i * NR, NR)
+    _tiles(xp, w, taps, quads, img0, offs, q0, n, j, c)
     j0 = j * NR
     j1 = min(w0.shape[0], j0 + NR)
-    cnt = 0
-    q = q0
-    while q < q0 + n:      # runs of virtual pixels that are output pixels of one row
-        oy = q // vw
-        ox = q - oy * vw
-        if ox >= ow:
-            q = (oy + 1) * vw
-            continue
-        e = min(q0 + n, oy * vw + ow)
-        p = pix0 + oy * ow + ox
-        # Rows are indexed one at a time (c[i], out[i, j0:j1]): a 2-D slice of them would lose
-        # numba's contiguous layout, and with it the vectorized loops.
-        if fast is not None:
-            w32, k32, mv = fast
-            _f32_block(c, q - q0, sa, p, e - q, w32, k32, mv, j0, j1, np.float32(rq[9]), np.float32(rq[10]),
-                       np.float32(rq[11]), out)
-        else:
-            cnt += _rq_block(c, q - q0, sa, p, e - q, w0, const, j0, j1, bits, lo, hi, half, ch0, rq, out)
-        q = e
-    return cnt
+    if fast is not None:
+        w32, k32, mv = fast
+        _f32_block(c, 0, sa, p, n, w32, k32, mv, j0, j1, np.float32(rq[9]), np.float32(rq[10]),
+                   np.float32(rq[11]), out)
+        return 0
+    return _rq_block(c, 0, sa, p, n, w0, const, j0, j1, bits, lo, hi, half, ch0, rq, out)
+
+
+@njit(cache=True)
+def _tiles(xp, w, taps, quads, img0, offs, q0, n, j, c):
+    """c (n, NR) int32 = the register tiles of pixels q0..q0+n (input bytes img0 + offs[q]) x panel j.
+    A run of >= 6 pixels ends with a wide tile over its last 6 pixels, overlapping the previous
+    one (rows written twice get the same sums): cheaper than 4- and 1-pixel tiles."""
+    wb = j * (w.shape[1] * w.shape[2] * w.shape[3] * w.shape[4])
+    if n >= MR_WIDE:
+        for i in range(0, n - MR_WIDE + 1, MR_WIDE):
+            _tile_wide(xp, img0, offs, q0 + i, taps, quads, w, wb, c, i * NR, NR)
+        if n % MR_WIDE:
+            i = n - MR_WIDE
+            _tile_wide(xp, img0, offs, q0 + i, taps, quads, w, wb, c, i * NR, NR)
+        return
+    full = n - n % MR
+    for i in range(0, full, MR):
+        _tile_main(xp, img0, offs, q0 + i, taps, quads, w, wb, c, i * NR, NR)
+    for i in range(full, n):
+        _tile_one(xp, img0, offs, q0 + i, taps, quads, w, wb, c, i * NR, NR)
+
+
+@njit(cache=True, parallel=True)
+def tiles_only(xp, w, taps, quads, offs, run, nimg, img_bytes):
+    """``conv_rows_q``'s work items without the epilogue (the sums are dropped): what the
+    register tiles alone cost, for benchmarks/bench_conv_layers.py."""
+    npanel = w.shape[0]
+    npix = offs.shape[0]
+    nruns = (npix + run - 1) // run
+    per_img = nruns * npanel
+    for item in prange(nimg * per_img):
+        k = item % per_img
+        q0 = k % nruns * run
+        n = min(run, npix - q0)
+        c = np.empty((n, NR), dtype=np.int32)
+        _tiles(xp, w, taps, quads, item // per_img * img_bytes, offs, q0, n, k // nruns, c)
 
 
 @njit(cache=True)

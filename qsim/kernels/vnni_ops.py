@@ -129,7 +129,8 @@ class ConvPlan:
     need_sa: bool
     zeros: np.ndarray
     group_terms: list     # per group: (w0, const, fast) for the epilogue
-    walk: tuple           # conv_rows_q's (rows, run, row_bytes, col_bytes, nvirt, vw, ow)
+    offs: np.ndarray      # conv_rows_q's input byte offset of each output pixel (``pixel_offsets``)
+    run: int              # conv_rows_q's pixels per work item
 
 
 def plan_conv(w, x_dtype, xz: int, wz: np.ndarray, bias: np.ndarray, g, acc_bits: int, lo: int, hi: int,
@@ -150,17 +151,24 @@ def plan_conv(w, x_dtype, xz: int, wz: np.ndarray, bias: np.ndarray, g, acc_bits
         const = bias[ms] - a0 * packs[gi][1] + k * a0 * w0g
         fast = None if requant is None else _fast_epilogue(requant[0], checked, hi, w0g, const, gi * g.mg)
         terms.append((w0g, const, fast))
-    # A 1x1 conv at stride 1 without padding reads its pixels as one flat run (vnni_fused).
-    npix, run = g.oh * g.ow, vnni_fused.RUN
-    if g.kh == g.kw == 1 and sh == sw == 1 and not any(g.pads):
-        walk = (-(-npix // run), run, run * cgp, cgp, npix, npix, npix)
-    elif sh == sw == 1 and g.ow % vnni_fused.MR_WIDE:     # padded rows as one flat run (vnni_fused)
-        nvirt = (g.oh - 1) * wp + g.ow
-        walk = (-(-nvirt // run), run, run * cgp, cgp, nvirt, wp, g.ow)
-    else:
-        walk = (g.oh, g.ow, sh * wp * cgp, sw * cgp, npix, g.ow, g.ow)
+    npix = g.oh * g.ow
     return ConvPlan(g, acc_bits, lo, hi, checked, flip, a0, cgp, packs, taps, bool(np.any(w0 != 0)),
-                    np.zeros(g.n * npix, dtype=np.int64), terms, walk)
+                    np.zeros(g.n * npix, dtype=np.int64), terms, pixel_offsets(g, cgp), run_length(npix))
+
+
+def pixel_offsets(g, cgp: int) -> np.ndarray:
+    """(OH * OW,) int64: the byte of output pixel (oy, ox)'s first tap in one padded NHWC image
+    (Hp, Wp, cgp), ((oy * sh) * Wp + ox * sw) * cgp."""
+    wp = g.w + g.pads[1] + g.pads[3]
+    oy, ox = np.divmod(np.arange(g.oh * g.ow, dtype=np.int64), g.ow)
+    return (oy * g.stride[0] * wp + ox * g.stride[1]) * cgp
+
+
+def run_length(npix: int) -> int:
+    """Pixels per work item: at most ``vnni_fused.RUN``, the runs about equal (49 pixels: 30 + 19,
+    not 36 + 13), a multiple of the wide tile's rows."""
+    per_run = -(-npix // -(-npix // vnni_fused.RUN))     # ceil(npix / number of runs)
+    return -(-per_run // vnni_fused.MR_WIDE) * vnni_fused.MR_WIDE
 
 
 def run_planned(plan: ConvPlan, x, requant, out=None):
@@ -174,24 +182,27 @@ def run_planned(plan: ConvPlan, x, requant, out=None):
     # returned as an NCHW view of it: the same values, no transpose.
     if out is None:
         out = np.empty((g.n, g.oh * g.ow, g.m), dtype=requant[1])
-    rows, run, row_bytes, col_bytes, nvirt, vw, ow = plan.walk
     if g.groups == 1 and not plan.need_sa:   # the whole batch in one parallel region
-        w0g, const, fast = plan.group_terms[0]
-        count = vnni_fused.conv_rows_q(xp, plan.packs[0][0], plan.taps, plan.cgp // 4, row_bytes, col_bytes, rows,
-                                       run, nvirt, vw, ow, plan.zeros, w0g, const, plan.acc_bits, plan.lo, plan.hi,
-                                       plan.checked, 0, requant[0], out.reshape(-1, g.m), fast, g.n,
-                                       xp[0].size)
+        count = _conv_q(plan, xp, out.reshape(-1, g.m), requant)
         return out.reshape(g.n, g.oh, g.ow, g.m).transpose(0, 3, 1, 2), int(count)
     count = 0
     for n in range(g.n):
         for gi, (w0g, const, fast) in enumerate(plan.group_terms):
             img = xp[n, gi]
             sa = vnni.window_sums(img, g.kh, g.kw, sh, sw, dh, dw, g.oh, g.ow) if plan.need_sa else plan.zeros
-            count += vnni_fused.conv_rows_q(img, plan.packs[gi][0], plan.taps, plan.cgp // 4, row_bytes, col_bytes,
-                                            rows, run, nvirt, vw, ow, sa, w0g, const, plan.acc_bits, plan.lo,
-                                            plan.hi, plan.checked, gi * g.mg, requant[0],
+            count += vnni_fused.conv_rows_q(img, plan.packs[gi][0], plan.taps, plan.cgp // 4, plan.offs, plan.run,
+                                            sa, w0g, const, plan.acc_bits, plan.lo, plan.hi, plan.checked,
+                                            gi * g.mg, requant[0],
                                             out[n][:, gi * g.mg:(gi + 1) * g.mg] if g.groups > 1 else out[n], fast)
     return out.reshape(g.n, g.oh, g.ow, g.m).transpose(0, 3, 1, 2), int(count)
+
+
+def _conv_q(plan: ConvPlan, xp: np.ndarray, out2: np.ndarray, requant) -> int:
+    """The fused kernel on the whole batch (one group, no window sums): out2 (N * OH * OW, M)."""
+    w0g, const, fast = plan.group_terms[0]
+    return vnni_fused.conv_rows_q(xp, plan.packs[0][0], plan.taps, plan.cgp // 4, plan.offs, plan.run, plan.zeros,
+                                  w0g, const, plan.acc_bits, plan.lo, plan.hi, plan.checked, 0, requant[0], out2,
+                                  fast, plan.g.n, xp[0].size)
 
 
 def _fast_epilogue(spec, checked: bool, hi: int, w0: np.ndarray, const: np.ndarray, ch0: int):
