@@ -240,7 +240,10 @@ def to_nhwc(xu, groups, cgp, pt, pl, fill, flip, out):
         n = item // (groups * hp)
         g = (item // hp) % groups
         yp = item % hp
-        _nhwc_row(xu[n, g * cg:(g + 1) * cg], out[n, g, yp], yp - pt, pl, fill, flip)
+        if out.shape[4] == 4:      # stems: <= 4 channels, one 4-byte word per pixel
+            _nhwc_row4(xu[n, g * cg:(g + 1) * cg], out[n, g, yp], yp - pt, pl, fill, flip)
+        else:
+            _nhwc_row(xu[n, g * cg:(g + 1) * cg], out[n, g, yp], yp - pt, pl, fill, flip)
 
 
 @njit(cache=True, parallel=True)
@@ -296,6 +299,36 @@ def _nhwc_row(xg, row, y, pl, fill, flip):
             src = xg[c, y]
             for xx in range(w):
                 row[pl + xx, c] = src[xx] ^ flip
+
+
+@njit(cache=True)
+def _nhwc_row4(xg, row, y, pl, fill, flip):
+    """``_nhwc_row`` for cgp == 4: each pixel one uint32 word, channel c in byte c (x86 is little
+    endian), built from contiguous reads of each channel's row: 19 us instead of 200 us for a
+    3 x 224 x 224 stem input (byte stores strided by 4 do not vectorize)."""
+    cg, h, w = xg.shape
+    words = row.reshape(-1).view(np.uint32)
+    fw = np.uint32(0)   # a padding pixel: fill in the cg channels, 0 in the channel padding
+    fl = np.uint32(0)
+    for c in range(cg):
+        fw |= np.uint32(fill) << np.uint32(8 * c)
+        fl |= np.uint32(flip) << np.uint32(8 * c)
+    if y < 0 or y >= h:
+        words[:] = fw
+        return
+    words[:pl] = fw
+    words[pl + w:] = fw
+    d = words[pl:pl + w]
+    if cg == 3:
+        a, b, c = xg[0, y], xg[1, y], xg[2, y]
+        for i in range(w):
+            d[i] = (np.uint32(a[i]) | (np.uint32(b[i]) << np.uint32(8)) | (np.uint32(c[i]) << np.uint32(16))) ^ fl
+    else:
+        for i in range(w):
+            v = np.uint32(0)
+            for ch in range(cg):
+                v |= np.uint32(xg[ch, y, i]) << np.uint32(8 * ch)
+            d[i] = v ^ fl
 
 
 @njit(cache=True, parallel=True)

@@ -1,7 +1,7 @@
 """The VNNI convolution with the requantization in the same parallel loop (``vnni_fused``) equals
-the numpy spec byte for byte on the shapes its work items split on: 1x1 convolutions read as one
-flat run of pixels (runs of ``RUN`` and a shorter last one, pixel counts that fill no whole
-register tile), padded rows read as one flat run (rows of 7 pixels), stems (<= 4 channels),
+the numpy spec byte for byte on the shapes its work items split on: output pixels gathered through
+their input offsets in runs (a shorter last run, pixel counts that fill no whole register tile,
+runs ending in an overlapping tile; rows of 7 pixels, stride 2), stems (<= 4 channels, also per group),
 general rows (3x3, stride 2, padding, dilation), output channels filling no whole panel, groups,
 uint8 weights (window sums), int8 inputs (the +128 shift), batch > 1 (symmetric weights: one
 parallel region) and the overflow count of a narrow accumulator. Multipliers are exact powers of
@@ -29,6 +29,10 @@ CASES = [  # (N, C, H, W, M, k, stride, pads, dilation, groups)
     (2, 3, 17, 15, 32, 3, (2, 2), (1, 1, 1, 1), (1, 1), 1),    # stems (<= 4 channels)
     (1, 4, 19, 18, 64, 7, (2, 2), (3, 2, 3, 1), (1, 1), 1),
     (1, 2, 9, 9, 16, 3, (1, 1), (2, 2, 2, 2), (2, 2), 1),
+    (1, 8, 9, 9, 32, 3, (1, 1), (1, 1, 1, 1), (1, 1), 2),     # groups of 4 and 2 channels: one word
+    (2, 6, 7, 8, 48, 3, (2, 1), (1, 0, 1, 2), (1, 1), 3),     # per pixel (vnni._nhwc_row4)
+    (1, 64, 7, 7, 200, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),   # 49 pixels: runs of 30 + 19, 4 panels
+    (1, 16, 14, 14, 64, 3, (2, 2), (1, 1, 1, 1), (1, 1), 1),  # stride 2: 49 pixels gathered across rows
 ]
 
 
