@@ -63,7 +63,7 @@ def _vnni(step: Step, w, g, xz: int, wz, b, spec, dtype, out_range) -> Bound:
         y, count = vnni_ops.run_planned(plan, args[0], requant, None if fresh else outs[0])
         return [y], count
 
-    return Bound(run, [out_range], outs, serial=macs < jit.SERIAL_MACS)
+    return Bound(run, [out_range], outs, serial=macs < vnni_ops.SERIAL_MACS)
 
 
 def _depthwise(step: Step, c, g, xz: int, wz, b, yq) -> Bound:
