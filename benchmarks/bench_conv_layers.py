@@ -174,11 +174,9 @@ def report(net: str, path: Path, batch: int, threads: int, repeats: int) -> None
     import numba
 
     numba.set_num_threads(threads)
-    name = onnx.load(str(path), load_external_data=False).graph.input[0].name
     x = np.random.default_rng(3).standard_normal((batch, 3, 224, 224)).astype(np.float32)
     ort_l, ort_ms = ort_layers(path, x, threads, repeats)
     q_l, q_ms = qsim_layers(path, x, threads, repeats)
-    del name
     ort_by, q_by, calls, counts = defaultdict(float), defaultdict(float), {}, defaultdict(int)
     for k, us in ort_l:
         if k[6] == 1:
