@@ -49,9 +49,16 @@
   pre-activation BatchNorm after a Concat) stays in float between a DequantizeLinear and a
   QuantizeLinear: three kernels moving N + 4N, 4N + 4N and 4N + N bytes (16N beyond the row's 2N), timed
   by the measured nanoseconds per element of that chain.
-- ``broadcast_ns_per_element``: an 8-bit multiply or add by a per-channel constant (QLinearMul /
-  QLinearAdd broadcasting a ``[C, 1, 1]`` tensor: a BatchNorm written as Mul and Add) runs
-  onnxruntime's broadcasting loop, timed per output element at the measured rate.
+- ``broadcast_ns_per_element``, ``broadcast_ns_per_channel``: an 8-bit multiply or add by a per-channel
+  constant (QLinearMul / QLinearAdd broadcasting a ``[C, 1, 1]`` tensor: a BatchNorm written as Mul and
+  Add) runs onnxruntime's broadcasting loop: one call of the vector kernel per N x C plane of H x W
+  elements with the channel's constant as a scalar, so its time is output elements x the per-element
+  rate + planes x the per-channel rate (both fitted by ``qsim calibrate`` on lone kernels from 64 x
+  56 x 56 to 1024 x 7 x 7: at 7 x 7 the per-plane cost is most of the time).
+- ``concat_ns_per_element``: an 8-bit Concat (QLinearConcat) whose inputs have their own scales (as
+  after ``quantize_static``) maps every input byte through a 256-entry requantization table; held
+  channels-last it writes each input's channels pixel by pixel. Timed per output element at the rate
+  measured on a QLinearConcat of two QLinearConv outputs (channels-last, as in a model).
 - ``average_pool_ns_per_tap``: onnxruntime's 8-bit windowed average pool (QLinearAveragePool, NHWC)
   is a scalar loop over each output's window: its time is output elements x window elements at the
   measured rate (``qsim calibrate``: a lone 3x3 / 2 pool), in place of vector-op counting.
@@ -115,7 +122,12 @@ def _own_work(graph, node, activation_bits: int, profile, composed: bool = False
     if node.op == "BatchNorm" and "BatchNorm" in stack.float_islands and not _behind_matrix(graph, node):
         return StackWork(2, 16 * n_in, 0, n_in * stack.float_islands["BatchNorm"] * 1e-9)
     if node.op in stack.broadcast_ns_per_element:
-        return StackWork(compute_s=n_out * stack.broadcast_ns_per_element[node.op] * 1e-9)
+        shape = graph.tensor(node.outputs[0]).shape
+        spans = n_out // max(int(shape[-1]) * int(shape[-2]), 1) if len(shape) >= 3 else 1  # N x C planes
+        return StackWork(compute_s=(n_out * stack.broadcast_ns_per_element[node.op]
+                                    + spans * stack.broadcast_ns_per_channel.get(node.op, 0.0)) * 1e-9)
+    if node.op == "Concat" and stack.concat_ns_per_element:
+        return StackWork(compute_s=n_out * stack.concat_ns_per_element * 1e-9)
     if node.op == "AvgPool" and stack.average_pool_ns_per_tap:
         kernel = node.attrs["kernel"]
         taps = kernel * kernel if isinstance(kernel, int) else kernel[0] * kernel[1]

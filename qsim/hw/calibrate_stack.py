@@ -164,26 +164,6 @@ def ort_float_batchnorm_ns_per_element() -> float:
     return slope_ns_per_element(session, lambda n: {"x": rng.integers(0, 255, (1, 64, n, n), dtype=np.uint8)})
 
 
-def ort_broadcast_ns_per_element(op: str) -> float:
-    """onnxruntime's QLinearMul / QLinearAdd of a uint8 1x64xSxS tensor and a per-channel uint8 [64, 1, 1]
-    constant (a BatchNorm as quantized Mul and Add), per output element."""
-    from onnx import TensorProto, helper
-
-    rng = np.random.default_rng(0)
-
-    def session(size: int):
-        shape = [1, 64, size, size]
-        inits = qparams([("sa", np.float32(0.05)), ("za", np.uint8(128)), ("c", rng.integers(0, 255, (64, 1, 1), dtype=np.uint8)),
-                         ("sc", np.float32(0.01)), ("zc", np.uint8(100)), ("sy", np.float32(0.07)), ("zy", np.uint8(120))])
-        node = helper.make_node(op, ["x", "sa", "za", "c", "sc", "zc", "sy", "zy"], ["y"], domain="com.microsoft")
-        graph = helper.make_graph([node], "broadcast", [helper.make_tensor_value_info("x", TensorProto.UINT8, shape)],
-                                  [helper.make_tensor_value_info("y", TensorProto.UINT8, shape)], inits)
-        return ort_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13),
-                                                                   helper.make_opsetid("com.microsoft", 1)]))
-
-    return slope_ns_per_element(session, lambda n: {"x": rng.integers(0, 255, (1, 64, n, n), dtype=np.uint8)})
-
-
 def ort_float_maxpool_ns_per_element() -> float:
     """An 8-bit MaxPool as onnxruntime runs it from a QOperator model below opset 12 (no uint8 MaxPool):
     DequantizeLinear -> float MaxPool 3x3 stride 2 (inside NCHWc reorders) -> QuantizeLinear, per
@@ -267,11 +247,10 @@ def stack_lines(r: dict) -> list[str]:
 
 
 def _composed_and_gemm_lines(r: dict) -> list[str]:
+    from qsim.hw.calibrate_kernels import kernel_lines
+
     lines = []
-    if "broadcast_ns" in r:
-        lines += ["    broadcast_ns_per_element:".ljust(36) + "# QLinearMul / QLinearAdd by a [64, 1, 1] constant",
-                  *[f"      {op}: {ns:.3g}".ljust(36) + "# measured: per output element, slope 28 -> 56, fastest of 27 runs"
-                    for op, ns in r["broadcast_ns"].items()]]
+    lines += kernel_lines(r)  # per-channel broadcast, 8-bit Concat
     if "average_pool_ns" in r:
         lines.append(f"    average_pool_ns_per_tap: {r['average_pool_ns']:.3g} "
                      "# measured: QLinearAveragePool 3x3/2 on 1x64x56x56, kernel time per output and window element")

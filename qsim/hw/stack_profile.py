@@ -95,7 +95,9 @@ STACK_SCHEMA = Record(
         "composed_transpose_ns_per_element": _POSITIVE,  # an 8-bit Transpose fused with the layout change
         "im2col_gemm": IM2COL_GEMM_SCHEMA,  # 8-bit convs the runtime's direct conv kernel refuses
         "broadcast_ns_per_element": MapOf(_POSITIVE, ("MulConst", "AddConst")),  # 8-bit x per-channel constant
+        "broadcast_ns_per_channel": MapOf(_NON_NEGATIVE, ("MulConst", "AddConst")),  # per channel (broadcast span)
         "average_pool_ns_per_tap": _POSITIVE,  # an 8-bit windowed AvgPool, per output element and window element
+        "concat_ns_per_element": _POSITIVE,  # an 8-bit Concat (inputs requantized to the output's scale), per element
         "validation": VALIDATION_SCHEMA,
     },
 )
@@ -184,6 +186,8 @@ class Stack:
     im2col_gemm: Im2colGemm | None = None
     average_pool_ns_per_tap: float | None = None
     broadcast_ns_per_element: Mapping[str, float] = field(default_factory=dict)  # op -> ns per output element
+    broadcast_ns_per_channel: Mapping[str, float] = field(default_factory=dict)  # op -> ns per channel (span)
+    concat_ns_per_element: float | None = None
     validation: Validation | None = None
 
 
@@ -245,5 +249,7 @@ def build_stack(data: Mapping[str, Any]) -> Stack | None:
         if (m := s.get("im2col_gemm")) else None,
         average_pool_ns_per_tap=s.get("average_pool_ns_per_tap"),
         broadcast_ns_per_element=MappingProxyType(dict(s.get("broadcast_ns_per_element") or {})),
+        broadcast_ns_per_channel=MappingProxyType(dict(s.get("broadcast_ns_per_channel") or {})),
+        concat_ns_per_element=s.get("concat_ns_per_element"),
         validation=Validation(**dict(v)) if v else None,
     )

@@ -189,7 +189,7 @@ def test_an_unfolded_batchnorm_is_a_float_island_and_per_channel_mul_add_broadca
     results = {"machine": machine, "int8_ort": 300e9, "int8_qconv": 192e9, "int8_qmatmul": 240e9, "fp32_ort": 75e9,
                "fp32_numpy": 40e9, "dram_bps": 20e9, "cache_bps": 200e9, "dispatch_s": 2e-6, "op_ns": {"LRN": 10.0},
                "transpose_ns": 0.1, "float_maxpool_ns": 0.5, "float_add_ns": (0.5, 0.75), "float_batchnorm_ns": 0.6,
-               "broadcast_ns": {"MulConst": 0.3, "AddConst": 0.2}}
+               "broadcast_fit": {"MulConst": (0.3, 5.0), "AddConst": (0.2, 4.0)}, "concat_ns": 0.25}
     profile = build_profile(load_yaml("local.yaml", profile_yaml(results)), "local.yaml")
     assert profile.stack.float_islands["BatchNorm"] == 0.6
     work = stack_work(g, EIGHT, profile)
@@ -199,5 +199,28 @@ def test_an_unfolded_batchnorm_is_a_float_island_and_per_channel_mul_add_broadca
     assert work["bn"].compute_s == pytest.approx(256 * 0.6e-9)
     assert work["bn"].transposed == ("cat",)  # the float BatchNorm reads NCHW: the Concat's output is transposed
     assert "folded" not in work or work["folded"].compute_s is None
-    assert work["scale"].compute_s == pytest.approx(256 * 0.3e-9)
-    assert work["shift"].compute_s == pytest.approx(256 * 0.2e-9)
+    # the broadcast loop: 256 elements and 16 channel planes of 4 x 4
+    assert profile.stack.broadcast_ns_per_channel == {"MulConst": 5.0, "AddConst": 4.0}
+    assert work["scale"].compute_s == pytest.approx(256 * 0.3e-9 + 16 * 5.0e-9)
+    assert work["shift"].compute_s == pytest.approx(256 * 0.2e-9 + 16 * 4.0e-9)
+    assert work["cat"].compute_s == pytest.approx(256 * 0.25e-9)  # QLinearConcat's lookup tables, per element
+
+
+def test_the_broadcast_cost_per_plane_grows_with_channels_at_equal_elements():
+    """1024 channels of 7 x 7 cost more than 16 of 56 x 56 at the same element count (onnxruntime's
+    broadcast loop calls its vector kernel once per channel plane)."""
+    machine = Machine("Test CPU", 2, 3.0e9, frozenset({"avx512f", "avx512_vnni", "fma"}), 2**20, 32 * 2**20, 16 * 2**30)
+    results = {"machine": machine, "int8_ort": 300e9, "int8_qconv": 192e9, "int8_qmatmul": 240e9, "fp32_ort": 75e9,
+               "fp32_numpy": 40e9, "dram_bps": 20e9, "cache_bps": 200e9, "dispatch_s": 2e-6, "op_ns": {"LRN": 10.0},
+               "transpose_ns": 0.1, "float_maxpool_ns": 0.5, "float_add_ns": (0.5, 0.75),
+               "broadcast_fit": {"MulConst": (0.2, 20.0), "AddConst": (0.1, 25.0)}}
+    profile = build_profile(load_yaml("local.yaml", profile_yaml(results)), "local.yaml")
+    seconds = {}
+    for channels, size in ((16, 56), (1024, 7)):
+        g = Graph("bn")
+        g.add_input("x", (1, channels, size, size))
+        g.add_node("MulConst", "m", ["x"], {"operand_shape": (channels, 1, 1)})
+        g.mark_output("m")
+        seconds[channels] = stack_work(g.validate(), EIGHT, profile)["m"].compute_s
+    assert seconds[16] == pytest.approx((50176 * 0.2 + 16 * 20.0) * 1e-9)
+    assert seconds[1024] == pytest.approx((50176 * 0.2 + 1024 * 20.0) * 1e-9)
