@@ -129,10 +129,10 @@ def fitted_rows(results, conv_profile, conv_before) -> list[dict]:
     convs as lone kernels (``conv_profile``: the stack without layout transposes, so that the prediction
     is the conv kernel's alone; ``conv_before``: also without the im2col GEMM costs)."""
     rows = []
-    for label, macs, seconds in (results or {}).get("int8_qconv_fit", {}).get("rows", ()):
-        cin, cout, size = (int(v) for v in label.replace("->", " ").replace("x", " ").split()[:3])
-        predicted = estimate_graph(_conv_graph(cin, cout, size), PrecisionPlan.uniform("int8"), conv_profile)
-        rows.append({"row": "fitted", "precision": "int8 conv", "model": f"QLinearConv 3x3 {label}",
+    for label, macs, seconds, (cin, cout, size, kernel) in (results or {}).get("int8_qconv_fit", {}).get("rows", ()):
+        graph = _conv_graph(int(cin), int(cout), int(size), int(kernel))
+        predicted = estimate_graph(graph, PrecisionPlan.uniform("int8"), conv_profile)
+        rows.append({"row": "fitted", "precision": "int8 conv", "model": f"QLinearConv {label}",
                      "GMACs": macs / 1e9, "measured_ms": float("nan"), "kernels_ms": seconds * 1e3,
                      "predicted_ms": predicted.totals["latency_s"] * 1e3})
     lone = [("fitted", f"stem {k}x{k} 3->{c} 56x56", 3, c, 56, k, 1, 1) for c, k in IM2COL_FIT_CONVS]
@@ -151,23 +151,28 @@ def fitted_rows(results, conv_profile, conv_before) -> list[dict]:
 
 
 def measure_ort(path: Path, repeats: int = 30) -> tuple[float, dict[tuple[str, str], float]]:
-    """(fastest whole run, per (node, op type) its fastest kernel time) over ``repeats`` runs.
+    """(fastest whole run, per (node, op type) its fastest kernel time) over ``repeats`` runs each.
     On a shared machine a whole run is rarely undisturbed; a single kernel often is, so the kernel sum
-    (onnxruntime's profiler, kernel times only: no time between nodes) is the steadier figure."""
+    (onnxruntime's profiler, kernel times only: no time between nodes) is the steadier figure. Whole
+    runs are timed on a session without the profiler (which adds its own work to every node)."""
+    plain = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feeds = {}
+    for inp in plain.get_inputs():
+        shape = [d if isinstance(d, int) else 1 for d in inp.shape]
+        feeds[inp.name] = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    plain.run(None, feeds)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        plain.run(None, feeds)
+        best = min(best, time.perf_counter() - t0)
+    del plain
     opts = ort.SessionOptions()
     opts.enable_profiling = True
     opts.profile_file_prefix = str(Path(tempfile.mkdtemp()) / "ort")
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    feeds = {}
-    for inp in sess.get_inputs():
-        shape = [d if isinstance(d, int) else 1 for d in inp.shape]
-        feeds[inp.name] = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-    sess.run(None, feeds)
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+    for _ in range(repeats + 1):
         sess.run(None, feeds)
-        best = min(best, time.perf_counter() - t0)
     kernel: dict[tuple[str, str], float] = {}
     for event in json.loads(Path(sess.end_profiling()).read_text()):
         if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
@@ -211,7 +216,7 @@ def stages(profile_path: Path) -> dict[str, object]:
     sums = {"float_islands": {k: v for k, v in islands.items() if k != "BatchNorm"},
             "dequantize_ns_per_element": full.get("dequantize_ns_per_element", 0.001)}
     composed = {k: full[k] for k in ("composed_transpose_ns_per_element",) if k in full}
-    gemm = {k: full[k] for k in ("im2col_gemm",) if k in full}
+    gemm = {k: full[k] for k in ("im2col_gemm", "conv_output_ns_per_element") if k in full}
     pools = {k: full[k] for k in ("average_pool_ns_per_tap",) if k in full}
     islands_bn = {"float_islands": islands, **{k: full[k] for k in ("broadcast_ns_per_element",) if k in full}}
     planes = {k: full[k] for k in ("broadcast_ns_per_channel",) if k in full}
@@ -220,7 +225,7 @@ def stages(profile_path: Path) -> dict[str, object]:
              ("+ float Sum islands", sums),
              ("+ NHWC layout transposes", {**sums, **layout}),
              ("+ composed shuffle transposes", {**sums, **layout, **composed}),
-             ("+ im2col GEMM convs", {**sums, **layout, **composed, **gemm}),
+             ("+ im2col GEMM convs, direct convs' cost per output", {**sums, **layout, **composed, **gemm}),
              ("+ 8-bit average pools", {**sums, **layout, **composed, **gemm, **pools}),
              ("+ float BatchNorm islands, per-channel Mul / Add",
               {**sums, **layout, **composed, **gemm, **pools, **islands_bn}),

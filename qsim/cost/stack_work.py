@@ -45,6 +45,11 @@
   through an int32 buffer and a requantize pass: these dominate a stem, whose MACs per output are few
   (27 for 3x3), which is why its rate grows with the kernel. The GEMM rate is MatMulInteger's; the
   two per-element costs are fitted by ``qsim calibrate`` on lone stem convolutions.
+- ``conv_output_ns_per_element``: onnxruntime's direct 8-bit conv (MLAS ConvSym) requantizes every
+  output from its int32 accumulators to uint8 after the MACs: beyond the MACs at the profile's int8
+  rate, each output element of a conv that runs the direct kernel (not depthwise, not im2col GEMM)
+  costs this (fitted by ``qsim calibrate`` with the rate on lone 3x3 and 1x1 convs: a 1x1 conv with 64
+  input channels has 64 MACs per output, a 3x3 with 256 has 2,304, and they run at 650 and 850 GOPS).
 - ``float_islands: BatchNorm``: a BatchNormalization the quantizer could not fold into a conv (DenseNet's
   pre-activation BatchNorm after a Concat) stays in float between a DequantizeLinear and a
   QuantizeLinear: three kernels moving N + 4N, 4N + 4N and 4N + N bytes (16N beyond the row's 2N), timed
@@ -105,8 +110,8 @@ def stack_work(graph, bits: Callable, profile) -> dict[str, StackWork]:
         if own is not None:
             extra = work.get(node.name, StackWork())
             work[node.name] = StackWork(extra.launches + own.launches, extra.bytes + own.bytes,
-                                        extra.timed_bytes + own.timed_bytes, own.compute_s, extra.added_s,
-                                        extra.transposed)
+                                        extra.timed_bytes + own.timed_bytes, own.compute_s,
+                                        extra.added_s + own.added_s, extra.transposed)
     return work
 
 
@@ -132,8 +137,11 @@ def _own_work(graph, node, activation_bits: int, profile, composed: bool = False
         kernel = node.attrs["kernel"]
         taps = kernel * kernel if isinstance(kernel, int) else kernel[0] * kernel[1]
         return StackWork(compute_s=n_out * taps * stack.average_pool_ns_per_tap * 1e-9)
-    if node.op == "Conv" and stack.im2col_gemm is not None:
-        return im2col_gemm_work(graph, node, stack.im2col_gemm)
+    if node.op == "Conv":
+        gemm = im2col_gemm_work(graph, node, stack.im2col_gemm) if stack.im2col_gemm is not None else None
+        if gemm is None and stack.conv_output_ns_per_element and not _depthwise(graph, node):
+            return StackWork(added_s=n_out * stack.conv_output_ns_per_element * 1e-9)  # the direct kernel
+        return gemm
     if node.op == "Softmax" and stack.softmax_lowering is not None:
         shape = graph.tensor(node.inputs[0]).shape
         low = lowered_softmax(n_in, n_in // shape[int(node.attrs.get("axis", -1)) % len(shape)])
@@ -224,12 +232,17 @@ def _feeds_transposes(graph, node, bits: Callable) -> bool:
         and node.outputs[0] not in graph.outputs
 
 
+def _depthwise(graph, node) -> bool:
+    groups = int(node.attrs.get("groups", 1))
+    return groups > 1 and groups == graph.tensor(node.inputs[0]).shape[1] == graph.tensor(node.outputs[0]).shape[1]
+
+
 def im2col_gemm_work(graph, node, m) -> StackWork | None:
     """An 8-bit conv outside onnxruntime's direct kernel (see the module docstring); None inside it."""
     cin = graph.tensor(node.inputs[0]).shape[1]
     out = graph.tensor(node.outputs[0])
     cout, groups = out.shape[1], int(node.attrs.get("groups", 1))
-    if groups > 1 and groups == cin == cout:
+    if _depthwise(graph, node):
         return None  # depthwise: a kernel of its own
     if groups == 1 and cin % m.channel_multiple == 0 and cout % m.channel_multiple == 0 \
             and cout >= m.min_output_channels:

@@ -265,7 +265,8 @@ def profile_yaml(r: dict, name: str = "local") -> str:
     int8_rate = r.get("int8_qconv", r["int8_ort"])
     convs = ", ".join(row[0] for row in r.get("int8_qconv_fit", {}).get("rows", ()))
     int8_note = (f"onnxruntime QLinearConv 3x3 u8 x s8: {int8_rate * 2e-9:.1f} GOPS measured"
-                 + (f" (lone kernels {convs}: MACs / kernel time)" if convs else "") + " (QLinearMatMul "
+                 + (f" (lone kernels {convs}: least squares with a cost per output)" if convs else "")
+                 + " (QLinearMatMul "
                  f"{r['int8_qmatmul'] * 2e-9:.1f}, MatMulInteger {r['int8_ort'] * 2e-9:.1f})" if "int8_qconv" in r
                  else f"onnxruntime MatMulInteger u8 x s8: {int8_rate * 2e-9:.1f} GOPS measured")
     for unit, rate in (("int8", int8_rate), ("fp32", fp32_best)):

@@ -10,27 +10,36 @@ import numpy as np
 
 from qsim.hw.calibrate_stack import ort_kernel_seconds, qparams
 
-# Lone 3x3 QLinearConvs the int8 conv rate is read from: (input channels, output channels, input size),
-# channels and sizes as in the middle of ResNet / VGG / DenseNet (0.12-0.46 G MACs each)
-CONV_RATE_SHAPES = ((64, 64, 56), (128, 128, 28), (256, 256, 14), (128, 128, 56))
-QUICK_CONV_RATE_SHAPES = ((16, 16, 14), (32, 32, 7))
+# Lone QLinearConvs the int8 direct-conv costs are fitted on: (input channels, output channels, input size,
+# kernel), channels and sizes as in the middle of ResNet / VGG / DenseNet (0.05-0.46 G MACs each); the 1x1
+# convs, with 64-256 MACs per output, separate the per-output cost from the MAC rate
+CONV_RATE_SHAPES = ((64, 64, 56, 3), (128, 128, 28, 3), (256, 256, 14, 3), (128, 128, 56, 3), (256, 64, 56, 1),
+                    (64, 256, 56, 1))
+QUICK_CONV_RATE_SHAPES = ((16, 16, 14, 3), (32, 32, 7, 3), (32, 16, 14, 1))
 # Per-channel broadcasts the broadcast loop's two costs are fitted on: (channels, size), from long planes to short
 BROADCAST_SHAPES = ((64, 56), (256, 28), (512, 14), (1024, 7))
 QUICK_BROADCAST_SHAPES = ((16, 14), (64, 7))
 
 
 def ort_conv_rate_fit(shapes=CONV_RATE_SHAPES) -> dict:
-    """onnxruntime's 8-bit direct convolution (MLAS ConvSym) rate: the lone 3x3 convs' MACs over the sum
-    of their fastest kernel times, with each conv's own figure (label, MACs, seconds) kept."""
+    """onnxruntime's 8-bit direct convolution (MLAS ConvSym: MACs on an indirection buffer, then each
+    output requantized to uint8): its MAC rate and a cost per output element, least squares over the lone
+    convs' fastest kernel times (time = MACs / rate + outputs x output_ns), each conv's own figure
+    (label, MACs, seconds, (cin, cout, size, kernel)) kept."""
     from qsim.hw.calibrate import qlinear_conv_model
 
     rng = np.random.default_rng(0)
     rows = []
-    for cin, cout, size in shapes:
+    for cin, cout, size, kernel in shapes:
         x = rng.integers(0, 255, (1, cin, size, size), dtype=np.uint8)
-        seconds = ort_kernel_seconds(qlinear_conv_model(size, cout, cin, 3), {"x": x}, "QLinearConv")
-        rows.append((f"{cin}->{cout} {size}x{size}", cin * cout * 9 * size * size, seconds))
-    return {"macs_per_s": sum(r[1] for r in rows) / sum(r[2] for r in rows), "rows": rows}
+        seconds = ort_kernel_seconds(qlinear_conv_model(size, cout, cin, kernel), {"x": x}, "QLinearConv")
+        rows.append((f"{kernel}x{kernel} {cin}->{cout} {size}x{size}", cin * cout * kernel * kernel * size * size,
+                     seconds, (cin, cout, size, kernel)))
+    a = np.array([[r[1], r[3][1] * r[3][2] ** 2] for r in rows], float)  # MACs, output elements ("same" padding)
+    (per_mac, per_output), *_ = np.linalg.lstsq(a, np.array([r[2] for r in rows]), rcond=None)
+    if per_mac <= 0 or per_output < 0:  # a disturbed or degenerate fit: the plain rate, no per-output cost
+        per_mac, per_output = sum(r[2] for r in rows) / sum(r[1] for r in rows), 0.0
+    return {"macs_per_s": 1 / per_mac, "output_ns": per_output * 1e9, "rows": rows}
 
 
 def _broadcast_model(op: str, channels: int, size: int):
@@ -88,6 +97,10 @@ def ort_concat_ns_per_element(size: int = 56, channels: tuple[int, int] = (64, 6
 def kernel_lines(r: dict) -> list[str]:
     """Stack lines for the per-channel broadcast and the 8-bit Concat (under ``stacks.onnxruntime-cpu``)."""
     lines = []
+    if "int8_qconv_fit" in r:
+        convs = ", ".join(row[0] for row in r["int8_qconv_fit"]["rows"])
+        lines.append(f"    conv_output_ns_per_element: {r['int8_qconv_fit']['output_ns']:.3g} "
+                     f"# fitted with the int8 rate: lone QLinearConvs {convs}, kernel times")
     if "broadcast_fit" in r:
         shapes = ", ".join(f"{c}x{s}x{s}" for c, s in r.get("broadcast_shapes", BROADCAST_SHAPES))
         lines += ["    broadcast_ns_per_element:".ljust(36) + "# QLinearMul / QLinearAdd by a [C, 1, 1] constant",

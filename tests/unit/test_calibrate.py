@@ -58,11 +58,13 @@ def test_int8_efficiency_comes_from_the_qoperator_convolution():
 
 
 def test_the_int8_conv_rate_names_the_lone_kernels_it_was_read_from():
-    fit = {"macs_per_s": 192e9, "rows": [("64->64 56x56", 115605504, 0.6e-3), ("128->128 28x28", 115605504, 0.6e-3)]}
+    fit = {"macs_per_s": 192e9, "output_ns": 0.05, "rows": [("3x3 64->64 56x56", 115605504, 0.6e-3, (64, 64, 56, 3)),
+                                                            ("1x1 256->64 56x56", 51380224, 0.3e-3, (256, 64, 56, 1))]}
     r = {**_results(int8=600e9 / 2), "int8_qconv": 192e9, "int8_qconv_fit": fit, "int8_qmatmul": 240e9}
     text = profile_yaml(r, name="local")
     assert build_profile(load_yaml("x.yaml", text), "x.yaml").compute.efficiency["int8"] == 0.5
-    assert "384.0 GOPS measured (lone kernels 64->64 56x56, 128->128 28x28: MACs / kernel time)" in text
+    assert "384.0 GOPS measured (lone kernels 3x3 64->64 56x56, 1x1 256->64 56x56: least squares with a cost per " \
+        "output)" in text
 
 
 def test_rounds_keep_the_median_of_each_number():

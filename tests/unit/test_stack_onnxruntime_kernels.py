@@ -145,6 +145,24 @@ def test_the_calibrated_stack_costs_a_stem_by_its_fitted_rates():
     assert fp32.loc["c", "compute_s"] < 27648 / 50e9 + 1024 * 1e-9  # fp32 convs keep the profile's efficiency
 
 
+def test_a_direct_conv_pays_its_fitted_cost_per_output_beside_its_macs():
+    machine = Machine("Test CPU", 2, 3.0e9, frozenset({"avx512f", "avx512_vnni", "fma"}), 2**20, 32 * 2**20, 16 * 2**30)
+    fit = {"macs_per_s": 384e9, "output_ns": 0.05, "rows": [("3x3 64->64 56x56", 115605504, 0.3e-3, (64, 64, 56, 3))]}
+    results = {"machine": machine, "int8_ort": 300e9, "int8_qconv": 384e9, "int8_qconv_fit": fit, "int8_qmatmul": 240e9,
+               "fp32_ort": 75e9, "fp32_numpy": 40e9, "dram_bps": 20e9, "cache_bps": 200e9, "dispatch_s": 2e-6,
+               "op_ns": {"LRN": 10.0}, "transpose_ns": 0.1, "float_maxpool_ns": 0.5, "float_add_ns": (0.5, 0.75),
+               "im2col_gemm": {"gemm_gops": 100.0, "position_ns": 0.5, "output_ns": 1.0, "size": 56}}
+    profile = build_profile(load_yaml("local.yaml", profile_yaml(results)), "local.yaml")
+    assert profile.stack.conv_output_ns_per_element == 0.05
+    direct, depthwise, stem = conv_graph(16, 32, 8, 3), conv_graph(16, 16, 8, 3, 16), conv_graph(3, 16, 8, 3)
+    # 32 x 8 x 8 = 2,048 outputs at 0.05 ns, beside the layout transposes charged to the same node
+    assert stack_work(direct, EIGHT, profile)["c"].added_s == pytest.approx(2048 * 0.05e-9 + (1024 + 2048) * 0.1e-9)
+    assert stack_work(depthwise, EIGHT, profile)["c"].added_s == pytest.approx((1024 + 1024) * 0.1e-9)  # own kernel
+    work = stack_work(stem, EIGHT, profile)["c"]  # im2col + GEMM: its own output cost, not the direct kernel's
+    assert work.compute_s == pytest.approx(27648 / 50e9 + 576 * 0.5e-9 + 1024 * 1e-9)
+    assert work.added_s == pytest.approx((192 + 1024) * 0.1e-9)
+
+
 def test_an_avx2_machine_needs_channels_in_multiples_of_8():
     # MLAS's AVX2 ConvSym dispatch aligns output channels to 8: a 20-channel conv leaves the direct kernel
     gemm = local_profile(flags=("avx2", "fma")).stack.im2col_gemm
