@@ -50,6 +50,9 @@
   rate, each output element of a conv that runs the direct kernel (not depthwise, not im2col GEMM)
   costs this (fitted by ``qsim calibrate`` with the rate on lone 3x3 and 1x1 convs: a 1x1 conv with 64
   input channels has 64 MACs per output, a 3x3 with 256 has 2,304, and they run at 650 and 850 GOPS).
+- ``conv_kernel_us``: every 8-bit conv kernel (direct, im2col GEMM or depthwise) pays a fixed cost
+  beyond its work, measured as a tiny QLinearConv's kernel time (7-9 us here, where the per-node
+  dispatch of a 1-element Relu chain is 0.2-0.4 us); the conv rates above are fitted net of it.
 - ``float_islands: BatchNorm``: a BatchNormalization the quantizer could not fold into a conv (DenseNet's
   pre-activation BatchNorm after a Concat) stays in float between a DequantizeLinear and a
   QuantizeLinear: three kernels moving N + 4N, 4N + 4N and 4N + N bytes (16N beyond the row's 2N), timed
@@ -137,11 +140,15 @@ def _own_work(graph, node, activation_bits: int, profile, composed: bool = False
         kernel = node.attrs["kernel"]
         taps = kernel * kernel if isinstance(kernel, int) else kernel[0] * kernel[1]
         return StackWork(compute_s=n_out * taps * stack.average_pool_ns_per_tap * 1e-9)
-    if node.op == "Conv":
+    if node.op == "Conv" and (stack.im2col_gemm is not None or stack.conv_output_ns_per_element or stack.conv_kernel_s):
         gemm = im2col_gemm_work(graph, node, stack.im2col_gemm) if stack.im2col_gemm is not None else None
-        if gemm is None and stack.conv_output_ns_per_element and not _depthwise(graph, node):
-            return StackWork(added_s=n_out * stack.conv_output_ns_per_element * 1e-9)  # the direct kernel
-        return gemm
+        if gemm is None and not _depthwise(graph, node):  # the direct kernel
+            gemm = StackWork(added_s=n_out * stack.conv_output_ns_per_element * 1e-9)
+        if gemm is None and not stack.conv_kernel_s:
+            return None
+        gemm = gemm or StackWork()
+        return StackWork(gemm.launches, gemm.bytes, gemm.timed_bytes, gemm.compute_s,
+                         gemm.added_s + stack.conv_kernel_s, gemm.transposed)
     if node.op == "Softmax" and stack.softmax_lowering is not None:
         shape = graph.tensor(node.inputs[0]).shape
         low = lowered_softmax(n_in, n_in // shape[int(node.attrs.get("axis", -1)) % len(shape)])

@@ -21,10 +21,22 @@ BROADCAST_SHAPES = ((64, 56), (256, 28), (512, 14), (1024, 7))
 QUICK_BROADCAST_SHAPES = ((16, 14), (64, 7))
 
 
-def ort_conv_rate_fit(shapes=CONV_RATE_SHAPES) -> dict:
+def ort_conv_kernel_seconds() -> float:
+    """A tiny QLinearConv's fastest kernel time (16 -> 16 channels, 1x1, 4x4: 4,096 MACs, work of well
+    under a microsecond): what every 8-bit conv kernel costs beyond its work. Here 7-9 us, where the
+    per-node dispatch (a chain of 1-element Relu nodes, which never enter the thread pool) is 0.2-0.4 us;
+    tiny QuantizeLinear kernels take the same 7-8 us."""
+    from qsim.hw.calibrate import qlinear_conv_model
+
+    x = np.random.default_rng(0).integers(0, 255, (1, 16, 4, 4), dtype=np.uint8)
+    return ort_kernel_seconds(qlinear_conv_model(4, 16, 16, 1), {"x": x}, "QLinearConv")
+
+
+def ort_conv_rate_fit(shapes=CONV_RATE_SHAPES, kernel_s: float = 0.0) -> dict:
     """onnxruntime's 8-bit direct convolution (MLAS ConvSym: MACs on an indirection buffer, then each
     output requantized to uint8): its MAC rate and a cost per output element, least squares over the lone
-    convs' fastest kernel times (time = MACs / rate + outputs x output_ns), each conv's own figure
+    convs' fastest kernel times less the fixed ``kernel_s`` (time = kernel_s + MACs / rate + outputs x
+    output_ns), each conv's own figure
     (label, MACs, seconds, (cin, cout, size, kernel)) kept."""
     from qsim.hw.calibrate import qlinear_conv_model
 
@@ -36,9 +48,9 @@ def ort_conv_rate_fit(shapes=CONV_RATE_SHAPES) -> dict:
         rows.append((f"{kernel}x{kernel} {cin}->{cout} {size}x{size}", cin * cout * kernel * kernel * size * size,
                      seconds, (cin, cout, size, kernel)))
     a = np.array([[r[1], r[3][1] * r[3][2] ** 2] for r in rows], float)  # MACs, output elements ("same" padding)
-    (per_mac, per_output), *_ = np.linalg.lstsq(a, np.array([r[2] for r in rows]), rcond=None)
+    (per_mac, per_output), *_ = np.linalg.lstsq(a, np.array([r[2] - kernel_s for r in rows]), rcond=None)
     if per_mac <= 0 or per_output < 0:  # a disturbed or degenerate fit: the plain rate, no per-output cost
-        per_mac, per_output = sum(r[2] for r in rows) / sum(r[1] for r in rows), 0.0
+        per_mac, per_output = sum(r[2] - kernel_s for r in rows) / sum(r[1] for r in rows), 0.0
     return {"macs_per_s": 1 / per_mac, "output_ns": per_output * 1e9, "rows": rows}
 
 
@@ -97,6 +109,9 @@ def ort_concat_ns_per_element(size: int = 56, channels: tuple[int, int] = (64, 6
 def kernel_lines(r: dict) -> list[str]:
     """Stack lines for the per-channel broadcast and the 8-bit Concat (under ``stacks.onnxruntime-cpu``)."""
     lines = []
+    if "conv_kernel_s" in r:
+        lines.append(f"    conv_kernel_us: {r['conv_kernel_s'] * 1e6:.3g} ".ljust(36)
+                     + "# measured: a tiny QLinearConv (16->16 1x1 at 4x4) kernel time, fastest of 27 runs")
     if "int8_qconv_fit" in r:
         convs = ", ".join(row[0] for row in r["int8_qconv_fit"]["rows"])
         lines.append(f"    conv_output_ns_per_element: {r['int8_qconv_fit']['output_ns']:.3g} "

@@ -107,7 +107,7 @@ def ort_kernel_seconds(model, feed: dict, op_type: str, runs: int = 27) -> float
 IM2COL_FIT_CONVS = ((64, 1), (64, 3), (64, 7), (16, 7), (64, 11))
 
 
-def ort_im2col_gemm_fit(gemm_macs_per_s: float, size: int = 56) -> dict:
+def ort_im2col_gemm_fit(gemm_macs_per_s: float, size: int = 56, kernel_s: float = 0.0) -> dict:
     """Per-element costs of onnxruntime's im2col + GEMM + requantize convolution (qsim.cost.stack_work),
     by least squares over lone 3-channel stems (``IM2COL_FIT_CONVS``) at ``size`` x ``size``: each
     conv's kernel time minus its MACs at the GEMM rate = P x kh x kw x position_ns + O x output_ns."""
@@ -120,7 +120,7 @@ def ort_im2col_gemm_fit(gemm_macs_per_s: float, size: int = 56) -> dict:
         seconds = ort_kernel_seconds(qlinear_conv_model(size, cout, 3, kernel), {"x": x}, "QLinearConv")
         pixels = size * size
         rows.append([pixels * kernel * kernel, pixels * cout])
-        rest.append(seconds - pixels * 3 * kernel * kernel * cout / gemm_macs_per_s)
+        rest.append(seconds - kernel_s - pixels * 3 * kernel * kernel * cout / gemm_macs_per_s)  # kernel_s: charged apart
     (position_s, out_s), *_ = np.linalg.lstsq(np.array(rows, float), np.array(rest), rcond=None)
     return {"position_ns": max(position_s * 1e9, 0.0), "output_ns": max(out_s * 1e9, 0.0), "gemm_gops": 2 * gemm_macs_per_s / 1e9,
             "size": size}

@@ -151,16 +151,20 @@ def test_a_direct_conv_pays_its_fitted_cost_per_output_beside_its_macs():
     results = {"machine": machine, "int8_ort": 300e9, "int8_qconv": 384e9, "int8_qconv_fit": fit, "int8_qmatmul": 240e9,
                "fp32_ort": 75e9, "fp32_numpy": 40e9, "dram_bps": 20e9, "cache_bps": 200e9, "dispatch_s": 2e-6,
                "op_ns": {"LRN": 10.0}, "transpose_ns": 0.1, "float_maxpool_ns": 0.5, "float_add_ns": (0.5, 0.75),
-               "im2col_gemm": {"gemm_gops": 100.0, "position_ns": 0.5, "output_ns": 1.0, "size": 56}}
+               "im2col_gemm": {"gemm_gops": 100.0, "position_ns": 0.5, "output_ns": 1.0, "size": 56},
+               "conv_kernel_s": 8e-6}
     profile = build_profile(load_yaml("local.yaml", profile_yaml(results)), "local.yaml")
-    assert profile.stack.conv_output_ns_per_element == 0.05
+    assert profile.stack.conv_output_ns_per_element == 0.05 and profile.stack.conv_kernel_s == pytest.approx(8e-6)
     direct, depthwise, stem = conv_graph(16, 32, 8, 3), conv_graph(16, 16, 8, 3, 16), conv_graph(3, 16, 8, 3)
-    # 32 x 8 x 8 = 2,048 outputs at 0.05 ns, beside the layout transposes charged to the same node
-    assert stack_work(direct, EIGHT, profile)["c"].added_s == pytest.approx(2048 * 0.05e-9 + (1024 + 2048) * 0.1e-9)
-    assert stack_work(depthwise, EIGHT, profile)["c"].added_s == pytest.approx((1024 + 1024) * 0.1e-9)  # own kernel
+    # 32 x 8 x 8 = 2,048 outputs at 0.05 ns and the conv kernel's fixed 8 us, beside the layout transposes
+    # charged to the same node
+    assert stack_work(direct, EIGHT, profile)["c"].added_s == pytest.approx(
+        2048 * 0.05e-9 + 8e-6 + (1024 + 2048) * 0.1e-9)
+    assert stack_work(depthwise, EIGHT, profile)["c"].added_s == pytest.approx(8e-6 + (1024 + 1024) * 0.1e-9)
     work = stack_work(stem, EIGHT, profile)["c"]  # im2col + GEMM: its own output cost, not the direct kernel's
     assert work.compute_s == pytest.approx(27648 / 50e9 + 576 * 0.5e-9 + 1024 * 1e-9)
-    assert work.added_s == pytest.approx((192 + 1024) * 0.1e-9)
+    assert work.added_s == pytest.approx(8e-6 + (192 + 1024) * 0.1e-9)
+    assert "c" not in stack_work(direct, lambda node: 32, profile)  # fp32 convs run MLAS's float kernels
 
 
 def test_an_avx2_machine_needs_channels_in_multiples_of_8():
