@@ -20,7 +20,8 @@ quiet figures.
 ``--ablate`` also predicts the int8 models with the measured depthwise rate and the local stack's
 mechanisms (float MaxPool islands, float Sum islands, NHWC layout transposes, composed channel-shuffle
 transposes, im2col GEMM convolutions, 8-bit average pools, float BatchNorm islands and per-channel Mul /
-Add, their cost per channel plane, 8-bit Concat lookup tables) added one at a time. ``--by-op`` prints
+Add, their cost per channel plane, 8-bit Concat lookup tables, each conv kernel's fixed cost) added one
+at a time. ``--by-op`` prints
 per model onnxruntime's kernel time per op type beside qsim's per op. Lone convolutions time one kernel
 (the profiler's): the 3x3 convs the int8 conv rate was read from and the stems the im2col GEMM costs
 were fitted on (fitted rows), and the held-out models' own stems and grouped convs (held-out rows).
@@ -231,7 +232,8 @@ def stages(profile_path: Path) -> dict[str, object]:
               {**sums, **layout, **composed, **gemm, **pools, **islands_bn}),
              ("+ per-channel Mul / Add cost per plane", {**sums, **layout, **composed, **gemm, **pools, **islands_bn,
                                                          **planes}),
-             ("+ 8-bit Concat lookup tables (full stack)", full)]
+             ("+ 8-bit Concat lookup tables", {k: v for k, v in full.items() if k != "conv_kernel_us"}),
+             ("+ each 8-bit conv kernel's fixed cost (full stack)", full)]
     out = {}
     for label, keys in steps:
         variant = copy.deepcopy(data)
