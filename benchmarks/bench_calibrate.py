@@ -12,8 +12,8 @@ sum over its nodes of each node's fastest kernel time (onnxruntime's profiler), 
 machine disturbs far less.
 
 Measurement on a shared machine: ``--rounds`` (default 3) interleaves the calibration and the models'
-runs; each calibrated number is the median over rounds of its fastest runs, each model kernel its
-fastest over all rounds. Each round prints the CPU time other processes took meanwhile (in cores,
+runs; each calibrated number is the median over rounds of its fastest runs, each model kernel and each
+lone conv its fastest over all rounds. Each round prints the CPU time other processes took meanwhile (in cores,
 from /proc/stat) and the load average: figures from rounds where other processes held a core are not
 quiet figures.
 
@@ -123,12 +123,30 @@ MODEL_CONVS = [("ResNet-50/Inception/DenseNet stem", 3, 64, 224, 7, 2, 1), ("Squ
                ("AlexNet conv2 (2 groups)", 96, 256, 27, 5, 1, 2), ("ShuffleNet 1x1 (4 groups)", 136, 136, 28, 1, 1, 4)]
 
 
-def fitted_rows(results, conv_profile, conv_before) -> list[dict]:
-    """The microbenchmarks the profile's int8 conv rates were read from, predicted back: the lone 3x3
-    convs of the conv rate (their kernel times from the calibration, ``results``: None when the profile
-    was given), the stems the im2col GEMM costs were fitted on, and the held-out models' stems and grouped
-    convs as lone kernels (``conv_profile``: the stack without layout transposes, so that the prediction
-    is the conv kernel's alone; ``conv_before``: also without the im2col GEMM costs)."""
+def lone_convs() -> list[tuple]:
+    """The stems the im2col GEMM costs were fitted on (fitted rows) and the held-out models' own stems and
+    grouped convs (held-out rows): (row, label, cin, cout, size, kernel, stride, groups)."""
+    lone = [("fitted", f"stem {k}x{k} 3->{c} 56x56", 3, c, 56, k, 1, 1) for c, k in IM2COL_FIT_CONVS]
+    return lone + [("held out", f"lone {label}", *spec) for label, *spec in MODEL_CONVS]
+
+
+def measure_lone_convs() -> dict[str, float]:
+    """Each lone conv's fastest kernel time (onnxruntime's profiler), by label."""
+    rng = np.random.default_rng(0)
+    out = {}
+    for _, label, cin, cout, size, kernel, stride, groups in lone_convs():
+        x = rng.integers(0, 255, (1, cin, size, size), dtype=np.uint8)
+        out[label] = ort_kernel_seconds(qlinear_conv_model(size, cout, cin, kernel, stride, groups), {"x": x},
+                                        "QLinearConv")
+    return out
+
+
+def fitted_rows(results, lone_seconds, conv_profile, conv_before) -> list[dict]:
+    """The microbenchmarks the profile's int8 conv rates were read from, predicted back: the lone 3x3 and
+    1x1 convs of the conv rate (their kernel times from the calibration, ``results``: None when the profile
+    was given), and the lone convs of ``lone_convs`` with their kernel times ``lone_seconds``
+    (``conv_profile``: the stack without layout transposes, so that the prediction is the conv kernel's
+    alone; ``conv_before``: also without the im2col GEMM costs)."""
     rows = []
     for label, macs, seconds, (cin, cout, size, kernel) in (results or {}).get("int8_qconv_fit", {}).get("rows", ()):
         graph = _conv_graph(int(cin), int(cout), int(size), int(kernel))
@@ -136,18 +154,13 @@ def fitted_rows(results, conv_profile, conv_before) -> list[dict]:
         rows.append({"row": "fitted", "precision": "int8 conv", "model": f"QLinearConv {label}",
                      "GMACs": macs / 1e9, "measured_ms": float("nan"), "kernels_ms": seconds * 1e3,
                      "predicted_ms": predicted.totals["latency_s"] * 1e3})
-    lone = [("fitted", f"stem {k}x{k} 3->{c} 56x56", 3, c, 56, k, 1, 1) for c, k in IM2COL_FIT_CONVS]
-    lone += [("held out", f"lone {label}", *spec) for label, *spec in MODEL_CONVS]
-    rng = np.random.default_rng(0)
-    for row, label, cin, cout, size, kernel, stride, groups in lone:
-        x = rng.integers(0, 255, (1, cin, size, size), dtype=np.uint8)
-        seconds = ort_kernel_seconds(qlinear_conv_model(size, cout, cin, kernel, stride, groups), {"x": x}, "QLinearConv")
+    for row, label, cin, cout, size, kernel, stride, groups in lone_convs():
         graph = _conv_graph(cin, cout, size, kernel, stride, groups)
         predicted, before = (estimate_graph(graph, PrecisionPlan.uniform("int8"), p).totals["latency_s"]
                              for p in (conv_profile, conv_before))
         rows.append({"row": row, "precision": "int8 conv", "model": label, "GMACs": graph.summary()["macs"] / 1e9,
-                     "measured_ms": float("nan"), "kernels_ms": seconds * 1e3, "predicted_ms": predicted * 1e3,
-                     "without im2col GEMM": before * 1e3})
+                     "measured_ms": float("nan"), "kernels_ms": lone_seconds[label] * 1e3,
+                     "predicted_ms": predicted * 1e3, "without im2col GEMM": before * 1e3})
     return rows
 
 
@@ -293,12 +306,14 @@ def main() -> None:
              for p, n in runs}
     # Rounds interleave the calibration's microbenchmarks and the models' runs, so both see the same
     # spells of other work; each keeps its fastest runs (see median_results, and per kernel the minimum)
-    rounds, whole, kernels = [], {}, {}
+    rounds, whole, kernels, lone = [], {}, {}, {}
     for r in range(args.rounds):
         foreign = ForeignCpu()
         if not args.profile:
             rounds.append(measure())
         calibrated = foreign.cores()
+        for label, seconds in measure_lone_convs().items():
+            lone[label] = min(lone.get(label, float("inf")), seconds)
         for key in runs:
             best, per_kernel = measure_ort(paths[key])
             whole[key] = min(whole.get(key, float("inf")), best)
@@ -320,7 +335,7 @@ def main() -> None:
           f"int8 {profile.compute.macs_per_cycle['int8']} x {profile.compute.efficiency['int8']}, "
           f"DRAM {profile.memories['dram'].bandwidth_bytes_per_s / 1e9:.1f} GB/s, dispatch {profile.dispatch_s * 1e6:.2f} us")
     variants = stages(path) if args.ablate else {}
-    rows = fitted_rows(results, _without_layout(path), _without_layout(path, "im2col_gemm"))
+    rows = fitted_rows(results, lone, _without_layout(path), _without_layout(path, "im2col_gemm"))
     for precision, name in runs:
         graph = load_onnx(paths[(precision, name)])
         plan = PrecisionPlan.uniform(precision)
