@@ -46,6 +46,22 @@ def test_run_output_json_and_sweep_columns_carry_the_band(name, stack):
     assert columns["stack"] == (stack or "")
 
 
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_profile_names_its_stack_and_what_it_fuses(name):
+    profile = load_profile(name)
+    assert profile.stack is not None and profile.stack.runtime
+    assert isinstance(profile.stack.fold_batchnorm, bool) and isinstance(profile.stack.fuse_residual_add, bool)
+    assert f"  stack {profile.stack.name}: {profile.stack.runtime}" in totals_lines(
+        "w", profile, "int8", estimate_graph(build("mlperf_tiny_ad"), PrecisionPlan.uniform("int8"), profile).totals)
+
+
+def test_the_h100_ships_an_eager_and_a_fully_fused_stack():
+    stacks = [load_profile("cloud", {"stack": s}).stack for s in load_yaml(ROOT / "hw_profiles" / "cloud.yaml")["stacks"]]
+    fuses = {s.name: (s.fold_batchnorm, s.fuse_activation, s.fuse_residual_add, s.launch) for s in stacks}
+    assert fuses["pytorch-eager"] == (False, False, False, "per_kernel")
+    assert fuses["tensorrt"] == (True, True, True, "graph")
+
+
 @pytest.mark.parametrize("profile, table", [("iot", bench_published.mlperf_tiny), ("imx93", bench_published.imx93_npu)])
 def test_recorded_edge_bands_are_what_the_benchmark_measures(profile, table):
     rows = table()
