@@ -1,6 +1,7 @@
 """Turning an estimate into what people read: a terminal table, JSON, and files."""
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,8 @@ def error_band(profile) -> dict[str, Any]:
                         + (f" with stack {stack.name!r}" if stack else "") + ": error unknown"}
     return {"validated": True, "stack": stack.name, "held_out_median_pct": v.held_out_median_pct,
             "held_out_worst_pct": v.held_out_worst_pct, "fitted_median_pct": v.fitted_median_pct,
-            "fitted_worst_pct": v.fitted_worst_pct, "fitted": v.fitted, "held_out": v.held_out, "source": v.source,
+            "fitted_worst_pct": v.fitted_worst_pct, "rows_fitted": v.rows_fitted, "rows_held_out": v.rows_held_out,
+            "fitted": v.fitted, "held_out": v.held_out, "source": v.source,
             "text": f"held-out error on this profile: median {v.held_out_median_pct:g} %, "
                     f"worst {v.held_out_worst_pct:g} %"}
 
@@ -99,7 +101,7 @@ def table_text(layers: pd.DataFrame) -> str:
 def report_dict(workload: str, profile_name: str, precision: str, layers: pd.DataFrame,
                 totals: dict[str, Any], profile=None) -> dict[str, Any]:
     keys = ("macs", "params", "weight_bytes", "peak_activation_bytes", "state_bytes", "latency_s", "energy_j", "fits")
-    band = {k: v for k, v in error_band(profile).items() if k != "text"} if profile is not None else None
+    band = error_band(profile) if profile is not None else None  # its text too: what `qsim run` prints
     return {
         "workload": workload, "profile": profile_name, "precision": precision,
         "totals": {k: totals[k] for k in keys}, "error_band": band,
@@ -135,6 +137,8 @@ def write_report(path: Path, layers: pd.DataFrame, report: dict[str, Any]) -> No
             tmp.write_text(json.dumps(report, indent=1))
         else:  # .html (check_report_path allows nothing else)
             head = "".join(f"<li>{k}: {v}</li>" for k, v in report["totals"].items())
+            if report.get("error_band"):  # beside the latency, as `qsim run` prints it
+                head += f"<li>error band: {html.escape(report['error_band']['text'])}</li>"
             tmp.write_text(f"<html><head><meta charset='utf-8'><title>{report['workload']} on "
                            f"{report['profile']}</title></head><body><h1>{report['workload']} on "
                            f"{report['profile']} at {report['precision']}</h1><ul>{head}</ul>"

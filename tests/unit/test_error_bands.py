@@ -46,6 +46,24 @@ def test_run_output_json_and_sweep_columns_carry_the_band(name, stack):
     assert columns["stack"] == (stack or "")
 
 
+def test_html_report_and_python_api_carry_the_band(tmp_path):
+    import json
+
+    from qsim.api import estimate
+    from qsim.report import write_report
+
+    df = estimate("mlperf_tiny_ic", "iot")
+    assert df.attrs["error_band"]["text"] == "held-out error on this profile: median 7 %, worst 8 %"
+    report = report_dict("mlperf_tiny_ic", "iot", "int8", df, df.attrs["totals"], load_profile("iot"))
+    assert (report["error_band"]["rows_fitted"], report["error_band"]["rows_held_out"]) == (2, 2)
+    write_report(tmp_path / "r.html", df, report)
+    assert "<li>error band: held-out error on this profile: median 7 %, worst 8 %</li>" in (
+        tmp_path / "r.html").read_text()
+    write_report(tmp_path / "r.json", df, report)
+    assert json.loads((tmp_path / "r.json").read_text())["error_band"]["text"] == df.attrs["error_band"]["text"]
+    assert "error unknown" in estimate("mlperf_tiny_ic", "mobile").attrs["error_band"]["text"]
+
+
 @pytest.mark.parametrize("name", SHIPPED)
 def test_every_shipped_profile_names_its_stack_and_what_it_fuses(name):
     profile = load_profile(name)
