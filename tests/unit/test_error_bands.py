@@ -80,6 +80,21 @@ def test_the_h100_ships_an_eager_and_a_fully_fused_stack():
     assert fuses["tensorrt"] == (True, True, True, "graph")
 
 
+def test_recorded_cloud_bands_are_what_the_benchmark_measures():
+    from benchmarks import bench_h100_networks
+
+    if not (bench_h100_networks.DEFAULT_DIR / "h100_resnet18.csv").exists():
+        pytest.skip("the H100 calibration files (../shared/calibration) are not in this checkout")
+    figures = bench_h100_networks.validation_figures(bench_h100_networks.evaluate(bench_h100_networks.DEFAULT_DIR))
+    for stack, f in figures.items():
+        v = load_profile("cloud", {"stack": stack}).stack.validation
+        assert (v.rows_fitted, v.rows_held_out) == (f["rows_fitted"], f["rows_held_out"])
+        assert (v.fitted_median_pct, v.fitted_worst_pct) == (round(f["fitted_median_pct"], 1),
+                                                            round(f["fitted_worst_pct"], 1))
+        assert (v.held_out_median_pct, v.held_out_worst_pct) == (round(f["held_out_median_pct"], 1),
+                                                                round(f["held_out_worst_pct"], 1))
+
+
 @pytest.mark.parametrize("profile, table", [("iot", bench_published.mlperf_tiny), ("imx93", bench_published.imx93_npu)])
 def test_recorded_edge_bands_are_what_the_benchmark_measures(profile, table):
     rows = table()
