@@ -14,7 +14,7 @@ from qsim.files import atomic_write, check_output_file
 TABLE_COLUMNS = ["name", "op", "weight_format", "activation_format", "compute_unit", "macs", "weight_bytes",
                  "output_bytes", "bound", "latency_s", "cycles", "energy_j", "fused_into"]
 JSON_LAYER_COLUMNS = ["name", "op", "weight_format", "activation_format", "compute_unit", "emulated", "fused",
-                      "fused_into", "kernel_class", "launches",
+                      "fused_into", "kernel_class", "launches", "stack_kernels",
                       "macs", "vector_ops", "params", "weight_bytes", "input_bytes", "output_bytes",
                       "compute_s", "memory_s", "bound", "latency_s", "cycles", "energy_j"]
 

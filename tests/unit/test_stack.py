@@ -224,3 +224,12 @@ def test_lone_op_minimum_is_paid_by_eager_lone_ops_not_inside_a_graph():
     gemm.mark_output("mm")
     assert estimate_graph(gemm, PrecisionPlan.uniform("fp16"), lone).totals["latency_s"] == pytest.approx(13.87e-6)
     assert estimate_graph(gemm, PrecisionPlan.uniform("fp16"), graph).totals["latency_s"] < 8e-6
+
+
+def test_json_layers_list_the_kernels_a_stack_adds_beside_a_nodes_own():
+    from qsim.report import report_dict
+
+    profile = load_profile("cloud", {"stack": "pytorch-cudagraph"})  # quantize: separate, dynamic scaling
+    est = estimate_graph(build("resnet18", batch=1), PrecisionPlan.uniform("int8"), profile)
+    stem = report_dict("resnet18", "cloud", "int8", est.layers, est.totals, profile)["layers"][0]
+    assert (stem["name"], stem["launches"], stem["stack_kernels"]) == ("stem", 4, "amax scale cast")
