@@ -201,7 +201,20 @@ def stack_errors(data: Mapping[str, Any]) -> list[Problem]:
     if chosen not in stacks:
         return [Problem(f"{chosen!r} is not listed under stacks (listed: {', '.join(stacks)})",
                         line=line_of(data, "stack"), key="stack")]
-    return []
+    return _validation_errors(stacks)
+
+
+def _validation_errors(stacks: Mapping[str, Any]) -> list[Problem]:
+    """A recorded band whose median exceeds its worst error cannot have been measured."""
+    found = []
+    for name, stack in stacks.items():
+        v = stack.get("validation") if isinstance(stack, Mapping) else None
+        for part in ("held_out", "fitted") if isinstance(v, Mapping) else ():
+            median, worst = v.get(f"{part}_median_pct"), v.get(f"{part}_worst_pct")
+            if isinstance(median, (int, float)) and isinstance(worst, (int, float)) and median > worst:
+                found.append(Problem(f"{median} is above {part}_worst_pct {worst}", line=line_of(v, f"{part}_median_pct"),
+                                     key=f"stacks.{name}.validation.{part}_median_pct"))
+    return found
 
 
 def _shared_buffer(b: Mapping[str, Any] | None) -> SharedBuffer | None:

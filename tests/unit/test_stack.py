@@ -168,6 +168,14 @@ def test_a_stack_that_is_not_listed_is_an_error_naming_the_line():
         build_profile(data, "cloud.yaml")
 
 
+def test_a_band_whose_median_is_above_its_worst_is_an_error_naming_the_line():
+    data = load_yaml(resolve_profile_path("iot"))
+    data["stacks"]["tflm-cmsis-nn"]["validation"]["held_out_worst_pct"] = 3
+    with pytest.raises(ProfileError, match=r"iot.yaml:\d+: stacks.tflm-cmsis-nn.validation.held_out_median_pct: "
+                                           r"7 is above held_out_worst_pct 3"):
+        build_profile(data, "iot.yaml")
+
+
 def test_l2_residency_reads_back_what_the_last_kernels_wrote_while_it_fits():
     g = Graph("chain")
     g.add_input("x", (1, 1024))  # 2 KiB at fp16
