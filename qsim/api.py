@@ -86,7 +86,7 @@ def estimate(workload, profile, precision: Any = None, batch: int | None = None,
     from qsim.report import error_band
 
     _, prof, est = run_estimate(workload, profile, precision, batch, params, hw_overrides)
-    est.layers.attrs["error_band"] = error_band(prof)
+    est.layers.attrs["error_band"] = error_band(prof, est.totals["compute_units"])
     return est.layers
 
 

@@ -28,7 +28,7 @@ td.t,th.t{text-align:left}img{max-width:100%;border:1px solid #eee;margin:6px 0}
 SHOWN = ["workload", "precision", "profile", "batch"]
 METRICS = ["latency_s", "energy_j", "memory_bytes", "weight_bytes", "peak_activation_bytes", "tokens_per_s",
            "emulated_nodes", "fits", "accuracy", "accuracy_drop", "sqnr_db", "accuracy_metric", "meets_constraints"]
-BAND = ["stack", "error_median_pct", "error_worst_pct"]  # each point's software stack and its error band
+BAND = ["stack", "error_median_pct", "error_worst_pct", "error_band_covers"]  # each point's software stack and its error band
 MAX_ROWS = 200
 
 

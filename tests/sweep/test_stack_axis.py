@@ -1,6 +1,8 @@
 """The software stack as a sweep axis (a profile override), with each row's error band."""
 import math
 
+import pandas as pd
+
 from qsim.sweep import run_sweep
 
 
@@ -11,6 +13,8 @@ def test_stack_is_a_sweep_axis_and_rows_carry_the_error_band():
     assert list(df.index) == ["pytorch-eager", "pytorch-cudagraph", "tensorrt"]
     assert (df.loc["pytorch-eager", "error_median_pct"], df.loc["pytorch-eager", "error_worst_pct"]) == (12.9, 36.9)
     assert math.isnan(df.loc["tensorrt", "error_median_pct"])  # not validated: no band, never invented
+    assert df.loc["pytorch-eager", "error_band_covers"] == True  # noqa: E712 (pandas' boolean): fp16 was validated
+    assert df["error_band_covers"].dtype == "boolean" and df.loc["tensorrt", "error_band_covers"] is pd.NA
     # BatchNorm, ReLU and Add as kernels of their own, each launched: the fused engine is faster
     assert df.loc["tensorrt", "latency_s"] < df.loc["pytorch-cudagraph", "latency_s"] < df.loc["pytorch-eager",
                                                                                                 "latency_s"]

@@ -64,6 +64,35 @@ def test_html_report_and_python_api_carry_the_band(tmp_path):
     assert "error unknown" in estimate("mlperf_tiny_ic", "mobile").attrs["error_band"]["text"]
 
 
+def test_the_band_says_when_it_does_not_cover_the_precision_an_estimate_runs_at():
+    from qsim.api import estimate
+    from qsim.report import error_band
+
+    cloud = load_profile("cloud")  # validated on fp32 / tf32 / fp16 / bf16 networks and convs only
+    graph = build("mlperf_tiny_ic")
+    int8 = estimate_graph(graph, PrecisionPlan.uniform("int8"), cloud).totals
+    fp16 = estimate_graph(graph, PrecisionPlan.uniform("fp16"), cloud).totals
+    assert (int8["compute_units"], fp16["compute_units"]) == (["int8"], ["fp16"])
+    assert "  note: the error band was measured at fp32, tf32, fp16, bf16 only; this estimate runs int8, which it " \
+           "does not cover" in totals_lines("ic", cloud, "int8", int8)
+    assert not any("does not cover" in line for line in totals_lines("ic", cloud, "fp16", fp16))
+    assert report_dict("ic", "cloud", "int8", pd.DataFrame(), int8, cloud)["error_band"]["covers_precision"] is False
+    assert band_columns(cloud, fp16["compute_units"])["error_band_covers"] is True
+    assert band_columns(load_profile("mobile"), ["int8"])["error_band_covers"] is None  # no validation at all
+    assert estimate("mlperf_tiny_ic", "iot").attrs["error_band"]["covers_precision"] is True
+    assert "note" not in error_band(cloud)  # no estimate given: nothing to compare
+
+
+def test_a_validated_precision_must_be_a_compute_class(tmp_path):
+    from qsim.errors import ProfileError
+
+    text = (ROOT / "hw_profiles" / "iot.yaml").read_text().replace("precisions: [int8]", "precisions: [int9]")
+    (tmp_path / "p.yaml").write_text(text)
+    with pytest.raises(ProfileError, match=r"p.yaml:\d+: stacks.tflm-cmsis-nn.validation.precisions\[0\]: 'int9' "
+                                           r"is not one of"):
+        load_profile(tmp_path / "p.yaml")
+
+
 @pytest.mark.parametrize("name", SHIPPED)
 def test_every_shipped_profile_names_its_stack_and_what_it_fuses(name):
     profile = load_profile(name)
