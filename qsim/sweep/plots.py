@@ -58,7 +58,8 @@ def style_axes(df: pd.DataFrame) -> tuple[str, str]:
     """The axes shown by colour and by marker: precision and profile, unless one of them is fixed
     and another axis varies (an array-size sweep is read by its override values)."""
     overrides = [c for c in df.columns if "." in c]
-    varying = [c for c in ["precision", "profile", "stack", *overrides, "batch"]  # stack: the one undotted override
+    params = df.attrs.get("param_axes") or []  # workload parameters (seq, context) as named in the spec
+    varying = [c for c in ["precision", "profile", "stack", *overrides, *params, "batch"]  # stack: the undotted override
                if c in df.columns and df[c].nunique() > 1]
     color = varying[0] if varying else "precision"
     rest = [c for c in varying if c != color]

@@ -111,7 +111,9 @@ def write_report(df: pd.DataFrame, out_dir: str | Path, spec: SweepSpec | str | 
     if spec is not None and "constraints" not in df.attrs:
         df.attrs["constraints"] = dict(spec.constraints)
     write_results(df, out)
-    axes = [c for c in df.columns if "." in c]  # the override axes (dotted profile keys)
+    # the override axes (dotted profile keys) and the workload-parameter axes (seq, context, ...)
+    params = list(spec.params) if spec is not None else df.attrs.get("param_axes") or []
+    axes = [c for c in df.columns if "." in c] + [c for c in params if c in df.columns]
     varying_stack = ["stack"] if "stack" in df.columns and df["stack"].nunique() > 1 else []  # shown with the band
     by_color, by_marker = plots.style_axes(df)
     objectives = "latency, energy, memory" + (", accuracy" if df["accuracy"].notna().any() else "")
