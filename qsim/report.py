@@ -152,7 +152,9 @@ def write_report(path: Path, layers: pd.DataFrame, report: dict[str, Any]) -> No
         else:  # .html (check_report_path allows nothing else)
             head = "".join(f"<li>{k}: {v}</li>" for k, v in report["totals"].items())
             if report.get("error_band"):  # beside the latency, as `qsim run` prints it
-                head += f"<li>error band: {html.escape(report['error_band']['text'])}</li>"
+                band = report["error_band"]
+                head += f"<li>error band: {html.escape(band['text'])}</li>" + (
+                    f"<li>note: {html.escape(band['note'])}</li>" if band.get("note") else "")
             tmp.write_text(f"<html><head><meta charset='utf-8'><title>{report['workload']} on "
                            f"{report['profile']}</title></head><body><h1>{report['workload']} on "
                            f"{report['profile']} at {report['precision']}</h1><ul>{head}</ul>"

@@ -64,9 +64,9 @@ def test_html_report_and_python_api_carry_the_band(tmp_path):
     assert "error unknown" in estimate("mlperf_tiny_ic", "mobile").attrs["error_band"]["text"]
 
 
-def test_the_band_says_when_it_does_not_cover_the_precision_an_estimate_runs_at():
+def test_the_band_says_when_it_does_not_cover_the_precision_an_estimate_runs_at(tmp_path):
     from qsim.api import estimate
-    from qsim.report import error_band
+    from qsim.report import error_band, write_report
 
     cloud = load_profile("cloud")  # validated on fp32 / tf32 / fp16 / bf16 networks and convs only
     graph = build("mlperf_tiny_ic")
@@ -76,7 +76,10 @@ def test_the_band_says_when_it_does_not_cover_the_precision_an_estimate_runs_at(
     assert "  note: the error band was measured at fp32, tf32, fp16, bf16 only; this estimate runs int8, which it " \
            "does not cover" in totals_lines("ic", cloud, "int8", int8)
     assert not any("does not cover" in line for line in totals_lines("ic", cloud, "fp16", fp16))
-    assert report_dict("ic", "cloud", "int8", pd.DataFrame(), int8, cloud)["error_band"]["covers_precision"] is False
+    report = report_dict("ic", "cloud", "int8", pd.DataFrame(), int8, cloud)
+    assert report["error_band"]["covers_precision"] is False
+    write_report(tmp_path / "r.html", pd.DataFrame(), report)
+    assert "<li>note: the error band was measured at fp32, tf32, fp16, bf16 only;" in (tmp_path / "r.html").read_text()
     assert band_columns(cloud, fp16["compute_units"])["error_band_covers"] is True
     assert band_columns(load_profile("mobile"), ["int8"])["error_band_covers"] is None  # no validation at all
     assert estimate("mlperf_tiny_ic", "iot").attrs["error_band"]["covers_precision"] is True
