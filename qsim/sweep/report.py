@@ -114,7 +114,8 @@ def write_report(df: pd.DataFrame, out_dir: str | Path, spec: SweepSpec | str | 
     # the override axes (dotted profile keys) and the workload-parameter axes (seq, context, ...)
     params = list(spec.params) if spec is not None else df.attrs.get("param_axes") or []
     axes = [c for c in df.columns if "." in c] + [c for c in params if c in df.columns]
-    varying_stack = ["stack"] if "stack" in df.columns and df["stack"].nunique() > 1 else []  # shown with the band
+    varying_stack = ["stack"] if "stack" in df.columns and df.groupby("profile")["stack"].nunique().max() > 1 \
+        else []  # an axis where one profile runs several stacks (shown with the band)
     by_color, by_marker = plots.style_axes(df)
     objectives = "latency, energy, memory" + (", accuracy" if df["accuracy"].notna().any() else "")
     figures = [_figure(plots.latency_energy(df, out / "latency_energy.png"),

@@ -34,3 +34,7 @@ def test_the_sweep_report_shows_each_points_stack_and_error_band(tmp_path):
     assert "<td class='t'>pytorch-eager</td><td>12.9</td><td>36.9</td>" in page
     assert "<td class='t'>tensorrt</td><td>–</td><td>–</td>" in page
     assert style_axes(df) == ("stack", "profile")  # the figures tell the stacks apart
+    # profiles with a stack each: the stack is no axis of its own; the SRAM size keeps the marker
+    two = run_sweep({"name": "p", "workloads": ["mlperf_tiny_ic"], "precisions": ["int8"], "profiles": ["iot", "imx93"],
+                     "overrides": {"memories.sram.capacity_kib": [256, 384]}}, workers=1)
+    assert style_axes(two) == ("profile", "memories.sram.capacity_kib")
