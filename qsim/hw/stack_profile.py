@@ -214,7 +214,8 @@ def _validation_errors(stacks: Mapping[str, Any]) -> list[Problem]:
         for part in ("held_out", "fitted") if isinstance(v, Mapping) else ():
             median, worst = v.get(f"{part}_median_pct"), v.get(f"{part}_worst_pct")
             if isinstance(median, (int, float)) and isinstance(worst, (int, float)) and median > worst:
-                found.append(Problem(f"{median} is above {part}_worst_pct {worst}", line=line_of(v, f"{part}_median_pct"),
+                found.append(Problem(f"{median} is above {part}_worst_pct {worst}",
+                                     line=line_of(v, f"{part}_median_pct"),
                                      key=f"stacks.{name}.validation.{part}_median_pct"))
     return found
 

@@ -28,7 +28,7 @@ td.t,th.t{text-align:left}img{max-width:100%;border:1px solid #eee;margin:6px 0}
 SHOWN = ["workload", "precision", "profile", "batch"]
 METRICS = ["latency_s", "energy_j", "memory_bytes", "weight_bytes", "peak_activation_bytes", "tokens_per_s",
            "emulated_nodes", "fits", "accuracy", "accuracy_drop", "sqnr_db", "accuracy_metric", "meets_constraints"]
-BAND = ["stack", "error_median_pct", "error_worst_pct", "error_band_covers"]  # each point's software stack and its error band
+BAND = ["stack", "error_median_pct", "error_worst_pct", "error_band_covers"]  # each point's stack and error band
 MAX_ROWS = 200
 
 
@@ -149,8 +149,8 @@ def write_report(df: pd.DataFrame, out_dir: str | Path, spec: SweepSpec | str | 
         f"<style>{STYLE}</style></head><body><h1>Sweep {title}</h1>",
         f"<p>{html.escape(spec.description)}</p>" if spec and spec.description else "",
         f"<p>{len(df)} points: {len(ok)} evaluated, {len(refused)} refused (the profile cannot run that "
-        f"precision). Axes: {html.escape(', '.join(SHOWN + axes + varying_stack))}. Error band: each estimate's held-out "
-        "error on its profile and stack (error_median_pct, error_worst_pct; none where not validated). "
+        f"precision). Axes: {html.escape(', '.join(SHOWN + axes + varying_stack))}. Error band: each estimate's "
+        "held-out error on its profile and stack (error_median_pct, error_worst_pct; none where not validated). "
         f"Accuracy: {accuracy}. Spec: "
         f"{html.escape(spec.source if spec else df.attrs.get('source', '?'))}. Data: "
         "<a href='results.csv'>results.csv</a>, <a href='results.parquet'>results.parquet</a>.</p>",

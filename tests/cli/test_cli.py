@@ -86,7 +86,8 @@ def test_profiles_subcommands(capsys, tmp_path):
     # every stack the profile lists: what it fuses, how it launches, its error band
     assert ("  stack tensorrt: TensorRT-like fused engine replayed from a CUDA graph (not measured on this profile)\n"
             "    folds BatchNorm yes, fuses activations yes, residual Add yes; attention fused; quantize epilogue; "
-            "launch graph\n    no validation recorded for profile 'cloud' with stack 'tensorrt': error unknown") in shown
+            "launch graph\n"
+            "    no validation recorded for profile 'cloud' with stack 'tensorrt': error unknown") in shown
     assert "  stack pytorch-cudagraph (selected): " in shown and "median 4.9 %, worst 18.6 %" in shown
     assert main(["profiles", "check", "hw_profiles/systolic.yaml"]) == 0
     bad = tmp_path / "p.yaml"
