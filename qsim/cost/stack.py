@@ -182,7 +182,7 @@ def array_efficiency(profile, graph, node, unit: str, macs: int) -> float | None
 def kernel_floor(profile, cls: str, unit: str) -> float:
     """The shortest a lone matrix op takes, launch included: the profile's per-precision GEMM
     minimum for GEMM-like classes; a convolution takes the stack's ``conv_min_latency_us`` when it
-    has one, else (a depthwise/grouped conv is no GEMM) the fastest lone kernel measured at any
+    has one, else (a depthwise conv is no GEMM) the fastest lone kernel measured at any
     precision, or (dense) its precision's GEMM minimum. The minimum is flat from 256^3 to 1024^3
     in the microbench (a 64x range of work): the time a lone op takes to be issued from the host,
     not device time. A captured graph replays its kernels without it (0): on ResNet-18 ms_graph
