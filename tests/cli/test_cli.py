@@ -77,6 +77,12 @@ def test_bad_workload_file_names_file_and_line(tmp_path):
     assert code == 2 and "does not take ['depth']" in err
 
 
+def test_python_dash_m_qsim_is_the_qsim_command():
+    proc = subprocess.run([sys.executable, "-m", "qsim", "run", "mlperf_tiny_ic", "--hw", "iot"], capture_output=True,
+                          text=True)
+    assert proc.returncode == 0 and "latency 31.8 ms, held-out error on this profile: median 7 %" in proc.stdout
+
+
 def test_profiles_subcommands(capsys, tmp_path):
     assert main(["profiles", "list"]) == 0
     assert "iot" in capsys.readouterr().out
