@@ -286,8 +286,8 @@ def _by_op(name: str, precision: str, kernels: dict, layers) -> None:
     qsim_ops = layers.groupby("op").latency_s.sum().sort_values(ascending=False)
     print(f"  {precision} {name}: onnxruntime " + ", ".join(f"{op} {t * 1e3:.2f}" for op, t in
                                                       sorted(ort_ops.items(), key=lambda kv: -kv[1]) if t > 1e-5))
-    print(f"  {' ' * len(precision)} {name}: qsim        " + ", ".join(f"{op} {t * 1e3:.2f}" for op, t in qsim_ops.items()
-                                                                 if t > 1e-5))
+    print(f"  {' ' * len(precision)} {name}: qsim        "
+          + ", ".join(f"{op} {t * 1e3:.2f}" for op, t in qsim_ops.items() if t > 1e-5))
 
 
 def main() -> None:

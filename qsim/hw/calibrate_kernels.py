@@ -65,7 +65,8 @@ def _broadcast_model(op: str, channels: int, size: int):
     node = helper.make_node(op, ["x", "sa", "za", "c", "sc", "zc", "sy", "zy"], ["y"], domain="com.microsoft")
     graph = helper.make_graph([node], "broadcast", [helper.make_tensor_value_info("x", TensorProto.UINT8, shape)],
                               [helper.make_tensor_value_info("y", TensorProto.UINT8, shape)], inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13),
+                                                   helper.make_opsetid("com.microsoft", 1)])
 
 
 def ort_broadcast_fit(op: str, shapes=BROADCAST_SHAPES) -> tuple[float, float]:
@@ -99,9 +100,11 @@ def ort_concat_ns_per_element(size: int = 56, channels: tuple[int, int] = (64, 6
              helper.make_node("QLinearConv", ["x", "sx", "zx", "w2", "sw", "zw", "s2", "z2"], ["b"]),
              helper.make_node("QLinearConcat", ["sy", "zy", "a", "s1", "z1", "b", "s2", "z2"], ["y"], axis=1,
                               domain="com.microsoft")]
-    graph = helper.make_graph(nodes, "concat", [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, 16, size, size])],
+    graph = helper.make_graph(nodes, "concat",
+                              [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, 16, size, size])],
                               [helper.make_tensor_value_info("y", TensorProto.UINT8, [1, c1 + c2, size, size])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13),
+                                                    helper.make_opsetid("com.microsoft", 1)])
     x = rng.integers(0, 255, (1, 16, size, size), dtype=np.uint8)
     return ort_kernel_seconds(model, {"x": x}, "QLinearConcat") / ((c1 + c2) * size * size) * 1e9
 
@@ -126,5 +129,6 @@ def kernel_lines(r: dict) -> list[str]:
                     for op, (_, c) in r["broadcast_fit"].items()]]
     if "concat_ns" in r:
         lines.append(f"    concat_ns_per_element: {r['concat_ns']:.3g} "
-                     "# measured: QLinearConcat of two QLinearConv outputs (64 + 64 channels, 56x56, own scales), kernel time")
+                     "# measured: QLinearConcat of two QLinearConv outputs (64 + 64 channels, 56x56, own scales), "
+                     "kernel time")
     return lines

@@ -120,7 +120,8 @@ def ort_im2col_gemm_fit(gemm_macs_per_s: float, size: int = 56, kernel_s: float 
         seconds = ort_kernel_seconds(qlinear_conv_model(size, cout, 3, kernel), {"x": x}, "QLinearConv")
         pixels = size * size
         rows.append([pixels * kernel * kernel, pixels * cout])
-        rest.append(seconds - kernel_s - pixels * 3 * kernel * kernel * cout / gemm_macs_per_s)  # kernel_s: charged apart
+        # kernel_s: the conv kernel's fixed cost, charged apart
+        rest.append(seconds - kernel_s - pixels * 3 * kernel * kernel * cout / gemm_macs_per_s)
     (position_s, out_s), *_ = np.linalg.lstsq(np.array(rows, float), np.array(rest), rcond=None)
     return {"position_ns": max(position_s * 1e9, 0.0), "output_ns": max(out_s * 1e9, 0.0), "gemm_gops": 2 * gemm_macs_per_s / 1e9,
             "size": size}
