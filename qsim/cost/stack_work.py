@@ -51,7 +51,7 @@
   costs this (fitted by ``qsim calibrate`` with the rate on lone 3x3 and 1x1 convs: a 1x1 conv with 64
   input channels has 64 MACs per output, a 3x3 with 256 has 2,304, and they run at 650 and 850 GOPS).
 - ``conv_kernel_us``: every 8-bit conv kernel (direct, im2col GEMM or depthwise) pays a fixed cost
-  beyond its work, measured as a tiny QLinearConv's kernel time (7-9 us here, where the per-node
+  beyond its work, measured as a tiny QLinearConv's kernel time (5-9 us here, where the per-node
   dispatch of a 1-element Relu chain is 0.2-0.4 us); the conv rates above are fitted net of it.
 - ``float_islands: BatchNorm``: a BatchNormalization the quantizer could not fold into a conv (DenseNet's
   pre-activation BatchNorm after a Concat) stays in float between a DequantizeLinear and a
