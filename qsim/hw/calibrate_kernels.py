@@ -24,9 +24,8 @@ QUICK_BROADCAST_SHAPES = ((16, 14), (64, 7))
 def ort_conv_kernel_seconds() -> float:
     """A tiny QLinearConv's fastest kernel time (16 -> 16 channels, 1x1, 4x4: 4,096 MACs, work of well
     under a microsecond): what every 8-bit conv kernel costs beyond its work. Here 5-9 us (the profiler's
-    1 us steps), where the
-    per-node dispatch (a chain of 1-element Relu nodes, which never enter the thread pool) is 0.2-0.4 us;
-    tiny QuantizeLinear kernels take the same 7-8 us."""
+    1 us steps), where the per-node dispatch (a chain of 1-element Relu nodes, which never enter the
+    thread pool) is 0.2-0.4 us; tiny QuantizeLinear kernels take 7-8 us too."""
     from qsim.hw.calibrate import qlinear_conv_model
 
     x = np.random.default_rng(0).integers(0, 255, (1, 16, 4, 4), dtype=np.uint8)
