@@ -142,9 +142,10 @@ def neon_fx(a, q, ls, s, rnd, zp, qmin, qmax):
 
 
 @njit(cache=True, inline="always")
-def gemmlowp_code(a, q, sh, zp, qmin, qmax):
-    """The GEMMLOWP kind of ``_one`` (``rounding_jit.multiply_by_quantized_multiplier``: SRDHM with
-    its nudge and truncating division, then RoundingDivideByPOT), written with selects only."""
+def gemmlowp_mul(a, q, sh):
+    """``rounding_jit.multiply_by_quantized_multiplier`` (gemmlowp MultiplyByQuantizedMultiplier:
+    SRDHM with its nudge and truncating division, then RoundingDivideByPOT) written with selects
+    only, so that the loops calling it vectorize."""
     x = _wrap32_nb(a << max(sh, 0))
     e = max(-sh, 0)
     ab = x * q
@@ -152,7 +153,13 @@ def gemmlowp_code(a, q, sh, zp, qmin, qmax):
     h = (t >> 31) if t >= 0 else -((-t) >> 31)
     h = np.int64(_I32_MAX) if (x == -(1 << 31)) & (q == -(1 << 31)) else h
     mask = (np.int64(1) << e) - 1
-    v = (h >> e) + ((h & mask) > ((mask >> 1) + (h < 0))) + zp
+    return (h >> e) + ((h & mask) > ((mask >> 1) + (h < 0)))
+
+
+@njit(cache=True, inline="always")
+def gemmlowp_code(a, q, sh, zp, qmin, qmax):
+    """The GEMMLOWP kind of ``_one``: ``gemmlowp_mul``, the zero point, the clamp."""
+    v = gemmlowp_mul(a, q, sh) + zp
     return min(max(v, np.int64(qmin)), np.int64(qmax))
 
 
