@@ -32,7 +32,8 @@ VALIDATION_SCHEMA = Record(
     required={"source": Str(), "fitted": Str(), "held_out": Str(), "held_out_median_pct": _NON_NEGATIVE,
               "held_out_worst_pct": _NON_NEGATIVE},
     optional={"fitted_median_pct": _NON_NEGATIVE, "fitted_worst_pct": _NON_NEGATIVE,
-              "rows_fitted": Int(0), "rows_held_out": Int(0)},
+              "rows_fitted": Int(0), "rows_held_out": Int(0),
+              "precisions": ListOf(Enum(COMPUTE_CLASSES))},  # the compute classes the validated rows ran at
 )
 # The shared buffer an Ethos-U operation's OFM blocks live in (Vela's SHRAM), and what each block costs
 # beside its MACs: qsim.cost.npu_blocks.
@@ -94,8 +95,12 @@ STACK_SCHEMA = Record(
         "dequantize_ns_per_element": _POSITIVE,  # a DequantizeLinear kernel in front of a float island
         "composed_transpose_ns_per_element": _POSITIVE,  # an 8-bit Transpose fused with the layout change
         "im2col_gemm": IM2COL_GEMM_SCHEMA,  # 8-bit convs the runtime's direct conv kernel refuses
+        "conv_output_ns_per_element": _NON_NEGATIVE,  # the direct 8-bit conv's cost per output beyond its MACs
+        "conv_kernel_us": _NON_NEGATIVE,  # every 8-bit conv kernel's fixed cost beyond its work
         "broadcast_ns_per_element": MapOf(_POSITIVE, ("MulConst", "AddConst")),  # 8-bit x per-channel constant
+        "broadcast_ns_per_channel": MapOf(_NON_NEGATIVE, ("MulConst", "AddConst")),  # per channel (broadcast span)
         "average_pool_ns_per_tap": _POSITIVE,  # an 8-bit windowed AvgPool, per output element and window element
+        "concat_ns_per_element": _POSITIVE,  # an 8-bit Concat (inputs requantized to the output's scale), per element
         "validation": VALIDATION_SCHEMA,
     },
 )
@@ -113,6 +118,7 @@ class Validation:
     fitted_worst_pct: float | None = None
     rows_fitted: int | None = None
     rows_held_out: int | None = None
+    precisions: tuple[str, ...] = ()  # the compute classes the rows ran at; () not recorded
 
 
 @dataclass(frozen=True)
@@ -182,8 +188,12 @@ class Stack:
     dequantize_ns_per_element: float = 0.0
     composed_transpose_ns_per_element: float | None = None
     im2col_gemm: Im2colGemm | None = None
+    conv_output_ns_per_element: float = 0.0
+    conv_kernel_s: float = 0.0
     average_pool_ns_per_tap: float | None = None
     broadcast_ns_per_element: Mapping[str, float] = field(default_factory=dict)  # op -> ns per output element
+    broadcast_ns_per_channel: Mapping[str, float] = field(default_factory=dict)  # op -> ns per channel (span)
+    concat_ns_per_element: float | None = None
     validation: Validation | None = None
 
 
@@ -201,7 +211,21 @@ def stack_errors(data: Mapping[str, Any]) -> list[Problem]:
     if chosen not in stacks:
         return [Problem(f"{chosen!r} is not listed under stacks (listed: {', '.join(stacks)})",
                         line=line_of(data, "stack"), key="stack")]
-    return []
+    return _validation_errors(stacks)
+
+
+def _validation_errors(stacks: Mapping[str, Any]) -> list[Problem]:
+    """A recorded band whose median exceeds its worst error cannot have been measured."""
+    found = []
+    for name, stack in stacks.items():
+        v = stack.get("validation") if isinstance(stack, Mapping) else None
+        for part in ("held_out", "fitted") if isinstance(v, Mapping) else ():
+            median, worst = v.get(f"{part}_median_pct"), v.get(f"{part}_worst_pct")
+            if isinstance(median, (int, float)) and isinstance(worst, (int, float)) and median > worst:
+                found.append(Problem(f"{median} is above {part}_worst_pct {worst}",
+                                     line=line_of(v, f"{part}_median_pct"),
+                                     key=f"stacks.{name}.validation.{part}_median_pct"))
+    return found
 
 
 def _shared_buffer(b: Mapping[str, Any] | None) -> SharedBuffer | None:
@@ -243,7 +267,11 @@ def build_stack(data: Mapping[str, Any]) -> Stack | None:
         im2col_gemm=Im2colGemm(m["channel_multiple"], m["min_output_channels"], m["gemm_gops"] * 1e9 / 2,
                                m["position_ns"] * 1e-9, m["output_ns_per_element"] * 1e-9)
         if (m := s.get("im2col_gemm")) else None,
+        conv_output_ns_per_element=s.get("conv_output_ns_per_element", 0.0),
+        conv_kernel_s=s.get("conv_kernel_us", 0.0) / 1e6,
         average_pool_ns_per_tap=s.get("average_pool_ns_per_tap"),
         broadcast_ns_per_element=MappingProxyType(dict(s.get("broadcast_ns_per_element") or {})),
-        validation=Validation(**dict(v)) if v else None,
+        broadcast_ns_per_channel=MappingProxyType(dict(s.get("broadcast_ns_per_channel") or {})),
+        concat_ns_per_element=s.get("concat_ns_per_element"),
+        validation=Validation(**{**v, "precisions": tuple(v.get("precisions") or ())}) if v else None,
     )
