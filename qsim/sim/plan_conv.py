@@ -2,8 +2,8 @@
 everything but the input values resolved when the node is planned.
 
 * ``vnni``: the VNNI core with its requantization fused (``vnni_ops.plan_conv`` / ``run_planned``):
-  packed weights (shared with the per-node path's cache), tap offsets, epilogue terms and the pixel
-  walk are planned once; each run pads the input channels-last and runs ``vnni_fused.conv_rows_q``;
+  packed weights (shared with the per-node path's cache), tap offsets, epilogue terms and each output
+  pixel's input offset are planned once; each run pads the input channels-last and runs ``vnni_fused.conv_rows_q``;
 * ``depthwise``: the channels-last depthwise kernel (``depthwise.depthwise_nhwc``), including
   LiteRT's optimized DEPTHWISE_CONV_2D, whose last C % 8 channels round by another policy
   (``int_ops._optimized_depthwise``): those channels run a second time on their own.
@@ -50,7 +50,7 @@ def _bound(k: int, x, w, xz: int, wz, b) -> int:
 
 def _vnni(step: Step, w, g, xz: int, wz, b, spec, dtype, out_range) -> Bound:
     """The VNNI core with the requantization in its epilogue, planned by the kernel itself
-    (``vnni_ops.plan_conv``: packed weights, tap offsets, epilogue terms, the pixel walk)."""
+    (``vnni_ops.plan_conv``: packed weights, tap offsets, epilogue terms, the pixel offsets)."""
     x = step.args[0]
     lo, hi = acc_range(step.acc_bits)
     checked = _bound(g.cg * g.kh * g.kw, x, w, xz, wz, b) > hi
