@@ -21,6 +21,12 @@ from qsim.sim.int_common import Step, storage
 from qsim.sim.int_fast import fused_spec
 from qsim.sim.plan import Bound
 
+# Below this many MACs a planned conv runs on one thread. With the OpenMP workers spinning briefly
+# between regions (qsim.kernels: ~2 us per region), splitting even MobileNetV2's smallest layers
+# pays (benchmarks/bench_depthwise_layers.py, 2 cores: every depthwise and 1x1 layer ran faster on
+# 2 threads; the whole model 4.2 ms against 5.5 ms with jit.SERIAL_MACS' 2^22).
+SERIAL_MACS = 1 << 16
+
 
 def plan_conv(step: Step) -> Bound | None:
     c = int_ops.conv_setup(step)
@@ -63,7 +69,7 @@ def _vnni(step: Step, w, g, xz: int, wz, b, spec, dtype, out_range) -> Bound:
         y, count = vnni_ops.run_planned(plan, args[0], requant, None if fresh else outs[0])
         return [y], count
 
-    return Bound(run, [out_range], outs, serial=macs < jit.SERIAL_MACS)
+    return Bound(run, [out_range], outs, serial=macs < SERIAL_MACS)
 
 
 def _depthwise(step: Step, c, g, xz: int, wz, b, yq) -> Bound:
@@ -100,4 +106,4 @@ def _depthwise(step: Step, c, g, xz: int, wz, b, yq) -> Bound:
             y[..., tail:] = scratch[0]
         return [y.transpose(0, 3, 1, 2)], int(count)
 
-    return Bound(run, [(qlo, qhi)], outs, scratch if tail < g.m else [], serial=macs < jit.SERIAL_MACS)
+    return Bound(run, [(qlo, qhi)], outs, scratch if tail < g.m else [], serial=macs < SERIAL_MACS)
