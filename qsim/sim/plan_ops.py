@@ -11,7 +11,6 @@ from qsim.kernels import ort_binary_jit, portable
 from qsim.kernels._common import pool_geometry
 from qsim.numerics.policies import Kernels
 from qsim.sim import int_fast, int_ops
-from qsim.sim.float_ops import run_float_kernel
 from qsim.sim.int_pool import _window
 from qsim.sim.int_common import Fallback, Step, activation_range, int_range, same_params, scalar_scale, scalar_zp, storage
 from qsim.sim.plan import Bound
@@ -149,13 +148,23 @@ def plan_global_avgpool(step: Step) -> Bound | None:
 
 
 def plan_move(step: Step) -> Bound | None:
-    """Reshape / Flatten / Transpose with unchanged parameters (``int_ops.move``)."""
-    if _declines(lambda: int_ops.move(step)) is None:
+    """Reshape / Flatten / Transpose with unchanged parameters (``int_ops.move``): the float kernel's
+    numpy call with its arguments resolved (``float_ops.reshape``, ``flatten``, ``transpose``: a
+    reshape to the shape it gave on the planning run's input, whose shape every planned run shares;
+    a transpose by the node's permutation)."""
+    moved = _declines(lambda: int_ops.move(step))
+    if moved is None:
         return None
-    op, attrs = step.node.op, step.node.attrs
+    if step.node.op == "Transpose":
+        perm = step.node.attrs.get("perm", None)
 
-    def run(args, fresh):
-        return run_float_kernel(op, args, {}, attrs), 0
+        def run(args, fresh):
+            return [np.transpose(args[0], perm)], 0
+    else:
+        shape = moved[0].shape
+
+        def run(args, fresh):
+            return [args[0].reshape(shape)], 0
 
     return Bound(run, [None], aliases=True)
 
