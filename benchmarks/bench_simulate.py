@@ -167,9 +167,11 @@ def _kernel_dispatchers() -> list:
     """(module, name) of every numba kernel a compiled run of the bench's models may call."""
     import numba.core.registry
 
-    from qsim.kernels import depthwise, elementwise_jit, portable, vnni, vnni_epilogue
+    from qsim.kernels import depthwise, elementwise_jit, ort_binary_jit, portable, vnni, vnni_epilogue, vnni_fused
     from qsim.sim import int_fast
-    mods = (vnni, vnni_epilogue, depthwise, portable, elementwise_jit, int_fast)
+    # vnni_fused: the fused conv core the planned convs call (left out, the kernel time read ~0.6 ms
+    # of ResNet-18's ~10 ms)
+    mods = (vnni, vnni_epilogue, vnni_fused, depthwise, portable, elementwise_jit, ort_binary_jit, int_fast)
     return [(m, n) for m in mods for n in dir(m) if isinstance(getattr(m, n), numba.core.registry.CPUDispatcher)]
 
 
