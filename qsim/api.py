@@ -75,14 +75,19 @@ def run_estimate(workload, profile, precision: Any = None, batch: int | None = N
 
 def estimate(workload, profile, precision: Any = None, batch: int | None = None, params: dict | None = None,
              hw_overrides: dict | None = None) -> pd.DataFrame:
-    """Per-node cost estimate (one row per node); whole-model totals in ``df.attrs["totals"]``.
+    """Per-node cost estimate (one row per node); whole-model totals in ``df.attrs["totals"]``, the
+    profile's error band (its held-out error, or that it has none) in ``df.attrs["error_band"]``.
 
     ``workload``: a Workload, a Graph, a workload YAML path or shipped name, or an .onnx/.tflite
     file. ``profile``: a Profile, a YAML path or a shipped profile name. ``precision`` overrides
     the workload's plan (``"int8"``, ``"w4a16"``, a PrecisionPlan ...). ``params`` set workload
     parameters (``{"context": 4096}``, as ``--set``); ``hw_overrides`` replace dotted profile keys
     (``{"memories.sram.capacity_kib": 1024}``, as ``--hw-set`` and sweep overrides)."""
-    return run_estimate(workload, profile, precision, batch, params, hw_overrides)[2].layers
+    from qsim.report import error_band
+
+    _, prof, est = run_estimate(workload, profile, precision, batch, params, hw_overrides)
+    est.layers.attrs["error_band"] = error_band(prof, est.totals["compute_units"])
+    return est.layers
 
 
 __all__ = ["load_workload", "load_profile", "estimate", "run_estimate", "simulate", "compile", "PrecisionPlan"]

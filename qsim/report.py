@@ -1,6 +1,7 @@
 """Turning an estimate into what people read: a terminal table, JSON, and files."""
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from qsim.files import atomic_write, check_output_file
 TABLE_COLUMNS = ["name", "op", "weight_format", "activation_format", "compute_unit", "macs", "weight_bytes",
                  "output_bytes", "bound", "latency_s", "cycles", "energy_j", "fused_into"]
 JSON_LAYER_COLUMNS = ["name", "op", "weight_format", "activation_format", "compute_unit", "emulated", "fused",
-                      "fused_into", "kernel_class", "launches",
+                      "fused_into", "kernel_class", "launches", "stack_kernels",
                       "macs", "vector_ops", "params", "weight_bytes", "input_bytes", "output_bytes",
                       "compute_s", "memory_s", "bound", "latency_s", "cycles", "energy_j"]
 
@@ -30,28 +31,39 @@ def mib(n: int) -> str:
     return f"{n / 2**20:.2f} MiB" if n >= 2**20 else f"{n / 1024:.1f} KiB"
 
 
-def error_band(profile) -> dict[str, Any]:
+def error_band(profile, compute_units=None) -> dict[str, Any]:
     """How far this profile's estimates may be off: the held-out error of its validation, for the
-    software stack it models. A profile without one says so (``validated`` false)."""
+    software stack it models. A profile without one says so (``validated`` false). Given the compute
+    classes an estimate ran at, it also says whether the validated rows cover them (a band measured
+    at fp16 says nothing of an int8 estimate)."""
     stack = getattr(profile, "stack", None)
     v = stack.validation if stack is not None else None
     if v is None:
         return {"validated": False, "stack": stack.name if stack else "",
                 "text": f"no validation recorded for profile {profile.name!r}"
                         + (f" with stack {stack.name!r}" if stack else "") + ": error unknown"}
-    return {"validated": True, "stack": stack.name, "held_out_median_pct": v.held_out_median_pct,
+    band = {"validated": True, "stack": stack.name, "held_out_median_pct": v.held_out_median_pct,
             "held_out_worst_pct": v.held_out_worst_pct, "fitted_median_pct": v.fitted_median_pct,
-            "fitted_worst_pct": v.fitted_worst_pct, "fitted": v.fitted, "held_out": v.held_out, "source": v.source,
+            "fitted_worst_pct": v.fitted_worst_pct, "rows_fitted": v.rows_fitted, "rows_held_out": v.rows_held_out,
+            "fitted": v.fitted, "held_out": v.held_out, "source": v.source, "precisions": list(v.precisions),
             "text": f"held-out error on this profile: median {v.held_out_median_pct:g} %, "
                     f"worst {v.held_out_worst_pct:g} %"}
+    if compute_units is not None and v.precisions:
+        outside = [u for u in compute_units if u not in v.precisions]
+        band["covers_precision"] = not outside
+        if outside:
+            band["note"] = (f"the error band was measured at {', '.join(v.precisions)} only; this estimate runs "
+                            f"{', '.join(outside)}, which it does not cover")
+    return band
 
 
-def band_columns(profile) -> dict[str, Any]:
-    """The error band as flat sweep-row columns (NaN where the profile has no validation)."""
-    band = error_band(profile)
+def band_columns(profile, compute_units=None) -> dict[str, Any]:
+    """The error band as flat sweep-row columns (NaN where the profile has no validation;
+    ``error_band_covers`` empty where the validation records no precisions)."""
+    band = error_band(profile, compute_units)
     nan = float("nan")
     return {"stack": band["stack"], "error_median_pct": band.get("held_out_median_pct", nan),
-            "error_worst_pct": band.get("held_out_worst_pct", nan)}
+            "error_worst_pct": band.get("held_out_worst_pct", nan), "error_band_covers": band.get("covers_precision")}
 
 
 def totals_lines(workload: str, profile, precision: str, totals: dict[str, Any]) -> list[str]:
@@ -61,6 +73,9 @@ def totals_lines(workload: str, profile, precision: str, totals: dict[str, Any])
              + (f"   KV cache {mib(totals['state_bytes'])}" if totals["state_bytes"] else ""),
              f"  latency {si(totals['latency_s'], 's')}, {error_band(profile)['text']}   "
              f"energy {si(totals['energy_j'], 'J')}"]
+    note = error_band(profile, totals.get("compute_units")).get("note")
+    if note:
+        lines.append(f"  note: {note}")
     if getattr(profile, "stack", None) is not None:
         lines.append(f"  stack {profile.stack.name}: {profile.stack.runtime}")
     for name, fits in totals["fits"].items():
@@ -99,7 +114,8 @@ def table_text(layers: pd.DataFrame) -> str:
 def report_dict(workload: str, profile_name: str, precision: str, layers: pd.DataFrame,
                 totals: dict[str, Any], profile=None) -> dict[str, Any]:
     keys = ("macs", "params", "weight_bytes", "peak_activation_bytes", "state_bytes", "latency_s", "energy_j", "fits")
-    band = {k: v for k, v in error_band(profile).items() if k != "text"} if profile is not None else None
+    # its text too (what `qsim run` prints), and whether it covers the precisions the estimate ran at
+    band = error_band(profile, totals.get("compute_units")) if profile is not None else None
     return {
         "workload": workload, "profile": profile_name, "precision": precision,
         "totals": {k: totals[k] for k in keys}, "error_band": band,
@@ -135,6 +151,10 @@ def write_report(path: Path, layers: pd.DataFrame, report: dict[str, Any]) -> No
             tmp.write_text(json.dumps(report, indent=1))
         else:  # .html (check_report_path allows nothing else)
             head = "".join(f"<li>{k}: {v}</li>" for k, v in report["totals"].items())
+            if report.get("error_band"):  # beside the latency, as `qsim run` prints it
+                band = report["error_band"]
+                head += f"<li>error band: {html.escape(band['text'])}</li>" + (
+                    f"<li>note: {html.escape(band['note'])}</li>" if band.get("note") else "")
             tmp.write_text(f"<html><head><meta charset='utf-8'><title>{report['workload']} on "
                            f"{report['profile']}</title></head><body><h1>{report['workload']} on "
                            f"{report['profile']} at {report['precision']}</h1><ul>{head}</ul>"

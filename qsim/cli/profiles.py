@@ -47,4 +47,27 @@ def _describe(p) -> str:
         s = p.systolic
         lines.append(f"  systolic {s.rows}x{s.cols} {s.dataflow}; SRAM ifmap {s.ifmap_sram_kib:g} KiB, filter "
                      f"{s.filter_sram_kib:g} KiB, ofmap {s.ofmap_sram_kib:g} KiB; DRAM port {s.dram}")
-    return "\n".join(lines)
+    return "\n".join(lines + _stack_lines(p))
+
+
+def _stack_lines(p) -> list[str]:
+    """Each software stack the profile lists: its runtime, what it fuses, how it launches, its error band."""
+    from qsim.hw.profile import load_profile
+    from qsim.report import error_band
+    from qsim.yamlio import load_yaml
+
+    names = list(load_yaml(p.source).get("stacks") or {}) if p.stack is not None else []
+    if not names:
+        return [f"  no stack section: activations fuse into the matrix op before them, every other node is a "
+                f"kernel of its own; {error_band(p)['text']}"]
+    lines = []
+    for name in names:
+        q = p if name == p.stack.name else load_profile(p.source, {"stack": name})
+        s = q.stack
+        yes = lambda on: "yes" if on else "no"  # noqa: E731
+        lines += [f"  stack {name}{' (selected)' if q is p else ''}: {s.runtime}",
+                  f"    folds BatchNorm {yes(s.fold_batchnorm)}, fuses activations {yes(s.fuse_activation)}, "
+                  f"residual Add {yes(s.fuse_residual_add)}; attention {s.attention or 'one kernel'}; quantize "
+                  f"{s.quantize}; launch {s.launch}",
+                  f"    {error_band(q)['text']}"]
+    return lines

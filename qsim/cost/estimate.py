@@ -174,6 +174,7 @@ def estimate_graph(graph, plan: PrecisionPlan, profile: Profile) -> Estimate:
         "kernels": int(layers["launches"].sum()),
         "energy_j": float(layers["energy_j"].sum()) + profile.static_w * profile.invoke_s,
         "emulated_nodes": int(layers["emulated"].sum()),
+        "compute_units": sorted(set(layers["compute_unit"])),  # the compute classes the estimate ran at
         "fits": {name: need[name] <= mem.capacity_bytes for name, mem in profile.memories.items()},
         "memory_need_bytes": need,
     }

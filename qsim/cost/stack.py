@@ -39,16 +39,20 @@ class StackView:
 
 def kernel_class(graph, node) -> str:
     """The efficiency table that applies to a node: its registry cost class, with matrix ops
-    refined by shape (a conv's stem / 1x1 / 3x3 / depthwise class; attention; GEMM)."""
-    cost_class = get_op(node.op).cost_class
+    refined by shape (a conv's stem / 1x1 / 3x3 / other class; attention; GEMM)."""
+    # per node: a Conv with one input channel per group is DEPTHWISE (qsim.ir.ops.conv)
+    cost_class = get_op(node.op).cost_class_for([graph.tensor(t).shape for t in node.inputs], node.attrs)
     if cost_class is not CostClass.MATRIX:
         return _CLASS_TABLE[cost_class]
-    if "kernel" in node.attrs:  # a convolution
-        cin = graph.tensor(node.inputs[0]).shape[1]
+    if "kernel" in node.attrs:  # a convolution (a depthwise one has the registry's DEPTHWISE class above)
+        # A grouped conv with several channels per group runs as one dense conv per group: MLAS's
+        # MlasConv loops over the groups with im2col + MlasGemm of K = channels per group x kernel
+        # (onnxruntime/core/mlas/lib/convolve.cpp), cuDNN's grouped convolution
+        # (cudnnSetConvolutionGroupCount) uses its dense implicit-GEMM kernels per group. So its class
+        # is one group's: a short reduction (few channels per group) is a stem, else by kernel shape.
+        cin = graph.tensor(node.inputs[0]).shape[1] // int(node.attrs.get("groups", 1))
         kernel = node.attrs["kernel"]
         kh, kw = (kernel, kernel) if isinstance(kernel, int) else tuple(kernel)
-        if int(node.attrs.get("groups", 1)) > 1:
-            return "depthwise"  # depthwise and grouped: little reuse, memory-bound on GPUs
         if cin <= 4:
             return "conv_stem"
         if (kh, kw) == (1, 1):
@@ -147,7 +151,9 @@ def class_efficiency(stack: Stack | None, graph, node, unit: str, widest_tile: i
         return stack.matrix_vector_efficiency[unit]
     if stack is None or cls not in stack.conv_efficiency:
         return None
-    if cls != "conv_stem" and graph.tensor(node.outputs[0]).shape[1] >= widest_tile:
+    # a group's GEMM has its share of the output channels as columns (MLAS's FilterCount per group)
+    if cls != "conv_stem" and graph.tensor(node.outputs[0]).shape[1] // int(node.attrs.get("groups", 1)) \
+            >= widest_tile:
         return None
     return stack.conv_efficiency[cls].get(unit)
 
@@ -176,7 +182,7 @@ def array_efficiency(profile, graph, node, unit: str, macs: int) -> float | None
 def kernel_floor(profile, cls: str, unit: str) -> float:
     """The shortest a lone matrix op takes, launch included: the profile's per-precision GEMM
     minimum for GEMM-like classes; a convolution takes the stack's ``conv_min_latency_us`` when it
-    has one, else (a depthwise/grouped conv is no GEMM) the fastest lone kernel measured at any
+    has one, else (a depthwise conv is no GEMM) the fastest lone kernel measured at any
     precision, or (dense) its precision's GEMM minimum. The minimum is flat from 256^3 to 1024^3
     in the microbench (a 64x range of work): the time a lone op takes to be issued from the host,
     not device time. A captured graph replays its kernels without it (0): on ResNet-18 ms_graph

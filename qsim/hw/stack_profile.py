@@ -32,7 +32,8 @@ VALIDATION_SCHEMA = Record(
     required={"source": Str(), "fitted": Str(), "held_out": Str(), "held_out_median_pct": _NON_NEGATIVE,
               "held_out_worst_pct": _NON_NEGATIVE},
     optional={"fitted_median_pct": _NON_NEGATIVE, "fitted_worst_pct": _NON_NEGATIVE,
-              "rows_fitted": Int(0), "rows_held_out": Int(0)},
+              "rows_fitted": Int(0), "rows_held_out": Int(0),
+              "precisions": ListOf(Enum(COMPUTE_CLASSES))},  # the compute classes the validated rows ran at
 )
 # The shared buffer an Ethos-U operation's OFM blocks live in (Vela's SHRAM), and what each block costs
 # beside its MACs: qsim.cost.npu_blocks.
@@ -113,6 +114,7 @@ class Validation:
     fitted_worst_pct: float | None = None
     rows_fitted: int | None = None
     rows_held_out: int | None = None
+    precisions: tuple[str, ...] = ()  # the compute classes the rows ran at; () not recorded
 
 
 @dataclass(frozen=True)
@@ -201,7 +203,21 @@ def stack_errors(data: Mapping[str, Any]) -> list[Problem]:
     if chosen not in stacks:
         return [Problem(f"{chosen!r} is not listed under stacks (listed: {', '.join(stacks)})",
                         line=line_of(data, "stack"), key="stack")]
-    return []
+    return _validation_errors(stacks)
+
+
+def _validation_errors(stacks: Mapping[str, Any]) -> list[Problem]:
+    """A recorded band whose median exceeds its worst error cannot have been measured."""
+    found = []
+    for name, stack in stacks.items():
+        v = stack.get("validation") if isinstance(stack, Mapping) else None
+        for part in ("held_out", "fitted") if isinstance(v, Mapping) else ():
+            median, worst = v.get(f"{part}_median_pct"), v.get(f"{part}_worst_pct")
+            if isinstance(median, (int, float)) and isinstance(worst, (int, float)) and median > worst:
+                found.append(Problem(f"{median} is above {part}_worst_pct {worst}",
+                                     line=line_of(v, f"{part}_median_pct"),
+                                     key=f"stacks.{name}.validation.{part}_median_pct"))
+    return found
 
 
 def _shared_buffer(b: Mapping[str, Any] | None) -> SharedBuffer | None:
@@ -245,5 +261,5 @@ def build_stack(data: Mapping[str, Any]) -> Stack | None:
         if (m := s.get("im2col_gemm")) else None,
         average_pool_ns_per_tap=s.get("average_pool_ns_per_tap"),
         broadcast_ns_per_element=MappingProxyType(dict(s.get("broadcast_ns_per_element") or {})),
-        validation=Validation(**dict(v)) if v else None,
+        validation=Validation(**{**v, "precisions": tuple(v.get("precisions") or ())}) if v else None,
     )

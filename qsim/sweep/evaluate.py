@@ -86,7 +86,7 @@ def evaluate_point(spec: SweepSpec, point: Point) -> dict[str, Any]:
                params=t["params"], weight_bytes=t["weight_bytes"], peak_activation_bytes=t["peak_activation_bytes"],
                state_bytes=t["state_bytes"], memory_bytes=memory, emulated_nodes=t["emulated_nodes"],
                tokens_per_s=tokens / t["latency_s"] if tokens else math.nan, fits=all(t["fits"].values()),
-               **band_columns(profile))
+               **band_columns(profile, t["compute_units"]))
     for name, mem in profile.memories.items():
         row[f"fits_{name}"] = t["fits"][name]
         row[f"need_{name}_bytes"] = t["memory_need_bytes"][name]

@@ -58,7 +58,11 @@ def style_axes(df: pd.DataFrame) -> tuple[str, str]:
     """The axes shown by colour and by marker: precision and profile, unless one of them is fixed
     and another axis varies (an array-size sweep is read by its override values)."""
     overrides = [c for c in df.columns if "." in c]
-    varying = [c for c in ["precision", "profile", *overrides, "batch"] if c in df.columns and df[c].nunique() > 1]
+    params = df.attrs.get("param_axes") or []  # workload parameters (seq, context) as named in the spec
+    # the stack (the one undotted override) is an axis of its own only where one profile runs several
+    stack = ["stack"] if "stack" in df.columns and df.groupby("profile")["stack"].nunique().max() > 1 else []
+    varying = [c for c in ["precision", "profile", *stack, *overrides, *params, "batch"]
+               if c in df.columns and df[c].nunique() > 1]
     color = varying[0] if varying else "precision"
     rest = [c for c in varying if c != color]
     return color, (rest[0] if rest else "profile")

@@ -28,6 +28,7 @@ td.t,th.t{text-align:left}img{max-width:100%;border:1px solid #eee;margin:6px 0}
 SHOWN = ["workload", "precision", "profile", "batch"]
 METRICS = ["latency_s", "energy_j", "memory_bytes", "weight_bytes", "peak_activation_bytes", "tokens_per_s",
            "emulated_nodes", "fits", "accuracy", "accuracy_drop", "sqnr_db", "accuracy_metric", "meets_constraints"]
+BAND = ["stack", "error_median_pct", "error_worst_pct", "error_band_covers"]  # each point's stack and error band
 MAX_ROWS = 200
 
 
@@ -110,7 +111,11 @@ def write_report(df: pd.DataFrame, out_dir: str | Path, spec: SweepSpec | str | 
     if spec is not None and "constraints" not in df.attrs:
         df.attrs["constraints"] = dict(spec.constraints)
     write_results(df, out)
-    axes = [c for c in df.columns if "." in c]  # the override axes (dotted profile keys)
+    # the override axes (dotted profile keys) and the workload-parameter axes (seq, context, ...)
+    params = list(spec.params) if spec is not None else df.attrs.get("param_axes") or []
+    axes = [c for c in df.columns if "." in c] + [c for c in params if c in df.columns]
+    varying_stack = ["stack"] if "stack" in df.columns and df.groupby("profile")["stack"].nunique().max() > 1 \
+        else []  # an axis where one profile runs several stacks (shown with the band)
     by_color, by_marker = plots.style_axes(df)
     objectives = "latency, energy, memory" + (", accuracy" if df["accuracy"].notna().any() else "")
     figures = [_figure(plots.latency_energy(df, out / "latency_energy.png"),
@@ -144,17 +149,19 @@ def write_report(df: pd.DataFrame, out_dir: str | Path, spec: SweepSpec | str | 
         f"<style>{STYLE}</style></head><body><h1>Sweep {title}</h1>",
         f"<p>{html.escape(spec.description)}</p>" if spec and spec.description else "",
         f"<p>{len(df)} points: {len(ok)} evaluated, {len(refused)} refused (the profile cannot run that "
-        f"precision). Axes: {html.escape(', '.join(SHOWN + axes))}. Accuracy: {accuracy}. Spec: "
+        f"precision). Axes: {html.escape(', '.join(SHOWN + axes + varying_stack))}. Error band: each estimate's "
+        "held-out error on its profile and stack (error_median_pct, error_worst_pct; none where not validated). "
+        f"Accuracy: {accuracy}. Spec: "
         f"{html.escape(spec.source if spec else df.attrs.get('source', '?'))}. Data: "
         "<a href='results.csv'>results.csv</a>, <a href='results.parquet'>results.parquet</a>.</p>",
-        "<h2>Best point per workload</h2>", _constraints_note(df, best), _table(best, SHOWN + axes + METRICS),
+        "<h2>Best point per workload</h2>", _constraints_note(df, best), _table(best, SHOWN + axes + BAND + METRICS),
         "<h2>Figures</h2>", *figures,
         "<h2>Pareto front</h2><p class='note'>Per workload and batch; a point is on it when no other "
         "point is at least as good on every objective and better on one.</p>",
-        _table(df[df["pareto"].fillna(False).astype(bool)], SHOWN + axes + METRICS),
+        _table(df[df["pareto"].fillna(False).astype(bool)], SHOWN + axes + BAND + METRICS),
         "<h2>Refused points</h2>", _table(refusals, ["precision", "profile", "points", "reason"])
         if len(refused) else "<p>None.</p>",
-        f"<h2>All points</h2>", _table(df, SHOWN + axes + ["status"] + METRICS + ["pareto"]),
+        f"<h2>All points</h2>", _table(df, SHOWN + axes + BAND + ["status"] + METRICS + ["pareto"]),
         "</body></html>",
     ]
     path = out / "report.html"

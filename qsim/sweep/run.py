@@ -114,7 +114,8 @@ def run_sweep(spec: str | Path | Mapping | SweepSpec, out_dir: str | Path | None
         frame = add_constraints_column(add_pareto_column(normalize(frame)), spec.constraints)
         frame.attrs.update(sweep=spec.name, source=spec.source, points=total, pending=total - len(frame),
                            set_aside=[str(p) for p in store.moved] if store else [], evaluations=measured,
-                           constraints=dict(spec.constraints))
+                           constraints=dict(spec.constraints),
+                           param_axes=list(spec.params))  # workload-parameter axes (seq, context): undotted columns
         if store and not frame.attrs["pending"]:
             write_results(frame, Path(out_dir))
     return frame

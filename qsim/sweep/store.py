@@ -55,7 +55,7 @@ def _dtype(column: str, values: pd.Series) -> str:
         return "float64"
     if column in INTEGER or (column.startswith(("need_", "capacity_")) and column.endswith("_bytes")):
         return "Int64"
-    if column in ("fits", "pareto", "meets_constraints") or column.startswith("fits_"):
+    if column in ("fits", "pareto", "meets_constraints", "error_band_covers") or column.startswith("fits_"):
         return "boolean"
     return _axis_dtype(values)
 

@@ -77,11 +77,24 @@ def test_bad_workload_file_names_file_and_line(tmp_path):
     assert code == 2 and "does not take ['depth']" in err
 
 
+def test_python_dash_m_qsim_is_the_qsim_command():
+    proc = subprocess.run([sys.executable, "-m", "qsim", "run", "mlperf_tiny_ic", "--hw", "iot"], capture_output=True,
+                          text=True)
+    assert proc.returncode == 0 and "latency 31.8 ms, held-out error on this profile: median 7 %" in proc.stdout
+
+
 def test_profiles_subcommands(capsys, tmp_path):
     assert main(["profiles", "list"]) == 0
     assert "iot" in capsys.readouterr().out
     assert main(["profiles", "show", "cloud"]) == 0
-    assert "540672 MACs/cycle" in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert "540672 MACs/cycle" in shown
+    # every stack the profile lists: what it fuses, how it launches, its error band
+    assert ("  stack tensorrt: TensorRT-like fused engine replayed from a CUDA graph (not measured on this profile)\n"
+            "    folds BatchNorm yes, fuses activations yes, residual Add yes; attention fused; quantize epilogue; "
+            "launch graph\n"
+            "    no validation recorded for profile 'cloud' with stack 'tensorrt': error unknown") in shown
+    assert "  stack pytorch-cudagraph (selected): " in shown and "median 4.9 %, worst 18.6 %" in shown
     assert main(["profiles", "check", "hw_profiles/systolic.yaml"]) == 0
     bad = tmp_path / "p.yaml"
     bad.write_text("name: x\n")

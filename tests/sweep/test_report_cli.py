@@ -51,3 +51,15 @@ def test_cli_bad_spec_exits_2_without_traceback(tmp_path):
     assert proc.returncode == 2
     assert f"{spec}:5: colour: unknown key" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_workload_parameter_axes_are_columns_of_the_report_and_the_figures(tmp_path):
+    from qsim.sweep.plots import style_axes
+
+    spec = {"name": "seqs", "workloads": ["bert_base"], "precisions": ["fp16"], "profiles": ["cloud"],
+            "params": {"seq": [128, 384]}}
+    df = run_sweep(spec, workers=1)
+    text = write_report(df, tmp_path / "r").read_text()  # from the frame alone, as from Python
+    assert "Axes: workload, precision, profile, batch, seq." in text
+    assert "<th>batch</th><th>seq</th>" in text
+    assert style_axes(df) == ("seq", "profile")

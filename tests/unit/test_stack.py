@@ -89,6 +89,44 @@ def test_kernel_classes_of_resnet18_convs():
     assert kernel_class(dw, dw.node("b1_dw")) == "depthwise"
 
 
+def _conv(cin: int, cout: int, kernel: int, groups: int, batch: int = 1, size: int = 56) -> Graph:
+    g = Graph("conv")
+    g.add_input("x", (batch, cin, size, size))
+    g.add_node("Conv", "conv", ["x"], {"out_channels": cout, "kernel": kernel, "pad": kernel // 2, "groups": groups,
+                                       "bias": False})
+    g.mark_output("conv")
+    return g
+
+
+@pytest.mark.parametrize("cin, cout, kernel, groups, cls", [
+    (240, 240, 1, 4, "conv1x1"),  # ShuffleNet's 4-group pointwise conv: 60 channels per group
+    (96, 256, 5, 2, "conv_other"),  # AlexNet's 2-group 5x5: 48 channels per group
+    (128, 128, 3, 32, "conv_stem"),  # ResNeXt's 32x4d 3x3: 4 channels per group, a stem's short reduction
+    (256, 256, 3, 32, "conv3x3"),  # 8 channels per group
+    (32, 32, 3, 32, "depthwise"),  # one channel per group
+    (32, 64, 3, 32, "depthwise"),  # one channel per group, channel multiplier 2
+])
+def test_a_grouped_conv_has_the_class_of_one_groups_dense_conv(cin, cout, kernel, groups, cls):
+    g = _conv(cin, cout, kernel, groups)
+    assert kernel_class(g, g.node("conv")) == cls
+
+
+def test_grouped_conv_estimate_by_hand_as_dense_convs_per_group():
+    """n32 c128 56x56 -> 128, 3x3, 2 groups of 64 channels, fp16, a lone kernel on the eager stack: the
+    conv3x3 efficiency (each group's GEMM has 64 output columns, half a 128-wide tile) and the full
+    copy bandwidth, not the depthwise kernels' fraction."""
+    profile = load_profile("cloud", {"stack": "pytorch-eager", "stacks.pytorch-eager.host_us_per_kernel": 0})
+    row = estimate_graph(_conv(128, 128, 3, 2, batch=32), PrecisionPlan.uniform("fp16"), profile).layers.iloc[0]
+    macs = 32 * 56 * 56 * 128 * 64 * 9
+    # GEMM view 100352 x 128 (qsim.ir.ops.conv): every tile gives 6 waves of 132 128x128 tiles' work
+    waves = 6 * 132 * 128 * 128 / (100352 * 128)
+    compute = macs * waves / (270336 * 0.3309 * 1980e6)  # fp16 peak x conv3x3 efficiency x clock
+    memory = 2 * (32 * 128 * 56 * 56 * 2) / 3007.8e9 + 128 * 64 * 9 * 2 / 3007.8e9  # fp16 in + out + weights
+    assert row.kernel_class == "conv3x3" and row.bound == "compute"
+    assert row.memory_s == pytest.approx(memory, rel=1e-12)  # at the whole copy bandwidth
+    assert row.latency_s == pytest.approx(4.56e-6 + compute, rel=1e-12)  # launch + compute (> the 13.49 us floor)
+
+
 def test_one_conv_estimate_by_hand_from_the_profile_numbers():
     """n32 c64 56x56 -> 64, 3x3, fp16, a lone kernel on the eager stack (host queue ahead)."""
     g = Graph("conv")
@@ -112,12 +150,16 @@ def test_error_band_text_json_and_sweep_columns():
                                                           iot).totals)
     assert ", held-out error on this profile: median 7 %, worst 8 %" in lines[2]
     assert error_band(iot)["held_out_worst_pct"] == 8
-    assert band_columns(iot) == {"stack": "tflm-cmsis-nn", "error_median_pct": 7, "error_worst_pct": 8}
+    assert band_columns(iot) == {"stack": "tflm-cmsis-nn", "error_median_pct": 7, "error_worst_pct": 8,
+                                 "error_band_covers": None}  # no estimate given: coverage not known
     mobile = load_profile("mobile")
     assert error_band(mobile)["text"] == ("no validation recorded for profile 'mobile' with stack "
                                           "'nnapi-npu-delegate': error unknown")
     assert math.isnan(band_columns(mobile)["error_worst_pct"])
-    assert error_band(load_profile("systolic"))["text"] == "no validation recorded for profile 'systolic': error unknown"
+    data = load_yaml(resolve_profile_path("systolic"))
+    del data["stack"], data["stacks"]  # a user's profile without a stack section
+    assert error_band(build_profile(data, "systolic.yaml"))["text"] == (
+        "no validation recorded for profile 'systolic': error unknown")
 
 
 def test_a_stack_that_is_not_listed_is_an_error_naming_the_line():
@@ -125,6 +167,14 @@ def test_a_stack_that_is_not_listed_is_an_error_naming_the_line():
     data["stack"] = "tvm"
     with pytest.raises(ProfileError, match=r"stack: 'tvm' is not listed under stacks \(listed: pytorch-eager, "):
         build_profile(data, "cloud.yaml")
+
+
+def test_a_band_whose_median_is_above_its_worst_is_an_error_naming_the_line():
+    data = load_yaml(resolve_profile_path("iot"))
+    data["stacks"]["tflm-cmsis-nn"]["validation"]["held_out_worst_pct"] = 3
+    with pytest.raises(ProfileError, match=r"iot.yaml:\d+: stacks.tflm-cmsis-nn.validation.held_out_median_pct: "
+                                           r"7 is above held_out_worst_pct 3"):
+        build_profile(data, "iot.yaml")
 
 
 def test_l2_residency_reads_back_what_the_last_kernels_wrote_while_it_fits():
@@ -183,3 +233,12 @@ def test_lone_op_minimum_is_paid_by_eager_lone_ops_not_inside_a_graph():
     gemm.mark_output("mm")
     assert estimate_graph(gemm, PrecisionPlan.uniform("fp16"), lone).totals["latency_s"] == pytest.approx(13.87e-6)
     assert estimate_graph(gemm, PrecisionPlan.uniform("fp16"), graph).totals["latency_s"] < 8e-6
+
+
+def test_json_layers_list_the_kernels_a_stack_adds_beside_a_nodes_own():
+    from qsim.report import report_dict
+
+    profile = load_profile("cloud", {"stack": "pytorch-cudagraph"})  # quantize: separate, dynamic scaling
+    est = estimate_graph(build("resnet18", batch=1), PrecisionPlan.uniform("int8"), profile)
+    stem = report_dict("resnet18", "cloud", "int8", est.layers, est.totals, profile)["layers"][0]
+    assert (stem["name"], stem["launches"], stem["stack_kernels"]) == ("stem", 4, "amax scale cast")
