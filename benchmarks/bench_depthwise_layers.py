@@ -130,10 +130,13 @@ def main() -> int:
             if name not in dw:
                 sums[ops[name]][1] += q
         ort_rest = sum(o for n, o in ort_t.items() if n not in dw)
+        for name, o in ort_t.items():
+            if name not in dw:
+                sums[ops.get(name, name)][0] += o
         print(f"  depthwise total: ORT {sums['depthwise'][0]:.3f} ms  qsim {sums['depthwise'][1]:.3f} ms  "
               f"ratio {sums['depthwise'][1] / sums['depthwise'][0]:.2f}")
         for op in sorted(k for k in sums if k != "depthwise"):
-            print(f"  qsim {op} (not depthwise) total {sums[op][1]:.3f} ms")
+            print(f"  {op} (not depthwise) total: ORT {sums[op][0]:.3f} ms  qsim {sums[op][1]:.3f} ms")
         print(f"  ORT nodes other than depthwise: {ort_rest:.3f} ms; ORT node sum {sum(ort_t.values()):.3f} ms")
         node_sum = sum(q_t.values())
         print(f"  qsim whole run {whole:.3f} ms, planned nodes {planned}, node sum {node_sum:.3f} ms, "

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from qsim.kernels import ort_binary_jit, portable
+from qsim.kernels import ort_binary_jit, pool, portable
 from qsim.kernels._common import pool_geometry
 from qsim.numerics.policies import Kernels
 from qsim.sim import int_fast, int_ops
@@ -125,8 +125,8 @@ def plan_maxpool(step: Step) -> Bound | None:
 
 
 def plan_global_avgpool(step: Step) -> Bound | None:
-    """MLAS QLinearGlobalAveragePool (``int_pool._ort_global_avgpool``), summing in place over the
-    spatial axes of any layout (an exact integer sum)."""
+    """MLAS QLinearGlobalAveragePool (``int_pool._ort_global_avgpool``): an exact integer sum over the
+    spatial axes, in memory order for channels-last data (``pool.channel_sums``), else numpy's."""
     x, xq, yq = step.args[0], step.in_q(), step.out_q()
     if step.rt.avgpool is not Kernels.ONNXRUNTIME or x.ndim < 3:
         return None
@@ -140,7 +140,14 @@ def plan_global_avgpool(step: Step) -> Bound | None:
     dtype = storage(yq)
 
     def run(args, fresh):
-        acc = args[0].sum(axis=axes, dtype=np.int64) - zin * hw
+        x = args[0]
+        xh = np.moveaxis(x, 1, -1)
+        if xh.flags.c_contiguous:  # channels-last data (a fused conv's output): summed in memory order
+            acc = np.empty(x.shape[:2], dtype=np.int64)
+            pool.channel_sums(xh.reshape(x.shape[0], hw, x.shape[1]), acc)
+            acc -= zin * hw
+        else:
+            acc = x.sum(axis=axes, dtype=np.int64) - zin * hw
         r = np.clip((acc.astype(_F32) * scale).astype(_F32), flo, fhi)
         return [(np.rint(r).astype(np.int64) + zout).astype(dtype).reshape(shape)], 0
 
