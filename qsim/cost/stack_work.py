@@ -45,13 +45,28 @@
   through an int32 buffer and a requantize pass: these dominate a stem, whose MACs per output are few
   (27 for 3x3), which is why its rate grows with the kernel. The GEMM rate is MatMulInteger's; the
   two per-element costs are fitted by ``qsim calibrate`` on lone stem convolutions.
+- ``conv_output_ns_per_element``: onnxruntime's direct 8-bit conv (MLAS ConvSym) requantizes every
+  output from its int32 accumulators to uint8 after the MACs: beyond the MACs at the profile's int8
+  rate, each output element of a conv that runs the direct kernel (not depthwise, not im2col GEMM)
+  costs this (fitted by ``qsim calibrate`` with the rate on lone 3x3 and 1x1 convs: a 1x1 conv with 64
+  input channels has 64 MACs per output, a 3x3 with 256 has 2,304, and they run at 650 and 850 GOPS).
+- ``conv_kernel_us``: every 8-bit conv kernel (direct, im2col GEMM or depthwise) pays a fixed cost
+  beyond its work, measured as a tiny QLinearConv's kernel time (5-9 us here, where the per-node
+  dispatch of a 1-element Relu chain is 0.2-0.4 us); the conv rates above are fitted net of it.
 - ``float_islands: BatchNorm``: a BatchNormalization the quantizer could not fold into a conv (DenseNet's
   pre-activation BatchNorm after a Concat) stays in float between a DequantizeLinear and a
   QuantizeLinear: three kernels moving N + 4N, 4N + 4N and 4N + N bytes (16N beyond the row's 2N), timed
   by the measured nanoseconds per element of that chain.
-- ``broadcast_ns_per_element``: an 8-bit multiply or add by a per-channel constant (QLinearMul /
-  QLinearAdd broadcasting a ``[C, 1, 1]`` tensor: a BatchNorm written as Mul and Add) runs
-  onnxruntime's broadcasting loop, timed per output element at the measured rate.
+- ``broadcast_ns_per_element``, ``broadcast_ns_per_channel``: an 8-bit multiply or add by a per-channel
+  constant (QLinearMul / QLinearAdd broadcasting a ``[C, 1, 1]`` tensor: a BatchNorm written as Mul and
+  Add) runs onnxruntime's broadcasting loop: one call of the vector kernel per N x C plane of H x W
+  elements with the channel's constant as a scalar, so its time is output elements x the per-element
+  rate + planes x the per-channel rate (both fitted by ``qsim calibrate`` on lone kernels from 64 x
+  56 x 56 to 1024 x 7 x 7: at 7 x 7 the per-plane cost is most of the time).
+- ``concat_ns_per_element``: an 8-bit Concat (QLinearConcat) whose inputs have their own scales (as
+  after ``quantize_static``) maps every input byte through a 256-entry requantization table; held
+  channels-last it writes each input's channels pixel by pixel. Timed per output element at the rate
+  measured on a QLinearConcat of two QLinearConv outputs (channels-last, as in a model).
 - ``average_pool_ns_per_tap``: onnxruntime's 8-bit windowed average pool (QLinearAveragePool, NHWC)
   is a scalar loop over each output's window: its time is output elements x window elements at the
   measured rate (``qsim calibrate``: a lone 3x3 / 2 pool), in place of vector-op counting.
@@ -98,8 +113,8 @@ def stack_work(graph, bits: Callable, profile) -> dict[str, StackWork]:
         if own is not None:
             extra = work.get(node.name, StackWork())
             work[node.name] = StackWork(extra.launches + own.launches, extra.bytes + own.bytes,
-                                        extra.timed_bytes + own.timed_bytes, own.compute_s, extra.added_s,
-                                        extra.transposed)
+                                        extra.timed_bytes + own.timed_bytes, own.compute_s,
+                                        extra.added_s + own.added_s, extra.transposed)
     return work
 
 
@@ -115,13 +130,25 @@ def _own_work(graph, node, activation_bits: int, profile, composed: bool = False
     if node.op == "BatchNorm" and "BatchNorm" in stack.float_islands and not _behind_matrix(graph, node):
         return StackWork(2, 16 * n_in, 0, n_in * stack.float_islands["BatchNorm"] * 1e-9)
     if node.op in stack.broadcast_ns_per_element:
-        return StackWork(compute_s=n_out * stack.broadcast_ns_per_element[node.op] * 1e-9)
+        shape = graph.tensor(node.outputs[0]).shape
+        spans = n_out // max(int(shape[-1]) * int(shape[-2]), 1) if len(shape) >= 3 else 1  # N x C planes
+        return StackWork(compute_s=(n_out * stack.broadcast_ns_per_element[node.op]
+                                    + spans * stack.broadcast_ns_per_channel.get(node.op, 0.0)) * 1e-9)
+    if node.op == "Concat" and stack.concat_ns_per_element:
+        return StackWork(compute_s=n_out * stack.concat_ns_per_element * 1e-9)
     if node.op == "AvgPool" and stack.average_pool_ns_per_tap:
         kernel = node.attrs["kernel"]
         taps = kernel * kernel if isinstance(kernel, int) else kernel[0] * kernel[1]
         return StackWork(compute_s=n_out * taps * stack.average_pool_ns_per_tap * 1e-9)
-    if node.op == "Conv" and stack.im2col_gemm is not None:
-        return im2col_gemm_work(graph, node, stack.im2col_gemm)
+    if node.op == "Conv" and (stack.im2col_gemm is not None or stack.conv_output_ns_per_element or stack.conv_kernel_s):
+        gemm = im2col_gemm_work(graph, node, stack.im2col_gemm) if stack.im2col_gemm is not None else None
+        if gemm is None and not _depthwise(graph, node):  # the direct kernel
+            gemm = StackWork(added_s=n_out * stack.conv_output_ns_per_element * 1e-9)
+        if gemm is None and not stack.conv_kernel_s:
+            return None
+        gemm = gemm or StackWork()
+        return StackWork(gemm.launches, gemm.bytes, gemm.timed_bytes, gemm.compute_s,
+                         gemm.added_s + stack.conv_kernel_s, gemm.transposed)
     if node.op == "Softmax" and stack.softmax_lowering is not None:
         shape = graph.tensor(node.inputs[0]).shape
         low = lowered_softmax(n_in, n_in // shape[int(node.attrs.get("axis", -1)) % len(shape)])
@@ -212,12 +239,17 @@ def _feeds_transposes(graph, node, bits: Callable) -> bool:
         and node.outputs[0] not in graph.outputs
 
 
+def _depthwise(graph, node) -> bool:
+    groups = int(node.attrs.get("groups", 1))
+    return groups > 1 and groups == graph.tensor(node.inputs[0]).shape[1] == graph.tensor(node.outputs[0]).shape[1]
+
+
 def im2col_gemm_work(graph, node, m) -> StackWork | None:
     """An 8-bit conv outside onnxruntime's direct kernel (see the module docstring); None inside it."""
     cin = graph.tensor(node.inputs[0]).shape[1]
     out = graph.tensor(node.outputs[0])
     cout, groups = out.shape[1], int(node.attrs.get("groups", 1))
-    if groups > 1 and groups == cin == cout:
+    if _depthwise(graph, node):
         return None  # depthwise: a kernel of its own
     if groups == 1 and cin % m.channel_multiple == 0 and cout % m.channel_multiple == 0 \
             and cout >= m.min_output_channels:

@@ -17,8 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from qsim.errors import QsimError
+from qsim.hw.calibrate_kernels import (BROADCAST_SHAPES, CONV_RATE_SHAPES, QUICK_BROADCAST_SHAPES,
+                                       QUICK_CONV_RATE_SHAPES, ort_broadcast_fit, ort_concat_ns_per_element,
+                                       ort_conv_kernel_seconds, ort_conv_rate_fit)
 from qsim.hw.calibrate_stack import (best_seconds, ort_average_pool_ns_per_tap, ort_composed_transpose_ns_per_element,
-                                     ort_broadcast_ns_per_element, ort_float_add_ns_per_element,
+                                     ort_float_add_ns_per_element,
                                      ort_float_batchnorm_ns_per_element, ort_float_maxpool_ns_per_element,
                                      ort_im2col_gemm_fit, ort_kernel_seconds, ort_session, ort_transpose_ns_per_element,
                                      qparams, stack_lines)
@@ -192,8 +195,12 @@ def ort_dispatch_seconds(chain: int = 200) -> float:
                / (chain - 1), 0.0)
 
 
-# Ops whose onnxruntime kernels are not plain vector loops (LRN: a scalar pow per element), timed
-# per element: qsim's op name -> (ONNX op, attributes).
+# Ops whose onnxruntime kernels are not plain vector loops, timed per element: qsim's op name -> (ONNX op,
+# attributes). LRN (onnxruntime/core/providers/cpu/nn/lrn.cc) sums its window across channels as a sliding
+# sum, one channel plane added and one subtracted per channel, so the window's size does not enter the
+# per-element work; Eigen's pow per element then dominates. Lone LRN kernels at 7 shapes (64-256
+# channels, 13x13-56x56) and 4 input distributions (normal, ReLU'd, x30, zeros) ran 13.5-15.2 ns per
+# element on the idle machine: one rate per element.
 TIMED_OPS = {"LRN": ("LRN", {"size": 5, "alpha": 1e-4, "beta": 0.75, "bias": 1.0}), "Softmax": ("Softmax", {}),
              "Sigmoid": ("Sigmoid", {}), "Tanh": ("Tanh", {})}
 
@@ -216,8 +223,9 @@ def measure(quick: bool = False) -> dict:
         "machine": m,
         "int8_ort": max(ort_gemm_macs_per_s(n, True) for n in sizes),
         "int8_qmatmul": max(ort_qlinear_matmul_macs_per_s(n) for n in sizes),
-        "int8_qconv": ort_qlinear_conv_macs_per_s(28 if quick else 56),
-        "int8_depthwise": ort_qlinear_depthwise_macs_per_s(28 if quick else 56),
+        "conv_kernel_s": (kernel_s := ort_conv_kernel_seconds()),
+        "int8_qconv_fit": ort_conv_rate_fit(QUICK_CONV_RATE_SHAPES if quick else CONV_RATE_SHAPES, kernel_s),
+        "int8_depthwise": ort_qlinear_depthwise_macs_per_s(28 if quick else 56, kernel_s=kernel_s),
         "fp32_ort": max(ort_gemm_macs_per_s(n, False) for n in sizes),
         "fp32_numpy": max(numpy_gemm_macs_per_s(n) for n in sizes),
         # a memory level's bandwidth serves reads and writes alike: the faster of the runtime's
@@ -233,10 +241,13 @@ def measure(quick: bool = False) -> dict:
         "composed_transpose_ns": ort_composed_transpose_ns_per_element(),
         "average_pool_ns": ort_average_pool_ns_per_tap(28 if quick else 56),
         "float_batchnorm_ns": ort_float_batchnorm_ns_per_element(),
-        "broadcast_ns": {"MulConst": ort_broadcast_ns_per_element("QLinearMul"),
-                         "AddConst": ort_broadcast_ns_per_element("QLinearAdd")},
+        "broadcast_shapes": QUICK_BROADCAST_SHAPES if quick else BROADCAST_SHAPES,
+        "concat_ns": ort_concat_ns_per_element(14 if quick else 56),
     }
-    results["im2col_gemm"] = ort_im2col_gemm_fit(results["int8_ort"], 28 if quick else 56)
+    results["broadcast_fit"] = {name: ort_broadcast_fit(op, results["broadcast_shapes"])
+                                for name, op in (("MulConst", "QLinearMul"), ("AddConst", "QLinearAdd"))}
+    results["int8_qconv"] = results["int8_qconv_fit"]["macs_per_s"]
+    results["im2col_gemm"] = ort_im2col_gemm_fit(results["int8_ort"], 28 if quick else 56, kernel_s)
     return results
 
 
@@ -257,7 +268,10 @@ def profile_yaml(r: dict, name: str = "local") -> str:
     # int8 models run onnxruntime's QOperator kernels: the efficiency is QLinearConv's (CNNs spend
     # their MACs there); MatMulInteger and QLinearMatMul are recorded beside it
     int8_rate = r.get("int8_qconv", r["int8_ort"])
-    int8_note = (f"onnxruntime QLinearConv 3x3 u8 x s8: {int8_rate * 2e-9:.1f} GOPS measured (QLinearMatMul "
+    convs = ", ".join(row[0] for row in r.get("int8_qconv_fit", {}).get("rows", ()))
+    int8_note = (f"onnxruntime QLinearConv 3x3 u8 x s8: {int8_rate * 2e-9:.1f} GOPS measured"
+                 + (f" (lone kernels {convs}: least squares with a cost per output)" if convs else "")
+                 + " (QLinearMatMul "
                  f"{r['int8_qmatmul'] * 2e-9:.1f}, MatMulInteger {r['int8_ort'] * 2e-9:.1f})" if "int8_qconv" in r
                  else f"onnxruntime MatMulInteger u8 x s8: {int8_rate * 2e-9:.1f} GOPS measured")
     for unit, rate in (("int8", int8_rate), ("fp32", fp32_best)):
@@ -326,18 +340,37 @@ def _depthwise_lines(r: dict, peak_int8: int, clock_hz: float) -> list[str]:
             "measured (kernel time)"]
 
 
-def ort_qlinear_depthwise_macs_per_s(size: int, channels: int = 64) -> float:
-    """A lone 8-bit depthwise 3x3 convolution's kernel time (MLAS's symmetric depthwise kernel)."""
+def ort_qlinear_depthwise_macs_per_s(size: int, channels: int = 64, kernel_s: float = 0.0) -> float:
+    """A lone 8-bit depthwise 3x3 convolution's kernel time (MLAS's symmetric depthwise kernel), less the
+    fixed ``kernel_s`` every conv kernel pays (charged apart)."""
     x = np.random.default_rng(0).integers(0, 255, (1, channels, size, size), dtype=np.uint8)
     model = qlinear_conv_model(size, channels, channels, 3, groups=channels)
-    return channels * 9 * size * size / ort_kernel_seconds(model, {"x": x}, "QLinearConv")
+    seconds = ort_kernel_seconds(model, {"x": x}, "QLinearConv")
+    return channels * 9 * size * size / (seconds - kernel_s if seconds > 2 * kernel_s else seconds)
 
 
-def write_profile(path: Path, quick: bool = False) -> str:
+def median_results(rounds: list[dict]) -> dict:
+    """Several ``measure()`` rounds as one: the median of each measured number (each round already keeps
+    the fastest of its repeated runs). Work from other processes only slows runs down and comes in
+    bursts: a round it hit stands out, and with 3 or more rounds taken minutes apart the median is a
+    quiet round's figure."""
+    first = rounds[0]
+    if isinstance(first, dict):
+        return {k: median_results([r[k] for r in rounds]) for k in first}
+    if isinstance(first, (tuple, list)):
+        return type(first)(median_results([r[i] for r in rounds]) for i in range(len(first)))
+    if isinstance(first, (int, float)) and not isinstance(first, bool) and any(r != first for r in rounds):
+        return float(np.median(rounds))
+    return first  # the machine, labels, sizes
+
+
+def write_profile(path: Path, quick: bool = False, rounds: int = 1) -> str:
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
         raise QsimError("qsim calibrate measures onnxruntime: pip install onnxruntime") from None
-    text = profile_yaml(measure(quick), name=path.stem)
+    if rounds < 1:
+        raise QsimError(f"qsim calibrate --rounds must be at least 1, got {rounds}")
+    text = profile_yaml(median_results([measure(quick) for _ in range(rounds)]), name=path.stem)
     atomic_write(path, lambda tmp: tmp.write_text(text))
     return text

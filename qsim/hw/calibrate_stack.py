@@ -107,7 +107,7 @@ def ort_kernel_seconds(model, feed: dict, op_type: str, runs: int = 27) -> float
 IM2COL_FIT_CONVS = ((64, 1), (64, 3), (64, 7), (16, 7), (64, 11))
 
 
-def ort_im2col_gemm_fit(gemm_macs_per_s: float, size: int = 56) -> dict:
+def ort_im2col_gemm_fit(gemm_macs_per_s: float, size: int = 56, kernel_s: float = 0.0) -> dict:
     """Per-element costs of onnxruntime's im2col + GEMM + requantize convolution (qsim.cost.stack_work),
     by least squares over lone 3-channel stems (``IM2COL_FIT_CONVS``) at ``size`` x ``size``: each
     conv's kernel time minus its MACs at the GEMM rate = P x kh x kw x position_ns + O x output_ns."""
@@ -120,7 +120,8 @@ def ort_im2col_gemm_fit(gemm_macs_per_s: float, size: int = 56) -> dict:
         seconds = ort_kernel_seconds(qlinear_conv_model(size, cout, 3, kernel), {"x": x}, "QLinearConv")
         pixels = size * size
         rows.append([pixels * kernel * kernel, pixels * cout])
-        rest.append(seconds - pixels * 3 * kernel * kernel * cout / gemm_macs_per_s)
+        # kernel_s: the conv kernel's fixed cost, charged apart
+        rest.append(seconds - kernel_s - pixels * 3 * kernel * kernel * cout / gemm_macs_per_s)
     (position_s, out_s), *_ = np.linalg.lstsq(np.array(rows, float), np.array(rest), rcond=None)
     return {"position_ns": max(position_s * 1e9, 0.0), "output_ns": max(out_s * 1e9, 0.0), "gemm_gops": 2 * gemm_macs_per_s / 1e9,
             "size": size}
@@ -160,26 +161,6 @@ def ort_float_batchnorm_ns_per_element() -> float:
         graph = helper.make_graph(nodes, "bn", [helper.make_tensor_value_info("x", TensorProto.UINT8, shape)],
                                   [helper.make_tensor_value_info("y", TensorProto.UINT8, shape)], inits)
         return ort_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)]))
-
-    return slope_ns_per_element(session, lambda n: {"x": rng.integers(0, 255, (1, 64, n, n), dtype=np.uint8)})
-
-
-def ort_broadcast_ns_per_element(op: str) -> float:
-    """onnxruntime's QLinearMul / QLinearAdd of a uint8 1x64xSxS tensor and a per-channel uint8 [64, 1, 1]
-    constant (a BatchNorm as quantized Mul and Add), per output element."""
-    from onnx import TensorProto, helper
-
-    rng = np.random.default_rng(0)
-
-    def session(size: int):
-        shape = [1, 64, size, size]
-        inits = qparams([("sa", np.float32(0.05)), ("za", np.uint8(128)), ("c", rng.integers(0, 255, (64, 1, 1), dtype=np.uint8)),
-                         ("sc", np.float32(0.01)), ("zc", np.uint8(100)), ("sy", np.float32(0.07)), ("zy", np.uint8(120))])
-        node = helper.make_node(op, ["x", "sa", "za", "c", "sc", "zc", "sy", "zy"], ["y"], domain="com.microsoft")
-        graph = helper.make_graph([node], "broadcast", [helper.make_tensor_value_info("x", TensorProto.UINT8, shape)],
-                                  [helper.make_tensor_value_info("y", TensorProto.UINT8, shape)], inits)
-        return ort_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13),
-                                                                   helper.make_opsetid("com.microsoft", 1)]))
 
     return slope_ns_per_element(session, lambda n: {"x": rng.integers(0, 255, (1, 64, n, n), dtype=np.uint8)})
 
@@ -267,11 +248,10 @@ def stack_lines(r: dict) -> list[str]:
 
 
 def _composed_and_gemm_lines(r: dict) -> list[str]:
+    from qsim.hw.calibrate_kernels import kernel_lines
+
     lines = []
-    if "broadcast_ns" in r:
-        lines += ["    broadcast_ns_per_element:".ljust(36) + "# QLinearMul / QLinearAdd by a [64, 1, 1] constant",
-                  *[f"      {op}: {ns:.3g}".ljust(36) + "# measured: per output element, slope 28 -> 56, fastest of 27 runs"
-                    for op, ns in r["broadcast_ns"].items()]]
+    lines += kernel_lines(r)  # per-channel broadcast, 8-bit Concat
     if "average_pool_ns" in r:
         lines.append(f"    average_pool_ns_per_tap: {r['average_pool_ns']:.3g} "
                      "# measured: QLinearAveragePool 3x3/2 on 1x64x56x56, kernel time per output and window element")

@@ -95,8 +95,12 @@ STACK_SCHEMA = Record(
         "dequantize_ns_per_element": _POSITIVE,  # a DequantizeLinear kernel in front of a float island
         "composed_transpose_ns_per_element": _POSITIVE,  # an 8-bit Transpose fused with the layout change
         "im2col_gemm": IM2COL_GEMM_SCHEMA,  # 8-bit convs the runtime's direct conv kernel refuses
+        "conv_output_ns_per_element": _NON_NEGATIVE,  # the direct 8-bit conv's cost per output beyond its MACs
+        "conv_kernel_us": _NON_NEGATIVE,  # every 8-bit conv kernel's fixed cost beyond its work
         "broadcast_ns_per_element": MapOf(_POSITIVE, ("MulConst", "AddConst")),  # 8-bit x per-channel constant
+        "broadcast_ns_per_channel": MapOf(_NON_NEGATIVE, ("MulConst", "AddConst")),  # per channel (broadcast span)
         "average_pool_ns_per_tap": _POSITIVE,  # an 8-bit windowed AvgPool, per output element and window element
+        "concat_ns_per_element": _POSITIVE,  # an 8-bit Concat (inputs requantized to the output's scale), per element
         "validation": VALIDATION_SCHEMA,
     },
 )
@@ -184,8 +188,12 @@ class Stack:
     dequantize_ns_per_element: float = 0.0
     composed_transpose_ns_per_element: float | None = None
     im2col_gemm: Im2colGemm | None = None
+    conv_output_ns_per_element: float = 0.0
+    conv_kernel_s: float = 0.0
     average_pool_ns_per_tap: float | None = None
     broadcast_ns_per_element: Mapping[str, float] = field(default_factory=dict)  # op -> ns per output element
+    broadcast_ns_per_channel: Mapping[str, float] = field(default_factory=dict)  # op -> ns per channel (span)
+    concat_ns_per_element: float | None = None
     validation: Validation | None = None
 
 
@@ -259,7 +267,11 @@ def build_stack(data: Mapping[str, Any]) -> Stack | None:
         im2col_gemm=Im2colGemm(m["channel_multiple"], m["min_output_channels"], m["gemm_gops"] * 1e9 / 2,
                                m["position_ns"] * 1e-9, m["output_ns_per_element"] * 1e-9)
         if (m := s.get("im2col_gemm")) else None,
+        conv_output_ns_per_element=s.get("conv_output_ns_per_element", 0.0),
+        conv_kernel_s=s.get("conv_kernel_us", 0.0) / 1e6,
         average_pool_ns_per_tap=s.get("average_pool_ns_per_tap"),
         broadcast_ns_per_element=MappingProxyType(dict(s.get("broadcast_ns_per_element") or {})),
+        broadcast_ns_per_channel=MappingProxyType(dict(s.get("broadcast_ns_per_channel") or {})),
+        concat_ns_per_element=s.get("concat_ns_per_element"),
         validation=Validation(**{**v, "precisions": tuple(v.get("precisions") or ())}) if v else None,
     )

@@ -57,6 +57,35 @@ def test_int8_efficiency_comes_from_the_qoperator_convolution():
     assert "QLinearConv 3x3 u8 x s8: 384.0 GOPS measured (QLinearMatMul 480.0, MatMulInteger 600.0)" in text
 
 
+def test_the_int8_conv_rate_names_the_lone_kernels_it_was_read_from():
+    fit = {"macs_per_s": 192e9, "output_ns": 0.05, "rows": [("3x3 64->64 56x56", 115605504, 0.6e-3, (64, 64, 56, 3)),
+                                                            ("1x1 256->64 56x56", 51380224, 0.3e-3, (256, 64, 56, 1))]}
+    r = {**_results(int8=600e9 / 2), "int8_qconv": 192e9, "int8_qconv_fit": fit, "int8_qmatmul": 240e9}
+    text = profile_yaml(r, name="local")
+    assert build_profile(load_yaml("x.yaml", text), "x.yaml").compute.efficiency["int8"] == 0.5
+    assert "384.0 GOPS measured (lone kernels 3x3 64->64 56x56, 1x1 256->64 56x56: least squares with a cost per " \
+        "output)" in text
+
+
+def test_rounds_keep_the_median_of_each_number():
+    from qsim.hw.calibrate import median_results
+
+    rounds = [{"machine": FAKE, "rate": 1.0, "pair": (0.5, 2.0), "rows": [("a", 7, 1.0)], "sizes": ((64, 56),)},
+              {"machine": FAKE, "rate": 9.0, "pair": (0.4, 3.0), "rows": [("a", 7, 3.0)], "sizes": ((64, 56),)},
+              {"machine": FAKE, "rate": 2.0, "pair": (0.6, 1.0), "rows": [("a", 7, 2.0)], "sizes": ((64, 56),)}]
+    assert median_results(rounds) == {"machine": FAKE, "rate": 2.0, "pair": (0.5, 2.0), "rows": [("a", 7, 2.0)],
+                                      "sizes": ((64, 56),)}
+    assert isinstance(median_results(rounds)["sizes"][0][0], int)  # unchanged numbers keep their type
+
+
+def test_calibrate_rejects_zero_rounds(tmp_path):
+    from qsim.errors import QsimError
+    from qsim.hw.calibrate import write_profile
+
+    with pytest.raises(QsimError, match="--rounds must be at least 1, got 0"):
+        write_profile(tmp_path / "local.yaml", quick=True, rounds=0)
+
+
 def test_qoperator_microbenchmarks_run_at_tiny_sizes():
     from qsim.hw.calibrate import ort_qlinear_conv_macs_per_s, ort_qlinear_matmul_macs_per_s
 

@@ -145,6 +145,28 @@ def test_the_calibrated_stack_costs_a_stem_by_its_fitted_rates():
     assert fp32.loc["c", "compute_s"] < 27648 / 50e9 + 1024 * 1e-9  # fp32 convs keep the profile's efficiency
 
 
+def test_a_direct_conv_pays_its_fitted_cost_per_output_beside_its_macs():
+    machine = Machine("Test CPU", 2, 3.0e9, frozenset({"avx512f", "avx512_vnni", "fma"}), 2**20, 32 * 2**20, 16 * 2**30)
+    fit = {"macs_per_s": 384e9, "output_ns": 0.05, "rows": [("3x3 64->64 56x56", 115605504, 0.3e-3, (64, 64, 56, 3))]}
+    results = {"machine": machine, "int8_ort": 300e9, "int8_qconv": 384e9, "int8_qconv_fit": fit, "int8_qmatmul": 240e9,
+               "fp32_ort": 75e9, "fp32_numpy": 40e9, "dram_bps": 20e9, "cache_bps": 200e9, "dispatch_s": 2e-6,
+               "op_ns": {"LRN": 10.0}, "transpose_ns": 0.1, "float_maxpool_ns": 0.5, "float_add_ns": (0.5, 0.75),
+               "im2col_gemm": {"gemm_gops": 100.0, "position_ns": 0.5, "output_ns": 1.0, "size": 56},
+               "conv_kernel_s": 8e-6}
+    profile = build_profile(load_yaml("local.yaml", profile_yaml(results)), "local.yaml")
+    assert profile.stack.conv_output_ns_per_element == 0.05 and profile.stack.conv_kernel_s == pytest.approx(8e-6)
+    direct, depthwise, stem = conv_graph(16, 32, 8, 3), conv_graph(16, 16, 8, 3, 16), conv_graph(3, 16, 8, 3)
+    # 32 x 8 x 8 = 2,048 outputs at 0.05 ns and the conv kernel's fixed 8 us, beside the layout transposes
+    # charged to the same node
+    assert stack_work(direct, EIGHT, profile)["c"].added_s == pytest.approx(
+        2048 * 0.05e-9 + 8e-6 + (1024 + 2048) * 0.1e-9)
+    assert stack_work(depthwise, EIGHT, profile)["c"].added_s == pytest.approx(8e-6 + (1024 + 1024) * 0.1e-9)
+    work = stack_work(stem, EIGHT, profile)["c"]  # im2col + GEMM: its own output cost, not the direct kernel's
+    assert work.compute_s == pytest.approx(27648 / 50e9 + 576 * 0.5e-9 + 1024 * 1e-9)
+    assert work.added_s == pytest.approx(8e-6 + (192 + 1024) * 0.1e-9)
+    assert "c" not in stack_work(direct, lambda node: 32, profile)  # fp32 convs run MLAS's float kernels
+
+
 def test_an_avx2_machine_needs_channels_in_multiples_of_8():
     # MLAS's AVX2 ConvSym dispatch aligns output channels to 8: a 20-channel conv leaves the direct kernel
     gemm = local_profile(flags=("avx2", "fma")).stack.im2col_gemm
@@ -189,7 +211,7 @@ def test_an_unfolded_batchnorm_is_a_float_island_and_per_channel_mul_add_broadca
     results = {"machine": machine, "int8_ort": 300e9, "int8_qconv": 192e9, "int8_qmatmul": 240e9, "fp32_ort": 75e9,
                "fp32_numpy": 40e9, "dram_bps": 20e9, "cache_bps": 200e9, "dispatch_s": 2e-6, "op_ns": {"LRN": 10.0},
                "transpose_ns": 0.1, "float_maxpool_ns": 0.5, "float_add_ns": (0.5, 0.75), "float_batchnorm_ns": 0.6,
-               "broadcast_ns": {"MulConst": 0.3, "AddConst": 0.2}}
+               "broadcast_fit": {"MulConst": (0.3, 5.0), "AddConst": (0.2, 4.0)}, "concat_ns": 0.25}
     profile = build_profile(load_yaml("local.yaml", profile_yaml(results)), "local.yaml")
     assert profile.stack.float_islands["BatchNorm"] == 0.6
     work = stack_work(g, EIGHT, profile)
@@ -199,5 +221,28 @@ def test_an_unfolded_batchnorm_is_a_float_island_and_per_channel_mul_add_broadca
     assert work["bn"].compute_s == pytest.approx(256 * 0.6e-9)
     assert work["bn"].transposed == ("cat",)  # the float BatchNorm reads NCHW: the Concat's output is transposed
     assert "folded" not in work or work["folded"].compute_s is None
-    assert work["scale"].compute_s == pytest.approx(256 * 0.3e-9)
-    assert work["shift"].compute_s == pytest.approx(256 * 0.2e-9)
+    # the broadcast loop: 256 elements and 16 channel planes of 4 x 4
+    assert profile.stack.broadcast_ns_per_channel == {"MulConst": 5.0, "AddConst": 4.0}
+    assert work["scale"].compute_s == pytest.approx(256 * 0.3e-9 + 16 * 5.0e-9)
+    assert work["shift"].compute_s == pytest.approx(256 * 0.2e-9 + 16 * 4.0e-9)
+    assert work["cat"].compute_s == pytest.approx(256 * 0.25e-9)  # QLinearConcat's lookup tables, per element
+
+
+def test_the_broadcast_cost_per_plane_grows_with_channels_at_equal_elements():
+    """1024 channels of 7 x 7 cost more than 16 of 56 x 56 at the same element count (onnxruntime's
+    broadcast loop calls its vector kernel once per channel plane)."""
+    machine = Machine("Test CPU", 2, 3.0e9, frozenset({"avx512f", "avx512_vnni", "fma"}), 2**20, 32 * 2**20, 16 * 2**30)
+    results = {"machine": machine, "int8_ort": 300e9, "int8_qconv": 192e9, "int8_qmatmul": 240e9, "fp32_ort": 75e9,
+               "fp32_numpy": 40e9, "dram_bps": 20e9, "cache_bps": 200e9, "dispatch_s": 2e-6, "op_ns": {"LRN": 10.0},
+               "transpose_ns": 0.1, "float_maxpool_ns": 0.5, "float_add_ns": (0.5, 0.75),
+               "broadcast_fit": {"MulConst": (0.2, 20.0), "AddConst": (0.1, 25.0)}}
+    profile = build_profile(load_yaml("local.yaml", profile_yaml(results)), "local.yaml")
+    seconds = {}
+    for channels, size in ((16, 56), (1024, 7)):
+        g = Graph("bn")
+        g.add_input("x", (1, channels, size, size))
+        g.add_node("MulConst", "m", ["x"], {"operand_shape": (channels, 1, 1)})
+        g.mark_output("m")
+        seconds[channels] = stack_work(g.validate(), EIGHT, profile)["m"].compute_s
+    assert seconds[16] == pytest.approx((50176 * 0.2 + 16 * 20.0) * 1e-9)
+    assert seconds[1024] == pytest.approx((50176 * 0.2 + 1024 * 20.0) * 1e-9)
