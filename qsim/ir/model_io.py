@@ -8,7 +8,8 @@ permutation between the two layouts, so that a simulation is fed and answers exa
 (onnxruntime for .onnx, LiteRT for .tflite) is fed and answers:
 
 * ``ir_feeds``: feeds keyed by the model's input names, in its dtype and layout, checked (missing,
-  unknown, wrong dtype or shape: a QsimError naming the input) and moved to the IR layout;
+  unknown, wrong dtype or shape: a QsimError naming the input) and moved to the IR layout (a
+  transposed view of the caller's array: no copy);
 * ``model_outputs``: the IR outputs as the model's outputs: renamed, moved back to the model's
   layout, and in the model's dtype (integer codes where the model returns integers; where it
   returns float32 from quantized codes, ``(q - zero_point) * scale`` in fp32, as DequantizeLinear).
@@ -83,7 +84,9 @@ class ModelIO:
                 want = ["?" if d is None else d for d in p.shape]
                 raise QsimError(f"{path}: input {p.name!r} has shape {list(v.shape)}; the model takes {want}"
                                 + (" (NHWC, the file's own layout)" if p.perm else ""))
-            out[p.tensor] = np.ascontiguousarray(v.transpose(p.perm)) if p.perm else v
+            # A view, not a copy: an NHWC (TFLite) input reaches the graph as an NCHW view of its own
+            # channels-last memory, which the channels-last kernels read without converting it.
+            out[p.tensor] = v.transpose(p.perm) if p.perm else v
         return out
 
     def feed_batch(self, feeds) -> int | None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from qsim.kernels import epilogue_tflite
 from qsim.kernels.portable import wrap_row
 from qsim.numerics.requant_jit import KIND_FLOAT32, requant_run
 
@@ -87,6 +88,9 @@ def _row(xh, xz, ws, bias, n, oy, sh, sw, dh, dw, pt, pl, bits, lo, hi, half, rq
             d = dst[ox]
             for ch in range(c):
                 d[ch] = f32_code(a[ch], mv[ch], fz, flo, fhi)
+        return 0
+    if epilogue_tflite.applies(half, rq):   # LiteRT's NEON kind, nothing to count: the row in one call
+        epilogue_tflite.neon_rows(acc, rq, dst)
         return 0
     cnt = 0
     wide = np.empty(c if half != 0 else 0, dtype=np.int64)

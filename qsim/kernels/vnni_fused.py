@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from qsim.kernels import epilogue_tflite
 from qsim.kernels.depthwise import f32_code
 from qsim.kernels.vnni import MR, NR, NV, _make_tile, _tile_main, _tile_one
 from qsim.kernels.portable import wrap_row
@@ -125,6 +126,9 @@ def _f32_block(c, c0, sa, p0, n, w32, k32, mv, j0, j1, zp, flo, fhi, out):
 def _rq_block(c, c0, sa, p0, n, w0, const, j0, j1, bits, lo, hi, half, ch0, rq, out):
     """``vnni_epilogue.epilogue_q``'s rows for every policy: exact values in int64, wrapped to
     ``bits`` and counted when checked, then ``requant_run``; returns the overflow count."""
+    if epilogue_tflite.applies(half, rq):   # LiteRT's NEON kind, nothing to count: one pass
+        epilogue_tflite.neon_block(c, c0, sa, p0, n, w0, const, j0, j1, ch0, rq, out)
+        return 0
     cols = j1 - j0
     mask = (np.int64(1) << bits) - 1
     wv, kv = w0[j0:j1], const[j0:j1]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from qsim.kernels import ort_binary_jit, pool, portable
+from qsim.kernels import add_tflite, ort_binary_jit, pool, portable
 from qsim.kernels._common import pool_geometry
 from qsim.numerics.policies import Kernels
 from qsim.sim import int_fast, int_ops
@@ -95,7 +95,10 @@ def _binary_kernel(step: Step, op: str, family, params, lo: int, hi: int, size: 
         if optimized and size % 16:
             return None
         left_shift = 15 if step.out_q().fmt.name == "int16" else 20  # as int_elementwise._binary
-        fn, extra = ewj._add_kernel, (ew.tflite_add_params(sa, sb, sc, left_shift), za, zb, zc, lo, hi, optimized)
+        p = ew.tflite_add_params(sa, sb, sc, left_shift)
+        if add_tflite.applies(step.args[0].dtype, za, zb, left_shift):   # one pass, in the storage types
+            return lambda a, b, out: add_tflite.add_into(a, b, p, za, zb, zc, lo, hi, optimized, out)
+        fn, extra = ewj._add_kernel, (p, za, zb, zc, lo, hi, optimized)
 
     def int64_kernel(a, b, out):  # elementwise_jit's kernels take int64 operands and return int64
         out[:] = fn(a.astype(np.int64), b.astype(np.int64), *extra)
