@@ -9,15 +9,15 @@ waits for the scheduler: ResNet-18 at batch 1 took 0.9-3 s instead of ~30-40 ms 
 (measured with benchmarks/bench_simulate.py's model). Passive waiting is set here, before numba
 starts its OpenMP pool (at the first parallel kernel), unless the user chose a policy.
 
-Passive waiting has a price: waking the sleeping thread costs each parallel region 10-45 us
-(2 threads, idle: a region of no work took 43 us, median), and a planned ResNet-18 at batch 1 runs
-~40 regions, MobileNetV2 ~100. libgomp's GOMP_SPINCOUNT (honoured under the passive policy too)
-makes the threads spin that many turns before they sleep. Measured with ResNet-18 u8/s8 at batch 1,
-2 threads, on this 2-core machine (median per run): idle, 0 spins 11.3 ms, 1000: 9.2 ms, 3000:
-7.0 ms, 10000 (~0.1-0.3 ms): 7.2-8.5 ms; with one busy process beside it, 0: 12 ms, 1000: 15 ms,
-3000: 21 ms, 10000: 20-25 ms. The default stays passive (a shared machine is the common case here);
-on a machine of its own, ``GOMP_SPINCOUNT=10000`` before the first kernel runs buys the idle figures.
+A passive worker sleeps in the kernel between regions, and waking it costs more than many of the
+regions it is woken for: an empty 2-thread parallel region took ~40 us (median) against ~2 us for
+one thread, on the 2-core VM of benchmarks/bench_depthwise_layers.py, where MobileNetV2 at batch 1
+(~60 regions per run) then ran slower on 2 threads than on 1. libgomp's GOMP_SPINCOUNT bounds a spin
+before the sleep: 10000 spins (~0.3 ms of one core, measured) cover the gap between the regions of
+consecutive nodes (an empty region then took ~2 us), and the worker still sleeps soon after a run,
+so a shared core is held for at most that long, not the ~9 ms of libgomp's default spin.
 """
 import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("GOMP_SPINCOUNT", "10000")

@@ -40,14 +40,20 @@ def _thread_count_functions():
 _THREAD_COUNT: list = []
 
 
+def thread_count_functions():
+    """(get, set) of numba's thread count, the lock-free pair where numba has it (see
+    ``_thread_count_functions``); numba's thread pool starts on the first call."""
+    if not _THREAD_COUNT:
+        _THREAD_COUNT.extend(_thread_count_functions())
+    return _THREAD_COUNT[0], _THREAD_COUNT[1]
+
+
 @contextmanager
 def serial_below(work: int, limit: int):
     """Run the enclosed numba kernels on one thread when ``work`` < ``limit``: waking a passive
     worker thread costs more than a small kernel saves (under load, a scheduler slice: ~1-4 ms per
     parallel region measured at load 10 on 2 cores, for copies that take 20 us)."""
-    if not _THREAD_COUNT:
-        _THREAD_COUNT.extend(_thread_count_functions())
-    get, set_ = _THREAD_COUNT
+    get, set_ = thread_count_functions()
     saved = get()
     if work >= limit or saved <= 1:
         yield

@@ -21,17 +21,17 @@ from qsim.kernels._common import (bias_vector, check_acc, check_int_array, seria
                                   zero_point, zp_in_range)
 from qsim.kernels.reference import pool_rounding
 
-_I32_LIMIT = 2**31 - 1
+I32_LIMIT = 2**31 - 1
 
 
-def _span(dtype, zp: np.ndarray) -> int:
+def value_span(dtype, zp: np.ndarray) -> int:
     """Largest |v - zp| over the dtype's values and the given zero points."""
     info = np.iinfo(dtype)
     zmin, zmax = (int(zp[0]), int(zp[0])) if zp.size == 1 else (int(zp.min()), int(zp.max()))
     return max(abs(info.min - zmin), abs(info.max - zmin), abs(info.min - zmax), abs(info.max - zmax))
 
 
-def _bound(k: int, xspan: int, wspan: int, bias: np.ndarray) -> int:
+def sum_bound(k: int, xspan: int, wspan: int, bias: np.ndarray) -> int:
     """An upper bound on |exact sum| of any output, partial sums included."""
     return k * xspan * wspan + int(np.max(np.abs(bias), initial=0))
 
@@ -40,7 +40,7 @@ def _work_dtype(bound: int, acc_bits: int, saturate: bool):
     """int32 when every value the sequential kernel stores fits, else int64."""
     if saturate:
         return np.int32 if acc_bits <= 32 else np.int64
-    return np.int32 if bound <= _I32_LIMIT else np.int64
+    return np.int32 if bound <= I32_LIMIT else np.int64
 
 
 # Integers below these magnitudes are exact in the float type, and so is every partial sum of a
@@ -137,7 +137,7 @@ def _requant_plan(x, w, x_zp, w_zp, bias, stride, pads, dilation, groups, acc_bi
     lo, hi, _ = check_acc(acc_bits, "wrap")
     wz = zero_point("w_zp", w_zp, g.m)
     b = bias_vector(bias, g.m)
-    bound = _bound(g.cg * g.kh * g.kw, _span(x.dtype, np.array([xz])), _span(w.dtype, wz), b)
+    bound = sum_bound(g.cg * g.kh * g.kw, value_span(x.dtype, np.array([xz])), value_span(w.dtype, wz), b)
     if g.cg == 1 and g.mg == 1:
         work = x.shape[0] * g.m * g.oh * g.ow * g.kh * g.kw
         return _depthwise_plan(w, g, xz, wz, b, bound, acc_bits, lo, hi), work, SERIAL_DEPTHWISE_MACS
@@ -151,8 +151,8 @@ def _requant_plan(x, w, x_zp, w_zp, bias, stride, pads, dilation, groups, acc_bi
 def _depthwise_plan(w, g, xz, wz, b, bound, acc_bits, lo, hi):
     """The run function of a depthwise conv (multiplier 1) channels-last with its requantization
     (``depthwise``); the output is an NCHW view of channels-last data, as the VNNI conv returns it."""
-    dt = np.int32 if bound <= _I32_LIMIT else np.int64   # 16 lanes per vector where the sums fit
-    ws = _depthwise_weights(w, wz, dt)
+    dt = np.int32 if bound <= I32_LIMIT else np.int64   # 16 lanes per vector where the sums fit
+    ws = depthwise_weights(w, wz, dt)
     bd = b.astype(dt)
     (sh, sw), (dh, dw) = g.stride, g.dilation
 
@@ -168,7 +168,7 @@ def _depthwise_plan(w, g, xz, wz, b, bound, acc_bits, lo, hi):
     return run
 
 
-def _depthwise_weights(w, wz, dt) -> np.ndarray:
+def depthwise_weights(w, wz, dt) -> np.ndarray:
     """(kh, kw, C) weights less their zero points, in the working type."""
     return np.ascontiguousarray((w[:, 0].astype(np.int64) - wz[:, None, None]).transpose(1, 2, 0)).astype(dt)
 
@@ -180,7 +180,7 @@ def _conv2d_acc(x, w, g, x_zp, w_zp, bias, acc_bits, overflow, requant=None):
     wz = zero_point("w_zp", w_zp, g.m)
     b = bias_vector(bias, g.m)
     k = g.cg * g.kh * g.kw
-    bound = _bound(k, _span(x.dtype, np.array([xz])), _span(w.dtype, wz), b)
+    bound = sum_bound(k, value_span(x.dtype, np.array([xz])), value_span(w.dtype, wz), b)
     if not saturate and g.mg >= vnni_ops.MIN_COLS and vnni_ops.usable(x.dtype, w.dtype, k, xz):
         return vnni_ops.conv(x, w, xz, wz, b, g, acc_bits, lo, hi, checked=bound > hi, requant=requant)
     dt = _work_dtype(bound, acc_bits, saturate)
@@ -225,7 +225,7 @@ def _matmul_acc(a, b, shapes, a_zp, b_zp, bias, acc_bits, overflow, requant=None
     bz = zero_point("b_zp", b_zp, n)
     bv = bias_vector(bias, n)
     shape = matmul_out_shape(batch, m, n, sq_m, sq_n)
-    products = _bound(k, _span(a.dtype, np.array([az])), _span(b.dtype, bz), np.zeros(0))
+    products = sum_bound(k, value_span(a.dtype, np.array([az])), value_span(b.dtype, bz), np.zeros(0))
     bound = products + int(np.max(np.abs(bv), initial=0))
     if not saturate and vnni_ops.usable(a.dtype, b.dtype, k, az):
         acc, count = vnni_ops.matmul(a3, b3, b if b.ndim > 1 else b[:, None], az, bz, bv,
@@ -278,7 +278,7 @@ def avgpool2d(x, kernel, stride, pads, count_include_pad, rounding, x_zp=0):
         if xh.flags.c_contiguous and x.shape[1] > 1:
             out = np.empty((x.shape[0], oh, ow, x.shape[1]), dtype=x.dtype)
             # int32 sums where a whole window of extreme values fits them (16 lanes, not 8)
-            acc = np.zeros(1, np.int32 if kh * kw * 65536 < _I32_LIMIT else np.int64)
+            acc = np.zeros(1, np.int32 if kh * kw * 65536 < I32_LIMIT else np.int64)
             pool.avgpool_nhwc(xh, xz, kh, kw, sh, sw, pt, pl, bool(count_include_pad),
                               portable.ROUNDING_CODES[rounding], acc, out)
             return out.transpose(0, 3, 1, 2)    # an average lies between the values (and x_zp) it averages

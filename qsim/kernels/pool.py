@@ -46,3 +46,19 @@ def _avg_row(xh, zp, kh, kw, sh, sw, pt, pl, include_pad, mode, n, oy, acc_type,
         d = out[n, oy, ox]
         for ch in range(c):
             d[ch] = _round_div(np.int64(acc[ch]) + pad, np.int64(cnt), mode)
+
+
+@njit(cache=True)
+def channel_sums(x3, out):
+    """out[n, c] = sum over p of x3[n, p, c] (x3: (N, pixels, C) channels-last), exact in int64:
+    the sums of a global pooling, reading the data once in memory order (a numpy sum over the
+    spatial axes of the NCHW view of channels-last data strides across it, ~10x slower on
+    MobileNetV2's last 7x7x1280 map)."""
+    for n in range(x3.shape[0]):
+        acc = out[n]
+        for c in range(acc.size):
+            acc[c] = 0
+        for p in range(x3.shape[1]):
+            row = x3[n, p]
+            for c in range(acc.size):
+                acc[c] += row[c]

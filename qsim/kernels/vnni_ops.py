@@ -27,10 +27,11 @@ _I32_MAX = 2**31 - 1
 # Copies of fewer bytes run on one thread (``serial_below``): a row copy of 400 KB took 20 us.
 SERIAL_COPY = 1 << 21
 # Below this many MACs a planned VNNI conv runs on one thread (``plan_conv._vnni``'s ``serial``).
-# Inside a whole network, with OpenMP's passive wait (``qsim.kernels``), a parallel region cost
+# Inside a whole network, with OpenMP's passive wait (no spin), a parallel region cost
 # ~100 us more than its work on this 2-core machine (per-layer times in ResNet-18/50 and MobileNetV2
 # at batch 1, every conv on 2 threads vs every conv on 1: 12.8 M MACs 169 vs 119 us, 4.8 M 130 vs
-# 40-65 us, 51 M 225-340 vs 255-440 us, 116 M 380-430 vs 545-630 us): the break-even is ~2^25.
+# 40-65 us, 51 M 225-340 vs 255-440 us, 116 M 380-430 vs 545-630 us): the break-even is ~2^25. With
+# the short spin qsim.kernels now sets, 2^16 was no faster (MobileNetV2 b1 6.6 against 6.2 ms, idle).
 SERIAL_MACS = 1 << 25
 # A panel is 64 output columns; below this many per group the padding waste beats the portable path.
 MIN_COLS = 16

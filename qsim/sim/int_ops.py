@@ -44,7 +44,7 @@ def _requant(step: Step, policy: str, acc, s_in, s_w, yq, axis: int, bias=None) 
     return to_storage(y, yq)
 
 
-def _fusable(step: Step, yq, s_in, s_w, b_float) -> bool:
+def fusable_requant(step: Step, yq, s_in, s_w, b_float) -> bool:
     """Whether the requantization may run in the matrix kernel's epilogue (``int_fast.fused``):
     compiled kernels, wrapping accumulators of at most 32 bits (every policy's int32 input), and
     an output that is requantized (not the accumulator itself)."""
@@ -114,7 +114,8 @@ def conv_setup(step: Step) -> ConvSetup:
     b_int, b_float = _bias(step, policy, s_in, wq.scale)
     rest = (scalar_zp(step, xq, "the input"), _w_zp(wq), b_int, pair(step.attr("stride", 1), "stride"),
             _pads(step.attr("pad", 0)), pair(step.attr("dilation", 1), "dilation"), groups)
-    fusable = _fusable(step, yq, s_in, wq.scale, b_float) and not (depthwise and step.rt.depthwise_tail is not None)
+    fusable = (fusable_requant(step, yq, s_in, wq.scale, b_float)
+               and not (depthwise and step.rt.depthwise_tail is not None))
     return ConvSetup(w, wq, policy, s_in, b_float, depthwise, (w,) + rest, fusable)
 
 
@@ -129,11 +130,11 @@ def conv(step: Step):
     acc, events = step.kernels.conv2d_acc(*args, acc_bits=step.acc_bits, overflow=step.overflow)
     step.overflow_events += int(events)
     if c.depthwise and step.rt.depthwise_tail is not None:
-        return [_optimized_depthwise(step, acc, c.s_in, c.wq.scale, yq)]
+        return [optimized_depthwise(step, acc, c.s_in, c.wq.scale, yq)]
     return [_requant(step, c.policy, acc, c.s_in, c.wq.scale, yq, 1, c.b_float)]
 
 
-def _optimized_depthwise(step: Step, acc, s_in, s_w, yq):
+def optimized_depthwise(step: Step, acc, s_in, s_w, yq):
     """LiteRT's optimized DEPTHWISE_CONV_2D on x86 (measured, LiteRT 2.3, 3x3 kernels, depth
     multiplier 1): channels in full groups of 8 round like the NEON kernels (tflite-optimized),
     the last C % 8 channels like the reference kernel (gemmlowp double rounding)."""
@@ -160,7 +161,7 @@ def gemm_setup(step: Step) -> GemmSetup:
     s_in = scalar_scale(step, xq, "the input")
     b_int, b_float = _bias(step, step.rt.fc, s_in, wq.scale)
     rest = (w.T, scalar_zp(step, xq, "the input"), _w_zp(wq), b_int)
-    return GemmSetup(w, wq, s_in, b_float, rest, _fusable(step, yq, s_in, wq.scale, b_float))
+    return GemmSetup(w, wq, s_in, b_float, rest, fusable_requant(step, yq, s_in, wq.scale, b_float))
 
 
 def gemm(step: Step):

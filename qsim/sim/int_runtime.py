@@ -8,7 +8,7 @@ float64 multiplier. ``Runtime`` records those choices for one policy, as enums:
 
 * ``conv`` / ``depthwise`` / ``fc`` / ``matmul``: the requantization policy (``PolicyName``) of each
   matrix op; ``depthwise_tail``: the policy of the last C % 8 depthwise channels where it differs
-  (LiteRT's optimized DEPTHWISE_CONV_2D, see ``int_ops._optimized_depthwise``);
+  (LiteRT's optimized DEPTHWISE_CONV_2D, see ``int_ops.optimized_depthwise``);
 * ``add`` / ``mul``: the elementwise integer kernel family (``Kernels``; FLOAT = dequantize, float
   op, quantize);
 * ``softmax`` / ``lut``: the table implementation (ONNXRUNTIME, TFLITE_REFERENCE) or FLOAT;
@@ -71,7 +71,7 @@ RUNTIMES: dict[PolicyName, Runtime] = {r.policy: r for r in (
     # LiteRT reference kernels (BUILTIN_REF).
     _tflite(P.TFLITE_REFERENCE, conv=P.TFLITE_REFERENCE, fc=P.LITERT_FC_REFERENCE),
     # LiteRT optimized builtin kernels, no delegate: depthwise rounds like the NEON kernels on
-    # channels in full groups of 8 and like the reference on the rest (int_ops._optimized_depthwise).
+    # channels in full groups of 8 and like the reference on the rest (int_ops.optimized_depthwise).
     # QUANTIZE / DEQUANTIZE: blocks of 8 and a scalar tail (qsim.numerics.quantize).
     _tflite(P.TFLITE_OPTIMIZED, conv=P.TFLITE_OPTIMIZED, fc=P.TFLITE_OPTIMIZED, add=K.TFLITE_OPTIMIZED,
             quantize=K.TFLITE_OPTIMIZED, depthwise_tail=P.TFLITE_REFERENCE, dequantize=K.TFLITE_OPTIMIZED),

@@ -22,10 +22,10 @@ from __future__ import annotations
 import threading
 from typing import Callable, Mapping
 
-import numba
 import numpy as np
 
 from qsim.errors import QsimError
+from qsim.kernels._common import thread_count_functions
 from qsim.ir.graph import Graph
 from qsim.sim.executor import check_feeds
 from qsim.sim.int_common import Step
@@ -42,7 +42,7 @@ class Bound:
     views of shared memory); ``aliases``: an output may be a view of an input (Reshape);
     ``serial``: run on one thread (too little work to wake a second one, ``serial_below``), on the
     threads the model runs on (False), or either (None: kernels without parallel loops)."""
-    __slots__ = ("fn", "bounds", "outputs", "scratch", "aliases", "serial", "layout", "keep")
+    __slots__ = ("fn", "bounds", "outputs", "scratch", "aliases", "serial", "layout", "keep", "elements")
 
     def __init__(self, fn: Callable, bounds: list, outputs: list | None = None, scratch: list | None = None,
                  aliases: bool = False, serial: bool | None = None):
@@ -51,13 +51,15 @@ class Bound:
         self.scratch = scratch if scratch is not None else []
         self.layout: tuple = ()
         self.keep = False  # an output is a graph output: always written fresh
+        self.elements = -1  # the outputs' total size (the same at every run), once known
 
 
 def fast_quantizer(q, rt) -> Callable | None:
     """``quantize(x, q, Kernels.ONNXRUNTIME)`` for a per-tensor integer ``q`` in fewer passes, or None:
     ``clip(rne(fp32(x / scale)) + zp)``, NaN to the zero point. The zero point is added in fp32,
     exactly (a rounded quotient below 2^24 in magnitude plus an 8..16-bit zero point), or past
-    2^24, inexactly but beyond every integer range, so it clips the same."""
+    2^24, inexactly but beyond every integer range, so it clips the same. A contiguous float32 /
+    float64 input runs ``ort_quantize_jit.ort_quantize`` (one pass, the same formula)."""
     from qsim.numerics.policies import Kernels
 
     if q is None or q.int_fmt is None or q.scale.size != 1 or q.zero_point.size != 1 or q.int_fmt.bits > 16 \
@@ -68,6 +70,13 @@ def fast_quantizer(q, rt) -> Callable | None:
     lo, hi, dtype = np.float32(q.fmt.qmin), np.float32(q.fmt.qmax), q.fmt.storage_dtype
 
     def quantize(x):
+        x = np.asarray(x)
+        if x.flags.c_contiguous and x.dtype in (np.float32, np.float64):
+            from qsim.kernels.ort_quantize_jit import ort_quantize
+
+            out = np.empty(x.shape, dtype=dtype)
+            ort_quantize(x.reshape(-1), scale, zp, lo, hi, out.reshape(-1))
+            return out
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             y = np.rint(np.divide(np.asarray(x, np.float32), scale, dtype=np.float32))
             y[np.isnan(y)] = 0.0
@@ -100,6 +109,7 @@ class ExecutionPlan:
         self._buffer_ids: set[int] = set()
         self._feeders: dict = {}
         self._shared = False
+        self._steady = None  # the feeds' layout of a run on which every node ran planned
         self._fp8 = any(q.fmt.element_type.startswith("float8") for q in graph.quant_params.values())
         self._lock = threading.Lock()
 
@@ -132,22 +142,35 @@ class ExecutionPlan:
         check_feeds(graph, feeds)
         env = {t: self._feed(t, feeds[t]) for t in graph.inputs}
         stats = NodeStats(graph)
-        threads = numba.get_num_threads()
+        # A run whose feeds are laid out as on a run where every node ran planned needs no layout
+        # checks: a planned node's outputs are laid out by its inputs' layouts alone (its buffers,
+        # or arrays made like them), so by induction every node sees the layouts it was planned for.
+        feed_layout = _layout([env[t] for t in graph.inputs])
+        steady = feed_layout == self._steady
+        every = True  # whether every node ran planned
+        get_threads, set_threads = thread_count_functions()
+        threads = get_threads()
         serial = False  # whether the kernels run on one thread now (switched only between nodes that differ)
         try:
             for i, node in enumerate(self.nodes):
                 args = [env[t] for t in node.inputs]
                 bound = self._bound[i]
-                if bound is None:
-                    bound = self._bound[i] = self._plan(node, args)
-                planned = bound is not False and bound.layout == _layout(args)
+                if steady:
+                    planned = True
+                else:
+                    if bound is None:
+                        bound = self._bound[i] = self._plan(node, args)
+                    planned = bound is not False and bound.layout == _layout(args)
+                    every = every and planned
                 if planned and bound.serial is not None and bound.serial != serial and threads > 1:
                     serial = bound.serial
-                    numba.set_num_threads(1 if serial else threads)
+                    set_threads(1 if serial else threads)
                 self._node(node, bound if planned else None, args, env, stats, trace, counts)
         finally:
             if serial:
-                numba.set_num_threads(threads)
+                set_threads(threads)
+        if every and not steady:
+            self._steady = feed_layout
         if not self._shared and all(b is not None for b in self._bound):
             self._shared = True  # every node is planned: its buffers may now be shared
             self._buffer_ids = {id(a) for a in share_buffers(self.nodes, self._bound, graph.outputs)}
@@ -159,10 +182,14 @@ class ExecutionPlan:
         if bound is not None:
             outs, events = bound.fn(args, trace or bound.keep)
             mode, ranges = "integer", bound.bounds
+            if bound.elements < 0:
+                bound.elements = int(sum(np.size(v) for v in outs))
+            elements = bound.elements
         else:
             step = self._step(node, args)
             outs, mode = _run_node(step, self.float_nodes)
             events, ranges = step.overflow_events, [step.bounds.get(t) for t in node.outputs]
+            elements = int(sum(np.size(v) for v in outs))
         low = high = 0
         for t, value, rng in zip(node.outputs, outs, ranges):
             env[t] = value
@@ -173,7 +200,7 @@ class ExecutionPlan:
         stats.overflow.append(int(events))
         stats.low.append(low if counts else None)
         stats.high.append(high if counts else None)
-        stats.elements.append(int(sum(np.size(v) for v in outs)))
+        stats.elements.append(elements)
 
     def _feed(self, tensor: str, value):
         """``integer._feed``; a float feed of a per-tensor integer input under onnxruntime's

@@ -6,7 +6,7 @@ everything but the input values resolved when the node is planned.
   pixel's input offset are planned once; each run pads the input channels-last and runs ``vnni_fused.conv_rows_q``;
 * ``depthwise``: the channels-last depthwise kernel (``depthwise.depthwise_nhwc``), including
   LiteRT's optimized DEPTHWISE_CONV_2D, whose last C % 8 channels round by another policy
-  (``int_ops._optimized_depthwise``): those channels run a second time on their own.
+  (``int_ops.optimized_depthwise``): those channels run a second time on their own.
 
 The arithmetic is the kernels' own: the outputs equal the per-node path's (tests/sim/test_plan.py).
 """
@@ -21,11 +21,17 @@ from qsim.sim.int_common import Step, storage
 from qsim.sim.int_fast import fused_spec
 from qsim.sim.plan import Bound
 
+# Below this many MACs a planned depthwise conv runs on one thread (VNNI convs: vnni_ops.SERIAL_MACS).
+# With the OpenMP workers spinning briefly between regions (qsim.kernels: ~2 us per region), splitting
+# even MobileNetV2's smallest depthwise layers pays (benchmarks/bench_depthwise_layers.py, 2 cores:
+# the whole model 4.2 ms against 5.5 ms with jit.SERIAL_MACS' 2^22).
+SERIAL_MACS = 1 << 16
+
 
 def plan_conv(step: Step) -> Bound | None:
     c = int_ops.conv_setup(step)
     yq = step.out_q()
-    if not int_ops._fusable(step, yq, c.s_in, c.wq.scale, c.b_float):
+    if not int_ops.fusable_requant(step, yq, c.s_in, c.wq.scale, c.b_float):
         return None
     x, w = step.args[0], c.w
     _, x_zp, w_zp, b_int, stride, pads, dilation, groups = c.rest
@@ -44,8 +50,8 @@ def plan_conv(step: Step) -> Bound | None:
 
 
 def _bound(k: int, x, w, xz: int, wz, b) -> int:
-    """The largest exact sum (``jit._bound``): past the accumulator's range, outputs are tested."""
-    return jit._bound(k, jit._span(x.dtype, np.array([xz])), jit._span(w.dtype, wz), b)
+    """The largest exact sum (``jit.sum_bound``): past the accumulator's range, outputs are tested."""
+    return jit.sum_bound(k, jit.value_span(x.dtype, np.array([xz])), jit.value_span(w.dtype, wz), b)
 
 
 def _vnni(step: Step, w, g, xz: int, wz, b, spec, dtype, out_range) -> Bound:
@@ -73,8 +79,8 @@ def _depthwise(step: Step, c, g, xz: int, wz, b, yq) -> Bound:
     lo, hi = acc_range(bits)
     bound = _bound(g.kh * g.kw, x, w, xz, wz, b)
     checked = bound > hi
-    dt = np.int32 if bound <= jit._I32_LIMIT else np.int64  # as jit._depthwise_plan: 16 lanes where sums fit
-    ws, b = jit._depthwise_weights(w, wz, dt), b.astype(dt)
+    dt = np.int32 if bound <= jit.I32_LIMIT else np.int64  # as jit._depthwise_plan: 16 lanes where sums fit
+    ws, b = jit.depthwise_weights(w, wz, dt), b.astype(dt)
     dtype = storage(yq)
     tail_policy = step.rt.depthwise_tail if c.depthwise else None
     spec, qlo, qhi = fused_spec(step, g.m, c.policy, c.s_in, c.wq.scale, yq, c.b_float)
@@ -100,4 +106,4 @@ def _depthwise(step: Step, c, g, xz: int, wz, b, yq) -> Bound:
             y[..., tail:] = scratch[0]
         return [y.transpose(0, 3, 1, 2)], int(count)
 
-    return Bound(run, [(qlo, qhi)], outs, scratch if tail < g.m else [], serial=macs < jit.SERIAL_MACS)
+    return Bound(run, [(qlo, qhi)], outs, scratch if tail < g.m else [], serial=macs < SERIAL_MACS)

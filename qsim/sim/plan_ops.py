@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from qsim.kernels import add_tflite, ort_binary_jit, portable
+from qsim.kernels import add_tflite, ort_binary_jit, pool, portable
 from qsim.kernels._common import pool_geometry
 from qsim.numerics.policies import Kernels
 from qsim.sim import int_fast, int_ops
-from qsim.sim.float_ops import run_float_kernel
 from qsim.sim.int_pool import _window
 from qsim.sim.int_common import Fallback, Step, activation_range, int_range, same_params, scalar_scale, scalar_zp, storage
 from qsim.sim.plan import Bound
@@ -129,8 +128,8 @@ def plan_maxpool(step: Step) -> Bound | None:
 
 
 def plan_global_avgpool(step: Step) -> Bound | None:
-    """MLAS QLinearGlobalAveragePool (``int_pool._ort_global_avgpool``), summing in place over the
-    spatial axes of any layout (an exact integer sum)."""
+    """MLAS QLinearGlobalAveragePool (``int_pool._ort_global_avgpool``): an exact integer sum over the
+    spatial axes, in memory order for channels-last data (``pool.channel_sums``), else numpy's."""
     x, xq, yq = step.args[0], step.in_q(), step.out_q()
     if step.rt.avgpool is not Kernels.ONNXRUNTIME or x.ndim < 3:
         return None
@@ -144,7 +143,14 @@ def plan_global_avgpool(step: Step) -> Bound | None:
     dtype = storage(yq)
 
     def run(args, fresh):
-        acc = args[0].sum(axis=axes, dtype=np.int64) - zin * hw
+        x = args[0]
+        xh = np.moveaxis(x, 1, -1)
+        if xh.flags.c_contiguous:  # channels-last data (a fused conv's output): summed in memory order
+            acc = np.empty(x.shape[:2], dtype=np.int64)
+            pool.channel_sums(xh.reshape(x.shape[0], hw, x.shape[1]), acc)
+            acc -= zin * hw
+        else:
+            acc = x.sum(axis=axes, dtype=np.int64) - zin * hw
         r = np.clip((acc.astype(_F32) * scale).astype(_F32), flo, fhi)
         return [(np.rint(r).astype(np.int64) + zout).astype(dtype).reshape(shape)], 0
 
@@ -152,13 +158,23 @@ def plan_global_avgpool(step: Step) -> Bound | None:
 
 
 def plan_move(step: Step) -> Bound | None:
-    """Reshape / Flatten / Transpose with unchanged parameters (``int_ops.move``)."""
-    if _declines(lambda: int_ops.move(step)) is None:
+    """Reshape / Flatten / Transpose with unchanged parameters (``int_ops.move``): the float kernel's
+    numpy call with its arguments resolved (``float_ops.reshape``, ``flatten``, ``transpose``: a
+    reshape to the shape it gave on the planning run's input, whose shape every planned run shares;
+    a transpose by the node's permutation)."""
+    moved = _declines(lambda: int_ops.move(step))
+    if moved is None:
         return None
-    op, attrs = step.node.op, step.node.attrs
+    if step.node.op == "Transpose":
+        perm = step.node.attrs.get("perm", None)
 
-    def run(args, fresh):
-        return run_float_kernel(op, args, {}, attrs), 0
+        def run(args, fresh):
+            return [np.transpose(args[0], perm)], 0
+    else:
+        shape = moved[0].shape
+
+        def run(args, fresh):
+            return [args[0].reshape(shape)], 0
 
     return Bound(run, [None], aliases=True)
 

@@ -148,6 +148,11 @@ def test_fast_feed_quantizer_equals_quantize_linear_on_ties_and_edges():
         want = quantize(x, q, Kernels.ONNXRUNTIME)
         assert fast(x).dtype == want.dtype and np.array_equal(fast(x), want)
         assert np.array_equal(fast(x.astype(np.float64)), quantize(x.astype(np.float64), q, Kernels.ONNXRUNTIME))
+        # float64 values between float32 ones (rounded to float32 first), and a strided input (the
+        # numpy passes instead of the one-pass kernel)
+        x64 = np.concatenate([ties.astype(np.float64) * (1 + 2.0 ** -30), rng.standard_normal(1000) * 40])
+        assert np.array_equal(fast(x64), quantize(x64, q, Kernels.ONNXRUNTIME))
+        assert np.array_equal(fast(x[::3]), quantize(x[::3], q, Kernels.ONNXRUNTIME))
     assert fast_quantizer(tq(0.5, 0, "int8"), get_runtime("tflite-reference")) is None
 
 
