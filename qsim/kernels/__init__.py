@@ -16,6 +16,9 @@ one thread, on the 2-core VM of benchmarks/bench_depthwise_layers.py, where Mobi
 before the sleep: 10000 spins (~0.3 ms of one core, measured) cover the gap between the regions of
 consecutive nodes (an empty region then took ~2 us), and the worker still sleeps soon after a run,
 so a shared core is held for at most that long, not the ~9 ms of libgomp's default spin.
+The spin has a price when another busy process shares the cores: ResNet-18 u8/s8 at batch 1 took
+20-25 ms with it against 12 ms passive (idle: 7.0-8.5 ms against 11.3 ms). On a shared machine, set
+``GOMP_SPINCOUNT=0`` before the first kernel runs (onnxruntime's own pool spins too by default).
 """
 import os
 
