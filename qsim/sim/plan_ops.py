@@ -157,6 +157,18 @@ def plan_global_avgpool(step: Step) -> Bound | None:
     return Bound(run, [(lo, hi)])
 
 
+def plan_avgpool(step: Step) -> Bound | None:
+    """AveragePool whose window covers the whole unpadded image (ResNet-50's 7x7 head): onnxruntime
+    runs MLAS's global average pool there (``int_pool._ort_avgpool``), so it is planned as one."""
+    x = step.args[0]
+    if step.rt.avgpool is not Kernels.ONNXRUNTIME or x.ndim != 4:
+        return None
+    k, _, p = _window(step)
+    if tuple(k) != tuple(x.shape[2:]) or any(p):
+        return None
+    return plan_global_avgpool(step)
+
+
 def plan_move(step: Step) -> Bound | None:
     """Reshape / Flatten / Transpose with unchanged parameters (``int_ops.move``): the float kernel's
     numpy call with its arguments resolved (``float_ops.reshape``, ``flatten``, ``transpose``: a
@@ -204,5 +216,5 @@ def plan_gemm(step: Step) -> Bound | None:
 
 
 PLANNERS = {"Conv": plan_conv, "Add": plan_binary, "Mul": plan_binary, "MaxPool": plan_maxpool,
-            "GlobalAvgPool": plan_global_avgpool, "Reshape": plan_move, "Flatten": plan_move,
-            "Transpose": plan_move, "Gemm": plan_gemm}
+            "AvgPool": plan_avgpool, "GlobalAvgPool": plan_global_avgpool, "Reshape": plan_move,
+            "Flatten": plan_move, "Transpose": plan_move, "Gemm": plan_gemm}

@@ -121,6 +121,30 @@ def test_depthwise_with_a_tail_of_channels(policy):
     assert _planned_ops(plan) == {"Conv"}
 
 
+@pytest.mark.parametrize("pad", [0, 1])
+def test_average_pool_over_the_whole_image(pad):
+    """A uint8 7x7 AveragePool on a 7x7 image (ResNet-50's head) is planned as onnxruntime's global
+    average pool, on channels-last and NCHW inputs; a padded window keeps the per-node path."""
+    g = Graph("avg")
+    g.add_input("x", (2, 5, 7, 7), "uint8")
+    g.add_node("AvgPool", "avg", ["x"], {"kernel": (7, 7), "stride": (1, 1), "pad": (pad,) * 4}, dtype="uint8")
+    g.mark_output("avg")
+    g.quant_params["x"] = tq(0.03, 131, "uint8")
+    g.quant_params["avg"] = tq(0.011, 7, "uint8")
+    g.validate()
+    rng = np.random.default_rng(7)
+    xs = rng.integers(0, 256, (2, 2, 7, 7, 5)).astype(np.uint8)
+    for layout in (lambda v: v.transpose(0, 3, 1, 2), np.ascontiguousarray):
+        plan = ExecutionPlan(g, "onnxruntime")
+        for v in xs:
+            x = {"x": layout(v.transpose(0, 3, 1, 2))} if layout is np.ascontiguousarray else {"x": layout(v)}
+            got, want = plan.run(x, trace=True), run_integer(g, x, "onnxruntime", trace=True, counts=True)
+            assert got.outputs["avg"].dtype == want.outputs["avg"].dtype
+            assert np.array_equal(got.outputs["avg"], want.outputs["avg"])
+            assert got.stats.equals(want.stats)
+        assert _planned_ops(plan) == (set() if pad else {"AvgPool"})
+
+
 def test_input_in_another_layout_runs_the_per_node_path():
     g = _depthwise_graph(16, None)
     plan = ExecutionPlan(g, "onnxruntime")
