@@ -98,9 +98,10 @@ def ort_softmax(x: np.ndarray, s_in, s_out, zp_out: int, signed: bool, node: str
     table = ort_softmax_table(s_in, d, signed)
     xi = x.astype(np.int64)
     e = table[255 + xi - xi.max(axis=-1, keepdims=True)]
-    total = np.zeros(x.shape[:-1], np.float32)
-    for j in range(d):  # fp32 sum in element order, as the runtime's loop
-        total = (total + e[..., j]).astype(np.float32)
+    # fp32 sum in element order, as the runtime's loop: accumulate adds one element at a time,
+    # rounding each partial sum to fp32 (a reduce would sum pairwise); a Python loop over the
+    # elements took ~0.9 ms for ResNet-50's 1000 classes
+    total = np.add.accumulate(e, axis=-1, dtype=np.float32)[..., -1] if d else np.zeros(x.shape[:-1], np.float32)
     y_scale = float(np.floor(_F32(1.0) / _F32(s_out)))
     v = e.astype(np.float64) * y_scale / total[..., None].astype(np.float64)
     return np.minimum(np.rint(v).astype(np.int64) + zp_out, 127 if signed else 255)
