@@ -55,10 +55,12 @@ def plan_binary(step: Step) -> Bound | None:
         kernel(np.transpose(args[0], order).reshape(-1), np.transpose(args[1], order).reshape(-1), y.reshape(-1))
         return [y.transpose(inverse)], 0
 
-    # onnxruntime's kernels are parallel, on the model's threads: an add of fewer than BLOCK elements
-    # is one work item anyway. ResNet-50 b1's 16 residual adds (100k-800k elements) took 1.38 ms on
-    # one thread, 0.89 ms on two (onnxruntime 0.93 ms; 2 threads, load 1.9, under the CPU lock).
-    return Bound(run, [(lo, hi)], outs, serial=False if family is Kernels.ONNXRUNTIME else None)
+    # onnxruntime's kernels are parallel, on the model's threads: ResNet-50 b1's 16 residual adds
+    # (100k-800k elements) took 1.38 ms on one thread, 0.89 ms on two (onnxruntime 0.93 ms; 2
+    # threads, load 1.9, under the CPU lock). One of at most BLOCK elements is one work item: it
+    # runs on whatever thread count the previous node left (no switch).
+    parallel = family is Kernels.ONNXRUNTIME and a.size > ort_binary_jit.BLOCK
+    return Bound(run, [(lo, hi)], outs, serial=False if parallel else None)
 
 
 def _memory_order(a: np.ndarray) -> tuple | None:
