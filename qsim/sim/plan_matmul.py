@@ -63,6 +63,9 @@ def plan_gemm(step: Step) -> Bound | None:
         _, count = vnni_ops.run_planned(plan, _image(args[0]), requant, y)
         return [y.reshape(m, n)], count
 
+    # Serial below the VNNI convs' threshold: MobileNetV2's 1280 -> 1000 at M = 1 took 0.080 ms on one
+    # thread and 0.092 ms split by panels over two (benchmarks/bench_depthwise_layers.py, 2 threads, under
+    # the CPU lock, load ~2).
     return Bound(run, [(qlo, qhi)], outs, serial=m * n * k < vnni_ops.SERIAL_MACS)
 
 
