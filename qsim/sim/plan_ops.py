@@ -10,11 +10,12 @@ import numpy as np
 from qsim.kernels import add_tflite, ort_binary_jit, pool, portable
 from qsim.kernels._common import pool_geometry
 from qsim.numerics.policies import Kernels
-from qsim.sim import int_fast, int_ops
+from qsim.sim import int_ops
 from qsim.sim.int_pool import _window
 from qsim.sim.int_common import Fallback, Step, activation_range, int_range, same_params, scalar_scale, scalar_zp, storage
 from qsim.sim.plan import Bound
 from qsim.sim.plan_conv import plan_conv
+from qsim.sim.plan_matmul import plan_gemm
 
 _F32 = np.float32
 
@@ -213,30 +214,6 @@ def plan_move(step: Step) -> Bound | None:
             return [args[0].reshape(shape)], 0
 
     return Bound(run, [None], aliases=True)
-
-
-def plan_gemm(step: Step) -> Bound | None:
-    """Gemm on the VNNI core with the requantization in its epilogue (``jit.matmul_requant``)."""
-    x, yq = step.args[0], step.out_q()
-    setup = _declines(lambda: int_ops.gemm_setup(step))
-    if setup is None or not setup.fusable:
-        return None
-    spec, lo, hi = int_fast.fused_spec(step, setup.w.shape[0], step.rt.fc, setup.s_in, setup.wq.scale, yq,
-                                       setup.b_float)
-    # A read-only copy of the weights: the kernel packs read-only weights once and reuses the packing
-    # (``vnni_ops.cached``) for as long as the plan holds them.
-    frozen = np.array(setup.w)
-    frozen.setflags(write=False)
-    rest = (frozen.T,) + setup.rest[1:]
-    kernel, bits, requant = step.kernels.matmul_requant, step.acc_bits, (spec, storage(yq))
-    if kernel(x, *rest, acc_bits=bits, requant=requant) is None:
-        return None
-
-    def run(args, fresh):
-        y, events = kernel(args[0], *rest, acc_bits=bits, requant=requant)
-        return [y], int(events)
-
-    return Bound(run, [(lo, hi)], serial=False)
 
 
 PLANNERS = {"Conv": plan_conv, "Add": plan_binary, "Mul": plan_binary, "MaxPool": plan_maxpool,
