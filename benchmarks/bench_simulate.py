@@ -143,6 +143,9 @@ def conv_peak(threads: int, repeats: int) -> str:
 
     if not vnni.HAS_VNNI:
         return "conv kernels: no avx512_vnni on this CPU (the portable kernels run)"
+    # onnxruntime's pool spins for a while after its last run and holds the cores: right after one,
+    # this line read 331 GOPS, a second later 690-730 (the alternating cases above pay the same).
+    time.sleep(1.0)
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     rng = np.random.default_rng(0)
     total_ops, total_s = 0, 0.0
