@@ -143,9 +143,6 @@ def conv_peak(threads: int, repeats: int) -> str:
 
     if not vnni.HAS_VNNI:
         return "conv kernels: no avx512_vnni on this CPU (the portable kernels run)"
-    # onnxruntime's pool spins for a while after its last run and holds the cores: right after one,
-    # this line read 331 GOPS, a second later 690-730 (the alternating cases above pay the same).
-    time.sleep(1.0)
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     rng = np.random.default_rng(0)
     total_ops, total_s = 0, 0.0
@@ -259,6 +256,9 @@ def main() -> int:
     r50 = None if args.quick else quantized_resnet50(work)
     print(f"models in {work} (built in {time.perf_counter() - t0:.1f} s); threads {args.threads}; "
           f"load average before: {os.getloadavg()[0]:.2f}")
+    # Timed first: the runtimes' pools spin after their runs and hold the cores (right after an
+    # onnxruntime run this line read 331 GOPS, alone 730; after the LiteRT case, 270).
+    peak = conv_peak(args.threads, args.repeats)
     x32 = np.random.default_rng(3).standard_normal((32, 3, 224, 224)).astype(np.float32)
     cases = [("ResNet-18 u8/s8 QOperator, batch 1", r18, x1, "<= 1.2x"),
              ("ResNet-18 s8/s8 QOperator, batch 1", r18_s8, x1, "< 1x"),
@@ -279,7 +279,7 @@ def main() -> int:
     print(line("MobileNetV2 int8 .tflite, batch 1", "LiteRT opt.", tp, tq, same, "<= 1x"), flush=True)
     print(f"cold start (fresh process, warm numba cache, imports included): first qsim.simulate of ResNet-18 in "
           f"{cold_start(r18, x1, work):.2f} s (target < 1 s)")
-    print(conv_peak(args.threads, args.repeats))
+    print(peak)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     return 0
 
