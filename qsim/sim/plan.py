@@ -69,11 +69,11 @@ def fast_quantizer(q, rt) -> Callable | None:
     zp = np.float32(int(q.zero_point.reshape(-1)[0]))
     lo, hi, dtype = np.float32(q.fmt.qmin), np.float32(q.fmt.qmax), q.fmt.storage_dtype
 
+    from qsim.kernels.ort_quantize_jit import ort_quantize  # here, not per call: quantize runs every run
+
     def quantize(x):
         x = np.asarray(x)
         if x.flags.c_contiguous and x.dtype in (np.float32, np.float64):
-            from qsim.kernels.ort_quantize_jit import ort_quantize
-
             out = np.empty(x.shape, dtype=dtype)
             ort_quantize(x.reshape(-1), scale, zp, lo, hi, out.reshape(-1))
             return out
