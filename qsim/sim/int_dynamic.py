@@ -21,7 +21,11 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from qsim.ir.ops._attrs import pads as _pads, pair
+from qsim.kernels import pairs16
+from qsim.kernels._common import conv_geometry, matmul_shapes
 from qsim.sim.float_ops import conv as _float_conv, run_float_kernel
+from qsim.sim.int_runtime import ort_cpu
 
 _QMAX = np.float32(255.0)  # uint8: qmin 0, qmax 255 (the only type DynamicQuantizeLinear defines)
 
@@ -77,19 +81,38 @@ def _less_zero_point(q: np.ndarray, zp: np.ndarray, axis: int) -> np.ndarray:
     return np.asarray(q, np.float64) - zp
 
 
+def _pairs16(a, b) -> bool:
+    """onnxruntime sums the products of a GEMM's uint8 A and int8 B in saturating int16 pairs
+    (``qsim.kernels.pairs16``)."""
+    return ort_cpu() == "avx2" and np.asarray(a).dtype == np.uint8 and np.asarray(b).dtype == np.int8
+
+
 def matmul_integer(inputs, w, attrs) -> list:
     """ONNX MatMulInteger: (a - a_zp) @ (B - b_zp) in int32; ``b_zp`` scalar or one per column."""
     a = np.asarray(inputs[0], np.float64) - np.asarray(inputs[1], np.float64)  # a_zp: scalar or per row
     b = _less_zero_point(w["weight"], w["weight_zero_point"], 1)
-    return [wrap_int32(np.matmul(a, b))]
+    acc = np.matmul(a, b)
+    if _pairs16(inputs[0], w["weight"]):
+        a3, b3 = matmul_shapes(np.asarray(inputs[0]), np.asarray(w["weight"]))[:2]
+        deficit = pairs16.matmul_deficit(a3, b3)
+        acc = acc if deficit is None else acc + deficit.reshape(acc.shape)
+    return [wrap_int32(acc)]
 
 
 def conv_integer(inputs, w, attrs) -> list:
     """ONNX ConvInteger: the convolution of (x - x_zp) by (W - w_zp) (``w_zp`` scalar or one per output
     channel) in int32; padding holds the zero point, i.e. 0 after the subtraction."""
-    x = np.asarray(inputs[0], np.float64) - float(np.asarray(inputs[1]).reshape(-1)[0])
+    x_zp = np.asarray(inputs[1]).reshape(-1)[0]
+    x = np.asarray(inputs[0], np.float64) - float(x_zp)
     weight = _less_zero_point(w["weight"], w["weight_zero_point"], 0)
-    return [wrap_int32(_float_conv([x], {"weight": weight}, {**attrs, "bias": False})[0])]
+    acc = _float_conv([x], {"weight": weight}, {**attrs, "bias": False})[0]
+    if _pairs16(w["weight"], inputs[0]):  # the weights are MLAS's A, x's NCHW im2col its B
+        x0 = np.asarray(inputs[0])
+        g = conv_geometry(x0, w["weight"], pair(attrs.get("stride", 1), "stride"), _pads(attrs.get("pad", 0)),
+                          pair(attrs.get("dilation", 1), "dilation"), int(attrs.get("groups", 1)))
+        deficit = pairs16.conv_deficit(x0, w["weight"], int(x_zp), g, order="chw")
+        acc = acc if deficit is None else acc + deficit
+    return [wrap_int32(acc)]
 
 
 def cast(inputs, w, attrs) -> list:

@@ -18,7 +18,9 @@ from qsim.ir.ops._attrs import pads as _pads, pair
 from qsim.numerics import get_policy
 from qsim.numerics.formats import Rounding
 from qsim.numerics.policies import Kernels, PolicyName
-from qsim.numerics.rounding import round_to_int
+from qsim.kernels import pairs16
+from qsim.kernels._common import acc_range, conv_geometry, matmul_shapes
+from qsim.numerics.rounding import round_to_int, wrap
 from qsim.numerics.quantize import dequantize
 from qsim.sim.float_ops import run_float_kernel
 from qsim.sim import int_fast
@@ -119,16 +121,49 @@ def conv_setup(step: Step) -> ConvSetup:
     return ConvSetup(w, wq, policy, s_in, b_float, depthwise, (w,) + rest, fusable)
 
 
+def pairs16_applies(step: Step, a: np.ndarray, b: np.ndarray) -> bool:
+    """The runtime sums the products of a GEMM's uint8 A and int8 B in saturating int16 pairs
+    (``qsim.kernels.pairs16``)."""
+    return step.rt.u8s8_pairs16 and a.dtype == np.uint8 and b.dtype == np.int8
+
+
+def _conv_deficit(step: Step, x: np.ndarray, c: ConvSetup):
+    """The int16 pairs' deficit of a convolution, or None. ConvInteger (an int32 output) multiplies
+    the weights (A) by x's NCHW im2col (B); QLinearConv x's channels-last im2col (A) by the weights
+    (B), except in its depthwise kernels."""
+    if not step.rt.u8s8_pairs16:
+        return None
+    g = conv_geometry(x, c.w, *c.rest[4:])
+    x_zp = int(np.asarray(c.rest[1]).reshape(-1)[0])
+    if step.out_q().fmt.name == "int32":
+        return pairs16.conv_deficit(x, c.w, x_zp, g, "chw") if pairs16_applies(step, c.w, x) else None
+    if pairs16_applies(step, x, c.w) and (g.cg > 1 or g.mg > 1):
+        return pairs16.conv_deficit(x, c.w, x_zp, g, "hwc")
+    return None
+
+
+def _add_deficit(step: Step, acc: np.ndarray, deficit) -> np.ndarray:
+    """The accumulator with the int16 pairs' saturation deficit (``pairs16``) added, in the accumulator."""
+    if deficit is None:
+        return acc
+    total = acc + deficit.reshape(acc.shape)
+    if step.overflow == "saturate":
+        return np.clip(total, *acc_range(step.acc_bits))
+    return wrap(total, step.acc_bits)
+
+
 def conv(step: Step):
     x, yq = step.args[0], step.out_q()
     c = conv_setup(step)
     args = (x,) + c.rest
-    if c.fusable:
+    deficit = _conv_deficit(step, x, c)
+    if c.fusable and deficit is None:
         y = int_fast.fused(step, "conv2d_requant", args, c.policy, c.s_in, c.wq.scale, yq, c.b_float)
         if y is not None:
             return [y]
     acc, events = step.kernels.conv2d_acc(*args, acc_bits=step.acc_bits, overflow=step.overflow)
     step.overflow_events += int(events)
+    acc = _add_deficit(step, acc, deficit)
     if c.depthwise and step.rt.depthwise_tail is not None:
         return [optimized_depthwise(step, acc, c.s_in, c.wq.scale, yq)]
     return [_requant(step, c.policy, acc, c.s_in, c.wq.scale, yq, 1, c.b_float)]
@@ -168,13 +203,22 @@ def gemm(step: Step):
     x, yq = step.args[0], step.out_q()
     c = gemm_setup(step)
     args = (x,) + c.rest
-    if c.fusable:
+    deficit = _matmul_deficit(step, x, c.rest[0])
+    if c.fusable and deficit is None:
         y = int_fast.fused(step, "matmul_requant", args, step.rt.fc, c.s_in, c.wq.scale, yq, c.b_float)
         if y is not None:
             return [y]
     acc, events = step.kernels.matmul_acc(*args, acc_bits=step.acc_bits, overflow=step.overflow)
     step.overflow_events += int(events)
+    acc = _add_deficit(step, acc, deficit)
     return [_requant(step, step.rt.fc, acc, c.s_in, c.wq.scale, yq, -1, c.b_float)]
+
+
+def _matmul_deficit(step: Step, a: np.ndarray, b: np.ndarray):
+    if not pairs16_applies(step, a, b):
+        return None
+    a3, b3 = matmul_shapes(a, b)[:2]
+    return pairs16.matmul_deficit(a3, b3)
 
 
 def matmul(step: Step):
@@ -187,6 +231,7 @@ def matmul(step: Step):
                                           bq.zero_point.reshape(-1).astype(np.int64),
                                           acc_bits=step.acc_bits, overflow=step.overflow)
     step.overflow_events += int(events)
+    acc = _add_deficit(step, acc, _matmul_deficit(step, a, b))
     return [_requant(step, step.rt.matmul, acc, scalar_scale(step, aq, "operand A"), bq.scale, yq, -1)]
 
 

@@ -14,14 +14,21 @@ float64 multiplier. ``Runtime`` records those choices for one policy, as enums:
 * ``softmax`` / ``lut``: the table implementation (ONNXRUNTIME, TFLITE_REFERENCE) or FLOAT;
 * ``avgpool``: the ``Rounding`` of the integer sum / count, or ``Kernels.ONNXRUNTIME`` (MLAS's fp32
   formula, ``int_pool._ort_avgpool``);
-* ``quantize``: the ``qsim.numerics.quantize`` variant used for float inputs and float islands.
+* ``quantize``: the ``qsim.numerics.quantize`` variant used for float inputs and float islands;
+* ``u8s8_pairs16``: uint8 x int8 matrix products are summed in int16 pairs that saturate
+  (``qsim.kernels.pairs16``): onnxruntime on x86 CPUs without VNNI. Which CPU onnxruntime runs on is
+  ``ort_cpu()``: the host's unless ``QSIM_ORT_CPU`` names another.
 
 Rows marked "unverified" follow the runtime's documented kernel but have no golden test here.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+import platform
+from dataclasses import dataclass, replace
+from functools import lru_cache
 
+from qsim.errors import QsimError
 from qsim.numerics.formats import Rounding
 from qsim.numerics.policies import Kernels, PolicyName, policy_name
 
@@ -43,6 +50,7 @@ class Runtime:
     quantize: Kernels
     depthwise_tail: PolicyName | None = None
     dequantize: Kernels | None = None  # a float model output read back: None = DequantizeLinear's formula
+    u8s8_pairs16: bool = False
 
 
 def _tflite(policy: PolicyName, *, conv: PolicyName, fc: PolicyName, add: Kernels = K.TFLITE_REFERENCE,
@@ -88,6 +96,38 @@ RUNTIMES: dict[PolicyName, Runtime] = {r.policy: r for r in (
 )}
 
 
+# The CPU kinds whose onnxruntime (MLAS) u8 x s8 products differ: "avx2" (x86 with AVX2, or AVX-512
+# without VNNI: vpmaddubsw, int16 pairs that saturate) and "vnni" (x86 with AVX-512 VNNI or AVX-VNNI:
+# vpdpbusd, exact); "arm64": exact (unverified here).
+ORT_CPUS = ("avx2", "vnni", "arm64")
+
+
+@lru_cache(maxsize=1)
+def host_ort_cpu() -> str:
+    """The kind (``ORT_CPUS``) of this machine's CPU, as onnxruntime's MLAS dispatch chooses it."""
+    if platform.machine().lower() not in ("x86_64", "amd64", "x86", "i686"):
+        return "arm64"
+    import llvmlite.binding as llb
+
+    features = llb.get_host_cpu_features()
+    return "vnni" if features.get("avx512vnni") or features.get("avxvnni") else "avx2"
+
+
+def ort_cpu() -> str:
+    """The CPU kind whose onnxruntime the ``onnxruntime`` policy reproduces: ``QSIM_ORT_CPU`` if set
+    (one of ``ORT_CPUS``, or "host"), else this machine's."""
+    name = os.environ.get("QSIM_ORT_CPU", "host").strip().lower() or "host"
+    if name == "host":
+        return host_ort_cpu()
+    if name not in ORT_CPUS:
+        raise QsimError(f"QSIM_ORT_CPU={name!r}: use one of host, {', '.join(ORT_CPUS)}")
+    return name
+
+
 def get_runtime(policy) -> Runtime:
-    """The runtime of a policy name (aliases such as "ort" resolved here, where the name enters)."""
-    return RUNTIMES[policy_name(policy)]
+    """The runtime of a policy name (aliases such as "ort" resolved here, where the name enters);
+    onnxruntime's for the CPU kind ``ort_cpu()``."""
+    rt = RUNTIMES[policy_name(policy)]
+    if rt.policy is P.ONNXRUNTIME and ort_cpu() == "avx2":
+        return replace(rt, u8s8_pairs16=True)
+    return rt

@@ -43,6 +43,8 @@ def plan_conv(step: Step) -> Bound | None:
     b = bias_vector(b_int, g.m)
     if g.cg == 1 and g.mg == 1:
         return _depthwise(step, c, g, xz, wz, b, yq)
+    if int_ops.pairs16_applies(step, x, w):  # onnxruntime's int16 pairs: the per-node path (int_ops.conv)
+        return None
     if not c.fusable or g.mg < vnni_ops.MIN_COLS or not vnni_ops.usable(x.dtype, w.dtype, g.cg * g.kh * g.kw, xz):
         return None
     spec, lo, hi = fused_spec(step, g.m, c.policy, c.s_in, c.wq.scale, yq, c.b_float)

@@ -35,8 +35,8 @@ def plan_gemm(step: Step) -> Bound | None:
         c = int_ops.gemm_setup(step)
     except Fallback:
         return None
-    if not c.fusable or x.ndim != 2 or c.w.ndim != 2:
-        return None
+    if not c.fusable or x.ndim != 2 or c.w.ndim != 2 or int_ops.pairs16_applies(step, x, c.w):
+        return None  # (onnxruntime's int16 pairs: the per-node path, int_ops.gemm)
     _, x_zp, w_zp, b_int = c.rest
     n, k = c.w.shape
     xz = int(zero_point("a_zp", x_zp, None)[0])

@@ -3,7 +3,10 @@ equal our wrap-mode acc_bits=32 results exactly; QLinearAveragePool (equal scale
 
 onnxruntime 1.32's ConvInteger rejects per-channel weight zero points ("Non per-tensor quantization
 is not supported now"), so per-channel conv is checked against the reference only
-(test_jit_matches_reference); MatMulInteger takes per-column zero points and is checked here."""
+(test_jit_matches_reference); MatMulInteger takes per-column zero points and is checked here.
+
+On an x86 CPU without VNNI onnxruntime sums a uint8 A x int8 B GEMM's products in saturating int16
+pairs (``qsim.kernels.pairs16``): there the kernels' exact sums plus that deficit must equal it."""
 from __future__ import annotations
 
 import numpy as np
@@ -12,7 +15,16 @@ import pytest
 pytest.importorskip("onnxruntime")
 from _kernel_onnx import conv_integer, matmul_integer, maxpool, qlinear_avgpool  # noqa: E402
 
-from qsim.kernels import jit  # noqa: E402
+from qsim.kernels import jit, pairs16  # noqa: E402
+from qsim.kernels._common import conv_geometry, matmul_shapes  # noqa: E402
+from qsim.numerics.rounding import wrap  # noqa: E402
+from qsim.sim.int_runtime import host_ort_cpu  # noqa: E402
+
+PAIRS16 = host_ort_cpu() == "avx2"
+
+
+def _with_deficit(acc, deficit):
+    return acc if deficit is None else wrap(acc + deficit.reshape(acc.shape), 32)
 
 MIXES = [(np.uint8, np.uint8), (np.uint8, np.int8), (np.int8, np.uint8), (np.int8, np.int8)]
 
@@ -49,6 +61,8 @@ def test_conv_integer(xd, wd, shape, zps):
     sess, feeds = conv_integer(x, w, xz, wz, stride, pads, dil, groups)
     want = sess.run(None, feeds)[0].astype(np.int64)
     got, _ = jit.conv2d_acc(x, w, xz, wz, None, stride, pads, dil, groups)
+    if PAIRS16 and wd == np.uint8 and xd == np.int8:  # ConvInteger: the weights are MLAS's A
+        got = _with_deficit(got, pairs16.conv_deficit(x, w, xz, conv_geometry(x, w, stride, pads, dil, groups), "chw"))
     np.testing.assert_array_equal(got, want)
 
 
@@ -84,6 +98,8 @@ def test_matmul_integer(ad, bd, per_column, shapes):
     sess, feeds = matmul_integer(a, b, az, np.ascontiguousarray(ort_bz))
     want = sess.run(None, feeds)[0].astype(np.int64)
     got, _ = jit.matmul_acc(a, b, az, bz.astype(np.int64))
+    if PAIRS16 and ad == np.uint8 and bd == np.int8:
+        got = _with_deficit(got, pairs16.matmul_deficit(*matmul_shapes(a, b)[:2]))
     np.testing.assert_array_equal(got, want)
 
 
