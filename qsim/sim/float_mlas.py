@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from qsim.numerics.requant_ref import fma_f32 as fma
+from qsim.sim.int_runtime import ort_float_lanes
 
 f32 = np.float32
 _ERF_SMALL = [f32(v) for v in (-5.99104969e-4, 4.99339588e-3, -2.67667342e-2, 1.12818025e-1, -3.76124859e-1,
@@ -53,7 +54,9 @@ def erf_f32(x: np.ndarray) -> np.ndarray:
 # -- exp / softmax: MlasComputeSoftmax with the AVX-512F kernels (compute.cpp, SoftmaxKernelAvx512F.S,
 # TransKernelAvx512F.S): exp(x - max) by range reduction and a degree-6 polynomial, scaled by 2**m
 # (vscalefps), summed in 16 lanes (lane l adds elements l, l + 16, l + 32, ... in order), the lanes
-# reduced as (l, l + 8) pairs then two horizontal adds; the output is exp * fp32(1 / sum).
+# reduced as (l, l + 8) pairs then two horizontal adds; the output is exp * fp32(1 / sum). Without
+# AVX-512F (the FMA3 kernels) the sum runs in 8 lanes, reduced by the two horizontal adds alone
+# (measured on an AVX2 host, rows of 7 to 384: tests/sim/test_dynamic_float_mlas.py).
 _SM_LOWER = f32(-103.9720840454)
 _SM_POLY = [f32(float.fromhex(h)) for h in ("0x1.694000p-10", "0x1.125edcp-7", "0x1.555b5ap-5", "0x1.555450p-3",
                                              "0x1.fffff6p-2", "0x1.000000p+0", "0x1.000000p+0")]
@@ -66,16 +69,16 @@ def _exp_scaled(t: np.ndarray) -> np.ndarray:
     return np.ldexp(_horner(_SM_POLY, t), m.astype(np.int32)).astype(np.float32)
 
 
-def _lane_sum(e: np.ndarray) -> np.ndarray:
-    """The AVX-512 kernel's sum of the last axis (see above)."""
+def _lane_sum(e: np.ndarray, lanes: int) -> np.ndarray:
+    """The kernel's sum of the last axis in 16 (AVX-512F) or 8 lanes (see above)."""
     d = e.shape[-1]
-    padded = np.zeros(e.shape[:-1] + (-(-d // 16) * 16,), np.float32)
+    padded = np.zeros(e.shape[:-1] + (-(-d // lanes) * lanes,), np.float32)
     padded[..., :d] = e
-    chunks = padded.reshape(e.shape[:-1] + (-1, 16))
-    acc = np.zeros(e.shape[:-1] + (16,), np.float32)
+    chunks = padded.reshape(e.shape[:-1] + (-1, lanes))
+    acc = np.zeros(e.shape[:-1] + (lanes,), np.float32)
     for k in range(chunks.shape[-2]):
         acc = (acc + chunks[..., k, :]).astype(np.float32)
-    a = (acc[..., :8] + acc[..., 8:]).astype(np.float32)
+    a = (acc[..., :8] + acc[..., 8:]).astype(np.float32) if lanes == 16 else acc
     h1 = (a[..., 0::2] + a[..., 1::2]).astype(np.float32)  # (a0+a1, a2+a3, a4+a5, a6+a7)
     h2 = (h1[..., 0::2] + h1[..., 1::2]).astype(np.float32)  # ((a0+a1)+(a2+a3), (a4+a5)+(a6+a7))
     return (h2[..., 0] + h2[..., 1]).astype(np.float32)
@@ -86,7 +89,7 @@ def softmax(inputs, w, attrs) -> list:
     axis = int(attrs.get("axis", -1)) % max(x.ndim, 1)
     x = np.moveaxis(x, axis, -1)
     e = _exp_scaled((x + (-x.max(axis=-1, keepdims=True))).astype(np.float32))
-    scale = (f32(1) / _lane_sum(e)).astype(np.float32)
+    scale = (f32(1) / _lane_sum(e, ort_float_lanes())).astype(np.float32)
     return [np.moveaxis((e * scale[..., None]).astype(np.float32), -1, axis)]
 
 

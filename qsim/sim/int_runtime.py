@@ -103,14 +103,28 @@ ORT_CPUS = ("avx2", "vnni", "arm64")
 
 
 @lru_cache(maxsize=1)
-def host_ort_cpu() -> str:
-    """The kind (``ORT_CPUS``) of this machine's CPU, as onnxruntime's MLAS dispatch chooses it."""
+def _host_features() -> dict:
     if platform.machine().lower() not in ("x86_64", "amd64", "x86", "i686"):
-        return "arm64"
+        return {}
     import llvmlite.binding as llb
 
-    features = llb.get_host_cpu_features()
+    return dict(llb.get_host_cpu_features())
+
+
+def host_ort_cpu() -> str:
+    """The kind (``ORT_CPUS``) of this machine's CPU, as onnxruntime's MLAS dispatch chooses it."""
+    features = _host_features()
+    if not features:
+        return "arm64"
     return "vnni" if features.get("avx512vnni") or features.get("avxvnni") else "avx2"
+
+
+def ort_float_lanes() -> int:
+    """The fp32 lanes of MLAS's float kernels (``qsim.sim.float_mlas``): 16 where it dispatches its
+    AVX-512F kernels (the host has AVX-512F, or ``QSIM_ORT_CPU=vnni``), else 8 (FMA3 / AVX2)."""
+    if os.environ.get("QSIM_ORT_CPU", "host").strip().lower() in ("", "host"):
+        return 16 if _host_features().get("avx512f") else 8
+    return 16 if ort_cpu() == "vnni" else 8
 
 
 def ort_cpu() -> str:
