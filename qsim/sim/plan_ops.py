@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from qsim.kernels import add_tflite, ort_binary_jit, pool, portable
+from qsim.kernels import ort_binary_jit, pool, portable
 from qsim.kernels._common import pool_geometry
 from qsim.numerics.policies import Kernels
 from qsim.sim import int_ops
@@ -101,11 +101,10 @@ def _binary_kernel(step: Step, op: str, family, params, lo: int, hi: int, size: 
             return None
         left_shift = 15 if step.out_q().fmt.name == "int16" else 20  # as int_elementwise._binary
         p = ew.tflite_add_params(sa, sb, sc, left_shift)
-        if add_tflite.applies(step.args[0].dtype, za, zb, left_shift):   # one pass, in the storage types
-            return lambda a, b, out: add_tflite.add_into(a, b, p, za, zb, zc, lo, hi, optimized, out)
-        fn, extra = ewj._add_kernel, (p, za, zb, zc, lo, hi, optimized)
+        fits = ewj.add_fits_int32(step.args[0].dtype, za, step.args[1].dtype, zb, left_shift)
+        return lambda a, b, out: ewj._add_kernel(a, b, p, za, zb, zc, lo, hi, optimized, fits, out)
 
-    def int64_kernel(a, b, out):  # elementwise_jit's kernels take int64 operands and return int64
+    def int64_kernel(a, b, out):  # the other elementwise_jit kernels take int64 operands and return int64
         out[:] = fn(a.astype(np.int64), b.astype(np.int64), *extra)
     return int64_kernel
 
