@@ -23,6 +23,7 @@ LiteRT and XNNPACK kernels come from ``qsim.kernels.elementwise`` (numba twins i
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -84,7 +85,7 @@ def ort_softmax_table(s_in: float, d: int, signed: bool) -> np.ndarray:
     return np.array([math.exp((i - 255 + shift) * s) for i in range(256)], dtype=np.float32)
 
 
-def ort_softmax(x: np.ndarray, s_in, s_out, zp_out: int, signed: bool, node: str = "QLinearSoftmax") -> np.ndarray:
+def ort_softmax(x: np.ndarray, s_in, s_out, zp_out: int, signed: bool) -> np.ndarray:
     """Softmax over the last axis; returns the stored integer codes (int64).
 
     Measured against onnxruntime 1.32 (x86-64) on planted ties and on every element where the
@@ -93,7 +94,7 @@ def ort_softmax(x: np.ndarray, s_in, s_out, zp_out: int, signed: bool, node: str
     never overflows, even for a row of one element) and rounded to the nearest integer, ties to
     even (ys / 2 for odd ys: 2.5 -> 2, 3.5 -> 4, 126.5 -> 126). An fp32 quotient, as the published
     source reads, differs from the runtime near ties, at every output scale including 1/256.
-    Results above the type's maximum saturate to it (127 / 255). ``node`` is kept for callers."""
+    Results above the type's maximum saturate to it (127 / 255)."""
     d = x.shape[-1]
     table = ort_softmax_table(s_in, d, signed)
     xi = x.astype(np.int64)
@@ -181,31 +182,52 @@ def litert_pot_scale(scale) -> bool:
     return abs(v - round(v)) < 1e-3
 
 
-def softmax(step: Step):
+class SoftmaxSetup(NamedTuple):
+    """A Softmax node's parameters as its runtime's kernel takes them (``softmax_setup``)."""
+    family: Kernels
+    axis: int          # the softmax axis, non-negative
+    beta: float
+    s_in: np.float32
+    s_out: np.float32
+    zp_out: int
+    lo: int            # the output type's range
+    hi: int
+    signed: bool       # int8 input codes (else uint8: onnxruntime's table and its saturation)
+
+
+def softmax_setup(step: Step) -> SoftmaxSetup:
+    """The parameters of a Softmax node, resolved once for ``softmax`` and the planner
+    (``plan_ops.plan_softmax``); ``Fallback`` where the runtime runs the node in float: the float
+    family, onnxruntime with beta != 1 or other than 8-bit types (QLinearSoftmax's table has 256
+    entries), LiteRT with other than int8. A per-channel scale or zero point is an error."""
     x, xq, yq = step.args[0], step.in_q(), step.out_q()
     family = step.rt.softmax
     axis = int(step.attr("axis", -1)) % x.ndim
-    if family is Kernels.FLOAT or float(step.attr("beta", 1.0)) != 1.0 and family is Kernels.ONNXRUNTIME:
+    beta = float(step.attr("beta", 1.0))
+    if family is Kernels.FLOAT or beta != 1.0 and family is Kernels.ONNXRUNTIME:
         raise Fallback
-    xm = np.moveaxis(x, axis, -1)
     s_in, s_out = scalar_scale(step, xq, "the input"), scalar_scale(step, yq, "the output")
     zp_out = scalar_zp(step, yq, "the output")
     lo, hi = int_range(yq)
-    step.bounds[step.node.outputs[0]] = (lo, hi)
-    if family is Kernels.ONNXRUNTIME:
-        if xq.fmt.name not in ("int8", "uint8") or yq.fmt.name not in ("int8", "uint8"):
-            raise Fallback  # onnxruntime's QLinearSoftmax table has 256 entries: 8-bit only
-        y = ort_softmax(xm, s_in, s_out, zp_out, xq.fmt.name == "int8", node=step.node.name)
+    types = ("int8", "uint8") if family is Kernels.ONNXRUNTIME else ("int8",)
+    if xq.fmt.name not in types or yq.fmt.name not in types:
+        raise Fallback
+    return SoftmaxSetup(family, axis, beta, s_in, s_out, zp_out, lo, hi, xq.fmt.name == "int8")
+
+
+def softmax(step: Step):
+    s = softmax_setup(step)
+    step.bounds[step.node.outputs[0]] = (s.lo, s.hi)
+    xm = np.moveaxis(step.args[0], s.axis, -1)
+    if s.family is Kernels.ONNXRUNTIME:
+        y = ort_softmax(xm, s.s_in, s.s_out, s.zp_out, s.signed)
     else:
-        if xq.fmt.name != "int8" or yq.fmt.name != "int8":
-            raise Fallback
-        _refuse_tflite_softmax_tie(step, xm, s_in, s_out, zp_out, hi)
+        _refuse_tflite_softmax_tie(step, xm, s.s_in, s.s_out, s.zp_out, s.hi)
         mod = ew
         if step.impl == "numba":
             import qsim.kernels.elementwise_jit as mod
-        y = mod.softmax_tflite(np.ascontiguousarray(xm), s_in, s_out, zp_out,
-                               float(step.attr("beta", 1.0)), lo, hi)
-    return [to_storage(np.moveaxis(y, -1, axis), yq)]
+        y = mod.softmax_tflite(np.ascontiguousarray(xm), s.s_in, s.s_out, s.zp_out, s.beta, s.lo, s.hi)
+    return [to_storage(np.moveaxis(y, -1, s.axis), step.out_q())]
 
 
 def _refuse_tflite_softmax_tie(step: Step, xm, s_in, s_out, zp_out, qmax) -> None:

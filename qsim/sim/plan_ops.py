@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from qsim.kernels import add_tflite, ort_binary_jit, pool, portable
+from qsim.kernels import ort_binary_jit, pool, portable
 from qsim.kernels._common import pool_geometry
 from qsim.numerics.policies import Kernels
 from qsim.sim import int_ops
@@ -101,11 +101,10 @@ def _binary_kernel(step: Step, op: str, family, params, lo: int, hi: int, size: 
             return None
         left_shift = 15 if step.out_q().fmt.name == "int16" else 20  # as int_elementwise._binary
         p = ew.tflite_add_params(sa, sb, sc, left_shift)
-        if add_tflite.applies(step.args[0].dtype, za, zb, left_shift):   # one pass, in the storage types
-            return lambda a, b, out: add_tflite.add_into(a, b, p, za, zb, zc, lo, hi, optimized, out)
-        fn, extra = ewj._add_kernel, (p, za, zb, zc, lo, hi, optimized)
+        fits = ewj.add_fits_int32(step.args[0].dtype, za, step.args[1].dtype, zb, left_shift)
+        return lambda a, b, out: ewj._add_kernel(a, b, p, za, zb, zc, lo, hi, optimized, fits, out)
 
-    def int64_kernel(a, b, out):  # elementwise_jit's kernels take int64 operands and return int64
+    def int64_kernel(a, b, out):  # the other elementwise_jit kernels take int64 operands and return int64
         out[:] = fn(a.astype(np.int64), b.astype(np.int64), *extra)
     return int64_kernel
 
@@ -175,23 +174,22 @@ def plan_avgpool(step: Step) -> Bound | None:
 
 
 def plan_softmax(step: Step) -> Bound | None:
-    """onnxruntime's QLinearSoftmax (``int_elementwise.softmax``) with its parameters resolved once:
-    the per-node path cost ~0.24 ms around ResNet-50's 0.05 ms softmax."""
+    """onnxruntime's QLinearSoftmax (``int_elementwise.softmax``) with its parameters resolved once
+    (``softmax_setup``, whose checks decide as on the per-node path): the per-node path cost
+    ~0.24 ms around ResNet-50's 0.05 ms softmax."""
     from qsim.sim.int_common import to_storage
-    from qsim.sim.int_elementwise import ort_softmax, softmax
+    from qsim.sim.int_elementwise import ort_softmax, softmax_setup
 
-    if step.rt.softmax is not Kernels.ONNXRUNTIME or _declines(lambda: softmax(step)) is None:
-        return None  # the kernel's own checks (beta, 8-bit types) decide, as on the per-node path
-    x, xq, yq = step.args[0], step.in_q(), step.out_q()
-    axis = int(step.attr("axis", -1)) % x.ndim
-    s_in, s_out = scalar_scale(step, xq, "the input"), scalar_scale(step, yq, "the output")
-    zp_out, signed = scalar_zp(step, yq, "the output"), xq.fmt.name == "int8"
+    s = _declines(lambda: softmax_setup(step)) if step.rt.softmax is Kernels.ONNXRUNTIME else None
+    if s is None:
+        return None
+    yq = step.out_q()
 
     def run(args, fresh):
-        y = ort_softmax(np.moveaxis(args[0], axis, -1), s_in, s_out, zp_out, signed)
-        return [to_storage(np.moveaxis(y, -1, axis), yq)], 0
+        y = ort_softmax(np.moveaxis(args[0], s.axis, -1), s.s_in, s.s_out, s.zp_out, s.signed)
+        return [to_storage(np.moveaxis(y, -1, s.axis), yq)], 0
 
-    return Bound(run, [step.bounds[step.node.outputs[0]]])
+    return Bound(run, [(s.lo, s.hi)])
 
 
 def plan_move(step: Step) -> Bound | None:

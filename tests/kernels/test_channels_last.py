@@ -14,16 +14,20 @@ def _nhwc_view(x):
     return np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
 
 
+def _pool_cases(rng, dtype, cases):
+    """(kernel, stride, pads, x) per (kernel, stride, pads, shape) case: x random over all of dtype."""
+    info = np.iinfo(dtype)
+    for kernel, stride, pads, shape in cases:
+        yield kernel, stride, pads, rng.integers(info.min, info.max + 1, shape).astype(dtype)
+
+
 @pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16])
 @pytest.mark.parametrize("ceil_mode", [False, True])
 def test_maxpool_channels_last_equals_reference(dtype, ceil_mode):
-    rng = np.random.default_rng(3)
-    info = np.iinfo(dtype)
-    for kernel, stride, pads, shape in [((3, 3), (2, 2), (1, 1, 1, 1), (2, 5, 9, 8)),
-                                        ((2, 3), (1, 2), (0, 2, 1, 0), (1, 3, 6, 7)),
-                                        ((1, 1), (3, 1), (0, 0, 0, 0), (1, 17, 7, 5))]:
-        x = rng.integers(info.min, info.max + 1, shape).astype(dtype)
-        x[0, :, 0, 0] = info.min  # planted extremes at an edge cell
+    cases = [((3, 3), (2, 2), (1, 1, 1, 1), (2, 5, 9, 8)), ((2, 3), (1, 2), (0, 2, 1, 0), (1, 3, 6, 7)),
+             ((1, 1), (3, 1), (0, 0, 0, 0), (1, 17, 7, 5))]
+    for kernel, stride, pads, x in _pool_cases(np.random.default_rng(3), dtype, cases):
+        x[0, :, 0, 0] = np.iinfo(dtype).min  # planted extremes at an edge cell
         view = _nhwc_view(x)
         got = jit.maxpool2d(view, kernel, stride, pads, ceil_mode)
         assert got.dtype == x.dtype
@@ -53,10 +57,9 @@ def test_avgpool_channels_last_equals_reference(dtype, include_pad):
     strides, padding, batch > 1 and a whole-image window (GlobalAveragePool)."""
     rng = np.random.default_rng(8)
     info = np.iinfo(dtype)
-    for kernel, stride, pads, shape in [((3, 3), (2, 2), (1, 1, 1, 1), (2, 19, 9, 8)),
-                                        ((1, 2), (1, 2), (0, 1, 0, 0), (1, 3, 6, 7)),
-                                        ((7, 7), (1, 1), (0, 0, 0, 0), (2, 37, 7, 7))]:
-        x = rng.integers(info.min, info.max + 1, shape).astype(dtype)
+    cases = [((3, 3), (2, 2), (1, 1, 1, 1), (2, 19, 9, 8)), ((1, 2), (1, 2), (0, 1, 0, 0), (1, 3, 6, 7)),
+             ((7, 7), (1, 1), (0, 0, 0, 0), (2, 37, 7, 7))]
+    for kernel, stride, pads, x in _pool_cases(rng, dtype, cases):
         x[:, :, 0, 1] = x[:, :, 0, 0] + 1 if info.min < 0 else x[:, :, 0, 0] // 2 * 2 + 1  # odd pair sums
         xz = int(rng.integers(info.min, info.max + 1))
         for rounding in ROUNDINGS:

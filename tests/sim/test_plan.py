@@ -165,6 +165,25 @@ def test_softmax_is_planned(dtype):
     assert _planned_ops(plan) == {"Softmax"}
 
 
+@pytest.mark.parametrize("dtype, attrs", [("uint8", {"axis": 1, "beta": 2.0}), ("int16", {"axis": 1})])
+def test_softmax_onnxruntime_runs_in_float_is_not_planned(dtype, attrs):
+    """beta != 1, or 16-bit types: onnxruntime has no QLinearSoftmax for them (a float island on the
+    per-node path); ``softmax_setup`` declines them for the planner too."""
+    g = Graph("sm")
+    g.add_input("x", (3, 40, 2), dtype)
+    g.add_node("Softmax", "sm", ["x"], attrs, dtype=dtype)
+    g.mark_output("sm")
+    g.quant_params["x"] = tq(0.13, 5, dtype)
+    g.quant_params["sm"] = tq(1 / 256, 0, dtype)
+    g.validate()
+    plan = ExecutionPlan(g, "onnxruntime")
+    info = np.iinfo(dtype)
+    x = {"x": np.random.default_rng(10).integers(info.min, info.max + 1, (3, 40, 2)).astype(dtype)}
+    got, want = plan.run(x, trace=True), run_integer(g, x, "onnxruntime", trace=True)
+    assert np.array_equal(got.outputs["sm"], want.outputs["sm"]) and got.stats.equals(want.stats)
+    assert _planned_ops(plan) == set() and list(want.stats["mode"]) == ["float"]
+
+
 def test_input_in_another_layout_runs_the_per_node_path():
     g = _depthwise_graph(16, None)
     plan = ExecutionPlan(g, "onnxruntime")

@@ -39,6 +39,12 @@ def _array(blocks: bool):
     return replace(array, shared_buffer=replace(array.shared_buffer, schedule_in_blocks=blocks))
 
 
+def _blocked(layer: LayerShape) -> tuple[BlockConfig, int]:
+    """(Vela's block config, the layer's cycles) on the MAC array that schedules in blocks."""
+    array = _array(blocks=True)
+    return find_block_config(layer, array), layer_cycles(layer, array)
+
+
 def test_ethos_u_micro_blocks_by_hand():
     array = _array(blocks=False)  # the whole output as one block
     assert array.ofm_ublock == (2, 2, 8) and array.ifm_block_depth == 32
@@ -65,29 +71,27 @@ def test_vela_block_config_and_cycles_of_a_small_conv_by_hand():
     # 48-bank SHRAM (8x8x16: IFM 10x10x16 = 1600 B -> 2 x 2 banks -> 8; accumulators 8x8x16x4 B -> 8 -> 16;
     # 2 + 8 <= 46 - 16); the whole OFM in one block fetches the weights once: cost (9*16*16 + 10*10*16) /
     # 1024 halved (the IFM fits twice) = 1.906, against 3.08 for 8x6.
-    layer = LayerShape((8, 8, 16), (8, 8, 16), (3, 3))
-    config = find_block_config(layer, array)
+    config, cycles = _blocked(LayerShape((8, 8, 16), (8, 8, 16), (3, 3)))
     assert config == BlockConfig((8, 8, 16), (10, 10, 16), True)
     # MAC array per block: 16 micro-blocks x 4 = 64 cycles per step (> 32 weight fetch), ceil(9/4) = 3 steps,
     # 16/8 = 2 channel groups, 2 micro-block depths: 768. Output stage 0.25 x 1024 = 256. Command: (32 + 1024/16
     # + 32 + 1024/16 + 256 + 768) / 4 = 304. One block: 768 + max(256, 304) as the drain = 1072.
-    assert layer_cycles(layer, array) == 1072
+    assert cycles == 1072
     g = conv_graph(16, 16, 8, 3)
     macs = 16 * 16 * 9 * 64
     assert utilisation(g, g.node("c"), macs, 256, array) == pytest.approx(macs / (1072 * 256))
 
 
 def test_vela_block_that_fits_the_shared_buffer_by_hand():
-    array = _array(blocks=True)
     # 16 -> 16, 3x3 at 32x32: 16x16 does not fit (accumulators 16 KiB -> 32 banks, IFM 18x18x16 -> 16 banks:
     # 2 + 16 > 46 - 32); 12x16 does (accumulators 24 -> 32 banks, IFM 14x18x16 = 4032 B -> 8: 2 + 8 <= 14) and
     # fetches less per output than 8x16: (3*2 weight fetches of 2304 + 14*18*16 x 5.33) vs (8 x 2304 + 10*18*16 x 8).
-    layer = LayerShape((32, 32, 16), (32, 32, 16), (3, 3))
-    assert find_block_config(layer, array).ofm == (12, 16, 16)
+    config, cycles = _blocked(LayerShape((32, 32, 16), (32, 32, 16), (3, 3)))
+    assert config.ofm == (12, 16, 16)
     # per block: 6x8 micro-blocks x 4 = 192 cycles per step, 3 steps x 2 x 2 = 2304; 3 x 2 blocks (the last
     # row of blocks only 8 rows full: Vela charges whole blocks); command (32 + 4032/16 + 32 + 3072/16 + 768
     # + 2304) / 4 = 895 > the output stage's 768: 2304 x 6 + 895
-    assert layer_cycles(layer, array) == 2304 * 6 + 895
+    assert cycles == 2304 * 6 + 895
 
 
 def test_vela_depthwise_and_fully_connected_blocks_by_hand():
@@ -95,31 +99,28 @@ def test_vela_depthwise_and_fully_connected_blocks_by_hand():
     # depthwise 3x3 over 8 channels at 8x8: one 8x8x8 block (cost (9*8 + 10*10*8) / 512, halved, beats 8x6);
     # 16 micro-blocks x 4 = 64 cycles per step, ceil(9/4) = 3 steps: 192; output 0.25 x 512 = 128 > the
     # command (32 + 512/16 + 32 + 512/16 + 128 + 192) / 4 = 112: 192 + 128
-    dw = LayerShape((8, 8, 8), (8, 8, 8), (3, 3), kind=DEPTHWISE)
-    assert find_block_config(dw, array).ofm == (8, 8, 8)
-    assert layer_cycles(dw, array) == 192 + 128
+    config, cycles = _blocked(LayerShape((8, 8, 8), (8, 8, 8), (3, 3), kind=DEPTHWISE))
+    assert config.ofm == (8, 8, 8) and cycles == 192 + 128
     # fully connected 256 -> 8 (Vela's VectorProduct): one output pixel, one micro-block: the 32-cycle
     # weight fetch + the pipeline delay of 2 per step, 256/32 = 8 IFM passes: 272; the output stage's
     # 2 cycles give way to the scale / bias fetch, 10 x 8 x 32 / 256 = 10; command (32 + 32/16 + 32 +
     # 8/16 + 10 + 272) / 4 = 87.125: 272 + 87.125, truncated
-    fc = LayerShape((1, 1, 8), (1, 1, 256), (1, 1), kind=VECTOR)
-    assert find_block_config(fc, array) == BlockConfig((2, 2, 8), (2, 2, 32), False)
-    assert layer_cycles(fc, array) == 359
+    config, cycles = _blocked(LayerShape((1, 1, 8), (1, 1, 256), (1, 1), kind=VECTOR))
+    assert config == BlockConfig((2, 2, 8), (2, 2, 32), False) and cycles == 359
     g = fc_graph(1, 256, 8)
     assert utilisation(g, g.node("fc"), 256 * 8, 256, array) == pytest.approx(256 * 8 / (359 * 256))
 
 
 def test_vela_prefers_blocks_whose_ifm_fits_twice_and_an_output_bound_layer_by_hand():
-    array = _array(blocks=True)
     # 8 -> 32 channels, 1x1 at 12x12: at depth 32, 12x12 does not fit (accumulators 18 KiB -> 48 banks);
     # 6x12, 8x12 and 10x12 fetch alike (2 x 8 x 32 weights + 1152 IFM bytes per 4608 outputs), but Vela
     # halves the cost where the 12x12x8 IFM is under twice the IFM block: 8x12 (768 B) is the first so
     # favoured (6x12's 576 B is not), and equal costs move only for blocks of at most 4x4
-    layer = LayerShape((12, 12, 32), (12, 12, 8), (1, 1))
-    assert find_block_config(layer, array).ofm == (8, 12, 32)
+    config, cycles = _blocked(LayerShape((12, 12, 32), (12, 12, 8), (1, 1)))
+    assert config.ofm == (8, 12, 32)
     # per block: 4x6 micro-blocks x 4 = 96 cycles per step, one step, 4 micro-block depths: 384; the
     # output stage's 0.25 x 3072 = 768 is the longer stage, over 2 blocks, then the array drains: 768 x 2 + 384
-    assert layer_cycles(layer, array) == 768 * 2 + 384
+    assert cycles == 768 * 2 + 384
 
 
 def test_a_shared_buffer_with_a_wrong_block_limit_is_an_error_naming_the_key():
