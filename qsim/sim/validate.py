@@ -21,7 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from qsim.errors import QsimError
+from qsim.numerics.policies import PolicyName
 from qsim.sim.against import AGAINST, compare_with_runtime
+from qsim.sim.int_runtime import get_runtime, ort_cpu
 from qsim.sim.pipeline import DEFAULT_POLICY, EXECUTORS, prepare, run_model
 
 __all__ = ["validate", "random_inputs", "write_validate_report", "AGAINST", "EXECUTORS"]
@@ -162,6 +164,9 @@ def validate(model: str, hw: str | None = None, policy: str | None = None, plan:
     if run.executor == "fake":
         notes.append("the integer executor does not run this graph: fake quantization; --policy and "
                      "accumulator width not applied")
+    if use_integer and get_runtime(policy).policy is PolicyName.ONNXRUNTIME:
+        notes.append(f"onnxruntime as it computes on CPU kind {ort_cpu()!r} (QSIM_ORT_CPU=avx2|vnni|arm64 names "
+                     "another; without VNNI, uint8 x int8 products are summed in saturating int16 pairs)")
     trace, stats = run.trace, run.stats
     table = compare_traces(ref_trace, trace, qgraph, stats)
     summary = {"model": str(path), "graph": graph.name, "executed_by": run.how,
