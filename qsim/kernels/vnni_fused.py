@@ -23,18 +23,23 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from qsim.kernels import epilogue_tflite
+from qsim.kernels import avx2, epilogue_tflite, vnni
 from qsim.kernels.depthwise import f32_code
-from qsim.kernels.vnni import MR, NR, NV, make_gather_tile
+from qsim.kernels.vnni import MR, NR, NV
 from qsim.kernels.portable import wrap_row
 from qsim.numerics.requant_jit import requant_run
 
 # Rows per register tile: 6 x 4 accumulators + 4 weight vectors + 1 broadcast = 29 of the 32
-# zmm registers; each weight vector loaded feeds 6 pixels instead of 4.
+# zmm registers; each weight vector loaded feeds 6 pixels instead of 4. (AVX2: 6 x 2 ymm
+# accumulators per 16-column chunk of the panel, ``avx2``.)
 MR_WIDE = 6
-_tile_wide = make_gather_tile(MR_WIDE, NV)
-_tile_main = make_gather_tile(MR, NV)
-_tile_one = make_gather_tile(1, NV)
+# The core is the host's: vpdpbusd where it has AVX-512 VNNI, else MLAS's AVX2 sequence (``avx2``;
+# ``vnni_ops.plan_conv`` plans for it only what it computes exactly, or with MLAS's saturation).
+CORE = "vnni" if vnni.HAS_VNNI or not avx2.HAS_AVX2 else "avx2"
+if CORE == "vnni":
+    _tile_wide, _tile_main, _tile_one = (vnni.make_gather_tile(mr, NV) for mr in (MR_WIDE, MR, 1))
+else:
+    _tile_wide, _tile_main, _tile_one = (avx2.make_gather_tile(mr) for mr in (MR_WIDE, MR, 1))
 RUN = 36   # pixels per work item at most (6 wide register tiles; a 36 x 64 int32 buffer is 9 KiB)
 
 

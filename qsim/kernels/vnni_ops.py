@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qsim.kernels import vnni, vnni_epilogue, vnni_fused
+from qsim.kernels import avx2, vnni, vnni_epilogue, vnni_fused
 from qsim.kernels._common import serial_below
 from qsim.numerics.requant_jit import KIND_FLOAT32
 
@@ -38,13 +38,41 @@ MIN_COLS = 16
 _PACKED: dict = {}
 
 
-def usable(x_dtype, w_dtype, k: int, x_zp: int) -> bool:
+def usable(x_dtype, w_dtype, k: int, x_zp: int, core: bool | None = None) -> bool:
+    """Whether the core takes 8-bit x, w, a reduction of k and this x_zp. core: whether a core
+    runs on the host; by default the VNNI one (``conv`` / ``matmul``); ``planned_usable``: the
+    fused kernel's, VNNI or AVX2."""
     eight = (np.dtype(np.int8), np.dtype(np.uint8))
+    core = vnni.HAS_VNNI if core is None else core
     # The tile's loops run at least once, so an empty reduction (k == 0) goes the portable way.
-    if not vnni.HAS_VNNI or x_dtype not in eight or w_dtype not in eight or not 1 <= k <= vnni.MAX_K:
+    if not core or x_dtype not in eight or w_dtype not in eight or not 1 <= k <= vnni.MAX_K:
         return False
     info = np.iinfo(x_dtype)
     return info.min <= x_zp <= info.max
+
+
+def planned_usable(x_dtype, w_dtype, k: int, x_zp: int) -> bool:
+    """``usable`` for ``plan_conv`` / ``run_planned`` (planned convs and Gemms), whose kernel
+    (``vnni_fused``) runs the VNNI core or the AVX2 one; on AVX2, ``plan_conv`` may still decline."""
+    return usable(x_dtype, w_dtype, k, x_zp, vnni.HAS_VNNI or avx2.HAS_AVX2)
+
+
+def _pairs_exact(packed: np.ndarray) -> bool:
+    """Whether no byte pair (e0, e1), (e2, e3) of the packed weights (P, T, Q, NR, 4), channel and
+    column padding included, can leave int16 in vpmaddubsw for any unsigned operand (0..255):
+    255 * (max(w0, 0) + max(w1, 0)) <= 32767 and 255 * (min(w0, 0) + min(w1, 0)) >= -32768."""
+    w = packed.reshape(-1, 2).astype(np.int32)
+    pos = np.maximum(w, 0).sum(axis=1)
+    neg = np.minimum(w, 0).sum(axis=1)
+    return bool(255 * int(pos.max(initial=0)) <= 32767 and 255 * int(neg.min(initial=0)) >= -32768)
+
+
+def _pairs_aligned(cg: int, ntaps: int) -> bool:
+    """Whether the packed byte pairs are MLAS's pairs (2j, 2j+1) of the reduction index in (ky, kx,
+    c) order: each tap's cg channels are padded to whole quads, so tap t starts at index t * cg of
+    the reduction but at a quad in the packing; both are even where cg is even (or one tap). With
+    odd cg MLAS pairs a tap's last channel with the next tap's first: not computed here."""
+    return cg % 2 == 0 or ntaps == 1
 
 
 def _frozen_root(arr: np.ndarray):
@@ -141,13 +169,24 @@ class ConvPlan:
 
 
 def plan_conv(w, x_dtype, xz: int, wz: np.ndarray, bias: np.ndarray, g, acc_bits: int, lo: int, hi: int,
-              checked: bool, requant=None) -> ConvPlan:
+              checked: bool, requant=None, pairs16: bool = False) -> ConvPlan | None:
+    """The plan of ``run_planned``. pairs16: the sums of uint8 x by int8 w are MLAS's AVX2 ones, each
+    byte pair's sum saturated to int16 (``avx2``), the exact ones otherwise. None where the host's
+    core (``vnni_fused.CORE``) does not compute the sums asked for: pairs16 on the VNNI core, pairs
+    MLAS does not form (``_pairs_aligned``), or exact sums of weights whose pairs can saturate
+    (``_pairs_exact``) on the AVX2 core."""
+    pairs16 = pairs16 and np.dtype(x_dtype) == np.uint8 and w.dtype == np.int8
     flip = 0x80 if x_dtype == np.int8 else 0
     a0 = xz + flip
     cgp = -(-g.cg // 4) * 4
     (sh, sw), (dh, dw) = g.stride, g.dilation
     wp = g.w + g.pads[1] + g.pads[3]
+    if pairs16 and (vnni_fused.CORE != "avx2" or not _pairs_aligned(g.cg, g.kh * g.kw)):
+        return None
     packs = cached(w, ("conv", g.groups), lambda: _pack_conv(w, g.groups, cgp))
+    if vnni_fused.CORE == "avx2" and not pairs16 and \
+            not cached(w, ("conv-exact", g.groups), lambda: all(_pairs_exact(p) for p, _ in packs)):
+        return None
     w0 = wz - (128 if w.dtype == np.uint8 else 0)
     k = g.cg * g.kh * g.kw
     taps = np.array([(ky * dh * wp + kx * dw) * cgp for ky in range(g.kh) for kx in range(g.kw)], dtype=np.int64)

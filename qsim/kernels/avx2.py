@@ -1,0 +1,147 @@
+"""AVX2 register tiles of the int8 conv core, for x86 hosts without AVX-512 VNNI.
+
+The same packed weights and the same call as ``vnni.make_gather_tile`` (so ``vnni_fused`` runs
+either core): W packed [taps][quads][NR = 64 columns][4] int8, each output pixel's 4-byte channel
+group of the unsigned operand U broadcast to all lanes. The dot product is the one MLAS's AVX2
+u8s8 kernel computes, on 256-bit vectors (8 int32 columns each):
+
+    vpmaddubsw  u8 x s8 byte pairs (e0, e1), (e2, e3) summed into int16 WITH SIGNED SATURATION
+    vpmaddwd    the two int16 of a quad times 1, summed into int32 (exact)
+    vpaddd      into the accumulator
+
+So C[r, j] = sum over taps, quads of sat16(U[4q] W[4q] + U[4q+1] W[4q+1]) + sat16(U[4q+2] W[4q+2] +
+U[4q+3] W[4q+3]). Where no packed pair can reach the int16 bounds (``vnni_ops._pairs_exact``) the
+sum is the exact one; otherwise it is MLAS's saturating one, which ``vnni_ops`` plans only where the
+packed pairs are MLAS's pairs (2j, 2j+1) of the reduction index (``vnni_ops._pairs_aligned``).
+
+A tile is mr pixels x one 64-column panel, computed as 64 / (8 * nv) column chunks of mr x nv
+accumulators, each over the whole reduction: 16 ymm registers hold 6 x 2 accumulators, the int16
+ones, the broadcast and a product (MLAS's AVX2 kernel: up to 6 rows x 16 columns).
+"""
+from __future__ import annotations
+
+import llvmlite.binding as llb
+import numba
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.core.extending import intrinsic
+
+from qsim.kernels.vnni import NR, _data_ptr, _loop, _typed
+
+
+def _avx2_target() -> bool:
+    """True when numba compiles for a CPU with AVX2 (the host's, unless NUMBA_CPU_NAME /
+    NUMBA_CPU_FEATURES pin another target), as ``vnni._vnni_target``."""
+    if numba.config.CPU_FEATURES:
+        return "+avx2" in numba.config.CPU_FEATURES
+    if numba.config.CPU_NAME not in (None, "host"):
+        return False
+    return bool(llb.get_host_cpu_features().get("avx2", False))
+
+
+HAS_AVX2 = _avx2_target()
+# ymm vectors (8 columns each) per chunk, by tile rows: 6 x 2 accumulators for the wide tile,
+# one row takes the whole panel at once (8 accumulators, the broadcast done once).
+NV_OF_ROWS = {6: 2, 4: 2, 1: 8}
+
+_I8, _I16, _I32, _I64 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
+_B32 = ir.VectorType(_I8, 32)
+_W16 = ir.VectorType(_I16, 16)
+_D8 = ir.VectorType(_I32, 8)
+
+
+class _VolatileLoad(ir.LoadInstr):
+    """``load volatile`` (llvmlite's builder has no volatile loads)."""
+
+    def descr(self, buf):
+        buf.append("load volatile {0}, {1} {2}, align {3}\n".format(
+            self.type, self.operands[0].type, self.operands[0].get_reference(), self.align))
+
+
+def _tile_codegen(mr: int, nv: int):
+    """LLVM codegen of an mr x NR gather tile (arguments as ``vnni._tile_codegen`` with gather:
+    (u, u_off, offs, oi, taps, quads, w, w_off, c, c_off, ldc)); it overwrites C."""
+    chunks = NR // (8 * nv)
+    assert chunks * 8 * nv == NR
+
+    def codegen(context, builder, signature, args):
+        u_v, u_off_v, offs_v, oi_v, taps_v, quads_v, w_v, w_off_v, c_v, c_off_v, ldc_v = args
+        aty = signature.args
+        u_base = builder.gep(_data_ptr(context, builder, aty[0], u_v), [u_off_v])
+        offs = context.make_array(aty[2])(context, builder, offs_v).data
+        rows = [builder.gep(u_base, [builder.load(builder.gep(offs, [builder.add(oi_v, ir.Constant(_I64, r))]))])
+                for r in range(mr)]
+        taps_arr = context.make_array(aty[4])(context, builder, taps_v)
+        ntaps = cgutils.unpack_tuple(builder, taps_arr.shape, 1)[0]
+        w_base = builder.gep(_data_ptr(context, builder, aty[6], w_v), [w_off_v])
+        c_ptr = context.make_array(aty[8])(context, builder, c_v).data
+        mod = builder.module
+        maddubs = cgutils.get_or_insert_function(mod, ir.FunctionType(_W16, [_B32, _B32]), "llvm.x86.avx2.pmadd.ub.sw")
+        maddwd = cgutils.get_or_insert_function(mod, ir.FunctionType(_D8, [_W16, _W16]), "llvm.x86.avx2.pmadd.wd")
+        ones = ir.Constant(_W16, [1] * 16)
+        zero = ir.Constant(_D8, None)
+        splat = ir.Constant(_D8, [0] * 8)
+        quad_step = ir.Constant(_I64, 4 * NR)    # one quad of the whole panel
+
+        for ch in range(chunks):
+            w0 = builder.gep(w_base, [ir.Constant(_I64, ch * 32 * nv)])
+
+            def tap_body(t, state):
+                accs, wp = state[:-1], state[-1]
+                toff = builder.load(builder.gep(taps_arr.data, [t]))
+                urow = [builder.gep(p, [toff]) for p in rows]
+
+                def quad_body(q, st):
+                    acc, wq = st[:-1], st[-1]
+                    def weight(v):
+                        # A load per use, volatile so that none is merged or hoisted: each one becomes
+                        # vpmaddubsw's memory operand, and the 12 accumulators, the int16 ones, the
+                        # broadcast and the product fit the 16 ymm registers (two weight vectors held
+                        # in registers made it 17: an accumulator spilled in every iteration).
+                        ptr = builder.bitcast(builder.gep(wq, [ir.Constant(_I64, 32 * v)]), _B32.as_pointer())
+                        ld = _VolatileLoad(builder.block, ptr)
+                        ld.align = 1
+                        builder._insert(ld)
+                        return ld
+
+                    qoff = builder.shl(q, ir.Constant(_I64, 2))
+                    out = []
+                    for r in range(mr):
+                        word = builder.load(builder.bitcast(builder.gep(urow[r], [qoff]), _I32.as_pointer()),
+                                            align=1)
+                        bc = builder.shuffle_vector(builder.insert_element(
+                            ir.Constant(_D8, ir.Undefined), word, ir.Constant(_I32, 0)),
+                            ir.Constant(_D8, ir.Undefined), splat)
+                        bc = builder.bitcast(bc, _B32)
+                        for v in range(nv):
+                            # operand order: (unsigned bytes, signed bytes)
+                            pair = builder.call(maddubs, [bc, weight(v)])
+                            out.append(builder.add(acc[r * nv + v], builder.call(maddwd, [pair, ones])))
+                    return out + [builder.gep(wq, [quad_step])]
+
+                return _loop(builder, quads_v, list(accs) + [wp], quad_body)
+
+            final = _loop(builder, ntaps, [zero] * (mr * nv) + [w0], tap_body)
+            for r in range(mr):
+                row = builder.add(c_off_v, builder.mul(ldc_v, ir.Constant(_I64, r)))
+                for v in range(nv):
+                    p = builder.gep(c_ptr, [builder.add(row, ir.Constant(_I64, ch * 8 * nv + 8 * v))])
+                    builder.store(final[r * nv + v], builder.bitcast(p, _D8.as_pointer()), align=4)
+        return context.get_dummy_value()
+
+    return codegen
+
+
+def make_gather_tile(mr: int):
+    """The intrinsic of an mr x NR tile whose row r starts at u_off + offs[oi + r]: the call of
+    ``vnni.make_gather_tile(mr, NV)``, on AVX2."""
+    nv = NV_OF_ROWS[mr]
+
+    @intrinsic
+    def tile(typingctx, u, u_off, offs, oi, taps, quads, w, w_off, c, c_off, ldc):
+        if not _typed(u, taps, w, c, (offs, types.int64)):
+            return None
+        return types.void(u, u_off, offs, oi, taps, quads, w, w_off, c, c_off, ldc), _tile_codegen(mr, nv)
+
+    return tile
