@@ -158,10 +158,10 @@ def split(call, repeats: int) -> tuple[float, float, float]:
 
     _, plan, xx, requant, out = call
     g = plan.g
-    pad = best_us(lambda: vnni_ops._padded_nhwc(xx, g, plan.cgp, plan.a0, plan.flip), repeats)
+    pad = best_us(lambda: vnni_ops.planned_input(plan, xx), repeats)
     if g.groups != 1 or plan.need_sa:
         return pad, float("nan"), float("nan")
-    xp = vnni_ops._padded_nhwc(xx, g, plan.cgp, plan.a0, plan.flip)
+    xp = vnni_ops.planned_input(plan, xx)
     dst = (out if out is not None else np.empty((g.n, g.oh * g.ow, g.m), requant[1])).reshape(-1, g.m)
     w0g, const, fast = plan.group_terms[0]
     args = (xp, plan.packs[0][0], plan.taps, plan.cgp // 4, plan.offs, plan.run)

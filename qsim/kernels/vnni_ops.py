@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qsim.kernels import avx2, vnni, vnni_epilogue, vnni_fused
+from qsim.kernels import avx2, avx2_cols, vnni, vnni_epilogue, vnni_fused
 from qsim.kernels._common import serial_below
 from qsim.numerics.requant_jit import KIND_FLOAT32
 
@@ -166,6 +166,7 @@ class ConvPlan:
     group_terms: list     # per group: (w0, const, fast) for the epilogue
     offs: np.ndarray      # conv_rows_q's input byte offset of each output pixel (``pixel_offsets``)
     run: int              # conv_rows_q's pixels per work item
+    cols: bool = False    # the input read as receptive-field rows of cgp bytes (``_plan_cols``)
 
 
 def plan_conv(w, x_dtype, xz: int, wz: np.ndarray, bias: np.ndarray, g, acc_bits: int, lo: int, hi: int,
@@ -181,8 +182,10 @@ def plan_conv(w, x_dtype, xz: int, wz: np.ndarray, bias: np.ndarray, g, acc_bits
     cgp = -(-g.cg // 4) * 4
     (sh, sw), (dh, dw) = g.stride, g.dilation
     wp = g.w + g.pads[1] + g.pads[3]
-    if pairs16 and (vnni_fused.CORE != "avx2" or not _pairs_aligned(g.cg, g.kh * g.kw)):
+    if pairs16 and vnni_fused.CORE != "avx2":
         return None
+    if pairs16 and not _pairs_aligned(g.cg, g.kh * g.kw):
+        return _plan_cols(w, x_dtype, xz, wz, bias, g, acc_bits, lo, hi, checked, requant)
     packs = cached(w, ("conv", g.groups), lambda: _pack_conv(w, g.groups, cgp))
     if vnni_fused.CORE == "avx2" and not pairs16 and \
             not cached(w, ("conv-exact", g.groups), lambda: all(_pairs_exact(p) for p, _ in packs)):
@@ -200,6 +203,28 @@ def plan_conv(w, x_dtype, xz: int, wz: np.ndarray, bias: np.ndarray, g, acc_bits
     npix = g.oh * g.ow
     return ConvPlan(g, acc_bits, lo, hi, checked, flip, a0, cgp, packs, taps, bool(np.any(w0 != 0)),
                     np.zeros(g.n * npix, dtype=np.int64), terms, pixel_offsets(g, cgp), run_length(npix))
+
+
+def _plan_cols(w, x_dtype, xz, wz, bias, g, acc_bits, lo, hi, checked, requant) -> ConvPlan:
+    """``plan_conv`` over receptive fields copied out as rows (``avx2_cols``): the filters become
+    (M, K, 1, 1) in (ky, kx, c) order, one tap of K channels (padded to whole quads), each output
+    pixel's row Kp bytes after the last; the exact-sum algebra is unchanged (K, the weight sums)."""
+    k = g.cg * g.kh * g.kw
+    kp = -(-k // 4) * 4
+    packs = cached(w, ("cols", g.groups),
+                   lambda: _pack_conv(w.transpose(0, 2, 3, 1).reshape(g.m, k, 1, 1), g.groups, kp))
+    w0 = wz - (128 if w.dtype == np.uint8 else 0)
+    terms = []
+    for gi in range(g.groups):
+        ms = slice(gi * g.mg, (gi + 1) * g.mg)
+        w0g = np.ascontiguousarray(w0[ms])
+        const = bias[ms] - xz * packs[gi][1] + k * xz * w0g
+        terms.append((w0g, const, None if requant is None else _fast_epilogue(requant[0], checked, hi, w0g, const,
+                                                                                gi * g.mg)))
+    npix = g.oh * g.ow
+    return ConvPlan(g, acc_bits, lo, hi, checked, 0, xz, kp, packs, np.zeros(1, dtype=np.int64),
+                    bool(np.any(w0 != 0)), np.zeros(g.n * npix, dtype=np.int64), terms,
+                    np.arange(npix, dtype=np.int64) * kp, run_length(npix), cols=True)
 
 
 def pixel_offsets(g, cgp: int) -> np.ndarray:
@@ -222,8 +247,7 @@ def run_planned(plan: ConvPlan, x, requant, out=None):
     output in requant[1], overflow events). ``out``: an (N, OH * OW, M) buffer to write (a planned
     executor reuses it between runs), else a new array."""
     g = plan.g
-    (sh, sw), (dh, dw) = g.stride, g.dilation
-    xp = _padded_nhwc(x, g, plan.cgp, plan.a0, plan.flip)
+    xp = planned_input(plan, x)
     # Written channels-last (the epilogue's natural order, and what the next conv reads) and
     # returned as an NCHW view of it: the same values, no transpose.
     if out is None:
@@ -235,12 +259,36 @@ def run_planned(plan: ConvPlan, x, requant, out=None):
     for n in range(g.n):
         for gi, (w0g, const, fast) in enumerate(plan.group_terms):
             img = xp[n, gi]
-            sa = vnni.window_sums(img, g.kh, g.kw, sh, sw, dh, dw, g.oh, g.ow) if plan.need_sa else plan.zeros
+            sa = _window_sums(plan, img) if plan.need_sa else plan.zeros
             count += vnni_fused.conv_rows_q(img, plan.packs[gi][0], plan.taps, plan.cgp // 4, plan.offs, plan.run,
                                             sa, w0g, const, plan.acc_bits, plan.lo, plan.hi, plan.checked,
                                             gi * g.mg, requant[0],
                                             out[n][:, gi * g.mg:(gi + 1) * g.mg] if g.groups > 1 else out[n], fast)
     return out.reshape(g.n, g.oh, g.ow, g.m).transpose(0, 3, 1, 2), int(count)
+
+
+def planned_input(plan: ConvPlan, x) -> np.ndarray:
+    """What the kernel reads: (N, G, Hp, Wp, cgp) padded channels-last images (``_padded_nhwc``),
+    or (N, G, OH * OW, Kp) receptive-field rows (``_plan_cols``)."""
+    g = plan.g
+    if not plan.cols:
+        return _padded_nhwc(x, g, plan.cgp, plan.a0, plan.flip)
+    xp = _padded_nhwc(x, g, g.cg, plan.a0, plan.flip)
+    rows = np.empty((g.n, g.groups, g.oh * g.ow, plan.cgp), dtype=np.uint8)
+    (sh, sw), (dh, dw) = g.stride, g.dilation
+    with serial_below(rows.size, SERIAL_COPY):
+        avx2_cols.im2col(xp.reshape(g.n * g.groups, xp.shape[2], -1), g.cg, g.kh, g.kw, sh, sw, dh, dw, g.oh, g.ow,
+                         rows.reshape(g.n * g.groups, g.oh * g.ow, plan.cgp))
+    return rows
+
+
+def _window_sums(plan: ConvPlan, img: np.ndarray) -> np.ndarray:
+    """sa (OH * OW,) int64 of one image of ``planned_input``: its sums over each receptive field."""
+    g = plan.g
+    if plan.cols:    # a row per output pixel: the sum of its bytes (the padding zeros add nothing)
+        return vnni.window_sums(img.reshape(g.oh, g.ow, plan.cgp), 1, 1, 1, 1, 1, 1, g.oh, g.ow)
+    (sh, sw), (dh, dw) = g.stride, g.dilation
+    return vnni.window_sums(img, g.kh, g.kw, sh, sw, dh, dw, g.oh, g.ow)
 
 
 def _conv_q(plan: ConvPlan, xp: np.ndarray, out2: np.ndarray, requant) -> int:

@@ -31,7 +31,11 @@ CASES = [  # (N, C, H, W, M, k, stride, pads, groups)
     (1, 24, 7, 7, 64, 3, (1, 1), (1, 1, 1, 1), 2),     # groups of 12 channels
     (1, 7, 5, 6, 20, 1, (1, 1), (0, 0, 0, 0), 1),      # odd K in one tap: the last channel pairs with 0
 ]
-ODD_TAPS = (1, 3, 12, 12, 32, 3, (2, 2), (1, 1, 1, 1), 1)   # MLAS pairs straddle taps: not planned
+ODD_TAPS = (1, 3, 12, 12, 32, 3, (2, 2), (1, 1, 1, 1), 1)   # MLAS pairs straddle taps: receptive-field rows
+ROWS_CASES = [ODD_TAPS,
+              (2, 3, 15, 14, 24, 7, (2, 2), (3, 2, 3, 1), 1),   # a stem: 7x7, stride 2
+              (1, 6, 9, 9, 32, 3, (1, 1), (1, 1, 1, 1), 2),     # groups of 3 channels
+              (1, 5, 8, 8, 16, 2, (1, 1), (0, 1, 1, 0), 1)]     # even taps, odd channels
 
 
 def _plant(rng, x, w, groups):
@@ -44,6 +48,8 @@ def _plant(rng, x, w, groups):
     for j in range(m):
         for p in rng.choice(k // 2, size=max(1, k // 8), replace=False) if k >= 2 else []:
             flat[j, 2 * p: 2 * p + 2] = 127 if (j + p) % 2 else -128
+        if cg % 2 and k > cg:    # a pair across taps: tap 0's last channel, tap 1's first
+            flat[j, cg - 1: cg + 1] = 127 if j % 2 else -128
     return flat.reshape(m, kh, kw, cg).transpose(0, 3, 1, 2).copy()
 
 
@@ -66,10 +72,12 @@ def _scales(rng, m, per_channel):
     return s_w, np.float32(24.0)    # multipliers ~ 1/64: a saturated pair (32003 off) moves the code by ~250
 
 
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", CASES + ROWS_CASES)
 @pytest.mark.parametrize("xz", [0, 37])
 @pytest.mark.parametrize("per_channel", [False, True])
 def test_pairs16_equals_the_saturating_model(case, xz, per_channel):
+    """Odd channels over several taps (``ROWS_CASES``) run from receptive-field rows (``avx2_cols``):
+    MLAS pairs a tap's last channel with the next tap's first."""
     n, c, h, wd, m, k, stride, pads, groups = case
     rng = np.random.default_rng(c * 100 + m + xz)
     x = rng.integers(0, 256, (n, c, h, wd)).astype(np.uint8)
@@ -88,23 +96,7 @@ def test_pairs16_equals_the_saturating_model(case, xz, per_channel):
         np.testing.assert_array_equal(got, sat)
 
 
-def test_pairs16_declines_pairs_across_taps():
-    """Odd channels over several taps: MLAS pairs a tap's last channel with the next tap's first,
-    the packing pads each tap to whole quads; not planned (the per-node path runs it)."""
-    n, c, h, wd, m, k, stride, pads, groups = ODD_TAPS
-    rng = np.random.default_rng(5)
-    x = rng.integers(0, 256, (n, c, h, wd)).astype(np.uint8)
-    w = rng.integers(-128, 128, (m, c, k, k)).astype(np.int8)
-    s_w, s_out = _scales(rng, m, False)
-    assert _run(x, w, 0, np.zeros(m, np.int64), np.zeros(m, np.int64), stride, pads, groups, True, s_w, s_out) is None
-    # ...but summed exactly where no pair can saturate (the pairing does not matter there)
-    w = rng.integers(-64, 65, (m, c, k, k)).astype(np.int8)
-    got = _run(x, w, 3, np.zeros(m, np.int64), np.zeros(m, np.int64), stride, pads, groups, False, s_w, s_out)
-    args = (x, w, 3, np.zeros(m, np.int64), np.zeros(m, np.int64), stride, pads, (1, 1), groups)
-    np.testing.assert_array_equal(got, _want(conv_acc(*args, pairs16=False), m, s_w, s_out))
-
-
-@pytest.mark.parametrize("case", CASES + [ODD_TAPS])
+@pytest.mark.parametrize("case", CASES + ROWS_CASES[:2])
 @pytest.mark.parametrize("kind", ["u8s8", "s8s8", "u8u8", "s8u8"])
 def test_exact_sums_where_no_pair_can_saturate(case, kind):
     """pairs16 off (other policies, int8 inputs shifted to uint8, uint8 weights shifted to int8):
@@ -179,29 +171,31 @@ def _planned(model, x, tmp_path):
 
 @pytest.mark.parametrize("per_channel", [False, True])
 @pytest.mark.parametrize("xz", [0, 129])
-def test_planned_qlinearconv_equals_onnxruntime(tmp_path, per_channel, xz):
+@pytest.mark.parametrize("c, k", [(16, 3), (3, 7)])    # (3, 7): a stem, from receptive-field rows
+def test_planned_qlinearconv_equals_onnxruntime(tmp_path, per_channel, xz, c, k):
     rng = np.random.default_rng(7 + xz)
-    n, c, h, wd, m = 1, 16, 11, 11, 48
+    n, h, wd, m = 1, 11, 11, 48
+    p = k // 2
     x = rng.integers(0, 256, (n, c, h, wd)).astype(np.uint8)
-    w = _plant(rng, x, rng.integers(-128, 128, (m, c, 3, 3)).astype(np.int8), 1)
+    w = _plant(rng, x, rng.integers(-128, 128, (m, c, k, k)).astype(np.int8), 1)
     bias = rng.integers(-20000, 20000, m).astype(np.int32)
     ws = (rng.uniform(0.01, 0.02, m) if per_channel else np.array(0.015)).astype(np.float32)
     inits = {"xs": np.float32(0.02), "xz": np.uint8(xz), "w": w, "ws": ws,
              "wz": np.zeros(m if per_channel else (), np.int8), "b": bias, "ys": np.float32(6.0), "yz": np.uint8(100)}
     node = helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"], ["y"],
-                            strides=[2, 2], pads=[1, 1, 1, 1], kernel_shape=[3, 3], name="conv")
-    oh = (h + 2 - 3) // 2 + 1
+                            strides=[2, 2], pads=[p] * 4, kernel_shape=[k, k], name="conv")
+    oh = (h + 2 * p - k) // 2 + 1
     model = _model([node], inits, x, (n, m, oh, oh))
     got, planned = _planned(model, x, tmp_path)
     assert planned
     if not vnni.HAS_VNNI:
         want = _ort(model, x)
     else:
-        acc = conv_acc(x, w, xz, 0, bias, (2, 2), (1, 1, 1, 1), (1, 1), 1, pairs16=False)
+        acc = conv_acc(x, w, xz, 0, bias, (2, 2), (p,) * 4, (1, 1), 1, pairs16=False)
         s_w = np.broadcast_to(ws, (m,)).astype(np.float32)
         want = get_policy(ORT).requantize(acc, np.float32(0.02), s_w, np.float32(6.0), 100, 0, 255, 1, None,
                                           "numpy").astype(np.uint8)
-    exact = conv_acc(x, w, xz, 0, bias, (2, 2), (1, 1, 1, 1), (1, 1), 1, pairs16=False)
+    exact = conv_acc(x, w, xz, 0, bias, (2, 2), (p,) * 4, (1, 1), 1, pairs16=False)
     s_w = np.broadcast_to(ws, (m,)).astype(np.float32)
     exact_q = get_policy(ORT).requantize(exact, np.float32(0.02), s_w, np.float32(6.0), 100, 0, 255, 1, None, "numpy")
     assert np.any(want != exact_q) == (not vnni.HAS_VNNI)    # onnxruntime saturates where it runs AVX2
