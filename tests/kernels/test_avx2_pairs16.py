@@ -35,7 +35,8 @@ ODD_TAPS = (1, 3, 12, 12, 32, 3, (2, 2), (1, 1, 1, 1), 1)   # MLAS pairs straddl
 ROWS_CASES = [ODD_TAPS,
               (2, 3, 15, 14, 24, 7, (2, 2), (3, 2, 3, 1), 1),   # a stem: 7x7, stride 2
               (1, 6, 9, 9, 32, 3, (1, 1), (1, 1, 1, 1), 2),     # groups of 3 channels
-              (1, 5, 8, 8, 16, 2, (1, 1), (0, 1, 1, 0), 1)]     # even taps, odd channels
+              (1, 5, 8, 8, 16, 2, (1, 1), (0, 1, 1, 0), 1),     # even taps, odd channels
+              (1, 3, 8, 8, 16, 2, (1, 1), (1, 0, 0, 1), 1)]     # tap rows of 6 bytes: copied byte by byte
 
 
 def _plant(rng, x, w, groups):
