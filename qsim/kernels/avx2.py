@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import llvmlite.binding as llb
 import numba
+import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
@@ -59,11 +60,17 @@ class _VolatileLoad(ir.LoadInstr):
             self.type, self.operands[0].type, self.operands[0].get_reference(), self.align))
 
 
-def _tile_codegen(mr: int, nv: int):
+def _tile_codegen(mr: int, nv: int, wide: bool):
     """LLVM codegen of an mr x NR gather tile (arguments as ``vnni._tile_codegen`` with gather:
-    (u, u_off, offs, oi, taps, quads, w, w_off, c, c_off, ldc)); it overwrites C."""
+    (u, u_off, offs, oi, taps, quads, w, w_off, c, c_off, ldc)); it overwrites C. wide: W is int16
+    (``widen``) and the sums exact (vpmaddwd on zero-extended U pairs); w_off counts elements."""
     chunks = NR // (8 * nv)
     assert chunks * 8 * nv == NR
+    esize = 2 if wide else 1
+    # wide: the bytes (e0, e1) / (e2, e3) of each 32-bit lane of the broadcast quad, zero-extended
+    # to int16 by vpshufb (the shuffle ports, not vpmaddwd's; index 0x80 writes a zero byte)
+    halves = [ir.Constant(_B32, [v for i in range(4 * 2) for v in (4 * i + 2 * h, 0x80, 4 * i + 2 * h + 1, 0x80)])
+              for h in (0, 1)]
 
     def codegen(context, builder, signature, args):
         u_v, u_off_v, offs_v, oi_v, taps_v, quads_v, w_v, w_off_v, c_v, c_off_v, ldc_v = args
@@ -74,7 +81,7 @@ def _tile_codegen(mr: int, nv: int):
                 for r in range(mr)]
         taps_arr = context.make_array(aty[4])(context, builder, taps_v)
         ntaps = cgutils.unpack_tuple(builder, taps_arr.shape, 1)[0]
-        w_base = builder.gep(_data_ptr(context, builder, aty[6], w_v), [w_off_v])
+        w_base = builder.gep(_data_ptr(context, builder, aty[6], w_v), [builder.mul(w_off_v, ir.Constant(_I64, esize))])
         c_ptr = context.make_array(aty[8])(context, builder, c_v).data
         mod = builder.module
         maddubs = cgutils.get_or_insert_function(mod, ir.FunctionType(_W16, [_B32, _B32]), "llvm.x86.avx2.pmadd.ub.sw")
@@ -82,10 +89,20 @@ def _tile_codegen(mr: int, nv: int):
         ones = ir.Constant(_W16, [1] * 16)
         zero = ir.Constant(_D8, None)
         splat = ir.Constant(_D8, [0] * 8)
-        quad_step = ir.Constant(_I64, 4 * NR)    # one quad of the whole panel
+        quad_step = ir.Constant(_I64, 4 * NR * esize)    # one quad of the whole panel
+        if wide:
+            pshufb = cgutils.get_or_insert_function(mod, ir.FunctionType(_B32, [_B32, _B32]), "llvm.x86.avx2.pshuf.b")
+            masks = []
+            for h, m in enumerate(halves):
+                name = f"qsim_avx2_half{h}"
+                gv = mod.globals.get(name)
+                if gv is None:
+                    gv = ir.GlobalVariable(mod, _B32, name)
+                    gv.initializer, gv.global_constant, gv.linkage = m, True, "internal"
+                masks.append(gv)
 
         for ch in range(chunks):
-            w0 = builder.gep(w_base, [ir.Constant(_I64, ch * 32 * nv)])
+            w0 = builder.gep(w_base, [ir.Constant(_I64, ch * 32 * nv)])   # 8 * nv columns of 4 (wide: 2 x 2) bytes
 
             def tap_body(t, state):
                 accs, wp = state[:-1], state[-1]
@@ -94,16 +111,20 @@ def _tile_codegen(mr: int, nv: int):
 
                 def quad_body(q, st):
                     acc, wq = st[:-1], st[-1]
-                    def weight(v):
-                        # A load per use, volatile so that none is merged or hoisted: each one becomes
-                        # vpmaddubsw's memory operand, and the 12 accumulators, the int16 ones, the
-                        # broadcast and the product fit the 16 ymm registers (two weight vectors held
-                        # in registers made it 17: an accumulator spilled in every iteration).
-                        ptr = builder.bitcast(builder.gep(wq, [ir.Constant(_I64, 32 * v)]), _B32.as_pointer())
+                    def vload(ptr):
                         ld = _VolatileLoad(builder.block, ptr)
                         ld.align = 1
                         builder._insert(ld)
                         return ld
+
+                    def weight(v, h=0):
+                        # A load per use, volatile so that none is merged or hoisted: each one becomes
+                        # vpmaddubsw's memory operand, and the 12 accumulators, the int16 ones, the
+                        # broadcast and the product fit the 16 ymm registers (two weight vectors held
+                        # in registers made it 17: an accumulator spilled in every iteration).
+                        ptr = builder.bitcast(builder.gep(wq, [ir.Constant(_I64, h * 4 * NR + 32 * v)]),
+                                              (_W16 if wide else _B32).as_pointer())
+                        return vload(ptr)
 
                     qoff = builder.shl(q, ir.Constant(_I64, 2))
                     out = []
@@ -114,6 +135,16 @@ def _tile_codegen(mr: int, nv: int):
                             ir.Constant(_D8, ir.Undefined), word, ir.Constant(_I32, 0)),
                             ir.Constant(_D8, ir.Undefined), splat)
                         bc = builder.bitcast(bc, _B32)
+                        if wide:
+                            # the masks loaded at each use too (vpshufb's memory operand): two registers
+                            # held for them spilled accumulators
+                            hv = [builder.bitcast(builder.call(pshufb, [bc, vload(m)]), _W16) for m in masks]
+                            for v in range(nv):
+                                a = acc[r * nv + v]
+                                for h in (0, 1):
+                                    a = builder.add(a, builder.call(maddwd, [hv[h], weight(v, h)]))
+                                out.append(a)
+                            continue
                         for v in range(nv):
                             # operand order: (unsigned bytes, signed bytes)
                             pair = builder.call(maddubs, [bc, weight(v)])
@@ -135,13 +166,25 @@ def _tile_codegen(mr: int, nv: int):
 
 def make_gather_tile(mr: int):
     """The intrinsic of an mr x NR tile whose row r starts at u_off + offs[oi + r]: the call of
-    ``vnni.make_gather_tile(mr, NV)``, on AVX2."""
+    ``vnni.make_gather_tile(mr, NV)``, on AVX2. Packed int8 weights: MLAS's saturating pairs (module
+    doc); int16 weights (``widen``): exact sums."""
     nv = NV_OF_ROWS[mr]
 
     @intrinsic
     def tile(typingctx, u, u_off, offs, oi, taps, quads, w, w_off, c, c_off, ldc):
-        if not _typed(u, taps, w, c, (offs, types.int64)):
+        wide = isinstance(w, types.Array) and w.dtype == types.int16
+        w8 = w.copy(dtype=types.int8) if wide else w
+        if not _typed(u, taps, w8, c, (offs, types.int64)):
             return None
-        return types.void(u, u_off, offs, oi, taps, quads, w, w_off, c, c_off, ldc), _tile_codegen(mr, nv)
+        return types.void(u, u_off, offs, oi, taps, quads, w, w_off, c, c_off, ldc), _tile_codegen(mr, nv, wide)
 
     return tile
+
+
+def widen(packed: np.ndarray) -> np.ndarray:
+    """The int16 weights of the exact tiles from packed int8 ones (P, T, Q, NR, 4): (P, T, Q, 2 * NR, 2),
+    quad q's channels (4q, 4q + 1) of the NR columns, then its channels (4q + 2, 4q + 3): each
+    32-bit lane one column's pair, for vpmaddwd. Same element count per panel as the int8 packing."""
+    p, t, q, nr, _ = packed.shape
+    w = packed.astype(np.int16).reshape(p, t, q, nr, 2, 2).transpose(0, 1, 2, 4, 3, 5)
+    return np.ascontiguousarray(w.reshape(p, t, q, 2 * nr, 2))

@@ -172,10 +172,10 @@ class ConvPlan:
 def plan_conv(w, x_dtype, xz: int, wz: np.ndarray, bias: np.ndarray, g, acc_bits: int, lo: int, hi: int,
               checked: bool, requant=None, pairs16: bool = False) -> ConvPlan | None:
     """The plan of ``run_planned``. pairs16: the sums of uint8 x by int8 w are MLAS's AVX2 ones, each
-    byte pair's sum saturated to int16 (``avx2``), the exact ones otherwise. None where the host's
-    core (``vnni_fused.CORE``) does not compute the sums asked for: pairs16 on the VNNI core, pairs
-    MLAS does not form (``_pairs_aligned``), or exact sums of weights whose pairs can saturate
-    (``_pairs_exact``) on the AVX2 core."""
+    byte pair's sum saturated to int16 (``avx2``; pairs MLAS forms across taps, ``_pairs_aligned``:
+    from receptive-field rows, ``_plan_cols``), the exact ones otherwise (on the AVX2 core: its int8
+    tiles where no packed pair can saturate, ``_pairs_exact``, else its int16 ones). None where the
+    host's core (``vnni_fused.CORE``) does not compute the sums asked for: pairs16 on the VNNI core."""
     pairs16 = pairs16 and np.dtype(x_dtype) == np.uint8 and w.dtype == np.int8
     flip = 0x80 if x_dtype == np.int8 else 0
     a0 = xz + flip
@@ -189,7 +189,8 @@ def plan_conv(w, x_dtype, xz: int, wz: np.ndarray, bias: np.ndarray, g, acc_bits
     packs = cached(w, ("conv", g.groups), lambda: _pack_conv(w, g.groups, cgp))
     if vnni_fused.CORE == "avx2" and not pairs16 and \
             not cached(w, ("conv-exact", g.groups), lambda: all(_pairs_exact(p) for p, _ in packs)):
-        return None
+        # pairs that can saturate, exact sums asked for: the exact int16 tiles (``avx2.widen``)
+        packs = cached(w, ("conv-wide", g.groups), lambda: [(avx2.widen(p), sw) for p, sw in packs])
     w0 = wz - (128 if w.dtype == np.uint8 else 0)
     k = g.cg * g.kh * g.kw
     taps = np.array([(ky * dh * wp + kx * dw) * cgp for ky in range(g.kh) for kx in range(g.kw)], dtype=np.int64)
