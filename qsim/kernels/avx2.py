@@ -14,13 +14,14 @@ U[4q+3] W[4q+3]). Where no packed pair can reach the int16 bounds (``vnni_ops._p
 sum is the exact one; otherwise it is MLAS's saturating one, which ``vnni_ops`` plans only where the
 packed pairs are MLAS's pairs (2j, 2j+1) of the reduction index (``vnni_ops._pairs_aligned``, else
 from receptive-field rows, ``avx2_cols``). Exact sums of weights whose pairs can saturate take the
-int16 tiles: the weights widened to int16 (``widen``), U's pairs zero-extended by vpshufb, vpmaddwd
+int16 tiles: the weights widened to int16 (``chunked``), U's pairs zero-extended by vpshufb, vpmaddwd
 (exact: |u * w| <= 255 * 128), ~1.4x the uops of the int8 tiles for the same multiplies.
 
-A tile is mr pixels x one 64-column panel, computed as 64 / (8 * nv) column chunks of mr x nv
-accumulators, each over the whole reduction: 16 ymm registers hold 6 x 2 accumulators, the int16
-ones, the broadcast and a product (MLAS's AVX2 kernel: up to 6 rows x 16 columns); weights (and
-the int16 tiles' shuffle masks) are memory operands. Zen 3, one core: ~190 GOPS in the int8 tile
+A tile is mr pixels x one 64-column panel, computed as 4 chunks of 16 columns (mr x 2
+accumulators), each over the whole reduction, whose weights are one sequential stream
+(``chunked``): 16 ymm registers hold 6 x 2 accumulators, the int16 ones, the broadcast and a
+product (MLAS's AVX2 kernel: up to 6 rows x 16 columns); weights (and the int16 tiles' shuffle
+masks) are memory operands. Zen 3, one core: ~190 GOPS in the int8 tile
 loop (2 multiplies a cycle), ~350-380 GOPS on 2 threads.
 """
 from __future__ import annotations
@@ -47,9 +48,8 @@ def _avx2_target() -> bool:
 
 
 HAS_AVX2 = _avx2_target()
-# ymm vectors (8 columns each) per chunk, by tile rows: 6 x 2 accumulators for the wide tile,
-# one row takes the whole panel at once (8 accumulators, the broadcast done once).
-NV_OF_ROWS = {6: 2, 4: 2, 1: 8}
+CHUNK = 16      # columns per chunk: 2 ymm accumulators per row (``chunked``)
+NV = CHUNK // 8
 
 _I8, _I16, _I32, _I64 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
 _B32 = ir.VectorType(_I8, 32)
@@ -65,12 +65,12 @@ class _VolatileLoad(ir.LoadInstr):
             self.type, self.operands[0].type, self.operands[0].get_reference(), self.align))
 
 
-def _tile_codegen(mr: int, nv: int, wide: bool):
+def _tile_codegen(mr: int, wide: bool):
     """LLVM codegen of an mr x NR gather tile (arguments as ``vnni._tile_codegen`` with gather:
-    (u, u_off, offs, oi, taps, quads, w, w_off, c, c_off, ldc)); it overwrites C. wide: W is int16
-    (``widen``) and the sums exact (vpmaddwd on zero-extended U pairs); w_off counts elements."""
-    chunks = NR // (8 * nv)
-    assert chunks * 8 * nv == NR
+    (u, u_off, offs, oi, taps, quads, w, w_off, c, c_off, ldc)); it overwrites C. W in ``chunked``
+    layout; wide: int16, the sums exact (vpmaddwd on zero-extended U pairs); w_off counts elements."""
+    nv = NV
+    chunks = NR // CHUNK
     esize = 2 if wide else 1
     # wide: the bytes (e0, e1) / (e2, e3) of each 32-bit lane of the broadcast quad, zero-extended
     # to int16 by vpshufb (the shuffle ports, not vpmaddwd's; index 0x80 writes a zero byte)
@@ -94,7 +94,9 @@ def _tile_codegen(mr: int, nv: int, wide: bool):
         ones = ir.Constant(_W16, [1] * 16)
         zero = ir.Constant(_D8, None)
         splat = ir.Constant(_D8, [0] * 8)
-        quad_step = ir.Constant(_I64, 4 * NR * esize)    # one quad of the whole panel
+        quad_step = ir.Constant(_I64, 4 * CHUNK * esize)    # one quad of a chunk
+        # a chunk's stream: taps x quads x quad_step bytes
+        chunk_bytes = builder.mul(builder.mul(ntaps, quads_v), quad_step)
         if wide:
             pshufb = cgutils.get_or_insert_function(mod, ir.FunctionType(_B32, [_B32, _B32]), "llvm.x86.avx2.pshuf.b")
             masks = []
@@ -107,7 +109,7 @@ def _tile_codegen(mr: int, nv: int, wide: bool):
                 masks.append(gv)
 
         for ch in range(chunks):
-            w0 = builder.gep(w_base, [ir.Constant(_I64, ch * 32 * nv)])   # 8 * nv columns of 4 (wide: 2 x 2) bytes
+            w0 = builder.gep(w_base, [builder.mul(chunk_bytes, ir.Constant(_I64, ch))])
 
             def tap_body(t, state):
                 accs, wp = state[:-1], state[-1]
@@ -127,7 +129,7 @@ def _tile_codegen(mr: int, nv: int, wide: bool):
                         # vpmaddubsw's memory operand, and the 12 accumulators, the int16 ones, the
                         # broadcast and the product fit the 16 ymm registers (two weight vectors held
                         # in registers made it 17: an accumulator spilled in every iteration).
-                        ptr = builder.bitcast(builder.gep(wq, [ir.Constant(_I64, h * 4 * NR + 32 * v)]),
+                        ptr = builder.bitcast(builder.gep(wq, [ir.Constant(_I64, h * 4 * CHUNK + 32 * v)]),
                                               (_W16 if wide else _B32).as_pointer())
                         return vload(ptr)
 
@@ -172,24 +174,28 @@ def _tile_codegen(mr: int, nv: int, wide: bool):
 def make_gather_tile(mr: int):
     """The intrinsic of an mr x NR tile whose row r starts at u_off + offs[oi + r]: the call of
     ``vnni.make_gather_tile(mr, NV)``, on AVX2. Packed int8 weights: MLAS's saturating pairs (module
-    doc); int16 weights (``widen``): exact sums."""
-    nv = NV_OF_ROWS[mr]
-
+    doc); int16 weights (``chunked(wide=True)``): exact sums."""
     @intrinsic
     def tile(typingctx, u, u_off, offs, oi, taps, quads, w, w_off, c, c_off, ldc):
         wide = isinstance(w, types.Array) and w.dtype == types.int16
         w8 = w.copy(dtype=types.int8) if wide else w
         if not _typed(u, taps, w8, c, (offs, types.int64)):
             return None
-        return types.void(u, u_off, offs, oi, taps, quads, w, w_off, c, c_off, ldc), _tile_codegen(mr, nv, wide)
+        return types.void(u, u_off, offs, oi, taps, quads, w, w_off, c, c_off, ldc), _tile_codegen(mr, wide)
 
     return tile
 
 
-def widen(packed: np.ndarray) -> np.ndarray:
-    """The int16 weights of the exact tiles from packed int8 ones (P, T, Q, NR, 4): (P, T, Q, 2 * NR, 2),
-    quad q's channels (4q, 4q + 1) of the NR columns, then its channels (4q + 2, 4q + 3): each
-    32-bit lane one column's pair, for vpmaddwd. Same element count per panel as the int8 packing."""
+def chunked(packed: np.ndarray, wide: bool) -> np.ndarray:
+    """The AVX2 tiles' weights from ``vnni.pack_weights``' (P, T, Q, NR, 4) int8: each panel as
+    NR / CHUNK column chunks one after the other, each [T][Q][CHUNK][4] int8 (wide: int16
+    [T][Q][2][CHUNK][2], a quad's channels (4q, 4q + 1) of the chunk's columns, then (4q + 2, 4q + 3):
+    each 32-bit lane one column's pair, for vpmaddwd). A chunk's whole reduction is one sequential
+    stream (a 512-channel 3x3 layer: 73 KB, from L2), not 64 bytes of every 256. Returned in the
+    packing's shape (P, T, Q, NR, 4 or 2 * NR, 2): the same elements per panel."""
     p, t, q, nr, _ = packed.shape
-    w = packed.astype(np.int16).reshape(p, t, q, nr, 2, 2).transpose(0, 1, 2, 4, 3, 5)
-    return np.ascontiguousarray(w.reshape(p, t, q, 2 * nr, 2))
+    w = packed.reshape(p, t, q, nr // CHUNK, CHUNK, 4)
+    if not wide:
+        return np.ascontiguousarray(w.transpose(0, 3, 1, 2, 4, 5)).reshape(p, t, q, nr, 4)
+    w = w.astype(np.int16).reshape(p, t, q, nr // CHUNK, CHUNK, 2, 2).transpose(0, 3, 1, 2, 5, 4, 6)
+    return np.ascontiguousarray(w).reshape(p, t, q, 2 * nr, 2)

@@ -32,7 +32,10 @@ SERIAL_COPY = 1 << 21
 # at batch 1, every conv on 2 threads vs every conv on 1: 12.8 M MACs 169 vs 119 us, 4.8 M 130 vs
 # 40-65 us, 51 M 225-340 vs 255-440 us, 116 M 380-430 vs 545-630 us): the break-even is ~2^25. With
 # the short spin qsim.kernels now sets, 2^16 was no faster (MobileNetV2 b1 6.6 against 6.2 ms, idle).
-SERIAL_MACS = 1 << 25
+# The AVX2 core does ~5x fewer MACs per second (Zen 3: ~190 GOPS a core in the tiles), so a conv's
+# work outweighs a parallel region's cost ~16x sooner: MobileNetV2's 1x1 convs (5-20 M MACs) ran on
+# one thread at 2^25 (a 16 -> 96 channel 112x112 layer: 786 us alone, 1373 in the network).
+SERIAL_MACS = 1 << 25 if vnni_fused.CORE == "vnni" else 1 << int(__import__("os").environ.get("QSIM_SERIAL_BITS", "21"))
 # A panel is 64 output columns; below this many per group the padding waste beats the portable path.
 MIN_COLS = 16
 _PACKED: dict = {}
@@ -187,10 +190,10 @@ def plan_conv(w, x_dtype, xz: int, wz: np.ndarray, bias: np.ndarray, g, acc_bits
     if pairs16 and not _pairs_aligned(g.cg, g.kh * g.kw):
         return _plan_cols(w, x_dtype, xz, wz, bias, g, acc_bits, lo, hi, checked, requant)
     packs = cached(w, ("conv", g.groups), lambda: _pack_conv(w, g.groups, cgp))
-    if vnni_fused.CORE == "avx2" and not pairs16 and \
-            not cached(w, ("conv-exact", g.groups), lambda: all(_pairs_exact(p) for p, _ in packs)):
-        # pairs that can saturate, exact sums asked for: the exact int16 tiles (``avx2.widen``)
-        packs = cached(w, ("conv-wide", g.groups), lambda: [(avx2.widen(p), sw) for p, sw in packs])
+    if vnni_fused.CORE == "avx2":
+        # exact sums asked for of pairs that can saturate: the exact int16 tiles
+        wide = not pairs16 and not cached(w, ("conv-exact", g.groups), lambda: all(_pairs_exact(p) for p, _ in packs))
+        packs = cached(w, ("conv-avx2", g.groups, wide), lambda: [(avx2.chunked(p, wide), sw) for p, sw in packs])
     w0 = wz - (128 if w.dtype == np.uint8 else 0)
     k = g.cg * g.kh * g.kw
     taps = np.array([(ky * dh * wp + kx * dw) * cgp for ky in range(g.kh) for kx in range(g.kw)], dtype=np.int64)
@@ -213,7 +216,8 @@ def _plan_cols(w, x_dtype, xz, wz, bias, g, acc_bits, lo, hi, checked, requant) 
     k = g.cg * g.kh * g.kw
     kp = -(-k // 4) * 4
     packs = cached(w, ("cols", g.groups),
-                   lambda: _pack_conv(w.transpose(0, 2, 3, 1).reshape(g.m, k, 1, 1), g.groups, kp))
+                   lambda: [(avx2.chunked(p, False), sw) for p, sw in
+                            _pack_conv(w.transpose(0, 2, 3, 1).reshape(g.m, k, 1, 1), g.groups, kp)])
     w0 = wz - (128 if w.dtype == np.uint8 else 0)
     terms = []
     for gi in range(g.groups):
