@@ -233,3 +233,24 @@ def test_planned_qgemm_equals_onnxruntime(tmp_path, k):
         want = get_policy(ORT).requantize(exact, np.float32(0.02), np.full(n, 0.01, np.float32), np.float32(4.0), 120,
                                           0, 255, 1, None, "numpy").astype(np.uint8)
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("c", [3, 5])
+def test_pairs16_rows_with_dilation(c):
+    """Receptive-field rows of a dilated conv (taps not adjacent: copied byte by byte)."""
+    rng = np.random.default_rng(c)
+    m, k, stride, pads, dil = 24, 3, (1, 2), (2, 1, 1, 2), (2, 3)
+    x = rng.integers(0, 256, (2, c, 13, 14)).astype(np.uint8)
+    w = _plant(rng, x, rng.integers(-128, 128, (m, c, k, k)).astype(np.int8), 1)
+    g = conv_geometry(x, w, stride, pads, dil, 1)
+    s_w, s_out = _scales(rng, m, True)
+    spec = requant_spec(ORT, np.float32(0.5), s_w, s_out, 128, 0, 255, m, None)
+    bias = rng.integers(-4000, 4000, m).astype(np.int64)
+    plan = vnni_ops.plan_conv(w, x.dtype, 9, np.zeros(m, np.int64), bias, g, 32, -2**31, 2**31 - 1, False,
+                              (spec, np.uint8), True)
+    if not ON_AVX2:
+        assert plan is None
+        return
+    got = vnni_ops.run_planned(plan, x, (spec, np.uint8))[0]
+    want = _want(conv_acc(x, w, 9, 0, bias, stride, pads, dil, 1, pairs16=True), m, s_w, s_out)
+    np.testing.assert_array_equal(got, want)
