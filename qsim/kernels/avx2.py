@@ -20,8 +20,8 @@ int16 tiles: the weights widened to int16 (``chunked``), U's pairs zero-extended
 A tile is mr pixels x one 64-column panel, computed as 4 chunks of 16 columns (mr x 2
 accumulators), each over the whole reduction, whose weights are one sequential stream
 (``chunked``): 16 ymm registers hold 6 x 2 accumulators, the int16 ones, the broadcast and a
-product (MLAS's AVX2 kernel: up to 6 rows x 16 columns); weights (and the int16 tiles' shuffle
-masks) are memory operands. Zen 3, one core: ~190 GOPS in the int8 tile
+product (MLAS's AVX2 kernel: up to 6 rows x 16 columns), the weights memory operands; the int16
+tiles take the rows in passes of <= 3, weights and masks in registers. Zen 3, one core: ~190 GOPS in the int8 tile
 loop (2 multiplies a cycle), ~350-380 GOPS on 2 threads.
 """
 from __future__ import annotations
@@ -97,24 +97,21 @@ def _tile_codegen(mr: int, wide: bool):
         quad_step = ir.Constant(_I64, 4 * CHUNK * esize)    # one quad of a chunk
         # a chunk's stream: taps x quads x quad_step bytes
         chunk_bytes = builder.mul(builder.mul(ntaps, quads_v), quad_step)
-        if wide:
-            pshufb = cgutils.get_or_insert_function(mod, ir.FunctionType(_B32, [_B32, _B32]), "llvm.x86.avx2.pshuf.b")
-            masks = []
-            for h, m in enumerate(halves):
-                name = f"qsim_avx2_half{h}"
-                gv = mod.globals.get(name)
-                if gv is None:
-                    gv = ir.GlobalVariable(mod, _B32, name)
-                    gv.initializer, gv.global_constant, gv.linkage = m, True, "internal"
-                masks.append(gv)
+        pshufb = cgutils.get_or_insert_function(mod, ir.FunctionType(_B32, [_B32, _B32]), "llvm.x86.avx2.pshuf.b")
+        # wide: rows in passes of <= 3 (6 accumulators, the 4 weight vectors of a quad and the 2
+        # masks held in registers; 6 rows with weights and masks as memory operands took 3 256-bit
+        # loads per 2 multiplies, over Zen 3's 2 a cycle: half the speed of the int8 tiles)
+        npass = -(-mr // 3) if wide else 1
+        step = -(-mr // npass)
+        passes = [list(range(i, min(mr, i + step))) for i in range(0, mr, step)]
 
-        for ch in range(chunks):
+        for ch, grp in ((ch, grp) for ch in range(chunks) for grp in passes):
             w0 = builder.gep(w_base, [builder.mul(chunk_bytes, ir.Constant(_I64, ch))])
 
             def tap_body(t, state):
                 accs, wp = state[:-1], state[-1]
                 toff = builder.load(builder.gep(taps_arr.data, [t]))
-                urow = [builder.gep(p, [toff]) for p in rows]
+                urow = [builder.gep(rows[r], [toff]) for r in grp]
 
                 def quad_body(q, st):
                     acc, wq = st[:-1], st[-1]
@@ -131,11 +128,11 @@ def _tile_codegen(mr: int, wide: bool):
                         # in registers made it 17: an accumulator spilled in every iteration).
                         ptr = builder.bitcast(builder.gep(wq, [ir.Constant(_I64, h * 4 * CHUNK + 32 * v)]),
                                               (_W16 if wide else _B32).as_pointer())
-                        return vload(ptr)
+                        return builder.load(ptr, align=1) if wide else vload(ptr)
 
                     qoff = builder.shl(q, ir.Constant(_I64, 2))
                     out = []
-                    for r in range(mr):
+                    for r in range(len(grp)):
                         word = builder.load(builder.bitcast(builder.gep(urow[r], [qoff]), _I32.as_pointer()),
                                             align=1)
                         bc = builder.shuffle_vector(builder.insert_element(
@@ -143,9 +140,7 @@ def _tile_codegen(mr: int, wide: bool):
                             ir.Constant(_D8, ir.Undefined), splat)
                         bc = builder.bitcast(bc, _B32)
                         if wide:
-                            # the masks loaded at each use too (vpshufb's memory operand): two registers
-                            # held for them spilled accumulators
-                            hv = [builder.bitcast(builder.call(pshufb, [bc, vload(m)]), _W16) for m in masks]
+                            hv = [builder.bitcast(builder.call(pshufb, [bc, m]), _W16) for m in halves]
                             for v in range(nv):
                                 a = acc[r * nv + v]
                                 for h in (0, 1):
@@ -160,12 +155,12 @@ def _tile_codegen(mr: int, wide: bool):
 
                 return _loop(builder, quads_v, list(accs) + [wp], quad_body)
 
-            final = _loop(builder, ntaps, [zero] * (mr * nv) + [w0], tap_body)
-            for r in range(mr):
+            final = _loop(builder, ntaps, [zero] * (len(grp) * nv) + [w0], tap_body)
+            for i, r in enumerate(grp):
                 row = builder.add(c_off_v, builder.mul(ldc_v, ir.Constant(_I64, r)))
                 for v in range(nv):
                     p = builder.gep(c_ptr, [builder.add(row, ir.Constant(_I64, ch * 8 * nv + 8 * v))])
-                    builder.store(final[r * nv + v], builder.bitcast(p, _D8.as_pointer()), align=4)
+                    builder.store(final[i * nv + v], builder.bitcast(p, _D8.as_pointer()), align=4)
         return context.get_dummy_value()
 
     return codegen
