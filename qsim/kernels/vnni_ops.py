@@ -35,7 +35,9 @@ SERIAL_COPY = 1 << 21
 # The AVX2 core does ~5x fewer MACs per second (Zen 3: ~190 GOPS a core in the tiles), so a conv's
 # work outweighs a parallel region's cost ~16x sooner: MobileNetV2's 1x1 convs (5-20 M MACs) ran on
 # one thread at 2^25 (a 16 -> 96 channel 112x112 layer: 786 us alone, 1373 in the network).
-SERIAL_MACS = 1 << 25 if vnni_fused.CORE == "vnni" else 1 << int(__import__("os").environ.get("QSIM_SERIAL_BITS", "21"))
+# MobileNetV2 b1 against onnxruntime (2 threads, load ~1.5): 2^25 2.09x / 2.14x, 2^21 1.69x / 1.77x,
+# 2^19 1.69x / 1.90x; ResNet-18 unchanged.
+SERIAL_MACS = 1 << 25 if vnni_fused.CORE == "vnni" else 1 << 21
 # A panel is 64 output columns; below this many per group the padding waste beats the portable path.
 MIN_COLS = 16
 _PACKED: dict = {}
