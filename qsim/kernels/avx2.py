@@ -67,8 +67,9 @@ class _VolatileLoad(ir.LoadInstr):
 
 def _tile_codegen(mr: int, wide: bool):
     """LLVM codegen of an mr x NR gather tile (arguments as ``vnni._tile_codegen`` with gather:
-    (u, u_off, offs, oi, taps, quads, w, w_off, c, c_off, ldc)); it overwrites C. W in ``chunked``
-    layout; wide: int16, the sums exact (vpmaddwd on zero-extended U pairs); w_off counts elements."""
+    (u, u_off, offs, oi, taps, quads, w, w_off, c, c_off, ldc), then cols); it overwrites C's
+    columns < cols (whole 16-column chunks). W in ``chunked`` layout; wide: int16, the sums exact
+    (vpmaddwd on zero-extended U pairs); w_off counts elements."""
     nv = NV
     chunks = NR // CHUNK
     esize = 2 if wide else 1
@@ -78,7 +79,7 @@ def _tile_codegen(mr: int, wide: bool):
               for h in (0, 1)]
 
     def codegen(context, builder, signature, args):
-        u_v, u_off_v, offs_v, oi_v, taps_v, quads_v, w_v, w_off_v, c_v, c_off_v, ldc_v = args
+        u_v, u_off_v, offs_v, oi_v, taps_v, quads_v, w_v, w_off_v, c_v, c_off_v, ldc_v, cols_v = args
         aty = signature.args
         u_base = builder.gep(_data_ptr(context, builder, aty[0], u_v), [u_off_v])
         offs = context.make_array(aty[2])(context, builder, offs_v).data
@@ -105,7 +106,8 @@ def _tile_codegen(mr: int, wide: bool):
         step = -(-mr // npass)
         passes = [list(range(i, min(mr, i + step))) for i in range(0, mr, step)]
 
-        for ch, grp in ((ch, grp) for ch in range(chunks) for grp in passes):
+        def _chunk(builder, ch, grp):
+            """Rows grp x columns ch * CHUNK.. of the tile, over the whole reduction."""
             w0 = builder.gep(w_base, [builder.mul(chunk_bytes, ir.Constant(_I64, ch))])
 
             def tap_body(t, state):
@@ -161,6 +163,11 @@ def _tile_codegen(mr: int, wide: bool):
                 for v in range(nv):
                     p = builder.gep(c_ptr, [builder.add(row, ir.Constant(_I64, ch * 8 * nv + 8 * v))])
                     builder.store(final[i * nv + v], builder.bitcast(p, _D8.as_pointer()), align=4)
+
+        for ch, grp in ((ch, grp) for ch in range(chunks) for grp in passes):
+            # chunks past the panel's valid columns are skipped (their sums would not be read)
+            with builder.if_then(builder.icmp_signed("<", ir.Constant(_I64, ch * CHUNK), cols_v)):
+                _chunk(builder, ch, grp)
         return context.get_dummy_value()
 
     return codegen
@@ -168,15 +175,17 @@ def _tile_codegen(mr: int, wide: bool):
 
 def make_gather_tile(mr: int):
     """The intrinsic of an mr x NR tile whose row r starts at u_off + offs[oi + r]: the call of
-    ``vnni.make_gather_tile(mr, NV)``, on AVX2. Packed int8 weights: MLAS's saturating pairs (module
+    ``vnni.make_gather_tile(mr, NV)`` and the panel's valid columns (chunks past them are skipped),
+    on AVX2. Packed int8 weights: MLAS's saturating pairs (module
     doc); int16 weights (``chunked(wide=True)``): exact sums."""
     @intrinsic
-    def tile(typingctx, u, u_off, offs, oi, taps, quads, w, w_off, c, c_off, ldc):
+    def tile(typingctx, u, u_off, offs, oi, taps, quads, w, w_off, c, c_off, ldc, cols):
         wide = isinstance(w, types.Array) and w.dtype == types.int16
         w8 = w.copy(dtype=types.int8) if wide else w
         if not _typed(u, taps, w8, c, (offs, types.int64)):
             return None
-        return types.void(u, u_off, offs, oi, taps, quads, w, w_off, c, c_off, ldc), _tile_codegen(mr, wide)
+        return (types.void(u, u_off, offs, oi, taps, quads, w, w_off, c, c_off, ldc, cols),
+                _tile_codegen(mr, wide))
 
     return tile
 

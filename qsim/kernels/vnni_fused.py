@@ -36,8 +36,22 @@ MR_WIDE = 6
 # The core is the host's: vpdpbusd where it has AVX-512 VNNI, else MLAS's AVX2 sequence (``avx2``;
 # ``vnni_ops.plan_conv`` plans for it only what it computes exactly, or with MLAS's saturation).
 CORE = "vnni" if vnni.HAS_VNNI or not avx2.HAS_AVX2 else "avx2"
+# The tiles take the panel's valid columns last: the AVX2 tiles skip the 16-column chunks past them
+# (a 16- or 32-channel layer computed a whole 64-column panel); the VNNI ones compute the panel.
 if CORE == "vnni":
-    _tile_wide, _tile_main, _tile_one = (vnni.make_gather_tile(mr, NV) for mr in (MR_WIDE, MR, 1))
+    _vnni_wide, _vnni_main, _vnni_one = (vnni.make_gather_tile(mr, NV) for mr in (MR_WIDE, MR, 1))
+
+    @njit(inline="always")
+    def _tile_wide(u, u_off, offs, oi, taps, quads, w, w_off, c, c_off, ldc, cols):
+        _vnni_wide(u, u_off, offs, oi, taps, quads, w, w_off, c, c_off, ldc)
+
+    @njit(inline="always")
+    def _tile_main(u, u_off, offs, oi, taps, quads, w, w_off, c, c_off, ldc, cols):
+        _vnni_main(u, u_off, offs, oi, taps, quads, w, w_off, c, c_off, ldc)
+
+    @njit(inline="always")
+    def _tile_one(u, u_off, offs, oi, taps, quads, w, w_off, c, c_off, ldc, cols):
+        _vnni_one(u, u_off, offs, oi, taps, quads, w, w_off, c, c_off, ldc)
 else:
     _tile_wide, _tile_main, _tile_one = (avx2.make_gather_tile(mr) for mr in (MR_WIDE, MR, 1))
 RUN = 36   # pixels per work item at most (6 wide register tiles; a 36 x 64 int32 buffer is 9 KiB)
@@ -78,9 +92,9 @@ def conv_rows_q(xp, w, taps, quads, offs, run, sa, w0, const, bits, lo, hi, chec
 def _item(xp, w, taps, quads, offs, img0, q0, n, p, j, sa, w0, const, bits, lo, hi, half, ch0, rq, out, fast):
     """Pixels q0..q0+n of one image (output rows p..p+n) x panel j; returns the overflow count."""
     c = np.empty((n, NR), dtype=np.int32)
-    _tiles(xp, w, taps, quads, img0, offs, q0, n, j, c)
     j0 = j * NR
     j1 = min(w0.shape[0], j0 + NR)
+    _tiles(xp, w, taps, quads, img0, offs, q0, n, j, c, j1 - j0)
     if fast is not None:
         w32, k32, mv = fast
         _f32_block(c, 0, sa, p, n, w32, k32, mv, j0, j1, np.float32(rq[9]), np.float32(rq[10]),
@@ -90,23 +104,24 @@ def _item(xp, w, taps, quads, offs, img0, q0, n, p, j, sa, w0, const, bits, lo, 
 
 
 @njit(cache=True)
-def _tiles(xp, w, taps, quads, img0, offs, q0, n, j, c):
-    """c (n, NR) int32 = the register tiles of pixels q0..q0+n (input bytes img0 + offs[q]) x panel j.
+def _tiles(xp, w, taps, quads, img0, offs, q0, n, j, c, cols):
+    """c (n, NR) int32 = the register tiles of pixels q0..q0+n (input bytes img0 + offs[q]) x panel j
+    (its first ``cols`` columns at least: the epilogue reads no more).
     A run of >= 6 pixels ends with a wide tile over its last 6 pixels, overlapping the previous
     one (rows written twice get the same sums): cheaper than 4- and 1-pixel tiles."""
     wb = j * (w.shape[1] * w.shape[2] * w.shape[3] * w.shape[4])
     if n >= MR_WIDE:
         for i in range(0, n - MR_WIDE + 1, MR_WIDE):
-            _tile_wide(xp, img0, offs, q0 + i, taps, quads, w, wb, c, i * NR, NR)
+            _tile_wide(xp, img0, offs, q0 + i, taps, quads, w, wb, c, i * NR, NR, cols)
         if n % MR_WIDE:
             i = n - MR_WIDE
-            _tile_wide(xp, img0, offs, q0 + i, taps, quads, w, wb, c, i * NR, NR)
+            _tile_wide(xp, img0, offs, q0 + i, taps, quads, w, wb, c, i * NR, NR, cols)
         return
     full = n - n % MR
     for i in range(0, full, MR):
-        _tile_main(xp, img0, offs, q0 + i, taps, quads, w, wb, c, i * NR, NR)
+        _tile_main(xp, img0, offs, q0 + i, taps, quads, w, wb, c, i * NR, NR, cols)
     for i in range(full, n):
-        _tile_one(xp, img0, offs, q0 + i, taps, quads, w, wb, c, i * NR, NR)
+        _tile_one(xp, img0, offs, q0 + i, taps, quads, w, wb, c, i * NR, NR, cols)
 
 
 @njit(cache=True, parallel=True)
@@ -122,7 +137,7 @@ def tiles_only(xp, w, taps, quads, offs, run, nimg, img_bytes):
         q0 = k % nruns * run
         n = min(run, npix - q0)
         c = np.empty((n, NR), dtype=np.int32)
-        _tiles(xp, w, taps, quads, item // per_img * img_bytes, offs, q0, n, k // nruns, c)
+        _tiles(xp, w, taps, quads, item // per_img * img_bytes, offs, q0, n, k // nruns, c, NR)
 
 
 @njit(cache=True)
