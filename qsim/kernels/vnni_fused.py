@@ -36,6 +36,7 @@ MR_WIDE = 6
 # The core is the host's: vpdpbusd where it has AVX-512 VNNI, else MLAS's AVX2 sequence (``avx2``;
 # ``vnni_ops.plan_conv`` plans for it only what it computes exactly, or with MLAS's saturation).
 CORE = "vnni" if vnni.HAS_VNNI or not avx2.HAS_AVX2 else "avx2"
+RUN_MAJOR = CORE == "avx2"   # work items of many runs ordered run by run (``conv_rows_q``); VNNI: as it was
 # The tiles take the panel's valid columns last: the AVX2 tiles skip the 16-column chunks past them
 # (a 16- or 32-channel layer computed a whole 64-column panel); the VNNI ones compute the panel.
 if CORE == "vnni":
@@ -81,6 +82,10 @@ def conv_rows_q(xp, w, taps, quads, offs, run, sa, w0, const, bits, lo, hi, chec
         n = item // per_img
         k = item - n * per_img
         j, r = k // nruns, k % nruns       # panel by panel (module doc)
+        if RUN_MAJOR and nruns >= 8:
+            # Many runs: run by run, each thread a contiguous share of the runs x every panel. Panel by
+            # panel gave a 96-channel layer's first thread the full panel, the second the 32-column one.
+            r, j = k // npanel, k % npanel
         q0 = r * run
         # A function of its own: the parameter tuple inside a prange body slows its loops (vnni_epilogue).
         counts[item] = _item(xp, w, taps, quads, offs, n * img_bytes, q0, min(run, npix - q0), n * npix + q0, j,
