@@ -9,40 +9,9 @@ single tap whose pairs are MLAS's, as in its own im2col; ``vnni_ops.plan_conv`` 
 """
 from __future__ import annotations
 
-from llvmlite import ir
-from numba import njit, prange, types
-from numba.core.extending import intrinsic
+from numba import njit, prange
 
-from qsim.kernels.vnni import _data_ptr
-
-_I64 = ir.IntType(64)
-
-
-@intrinsic
-def _load8(typingctx, a, off):
-    """The 8 bytes of uint8 array a at byte off, as one unaligned int64 load."""
-    if not (isinstance(a, types.Array) and a.dtype == types.uint8 and a.layout == "C"):
-        return None
-
-    def codegen(context, builder, sig, args):
-        p = builder.gep(_data_ptr(context, builder, sig.args[0], args[0]), [args[1]])
-        return builder.load(builder.bitcast(p, _I64.as_pointer()), align=1)
-
-    return types.int64(a, off), codegen
-
-
-@intrinsic
-def _store8(typingctx, a, off, v):
-    """Store int64 v as the 8 bytes of uint8 array a at byte off (unaligned)."""
-    if not (isinstance(a, types.Array) and a.dtype == types.uint8 and a.layout == "C"):
-        return None
-
-    def codegen(context, builder, sig, args):
-        p = builder.gep(_data_ptr(context, builder, sig.args[0], args[0]), [args[1]])
-        builder.store(args[2], builder.bitcast(p, _I64.as_pointer()), align=1)
-        return context.get_dummy_value()
-
-    return types.void(a, off, types.int64), codegen
+from qsim.kernels.vnni import _load8, _store8
 
 
 @njit(cache=True, parallel=True)
