@@ -78,13 +78,15 @@ def conv_rows_q(xp, w, taps, quads, offs, run, sa, w0, const, bits, lo, hi, chec
     nruns = (npix + run - 1) // run
     per_img = nruns * npanel
     counts = np.zeros(nimg * per_img, dtype=np.int64)
+    # Many runs and weights that stay in L2 (256 KiB): run by run, each thread a contiguous share of
+    # the runs x every panel. Panel by panel gave a 96-channel layer's first thread the full panel,
+    # the second the 32-column one; with larger weights every run would stream them all again.
+    run_major = RUN_MAJOR and nruns >= 8 and w.size * w.itemsize <= (1 << 18)
     for item in prange(nimg * per_img):
         n = item // per_img
         k = item - n * per_img
         j, r = k // nruns, k % nruns       # panel by panel (module doc)
-        if RUN_MAJOR and nruns >= 8:
-            # Many runs: run by run, each thread a contiguous share of the runs x every panel. Panel by
-            # panel gave a 96-channel layer's first thread the full panel, the second the 32-column one.
+        if run_major:
             r, j = k // npanel, k % npanel
         q0 = r * run
         # A function of its own: the parameter tuple inside a prange body slows its loops (vnni_epilogue).
