@@ -1,5 +1,8 @@
 """Per-layer speed of qsim's VNNI convolution against onnxruntime's QLinearConv, inside whole networks.
 
+(On x86 hosts without AVX-512 VNNI the planned convs run the AVX2 core, ``qsim.kernels.avx2``: the
+header names the core. Its MLAS-like saturating sums need the runtime's ``u8s8_pairs16``.)
+
 Both sides run the whole model (so each layer sees the caches and threads it sees in a real run):
 
 * onnxruntime: its profiler's per-node kernel time (``<node>_kernel_time`` events) of every
@@ -158,10 +161,10 @@ def split(call, repeats: int) -> tuple[float, float, float]:
 
     _, plan, xx, requant, out = call
     g = plan.g
-    pad = best_us(lambda: vnni_ops._padded_nhwc(xx, g, plan.cgp, plan.a0, plan.flip), repeats)
+    pad = best_us(lambda: vnni_ops.planned_input(plan, xx), repeats)
     if g.groups != 1 or plan.need_sa:
         return pad, float("nan"), float("nan")
-    xp = vnni_ops._padded_nhwc(xx, g, plan.cgp, plan.a0, plan.flip)
+    xp = vnni_ops.planned_input(plan, xx)
     dst = (out if out is not None else np.empty((g.n, g.oh * g.ow, g.m), requant[1])).reshape(-1, g.m)
     w0g, const, fast = plan.group_terms[0]
     args = (xp, plan.packs[0][0], plan.taps, plan.cgp // 4, plan.offs, plan.run)
@@ -172,6 +175,8 @@ def split(call, repeats: int) -> tuple[float, float, float]:
 
 def report(net: str, path: Path, batch: int, threads: int, repeats: int) -> None:
     import numba
+
+    from qsim.kernels import vnni_fused
 
     numba.set_num_threads(threads)
     x = np.random.default_rng(3).standard_normal((batch, 3, 224, 224)).astype(np.float32)
@@ -187,7 +192,7 @@ def report(net: str, path: Path, batch: int, threads: int, repeats: int) -> None
         calls.setdefault(k, c)
     print(f"\n{net} batch {batch}, {threads} threads: whole run onnxruntime {ort_ms:.2f} ms, qsim {q_ms:.2f} ms "
           f"({q_ms / ort_ms:.2f}x); QLinearConv (groups 1) onnxruntime {sum(ort_by.values()) / 1e3:.2f} ms, "
-          f"qsim planned VNNI convs {sum(q_by.values()) / 1e3:.2f} ms")
+          f"qsim planned convs ({vnni_fused.CORE} core) {sum(q_by.values()) / 1e3:.2f} ms")
     print(f"{'Cin':>5} {'Cout':>5} {'k':>2} {'s':>2} {'HxW':>8} {'n':>3} {'GMAC':>6} {'ORT us':>8} {'qsim us':>8} "
           f"{'ratio':>6} {'GOPS':>5} | {'pad':>6} {'tiles':>7} {'kernel':>7}  (us, qsim alone, per layer)")
     tot_gmac = 0.0
@@ -200,7 +205,7 @@ def report(net: str, path: Path, batch: int, threads: int, repeats: int) -> None
         o = ort_by.get(k, float("nan"))
         print(f"{cin:5d} {cout:5d} {kk:2d} {s:2d} {f'{h}x{w}':>8} {counts[k]:3d} {gmac:6.3f} {o:8.0f} {q_by[k]:8.0f} "
               f"{q_by[k] / o:6.2f} {2 * gmac * 1e6 / q_by[k]:5.0f} | {pad:6.0f} {tiles:7.0f} {kern:7.0f}")
-    print(f"total: {tot_gmac:.2f} GMAC in the VNNI convs: qsim {2 * tot_gmac * 1e6 / sum(q_by.values()):.0f} GOPS, "
+    print(f"total: {tot_gmac:.2f} GMAC in the planned convs: qsim {2 * tot_gmac * 1e6 / sum(q_by.values()):.0f} GOPS, "
           f"onnxruntime's QLinearConv {2 * tot_gmac * 1e6 / sum(ort_by.values()):.0f} GOPS")
 
 

@@ -23,18 +23,38 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from qsim.kernels import epilogue_tflite
+from qsim.kernels import avx2, epilogue_tflite, vnni
 from qsim.kernels.depthwise import f32_code
-from qsim.kernels.vnni import MR, NR, NV, make_gather_tile
+from qsim.kernels.vnni import MR, NR, NV
 from qsim.kernels.portable import wrap_row
 from qsim.numerics.requant_jit import requant_run
 
 # Rows per register tile: 6 x 4 accumulators + 4 weight vectors + 1 broadcast = 29 of the 32
-# zmm registers; each weight vector loaded feeds 6 pixels instead of 4.
+# zmm registers; each weight vector loaded feeds 6 pixels instead of 4. (AVX2: 6 x 2 ymm
+# accumulators per 16-column chunk of the panel, ``avx2``.)
 MR_WIDE = 6
-_tile_wide = make_gather_tile(MR_WIDE, NV)
-_tile_main = make_gather_tile(MR, NV)
-_tile_one = make_gather_tile(1, NV)
+# The core is the host's: vpdpbusd where it has AVX-512 VNNI, else MLAS's AVX2 sequence (``avx2``;
+# ``vnni_ops.plan_conv`` plans for it only what it computes exactly, or with MLAS's saturation).
+CORE = "vnni" if vnni.HAS_VNNI or not avx2.HAS_AVX2 else "avx2"
+RUN_MAJOR = CORE == "avx2"   # work items of many runs ordered run by run (``conv_rows_q``); VNNI: as it was
+# The tiles take the panel's valid columns last: the AVX2 tiles skip the 16-column chunks past them
+# (a 16- or 32-channel layer computed a whole 64-column panel); the VNNI ones compute the panel.
+if CORE == "vnni":
+    _vnni_wide, _vnni_main, _vnni_one = (vnni.make_gather_tile(mr, NV) for mr in (MR_WIDE, MR, 1))
+
+    @njit(inline="always")
+    def _tile_wide(u, u_off, offs, oi, taps, quads, w, w_off, c, c_off, ldc, cols):
+        _vnni_wide(u, u_off, offs, oi, taps, quads, w, w_off, c, c_off, ldc)
+
+    @njit(inline="always")
+    def _tile_main(u, u_off, offs, oi, taps, quads, w, w_off, c, c_off, ldc, cols):
+        _vnni_main(u, u_off, offs, oi, taps, quads, w, w_off, c, c_off, ldc)
+
+    @njit(inline="always")
+    def _tile_one(u, u_off, offs, oi, taps, quads, w, w_off, c, c_off, ldc, cols):
+        _vnni_one(u, u_off, offs, oi, taps, quads, w, w_off, c, c_off, ldc)
+else:
+    _tile_wide, _tile_main, _tile_one = (avx2.make_gather_tile(mr) for mr in (MR_WIDE, MR, 1))
 RUN = 36   # pixels per work item at most (6 wide register tiles; a 36 x 64 int32 buffer is 9 KiB)
 
 
@@ -58,10 +78,16 @@ def conv_rows_q(xp, w, taps, quads, offs, run, sa, w0, const, bits, lo, hi, chec
     nruns = (npix + run - 1) // run
     per_img = nruns * npanel
     counts = np.zeros(nimg * per_img, dtype=np.int64)
+    # Many runs and weights that stay in L2 (256 KiB): run by run, each thread a contiguous share of
+    # the runs x every panel. Panel by panel gave a 96-channel layer's first thread the full panel,
+    # the second the 32-column one; with larger weights every run would stream them all again.
+    run_major = RUN_MAJOR and nruns >= 8 and w.size * w.itemsize <= (1 << 18)
     for item in prange(nimg * per_img):
         n = item // per_img
         k = item - n * per_img
         j, r = k // nruns, k % nruns       # panel by panel (module doc)
+        if run_major:
+            r, j = k // npanel, k % npanel
         q0 = r * run
         # A function of its own: the parameter tuple inside a prange body slows its loops (vnni_epilogue).
         counts[item] = _item(xp, w, taps, quads, offs, n * img_bytes, q0, min(run, npix - q0), n * npix + q0, j,
@@ -73,9 +99,9 @@ def conv_rows_q(xp, w, taps, quads, offs, run, sa, w0, const, bits, lo, hi, chec
 def _item(xp, w, taps, quads, offs, img0, q0, n, p, j, sa, w0, const, bits, lo, hi, half, ch0, rq, out, fast):
     """Pixels q0..q0+n of one image (output rows p..p+n) x panel j; returns the overflow count."""
     c = np.empty((n, NR), dtype=np.int32)
-    _tiles(xp, w, taps, quads, img0, offs, q0, n, j, c)
     j0 = j * NR
     j1 = min(w0.shape[0], j0 + NR)
+    _tiles(xp, w, taps, quads, img0, offs, q0, n, j, c, j1 - j0)
     if fast is not None:
         w32, k32, mv = fast
         _f32_block(c, 0, sa, p, n, w32, k32, mv, j0, j1, np.float32(rq[9]), np.float32(rq[10]),
@@ -85,23 +111,24 @@ def _item(xp, w, taps, quads, offs, img0, q0, n, p, j, sa, w0, const, bits, lo, 
 
 
 @njit(cache=True)
-def _tiles(xp, w, taps, quads, img0, offs, q0, n, j, c):
-    """c (n, NR) int32 = the register tiles of pixels q0..q0+n (input bytes img0 + offs[q]) x panel j.
+def _tiles(xp, w, taps, quads, img0, offs, q0, n, j, c, cols):
+    """c (n, NR) int32 = the register tiles of pixels q0..q0+n (input bytes img0 + offs[q]) x panel j
+    (its first ``cols`` columns at least: the epilogue reads no more).
     A run of >= 6 pixels ends with a wide tile over its last 6 pixels, overlapping the previous
     one (rows written twice get the same sums): cheaper than 4- and 1-pixel tiles."""
     wb = j * (w.shape[1] * w.shape[2] * w.shape[3] * w.shape[4])
     if n >= MR_WIDE:
         for i in range(0, n - MR_WIDE + 1, MR_WIDE):
-            _tile_wide(xp, img0, offs, q0 + i, taps, quads, w, wb, c, i * NR, NR)
+            _tile_wide(xp, img0, offs, q0 + i, taps, quads, w, wb, c, i * NR, NR, cols)
         if n % MR_WIDE:
             i = n - MR_WIDE
-            _tile_wide(xp, img0, offs, q0 + i, taps, quads, w, wb, c, i * NR, NR)
+            _tile_wide(xp, img0, offs, q0 + i, taps, quads, w, wb, c, i * NR, NR, cols)
         return
     full = n - n % MR
     for i in range(0, full, MR):
-        _tile_main(xp, img0, offs, q0 + i, taps, quads, w, wb, c, i * NR, NR)
+        _tile_main(xp, img0, offs, q0 + i, taps, quads, w, wb, c, i * NR, NR, cols)
     for i in range(full, n):
-        _tile_one(xp, img0, offs, q0 + i, taps, quads, w, wb, c, i * NR, NR)
+        _tile_one(xp, img0, offs, q0 + i, taps, quads, w, wb, c, i * NR, NR, cols)
 
 
 @njit(cache=True, parallel=True)
@@ -117,7 +144,7 @@ def tiles_only(xp, w, taps, quads, offs, run, nimg, img_bytes):
         q0 = k % nruns * run
         n = min(run, npix - q0)
         c = np.empty((n, NR), dtype=np.int32)
-        _tiles(xp, w, taps, quads, item // per_img * img_bytes, offs, q0, n, k // nruns, c)
+        _tiles(xp, w, taps, quads, item // per_img * img_bytes, offs, q0, n, k // nruns, c, NR)
 
 
 @njit(cache=True)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qsim.kernels import vnni, vnni_epilogue, vnni_fused
+from qsim.kernels import avx2, avx2_cols, vnni, vnni_epilogue, vnni_fused
 from qsim.kernels._common import serial_below
 from qsim.numerics.requant_jit import KIND_FLOAT32
 
@@ -32,19 +32,52 @@ SERIAL_COPY = 1 << 21
 # at batch 1, every conv on 2 threads vs every conv on 1: 12.8 M MACs 169 vs 119 us, 4.8 M 130 vs
 # 40-65 us, 51 M 225-340 vs 255-440 us, 116 M 380-430 vs 545-630 us): the break-even is ~2^25. With
 # the short spin qsim.kernels now sets, 2^16 was no faster (MobileNetV2 b1 6.6 against 6.2 ms, idle).
-SERIAL_MACS = 1 << 25
+# The AVX2 core does ~5x fewer MACs per second (Zen 3: ~190 GOPS a core in the tiles), so a conv's
+# work outweighs a parallel region's cost ~16x sooner: MobileNetV2's 1x1 convs (5-20 M MACs) ran on
+# one thread at 2^25 (a 16 -> 96 channel 112x112 layer: 786 us alone, 1373 in the network).
+# MobileNetV2 b1 against onnxruntime (2 threads, load ~1.5): 2^25 2.09x / 2.14x, 2^21 1.69x / 1.77x,
+# 2^19 1.69x / 1.90x; ResNet-18 unchanged.
+SERIAL_MACS = 1 << 25 if vnni_fused.CORE == "vnni" else 1 << 21
 # A panel is 64 output columns; below this many per group the padding waste beats the portable path.
 MIN_COLS = 16
 _PACKED: dict = {}
 
 
-def usable(x_dtype, w_dtype, k: int, x_zp: int) -> bool:
+def usable(x_dtype, w_dtype, k: int, x_zp: int, core: bool | None = None) -> bool:
+    """Whether the core takes 8-bit x, w, a reduction of k and this x_zp. core: whether a core
+    runs on the host; by default the VNNI one (``conv`` / ``matmul``); ``planned_usable``: the
+    fused kernel's, VNNI or AVX2."""
     eight = (np.dtype(np.int8), np.dtype(np.uint8))
+    core = vnni.HAS_VNNI if core is None else core
     # The tile's loops run at least once, so an empty reduction (k == 0) goes the portable way.
-    if not vnni.HAS_VNNI or x_dtype not in eight or w_dtype not in eight or not 1 <= k <= vnni.MAX_K:
+    if not core or x_dtype not in eight or w_dtype not in eight or not 1 <= k <= vnni.MAX_K:
         return False
     info = np.iinfo(x_dtype)
     return info.min <= x_zp <= info.max
+
+
+def planned_usable(x_dtype, w_dtype, k: int, x_zp: int) -> bool:
+    """``usable`` for ``plan_conv`` / ``run_planned`` (planned convs and Gemms), whose kernel
+    (``vnni_fused``) runs the VNNI core or the AVX2 one; on AVX2, ``plan_conv`` may still decline."""
+    return usable(x_dtype, w_dtype, k, x_zp, vnni.HAS_VNNI or avx2.HAS_AVX2)
+
+
+def _pairs_exact(packed: np.ndarray) -> bool:
+    """Whether no byte pair (e0, e1), (e2, e3) of the packed weights (P, T, Q, NR, 4), channel and
+    column padding included, can leave int16 in vpmaddubsw for any unsigned operand (0..255):
+    255 * (max(w0, 0) + max(w1, 0)) <= 32767 and 255 * (min(w0, 0) + min(w1, 0)) >= -32768."""
+    w = packed.reshape(-1, 2).astype(np.int32)
+    pos = np.maximum(w, 0).sum(axis=1)
+    neg = np.minimum(w, 0).sum(axis=1)
+    return bool(255 * int(pos.max(initial=0)) <= 32767 and 255 * int(neg.min(initial=0)) >= -32768)
+
+
+def _pairs_aligned(cg: int, ntaps: int) -> bool:
+    """Whether the packed byte pairs are MLAS's pairs (2j, 2j+1) of the reduction index in (ky, kx,
+    c) order: each tap's cg channels are padded to whole quads, so tap t starts at index t * cg of
+    the reduction but at a quad in the packing; both are even where cg is even (or one tap). With
+    odd cg MLAS pairs a tap's last channel with the next tap's first: not computed here."""
+    return cg % 2 == 0 or ntaps == 1
 
 
 def _frozen_root(arr: np.ndarray):
@@ -138,16 +171,31 @@ class ConvPlan:
     group_terms: list     # per group: (w0, const, fast) for the epilogue
     offs: np.ndarray      # conv_rows_q's input byte offset of each output pixel (``pixel_offsets``)
     run: int              # conv_rows_q's pixels per work item
+    cols: bool = False    # the input read as receptive-field rows of cgp bytes (``_plan_cols``)
 
 
 def plan_conv(w, x_dtype, xz: int, wz: np.ndarray, bias: np.ndarray, g, acc_bits: int, lo: int, hi: int,
-              checked: bool, requant=None) -> ConvPlan:
+              checked: bool, requant=None, pairs16: bool = False) -> ConvPlan | None:
+    """The plan of ``run_planned``. pairs16: the sums of uint8 x by int8 w are MLAS's AVX2 ones, each
+    byte pair's sum saturated to int16 (``avx2``; pairs MLAS forms across taps, ``_pairs_aligned``:
+    from receptive-field rows, ``_plan_cols``), the exact ones otherwise (on the AVX2 core: its int8
+    tiles where no packed pair can saturate, ``_pairs_exact``, else its int16 ones). None where the
+    host's core (``vnni_fused.CORE``) does not compute the sums asked for: pairs16 on the VNNI core."""
+    pairs16 = pairs16 and np.dtype(x_dtype) == np.uint8 and w.dtype == np.int8
     flip = 0x80 if x_dtype == np.int8 else 0
     a0 = xz + flip
     cgp = -(-g.cg // 4) * 4
     (sh, sw), (dh, dw) = g.stride, g.dilation
     wp = g.w + g.pads[1] + g.pads[3]
+    if pairs16 and vnni_fused.CORE != "avx2":
+        return None
+    if pairs16 and not _pairs_aligned(g.cg, g.kh * g.kw):
+        return _plan_cols(w, x_dtype, xz, wz, bias, g, acc_bits, lo, hi, checked, requant)
     packs = cached(w, ("conv", g.groups), lambda: _pack_conv(w, g.groups, cgp))
+    if vnni_fused.CORE == "avx2":
+        # exact sums asked for of pairs that can saturate: the exact int16 tiles
+        wide = not pairs16 and not cached(w, ("conv-exact", g.groups), lambda: all(_pairs_exact(p) for p, _ in packs))
+        packs = cached(w, ("conv-avx2", g.groups, wide), lambda: [(avx2.chunked(p, wide), sw) for p, sw in packs])
     w0 = wz - (128 if w.dtype == np.uint8 else 0)
     k = g.cg * g.kh * g.kw
     taps = np.array([(ky * dh * wp + kx * dw) * cgp for ky in range(g.kh) for kx in range(g.kw)], dtype=np.int64)
@@ -161,6 +209,29 @@ def plan_conv(w, x_dtype, xz: int, wz: np.ndarray, bias: np.ndarray, g, acc_bits
     npix = g.oh * g.ow
     return ConvPlan(g, acc_bits, lo, hi, checked, flip, a0, cgp, packs, taps, bool(np.any(w0 != 0)),
                     np.zeros(g.n * npix, dtype=np.int64), terms, pixel_offsets(g, cgp), run_length(npix))
+
+
+def _plan_cols(w, x_dtype, xz, wz, bias, g, acc_bits, lo, hi, checked, requant) -> ConvPlan:
+    """``plan_conv`` over receptive fields copied out as rows (``avx2_cols``): the filters become
+    (M, K, 1, 1) in (ky, kx, c) order, one tap of K channels (padded to whole quads), each output
+    pixel's row Kp bytes after the last; the exact-sum algebra is unchanged (K, the weight sums)."""
+    k = g.cg * g.kh * g.kw
+    kp = -(-k // 4) * 4
+    packs = cached(w, ("cols", g.groups),
+                   lambda: [(avx2.chunked(p, False), sw) for p, sw in
+                            _pack_conv(w.transpose(0, 2, 3, 1).reshape(g.m, k, 1, 1), g.groups, kp)])
+    w0 = wz - (128 if w.dtype == np.uint8 else 0)
+    terms = []
+    for gi in range(g.groups):
+        ms = slice(gi * g.mg, (gi + 1) * g.mg)
+        w0g = np.ascontiguousarray(w0[ms])
+        const = bias[ms] - xz * packs[gi][1] + k * xz * w0g
+        terms.append((w0g, const, None if requant is None else _fast_epilogue(requant[0], checked, hi, w0g, const,
+                                                                                gi * g.mg)))
+    npix = g.oh * g.ow
+    return ConvPlan(g, acc_bits, lo, hi, checked, 0, xz, kp, packs, np.zeros(1, dtype=np.int64),
+                    bool(np.any(w0 != 0)), np.zeros(g.n * npix, dtype=np.int64), terms,
+                    np.arange(npix, dtype=np.int64) * kp, run_length(npix), cols=True)
 
 
 def pixel_offsets(g, cgp: int) -> np.ndarray:
@@ -183,8 +254,7 @@ def run_planned(plan: ConvPlan, x, requant, out=None):
     output in requant[1], overflow events). ``out``: an (N, OH * OW, M) buffer to write (a planned
     executor reuses it between runs), else a new array."""
     g = plan.g
-    (sh, sw), (dh, dw) = g.stride, g.dilation
-    xp = _padded_nhwc(x, g, plan.cgp, plan.a0, plan.flip)
+    xp = planned_input(plan, x)
     # Written channels-last (the epilogue's natural order, and what the next conv reads) and
     # returned as an NCHW view of it: the same values, no transpose.
     if out is None:
@@ -196,12 +266,36 @@ def run_planned(plan: ConvPlan, x, requant, out=None):
     for n in range(g.n):
         for gi, (w0g, const, fast) in enumerate(plan.group_terms):
             img = xp[n, gi]
-            sa = vnni.window_sums(img, g.kh, g.kw, sh, sw, dh, dw, g.oh, g.ow) if plan.need_sa else plan.zeros
+            sa = _window_sums(plan, img) if plan.need_sa else plan.zeros
             count += vnni_fused.conv_rows_q(img, plan.packs[gi][0], plan.taps, plan.cgp // 4, plan.offs, plan.run,
                                             sa, w0g, const, plan.acc_bits, plan.lo, plan.hi, plan.checked,
                                             gi * g.mg, requant[0],
                                             out[n][:, gi * g.mg:(gi + 1) * g.mg] if g.groups > 1 else out[n], fast)
     return out.reshape(g.n, g.oh, g.ow, g.m).transpose(0, 3, 1, 2), int(count)
+
+
+def planned_input(plan: ConvPlan, x) -> np.ndarray:
+    """What the kernel reads: (N, G, Hp, Wp, cgp) padded channels-last images (``_padded_nhwc``),
+    or (N, G, OH * OW, Kp) receptive-field rows (``_plan_cols``)."""
+    g = plan.g
+    if not plan.cols:
+        return _padded_nhwc(x, g, plan.cgp, plan.a0, plan.flip)
+    xp = _padded_nhwc(x, g, g.cg, plan.a0, plan.flip)
+    rows = np.empty((g.n, g.groups, g.oh * g.ow, plan.cgp), dtype=np.uint8)
+    (sh, sw), (dh, dw) = g.stride, g.dilation
+    with serial_below(rows.size, SERIAL_COPY // 8):     # a stem's rows: 1.9 MB, 2 threads pay
+        avx2_cols.im2col(xp.reshape(g.n * g.groups, xp.shape[2], -1), g.cg, g.kh, g.kw, sh, sw, dh, dw, g.oh,
+                         g.ow, rows.reshape(g.n * g.groups, g.oh * g.ow, plan.cgp))
+    return rows
+
+
+def _window_sums(plan: ConvPlan, img: np.ndarray) -> np.ndarray:
+    """sa (OH * OW,) int64 of one image of ``planned_input``: its sums over each receptive field."""
+    g = plan.g
+    if plan.cols:    # a row per output pixel: the sum of its bytes (the padding zeros add nothing)
+        return vnni.window_sums(img.reshape(g.oh, g.ow, plan.cgp), 1, 1, 1, 1, 1, 1, g.oh, g.ow)
+    (sh, sw), (dh, dw) = g.stride, g.dilation
+    return vnni.window_sums(img, g.kh, g.kw, sh, sw, dh, dw, g.oh, g.ow)
 
 
 def _conv_q(plan: ConvPlan, xp: np.ndarray, out2: np.ndarray, requant) -> int:

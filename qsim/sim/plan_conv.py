@@ -43,9 +43,8 @@ def plan_conv(step: Step) -> Bound | None:
     b = bias_vector(b_int, g.m)
     if g.cg == 1 and g.mg == 1:
         return _depthwise(step, c, g, xz, wz, b, yq)
-    if int_ops.pairs16_applies(step, x, w):  # onnxruntime's int16 pairs: the per-node path (int_ops.conv)
-        return None
-    if not c.fusable or g.mg < vnni_ops.MIN_COLS or not vnni_ops.usable(x.dtype, w.dtype, g.cg * g.kh * g.kw, xz):
+    if not c.fusable or g.mg < vnni_ops.MIN_COLS or not vnni_ops.planned_usable(x.dtype, w.dtype, g.cg * g.kh * g.kw,
+                                                                                   xz):
         return None
     spec, lo, hi = fused_spec(step, g.m, c.policy, c.s_in, c.wq.scale, yq, c.b_float)
     return _vnni(step, w, g, xz, wz, b, spec, storage(yq), (lo, hi))
@@ -56,14 +55,20 @@ def _bound(k: int, x, w, xz: int, wz, b) -> int:
     return jit.sum_bound(k, jit.value_span(x.dtype, np.array([xz])), jit.value_span(w.dtype, wz), b)
 
 
-def _vnni(step: Step, w, g, xz: int, wz, b, spec, dtype, out_range) -> Bound:
-    """The VNNI core with the requantization in its epilogue, planned by the kernel itself
-    (``vnni_ops.plan_conv``: packed weights, tap offsets, epilogue terms, the pixel offsets)."""
+def _vnni(step: Step, w, g, xz: int, wz, b, spec, dtype, out_range) -> Bound | None:
+    """The VNNI core (or its AVX2 variant) with the requantization in its epilogue, planned by the
+    kernel itself (``vnni_ops.plan_conv``: packed weights, tap offsets, epilogue terms, the pixel
+    offsets). The runtime's ``u8s8_pairs16`` (MLAS on x86 without VNNI: uint8 x int8 byte pairs
+    summed with int16 saturation) is the kernel's pairs16; None where the host's core does not
+    compute the sums the runtime asks for (the node then runs the per-node path)."""
     x = step.args[0]
     lo, hi = acc_range(step.acc_bits)
     checked = _bound(g.cg * g.kh * g.kw, x, w, xz, wz, b) > hi
     requant = (spec, dtype)
-    plan = vnni_ops.plan_conv(w, x.dtype, xz, wz, b, g, step.acc_bits, lo, hi, checked, requant)
+    pairs16 = step.rt.u8s8_pairs16
+    plan = vnni_ops.plan_conv(w, x.dtype, xz, wz, b, g, step.acc_bits, lo, hi, checked, requant, pairs16)
+    if plan is None:
+        return None
     macs = g.n * g.m * g.oh * g.ow * g.cg * g.kh * g.kw
     outs = [np.empty((g.n, g.oh * g.ow, g.m), dtype=dtype)]
 

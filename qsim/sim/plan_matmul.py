@@ -1,4 +1,4 @@
-"""Planned Gemm (``plan``): the VNNI core with the requantization fused, everything but the input
+"""Planned Gemm (``plan``): the VNNI core (or its AVX2 variant) with the requantization fused, everything but the input
 values resolved when the node is planned.
 
 A Gemm ``y = x @ W.T`` with x (M, K) and W (N, K) is a 1x1 convolution of one M x 1 image of K
@@ -35,12 +35,12 @@ def plan_gemm(step: Step) -> Bound | None:
         c = int_ops.gemm_setup(step)
     except Fallback:
         return None
-    if not c.fusable or x.ndim != 2 or c.w.ndim != 2 or int_ops.pairs16_applies(step, x, c.w):
-        return None  # (onnxruntime's int16 pairs: the per-node path, int_ops.gemm)
+    if not c.fusable or x.ndim != 2 or c.w.ndim != 2:
+        return None
     _, x_zp, w_zp, b_int = c.rest
     n, k = c.w.shape
     xz = int(zero_point("a_zp", x_zp, None)[0])
-    if x.shape[1] != k or x.shape[0] < 1 or not vnni_ops.usable(x.dtype, c.w.dtype, k, xz):
+    if x.shape[1] != k or x.shape[0] < 1 or not vnni_ops.planned_usable(x.dtype, c.w.dtype, k, xz):
         return None
     wz = zero_point("b_zp", w_zp, n)
     b = bias_vector(b_int, n)
@@ -55,7 +55,12 @@ def plan_gemm(step: Step) -> Bound | None:
     lo, hi = acc_range(step.acc_bits)
     bound = jit.sum_bound(k, jit.value_span(x.dtype, np.array([xz])), jit.value_span(w4.dtype, wz), b)
     requant = (spec, dtype)
-    plan = vnni_ops.plan_conv(w4, x.dtype, xz, wz, b, g, step.acc_bits, lo, hi, bound > hi, requant)
+    # MLAS's AVX2 sums (``plan_conv._vnni``); one tap: its byte pairs are always MLAS's (K odd: the
+    # last element pairs with a zero weight, as MLAS's padding).
+    pairs16 = step.rt.u8s8_pairs16
+    plan = vnni_ops.plan_conv(w4, x.dtype, xz, wz, b, g, step.acc_bits, lo, hi, bound > hi, requant, pairs16)
+    if plan is None:
+        return None
     outs = [np.empty((1, m, n), dtype=dtype)]
 
     def run(args, fresh):
