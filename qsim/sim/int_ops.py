@@ -19,7 +19,7 @@ from qsim.numerics import get_policy
 from qsim.numerics.formats import Rounding
 from qsim.numerics.policies import Kernels, PolicyName
 from qsim.kernels import pairs16
-from qsim.kernels._common import acc_range, conv_geometry, matmul_shapes
+from qsim.kernels._common import MAX_ACC_BITS, acc_range, conv_geometry, matmul_shapes
 from qsim.numerics.rounding import round_to_int, wrap
 from qsim.numerics.quantize import dequantize
 from qsim.sim.float_ops import run_float_kernel
@@ -142,14 +142,21 @@ def _conv_deficit(step: Step, x: np.ndarray, c: ConvSetup):
     return None
 
 
-def _add_deficit(step: Step, acc: np.ndarray, deficit) -> np.ndarray:
-    """The accumulator with the int16 pairs' saturation deficit (``pairs16``) added, in the accumulator."""
+def _accumulate(step: Step, kernel, args: tuple, deficit) -> np.ndarray:
+    """``kernel``'s accumulator (conv2d_acc / matmul_acc), its overflow events counted. With the int16
+    pairs' deficit (``pairs16``) the sums are taken exact, the deficit added, and the total (what the
+    runtime's accumulator holds) wrapped and counted; a saturating accumulator clamps that total
+    once (the order of clamps inside the pairs' sum is not modelled)."""
     if deficit is None:
-        return acc
-    total = acc + deficit.reshape(acc.shape)
-    if step.overflow == "saturate":
-        return np.clip(total, *acc_range(step.acc_bits))
-    return wrap(total, step.acc_bits)
+        acc, events = kernel(*args, acc_bits=step.acc_bits, overflow=step.overflow)
+    else:
+        exact, _ = kernel(*args, acc_bits=MAX_ACC_BITS, overflow="wrap")
+        total = exact + deficit.reshape(exact.shape)
+        lo, hi = acc_range(step.acc_bits)
+        events = np.count_nonzero((total < lo) | (total > hi))
+        acc = np.clip(total, lo, hi) if step.overflow == "saturate" else wrap(total, step.acc_bits)
+    step.overflow_events += int(events)
+    return acc
 
 
 def conv(step: Step):
@@ -161,9 +168,7 @@ def conv(step: Step):
         y = int_fast.fused(step, "conv2d_requant", args, c.policy, c.s_in, c.wq.scale, yq, c.b_float)
         if y is not None:
             return [y]
-    acc, events = step.kernels.conv2d_acc(*args, acc_bits=step.acc_bits, overflow=step.overflow)
-    step.overflow_events += int(events)
-    acc = _add_deficit(step, acc, deficit)
+    acc = _accumulate(step, step.kernels.conv2d_acc, args, deficit)
     if c.depthwise and step.rt.depthwise_tail is not None:
         return [optimized_depthwise(step, acc, c.s_in, c.wq.scale, yq)]
     return [_requant(step, c.policy, acc, c.s_in, c.wq.scale, yq, 1, c.b_float)]
@@ -208,9 +213,7 @@ def gemm(step: Step):
         y = int_fast.fused(step, "matmul_requant", args, step.rt.fc, c.s_in, c.wq.scale, yq, c.b_float)
         if y is not None:
             return [y]
-    acc, events = step.kernels.matmul_acc(*args, acc_bits=step.acc_bits, overflow=step.overflow)
-    step.overflow_events += int(events)
-    acc = _add_deficit(step, acc, deficit)
+    acc = _accumulate(step, step.kernels.matmul_acc, args, deficit)
     return [_requant(step, step.rt.fc, acc, c.s_in, c.wq.scale, yq, -1, c.b_float)]
 
 
@@ -227,11 +230,8 @@ def matmul(step: Step):
     per_column = bq.scale.size > 1
     if per_column and (bq.axis is None or bq.axis % b.ndim != b.ndim - 1):
         raise step.fail("MatMul's second operand may be per-channel along its last axis only")
-    acc, events = step.kernels.matmul_acc(a, b, scalar_zp(step, aq, "operand A"),
-                                          bq.zero_point.reshape(-1).astype(np.int64),
-                                          acc_bits=step.acc_bits, overflow=step.overflow)
-    step.overflow_events += int(events)
-    acc = _add_deficit(step, acc, _matmul_deficit(step, a, b))
+    args = (a, b, scalar_zp(step, aq, "operand A"), bq.zero_point.reshape(-1).astype(np.int64))
+    acc = _accumulate(step, step.kernels.matmul_acc, args, _matmul_deficit(step, a, b))
     return [_requant(step, step.rt.matmul, acc, scalar_scale(step, aq, "operand A"), bq.scale, yq, -1)]
 
 
