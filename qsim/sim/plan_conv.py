@@ -100,8 +100,17 @@ def _depthwise(step: Step, c, g, xz: int, wz, b, yq) -> Bound:
     pt, pl = g.pads[0], g.pads[1]
     macs = g.n * g.m * g.oh * g.ow * g.kh * g.kw
 
+    xbuf = []  # the channels-last copy of a channels-first input, reused from run to run
+
     def run(args, fresh):
-        xh = np.ascontiguousarray(args[0].transpose(0, 2, 3, 1))  # no copy for a channels-last input
+        xh = args[0].transpose(0, 2, 3, 1)  # no copy for a channels-last input
+        if not xh.flags.c_contiguous and args[0].flags.c_contiguous:
+            if not xbuf or xbuf[0].shape != xh.shape or xbuf[0].dtype != xh.dtype:
+                xbuf[:] = [np.empty(xh.shape, dtype=xh.dtype)]
+            dw_kernel.to_nhwc(args[0], xbuf[0])
+            xh = xbuf[0]
+        elif not xh.flags.c_contiguous:
+            xh = np.ascontiguousarray(xh)
         y = np.empty_like(outs[0]) if fresh else outs[0]
         count = dw_kernel.depthwise_tiled(xh, xz, ws, b, tiles, sh, sw, dh, dwid, pt, pl, bits, lo, hi, checked, spec, y)
         if tail < g.m:

@@ -93,3 +93,12 @@ def test_block_equals_loops(xdt, sw):
         for cb in range(0, c, depthwise_simd.L):
             _simd(*rows, (i0 * sw - pl) * c + cb, dw * c, sw * c, wt, cb, bz, got, i0 * c + cb, c, i1 - i0, plain)
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16])
+@pytest.mark.parametrize("shape", [(1, 32, 5, 7), (2, 13, 3, 4), (1, 3, 1, 9)])
+def test_to_nhwc(dtype, shape):
+    x = np.random.default_rng(shape[1]).integers(-100, 100, shape).astype(dtype)
+    out = np.empty((shape[0], shape[2], shape[3], shape[1]), dtype)
+    depthwise.to_nhwc(x, out)
+    np.testing.assert_array_equal(out, x.transpose(0, 2, 3, 1))
