@@ -298,10 +298,9 @@ def to_nhwc(x, out):
     0.7 ms; 2 threads 0.4 ms). Indexed in place: views made per pixel in a parallel loop (an
     atomic reference count on the shared parent each) ran 20x slower on two threads."""
     n, c, h, w = x.shape
-    c8 = c - c % 8
     for item in prange(n * h):
         b, y = item // h, item % h
-        for c0 in range(0, c8, 8):
+        for c0 in range(0, c - c % 8, 8):   # (c8 = c - c % 8 hoisted above the prange: 4x slower)
             for p in range(w):
                 out[b, y, p, c0] = x[b, c0, y, p]
                 out[b, y, p, c0 + 1] = x[b, c0 + 1, y, p]
@@ -311,6 +310,6 @@ def to_nhwc(x, out):
                 out[b, y, p, c0 + 5] = x[b, c0 + 5, y, p]
                 out[b, y, p, c0 + 6] = x[b, c0 + 6, y, p]
                 out[b, y, p, c0 + 7] = x[b, c0 + 7, y, p]
-        for ch in range(c8, c):
+        for ch in range(c - c % 8, c):
             for p in range(w):
                 out[b, y, p, ch] = x[b, ch, y, p]
