@@ -229,8 +229,8 @@ def _interior3x3(r0, r1, r2, wt, bz, sw, dw, pl, i0, i1, acc):
 @njit(cache=True)
 def _edge_pixel(r0, r1, r2, zrow, ox, x0, dw, wt, bz, acc):
     """A 3x3 window crossing the left or right edge, column by column, the columns in the padding
-    read from zrow (xz codes). Indexed in place: a view per pixel (an atomic reference count on
-    the shared parent) made two threads contend for its cache line."""
+    read from zrow (xz codes). Indexed in place, no views made per pixel (see ``to_nhwc``; here
+    the gain measured 5-9%, within the 2-core VM's noise)."""
     w, c = r0.shape
     t = acc.dtype.type
     for ch in range(c):
