@@ -31,10 +31,12 @@ def ort_add(a, b, ra, rb, fixed, lo, hi, out):
 
 @njit(cache=True)
 def _add_block(a, b, ra, rb, fixed, lo, hi, out):
-    flo, fhi = np.float32(lo), np.float32(hi)
+    flo, fhi, low = np.float32(lo), np.float32(hi), np.int32(lo)
     for i in range(a.size):
         t = fma32(np.float32(a[i]), ra, fma32(np.float32(b[i]), rb, fixed))
-        out[i] = np.int32(min(max(np.rint(t), flo), fhi)) if abs(t) < _LIM else lo
+        # Both arms int32: a select with the int64 ``lo`` converted t to int64, which AVX2 has no
+        # vector instruction for, and the loop stayed scalar (0.57 ns per element, Zen 3).
+        out[i] = np.int32(min(max(np.rint(t), flo), fhi)) if abs(t) < _LIM else low
 
 
 @njit(cache=True, parallel=True)

