@@ -15,11 +15,12 @@ from _int_graphs import tq  # noqa: E402
 from _int_ties import count_ties  # noqa: E402
 
 from qsim.ir.graph import Graph  # noqa: E402
-from qsim.kernels import vnni  # noqa: E402
+from qsim.kernels import avx2, vnni  # noqa: E402
 from qsim.sim.integer import run_integer  # noqa: E402
 from qsim.sim.plan import ExecutionPlan  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not vnni.HAS_VNNI, reason="the planned Gemm runs on the VNNI core")
+pytestmark = pytest.mark.skipif(not (vnni.HAS_VNNI or avx2.HAS_AVX2),
+                                reason="the planned Gemm runs on the VNNI or AVX2 core")
 
 
 def _gemm_graph(m: int, k: int, n: int, x_dtype: str, x_zp: int, w_dtype: str, w_zp: int, seed: int) -> Graph:
