@@ -26,28 +26,16 @@ loop (2 multiplies a cycle), ~350-380 GOPS on 2 threads.
 """
 from __future__ import annotations
 
-import llvmlite.binding as llb
-import numba
 import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.core.extending import intrinsic
 
-from qsim.kernels.vnni import NR, _data_ptr, _loop, _typed
+from qsim.kernels.vnni import NR, _data_ptr, _loop, _typed, target_has
 
 
-def _avx2_target() -> bool:
-    """True when numba compiles for a CPU with AVX2 (the host's, unless NUMBA_CPU_NAME /
-    NUMBA_CPU_FEATURES pin another target), as ``vnni._vnni_target``."""
-    if numba.config.CPU_FEATURES:
-        return "+avx2" in numba.config.CPU_FEATURES
-    if numba.config.CPU_NAME not in (None, "host"):
-        return False
-    return bool(llb.get_host_cpu_features().get("avx2", False))
-
-
-HAS_AVX2 = _avx2_target()
+HAS_AVX2 = target_has("avx2")
 CHUNK = 16      # columns per chunk: 2 ymm accumulators per row (``chunked``)
 NV = CHUNK // 8
 

@@ -24,17 +24,18 @@ from numba.core import cgutils
 from numba.core.extending import intrinsic
 
 
-def _vnni_target() -> bool:
-    """True when numba compiles for a CPU with avx512_vnni: the host's own features, unless
-    NUMBA_CPU_NAME / NUMBA_CPU_FEATURES pin another target (e.g. for portable caches)."""
+def target_has(feature: str) -> bool:
+    """True when numba compiles for a CPU with ``feature`` (LLVM's name: "avx512vnni", "avx2"): the
+    host's own features, unless NUMBA_CPU_NAME / NUMBA_CPU_FEATURES pin another target (e.g. for
+    portable caches)."""
     if numba.config.CPU_FEATURES:
-        return "+avx512vnni" in numba.config.CPU_FEATURES
+        return f"+{feature}" in numba.config.CPU_FEATURES
     if numba.config.CPU_NAME not in (None, "host"):
         return False
-    return bool(llb.get_host_cpu_features().get("avx512vnni", False))
+    return bool(llb.get_host_cpu_features().get(feature, False))
 
 
-HAS_VNNI = _vnni_target()
+HAS_VNNI = target_has("avx512vnni")
 NV = 4                      # zmm vectors per tile row: a panel is 64 columns (output channels)
 NR = 16 * NV
 MR = 4                      # rows per register tile: 4 x 4 accumulators + 4 loads + broadcast
