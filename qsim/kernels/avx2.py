@@ -32,7 +32,8 @@ from numba import types
 from numba.core import cgutils
 from numba.core.extending import intrinsic
 
-from qsim.kernels.vnni import NR, _data_ptr, _loop, _typed, target_has
+from qsim.kernels.llvm_ir import data_ptr, loop, target_has, tile_typed
+from qsim.kernels.vnni import NR
 
 
 HAS_AVX2 = target_has("avx2")
@@ -69,13 +70,13 @@ def _tile_codegen(mr: int, wide: bool):
     def codegen(context, builder, signature, args):
         u_v, u_off_v, offs_v, oi_v, taps_v, quads_v, w_v, w_off_v, c_v, c_off_v, ldc_v, cols_v = args
         aty = signature.args
-        u_base = builder.gep(_data_ptr(context, builder, aty[0], u_v), [u_off_v])
+        u_base = builder.gep(data_ptr(context, builder, aty[0], u_v), [u_off_v])
         offs = context.make_array(aty[2])(context, builder, offs_v).data
         rows = [builder.gep(u_base, [builder.load(builder.gep(offs, [builder.add(oi_v, ir.Constant(_I64, r))]))])
                 for r in range(mr)]
         taps_arr = context.make_array(aty[4])(context, builder, taps_v)
         ntaps = cgutils.unpack_tuple(builder, taps_arr.shape, 1)[0]
-        w_base = builder.gep(_data_ptr(context, builder, aty[6], w_v), [builder.mul(w_off_v, ir.Constant(_I64, esize))])
+        w_base = builder.gep(data_ptr(context, builder, aty[6], w_v), [builder.mul(w_off_v, ir.Constant(_I64, esize))])
         c_ptr = context.make_array(aty[8])(context, builder, c_v).data
         mod = builder.module
         maddubs = cgutils.get_or_insert_function(mod, ir.FunctionType(_W16, [_B32, _B32]), "llvm.x86.avx2.pmadd.ub.sw")
@@ -143,9 +144,9 @@ def _tile_codegen(mr: int, wide: bool):
                             out.append(builder.add(acc[r * nv + v], builder.call(maddwd, [pair, ones])))
                     return out + [builder.gep(wq, [quad_step])]
 
-                return _loop(builder, quads_v, list(accs) + [wp], quad_body)
+                return loop(builder, quads_v, list(accs) + [wp], quad_body)
 
-            final = _loop(builder, ntaps, [zero] * (len(grp) * nv) + [w0], tap_body)
+            final = loop(builder, ntaps, [zero] * (len(grp) * nv) + [w0], tap_body)
             for i, r in enumerate(grp):
                 row = builder.add(c_off_v, builder.mul(ldc_v, ir.Constant(_I64, r)))
                 for v in range(nv):
@@ -170,7 +171,7 @@ def make_gather_tile(mr: int):
     def tile(typingctx, u, u_off, offs, oi, taps, quads, w, w_off, c, c_off, ldc, cols):
         wide = isinstance(w, types.Array) and w.dtype == types.int16
         w8 = w.copy(dtype=types.int8) if wide else w
-        if not _typed(u, taps, w8, c, (offs, types.int64)):
+        if not tile_typed(u, taps, w8, c, (offs, types.int64)):
             return None
         return (types.void(u, u_off, offs, oi, taps, quads, w, w_off, c, c_off, ldc, cols),
                 _tile_codegen(mr, wide))

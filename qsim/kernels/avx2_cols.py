@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from numba import njit, prange
 
-from qsim.kernels.vnni import _load8, _store8
+from qsim.kernels.llvm_ir import load8, store8
 
 
 @njit(cache=True, parallel=True)
@@ -44,8 +44,8 @@ def _rows(img, c, oy, kh, kw, sh, sw, dh, dw, ow, dst):
             dd = d0 + ky * run
             if dw == 1 and run >= 8:
                 for i in range(0, run - 8, 8):
-                    _store8(flat_dst, dd + i, _load8(flat_src, s0 + i))
-                _store8(flat_dst, dd + run - 8, _load8(flat_src, s0 + run - 8))
+                    store8(flat_dst, dd + i, load8(flat_src, s0 + i))
+                store8(flat_dst, dd + run - 8, load8(flat_src, s0 + run - 8))
             else:
                 for kx in range(kw):
                     for ch in range(c):

@@ -13,27 +13,16 @@ has not been measured, ``usable`` is False and the numba loops of ``depthwise`` 
 """
 from __future__ import annotations
 
-import llvmlite.binding as llb
-import numba
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.core.extending import intrinsic
 
-from qsim.kernels.vnni import _loop
+from qsim.kernels.llvm_ir import loop, target_has
 
 
-def _target_features() -> dict:
-    """The CPU features numba compiles for: the host's, unless NUMBA_CPU_NAME / NUMBA_CPU_FEATURES pin others."""
-    if numba.config.CPU_FEATURES:
-        return {f[1:]: f[0] == "+" for f in numba.config.CPU_FEATURES.split(",") if f}
-    if numba.config.CPU_NAME not in (None, "host"):
-        return {}
-    return dict(llb.get_host_cpu_features())
-
-
-_FEATURES = _target_features()
-AVX2 = bool(_FEATURES.get("avx2", False)) and not _FEATURES.get("avx512f", False)
+# On AVX-512 targets the block has not been measured: the numba loops run there.
+AVX2 = target_has("avx2") and not target_has("avx512f")
 L = 8                       # int32 lanes per block: one ymm
 _I8, _I16, _I32, _I64 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
 
@@ -86,7 +75,7 @@ def _codegen(signed: bool, pmadd: bool):
             builder.store(s, dst, align=1)
             return [s]
 
-        _loop(builder, npix, [b], body)
+        loop(builder, npix, [b], body)
         return context.get_dummy_value()
 
     return codegen

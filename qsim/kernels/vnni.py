@@ -15,24 +15,13 @@ long as K * 255 * 128 < 2^31 (callers check); zero points are corrected outside,
 """
 from __future__ import annotations
 
-import llvmlite.binding as llb
-import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
 from numba.core import cgutils
 from numba.core.extending import intrinsic
 
-
-def target_has(feature: str) -> bool:
-    """True when numba compiles for a CPU with ``feature`` (LLVM's name: "avx512vnni", "avx2"): the
-    host's own features, unless NUMBA_CPU_NAME / NUMBA_CPU_FEATURES pin another target (e.g. for
-    portable caches)."""
-    if numba.config.CPU_FEATURES:
-        return f"+{feature}" in numba.config.CPU_FEATURES
-    if numba.config.CPU_NAME not in (None, "host"):
-        return False
-    return bool(llb.get_host_cpu_features().get(feature, False))
+from qsim.kernels.llvm_ir import data_ptr, loop, store8, target_has, tile_typed
 
 
 HAS_VNNI = target_has("avx512vnni")
@@ -43,36 +32,6 @@ MAX_K = (2**31 - 1) // (255 * 128)   # longest reduction whose int32 u8*s8 sum c
 
 _I8, _I32, _I64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
 _V16 = ir.VectorType(_I32, 16)
-
-
-def _data_ptr(context, builder, arrty, val):
-    return builder.bitcast(context.make_array(arrty)(context, builder, val).data, _I8.as_pointer())
-
-
-def _loop(builder, count, carried, body):
-    """Emit `for i in range(count)` (count >= 1) with loop-carried LLVM values; return them."""
-    pre = builder.block
-    head = builder.append_basic_block("vnni.loop")
-    done = builder.append_basic_block("vnni.done")
-    builder.branch(head)
-    builder.position_at_end(head)
-    i = builder.phi(_I64)
-    phis = []
-    for v in carried:
-        p = builder.phi(v.type)
-        p.add_incoming(v, pre)
-        phis.append(p)
-    i.add_incoming(ir.Constant(_I64, 0), pre)
-    new = body(i, phis)
-    nxt = builder.add(i, ir.Constant(_I64, 1))
-    tail = builder.block
-    builder.cbranch(builder.icmp_signed("<", nxt, count), head, done)
-    i.add_incoming(nxt, tail)
-    for p, v in zip(phis, new):
-        p.add_incoming(v, tail)
-    builder.position_at_end(done)
-    # `done` is reached only from the latch, so the last iteration's values dominate it.
-    return new
 
 
 def _tile_codegen(mr: int, nv: int, gather: bool):
@@ -87,10 +46,10 @@ def _tile_codegen(mr: int, nv: int, gather: bool):
         u_v, u_off_v = args[:2]
         taps_v, quads_v, w_v, w_off_v, c_v, c_off_v, ldc_v = args[head:]
         aty = signature.args
-        u_base = builder.gep(_data_ptr(context, builder, aty[0], u_v), [u_off_v])
+        u_base = builder.gep(data_ptr(context, builder, aty[0], u_v), [u_off_v])
         taps_arr = context.make_array(aty[head])(context, builder, taps_v)
         ntaps = cgutils.unpack_tuple(builder, taps_arr.shape, 1)[0]
-        w_base = builder.gep(_data_ptr(context, builder, aty[head + 2], w_v), [w_off_v])
+        w_base = builder.gep(data_ptr(context, builder, aty[head + 2], w_v), [w_off_v])
         fnty = ir.FunctionType(_V16, [_V16, _V16, _V16])
         dp = cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.avx512.vpdpbusd.512")
         zero = ir.Constant(_V16, None)
@@ -125,9 +84,9 @@ def _tile_codegen(mr: int, nv: int, gather: bool):
                         out.append(builder.call(dp, [acc[r * nv + v], bc, wv[v]]))
                 return out + [builder.gep(wq, [panel_step])]
 
-            return _loop(builder, quads_v, list(accs) + [wp], quad_body)
+            return loop(builder, quads_v, list(accs) + [wp], quad_body)
 
-        final = _loop(builder, ntaps, [zero] * (mr * nv) + [w_base], tap_body)
+        final = loop(builder, ntaps, [zero] * (mr * nv) + [w_base], tap_body)
         c_ptr = context.make_array(aty[head + 4])(context, builder, c_v).data
         for r in range(mr):
             row = builder.add(c_off_v, builder.mul(ldc_v, ir.Constant(_I64, r)))
@@ -139,18 +98,12 @@ def _tile_codegen(mr: int, nv: int, gather: bool):
     return codegen
 
 
-def _typed(u, taps, w, c, *more) -> bool:
-    """Raw pointer arithmetic in the tiles: accept only the C-contiguous arrays they were written for."""
-    want = ((u, types.uint8), (taps, types.int64), (w, types.int8), (c, types.int32)) + more
-    return all(isinstance(a, types.Array) and a.dtype == d and a.layout == "C" for a, d in want)
-
-
 def _make_tile(mr: int, nv: int):
     """The intrinsic of an mr x (16*nv) tile over rows pix_stride bytes apart (``_tile_codegen``)."""
 
     @intrinsic
     def tile(typingctx, u, u_off, pix_stride, taps, quads, w, w_off, c, c_off, ldc):
-        if not _typed(u, taps, w, c):
+        if not tile_typed(u, taps, w, c):
             return None
         return types.void(u, u_off, pix_stride, taps, quads, w, w_off, c, c_off, ldc), _tile_codegen(mr, nv, False)
 
@@ -162,39 +115,12 @@ def make_gather_tile(mr: int, nv: int):
 
     @intrinsic
     def tile(typingctx, u, u_off, offs, oi, taps, quads, w, w_off, c, c_off, ldc):
-        if not _typed(u, taps, w, c, (offs, types.int64)):
+        if not tile_typed(u, taps, w, c, (offs, types.int64)):
             return None
         return (types.void(u, u_off, offs, oi, taps, quads, w, w_off, c, c_off, ldc),
                 _tile_codegen(mr, nv, True))
 
     return tile
-
-
-@intrinsic
-def _load8(typingctx, a, off):
-    """The 8 bytes of uint8 array a at byte off, as one unaligned int64 load."""
-    if not (isinstance(a, types.Array) and a.dtype == types.uint8 and a.layout == "C"):
-        return None
-
-    def codegen(context, builder, sig, args):
-        p = builder.gep(_data_ptr(context, builder, sig.args[0], args[0]), [args[1]])
-        return builder.load(builder.bitcast(p, _I64.as_pointer()), align=1)
-
-    return types.int64(a, off), codegen
-
-
-@intrinsic
-def _store8(typingctx, a, off, v):
-    """Store int64 v as the 8 bytes of uint8 array a at byte off (unaligned)."""
-    if not (isinstance(a, types.Array) and a.dtype == types.uint8 and a.layout == "C"):
-        return None
-
-    def codegen(context, builder, sig, args):
-        p = builder.gep(_data_ptr(context, builder, sig.args[0], args[0]), [args[1]])
-        builder.store(args[2], builder.bitcast(p, _I64.as_pointer()), align=1)
-        return context.get_dummy_value()
-
-    return types.void(a, off, types.int64), codegen
 
 
 _tile_main = _make_tile(MR, NV)
@@ -364,7 +290,7 @@ def _nhwc_row4(xg, row, y, pl, fill, flip):
 @njit(cache=True)
 def _nhwc_row3(xg, row, y, pl, fill, flip):
     """``_nhwc_row`` for 3 channels and no channel padding: each pixel's 3 bytes built as one word
-    and stored 8 bytes wide (``_store8``) in pixel order, each store's excess overwritten
+    and stored 8 bytes wide (``llvm_ir.store8``) in pixel order, each store's excess overwritten
     by the next; the last 2 pixels byte by byte, so nothing past the row's pixels is touched (byte
     stores 3 apart: 150 us for a 3 x 224 x 224 input)."""
     _, h, w = xg.shape
@@ -379,7 +305,7 @@ def _nhwc_row3(xg, row, y, pl, fill, flip):
     last = max(w - 2, 0)
     for i in range(last):
         v = (np.int64(a[i]) | (np.int64(b[i]) << np.int64(8)) | (np.int64(c[i]) << np.int64(16))) ^ fl
-        _store8(flat, 3 * (pl + i), v)
+        store8(flat, 3 * (pl + i), v)
     for i in range(last, w):
         flat[3 * (pl + i)] = a[i] ^ flip
         flat[3 * (pl + i) + 1] = b[i] ^ flip

@@ -185,7 +185,7 @@ def plan_conv(w, x_dtype, xz: int, wz: np.ndarray, bias: np.ndarray, g, acc_bits
     flip = 0x80 if x_dtype == np.int8 else 0
     a0 = xz + flip
     cgp = -(-g.cg // 4) * 4
-    (sh, sw), (dh, dw) = g.stride, g.dilation
+    dh, dw = g.dilation
     wp = g.w + g.pads[1] + g.pads[3]
     if pairs16 and vnni_fused.CORE != "avx2":
         return None
