@@ -119,10 +119,10 @@ def qsim_layers(path: Path, x: np.ndarray, threads: int, repeats: int):
     real = vnni_ops.run_planned
     calls: list = []
 
-    def timed(plan, xx, requant, out=None):
+    def timed(plan, xx, requant, out=None, bufs=None):
         t0 = time.perf_counter()
-        r = real(plan, xx, requant, out)
-        calls.append((time.perf_counter() - t0, plan, xx, requant, out))
+        r = real(plan, xx, requant, out, bufs)
+        calls.append((time.perf_counter() - t0, plan, xx, requant, out, bufs))
         return r
 
     vnni_ops.run_planned = timed
@@ -159,12 +159,12 @@ def split(call, repeats: int) -> tuple[float, float, float]:
     """(pad, tiles, kernel) us of one captured planned conv, each called alone."""
     from qsim.kernels import vnni_fused, vnni_ops
 
-    _, plan, xx, requant, out = call
+    _, plan, xx, requant, out, bufs = call
     g = plan.g
-    pad = best_us(lambda: vnni_ops.planned_input(plan, xx), repeats)
+    pad = best_us(lambda: vnni_ops.planned_input(plan, xx, bufs), repeats)
     if g.groups != 1 or plan.need_sa:
         return pad, float("nan"), float("nan")
-    xp = vnni_ops.planned_input(plan, xx)
+    xp = vnni_ops.planned_input(plan, xx, bufs)
     dst = (out if out is not None else np.empty((g.n, g.oh * g.ow, g.m), requant[1])).reshape(-1, g.m)
     w0g, const, fast = plan.group_terms[0]
     args = (xp, plan.packs[0][0], plan.taps, plan.cgp // 4, plan.offs, plan.run)

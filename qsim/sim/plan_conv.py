@@ -71,12 +71,13 @@ def _vnni(step: Step, w, g, xz: int, wz, b, spec, dtype, out_range) -> Bound | N
         return None
     macs = g.n * g.m * g.oh * g.ow * g.cg * g.kh * g.kw
     outs = [np.empty((g.n, g.oh * g.ow, g.m), dtype=dtype)]
+    scratch = vnni_ops.input_buffers(plan, x)
 
     def run(args, fresh):
-        y, count = vnni_ops.run_planned(plan, args[0], requant, None if fresh else outs[0])
+        y, count = vnni_ops.run_planned(plan, args[0], requant, None if fresh else outs[0], scratch)
         return [y], count
 
-    return Bound(run, [out_range], outs, serial=macs < vnni_ops.SERIAL_MACS)
+    return Bound(run, [out_range], outs, scratch, serial=macs < vnni_ops.SERIAL_MACS)
 
 
 def _depthwise(step: Step, c, g, xz: int, wz, b, yq) -> Bound:

@@ -62,16 +62,17 @@ def plan_gemm(step: Step) -> Bound | None:
     if plan is None:
         return None
     outs = [np.empty((1, m, n), dtype=dtype)]
+    scratch = vnni_ops.input_buffers(plan, _image(x))
 
     def run(args, fresh):
         y = np.empty_like(outs[0]) if fresh else outs[0]
-        _, count = vnni_ops.run_planned(plan, _image(args[0]), requant, y)
+        _, count = vnni_ops.run_planned(plan, _image(args[0]), requant, y, scratch)
         return [y.reshape(m, n)], count
 
     # Serial below the VNNI convs' threshold: MobileNetV2's 1280 -> 1000 at M = 1 took 0.080 ms on one
     # thread and 0.092 ms split by panels over two (benchmarks/bench_depthwise_layers.py, 2 threads, under
     # the CPU lock, load ~2).
-    return Bound(run, [(qlo, qhi)], outs, serial=m * n * k < vnni_ops.SERIAL_MACS)
+    return Bound(run, [(qlo, qhi)], outs, scratch, serial=m * n * k < vnni_ops.SERIAL_MACS)
 
 
 def _image(x: np.ndarray) -> np.ndarray:
