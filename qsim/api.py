@@ -93,17 +93,18 @@ def estimate(workload, profile, precision: Any = None, batch: int | None = None,
 __all__ = ["load_workload", "load_profile", "estimate", "run_estimate", "simulate", "compile", "PrecisionPlan"]
 
 
-def simulate(model, inputs, policy=None, plan=None, trace=False, **options):
+def simulate(model, inputs, policy=None, plan=None, trace=False, ort_cpu=None, **options):
     """Run a model bit-accurately (see ``qsim.sim.simulate.simulate``); imported lazily so that the
-    cost model and the CLI do not pay for loading the numba kernels."""
+    cost model and the CLI do not pay for loading the numba kernels. ``ort_cpu``: the CPU kind whose
+    onnxruntime to reproduce, "avx2", "vnni", "arm64" or "host" (None: ``QSIM_ORT_CPU``, else "host")."""
     from qsim.sim.simulate import simulate as _simulate
 
-    return _simulate(model, inputs, policy=policy, plan=plan, trace=trace, **options)
+    return _simulate(model, inputs, policy=policy, plan=plan, trace=trace, ort_cpu=ort_cpu, **options)
 
 
-def compile(model, inputs=None, policy=None, plan=None, **options):  # noqa: A001 (qsim.compile, as torch.compile)
+def compile(model, inputs=None, policy=None, plan=None, ort_cpu=None, **options):  # noqa: A001 (as torch.compile)
     """Prepare a model once for many simulated batches: ``.run(inputs)`` returns what ``simulate``
-    returns (see ``qsim.sim.compiled``)."""
+    returns (see ``qsim.sim.compiled``); ``ort_cpu`` as ``simulate``'s, fixed at compile time."""
     from qsim.sim.compiled import compile_model
 
-    return compile_model(model, inputs, policy=policy, plan=plan, **options)
+    return compile_model(model, inputs, policy=policy, plan=plan, ort_cpu=ort_cpu, **options)

@@ -11,6 +11,12 @@ loop of kernel calls into reused buffers.
 A model file with a symbolic batch axis is imported again for each new batch size it is run on
 (the quantization parameters come from the file: the results do not depend on it). A float model
 quantized for a plan is calibrated once, at compile time, and runs at that batch size only.
+
+``ort_cpu`` names the CPU kind whose onnxruntime is reproduced (``int_runtime.ORT_CPUS``, or "host"):
+None takes ``QSIM_ORT_CPU`` (else "host") once, at compile time. The compiled model keeps the kind:
+its compilation and every run happen within ``int_runtime.ort_cpu_scope(kind)``, so the execution
+plan's runtime, the float kernels (softmax lanes) and the dynamic-quantization kernels all follow it,
+whatever the environment says later.
 """
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ import qsim.kernels  # noqa: F401  (OpenMP's wait policy is set there, before nu
 from qsim.errors import QsimError
 from qsim.ir.graph import Graph
 from qsim.ir.model_io import ModelIO
+from qsim.sim.int_runtime import ort_cpu_name, ort_cpu_scope
 from qsim.sim.pipeline import DEFAULT_POLICY, choose_executor, plan_policy, prepare, run_model
 from qsim.sim.plan import ExecutionPlan
 
@@ -48,12 +55,20 @@ UNFUSED_LEVELS = ("enable_basic", "disable_all")  # levels below onnxruntime's Q
 class CompiledModel:
     """See the module doc. ``run(inputs, trace=False)`` returns what ``qsim.simulate`` returns;
     ``last_run`` keeps the last run's ``pipeline.SimRun`` (which executor ran, per-node statistics,
-    saturation counted with ``counts=True``). ``executor``: as ``pipeline.run_model``'s."""
+    saturation counted with ``counts=True``). ``executor``: as ``pipeline.run_model``'s; ``ort_cpu``: the
+    CPU kind it was compiled for ("host", "avx2", "vnni" or "arm64"; see the module doc)."""
 
     def __init__(self, model, inputs=None, policy: str | None = None, plan=None, calib=None,
                  acc_bits: int | None = None, overflow: str = "wrap", impl: str = "numba",
                  threads: int | None = None, counts: bool = False, executor: str = "integer",
-                 ort_level: str = "enable_all"):
+                 ort_level: str = "enable_all", ort_cpu: str | None = None):
+        self.ort_cpu = ort_cpu_name(ort_cpu)  # checked, and the environment read, once: before any work
+        with ort_cpu_scope(self.ort_cpu):
+            self._compile(model, inputs, policy, plan, calib, acc_bits, overflow, impl, threads, counts, executor,
+                          ort_level)
+
+    def _compile(self, model, inputs, policy, plan, calib, acc_bits, overflow, impl, threads, counts, executor,
+                 ort_level) -> None:
         from qsim.sim.simulate import load_source
 
         self.model, self.name = model, str(model)
@@ -133,7 +148,7 @@ class CompiledModel:
             chosen = choose_executor(graph, self.policy, o["executor"])
             self._plans[key] = None if chosen != "integer" else ExecutionPlan(
                 graph, self.policy, acc_bits=o["acc_bits"], overflow=o["overflow"], impl=o["impl"],
-                float_nodes=float_nodes)
+                float_nodes=float_nodes, ort_cpu=self.ort_cpu)
         return self._plans[key]
 
     @property
@@ -142,7 +157,11 @@ class CompiledModel:
         return next(iter(self._by_batch.values()))[0]
 
     def run(self, inputs, trace: bool = False):
-        """Simulate one batch (the contract of ``qsim.simulate``)."""
+        """Simulate one batch (the contract of ``qsim.simulate``), for the compiled CPU kind."""
+        with ort_cpu_scope(self.ort_cpu):
+            return self._run(inputs, trace)
+
+    def _run(self, inputs, trace: bool):
         graph, io, float_nodes = self._entry(inputs)
         feeds = self._feeds(graph, io, inputs)
         saved = numba.get_num_threads()

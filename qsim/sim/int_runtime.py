@@ -17,7 +17,8 @@ float64 multiplier. ``Runtime`` records those choices for one policy, as enums:
 * ``quantize``: the ``qsim.numerics.quantize`` variant used for float inputs and float islands;
 * ``u8s8_pairs16``: uint8 x int8 matrix products are summed in int16 pairs that saturate
   (``qsim.kernels.pairs16``): onnxruntime on x86 CPUs without VNNI. Which CPU onnxruntime runs on is
-  ``ort_cpu()``: the host's unless ``QSIM_ORT_CPU`` names another.
+  ``ort_cpu()``: the ``ort_cpu=`` argument of ``qsim.simulate`` / ``qsim.compile`` / ``qsim validate
+  --ort-cpu`` (``ort_cpu_scope`` while they run), else ``QSIM_ORT_CPU``, else the host's.
 
 Rows marked "unverified" follow the runtime's documented kernel but have no golden test here.
 """
@@ -25,6 +26,8 @@ from __future__ import annotations
 
 import os
 import platform
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
@@ -119,29 +122,66 @@ def host_ort_cpu() -> str:
     return "vnni" if features.get("avx512vnni") or features.get("avxvnni") else "avx2"
 
 
-def ort_float_lanes() -> int:
-    """The fp32 lanes of MLAS's float kernels (``qsim.sim.float_mlas``): 16 where it dispatches its
-    AVX-512F kernels (the host has AVX-512F, or ``QSIM_ORT_CPU=vnni``), else 8 (FMA3 / AVX2)."""
-    if os.environ.get("QSIM_ORT_CPU", "host").strip().lower() in ("", "host"):
-        return 16 if _host_features().get("avx512f") else 8
-    return 16 if ort_cpu() == "vnni" else 8
+# The CPU kind a simulation in progress was asked for (``ort_cpu_scope``). A context variable, not a
+# module global: the float kernels (``float_mlas``, ``int_dynamic``) are called as (inputs, weights,
+# attrs) from several executors, and a scoped value reaches them all without changing their
+# signatures, while concurrent simulations (threads, asyncio) keep their own kinds.
+_SCOPED: ContextVar[str | None] = ContextVar("qsim_ort_cpu", default=None)
 
 
-def ort_cpu() -> str:
-    """The CPU kind whose onnxruntime the ``onnxruntime`` policy reproduces: ``QSIM_ORT_CPU`` if set
-    (one of ``ORT_CPUS``, or "host"), else this machine's."""
-    name = os.environ.get("QSIM_ORT_CPU", "host").strip().lower() or "host"
-    if name == "host":
-        return host_ort_cpu()
-    if name not in ORT_CPUS:
-        raise QsimError(f"QSIM_ORT_CPU={name!r}: use one of host, {', '.join(ORT_CPUS)}")
+def _checked(value, what: str) -> str:
+    name = value.strip().lower() if isinstance(value, str) else value
+    if name == "":
+        return "host"
+    if name != "host" and name not in ORT_CPUS:
+        raise QsimError(f"{what}={value!r}: use one of host, {', '.join(ORT_CPUS)}")
     return name
 
 
-def get_runtime(policy) -> Runtime:
+def ort_cpu_name(cpu: str | None = None) -> str:
+    """The CPU kind named for onnxruntime, "host" or one of ``ORT_CPUS``: ``cpu`` (an ``ort_cpu=``
+    argument) if given, else the enclosing ``ort_cpu_scope``'s, else ``QSIM_ORT_CPU``, else "host".
+    "host" stays a name (not resolved to a kind): MLAS's float lanes follow the host's AVX-512F,
+    which the kind does not say."""
+    if cpu is not None:
+        return _checked(cpu, "ort_cpu")
+    scoped = _SCOPED.get()
+    if scoped is not None:
+        return scoped
+    return _checked(os.environ.get("QSIM_ORT_CPU", "host"), "QSIM_ORT_CPU")
+
+
+@contextmanager
+def ort_cpu_scope(cpu: str | None):
+    """Within it, ``ort_cpu()``, ``ort_float_lanes()`` and ``get_runtime`` follow ``cpu`` (checked
+    here; None: ``ort_cpu_name()``'s default). Restored on exit; nothing global is changed."""
+    token = _SCOPED.set(ort_cpu_name(cpu))
+    try:
+        yield
+    finally:
+        _SCOPED.reset(token)
+
+
+def ort_float_lanes(cpu: str | None = None) -> int:
+    """The fp32 lanes of MLAS's float kernels (``qsim.sim.float_mlas``): 16 where it dispatches its
+    AVX-512F kernels (the host has AVX-512F, or the kind named is "vnni"), else 8 (FMA3 / AVX2)."""
+    name = ort_cpu_name(cpu)
+    if name == "host":
+        return 16 if _host_features().get("avx512f") else 8
+    return 16 if name == "vnni" else 8
+
+
+def ort_cpu(cpu: str | None = None) -> str:
+    """The CPU kind (one of ``ORT_CPUS``) whose onnxruntime the ``onnxruntime`` policy reproduces:
+    ``ort_cpu_name(cpu)``, "host" resolved to this machine's kind."""
+    name = ort_cpu_name(cpu)
+    return host_ort_cpu() if name == "host" else name
+
+
+def get_runtime(policy, cpu: str | None = None) -> Runtime:
     """The runtime of a policy name (aliases such as "ort" resolved here, where the name enters);
-    onnxruntime's for the CPU kind ``ort_cpu()``."""
+    onnxruntime's for the CPU kind ``ort_cpu(cpu)``."""
     rt = RUNTIMES[policy_name(policy)]
-    if rt.policy is P.ONNXRUNTIME and ort_cpu() == "avx2":
+    if rt.policy is P.ONNXRUNTIME and ort_cpu(cpu) == "avx2":
         return replace(rt, u8s8_pairs16=True)
     return rt

@@ -94,7 +94,7 @@ class ExecutionPlan:
     """See the module doc. Arguments as ``integer.run_integer``'s."""
 
     def __init__(self, graph: Graph, policy: str, acc_bits: int | None = None, overflow: str = "wrap",
-                 impl: str = "numba", float_nodes=()):
+                 impl: str = "numba", float_nodes=(), ort_cpu: str | None = None):
         self.float_nodes = frozenset(float_nodes)
         names = {n.name for n in graph.nodes()}
         if not self.float_nodes <= names:
@@ -102,7 +102,7 @@ class ExecutionPlan:
         if overflow not in ("wrap", "saturate"):
             raise QsimError(f"overflow must be 'wrap' or 'saturate', got {overflow!r}")
         self.graph, self.policy, self.impl, self.overflow = graph, policy, impl, overflow
-        self.rt, self.kernels = get_runtime(policy), _kernels(impl)
+        self.rt, self.kernels = get_runtime(policy, ort_cpu), _kernels(impl)
         self.acc_bits = 32 if acc_bits is None else int(acc_bits)
         self.nodes = list(graph.nodes())
         self._bound: list = [None] * len(self.nodes)  # None: not planned yet; False: per-node path

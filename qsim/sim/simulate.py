@@ -1,7 +1,7 @@
 """Top-level simulation API:
 
-    simulate(model, inputs, policy=None, plan=None, trace=False)
-    compile_model(model, inputs=None, policy=None, plan=None, calib=None, threads=None) -> CompiledModel
+    simulate(model, inputs, policy=None, plan=None, trace=False, ort_cpu=None)
+    compile_model(model, inputs=None, policy=None, plan=None, calib=None, threads=None, ort_cpu=None) -> CompiledModel
 
 ``model`` is a path (.onnx, .tflite, workload .yaml), a Graph or a Workload. What runs
 (``qsim.sim.pipeline``):
@@ -38,6 +38,12 @@ unit into its integer kernel, which qsim reproduces. Below them it runs such uni
 MatMul, Gemm, pools, Softmax, Add, ...: float summation orders qsim does not reproduce), so a QDQ
 model with such a unit is refused with a QsimError naming the nodes; QOperator models and units
 whose float run equals the integer unit (MaxPool, Relu, Reshape, Concat, ...) are the same at every level.
+
+``ort_cpu`` names the CPU whose onnxruntime the answer must equal, where its integer results depend on
+the CPU: ``"avx2"`` (x86 without VNNI: MLAS sums uint8 x int8 products in int16 pairs that saturate;
+float softmax sums in 8 lanes), ``"vnni"`` (AVX-512 VNNI / AVX-VNNI: exact sums; 16 lanes),
+``"arm64"`` (exact sums), or ``"host"`` (this machine). None: the ``QSIM_ORT_CPU`` environment
+variable, else ``"host"``; any other value is a QsimError.
 
 For a Graph or a Workload, inputs and outputs are the IR's: keyed by IR tensor names, in the IR
 layout, outputs as the executor stores them (integer codes for quantized tensors).
@@ -105,10 +111,11 @@ def graph_feeds(graph: Graph, inputs) -> dict[str, np.ndarray]:
 
 def simulate(model, inputs, policy: str | None = None, plan=None, trace: bool = False,
              acc_bits: int | None = None, overflow: str = "wrap", impl: str = "numba", threads: int | None = None,
-             ort_level: str = "enable_all"):
+             ort_level: str = "enable_all", ort_cpu: str | None = None):
     """Run ``model`` on ``inputs`` (see the module doc for the contract). ``acc_bits``,
     ``overflow`` and ``impl`` are passed to the integer executor; ``threads``: kernel threads;
-    ``ort_level``: the onnxruntime session's graph optimization level the answer must equal."""
+    ``ort_level``: the onnxruntime session's graph optimization level the answer must equal;
+    ``ort_cpu``: the CPU kind whose onnxruntime the answer must equal (module doc)."""
     compiled = compile_model(model, inputs, policy=policy, plan=plan, acc_bits=acc_bits, overflow=overflow,
-                             impl=impl, threads=threads, ort_level=ort_level)
+                             impl=impl, threads=threads, ort_level=ort_level, ort_cpu=ort_cpu)
     return compiled.run(inputs, trace=trace)

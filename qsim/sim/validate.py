@@ -23,7 +23,7 @@ import numpy as np
 from qsim.errors import QsimError
 from qsim.numerics.policies import PolicyName
 from qsim.sim.against import AGAINST, compare_with_runtime
-from qsim.sim.int_runtime import get_runtime, ort_cpu
+from qsim.sim.int_runtime import get_runtime, host_ort_cpu, ort_cpu, ort_cpu_scope
 from qsim.sim.pipeline import DEFAULT_POLICY, EXECUTORS, prepare, run_model
 
 __all__ = ["validate", "random_inputs", "write_validate_report", "AGAINST", "EXECUTORS"]
@@ -115,9 +115,15 @@ def _plan(spec: str | None):
 
 def validate(model: str, hw: str | None = None, policy: str | None = None, plan: str | None = None,
              calib: str | None = None, data: str | None = None, against: str | None = None,
-             executor: str = "auto", observer: str = "minmax", seed: int = 0) -> dict:
+             executor: str = "auto", observer: str = "minmax", seed: int = 0, ort_cpu: str | None = None) -> dict:
     """The library form of ``qsim validate``: a dict with the per-node table (DataFrame) and the
-    summary (JSON-ready)."""
+    summary (JSON-ready). ``ort_cpu``: the CPU kind whose onnxruntime is simulated ("host", "avx2",
+    "vnni", "arm64"; None: ``QSIM_ORT_CPU``, else "host"), as ``qsim.simulate``'s."""
+    with ort_cpu_scope(ort_cpu):
+        return _validate(model, hw, policy, plan, calib, data, against, executor, observer, seed)
+
+
+def _validate(model, hw, policy, plan, calib, data, against, executor, observer, seed) -> dict:
     from qsim.sim.executor import run_float
     from qsim.sim.metrics import compare_traces, output_metrics
     from qsim.sim.quantize_graph import dequantized_graph
@@ -165,8 +171,12 @@ def validate(model: str, hw: str | None = None, policy: str | None = None, plan:
         notes.append("the integer executor does not run this graph: fake quantization; --policy and "
                      "accumulator width not applied")
     if use_integer and get_runtime(policy).policy is PolicyName.ONNXRUNTIME:
-        notes.append(f"onnxruntime as it computes on CPU kind {ort_cpu()!r} (QSIM_ORT_CPU=avx2|vnni|arm64 names "
-                     "another; without VNNI, uint8 x int8 products are summed in saturating int16 pairs)")
+        notes.append(f"onnxruntime as it computes on CPU kind {ort_cpu()!r} (--ort-cpu avx2|vnni|arm64 or "
+                     "QSIM_ORT_CPU names another; without VNNI, uint8 x int8 products are summed in saturating "
+                     "int16 pairs)")
+        if against == "onnxruntime" and ort_cpu() != host_ort_cpu():
+            notes.append(f"--against ran this machine's onnxruntime (CPU kind {host_ort_cpu()!r}), not the "
+                         f"{ort_cpu()!r} one simulated: differences may be the CPUs'")
     trace, stats = run.trace, run.stats
     table = compare_traces(ref_trace, trace, qgraph, stats)
     summary = {"model": str(path), "graph": graph.name, "executed_by": run.how,

@@ -11,6 +11,8 @@ from pathlib import Path
 from qsim.sim.against import AGAINST
 from qsim.sim.pipeline import EXECUTORS
 
+# int_runtime's ("host",) + ORT_CPUS, spelled out: that module is not imported for ``qsim --help``.
+ORT_CPU_CHOICES = ("host", "avx2", "vnni", "arm64")
 TABLE_COLUMNS = ["node", "op", "format", "sqnr_db", "cosine", "max_abs_error", "mode", "overflow_events",
                  "saturated_low", "saturated_high"]
 
@@ -41,7 +43,7 @@ def _cmd_validate(args) -> int:
     for path in (out.with_suffix(".json"), out.with_suffix(".csv")):
         check_output_file(path, "--out")  # before the simulation, not after it
     result = validate(args.model, args.hw, args.policy, args.plan, args.calib, args.data, args.against,
-                      args.executor, args.observer, args.seed)
+                      args.executor, args.observer, args.seed, args.ort_cpu)
     if args.format == "json":
         report = {**result["summary"], "nodes": json.loads(result["nodes"].to_json(orient="records"))}
         print(json.dumps(report, indent=1, default=_json_default))
@@ -68,6 +70,10 @@ def add_validate_parser(subparsers) -> None:
                    help="integer executor, fake quantization, or auto (integer where supported)")
     p.add_argument("--observer", choices=("minmax", "percentile", "mse"), default="minmax",
                    help="activation calibration for --plan")
+    p.add_argument("--ort-cpu", choices=ORT_CPU_CHOICES, type=str.lower,
+                   help="the CPU whose onnxruntime to simulate (its integer sums depend on it): avx2 (x86 "
+                   "without VNNI: uint8 x int8 summed in saturating int16 pairs), vnni (exact), arm64, or host "
+                   "(this machine); default QSIM_ORT_CPU, else host")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs without --data")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("--out", help="report path without extension (default reports/validate_MODEL)")
