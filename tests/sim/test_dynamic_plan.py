@@ -94,6 +94,22 @@ def test_per_token_beats_per_tensor_with_an_outlier_token(monkeypatch):
     assert errs["w8a8-dynamic-per-token"] < errs["w8a8-dynamic"] / 5
 
 
+def test_dynamic_kernels_follow_the_ort_cpu_argument(monkeypatch):
+    """``ort_cpu=`` reaches the dynamic-quantization kernels (MatMulInteger's int16 pairs) over the
+    environment: "vnni" by argument under QSIM_ORT_CPU=avx2 equals "vnni" by the environment."""
+    g = _linear()
+    x = np.random.default_rng(2).standard_normal((2, 6, 16)).astype(np.float32)
+    x[0, 0] *= 100
+    plan = "w8a8-dynamic-per-token"
+    monkeypatch.setenv("QSIM_ORT_CPU", "vnni")
+    by_env = qsim.simulate(g, {"x": x}, plan=plan)["fc"]
+    monkeypatch.setenv("QSIM_ORT_CPU", "avx2")
+    by_arg = {cpu: qsim.simulate(g, {"x": x}, plan=plan, ort_cpu=cpu)["fc"] for cpu in ("vnni", "avx2")}
+    np.testing.assert_array_equal(by_arg["vnni"], by_env)
+    np.testing.assert_array_equal(by_arg["avx2"], qsim.simulate(g, {"x": x}, plan=plan)["fc"])
+    assert not np.array_equal(by_arg["vnni"], by_arg["avx2"])  # the pairs saturate on these rows
+
+
 def test_plan_reproduces_onnxruntime_quantize_dynamic(tmp_path):
     """qsim's own per-tensor recipe on the float model = onnxruntime running quantize_dynamic's file."""
     pytest.importorskip("onnxruntime")
