@@ -12,67 +12,49 @@ from qsim.numerics.rounding_jit import (clamp, multiply_by_quantized_multiplier,
 
 
 @njit(cache=True, inline="always")
-def _add_one(a, b, m, zo, lo, hi, single, fits):
-    """LiteRT ADD of one code pair (int64), ``m`` = ``tflite_add_params`` as a tuple. ``single``: the
+def _add_one(a, b, m, zo, lo, hi, single):
+    """LiteRT ADD of one code pair (int64), ``m`` as ``_add_kernel`` packs it. ``single``: the
     inputs scaled with single rounding (the optimized kernel's 16-element vectors), else gemmlowp's
-    double rounding. ``fits``: see ``_add_kernel``; both flags are constants of the calling loop."""
+    double rounding; a constant of the calling loop. ``gemmlowp_mul`` wraps its operand to int32
+    before the multiply, as LiteRT's reference C does (an int32 variable) and as the numpy spec
+    does; the single-rounding form takes the int64 value, as the spec's ``_single`` does (LiteRT's
+    optimized vectors differ from both where (a - zp) << left_shift leaves int32: measured with
+    int8 zero points of +-2000..5000, which LiteRT accepts)."""
     x = (a - m[7]) << m[6]
     y = (b - m[8]) << m[6]
     if single:
         raw = single_rounding_multiply(x, m[0], m[1]) + single_rounding_multiply(y, m[2], m[3])
-    elif fits:
-        raw = gemmlowp_mul(x, m[0], m[1]) + gemmlowp_mul(y, m[2], m[3])
     else:
-        raw = multiply_by_quantized_multiplier(x, m[0], m[1]) + multiply_by_quantized_multiplier(y, m[2], m[3])
-    if fits:
-        return gemmlowp_code(raw, m[4], m[5], zo, lo, hi)
-    return clamp(multiply_by_quantized_multiplier(raw, m[4], m[5]) + zo, lo, hi)
+        raw = gemmlowp_mul(x, m[0], m[1]) + gemmlowp_mul(y, m[2], m[3])
+    return gemmlowp_code(raw, m[4], m[5], zo, lo, hi)
 
 
 @njit(cache=True)
-def _add_kernel(a, b, p, zp1, zp2, zp_out, qmin, qmax, optimized, fits, out):
+def _add_kernel(a, b, p, zp1, zp2, zp_out, qmin, qmax, optimized, out):
     """out[i] = LiteRT ADD of a[i], b[i] (flat, same size; any integer types, ``out`` too), ``p`` from
-    ``elementwise.tflite_add_params``. ``optimized``: LiteRT's builtin kernel (elements in full
-    16-element vectors scale their inputs with single rounding, the size % 16 tail as the
-    reference); else the reference kernel (gemmlowp double rounding throughout): a loop for the
-    vectors and one for the tail, so that neither tests the position.
+    ``elementwise.tflite_add_params``: element for element the numpy spec ``elementwise.add_tflite``
+    for every code, zero point and shift (tests/kernels/test_add_tflite.py). ``optimized``: LiteRT's
+    builtin kernel (elements in full 16-element vectors scale their inputs with single rounding,
+    the size % 16 tail as the reference); else the reference kernel (gemmlowp double rounding
+    throughout): a loop for the vectors and one for the tail, so that neither tests the position.
+    Both loops are selects only (``gemmlowp_mul``): they vectorize.
 
-    ``fits`` (``add_fits_int32``): every shifted input and the sum of the scaled inputs fit int32,
-    where ``requant_jit.gemmlowp_mul`` (selects only, and a wrap to int32 before every multiply) is
-    the same function as ``multiply_by_quantized_multiplier`` (branches; a wrap only on a left
-    shift): the loops vectorize. Otherwise the branchy forms, on the same int64 values: beyond int32
-    (zero points outside the storage type) they keep this kernel's former results, where the numpy
-    spec ``elementwise.add_tflite`` wraps as ``gemmlowp_mul`` does (tests/kernels/test_add_tflite.py)."""
+    Shifts the numpy spec defines and a 64-bit shift instruction does not (numpy gives 0 for a
+    shift by 64 or more; x86 takes the count mod 64) are settled here, outside the loops: inputs
+    shifted left by 64 or more are 0 (both products 0, every output the clamped zero point); the
+    output multiplier's left shift is capped at 32, which leaves the same low 32 bits (none) that
+    ``gemmlowp_mul`` keeps."""
     n = a.size
     nvec = n - n % 16 if optimized else 0
-    m = (p[0], p[1], p[2], p[3], p[4], p[5], p[6], np.int64(zp1), np.int64(zp2))
+    m = (p[0], p[1], p[2], p[3], p[4], min(p[5], np.int64(32)), p[6], np.int64(zp1), np.int64(zp2))
     zo, lo, hi = np.int64(zp_out), np.int64(qmin), np.int64(qmax)
-    if fits:
-        for i in range(nvec):
-            out[i] = _add_one(np.int64(a[i]), np.int64(b[i]), m, zo, lo, hi, True, True)
-        for i in range(nvec, n):
-            out[i] = _add_one(np.int64(a[i]), np.int64(b[i]), m, zo, lo, hi, False, True)
-    else:
-        for i in range(nvec):
-            out[i] = _add_one(np.int64(a[i]), np.int64(b[i]), m, zo, lo, hi, True, False)
-        for i in range(nvec, n):
-            out[i] = _add_one(np.int64(a[i]), np.int64(b[i]), m, zo, lo, hi, False, False)
-
-
-def add_fits_int32(dtype1, zp1: int, dtype2, zp2: int, left_shift: int) -> bool:
-    """Whether ``_add_kernel`` may take its vectorizing loops for operands of these storage types and
-    zero points: 8- or 16-bit codes, zero points in their range, so every shifted input
-    (a - zp) << left_shift and the sum of the two scaled inputs (each at most half of it: TFLite's
-    input multipliers are s_i / (2 max(s1, s2)) <= 1/2) fit int32, where ``gemmlowp_mul``'s wrap to
-    int32 is the identity as in ``multiply_by_quantized_multiplier``."""
-    for dtype, zp in ((dtype1, zp1), (dtype2, zp2)):
-        dt = np.dtype(dtype)
-        if dt.kind not in "iu" or dt.itemsize > 2:
-            return False
-        info = np.iinfo(dt)
-        if not int(info.min) <= int(zp) <= int(info.max) or (int(info.max) - int(info.min)) << left_shift >= 1 << 31:
-            return False
-    return True
+    if p[6] >= 64:
+        out[:] = min(max(zo, lo), hi)
+        return
+    for i in range(nvec):
+        out[i] = _add_one(np.int64(a[i]), np.int64(b[i]), m, zo, lo, hi, True)
+    for i in range(nvec, n):
+        out[i] = _add_one(np.int64(a[i]), np.int64(b[i]), m, zo, lo, hi, False)
 
 
 @njit(cache=True)
@@ -146,8 +128,7 @@ def add_tflite(x1, x2, s1, zp1, s2, zp2, s_out, zp_out, qmin=-128, qmax=127, lef
     a, b, shape = _codes(x1, x2)
     p = ref.tflite_add_params(s1, s2, s_out, left_shift)
     out = np.empty(a.size, np.int64)
-    _add_kernel(a, b, p, zp1, zp2, zp_out, qmin, qmax, kernels == "optimized",
-                add_fits_int32(a.dtype, zp1, b.dtype, zp2, left_shift), out)
+    _add_kernel(a, b, p, zp1, zp2, zp_out, qmin, qmax, kernels == "optimized", out)
     return out.reshape(shape)
 
 

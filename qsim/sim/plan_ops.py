@@ -101,8 +101,7 @@ def _binary_kernel(step: Step, op: str, family, params, lo: int, hi: int, size: 
             return None
         left_shift = 15 if step.out_q().fmt.name == "int16" else 20  # as int_elementwise._binary
         p = ew.tflite_add_params(sa, sb, sc, left_shift)
-        fits = ewj.add_fits_int32(step.args[0].dtype, za, step.args[1].dtype, zb, left_shift)
-        return lambda a, b, out: ewj._add_kernel(a, b, p, za, zb, zc, lo, hi, optimized, fits, out)
+        return lambda a, b, out: ewj._add_kernel(a, b, p, za, zb, zc, lo, hi, optimized, out)
 
     def int64_kernel(a, b, out):  # the other elementwise_jit kernels take int64 operands and return int64
         out[:] = fn(a.astype(np.int64), b.astype(np.int64), *extra)
