@@ -9,9 +9,14 @@ file type's runtime) with the profile's accumulator width, when the executor sup
 otherwise with fake quantization, and the report says which. The float reference is the float
 model, or for a quantized file the same graph with its weights dequantized and no activation
 quantization. ``--against`` runs onnxruntime (.onnx) or LiteRT (.tflite) on the same inputs and
-counts the output elements that differ from the simulation.
+counts the output elements that differ from the simulation: integer codes against codes where the
+model returns a quantized tensor (the difference in LSB), values where it returns floats.
 
-Input files are ``.npz`` with one array per graph input (named like the inputs) and optionally
+Input files are ``.npz`` with one array per graph input (named like the inputs, in the graph's NCHW
+layout) and optionally ``labels``. The simulation and the runtime get each input in the dtype the
+model file declares: integer data is cast where it fits (else an error), float data for an integer
+input with quantization parameters is quantized with the policy's formula (for an integer input
+without them, such as token ids, an error), float64 data for a float32 input is rounded once.
 """
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ import numpy as np
 
 from qsim.errors import QsimError
 from qsim.numerics.policies import PolicyName
-from qsim.sim.against import AGAINST, compare_with_runtime
+from qsim.sim.against import AGAINST, compare_with_runtime, declared_feeds
 from qsim.sim.int_runtime import get_runtime, host_ort_cpu, ort_cpu, ort_cpu_scope
 from qsim.sim.pipeline import DEFAULT_POLICY, EXECUTORS, prepare, run_model
 
@@ -141,7 +146,7 @@ def _validate(model, hw, policy, plan, calib, data, against, executor, observer,
             raise QsimError(f"--data {data}: holds no input arrays (only {sorted(arrays)})")
         batch = len(data_arrays[0])
     graph, io = _load_model(path, batch, executor)
-    feeds = _check_inputs(graph, arrays, f"--data {data}") if arrays else random_inputs(graph, seed)
+    raw = _check_inputs(graph, arrays, f"--data {data}") if arrays else random_inputs(graph, seed)
     labels = arrays.get("labels") if arrays else None
     acc_bits, profile_policy = None, None
     if hw:
@@ -152,6 +157,10 @@ def _validate(model, hw, policy, plan, calib, data, against, executor, observer,
     if graph.quant_params and plan:
         raise QsimError(f"{path.name} is already quantized: its own scales and zero points are used; "
                         "--plan applies to float models only")
+    policy = policy or profile_policy or DEFAULT_POLICY.get(path.suffix, "onnxruntime")
+    # The simulation and the runtime take the inputs in the model's own dtypes (quantized codes where it
+    # takes integers); the float reference takes the data as given (real values keep their input error).
+    feeds = declared_feeds(io, graph, raw, policy, f"--data {data}" if data else "random inputs")
     calib_feeds = [feeds]
     if plan and calib:
         calib_feeds = _chunks(_check_inputs(graph, _read_npz(calib, "--calib"), f"--calib {calib}"), graph)
@@ -161,10 +170,9 @@ def _validate(model, hw, policy, plan, calib, data, against, executor, observer,
         notes.append("float model without --plan: ran at fp32")
     qgraph = prepare(graph, _plan(plan), calib_feeds, observer=observer)
     reference = dequantized_graph(graph) if graph.quant_params else graph
-    policy = policy or profile_policy or DEFAULT_POLICY.get(path.suffix, "onnxruntime")
     if policy == "onnxruntime":
         io.for_onnxruntime(qgraph)
-    ref_trace = run_float(reference, _reference_feeds(graph, feeds), trace=True)
+    ref_trace = run_float(reference, _reference_feeds(graph, raw), trace=True)
     run = run_model(qgraph, feeds, policy, executor, trace=True, acc_bits=acc_bits)
     use_integer = run.executor == "integer"
     if run.executor == "fake":
@@ -191,8 +199,8 @@ def _validate(model, hw, policy, plan, calib, data, against, executor, observer,
         if not graph.quant_params and plan:
             notes.append(f"--against {against} ran the float model: its differences are the quantization error")
         summary["against"] = {"runtime": against,
-                              "outputs": compare_with_runtime(against, path, qgraph, feeds,
-                                                              {t: trace[t] for t in qgraph.outputs}, policy)}
+                              "outputs": compare_with_runtime(against, path, qgraph, io, feeds, trace, policy,
+                                                              run.executor)}
     return {"nodes": table, "summary": summary}
 
 

@@ -27,8 +27,11 @@ def _text(result: dict) -> str:
     if "overflow_events" in s:
         lines.append(f"  accumulator overflow events {s['overflow_events']}, saturated outputs {s['saturated']}")
     for row in s.get("against", {}).get("outputs", []):
-        lines.append(f"  vs {s['against']['runtime']} {row['output']}: {row['mismatches']} of {row['elements']} "
-                     f"elements differ (max abs diff {row['max_abs_diff']:.4g})")
+        lsb = row["max_diff_lsb"]  # codes differ by whole LSB; values by a fraction of the output's scale
+        diff = (f"max diff {lsb} LSB" if row["compared"] == "codes" and lsb is not None else
+                f"max abs diff {row['max_abs_diff']:.4g}" + (f", {lsb:.4g} LSB" if lsb is not None else ""))
+        lines.append(f"  vs {s['against']['runtime']} {row['output']} ({row['dtype']} {row['compared']}): "
+                     f"{row['mismatches']} of {row['elements']} elements differ ({diff})")
     lines += [f"  note: {n}" for n in s["notes"]]
     return "\n".join(lines)
 
