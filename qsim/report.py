@@ -123,6 +123,12 @@ def report_dict(workload: str, profile_name: str, precision: str, layers: pd.Dat
     }
 
 
+def band_html(band: dict[str, Any]) -> str:
+    """An ``error_band`` as HTML list items: its text, and its note where it has one."""
+    return f"<li>error band: {html.escape(band['text'])}</li>" + (
+        f"<li>note: {html.escape(band['note'])}</li>" if band.get("note") else "")
+
+
 REPORT_SUFFIXES = (".csv", ".parquet", ".json", ".html")
 
 
@@ -152,9 +158,7 @@ def write_report(path: Path, layers: pd.DataFrame, report: dict[str, Any]) -> No
         else:  # .html (check_report_path allows nothing else)
             head = "".join(f"<li>{k}: {v}</li>" for k, v in report["totals"].items())
             if report.get("error_band"):  # beside the latency, as `qsim run` prints it
-                band = report["error_band"]
-                head += f"<li>error band: {html.escape(band['text'])}</li>" + (
-                    f"<li>note: {html.escape(band['note'])}</li>" if band.get("note") else "")
+                head += band_html(report["error_band"])
             tmp.write_text(f"<html><head><meta charset='utf-8'><title>{report['workload']} on "
                            f"{report['profile']}</title></head><body><h1>{report['workload']} on "
                            f"{report['profile']} at {report['precision']}</h1><ul>{head}</ul>"

@@ -6,7 +6,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from qsim.cli.search_args import add_model_flags, cache_dir, check_early, progress
+from qsim.cli.search_args import (BAND_DETAIL, add_model_flags, band_lines, cache_dir, check_early, ort_cpu_text,
+                                  progress)
 from qsim.errors import QsimError
 
 
@@ -60,14 +61,15 @@ def _cmd_search(args) -> int:
     result = search(inp.graph, args.hw, inp.evaluation, args.max_drop, args.objective, args.candidates,
                     native_only=not args.allow_emulated, max_overflow=args.max_overflow, base_plan=inp.base,
                     policy=args.policy, cache_dir=cache_dir(args), progress=progress("sensitivity"),
-                    cost_graph=inp.cost_graph)
+                    cost_graph=inp.cost_graph, ort_cpu=args.ort_cpu)
     table = result.table()
     print(f"{inp.model.name} on {result.profile}: {result.stats['metric']} on {result.stats['samples']} samples, "
           f"objective {result.objective}, max drop {result.max_drop:g}; {result.simulations} simulations run "
-          f"in {result.seconds:.1f} s")
+          f"in {result.seconds:.1f} s" + ort_cpu_text(args.policy, result.stats["ort_cpu"]))
+    print("\n".join(band_lines(result.error_band)))
     for fmt, why in result.excluded.items():
         print(f"  excluded {fmt}: {why}")
-    print(table.to_string(index=False))
+    print(table.drop(columns=BAND_DETAIL, errors="ignore").to_string(index=False))
     print(result.message)
     if args.table:
         write_table(table, Path(args.table))

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from qsim.cli.args import positive_int
+from qsim.sim.validate_cli import ORT_CPU_CHOICES  # spelled out there: no simulator import for ``--help``
 
 CACHE_HELP = ("folder of cached measurements (one JSON file per plan, keyed by its accuracy key): a rerun after "
               "an interruption redoes no finished simulation (default: beside --out, else reports/.qsim-cache)")
@@ -26,6 +27,11 @@ def add_model_flags(p, candidates_default: str) -> None:
                    help=f"comma-separated precisions to try per layer (default {candidates_default})")
     p.add_argument("--base", help="the plan layers are lowered from (default: the workload's plan, else int8)")
     p.add_argument("--policy", default="onnxruntime", help="requantization policy of the integer executor")
+    p.add_argument("--ort-cpu", choices=ORT_CPU_CHOICES, type=str.lower,
+                   help="under the onnxruntime policy, the CPU whose onnxruntime to simulate (its integer sums "
+                   "depend on it): avx2 (x86 without VNNI: uint8 x int8 summed in saturating int16 pairs), vnni "
+                   "(exact), arm64, or host (this machine); default QSIM_ORT_CPU, else host. It enters the "
+                   "measurement cache's key")
     p.add_argument("--cache", help=CACHE_HELP)
 
 
@@ -34,6 +40,9 @@ def check_early(args) -> None:
     from qsim.search.space import parse_candidates
 
     parse_candidates(args.candidates)
+    from qsim.sim.int_runtime import ort_cpu_name
+
+    ort_cpu_name(args.ort_cpu)  # a bad QSIM_ORT_CPU, before the model is trained
     if getattr(args, "hw", None):
         from qsim.api import as_profile
 
@@ -56,3 +65,21 @@ def progress(label: str):
         print(f"\r{label}: {done}/{total} measured", end="\n" if done == total else "", file=sys.stderr, flush=True)
 
     return show
+
+
+def ort_cpu_text(policy: str, kind: str) -> str:
+    """The CPU kind the accuracies were simulated for, where the policy depends on it."""
+    from qsim.numerics.policies import PolicyName, policy_name
+
+    return f"; onnxruntime as on CPU kind {kind!r}" if policy_name(policy) is PolicyName.ONNXRUNTIME else ""
+
+
+# the band's figures, printed once above a table (band_lines) rather than on every row of it
+BAND_DETAIL = ["stack", "error_median_pct", "error_worst_pct"]
+
+
+def band_lines(band: dict) -> list[str]:
+    """The cost estimates' error band (``qsim.report.error_band``) as ``qsim run`` prints it, with its
+    note where some estimate runs at a precision the validated rows do not cover."""
+    note = [f"  note: {band['note']}"] if band.get("note") else []
+    return [f"  latency and energy estimates: {band['text']}"] + note

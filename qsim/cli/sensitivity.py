@@ -6,7 +6,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from qsim.cli.search_args import add_model_flags, cache_dir, check_early, progress
+from qsim.cli.search_args import (BAND_DETAIL, add_model_flags, band_lines, cache_dir, check_early, ort_cpu_text,
+                                  progress)
 from qsim.errors import QsimError
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".html")
@@ -37,12 +38,15 @@ def _cmd_sensitivity(args) -> int:
     check_early(args)
     inp = load_inputs(args.model, args.data, args.samples, args.calibration, args.metric, args.batch, args.base)
     df = sensitivity(inp.graph, inp.base, inp.evaluation, args.candidates, args.hw, policy=args.policy,
-                     cache_dir=cache_dir(args), progress=progress("sensitivity"), cost_graph=inp.cost_graph)
+                     cache_dir=cache_dir(args), progress=progress("sensitivity"), cost_graph=inp.cost_graph,
+                     ort_cpu=args.ort_cpu)
     a = df.attrs
     print(f"{inp.model.name}: base plan {a['base_plan']}, {a['metric']} {a['base_accuracy']:.4f} (float "
           f"{a['reference_accuracy']:.4f}) on {a['samples']} samples; {a['simulations']} simulations run"
-          + (f"; savings on {a['profile']}" if a["profile"] else ""))
-    print(df.drop(columns=["executed_by"]).to_string(index=False))
+          + (f"; savings on {a['profile']}" if a["profile"] else "") + ort_cpu_text(args.policy, a["ort_cpu"]))
+    if a.get("error_band"):
+        print("\n".join(band_lines(a["error_band"])))
+    print(df.drop(columns=["executed_by", *BAND_DETAIL], errors="ignore").to_string(index=False))
     if args.out:
         write_table(df, Path(args.out))
         print(f"wrote {args.out}", file=sys.stderr)
@@ -53,14 +57,19 @@ def _cmd_sensitivity(args) -> int:
 
 
 def write_table(df, path: Path) -> None:
+    """By extension; the HTML page says the cost estimates' error band (``attrs["error_band"]``) above
+    the table as ``qsim run``'s report does (the CSV and Parquet rows carry it as columns)."""
     from qsim.files import atomic_write
+    from qsim.report import band_html
 
     if path.suffix == ".csv":
         atomic_write(path, lambda tmp: df.to_csv(tmp, index=False))
     elif path.suffix == ".parquet":
         atomic_write(path, lambda tmp: df.to_parquet(tmp, index=False))
     else:
-        atomic_write(path, lambda tmp: tmp.write_text(df.to_html(index=False)))
+        band = df.attrs.get("error_band")
+        head = f"<ul>{band_html(band)}</ul>" if band else ""
+        atomic_write(path, lambda tmp: tmp.write_text(head + df.to_html(index=False)))
 
 
 def plot_sensitivity(df, path: Path) -> None:

@@ -7,9 +7,10 @@ metric, its drop against the float model on the same samples, the output SQNR, a
 executor's overflow and saturation counts.
 
 Each measurement is keyed by the plan's accuracy key (``Evaluation.key``: the model's weights, the
-data, the plan, the requantization policy, the accumulator width and overflow mode, never the
-chip's clocks) and, with a cache folder, stored there as one small JSON file written atomically, so
-an interrupted search or sensitivity run resumes without redoing finished evaluations.
+data, the plan, the requantization policy, the accumulator width and overflow mode, and under the
+onnxruntime policy the CPU kind whose onnxruntime is reproduced; never the chip's clocks) and, with a
+cache folder, stored there as one small JSON file written atomically, so an interrupted search or
+sensitivity run resumes without redoing finished evaluations.
 """
 from __future__ import annotations
 
@@ -55,8 +56,11 @@ class Measurer:
     """Measures plans of one float graph on one ``Evaluation`` (see the module doc)."""
 
     def __init__(self, graph: Graph, evaluation, policy: str = "onnxruntime", acc_bits: int = 32,
-                 overflow: str = "wrap", cache_dir: str | Path | None = None):
+                 overflow: str = "wrap", cache_dir: str | Path | None = None, ort_cpu: str | None = None):
+        from qsim.sim.int_runtime import ort_cpu_name
+
         evaluation.check(graph)  # every data problem before the first simulation
+        self.ort_cpu = ort_cpu_name(ort_cpu)  # checked, and QSIM_ORT_CPU read, once: before any simulation
         self.graph, self.evaluation = graph, evaluation
         self.policy, self.acc_bits, self.overflow = policy, int(acc_bits), overflow
         self.cache_dir = Path(cache_dir) if cache_dir else None
@@ -74,17 +78,36 @@ class Measurer:
         return self.evaluation.metric.label
 
     def key(self, plan) -> str:
-        """The plan's accuracy key (``Evaluation.key``)."""
-        return f"{self.evaluation.key(self._graph_id, plan, self.policy, self.acc_bits, self.overflow)}-v{CACHE_VERSION}"
+        """The plan's accuracy key (``Evaluation.key``); under the onnxruntime policy it names the CPU
+        kind and MLAS float lanes too (an avx2 onnxruntime sums u8 x s8 products differently from a
+        vnni one), so a cache filled for one kind never answers for another."""
+        from qsim.numerics.policies import PolicyName, policy_name
+        from qsim.sim.int_runtime import ort_cpu, ort_float_lanes
+
+        cpu = {}
+        if policy_name(self.policy) is PolicyName.ONNXRUNTIME:
+            cpu["ort_cpu"] = f"{ort_cpu(self.ort_cpu)}/{ort_float_lanes(self.ort_cpu)}"
+        key = self.evaluation.key(self._graph_id, plan, self.policy, self.acc_bits, self.overflow, **cpu)
+        return f"{key}-v{CACHE_VERSION}"
+
+    @property
+    def ort_cpu_kind(self) -> str:
+        """The CPU kind whose onnxruntime the onnxruntime policy reproduces here ("host" resolved)."""
+        from qsim.sim.int_runtime import ort_cpu
+
+        return ort_cpu(self.ort_cpu)
 
     def measure(self, plan) -> Measurement:
+        from qsim.sim.int_runtime import ort_cpu_scope
+
         plan = check_simulable(parse_plan(plan))
         key = self.key(plan)
         if key not in self._memo:
             found = self._load(key)
             if found is None:
                 start = time.perf_counter()
-                r = self.evaluation.measure(self.graph, plan, self.policy, self.acc_bits, self.overflow)
+                with ort_cpu_scope(self.ort_cpu):  # every kernel of the run follows the kind asked for
+                    r = self.evaluation.measure(self.graph, plan, self.policy, self.acc_bits, self.overflow)
                 if plan.overrides or plan.default.name != "fp32":  # fp32 is the float reference, run once
                     self.seconds += time.perf_counter() - start
                     self.simulations += 1

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
@@ -58,18 +59,35 @@ class SearchResult:
     simulations: int = 0
     seconds: float = 0.0
     stats: dict = field(default_factory=dict)
+    hw: Any = None  # the Profile estimated on (its error band)
+
+    @property
+    def error_band(self) -> dict | None:
+        """The profile's error band (``qsim.report.error_band``) for the compute classes of every
+        plan in the table, so its note says when some plan runs at a precision no validated row covers."""
+        if self.hw is None:
+            return None
+        from qsim.report import error_band
+
+        return error_band(self.hw, sorted({u for p in self.points for u in p.cost.compute_units}))
 
     def table(self) -> pd.DataFrame:
-        """One row per verified plan: measured accuracy, costs on the chip, constraints, front."""
+        """One row per verified plan: measured accuracy, costs on the chip, constraints, front, and
+        the error band of its cost estimate as the sweep rows give it (``qsim.report.band_columns``);
+        the whole band in ``attrs["error_band"]``."""
+        from qsim.report import band_columns
+
         rows = [{"plan": p.label, "source": p.source, "accuracy": p.measured.accuracy,
                  "accuracy_drop": p.measured.accuracy_drop, "sqnr_db": p.measured.sqnr_db,
                  "latency_s": p.cost.latency_s, "energy_j": p.cost.energy_j, "memory_bytes": p.cost.memory_bytes,
-                 "overflow_events": p.measured.overflow_events, "fits": p.cost.fits, "meets": p.meets}
+                 "overflow_events": p.measured.overflow_events, "fits": p.cost.fits, "meets": p.meets,
+                 **(band_columns(self.hw, p.cost.compute_units) if self.hw is not None else {})}
                 for p in self.points]
         df = pd.DataFrame(rows)
         if not df.empty:
             df["on_front"] = pareto(df, OBJECTIVES[self.objective])
             df["best"] = [self.best is not None and p is self.best for p in self.points]
+        df.attrs["error_band"] = self.error_band
         return df
 
 
@@ -83,11 +101,13 @@ def pareto(df: pd.DataFrame, cost_column: str) -> list[bool]:
 def search(graph: Graph, profile, evaluation, max_drop: float, objective: str = "latency",
            candidates=DEFAULT_CANDIDATES, native_only: bool = True, max_overflow: int = 0, *, base_plan=None,
            layers=None, policy: str = "onnxruntime", overflow: str = "wrap", cache_dir=None,
-           budgets=BUDGET_LADDER, max_rounds: int = 8, progress=None, cost_graph: Graph | None = None) -> SearchResult:
+           budgets=BUDGET_LADDER, max_rounds: int = 8, progress=None, cost_graph: Graph | None = None,
+           ort_cpu: str | None = None) -> SearchResult:
     """See the module doc. ``max_drop``: accuracy drop against the float model (0.01 = 1 point of
     top-1); ``max_overflow``: accumulator overflow events allowed over the evaluation samples;
     ``cost_graph``: the model as deployed (batch 1, say) when ``graph`` is batched for evaluation
-    (same node names)."""
+    (same node names); ``ort_cpu``: the CPU kind whose onnxruntime the onnxruntime policy reproduces
+    ("host", "avx2", "vnni", "arm64"; None: ``QSIM_ORT_CPU``, else "host")."""
     if objective not in OBJECTIVES:
         raise QsimError(f"objective {objective!r}: choose one of {', '.join(OBJECTIVES)}")
     if not 0 <= max_drop < 1:
@@ -99,7 +119,7 @@ def search(graph: Graph, profile, evaluation, max_drop: float, objective: str = 
     cands = parse_candidates(candidates)
     layers = check_layers(graph, layers)
     coster = Coster(cost_graph or graph, profile)
-    measurer = measurer_for(graph, evaluation, coster.profile, policy, None, overflow, cache_dir)
+    measurer = measurer_for(graph, evaluation, coster.profile, policy, None, overflow, cache_dir, ort_cpu)
     try:
         base_cost = coster.cost(base)
     except QsimError as exc:
@@ -156,7 +176,8 @@ def search(graph: Graph, profile, evaluation, max_drop: float, objective: str = 
     result = SearchResult(best, list(points.values()), reference, sens, excluded, "", objective, max_drop,
                           coster.profile.name, measurer.simulations, time.perf_counter() - start,
                           {"simulation_seconds": measurer.seconds, "samples": measurer.samples,
-                           "metric": measurer.metric, "base_drop": base_drop})
+                           "metric": measurer.metric, "base_drop": base_drop, "ort_cpu": measurer.ort_cpu_kind},
+                          coster.profile)
     result.message = _verdict(result)
     return result
 

@@ -91,6 +91,7 @@ class Cost:
     weight_bytes: int
     fits: bool
     emulated_nodes: int
+    compute_units: tuple[str, ...] = ()  # the compute classes the estimate ran at (what its error band covers)
 
     def objective(self, name: str) -> float:
         return float(getattr(self, OBJECTIVES[name]))
@@ -115,7 +116,7 @@ class Coster:
             t = estimate_graph(self.graph, plan, self.profile).totals
             memory = int(t["weight_bytes"] + t["peak_activation_bytes"] + t["state_bytes"])
             self._memo[key] = Cost(float(t["latency_s"]), float(t["energy_j"]), memory, int(t["weight_bytes"]),
-                                   all(t["fits"].values()), int(t["emulated_nodes"]))
+                                   all(t["fits"].values()), int(t["emulated_nodes"]), tuple(t["compute_units"]))
         return self._memo[key]
 
 

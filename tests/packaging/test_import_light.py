@@ -39,7 +39,8 @@ def test_import_qsim_loads_no_heavy_package():
     assert HEAVY.isdisjoint(_fresh("import qsim")), "import qsim must stay light (its names load on first use)"
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["validate", "--help"], ["sweep", "--help"]])
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["validate", "--help"], ["sweep", "--help"],
+                                  ["search", "--help"], ["sensitivity", "--help"]])
 def test_cli_help_loads_no_heavy_package(argv):
     code = (f"import runpy, sys; sys.argv = ['qsim'] + {argv!r}\n"
             "try:\n    runpy.run_module('qsim.cli', run_name='__main__')\nexcept SystemExit:\n    pass")

@@ -145,3 +145,100 @@ def test_a_workload_brings_its_own_evaluation_block(digits):
     inp = load_inputs("digits_cnn", None, samples=20)  # workloads/digits_cnn.yaml: data digits, batch 60
     assert len(inp.evaluation) == 20 and inp.graph.tensor("x").shape[0] == 60
     assert inp.cost_graph.tensor("x").shape[0] == 1 and inp.base.name == "int8"  # the workload's own plan
+
+
+def _band_figures(line: str) -> tuple[float, float]:
+    import re
+
+    found = re.search(r"median ([0-9.]+) %, worst ([0-9.]+) %", line)
+    assert found, line
+    return float(found.group(1)), float(found.group(2))
+
+
+def test_search_prints_and_writes_the_profiles_error_band(digits, tmp_path, capsys):
+    import pandas as pd
+
+    import qsim
+
+    model, graph, deployed, ev, block, folder = digits
+    band = qsim.estimate(deployed, "iot", "int8").attrs["error_band"]  # what `qsim run` prints for this chip
+    assert band["validated"]
+    common = ["--samples", str(SAMPLES), "--calibration", block["calibration"], "--cache", str(folder / "cache")]
+    table = tmp_path / "front.csv"
+    assert main(["search", "digits", "--hw", "iot", "--candidates", "int8,w4a8", *common, "--table", str(table)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    shown = [line for line in lines if "latency and energy estimates" in line]
+    assert len(shown) == 1 and band["text"] in shown[0]
+    assert _band_figures(shown[0]) == (band["held_out_median_pct"], band["held_out_worst_pct"])
+    df = pd.read_csv(table)  # every plan's row carries the band, as sweep rows do
+    assert set(df["error_median_pct"]) == {band["held_out_median_pct"]}
+    assert set(df["error_worst_pct"]) == {band["held_out_worst_pct"]} and set(df["stack"]) == {band["stack"]}
+    html = tmp_path / "front.html"
+    assert main(["search", "digits", "--hw", "iot", "--candidates", "int8", *common, "--table", str(html)]) == 0
+    capsys.readouterr()
+    assert f"<li>error band: {band['text']}</li>" in html.read_text()
+    # a profile validated at float precisions only: its band comes with the run report's note
+    cloud = qsim.estimate(deployed, "cloud", "int8").attrs["error_band"]
+    assert cloud["covers_precision"] is False
+    assert main(["search", "digits", "--hw", "cloud", "--candidates", "int8", *common]) == 0
+    out = capsys.readouterr().out
+    assert f"  latency and energy estimates: {cloud['text']}\n  note: {cloud['note']}\n" in out
+
+
+def test_sensitivity_prints_the_band_of_its_savings(digits, tmp_path, capsys):
+    import qsim
+
+    model, graph, deployed, ev, block, folder = digits
+    band = qsim.estimate(deployed, "iot", "int8").attrs["error_band"]
+    assert main(["sensitivity", "digits", "--samples", str(SAMPLES), "--calibration", block["calibration"],
+                 "--candidates", "w4a8", "--hw", "iot", "--cache", str(folder / "cache")]) == 0
+    shown = [line for line in capsys.readouterr().out.splitlines() if "latency and energy estimates" in line]
+    assert len(shown) == 1 and _band_figures(shown[0]) == (band["held_out_median_pct"], band["held_out_worst_pct"])
+
+
+@pytest.mark.parametrize("command, cpu, candidates", [("sensitivity", "avx2", "w4a8"), ("search", "vnni", "int8")])
+def test_ort_cpu_reaches_every_simulation(digits, tmp_path, capsys, monkeypatch, command, cpu, candidates):
+    from qsim.evaluation.data import Evaluation
+    from qsim.sim import int_runtime
+
+    model, graph, deployed, ev, block, folder = digits
+    seen, measure = [], Evaluation.measure
+
+    def spy(self, *args, **kwargs):
+        seen.append(int_runtime.ort_cpu())  # the kind every kernel of this simulation follows
+        return measure(self, *args, **kwargs)
+
+    monkeypatch.setattr(Evaluation, "measure", spy)
+    monkeypatch.setenv("QSIM_ORT_CPU", "arm64")  # the flag wins over the environment
+    assert main([command, "digits", "--hw", "iot", "--samples", "20", "--calibration", block["calibration"],
+                 "--candidates", candidates, "--ort-cpu", cpu.upper(), "--cache", str(tmp_path / "cache")]) == 0
+    assert seen and set(seen) == {cpu}
+    assert f"onnxruntime as on CPU kind {cpu!r}" in capsys.readouterr().out
+    assert int_runtime.ort_cpu() == "arm64"  # nothing global changed
+
+
+def test_the_cpu_kind_enters_the_measurement_key(digits):
+    model, graph, deployed, ev, block, folder = digits
+    keys = {cpu: Measurer(graph, ev.evaluation, ort_cpu=cpu).key("int8") for cpu in ("avx2", "vnni", "arm64")}
+    assert len(set(keys.values())) == 3  # a cache filled for one kind never answers for another
+    tflite = {Measurer(graph, ev.evaluation, "tflite-reference", ort_cpu=cpu).key("int8") for cpu in ("avx2", "vnni")}
+    assert len(tflite) == 1  # only the onnxruntime policy depends on the kind
+
+
+@pytest.mark.parametrize("command", ["search", "sensitivity"])
+def test_bad_ort_cpu_is_a_usage_error(capsys, monkeypatch, command):
+    with pytest.raises(SystemExit) as exc:
+        main([command, "digits", "--hw", "iot", "--ort-cpu", "sparc"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "argument --ort-cpu: invalid choice: 'sparc'" in err and "Traceback" not in err
+    monkeypatch.setenv("QSIM_ORT_CPU", "sparc")  # a bad environment is refused before the model is trained
+    assert main([command, "digits", "--hw", "iot"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "QSIM_ORT_CPU='sparc'" in err and "Traceback" not in err
+
+
+def test_help_documents_ort_cpu(capsys):
+    for command in ("search", "sensitivity"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert "--ort-cpu {host,avx2,vnni,arm64}" in capsys.readouterr().out
