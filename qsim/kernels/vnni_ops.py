@@ -117,21 +117,24 @@ def _signed(w: np.ndarray) -> tuple[np.ndarray, int]:
     return w, 0
 
 
-def _pack_conv(w: np.ndarray, groups: int, cgp: int):
+def _pack_conv(w: np.ndarray, groups: int, cgp: int, chunk: int = vnni.NR):
     """Per group: (``vnni.pack_weights``' (P, T, Q, NR, 4) layout of the group's signed filters, their
-    sums). Packed here in one gather from the (M, cg, T) filters, zero-padded to whole panels and
-    quads first where needed: the padded (T, cgp, M) transpose pack_weights takes, and its two
-    copies, made ResNet-18's weights take 58 ms to pack in a fresh process (now about 15)."""
+    sums); ``chunk=avx2.CHUNK``: the AVX2 tiles' int8 layout instead (``avx2.chunked(p, False)``:
+    each panel's columns in chunks of that many, one chunk after the other). Built from the filters
+    channels-last (M, T, cgp), zero-padded to whole panels and quads, whose quads are one int32 each:
+    a gather of int32 quads, not of bytes (the (T, cgp, M) transpose that pack_weights takes, its
+    two copies and the chunking's made ResNet-18's weights take 67 ms to pack in a fresh process)."""
     ws, _ = _signed(np.ascontiguousarray(w))
     m, cg, kh, kw = ws.shape
-    mg, ntaps, nr = m // groups, kh * kw, vnni.NR
+    mg, ntaps, nr, quads = m // groups, kh * kw, vnni.NR, cgp // 4
     npanel = -(-mg // nr)
-    src = ws.reshape(groups, mg, cg, ntaps)
-    if npanel * nr != mg or cgp != cg:
-        src = np.zeros((groups, npanel * nr, cgp, ntaps), dtype=np.int8)
-        src[:, :mg, :cg] = ws.reshape(groups, mg, cg, ntaps)
-    packed = np.empty((groups, npanel, ntaps, cgp // 4, nr, 4), dtype=np.int8)
-    packed[...] = src.reshape(groups, npanel, nr, cgp // 4, 4, ntaps).transpose(0, 1, 5, 3, 2, 4)
+    padded = npanel * nr != mg or cgp != cg
+    src = (np.zeros if padded else np.empty)((groups, npanel * nr, ntaps, cgp), dtype=np.int8)
+    src[:, :mg, :, :cg] = ws.reshape(groups, mg, cg, ntaps).transpose(0, 1, 3, 2)
+    packed = np.empty((groups, npanel, nr // chunk, ntaps, quads, chunk), dtype=np.int32)
+    quad = src.view(np.int32).reshape(groups, npanel, nr // chunk, chunk, ntaps, quads)
+    packed[...] = quad.transpose(0, 1, 2, 4, 5, 3)
+    packed = packed.view(np.int8).reshape(groups, npanel, ntaps, quads, nr, 4)
     sw = ws.reshape(groups, mg, -1).sum(axis=2, dtype=np.int64)
     return [(packed[g], sw[g]) for g in range(groups)]
 
@@ -200,11 +203,19 @@ def plan_conv(w, x_dtype, xz: int, wz: np.ndarray, bias: np.ndarray, g, acc_bits
         return None
     if pairs16 and not _pairs_aligned(g.cg, g.kh * g.kw):
         return _plan_cols(w, x_dtype, xz, wz, bias, g, acc_bits, lo, hi, checked, requant)
-    packs = cached(w, ("conv", g.groups), lambda: _pack_conv(w, g.groups, cgp))
+    def vnni_packs():
+        return cached(w, ("conv", g.groups), lambda: _pack_conv(w, g.groups, cgp))
+
     if vnni_fused.CORE == "avx2":
         # exact sums asked for of pairs that can saturate: the exact int16 tiles
-        wide = not pairs16 and not cached(w, ("conv-exact", g.groups), lambda: all(_pairs_exact(p) for p, _ in packs))
-        packs = cached(w, ("conv-avx2", g.groups, wide), lambda: [(avx2.chunked(p, wide), sw) for p, sw in packs])
+        wide = not pairs16 and not cached(w, ("conv-exact", g.groups),
+                                          lambda: all(_pairs_exact(p) for p, _ in vnni_packs()))
+        # int8 tiles: packed in their layout at once (MLAS's pairs: the VNNI packing is not needed)
+        packs = cached(w, ("conv-avx2", g.groups, wide),
+                       lambda: [(avx2.chunked(p, True), sw) for p, sw in vnni_packs()] if wide
+                       else _pack_conv(w, g.groups, cgp, avx2.CHUNK))
+    else:
+        packs = vnni_packs()
     w0 = wz - (128 if w.dtype == np.uint8 else 0)
     k = g.cg * g.kh * g.kw
     taps = np.array([(ky * dh * wp + kx * dw) * cgp for ky in range(g.kh) for kx in range(g.kw)], dtype=np.int64)
@@ -227,8 +238,7 @@ def _plan_cols(w, x_dtype, xz, wz, bias, g, acc_bits, lo, hi, checked, requant) 
     k = g.cg * g.kh * g.kw
     kp = -(-k // 4) * 4
     packs = cached(w, ("cols", g.groups),
-                   lambda: [(avx2.chunked(p, False), sw) for p, sw in
-                            _pack_conv(w.transpose(0, 2, 3, 1).reshape(g.m, k, 1, 1), g.groups, kp)])
+                   lambda: _pack_conv(w.transpose(0, 2, 3, 1).reshape(g.m, k, 1, 1), g.groups, kp, avx2.CHUNK))
     w0 = wz - (128 if w.dtype == np.uint8 else 0)
     terms = []
     for gi in range(g.groups):
