@@ -119,11 +119,10 @@ def _signed(w: np.ndarray) -> tuple[np.ndarray, int]:
 
 def _pack_conv(w: np.ndarray, groups: int, cgp: int, chunk: int = vnni.NR):
     """Per group: (``vnni.pack_weights``' (P, T, Q, NR, 4) layout of the group's signed filters, their
-    sums); ``chunk=avx2.CHUNK``: the AVX2 tiles' int8 layout instead (``avx2.chunked(p, False)``:
-    each panel's columns in chunks of that many, one chunk after the other). Built from the filters
-    channels-last (M, T, cgp), zero-padded to whole panels and quads, whose quads are one int32 each:
-    a gather of int32 quads, not of bytes (the (T, cgp, M) transpose that pack_weights takes, its
-    two copies and the chunking's made ResNet-18's weights take 67 ms to pack in a fresh process)."""
+    sums); ``chunk=avx2.CHUNK``: the AVX2 tiles' int8 layout (``avx2.chunked(p, False)``). One gather
+    of int32 quads from the filters channels-last (M, T, cgp), zero-padded to whole panels and quads:
+    pack_weights' byte transposes and the chunking's copy took ResNet-18's weights 67 ms to pack in
+    a fresh process, this ~21 ms."""
     ws, _ = _signed(np.ascontiguousarray(w))
     m, cg, kh, kw = ws.shape
     mg, ntaps, nr, quads = m // groups, kh * kw, vnni.NR, cgp // 4
@@ -287,8 +286,8 @@ def run_planned(plan: ConvPlan, x, requant, out=None, bufs=None):
         for gi, (w0g, const, fast) in enumerate(plan.group_terms):
             img = xp[n, gi]
             sa = _window_sums(plan, img) if plan.need_sa else plan.zeros
-            count += vnni_fused.conv_rows_q(img.reshape(-1), plan.packs[gi][0], plan.taps, plan.cgp // 4, plan.offs, plan.run,
-                                            sa, w0g, const, plan.acc_bits, plan.lo, plan.hi, plan.checked,
+            count += vnni_fused.conv_rows_q(img.reshape(-1), plan.packs[gi][0], plan.taps, plan.cgp // 4, plan.offs,
+                                            plan.run, sa, w0g, const, plan.acc_bits, plan.lo, plan.hi, plan.checked,
                                             gi * g.mg, requant[0],
                                             out[n][:, gi * g.mg:(gi + 1) * g.mg] if g.groups > 1 else out[n], fast)
     return out.reshape(g.n, g.oh, g.ow, g.m).transpose(0, 3, 1, 2), int(count)
@@ -338,9 +337,9 @@ def _conv_q(plan: ConvPlan, xp: np.ndarray, out2: np.ndarray, requant) -> int:
     path does: one compiled specialization for padded images and receptive-field rows (a cold
     process loads each from numba's cache, ~14 ms apiece)."""
     w0g, const, fast = plan.group_terms[0]
-    return vnni_fused.conv_rows_q(xp.reshape(-1), plan.packs[0][0], plan.taps, plan.cgp // 4, plan.offs, plan.run, plan.zeros,
-                                  w0g, const, plan.acc_bits, plan.lo, plan.hi, plan.checked, 0, requant[0], out2,
-                                  fast, plan.g.n, xp[0].size)
+    return vnni_fused.conv_rows_q(xp.reshape(-1), plan.packs[0][0], plan.taps, plan.cgp // 4, plan.offs, plan.run,
+                                  plan.zeros, w0g, const, plan.acc_bits, plan.lo, plan.hi, plan.checked, 0, requant[0],
+                                  out2, fast, plan.g.n, xp[0].size)
 
 
 def _fast_epilogue(spec, checked: bool, hi: int, w0: np.ndarray, const: np.ndarray, ch0: int):
