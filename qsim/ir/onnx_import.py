@@ -23,13 +23,20 @@ from qsim.ir.graph import Graph
 from qsim.ir.model_io import ModelIO, Port
 from qsim.ir.onnx_context import Context, classify_inputs, is_quantized
 from qsim.ir.onnx_fold import FOLDERS
-from qsim.ir.onnx_plan import plan_from_graph
 from qsim.ir.onnx_s8_units import float_qdq_units, int8_float_units, int8_pairs, int8_refusal
 
 if TYPE_CHECKING:
     import onnx
 
 __all__ = ["load_onnx", "plan_from_graph", "ONNX_OPS"]
+
+
+def plan_from_graph(g):
+    """``qsim.ir.onnx_plan.plan_from_graph``, imported on demand: simulating a model file does not
+    need it or ``qsim.precision`` (a cold start compiles and runs every module it imports)."""
+    from qsim.ir.onnx_plan import plan_from_graph as plan
+
+    return plan(g)
 
 
 class OnnxOp(NamedTuple):

@@ -28,21 +28,12 @@ from numba.core.extending import overload
 from qsim.kernels import depthwise_simd, epilogue_tflite
 from qsim.kernels.portable import wrap_row
 from qsim.numerics.requant_jit import KIND_FLOAT32, requant_run
+from qsim.numerics.rounding_jit import f32_code
 
 
 @njit(cache=True, inline="always")
 def _small(v):
     return -(1 << 17) < v < (1 << 17)
-
-
-@njit(cache=True, inline="always")
-def f32_code(acc, mult, zp, lo, hi):
-    """``rounding_jit.requant_f32`` (clamp(rne(fp32(acc * mult)) + zp)) of an int32 accumulator in
-    float32 lanes only: ``zp``, ``lo``, ``hi`` are float32 integers below 2^17, so ``rint(p) + zp`` is
-    exact wherever it can land inside [lo, hi] (beyond 2^24 it is rounded, but clamps to the same
-    bound), and the clamp on the float gives the clamped integer. Twice the lanes of float64."""
-    v = np.rint(np.float32(np.float32(acc) * mult)) + zp
-    return np.int32(min(max(v, lo), hi))
 
 
 def depthwise_nhwc(xh, xz, ws, bias, sh, sw, dh, dw, pt, pl, bits, lo, hi, checked, rq, out):

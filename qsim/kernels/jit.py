@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from qsim.kernels import depthwise, pool, portable, vnni_ops
+from qsim.kernels import pool, portable, vnni_ops
 from qsim.kernels._common import (bias_vector, check_acc, check_int_array, serial_below,
                                   conv_geometry, matmul_out_shape, matmul_shapes, pool_geometry,
                                   zero_point, zp_in_range)
@@ -152,6 +152,8 @@ def _depthwise_plan(w, g, xz, wz, b, bound, acc_bits, lo, hi):
     """The run function of a depthwise conv (multiplier 1) channels-last with its requantization
     (``depthwise``); the output is an NCHW view of channels-last data, as the VNNI conv returns it."""
     dt = np.int32 if bound <= I32_LIMIT else np.int64   # 16 lanes per vector where the sums fit
+    from qsim.kernels import depthwise  # here: a model without depthwise convs does not import it (cold start)
+
     ws = depthwise_weights(w, wz, dt)
     bd = b.astype(dt)
     (sh, sw), (dh, dw) = g.stride, g.dilation

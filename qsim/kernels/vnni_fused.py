@@ -24,10 +24,10 @@ import numpy as np
 from numba import njit, prange
 
 from qsim.kernels import avx2, epilogue_tflite, vnni
-from qsim.kernels.depthwise import f32_code
 from qsim.kernels.vnni import MR, NR, NV
 from qsim.kernels.portable import wrap_row
 from qsim.numerics.requant_jit import requant_run
+from qsim.numerics.rounding_jit import f32_code
 
 # Rows per register tile: 6 x 4 accumulators + 4 weight vectors + 1 broadcast = 29 of the 32
 # zmm registers; each weight vector loaded feeds 6 pixels instead of 4. (AVX2: 6 x 2 ymm

@@ -117,14 +117,25 @@ def _signed(w: np.ndarray) -> tuple[np.ndarray, int]:
     return w, 0
 
 
-def _pack_conv(w: np.ndarray, groups: int, cgp: int):
+def _pack_conv(w: np.ndarray, groups: int, cgp: int, chunk: int = vnni.NR):
+    """Per group: (``vnni.pack_weights``' (P, T, Q, NR, 4) layout of the group's signed filters, their
+    sums); ``chunk=avx2.CHUNK``: the AVX2 tiles' int8 layout (``avx2.chunked(p, False)``). One gather
+    of int32 quads from the filters channels-last (M, T, cgp), zero-padded to whole panels and quads:
+    pack_weights' byte transposes and the chunking's copy took ResNet-18's weights 67 ms to pack in
+    a fresh process, this ~21 ms."""
     ws, _ = _signed(np.ascontiguousarray(w))
     m, cg, kh, kw = ws.shape
-    mg = m // groups
-    t = ws.reshape(groups, mg, cg, kh, kw).transpose(0, 3, 4, 2, 1)     # (G, kh, kw, cg, mg)
-    t = np.pad(t, ((0, 0), (0, 0), (0, 0), (0, cgp - cg), (0, 0))).reshape(groups, -1, mg)
+    mg, ntaps, nr, quads = m // groups, kh * kw, vnni.NR, cgp // 4
+    npanel = -(-mg // nr)
+    padded = npanel * nr != mg or cgp != cg
+    src = (np.zeros if padded else np.empty)((groups, npanel * nr, ntaps, cgp), dtype=np.int8)
+    src[:, :mg, :, :cg] = ws.reshape(groups, mg, cg, ntaps).transpose(0, 1, 3, 2)
+    packed = np.empty((groups, npanel, nr // chunk, ntaps, quads, chunk), dtype=np.int32)
+    quad = src.view(np.int32).reshape(groups, npanel, nr // chunk, chunk, ntaps, quads)
+    packed[...] = quad.transpose(0, 1, 2, 4, 5, 3)
+    packed = packed.view(np.int8).reshape(groups, npanel, ntaps, quads, nr, 4)
     sw = ws.reshape(groups, mg, -1).sum(axis=2, dtype=np.int64)
-    return [(vnni.pack_weights(t[g], kh * kw, cgp // 4), sw[g]) for g in range(groups)]
+    return [(packed[g], sw[g]) for g in range(groups)]
 
 
 def conv(x, w, xz: int, wz: np.ndarray, bias: np.ndarray, g, acc_bits: int, lo: int, hi: int,
@@ -191,11 +202,19 @@ def plan_conv(w, x_dtype, xz: int, wz: np.ndarray, bias: np.ndarray, g, acc_bits
         return None
     if pairs16 and not _pairs_aligned(g.cg, g.kh * g.kw):
         return _plan_cols(w, x_dtype, xz, wz, bias, g, acc_bits, lo, hi, checked, requant)
-    packs = cached(w, ("conv", g.groups), lambda: _pack_conv(w, g.groups, cgp))
+    def vnni_packs():
+        return cached(w, ("conv", g.groups), lambda: _pack_conv(w, g.groups, cgp))
+
     if vnni_fused.CORE == "avx2":
         # exact sums asked for of pairs that can saturate: the exact int16 tiles
-        wide = not pairs16 and not cached(w, ("conv-exact", g.groups), lambda: all(_pairs_exact(p) for p, _ in packs))
-        packs = cached(w, ("conv-avx2", g.groups, wide), lambda: [(avx2.chunked(p, wide), sw) for p, sw in packs])
+        wide = not pairs16 and not cached(w, ("conv-exact", g.groups),
+                                          lambda: all(_pairs_exact(p) for p, _ in vnni_packs()))
+        # int8 tiles: packed in their layout at once (MLAS's pairs: the VNNI packing is not needed)
+        packs = cached(w, ("conv-avx2", g.groups, wide),
+                       lambda: [(avx2.chunked(p, True), sw) for p, sw in vnni_packs()] if wide
+                       else _pack_conv(w, g.groups, cgp, avx2.CHUNK))
+    else:
+        packs = vnni_packs()
     w0 = wz - (128 if w.dtype == np.uint8 else 0)
     k = g.cg * g.kh * g.kw
     taps = np.array([(ky * dh * wp + kx * dw) * cgp for ky in range(g.kh) for kx in range(g.kw)], dtype=np.int64)
@@ -218,8 +237,7 @@ def _plan_cols(w, x_dtype, xz, wz, bias, g, acc_bits, lo, hi, checked, requant) 
     k = g.cg * g.kh * g.kw
     kp = -(-k // 4) * 4
     packs = cached(w, ("cols", g.groups),
-                   lambda: [(avx2.chunked(p, False), sw) for p, sw in
-                            _pack_conv(w.transpose(0, 2, 3, 1).reshape(g.m, k, 1, 1), g.groups, kp)])
+                   lambda: _pack_conv(w.transpose(0, 2, 3, 1).reshape(g.m, k, 1, 1), g.groups, kp, avx2.CHUNK))
     w0 = wz - (128 if w.dtype == np.uint8 else 0)
     terms = []
     for gi in range(g.groups):
@@ -268,8 +286,8 @@ def run_planned(plan: ConvPlan, x, requant, out=None, bufs=None):
         for gi, (w0g, const, fast) in enumerate(plan.group_terms):
             img = xp[n, gi]
             sa = _window_sums(plan, img) if plan.need_sa else plan.zeros
-            count += vnni_fused.conv_rows_q(img, plan.packs[gi][0], plan.taps, plan.cgp // 4, plan.offs, plan.run,
-                                            sa, w0g, const, plan.acc_bits, plan.lo, plan.hi, plan.checked,
+            count += vnni_fused.conv_rows_q(img.reshape(-1), plan.packs[gi][0], plan.taps, plan.cgp // 4, plan.offs,
+                                            plan.run, sa, w0g, const, plan.acc_bits, plan.lo, plan.hi, plan.checked,
                                             gi * g.mg, requant[0],
                                             out[n][:, gi * g.mg:(gi + 1) * g.mg] if g.groups > 1 else out[n], fast)
     return out.reshape(g.n, g.oh, g.ow, g.m).transpose(0, 3, 1, 2), int(count)
@@ -314,11 +332,14 @@ def _window_sums(plan: ConvPlan, img: np.ndarray) -> np.ndarray:
 
 
 def _conv_q(plan: ConvPlan, xp: np.ndarray, out2: np.ndarray, requant) -> int:
-    """The fused kernel on the whole batch (one group, no window sums): out2 (N * OH * OW, M)."""
+    """The fused kernel on the whole batch (one group, no window sums): out2 (N * OH * OW, M).
+    The input goes flat (``conv_rows_q`` reads it by byte offsets), as each image of the grouped
+    path does: one compiled specialization for padded images and receptive-field rows (a cold
+    process loads each from numba's cache, ~14 ms apiece)."""
     w0g, const, fast = plan.group_terms[0]
-    return vnni_fused.conv_rows_q(xp, plan.packs[0][0], plan.taps, plan.cgp // 4, plan.offs, plan.run, plan.zeros,
-                                  w0g, const, plan.acc_bits, plan.lo, plan.hi, plan.checked, 0, requant[0], out2,
-                                  fast, plan.g.n, xp[0].size)
+    return vnni_fused.conv_rows_q(xp.reshape(-1), plan.packs[0][0], plan.taps, plan.cgp // 4, plan.offs, plan.run,
+                                  plan.zeros, w0g, const, plan.acc_bits, plan.lo, plan.hi, plan.checked, 0, requant[0],
+                                  out2, fast, plan.g.n, xp[0].size)
 
 
 def _fast_epilogue(spec, checked: bool, hi: int, w0: np.ndarray, const: np.ndarray, ch0: int):

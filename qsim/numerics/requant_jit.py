@@ -234,4 +234,12 @@ def requant_spec(policy, s_in, s_w, s_out, zero_point: int, qmin: int, qmax: int
     kind, qmult, shift = kind_code(pol.kind), p["qmult"].astype(np.int64), p["shift"].astype(np.int64)
     return (kind, p["fmult"], np.ascontiguousarray(fbias, np.float32),
             np.ascontiguousarray(frcp, np.float32), p["s_in"], p["s_w"], p["s_out"],
-            qmult, shift, int(zero_point), int(qmin), int(qmax), neon_terms(kind, qmult, shift))
+            qmult, shift, int(zero_point), int(qmin), int(qmax), _neon_terms(kind, qmult, shift))
+
+
+def _neon_terms(kind, qmult, shift) -> np.ndarray:
+    """``neon_terms``, its empty answer for another kind given here: a jitted call costs a cold
+    process the function's load from numba's cache (~4 ms) in a model with no NEON requantization."""
+    if kind != KIND_NEON:
+        return np.zeros((0, qmult.shape[0]), dtype=np.int64)
+    return neon_terms(kind, qmult, shift)

@@ -94,6 +94,16 @@ def requant_f32(raw, mult, zp, qmin, qmax):
     return np.int64(v)
 
 
+@njit(cache=True, inline="always")
+def f32_code(acc, mult, zp, lo, hi):
+    """``requant_f32`` (clamp(rne(fp32(acc * mult)) + zp)) of an int32 accumulator in
+    float32 lanes only: ``zp``, ``lo``, ``hi`` are float32 integers below 2^17, so ``rint(p) + zp`` is
+    exact wherever it can land inside [lo, hi] (beyond 2^24 it is rounded, but clamps to the same
+    bound), and the clamp on the float gives the clamped integer. Twice the lanes of float64."""
+    v = np.rint(np.float32(np.float32(acc) * mult)) + zp
+    return np.int32(min(max(v, lo), hi))
+
+
 @njit(cache=True)
 def multiply_by_quantized_multiplier(x, q, shift):
     """gemmlowp MultiplyByQuantizedMultiplier on one int32 value held in an int64."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from qsim.kernels import depthwise as dw_kernel, jit, vnni_ops
+from qsim.kernels import jit, vnni_ops
 from qsim.kernels._common import INT_DTYPES, acc_range, bias_vector, conv_geometry, zero_point
 from qsim.sim import int_ops
 from qsim.sim.int_common import Step, storage
@@ -82,6 +82,8 @@ def _vnni(step: Step, w, g, xz: int, wz, b, spec, dtype, out_range) -> Bound | N
 
 def _depthwise(step: Step, c, g, xz: int, wz, b, yq) -> Bound:
     """One filter per channel (multiplier 1), channels-last, requantized in the kernel."""
+    from qsim.kernels import depthwise as dw_kernel  # here: a model without depthwise convs does not import it
+
     x, w = step.args[0], c.w
     bits = step.acc_bits
     lo, hi = acc_range(bits)

@@ -72,7 +72,6 @@ def _memory_order(a: np.ndarray) -> tuple | None:
 
 def _binary_kernel(step: Step, op: str, family, params, lo: int, hi: int, size: int):
     """``kernel(a, b, out)`` on flat same-size operands: the runtime's Add / Mul (``int_elementwise``)."""
-    from qsim.kernels import elementwise as ew, elementwise_jit as ewj
     from qsim.sim.int_elementwise import ort_add_params, ort_mul_ratio
 
     sa, za, sb, zb, sc, zc = params
@@ -88,6 +87,8 @@ def _binary_kernel(step: Step, op: str, family, params, lo: int, hi: int, size: 
             else:
                 ort_binary_jit.ort_mul(a, b, int(za), int(zb), ratio, _F32(zc), lo, hi, out)
         return ort
+    from qsim.kernels import elementwise as ew, elementwise_jit as ewj  # here: an onnxruntime model needs neither
+
     if family is Kernels.XNNPACK and op == "add":
         fn, extra = ewj._xnn_add_kernel, (ew.xnnpack_add_params(sa, za, sb, zb, sc), zc, lo, hi)
     elif family is Kernels.XNNPACK:
