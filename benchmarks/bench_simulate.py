@@ -120,15 +120,20 @@ def line(name: str, peer: str, tp: float, tq: float, paired: float, same: bool, 
 
 
 def cold_start(path: Path, x: np.ndarray, workdir: Path) -> float:
-    """Seconds from a fresh interpreter's ``import qsim`` to the end of its first simulate."""
+    """Seconds from a fresh interpreter's ``import qsim`` to the end of its first simulate (best of
+    5, after one process that warms the caches). The caches are warm as in an installed package:
+    numba's, and Python's bytecode (pip writes it at install time; a PYTHONDONTWRITEBYTECODE in the
+    caller's environment, as in some containers, made every run compile qsim's ~85 modules from
+    source, ~0.13 s more)."""
     np.save(workdir / "cold_x.npy", x)
     code = ("import time; t0 = time.perf_counter(); import numpy as np, qsim; "
             f"qsim.simulate({str(path)!r}, {{'x': np.load({str(workdir / 'cold_x.npy')!r})}}); "
             "print(time.perf_counter() - t0)")
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPATH"] = str(ROOT)
     runs = [float(subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, check=True, capture_output=True,
-                                 text=True).stdout.split()[-1]) for _ in range(3)]
-    return min(runs)
+                                 text=True).stdout.split()[-1]) for _ in range(6)]
+    return min(runs[1:])
 
 
 def conv_peak(threads: int, repeats: int) -> str:
