@@ -81,13 +81,8 @@ class Measurer:
         """The plan's accuracy key (``Evaluation.key``); under the onnxruntime policy it names the CPU
         kind and MLAS float lanes too (an avx2 onnxruntime sums u8 x s8 products differently from a
         vnni one), so a cache filled for one kind never answers for another."""
-        from qsim.numerics.policies import PolicyName, policy_name
-        from qsim.sim.int_runtime import ort_cpu, ort_float_lanes
-
-        cpu = {}
-        if policy_name(self.policy) is PolicyName.ONNXRUNTIME:
-            cpu["ort_cpu"] = f"{ort_cpu(self.ort_cpu)}/{ort_float_lanes(self.ort_cpu)}"
-        key = self.evaluation.key(self._graph_id, plan, self.policy, self.acc_bits, self.overflow, **cpu)
+        key = self.evaluation.key(self._graph_id, plan, self.policy, self.acc_bits, self.overflow,
+                                  ort_cpu=self.ort_cpu)  # accuracy_key adds the kind under onnxruntime only
         return f"{key}-v{CACHE_VERSION}"
 
     @property

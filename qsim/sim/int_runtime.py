@@ -178,6 +178,17 @@ def ort_cpu(cpu: str | None = None) -> str:
     return host_ort_cpu() if name == "host" else name
 
 
+def ort_cpu_tag(policy, cpu: str | None = None) -> str | None:
+    """What an integer result of ``policy`` depends on in the CPU: under the onnxruntime policy
+    "KIND/LANES" (``ort_cpu(cpu)`` and ``ort_float_lanes(cpu)``: an avx2 onnxruntime sums u8 x s8
+    products differently from a vnni one, and MLAS softmax's lane count changes its float sums); None
+    under every other policy (their kernels do not follow the CPU). Accuracy keys hold it
+    (``qsim.evaluation.data.accuracy_key``), so a result measured for one kind never answers for another."""
+    if policy_name(policy) is not P.ONNXRUNTIME:
+        return None
+    return f"{ort_cpu(cpu)}/{ort_float_lanes(cpu)}"
+
+
 def get_runtime(policy, cpu: str | None = None) -> Runtime:
     """The runtime of a policy name (aliases such as "ort" resolved here, where the name enters);
     onnxruntime's for the CPU kind ``ort_cpu(cpu)``."""

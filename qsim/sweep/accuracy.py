@@ -3,9 +3,11 @@
 A point's accuracy depends on its workload (and workload parameters), its precision plan, the
 requantization policy (the plan's own, else the profile's ``requant_policy``, else onnxruntime),
 the profile's accumulator width (``compute.accumulator_bits``; accumulators wrap, as the runtimes'
-do) and the evaluation's data, calibration and metric; not on clocks, bandwidths, memories or the
-batch being costed. ``Evaluation.key`` hashes exactly those, so the points of a sweep over
-profiles or memory sizes share a handful of measurements.
+do), the evaluation's data, calibration and metric, and under the onnxruntime policy the CPU kind
+whose onnxruntime is reproduced (``SweepSpec.ort_cpu``: an avx2 onnxruntime sums u8 x s8 products
+differently from a vnni one); not on clocks, bandwidths, memories or the batch being costed.
+``Evaluation.key`` hashes exactly those, so the points of a sweep over profiles or memory sizes
+share a handful of measurements, and a store filled for one CPU kind is measured again for another.
 
 Each distinct key is a job; jobs run on the sweep's executors (``measure_chunk``, one job per
 chunk) and each result is stored at once in ``OUT/accuracy/`` (the same append-only, self-healing
@@ -22,7 +24,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import pandas as pd
 
-from qsim.errors import QsimError
+from qsim.errors import QsimError, SweepError
 from qsim.sweep.model import Point, SweepSpec, get_key
 
 JOINED = ("accuracy", "accuracy_drop", "sqnr_db", "accuracy_metric", "evaluated_by")
@@ -38,6 +40,8 @@ class AccuracyJob:
     params: tuple   # sorted (name, value) workload parameters
     policy: str
     acc_bits: int
+    ort_cpu: str = "host"  # the CPU kind's name, resolved on the client: workers get it here, not from
+    cpu_tag: str = ""      # their environment; cpu_tag: the key's "KIND/LANES" ("" off onnxruntime)
 
 
 def _policy_and_width(spec: SweepSpec, point: Point, plan) -> tuple[str, int]:
@@ -53,7 +57,10 @@ def point_jobs(spec: SweepSpec, points: Iterable[Point]) -> tuple[dict[str, str]
     """(point id -> accuracy key, key -> job, point id -> why it has no key) for the points of
     workloads with an evaluation."""
     from qsim.precision import parse_plan
+    from qsim.sim.int_runtime import ort_cpu_name, ort_cpu_tag
+    from qsim.sim.pipeline import is_fp32
 
+    cpu = ort_cpu_name(spec.ort_cpu)  # checked, and QSIM_ORT_CPU read, once
     plans: dict[str, Any] = {}
     keys, jobs, why = {}, {}, {}
     for point in points:
@@ -66,25 +73,32 @@ def point_jobs(spec: SweepSpec, points: Iterable[Point]) -> tuple[dict[str, str]
             policy, bits = _policy_and_width(spec, point, plan)
             params = tuple(sorted((k, repr(v)) for k, v in point.params.items()))
             graph_id = json.dumps([spec.workloads[point.axes["workload"]], params])
-            key = ev.key(graph_id, plan, policy, bits, OVERFLOW)
+            key = ev.key(graph_id, plan, policy, bits, OVERFLOW, ort_cpu=cpu)
+            tag = "" if is_fp32(plan) else ort_cpu_tag(policy, cpu) or ""  # as in the key: fp32 shares one
         except QsimError as exc:  # a plan the simulator cannot run (check_simulable)
             why[point.point_id] = f"not simulated: {exc}"
             continue
         keys[point.point_id] = key
         jobs.setdefault(key, AccuracyJob(key, point.axes["workload"], label, tuple(sorted(point.params.items())),
-                                         policy, bits))
+                                         policy, bits, cpu, tag))
     return keys, jobs, why
 
 
 def measure_job(spec: SweepSpec, job: AccuracyJob) -> dict[str, Any]:
+    from qsim.sim.int_runtime import ort_cpu_scope, ort_cpu_tag
     from qsim.sweep.evaluate import _graph
 
+    here = ort_cpu_tag(job.policy, job.ort_cpu) or ""
+    if job.cpu_tag and here != job.cpu_tag:  # "host" on a worker of another CPU than the client's: not what the key says
+        raise SweepError(f"ort_cpu={job.ort_cpu!r} is onnxruntime {here!r} on this worker but {job.cpu_tag!r} "
+                         "where the sweep started; name the CPU kind (ort_cpu: in the spec, or --ort-cpu)")
     ev = spec.evaluations[job.workload]
     row: dict[str, Any] = {"key": job.key, "workload": job.workload, "precision": job.precision,
-                           "policy": job.policy, "accumulator_bits": job.acc_bits}
+                           "policy": job.policy, "accumulator_bits": job.acc_bits, "ort_cpu": job.cpu_tag}
     try:
         graph = _graph(spec, job.workload, ev.build_batch, dict(job.params))
-        result = ev.measure(graph, spec.plans[job.precision], job.policy, job.acc_bits, OVERFLOW)
+        with ort_cpu_scope(job.ort_cpu):  # every kernel of the measurement follows the kind in the key
+            result = ev.measure(graph, spec.plans[job.precision], job.policy, job.acc_bits, OVERFLOW)
     except QsimError as exc:  # the simulator refuses this plan under this policy: say why, measure nothing
         return {**row, "status": "refused", "evaluated_by": f"not simulated: {exc}", "accuracy": np.nan,
                 "accuracy_drop": np.nan, "sqnr_db": np.nan, "accuracy_metric": ev.metric.label}

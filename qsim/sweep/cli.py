@@ -20,12 +20,17 @@ def _cmd_sweep(args) -> int:
         raise QsimError(f"--workers must be >= 1, got {args.workers}")
     spec = load_spec(args.spec)
     check_size(spec, args.yes)  # refuse before the output folder is created
+    if spec.evaluations:
+        from qsim.sim.int_runtime import ort_cpu_name
+
+        ort_cpu_name(args.ort_cpu if args.ort_cpu is not None else spec.ort_cpu)  # a bad QSIM_ORT_CPU, too
     out = Path(args.out) if args.out else Path("reports") / spec.name  # spec names are plain file names
     check_output_dir(out, "--out")
     with StoreLock(out):  # held across the sweep and its report: a second run on `out` refuses at once
         try:
             df = run_sweep(spec, out_dir=out, workers=args.workers, scheduler=args.scheduler, yes=args.yes,
-                           dask_local=args.dask == "local", progress=False if args.no_progress else None)
+                           dask_local=args.dask == "local", progress=False if args.no_progress else None,
+                           ort_cpu=args.ort_cpu)
         except KeyboardInterrupt:  # every finished chunk is already stored: say how to go on
             print(f"\nqsim: interrupted; the finished points are stored in {out / 'parts'}: run the same command "
                   "again to resume", file=sys.stderr)
@@ -36,7 +41,8 @@ def _cmd_sweep(args) -> int:
           f"{int(df['pareto'].sum())} on the Pareto front")
     if spec.evaluations:
         print(f"accuracy: {df['accuracy_key'].nunique()} distinct measurement(s) for {ok} points, "
-              f"{df.attrs.get('evaluations', 0)} made by this run")
+              f"{df.attrs.get('evaluations', 0)} made by this run; onnxruntime-policy points as on CPU kind "
+              f"{df.attrs.get('ort_cpu')!r}")
         for workload, ev in spec.evaluations.items():
             print(f"  {workload}: {len(ev)} evaluation samples, metric {ev.metric.label}, {ev.calibration_note}")
     _print_best(df, spec)
@@ -65,6 +71,8 @@ def _print_best(df, spec) -> None:
 
 
 def add_sweep_parser(subparsers) -> None:
+    from qsim.sim.validate_cli import ORT_CPU_CHOICES  # spelled out there: no simulator import for ``--help``
+
     sweep = subparsers.add_parser("sweep", help="evaluate a design-space sweep (workloads x precisions x "
                                   "profiles x overrides) and write a report")
     sweep.add_argument("spec", help="sweep spec YAML (see workloads/sweeps/), or a shipped sweep's name")
@@ -75,5 +83,10 @@ def add_sweep_parser(subparsers) -> None:
     where.add_argument("--dask", choices=("local",), help="run on a Dask LocalCluster of --workers processes")
     sweep.add_argument("--yes", action="store_true", help="run a sweep of more than 100,000 points (a spec's own "
                        "max_points: N also allows it)")
+    sweep.add_argument("--ort-cpu", choices=ORT_CPU_CHOICES, type=str.lower,
+                       help="for the accuracy of onnxruntime-policy points, the CPU whose onnxruntime to simulate "
+                       "(its integer sums depend on it): avx2 (x86 without VNNI: uint8 x int8 summed in saturating "
+                       "int16 pairs), vnni (exact), arm64, or host (this machine); default the spec's ort_cpu:, "
+                       "else QSIM_ORT_CPU, else host. It enters the stored accuracy's key")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar (it is off when not a terminal)")
     sweep.set_defaults(func=_cmd_sweep)

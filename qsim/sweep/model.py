@@ -40,6 +40,10 @@ class SweepSpec:
     # an Evaluation holds its data as arrays, so it travels to the workers with the spec
     evaluations: Mapping[str, Any] = field(default_factory=dict)
     constraints: Mapping[str, Any] = field(default_factory=dict)  # max_accuracy_drop, fits, native_only
+    # the CPU whose onnxruntime the accuracy step reproduces under the onnxruntime policy (host, avx2,
+    # vnni, arm64); None: QSIM_ORT_CPU, else host. run_sweep resolves it once, on the client, and the
+    # accuracy jobs carry it to the workers (a Dask worker has neither the context nor the environment)
+    ort_cpu: str | None = None
 
     @cached_property  # computed once per process: workers compare it on every point
     def fingerprint(self) -> str:

@@ -39,7 +39,7 @@ def _not_done(points: Iterator[Point], done: np.ndarray, block: int = 4096) -> I
 def run_sweep(spec: str | Path | Mapping | SweepSpec, out_dir: str | Path | None = None, workers: int | None = None,
               scheduler: Any = None, dask_local: bool = False, progress: bool | None = None, *,
               chunk_size: int | None = None, limit: int | None = None, yes: bool = False,
-              on_chunk: Callable[[list[dict]], None] | None = None) -> pd.DataFrame:
+              on_chunk: Callable[[list[dict]], None] | None = None, ort_cpu: str | None = None) -> pd.DataFrame:
     """Evaluate every point of a sweep spec; return one row per point, in spec order.
 
     ``out_dir``: store each finished chunk there (Parquet parts) and skip points already stored, so
@@ -51,7 +51,10 @@ def run_sweep(spec: str | Path | Mapping | SweepSpec, out_dir: str | Path | None
     of ``workers`` processes. ``progress``: a bar on stderr (default: only on a terminal).
     ``limit``: evaluate at most that many new points, then stop (the rest is left for a later run).
     ``yes``: allow more than ``POINT_LIMIT`` (100,000) points when the spec sets no ``max_points``.
-    ``on_chunk``: called with each finished chunk's rows after they are stored.
+    ``on_chunk``: called with each finished chunk's rows after they are stored. ``ort_cpu``: the CPU
+    whose onnxruntime the accuracy step reproduces under the onnxruntime policy (host, avx2, vnni,
+    arm64; default the spec's ``ort_cpu:``, else ``QSIM_ORT_CPU``, else host); it enters the accuracy
+    keys, so a store filled for another kind is measured again, not reused.
 
     Points are streamed to the workers a few chunks at a time; the returned table (and the
     stored parts) hold a row per point.
@@ -66,6 +69,10 @@ def run_sweep(spec: str | Path | Mapping | SweepSpec, out_dir: str | Path | None
     aside, the number of accuracy measurements made by this run and the constraints."""
     spec = load_spec(spec)
     total = check_size(spec, yes)  # before anything is created or evaluated
+    if spec.evaluations:  # resolved here, once: the accuracy jobs carry the name to every worker
+        from qsim.sim.int_runtime import ort_cpu_name
+
+        spec = dataclasses.replace(spec, ort_cpu=ort_cpu_name(ort_cpu if ort_cpu is not None else spec.ort_cpu))
     with StoreLock(out_dir) if out_dir is not None else contextlib.nullcontext():
         store = ResultStore(out_dir) if out_dir is not None else None
         done = store.done_keys() if store else np.zeros(0, dtype=np.uint64)
@@ -114,11 +121,20 @@ def run_sweep(spec: str | Path | Mapping | SweepSpec, out_dir: str | Path | None
         frame = add_constraints_column(add_pareto_column(normalize(frame)), spec.constraints)
         frame.attrs.update(sweep=spec.name, source=spec.source, points=total, pending=total - len(frame),
                            set_aside=[str(p) for p in store.moved] if store else [], evaluations=measured,
-                           constraints=dict(spec.constraints),
+                           constraints=dict(spec.constraints), ort_cpu=_ort_cpu_kind(spec),
                            param_axes=list(spec.params))  # workload-parameter axes (seq, context): undotted columns
         if store and not frame.attrs["pending"]:
             write_results(frame, Path(out_dir))
     return frame
+
+
+def _ort_cpu_kind(spec: SweepSpec) -> str | None:
+    """The CPU kind ("host" resolved) whose onnxruntime the accuracy step reproduced; None without one."""
+    if not spec.evaluations:
+        return None
+    from qsim.sim.int_runtime import ort_cpu
+
+    return ort_cpu(spec.ort_cpu)
 
 
 def write_results(frame: pd.DataFrame, out_dir: Path) -> None:

@@ -6,12 +6,14 @@ carry no line numbers of their own, so an item's problem is reported at the line
 """
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 from qsim.errors import Problem
 from qsim.schema import Bool, Enum, Int, ListOf, MapOf, Num, Record, Str
+from qsim.sim.validate_cli import ORT_CPU_CHOICES  # spelled out there: no simulator import
 from qsim.yamlio import LocatedDict
 
 
@@ -62,6 +64,20 @@ class OneOf:
             self.record.check(value, path, _line(value, line), errors)
             return
         errors.append(Problem(f"expected {self.what}, got {value!r}", line=line, key=path))
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One of ``values`` exactly; a near miss is named (``vnii`` -> did you mean 'vnni'?)."""
+
+    values: tuple[str, ...]
+
+    def check(self, value, path, line, errors):
+        if isinstance(value, str) and value in self.values:
+            return
+        close = difflib.get_close_matches(str(value).strip().lower(), self.values, n=1) if isinstance(value, str) else []
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        errors.append(Problem(f"{value!r} is not one of {', '.join(self.values)}{hint}", line=line, key=path))
 
 
 class AnyValue:
@@ -116,5 +132,6 @@ SPEC_SCHEMA = Record(
         "max_points": Int(1),
         "evaluation": AnyValue(),  # checked by qsim.evaluation.data.load_evaluation (spec.py)
         "constraints": CONSTRAINTS,
+        "ort_cpu": Choice(ORT_CPU_CHOICES),  # the CPU whose onnxruntime the accuracy step reproduces
     },
 )

@@ -17,12 +17,14 @@ filters:
 max_points: 200000                             # optional: this spec's cap on its point count
 evaluation: {data: digits, metric: top1}       # optional: measure accuracy (qsim.evaluation.data)
 constraints: {max_accuracy_drop: 0.01, fits: true, native_only: true}   # optional: what "best" must meet
+ort_cpu: avx2                                  # optional: the CPU whose onnxruntime to simulate (host, avx2, vnni, arm64)
 ```
 
 ``mode: product`` (the default) evaluates the cartesian product; ``mode: points`` evaluates an
 explicit ``points:`` list of ``{workload, precision, profile, batch?, overrides?, params?}`` (``precision``
 there is a label from ``precisions`` or a precision string). ``name`` is a plain file name: the
-default output folder is ``reports/NAME``.
+default output folder is ``reports/NAME``. ``ort_cpu`` enters the accuracy keys of onnxruntime-policy
+points (``qsim sweep --ort-cpu`` overrides it; without either, ``QSIM_ORT_CPU``, else this machine).
 """
 from __future__ import annotations
 
@@ -299,7 +301,7 @@ def load_spec(spec: str | Path | Mapping | SweepSpec) -> SweepSpec:
                        overrides=overrides, batch=batch, points=points, filters=filters,
                        description=data.get("description", ""),
                        lines={k: line_of(data, k) for k in data}, max_points=data.get("max_points"), params=params,
-                       evaluations=evaluations, constraints=constraints)
+                       evaluations=evaluations, constraints=constraints, ort_cpu=data.get("ort_cpu"))
     # filters and points are checked over the first points up to the size limit (streamed: a huge
     # spec is refused by the size guard, not by running out of memory here)
     cap = result.max_points or POINT_LIMIT
