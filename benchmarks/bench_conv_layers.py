@@ -13,7 +13,7 @@ Both sides run the whole model (so each layer sees the caches and threads it see
 Layers are grouped by shape (Cin, Cout, k, stride, H, W, groups: depthwise layers run another
 kernel and are left out); each group prints its count, GMACs, both times, their ratio and qsim's
 GOPS, then a split of qsim's time measured on the captured arguments, called alone:
-``pad`` (``_padded_nhwc``, the channels-last padded copy of the input), ``tiles`` (the kernel's
+``pad`` (``conv_input.padded_nhwc``, the channels-last padded copy of the input), ``tiles`` (the kernel's
 register-tile loop over the same work items without the requantizing epilogue,
 ``vnni_fused.tiles_only``) and ``kernel`` (``vnni_fused.conv_rows_q``, tiles + epilogue; one
 parallel region). The epilogue's share is roughly ``kernel - tiles``.
@@ -157,14 +157,14 @@ def best_us(fn, repeats: int) -> float:
 
 def split(call, repeats: int) -> tuple[float, float, float]:
     """(pad, tiles, kernel) us of one captured planned conv, each called alone."""
-    from qsim.kernels import vnni_fused, vnni_ops
+    from qsim.kernels import conv_input, vnni_fused, vnni_ops
 
     _, plan, xx, requant, out, bufs = call
     g = plan.g
-    pad = best_us(lambda: vnni_ops.planned_input(plan, xx, bufs), repeats)
+    pad = best_us(lambda: conv_input.planned_input(plan, xx, bufs), repeats)
     if g.groups != 1 or plan.need_sa:
         return pad, float("nan"), float("nan")
-    xp = vnni_ops.planned_input(plan, xx, bufs)
+    xp = conv_input.planned_input(plan, xx, bufs)
     dst = (out if out is not None else np.empty((g.n, g.oh * g.ow, g.m), requant[1])).reshape(-1, g.m)
     w0g, const, fast = plan.group_terms[0]
     args = (xp, plan.packs[0][0], plan.taps, plan.cgp // 4, plan.offs, plan.run)

@@ -18,14 +18,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qsim.kernels import avx2, avx2_cols, vnni, vnni_epilogue, vnni_fused
-from qsim.kernels._common import serial_below
+from qsim.kernels import avx2, vnni, vnni_epilogue, vnni_fused
+from qsim.kernels.conv_input import padded_nhwc, planned_input
 from qsim.numerics.requant_jit import KIND_FLOAT32
 
 _I32_MAX = 2**31 - 1
 
-# Copies of fewer bytes run on one thread (``serial_below``): a row copy of 400 KB took 20 us.
-SERIAL_COPY = 1 << 21
 # Below this many MACs a planned VNNI conv runs on one thread (``plan_conv._vnni``'s ``serial``).
 # Inside a whole network, with OpenMP's passive wait (no spin), a parallel region cost
 # ~100 us more than its work on this 2-core machine (per-layer times in ResNet-18/50 and MobileNetV2
@@ -147,7 +145,7 @@ def conv(x, w, xz: int, wz: np.ndarray, bias: np.ndarray, g, acc_bits: int, lo: 
     plan = plan_conv(w, x.dtype, xz, wz, bias, g, acc_bits, lo, hi, checked, requant)
     if requant is not None:
         return run_planned(plan, x, requant)
-    xp = _padded_nhwc(x, g, plan.cgp, plan.a0, plan.flip)
+    xp = padded_nhwc(x, g, plan.cgp, plan.a0, plan.flip)
     (sh, sw), (dh, dw) = g.stride, g.dilation
     out = np.empty((g.n, g.m, g.oh * g.ow), dtype=np.int64)
     cbuf = np.empty((g.oh * g.ow, plan.packs[0][0].shape[0] * vnni.NR), dtype=np.int32)
@@ -293,35 +291,6 @@ def run_planned(plan: ConvPlan, x, requant, out=None, bufs=None):
     return out.reshape(g.n, g.oh, g.ow, g.m).transpose(0, 3, 1, 2), int(count)
 
 
-def input_buffers(plan: ConvPlan, x) -> list[np.ndarray]:
-    """The arrays ``planned_input`` writes for an input laid out as x: the padded copy, and the
-    receptive-field rows where the plan reads rows. Reused from run to run, they cost no page
-    faults: a fresh array's made ResNet-18's stem rows 5x slower to copy (58 against 11 ms at batch 32)."""
-    g = plan.g
-    cg = g.cg if plan.cols else plan.cgp
-    bufs = [] if _unpadded(x, g, cg, plan.flip) else [np.empty(_padded_shape(g, cg), dtype=np.uint8)]
-    if plan.cols:
-        bufs.append(np.empty((g.n, g.groups, g.oh * g.ow, plan.cgp), dtype=np.uint8))
-    return bufs
-
-
-def planned_input(plan: ConvPlan, x, bufs=None) -> np.ndarray:
-    """What the kernel reads: (N, G, Hp, Wp, cgp) padded channels-last images (``_padded_nhwc``),
-    or (N, G, OH * OW, Kp) receptive-field rows (``_plan_cols``); written into ``bufs``
-    (``input_buffers``) where given."""
-    g = plan.g
-    bufs = list(bufs) if bufs is not None else []
-    if not plan.cols:
-        return _padded_nhwc(x, g, plan.cgp, plan.a0, plan.flip, bufs[0] if bufs else None)
-    rows = bufs.pop() if bufs else np.empty((g.n, g.groups, g.oh * g.ow, plan.cgp), dtype=np.uint8)
-    xp = _padded_nhwc(x, g, g.cg, plan.a0, plan.flip, bufs[0] if bufs else None)
-    (sh, sw), (dh, dw) = g.stride, g.dilation
-    with serial_below(rows.size, SERIAL_COPY // 8):     # a stem's rows: 1.9 MB, 2 threads pay
-        avx2_cols.im2col(xp.reshape(g.n * g.groups, xp.shape[2], -1), g.cg, g.kh, g.kw, sh, sw, dh, dw, g.oh,
-                         g.ow, rows.reshape(g.n * g.groups, g.oh * g.ow, plan.cgp))
-    return rows
-
-
 def _window_sums(plan: ConvPlan, img: np.ndarray) -> np.ndarray:
     """sa (OH * OW,) int64 of one image of ``planned_input``: its sums over each receptive field."""
     g = plan.g
@@ -348,36 +317,6 @@ def _fast_epilogue(spec, checked: bool, hi: int, w0: np.ndarray, const: np.ndarr
     if checked or hi > _I32_MAX or spec[0] != KIND_FLOAT32 or not small:
         return None
     return (w0.astype(np.int32), const.astype(np.int32), np.ascontiguousarray(spec[1][ch0:ch0 + w0.shape[0]]))
-
-
-def _unpadded(x, g, cgp: int, flip: int) -> bool:
-    """Whether ``_padded_nhwc`` reads x as it is: an NCHW view of channels-last data (a fused
-    conv's output) with nothing to pad or flip."""
-    return g.groups == 1 and flip == 0 and cgp == g.cg and not any(g.pads) \
-        and x.transpose(0, 2, 3, 1).flags.c_contiguous
-
-
-def _padded_shape(g, cgp: int) -> tuple:
-    pt, pl, pb, pr = g.pads
-    return g.n, g.groups, g.h + pt + pb, g.w + pl + pr, cgp
-
-
-def _padded_nhwc(x, g, cgp: int, a0: int, flip: int, buf=None) -> np.ndarray:
-    """(N, G, Hp, Wp, cgp) uint8: x ^ flip channels-last per group, a0 in the spatial padding and 0
-    in the channel padding, written into ``buf`` (that shape) or a new array. An x that is an NCHW
-    view of channels-last data is copied row by row, or used as it is (``_unpadded``)."""
-    pt, pl = g.pads[0], g.pads[1]
-    xh = x.transpose(0, 2, 3, 1)
-    if _unpadded(x, g, cgp, flip):
-        return xh.view(np.uint8).reshape(g.n, 1, g.h, g.w, cgp)
-    xp = np.empty(_padded_shape(g, cgp), dtype=np.uint8) if buf is None else buf
-    if g.groups == 1 and xh.flags.c_contiguous:
-        with serial_below(xp.size, SERIAL_COPY):
-            vnni.pad_nhwc(xh.view(np.uint8), pt, pl, a0, flip, xp.reshape(xp.shape[0], *xp.shape[2:]))
-        return xp
-    with serial_below(xp.size, SERIAL_COPY):
-        vnni.to_nhwc(np.ascontiguousarray(x).view(np.uint8), g.groups, cgp, pt, pl, a0, flip, xp)
-    return xp
 
 
 def _pack_mm(b2: np.ndarray, k4: int):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from qsim.kernels import jit, vnni_ops
+from qsim.kernels import conv_input, jit, vnni_ops
 from qsim.kernels._common import INT_DTYPES, acc_range, bias_vector, conv_geometry, zero_point
 from qsim.sim import int_ops
 from qsim.sim.int_common import Step, storage
@@ -71,7 +71,7 @@ def _vnni(step: Step, w, g, xz: int, wz, b, spec, dtype, out_range) -> Bound | N
         return None
     macs = g.n * g.m * g.oh * g.ow * g.cg * g.kh * g.kw
     outs = [np.empty((g.n, g.oh * g.ow, g.m), dtype=dtype)]
-    scratch = vnni_ops.input_buffers(plan, x)
+    scratch = conv_input.input_buffers(plan, x)
 
     def run(args, fresh):
         y, count = vnni_ops.run_planned(plan, args[0], requant, None if fresh else outs[0], scratch)

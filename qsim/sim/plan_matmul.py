@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from qsim.kernels import jit, vnni_ops
+from qsim.kernels import conv_input, jit, vnni_ops
 from qsim.kernels._common import acc_range, bias_vector, conv_geometry, zero_point
 from qsim.sim import int_ops
 from qsim.sim.int_common import Fallback, Step, storage
@@ -62,7 +62,7 @@ def plan_gemm(step: Step) -> Bound | None:
     if plan is None:
         return None
     outs = [np.empty((1, m, n), dtype=dtype)]
-    scratch = vnni_ops.input_buffers(plan, _image(x))
+    scratch = conv_input.input_buffers(plan, _image(x))
 
     def run(args, fresh):
         y = np.empty_like(outs[0]) if fresh else outs[0]
