@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from qsim.cli.args import positive_int
-from qsim.sim.validate_cli import ORT_CPU_CHOICES  # spelled out there: no simulator import for ``--help``
+from qsim.sim.validate_cli import add_ort_cpu_flag  # light: no simulator import for ``--help``
 
 CACHE_HELP = ("folder of cached measurements (one JSON file per plan, keyed by its accuracy key): a rerun after "
               "an interruption redoes no finished simulation (default: beside --out, else reports/.qsim-cache)")
@@ -27,11 +27,7 @@ def add_model_flags(p, candidates_default: str) -> None:
                    help=f"comma-separated precisions to try per layer (default {candidates_default})")
     p.add_argument("--base", help="the plan layers are lowered from (default: the workload's plan, else int8)")
     p.add_argument("--policy", default="onnxruntime", help="requantization policy of the integer executor")
-    p.add_argument("--ort-cpu", choices=ORT_CPU_CHOICES, type=str.lower,
-                   help="under the onnxruntime policy, the CPU whose onnxruntime to simulate (its integer sums "
-                   "depend on it): avx2 (x86 without VNNI: uint8 x int8 summed in saturating int16 pairs), vnni "
-                   "(exact), arm64, or host (this machine); default QSIM_ORT_CPU, else host. It enters the "
-                   "measurement cache's key")
+    add_ort_cpu_flag(p, "under the onnxruntime policy, ", then=". It enters the measurement cache's key")
     p.add_argument("--cache", help=CACHE_HELP)
 
 

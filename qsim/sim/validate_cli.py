@@ -13,6 +13,17 @@ from qsim.sim.pipeline import EXECUTORS
 
 # int_runtime's ("host",) + ORT_CPUS, spelled out: that module is not imported for ``qsim --help``.
 ORT_CPU_CHOICES = ("host", "avx2", "vnni", "arm64")
+
+
+def add_ort_cpu_flag(p, when: str = "", default: str = "QSIM_ORT_CPU, else host", then: str = "") -> None:
+    """``--ort-cpu`` (every command that simulates onnxruntime takes it): ``when`` starts its help,
+    ``default`` names what it defaults to, ``then`` ends it."""
+    p.add_argument("--ort-cpu", choices=ORT_CPU_CHOICES, type=str.lower,
+                   help=f"{when}the CPU whose onnxruntime to simulate (its integer sums depend on it): avx2 (x86 "
+                   "without VNNI: uint8 x int8 summed in saturating int16 pairs), vnni (exact), arm64, or host "
+                   f"(this machine); default {default}{then}")
+
+
 TABLE_COLUMNS = ["node", "op", "format", "sqnr_db", "cosine", "max_abs_error", "mode", "overflow_events",
                  "saturated_low", "saturated_high"]
 
@@ -73,10 +84,7 @@ def add_validate_parser(subparsers) -> None:
                    help="integer executor, fake quantization, or auto (integer where supported)")
     p.add_argument("--observer", choices=("minmax", "percentile", "mse"), default="minmax",
                    help="activation calibration for --plan")
-    p.add_argument("--ort-cpu", choices=ORT_CPU_CHOICES, type=str.lower,
-                   help="the CPU whose onnxruntime to simulate (its integer sums depend on it): avx2 (x86 "
-                   "without VNNI: uint8 x int8 summed in saturating int16 pairs), vnni (exact), arm64, or host "
-                   "(this machine); default QSIM_ORT_CPU, else host")
+    add_ort_cpu_flag(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs without --data")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("--out", help="report path without extension (default reports/validate_MODEL)")

@@ -71,7 +71,7 @@ def _print_best(df, spec) -> None:
 
 
 def add_sweep_parser(subparsers) -> None:
-    from qsim.sim.validate_cli import ORT_CPU_CHOICES  # spelled out there: no simulator import for ``--help``
+    from qsim.sim.validate_cli import add_ort_cpu_flag  # light: no simulator import for ``--help``
 
     sweep = subparsers.add_parser("sweep", help="evaluate a design-space sweep (workloads x precisions x "
                                   "profiles x overrides) and write a report")
@@ -83,10 +83,7 @@ def add_sweep_parser(subparsers) -> None:
     where.add_argument("--dask", choices=("local",), help="run on a Dask LocalCluster of --workers processes")
     sweep.add_argument("--yes", action="store_true", help="run a sweep of more than 100,000 points (a spec's own "
                        "max_points: N also allows it)")
-    sweep.add_argument("--ort-cpu", choices=ORT_CPU_CHOICES, type=str.lower,
-                       help="for the accuracy of onnxruntime-policy points, the CPU whose onnxruntime to simulate "
-                       "(its integer sums depend on it): avx2 (x86 without VNNI: uint8 x int8 summed in saturating "
-                       "int16 pairs), vnni (exact), arm64, or host (this machine); default the spec's ort_cpu:, "
-                       "else QSIM_ORT_CPU, else host. It enters the stored accuracy's key")
+    add_ort_cpu_flag(sweep, "for the accuracy of onnxruntime-policy points, ",
+                     "the spec's ort_cpu:, else QSIM_ORT_CPU, else host", ". It enters the stored accuracy's key")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar (it is off when not a terminal)")
     sweep.set_defaults(func=_cmd_sweep)
