@@ -101,7 +101,13 @@ def quantize(x, tq: TensorQuant, variant: Kernels | str = Kernels.ONNXRUNTIME, s
                            saturate).astype(np.float32)
     mode = Rounding.HALF_AWAY if variant is Kernels.TFLITE_REFERENCE else Rounding.HALF_EVEN
     r = round_to_int(y, mode)
-    r = np.where(np.isnan(r), 0.0, r) + zp.astype(np.float64)  # zero point after rounding
+    nan = np.isnan(r)
+    r = np.where(nan, 0.0, r) + zp.astype(np.float64)  # zero point after rounding
+    if variant is Kernels.ONNXRUNTIME:
+        from qsim.sim.int_runtime import ort_nan_to_min
+
+        if ort_nan_to_min():  # MLAS on x86: a NaN becomes the type's minimum (elsewhere: the zero point)
+            r = np.where(nan, fmt.qmin, r)
     return np.clip(r, fmt.qmin, fmt.qmax).astype(fmt.storage_dtype)
 
 

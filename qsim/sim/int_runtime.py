@@ -178,6 +178,15 @@ def ort_cpu(cpu: str | None = None) -> str:
     return host_ort_cpu() if name == "host" else name
 
 
+def ort_nan_to_min(cpu: str | None = None) -> bool:
+    """Whether onnxruntime's QuantizeLinear turns a NaN into the output type's minimum: MLAS clamps
+    the quotient with max(q, qmin - zp) before converting it, and x86's maxps returns its second
+    operand for a NaN (measured on an AVX2 host, every position of vectors of 1-100). NEON's vmaxq
+    propagates the NaN and its conversion gives 0: the zero point (arm64, from MLAS's source;
+    unverified)."""
+    return ort_cpu(cpu) != "arm64"
+
+
 def ort_cpu_tag(policy, cpu: str | None = None) -> str | None:
     """What an integer result of ``policy`` depends on in the CPU: under the onnxruntime policy
     "KIND/LANES" (``ort_cpu(cpu)`` and ``ort_float_lanes(cpu)``: an avx2 onnxruntime sums u8 x s8

@@ -29,7 +29,7 @@ from qsim.kernels._common import thread_count_functions
 from qsim.ir.graph import Graph
 from qsim.sim.executor import check_feeds
 from qsim.sim.int_common import Step
-from qsim.sim.int_runtime import get_runtime
+from qsim.sim.int_runtime import get_runtime, ort_nan_to_min
 from qsim.sim.plan_memory import share_buffers
 from qsim.sim.integer import NodeStats, SimResult, _feed, _kernels, _run_node, integer_kernel_applies
 
@@ -56,7 +56,7 @@ class Bound:
 
 def fast_quantizer(q, rt) -> Callable | None:
     """``quantize(x, q, Kernels.ONNXRUNTIME)`` for a per-tensor integer ``q`` in fewer passes, or None:
-    ``clip(rne(fp32(x / scale)) + zp)``, NaN to the zero point. The zero point is added in fp32,
+    ``clip(rne(fp32(x / scale)) + zp)``, a NaN as ``quantize`` takes it. The zero point is added in fp32,
     exactly (a rounded quotient below 2^24 in magnitude plus an 8..16-bit zero point), or past
     2^24, inexactly but beyond every integer range, so it clips the same. A contiguous float32 /
     float64 input runs ``ort_quantize_jit.ort_quantize`` (one pass, the same formula)."""
@@ -68,6 +68,7 @@ def fast_quantizer(q, rt) -> Callable | None:
     scale = np.float32(q.scale.reshape(-1)[0])
     zp = np.float32(int(q.zero_point.reshape(-1)[0]))
     lo, hi, dtype = np.float32(q.fmt.qmin), np.float32(q.fmt.qmax), q.fmt.storage_dtype
+    nanq = lo - zp if ort_nan_to_min() else np.float32(0.0)  # a NaN's rounded quotient (``ort_nan_to_min``)
 
     from qsim.kernels.ort_quantize_jit import ort_quantize  # here, not per call: quantize runs every run
 
@@ -75,11 +76,11 @@ def fast_quantizer(q, rt) -> Callable | None:
         x = np.asarray(x)
         if x.flags.c_contiguous and x.dtype in (np.float32, np.float64):
             out = np.empty(x.shape, dtype=dtype)
-            ort_quantize(x.reshape(-1), scale, zp, lo, hi, out.reshape(-1))
+            ort_quantize(x.reshape(-1), scale, zp, lo, hi, nanq, out.reshape(-1))
             return out
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             y = np.rint(np.divide(np.asarray(x, np.float32), scale, dtype=np.float32))
-            y[np.isnan(y)] = 0.0
+            y[np.isnan(y)] = nanq
             y += zp
         np.clip(y, lo, hi, out=y)
         return y.astype(dtype)
