@@ -54,11 +54,14 @@ class _VolatileLoad(ir.LoadInstr):
             self.type, self.operands[0].type, self.operands[0].get_reference(), self.align))
 
 
-def _tile_codegen(mr: int, wide: bool):
+def _tile_codegen(mr: int, wide: bool, epilogue=None):
     """LLVM codegen of an mr x NR gather tile (arguments as ``vnni._tile_codegen`` with gather:
     (u, u_off, offs, oi, taps, quads, w, w_off, c, c_off, ldc), then cols); it overwrites C's
     columns < cols (whole 16-column chunks). W in ``chunked`` layout; wide: int16, the sums exact
-    (vpmaddwd on zero-extended U pairs); w_off counts elements."""
+    (vpmaddwd on zero-extended U pairs); w_off counts elements. ``epilogue(context, builder,
+    signature, args)``: returns ``store(builder, ch, rows, sums)``, which writes the int32 sums of
+    one chunk (sums[i * 2 + v]: row rows[i], columns ch * CHUNK + 8 v..) where C's would be
+    (``avx2_requant``: requantized); default: stored to C."""
     nv = NV
     chunks = NR // CHUNK
     esize = 2 if wide else 1
@@ -68,7 +71,7 @@ def _tile_codegen(mr: int, wide: bool):
               for h in (0, 1)]
 
     def codegen(context, builder, signature, args):
-        u_v, u_off_v, offs_v, oi_v, taps_v, quads_v, w_v, w_off_v, c_v, c_off_v, ldc_v, cols_v = args
+        u_v, u_off_v, offs_v, oi_v, taps_v, quads_v, w_v, w_off_v, c_v, c_off_v, ldc_v, cols_v = args[:12]
         aty = signature.args
         u_base = builder.gep(data_ptr(context, builder, aty[0], u_v), [u_off_v])
         offs = context.make_array(aty[2])(context, builder, offs_v).data
@@ -77,7 +80,7 @@ def _tile_codegen(mr: int, wide: bool):
         taps_arr = context.make_array(aty[4])(context, builder, taps_v)
         ntaps = cgutils.unpack_tuple(builder, taps_arr.shape, 1)[0]
         w_base = builder.gep(data_ptr(context, builder, aty[6], w_v), [builder.mul(w_off_v, ir.Constant(_I64, esize))])
-        c_ptr = context.make_array(aty[8])(context, builder, c_v).data
+        store = (epilogue or _store_sums)(context, builder, signature, args)
         mod = builder.module
         maddubs = cgutils.get_or_insert_function(mod, ir.FunctionType(_W16, [_B32, _B32]), "llvm.x86.avx2.pmadd.ub.sw")
         maddwd = cgutils.get_or_insert_function(mod, ir.FunctionType(_D8, [_W16, _W16]), "llvm.x86.avx2.pmadd.wd")
@@ -147,11 +150,7 @@ def _tile_codegen(mr: int, wide: bool):
                 return loop(builder, quads_v, list(accs) + [wp], quad_body)
 
             final = loop(builder, ntaps, [zero] * (len(grp) * nv) + [w0], tap_body)
-            for i, r in enumerate(grp):
-                row = builder.add(c_off_v, builder.mul(ldc_v, ir.Constant(_I64, r)))
-                for v in range(nv):
-                    p = builder.gep(c_ptr, [builder.add(row, ir.Constant(_I64, ch * 8 * nv + 8 * v))])
-                    builder.store(final[i * nv + v], builder.bitcast(p, _D8.as_pointer()), align=4)
+            store(builder, ch, grp, final[:-1])
 
         for ch, grp in ((ch, grp) for ch in range(chunks) for grp in passes):
             # chunks past the panel's valid columns are skipped (their sums would not be read)
@@ -160,6 +159,21 @@ def _tile_codegen(mr: int, wide: bool):
         return context.get_dummy_value()
 
     return codegen
+
+
+def _store_sums(context, builder, signature, args):
+    """The default epilogue: the int32 sums stored to C (row r at c_off + r * ldc)."""
+    c_ptr = context.make_array(signature.args[8])(context, builder, args[8]).data
+    c_off, ldc = args[9], args[10]
+
+    def store(builder, ch, grp, sums):
+        for i, r in enumerate(grp):
+            row = builder.add(c_off, builder.mul(ldc, ir.Constant(_I64, r)))
+            for v in range(NV):
+                p = builder.gep(c_ptr, [builder.add(row, ir.Constant(_I64, ch * CHUNK + 8 * v))])
+                builder.store(sums[i * NV + v], builder.bitcast(p, _D8.as_pointer()), align=4)
+
+    return store
 
 
 def make_gather_tile(mr: int):

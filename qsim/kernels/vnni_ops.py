@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qsim.kernels import avx2, vnni, vnni_epilogue, vnni_fused
+from qsim.kernels import avx2, avx2_requant, vnni, vnni_epilogue, vnni_fused
 from qsim.kernels.conv_input import padded_nhwc, planned_input
 from qsim.numerics.requant_jit import KIND_FLOAT32
 
@@ -306,6 +306,11 @@ def _conv_q(plan: ConvPlan, xp: np.ndarray, out2: np.ndarray, requant) -> int:
     path does: one compiled specialization for padded images and receptive-field rows (a cold
     process loads each from numba's cache, ~14 ms apiece)."""
     w0g, const, fast = plan.group_terms[0]
+    if avx2_requant.applies(fast, out2.shape[1]):   # requantized in the tiles' registers
+        zlh = np.array(requant[0][9:12], dtype=np.float32)
+        avx2_requant.conv_rows_f32(xp.reshape(-1), plan.packs[0][0], plan.taps, plan.cgp // 4, plan.offs, plan.run,
+                                   fast[1], fast[2], zlh, out2, plan.g.n, xp[0].size)
+        return 0
     return vnni_fused.conv_rows_q(xp.reshape(-1), plan.packs[0][0], plan.taps, plan.cgp // 4, plan.offs, plan.run,
                                   plan.zeros, w0g, const, plan.acc_bits, plan.lo, plan.hi, plan.checked, 0, requant[0],
                                   out2, fast, plan.g.n, xp[0].size)
