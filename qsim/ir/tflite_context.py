@@ -66,7 +66,8 @@ class TfliteContext:
             if bad.size:
                 raise GraphError(f"{self.path}: {self._user(i)}tensor {self.names[i]!r} ({kind[0]}): zero point "
                                  f"{int(bad[0])} is outside the {kind[0]} range [{info.min}, {info.max}]; LiteRT "
-                                 "refuses it (XNNPACK) or overflows on it (builtin kernels): no runtime answer to simulate")
+                                 "refuses it (XNNPACK) or overflows on it (builtin kernels): no runtime answer "
+                                 "to simulate")
 
     def _user(self, i: int) -> str:
         """ "operator K (OP) output " for the op writing tensor ``i``, else "... input " for the first reading it."""

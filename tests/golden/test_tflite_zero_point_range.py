@@ -34,7 +34,8 @@ def test_litert_has_no_one_answer_for_out_of_range_zero_points():
 
 
 @pytest.mark.parametrize("zps, words", [
-    ((2100, -2000, 2), "operator 0 (ADD) input tensor 'x0' (int8): zero point 2100 is outside the int8 range [-128, 127]"),
+    ((2100, -2000, 2),
+     "operator 0 (ADD) input tensor 'x0' (int8): zero point 2100 is outside the int8 range [-128, 127]"),
     ((3, -2500, 2), "operator 0 (ADD) input tensor 'x1' (int8): zero point -2500"),
     ((3, -7, 300), "operator 0 (ADD) output tensor 'y' (int8): zero point 300"),
     ((3, -7, -129), "zero point -129 is outside"),

@@ -107,7 +107,8 @@ def graph(batch=1, classes=100):
 @pytest.mark.parametrize("classes, again", [(100, 2), (10, 0)])
 def test_a_sweep_store_follows_the_lanes_under_every_policy(tmp_path, classes, again):
     (tmp_path / "smmodel.py").write_text(MODEL)
-    (tmp_path / "sm.yaml").write_text(f"name: sm\nmodel: {{entry: 'smmodel:graph', params: {{classes: {classes}}}}}\nbatch: 1\n")
+    (tmp_path / "sm.yaml").write_text("name: sm\nmodel: {entry: 'smmodel:graph', params: {classes: %d}}\n"
+                                      "batch: 1\n" % classes)
     _evaluation(tmp_path, classes)
     spec = {"name": "lanes", "workloads": [str(tmp_path / "sm.yaml")], "precisions": ["fp32", "int8"],
             "profiles": ["iot"],  # requant_policy: cmsis-nn
