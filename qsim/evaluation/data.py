@@ -102,32 +102,44 @@ class Evaluation:
         return measure(self, graph, plan, policy, acc_bits, overflow, observer or self.observer, **options)
 
     def key(self, graph_id: str, plan, policy: str = "onnxruntime", acc_bits: int | None = None,
-            overflow: str = "wrap", observer: str | None = None, ort_cpu: str | None = None, **options) -> str:
+            overflow: str = "wrap", observer: str | None = None, ort_cpu: str | None = None,
+            float_lanes: int | None = None, **options) -> str:
         """What a measurement depends on (model, plan, policy, accumulator, calibration, this data
-        and metric, and under the onnxruntime policy the CPU kind ``ort_cpu``) and nothing else:
-        clocks, bandwidths and profiles do not enter it."""
+        and metric, under the onnxruntime policy the CPU kind ``ort_cpu``, and ``float_lanes``: the
+        model's ``float_mlas.float_lanes_tag``) and nothing else: clocks, bandwidths and profiles do
+        not enter it."""
         return accuracy_key(graph_id, plan, policy, acc_bits, overflow,
                             calibration=f"{self.fingerprint}/{observer or self.observer}", ort_cpu=ort_cpu,
-                            **options)
+                            float_lanes=float_lanes, **options)
 
 
 def accuracy_key(graph_id: str, plan, policy: str = "onnxruntime", acc_bits: int | None = None,
-                 overflow: str = "wrap", calibration: str = "", ort_cpu: str | None = None, **options) -> str:
+                 overflow: str = "wrap", calibration: str = "", ort_cpu: str | None = None,
+                 float_lanes: int | None = None, **options) -> str:
     """A short hash of what a plan's accuracy depends on. A float plan runs no integer arithmetic:
-    its key leaves out the policy, the accumulator and the CPU, so every fp32 point shares one. Under
-    the onnxruntime policy the key holds ``int_runtime.ort_cpu_tag`` (the CPU kind and MLAS float
+    its key leaves out the policy, the accumulator and the CPU kind, so every fp32 point shares one.
+    Under the onnxruntime policy the key holds ``int_runtime.ort_cpu_tag`` (the CPU kind and MLAS float
     lanes of ``ort_cpu``; None: the enclosing ``ort_cpu_scope``'s, else ``QSIM_ORT_CPU``, else the
-    host's), so a store filled for an avx2 onnxruntime never answers for a vnni one."""
+    host's), so a store filled for an avx2 onnxruntime never answers for a vnni one.
+
+    ``float_lanes``: the MLAS float lanes the model's float runs depend on
+    (``float_mlas.float_lanes_tag(graph, ort_cpu)``; None where they cannot: no softmax longer than
+    16). The fp32 reference, the calibration run and float islands use MLAS's softmax under every
+    policy, so where it is given it enters every key (fp32 and other policies too; the onnxruntime
+    tag holds it already). Keys of lane-free models are unchanged by it."""
     from qsim.precision import parse_plan
     from qsim.sim.int_runtime import ort_cpu_tag
     from qsim.sim.pipeline import is_fp32
 
+    lanes = None if float_lanes is None else int(float_lanes)
     if is_fp32(plan):
-        parts = [graph_id, "fp32", calibration]
+        parts = [graph_id, "fp32", calibration] + ([f"float_lanes={lanes}"] if lanes is not None else [])
     else:
         tag = ort_cpu_tag(policy, ort_cpu)
         if tag is not None:  # as an option named ort_cpu: the keys qsim search cached before stay valid
             options = {**options, "ort_cpu": tag}
+        elif lanes is not None:
+            options = {**options, "float_lanes": lanes}
         parts = [graph_id, repr(parse_plan(plan)), str(policy), 32 if acc_bits is None else int(acc_bits),
                  overflow, calibration, sorted((k, repr(v)) for k, v in options.items())]
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]

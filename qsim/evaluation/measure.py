@@ -5,7 +5,8 @@ evaluation batch on the integer executor where it models the graph, else fake qu
 The data runs in batches of the graph's batch size; a last, partial batch is padded with copies of
 its last sample and the padding's outputs are dropped, so every sample counts once. Calibration
 uses whole batches only (one padded batch when there are fewer samples). The fp32 reference
-(outputs and metric value) is computed once per graph and kept on the Evaluation. Nothing here
+(outputs and metric value) is computed once per graph (and MLAS float lane count, where its
+softmax depends on it: ``float_mlas.lane_dependent``) and kept on the Evaluation. Nothing here
 is random: the same inputs give the same numbers.
 """
 from __future__ import annotations
@@ -131,11 +132,14 @@ def _run(qgraph: Graph, batches, policy: str, acc_bits, overflow) -> tuple[np.nd
 
 def reference(ev: Evaluation, graph: Graph) -> tuple[np.ndarray, float]:
     """(fp32 outputs of the first graph output on the evaluation data, the metric's fp32 value)."""
+    from qsim.sim.float_mlas import float_lanes_tag
+
     store = ev._cache.setdefault("reference", {})
-    if id(graph) not in store:
+    at = (id(graph), float_lanes_tag(graph))  # MLAS's softmax lanes (the ort_cpu_scope in force), where they matter
+    if at not in store:
         ref = _run(graph, _cached(ev, graph, "batches", False, ev.data), "onnxruntime", None, "wrap")[0]
-        store[id(graph)] = (graph, ref, ev.metric.value(ref, ref, ev.data.labels))
-    return store[id(graph)][1:]
+        store[at] = (graph, ref, ev.metric.value(ref, ref, ev.data.labels))
+    return store[at][1:]
 
 
 def measure(ev: Evaluation, graph: Graph, plan, policy: str = "onnxruntime", acc_bits: int | None = None,

@@ -45,9 +45,38 @@ class TfliteContext:
             for i in _ints(op.inputs):
                 self.consumers.setdefault(i, []).append(op)
         self.values = {i: self._buffer(i, data) for i in range(len(self.sub.tensors or []))}
+        self._check_zero_points()
 
     def tensor(self, i: int):
         return self.sub.tensors[i]
+
+    def _check_zero_points(self) -> None:
+        """Every integer tensor's zero points lie in its type's range, before anything is built.
+        Converters never write others, and LiteRT gives no one answer for them: its default XNNPACK
+        delegate refuses the model ("unsupported zero-point value"), and its builtin kernels overflow
+        their int32 lanes, the optimized and reference kernels differently (an int8 ADD with zero points
+        5000 / 100 and scales 0.05, 0.1 -> 0.12: every one of the 65536 input pairs differs;
+        tests/golden/test_tflite_zero_point_range.py)."""
+        for i, t in enumerate(self.sub.tensors or []):
+            q, kind = t.quantization, _TYPES.get(t.type)
+            if q is None or q.zeroPoint is None or kind is None or np.dtype(kind[1]).kind not in "iu":
+                continue
+            zero, info = np.asarray(q.zeroPoint, np.int64).ravel(), np.iinfo(kind[1])
+            bad = zero[(zero < info.min) | (zero > info.max)]
+            if bad.size:
+                raise GraphError(f"{self.path}: {self._user(i)}tensor {self.names[i]!r} ({kind[0]}): zero point "
+                                 f"{int(bad[0])} is outside the {kind[0]} range [{info.min}, {info.max}]; LiteRT "
+                                 "refuses it (XNNPACK) or overflows on it (builtin kernels): no runtime answer "
+                                 "to simulate")
+
+    def _user(self, i: int) -> str:
+        """ "operator K (OP) output " for the op writing tensor ``i``, else "... input " for the first reading it."""
+        ops = list(enumerate(self.sub.operators or []))
+        for role, found in (("output", [k for k, op in ops if i in _ints(op.outputs)]),
+                            ("input", [k for k, op in ops if i in _ints(op.inputs)])):
+            if found:
+                return f"operator {found[0]} ({self.op_name(ops[found[0]][1])}) {role} "
+        return ""
 
     def dtype(self, i: int) -> str:
         t = self.tensor(i).type

@@ -49,7 +49,13 @@ def add_tflite(x1, x2, s1, zp1, s2, zp2, s_out, zp_out, qmin=-128, qmax=127, lef
     ``kernels="optimized"``: LiteRT's builtin kernel on x86 (measured, LiteRT 2.3): for inputs of the
     same shape, elements in full 16-element vectors of the flattened tensor scale the inputs with
     single rounding (ties up, once) and the sum with gemmlowp double rounding; the scalar tail
-    (the last size % 16 elements) is gemmlowp throughout, like the reference."""
+    (the last size % 16 elements) is gemmlowp throughout, like the reference.
+
+    Zero points in the storage type's range only, as converters write them: out of range, LiteRT's
+    optimized kernel shifts (x - zp) left by left_shift + its input shift in int32 lanes, which wrap,
+    before its rounding doubling high multiply (that form matched it on all 9 sets of scales and zero
+    points up to 5000 tried), and the reference kernel overflows otherwise. qsim's TFLite loader refuses such files
+    (``qsim.ir.tflite_context``; tests/golden/test_tflite_zero_point_range.py)."""
     if kernels not in ("reference", "optimized"):
         raise ValueError(f"unknown ADD kernels {kernels!r}; known: reference, optimized")
     p = tflite_add_params(s1, s2, s_out, left_shift)

@@ -57,6 +57,7 @@ class Measurer:
 
     def __init__(self, graph: Graph, evaluation, policy: str = "onnxruntime", acc_bits: int = 32,
                  overflow: str = "wrap", cache_dir: str | Path | None = None, ort_cpu: str | None = None):
+        from qsim.sim.float_mlas import float_lanes_tag
         from qsim.sim.int_runtime import ort_cpu_name
 
         evaluation.check(graph)  # every data problem before the first simulation
@@ -65,6 +66,7 @@ class Measurer:
         self.policy, self.acc_bits, self.overflow = policy, int(acc_bits), overflow
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self._graph_id = graph_key(graph)
+        self._float_lanes = float_lanes_tag(graph, self.ort_cpu)  # the fp32 reference's softmax lanes, if they matter
         self._memo: dict[str, Measurement] = {}
         self.simulations = 0  # full simulations of quantized plans run (cache hits excluded)
         self.seconds = 0.0    # time spent in them
@@ -80,9 +82,10 @@ class Measurer:
     def key(self, plan) -> str:
         """The plan's accuracy key (``Evaluation.key``); under the onnxruntime policy it names the CPU
         kind and MLAS float lanes too (an avx2 onnxruntime sums u8 x s8 products differently from a
-        vnni one), so a cache filled for one kind never answers for another."""
+        vnni one), under every policy the float lanes where the model's float softmax depends on them
+        (the fp32 reference and calibration), so a cache filled for one kind never answers for another."""
         key = self.evaluation.key(self._graph_id, plan, self.policy, self.acc_bits, self.overflow,
-                                  ort_cpu=self.ort_cpu)  # accuracy_key adds the kind under onnxruntime only
+                                  ort_cpu=self.ort_cpu, float_lanes=self._float_lanes)
         return f"{key}-v{CACHE_VERSION}"
 
     @property

@@ -84,6 +84,38 @@ def _lane_sum(e: np.ndarray, lanes: int) -> np.ndarray:
     return (h2[..., 0] + h2[..., 1]).astype(np.float32)
 
 
+# Rows of up to 16 elements sum alike in 8 and 16 lanes: each lane adds at most one element to 0,
+# and the 16-lane (l, l + 8) pairs are the sums the 8-lane kernel forms in its second pass; the
+# horizontal adds then match. Only a longer softmax axis lets the lane count change a result.
+_LANE_FREE_ROW = 16
+
+
+def lane_dependent(graph) -> bool:
+    """Whether a float run of ``graph`` (the fp32 reference of an accuracy measurement, the
+    calibration run, a plan's float islands) can change with ``ort_float_lanes``: the graph has a
+    node whose float kernel is this softmax over an axis longer than 16 elements (or of unknown
+    length). Every other float kernel here is lane-free (erf: elementwise; matmul: one FMA chain per output)."""
+    from qsim.ir.registry import OPS, sim_kernel
+
+    kernel = sim_kernel("float_mlas.softmax")
+    for node in graph.nodes():
+        op = OPS.get(node.op)
+        if op is None or op.float_kernel != kernel:
+            continue
+        shape = tuple(graph.tensor(node.inputs[0]).shape)
+        d = shape[int(node.attrs.get("axis", -1))] if shape else 1
+        if not isinstance(d, (int, np.integer)) or d > _LANE_FREE_ROW:
+            return True
+    return False
+
+
+def float_lanes_tag(graph, cpu: str | None = None) -> int | None:
+    """The MLAS float lanes a float run of ``graph`` depends on (``ort_float_lanes(cpu)``), or None
+    where it cannot depend on them (``lane_dependent``). Accuracy keys hold it under every policy:
+    the fp32 reference and the calibration run these kernels whatever policy the integer part follows."""
+    return ort_float_lanes(cpu) if lane_dependent(graph) else None
+
+
 def softmax(inputs, w, attrs) -> list:
     x = np.asarray(inputs[0], np.float32)
     axis = int(attrs.get("axis", -1)) % max(x.ndim, 1)

@@ -192,7 +192,9 @@ def ort_cpu_tag(policy, cpu: str | None = None) -> str | None:
     "KIND/LANES" (``ort_cpu(cpu)`` and ``ort_float_lanes(cpu)``: an avx2 onnxruntime sums u8 x s8
     products differently from a vnni one, and MLAS softmax's lane count changes its float sums); None
     under every other policy (their kernels do not follow the CPU). Accuracy keys hold it
-    (``qsim.evaluation.data.accuracy_key``), so a result measured for one kind never answers for another."""
+    (``qsim.evaluation.data.accuracy_key``), so a result measured for one kind never answers for another.
+    The float reference's softmax lanes enter keys under every policy apart from it, where the model
+    depends on them (``float_mlas.float_lanes_tag``)."""
     if policy_name(policy) is not P.ONNXRUNTIME:
         return None
     return f"{ort_cpu(cpu)}/{ort_float_lanes(cpu)}"

@@ -5,7 +5,9 @@ requantization policy (the plan's own, else the profile's ``requant_policy``, el
 the profile's accumulator width (``compute.accumulator_bits``; accumulators wrap, as the runtimes'
 do), the evaluation's data, calibration and metric, and under the onnxruntime policy the CPU kind
 whose onnxruntime is reproduced (``SweepSpec.ort_cpu``: an avx2 onnxruntime sums u8 x s8 products
-differently from a vnni one); not on clocks, bandwidths, memories or the batch being costed.
+differently from a vnni one), and under every policy MLAS's float lane count where the model's
+float softmax depends on it (``float_mlas.float_lanes_tag``: the fp32 reference and the calibration
+run it); not on clocks, bandwidths, memories or the batch being costed.
 ``Evaluation.key`` hashes exactly those, so the points of a sweep over profiles or memory sizes
 share a handful of measurements, and a store filled for one CPU kind is measured again for another.
 
@@ -41,7 +43,17 @@ class AccuracyJob:
     policy: str
     acc_bits: int
     ort_cpu: str = "host"  # the CPU kind's name, resolved on the client: workers get it here, not from
-    cpu_tag: str = ""      # their environment; cpu_tag: the key's "KIND/LANES" ("" off onnxruntime)
+    cpu_tag: str = ""      # their environment; cpu_tag: what the key holds of the CPU (``_cpu_tag``)
+
+
+def _cpu_tag(fp32: bool, policy: str, cpu: str, float_lanes: int | None) -> str:
+    """What an accuracy key holds of the CPU, as ``accuracy_key`` puts it there: onnxruntime's
+    "KIND/LANES" for an integer plan under the onnxruntime policy, else "lanes/N" where the model's
+    float softmax depends on MLAS's lanes (``float_mlas.float_lanes_tag``), else ""."""
+    from qsim.sim.int_runtime import ort_cpu_tag
+
+    tag = None if fp32 else ort_cpu_tag(policy, cpu)
+    return tag or ("" if float_lanes is None else f"lanes/{float_lanes}")
 
 
 def _policy_and_width(spec: SweepSpec, point: Point, plan) -> tuple[str, int]:
@@ -57,11 +69,14 @@ def point_jobs(spec: SweepSpec, points: Iterable[Point]) -> tuple[dict[str, str]
     """(point id -> accuracy key, key -> job, point id -> why it has no key) for the points of
     workloads with an evaluation."""
     from qsim.precision import parse_plan
-    from qsim.sim.int_runtime import ort_cpu_name, ort_cpu_tag
+    from qsim.sim.float_mlas import float_lanes_tag
+    from qsim.sim.int_runtime import ort_cpu_name
     from qsim.sim.pipeline import is_fp32
+    from qsim.sweep.evaluate import _graph
 
     cpu = ort_cpu_name(spec.ort_cpu)  # checked, and QSIM_ORT_CPU read, once
     plans: dict[str, Any] = {}
+    lanes: dict[str, int | None] = {}  # graph id -> float_lanes_tag: the model is built once for it
     keys, jobs, why = {}, {}, {}
     for point in points:
         ev = spec.evaluations.get(point.axes["workload"])
@@ -73,8 +88,11 @@ def point_jobs(spec: SweepSpec, points: Iterable[Point]) -> tuple[dict[str, str]
             policy, bits = _policy_and_width(spec, point, plan)
             params = tuple(sorted((k, repr(v)) for k, v in point.params.items()))
             graph_id = json.dumps([spec.workloads[point.axes["workload"]], params])
-            key = ev.key(graph_id, plan, policy, bits, OVERFLOW, ort_cpu=cpu)
-            tag = "" if is_fp32(plan) else ort_cpu_tag(policy, cpu) or ""  # as in the key: fp32 shares one
+            if graph_id not in lanes:  # (the measurement builds the same graph: cached per process)
+                lanes[graph_id] = float_lanes_tag(_graph(spec, point.axes["workload"], ev.build_batch,
+                                                         dict(point.params)), cpu)
+            key = ev.key(graph_id, plan, policy, bits, OVERFLOW, ort_cpu=cpu, float_lanes=lanes[graph_id])
+            tag = _cpu_tag(is_fp32(plan), policy, cpu, lanes[graph_id])
         except QsimError as exc:  # a plan the simulator cannot run (check_simulable)
             why[point.point_id] = f"not simulated: {exc}"
             continue
@@ -85,13 +103,17 @@ def point_jobs(spec: SweepSpec, points: Iterable[Point]) -> tuple[dict[str, str]
 
 
 def measure_job(spec: SweepSpec, job: AccuracyJob) -> dict[str, Any]:
-    from qsim.sim.int_runtime import ort_cpu_scope, ort_cpu_tag
-    from qsim.sweep.evaluate import _graph
+    from qsim.sim.int_runtime import ort_cpu_scope, ort_float_lanes
+    from qsim.sim.pipeline import is_fp32
+    from qsim.sweep.evaluate import _plan
 
-    here = ort_cpu_tag(job.policy, job.ort_cpu) or ""
+    lanes = ort_float_lanes(job.ort_cpu) if job.cpu_tag.startswith("lanes/") else None
+    here = _cpu_tag(is_fp32(_plan(spec, job.precision)), job.policy, job.ort_cpu, lanes)
     if job.cpu_tag and here != job.cpu_tag:  # "host" on a worker of another CPU than the client's: not what the key says
         raise SweepError(f"ort_cpu={job.ort_cpu!r} is onnxruntime {here!r} on this worker but {job.cpu_tag!r} "
                          "where the sweep started; name the CPU kind (ort_cpu: in the spec, or --ort-cpu)")
+    from qsim.sweep.evaluate import _graph
+
     ev = spec.evaluations[job.workload]
     row: dict[str, Any] = {"key": job.key, "workload": job.workload, "precision": job.precision,
                            "policy": job.policy, "accumulator_bits": job.acc_bits, "ort_cpu": job.cpu_tag}

@@ -130,6 +130,13 @@ def _set_item(obj, field, index, value):
     (lambda m, g: _set(g.tensors[2], "buffer", 4000), "tensor 2: buffer index 4000 out of range"),
     (lambda m, g: _set(g.tensors[1].quantization, "scale", [float("nan")]), "scales must be finite and > 0"),
     (lambda m, g: _set(g.operators[6].builtinOptions, "filterHeight", 9), "larger than the padded input"),
+    # zero points outside the storage type's range, on any op (tests/golden/test_tflite_zero_point_range.py)
+    (lambda m, g: _set(g.tensors[2].quantization, "zeroPoint", [0] * 7 + [200]),
+     "operator 1 (CONV_2D) input tensor 'conv.w' (int8): zero point 200 is outside the int8 range [-128, 127]"),
+    (lambda m, g: _set(g.tensors[3].quantization, "zeroPoint", [0] * 7 + [2 ** 31]),
+     "operator 1 (CONV_2D) input tensor 'conv.b' (int32): zero point 2147483648 is outside the int32 range"),
+    (lambda m, g: _set(g.tensors[18].quantization, "zeroPoint", [-129]),
+     "operator 9 (SOFTMAX) output tensor 'softmax' (int8): zero point -129"),
 ])
 def test_tflite_malformed_fields_name_the_operator_or_tensor(tmp_path, edit, words):
     path = _edited_tflite(tmp_path, edit)
