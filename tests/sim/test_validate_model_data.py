@@ -177,3 +177,36 @@ def test_calib_ids_cast_to_the_declared_int64(tmp_path, capsys):
     np.savez(tmp_path / "f.npz", ids=np.ones((4, 3)))
     _refused(capsys, path, "input 'ids' (float64): the model takes int64", "--plan", "int8", "--calib",
              tmp_path / "f.npz")
+
+
+def test_evaluation_data_in_tflite_layout(tmp_path, capsys):
+    """``qsim sensitivity / search --data`` and ``evaluation:`` blocks: a .tflite model's data is NHWC
+    (its own layout); the fp32 reference then equals LiteRT's float run on the same samples."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from qsim.evaluation.data import load_evaluation
+    from qsim.evaluation.measure import reference
+    from qsim.ir.tflite_import import load_tflite
+
+    path = _float_tflite_conv(tmp_path / "f.tflite")
+    x = np.random.default_rng(9).standard_normal((6, 6, 5, 3)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x=x)
+    ev = load_evaluation({"data": str(tmp_path / "d.npz"), "batch": 1, "metric": "cosine"}, "spec.yaml")
+    graph = load_tflite(path)
+    ev.check(graph)
+    ours = reference(ev, graph)[0]  # samples of the IR output (NCHW) after the calibration split
+    it = Interpreter(model_path=str(path))
+    it.allocate_tensors()
+    theirs = []
+    for sample in x[len(x) - len(ours):]:
+        it.set_tensor(it.get_input_details()[0]["index"], sample[None])
+        it.invoke()
+        theirs.append(it.get_tensor(it.get_output_details()[0]["index"])[0])
+    np.testing.assert_allclose(ours, np.stack(theirs).transpose(0, 3, 1, 2), rtol=1e-5, atol=1e-5)
+    np.savez(tmp_path / "nchw.npz", x=x.transpose(0, 3, 1, 2))
+    code = main(["sensitivity", str(path), "--data", str(tmp_path / "nchw.npz"), "--batch", "1",
+                 "--candidates", "int8", "--out", str(tmp_path / "s.csv")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    assert ("input 'x': samples of shape (3, 6, 5); the model takes (6, 5, 3) per sample (its input is "
+            "(1, 6, 5, 3) (NHWC, the file's own layout))") in err
