@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -210,3 +211,21 @@ def test_evaluation_data_in_tflite_layout(tmp_path, capsys):
     assert code == 2 and "Traceback" not in err, err
     assert ("input 'x': samples of shape (3, 6, 5); the model takes (6, 5, 3) per sample (its input is "
             "(1, 6, 5, 3) (NHWC, the file's own layout))") in err
+
+
+def test_python_api_takes_tflite_names_layout_dtype(tmp_path):
+    """qsim.compile / simulate: calibration and run inputs keyed by the .tflite's own name, NHWC, in
+    its dtype (outputs NHWC too); NCHW, float64 or a wrong name are QsimErrors naming the input."""
+    import qsim
+    from qsim.errors import QsimError
+
+    path = _float_tflite_conv(tmp_path / "f.tflite")
+    x = np.random.default_rng(10).standard_normal((1, 6, 5, 3)).astype(np.float32)
+    compiled = qsim.compile(str(path), plan="int8", calib=[{"x": x}])
+    assert compiled.run({"x": x})["y"].shape == (1, 6, 5, 4)
+    for bad, message in [({"x": x.transpose(0, 3, 1, 2)}, "input 'x' has shape [1, 3, 6, 5]; the model takes "
+                          "[1, 6, 5, 3] (NHWC, the file's own layout)"),
+                         ({"x": x.astype(np.float64)}, "input 'x' takes float32 (the model's own dtype), got float64"),
+                         ({"image": x}, "no model input named 'image'; the inputs are ['x']")]:
+        with pytest.raises(QsimError, match=re.escape(message)):
+            qsim.compile(str(path), plan="int8", calib=[bad])
