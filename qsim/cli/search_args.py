@@ -14,8 +14,8 @@ CACHE_HELP = ("folder of cached measurements (one JSON file per plan, keyed by i
 
 def add_model_flags(p, candidates_default: str) -> None:
     p.add_argument("model", help="digits, minilm, an .onnx / .tflite float model, or a workload YAML naming one")
-    p.add_argument("--data", help="evaluation data: a shipped set (digits, minilm), a file.npz (inputs and "
-                   "optional labels), or package.module:function (default: the workload's evaluation: block, or the "
+    p.add_argument("--data", help="evaluation data: a shipped set (digits, minilm), a file.npz (one array per model "
+                   "input, keyed by its name, in the model's own layout: NHWC for a .tflite image; optional labels), or package.module:function (default: the workload's evaluation: block, or the "
                    "shipped model's own set)")
     p.add_argument("--calibration", help="calibration data, same forms as --data (default: the set's own, or "
                    "the first tenth of --data)")

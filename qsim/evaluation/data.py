@@ -13,8 +13,9 @@ evaluation:
   observer: minmax          # optional calibration observer: minmax | percentile | mse
 ```
 
-* An ``.npz`` holds one array per model input (keyed by the input's name, samples on axis 0) and
-  optionally ``labels``; a relative path is relative to the YAML file.
+* An ``.npz`` holds one array per model input (keyed by the input's name, samples on axis 0, in
+  the model file's own layout: NHWC for a .tflite image) and optionally ``labels``; a relative path
+  is relative to the YAML file.
 * An entry point is called with no arguments and returns a dict of arrays or an iterable of such
   batches (each may hold ``labels``); batches are concatenated.
 * Calibration: a shipped set brings its own (digits: the training split; minilm: 64 other

@@ -8,6 +8,8 @@ uses whole batches only (one padded batch when there are fewer samples). The fp3
 (outputs and metric value) is computed once per graph (and MLAS float lane count, where its
 softmax depends on it: ``float_mlas.lane_dependent``) and kept on the Evaluation. Nothing here
 is random: the same inputs give the same numbers.
+The data is keyed by the model's input names in the model file's own layout: a .tflite model's
+rank-4 inputs are NHWC, moved to the IR's NCHW here (``Graph.model_io``).
 """
 from __future__ import annotations
 
@@ -27,6 +29,13 @@ def _batch_of(graph: Graph) -> int:
     return graph.tensor(graph.inputs[0]).shape[0]
 
 
+def _file_layouts(graph: Graph) -> dict:
+    """IR input -> the model file's ``Port`` where the file's layout is not the IR's (a .tflite NHWC
+    image): the data comes in the file's layout and is moved to the IR's here."""
+    io = getattr(graph, "model_io", None)
+    return {p.tensor: p for p in io.inputs if p.perm} if io is not None else {}
+
+
 def _check_set(ev: Evaluation, graph: Graph, dataset, key: str) -> None:
     offered = dataset.offers()
     missing = [n for n in graph.inputs if n not in offered]
@@ -34,12 +43,14 @@ def _check_set(ev: Evaluation, graph: Graph, dataset, key: str) -> None:
         raise ev.error(key, f"the model's inputs are {list(graph.inputs)}; the data has {offered} "
                             f"(missing {missing})")
     arrays = dataset.for_inputs(graph.inputs)
+    ports = _file_layouts(graph)
     for name in graph.inputs:
         spec, value = graph.tensor(name), arrays[name]
-        want = tuple(spec.shape[1:])
+        shape, layout = (ports[name].shape, " (NHWC, the file's own layout)") if name in ports else (spec.shape, "")
+        want = tuple(shape[1:])
         if tuple(value.shape[1:]) != want:
             raise ev.error(key, f"input {name!r}: samples of shape {tuple(value.shape[1:])}; the model takes "
-                                f"{want} per sample (its input is {tuple(spec.shape)})")
+                                f"{want} per sample (its input is {tuple(shape)}{layout})")
         integer = str(spec.dtype).startswith(("int", "uint"))
         if integer and value.dtype.kind not in "iu":
             raise ev.error(key, f"input {name!r}: the model takes {spec.dtype}; the data is {value.dtype}")
@@ -87,7 +98,8 @@ def _check_labels(ev: Evaluation, graph: Graph) -> None:
 def _feeds(graph: Graph, dataset, whole_only: bool) -> list[tuple[dict, int]]:
     """[(feeds of one batch, how many of its samples are real)]."""
     batch = _batch_of(graph)
-    arrays = dataset.for_inputs(graph.inputs)
+    ports = _file_layouts(graph)
+    arrays = {n: v.transpose(ports[n].perm) if n in ports else v for n, v in dataset.for_inputs(graph.inputs).items()}
     arrays = {n: np.ascontiguousarray(v, dtype=np.dtype(str(graph.tensor(n).dtype))
                                       if str(graph.tensor(n).dtype) in ("int64", "int32", "int8", "uint8")
                                       else np.float32) for n, v in arrays.items()}

@@ -56,6 +56,9 @@ class Graph:
         self.quant_params: dict[str, Any] = {}  # tensor name -> quantization parameters (importers)
         self._order: list[Node] | None = None
         self.derived: dict = {}  # memoized facts derived from the structure (counts); cleared on change
+        # the model file's own inputs and outputs (``qsim.ir.model_io.ModelIO``), set by the TFLite importer
+        # (whose files are NHWC): evaluation data in the file's layout is moved into the IR's with it
+        self.model_io = None
 
     # -- building -------------------------------------------------------------------------
     def add_input(self, name: str, shape: Iterable[int], dtype: str = "float32") -> TensorSpec:

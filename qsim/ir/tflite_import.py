@@ -74,7 +74,8 @@ def load_tflite_io(path: str | os.PathLike) -> tuple[Graph, ModelIO]:
             raise GraphError(f"{path}: graph output {ctx.names[i]!r} is not produced")
         if ctx.alias[i] not in ctx.g.outputs:
             ctx.g.mark_output(ctx.alias[i])
-    return ctx.g.validate(), _model_io(ctx)
+    ctx.g.model_io = _model_io(ctx)
+    return ctx.g.validate(), ctx.g.model_io
 
 
 def _model_io(ctx: TfliteContext) -> ModelIO:

@@ -30,7 +30,7 @@ def declared_feeds(io, graph, feeds: dict, policy: str, what: str) -> dict[str, 
     out = dict(feeds)
     for p in io.inputs:
         x, want = np.asarray(feeds[p.tensor]), np.dtype(p.dtype)
-        where = f"{what}: input {p.tensor!r} ({x.dtype})"
+        where = f"{what}: input {p.name!r} ({x.dtype})"
         if want.kind in "iu" and x.dtype.kind == "f":
             q = graph.quant_params.get(p.tensor)
             if q is None or q.int_fmt is None:

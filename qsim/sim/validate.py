@@ -12,9 +12,10 @@ quantization. ``--against`` runs onnxruntime (.onnx) or LiteRT (.tflite) on the 
 counts the output elements that differ from the simulation: integer codes against codes where the
 model returns a quantized tensor (the difference in LSB), values where it returns floats.
 
-Input files are ``.npz`` with one array per graph input (named like the inputs, in the graph's NCHW
-layout) and optionally ``labels``. The simulation and the runtime get each input in the dtype the
-model file declares: integer data is cast where it fits (else an error), float data for an integer
+Input files are ``.npz`` with one array per model input, keyed by the model's own input names, in its
+own layout (NHWC for a rank-4 .tflite input) and optionally ``labels`` (``qsim.sim.validate_data``).
+The simulation and the runtime get each input in the dtype the model file declares (``--calib``
+data too): integer data is cast where it fits (else an error), float data for an integer
 input with quantization parameters is quantized with the policy's formula (for an integer input
 without them, such as token ids, an error), float64 data for a float32 input is rounded once.
 """
@@ -30,6 +31,7 @@ from qsim.numerics.policies import PolicyName
 from qsim.sim.against import AGAINST, compare_with_runtime, declared_feeds
 from qsim.sim.int_runtime import get_runtime, host_ort_cpu, ort_cpu, ort_cpu_scope
 from qsim.sim.pipeline import DEFAULT_POLICY, EXECUTORS, prepare, run_model
+from qsim.sim.validate_data import LABELS, calibration_batches, model_arrays, read_npz
 
 __all__ = ["validate", "random_inputs", "write_validate_report", "AGAINST", "EXECUTORS"]
 
@@ -45,24 +47,6 @@ def _load_model(path: Path, batch: int | None, executor: str):  # -> (Graph, Mod
     if io.refusal and executor != "fake":
         raise QsimError(f"{path}: {io.refusal} (--executor fake runs it with fake quantization)")
     return graph, io
-
-
-def _read_npz(path: str, what: str) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
-    except FileNotFoundError:
-        raise QsimError(f"{what} {path}: file not found") from None
-    except (OSError, ValueError) as exc:
-        raise QsimError(f"{what} {path}: not a readable .npz file ({exc})") from None
-
-
-def _check_inputs(graph, arrays: dict, what: str) -> dict[str, np.ndarray]:
-    missing = [t for t in graph.inputs if t not in arrays]
-    if missing:
-        raise QsimError(f"{what}: no array for graph input(s) {missing}; the file has {sorted(arrays)} "
-                        f"(name arrays like the graph inputs {graph.inputs}, plus optional 'labels')")
-    return {t: arrays[t] for t in graph.inputs}
 
 
 def random_inputs(graph, seed: int = 0) -> dict[str, np.ndarray]:
@@ -84,15 +68,6 @@ def random_inputs(graph, seed: int = 0) -> dict[str, np.ndarray]:
         else:
             feeds[t] = rng.standard_normal(spec.shape).astype(np.float32)
     return feeds
-
-
-def _chunks(arrays: dict[str, np.ndarray], graph) -> list[dict]:
-    """Calibration arrays cut into batches of the graph's batch size (the remainder is dropped)."""
-    batch = graph.tensor(graph.inputs[0]).shape[0]
-    n = min(len(v) for v in arrays.values())
-    if n < batch:
-        raise QsimError(f"--calib has {n} samples; the graph's batch is {batch}: give at least that many")
-    return [{t: v[i:i + batch] for t, v in arrays.items()} for i in range(0, n - batch + 1, batch)]
 
 
 def _reference_feeds(graph, feeds: dict) -> dict:
@@ -138,16 +113,16 @@ def _validate(model, hw, policy, plan, calib, data, against, executor, observer,
         raise QsimError(f"--against {against} needs a {AGAINST[against]} model, got {path.name}")
     if executor not in EXECUTORS:
         raise QsimError(f"unknown --executor {executor!r}; known: {', '.join(EXECUTORS)}")
-    arrays = _read_npz(data, "--data") if data else None
+    arrays = read_npz(data, "--data") if data else None
     batch = None
-    if arrays is not None and path.suffix == ".onnx":
-        data_arrays = [v for k, v in arrays.items() if k != "labels"]
+    if arrays is not None and path.suffix == ".onnx":  # the graph is built at the data's batch
+        data_arrays = [v for k, v in arrays.items() if k != LABELS and v.ndim]
         if not data_arrays:
             raise QsimError(f"--data {data}: holds no input arrays (only {sorted(arrays)})")
         batch = len(data_arrays[0])
     graph, io = _load_model(path, batch, executor)
-    raw = _check_inputs(graph, arrays, f"--data {data}") if arrays else random_inputs(graph, seed)
-    labels = arrays.get("labels") if arrays else None
+    raw = model_arrays(io, arrays, f"--data {data}") if arrays else random_inputs(graph, seed)
+    labels = arrays.get(LABELS) if arrays else None
     acc_bits, profile_policy = None, None
     if hw:
         from qsim.hw.profile import load_profile
@@ -163,7 +138,10 @@ def _validate(model, hw, policy, plan, calib, data, against, executor, observer,
     feeds = declared_feeds(io, graph, raw, policy, f"--data {data}" if data else "random inputs")
     calib_feeds = [feeds]
     if plan and calib:
-        calib_feeds = _chunks(_check_inputs(graph, _read_npz(calib, "--calib"), f"--calib {calib}"), graph)
+        what = f"--calib {calib}"
+        calib_arrays = model_arrays(io, read_npz(calib, "--calib"), what, free_batch=True)
+        calib_feeds = calibration_batches(declared_feeds(io, graph, calib_arrays, policy, what),
+                                          graph.tensor(graph.inputs[0]).shape[0], what)
     elif plan:
         notes.append("calibrated on the evaluation inputs (no --calib)")
     elif not graph.quant_params:

@@ -77,8 +77,11 @@ def add_validate_parser(subparsers) -> None:
                    "tflite-reference, xnnpack, ...); default from --hw or the file type")
     p.add_argument("--plan", help="precision plan for a float model (int8, w4a8, fp8, w8a16, ...) or a YAML file "
                    "{default: ..., overrides: [{name|op: ..., precision: ...}]}")
-    p.add_argument("--calib", help=".npz calibration inputs (arrays named like the graph inputs)")
-    p.add_argument("--data", help=".npz evaluation inputs (named like the graph inputs, optional 'labels')")
+    p.add_argument("--calib", help=".npz calibration inputs, as --data (any number of samples)")
+    p.add_argument("--data", help=".npz evaluation inputs: one array per model input, keyed by the model's own "
+                   "input name, in its own shape (NHWC for a .tflite image) and dtype, as onnxruntime's / "
+                   "LiteRT's input details report them (real values for an integer input are quantized); "
+                   "optional 'labels'")
     p.add_argument("--against", choices=tuple(AGAINST), help="also run this runtime and count mismatches")
     p.add_argument("--executor", choices=EXECUTORS, default="auto",
                    help="integer executor, fake quantization, or auto (integer where supported)")

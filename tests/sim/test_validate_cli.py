@@ -89,7 +89,8 @@ def test_tflite_against_litert(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv,message", [
     (["missing.onnx"], "not found"),
-    (["{d}/f.onnx", "--data", "{d}/wrong.npz"], "no array for graph input"),
+    (["{d}/f.onnx", "--data", "{d}/wrong.npz"], "array 'image' names no model input; the model's inputs are "
+                                               "'x' float32 [2, 2, 4, 4]"),
     (["{d}/q.onnx", "--plan", "int8"], "already quantized"),
     (["{d}/f.onnx", "--against", "litert"], "needs a .tflite model"),
     (["{d}/f.onnx", "--plan", "int8", "--calib", "{d}/missing.npz"], "file not found"),
@@ -116,7 +117,7 @@ def test_litert_inputs_quantized_with_the_policys_ties(tmp_path):
     w = rng.integers(-127, 128, (4, 3, 3, 3)).astype(np.int8)
     path = tmp_path / "conv.tflite"
     path.write_bytes(conv2d((1, 6, 6, 3), w, np.zeros(4, np.int32), 0.25, 0, np.full(4, 0.01), 0.05, 0))
-    x = (rng.integers(-20, 20, (1, 3, 6, 6)) + 0.5).astype(np.float32) * np.float32(0.25)  # all ties (NCHW)
+    x = (rng.integers(-20, 20, (1, 6, 6, 3)) + 0.5).astype(np.float32) * np.float32(0.25)  # all ties (NHWC)
     np.savez(tmp_path / "ties.npz", x=x)
     for policy in ("tflite-reference", "xnnpack"):
         result = validate(str(path), policy=policy, data=str(tmp_path / "ties.npz"), against="litert")
