@@ -181,6 +181,7 @@ class ConvPlan:
     offs: np.ndarray      # conv_rows_q's input byte offset of each output pixel (``pixel_offsets``)
     run: int              # conv_rows_q's pixels per work item
     cols: bool = False    # the input read as receptive-field rows of cgp bytes (``_plan_cols``)
+    batch: tuple | None = None  # (offs, run) of the batch's pixels as one run space (``batch_pixels``)
 
 
 def plan_conv(w, x_dtype, xz: int, wz: np.ndarray, bias: np.ndarray, g, acc_bits: int, lo: int, hi: int,
@@ -224,8 +225,11 @@ def plan_conv(w, x_dtype, xz: int, wz: np.ndarray, bias: np.ndarray, g, acc_bits
         fast = None if requant is None else _fast_epilogue(requant[0], checked, hi, w0g, const, gi * g.mg)
         terms.append((w0g, const, fast))
     npix = g.oh * g.ow
+    offs = pixel_offsets(g, cgp)
+    hp, wp = g.h + g.pads[0] + g.pads[2], g.w + g.pads[1] + g.pads[3]
     return ConvPlan(g, acc_bits, lo, hi, checked, flip, a0, cgp, packs, taps, bool(np.any(w0 != 0)),
-                    np.zeros(g.n * npix, dtype=np.int64), terms, pixel_offsets(g, cgp), run_length(npix))
+                    np.zeros(g.n * npix, dtype=np.int64), terms, offs, run_length(npix),
+                    batch=batch_pixels(g.n, offs, hp * wp * cgp))
 
 
 def _plan_cols(w, x_dtype, xz, wz, bias, g, acc_bits, lo, hi, checked, requant) -> ConvPlan:
@@ -245,9 +249,10 @@ def _plan_cols(w, x_dtype, xz, wz, bias, g, acc_bits, lo, hi, checked, requant) 
         terms.append((w0g, const, None if requant is None else _fast_epilogue(requant[0], checked, hi, w0g, const,
                                                                                 gi * g.mg)))
     npix = g.oh * g.ow
+    offs = np.arange(npix, dtype=np.int64) * kp
     return ConvPlan(g, acc_bits, lo, hi, checked, 0, xz, kp, packs, np.zeros(1, dtype=np.int64),
-                    bool(np.any(w0 != 0)), np.zeros(g.n * npix, dtype=np.int64), terms,
-                    np.arange(npix, dtype=np.int64) * kp, run_length(npix), cols=True)
+                    bool(np.any(w0 != 0)), np.zeros(g.n * npix, dtype=np.int64), terms, offs, run_length(npix),
+                    cols=True, batch=batch_pixels(g.n, offs, npix * kp))
 
 
 def pixel_offsets(g, cgp: int) -> np.ndarray:
@@ -256,6 +261,22 @@ def pixel_offsets(g, cgp: int) -> np.ndarray:
     wp = g.w + g.pads[1] + g.pads[3]
     oy, ox = np.divmod(np.arange(g.oh * g.ow, dtype=np.int64), g.ow)
     return (oy * g.stride[0] * wp + ox * g.stride[1]) * cgp
+
+
+def batch_pixels(n: int, offs: np.ndarray, img_bytes: int) -> tuple | None:
+    """(offs, run) of the n images' output pixels as one run space, each pixel's offset from the
+    first image's (the whole-batch kernel then reads image 0 at byte 0), where an image's runs
+    waste more than 3 % of the tiles' rows: a 7x7 image's 49 pixels took 9 tiles of 6 rows (54
+    rows); a batch of 32 takes 262 tiles for 1568. None otherwise: a 14x14 image wastes 1 %, and
+    larger run spaces reorder the work items (``conv_rows_q``): a 256 -> 1024 layer's whole-batch
+    items streamed its 256 KB of weights run by run, 1.3x slower."""
+    npix = offs.shape[0]
+    run = run_length(npix)
+    last = npix % run
+    rows = npix - last + (-(-last // vnni_fused.MR_WIDE) * vnni_fused.MR_WIDE if last >= vnni_fused.MR_WIDE else last)
+    if n == 1 or rows - npix <= 0.03 * npix:
+        return None
+    return (np.arange(n, dtype=np.int64)[:, None] * img_bytes + offs).reshape(-1), run_length(n * npix)
 
 
 def run_length(npix: int) -> int:
@@ -306,14 +327,15 @@ def _conv_q(plan: ConvPlan, xp: np.ndarray, out2: np.ndarray, requant) -> int:
     path does: one compiled specialization for padded images and receptive-field rows (a cold
     process loads each from numba's cache, ~14 ms apiece)."""
     w0g, const, fast = plan.group_terms[0]
+    offs, run, nimg = (*plan.batch, 1) if plan.batch is not None else (plan.offs, plan.run, plan.g.n)
     if avx2_requant.applies(fast, out2.shape[1]):   # requantized in the tiles' registers
         zlh = np.array(requant[0][9:12], dtype=np.float32)
-        avx2_requant.conv_rows_f32(xp.reshape(-1), plan.packs[0][0], plan.taps, plan.cgp // 4, plan.offs, plan.run,
-                                   fast[1], fast[2], zlh, out2, plan.g.n, xp[0].size)
+        avx2_requant.conv_rows_f32(xp.reshape(-1), plan.packs[0][0], plan.taps, plan.cgp // 4, offs, run,
+                                   fast[1], fast[2], zlh, out2, nimg, xp[0].size)
         return 0
-    return vnni_fused.conv_rows_q(xp.reshape(-1), plan.packs[0][0], plan.taps, plan.cgp // 4, plan.offs, plan.run,
+    return vnni_fused.conv_rows_q(xp.reshape(-1), plan.packs[0][0], plan.taps, plan.cgp // 4, offs, run,
                                   plan.zeros, w0g, const, plan.acc_bits, plan.lo, plan.hi, plan.checked, 0, requant[0],
-                                  out2, fast, plan.g.n, xp[0].size)
+                                  out2, fast, nimg, xp[0].size)
 
 
 def _fast_epilogue(spec, checked: bool, hi: int, w0: np.ndarray, const: np.ndarray, ch0: int):
