@@ -78,8 +78,9 @@ def _lanes(x: np.ndarray, is_max: bool):
 def min_max(x: np.ndarray, op: str = "DynamicQuantizeLinear") -> tuple[np.float32, np.float32]:
     """(min, max) of a float32 tensor as onnxruntime's x86 MLAS finds them (see the module doc)."""
     x = np.ascontiguousarray(x, np.float32).reshape(-1)
-    if not np.isnan(x).any():  # no NaN: any order gives these
-        return np.float32(x.min()), np.float32(x.max())
+    lo, hi = np.float32(x.min()), np.float32(x.max())
+    if not np.isnan(lo):  # numpy's min propagates a NaN: there is none, and any order gives these
+        return lo, hi
     if x.size > SINGLE_RANGE_ELEMENTS:
         raise ValueError(f"{op}: a NaN in a tensor of {x.size} elements (over {SINGLE_RANGE_ELEMENTS}): "
                          "onnxruntime splits its min/max among its threads, and the values a NaN hides "
