@@ -37,7 +37,7 @@ from qsim.numerics.formats import FloatFormat, IntFormat, Rounding
 from qsim.numerics.minifloat import round_float
 from qsim.numerics.policies import Kernels, kernels_name
 from qsim.numerics.requant_ref import fma_f32
-from qsim.numerics.rounding import round_to_int
+from qsim.numerics.rounding import round_to_int, wrap
 
 VARIANT_NAMES = ("onnx", "fbgemm", "xnnpack", "tflite", "tflite-optimized")  # short names of the runtimes' formulas
 VARIANTS = tuple(kernels_name(v) for v in VARIANT_NAMES)
@@ -101,6 +101,8 @@ def quantize(x, tq: TensorQuant, variant: Kernels | str = Kernels.ONNXRUNTIME, s
                            saturate).astype(np.float32)
     mode = Rounding.HALF_AWAY if variant is Kernels.TFLITE_REFERENCE else Rounding.HALF_EVEN
     r = round_to_int(y, mode)
+    if variant is Kernels.TFLITE_REFERENCE:
+        return _litert_x86_int32(r, zp, fmt)
     nan = np.isnan(r)
     r = np.where(nan, 0.0, r) + zp.astype(np.float64)  # zero point after rounding
     if variant is Kernels.ONNXRUNTIME:
@@ -108,7 +110,20 @@ def quantize(x, tq: TensorQuant, variant: Kernels | str = Kernels.ONNXRUNTIME, s
 
         if ort_nan_to_min():  # MLAS on x86: a NaN becomes the type's minimum (elsewhere: the zero point)
             r = np.where(nan, fmt.qmin, r)
+    elif variant is Kernels.XNNPACK:  # its f32-qs8/qu8-vcvt clamps with minps(q, qmax - zp) first: a NaN gives qmax
+        r = np.where(nan, fmt.qmax, r)
     return np.clip(r, fmt.qmin, fmt.qmax).astype(fmt.storage_dtype)
+
+
+def _litert_x86_int32(r: np.ndarray, zp: np.ndarray, fmt: IntFormat) -> np.ndarray:
+    """LiteRT's builtin QUANTIZE (reference and optimized) on x86: the rounded quotient ``r`` goes
+    to int32 by ``cvttss2si`` / ``cvtps2dq``, which give INT32_MIN for a NaN or a value outside int32,
+    then the zero point is added in int32, wrapping, before the clamp. So a NaN or a huge value
+    becomes the type's minimum, or its maximum where a negative zero point wraps INT32_MIN around
+    (measured with LiteRT on an AVX2 host; ARM's conversions saturate instead, not modelled)."""
+    ok = (r >= -2.0 ** 31) & (r < 2.0 ** 31)  # False for a NaN
+    c = np.where(ok, r, -2.0 ** 31).astype(np.int64) + zp.astype(np.int64)
+    return np.clip(wrap(c, 32), fmt.qmin, fmt.qmax).astype(fmt.storage_dtype)
 
 
 def _optimized_tail(shape) -> np.ndarray:
@@ -121,9 +136,7 @@ def _optimized_tail(shape) -> np.ndarray:
 def _litert_optimized_quantize(x, scale, zp, fmt: IntFormat) -> np.ndarray:
     body = round_to_int(x * (np.float32(1.0) / scale), Rounding.HALF_EVEN)
     tail = round_to_int(x.astype(np.float64) / scale.astype(np.float64), Rounding.HALF_AWAY)
-    r = np.where(_optimized_tail(x.shape), tail, body)
-    r = np.where(np.isnan(r), 0.0, r) + zp.astype(np.float64)
-    return np.clip(r, fmt.qmin, fmt.qmax).astype(fmt.storage_dtype)
+    return _litert_x86_int32(np.where(_optimized_tail(x.shape), tail, body), zp, fmt)
 
 
 def dequantize(q, tq: TensorQuant, variant: Kernels | str | None = None) -> np.ndarray:

@@ -222,6 +222,12 @@ def _pool_windows(x, attrs, pad_value):
 
 def maxpool(inputs, w, attrs):
     x = inputs[0]
+    if x.dtype.kind == "f" and np.isnan(x).any():
+        # onnxruntime's MLAS pool kernels fold a window with maxps / std::max in an order that depends
+        # on the kernel chosen (scalar, 4-wide column vectors, NCHWc blocks): a NaN there is kept or
+        # dropped by its place in the window (measured: [1, NaN, 9, 2] gives NaN, [9, 1, NaN, 2] 9)
+        raise ValueError("MaxPool: a NaN input; onnxruntime keeps or drops it by its place in the window "
+                         "and by the pool kernel it picks, which qsim does not reproduce")
     low = np.iinfo(x.dtype).min if x.dtype.kind in "iu" else -np.inf  # integers pad with their minimum
     return [_pool_windows(x, attrs, low).max(axis=(-2, -1))]
 

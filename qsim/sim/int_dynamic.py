@@ -9,7 +9,11 @@ DynamicQuantizeLinear follows onnxruntime's ``GetQuantizationParameter`` (core/u
 ``lo = min(min(x), 0)``, ``hi = max(max(x), 0)``; ``scale = hi == lo ? 1 : (hi - lo) / 255``;
 ``zp = round_half_even(clamp(0 - lo / scale, 0, 255))``; ``y = clamp(round_half_even(x / scale),
 -zp, 255 - zp) + zp``. Min and max do not depend on the order of the reduction, so the parallel
-blocks onnxruntime uses give the same values.
+blocks onnxruntime uses give the same values, except with a NaN: ``mlas_minmax`` finds them as x86
+MLAS does. The C++ operations keep what x86 gives a NaN: ``std::min(255.f, NaN)`` is 255, so a NaN
+scale or initial zero point (a NaN input, ``-inf``, a denormal range) makes the zero point 255, and
+the clamp ``maxps(x / scale, -zp)`` sends a NaN quotient to code 0. On arm64 (NEON's NaN-propagating
+reductions and ``vmaxnmq``, unmeasured) a tensor whose quotients hold a NaN is refused.
 
 MatMulInteger / ConvInteger products are exact: integer operands less their zero points multiplied
 in float64 (every partial sum is an integer below 2**53 for K < 2**37), then wrapped to int32 as
@@ -26,6 +30,7 @@ from qsim.kernels import pairs16
 from qsim.kernels._common import conv_geometry, matmul_shapes
 from qsim.sim.float_ops import conv as _float_conv, run_float_kernel
 from qsim.sim.int_runtime import ort_cpu
+from qsim.sim.mlas_minmax import min_max
 
 _QMAX = np.float32(255.0)  # uint8: qmin 0, qmax 255 (the only type DynamicQuantizeLinear defines)
 
@@ -36,30 +41,42 @@ def dynamic_params(x: np.ndarray, per_token: bool = False) -> tuple[np.ndarray, 
     numpy operations round as the scalar C++ code does."""
     x = np.asarray(x, np.float32)
     axis, keep = (-1, True) if per_token else (None, False)
-    if x.size:
-        lo = np.minimum(x.min(axis=axis, keepdims=keep), np.float32(0))
-        hi = np.maximum(x.max(axis=axis, keepdims=keep), np.float32(0))
-    else:
+    if not x.size:
         lo = hi = np.zeros(x.shape[:-1] + (1,) if per_token else (), np.float32)
-    span = np.where(hi == lo, np.float32(1), hi - lo).astype(np.float32)
-    scale = np.where(hi == lo, np.float32(1), span / _QMAX).astype(np.float32)
-    initial = (np.float32(0) - (lo / scale).astype(np.float32)).astype(np.float32)
-    zp = np.rint(np.clip(initial, np.float32(0), _QMAX))
+    elif per_token:
+        lo, hi = x.min(axis=axis, keepdims=keep), x.max(axis=axis, keepdims=keep)
+    else:
+        lo, hi = min_max(x)  # a NaN hides values as MLAS's lanes hide them
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        lo = np.minimum(lo, np.float32(0))  # a NaN stays NaN, as with std::min(NaN, 0.f)
+        hi = np.maximum(hi, np.float32(0))
+        span = np.where(hi == lo, np.float32(1), hi - lo).astype(np.float32)
+        scale = np.where(hi == lo, np.float32(1), span / _QMAX).astype(np.float32)
+        initial = (np.float32(0) - (lo / scale).astype(np.float32)).astype(np.float32)
+    # std::max(0.f, std::min(255.f, initial)): a NaN compares false and leaves 255
+    zp = np.where(np.isnan(initial), _QMAX, np.rint(np.clip(initial, np.float32(0), _QMAX)))
     return np.asarray(scale, np.float32), np.asarray(zp).astype(np.uint8)
 
 
 def quantize_with(x: np.ndarray, scale, zp) -> np.ndarray:
-    """MLAS QuantizeLinear to uint8: fp32 division, clamp to the code range less the zero point,
-    round half to even, add the zero point (``scale``, ``zp`` broadcast against ``x``)."""
+    """MLAS QuantizeLinear to uint8: fp32 division, clamp to the code range less the zero point
+    (``maxps(q, -zp)`` first: a NaN quotient becomes ``-zp``, code 0), round half to even, add the
+    zero point (``scale``, ``zp`` broadcast against ``x``)."""
     zp = np.asarray(zp).astype(np.float32)
-    y = (np.asarray(x, np.float32) / np.asarray(scale, np.float32)).astype(np.float32)
-    y = np.clip(y, -zp, _QMAX - zp)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        y = (np.asarray(x, np.float32) / np.asarray(scale, np.float32)).astype(np.float32)
+    y = np.where(y > -zp, y, -zp)
+    y = np.where(y < _QMAX - zp, y, _QMAX - zp)
     return (np.rint(y) + zp).astype(np.uint8)
 
 
 def dynamic_quantize_linear(inputs, w, attrs) -> list:
     x = np.asarray(inputs[0], np.float32)
-    scale, zp = dynamic_params(x, bool(attrs.get("per_token", False)))
+    per_token = bool(attrs.get("per_token", False))
+    if not per_token and ort_cpu() == "arm64" and not np.isfinite(x).all():
+        raise ValueError("DynamicQuantizeLinear: a NaN or infinite input under onnxruntime on arm64, whose "
+                         "NEON min/max and clamps of a NaN qsim has not measured")
+    scale, zp = dynamic_params(x, per_token)
     return [quantize_with(x, scale, zp), scale, zp]
 
 
