@@ -9,10 +9,15 @@ uses whole batches only (one padded batch when there are fewer samples). The fp3
 softmax depends on it: ``float_mlas.lane_dependent``) and kept on the Evaluation. Nothing here
 is random: the same inputs give the same numbers.
 The data is keyed by the model's input names in the model file's own layout: a .tflite model's
-rank-4 inputs are NHWC, moved to the IR's NCHW here (``Graph.model_io``).
+rank-4 inputs are NHWC, moved to the IR's NCHW here (``Graph.model_io``). The metrics read the
+model's first output as the runtime returns it (``ModelIO.model_outputs``, as ``qsim.simulate``):
+in the file's layout (NHWC for a .tflite model) and dtype (float32, dequantized as the runtime's
+DEQUANTIZE where the plan quantized it); a graph without ``model_io`` (.onnx, builders: the file's
+layout is the IR's) reads its first IR output as real values.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,6 +39,14 @@ def _file_layouts(graph: Graph) -> dict:
     image): the data comes in the file's layout and is moved to the IR's here."""
     io = getattr(graph, "model_io", None)
     return {p.tensor: p for p in io.inputs if p.perm} if io is not None else {}
+
+
+def _first_output(graph: Graph) -> tuple[str, tuple]:
+    """(name, shape) of the output the metrics read, as the model file has them (``_run``)."""
+    io = getattr(graph, "model_io", None)
+    if io is not None and io.outputs:
+        return io.outputs[0].name, tuple(io.outputs[0].shape)
+    return graph.outputs[0], tuple(graph.tensor(graph.outputs[0]).shape)
 
 
 def _check_set(ev: Evaluation, graph: Graph, dataset, key: str) -> None:
@@ -83,15 +96,21 @@ def check_graph(ev: Evaluation, graph: Graph) -> None:
 
 
 def _check_labels(ev: Evaluation, graph: Graph) -> None:
-    """Labels are class indices of the first output's last axis; top-k needs k <= classes."""
-    classes = graph.tensor(graph.outputs[0]).shape[-1]
+    """Labels are class indices of the first output's last axis (in the model's own layout: a
+    .tflite (N, 1, 1, C) output has C classes), one per sample; top-k needs k <= classes."""
+    name, shape = _first_output(graph)
+    classes, positions = shape[-1], int(np.prod(shape[1:-1], dtype=np.int64))
+    if positions > 1:  # labels are one class per sample: which of the positions would it be?
+        raise ev.error("metric", f"{ev.metric.label} needs one class score vector per sample; the model's output "
+                                 f"{name!r} is {shape}, {positions} positions of {classes} classes each (use cosine, "
+                                 "sqnr, mse or a package.module:function metric)")
     if ev.metric.k > classes:
-        raise ev.error("k", f"{ev.metric.k}, but the model's output {graph.outputs[0]!r} has {classes} classes")
+        raise ev.error("k", f"{ev.metric.k}, but the model's output {name!r} has {classes} classes")
     labels = np.asarray(ev.data.labels)
     integral = labels.dtype.kind in "iu" or (labels.dtype.kind == "f" and np.all(np.mod(labels, 1) == 0))
     if not integral or labels.min() < 0 or labels.max() >= classes:
         shown = labels.dtype if not integral else f"{labels.min()}..{labels.max()}"
-        raise ev.error("data", f"labels must be class indices 0..{classes - 1} of the output {graph.outputs[0]!r}; "
+        raise ev.error("data", f"labels must be class indices 0..{classes - 1} of the output {name!r}; "
                                f"the data has {shown}")
 
 
@@ -125,12 +144,29 @@ def _cached(ev: Evaluation, graph: Graph, name: str, whole_only: bool, dataset):
     return store[id(graph)][1]
 
 
-def _run(qgraph: Graph, batches, policy: str, acc_bits, overflow) -> tuple[np.ndarray, str, dict]:
-    out_name = qgraph.outputs[0]
+def _output_of(graph: Graph, qgraph: Graph, policy: str):
+    """run -> the first output the metrics read (module doc): ``qgraph`` is ``graph`` prepared for
+    a plan (same tensor names); ``graph.model_io`` maps its IR outputs onto the file's."""
+    io = getattr(graph, "model_io", None)
+    if io is None or not io.outputs:
+        name = qgraph.outputs[0]
+        return lambda run: real_value(qgraph, name, run.outputs[name])
+    from qsim.sim.int_runtime import get_runtime
+
+    first = replace(io, outputs=io.outputs[:1])  # the others are not read: not converted
+
+    def read(run):  # as CompiledModel.run presents outputs (qsim.simulate)
+        deq = get_runtime(policy).dequantize if run.executor == "integer" else None
+        return first.model_outputs(qgraph, run.outputs, deq)[first.outputs[0].name]
+    return read
+
+
+def _run(graph: Graph, qgraph: Graph, batches, policy: str, acc_bits, overflow) -> tuple[np.ndarray, str, dict]:
+    output = _output_of(graph, qgraph, policy)
     parts, how, counts = [], "", {"overflow_events": 0, "saturated": 0}
     for feeds, real in batches:
         run = run_model(qgraph, feeds, policy, "auto", acc_bits=acc_bits, overflow=overflow)
-        parts.append(np.asarray(real_value(qgraph, out_name, run.outputs[out_name]), np.float64)[:real])
+        parts.append(output(run)[:real])
         how = run.how
         if run.stats is not None:
             stats = run.stats
@@ -143,13 +179,14 @@ def _run(qgraph: Graph, batches, policy: str, acc_bits, overflow) -> tuple[np.nd
 
 
 def reference(ev: Evaluation, graph: Graph) -> tuple[np.ndarray, float]:
-    """(fp32 outputs of the first graph output on the evaluation data, the metric's fp32 value)."""
+    """(fp32 values of the model's first output on the evaluation data, in its own layout and dtype
+    (module doc), the metric's fp32 value)."""
     from qsim.sim.float_mlas import float_lanes_tag
 
     store = ev._cache.setdefault("reference", {})
     at = (id(graph), float_lanes_tag(graph))  # MLAS's softmax lanes (the ort_cpu_scope in force), where they matter
     if at not in store:
-        ref = _run(graph, _cached(ev, graph, "batches", False, ev.data), "onnxruntime", None, "wrap")[0]
+        ref = _run(graph, graph, _cached(ev, graph, "batches", False, ev.data), "onnxruntime", None, "wrap")[0]
         store[at] = (graph, ref, ev.metric.value(ref, ref, ev.data.labels))
     return store[at][1:]
 
@@ -167,7 +204,8 @@ def measure(ev: Evaluation, graph: Graph, plan, policy: str = "onnxruntime", acc
     else:
         calib = [feeds for feeds, _ in _cached(ev, graph, "calibration", True, ev.calibration)]
         qgraph = prepare(graph, plan, calib, observer, **options)
-        out, how, counts = _run(qgraph, _cached(ev, graph, "batches", False, ev.data), policy, acc_bits, overflow)
+        batches = _cached(ev, graph, "batches", False, ev.data)
+        out, how, counts = _run(graph, qgraph, batches, policy, acc_bits, overflow)
     value = ev.metric.value(ref, out, ev.data.labels)
     return {"accuracy": value, "accuracy_drop": ev.metric.drop(ref_value, value),
             "sqnr_db": float(sqnr_db(ref, out)),

@@ -3,15 +3,18 @@ against the fp32 model on the same data.
 
 | metric | accuracy (higher is better) | accuracy_drop |
 |---|---|---|
-| ``top1``, ``topk`` (``k:``) | fraction of samples whose label is among the top-k outputs (needs labels) | fp32 accuracy - accuracy |
+| ``top1``, ``topk`` (``k:``) | fraction of samples whose label is among the top-k classes (the output's last axis; needs labels) | fp32 accuracy - accuracy |
 | ``cosine`` | mean per-sample cosine similarity with the fp32 output | fp32 value (1) - cosine |
 | ``sqnr`` | SQNR of the output against fp32, in dB | noise / signal power, ``10^(-sqnr/10)`` (0 at fp32; 0.01 = 20 dB) |
 | ``mse`` | minus the mean squared error against the fp32 output | the MSE itself |
 | ``pkg.mod:fn`` | ``fn(reference_outputs, outputs, labels)`` (arrays of the first output; labels or None) | ``fn(ref, ref, labels) - fn(ref, outputs, labels)`` |
 
-The fp32 reference is the model's first output computed in float on the same samples. An SQNR
-drop is a ratio (a drop of dB against infinity would always be infinite); an MSE is negated so
-that every metric ranks plans the same way.
+The fp32 reference is the model's first output computed in float on the same samples. Both arrays
+are that output as the runtime returns it (``qsim.evaluation.measure``): samples on axis 0, in the
+model file's own layout (NHWC for a .tflite model, as LiteRT returns it) and dtype (float32 real
+values for a float output, quantized codes dequantized). An SQNR drop is a ratio (a drop of dB
+against infinity would always be infinite); an MSE is negated so that every metric ranks plans
+the same way.
 """
 from __future__ import annotations
 

@@ -195,7 +195,7 @@ def test_evaluation_data_in_tflite_layout(tmp_path, capsys):
     ev = load_evaluation({"data": str(tmp_path / "d.npz"), "batch": 1, "metric": "cosine"}, "spec.yaml")
     graph = load_tflite(path)
     ev.check(graph)
-    ours = reference(ev, graph)[0]  # samples of the IR output (NCHW) after the calibration split
+    ours = reference(ev, graph)[0]  # samples of the model's output (NHWC) after the calibration split
     it = Interpreter(model_path=str(path))
     it.allocate_tensors()
     theirs = []
@@ -203,7 +203,7 @@ def test_evaluation_data_in_tflite_layout(tmp_path, capsys):
         it.set_tensor(it.get_input_details()[0]["index"], sample[None])
         it.invoke()
         theirs.append(it.get_tensor(it.get_output_details()[0]["index"])[0])
-    np.testing.assert_allclose(ours, np.stack(theirs).transpose(0, 3, 1, 2), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ours, np.stack(theirs), rtol=1e-5, atol=1e-5)
     np.savez(tmp_path / "nchw.npz", x=x.transpose(0, 3, 1, 2))
     code = main(["sensitivity", str(path), "--data", str(tmp_path / "nchw.npz"), "--batch", "1",
                  "--candidates", "int8", "--out", str(tmp_path / "s.csv")])
