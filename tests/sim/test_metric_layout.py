@@ -54,28 +54,12 @@ def _probe(tmp_path, name: str, want: tuple):
 
 def _seg(tmp_path) -> Path:
     """A 1x6x5x3 -> 1x6x5x4 map (SAME 3x3, stride 1)."""
-    rng = np.random.default_rng(12)
-    w = M.TfliteWriter()
-    x = w.tensor("x", (1, 6, 5, 3), np.float32)
-    k = w.tensor("head.w", (4, 3, 3, 3), np.float32, None, rng.standard_normal((4, 3, 3, 3)).astype(np.float32))
-    b = w.tensor("head.b", (4,), np.float32, None, rng.standard_normal(4).astype(np.float32))
-    y = w.tensor("scores", (1, 6, 5, 4), np.float32)
-    w.op("CONV_2D", [x, k, b], [y], w.options("Conv2DOptionsT", padding=w.s.Padding.SAME, strideH=1, strideW=1),
-         "Conv2DOptions")
-    return w.save(tmp_path / "seg.tflite", [x], [y])
+    return M.tflite_float_conv(tmp_path / "seg.tflite", "scores", 4, (3, 3), True, 12)
 
 
 def _classifier(tmp_path) -> Path:
     """A 1x6x5x3 -> 1x1x1x5 classifier (VALID 6x5 window): LiteRT returns (N, 1, 1, 5)."""
-    rng = np.random.default_rng(13)
-    w = M.TfliteWriter()
-    x = w.tensor("x", (1, 6, 5, 3), np.float32)
-    k = w.tensor("head.w", (5, 6, 5, 3), np.float32, None, rng.standard_normal((5, 6, 5, 3)).astype(np.float32))
-    b = w.tensor("head.b", (5,), np.float32, None, rng.standard_normal(5).astype(np.float32))
-    y = w.tensor("logits", (1, 1, 1, 5), np.float32)
-    w.op("CONV_2D", [x, k, b], [y], w.options("Conv2DOptionsT", padding=w.s.Padding.VALID, strideH=1, strideW=1),
-         "Conv2DOptions")
-    return w.save(tmp_path / "cls.tflite", [x], [y])
+    return M.tflite_float_conv(tmp_path / "cls.tflite", "logits", 5, (6, 5), False, 13)
 
 
 def test_user_metric_sees_litert_layout(tmp_path):

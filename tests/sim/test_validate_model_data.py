@@ -136,15 +136,7 @@ def test_onnx_data_in_onnxruntime_own_names(tmp_path, capsys):
 
 def _float_tflite_conv(path) -> Path:
     """float32 x [1, 6, 5, 3] (NHWC) -> CONV_2D 3x3 SAME -> y [1, 6, 5, 4]: a float model for --plan."""
-    rng = np.random.default_rng(6)
-    w = M.TfliteWriter()
-    x = w.tensor("x", (1, 6, 5, 3), np.float32)
-    k = w.tensor("conv.w", (4, 3, 3, 3), np.float32, None, rng.standard_normal((4, 3, 3, 3)).astype(np.float32))
-    b = w.tensor("conv.b", (4,), np.float32, None, rng.standard_normal(4).astype(np.float32))
-    y = w.tensor("y", (1, 6, 5, 4), np.float32)
-    w.op("CONV_2D", [x, k, b], [y], w.options("Conv2DOptionsT", padding=w.s.Padding.SAME, strideH=1, strideW=1),
-         "Conv2DOptions")
-    return w.save(path, [x], [y])
+    return M.tflite_float_conv(path, "y", 4, (3, 3), True, 6)
 
 
 def test_calib_in_model_layout_and_dtype(tmp_path, capsys):

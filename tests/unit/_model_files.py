@@ -329,3 +329,20 @@ def tflite_int16x8_mlp(path) -> Path:
     w.op("LOGISTIC", [fc], [sg])
     w.op("DEQUANTIZE", [sg], [y])
     return w.save(path, [x], [y])
+
+
+def tflite_float_conv(path, out_name: str, cout: int, kernel: tuple, same: bool, seed: int) -> Path:
+    """float32 x [1, 6, 5, 3] (NHWC) -> one CONV_2D (stride 1, SAME or VALID) of cout filters of
+    ``kernel`` (kh, kw) -> ``out_name``: a float model whose output layout matters (NHWC)."""
+    rng = np.random.default_rng(seed)
+    w = TfliteWriter()
+    kh, kw = kernel
+    x = w.tensor("x", (1, 6, 5, 3), np.float32)
+    k = w.tensor("conv.w", (cout, kh, kw, 3), np.float32, None,
+                 rng.standard_normal((cout, kh, kw, 3)).astype(np.float32))
+    b = w.tensor("conv.b", (cout,), np.float32, None, rng.standard_normal(cout).astype(np.float32))
+    oh, ow = (6, 5) if same else (7 - kh, 6 - kw)
+    y = w.tensor(out_name, (1, oh, ow, cout), np.float32)
+    w.op("CONV_2D", [x, k, b], [y], w.options("Conv2DOptionsT", padding=w.s.Padding.SAME if same else w.s.Padding.VALID,
+                                               strideH=1, strideW=1), "Conv2DOptions")
+    return w.save(path, [x], [y])
