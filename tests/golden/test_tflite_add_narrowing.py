@@ -1,0 +1,95 @@
+"""LiteRT's optimized int8 ADD and MUL narrow to int16 lanes before the output zero point (ADD
+without saturation, MUL with it; the zero point added wrapping): where the output scale is far
+below the input scales (ADD: s_in / s_out from about 64 with zero points at the int8 ends; MUL:
+s1 * s2 / s_out from about 0.5) the codes wrap. The XNNPACK delegate leaves scale ratios of 256 and
+more to those builtin kernels. Every int8 pair (65,536, plus a 9-element scalar tail) against the
+runtime, for the numpy spec and its numba twin; each planted case differs from the formula without
+the lanes (it would fail without them)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ai_edge_litert")
+
+from _tflite_models import elementwise, run  # noqa: E402
+
+import qsim.kernels.elementwise as ew  # noqa: E402
+import qsim.kernels.elementwise_jit as ewj  # noqa: E402
+from qsim import simulate  # noqa: E402
+from qsim.numerics.requant_ref import multiply_by_quantized_multiplier as _mbqm  # noqa: E402
+from qsim.sim.int_elementwise import xnnpack_declines  # noqa: E402
+
+_G = np.meshgrid(np.arange(-128, 128), np.arange(-128, 128))
+X1, X2 = (np.r_[g.ravel(), g.ravel()[:9]].astype(np.int8) for g in _G)
+ZPS = [(-128, -128, 127), (127, 127, -128), (-128, 127, -128), (5, -3, 0)]
+# (s1, s2, s_out): ADD with s_in / s_out from 66 to 2.5e5 (LiteRT aborts from 2^19: its output
+# multiplier must be below 1); MUL with s1 * s2 / s_out from 0.5 to 0.999
+ADD = [(0.02, 0.02, 0.02 / 66), (0.02, 0.013, 0.013 / 129), (0.02, 0.02, 0.0001), (0.02, 0.013, 2e-6),
+       (0.3, 0.001, 1.2e-6)]
+MUL = [(0.02, 0.013, 0.02 * 0.013 / 0.65), (0.02, 0.02, 0.02 * 0.02 / 0.999), (0.05, 0.01, 0.05 * 0.01 / 0.52)]
+
+
+def _old_add(s1, z1, s2, z2, so, zo):
+    """add_tflite's optimized form before the int16 lanes (int32 to the clamp)."""
+    p = ew.tflite_add_params(s1, s2, so)
+    a, b = (X1.astype(np.int64) - z1) << 20, (X2.astype(np.int64) - z2) << 20
+    vec = np.arange(a.size) < a.size - a.size % 16
+    raw = np.where(vec, ew._single(a, p[0], p[1]) + ew._single(b, p[2], p[3]),
+                   _mbqm(a, p[0], p[1]) + _mbqm(b, p[2], p[3]))
+    return np.clip(_mbqm(raw, p[4], p[5]) + zo, -128, 127)
+
+
+def _check(op, scales, kernels, spec_kernels):
+    s1, s2, so = scales
+    bad = planted = 0
+    for z1, z2, zo in ZPS:
+        y = run(elementwise(op, [X1.shape, X2.shape], [(s1, z1), (s2, z2)], (so, zo)), [X1, X2], kernels)
+        y = y.astype(np.int64)
+        if op == "add":
+            got = [f(X1, X2, s1, z1, s2, z2, so, zo, kernels=spec_kernels) for f in (ew.add_tflite, ewj.add_tflite)]
+            planted += int(np.sum(_old_add(s1, z1, s2, z2, so, zo) != y))
+        else:
+            got = [f(X1, X2, s1, z1, s2, z2, so, zo, kernels=spec_kernels) for f in (ew.mul_tflite, ewj.mul_tflite)]
+            planted += int(np.sum(ew.mul_tflite(X1, X2, s1, z1, s2, z2, so, zo) != y))
+        bad += sum(int(np.sum(g != y)) for g in got)
+    assert bad == 0
+    assert planted > 0, "no pair reaches the int16 lanes: the case would pass without them"
+
+
+@pytest.mark.parametrize("scales", ADD)
+def test_optimized_add(scales):
+    _check("add", scales, "optimized", "optimized")
+
+
+@pytest.mark.parametrize("scales", MUL)
+def test_optimized_mul(scales):
+    _check("mul", scales, "optimized", "optimized")
+
+
+@pytest.mark.parametrize("op, scales", [("add", (0.02, 0.013, 0.013 / 256)), ("add", (0.02, 0.02, 2e-5)),
+                                        ("mul", (0.02, 0.02, 0.02 * 0.02 / 256))])
+def test_xnnpack_leaves_large_ratios_to_the_builtin_kernel(op, scales):
+    s1, s2, so = scales
+    assert xnnpack_declines(op, (s1, 0, s2, 0, so, 0))
+    if op == "add":
+        _check(op, scales, "xnnpack", "optimized")
+        return
+    z1, z2, zo = -128, 127, -128
+    y = run(elementwise(op, [X1.shape, X2.shape], [(s1, z1), (s2, z2)], (so, zo)), [X1, X2], "xnnpack")
+    want = ew.mul_tflite(X1, X2, s1, z1, s2, z2, so, zo, kernels="optimized")
+    assert np.array_equal(want, y) and not np.array_equal(ew.mul_xnnpack(X1, X2, s1, z1, s2, z2, so, zo), y)
+
+
+@pytest.mark.parametrize("policy, kernels", [("tflite-optimized", "optimized"), ("xnnpack", "xnnpack")])
+@pytest.mark.parametrize("shape", [(1, 16, 16, 256), (1, 3, 5, 7)])
+def test_simulate(tmp_path, policy, kernels, shape):
+    """End to end (loader, executor or plan): an NHWC ADD at s_in / s_out = 1000, both sizes
+    (a multiple of 16 and one with a scalar tail)."""
+    x1, x2 = (np.resize(X, shape) for X in (X1, X2[::-1]))
+    model = elementwise("add", [shape, shape], [(0.02, -128), (0.013, -128)], (2e-5, 127))
+    path = tmp_path / "add.tflite"
+    path.write_bytes(model)
+    want = run(model, [x1, x2], kernels)
+    got = next(iter(simulate(path, {"x0": x1, "x1": x2}, policy=policy).values()))
+    assert np.array_equal(got, want)
