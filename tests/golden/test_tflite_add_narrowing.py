@@ -18,7 +18,6 @@ import qsim.kernels.elementwise as ew  # noqa: E402
 import qsim.kernels.elementwise_jit as ewj  # noqa: E402
 from qsim import simulate  # noqa: E402
 from qsim.numerics.requant_ref import multiply_by_quantized_multiplier as _mbqm  # noqa: E402
-from qsim.sim.int_elementwise import xnnpack_declines  # noqa: E402
 
 _G = np.meshgrid(np.arange(-128, 128), np.arange(-128, 128))
 X1, X2 = (np.r_[g.ravel(), g.ravel()[:9]].astype(np.int8) for g in _G)
@@ -70,6 +69,8 @@ def test_optimized_mul(scales):
 @pytest.mark.parametrize("op, scales", [("add", (0.02, 0.013, 0.013 / 256)), ("add", (0.02, 0.02, 2e-5)),
                                         ("mul", (0.02, 0.02, 0.02 * 0.02 / 256))])
 def test_xnnpack_leaves_large_ratios_to_the_builtin_kernel(op, scales):
+    from qsim.sim.int_elementwise import xnnpack_declines
+
     s1, s2, so = scales
     assert xnnpack_declines(op, (s1, 0, s2, 0, so, 0))
     if op == "add":
