@@ -94,3 +94,39 @@ def test_simulate(tmp_path, policy, kernels, shape):
     want = run(model, [x1, x2], kernels)
     got = next(iter(simulate(path, {"x0": x1, "x1": x2}, policy=policy).values()))
     assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("policy, kernels", [("tflite-optimized", "optimized"), ("xnnpack", "xnnpack")])
+def test_simulate_mul_at_multipliers_of_one_and_more(tmp_path, policy, kernels):
+    """MUL with s1 * s2 / s_out of 1 and 300 (formerly refused under the optimized kernels): the
+    product saturates in the int16 lanes; XNNPACK leaves 300 to the builtin kernel."""
+    shape = (1, 16, 16, 256)
+    x1, x2 = (np.resize(X, shape) for X in (X1, X2))
+    for m in (1.0, 300.0):
+        # negative products: the saturated -32768 plus the zero point -128 wraps to 127
+        model = elementwise("mul", [shape, shape], [(0.02, -128), (0.013, 127)], (0.02 * 0.013 / m, -128))
+        path = tmp_path / "mul.tflite"
+        path.write_bytes(model)
+        want = run(model, [x1, x2], kernels)
+        got = next(iter(simulate(path, {"x0": x1, "x1": x2}, policy=policy).values()))
+        assert np.array_equal(got, want)
+        if policy == "tflite-optimized" or m > 256:  # the builtin kernel: its lanes wrap
+            assert not np.array_equal(ew.mul_tflite(x1, x2, 0.02, -128, 0.013, 127, 0.02 * 0.013 / m, -128), want)
+
+
+@pytest.mark.parametrize("policy", ["tflite-optimized", "xnnpack"])
+def test_broadcast_beyond_the_int16_lanes_is_refused(tmp_path, policy):
+    """A broadcast operand runs through LiteRT's five-fold broadcast (its own vector runs), not
+    modelled: refused, naming the node, where the int16 lanes can wrap; answered where they cannot."""
+    from qsim.errors import QsimError
+
+    x1 = np.resize(X1, (1, 4, 4, 16))
+    x2 = np.resize(X2, (1, 1, 1, 16))
+    path = tmp_path / "add.tflite"
+    path.write_bytes(elementwise("add", [x1.shape, x2.shape], [(0.02, -128), (0.013, -128)], (2e-5, 127)))
+    with pytest.raises(QsimError, match=r"\(Add, int8\): a broadcast operand .* int16 lanes"):
+        simulate(path, {"x0": x1, "x1": x2}, policy=policy)
+    model = elementwise("add", [x1.shape, x2.shape], [(0.02, -128), (0.013, -128)], (0.05, 127))
+    path.write_bytes(model)
+    got = next(iter(simulate(path, {"x0": x1, "x1": x2}, policy=policy).values()))
+    assert got.shape == x1.shape
