@@ -143,6 +143,25 @@ def _optimized_litert_refusal(graph: Graph, node, xnnpack: bool = False) -> str 
             "reproduced")
 
 
+def _litert_add_aborts(graph: Graph, node) -> str | None:
+    """LiteRT's ADD Prepare checks its output multiplier 2 * max(s1, s2) / (2^left_shift * s_out) < 1
+    (left_shift 20 for int8, 15 for int16) and aborts the process otherwise (measured: s_in / s_out of
+    2^19 for int8, 2^14 for int16, every kernel set): there is no runtime answer to reproduce."""
+    if node.op not in ("Add", "AddConst"):
+        return None
+    q = graph.quant_params
+    qs = [q.get(t) for t in (*[*node.inputs[:2], *node.weights.values()][:2], node.outputs[0])]
+    if any(v is None or v.scale.size != 1 or v.int_fmt is None for v in qs) or qs[2].fmt.name not in ("int8", "int16"):
+        return None
+    s1, s2, so = (float(v.scale.reshape(-1)[0]) for v in qs)
+    shift = 15 if qs[2].fmt.name == "int16" else 20
+    m = 2.0 * max(s1, s2) / ((1 << shift) * so)
+    if m < 1.0:
+        return None
+    return (f"node {node.name!r} (Add, {qs[2].fmt.name}): output scale {so:.6g} is below 2 * max(input scales) / "
+            f"2^{shift} (output multiplier {m:.6g} >= 1), where LiteRT's ADD aborts the process: no runtime answer")
+
+
 def refusal(graph: Graph, policy: str) -> str | None:
     """Why the integer executor would not equal the runtime ``policy`` names on ``graph``, or None."""
     from qsim.numerics.policies import Kernels, PolicyName
@@ -156,6 +175,8 @@ def refusal(graph: Graph, policy: str) -> str | None:
         for ops, types, why in _LITERT_REFUSED:
             if node.op in ops and dtypes & set(types):
                 return f"node {node.name!r} ({node.op}, {'/'.join(sorted(dtypes & set(types)))}): {why}"
+        if why := _litert_add_aborts(graph, node):
+            return why
         xnnpack = rt.add is Kernels.XNNPACK
         if (rt.conv is PolicyName.TFLITE_OPTIMIZED or xnnpack) and dtypes <= {"int8"} and \
                 (why := _optimized_litert_refusal(graph, node, xnnpack)):

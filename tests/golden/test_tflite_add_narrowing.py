@@ -130,3 +130,41 @@ def test_broadcast_beyond_the_int16_lanes_is_refused(tmp_path, policy):
     path.write_bytes(model)
     got = next(iter(simulate(path, {"x0": x1, "x1": x2}, policy=policy).values()))
     assert got.shape == x1.shape
+
+
+_ABORT = """
+import sys, numpy as np
+sys.path.insert(0, {golden!r})
+from _tflite_models import elementwise, run
+x = np.arange(-100, 100).astype(np.{dtype})
+run(elementwise("add", [x.shape, x.shape], [(0.02, 0), (0.02, 0)], (0.02 / {ratio}, 0), dtype=np.{dtype}), [x, x],
+    "optimized")
+"""
+
+
+@pytest.mark.parametrize("dtype, ratio", [("int8", 2 ** 19), ("int16", 2 ** 14)])
+def test_add_litert_aborts_on_is_refused(tmp_path, dtype, ratio):
+    """s_in / s_out of 2^19 (int8) or 2^14 (int16): LiteRT's ADD aborts the process (its output
+    multiplier must be below 1); qsim refuses the model, naming the node. One below is answered."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from qsim.errors import QsimError
+
+    script = _ABORT.format(golden=str(Path(__file__).parent), dtype=dtype, ratio=ratio)
+    assert subprocess.run([sys.executable, "-c", script], capture_output=True).returncode != 0
+    x = np.arange(-100, 100).astype(dtype)
+    path = tmp_path / "add.tflite"
+    for r, refused in ((ratio, True), (ratio - 1, False)):
+        path.write_bytes(elementwise("add", [x.shape, x.shape], [(0.02, 0), (0.02, 0)], (0.02 / r, 0), dtype=x.dtype))
+        for policy in ("tflite-reference", "tflite-optimized", "xnnpack"):
+            if dtype == "int16" and policy == "xnnpack":
+                continue  # refused for another reason (XNNPACK delegates int8 only)
+            if refused:
+                with pytest.raises(QsimError, match=rf"\(Add, {dtype}\): output scale .* LiteRT's ADD aborts"):
+                    simulate(path, {"x0": x, "x1": x}, policy=policy)
+            else:
+                kernels = {"tflite-reference": "reference", "tflite-optimized": "optimized"}.get(policy, "xnnpack")
+                got = next(iter(simulate(path, {"x0": x, "x1": x}, policy=policy).values()))
+                assert np.array_equal(got, run(path.read_bytes(), [x, x], kernels))
