@@ -168,3 +168,16 @@ def test_add_litert_aborts_on_is_refused(tmp_path, dtype, ratio):
                 kernels = {"tflite-reference": "reference", "tflite-optimized": "optimized"}.get(policy, "xnnpack")
                 got = next(iter(simulate(path, {"x0": x, "x1": x}, policy=policy).values()))
                 assert np.array_equal(got, run(path.read_bytes(), [x, x], kernels))
+
+
+@pytest.mark.parametrize("case", [(0.007, 3, 2e-6, -5, 0.01, 0), (0.028613535, -15, 9.7e-6, -11, 0.01, -8)])
+def test_xnnpack_leaves_small_add_ratios_to_the_builtin_kernel(tmp_path, case):
+    """An ADD input with s_in / s_out below 2^-10 (1/5000; 0.00097): the delegate declines the node,
+    the builtin optimized kernel answers (its rounding differs from XNNPACK's on a few pairs)."""
+    s1, z1, s2, z2, so, zo = case
+    model = elementwise("add", [X1.shape, X2.shape], [(s1, z1), (s2, z2)], (so, zo))
+    y = run(model, [X1, X2], "xnnpack")
+    assert not np.array_equal(ew.add_xnnpack(X1, X2, *case), y)
+    path = tmp_path / "add.tflite"
+    path.write_bytes(model)
+    assert np.array_equal(next(iter(simulate(path, {"x0": X1, "x1": X2}, policy="xnnpack").values())), y)
