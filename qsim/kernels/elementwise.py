@@ -49,7 +49,13 @@ def add_tflite(x1, x2, s1, zp1, s2, zp2, s_out, zp_out, qmin=-128, qmax=127, lef
     ``kernels="optimized"``: LiteRT's builtin kernel on x86 (measured, LiteRT 2.3): for inputs of the
     same shape, elements in full 16-element vectors of the flattened tensor scale the inputs with
     single rounding (ties up, once) and the sum with gemmlowp double rounding; the scalar tail
-    (the last size % 16 elements) is gemmlowp throughout, like the reference.
+    (the last size % 16 elements) is gemmlowp throughout, like the reference. In the vectors of
+    the 8-bit kernel (left_shift 20) the scaled sum is narrowed to int16 without saturation
+    (``vmovn_s32``), the output zero point added in int16 lanes (wrapping), then saturated to int8:
+    where the output scale is far below the input scales (|sum| * s_in / s_out past 32767 - zp,
+    reached from s_in / s_out near 64 with zero points at the int8 ends), the codes wrap. This form
+    matched LiteRT on all 65,536 int8 pairs for s_in / s_out from 1 to 5e5, zero points at both
+    ends (tests/golden/test_tflite_add_narrowing.py).
 
     Zero points in the storage type's range only, as converters write them: out of range, LiteRT's
     optimized kernel shifts (x - zp) left by left_shift + its input shift in int32 lanes, which wrap,
@@ -63,10 +69,17 @@ def add_tflite(x1, x2, s1, zp1, s2, zp2, s_out, zp_out, qmin=-128, qmax=127, lef
     a = (x1 - zp1) << left_shift
     b = (x2 - zp2) << left_shift
     raw = _mbqm(a, p[0], p[1]) + _mbqm(b, p[2], p[3])
-    if kernels == "optimized":
-        vec = (np.arange(a.size) < a.size - a.size % 16).reshape(a.shape)
-        raw = np.where(vec, _single(a, p[0], p[1]) + _single(b, p[2], p[3]), raw)
-    return np.clip(_mbqm(raw, p[4], p[5]) + zp_out, qmin, qmax)
+    if kernels != "optimized":
+        return np.clip(_mbqm(raw, p[4], p[5]) + zp_out, qmin, qmax)
+    vec = (np.arange(a.size) < a.size - a.size % 16).reshape(a.shape)
+    out = _mbqm(np.where(vec, _single(a, p[0], p[1]) + _single(b, p[2], p[3]), raw), p[4], p[5])
+    if left_shift == 20:  # the 8-bit kernel's vectors: int16 lanes before the zero point
+        out = np.where(vec, _wrap16(_wrap16(out) + zp_out) - zp_out, out)
+    return np.clip(out + zp_out, qmin, qmax)
+
+
+def _wrap16(v):
+    return ((np.asarray(v, np.int64) + 32768) & 0xFFFF) - 32768
 
 
 def tflite_mul_params(s1, s2, s_out) -> np.ndarray:
@@ -78,12 +91,23 @@ def tflite_mul_params(s1, s2, s_out) -> np.ndarray:
     return np.array([q[0], e[0]], np.int64)
 
 
-def mul_tflite(x1, x2, s1, zp1, s2, zp2, s_out, zp_out, qmin=-128, qmax=127):
+def mul_tflite(x1, x2, s1, zp1, s2, zp2, s_out, zp_out, qmin=-128, qmax=127, kernels: str = "reference"):
     """TFLite/LiteRT int8 MUL (reference ``reference_integer_ops::Mul``): the product of the offset
-    inputs, requantized once with MultiplyByQuantizedMultiplier."""
+    inputs, requantized once with MultiplyByQuantizedMultiplier. ``kernels="optimized"``: LiteRT's
+    builtin kernel (same-shape inputs): in full 16-element vectors the requantized product is
+    narrowed to int16 with saturation, the zero point added in int16 lanes (wrapping), then
+    saturated to int8; the size % 16 tail as the reference. It differs where |product| * m passes
+    32767 - |zp_out| (m = s1 * s2 / s_out from about 0.5, zero points at the int8 ends): matched
+    on all 65,536 pairs for m from 0.001 to 0.999 (tests/golden/test_tflite_add_narrowing.py)."""
+    if kernels not in ("reference", "optimized"):
+        raise ValueError(f"unknown MUL kernels {kernels!r}; known: reference, optimized")
     p = tflite_mul_params(s1, s2, s_out)
-    prod = (np.asarray(x1, np.int64) - zp1) * (np.asarray(x2, np.int64) - zp2)
-    return np.clip(_mbqm(prod, p[0], p[1]) + zp_out, qmin, qmax)
+    x1, x2 = np.broadcast_arrays(np.asarray(x1, np.int64), np.asarray(x2, np.int64))
+    out = _mbqm((x1 - zp1) * (x2 - zp2), p[0], p[1])
+    if kernels == "optimized":
+        vec = (np.arange(out.size) < out.size - out.size % 16).reshape(out.shape)
+        out = np.where(vec, _wrap16(np.clip(out, -32768, 32767) + zp_out) - zp_out, out)
+    return np.clip(out + zp_out, qmin, qmax)
 
 
 def xnnpack_add_params(s1, zp1, s2, zp2, s_out) -> np.ndarray:

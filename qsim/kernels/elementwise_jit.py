@@ -26,6 +26,10 @@ def _add_one(a, b, m, zo, lo, hi, single):
         raw = single_rounding_multiply(x, m[0], m[1]) + single_rounding_multiply(y, m[2], m[3])
     else:
         raw = gemmlowp_mul(x, m[0], m[1]) + gemmlowp_mul(y, m[2], m[3])
+    if single and m[6] == 20:  # the 8-bit kernel's int16 lanes (elementwise.add_tflite): they wrap
+        v = gemmlowp_mul(raw, m[4], m[5])
+        v = ((((v + 32768) & 0xFFFF) - 32768 + zo + 32768) & 0xFFFF) - 32768
+        return min(max(v, lo), hi)
     return gemmlowp_code(raw, m[4], m[5], zo, lo, hi)
 
 
@@ -58,9 +62,14 @@ def _add_kernel(a, b, p, zp1, zp2, zp_out, qmin, qmax, optimized, out):
 
 
 @njit(cache=True)
-def _mul_kernel(a, b, q, shift, zp1, zp2, zp_out, qmin, qmax):
+def _mul_kernel(a, b, q, shift, zp1, zp2, zp_out, qmin, qmax, nvec=0):
+    """``elementwise.mul_tflite``; ``nvec``: the elements in the optimized kernel's full 16-element
+    vectors (0: the reference kernel), whose int16 lanes saturate the product, then wrap adding zp_out."""
     out = np.empty(a.size, np.int64)
-    for i in range(a.size):
+    for i in range(nvec):
+        v = min(max(multiply_by_quantized_multiplier((a[i] - zp1) * (b[i] - zp2), q, shift), -32768), 32767)
+        out[i] = clamp(((v + zp_out + 32768) & 0xFFFF) - 32768, qmin, qmax)
+    for i in range(nvec, a.size):
         out[i] = clamp(multiply_by_quantized_multiplier((a[i] - zp1) * (b[i] - zp2), q, shift) + zp_out, qmin, qmax)
     return out
 
@@ -132,10 +141,13 @@ def add_tflite(x1, x2, s1, zp1, s2, zp2, s_out, zp_out, qmin=-128, qmax=127, lef
     return out.reshape(shape)
 
 
-def mul_tflite(x1, x2, s1, zp1, s2, zp2, s_out, zp_out, qmin=-128, qmax=127):
+def mul_tflite(x1, x2, s1, zp1, s2, zp2, s_out, zp_out, qmin=-128, qmax=127, kernels: str = "reference"):
+    if kernels not in ("reference", "optimized"):
+        raise ValueError(f"unknown MUL kernels {kernels!r}; known: reference, optimized")
     a, b, shape = _flat(x1, x2)
     q, shift = ref.tflite_mul_params(s1, s2, s_out)
-    return _mul_kernel(a, b, q, shift, zp1, zp2, zp_out, qmin, qmax).reshape(shape)
+    nvec = a.size - a.size % 16 if kernels == "optimized" else 0
+    return _mul_kernel(a, b, q, shift, zp1, zp2, zp_out, qmin, qmax, nvec).reshape(shape)
 
 
 def add_xnnpack(x1, x2, s1, zp1, s2, zp2, s_out, zp_out, qmin=-128, qmax=127):

@@ -59,8 +59,9 @@ class Runtime:
 def _tflite(policy: PolicyName, *, conv: PolicyName, fc: PolicyName, add: Kernels = K.TFLITE_REFERENCE,
             quantize: Kernels = K.TFLITE_REFERENCE, depthwise_tail: PolicyName | None = None,
             dequantize: Kernels | None = None) -> Runtime:
-    """LiteRT's builtin kernels: MUL, SOFTMAX and the LUT activations as the reference kernels."""
-    return Runtime(policy=policy, conv=conv, depthwise=conv, fc=fc, matmul=conv, add=add, mul=K.TFLITE_REFERENCE,
+    """LiteRT's builtin kernels: MUL as ADD (the optimized one has int16 lanes: elementwise.mul_tflite),
+    SOFTMAX and the LUT activations as the reference kernels."""
+    return Runtime(policy=policy, conv=conv, depthwise=conv, fc=fc, matmul=conv, add=add, mul=add,
                    softmax=K.TFLITE_REFERENCE, lut=K.TFLITE_REFERENCE, avgpool=Rounding.HALF_AWAY,
                    quantize=quantize, depthwise_tail=depthwise_tail, dequantize=dequantize)
 

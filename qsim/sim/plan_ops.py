@@ -33,8 +33,8 @@ def plan_binary(step: Step) -> Bound | None:
     (channels-last after a fused conv; the other operand is copied in that order if it differs)
     into the plan's buffer, with the parameters of the
     runtime's kernel (``int_elementwise._binary``) derived once. Results do not depend on the order
-    elements are visited, except in LiteRT's optimized ADD when the size is not a multiple of 16
-    (its position-dependent tail): that case keeps the per-node path."""
+    elements are visited, except in LiteRT's optimized ADD and MUL when the size is not a multiple
+    of 16 (their position-dependent tail): that case keeps the per-node path."""
     from qsim.sim.int_elementwise import binary_setup
 
     op = "add" if step.node.op == "Add" else "mul"
@@ -94,8 +94,11 @@ def _binary_kernel(step: Step, op: str, family, params, lo: int, hi: int, size: 
     elif family is Kernels.XNNPACK:
         fn, extra = ewj._xnn_mul_kernel, (_F32(_F32(_F32(sa) * _F32(sb)) / _F32(sc)), za, zb, zc, lo, hi)
     elif op == "mul":
+        if family is Kernels.TFLITE_OPTIMIZED and size % 16:
+            return None
         q, shift = ew.tflite_mul_params(sa, sb, sc)
-        fn, extra = ewj._mul_kernel, (q, shift, za, zb, zc, lo, hi)
+        nvec = size if family is Kernels.TFLITE_OPTIMIZED else 0  # every element in a 16-vector
+        fn, extra = ewj._mul_kernel, (q, shift, za, zb, zc, lo, hi, nvec)
     else:
         optimized = family is Kernels.TFLITE_OPTIMIZED
         if optimized and size % 16:

@@ -39,7 +39,7 @@ REGRESSION_SEEDS: dict[tuple[str, str], tuple[int, ...]] = {
     # int16 ADD with a rank-0 constant and power-of-two scales: LiteRT aborts (its power-of-two int16
     # path does not broadcast), so the generator moves the output scale off a power of two
     ("tflite", "ADD"): (800508,),
-    # refused: int8 MUL with a multiplier >= 1 under the optimized kernels, int16 MUL; 901511: the
+    # int8 MUL with a multiplier >= 1 under the optimized kernels (once refused), int16 MUL; 901511: the
     # multiplier's real value s1 * s2 / s_out is float arithmetic in LiteRT's mul.cc (not double)
     ("tflite", "MUL"): (100047, 100261, 100769, 100792, 100831, 100958, 101369, 901511),
 }
@@ -54,7 +54,8 @@ QSIM_REFUSES: dict[tuple[str, str], str] = {
     ("tflite", "DEPTHWISE_CONV_2D"): "the int16x8 scheme is not reproduced (int8 must be equal)",
     ("tflite", "FULLY_CONNECTED"): "the int16x8 scheme is not reproduced (int8 must be equal)",
     ("tflite", "ADD"): "int16 ADD under XNNPACK (LiteRT's builtin kernel) is not reproduced",
-    ("tflite", "MUL"): "int16 MUL, and int8 MUL with s_a * s_b / s_out >= 1 under the optimized kernels, are refused",
+    ("tflite", "MUL"): "int16 MUL, and int8 ADD / MUL with a broadcast operand past the optimized kernels' "
+                       "int16 lanes, are refused",
 }
 
 # refusals that hold for every unit of a family on one runtime: (family, runtime) -> why; such a
