@@ -29,6 +29,7 @@ from qsim.ir.onnx_fold import FOLDERS, _fold, attrs_of
 from qsim.ir.onnx_ops import _window
 from qsim.ir.onnx_proto import make_node
 from qsim.sim.int_dynamic import ONNX_NUMPY, eval_onnx
+from qsim.sim.ort_cast import CAST_TYPES
 
 _FLOATS = {"float32", "float16", "bfloat16", "float64"}
 _NUMPY = {"bool", "int8", "uint8", "int16", "uint16", "int32", "int64", "float32", "float64", "float16"}
@@ -115,11 +116,16 @@ def gather(ctx: Context, node) -> None:
 
 
 def cast(ctx: Context, node) -> None:
-    """A Cast that changes the element type of a plain tensor is a node; otherwise an alias."""
-    to = ELEM_NAMES[int(attrs_of(node)["to"])]
+    """A Cast that changes the element type of a plain tensor is a node; otherwise an alias. Float to
+    float too: onnxruntime rounds to float16 / bfloat16 (300.7 -> 300.75, 1e30 -> inf) and quiets a
+    float16 signaling NaN on the way back (``qsim.sim.ort_cast``)."""
+    to = ELEM_NAMES.get(int(attrs_of(node)["to"]), str(attrs_of(node)["to"]))
     src = _plain_dtype(ctx, node.input[0])
-    if src is None or src == to or (src in _FLOATS and to in _FLOATS):
+    if src is None or src == to:
         return F.alias(ctx, node)
+    if to not in CAST_TYPES or src not in CAST_TYPES:
+        raise ValueError(f"Cast from {src} to {to} is not simulated (Cast converts between "
+                         f"{', '.join(sorted(CAST_TYPES))})")
     ctx.emit("Cast", node, [ctx.act(node.input[0])], {"to": to}, dtype=to)
 
 
