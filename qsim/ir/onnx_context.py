@@ -148,6 +148,7 @@ class Context:
         self.alias: dict[str, str] = {}
         self.node_names: set[str] = set()
         self.out_types: dict[str, str] = {}  # element types QOperator handlers read from zero points
+        self.half_nodes: list[str] = []  # nodes computing on float16 / bfloat16 (``onnx_import.half_refusal``)
         self.done: set[int] = set()  # ids of ONNX nodes already handled (folded or absorbed)
         self.folders: Mapping[str, Callable] = {}
         self.data_inputs = data_inputs

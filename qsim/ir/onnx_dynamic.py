@@ -115,13 +115,26 @@ def gather(ctx: Context, node) -> None:
     return F.gather(ctx, node)
 
 
+_WIDER = {"float16": ("float32", "float64"), "bfloat16": ("float32", "float64"), "float32": ("float64",)}
+
+
+def _dropped(ctx: Context, node, src: str, to: str) -> bool:
+    """onnxruntime's RemoveDuplicateCastTransformer drops a widening float Cast whose consumers are all
+    Casts (and which is no graph output): float32 -> float64 -> float32 returns a signaling NaN as it
+    came, float32 -> float64 -> float16 converts as float32 -> float16 does (measured). Narrowing
+    Casts stay (float32 -> float16 -> float32 rounds)."""
+    users = ctx.consumers.get(node.output[0], [])
+    return (to in _WIDER.get(src, ()) and bool(users) and all(u.op_type == "Cast" for u in users)
+            and node.output[0] not in ctx.graph_outputs)
+
+
 def cast(ctx: Context, node) -> None:
     """A Cast that changes the element type of a plain tensor is a node; otherwise an alias. Float to
     float too: onnxruntime rounds to float16 / bfloat16 (300.7 -> 300.75, 1e30 -> inf) and quiets a
     float16 signaling NaN on the way back (``qsim.sim.ort_cast``)."""
     to = ELEM_NAMES.get(int(attrs_of(node)["to"]), str(attrs_of(node)["to"]))
     src = _plain_dtype(ctx, node.input[0])
-    if src is None or src == to:
+    if src is None or src == to or _dropped(ctx, node, src, to):
         return F.alias(ctx, node)
     if to not in CAST_TYPES or src not in CAST_TYPES:
         raise ValueError(f"Cast from {src} to {to} is not simulated (Cast converts between "

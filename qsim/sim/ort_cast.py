@@ -6,7 +6,8 @@ an x86 host with F16C: tests/golden/test_cast_golden.py).
   in the last ``size % 8`` elements becomes 0x7e00 with its sign (MLAS's scalar tail).
 * float64 -> float16: through float32 (two roundings: 1 + 2**-11 + 2**-40 becomes 1, not the nearer
   1 + 2**-10), one element at a time in software: a NaN becomes 0x7e00 with its sign.
-* float16 -> float32 / float64: exact; a signaling NaN is made quiet.
+* float16 -> float32: exact; a signaling NaN is made quiet in whole blocks of 16 (F16C) and kept
+  in the last ``size % 16`` elements (software); float16 -> float64: exact, a NaN made quiet.
 * to bfloat16 (from any type, through float32): round to nearest even, not truncation (300.7 -> 300,
   1e30 -> 1.00025555e30, 3.4e38 -> inf); a NaN becomes the default quiet NaN with its sign (0x7fc0),
   as ml_dtypes converts. bfloat16 -> anything: exactly to float32, then as from float32.
@@ -74,8 +75,12 @@ def ort_cast(x, to: str) -> np.ndarray:
             nan = np.isnan(x)
             y.view(np.uint16)[nan] = np.where(np.signbit(x[nan]), 0xFE00, 0x7E00).astype(np.uint16)
             return y
-        if src == "float16" and to in ("float32", "float64"):
-            nan = np.isnan(x)
-            return _quiet(x.astype(to), nan, _F32_QUIET if to == "float32" else _F64_QUIET,
-                          np.uint32 if to == "float32" else np.uint64)
+        if src == "float16" and to == "float32":  # MLAS: F16C on blocks of 16, the tail in software
+            nan = np.isnan(x).reshape(-1).copy()
+            nan[x.size - x.size % 16:] = False  # the software tail keeps a signaling NaN as it is
+            y = x.astype(np.float32)
+            _quiet(y.reshape(-1), nan, _F32_QUIET, np.uint32)
+            return y
+        if src == "float16" and to == "float64":  # through float32 in software: quiet
+            return _quiet(x.astype(np.float64), np.isnan(x), _F64_QUIET, np.uint64)
         return x.astype(np.dtype(to))
