@@ -75,9 +75,11 @@ def test_hand_checked_roundings(tmp_path):
 
 def test_float64_to_float16_rounds_twice(tmp_path):
     nans = np.array([0x7FF0000000000001, 0xFFF4000000000000, 0x7FF8000000000123], np.uint64).view(np.float64)
-    x = np.concatenate([[1 + 2**-11 + 2**-40, -(1 + 2**-11 + 2**-40), 2**-25 + 2**-60, 65520 - 2**-30, 1e300],
+    x = np.concatenate([[1 + 2**-11 + 2**-40, -(1 + 2**-11 + 2**-40), 2**-25 + 2**-60, 65520 - 2**-30, 1e300,
+                         16777217.4, 2147483647.7],
                         nans, np.random.default_rng(1).standard_normal(2000) * 1e3])
-    _check(_casts(tmp_path, TP.DOUBLE, [TP.FLOAT16], len(x)), x)
+    for chain in ([TP.FLOAT16], [TP.FLOAT, TP.FLOAT16], [TP.FLOAT, TP.BFLOAT16, TP.FLOAT], [TP.FLOAT, TP.INT32]):
+        _check(_casts(tmp_path, TP.DOUBLE, chain, len(x)), x)
 
 
 @pytest.mark.parametrize("n", [65536, 65536 - 9])  # MLAS converts blocks of 16 and a tail
