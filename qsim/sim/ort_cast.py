@@ -41,7 +41,7 @@ def _f32_to_f16(x: np.ndarray) -> np.ndarray:
     """MLAS converts whole blocks of 8 with F16C (a NaN keeps its payload's top 10 bits, made quiet)
     and the last ``size % 8`` elements in software (a NaN becomes 0x7e00 with its sign): measured with a
     NaN at every position of vectors of 1-33."""
-    y = x.astype(np.float16)
+    y = x.astype(np.float16, order="C")  # C order: the flat index is onnxruntime's, and reshape a view
     nan = np.isnan(x)
     if nan.any():
         bits = np.ascontiguousarray(x).view(np.uint32).reshape(-1)
@@ -78,7 +78,7 @@ def ort_cast(x, to: str) -> np.ndarray:
         if src == "float16" and to == "float32":  # MLAS: F16C on blocks of 16, the tail in software
             nan = np.isnan(x).reshape(-1).copy()
             nan[x.size - x.size % 16:] = False  # the software tail keeps a signaling NaN as it is
-            y = x.astype(np.float32)
+            y = x.astype(np.float32, order="C")
             _quiet(y.reshape(-1), nan, _F32_QUIET, np.uint32)
             return y
         if src == "float16" and to == "float64":  # through float32 in software: quiet
