@@ -24,6 +24,16 @@ import numpy as np
 from qsim.errors import QsimError
 
 
+def _convert(v: np.ndarray, want: np.dtype) -> np.ndarray:
+    """To the model's output type as onnxruntime's Cast converts (float16: rounded to nearest even,
+    a NaN made quiet: ``qsim.sim.ort_cast``)."""
+    from qsim.sim.ort_cast import CAST_TYPES, ort_cast
+
+    if want.name in CAST_TYPES and v.dtype.name in CAST_TYPES:
+        return ort_cast(v, want.name)
+    return v.astype(want)
+
+
 @dataclass(frozen=True)
 class Port:
     name: str                          # the model's tensor name
@@ -116,7 +126,7 @@ class ModelIO:
                 if want.kind in "iu" and v.dtype.kind == "f":
                     raise QsimError(f"output {p.name!r}: the model returns {want}, the simulation holds "
                                     f"{v.dtype} values (no quantization parameters for {p.tensor!r})")
-                v = v.astype(want)
+                v = _convert(v, want)
             if p.perm:
                 v = v.transpose(np.argsort(p.perm))
             result[p.name] = np.ascontiguousarray(v).reshape(v.shape)  # a 0-d output stays 0-d

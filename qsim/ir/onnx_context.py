@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 # ONNX element types -> qsim element format names (``TensorQuant.dtype``, ``TensorSpec.dtype``).
 ELEM_NAMES = {
     P.FLOAT: "float32", P.FLOAT16: "float16", P.BFLOAT16: "bfloat16", P.DOUBLE: "float64",
-    P.INT8: "int8", P.UINT8: "uint8", P.INT16: "int16", P.UINT16: "uint16", P.INT32: "int32", P.INT64: "int64",
+    P.INT8: "int8", P.UINT8: "uint8", P.INT16: "int16", P.UINT16: "uint16", P.INT32: "int32", P.INT64: "int64", P.UINT32: "uint32", P.UINT64: "uint64",
     P.INT4: "int4", P.UINT4: "uint4", P.BOOL: "bool", P.FLOAT8E4M3FN: "float8e4m3fn", P.FLOAT8E5M2: "float8e5m2",
     P.FLOAT8E4M3FNUZ: "float8e4m3fnuz", P.FLOAT8E5M2FNUZ: "float8e5m2fnuz",
 }
@@ -148,6 +148,7 @@ class Context:
         self.alias: dict[str, str] = {}
         self.node_names: set[str] = set()
         self.out_types: dict[str, str] = {}  # element types QOperator handlers read from zero points
+        self.half_nodes: list[str] = []  # nodes computing on float16 / bfloat16 (``onnx_import.half_refusal``)
         self.done: set[int] = set()  # ids of ONNX nodes already handled (folded or absorbed)
         self.folders: Mapping[str, Callable] = {}
         self.data_inputs = data_inputs

@@ -29,6 +29,7 @@ from qsim.ir.onnx_fold import FOLDERS, _fold, attrs_of
 from qsim.ir.onnx_ops import _window
 from qsim.ir.onnx_proto import make_node
 from qsim.sim.int_dynamic import ONNX_NUMPY, eval_onnx
+from qsim.sim.ort_cast import CAST_TYPES
 
 _FLOATS = {"float32", "float16", "bfloat16", "float64"}
 _NUMPY = {"bool", "int8", "uint8", "int16", "uint16", "int32", "int64", "float32", "float64", "float16"}
@@ -114,12 +115,37 @@ def gather(ctx: Context, node) -> None:
     return F.gather(ctx, node)
 
 
+_FLOAT_BITS = {"float64": 64, "float32": 32, "float16": 16, "bfloat16": 16}
+
+
+def _dropped(ctx: Context, node, src: str, to: str) -> bool:
+    """onnxruntime's RemoveDuplicateCastTransformer drops a float -> float Cast (no graph output) whose
+    consumers are all Casts, where that loses nothing: the Cast widens (float32 -> float64 -> float32
+    returns a signaling NaN as it came; float32 -> float64 -> float16 converts as float32 -> float16
+    does), or every consumer narrows further (float64 -> float32 -> float16 is float64 -> float16, NaN
+    payloads included). A narrowing Cast feeding a wider or equal one stays (float32 -> float16 ->
+    float32 rounds; float32 -> bfloat16 -> float16 too). Measured, onnxruntime 1.32."""
+    users = ctx.consumers.get(node.output[0], [])
+    if src not in _FLOAT_BITS or to not in _FLOAT_BITS or not users or node.output[0] in ctx.graph_outputs \
+            or any(u.op_type != "Cast" for u in users):
+        return False
+    if _FLOAT_BITS[to] > _FLOAT_BITS[src]:
+        return True
+    targets = [ELEM_NAMES.get(int(attrs_of(u)["to"])) for u in users]
+    return all(t in _FLOAT_BITS and _FLOAT_BITS[t] < _FLOAT_BITS[to] for t in targets)
+
+
 def cast(ctx: Context, node) -> None:
-    """A Cast that changes the element type of a plain tensor is a node; otherwise an alias."""
-    to = ELEM_NAMES[int(attrs_of(node)["to"])]
+    """A Cast that changes the element type of a plain tensor is a node; otherwise an alias. Float to
+    float too: onnxruntime rounds to float16 / bfloat16 (300.7 -> 300.75, 1e30 -> inf) and quiets a
+    float16 signaling NaN on the way back (``qsim.sim.ort_cast``)."""
+    to = ELEM_NAMES.get(int(attrs_of(node)["to"]), str(attrs_of(node)["to"]))
     src = _plain_dtype(ctx, node.input[0])
-    if src is None or src == to or (src in _FLOATS and to in _FLOATS):
+    if src is None or src == to or _dropped(ctx, node, src, to):
         return F.alias(ctx, node)
+    if to not in CAST_TYPES or src not in CAST_TYPES:
+        raise ValueError(f"Cast from {src} to {to} is not simulated (Cast converts between "
+                         f"{', '.join(sorted(CAST_TYPES))})")
     ctx.emit("Cast", node, [ctx.act(node.input[0])], {"to": to}, dtype=to)
 
 

@@ -90,6 +90,14 @@ def _fold(fn):
     return folder
 
 
+def _cast(x, to: np.dtype):
+    """onnxruntime folds a Cast of constants with its Cast kernel (``ort_cast``); types it has no
+    simulated kernel for (float8, int4) convert as ml_dtypes does."""
+    from qsim.sim.ort_cast import CAST_TYPES, ort_cast
+
+    return ort_cast(x, to.name) if to.name in CAST_TYPES and x.dtype.name in CAST_TYPES else x.astype(to)
+
+
 def _constant(ctx, node, arrays):
     a = attrs_of(node)
     for key in ("value", "value_float", "value_floats", "value_int", "value_ints"):
@@ -198,7 +206,7 @@ FOLDERS = {
     "Shape": _shape,
     "Identity": _fold(lambda ctx, node, a: a[0]),
     "Dropout": lambda ctx, node, inputs: [inputs[0]] if inputs[0] is not None else None,
-    "Cast": _fold(lambda ctx, node, a: a[0].astype(onnx_proto.np_dtype(attrs_of(node)["to"]))),
+    "Cast": _fold(lambda ctx, node, a: _cast(a[0], onnx_proto.np_dtype(attrs_of(node)["to"]))),
     "Gather": _fold(lambda ctx, node, a: np.take(a[0], a[1], axis=attrs_of(node).get("axis", 0))),
     "Unsqueeze": _fold(_unsqueeze),
     "Squeeze": _fold(_squeeze),

@@ -108,7 +108,7 @@ def quantize(x, tq: TensorQuant, variant: Kernels | str = Kernels.ONNXRUNTIME, s
     if variant is Kernels.ONNXRUNTIME:
         from qsim.sim.int_runtime import ort_nan_to_min
 
-        if ort_nan_to_min():  # MLAS on x86: a NaN becomes the type's minimum (elsewhere: the zero point)
+        if ort_nan_to_min():  # MLAS (x86 maxps, arm64 fmaxnm): a NaN becomes the type's minimum
             r = np.where(nan, fmt.qmin, r)
     elif variant is Kernels.XNNPACK:  # its f32-qs8/qu8-vcvt clamps with minps(q, qmax - zp) first: a NaN gives qmax
         r = np.where(nan, fmt.qmax, r)

@@ -31,6 +31,7 @@ from qsim.kernels._common import conv_geometry, matmul_shapes
 from qsim.sim.float_ops import conv as _float_conv, run_float_kernel
 from qsim.sim.int_runtime import ort_cpu
 from qsim.sim.mlas_minmax import min_max
+from qsim.sim.ort_cast import ort_cast
 
 _QMAX = np.float32(255.0)  # uint8: qmin 0, qmax 255 (the only type DynamicQuantizeLinear defines)
 
@@ -133,8 +134,9 @@ def conv_integer(inputs, w, attrs) -> list:
 
 
 def cast(inputs, w, attrs) -> list:
-    """ONNX Cast (C conversions: int -> float rounds to nearest even, float -> int truncates)."""
-    return [np.asarray(inputs[0]).astype(np.dtype(attrs["to"]))]
+    """ONNX Cast as onnxruntime converts (``qsim.sim.ort_cast``: float16 / bfloat16 round to nearest
+    even, float -> int truncates, int -> float rounds to nearest even)."""
+    return [ort_cast(inputs[0], attrs["to"])]
 
 
 # -- OnnxEval: ONNX ops on masks, indices and other tensors the IR has no op for -------------------

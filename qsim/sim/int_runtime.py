@@ -180,12 +180,16 @@ def ort_cpu(cpu: str | None = None) -> str:
 
 
 def ort_nan_to_min(cpu: str | None = None) -> bool:
-    """Whether onnxruntime's QuantizeLinear turns a NaN into the output type's minimum: MLAS clamps
-    the quotient with max(q, qmin - zp) before converting it, and x86's maxps returns its second
-    operand for a NaN (measured on an AVX2 host, every position of vectors of 1-100). NEON's vmaxq
-    propagates the NaN and its conversion gives 0: the zero point (arm64, from MLAS's source;
-    unverified)."""
-    return ort_cpu(cpu) != "arm64"
+    """Whether onnxruntime's QuantizeLinear turns a NaN into the output type's minimum: yes on every
+    CPU kind. MLAS clamps the quotient with max(q, qmin - zp) before converting it: x86's ``maxps``
+    returns its second operand for a NaN (measured on an AVX2 host, every position of vectors of
+    1-100). On arm64 MLAS's MlasQuantizeLinearVector clamps with ``vmaxnmq_f32(q, qmin - zp)`` then
+    ``vminnmq_f32(q, qmax - zp)``: FMAXNM / FMINNM return the number when one operand is a quiet NaN,
+    so the NaN becomes qmin - zp before ``vcvtnq_s32_f32`` (which would give 0 for a NaN) and the zero
+    point is added back: the minimum too. arm64 follows that source (onnxruntime/core/mlas/lib/
+    quantize.cpp, read at commit 06414ba6); it cannot be measured here. ``cpu`` is kept for callers."""
+    ort_cpu(cpu)  # still validates the kind
+    return True
 
 
 def ort_cpu_tag(policy, cpu: str | None = None) -> str | None:
