@@ -52,8 +52,9 @@ def test_optimized_broadcast_add(shapes):
             bad += int(np.sum(ew.add_tflite(x1, x2, s1, z1, s2, z2, so, zo, kernels="optimized") != y))
             old += int(np.sum(ew.add_tflite(x1, x2, s1, z1, s2, z2, so, zo) != y))
     assert bad == 0
-    if ew.litert_broadcast_layout(*shapes) is not None and max(ew.litert_broadcast_layout(*shapes)[0], 8) >= 8:
-        assert old > 0 or ew.litert_broadcast_layout(*shapes)[0] < ew.litert_broadcast_layout(*shapes)[1]
+    layout = ew.litert_broadcast_layout(*shapes)
+    if layout is not None and layout[0] >= layout[1]:  # some vectors: the reference form differs there
+        assert old > 0
 
 
 @pytest.mark.parametrize("policy", ["tflite-optimized", "xnnpack"])
