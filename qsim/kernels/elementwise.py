@@ -65,17 +65,75 @@ def add_tflite(x1, x2, s1, zp1, s2, zp2, s_out, zp_out, qmin=-128, qmax=127, lef
     if kernels not in ("reference", "optimized"):
         raise ValueError(f"unknown ADD kernels {kernels!r}; known: reference, optimized")
     p = tflite_add_params(s1, s2, s_out, left_shift)
+    x1_in, x2_in = x1, x2
     x1, x2 = np.broadcast_arrays(np.asarray(x1, np.int64), np.asarray(x2, np.int64))
     a = (x1 - zp1) << left_shift
     b = (x2 - zp2) << left_shift
     raw = _mbqm(a, p[0], p[1]) + _mbqm(b, p[2], p[3])
     if kernels != "optimized":
         return np.clip(_mbqm(raw, p[4], p[5]) + zp_out, qmin, qmax)
-    vec = (np.arange(a.size) < a.size - a.size % 16).reshape(a.shape)
-    out = _mbqm(np.where(vec, _single(a, p[0], p[1]) + _single(b, p[2], p[3]), raw), p[4], p[5])
+    shape1, shape2 = np.shape(x1_in), np.shape(x2_in)
+    layout = litert_broadcast_layout(shape1, shape2)
+    if layout is None:  # BroadcastAdd6DSlow: the reference form throughout
+        return np.clip(_mbqm(raw, p[4], p[5]) + zp_out, qmin, qmax)
+    chunk, width, scalar = layout
+    pos = np.arange(a.size) % chunk
+    vec = (pos < chunk - chunk % width).reshape(a.shape)
+    if scalar is None:  # AddElementwise rows: single rounding on both inputs
+        vsum = _single(a, p[0], p[1]) + _single(b, p[2], p[3])
+    else:  # AddScalarBroadcast (measured, whichever operand is the scalar): the first operand with
+        # gemmlowp's rounding, the second with the rounding high multiply then a flooring shift
+        vsum = _mbqm(a, p[0], p[1]) + _srdhm_floor(b, p[2], p[3])
+    out = _mbqm(np.where(vec, vsum, raw), p[4], p[5])
     if left_shift == 20:  # the 8-bit kernel's vectors: int16 lanes before the zero point
         out = np.where(vec, _wrap16(_wrap16(out) + zp_out) - zp_out, out)
     return np.clip(out + zp_out, qmin, qmax)
+
+
+def _srdhm_floor(x, q, shift):
+    """gemmlowp's SaturatingRoundingDoublingHighMul (ties away from zero), then an arithmetic
+    (flooring) right shift by -shift: LiteRT's AddScalarBroadcast vectors scale the row this way."""
+    ab = np.asarray(x, np.int64) * q
+    v = ab + np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
+    hi = np.where(v >= 0, v >> 31, -((-v) >> 31))
+    return hi >> np.maximum(-np.asarray(shift, np.int64), 0)
+
+
+def litert_broadcast_layout(shape1, shape2):
+    """How LiteRT's optimized int8 ADD (``BroadcastAddDispatch``) splits a broadcast, from TFLite's
+    ``ProcessBroadcastShapes`` and ``BinaryBroadcastFiveFold``: None for the generic category
+    (``BroadcastAdd6DSlow``, the reference form); else (chunk, width, scalar). The output, in C
+    order, is cut into chunks of ``chunk`` elements; in each the first ``chunk - chunk % width`` run
+    in vectors, the rest in scalar code. ``scalar`` None: chunks are rows of y4 > 1 elements
+    (AddElementwise, 16-wide vectors); else y4 == 1 and chunks of y3 elements broadcast one element
+    of operand ``scalar`` (0 or 1) (AddScalarBroadcast: 16- then 8-wide vectors). Equal shapes:
+    one chunk of every element, 16 wide. Measured on every element (tests/golden/test_tflite_add_broadcast.py)."""
+    nd = max(len(shape1), len(shape2))
+    e1 = (1,) * (nd - len(shape1)) + tuple(shape1)
+    e2 = (1,) * (nd - len(shape2)) + tuple(shape2)
+    if e1 == e2:
+        return max(1, int(np.prod(e1, dtype=np.int64))), 16, None
+    first = None
+    for d1, d2 in zip(reversed(e1), reversed(e2)):
+        if d1 == d2:
+            continue
+        if d1 == 1 or d2 == 1:
+            first = d1 == 1  # kFirstInputBroadcastsFast
+            break
+        return None
+    sa, sb = (e1, e2) if first else (e2, e1)
+    y = [1] * 5
+    i = nd - 1
+    for k, test in ((4, lambda i: sa[i] == sb[i]), (3, lambda i: sa[i] == 1), (2, lambda i: sa[i] == sb[i]),
+                    (1, lambda i: sb[i] == 1), (0, lambda i: sa[i] == sb[i])):
+        while i >= 0 and test(i):
+            y[k] *= sa[i] if k in (1, 2) else sb[i]
+            i -= 1
+    if i >= 0:
+        return None
+    if y[4] > 1:
+        return y[4], 16, None
+    return y[3], 8, 0 if first else 1
 
 
 def _wrap16(v):

@@ -177,6 +177,8 @@ def _binary(step: Step, op: str):
         raise step.fail("int16 ADD with power-of-two scales and a broadcast operand: LiteRT runs its "
                         "power-of-two int16 path, which does not broadcast (the process aborts), so there "
                         "is no runtime answer to reproduce")
+    if family is Kernels.TFLITE_OPTIMIZED and op == "add" and not same_shape and yq.fmt.name == "int8":
+        return [_optimized_broadcast_add(step, a, b, p, lo, hi, yq)]
     mod = ew
     if step.impl == "numba" and same_shape:
         import qsim.kernels.elementwise_jit as mod
@@ -196,6 +198,21 @@ def _binary(step: Step, op: str):
         left_shift = 15 if yq.fmt.name == "int16" else 20  # TFLite PrepareGeneralSubOp: 16x8 vs 8-bit
         y = mod.add_tflite(a, b, *p, lo, hi, left_shift=left_shift, kernels=kernels)
     return [to_storage(y.transpose(0, 3, 1, 2) if nhwc else y, yq)]
+
+
+def _optimized_broadcast_add(step: Step, a, b, p, lo, hi, yq):
+    """LiteRT's optimized int8 ADD with a broadcast operand (``ew.litert_broadcast_layout``): its
+    vectors and scalar code split the file's (NHWC) output in C order, so 4-D operands go back to
+    NHWC; 4-D operands of another rank have no known file layout here and are refused."""
+    shape = np.broadcast_shapes(np.shape(a), np.shape(b))
+    nhwc = len(shape) == 4
+    if nhwc and not (np.ndim(a) == 4 and np.ndim(b) == 4):
+        raise step.fail("int8 ADD with a broadcast operand of another rank than the 4-D output: the file's "
+                        "operand layout (which LiteRT's optimized kernel splits into vectors) is not known here")
+    if nhwc:
+        a, b = (np.transpose(v, (0, 2, 3, 1)) for v in (a, b))
+    y = ew.add_tflite(np.asarray(a), np.asarray(b), *p, lo, hi, kernels="optimized")
+    return to_storage(y.transpose(0, 3, 1, 2) if nhwc else y, yq)
 
 
 def litert_pot_scale(scale) -> bool:

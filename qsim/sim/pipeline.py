@@ -118,7 +118,7 @@ def _optimized_litert_refusal(graph: Graph, node, xnnpack: bool = False) -> str 
     ADD / MUL with a broadcast operand where the kernels' int16 lanes can wrap (qsim models those
     lanes for same-shape operands only: ``elementwise.add_tflite`` / ``mul_tflite``). ``xnnpack``: the
     XNNPACK policy, where only the nodes its delegate leaves to these kernels count."""
-    if node.op not in ("Add", "AddConst", "Mul", "MulConst"):
+    if node.op not in ("Mul", "MulConst"):  # ADD broadcasts: elementwise.litert_broadcast_layout
         return None
     from qsim.sim.int_elementwise import xnnpack_declines
 

@@ -116,17 +116,17 @@ def test_simulate_mul_at_multipliers_of_one_and_more(tmp_path, policy, kernels):
 
 @pytest.mark.parametrize("policy", ["tflite-optimized", "xnnpack"])
 def test_broadcast_beyond_the_int16_lanes_is_refused(tmp_path, policy):
-    """A broadcast operand runs through LiteRT's five-fold broadcast (its own vector runs), not
+    """MUL (ADD broadcasts are modelled: test_tflite_add_broadcast.py): a broadcast operand runs through LiteRT's five-fold broadcast (its own vector runs), not
     modelled: refused, naming the node, where the int16 lanes can wrap; answered where they cannot."""
     from qsim.errors import QsimError
 
     x1 = np.resize(X1, (1, 4, 4, 16))
     x2 = np.resize(X2, (1, 1, 1, 16))
     path = tmp_path / "add.tflite"
-    path.write_bytes(elementwise("add", [x1.shape, x2.shape], [(0.02, -128), (0.013, -128)], (2e-5, 127)))
-    with pytest.raises(QsimError, match=r"\(Add, int8\): a broadcast operand .* int16 lanes"):
+    path.write_bytes(elementwise("mul", [x1.shape, x2.shape], [(0.02, -128), (0.013, -128)], (2e-7, 127)))
+    with pytest.raises(QsimError, match=r"\(Mul, int8\): a broadcast operand .* int16 lanes"):
         simulate(path, {"x0": x1, "x1": x2}, policy=policy)
-    model = elementwise("add", [x1.shape, x2.shape], [(0.02, -128), (0.013, -128)], (0.05, 127))
+    model = elementwise("mul", [x1.shape, x2.shape], [(0.02, -128), (0.013, -128)], (0.05, 127))
     path.write_bytes(model)
     got = next(iter(simulate(path, {"x0": x1, "x1": x2}, policy=policy).values()))
     assert got.shape == x1.shape
