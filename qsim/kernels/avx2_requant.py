@@ -25,8 +25,8 @@ from numba.core.extending import intrinsic
 from qsim.kernels import avx2, vnni_fused
 from qsim.kernels.llvm_ir import data_ptr, tile_typed
 from qsim.kernels.vnni import MR, NR
+from qsim.kernels.vnni_fused import MR_WIDE
 
-MR_WIDE = 6
 _I32, _I64 = ir.IntType(32), ir.IntType(64)
 _F8 = ir.VectorType(ir.FloatType(), 8)
 _D8 = ir.VectorType(_I32, 8)

@@ -122,10 +122,8 @@ def _optimized_litert_refusal(graph: Graph, node, xnnpack: bool = False) -> str 
         return None
     from qsim.sim.int_elementwise import xnnpack_declines
 
-    q = graph.quant_params
-    ins = [*node.inputs[:2], *node.weights.values()][:2]
-    qs = [q.get(t) for t in (*ins, node.outputs[0])]
-    if any(v is None or v.scale.size != 1 or v.int_fmt is None for v in qs):
+    ins, qs = _binary_quant(graph, node)
+    if qs is None:
         return None
     sc = [float(v.scale.reshape(-1)[0]) for v in qs]
     zp = [int(v.zero_point.reshape(-1)[0]) for v in qs]
@@ -143,15 +141,24 @@ def _optimized_litert_refusal(graph: Graph, node, xnnpack: bool = False) -> str 
             "reproduced")
 
 
+def _binary_quant(graph: Graph, node):
+    """(the two operand tensors, their and the output's quantization), the latter None unless all
+    three are per-tensor integer quantizations (an operand may be a weight: AddConst / MulConst)."""
+    ins = [*node.inputs[:2], *node.weights.values()][:2]
+    qs = [graph.quant_params.get(t) for t in (*ins, node.outputs[0])]
+    if any(v is None or v.scale.size != 1 or v.int_fmt is None for v in qs):
+        return ins, None
+    return ins, qs
+
+
 def _litert_add_aborts(graph: Graph, node) -> str | None:
     """LiteRT's ADD Prepare checks its output multiplier 2 * max(s1, s2) / (2^left_shift * s_out) < 1
     (left_shift 20 for int8, 15 for int16) and aborts the process otherwise (measured: s_in / s_out of
     2^19 for int8, 2^14 for int16, every kernel set): there is no runtime answer to reproduce."""
     if node.op not in ("Add", "AddConst"):
         return None
-    q = graph.quant_params
-    qs = [q.get(t) for t in (*[*node.inputs[:2], *node.weights.values()][:2], node.outputs[0])]
-    if any(v is None or v.scale.size != 1 or v.int_fmt is None for v in qs) or qs[2].fmt.name not in ("int8", "int16"):
+    _, qs = _binary_quant(graph, node)
+    if qs is None or qs[2].fmt.name not in ("int8", "int16"):
         return None
     s1, s2, so = (float(v.scale.reshape(-1)[0]) for v in qs)
     shift = 15 if qs[2].fmt.name == "int16" else 20
