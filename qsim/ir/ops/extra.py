@@ -13,7 +13,7 @@
 * AddConst, SubConst, MulConst, DivConst, PowConst (operand_shape, reversed=False): ``x op c`` (``c op x``
   when reversed) with a constant ``c`` held as the node's weight ``operand`` (numpy broadcasting).
 
-The simulator has no kernels for LRN, Split, HardSigmoid and GlobalMaxPool (the cost model costs
+The simulator has no kernels for LRN, Split and GlobalMaxPool (the cost model costs
 them); Pad's integer kernel fills with the zero point; the integer executor runs the other
 arithmetic here as float islands except Requantize and the quantized AddConst / MulConst.
 """
@@ -105,8 +105,8 @@ register("Sqrt", cost_class=_ELEMENTWISE, float_kernel="float_ops.sqrt", int_ker
 # LeakyRelu: a float island (onnxruntime's QLinearLeakyRelu is a table of the float function).
 register("LeakyRelu", cost_class=_ELEMENTWISE, float_kernel="float_ops.leaky_relu", int_kernel=ISLAND,
          vector_ops=per_output(2), fusable=True)(_unary)
-register("HardSigmoid", cost_class=_ELEMENTWISE, float_kernel=NONE, int_kernel=NONE, vector_ops=per_output(3),
-         fusable=True)(_unary)
+register("HardSigmoid", cost_class=_ELEMENTWISE, float_kernel="float_ops.hardsigmoid", int_kernel=ISLAND,
+         vector_ops=per_output(3), fusable=True)(_unary)
 
 
 @register("GlobalMaxPool", cost_class=CostClass.REDUCTION, float_kernel=NONE, int_kernel=NONE, quant=_SHARED,
