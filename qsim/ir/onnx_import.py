@@ -81,7 +81,7 @@ ONNX_OPS: dict[str, OnnxOp] = {
     "Cast": OnnxOp(F.alias, FOLDERS["Cast"]),
     # constants only (shape arithmetic, weights stored as ops)
     "Constant": OnnxOp(None, FOLDERS["Constant"]), "ConstantOfShape": OnnxOp(None, FOLDERS["ConstantOfShape"]),
-    "Shape": OnnxOp(None, FOLDERS["Shape"]), "Slice": OnnxOp(None, FOLDERS["Slice"]),
+    "Shape": OnnxOp(None, FOLDERS["Shape"]), "Slice": OnnxOp(F.slice_, FOLDERS["Slice"]),
     "Equal": OnnxOp(None, FOLDERS["Equal"]), "Where": OnnxOp(None, FOLDERS["Where"]),
     "Expand": OnnxOp(None, FOLDERS["Expand"]), "Range": OnnxOp(None, FOLDERS["Range"]),
     # quantization: QDQ

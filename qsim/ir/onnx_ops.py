@@ -324,6 +324,24 @@ def reduce_mean(ctx: Context, node) -> None:
     ctx.emit("ReduceMean", node, [ctx.act(node.input[0])], attrs)
 
 
+def slice_(ctx: Context, node) -> None:
+    """Slice of an activation by constant starts / ends / axes / steps (a channel split)."""
+    x = ctx.act(node.input[0])
+    rank = len(ctx.g.tensor(x).shape)
+    starts = [int(v) for v in np.asarray(attr_or_input(ctx, node, "starts", 1)).reshape(-1)]
+    ends = [int(v) for v in np.asarray(attr_or_input(ctx, node, "ends", 2)).reshape(-1)]
+    axes = attr_or_input(ctx, node, "axes", 3)
+    axes = range(len(starts)) if axes is None else [int(a) for a in np.asarray(axes).reshape(-1)]
+    steps = attr_or_input(ctx, node, "steps", 4)
+    steps = [1] * len(starts) if steps is None else [int(v) for v in np.asarray(steps).reshape(-1)]
+    if not len(starts) == len(ends) == len(axes) == len(steps):
+        raise ValueError("starts, ends, axes and steps differ in length")
+    if any(not -rank <= a < rank for a in axes):
+        raise ValueError(f"axes {list(axes)} out of range for rank {rank}")
+    ctx.emit("Slice", node, [x], {"starts": tuple(starts), "ends": tuple(ends),
+                                  "axes": tuple(a % rank for a in axes), "steps": tuple(steps)}, passthrough=True)
+
+
 def split(ctx: Context, node) -> None:
     x = ctx.act(node.input[0])
     shape = ctx.g.tensor(x).shape

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 # Units whose float form qsim reproduces: movement and max ops (exact), and ops that onnxruntime never
 # fuses (qsim runs them as the same float islands).
 _EXACT_IN_FLOAT = {"MaxPool", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Relu",
-                   "QuantizeLinear", "DequantizeLinear", "LayerNormalization", "HardSigmoid", "HardSwish"}
+                   "QuantizeLinear", "DequantizeLinear", "LayerNormalization", "HardSigmoid", "HardSwish",
+                   "Slice", "Split", "Shape"}
 
 # units whose float run at ORT_DISABLE_ALL equals qsim's integer unit: the exact ones above, and those
 # the differential long runs found equal on every case (about 2,500 seeds each: Concat's requantization,

@@ -297,6 +297,17 @@ def transpose(inputs, w, attrs):
     return [np.transpose(x, attrs.get("perm", None))]
 
 
+def slice_axes(inputs, w, attrs):
+    from qsim.ir.ops.shape import slice_index
+
+    return [inputs[0][slice_index(inputs[0].ndim, attrs)]]
+
+
+def split(inputs, w, attrs):
+    x = inputs[0]
+    return np.split(x, np.cumsum([int(s) for s in attrs["split"]])[:-1], axis=int(attrs.get("axis", 0)))
+
+
 def attention(inputs, w, attrs):
     x = inputs[0]
     if int(attrs.get("past", 0)):

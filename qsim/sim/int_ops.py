@@ -236,7 +236,7 @@ def matmul(step: Step):
 
 
 def move(step: Step):
-    """Reshape, Flatten, Transpose: no arithmetic when the parameters carry over unchanged."""
+    """Reshape, Flatten, Transpose, Slice, Split: no arithmetic when the parameters carry over unchanged."""
     if not same_params(step.in_q(), step.out_q()) and step.in_q() != step.out_q():
         raise Fallback
     return run_float_kernel(step.node.op, step.args, {}, step.node.attrs)

@@ -13,7 +13,7 @@
 * AddConst, SubConst, MulConst, DivConst, PowConst (operand_shape, reversed=False): ``x op c`` (``c op x``
   when reversed) with a constant ``c`` held as the node's weight ``operand`` (numpy broadcasting).
 
-The simulator has no kernels for LRN, Split and GlobalMaxPool (the cost model costs
+The simulator has no kernels for LRN and GlobalMaxPool (the cost model costs
 them); Pad's integer kernel fills with the zero point; the integer executor runs the other
 arithmetic here as float islands except Requantize and the quantized AddConst / MulConst.
 """
@@ -81,7 +81,8 @@ def infer_reduce_mean(inputs, attrs) -> Inferred:
     return Inferred(outputs=(out,))
 
 
-@register("Split", cost_class=CostClass.DATA_MOVEMENT, float_kernel=NONE, int_kernel=NONE, quant=_SHARED)
+@register("Split", cost_class=CostClass.DATA_MOVEMENT, float_kernel="float_ops.split", int_kernel="int_ops.move",
+          quant=_SHARED)
 def infer_split(inputs, attrs) -> Inferred:
     if len(inputs) != 1:
         raise ValueError("Split takes one input")

@@ -1,8 +1,10 @@
 """Data movement without arithmetic: Concat (axis), Reshape (shape, one -1 allowed, 0 copies the
-input dimension as in ONNX), Flatten (axis=1, ONNX semantics), Transpose (perm).
+input dimension as in ONNX), Flatten (axis=1, ONNX semantics), Transpose (perm), Slice (starts,
+ends, axes, steps: ONNX semantics, which are Python's slices: negative indices count from the end,
+out-of-range ones clamp).
 
-Reshape, Flatten and Transpose keep their input's quantization parameters (exact copies of the
-stored integers); Concat runs the runtimes' integer concatenation, rescaling differing inputs."""
+Reshape, Flatten, Transpose and Slice keep their input's quantization parameters (exact copies of
+the stored integers); Concat runs the runtimes' integer concatenation, rescaling differing inputs."""
 from __future__ import annotations
 
 from math import prod
@@ -70,3 +72,25 @@ def infer_transpose(inputs, attrs) -> Inferred:
     if sorted(perm) != list(range(len(s))):
         raise ValueError(f"perm {perm} is not a permutation of rank {len(s)}")
     return Inferred(outputs=(tuple(s[p] for p in perm),))
+
+
+def slice_index(rank: int, attrs) -> tuple[slice, ...]:
+    """The numpy index of a Slice node's attributes (axes normalized by the importer)."""
+    index = [slice(None)] * rank
+    for start, end, axis, step in zip(attrs["starts"], attrs["ends"], attrs["axes"], attrs["steps"]):
+        if not -rank <= int(axis) < rank:
+            raise ValueError(f"axis {axis} out of range for rank {rank}")
+        if int(step) == 0:
+            raise ValueError("a Slice step is 0")
+        index[int(axis)] = slice(int(start), int(end), int(step))
+    return tuple(index)
+
+
+@register("Slice", cost_class=CostClass.DATA_MOVEMENT, float_kernel="float_ops.slice_axes",
+          int_kernel="int_ops.move", quant=_SHARED, attrs=("starts", "ends", "axes", "steps"))
+def infer_slice(inputs, attrs) -> Inferred:
+    if len(inputs) != 1:
+        raise ValueError("Slice takes one input")
+    s = inputs[0]
+    index = slice_index(len(s), attrs)
+    return Inferred(outputs=(tuple(len(range(d)[i]) for d, i in zip(s, index)),))
