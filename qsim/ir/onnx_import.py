@@ -23,7 +23,7 @@ from qsim.ir.graph import Graph
 from qsim.ir.model_io import ModelIO, Port
 from qsim.ir.onnx_context import Context, classify_inputs, is_quantized
 from qsim.ir.onnx_fold import FOLDERS
-from qsim.ir.onnx_s8_units import float_qdq_units, int8_float_units, int8_pairs, int8_refusal
+from qsim.ir.onnx_s8_units import bias_refusal, float_qdq_units, int8_float_units, int8_pairs, int8_refusal
 
 if TYPE_CHECKING:
     import onnx
@@ -210,7 +210,7 @@ def _model_io(model: onnx.ModelProto, ctx: Context, symbolic_batch: set[str]) ->
 
     inputs = tuple(port(i, i.name) for i in model.graph.input if i.name in ctx.g.inputs)
     uint8 = tuple(sorted({ctx.alias.get(t, t) for t in int8_pairs(model)[0]}))
-    refusal = "; ".join(r for r in (int8_refusal(model), half_refusal(ctx)) if r) or None
+    refusal = "; ".join(r for r in (int8_refusal(model), bias_refusal(model), half_refusal(ctx)) if r) or None
     return ModelIO(inputs, tuple(port(o, ctx.alias[o.name]) for o in model.graph.output), refusal, uint8,
                    int8_float_units(model), float_qdq_units(model))
 

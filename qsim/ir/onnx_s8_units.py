@@ -1,5 +1,6 @@
 """Which QDQ node units onnxruntime (x86-64, CPU provider, ORT_ENABLE_EXTENDED and above) runs in
-float when activations are int8 (S8S8 QDQ models), read from the graph.
+float, read from the graph: those of int8 activations (S8S8 QDQ models, below) and Conv / Gemm units
+whose bias is not quantized as int32 (``bias_refusal``).
 
 onnxruntime fuses int8-activation units only after ``QDQS8ToU8Transformer`` has turned their
 QuantizeLinear -> DequantizeLinear pairs into uint8 ones, and it converts a pair only when the
@@ -121,3 +122,25 @@ def int8_refusal(model: ModelProto) -> str | None:
             "reproduce the summation order of those float kernels (float Add, Mul, Relu, Concat, MaxPool "
             "units are run as onnxruntime runs them). Quantize with uint8 activations (onnxruntime fuses "
             "every unit then, and runs faster)")
+
+
+def bias_refusal(model: ModelProto) -> str | None:
+    """Conv / Gemm QDQ units whose bias DequantizeLinear reads another type than int32: onnxruntime's
+    selectors (``ConvNodeGroupSelector``, ``GemmNodeGroupSelector``) fuse only an int32 bias, so the
+    unit stays DQ -> float Conv -> Q (ConvNeXt-tiny through quantize_static: its stem's bias came out
+    uint8, and qsim's integer conv differed from onnxruntime's float one on 1 % of the codes)."""
+    g = model.graph
+    types = {t.name: t.data_type for t in g.initializer}
+    dq_src = {n.output[0]: n.input[0] for n in g.node if n.op_type == "DequantizeLinear"}
+    units = []
+    for n in g.node:
+        if n.op_type in ("Conv", "Gemm") and len(n.input) > 2 and n.input[0] in dq_src and n.input[2] in dq_src:
+            elem = types.get(dq_src[n.input[2]], onnx_proto.INT32)
+            if elem != onnx_proto.INT32:
+                units.append(f"{n.name or n.output[0]} ({n.op_type}, a {onnx_proto.np_dtype(elem).name} bias)")
+    if not units:
+        return None
+    shown = ", ".join(units[:6]) + (f" and {len(units) - 6} more" if len(units) > 6 else "")
+    return (f"onnxruntime runs the QDQ units {shown} in float: it fuses a Conv or Gemm unit only with an "
+            "int32 bias (QLinearConv / QGemm), and qsim does not reproduce the summation order of its float "
+            "kernels. Quantize those biases as int32 at input scale x weight scale")

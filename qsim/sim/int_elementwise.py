@@ -137,6 +137,11 @@ def binary_setup(step: Step, op: str):
         raise Fallback
     a, qa, b, qb = _operands(step)
     yq = step.out_q()
+    if family is Kernels.ONNXRUNTIME and any(q.scale.size != 1 for q in (qa, qb, yq)):
+        # QLinearAdd / QLinearMul take per-tensor parameters: onnxruntime leaves a unit with a
+        # per-channel operand (ConvNeXt's Linear bias through quantize_static) as DQ -> float op -> Q,
+        # one fp32 operation per element, which the float island is
+        raise Fallback
     lo, hi = activation_range(step, yq)
     p = (scalar_scale(step, qa, "operand A"), scalar_zp(step, qa, "operand A"),
          scalar_scale(step, qb, "operand B"), scalar_zp(step, qb, "operand B"),
