@@ -179,21 +179,31 @@ def plan_avgpool(step: Step) -> Bound | None:
 
 def plan_softmax(step: Step) -> Bound | None:
     """onnxruntime's QLinearSoftmax (``int_elementwise.softmax``) with its parameters resolved once
-    (``softmax_setup``, whose checks decide as on the per-node path): the per-node path cost
-    ~0.24 ms around ResNet-50's 0.05 ms softmax."""
-    from qsim.sim.int_common import to_storage
-    from qsim.sim.int_elementwise import ort_softmax, softmax_setup
+    (``softmax_setup``, whose checks decide as on the per-node path) and its table built once (it
+    depends on the row length, fixed for a planned node); the rows run in
+    ``ort_softmax_jit.ort_softmax_rows``. ResNet-50's 1000 classes: 0.095 ms per run on the numpy
+    form, 0.003 ms now (a one-node onnxruntime session: 0.011 ms; Zen 3, 1 and 2 threads)."""
+    from qsim.kernels.ort_softmax_jit import ort_softmax_rows
+    from qsim.sim.int_elementwise import ort_softmax_table, softmax_setup
 
     s = _declines(lambda: softmax_setup(step)) if step.rt.softmax is Kernels.ONNXRUNTIME else None
     if s is None:
         return None
-    yq = step.out_q()
+    moved = np.moveaxis(step.args[0], s.axis, -1).shape
+    rows, d = int(np.prod(moved[:-1])), moved[-1]  # explicit: reshape(-1, 0) is refused
+    table = ort_softmax_table(s.s_in, d, s.signed)
+    y_scale = float(np.floor(_F32(1.0) / _F32(s.s_out)))
+    zp, top = int(s.zp_out), 127 if s.signed else 255  # the reference's saturation (by the input type)
+    outs = [np.empty(moved, dtype=storage(step.out_q()))]
+    last = s.axis == step.args[0].ndim - 1  # no moveaxis (~3 us a call, the kernel's own time)
 
     def run(args, fresh):
-        y = ort_softmax(np.moveaxis(args[0], s.axis, -1), s.s_in, s.s_out, s.zp_out, s.signed)
-        return [to_storage(np.moveaxis(y, -1, s.axis), yq)], 0
+        y = np.empty_like(outs[0]) if fresh else outs[0]
+        x = args[0] if last else np.moveaxis(args[0], s.axis, -1)
+        ort_softmax_rows(x.reshape(rows, d), table, y_scale, zp, top, y.reshape(rows, d))
+        return [y if last else np.moveaxis(y, -1, s.axis)], 0
 
-    return Bound(run, [(s.lo, s.hi)])
+    return Bound(run, [(s.lo, s.hi)], outs)
 
 
 def plan_move(step: Step) -> Bound | None:
