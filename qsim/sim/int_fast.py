@@ -119,7 +119,7 @@ def ort_binary(op: str, a, b, params, lo: int, hi: int, dtype) -> np.ndarray:
     with serial_below(a.size, 1 << 20):  # about 0.5 ms of work on one thread
         if op == "add":
             ra, rb, fixed = ort_add_params(sa, za, sb, zb, sc, zc)
-            ort_binary_jit.ort_add(a, b, ra, rb, fixed, lo, hi, out)
+            ort_binary_jit.ort_add(a, b, ra, rb, fixed, lo, hi, ort_binary_jit.add_bounded(ra, rb, fixed, a.dtype), out)
         else:
             ort_binary_jit.ort_mul(a, b, int(za), int(zb), ort_mul_ratio(sa, sb, sc), np.float32(zc), lo, hi, out)
     return out.reshape(shape)

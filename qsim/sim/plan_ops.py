@@ -53,14 +53,15 @@ def plan_binary(step: Step) -> Bound | None:
 
     def run(args, fresh):
         y = np.empty_like(outs[0]) if fresh else outs[0]
-        kernel(np.transpose(args[0], order).reshape(-1), np.transpose(args[1], order).reshape(-1), y.reshape(-1))
+        # the methods, not np.transpose: 0.5 us a call less (16 adds in ResNet-50)
+        kernel(args[0].transpose(order).reshape(-1), args[1].transpose(order).reshape(-1), y.reshape(-1))
         return [y.transpose(inverse)], 0
 
     # onnxruntime's kernels are parallel, on the model's threads: ResNet-50 b1's 16 residual adds
-    # (100k-800k elements) took 1.38 ms on one thread, 0.89 ms on two (onnxruntime 0.93 ms; 2
-    # threads, load 1.9, under the CPU lock). One of at most BLOCK elements is one work item: it
-    # runs on whatever thread count the previous node left (no switch).
-    parallel = family is Kernels.ONNXRUNTIME and a.size > ort_binary_jit.BLOCK
+    # (100k-800k elements) take 1.09 ms on one thread, 0.61-0.65 ms on two as planned nodes (1.52 /
+    # 0.98-1.03 ms before ort_add's bounded variant and 8k blocks; onnxruntime in the model ~0.65 ms). One of fewer than PARALLEL_MIN elements runs on the
+    # calling thread: whatever thread count the previous node left does (no switch).
+    parallel = family is Kernels.ONNXRUNTIME and a.size >= ort_binary_jit.PARALLEL_MIN
     return Bound(run, [(lo, hi)], outs, serial=False if parallel else None)
 
 
@@ -78,12 +79,13 @@ def _binary_kernel(step: Step, op: str, family, params, lo: int, hi: int, size: 
     if family is Kernels.ONNXRUNTIME:
         if op == "add":
             ra, rb, fixed = ort_add_params(sa, za, sb, zb, sc, zc)
+            bounded = ort_binary_jit.add_bounded(ra, rb, fixed, step.args[0].dtype)
         else:
             ratio = ort_mul_ratio(sa, sb, sc)
 
         def ort(a, b, out):
             if op == "add":
-                ort_binary_jit.ort_add(a, b, ra, rb, fixed, lo, hi, out)
+                ort_binary_jit.ort_add(a, b, ra, rb, fixed, lo, hi, bounded, out)
             else:
                 ort_binary_jit.ort_mul(a, b, int(za), int(zb), ratio, _F32(zc), lo, hi, out)
         return ort
@@ -148,21 +150,27 @@ def plan_global_avgpool(step: Step) -> Bound | None:
     axes = tuple(range(2, x.ndim))
     shape = x.shape[:2] + (1,) * (x.ndim - 2)
     dtype = storage(yq)
+    # The layout is the planned one at every planned run: the kernel's view of it is decided here
+    # (np.moveaxis on each run cost 4 us, a third of the node's time on MobileNetV2's 1280x7x7 map)
+    last = bool(np.moveaxis(x, 1, -1).flags.c_contiguous)
+    perm = (0,) + axes + (1,) if last else tuple(range(x.ndim))
+    x3 = (x.shape[0], hw, x.shape[1]) if last else (x.shape[0], x.shape[1], hw)
+    acc = np.empty(x.shape[1], dtype=pool.sum_type(x.dtype, hw))  # the kernel's scratch, per node
+    outs = [np.empty(shape, dtype=dtype)]
 
-    def run(args, fresh):
-        x = args[0]
-        xh = np.moveaxis(x, 1, -1)
-        if xh.flags.c_contiguous or x.flags.c_contiguous:  # summed in memory order, one kernel call
-            y = np.empty(x.shape[:2], dtype=dtype)
-            last = bool(xh.flags.c_contiguous)
-            x3 = xh.reshape(x.shape[0], hw, x.shape[1]) if last else x.reshape(x.shape[0], x.shape[1], hw)
-            pool.global_avg_q(x3, last, zin, scale, flo, fhi, zout, y)
-            return [y.reshape(shape)], 0
-        acc = x.sum(axis=axes, dtype=np.int64) - zin * hw
-        r = np.clip((acc.astype(_F32) * scale).astype(_F32), flo, fhi)
+    if last or x.flags.c_contiguous:  # summed in memory order, one kernel call
+        def run(args, fresh):
+            y = np.empty_like(outs[0]) if fresh else outs[0]
+            pool.global_avg_q(args[0].transpose(perm).reshape(x3), last, zin, scale, flo, fhi, zout, acc,
+                              y.reshape(x.shape[:2]))
+            return [y], 0
+        return Bound(run, [(lo, hi)], outs)
+
+    def run_numpy(args, fresh):
+        sums = args[0].sum(axis=axes, dtype=np.int64) - zin * hw
+        r = np.clip((sums.astype(_F32) * scale).astype(_F32), flo, fhi)
         return [(np.rint(r).astype(np.int64) + zout).astype(dtype).reshape(shape)], 0
-
-    return Bound(run, [(lo, hi)])
+    return Bound(run_numpy, [(lo, hi)])
 
 
 def plan_avgpool(step: Step) -> Bound | None:
@@ -179,21 +187,31 @@ def plan_avgpool(step: Step) -> Bound | None:
 
 def plan_softmax(step: Step) -> Bound | None:
     """onnxruntime's QLinearSoftmax (``int_elementwise.softmax``) with its parameters resolved once
-    (``softmax_setup``, whose checks decide as on the per-node path): the per-node path cost
-    ~0.24 ms around ResNet-50's 0.05 ms softmax."""
-    from qsim.sim.int_common import to_storage
-    from qsim.sim.int_elementwise import ort_softmax, softmax_setup
+    (``softmax_setup``, whose checks decide as on the per-node path) and its table built once (it
+    depends on the row length, fixed for a planned node); the rows run in
+    ``ort_softmax_jit.ort_softmax_rows``. ResNet-50's 1000 classes: 0.095 ms per run on the numpy
+    form, 0.003 ms now (a one-node onnxruntime session: 0.011 ms; Zen 3, 1 and 2 threads)."""
+    from qsim.kernels.ort_softmax_jit import ort_softmax_rows
+    from qsim.sim.int_elementwise import ort_softmax_table, softmax_setup
 
     s = _declines(lambda: softmax_setup(step)) if step.rt.softmax is Kernels.ONNXRUNTIME else None
     if s is None:
         return None
-    yq = step.out_q()
+    moved = np.moveaxis(step.args[0], s.axis, -1).shape
+    rows, d = int(np.prod(moved[:-1])), moved[-1]  # explicit: reshape(-1, 0) is refused
+    table = ort_softmax_table(s.s_in, d, s.signed)
+    y_scale = float(np.floor(_F32(1.0) / _F32(s.s_out)))
+    zp, top = int(s.zp_out), 127 if s.signed else 255  # the reference's saturation (by the input type)
+    outs = [np.empty(moved, dtype=storage(step.out_q()))]
+    last = s.axis == step.args[0].ndim - 1  # no moveaxis (~3 us a call, the kernel's own time)
 
     def run(args, fresh):
-        y = ort_softmax(np.moveaxis(args[0], s.axis, -1), s.s_in, s.s_out, s.zp_out, s.signed)
-        return [to_storage(np.moveaxis(y, -1, s.axis), yq)], 0
+        y = np.empty_like(outs[0]) if fresh else outs[0]
+        x = args[0] if last else np.moveaxis(args[0], s.axis, -1)
+        ort_softmax_rows(x.reshape(rows, d), table, y_scale, zp, top, y.reshape(rows, d))
+        return [y if last else np.moveaxis(y, -1, s.axis)], 0
 
-    return Bound(run, [(s.lo, s.hi)])
+    return Bound(run, [(s.lo, s.hi)], outs)
 
 
 def plan_move(step: Step) -> Bound | None:

@@ -35,6 +35,27 @@ def test_global_avg_q_equals_numpy(dtype, shape):
             for last in (False, True):
                 xs = np.ascontiguousarray(np.moveaxis(x, 1, -1)) if last else x
                 x3 = xs.reshape(shape[0], hw, shape[1]) if last else xs.reshape(shape[0], shape[1], hw)
-                got = np.empty(shape[:2], dtype)
-                pool.global_avg_q(x3, last, *args, got)
-                np.testing.assert_array_equal(got, want)
+                for acc in {pool.sum_type(dtype, hw), np.int32, np.int64}:  # the planner's choice, wider ones
+                    got = np.empty(shape[:2], dtype)
+                    pool.global_avg_q(x3, last, *args, np.empty(shape[1], acc), got)
+                    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8])
+@pytest.mark.parametrize("pixels", [128, 129, 255, 256, 257, 258])
+def test_narrow_sums_at_the_edge_of_their_type(dtype, pixels):
+    """``sum_type`` picks 16-bit sums up to the pixel count where every code at the type's end still
+    fits (uint8: 257 into uint16; int8: 256 into int16); all codes at either end give the numpy sums."""
+    info = np.iinfo(dtype)
+    t = pool.sum_type(dtype, pixels)
+    assert np.iinfo(t).bits == (16 if pixels <= (257 if dtype == np.uint8 else 256) else 32)
+    x = np.empty((2, 3, pixels, 1), dtype)
+    x[0], x[1] = info.max, info.min
+    x[1, 1, 0] = info.max
+    args = (0, F(1.0 / pixels), F(-1e9), F(1e9), 0)
+    want = _numpy(x, *args, np.int64)
+    for last in (False, True):
+        x3 = np.ascontiguousarray(np.moveaxis(x, 1, -1)).reshape(2, pixels, 3) if last else x.reshape(2, 3, pixels)
+        got = np.empty((2, 3), np.int64)
+        pool.global_avg_q(x3, last, *args, np.empty(3, t), got)
+        np.testing.assert_array_equal(got, want)

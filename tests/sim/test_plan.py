@@ -145,12 +145,14 @@ def test_average_pool_over_the_whole_image(pad):
         assert _planned_ops(plan) == (set() if pad else {"AvgPool"})
 
 
+@pytest.mark.parametrize("shape, axis", [((3, 40, 2), 1), ((3, 1001), -1)])
 @pytest.mark.parametrize("dtype", ["uint8", "int8"])
-def test_softmax_is_planned(dtype):
-    """onnxruntime's QLinearSoftmax over axis 1 of a (3, 40, 2) tensor: planned, equal to the per-node path."""
+def test_softmax_is_planned(dtype, shape, axis):
+    """onnxruntime's QLinearSoftmax over axis 1 of a (3, 40, 2) tensor and over the last axis of
+    (3, 1001): planned, equal to the per-node path."""
     g = Graph("sm")
-    g.add_input("x", (3, 40, 2), dtype)
-    g.add_node("Softmax", "sm", ["x"], {"axis": 1}, dtype=dtype)
+    g.add_input("x", shape, dtype)
+    g.add_node("Softmax", "sm", ["x"], {"axis": axis}, dtype=dtype)
     g.mark_output("sm")
     g.quant_params["x"] = tq(0.13, 5, dtype)
     g.quant_params["sm"] = tq(1 / 256, 0 if dtype == "uint8" else -128, dtype)
@@ -158,7 +160,7 @@ def test_softmax_is_planned(dtype):
     plan = ExecutionPlan(g, "onnxruntime")
     info = np.iinfo(dtype)
     for seed in (8, 9):
-        x = {"x": np.random.default_rng(seed).integers(info.min, info.max + 1, (3, 40, 2)).astype(dtype)}
+        x = {"x": np.random.default_rng(seed).integers(info.min, info.max + 1, shape).astype(dtype)}
         got, want = plan.run(x, trace=True), run_integer(g, x, "onnxruntime", trace=True)
         assert got.outputs["sm"].dtype == want.outputs["sm"].dtype
         assert np.array_equal(got.outputs["sm"], want.outputs["sm"]) and got.stats.equals(want.stats)
