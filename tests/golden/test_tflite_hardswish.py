@@ -11,6 +11,9 @@ high multiply differs from a rounding one; zero points at both ends of int8; inp
 shifts); s_in / s_out up to 127.9 (output exponent 0)."""
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -169,3 +172,40 @@ def test_simulate_uint8(tmp_path):
     for kernels, policy in POLICIES.items():
         got = next(iter(simulate(path, {"x": x}, policy=policy).values()))
         assert got.dtype == np.uint8 and np.array_equal(got.astype(np.int64), _runtime(U8_WRAP, x, kernels))
+
+
+def _mobilenet_v3_block(path):
+    """CONV_2D 1x1 -> HARD_SWISH -> DEPTHWISE_CONV_2D 3x3 -> HARD_SWISH, int8 NHWC, 24 channels:
+    the activation between the matrix ops as MobileNetV3 places it."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
+    from _model_files import TfliteWriter
+
+    rng = np.random.default_rng(11)
+    w, c = TfliteWriter(), 24
+    x = w.tensor("x", (1, 9, 9, c), np.int8, (0.04, -3))
+    t = {n: w.tensor(n, (1, 9, 9, c), np.int8, q) for n, q in
+         (("c1", (0.05, -20)), ("h1", (0.03, -110)), ("dw", (0.05, 5)), ("y", (0.025, -100)))}
+    s_w = (0.01 * np.exp(rng.uniform(-0.5, 0.5, c))).astype(np.float32)
+    zeros = np.zeros(c, int)
+    w1 = w.tensor("w1", (c, 1, 1, c), np.int8, (s_w, zeros, 0), rng.integers(-127, 128, (c, 1, 1, c)))
+    b1 = w.tensor("b1", (c,), np.int32, ((np.float32(0.04) * s_w).astype(np.float32), zeros, 0), rng.integers(-500, 500, c))
+    w2 = w.tensor("w2", (1, 3, 3, c), np.int8, (s_w, zeros, 3), rng.integers(-127, 128, (1, 3, 3, c)))
+    b2 = w.tensor("b2", (c,), np.int32, ((np.float32(0.03) * s_w).astype(np.float32), zeros, 0), rng.integers(-500, 500, c))
+    same = dict(padding=w.s.Padding.SAME, strideH=1, strideW=1)
+    w.op("CONV_2D", [x, w1, b1], [t["c1"]], w.options("Conv2DOptionsT", **same), "Conv2DOptions")
+    w.op("HARD_SWISH", [t["c1"]], [t["h1"]])
+    w.op("DEPTHWISE_CONV_2D", [t["h1"], w2, b2], [t["dw"]], w.options("DepthwiseConv2DOptionsT", depthMultiplier=1, **same),
+         "DepthwiseConv2DOptions")
+    w.op("HARD_SWISH", [t["dw"]], [t["y"]])
+    return w.save(path, [x], [t["y"]])
+
+
+@pytest.mark.parametrize("kernels", KERNELS)
+def test_simulate_in_a_network(tmp_path, kernels):
+    """The block end to end (the float island this kernel replaced differed on 5-6 of the 1,944
+    outputs under each kernel set)."""
+    path = _mobilenet_v3_block(tmp_path / "block.tflite")
+    x = np.random.default_rng(3).integers(-128, 128, (1, 9, 9, 24)).astype(np.int8)
+    want = run(path.read_bytes(), [x], kernels)
+    got = next(iter(simulate(path, {"x": x}, policy=POLICIES[kernels]).values()))
+    assert np.array_equal(got, want)
