@@ -15,6 +15,9 @@ float64 multiplier. ``Runtime`` records those choices for one policy, as enums:
 * ``avgpool``: the ``Rounding`` of the integer sum / count, or ``Kernels.ONNXRUNTIME`` (MLAS's fp32
   formula, ``int_pool._ort_avgpool``);
 * ``quantize``: the ``qsim.numerics.quantize`` variant used for float inputs and float islands;
+* ``hardswish``: LiteRT's fixed-point HARD_SWISH (``Kernels.TFLITE_REFERENCE``: one kernel for all
+  three LiteRT kernel sets, ``qsim.sim.int_hardswish``) or FLOAT (a float island: onnxruntime has no
+  quantized HardSwish and runs DQ -> HardSwish -> Q in float);
 * ``u8s8_pairs16``: uint8 x int8 matrix products are summed in int16 pairs that saturate
   (``qsim.kernels.pairs16``): onnxruntime on x86 CPUs without VNNI. Which CPU onnxruntime runs on is
   ``ort_cpu()``: the ``ort_cpu=`` argument of ``qsim.simulate`` / ``qsim.compile`` / ``qsim validate
@@ -54,16 +57,18 @@ class Runtime:
     depthwise_tail: PolicyName | None = None
     dequantize: Kernels | None = None  # a float model output read back: None = DequantizeLinear's formula
     u8s8_pairs16: bool = False
+    hardswish: Kernels = Kernels.FLOAT
 
 
 def _tflite(policy: PolicyName, *, conv: PolicyName, fc: PolicyName, add: Kernels = K.TFLITE_REFERENCE,
             quantize: Kernels = K.TFLITE_REFERENCE, depthwise_tail: PolicyName | None = None,
             dequantize: Kernels | None = None) -> Runtime:
     """LiteRT's builtin kernels: MUL as ADD (the optimized one has int16 lanes: elementwise.mul_tflite),
-    SOFTMAX and the LUT activations as the reference kernels."""
+    SOFTMAX, the LUT activations and HARD_SWISH as the reference kernels."""
     return Runtime(policy=policy, conv=conv, depthwise=conv, fc=fc, matmul=conv, add=add, mul=add,
                    softmax=K.TFLITE_REFERENCE, lut=K.TFLITE_REFERENCE, avgpool=Rounding.HALF_AWAY,
-                   quantize=quantize, depthwise_tail=depthwise_tail, dequantize=dequantize)
+                   quantize=quantize, depthwise_tail=depthwise_tail, dequantize=dequantize,
+                   hardswish=K.TFLITE_REFERENCE)
 
 
 def _torch(policy: PolicyName) -> Runtime:
@@ -87,10 +92,11 @@ RUNTIMES: dict[PolicyName, Runtime] = {r.policy: r for r in (
     # QUANTIZE / DEQUANTIZE: blocks of 8 and a scalar tail (qsim.numerics.quantize).
     _tflite(P.TFLITE_OPTIMIZED, conv=P.TFLITE_OPTIMIZED, fc=P.TFLITE_OPTIMIZED, add=K.TFLITE_OPTIMIZED,
             quantize=K.TFLITE_OPTIMIZED, depthwise_tail=P.TFLITE_REFERENCE, dequantize=K.TFLITE_OPTIMIZED),
-    # LiteRT with the XNNPACK delegate; SOFTMAX and the LUT activations stay on the builtin kernels.
+    # LiteRT with the XNNPACK delegate; SOFTMAX, the LUT activations and quantized HARD_SWISH stay on
+    # the builtin kernels.
     Runtime(policy=P.XNNPACK, conv=P.XNNPACK, depthwise=P.XNNPACK, fc=P.XNNPACK, matmul=P.XNNPACK,
             add=K.XNNPACK, mul=K.XNNPACK, softmax=K.TFLITE_REFERENCE, lut=K.TFLITE_REFERENCE,
-            avgpool=Rounding.HALF_AWAY, quantize=K.XNNPACK),
+            avgpool=Rounding.HALF_AWAY, quantize=K.XNNPACK, hardswish=K.TFLITE_REFERENCE),
     # Unverified rows: matrix ops per the policy, the rest as the TFLite reference kernels.
     _tflite(P.TFLITE_SINGLE_ROUNDING, conv=P.TFLITE_SINGLE_ROUNDING, fc=P.TFLITE_SINGLE_ROUNDING),
     _tflite(P.CMSIS_NN, conv=P.CMSIS_NN, fc=P.CMSIS_NN),

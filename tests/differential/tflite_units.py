@@ -203,6 +203,19 @@ def _fixed_out(op: str):
     return build
 
 
+def hard_swish(g: Gen) -> TfliteModel:
+    """int8 only (LiteRT's HARD_SWISH rejects int16 at invoke). The output scale is drawn near the
+    input's (s_in / s_out of 128 and more makes LiteRT's Prepare fail; qsim refuses it too); a tie
+    case uses s_in * 2^r, which puts the final rounding shift on halves."""
+    m = TfliteModel()
+    shape = _nhwc(g) if g.chance(0.6) else (g.int(1, 3), g.pick([1, 7, 16, 33, 100]))
+    s_in = g.scale(1e-4, 1.0) if g.chance(0.7) else g.scale()
+    s_out = np.float32(s_in * 2.0 ** g.int(-6, 3)) if g.tie else np.float32(s_in * np.exp(g.rng.uniform(-3.5, 2)))
+    x = m.feed(g, "x", shape, np.int8, (s_in, g.zero_point("int8")))
+    y = m.out("y", shape, np.int8, (s_out, g.zero_point("int8")))
+    m.w.op("HARD_SWISH", [x], [y])
+    return m
+
 def mean(g: Gen) -> TfliteModel:
     m = TfliteModel()
     dt, sixteen = _types(g)
@@ -280,5 +293,5 @@ TFLITE_UNITS = {
     "AVERAGE_POOL_2D": _pool("AVERAGE_POOL_2D"), "MAX_POOL_2D": _pool("MAX_POOL_2D"),
     "CONCATENATION": concatenation, "SOFTMAX": _fixed_out("SOFTMAX"), "LOGISTIC": _fixed_out("LOGISTIC"),
     "TANH": _fixed_out("TANH"), "MEAN": mean, "PAD": pad, "RESHAPE": reshape,
-    "QUANTIZE": quantize, "DEQUANTIZE": dequantize,
+    "QUANTIZE": quantize, "DEQUANTIZE": dequantize, "HARD_SWISH": hard_swish,
 }

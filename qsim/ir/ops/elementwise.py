@@ -38,14 +38,15 @@ for _name, (_float, _int) in _BINARY.items():
              vector_ops=per_output(1), attrs=())(_binary)
 
 # name: (vector ops per element, float kernel, integer kernel). Integer: a clamp at the quantized
-# bounds (Relu, Relu6, Clip), LiteRT's lookup tables (Sigmoid, Tanh, GELU), else a float island.
+# bounds (Relu, Relu6, Clip), LiteRT's lookup tables (Sigmoid, Tanh, GELU), LiteRT's fixed-point
+# HARD_SWISH (a float island under onnxruntime: int_hardswish), else a float island.
 _ACTIVATIONS = {"Relu": (1, "float_ops.relu", "int_ops.relu"),
                 "Relu6": (2, "float_ops.relu6", "int_ops.relu6"),
                 "Clip": (2, "float_ops.clip", "int_ops.clip"),
                 "Sigmoid": (3, "float_ops.sigmoid", "int_elementwise.lut"),
                 "Tanh": (5, "float_ops.tanh", "int_elementwise.lut"),
                 "GELU": (8, "float_ops.gelu", "int_elementwise.lut"),
-                "HardSwish": (4, "float_ops.hardswish", ISLAND),
+                "HardSwish": (4, "float_ops.hardswish", "int_hardswish.hardswish"),
                 "SiLU": (4, "float_ops.silu", ISLAND)}
 _ATTRS = {"Clip": ("min", "max"), "GELU": ("approximate",)}
 for _name, (_ops, _float, _int) in _ACTIVATIONS.items():
