@@ -89,6 +89,8 @@ def _binary_kernel(step: Step, op: str, family, params, lo: int, hi: int, size: 
         return ort
     from qsim.kernels import elementwise as ew, elementwise_jit as ewj  # here: an onnxruntime model needs neither
 
+    if family is Kernels.TFLITE_OPTIMIZED and step.out_q().fmt.name == "uint8":
+        return None  # LiteRT's 8-wide uint8 kernels have no compiled twin: the per-node path
     if family is Kernels.XNNPACK and op == "add":
         fn, extra = ewj._xnn_add_kernel, (ew.xnnpack_add_params(sa, za, sb, zb, sc), zc, lo, hi)
     elif family is Kernels.XNNPACK:
