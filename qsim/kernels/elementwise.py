@@ -14,9 +14,9 @@ from functools import partial
 import numpy as np
 
 from qsim.kernels.elementwise_libm import tanhf_array
-from qsim.kernels.litert_binary import (_single, _srdhm_floor, _wrap16, add_tflite,  # noqa: F401  (re-exported)
-                                        litert_broadcast_layout, litert_vectors, mul_tflite, tflite_add_params,
-                                        tflite_mul_params)
+from qsim.kernels.litert_binary import (_single, _srdhm_floor, _wrap16, add_pot_int16,  # noqa: F401  (re-exported)
+                                        add_tflite, litert_broadcast_layout, litert_vectors, mul_tflite,
+                                        tflite_add_params, tflite_mul_params)
 from qsim.numerics.formats import Rounding
 from qsim.numerics.rounding import round_to_int
 

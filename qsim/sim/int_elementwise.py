@@ -175,10 +175,8 @@ def _binary(step: Step, op: str):
         return [to_storage((ort_add if op == "add" else ort_mul)(a, b, *p, lo, hi), yq)]
     same_shape = np.shape(a) == np.shape(b)
     litert = family in (Kernels.TFLITE_REFERENCE, Kernels.TFLITE_OPTIMIZED, Kernels.XNNPACK)
-    if litert and op == "add" and not same_shape and yq.fmt.name == "int16" and all(litert_pot_scale(v) for v in p[::2]):
-        raise step.fail("int16 ADD with power-of-two scales and a broadcast operand: LiteRT runs its "
-                        "power-of-two int16 path, which does not broadcast (the process aborts), so there "
-                        "is no runtime answer to reproduce")
+    if litert and op == "add" and yq.fmt.name == "int16" and all(litert_pot_scale(v) for v in p[::2]):
+        return [to_storage(_pot_int16_add(step, a, b, p, lo, hi, same_shape), yq)]
     kernels = litert_kernels(family, yq.fmt.name, same_shape)
     if kernels != "reference" and not same_shape:
         return [_optimized_broadcast(step, op, kernels, a, b, p, lo, hi, yq)]
@@ -231,6 +229,21 @@ def _optimized_broadcast(step: Step, op, kernels, a, b, p, lo, hi, yq):
         a, b = (np.transpose(v, (0, 2, 3, 1)) for v in (a, b))
     y = _litert_binary(ew, op, kernels, np.asarray(a), np.asarray(b), p, lo, hi, yq)
     return to_storage(y.transpose(0, 3, 1, 2) if nhwc else y, yq)
+
+
+def _pot_int16_add(step: Step, a, b, p, lo, hi, same_shape: bool):
+    """LiteRT's power-of-two int16 ADD (``ew.add_pot_int16``), or its refusals: it does not broadcast (the
+    process aborts) and its Prepare rejects shifts other than one 0 and one <= 0: no runtime answer."""
+    if not same_shape:
+        raise step.fail("int16 ADD with power-of-two scales and a broadcast operand: LiteRT runs its "
+                        "power-of-two int16 path, which does not broadcast (the process aborts), so there "
+                        "is no runtime answer to reproduce")
+    e1, e2, eo = (round(math.log2(float(v))) for v in p[::2])
+    shift1, shift2 = e1 - eo, e2 - eo
+    if not (shift1 == 0 or shift2 == 0) or max(shift1, shift2) > 0:
+        raise step.fail(f"int16 ADD with power-of-two scales whose input shifts ({shift1}, {shift2}) are not one 0 "
+                        "and one <= 0: LiteRT's Prepare rejects the model, so there is no runtime answer")
+    return ew.add_pot_int16(a, b, shift1, shift2, lo, hi)
 
 
 def litert_pot_scale(scale) -> bool:

@@ -139,6 +139,8 @@ def _binary(op: str, dtypes=None):
         dt = _types(g)[0] if dtypes is None else g.pick(dtypes)
         shape = _nhwc(g) if g.chance(0.6) else (g.int(1, 3), g.channels(33))
         s_a = g.scale()
+        if dtypes is not None and dt == np.int16 and g.chance(0.5):  # LiteRT's power-of-two int16 ADD (tie cases)
+            s_a = np.float32(2.0 ** np.round(np.log2(s_a)))
         s_b = np.float32(s_a * 2.0 ** g.int(-3, 3)) if g.tie else g.scale()
         a = m.feed(g, "a", shape, dt, (s_a, _zp_of(g, dt)))
         form = g.pick(BINARY_FORMS if dtypes is None else BINARY_FORMS + [*ACT_BROADCAST] * 2)
