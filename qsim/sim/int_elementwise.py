@@ -175,7 +175,7 @@ def _binary(step: Step, op: str):
         return [to_storage((ort_add if op == "add" else ort_mul)(a, b, *p, lo, hi), yq)]
     same_shape = np.shape(a) == np.shape(b)
     litert = family in (Kernels.TFLITE_REFERENCE, Kernels.TFLITE_OPTIMIZED, Kernels.XNNPACK)
-    if litert and op == "add" and yq.fmt.name == "int16" and all(litert_pot_scale(v) for v in p[::2]):
+    if litert and op == "add" and litert_pot_int16(step, p):
         return [to_storage(_pot_int16_add(step, a, b, p, lo, hi, same_shape), yq)]
     kernels = litert_kernels(family, yq.fmt.name, same_shape)
     if kernels != "reference" and not same_shape:
@@ -229,6 +229,14 @@ def _optimized_broadcast(step: Step, op, kernels, a, b, p, lo, hi, yq):
         a, b = (np.transpose(v, (0, 2, 3, 1)) for v in (a, b))
     y = _litert_binary(ew, op, kernels, np.asarray(a), np.asarray(b), p, lo, hi, yq)
     return to_storage(y.transpose(0, 3, 1, 2) if nhwc else y, yq)
+
+
+def litert_pot_int16(step: Step, p) -> bool:
+    """Whether LiteRT runs this int16 ADD on its power-of-two path: the file's AddOptions set
+    ``pot_scale_int16`` (the schema's default; a model without AddOptions does not) and all three
+    scales are powers of two (measured: with the option false, the general formula is LiteRT's)."""
+    return step.out_q().fmt.name == "int16" and bool(step.attr("pot_scale_int16", False)) and \
+        all(litert_pot_scale(v) for v in p[::2])
 
 
 def _pot_int16_add(step: Step, a, b, p, lo, hi, same_shape: bool):
