@@ -118,6 +118,9 @@ def binary(ir_op: str):
     def handle(ctx: TfliteContext, index: int, op) -> None:
         a, b = _inputs(op)[:2]
         attrs = _fused({}, op.builtinOptions)
+        if ir_op == "Add" and getattr(op.builtinOptions, "potScaleInt16", False):
+            # LiteRT's int16 ADD takes its power-of-two path only where this option is set (absent: not)
+            attrs["pot_scale_int16"] = True
         if ctx.values[a] is None and ctx.values[b] is None:
             ctx.emit(ir_op, index, [ctx.act(a), ctx.act(b)], attrs, tflite_op=op)
             return

@@ -1,6 +1,7 @@
 """Elementwise integer kernels with requantization: numpy references (``elementwise_jit`` has the
 numba twins, same signatures). Each function says which runtime it is bit-exact with and how that
-was checked (tests/golden/test_policy_elementwise.py builds the LiteRT models).
+was checked (tests/golden/test_policy_elementwise.py builds the LiteRT models). LiteRT's builtin ADD
+and MUL live in ``litert_binary`` and are re-exported here.
 
 Inputs are integer arrays (int8 unless said), outputs int64 arrays already clamped to [qmin, qmax].
 Scales are float32 values as stored in the model; zero points are ints.
@@ -13,159 +14,13 @@ from functools import partial
 import numpy as np
 
 from qsim.kernels.elementwise_libm import tanhf_array
+from qsim.kernels.litert_binary import (_single, _srdhm_floor, _wrap16, add_pot_int16,  # noqa: F401  (re-exported)
+                                        add_tflite, litert_broadcast_layout, litert_vectors, mul_tflite,
+                                        tflite_add_params, tflite_mul_params)
 from qsim.numerics.formats import Rounding
-from qsim.numerics.multipliers import quantize_multiplier
-from qsim.numerics.requant_ref import multiply_by_quantized_multiplier as _mbqm
 from qsim.numerics.rounding import round_to_int
 
 _F32 = np.float32
-
-
-def tflite_add_params(s1, s2, s_out, left_shift: int = 20) -> np.ndarray:
-    """TFLite ``PrepareGeneralSubOp``/``PrepareAdd`` (int8/uint8: left_shift 20; int16: 15):
-    ``twice_max = 2 * max(s1, s2)`` in double; input multipliers ``s_i / twice_max``, output
-    multiplier ``twice_max / (2^left_shift * s_out)``, each through QuantizeMultiplier.
-    Returns int64 [q1, shift1, q2, shift2, q_out, shift_out, left_shift]."""
-    s1, s2, so = (float(_F32(v)) for v in (s1, s2, s_out))
-    twice_max = 2.0 * max(s1, s2)
-    q1, e1 = quantize_multiplier(s1 / twice_max)
-    q2, e2 = quantize_multiplier(s2 / twice_max)
-    qo, eo = quantize_multiplier(twice_max / ((1 << left_shift) * so))
-    return np.array([q1[0], e1[0], q2[0], e2[0], qo[0], eo[0], left_shift], np.int64)
-
-
-def _single(x, q, shift):
-    """TFLITE_SINGLE_ROUNDING MultiplyByQuantizedMultiplier: (x*q + 2^(30-shift)) >> (31-shift)."""
-    total = 31 - np.asarray(shift, np.int64)
-    return (np.asarray(x, np.int64) * q + (np.int64(1) << (total - 1))) >> total
-
-
-def add_tflite(x1, x2, s1, zp1, s2, zp2, s_out, zp_out, qmin=-128, qmax=127, left_shift=20,
-               kernels: str = "reference"):
-    """TFLite/LiteRT int8 ADD: shift each offset input left by ``left_shift``, scale it with its own
-    Q31 multiplier, add, scale the sum with the output multiplier (MultiplyByQuantizedMultiplier).
-
-    ``kernels="reference"``: ``reference_integer_ops::Add``, gemmlowp double rounding throughout.
-    ``kernels="optimized"``: LiteRT's builtin kernel on x86 (measured, LiteRT 2.3): for inputs of the
-    same shape, elements in full 16-element vectors of the flattened tensor scale the inputs with
-    single rounding (ties up, once) and the sum with gemmlowp double rounding; the scalar tail
-    (the last size % 16 elements) is gemmlowp throughout, like the reference. In the vectors of
-    the 8-bit kernel (left_shift 20) the scaled sum is narrowed to int16 without saturation
-    (``vmovn_s32``), the output zero point added in int16 lanes (wrapping), then saturated to int8:
-    where the output scale is far below the input scales (|sum| * s_in / s_out past 32767 - zp,
-    reached from s_in / s_out near 64 with zero points at the int8 ends), the codes wrap. This form
-    matched LiteRT on all 65,536 int8 pairs for s_in / s_out from 1 to 5e5, zero points at both
-    ends (tests/golden/test_tflite_add_narrowing.py).
-
-    Zero points in the storage type's range only, as converters write them: out of range, LiteRT's
-    optimized kernel shifts (x - zp) left by left_shift + its input shift in int32 lanes, which wrap,
-    before its rounding doubling high multiply (that form matched it on all 9 sets of scales and zero
-    points up to 5000 tried), and the reference kernel overflows otherwise. qsim's TFLite loader refuses such files
-    (``qsim.ir.tflite_context``; tests/golden/test_tflite_zero_point_range.py)."""
-    if kernels not in ("reference", "optimized"):
-        raise ValueError(f"unknown ADD kernels {kernels!r}; known: reference, optimized")
-    p = tflite_add_params(s1, s2, s_out, left_shift)
-    x1_in, x2_in = x1, x2
-    x1, x2 = np.broadcast_arrays(np.asarray(x1, np.int64), np.asarray(x2, np.int64))
-    a = (x1 - zp1) << left_shift
-    b = (x2 - zp2) << left_shift
-    raw = _mbqm(a, p[0], p[1]) + _mbqm(b, p[2], p[3])
-    if kernels != "optimized":
-        return np.clip(_mbqm(raw, p[4], p[5]) + zp_out, qmin, qmax)
-    shape1, shape2 = np.shape(x1_in), np.shape(x2_in)
-    layout = litert_broadcast_layout(shape1, shape2)
-    if layout is None:  # BroadcastAdd6DSlow: the reference form throughout
-        return np.clip(_mbqm(raw, p[4], p[5]) + zp_out, qmin, qmax)
-    chunk, width, scalar = layout
-    pos = np.arange(a.size) % chunk
-    vec = (pos < chunk - chunk % width).reshape(a.shape)
-    if scalar is None:  # AddElementwise rows: single rounding on both inputs
-        vsum = _single(a, p[0], p[1]) + _single(b, p[2], p[3])
-    else:  # AddScalarBroadcast (measured, whichever operand is the scalar): the first operand with
-        # gemmlowp's rounding, the second with the rounding high multiply then a flooring shift
-        vsum = _mbqm(a, p[0], p[1]) + _srdhm_floor(b, p[2], p[3])
-    out = _mbqm(np.where(vec, vsum, raw), p[4], p[5])
-    if left_shift == 20:  # the 8-bit kernel's vectors: int16 lanes before the zero point
-        out = np.where(vec, _wrap16(_wrap16(out) + zp_out) - zp_out, out)
-    return np.clip(out + zp_out, qmin, qmax)
-
-
-def _srdhm_floor(x, q, shift):
-    """gemmlowp's SaturatingRoundingDoublingHighMul (ties away from zero), then an arithmetic
-    (flooring) right shift by -shift: LiteRT's AddScalarBroadcast vectors scale the row this way."""
-    ab = np.asarray(x, np.int64) * q
-    v = ab + np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
-    hi = np.where(v >= 0, v >> 31, -((-v) >> 31))
-    return hi >> np.maximum(-np.asarray(shift, np.int64), 0)
-
-
-def litert_broadcast_layout(shape1, shape2):
-    """How LiteRT's optimized int8 ADD (``BroadcastAddDispatch``) splits a broadcast, from TFLite's
-    ``ProcessBroadcastShapes`` and ``BinaryBroadcastFiveFold``: None for the generic category
-    (``BroadcastAdd6DSlow``, the reference form); else (chunk, width, scalar). The output, in C
-    order, is cut into chunks of ``chunk`` elements; in each the first ``chunk - chunk % width`` run
-    in vectors, the rest in scalar code. ``scalar`` None: chunks are rows of y4 > 1 elements
-    (AddElementwise, 16-wide vectors); else y4 == 1 and chunks of y3 elements broadcast one element
-    of operand ``scalar`` (0 or 1) (AddScalarBroadcast: 16- then 8-wide vectors). Equal shapes:
-    one chunk of every element, 16 wide. Measured on every element (tests/golden/test_tflite_add_broadcast.py)."""
-    nd = max(len(shape1), len(shape2))
-    e1 = (1,) * (nd - len(shape1)) + tuple(shape1)
-    e2 = (1,) * (nd - len(shape2)) + tuple(shape2)
-    if e1 == e2:
-        return max(1, int(np.prod(e1, dtype=np.int64))), 16, None
-    first = None
-    for d1, d2 in zip(reversed(e1), reversed(e2)):
-        if d1 == d2:
-            continue
-        if d1 == 1 or d2 == 1:
-            first = d1 == 1  # kFirstInputBroadcastsFast
-            break
-        return None
-    sa, sb = (e1, e2) if first else (e2, e1)
-    y = [1] * 5
-    i = nd - 1
-    for k, test in ((4, lambda i: sa[i] == sb[i]), (3, lambda i: sa[i] == 1), (2, lambda i: sa[i] == sb[i]),
-                    (1, lambda i: sb[i] == 1), (0, lambda i: sa[i] == sb[i])):
-        while i >= 0 and test(i):
-            y[k] *= sa[i] if k in (1, 2) else sb[i]
-            i -= 1
-    if i >= 0:
-        return None
-    if y[4] > 1:
-        return y[4], 16, None
-    return y[3], 8, 0 if first else 1
-
-
-def _wrap16(v):
-    return ((np.asarray(v, np.int64) + 32768) & 0xFFFF) - 32768
-
-
-def tflite_mul_params(s1, s2, s_out) -> np.ndarray:
-    """TFLite MUL (``mul.cc`` Prepare): ``input1->params.scale * input2->params.scale /
-    output->params.scale`` is float arithmetic, widened to double only when assigned, then
-    QuantizeMultiplier (a long-run seed, 901511: the double quotient gives a multiplier 26 lower,
-    which rounds 2815.49998 where LiteRT's rounds 2815.50002)."""
-    q, e = quantize_multiplier(float(_F32(_F32(_F32(s1) * _F32(s2)) / _F32(s_out))))
-    return np.array([q[0], e[0]], np.int64)
-
-
-def mul_tflite(x1, x2, s1, zp1, s2, zp2, s_out, zp_out, qmin=-128, qmax=127, kernels: str = "reference"):
-    """TFLite/LiteRT int8 MUL (reference ``reference_integer_ops::Mul``): the product of the offset
-    inputs, requantized once with MultiplyByQuantizedMultiplier. ``kernels="optimized"``: LiteRT's
-    builtin kernel (same-shape inputs): in full 16-element vectors the requantized product is
-    narrowed to int16 with saturation, the zero point added in int16 lanes (wrapping), then
-    saturated to int8; the size % 16 tail as the reference. It differs where |product| * m passes
-    32767 - |zp_out| (m = s1 * s2 / s_out from about 0.5, zero points at the int8 ends): matched
-    on all 65,536 pairs for m from 0.001 to 0.999 (tests/golden/test_tflite_add_narrowing.py)."""
-    if kernels not in ("reference", "optimized"):
-        raise ValueError(f"unknown MUL kernels {kernels!r}; known: reference, optimized")
-    p = tflite_mul_params(s1, s2, s_out)
-    x1, x2 = np.broadcast_arrays(np.asarray(x1, np.int64), np.asarray(x2, np.int64))
-    out = _mbqm((x1 - zp1) * (x2 - zp2), p[0], p[1])
-    if kernels == "optimized":
-        vec = (np.arange(out.size) < out.size - out.size % 16).reshape(out.shape)
-        out = np.where(vec, _wrap16(np.clip(out, -32768, 32767) + zp_out) - zp_out, out)
-    return np.clip(out + zp_out, qmin, qmax)
 
 
 def xnnpack_add_params(s1, zp1, s2, zp2, s_out) -> np.ndarray:

@@ -146,7 +146,9 @@ def binary_setup(step: Step, op: str):
     p = (scalar_scale(step, qa, "operand A"), scalar_zp(step, qa, "operand A"),
          scalar_scale(step, qb, "operand B"), scalar_zp(step, qb, "operand B"),
          scalar_scale(step, yq, "the output"), scalar_zp(step, yq, "the output"))
-    if family is Kernels.XNNPACK and xnnpack_declines(op, p):
+    # int16: XNNPACK delegates 8-bit ADD / MUL only; the builtin kernel answers (measured: XNNPACK's
+    # answers equal the optimized kernels' on 20 int16 ADD models, same-shape and broadcast)
+    if family is Kernels.XNNPACK and (yq.fmt.name == "int16" or xnnpack_declines(op, p)):
         family = Kernels.TFLITE_OPTIMIZED
     return family, a, b, p, lo, hi
 
@@ -178,46 +180,83 @@ def _binary(step: Step, op: str):
         return [to_storage((ort_add if op == "add" else ort_mul)(a, b, *p, lo, hi), yq)]
     same_shape = np.shape(a) == np.shape(b)
     litert = family in (Kernels.TFLITE_REFERENCE, Kernels.TFLITE_OPTIMIZED, Kernels.XNNPACK)
-    if litert and op == "add" and not same_shape and yq.fmt.name == "int16" and all(litert_pot_scale(v) for v in p[::2]):
-        raise step.fail("int16 ADD with power-of-two scales and a broadcast operand: LiteRT runs its "
-                        "power-of-two int16 path, which does not broadcast (the process aborts), so there "
-                        "is no runtime answer to reproduce")
-    if family is Kernels.TFLITE_OPTIMIZED and op == "add" and not same_shape and yq.fmt.name == "int8":
-        return [_optimized_broadcast_add(step, a, b, p, lo, hi, yq)]
+    if litert and op == "add" and litert_pot_int16(step, p):
+        return [to_storage(_pot_int16_add(step, a, b, p, lo, hi, same_shape), yq)]
+    kernels = litert_kernels(family, yq.fmt.name, same_shape)
+    if kernels != "reference" and not same_shape:
+        return [_optimized_broadcast(step, op, kernels, a, b, p, lo, hi, yq)]
     mod = ew
-    if step.impl == "numba" and same_shape:
+    if step.impl == "numba" and same_shape and kernels != "optimized-uint8":  # the twins: int8 / int16 forms
         import qsim.kernels.elementwise_jit as mod
     a, b = np.ascontiguousarray(np.broadcast_to(a, shape)), np.ascontiguousarray(np.broadcast_to(b, shape))
     if family is Kernels.XNNPACK:
         fn = mod.add_xnnpack if op == "add" else mod.mul_xnnpack
         return [to_storage(fn(a, b, *p, lo, hi), yq)]
-    # The optimized kernels' position-dependent vectors were measured for same-shape inputs only.
-    kernels = "optimized" if family is Kernels.TFLITE_OPTIMIZED and same_shape else "reference"
-    # their scalar tail is the last size % 16 elements in the file's NHWC order (the IR is NCHW)
-    nhwc = kernels == "optimized" and a.ndim == 4 and a.size % 16
+    # their scalar tail is the last size % 16 (uint8: % 8) elements in the file's NHWC order (the IR is NCHW)
+    nhwc = kernels != "reference" and a.ndim == 4 and a.size % 16
     if nhwc:
         a, b = (np.ascontiguousarray(v.transpose(0, 2, 3, 1)) for v in (a, b))
-    if op == "mul":
-        y = mod.mul_tflite(a, b, *p, lo, hi, kernels=kernels)
-    else:
-        left_shift = 15 if yq.fmt.name == "int16" else 20  # TFLite PrepareGeneralSubOp: 16x8 vs 8-bit
-        y = mod.add_tflite(a, b, *p, lo, hi, left_shift=left_shift, kernels=kernels)
+    y = _litert_binary(mod, op, kernels, a, b, p, lo, hi, yq)
     return [to_storage(y.transpose(0, 3, 1, 2) if nhwc else y, yq)]
 
 
-def _optimized_broadcast_add(step: Step, a, b, p, lo, hi, yq):
-    """LiteRT's optimized int8 ADD with a broadcast operand (``ew.litert_broadcast_layout``): its
+def litert_kernels(family: Kernels, storage_type: str, same_shape: bool) -> str:
+    """The ``kernels`` of ``elementwise.add_tflite`` / ``mul_tflite`` that LiteRT runs for a node of
+    this kernel family and output type: the optimized ones under TFLITE_OPTIMIZED (uint8: the legacy
+    8-wide kernels), except int16 broadcasts, which add.cc runs with BroadcastAdd6DSlow under every
+    kernel set."""
+    if family is not Kernels.TFLITE_OPTIMIZED or (storage_type == "int16" and not same_shape):
+        return "reference"
+    return "optimized-uint8" if storage_type == "uint8" else "optimized"
+
+
+def _litert_binary(mod, op, kernels, a, b, p, lo, hi, yq):
+    if op == "mul":
+        return mod.mul_tflite(a, b, *p, lo, hi, kernels=kernels)
+    left_shift = 15 if yq.fmt.name == "int16" else 20  # TFLite PrepareGeneralSubOp: 16x8 vs 8-bit
+    return mod.add_tflite(a, b, *p, lo, hi, left_shift=left_shift, kernels=kernels)
+
+
+def _optimized_broadcast(step: Step, op, kernels, a, b, p, lo, hi, yq):
+    """LiteRT's optimized 8-bit ADD / MUL with a broadcast operand (``ew.litert_vectors``): its
     vectors and scalar code split the file's (NHWC) output in C order, so 4-D operands go back to
-    NHWC; 4-D operands of another rank have no known file layout here and are refused."""
+    NHWC; one value is the same in any layout; other operands of another rank than a 4-D output have
+    no known file layout here and are refused."""
     shape = np.broadcast_shapes(np.shape(a), np.shape(b))
     nhwc = len(shape) == 4
+    if nhwc:
+        a, b = (np.reshape(v, (1, 1, 1, 1)) if np.size(v) == 1 else v for v in (a, b))
     if nhwc and not (np.ndim(a) == 4 and np.ndim(b) == 4):
-        raise step.fail("int8 ADD with a broadcast operand of another rank than the 4-D output: the file's "
-                        "operand layout (which LiteRT's optimized kernel splits into vectors) is not known here")
+        raise step.fail(f"{yq.fmt.name} {op.upper()} with a broadcast operand of another rank than the 4-D output: "
+                        "the file's operand layout (which LiteRT's optimized kernel splits into vectors) is not "
+                        "known here")
     if nhwc:
         a, b = (np.transpose(v, (0, 2, 3, 1)) for v in (a, b))
-    y = ew.add_tflite(np.asarray(a), np.asarray(b), *p, lo, hi, kernels="optimized")
+    y = _litert_binary(ew, op, kernels, np.asarray(a), np.asarray(b), p, lo, hi, yq)
     return to_storage(y.transpose(0, 3, 1, 2) if nhwc else y, yq)
+
+
+def litert_pot_int16(step: Step, p) -> bool:
+    """Whether LiteRT runs this int16 ADD on its power-of-two path: the file's AddOptions set
+    ``pot_scale_int16`` (the schema's default; a model without AddOptions does not) and all three
+    scales are powers of two (measured: with the option false, the general formula is LiteRT's)."""
+    return step.out_q().fmt.name == "int16" and bool(step.attr("pot_scale_int16", False)) and \
+        all(litert_pot_scale(v) for v in p[::2])
+
+
+def _pot_int16_add(step: Step, a, b, p, lo, hi, same_shape: bool):
+    """LiteRT's power-of-two int16 ADD (``ew.add_pot_int16``), or its refusals: it does not broadcast (the
+    process aborts) and its Prepare rejects shifts other than one 0 and one <= 0: no runtime answer."""
+    if not same_shape:
+        raise step.fail("int16 ADD with power-of-two scales and a broadcast operand: LiteRT runs its "
+                        "power-of-two int16 path, which does not broadcast (the process aborts), so there "
+                        "is no runtime answer to reproduce")
+    e1, e2, eo = (round(math.log2(float(v))) for v in p[::2])
+    shift1, shift2 = e1 - eo, e2 - eo
+    if not (shift1 == 0 or shift2 == 0) or max(shift1, shift2) > 0:
+        raise step.fail(f"int16 ADD with power-of-two scales whose input shifts ({shift1}, {shift2}) are not one 0 "
+                        "and one <= 0: LiteRT's Prepare rejects the model, so there is no runtime answer")
+    return ew.add_pot_int16(a, b, shift1, shift2, lo, hi)
 
 
 def litert_pot_scale(scale) -> bool:

@@ -115,52 +115,22 @@ _LITERT_REFUSED = [
 ]
 
 
-def _optimized_litert_refusal(graph: Graph, node, xnnpack: bool = False) -> str | None:
-    """Parameter ranges of LiteRT's optimized int8 kernels that qsim does not reproduce (measured):
-    ADD / MUL with a broadcast operand where the kernels' int16 lanes can wrap (qsim models those
-    lanes for same-shape operands only: ``elementwise.add_tflite`` / ``mul_tflite``). ``xnnpack``: the
-    XNNPACK policy, where only the nodes its delegate leaves to these kernels count."""
-    if node.op not in ("Mul", "MulConst"):  # ADD broadcasts: elementwise.litert_broadcast_layout
-        return None
-    from qsim.sim.int_elementwise import xnnpack_declines
-
-    ins, qs = _binary_quant(graph, node)
-    if qs is None:
-        return None
-    sc = [float(v.scale.reshape(-1)[0]) for v in qs]
-    zp = [int(v.zero_point.reshape(-1)[0]) for v in qs]
-    op = "add" if node.op.startswith("Add") else "mul"
-    if xnnpack and not xnnpack_declines(op, (sc[0], zp[0], sc[1], zp[1], sc[2], zp[2])):
-        return None
-    if tuple(graph.tensor(ins[0]).shape) == tuple(graph.tensor(ins[1]).shape):
-        return None
-    d = [max(v.int_fmt.qmax - z, z - v.int_fmt.qmin) for v, z in zip(qs, zp)]  # the largest |code - zp|
-    bound = (d[0] * sc[0] + d[1] * sc[1]) / sc[2] if op == "add" else d[0] * d[1] * sc[0] * sc[1] / sc[2]
-    if bound + 1 + abs(zp[2]) <= 32767:
-        return None
-    return (f"node {node.name!r} ({node.op}, int8): a broadcast operand with values that can pass LiteRT's "
-            f"optimized kernel's int16 lanes (|result| up to {bound:.6g}, output zero point {zp[2]}) is not "
-            "reproduced")
-
-
 def _binary_quant(graph: Graph, node):
-    """(the two operand tensors, their and the output's quantization), the latter None unless all
-    three are per-tensor integer quantizations (an operand may be a weight: AddConst / MulConst)."""
+    """The quantization of the two operands and the output, or None unless all three are per-tensor
+    integer quantizations (an operand may be a weight: AddConst / MulConst)."""
     ins = [*node.inputs[:2], *node.weights.values()][:2]
     qs = [graph.quant_params.get(t) for t in (*ins, node.outputs[0])]
-    if any(v is None or v.scale.size != 1 or v.int_fmt is None for v in qs):
-        return ins, None
-    return ins, qs
+    return None if any(v is None or v.scale.size != 1 or v.int_fmt is None for v in qs) else qs
 
 
 def _litert_add_aborts(graph: Graph, node) -> str | None:
     """LiteRT's ADD Prepare checks its output multiplier 2 * max(s1, s2) / (2^left_shift * s_out) < 1
-    (left_shift 20 for int8, 15 for int16) and aborts the process otherwise (measured: s_in / s_out of
-    2^19 for int8, 2^14 for int16, every kernel set): there is no runtime answer to reproduce."""
+    (left_shift 20 for int8 and uint8, 15 for int16) and aborts the process otherwise (measured: s_in / s_out
+    of 2^19 for int8 and uint8, 2^14 for int16, every kernel set): there is no runtime answer to reproduce."""
     if node.op not in ("Add", "AddConst"):
         return None
-    _, qs = _binary_quant(graph, node)
-    if qs is None or qs[2].fmt.name not in ("int8", "int16"):
+    qs = _binary_quant(graph, node)
+    if qs is None or qs[2].fmt.name not in ("int8", "uint8", "int16"):
         return None
     s1, s2, so = (float(v.scale.reshape(-1)[0]) for v in qs)
     shift = 15 if qs[2].fmt.name == "int16" else 20
@@ -173,7 +143,7 @@ def _litert_add_aborts(graph: Graph, node) -> str | None:
 
 def refusal(graph: Graph, policy: str) -> str | None:
     """Why the integer executor would not equal the runtime ``policy`` names on ``graph``, or None."""
-    from qsim.numerics.policies import Kernels, PolicyName
+    from qsim.numerics.policies import Kernels
     from qsim.sim.int_runtime import get_runtime
 
     rt = get_runtime(policy)
@@ -186,13 +156,6 @@ def refusal(graph: Graph, policy: str) -> str | None:
                 return f"node {node.name!r} ({node.op}, {'/'.join(sorted(dtypes & set(types)))}): {why}"
         if why := _litert_add_aborts(graph, node):
             return why
-        xnnpack = rt.add is Kernels.XNNPACK
-        if (rt.conv is PolicyName.TFLITE_OPTIMIZED or xnnpack) and dtypes <= {"int8"} and \
-                (why := _optimized_litert_refusal(graph, node, xnnpack)):
-            return why
-        if rt.add is Kernels.XNNPACK and node.op in ("Add", "AddConst", "Mul", "MulConst") and "int16" in dtypes:
-            return (f"node {node.name!r} ({node.op}, int16): XNNPACK delegates int8 only; the builtin int16 "
-                    "kernel it falls back to is not modelled under this policy")
     return None
 
 

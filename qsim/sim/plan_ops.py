@@ -91,6 +91,12 @@ def _binary_kernel(step: Step, op: str, family, params, lo: int, hi: int, size: 
         return ort
     from qsim.kernels import elementwise as ew, elementwise_jit as ewj  # here: an onnxruntime model needs neither
 
+    from qsim.sim.int_elementwise import litert_pot_int16
+
+    if family is Kernels.TFLITE_OPTIMIZED and step.out_q().fmt.name == "uint8":
+        return None  # LiteRT's 8-wide uint8 kernels have no compiled twin: the per-node path
+    if op == "add" and litert_pot_int16(step, params):
+        return None  # LiteRT's power-of-two int16 ADD (int_elementwise._pot_int16_add): the per-node path
     if family is Kernels.XNNPACK and op == "add":
         fn, extra = ewj._xnn_add_kernel, (ew.xnnpack_add_params(sa, za, sb, zb, sc), zc, lo, hi)
     elif family is Kernels.XNNPACK:

@@ -1,6 +1,7 @@
 """LiteRT units: one random single-op .tflite model per call, int8 or int16x8 (int16 activations,
-int8 weights, int64 bias), written with the project's own writer (``TfliteWriter`` of
-tests/unit/_model_files.py). ``TFLITE_UNITS``: op name -> builder(Gen) -> TfliteModel."""
+int8 weights, int64 bias; the *_U8_BCAST units also uint8), written with the project's own writer
+(``TfliteWriter`` of tests/unit/_model_files.py). ``TFLITE_UNITS``: unit name -> builder(Gen) ->
+TfliteModel; a unit's name is its TFLite op, with a suffix for a second unit of the same op."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -116,28 +117,46 @@ def fully_connected(g: Gen) -> TfliteModel:
     return m
 
 
-def _binary(op: str):
+def _zp_of(g: Gen, dt) -> int:
+    """A zero point of storage type ``dt`` (int16x8: symmetric; the same draws as ``_zp``)."""
+    return 0 if dt == np.int16 else g.zero_point(np.dtype(dt).name)
+
+
+# the second operand of ADD / MUL: another activation ("same"), a constant per channel or one value
+BINARY_FORMS = ["same", "same", "channel", "scalar"]
+# ... or, in the *_U8_BCAST units, an activation that broadcasts: per channel (LiteRT's fivefold
+# rows), per pixel (its scalar broadcasts, one per pixel), one value
+ACT_BROADCAST = {"channel-act": lambda s: (1,) * (len(s) - 1) + s[-1:], "pixel-act": lambda s: s[:-1] + (1,),
+                 "scalar-act": lambda s: (1,) * len(s)}
+
+
+def _binary(op: str, dtypes=None):
+    """ADD / MUL / SUB. ``dtypes`` None: int8 or int16x8, a same-shape or constant second operand;
+    else the *_U8_BCAST units: the storage type drawn from ``dtypes`` (uint8: legacy asymmetric
+    models) and the second operand also an activation that broadcasts (``ACT_BROADCAST``)."""
     def build(g: Gen) -> TfliteModel:
         m = TfliteModel()
-        dt, sixteen = _types(g)
+        dt = _types(g)[0] if dtypes is None else g.pick(dtypes)
         shape = _nhwc(g) if g.chance(0.6) else (g.int(1, 3), g.channels(33))
         s_a = g.scale()
+        if dtypes is not None and dt == np.int16 and g.chance(0.5):  # LiteRT's power-of-two int16 ADD (tie cases)
+            s_a = np.float32(2.0 ** np.round(np.log2(s_a)))
         s_b = np.float32(s_a * 2.0 ** g.int(-3, 3)) if g.tie else g.scale()
-        a = m.feed(g, "a", shape, dt, (s_a, _zp(g, sixteen)))
-        form = g.pick(["same", "same", "channel", "scalar"])
-        if form == "same":
-            b = m.feed(g, "b", shape, dt, (s_b, _zp(g, sixteen)))
+        a = m.feed(g, "a", shape, dt, (s_a, _zp_of(g, dt)))
+        form = g.pick(BINARY_FORMS if dtypes is None else BINARY_FORMS + [*ACT_BROADCAST] * 2)
+        if form == "same" or form in ACT_BROADCAST:
+            b = m.feed(g, "b", ACT_BROADCAST[form](shape) if form in ACT_BROADCAST else shape, dt, (s_b, _zp_of(g, dt)))
         else:
             bshape = (shape[-1],) if form == "channel" else ()
-            zb = _zp(g, sixteen)
-            b = m.w.tensor("b", bshape, dt, (s_b, zb), g.codes(str(np.dtype(dt)), bshape, zb))
+            zb = _zp_of(g, dt)
+            b = m.w.tensor("b", bshape, dt, (s_b, zb), g.codes(np.dtype(dt).name, bshape, zb))
         if op == "MUL":
             s_y = np.float32(s_a * s_b * 2.0 ** g.int(0, 8)) if g.tie else np.float32(s_a * s_b * 128 * np.exp(g.rng.uniform(-2, 2)))
         else:
             s_y = np.float32(max(s_a, s_b) * 2.0 ** g.int(-1, 2)) if g.tie else np.float32((s_a + s_b) * np.exp(g.rng.uniform(-1, 1.5)))
-        if op == "ADD" and sixteen and form != "same" and all(litert_pot_scale(v) for v in (s_a, s_b, s_y)):
+        if op == "ADD" and dt == np.int16 and form != "same" and all(litert_pot_scale(v) for v in (s_a, s_b, s_y)):
             s_y = np.float32(s_y * 1.5)  # LiteRT's power-of-two int16 ADD does not broadcast: it aborts
-        y = m.out("y", shape, dt, (s_y, _zp(g, sixteen)))
+        y = m.out("y", shape, dt, (s_y, _zp_of(g, dt)))
         first, second = (b, a) if form != "same" and g.chance(0.3) else (a, b)
         cls = {"ADD": "AddOptions", "SUB": "SubOptions", "MUL": "MulOptions"}[op]
         m.w.op(op, [first, second], [y], m.w.options(f"{cls}T", fusedActivationFunction=_act_fn(g)), cls)
@@ -290,6 +309,8 @@ def dequantize(g: Gen) -> TfliteModel:
 TFLITE_UNITS = {
     "CONV_2D": _conv(False), "DEPTHWISE_CONV_2D": _conv(True), "FULLY_CONNECTED": fully_connected,
     "ADD": _binary("ADD"), "MUL": _binary("MUL"), "SUB": _binary("SUB"),
+    "ADD_U8_BCAST": _binary("ADD", [np.uint8, np.uint8, np.int8, np.int16]),
+    "MUL_U8_BCAST": _binary("MUL", [np.uint8, np.uint8, np.int8]),
     "AVERAGE_POOL_2D": _pool("AVERAGE_POOL_2D"), "MAX_POOL_2D": _pool("MAX_POOL_2D"),
     "CONCATENATION": concatenation, "SOFTMAX": _fixed_out("SOFTMAX"), "LOGISTIC": _fixed_out("LOGISTIC"),
     "TANH": _fixed_out("TANH"), "MEAN": mean, "PAD": pad, "RESHAPE": reshape,

@@ -114,22 +114,20 @@ def test_simulate_mul_at_multipliers_of_one_and_more(tmp_path, policy, kernels):
             assert not np.array_equal(ew.mul_tflite(x1, x2, 0.02, -128, 0.013, 127, 0.02 * 0.013 / m, -128), want)
 
 
-@pytest.mark.parametrize("policy", ["tflite-optimized", "xnnpack"])
-def test_broadcast_beyond_the_int16_lanes_is_refused(tmp_path, policy):
-    """MUL (ADD broadcasts are modelled: test_tflite_add_broadcast.py): a broadcast operand runs through LiteRT's five-fold broadcast (its own vector runs), not
-    modelled: refused, naming the node, where the int16 lanes can wrap; answered where they cannot."""
-    from qsim.errors import QsimError
-
+@pytest.mark.parametrize("policy, kernels", [("tflite-optimized", "optimized"), ("xnnpack", "xnnpack")])
+def test_broadcast_mul_beyond_the_int16_lanes(tmp_path, policy, kernels):
+    """MUL with a broadcast operand where the int16 lanes saturate (once refused): LiteRT's
+    BroadcastMulDispatch runs MulElementwise rows and MulSimpleBroadcast runs in 16-wide vectors
+    (elementwise.litert_vectors); XNNPACK leaves this multiplier (1.3e3) to that builtin kernel."""
     x1 = np.resize(X1, (1, 4, 4, 16))
-    x2 = np.resize(X2, (1, 1, 1, 16))
-    path = tmp_path / "add.tflite"
-    path.write_bytes(elementwise("mul", [x1.shape, x2.shape], [(0.02, -128), (0.013, -128)], (2e-7, 127)))
-    with pytest.raises(QsimError, match=r"\(Mul, int8\): a broadcast operand .* int16 lanes"):
-        simulate(path, {"x0": x1, "x1": x2}, policy=policy)
-    model = elementwise("mul", [x1.shape, x2.shape], [(0.02, -128), (0.013, -128)], (0.05, 127))
-    path.write_bytes(model)
-    got = next(iter(simulate(path, {"x0": x1, "x1": x2}, policy=policy).values()))
-    assert got.shape == x1.shape
+    path = tmp_path / "mul.tflite"
+    for x2 in (np.resize(X1[::-1], (1, 1, 1, 16)), np.resize(X1[::-1], (1, 4, 4, 1))):
+        model = elementwise("mul", [x1.shape, x2.shape], [(0.02, -128), (0.013, -128)], (2e-7, 127))
+        path.write_bytes(model)
+        want = run(model, [x1, x2], kernels)
+        got = next(iter(simulate(path, {"x0": x1, "x1": x2}, policy=policy).values()))
+        assert np.array_equal(got, want)
+        assert not np.array_equal(ew.mul_tflite(x1, x2, 0.02, -128, 0.013, -128, 2e-7, 127), want)
 
 
 _ABORT = """
@@ -142,10 +140,11 @@ run(elementwise("add", [x.shape, x.shape], [(0.02, 0), (0.02, 0)], (0.02 / {rati
 """
 
 
-@pytest.mark.parametrize("dtype, ratio", [("int8", 2 ** 19), ("int16", 2 ** 14)])
+@pytest.mark.parametrize("dtype, ratio", [("int8", 2 ** 19), ("uint8", 2 ** 19), ("int16", 2 ** 14)])
 def test_add_litert_aborts_on_is_refused(tmp_path, dtype, ratio):
-    """s_in / s_out of 2^19 (int8) or 2^14 (int16): LiteRT's ADD aborts the process (its output
-    multiplier must be below 1); qsim refuses the model, naming the node. One below is answered."""
+    """s_in / s_out of 2^19 (int8, uint8) or 2^14 (int16): LiteRT's ADD aborts the process (its output
+    multiplier must be below 1); qsim refuses the model, naming the node. One below is answered
+    (int16 under XNNPACK: by the builtin kernel the delegate leaves it to)."""
     import subprocess
     import sys
     from pathlib import Path
@@ -159,8 +158,6 @@ def test_add_litert_aborts_on_is_refused(tmp_path, dtype, ratio):
     for r, refused in ((ratio, True), (ratio - 1, False)):
         path.write_bytes(elementwise("add", [x.shape, x.shape], [(0.02, 0), (0.02, 0)], (0.02 / r, 0), dtype=x.dtype))
         for policy in ("tflite-reference", "tflite-optimized", "xnnpack"):
-            if dtype == "int16" and policy == "xnnpack":
-                continue  # refused for another reason (XNNPACK delegates int8 only)
             if refused:
                 with pytest.raises(QsimError, match=rf"\(Add, {dtype}\): output scale .* LiteRT's ADD aborts"):
                     simulate(path, {"x0": x, "x1": x}, policy=policy)

@@ -1,7 +1,8 @@
-"""LiteRT corners. Where qsim does not reproduce LiteRT bit for bit (int16 LOGISTIC / TANH / SOFTMAX, int16 ADD under
-the XNNPACK policy, which LiteRT runs on its builtin kernels), simulate refuses with a message
-naming the node and the reason, rather than answering differently; the int8 forms still run. The
-reference FULLY_CONNECTED beyond int32 is reproduced."""
+"""LiteRT corners. Where qsim does not reproduce LiteRT bit for bit (int16 LOGISTIC / TANH / SOFTMAX, int16
+MUL), simulate refuses with a message naming the node and the reason, rather than answering
+differently; the int8 forms still run. (int16 ADD under the XNNPACK policy, once refused here, runs
+LiteRT's builtin kernel: tests/golden/test_tflite_add_broadcast.py.) The reference FULLY_CONNECTED
+beyond int32 is reproduced."""
 from __future__ import annotations
 
 import numpy as np
@@ -18,9 +19,9 @@ from qsim.errors import QsimError  # noqa: E402
 
 @pytest.mark.parametrize("op,policy,message", [("logistic", "tflite-reference", r"'y' \(Sigmoid, int16\)"),
                                                ("softmax", "tflite-optimized", r"'y' \(Softmax, int16\)"),
-                                               ("add", "xnnpack", r"'y' \(Add, int16\): XNNPACK delegates int8 only")])
+                                               ("mul", "xnnpack", r"'y' \(Mul, int16\): LiteRT's int16 MUL")])
 def test_int16_refused(tmp_path, op, policy, message):
-    shapes = [(1, 8)] * (2 if op == "add" else 1)
+    shapes = [(1, 8)] * (2 if op == "mul" else 1)
     model = elementwise(op, shapes, [(0.001, 0)] * len(shapes), (1 / 32768, 0), dtype=np.int16)
     path = tmp_path / f"{op}.tflite"
     path.write_bytes(model)

@@ -196,7 +196,7 @@ class TfliteWriter:
     """Writes a .tflite flatbuffer with LiteRT's schema module (object API): add tensors and ops,
     then ``save``. Constants are numpy arrays; quantization is (scales, zero points, dimension)."""
 
-    TYPES = {np.float32: 0, np.int32: 2, np.int64: 4, np.int16: 7, np.int8: 9}
+    TYPES = {np.float32: 0, np.int32: 2, np.uint8: 3, np.int64: 4, np.int16: 7, np.int8: 9}
 
     def __init__(self):
         from ai_edge_litert import schema_py_generated as s
