@@ -122,7 +122,14 @@ def binary(ir_op: str):
             # LiteRT's int16 ADD takes its power-of-two path only where this option is set (absent: not)
             attrs["pot_scale_int16"] = True
         if ctx.values[a] is None and ctx.values[b] is None:
-            ctx.emit(ir_op, index, [ctx.act(a), ctx.act(b)], attrs, tflite_op=op)
+            xa, xb = ctx.act(a), ctx.act(b)
+            sa, sb = ctx.g.tensor(xa).shape, ctx.g.tensor(xb).shape
+            low = min((sa, sb), key=len)
+            if len(sa) != len(sb) and max(len(sa), len(sb)) == 4 and int(np.prod(low)) > 1:
+                raise ValueError(f"a 4-D activation with an activation of shape {tuple(low)}: the IR holds "
+                                 "4-D tensors as NCHW, and where the lower-rank one lands in it is not "
+                                 "modelled (a constant operand or a one-value activation is)")
+            ctx.emit(ir_op, index, [xa, xb], attrs, tflite_op=op)
             return
         x, c, rev = (a, b, False) if ctx.values[b] is not None else (b, a, True)
         x = ctx.act(x)

@@ -15,6 +15,7 @@ pytest.importorskip("ai_edge_litert")
 from _tflite_models import _Builder, fb, run  # noqa: E402
 
 import qsim.kernels.elementwise as ew  # noqa: E402
+import qsim  # noqa: E402
 from qsim import simulate  # noqa: E402
 
 _G = np.meshgrid(np.arange(256), np.arange(256))
@@ -156,3 +157,12 @@ def test_compiled_second_run(tmp_path, policy, kernels):
         int8_kernel = ew.add_tflite(x1, x2, 0.02, z[0], 0.013, z[1], s_out, z[2], 0, 255, kernels="optimized")
         former += int(np.sum(int8_kernel != want))  # int8's kernel: 16-wide, single rounding
     assert former > 0
+
+
+def test_4d_activation_with_a_lower_rank_activation_is_refused(tmp_path):
+    """The IR holds 4-D activations as NCHW; where a (17,) activation lands in it is not modelled, so
+    the loader refuses it, naming the node and the shapes (a one-value activation broadcasts as is)."""
+    path = tmp_path / "m.tflite"
+    path.write_bytes(_model("add", [(2, 4, 4, 17), (17,)], [(0.02, 3), (0.03, 5)], (0.04, 7)))
+    with pytest.raises(qsim.QsimError, match=r"4-D activation with an activation of shape \(17,\)"):
+        simulate(path, {"x0": np.zeros((2, 4, 4, 17), np.uint8), "x1": np.zeros(17, np.uint8)})
