@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from qsim.ir import onnx_ops as F
+from qsim.ir import onnx_moves as M, onnx_ops as F
 from qsim.ir import onnx_qops as Q
 from qsim.ir.onnx_context import ELEM_NAMES, Const, Context
 from qsim.ir.onnx_fold import FOLDERS, _fold, attrs_of
@@ -103,7 +103,7 @@ def _or_eval(handler):
 
 
 def gather(ctx: Context, node) -> None:
-    """A constant table: the embedding lookup (``onnx_ops.gather``); a data tensor: OnnxEval."""
+    """A constant table: the embedding lookup (``onnx_moves.gather``); a data tensor: OnnxEval."""
     table = ctx.const(node.input[0])
     if table is None:
         return onnx_eval(ctx, node)
@@ -112,7 +112,7 @@ def gather(ctx: Context, node) -> None:
         # quantize_dynamic's Gather of stored codes, then DequantizeLinear: a quantized table
         ctx.consts[node.input[0]] = Const(table.shape, table.dtype, table.value,
                                           Q.qdq_params(ctx, dq, len(table.shape), table.dtype))
-    return F.gather(ctx, node)
+    return M.gather(ctx, node)
 
 
 _FLOAT_BITS = {"float64": 64, "float32": 32, "float16": 16, "bfloat16": 16}
@@ -142,7 +142,7 @@ def cast(ctx: Context, node) -> None:
     to = ELEM_NAMES.get(int(attrs_of(node)["to"]), str(attrs_of(node)["to"]))
     src = _plain_dtype(ctx, node.input[0])
     if src is None or src == to or _dropped(ctx, node, src, to):
-        return F.alias(ctx, node)
+        return M.alias(ctx, node)
     if to not in CAST_TYPES or src not in CAST_TYPES:
         raise ValueError(f"Cast from {src} to {to} is not simulated (Cast converts between "
                          f"{', '.join(sorted(CAST_TYPES))})")
@@ -286,12 +286,12 @@ def onnx_entries(entry) -> dict:
         "MatMulInteger": entry(matmul_integer, None), "ConvInteger": entry(conv_integer, None),
         "DynamicQuantizeMatMul": entry(dynamic_quantize_matmul, None),
         "Cast": entry(cast, FOLDERS["Cast"]), "Gather": entry(gather, FOLDERS["Gather"]),
-        "Reshape": entry(_or_eval(F.reshape), FOLDERS["Reshape"]),
-        "Flatten": entry(_or_eval(F.flatten), FOLDERS["Flatten"]),
-        "Squeeze": entry(_or_eval(F.squeeze_like), FOLDERS["Squeeze"]),
-        "Unsqueeze": entry(_or_eval(F.squeeze_like), FOLDERS["Unsqueeze"]),
-        "Transpose": entry(_or_eval(F.transpose), FOLDERS["Transpose"]),
-        "Concat": entry(_or_eval(F.concat), FOLDERS["Concat"]),
+        "Reshape": entry(_or_eval(M.reshape), FOLDERS["Reshape"]),
+        "Flatten": entry(_or_eval(M.flatten), FOLDERS["Flatten"]),
+        "Squeeze": entry(_or_eval(M.squeeze_like), FOLDERS["Squeeze"]),
+        "Unsqueeze": entry(_or_eval(M.squeeze_like), FOLDERS["Unsqueeze"]),
+        "Transpose": entry(_or_eval(M.transpose), FOLDERS["Transpose"]),
+        "Concat": entry(_or_eval(M.concat), FOLDERS["Concat"]),
         "Mul": entry(mul, FOLDERS["Mul"]), "MatMul": entry(matmul, None),
     })
     return table

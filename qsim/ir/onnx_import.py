@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from qsim.errors import GraphError, QsimError
 from qsim.ir import onnx_dynamic, onnx_proto
-from qsim.ir import onnx_ops as F
+from qsim.ir import onnx_moves as M, onnx_ops as F
 from qsim.ir import onnx_qops as Q
 from qsim.ir.graph import Graph
 from qsim.ir.model_io import ModelIO, Port
@@ -55,7 +55,7 @@ ONNX_OPS: dict[str, OnnxOp] = {
     # matrix ops (absorb a following BatchNormalization / per-channel Mul, Add)
     "Conv": OnnxOp(F.conv), "Gemm": OnnxOp(F.gemm), "MatMul": OnnxOp(F.matmul),
     "BatchNormalization": OnnxOp(F.batchnorm), "LayerNormalization": OnnxOp(F.layer_norm),
-    "Gather": OnnxOp(F.gather, FOLDERS["Gather"]),
+    "Gather": OnnxOp(M.gather, FOLDERS["Gather"]),
     # elementwise
     "Add": OnnxOp(F.binary("Add"), FOLDERS["Add"]), "Sub": OnnxOp(F.binary("Sub"), FOLDERS["Sub"]),
     "Mul": OnnxOp(F.binary("Mul"), FOLDERS["Mul"]), "Div": OnnxOp(F.binary("Div"), FOLDERS["Div"]),
@@ -73,15 +73,15 @@ ONNX_OPS: dict[str, OnnxOp] = {
     "GlobalAveragePool": OnnxOp(F.unary("GlobalAvgPool")), "GlobalMaxPool": OnnxOp(F.unary("GlobalMaxPool")),
     "ReduceMean": OnnxOp(F.reduce_mean),
     # data movement
-    "Reshape": OnnxOp(F.reshape, FOLDERS["Reshape"]), "Flatten": OnnxOp(F.flatten, FOLDERS["Flatten"]),
-    "Transpose": OnnxOp(F.transpose, FOLDERS["Transpose"]), "Concat": OnnxOp(F.concat, FOLDERS["Concat"]),
-    "Squeeze": OnnxOp(F.squeeze_like, FOLDERS["Squeeze"]), "Unsqueeze": OnnxOp(F.squeeze_like, FOLDERS["Unsqueeze"]),
-    "Split": OnnxOp(F.split), "Pad": OnnxOp(F.pad),
-    "Identity": OnnxOp(F.alias, FOLDERS["Identity"]), "Dropout": OnnxOp(F.alias, FOLDERS["Dropout"]),
-    "Cast": OnnxOp(F.alias, FOLDERS["Cast"]),
+    "Reshape": OnnxOp(M.reshape, FOLDERS["Reshape"]), "Flatten": OnnxOp(M.flatten, FOLDERS["Flatten"]),
+    "Transpose": OnnxOp(M.transpose, FOLDERS["Transpose"]), "Concat": OnnxOp(M.concat, FOLDERS["Concat"]),
+    "Squeeze": OnnxOp(M.squeeze_like, FOLDERS["Squeeze"]), "Unsqueeze": OnnxOp(M.squeeze_like, FOLDERS["Unsqueeze"]),
+    "Split": OnnxOp(M.split), "Pad": OnnxOp(M.pad),
+    "Identity": OnnxOp(M.alias, FOLDERS["Identity"]), "Dropout": OnnxOp(M.alias, FOLDERS["Dropout"]),
+    "Cast": OnnxOp(M.alias, FOLDERS["Cast"]),
     # constants only (shape arithmetic, weights stored as ops)
     "Constant": OnnxOp(None, FOLDERS["Constant"]), "ConstantOfShape": OnnxOp(None, FOLDERS["ConstantOfShape"]),
-    "Shape": OnnxOp(None, FOLDERS["Shape"]), "Slice": OnnxOp(F.slice_, FOLDERS["Slice"]),
+    "Shape": OnnxOp(None, FOLDERS["Shape"]), "Slice": OnnxOp(M.slice_, FOLDERS["Slice"]),
     "Equal": OnnxOp(None, FOLDERS["Equal"]), "Where": OnnxOp(None, FOLDERS["Where"]),
     "Expand": OnnxOp(None, FOLDERS["Expand"]), "Range": OnnxOp(None, FOLDERS["Range"]),
     # quantization: QDQ
@@ -95,7 +95,7 @@ ONNX_OPS: dict[str, OnnxOp] = {
     "QLinearMul": _q("Mul", F.binary("Mul"), _TWO, (6, 7)),
     "QLinearAveragePool": _q("AveragePool", F.pool("AvgPool"), _ONE, (3, 4)),
     "QLinearGlobalAveragePool": _q("GlobalAveragePool", F.unary("GlobalAvgPool"), _ONE, (3, 4)),
-    "QLinearConcat": _q("Concat", F.concat, Q.concat_inputs, (0, 1)),
+    "QLinearConcat": _q("Concat", M.concat, Q.concat_inputs, (0, 1)),
     "QLinearSigmoid": _q("Sigmoid", F.unary("Sigmoid"), _ONE, (3, 4)),
     "QLinearLeakyRelu": _q("LeakyRelu", F.with_attrs("LeakyRelu", {"alpha": ("alpha", 0.01)}), _ONE, (3, 4)),
     "QLinearSoftmax": _q("Softmax", F.softmax, _ONE, (3, 4)),

@@ -1,0 +1,97 @@
+"""Handlers for ONNX data-movement ops of activations (also between QuantizeLinear/DequantizeLinear in
+QDQ models): Identity / Dropout / Cast as aliases, Reshape, Squeeze / Unsqueeze, Flatten, Transpose,
+Concat, Pad, Slice, Split, Gather. Their values are copied, not computed, so a quantized tensor keeps
+its parameters (``passthrough``)."""
+from __future__ import annotations
+
+import numpy as np
+
+from qsim.ir.onnx_context import Const, Context
+from qsim.ir.onnx_fold import FOLDERS, attr_or_input, attrs_of, reshape_target
+
+
+def alias(ctx: Context, node) -> None:
+    """Identity, Dropout (inference) and Cast of an activation: the same tensor under a new name."""
+    ctx.alias[node.output[0]] = ctx.act(node.input[0])
+
+
+def reshape(ctx: Context, node) -> None:
+    x = ctx.act(node.input[0])
+    target = [int(d) for d in ctx.value(node.input[1], "Reshape shape")]
+    if ctx.batch_to is not None and target and target[0] == ctx.batch_from:
+        target[0] = ctx.batch_to  # exporters bake the trace-time batch into Reshape targets
+    shape = reshape_target(ctx.g.tensor(x).shape, target, bool(attrs_of(node).get("allowzero", 0)))
+    ctx.emit("Reshape", node, [x], {"shape": shape}, passthrough=True)
+
+
+def squeeze_like(ctx: Context, node) -> None:
+    """Squeeze/Unsqueeze of an activation: a Reshape to the shape ONNX defines."""
+    x = ctx.act(node.input[0])
+    src = ctx.g.tensor(x).shape
+    dummy = Const(src, "float32", np.broadcast_to(np.zeros((), np.float32), src))
+    shape = FOLDERS[node.op_type](ctx, node, [dummy] + [ctx.const(i) for i in node.input[1:]])[0].shape
+    ctx.emit("Reshape", node, [x], {"shape": shape}, passthrough=True)
+
+
+def concat(ctx: Context, node) -> None:
+    ctx.emit("Concat", node, [ctx.act(i) for i in node.input], {"axis": int(attrs_of(node)["axis"])},
+             passthrough=True)
+
+
+def flatten(ctx: Context, node) -> None:
+    ctx.emit("Flatten", node, [ctx.act(node.input[0])], {"axis": int(attrs_of(node).get("axis", 1))},
+             passthrough=True)
+
+
+def transpose(ctx: Context, node) -> None:
+    x = ctx.act(node.input[0])
+    perm = attrs_of(node).get("perm", list(range(len(ctx.g.tensor(x).shape)))[::-1])
+    ctx.emit("Transpose", node, [x], {"perm": tuple(int(p) for p in perm)}, passthrough=True)
+
+
+def pad(ctx: Context, node) -> None:
+    x = ctx.act(node.input[0])
+    pads = [int(p) for p in attr_or_input(ctx, node, "pads", 1)]
+    mode = attrs_of(node).get("mode", b"constant")
+    ctx.emit("Pad", node, [x], {"pads": tuple(pads), "mode": mode.decode() if isinstance(mode, bytes) else mode},
+             passthrough=True)
+
+
+def slice_(ctx: Context, node) -> None:
+    """Slice of an activation by constant starts / ends / axes / steps (a channel split)."""
+    x = ctx.act(node.input[0])
+    rank = len(ctx.g.tensor(x).shape)
+    starts = [int(v) for v in np.asarray(attr_or_input(ctx, node, "starts", 1)).reshape(-1)]
+    ends = [int(v) for v in np.asarray(attr_or_input(ctx, node, "ends", 2)).reshape(-1)]
+    axes = attr_or_input(ctx, node, "axes", 3)
+    axes = range(len(starts)) if axes is None else [int(a) for a in np.asarray(axes).reshape(-1)]
+    steps = attr_or_input(ctx, node, "steps", 4)
+    steps = [1] * len(starts) if steps is None else [int(v) for v in np.asarray(steps).reshape(-1)]
+    if not len(starts) == len(ends) == len(axes) == len(steps):
+        raise ValueError("starts, ends, axes and steps differ in length")
+    if any(not -rank <= a < rank for a in axes):
+        raise ValueError(f"axes {list(axes)} out of range for rank {rank}")
+    ctx.emit("Slice", node, [x], {"starts": tuple(starts), "ends": tuple(ends),
+                                  "axes": tuple(a % rank for a in axes), "steps": tuple(steps)}, passthrough=True)
+
+
+def split(ctx: Context, node) -> None:
+    x = ctx.act(node.input[0])
+    shape = ctx.g.tensor(x).shape
+    axis = int(attrs_of(node).get("axis", 0))
+    sizes = attr_or_input(ctx, node, "split", 1)
+    if sizes is None:
+        n = len(node.output)
+        sizes = [-(-shape[axis] // n)] * (n - 1)
+        sizes.append(shape[axis] - sum(sizes))
+    ctx.emit("Split", node, [x], {"axis": axis, "split": tuple(int(s) for s in sizes)},
+             outputs=list(node.output), passthrough=True)
+
+
+def gather(ctx: Context, node) -> None:
+    table = ctx.const(node.input[0])
+    if table is None or len(table.shape) != 2 or int(attrs_of(node).get("axis", 0)) != 0:
+        raise ValueError("only Gather of rows from a constant 2-D table (an embedding) is supported")
+    ids = ctx.act(node.input[1])
+    ctx.emit("Embedding", node, [ids], {"num_embeddings": table.shape[0], "embedding_dim": table.shape[1]},
+             {"weight": ctx.weight(node.input[0], table)}, dtype=table.dtype if table.quant is None else None)
