@@ -5,6 +5,11 @@ The fuzzing runs in a child process: a case that kills it (a runtime aborting in
 counted as ``runtime-crashed``, written to ``repro.txt`` as a failure, and the run goes on after it.
 
     python -m tests.differential.long --minutes 30 --out reports/fuzz [--first-seed 100000] [--networks]
+    python -m tests.differential.long --minutes 8 --out reports/nets --only-networks mobilenet_v3,shufflenet
+
+Networks take the loop's seed (their weights, calibration data and inputs differ per seed).
+``--only-networks`` runs no units: only the networks whose names contain one of the given words, every
+configuration once per seed, the 32x32 ones first.
 """
 from __future__ import annotations
 
@@ -42,21 +47,34 @@ def _save(o: Outcome, feeds: dict, out: Path, log) -> None:
     log.flush()
 
 
-def _units() -> list[tuple[str, str]]:
+def _units(only: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    if only:
+        from .networks import all_networks
+        return [("net", n) for n in all_networks() if any(w in n for w in only)]
     return [(f, op) for f in ("onnx", "qdq", "tflite") for op in builders(f)]
 
 
-def run(minutes: float, out: Path, first_seed: int, networks: bool, save_known: bool, first_unit: int = 0) -> Counter:
+def run(minutes: float, out: Path, first_seed: int, networks: bool, save_known: bool, first_unit: int = 0,
+        only: tuple[str, ...] = ()) -> Counter:
     """The fuzzing loop (in the child). Before each case it names it in ``current.txt``; after each it
     saves the counts to ``tally.pkl``, so that a crash loses neither."""
     out.mkdir(parents=True, exist_ok=True)
     tally: Counter = Counter()
     deadline = time.monotonic() + 60 * minutes
-    units = _units()
-    nets = iter(_network_names()) if networks else iter(())
+    units = _units(only)
+    nets = iter(_network_names()) if networks and not only else iter(())
     with tempfile.TemporaryDirectory() as tmp, open(out / "repro.txt", "a") as log:
         for seed in itertools.count(first_seed):
             for i, (family, op) in enumerate(units):
+                if family == "net":  # --only-networks: op is the network's name
+                    if seed == first_seed and i < first_unit:
+                        continue
+                    (out / "current.txt").write_text(f"{family} {op} {seed} {i}\n")
+                    (out / "tally.pkl").write_bytes(pickle.dumps(tally))
+                    _network(op, tmp, tally, out, log, save_known, seed)
+                    if time.monotonic() > deadline:
+                        break
+                    continue
                 if seed == first_seed and i < first_unit:
                     continue
                 (out / "current.txt").write_text(f"{family} {op} {seed} {i}\n")
@@ -73,7 +91,7 @@ def run(minutes: float, out: Path, first_seed: int, networks: bool, save_known: 
                         _save(o, write_case(family, op, seed, tmp)[1], out, log)
             name = next(nets, None) if seed % 20 == 0 else None
             if name is not None:
-                _network(name, tmp, tally, out, log, save_known)
+                _network(name, tmp, tally, out, log, save_known, seed)
             if time.monotonic() > deadline:
                 break
     (out / "current.txt").write_text(f"done {seed}\n")
@@ -81,7 +99,8 @@ def run(minutes: float, out: Path, first_seed: int, networks: bool, save_known: 
     return tally
 
 
-def supervise(minutes: float, out: Path, first_seed: int, networks: bool, save_known: bool) -> Counter:
+def supervise(minutes: float, out: Path, first_seed: int, networks: bool, save_known: bool,
+              only: tuple[str, ...] = ()) -> Counter:
     """Run the loop in child processes until the time is up, restarting after a case that kills one."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "repro.txt").write_text("")
@@ -92,6 +111,7 @@ def supervise(minutes: float, out: Path, first_seed: int, networks: bool, save_k
         left = (deadline - time.monotonic()) / 60
         cmd = [sys.executable, "-m", "tests.differential.long", "--child", "--minutes", f"{max(left, 0.0):.4f}",
                "--out", str(out), "--first-seed", str(seed), "--first-unit", str(unit)]
+        cmd += ["--only-networks", ",".join(only)] if only else []
         rc = subprocess.run(cmd + ["--networks"] * networks + ["--save-known"] * save_known).returncode
         tally.update(pickle.loads((out / "tally.pkl").read_bytes()))
         where = (out / "current.txt").read_text().split()
@@ -100,11 +120,14 @@ def supervise(minutes: float, out: Path, first_seed: int, networks: bool, save_k
             break
         family, op, crashed, i = where[0], where[1], int(where[2]), int(where[3])
         tally[(family, op, "-", "runtime-crashed")] += 1
+        call = (f"from tests.differential.networks import run_network; run_network({op!r}, tempfile.mkdtemp(), "
+                f"{crashed})" if family == "net" else
+                f"from tests.differential.cases import run_case; run_case({family!r}, {op!r}, {crashed}, "
+                "tempfile.mkdtemp())")
         with open(out / "repro.txt", "a") as log:
             log.write(f"{family} {op} seed {crashed}: the process died (exit status {rc}) running it\n"
-                      f"    python -c \"import tempfile; from tests.differential.cases import run_case; "
-                      f"run_case({family!r}, {op!r}, {crashed}, tempfile.mkdtemp())\"\n")
-        seed, unit = (crashed, i + 1) if i + 1 < len(_units()) else (crashed + 1, 0)
+                      f"    python -c \"import tempfile; {call}\"\n")
+        seed, unit = (crashed, i + 1) if i + 1 < len(_units(only)) else (crashed + 1, 0)
         if time.monotonic() > deadline:
             last = crashed
             break
@@ -117,18 +140,18 @@ def _network_names():
     return itertools.cycle(all_networks())
 
 
-def _network(name: str, tmp, tally: Counter, out: Path, log, save_known: bool) -> None:
+def _network(name: str, tmp, tally: Counter, out: Path, log, save_known: bool, seed: int = 0) -> None:
     from .networks import run_network
 
     try:
-        path, feeds, results = run_network(name, tmp)
+        path, feeds, results = run_network(name, tmp, seed)
     except Exception as exc:  # a generator (or quantize_static) defect: report it, keep going
         tally[("net", name, "-", "generator-error")] += 1
-        log.write(f"network {name}: generator error {type(exc).__name__}: {exc}\n")
+        log.write(f"network {name} seed {seed}: generator error {type(exc).__name__}: {exc}\n")
         return
     family = "qdq" if ":qdq:" in name else name.split(":")[0]
     for runtime, result in results:
-        o = Outcome(f"net-{family}", name, 0, runtime, path, result)
+        o = Outcome(f"net-{family}", name, seed, runtime, path, result)
         verdict = _classify(o, record(o, tally))
         if verdict == "failure" or (verdict == "known" and save_known):
             _save(o, feeds, out, log)
@@ -141,13 +164,15 @@ def main(argv=None) -> int:
     ap.add_argument("--first-seed", type=int, default=100_000, help="CI uses seeds from 0; start elsewhere")
     ap.add_argument("--networks", action="store_true", help="interleave whole networks (224x224 included)")
     ap.add_argument("--save-known", action="store_true", help="also write cases of the known mismatch classes")
+    ap.add_argument("--only-networks", default="", help="comma-separated words: run only the networks named so")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--first-unit", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    only = tuple(w for w in args.only_networks.split(",") if w)
     if args.child:
-        run(args.minutes, args.out, args.first_seed, args.networks, args.save_known, args.first_unit)
+        run(args.minutes, args.out, args.first_seed, args.networks, args.save_known, args.first_unit, only)
         return 0
-    tally = supervise(args.minutes, args.out, args.first_seed, args.networks, args.save_known)
+    tally = supervise(args.minutes, args.out, args.first_seed, args.networks, args.save_known, only)
     print(table(tally))
     failures = (args.out / "repro.txt").read_text().count("\n    python")
     print(f"{failures} failing cases outside the known classes written under {args.out}")

@@ -1,5 +1,5 @@
-"""Whole-network differential cases: ResNet-18 and MobileNetV2 (torchvision shapes, random weights)
-through onnxruntime's ``quantize_static`` (QOperator and QDQ, u8/s8 and s8/s8, per-tensor and
+"""Whole-network differential cases: ResNet-18, MobileNetV2, MobileNetV3-small, ShuffleNetV2 x0.5 and
+a DenseNet-style net (torchvision shapes, random weights; ``net_specs`` / ``net_graphs``) through onnxruntime's ``quantize_static`` (QOperator and QDQ, u8/s8 and s8/s8, per-tensor and
 per-channel), a BERT-style encoder layer, and the same CNNs as int8 .tflite.
 
 A network case is a name: ``onnx:NET:FMT:ACT:GRAN:SIZE[:ties]`` (FMT qdq|qoperator, ACT uint8|int8,
@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _paths  # noqa: F401  (tests/ and tests/sim on sys.path)
+from .net_graphs import NET_GRAPHS, onnx_graph
 from .net_specs import NETS
 from .net_writers import onnx_float, tflite_int8
 from .runners import differential
@@ -23,11 +24,17 @@ from _ort_quantize import quantize  # noqa: E402
 CI_NETWORKS = ("onnx:resnet18:qoperator:uint8:channel:32", "onnx:resnet18:qdq:int8:tensor:32:ties",
                "onnx:mobilenet_v2:qdq:uint8:channel:32", "onnx:mobilenet_v2:qoperator:int8:tensor:32",
                "bert:qoperator:uint8:channel:16:64", "bert:qdq:int8:tensor:16:64",
-               "tflite:resnet18:32", "tflite:mobilenet_v2:32")
+               "tflite:resnet18:32", "tflite:mobilenet_v2:32",
+               "onnx:mobilenet_v3_small:qdq:uint8:channel:32", "onnx:mobilenet_v3_small_hsig:qoperator:uint8:tensor:32",
+               "onnx:shufflenet_v2_x0_5:qoperator:uint8:channel:32", "onnx:shufflenet_v2_x0_5_slice:qdq:uint8:tensor:32",
+               "onnx:densenet_small:qdq:uint8:tensor:32", "onnx:densenet_small:qoperator:uint8:channel:32",
+               # refused (S8S8 QDQ units around the float HardSwish / pool): counted as a refusal, not a failure
+               "onnx:mobilenet_v3_small:qoperator:int8:tensor:32")
 
 
 def all_networks(sizes=(32, 64, 224)) -> list[str]:
-    names = [f"onnx:{net}:{fmt}:{act}:{gran}:{size}{tie}" for net in NETS for fmt in ("qoperator", "qdq")
+    names = [f"onnx:{net}:{fmt}:{act}:{gran}:{size}{tie}" for net in (*NETS, *NET_GRAPHS)
+             for fmt in ("qoperator", "qdq")
              for act in ("uint8", "int8") for gran in ("tensor", "channel") for size in sizes for tie in ("", ":ties")]
     names += [f"bert:{fmt}:{act}:{gran}:{seq}:{d}" for fmt in ("qoperator", "qdq") for act in ("uint8", "int8")
               for gran in ("tensor", "channel") for seq, d in ((16, 64), (128, 768))]
@@ -52,7 +59,10 @@ def build(name: str, workdir, seed: int = 0) -> tuple[Path, dict]:
         shape = (1, seq, d)
     else:
         net, fmt, act, gran, size = parts[1], parts[2], parts[3], parts[4], int(parts[5])
-        float_path = onnx_float(NETS[net](), work / f"{stem}_float.onnx", size, seed)
+        if net in NET_GRAPHS:
+            float_path = onnx_graph(net, work / f"{stem}_float.onnx", size, seed)
+        else:
+            float_path = onnx_float(NETS[net](), work / f"{stem}_float.onnx", size, seed)
         shape = (1, 3, size, size)
     logging.getLogger().setLevel(logging.ERROR)  # quantize_static's advice on pre-processing
     path = quantize(float_path, work / f"{stem}.onnx", fmt, gran == "channel", seed=seed, activations=act)
