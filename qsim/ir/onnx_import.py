@@ -70,7 +70,7 @@ ONNX_OPS: dict[str, OnnxOp] = {
                                        "beta": ("beta", 0.75), "bias": ("bias", 1.0)})),
     # pooling
     "MaxPool": OnnxOp(F.pool("MaxPool")), "AveragePool": OnnxOp(F.pool("AvgPool")),
-    "GlobalAveragePool": OnnxOp(F.unary("GlobalAvgPool")), "GlobalMaxPool": OnnxOp(F.unary("GlobalMaxPool")),
+    "GlobalAveragePool": OnnxOp(F.global_avgpool), "GlobalMaxPool": OnnxOp(F.unary("GlobalMaxPool")),
     "ReduceMean": OnnxOp(F.reduce_mean),
     # data movement
     "Reshape": OnnxOp(M.reshape, FOLDERS["Reshape"]), "Flatten": OnnxOp(M.flatten, FOLDERS["Flatten"]),

@@ -248,6 +248,15 @@ def softmax(ctx: Context, node) -> None:
     ctx.emit("Softmax", node, [x], {"axis": axis})
 
 
+def global_avgpool(ctx: Context, node) -> None:
+    """GlobalAveragePool; ``graph_input``: it reads a graph input, the one case (besides an NCHWc
+    conv's output, which qsim does not reproduce) where onnxruntime's NCHWc transformer takes a float
+    pool at ORT_ENABLE_ALL (measured: behind a Transpose, Mul, Add or Relu it stays MLAS's), and so
+    the order of its sums (``float_mlas.global_avgpool``)."""
+    attrs = {"graph_input": True} if node.input[0] in ctx.data_inputs else {}
+    ctx.emit("GlobalAvgPool", node, [ctx.act(node.input[0])], attrs)
+
+
 def pool(op: str):
     def handle(ctx: Context, node) -> None:
         a = attrs_of(node)

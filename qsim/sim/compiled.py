@@ -63,7 +63,7 @@ class CompiledModel:
                  threads: int | None = None, counts: bool = False, executor: str = "integer",
                  ort_level: str = "enable_all", ort_cpu: str | None = None):
         self.ort_cpu = ort_cpu_name(ort_cpu)  # checked, and the environment read, once: before any work
-        with ort_cpu_scope(self.ort_cpu):
+        with ort_cpu_scope(self.ort_cpu, ort_level):
             self._compile(model, inputs, policy, plan, calib, acc_bits, overflow, impl, threads, counts, executor,
                           ort_level)
 
@@ -158,7 +158,7 @@ class CompiledModel:
 
     def run(self, inputs, trace: bool = False):
         """Simulate one batch (the contract of ``qsim.simulate``), for the compiled CPU kind."""
-        with ort_cpu_scope(self.ort_cpu):
+        with ort_cpu_scope(self.ort_cpu, self.ort_level):
             return self._run(inputs, trace)
 
     def _run(self, inputs, trace: bool):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from qsim.numerics.requant_ref import fma_f32 as fma
-from qsim.sim.int_runtime import ort_float_lanes
+from qsim.sim.int_runtime import ort_float_lanes, ort_nchwc_block
 
 f32 = np.float32
 _ERF_SMALL = [f32(v) for v in (-5.99104969e-4, 4.99339588e-3, -2.67667342e-2, 1.12818025e-1, -3.76124859e-1,
@@ -150,3 +150,32 @@ def _alpha(y: np.ndarray, attrs) -> np.ndarray:
     """onnxruntime's FusedMatMul scales the finished product by alpha (the kernel's output stage)."""
     alpha = attrs.get("alpha")
     return y if alpha is None else (y * f32(alpha)).astype(np.float32)
+
+
+# -- GlobalAveragePool: onnxruntime's float pool, measured on an AVX2 host against onnxruntime 1.32
+# (tests/golden/test_float_gap_order.py; found by the differential long run on MobileNetV3-small, whose
+# squeeze-excitation pool quantize_static's QOperator format leaves in float: numpy's pairwise mean
+# put codes on the other side of a .5 boundary). Where the NCHWc transformer takes the pool (ORT_ENABLE_ALL,
+# 4-D, channels a multiple of its block, reading a graph input: the importer's ``graph_input``) each
+# channel is summed in pixel order; elsewhere MLAS's
+# MlasPoolGlobalKernel sums four fp32 lanes (lane j adds pixels j, j + 4, ...), reduces them as
+# (l0 + l2) + (l1 + l3) and adds the remaining pixels one by one. Then the sum / the window size.
+# (arm64's lane reduction follows MLAS's NEON source, unmeasured.)
+def global_avgpool(inputs, w, attrs) -> list:
+    x = np.asarray(inputs[0], np.float32)
+    rows = x.reshape(x.shape[0] * x.shape[1], -1)
+    size = rows.shape[1]
+    block = ort_nchwc_block()
+    if size == 0:
+        s = np.zeros(rows.shape[0], f32)
+    elif attrs.get("graph_input") and x.ndim == 4 and block and x.shape[1] % block == 0:
+        s = np.add.accumulate(rows, axis=1, dtype=f32)[:, -1]  # accumulate rounds each partial sum to fp32
+    else:
+        full = size // 4 * 4
+        lanes = np.add.accumulate(rows[:, :full].reshape(rows.shape[0], -1, 4), axis=1, dtype=f32)[:, -1] \
+            if full else np.zeros((rows.shape[0], 4), f32)
+        s = ((lanes[:, 0] + lanes[:, 2]).astype(f32) + (lanes[:, 1] + lanes[:, 3]).astype(f32)).astype(f32)
+        for k in range(full, size):
+            s = (s + rows[:, k]).astype(f32)
+    mean = (s / f32(size)).astype(f32) if size else s
+    return [mean.reshape(x.shape[:2] + (1,) * (x.ndim - 2))]

@@ -261,11 +261,6 @@ def avgpool(inputs, w, attrs):
     return [total / count]
 
 
-def global_avgpool(inputs, w, attrs):
-    x = inputs[0]
-    return [x.mean(axis=tuple(range(2, x.ndim)), keepdims=True)]
-
-
 def reduce_mean(inputs, w, attrs):
     x = inputs[0]
     return [x.mean(axis=tuple(reduce_axes(x.shape, attrs)), keepdims=bool(int(attrs.get("keepdims", 1))))]

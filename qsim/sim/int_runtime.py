@@ -158,15 +158,25 @@ def ort_cpu_name(cpu: str | None = None) -> str:
     return _checked(os.environ.get("QSIM_ORT_CPU", "host"), "QSIM_ORT_CPU")
 
 
+# The onnxruntime session's graph optimization level a simulation in progress answers for (the
+# ``ort_level`` of ``qsim.simulate``), scoped with the CPU kind: float kernels whose order onnxruntime's
+# layout transformers change (``ort_nchwc_block``) read it.
+_LEVEL: ContextVar[str] = ContextVar("qsim_ort_level", default="enable_all")
+
+
 @contextmanager
-def ort_cpu_scope(cpu: str | None):
+def ort_cpu_scope(cpu: str | None, level: str | None = None):
     """Within it, ``ort_cpu()``, ``ort_float_lanes()`` and ``get_runtime`` follow ``cpu`` (checked
-    here; None: ``ort_cpu_name()``'s default). Restored on exit; nothing global is changed."""
+    here; None: ``ort_cpu_name()``'s default), and ``ort_nchwc_block()`` the session level ``level``
+    (None: the enclosing one, else enable_all). Restored on exit; nothing global is changed."""
     token = _SCOPED.set(ort_cpu_name(cpu))
+    level_token = None if level is None else _LEVEL.set(level)
     try:
         yield
     finally:
         _SCOPED.reset(token)
+        if level_token is not None:
+            _LEVEL.reset(level_token)
 
 
 def ort_float_lanes(cpu: str | None = None) -> int:
@@ -176,6 +186,14 @@ def ort_float_lanes(cpu: str | None = None) -> int:
     if name == "host":
         return 16 if _host_features().get("avx512f") else 8
     return 16 if name == "vnni" else 8
+
+
+def ort_nchwc_block() -> int:
+    """Channels per block of MLAS's NCHWc kernels where onnxruntime's NchwcTransformer runs (ORT_ENABLE_ALL
+    on x86-64: 16 with AVX-512F, else 8, as its float lanes), 0 where it does not (lower levels, arm64)."""
+    if _LEVEL.get() != "enable_all" or ort_cpu() == "arm64":
+        return 0
+    return ort_float_lanes()
 
 
 def ort_cpu(cpu: str | None = None) -> str:

@@ -33,7 +33,7 @@ register("AvgPool", cost_class=CostClass.REDUCTION, float_kernel="float_ops.avgp
          vector_ops=_window_ops, attrs=_POOL_ATTRS)(_pool)
 
 
-@register("GlobalAvgPool", cost_class=CostClass.REDUCTION, float_kernel="float_ops.global_avgpool",
+@register("GlobalAvgPool", cost_class=CostClass.REDUCTION, float_kernel="float_mlas.global_avgpool",
           int_kernel="int_ops.global_avgpool", vector_ops=lambda i, o, a: numel(i[0]), attrs=())
 def infer_global_avg_pool(inputs, attrs) -> Inferred:
     if len(inputs) != 1 or len(inputs[0]) < 3:
