@@ -237,8 +237,18 @@ class Context:
             self.g.add_input(name, shape, self.quant_dtype(name) or self.onnx_dtype(name))
             self.alias[name] = name
             return name
-        if self.const(name) is not None:  # IR inputs are activations; weights belong to a node
-            raise ValueError(f"constant {name!r} as an activation input is not supported here")
+        c = self.const(name)
+        if c is not None:  # IR inputs are activations, weights belong to a node: a Constant node holds it
+            if c.value is None:
+                raise ValueError(f"constant {name!r} as an activation input has no values (a weightless export)")
+            from qsim.ir.onnx_proto import make_node
+
+            weight = self.weight(self.fresh(f"{name}.value"), c)
+            self.emit("Constant", make_node("Constant", [], [name]), [], {"shape": c.shape}, {"value": weight},
+                      dtype=c.quant.fmt.element_type if c.quant else c.dtype)
+            if c.quant is not None:
+                self.g.quant_params[name] = c.quant
+            return name
         raise GraphError(f"{self.path}: tensor {name!r} is used before it is produced")
 
     def weight(self, ir_name: str, c: Const) -> str:

@@ -103,9 +103,13 @@ def _or_eval(handler):
 
 
 def gather(ctx: Context, node) -> None:
-    """A constant table: the embedding lookup (``onnx_moves.gather``); a data tensor: OnnxEval."""
+    """A constant table: the embedding lookup (``onnx_moves.gather``); one constant index of a data
+    tensor: ``onnx_moves.gather_index``; other data: OnnxEval."""
     table = ctx.const(node.input[0])
     if table is None:
+        index = ctx.const(node.input[1])
+        if index is not None and index.value is not None and np.asarray(index.value).size == 1:
+            return M.gather_index(ctx, node, int(np.asarray(index.value).reshape(-1)[0]), np.ndim(index.value) == 0)
         return onnx_eval(ctx, node)
     dq = ctx.sole_consumer(node.output[0])
     if table.quant is None and table.dtype not in _FLOATS and dq is not None and dq.op_type == "DequantizeLinear":

@@ -95,3 +95,25 @@ def gather(ctx: Context, node) -> None:
     ids = ctx.act(node.input[1])
     ctx.emit("Embedding", node, [ids], {"num_embeddings": table.shape[0], "embedding_dim": table.shape[1]},
              {"weight": ctx.weight(node.input[0], table)}, dtype=table.dtype if table.quant is None else None)
+
+
+def gather_index(ctx: Context, node, index: int, scalar: bool) -> None:
+    """Gather of one constant index along an axis of an activation (ViT's q / k / v out of the stacked
+    projection, its class token): a Slice of that index, the axis dropped for a scalar index (a
+    Reshape): the stored codes move, as onnxruntime's Gather moves them."""
+    from qsim.ir.onnx_proto import make_node
+
+    x = ctx.act(node.input[0])
+    shape = ctx.g.tensor(x).shape
+    axis = int(attrs_of(node).get("axis", 0)) % len(shape)
+    if not -shape[axis] <= index < shape[axis]:
+        raise ValueError(f"index {index} out of range for axis {axis} of {shape}")
+    index %= shape[axis]
+    attrs = {"starts": (index,), "ends": (index + 1,), "axes": (axis,), "steps": (1,)}
+    if not scalar:
+        ctx.emit("Slice", node, [x], attrs, passthrough=True)
+        return
+    one = ctx.fresh(f"{node.output[0]}:slice")
+    ctx.emit("Slice", make_node("Slice", [x], [one], name=f"{node.name or node.output[0]}:slice"), [x], attrs,
+             outputs=[one], passthrough=True)
+    ctx.emit("Reshape", node, [one], {"shape": tuple(d for i, d in enumerate(shape) if i != axis)}, passthrough=True)

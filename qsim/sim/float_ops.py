@@ -292,6 +292,10 @@ def transpose(inputs, w, attrs):
     return [np.transpose(x, attrs.get("perm", None))]
 
 
+def constant(inputs, w, attrs):
+    return [w["value"]]
+
+
 def slice_axes(inputs, w, attrs):
     from qsim.ir.ops.shape import slice_index
 

@@ -242,6 +242,15 @@ def move(step: Step):
     return run_float_kernel(step.node.op, step.args, {}, step.node.attrs)
 
 
+def constant(step: Step):
+    """The stored integers of the weight, where their parameters are the output's (the importer gives
+    the output the constant's); else a float island (dequantized, stored at the output's)."""
+    wq, yq = step.weight_quant("value"), step.out_q()
+    if wq is None or not (wq is yq or same_params(wq, yq)):
+        raise Fallback
+    return [step.weight("value")]
+
+
 def concat(step: Step):
     yq = step.out_q()
     qs = [step.int_quant(t) for t in step.node.inputs]

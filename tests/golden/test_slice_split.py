@@ -1,4 +1,5 @@
-"""Slice and Split of activations (ShuffleNetV2's channel split) against onnxruntime: the stored codes
+"""Slice, Split and one-index Gather of activations (ShuffleNetV2's channel split, ViT's q / k / v and class
+token), and a constant concatenated with an activation (ViT's class token), against onnxruntime: the stored codes
 move unchanged (QDQ, uint8 and int8, both graph optimization levels; QOperator-style uint8 tensors),
 ONNX's slice semantics (negative starts / ends, out-of-range ends, negative steps, several axes),
 and a Slice whose bounds are computed at run time is refused with the node's name."""
@@ -7,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto as TP, helper as h, numpy_helper
+from onnx import TensorProto as TP, helper as h, numpy_helper as nh
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -23,7 +24,7 @@ SLICES = [([0], [6], [1], [1]), ([6], [2 ** 62], [1], [1]), ([-3, 1], [-1, 100],
 
 
 def _i64(name, v):
-    return numpy_helper.from_array(np.array(v, np.int64), name)
+    return nh.from_array(np.array(v, np.int64), name)
 
 
 def _model(tmp_path, body, inits, outs, dtype=None, name="m.onnx"):
@@ -31,8 +32,8 @@ def _model(tmp_path, body, inits, outs, dtype=None, name="m.onnx"):
     nodes, inits = list(body), list(inits)
     src = "x"
     if dtype is not None:
-        inits += [numpy_helper.from_array(np.array(0.03, np.float32), "s"),
-                  numpy_helper.from_array(np.array(3 if dtype == np.uint8 else -5, dtype), "z")]
+        inits += [nh.from_array(np.array(0.03, np.float32), "s"),
+                  nh.from_array(np.array(3 if dtype == np.uint8 else -5, dtype), "z")]
         nodes[:0] = [h.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]), h.make_node("DequantizeLinear", ["q", "s", "z"], ["d"])]
         src = "d"
     graph_outs = []
@@ -98,3 +99,28 @@ def test_run_time_bounds_are_refused(tmp_path):
     path = _model(tmp_path, body, inits, ["a"])
     with pytest.raises(QsimError, match="cut"):
         qsim.simulate(path, {"x": np.ones(SHAPE, np.float32)})
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, None], ids=["u8", "s8", "float"])
+def test_constant_token_and_gathered_index(tmp_path, dtype):
+    """ViT's pattern: a constant class token (quantized like an activation in a QDQ model) concatenated
+    with the activation, then one index gathered out of it: a scalar index drops the axis (q / k / v
+    out of a stacked projection, the class token at the end), a one-element index keeps it."""
+    n, c, hh, w = SHAPE
+    token = np.random.default_rng(3).standard_normal((n, 1, hh, w)).astype(np.float32)
+    if dtype is None:
+        inits, body = [nh.from_array(token, "tok")], []
+        src = "tok"
+    else:
+        info = np.iinfo(dtype)
+        codes = np.clip(np.round(token / 0.03), info.min, info.max).astype(dtype)
+        inits = [nh.from_array(codes, "tok_q"), nh.from_array(np.float32(0.03), "tok_s"),
+                 nh.from_array(np.array(0, dtype), "tok_z")]
+        body = [h.make_node("DequantizeLinear", ["tok_q", "tok_s", "tok_z"], ["tok"])]
+        src = "tok"
+    inits += [_i64("i_scalar", 2), _i64("i_last", -1), _i64("i_one", [0])]
+    body += [h.make_node("Concat", [src, "in"], ["cat"], axis=1),
+             h.make_node("Gather", ["cat", "i_scalar"], ["g1"], axis=1),
+             h.make_node("Gather", ["cat", "i_last"], ["g2"], axis=3),
+             h.make_node("Gather", ["cat", "i_one"], ["g3"], axis=1)]
+    _same(_model(tmp_path, body, inits, ["cat", "g1", "g2", "g3"], dtype))

@@ -94,3 +94,14 @@ def infer_slice(inputs, attrs) -> Inferred:
     s = inputs[0]
     index = slice_index(len(s), attrs)
     return Inferred(outputs=(tuple(len(range(d)[i]) for d, i in zip(s, index)),))
+
+
+@register("Constant", cost_class=CostClass.VIEW, float_kernel="float_ops.constant", int_kernel="int_ops.constant",
+          attrs=("shape",))
+def infer_constant(inputs, attrs) -> Inferred:
+    """A constant used where an activation goes (ViT's class token, concatenated with the patch
+    tokens): no input, its weight ``value`` as output."""
+    if inputs:
+        raise ValueError("Constant takes no input")
+    shape = tuple(int(d) for d in attrs["shape"])
+    return Inferred(outputs=(shape,), weights={"value": shape})
