@@ -124,6 +124,8 @@ def _own_work(graph, node, activation_bits: int, profile, composed: bool = False
     stack = profile.stack
     if activation_bits != 8:
         return None  # Vela's int16 Softmax is another lowering; islands are the 8-bit graphs' float ops
+    if not node.inputs:
+        return None  # a Constant: its bytes are a weight's, no kernel of its own
     n_in, n_out = graph.tensor(node.inputs[0]).numel, graph.tensor(node.outputs[0]).numel
     if composed and stack.composed_transpose_ns_per_element:
         return StackWork(compute_s=n_in * stack.composed_transpose_ns_per_element * 1e-9)

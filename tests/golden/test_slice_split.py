@@ -124,3 +124,5 @@ def test_constant_token_and_gathered_index(tmp_path, dtype):
              h.make_node("Gather", ["cat", "i_last"], ["g2"], axis=3),
              h.make_node("Gather", ["cat", "i_one"], ["g3"], axis=1)]
     _same(_model(tmp_path, body, inits, ["cat", "g1", "g2", "g3"], dtype))
+    # the cost model takes the Constant node too (no kernel of its own; its bytes are a weight's)
+    assert len(qsim.estimate(tmp_path / "m.onnx", "iot")) > 0
