@@ -241,10 +241,8 @@ class Context:
         if c is not None:  # IR inputs are activations, weights belong to a node: a Constant node holds it
             if c.value is None:
                 raise ValueError(f"constant {name!r} as an activation input has no values (a weightless export)")
-            from qsim.ir.onnx_proto import make_node
-
             weight = self.weight(self.fresh(f"{name}.value"), c)
-            self.emit("Constant", make_node("Constant", [], [name]), [], {"shape": c.shape}, {"value": weight},
+            self.emit("Constant", P.make_node("Constant", [], [name]), [], {"shape": c.shape}, {"value": weight},
                       dtype=c.quant.fmt.element_type if c.quant else c.dtype)
             if c.quant is not None:
                 self.g.quant_params[name] = c.quant

@@ -108,8 +108,9 @@ def gather(ctx: Context, node) -> None:
     table = ctx.const(node.input[0])
     if table is None:
         index = ctx.const(node.input[1])
-        if index is not None and index.value is not None and np.asarray(index.value).size == 1:
-            return M.gather_index(ctx, node, int(np.asarray(index.value).reshape(-1)[0]), np.ndim(index.value) == 0)
+        value = None if index is None or index.value is None else np.asarray(index.value)
+        if value is not None and value.size == 1:
+            return M.gather_index(ctx, node, int(value.reshape(-1)[0]), value.ndim == 0)
         return onnx_eval(ctx, node)
     dq = ctx.sole_consumer(node.output[0])
     if table.quant is None and table.dtype not in _FLOATS and dq is not None and dq.op_type == "DequantizeLinear":

@@ -18,6 +18,7 @@ import numpy as np
 from qsim.errors import GraphError
 from qsim.ir import onnx_proto
 from qsim.ir.onnx_context import Const, Context, const_from_array
+from qsim.ir.ops.shape import slice_index
 
 if TYPE_CHECKING:
     from onnx import NodeProto
@@ -157,16 +158,25 @@ def _reshape(ctx, node, arrays):
     return arrays[0].reshape(reshape_target(arrays[0].shape, arrays[1], attrs_of(node).get("allowzero", 0)))
 
 
+def slice_attrs(ctx, node, rank: int) -> dict:
+    """A Slice node's starts, ends, axes (made non-negative) and steps as int tuples, from attributes
+    (opset < 10) or constant inputs: the IR Slice's attributes, and the fold's index."""
+    def ints(name, index, default=None):
+        v = attr_or_input(ctx, node, name, index)
+        return default if v is None else tuple(int(d) for d in np.asarray(v).reshape(-1))
+
+    starts, ends = ints("starts", 1), ints("ends", 2)
+    axes, steps = ints("axes", 3, tuple(range(len(starts)))), ints("steps", 4, (1,) * len(starts))
+    if not len(starts) == len(ends) == len(axes) == len(steps):
+        raise ValueError("starts, ends, axes and steps differ in length")
+    if any(not -rank <= a < rank for a in axes):
+        raise ValueError(f"axes {list(axes)} out of range for rank {rank}")
+    return {"starts": starts, "ends": ends, "axes": tuple(a % rank for a in axes), "steps": steps}
+
+
 def _slice(ctx, node, arrays):
     x = arrays[0]
-    starts = attr_or_input(ctx, node, "starts", 1)
-    ends = attr_or_input(ctx, node, "ends", 2)
-    axes = attr_or_input(ctx, node, "axes", 3, range(len(starts)))
-    steps = attr_or_input(ctx, node, "steps", 4, [1] * len(starts))
-    index = [slice(None)] * x.ndim
-    for s, e, ax, st in zip(starts, ends, axes, steps):
-        index[int(ax)] = slice(int(s), int(e), int(st))
-    return x[tuple(index)]
+    return x[slice_index(x.ndim, slice_attrs(ctx, node, x.ndim))]
 
 
 def _expand(ctx, node, arrays):

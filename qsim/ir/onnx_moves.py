@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 
 from qsim.ir.onnx_context import Const, Context
-from qsim.ir.onnx_fold import FOLDERS, attr_or_input, attrs_of, reshape_target
+from qsim.ir.onnx_fold import FOLDERS, attr_or_input, attrs_of, reshape_target, slice_attrs
+from qsim.ir.onnx_proto import make_node
 
 
 def alias(ctx: Context, node) -> None:
@@ -60,19 +61,7 @@ def pad(ctx: Context, node) -> None:
 def slice_(ctx: Context, node) -> None:
     """Slice of an activation by constant starts / ends / axes / steps (a channel split)."""
     x = ctx.act(node.input[0])
-    rank = len(ctx.g.tensor(x).shape)
-    starts = [int(v) for v in np.asarray(attr_or_input(ctx, node, "starts", 1)).reshape(-1)]
-    ends = [int(v) for v in np.asarray(attr_or_input(ctx, node, "ends", 2)).reshape(-1)]
-    axes = attr_or_input(ctx, node, "axes", 3)
-    axes = range(len(starts)) if axes is None else [int(a) for a in np.asarray(axes).reshape(-1)]
-    steps = attr_or_input(ctx, node, "steps", 4)
-    steps = [1] * len(starts) if steps is None else [int(v) for v in np.asarray(steps).reshape(-1)]
-    if not len(starts) == len(ends) == len(axes) == len(steps):
-        raise ValueError("starts, ends, axes and steps differ in length")
-    if any(not -rank <= a < rank for a in axes):
-        raise ValueError(f"axes {list(axes)} out of range for rank {rank}")
-    ctx.emit("Slice", node, [x], {"starts": tuple(starts), "ends": tuple(ends),
-                                  "axes": tuple(a % rank for a in axes), "steps": tuple(steps)}, passthrough=True)
+    ctx.emit("Slice", node, [x], slice_attrs(ctx, node, len(ctx.g.tensor(x).shape)), passthrough=True)
 
 
 def split(ctx: Context, node) -> None:
@@ -101,8 +90,6 @@ def gather_index(ctx: Context, node, index: int, scalar: bool) -> None:
     """Gather of one constant index along an axis of an activation (ViT's q / k / v out of the stacked
     projection, its class token): a Slice of that index, the axis dropped for a scalar index (a
     Reshape): the stored codes move, as onnxruntime's Gather moves them."""
-    from qsim.ir.onnx_proto import make_node
-
     x = ctx.act(node.input[0])
     shape = ctx.g.tensor(x).shape
     axis = int(attrs_of(node).get("axis", 0)) % len(shape)

@@ -14,6 +14,7 @@ import numpy as np
 from qsim.errors import GraphError
 from qsim.ir.ops._attrs import pads as _pads, pair, window_out
 from qsim.ir.ops.extra import reduce_axes
+from qsim.ir.ops.shape import slice_index
 from qsim.ir.registry import Support, get_op, ops_running_on
 from qsim.numerics.requant_ref import fma_f32
 
@@ -297,8 +298,6 @@ def constant(inputs, w, attrs):
 
 
 def slice_axes(inputs, w, attrs):
-    from qsim.ir.ops.shape import slice_index
-
     return [inputs[0][slice_index(inputs[0].ndim, attrs)]]
 
 
