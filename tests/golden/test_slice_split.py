@@ -209,3 +209,30 @@ def test_run_time_indices_of_quantized_activation_are_refused(tmp_path):
     path = _model(tmp_path, body, inits, ["g"], np.uint8)
     with pytest.raises(QsimError, match="pick.*run time"):
         qsim.simulate(path, {"x": np.ones(SHAPE, np.float32)})
+
+
+@pytest.mark.parametrize("level", sorted(LEVELS))
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8], ids=["u8", "s8"])
+def test_quantized_table_gather(tmp_path, dtype, level):
+    """DQ(table) -> Gather(ids) -> Q, at the table's parameters (the codes move) and at others (a float
+    island); with Gather among the exact-in-float units it is no longer refused at disable_all."""
+    rng = np.random.default_rng(1)
+    info = np.iinfo(dtype)
+    for k, (s2, z2) in enumerate([(0.03, 3), (0.05, 1)]):
+        inits = [nh.from_array(rng.integers(info.min, info.max + 1, (10, 7)).astype(dtype), "tq"),
+                 nh.from_array(np.float32(0.03), "s"), nh.from_array(np.array(3, dtype), "z"),
+                 nh.from_array(np.float32(s2), "s2"), nh.from_array(np.array(z2, dtype), "z2")]
+        nodes = [h.make_node("DequantizeLinear", ["tq", "s", "z"], ["t"]), h.make_node("Gather", ["t", "ids"], ["g"]),
+                 h.make_node("QuantizeLinear", ["g", "s2", "z2"], ["gq"]),
+                 h.make_node("DequantizeLinear", ["gq", "s2", "z2"], ["y0"])]
+        m = h.make_model(h.make_graph(nodes, "g", [h.make_tensor_value_info("ids", TP.INT64, (2, 5))],
+                                      [h.make_tensor_value_info("y0", TP.FLOAT, [])], inits),
+                         opset_imports=[h.make_opsetid("", 17)])
+        m.ir_version = 8
+        path = tmp_path / f"t{k}.onnx"
+        onnx.save(m, path)
+        ids = rng.integers(-10, 10, (2, 5)).astype(np.int64)  # negative ids count from the end
+        so = ort.SessionOptions()
+        so.graph_optimization_level = LEVELS[level]
+        want = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"]).run(None, {"ids": ids})[0]
+        np.testing.assert_array_equal(qsim.simulate(path, {"ids": ids}, ort_level=level)["y0"], want)
