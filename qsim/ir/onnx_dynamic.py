@@ -103,14 +103,20 @@ def _or_eval(handler):
 
 
 def gather(ctx: Context, node) -> None:
-    """A constant table: the embedding lookup (``onnx_moves.gather``); one constant index of a data
-    tensor: ``onnx_moves.gather_index``; other data: OnnxEval."""
+    """A constant table: the embedding lookup (``onnx_moves.gather``); constant indices into a float or
+    quantized activation: ``onnx_moves.gather_indices`` (data movement on the stored codes); other data
+    (masks, shape tensors) or indices known only at run time: OnnxEval, which runs on the arrays as stored
+    and so cannot take a quantized activation (its output would be the codes, read as floats)."""
     table = ctx.const(node.input[0])
     if table is None:
         index = ctx.const(node.input[1])
         value = None if index is None or index.value is None else np.asarray(index.value)
-        if value is not None and value.size == 1:
-            return M.gather_index(ctx, node, int(value.reshape(-1)[0]), value.ndim == 0)
+        plain = _plain_dtype(ctx, node.input[0])
+        if value is not None and (plain is None or plain in _FLOATS or value.size == 1):
+            return M.gather_indices(ctx, node, value)
+        if plain is None:
+            raise ValueError("a Gather of a quantized activation by indices computed at run time is not supported "
+                             "(only constant indices: the codes are moved)")
         return onnx_eval(ctx, node)
     dq = ctx.sole_consumer(node.output[0])
     if table.quant is None and table.dtype not in _FLOATS and dq is not None and dq.op_type == "DequantizeLinear":

@@ -86,18 +86,34 @@ def gather(ctx: Context, node) -> None:
              {"weight": ctx.weight(node.input[0], table)}, dtype=table.dtype if table.quant is None else None)
 
 
-def gather_index(ctx: Context, node, index: int, scalar: bool) -> None:
-    """Gather of one constant index along an axis of an activation (ViT's q / k / v out of the stacked
-    projection, its class token): a Slice of that index, the axis dropped for a scalar index (a
-    Reshape): the stored codes move, as onnxruntime's Gather moves them."""
+def gather_indices(ctx: Context, node, index: np.ndarray) -> None:
+    """Gather of constant indices along an axis of an activation: the stored codes move, as
+    onnxruntime's Gather moves them (its QDQ rules drop DQ -> Gather -> Q with equal parameters, and a
+    QOperator model gathers the codes directly). One scalar index (ViT's q / k / v out of the stacked
+    projection, its class token) is a Slice plus a Reshape that drops the axis, one index in a 1-D array
+    a Slice; any other index array a Gather (out shape: ``shape[:axis] + index.shape + shape[axis+1:]``)."""
     x = ctx.act(node.input[0])
     shape = ctx.g.tensor(x).shape
-    axis = int(attrs_of(node).get("axis", 0)) % len(shape)
-    if not -shape[axis] <= index < shape[axis]:
-        raise ValueError(f"index {index} out of range for axis {axis} of {shape}")
+    axis = int(attrs_of(node).get("axis", 0))
+    if not -len(shape) <= axis < len(shape):
+        raise ValueError(f"axis {axis} out of range for rank {len(shape)}")
+    axis %= len(shape)
+    index = np.asarray(index).astype(np.int64)
+    q = ctx.g.quant_params.get(x)
+    if q is not None and q.per_channel and (q.axis % len(shape) == axis or index.ndim != 1):
+        # the copied parameters would no longer line up with the output's channels
+        raise ValueError("a Gather along (or changing the rank of) a per-channel quantized activation is not supported")
+    bad = index[(index < -shape[axis]) | (index >= shape[axis])]
+    if bad.size:  # onnxruntime fails the run (its Gather checks every index); qsim fails at import
+        raise ValueError(f"index {int(bad[0])} out of range for axis {axis} of {shape}")
     index %= shape[axis]
-    attrs = {"starts": (index,), "ends": (index + 1,), "axes": (axis,), "steps": (1,)}
-    if not scalar:
+    if index.size != 1 or index.ndim > 1:
+        ctx.emit("Gather", node, [x], {"axis": axis, "indices": tuple(int(i) for i in index.reshape(-1)),
+                                       "index_shape": index.shape}, passthrough=True)
+        return
+    at = int(index.reshape(-1)[0])
+    attrs = {"starts": (at,), "ends": (at + 1,), "axes": (axis,), "steps": (1,)}
+    if index.ndim == 1:
         ctx.emit("Slice", node, [x], attrs, passthrough=True)
         return
     one = ctx.fresh(f"{node.output[0]}:slice")

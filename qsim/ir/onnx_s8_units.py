@@ -22,10 +22,12 @@ if TYPE_CHECKING:
     from onnx import ModelProto
 
 # Units whose float form qsim reproduces: movement and max ops (exact), and ops that onnxruntime never
-# fuses (qsim runs them as the same float islands).
+# fuses (qsim runs them as the same float islands). Gather moves values: qsim moves the codes where the
+# parameters carry over (DQ -> Gather -> Q of equal parameters: the codes come back unchanged) and runs the
+# same float island where they do not; the importer refuses what it cannot move (run-time indices).
 _EXACT_IN_FLOAT = {"MaxPool", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Relu",
                    "QuantizeLinear", "DequantizeLinear", "LayerNormalization", "HardSigmoid", "HardSwish",
-                   "Slice", "Split", "Shape"}
+                   "Slice", "Split", "Shape", "Gather"}
 
 # units whose float run at ORT_DISABLE_ALL equals qsim's integer unit: the exact ones above, and those
 # the differential long runs found equal on every case (about 2,500 seeds each: Concat's requantization,

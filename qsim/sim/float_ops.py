@@ -301,6 +301,12 @@ def slice_axes(inputs, w, attrs):
     return [inputs[0][slice_index(inputs[0].ndim, attrs)]]
 
 
+def take(inputs, w, attrs):
+    """Gather of constant, non-negative indices (``attrs["indices"]`` flattened, ``index_shape``)."""
+    index = np.asarray(attrs["indices"], np.int64).reshape(tuple(attrs["index_shape"]))
+    return [np.take(inputs[0], index, axis=int(attrs["axis"]))]
+
+
 def split(inputs, w, attrs):
     x = inputs[0]
     return np.split(x, np.cumsum([int(s) for s in attrs["split"]])[:-1], axis=int(attrs.get("axis", 0)))

@@ -126,13 +126,21 @@ def _binary_quant(graph: Graph, node):
 def _litert_add_aborts(graph: Graph, node) -> str | None:
     """LiteRT's ADD Prepare checks its output multiplier 2 * max(s1, s2) / (2^left_shift * s_out) < 1
     (left_shift 20 for int8 and uint8, 15 for int16) and aborts the process otherwise (measured: s_in / s_out
-    of 2^19 for int8 and uint8, 2^14 for int16, every kernel set): there is no runtime answer to reproduce."""
+    of 2^19 for int8 and uint8, 2^14 for int16, every kernel set): there is no runtime answer to reproduce.
+    An int16 ADD on the power-of-two path (``pot_scale_int16`` and power-of-two scales) computes no such
+    multiplier: its Prepare fails on an input shift > 0 instead, a RuntimeError at allocate_tensors and no
+    abort (measured: s_in / s_out of 2 and 2^14, every kernel set); the int16 ADD kernel refuses those
+    shifts with that reason (``int_elementwise._pot_int16_add``)."""
     if node.op not in ("Add", "AddConst"):
         return None
     qs = _binary_quant(graph, node)
     if qs is None or qs[2].fmt.name not in ("int8", "uint8", "int16"):
         return None
+    from qsim.sim.int_elementwise import litert_pot_scale
+
     s1, s2, so = (float(v.scale.reshape(-1)[0]) for v in qs)
+    if qs[2].fmt.name == "int16" and node.attrs.get("pot_scale_int16") and all(map(litert_pot_scale, (s1, s2, so))):
+        return None
     shift = 15 if qs[2].fmt.name == "int16" else 20
     m = 2.0 * max(s1, s2) / ((1 << shift) * so)
     if m < 1.0:

@@ -1,8 +1,10 @@
-"""Slice, Split and one-index Gather of activations (ShuffleNetV2's channel split, ViT's q / k / v and class
-token), and a constant concatenated with an activation (ViT's class token), against onnxruntime: the stored codes
-move unchanged (QDQ, uint8 and int8, both graph optimization levels; QOperator-style uint8 tensors),
-ONNX's slice semantics (negative starts / ends, out-of-range ends, negative steps, several axes),
-and a Slice whose bounds are computed at run time is refused with the node's name."""
+"""Slice, Split and Gather of constant indices out of activations (ShuffleNetV2's channel split, ViT's q / k / v
+and class token), and a constant concatenated with an activation (ViT's class token), against onnxruntime: the
+stored codes move unchanged (QDQ, uint8 and int8, both graph optimization levels; QOperator models, which gather
+the codes themselves), ONNX's slice semantics (negative starts / ends, out-of-range ends, negative steps, several
+axes) and gather semantics (several, repeated, negative indices, index arrays of any rank, any axis); a Slice
+whose bounds, or a Gather of a quantized activation whose indices, are computed at run time is refused with the
+node's name, as is an index out of range."""
 from __future__ import annotations
 
 import numpy as np
@@ -126,3 +128,111 @@ def test_constant_token_and_gathered_index(tmp_path, dtype):
     _same(_model(tmp_path, body, inits, ["cat", "g1", "g2", "g3"], dtype))
     # the cost model takes the Constant node too (no kernel of its own; its bytes are a weight's)
     assert len(qsim.estimate(tmp_path / "m.onnx", "iot")) > 0
+
+
+# (indices, axis): several, repeated and negative indices, 2-D and (1, 1) index arrays, a negative axis
+GATHERS = [([0, 2, 5], 1), ([[1, -1], [3, 0]], 3), ([-1, 0, 0, 4], 2), ([[2]], 1), ([1, 0], 0), ([6, -7], -1)]
+
+
+def _data(dtype):
+    """The body's head: a float model's input read only as Gather's data is an embedding table given by
+    shape (a weightless export, ``classify_inputs``); a Relu first makes it data. QDQ models read "in"."""
+    return ("in", []) if dtype is not None else ("r", [h.make_node("Relu", ["in"], ["r"])])
+
+
+@pytest.mark.parametrize("level", sorted(LEVELS))
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, None], ids=["u8", "s8", "float"])
+def test_gathered_indices(tmp_path, dtype, level):
+    """DQ -> Gather -> Q of equal parameters is data movement on the codes (onnxruntime's QDQ rules drop
+    the pair at enable_all; at disable_all the float Gather returns the same codes); the gathered
+    tensors then feed an integer Add (a Concat at disable_all); a Gather between other parameters requantizes
+    (onnxruntime keeps the pair: DQ -> float Gather -> Q)."""
+    src, head = _data(dtype)
+    for k, (index, axis) in enumerate(GATHERS):
+        body = head + [h.make_node("Gather", [src, "ix"], ["g"], axis=axis)]
+        _same(_model(tmp_path, body, [_i64("ix", index)], ["g"], dtype, f"g{k}.onnx"), level, k)
+    inits = [_i64("ia", [3, 0, -2]), _i64("ib", [-1, 1, 1])]
+    body = head + [h.make_node("Gather", [src, "ia"], ["a"], axis=1), h.make_node("Gather", [src, "ib"], ["b"], axis=1)]
+    outs = ["a", "b"]
+    if dtype is not None:  # a quantized Add of the gathered codes
+        for t in ("a", "b"):
+            body += [h.make_node("QuantizeLinear", [t, "s", "z"], [f"{t}q"]),
+                     h.make_node("DequantizeLinear", [f"{t}q", "s", "z"], [f"{t}d"])]
+        # onnxruntime runs an Add in float at disable_all (qsim refuses that): a quantized Concat there
+        body.append(h.make_node("Add", ["ad", "bd"], ["sum"]) if level == "enable_all"
+                    else h.make_node("Concat", ["ad", "bd"], ["sum"], axis=0))
+        outs = ["sum"]
+    _same(_model(tmp_path, body, inits, outs, dtype, "mixed.onnx"), level, 9)
+    assert len(qsim.estimate(tmp_path / "mixed.onnx", "iot")) > 0  # the cost model takes Gather as data movement
+    if dtype is not None:  # x quantized at other parameters, gathered, requantized at the outputs' "s", "z"
+        inits = [_i64("ix", [[3, 0], [-2, 4]]), nh.from_array(np.float32(0.05), "s2"),
+                 nh.from_array(np.array(7 if dtype == np.uint8 else 2, dtype), "z2")]
+        body = [h.make_node("QuantizeLinear", ["x", "s2", "z2"], ["xq2"]),
+                h.make_node("DequantizeLinear", ["xq2", "s2", "z2"], ["xd2"]),
+                h.make_node("Gather", ["xd2", "ix"], ["c"], axis=2)]
+        _same(_model(tmp_path, body, inits, ["c"], dtype, "requant.onnx"), level, 10)
+
+
+@pytest.mark.parametrize("level", sorted(LEVELS))
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8], ids=["u8", "s8"])
+def test_qoperator_gather(tmp_path, dtype, level):
+    """QOperator form (onnxruntime's GatherQuant): the Gather reads the QuantizeLinear's codes itself."""
+    zp = 3 if dtype == np.uint8 else -5
+    inits = [nh.from_array(np.float32(0.03), "s"), nh.from_array(np.array(zp, dtype), "z"), _i64("ix", [[4, -1, 0]])]
+    nodes = [h.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+             h.make_node("Gather", ["q", "ix"], ["gq"], axis=1),
+             h.make_node("DequantizeLinear", ["gq", "s", "z"], ["y0"])]
+    m = h.make_model(h.make_graph(nodes, "g", [h.make_tensor_value_info("x", TP.FLOAT, SHAPE)],
+                                  [h.make_tensor_value_info("y0", TP.FLOAT, [])], inits),
+                     opset_imports=[h.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.checker.check_model(m)
+    onnx.save(m, tmp_path / "qop.onnx")
+    _same(tmp_path / "qop.onnx", level)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, None], ids=["u8", "float"])
+def test_gather_index_out_of_range_is_refused(tmp_path, dtype):
+    src, head = _data(dtype)
+    body = head + [h.make_node("Gather", [src, "ix"], ["g"], axis=2, name="pick")]
+    path = _model(tmp_path, body, [_i64("ix", [0, 5])], ["g"], dtype)
+    with pytest.raises(QsimError, match="pick.*index 5 out of range"):
+        qsim.simulate(path, {"x": np.ones(SHAPE, np.float32)})
+
+
+def test_run_time_indices_of_quantized_activation_are_refused(tmp_path):
+    """OnnxEval runs on arrays as stored: on a quantized activation it would return the codes as floats."""
+    inits = [_i64("axes", [0]), _i64("lo", 0), _i64("hi", SHAPE[0] - 1)]  # the index from the float input
+    body = [h.make_node("ReduceMax", ["x"], ["m"], keepdims=0), h.make_node("Cast", ["m"], ["mi"], to=TP.INT64),
+            h.make_node("Clip", ["mi", "lo", "hi"], ["ci"]), h.make_node("Unsqueeze", ["ci", "axes"], ["ix"]),
+            h.make_node("Gather", ["in", "ix"], ["g"], axis=0, name="pick")]
+    path = _model(tmp_path, body, inits, ["g"], np.uint8)
+    with pytest.raises(QsimError, match="pick.*run time"):
+        qsim.simulate(path, {"x": np.ones(SHAPE, np.float32)})
+
+
+@pytest.mark.parametrize("level", sorted(LEVELS))
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8], ids=["u8", "s8"])
+def test_quantized_table_gather(tmp_path, dtype, level):
+    """DQ(table) -> Gather(ids) -> Q, at the table's parameters (the codes move) and at others (a float
+    island); with Gather among the exact-in-float units it is no longer refused at disable_all."""
+    rng = np.random.default_rng(1)
+    info = np.iinfo(dtype)
+    for k, (s2, z2) in enumerate([(0.03, 3), (0.05, 1)]):
+        inits = [nh.from_array(rng.integers(info.min, info.max + 1, (10, 7)).astype(dtype), "tq"),
+                 nh.from_array(np.float32(0.03), "s"), nh.from_array(np.array(3, dtype), "z"),
+                 nh.from_array(np.float32(s2), "s2"), nh.from_array(np.array(z2, dtype), "z2")]
+        nodes = [h.make_node("DequantizeLinear", ["tq", "s", "z"], ["t"]), h.make_node("Gather", ["t", "ids"], ["g"]),
+                 h.make_node("QuantizeLinear", ["g", "s2", "z2"], ["gq"]),
+                 h.make_node("DequantizeLinear", ["gq", "s2", "z2"], ["y0"])]
+        m = h.make_model(h.make_graph(nodes, "g", [h.make_tensor_value_info("ids", TP.INT64, (2, 5))],
+                                      [h.make_tensor_value_info("y0", TP.FLOAT, [])], inits),
+                         opset_imports=[h.make_opsetid("", 17)])
+        m.ir_version = 8
+        path = tmp_path / f"t{k}.onnx"
+        onnx.save(m, path)
+        ids = rng.integers(-10, 10, (2, 5)).astype(np.int64)  # negative ids count from the end
+        so = ort.SessionOptions()
+        so.graph_optimization_level = LEVELS[level]
+        want = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"]).run(None, {"ids": ids})[0]
+        np.testing.assert_array_equal(qsim.simulate(path, {"ids": ids}, ort_level=level)["y0"], want)

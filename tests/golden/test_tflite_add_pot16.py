@@ -5,6 +5,8 @@ int16 formula qsim used before differs on up to 19% of these elements; LiteRT re
 With the option false or no AddOptions (as converters may write), the general formula is LiteRT's."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -42,16 +44,29 @@ def test_pot_int16_add(tmp_path, policy, kernels, shape):
     assert former > 0
 
 
-def test_rejected_shifts_are_refused(tmp_path):
-    """Both inputs shifted (s_out = 2 * s_in): LiteRT's Prepare rejects the model; qsim refuses it."""
+# (s1, s2, s_out, the failed check): both inputs shifted; a positive shift; one of 2^14, where the general
+# path's output multiplier would reach 1 (which aborts the process there: not here, no multiplier is computed)
+REJECTED = [(2 ** -15, 2 ** -15, 2 ** -14, "input1_shift == 0 || data->input2_shift == 0", "-1, -1"),
+            (2 ** -9, 2 ** -10, 2 ** -10, "input1_shift <= 0", "1, 0"),
+            (2 ** -10, 2 ** 4, 2 ** -10, "input2_shift <= 0", "0, 14")]
+
+
+@pytest.mark.parametrize("s1, s2, so, check, shifts", REJECTED)
+def test_rejected_shifts_are_refused(tmp_path, s1, s2, so, check, shifts):
+    """LiteRT's Prepare rejects these models (a RuntimeError at allocate_tensors, every kernel set, the
+    process lives on); qsim refuses them with that reason, not as an abort."""
     x = np.arange(-100, 100).astype(np.int16)
-    model = elementwise("add", [x.shape, x.shape], [(2 ** -15, 0), (2 ** -15, 0)], (2 ** -14, 0), dtype=np.int16)
-    with pytest.raises(RuntimeError, match="input1_shift == 0 || data->input2_shift == 0"):
-        run(model, [x, x], "reference")
+    model = elementwise("add", [x.shape, x.shape], [(s1, 0), (s2, 0)], (so, 0), dtype=np.int16)
+    for _, kernels in POLICIES:
+        with pytest.raises(RuntimeError, match=rf"{re.escape(check)} was not true.*failed to prepare"):
+            run(model, [x, x], kernels)
     path = tmp_path / "add.tflite"
     path.write_bytes(model)
-    with pytest.raises(QsimError, match=r"power-of-two scales whose input shifts \(-1, -1\) .* rejects the model"):
-        compile_model(path, {"x0": x, "x1": x}, policy="tflite-reference").run({"x0": x, "x1": x})
+    for policy, _ in POLICIES:
+        with pytest.raises(QsimError, match=rf"power-of-two scales whose input shifts \({shifts}\) .* Prepare rejects "
+                                            "the model") as info:
+            compile_model(path, {"x0": x, "x1": x}, policy=policy).run({"x0": x, "x1": x})
+        assert "abort" not in str(info.value)
 
 
 @pytest.mark.parametrize("options", ["pot_scale_int16 false", "no AddOptions"])

@@ -1,9 +1,10 @@
 """Data movement without arithmetic: Concat (axis), Reshape (shape, one -1 allowed, 0 copies the
 input dimension as in ONNX), Flatten (axis=1, ONNX semantics), Transpose (perm), Slice (starts,
 ends, axes, steps: ONNX semantics, which are Python's slices: negative indices count from the end,
-out-of-range ones clamp).
+out-of-range ones clamp), Gather (axis, indices, index_shape: constant indices, as ONNX's Gather with
+an index array known at import, made non-negative by the importer).
 
-Reshape, Flatten, Transpose and Slice keep their input's quantization parameters (exact copies of
+Reshape, Flatten, Transpose, Slice and Gather keep their input's quantization parameters (exact copies of
 the stored integers); Concat runs the runtimes' integer concatenation, rescaling differing inputs."""
 from __future__ import annotations
 
@@ -94,6 +95,24 @@ def infer_slice(inputs, attrs) -> Inferred:
     s = inputs[0]
     index = slice_index(len(s), attrs)
     return Inferred(outputs=(tuple(len(range(d)[i]) for d, i in zip(s, index)),))
+
+
+@register("Gather", cost_class=CostClass.DATA_MOVEMENT, float_kernel="float_ops.take",
+          int_kernel="int_ops.move", quant=_SHARED, attrs=("axis", "indices", "index_shape"))
+def infer_gather(inputs, attrs) -> Inferred:
+    if len(inputs) != 1:
+        raise ValueError("Gather takes one input (its indices are an attribute)")
+    s = inputs[0]
+    axis = int(attrs["axis"])
+    if not 0 <= axis < len(s):
+        raise ValueError(f"axis {axis} out of range for rank {len(s)}")
+    index_shape = tuple(int(d) for d in attrs["index_shape"])
+    indices = [int(i) for i in attrs["indices"]]
+    if len(indices) != prod(index_shape):
+        raise ValueError(f"{len(indices)} indices for an index array of shape {index_shape}")
+    if any(not 0 <= i < s[axis] for i in indices):
+        raise ValueError(f"an index out of [0, {s[axis]}) for axis {axis} of {s}")
+    return Inferred(outputs=(s[:axis] + index_shape + s[axis + 1:],))
 
 
 @register("Constant", cost_class=CostClass.VIEW, float_kernel="float_ops.constant", int_kernel="int_ops.constant",
