@@ -83,10 +83,15 @@ def fold_dequantize(ctx: Context, node, inputs):
 
 def quantize(ctx: Context, node) -> None:
     t = ctx.act(node.input[0])
-    q = qdq_params(ctx, node, len(ctx.g.tensor(t).shape), q_elem_type(ctx, node))
-    float_users = [n for n in ctx.consumers.get(node.input[0], []) if n.op_type != "QuantizeLinear"]
-    if float_users or node.input[0] in ctx.graph_outputs:
-        # the float tensor is read as float too: quantize into a tensor of its own
+    rank = len(ctx.g.tensor(t).shape)
+    q = qdq_params(ctx, node, rank, q_elem_type(ctx, node))
+    readers = ctx.consumers.get(node.input[0], [])
+    float_users = [n for n in readers if n.op_type != "QuantizeLinear"]
+    other_params = any(qdq_params(ctx, n, rank, q_elem_type(ctx, n)) != q
+                       for n in readers if n.op_type == "QuantizeLinear" and n is not node)
+    if float_users or other_params or node.input[0] in ctx.graph_outputs:
+        # the float tensor is read as float too, or quantized with other parameters as well (each
+        # QuantizeLinear rounds the float values): quantize into a tensor of its own
         ctx.emit("Quantize", node, [t], {}, dtype=q.fmt.element_type)
         ctx.g.quant_params[node.output[0]] = q
         return
