@@ -101,8 +101,12 @@ def quantize(ctx: Context, node) -> None:
 
 def dequantize(ctx: Context, node) -> None:
     t = ctx.act(node.input[0])
+    q = qdq_params(ctx, node, len(ctx.g.tensor(t).shape), ctx.g.tensor(t).dtype)
     if t not in ctx.g.quant_params:  # a QOperator model's output edge: the first word on this tensor
-        ctx.g.quant_params[t] = qdq_params(ctx, node, len(ctx.g.tensor(t).shape), ctx.g.tensor(t).dtype)
+        ctx.g.quant_params[t] = q
+    elif ctx.g.quant_params[t] != q:  # the codes read at other parameters than they were written with
+        raise ValueError(f"it reads {node.input[0]!r} at other parameters (scale / zero point) "
+                         f"than it was quantized with; only matching parameters are supported")
     ctx.alias[node.output[0]] = t
 
 

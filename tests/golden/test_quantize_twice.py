@@ -75,3 +75,19 @@ def test_each_quantize_rounds_the_float_itself(tmp_path, level, join, dtype, sca
     for (name, g), w in zip(got.items(), want):
         assert g.dtype == w.dtype and g.shape == w.shape
         assert np.array_equal(g, w), f"{name}: {int((g != w).sum())} of {w.size} differ"
+
+
+def test_codes_read_at_other_parameters_are_refused(tmp_path):
+    """Q at one scale, DQ at another: onnxruntime reads the codes at the DQ's parameters; qsim, which keeps
+    one set of parameters per integer tensor, refuses naming the node instead of reading them at the Q's."""
+    inits = [nh.from_array(np.array(0.03, np.float32), "s0"), nh.from_array(np.array(3, np.uint8), "z0"),
+             nh.from_array(np.array(0.05, np.float32), "s1"), nh.from_array(np.array(3, np.uint8), "z1")]
+    nodes = [h.make_node("QuantizeLinear", ["x", "s0", "z0"], ["q"]),
+             h.make_node("DequantizeLinear", ["q", "s1", "z1"], ["y"], name="rescale")]
+    m = h.make_model(h.make_graph(nodes, "g", [h.make_tensor_value_info("x", TP.FLOAT, SHAPE)],
+                                  [h.make_tensor_value_info("y", TP.FLOAT, [])], inits),
+                     opset_imports=[h.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, tmp_path / "rescale.onnx")
+    with pytest.raises(qsim.QsimError, match="rescale.*other parameters"):
+        qsim.simulate(tmp_path / "rescale.onnx", {"x": np.ones(SHAPE, np.float32)})
