@@ -58,6 +58,14 @@ def _expand(param: np.ndarray, q: TensorQuant, shape) -> np.ndarray:
 
 
 # -- QuantizeLinear / DequantizeLinear -------------------------------------------------------------
+def _same(a: TensorQuant, b: TensorQuant) -> bool:
+    """Equal parameters, a per-tensor scale given as a scalar or as a 1-element array alike."""
+    if a.axis is None and b.axis is None and not a.block_size and not b.block_size:
+        return (a.fmt == b.fmt and np.array_equal(a.scale.reshape(-1), b.scale.reshape(-1))
+                and np.array_equal(a.zero_point.reshape(-1), b.zero_point.reshape(-1)))
+    return a == b
+
+
 def fold_quantize(ctx: Context, node, inputs):
     """QuantizeLinear of a constant (float weights quantized in the graph): ONNX semantics, i.e.
     fp32 division, round half to even, saturate (fp8: cast to the format)."""
@@ -87,7 +95,7 @@ def quantize(ctx: Context, node) -> None:
     q = qdq_params(ctx, node, rank, q_elem_type(ctx, node))
     readers = ctx.consumers.get(node.input[0], [])
     float_users = [n for n in readers if n.op_type != "QuantizeLinear"]
-    other_params = any(qdq_params(ctx, n, rank, q_elem_type(ctx, n)) != q
+    other_params = any(not _same(qdq_params(ctx, n, rank, q_elem_type(ctx, n)), q)
                        for n in readers if n.op_type == "QuantizeLinear" and n is not node)
     if float_users or other_params or node.input[0] in ctx.graph_outputs:
         # the float tensor is read as float too, or quantized with other parameters as well (each
@@ -104,7 +112,7 @@ def dequantize(ctx: Context, node) -> None:
     q = qdq_params(ctx, node, len(ctx.g.tensor(t).shape), ctx.g.tensor(t).dtype)
     if t not in ctx.g.quant_params:  # a QOperator model's output edge: the first word on this tensor
         ctx.g.quant_params[t] = q
-    elif ctx.g.quant_params[t] != q:  # the codes read at other parameters than they were written with
+    elif not _same(ctx.g.quant_params[t], q):  # the codes read at other parameters than they were written with
         raise ValueError(f"it reads {node.input[0]!r} at other parameters (scale / zero point) "
                          f"than it was quantized with; only matching parameters are supported")
     ctx.alias[node.output[0]] = t

@@ -91,3 +91,21 @@ def test_codes_read_at_other_parameters_are_refused(tmp_path):
     onnx.save(m, tmp_path / "rescale.onnx")
     with pytest.raises(qsim.QsimError, match="rescale.*other parameters"):
         qsim.simulate(tmp_path / "rescale.onnx", {"x": np.ones(SHAPE, np.float32)})
+
+
+def test_a_scalar_and_a_one_element_scale_are_the_same_parameters(tmp_path):
+    """ONNX allows a per-tensor scale / zero point as a scalar or a 1-element array: Q with one form and DQ
+    with the other read the same parameters (simulated, equal to onnxruntime, not refused)."""
+    inits = [nh.from_array(np.array(0.03, np.float32), "s0"), nh.from_array(np.array(3, np.uint8), "z0"),
+             nh.from_array(np.array([0.03], np.float32), "s1"), nh.from_array(np.array([3], np.uint8), "z1")]
+    nodes = [h.make_node("QuantizeLinear", ["x", "s0", "z0"], ["q"]), h.make_node("DequantizeLinear", ["q", "s1", "z1"], ["d"]),
+             h.make_node("Relu", ["d"], ["r"]), h.make_node("QuantizeLinear", ["r", "s1", "z1"], ["rq"]),
+             h.make_node("DequantizeLinear", ["rq", "s0", "z0"], ["y"])]
+    m = h.make_model(h.make_graph(nodes, "g", [h.make_tensor_value_info("x", TP.FLOAT, SHAPE)],
+                                  [h.make_tensor_value_info("y", TP.FLOAT, [])], inits),
+                     opset_imports=[h.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, tmp_path / "forms.onnx")
+    x = _input((0.03,), seed=5)
+    want = ort.InferenceSession(str(tmp_path / "forms.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert np.array_equal(qsim.simulate(tmp_path / "forms.onnx", {"x": x})["y"], want)
