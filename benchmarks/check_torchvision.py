@@ -11,8 +11,10 @@ ops need them, no classifier does).
     python benchmarks/check_torchvision.py mobilenet_v3_small:qdq shufflenet_v2_x0_5:qoperator:160x192 \\
         densenet121:qdq:128x128:tensor [--workdir DIR]
 
-Each spec is ``name:format[:HxW][:tensor]`` (format qdq or qoperator; ``tensor``: per-tensor weights).
-Prints one line per model: equal, the number of differing logits, or qsim's refusal.
+Each spec is ``name:format[:HxW][:tensor][:static]`` (format qdq or qoperator; ``tensor``: per-tensor
+weights; ``static``: exported at batch 2 and pre-processed without onnxruntime's symbolic shape inference,
+which fails on the transformers: ``vit_b_16:qdq:static``, ``swin_t:qdq:static``). Prints one line per
+model: equal, the number of differing logits, or qsim's refusal.
 """
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ import types
 from pathlib import Path
 
 import numpy as np
+
+BATCH = 2  # images compared per model (1,000 logits each)
 
 
 def _torchvision():
@@ -34,7 +38,7 @@ def _torchvision():
     return torchvision
 
 
-def quantized(name: str, fmt: str, hw: tuple[int, int], per_channel: bool, work: Path) -> Path:
+def quantized(name: str, fmt: str, hw: tuple[int, int], per_channel: bool, static: bool, work: Path) -> Path:
     import torch
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -42,14 +46,16 @@ def quantized(name: str, fmt: str, hw: tuple[int, int], per_channel: bool, work:
     torch.manual_seed(0)
     model = getattr(_torchvision().models, name)(weights=None).eval()
     float_path, pre_path = work / f"{name}.onnx", work / f"{name}_pre.onnx"
-    torch.onnx.export(model, torch.randn(1, 3, *hw), str(float_path), input_names=["img"], output_names=["logits"],
-                      opset_version=17, dynamo=False, dynamic_axes={"img": {0: "N"}, "logits": {0: "N"}})
-    quant_pre_process(str(float_path), str(pre_path))
+    batch = BATCH if static else 1
+    torch.onnx.export(model, torch.randn(batch, 3, *hw), str(float_path), input_names=["img"], output_names=["logits"],
+                      opset_version=17, dynamo=False,
+                      dynamic_axes=None if static else {"img": {0: "N"}, "logits": {0: "N"}})
+    quant_pre_process(str(float_path), str(pre_path), skip_symbolic_shape=static)
     rng = np.random.default_rng(1)
 
     class Calibration(CalibrationDataReader):
         def __init__(self):
-            self.feeds = iter([{"img": rng.standard_normal((1, 3, *hw)).astype(np.float32)} for _ in range(4)])
+            self.feeds = iter([{"img": rng.standard_normal((batch, 3, *hw)).astype(np.float32)} for _ in range(4)])
 
         def get_next(self):
             return next(self.feeds, None)
@@ -66,7 +72,7 @@ def compare(path: Path, hw: tuple[int, int]) -> str:
 
     import qsim
 
-    x = np.random.default_rng(2).standard_normal((2, 3, *hw)).astype(np.float32)
+    x = np.random.default_rng(2).standard_normal((BATCH, 3, *hw)).astype(np.float32)
     want = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"img": x})[0]
     try:
         got = qsim.simulate(path, {"img": x})["logits"]
@@ -78,7 +84,7 @@ def compare(path: Path, hw: tuple[int, int]) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("specs", nargs="+", help="name:format[:HxW][:tensor], e.g. mobilenet_v3_small:qdq")
+    ap.add_argument("specs", nargs="+", help="name:format[:HxW][:tensor][:static], e.g. mobilenet_v3_small:qdq")
     ap.add_argument("--workdir", default="/tmp/qsim_check_torchvision")
     args = ap.parse_args()
     work = Path(args.workdir)
@@ -90,8 +96,8 @@ def main() -> int:
         name, fmt, *rest = spec.split(":")
         size = next((r for r in rest if "x" in r), "224x224")
         hw = tuple(int(v) for v in size.split("x"))
-        per_channel = "tensor" not in rest
-        print(f"{spec:<44} {compare(quantized(name, fmt, hw, per_channel, work), hw)}", flush=True)
+        path = quantized(name, fmt, hw, "tensor" not in rest, "static" in rest, work)
+        print(f"{spec:<44} {compare(path, hw)}", flush=True)
     return 0
 
 
