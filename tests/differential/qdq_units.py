@@ -147,9 +147,49 @@ def _unary(op: str, **attrs):
     return build
 
 
+def gather(g: Gen) -> OnnxModel:
+    """Gather of constant indices (several, repeated, negative; a 0-, 1- or 2-D index array) along any
+    axis of a quantized activation, out at the input's parameters (the codes move) or others."""
+    m = OnnxModel("qdq_gather")
+    t = _act_type(g)
+    shape = _nchw(g)
+    x, s_in = _in(m, g, "x", t, shape)
+    axis = g.int(-4, 3)
+    n = shape[axis]
+    index = g.rng.integers(-n, n, g.pick([(), (1,), (g.int(1, 5),), (g.int(1, 3), g.int(1, 3))]))
+    m.const("idx", np.asarray(index, np.int64))
+    m.node("Gather", [x, "idx"], ["yf"], axis=axis)
+    _out(m, g, "yf", t, s_in if g.chance(0.6) else np.float32(s_in * 2.0 ** g.int(-2, 2)))
+    return m
+
+
+def two_quantizations(g: Gen) -> OnnxModel:
+    """One float input quantized by two QuantizeLinear nodes of their own parameters (each rounds the float
+    itself), dequantized and added, or the two branches out apart through one output Concat."""
+    m = OnnxModel("qdq_two_quantizations")
+    t = _act_type(g)
+    shape = _nchw(g)
+    s = [g.scale(1e-3, 1.0), g.scale(1e-3, 1.0) if g.chance(0.7) else None]
+    s[1] = s[0] if s[1] is None else s[1]
+    zero = [g.zero_point(t), g.zero_point(t)]
+    m.feed("x", g.floats(shape, s[0], zero[0], t))
+    for i in (0, 1):
+        m.const(f"s{i}", np.float32(s[i]))
+        m.const(f"z{i}", np.array(zero[i], t))
+        m.node("QuantizeLinear", ["x", f"s{i}", f"z{i}"], [f"q{i}"])
+        m.node("DequantizeLinear", [f"q{i}", f"s{i}", f"z{i}"], [f"d{i}"])
+    if g.chance(0.5):
+        m.node("Add", ["d0", "d1"], ["yf"])
+        _out(m, g, "yf", t, np.float32(s[0] + s[1]))
+    else:
+        m.node("Concat", ["d0", "d1"], ["yf"], axis=1)
+        _out(m, g, "yf", t, np.float32(max(s)))
+    return m
+
+
 QDQ_UNITS = {
     "Conv": conv, "MatMul": matmul, "Gemm": gemm, "Add": _binary("Add"), "Mul": _binary("Mul"),
     "Concat": concat, "AveragePool": _unary("AveragePool"), "GlobalAveragePool": _unary("GlobalAveragePool"),
     "MaxPool": _unary("MaxPool"), "Sigmoid": _unary("Sigmoid"), "LeakyRelu": _unary("LeakyRelu"),
-    "Softmax": _unary("Softmax", axis=-1),
+    "Softmax": _unary("Softmax", axis=-1), "Gather": gather, "TwoQuantizations": two_quantizations,
 }
