@@ -51,7 +51,11 @@ def _operands(graph, node, plan: PrecisionPlan, fused: bool, view: sw.StackView 
     else:
         weight = sum(packed_bytes(graph.tensor(t).numel, weight_bits(node.op, role, prec))
                      for role, t in node.weights.items())
-    inputs = sum(packed_bytes(graph.tensor(t).numel, activation_bits(graph, t, plan)) for t in node.inputs)
+    if opdef.inputs_read is not None:  # e.g. a Slice reads only the part it keeps
+        inputs = packed_bytes(opdef.inputs_read(in_shapes, out_shapes, node.attrs),
+                              activation_bits(graph, node.inputs[0], plan))
+    else:
+        inputs = sum(packed_bytes(graph.tensor(t).numel, activation_bits(graph, t, plan)) for t in node.inputs)
     outputs = sum(packed_bytes(graph.tensor(t).numel, prec.activation.storage_bits) for t in node.outputs)
     state_r = state_w = 0
     if node.state:

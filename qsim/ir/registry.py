@@ -138,6 +138,9 @@ class OpDef:
     fusable: bool = False
     # Weight elements actually read per call, when not all of them (an embedding reads rows).
     weights_read: Counter | None = None
+    # Elements of the (single) activation input read per call, when not all of them (a Slice or a
+    # Gather reads what it copies).
+    inputs_read: Counter | None = None
     # (elements read, elements written) of the node's persistent state per call; None: read all.
     state_io: Callable[[list[Shape], Mapping[str, Any]], tuple[int, int]] | None = None
     # The attributes a user may write for this op (explicit layers in a workload are checked

@@ -162,3 +162,17 @@ def test_views_move_no_bytes_and_measured_ops_replace_vector_counting():
     assert df.loc["s", "compute_s"] == pytest.approx(128 * 4e-9)  # 128 outputs x 4 ns, not 5 ops each
     with pytest.raises(Exception, match=r"op_ns_per_element.Lrn: unknown op; known: .*LRN"):
         build_profile(dict(TOY, op_ns_per_element={"Lrn": 1.0}))
+
+
+def test_a_slice_or_gather_reads_only_what_it_copies():
+    """A Slice keeping 16 of 64 channels of an int8 (1, 64, 8, 8) tensor reads 16 x 64 bytes, not the
+    whole input; a Gather of 3 channels (one repeated) reads 3 x 64."""
+    g = Graph("g")
+    g.add_input("x", (1, 64, 8, 8))
+    g.add_node("Slice", "keep", ["x"], {"starts": (8,), "ends": (24,), "axes": (1,), "steps": (1,)})
+    g.add_node("Gather", "pick", ["x"], {"axis": 1, "indices": (5, 0, 5), "index_shape": (3,)})
+    g.mark_output("keep")
+    g.mark_output("pick")
+    layers = estimate_graph(g, PrecisionPlan.uniform("int8"), build_profile(TOY)).layers.set_index("name")
+    assert layers.loc["keep", "input_bytes"] == layers.loc["keep", "output_bytes"] == 16 * 64
+    assert layers.loc["pick", "input_bytes"] == layers.loc["pick", "output_bytes"] == 3 * 64

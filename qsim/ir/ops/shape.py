@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from math import prod
 
-from qsim.ir.registry import CostClass, Inferred, QuantRule, register
+from qsim.ir.registry import CostClass, Inferred, QuantRule, numel, register
 
 _SHARED = QuantRule(shares_input_params=True)
 
@@ -88,7 +88,8 @@ def slice_index(rank: int, attrs) -> tuple[slice, ...]:
 
 
 @register("Slice", cost_class=CostClass.DATA_MOVEMENT, float_kernel="float_ops.slice_axes",
-          int_kernel="int_ops.move", quant=_SHARED, attrs=("starts", "ends", "axes", "steps"))
+          int_kernel="int_ops.move", quant=_SHARED, attrs=("starts", "ends", "axes", "steps"),
+          inputs_read=lambda i, o, a: numel(o[0]))
 def infer_slice(inputs, attrs) -> Inferred:
     if len(inputs) != 1:
         raise ValueError("Slice takes one input")
@@ -98,7 +99,8 @@ def infer_slice(inputs, attrs) -> Inferred:
 
 
 @register("Gather", cost_class=CostClass.DATA_MOVEMENT, float_kernel="float_ops.take",
-          int_kernel="int_ops.move", quant=_SHARED, attrs=("axis", "indices", "index_shape"))
+          int_kernel="int_ops.move", quant=_SHARED, attrs=("axis", "indices", "index_shape"),
+          inputs_read=lambda i, o, a: numel(o[0]))
 def infer_gather(inputs, attrs) -> Inferred:
     if len(inputs) != 1:
         raise ValueError("Gather takes one input (its indices are an attribute)")
