@@ -48,6 +48,18 @@ def physical_cores() -> int:
     return max(1, len(cores))
 
 
+def default_threads() -> int:
+    """The thread count of a model compiled without ``threads=``: ``QSIM_THREADS`` when set (a sweep's
+    worker processes get the cores divided among them: ``qsim.sweep.executor``), else the physical
+    cores, onnxruntime's default."""
+    value = os.environ.get("QSIM_THREADS", "").strip()
+    if not value:
+        return physical_cores()
+    if not value.isdigit() or int(value) < 1:
+        raise QsimError(f"QSIM_THREADS must be a positive integer, got {value!r}")
+    return int(value)
+
+
 ORT_LEVELS = ("enable_all", "enable_extended", "enable_basic", "disable_all")  # onnxruntime's GraphOptimizationLevel
 UNFUSED_LEVELS = ("enable_basic", "disable_all")  # levels below onnxruntime's QDQ fusion (an extended transformer)
 
@@ -73,7 +85,7 @@ class CompiledModel:
 
         self.model, self.name = model, str(model)
         self.options = dict(acc_bits=acc_bits, overflow=overflow, impl=impl, counts=counts, executor=executor)
-        self.threads = physical_cores() if threads is None else int(threads)
+        self.threads = default_threads() if threads is None else int(threads)
         if self.threads < 1:
             raise QsimError(f"threads must be >= 1, got {threads!r}")
         if ort_level not in ORT_LEVELS:
