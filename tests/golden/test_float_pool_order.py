@@ -117,3 +117,31 @@ def test_float_reduce_mean_then_quantize(tmp_path, level, shape, axes, opset, ke
     else:
         nodes, inits = [helper.make_node("ReduceMean", ["x"], ["p"], axes=list(axes), keepdims=keepdims)], []
     _check(_save(tmp_path, nodes, inits, x, opset, True), x, level)
+
+
+@pytest.mark.parametrize("level", list(LEVELS))
+@pytest.mark.parametrize("op", ["AveragePool", "ReduceMean"])
+def test_int8_unit_left_unfused(tmp_path, level, op):
+    """An int8 QuantizeLinear writing a graph output stays int8 (``onnx_s8_units``): onnxruntime runs the
+    DQ -> op -> Q unit in float at every level, the float island qsim now runs (it refused it). The
+    input x * 3 behind a Mul, so that the pooled values are not on the int8 grid."""
+    x = (np.random.default_rng(5).standard_normal((1, 16, 15, 17)) * 3).astype(f32)
+    nodes = [helper.make_node("Mul", ["x", "one"], ["m"]), helper.make_node("QuantizeLinear", ["m", "s", "z"], ["q"]),
+             helper.make_node("DequantizeLinear", ["q", "s", "z"], ["d"])]
+    if op == "AveragePool":
+        nodes.append(helper.make_node(op, ["d"], ["p"], kernel_shape=[3, 3], pads=[1] * 4))
+    else:
+        nodes.append(helper.make_node(op, ["d"], ["p"], axes=[2, 3]))
+    nodes.append(helper.make_node("QuantizeLinear", ["p", "s2", "z"], ["y"]))
+    inits = [numpy_helper.from_array(f32(v), k) for k, v in (("one", 1), ("s", 0.05), ("s2", 0.0125))]
+    inits.append(numpy_helper.from_array(np.int8(3), "z"))
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
+                          [helper.make_tensor_value_info("y", TensorProto.INT8, None)], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, tmp_path / "s8.onnx")
+    if level == "disable_all":  # below the QDQ fusion every DQ -> op -> Q unit is refused, int8 or not
+        with pytest.raises(qsim.QsimError):
+            qsim.simulate(str(tmp_path / "s8.onnx"), {"x": x}, ort_level=level)
+        return
+    _check(str(tmp_path / "s8.onnx"), x, level)
