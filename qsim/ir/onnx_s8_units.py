@@ -8,9 +8,11 @@ QuantizeLinear has exactly one output edge to a DequantizeLinear with the same s
 (``qdq_s8_to_u8.cc``); ``EnsureUniqueDQForNodeUnit`` gives every consumer of a DequantizeLinear
 output (a graph output counts as one) its own copy first. A tensor that stays int8 leaves every
 compute unit reading or writing it unfused: DQ -> float op -> Q. qsim runs such a unit as the same
-float island where the float op is one IEEE operation per element (Add, Mul, Relu, Concat, MaxPool:
-``FLOAT_EXACT_UNITS``) and refuses the model where it is not (Conv, MatMul, Gemm, pools, Softmax: MLAS's
-float summation order is not reproduced). Movement and max ops are exact either way.
+float island where the float op is one IEEE operation per element (Add, Mul, Relu, Concat, MaxPool) or
+a sum whose order qsim reproduces (AveragePool, ReduceMean: ``qsim.sim.float_pool``), the
+``FLOAT_EXACT_UNITS``, and refuses the model where it is not (Conv, MatMul, Gemm, GlobalAveragePool,
+Softmax: MLAS's float summation order is not reproduced for their units). Movement and max ops are
+exact either way.
 """
 from __future__ import annotations
 
@@ -69,10 +71,13 @@ def int8_pairs(model: ModelProto) -> tuple[set[str], set[str]]:
     return converted, int8_left
 
 
-# Unfused units whose float op onnxruntime computes with single IEEE fp32 operations (or none), so
-# that qsim's float island (DQ -> the same fp32 op -> QuantizeLinear's formula) equals it. Conv,
-# MatMul, Gemm, pools and Softmax sum in an order MLAS picks: their float islands are refused.
-FLOAT_EXACT_UNITS = {"Add", "Sub", "Mul", "Relu", "Clip", "Concat", "MaxPool", "Max", "Min"}
+# Unfused units whose float op onnxruntime computes with single IEEE fp32 operations (or none), or
+# sums in an order qsim's float kernel follows (AveragePool, ReduceMean: float_pool, measured equal at
+# every session level in tests/golden/test_float_pool_order.py), so that qsim's float island (DQ -> the
+# same fp32 op -> QuantizeLinear's formula) equals it. Conv, MatMul, Gemm and Softmax sum in an order
+# MLAS picks that qsim's float kernels do not follow for them: their float islands are refused.
+FLOAT_EXACT_UNITS = {"Add", "Sub", "Mul", "Relu", "Clip", "Concat", "MaxPool", "Max", "Min", "AveragePool",
+                     "ReduceMean"}
 
 
 def unfused_int8_ops(model: ModelProto) -> dict[str, str]:
@@ -122,9 +127,9 @@ def int8_refusal(model: ModelProto) -> str | None:
     shown = ", ".join(units[:6]) + (f" and {len(units) - 6} more" if len(units) > 6 else "")
     return (f"onnxruntime runs the QDQ units {shown} in float (int8 activations whose QuantizeLinear "
             "feeds several nodes or a graph output stay int8 and are not fused on x86-64); qsim does not "
-            "reproduce the summation order of those float kernels (float Add, Mul, Relu, Concat, MaxPool "
-            "units are run as onnxruntime runs them). Quantize with uint8 activations (onnxruntime fuses "
-            "every unit then, and runs faster)")
+            "reproduce the summation order of those float kernels (float Add, Mul, Relu, Concat, MaxPool, "
+            "AveragePool, ReduceMean units are run as onnxruntime runs them). Quantize with uint8 "
+            "activations (onnxruntime fuses every unit then, and runs faster)")
 
 
 def bias_refusal(model: ModelProto) -> str | None:

@@ -17,6 +17,7 @@ from qsim.ir.ops.extra import reduce_axes
 from qsim.ir.ops.shape import slice_index
 from qsim.ir.registry import Support, get_op, ops_running_on
 from qsim.numerics.requant_ref import fma_f32
+from qsim.sim import float_pool
 
 Kernel = Callable[[list, Mapping[str, np.ndarray], Mapping[str, Any]], list]
 
@@ -254,6 +255,8 @@ def maxpool(inputs, w, attrs):
 
 def avgpool(inputs, w, attrs):
     x = inputs[0]
+    if x.dtype == np.float32 and x.ndim == 4:  # onnxruntime's summation order (float_pool)
+        return [float_pool.avgpool(x, attrs)]
     total = _pool_windows(x, attrs, 0.0).sum(axis=(-2, -1))
     if attrs.get("count_include_pad", False):
         k = pair(attrs["kernel"], "kernel")
@@ -264,6 +267,10 @@ def avgpool(inputs, w, attrs):
 
 def reduce_mean(inputs, w, attrs):
     x = inputs[0]
+    if x.dtype == np.float32 and x.size:  # onnxruntime's summation order (float_pool)
+        from qsim.sim.compiled import physical_cores  # here: compiled imports the executors, which import this
+
+        return [float_pool.reduce_mean(x, attrs, physical_cores())]
     return [x.mean(axis=tuple(reduce_axes(x.shape, attrs)), keepdims=bool(int(attrs.get("keepdims", 1))))]
 
 
