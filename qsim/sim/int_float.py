@@ -86,12 +86,15 @@ def _weights(step: Step) -> dict[str, np.ndarray]:
     return out
 
 
-def float_island(step: Step) -> list[np.ndarray]:
+def float_island(step: Step, ort_unit: bool = False) -> list[np.ndarray]:
+    """``ort_unit``: a QDQ unit onnxruntime leaves in float (``run_integer``'s float_nodes, onnxruntime
+    policy only): a Gemm there sums in MLAS's SGEMM order (``float_ops.gemm``)."""
     node = step.node
     args = [to_real(step, t, v) for t, v in zip(node.inputs, step.args)]
     w = _weights(step)
+    attrs = {**node.attrs, "ort_sgemm": True} if ort_unit and node.op == "Gemm" else node.attrs
     try:
-        outs = run_float_kernel(node.op, args, w, node.attrs)
+        outs = run_float_kernel(node.op, args, w, attrs)
     except (ValueError, IndexError, GraphError) as exc:
         raise step.fail(str(exc)) from None
     return [store(step, t, np.asarray(y, np.float32)) for t, y in zip(node.outputs, outs)]

@@ -154,7 +154,7 @@ def _run_node(step: Step, float_nodes=frozenset()) -> tuple[list, str]:
             return opdef.int_kernel.load()(step), "integer"
         except Fallback:
             pass
-    return float_island(step), "float"
+    return float_island(step, ort_unit=step.node.name in float_nodes), "float"
 
 
 def run_integer(graph: Graph, feeds: Mapping[str, np.ndarray], policy: str, trace: bool = False,

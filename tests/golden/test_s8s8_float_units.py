@@ -1,0 +1,126 @@
+"""S8S8 QDQ Gemm units that onnxruntime leaves in float, against onnxruntime 1.32 (CPU, x86-64, AVX2).
+
+An int8 QuantizeLinear whose DequantizeLinear feeds two nodes stays int8, and onnxruntime runs the Gemm
+reading it as DQ -> fp32 Gemm (MLAS SGEMM) -> QuantizeLinear (``qsim.ir.onnx_s8_units``). qsim refused
+such models; it now runs the Gemm (transB=1) in MLAS's order (``qsim.sim.float_mlas_gemm``). Measured
+(this file's shapes, both session levels, 1 / 2 / 4 threads): every fp32 output equal, where numpy's
+product differed on about 35 % of them; with a QuantizeLinear tie planted on an output where numpy's last
+bit differs, qsim's codes equal onnxruntime's and numpy's order would give another code."""
+from __future__ import annotations
+
+import platform
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+ort = pytest.importorskip("onnxruntime")
+
+import qsim  # noqa: E402
+from qsim.sim import float_ops  # noqa: E402
+from qsim.sim.int_runtime import ort_float_lanes  # noqa: E402
+
+pytestmark = pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64") or ort_float_lanes("host") != 8,
+                                reason="measured on x86-64 with MLAS's FMA3 (8-lane) kernels")
+f32 = np.float32
+LEVELS = {"disable_all": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "enable_all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+SX, ZX = f32(0.037), 3
+SHAPES = [(1, 512, 10), (1, 300, 7), (1, 64, 1), (2, 300, 150), (5, 700, 40), (16, 130, 150), (16, 9, 6), (3, 1000, 2)]
+
+
+def _model(m, k, n, sy, expose, seed):
+    rng = np.random.default_rng(seed)
+    wq = rng.integers(-127, 128, (n, k)).astype(np.int8)
+    sw = (rng.random(n) * 0.02 + 0.005).astype(f32)
+    bq = rng.integers(-3000, 3000, n).astype(np.int32)
+    sb = (sw * SX).astype(f32)
+    t = numpy_helper.from_array
+    inits = [t(wq, "wq"), t(sw, "sw"), t(bq, "bq"), t(sb, "sb"), t(np.asarray(SX), "sx"), t(np.int8(ZX), "zx"),
+             t(np.asarray(f32(sy)), "sy"), t(np.int8(-2), "zy")]
+    nd = helper.make_node
+    nodes = [nd("QuantizeLinear", ["x", "sx", "zx"], ["xq"], name="qx"),
+             nd("DequantizeLinear", ["xq", "sx", "zx"], ["xd"], name="dqx"),
+             nd("DequantizeLinear", ["wq", "sw"], ["wd"], name="dqw", axis=0),
+             nd("DequantizeLinear", ["bq", "sb"], ["bd"], name="dqb", axis=0),
+             nd("Gemm", ["xd", "wd", "bd"], ["y"], transB=1, name="fc"),
+             nd("QuantizeLinear", ["y", "sy", "zy"], ["yq"], name="qy"),
+             nd("DequantizeLinear", ["yq", "sy", "zy"], ["out"], name="dqy"),
+             # a second reader of the DQ output: the int8 pair stays int8, the Gemm unit unfused
+             nd("Relu", ["xd"], ["r"], name="relu"), nd("QuantizeLinear", ["r", "sx", "zx"], ["rq"], name="qr"),
+             nd("DequantizeLinear", ["rq", "sx", "zx"], ["out2"], name="dqr")]
+    vi = helper.make_tensor_value_info
+    outs = [vi("out", TensorProto.FLOAT, [m, n]), vi("out2", TensorProto.FLOAT, [m, k])]
+    if expose:
+        outs.append(vi("y", TensorProto.FLOAT, [m, n]))
+    g = helper.make_graph(nodes, "s8gemm", [vi("x", TensorProto.FLOAT, [m, k])], outs, inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 19)])
+    model.ir_version = 9
+    wd = (wq.astype(f32) * sw[:, None]).astype(f32)
+    return model, wd, (bq.astype(f32) * sb).astype(f32), (rng.standard_normal((m, k)) * 2).astype(f32)
+
+
+def _ort(model, x, level, threads=1):
+    so = ort.SessionOptions()
+    so.graph_optimization_level = LEVELS[level]
+    so.intra_op_num_threads = threads
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, {"x": x})
+
+
+def _real_x(x):
+    q = np.clip(np.rint(x / SX) + ZX, -128, 127)
+    return ((q - ZX).astype(f32) * SX).astype(f32)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 4])
+@pytest.mark.parametrize("level", list(LEVELS))
+def test_float_gemm_values_equal_onnxruntime(level, threads, monkeypatch):
+    import qsim.sim.compiled as compiled
+
+    monkeypatch.setattr(compiled, "physical_cores", lambda: threads)
+    compared = numpy_differ = 0
+    for i, (m, k, n) in enumerate(SHAPES):
+        model, wd, b, x = _model(m, k, n, 0.05, True, i)
+        y = _ort(model, x, level, threads)[2]
+        mine = float_ops.gemm([_real_x(x)], {"weight": wd, "bias": b}, {"ort_sgemm": True})[0]
+        assert np.array_equal(mine, y), (m, k, n, int((mine != y).sum()))
+        compared += y.size
+        numpy_differ += int(((_real_x(x) @ wd.T + b).astype(f32) != y).sum())
+    assert compared == 3020 and numpy_differ > compared // 5, numpy_differ  # numpy's order is not onnxruntime's
+
+
+def _tie_scale(y, other):
+    """An output scale putting y[i] exactly on a .5 code boundary where ``other`` (numpy) differs."""
+    for i in np.flatnonzero(y.ravel() != other.ravel()):
+        v = y.ravel()[i]
+        for half in (2.5, 5.5, 11.5, 40.5, -3.5, -20.5):
+            s = f32(v / f32(half))
+            if s > 0 and f32(v / s) == f32(half):
+                return s
+    return None
+
+
+# enable_all only: at disable_all onnxruntime runs every QDQ unit in float and qsim still refuses the
+# model there (``float_qdq_units``), though the Gemm's values are equal at that level too (above).
+@pytest.mark.parametrize("level", ["enable_all"])
+def test_s8s8_gemm_unit_codes_with_planted_ties(tmp_path, level, monkeypatch):
+    import onnx
+    import qsim.sim.compiled as compiled
+
+    monkeypatch.setattr(compiled, "physical_cores", lambda: 1)
+    planted = 0
+    for i, (m, k, n) in enumerate(SHAPES):
+        model, wd, b, x = _model(m, k, n, 0.05, True, i)
+        y = _ort(model, x, level)[2]
+        sy = _tie_scale(y, (_real_x(x) @ wd.T + b).astype(f32))
+        if sy is None:
+            continue
+        planted += 1
+        model = _model(m, k, n, sy, False, i)[0]
+        path = tmp_path / f"g{i}.onnx"
+        onnx.save(model, str(path))
+        want = _ort(model, x, level)
+        got = qsim.simulate(path, {"x": x}, ort_level=level)
+        assert np.array_equal(got["out"], want[0]) and np.array_equal(got["out2"], want[1]), (m, k, n)
+        numpy_codes = np.clip(np.rint((_real_x(x) @ wd.T + b).astype(f32) / sy) - 2, -128, 127)
+        assert not np.array_equal((numpy_codes + 2) * sy, want[0] + 2 * sy)  # the tie decides a code
+    assert planted >= 6
