@@ -54,6 +54,11 @@ def pad(ctx: Context, node) -> None:
     x = ctx.act(node.input[0])
     pads = [int(p) for p in attr_or_input(ctx, node, "pads", 1)]
     mode = attrs_of(node).get("mode", b"constant")
+    # qsim's Pad kernels write the real value 0 (the zero point) into constant cells: another
+    # constant_value (input 2; the attribute "value" before opset 11) was silently taken as 0
+    value = attr_or_input(ctx, node, "value", 2, 0)
+    if mode in (b"constant", "constant") and np.any(np.asarray(value, np.float64) != 0):
+        raise ValueError(f"Pad with constant_value {np.asarray(value).tolist()}: only 0 is supported")
     ctx.emit("Pad", node, [x], {"pads": tuple(pads), "mode": mode.decode() if isinstance(mode, bytes) else mode},
              passthrough=True)
 

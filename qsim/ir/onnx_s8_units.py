@@ -8,12 +8,13 @@ QuantizeLinear has exactly one output edge to a DequantizeLinear with the same s
 (``qdq_s8_to_u8.cc``); ``EnsureUniqueDQForNodeUnit`` gives every consumer of a DequantizeLinear
 output (a graph output counts as one) its own copy first. A tensor that stays int8 leaves every
 compute unit reading or writing it unfused: DQ -> float op -> Q. qsim runs such a unit as the same
-float island where the float op is one IEEE operation per element (Add, Mul, Relu, Concat, MaxPool) or
-a sum whose order qsim reproduces (AveragePool, ReduceMean: ``qsim.sim.float_pool``; Gemm with
-transB=1: ``qsim.sim.float_mlas_gemm``), the ``FLOAT_EXACT_UNITS``, and refuses the model where it
-is not (Conv, MatMul, other Gemm forms, GlobalAveragePool, Softmax: MLAS's float summation order is
-not reproduced for their units). Movement and max ops are
-exact either way.
+float island where its float kernel is onnxruntime's bit for bit, the ``FLOAT_EXACT_UNITS``: one IEEE
+operation per element or a move (Add, Sub, Mul, Relu, Clip, Max, Min, LeakyRelu, Concat, MaxPool,
+Pad), a sum whose order qsim reproduces (AveragePool, ReduceMean: ``qsim.sim.float_pool``;
+GlobalAveragePool, Softmax: ``qsim.sim.float_mlas``; Gemm with transB=1: ``qsim.sim.float_mlas_gemm``),
+or MLAS's own approximation (Erf, Sigmoid, Tanh); it refuses the model where it is not (Conv, MatMul,
+other Gemm forms: MLAS's float summation order is not reproduced for their units). Movement ops,
+LayerNormalization and the hard activations are exact either way (``_EXACT_IN_FLOAT``).
 """
 from __future__ import annotations
 
@@ -73,12 +74,16 @@ def int8_pairs(model: ModelProto) -> tuple[set[str], set[str]]:
 
 
 # Unfused units whose float op onnxruntime computes with single IEEE fp32 operations (or none), or
-# sums in an order qsim's float kernel follows (AveragePool, ReduceMean: float_pool, measured equal at
-# every session level in tests/golden/test_float_pool_order.py), so that qsim's float island (DQ -> the
-# same fp32 op -> QuantizeLinear's formula) equals it. Conv, MatMul, Gemm and Softmax sum in an order
-# MLAS picks that qsim's float kernels do not follow for them: their float islands are refused.
+# in an order qsim's float kernel follows, so that qsim's float island (DQ -> the same fp32 op ->
+# QuantizeLinear's formula) equals it: AveragePool, ReduceMean (float_pool, measured equal at every
+# session level in tests/golden/test_float_pool_order.py); GlobalAveragePool, Softmax, Erf (MLAS's
+# lanes and polynomials: float_mlas), Sigmoid and Tanh (MLAS's rational forms, which the onnxruntime
+# policy's float islands run: int_float), LeakyRelu (one multiply), Pad (moves and one constant):
+# measured equal, fp32 bits and int8 codes, at ORT_ENABLE_EXTENDED and ORT_ENABLE_ALL
+# (tests/golden/test_s8s8_float_islands.py). Conv, MatMul and Gemm sum in an order MLAS picks that
+# qsim's float kernels do not follow for them: refused (but for Gemm with transB=1, below).
 FLOAT_EXACT_UNITS = {"Add", "Sub", "Mul", "Relu", "Clip", "Concat", "MaxPool", "Max", "Min", "AveragePool",
-                     "ReduceMean"}
+                     "ReduceMean", "GlobalAveragePool", "Softmax", "Erf", "Sigmoid", "Tanh", "LeakyRelu", "Pad"}
 
 
 # A float Gemm unit sums in MLAS's SGEMM order (``qsim.sim.float_mlas_gemm``: 0 of 431,424 outputs
@@ -148,9 +153,9 @@ def int8_refusal(model: ModelProto) -> str | None:
     shown = ", ".join(units[:6]) + (f" and {len(units) - 6} more" if len(units) > 6 else "")
     return (f"onnxruntime runs the QDQ units {shown} in float (int8 activations whose QuantizeLinear "
             "feeds several nodes or a graph output stay int8 and are not fused on x86-64); qsim does not "
-            "reproduce the summation order of those float kernels (float Add, Mul, Relu, Concat, MaxPool, "
-            "AveragePool, ReduceMean and transB=1 Gemm units are run as onnxruntime runs them). Quantize with uint8 "
-            "activations (onnxruntime fuses every unit then, and runs faster)")
+            "reproduce the summation order of those float kernels (float units of "
+            f"{', '.join(sorted(FLOAT_EXACT_UNITS))} and transB=1 Gemm are run as onnxruntime runs them). "
+            "Quantize with uint8 activations (onnxruntime fuses every unit then, and runs faster)")
 
 
 def bias_refusal(model: ModelProto) -> str | None:

@@ -5,7 +5,8 @@ fp32, DequantizeLinear), the float reference kernel runs, and each output is sto
 format: quantized with the runtime's quantize formula (integer), rounded to the format's grid
 (fp8, MX), or left fp32. This is what onnxruntime executes for a QDQ node it does not fuse (DQ ->
 float op -> Q), so it is the runtime's semantics there; for the float kernel itself qsim's numpy
-kernel stands in for the runtime's, which may differ in the last float bit before quantization.
+kernel stands in for the runtime's, which may differ in the last float bit before quantization
+(under the onnxruntime policy Sigmoid and Tanh run MLAS's own forms: ``_ort_float_kernel``).
 
 **fp8 / MX tensors have no integer pipeline.** Their values are held as fp32 real values rounded
 to the format's grid at every quantized tensor (``round_float`` for fp8 with the tensor's scale;
@@ -20,6 +21,7 @@ import numpy as np
 from qsim.errors import GraphError
 from qsim.numerics.tensor_quant import TensorQuant
 from qsim.numerics import FloatFormat, MXFormat, Rounding, mx_cast, round_float
+from qsim.numerics.policies import PolicyName
 from qsim.numerics.quantize import broadcast_param
 from qsim.sim.float_ops import run_float_kernel
 from qsim.sim.int_common import Step, dequantize_as, int_range, quantize_as
@@ -86,6 +88,20 @@ def _weights(step: Step) -> dict[str, np.ndarray]:
     return out
 
 
+def _ort_float_kernel(step: Step):
+    """The kernel onnxruntime runs for the node's float op where qsim's numpy kernel is not it bit for
+    bit (None elsewhere): on x86-64 its float Sigmoid and Tanh are MLAS's rational approximations
+    (numpy's differed on 57 % and 63 % of the fp32 results, MLAS's form on none)."""
+    from qsim.sim.int_runtime import ort_cpu
+
+    if step.node.op not in ("Sigmoid", "Tanh") or step.rt.policy is not PolicyName.ONNXRUNTIME or ort_cpu() == "arm64":
+        return None
+    from qsim.sim.float_mlas import tanh_f32
+    from qsim.sim.int_elementwise import mlas_logistic
+
+    return mlas_logistic if step.node.op == "Sigmoid" else tanh_f32
+
+
 def float_island(step: Step, ort_unit: bool = False) -> list[np.ndarray]:
     """``ort_unit``: a QDQ unit onnxruntime leaves in float (``run_integer``'s float_nodes, onnxruntime
     policy only): a Gemm there sums in MLAS's SGEMM order (``float_ops.gemm``)."""
@@ -93,8 +109,9 @@ def float_island(step: Step, ort_unit: bool = False) -> list[np.ndarray]:
     args = [to_real(step, t, v) for t, v in zip(node.inputs, step.args)]
     w = _weights(step)
     attrs = {**node.attrs, "ort_sgemm": True} if ort_unit and node.op == "Gemm" else node.attrs
+    ort_kernel = _ort_float_kernel(step)
     try:
-        outs = run_float_kernel(node.op, args, w, attrs)
+        outs = [ort_kernel(args[0])] if ort_kernel else run_float_kernel(node.op, args, w, attrs)
     except (ValueError, IndexError, GraphError) as exc:
         raise step.fail(str(exc)) from None
     return [store(step, t, np.asarray(y, np.float32)) for t, y in zip(node.outputs, outs)]
