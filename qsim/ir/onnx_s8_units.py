@@ -10,10 +10,11 @@ output (a graph output counts as one) its own copy first. A tensor that stays in
 compute unit reading or writing it unfused: DQ -> float op -> Q. qsim runs such a unit as the same
 float island where its float kernel is onnxruntime's bit for bit, the ``FLOAT_EXACT_UNITS``: one IEEE
 operation per element or a move (Add, Sub, Mul, Relu, Clip, Max, Min, LeakyRelu, Concat, MaxPool,
-Pad), a sum whose order qsim reproduces (AveragePool, ReduceMean: ``qsim.sim.float_pool``;
-GlobalAveragePool, Softmax: ``qsim.sim.float_mlas``; Gemm with transB=1: ``qsim.sim.float_mlas_gemm``),
-or MLAS's own approximation (Erf, Sigmoid, Tanh); it refuses the model where it is not (Conv, MatMul,
-other Gemm forms: MLAS's float summation order is not reproduced for their units). Movement ops,
+Pad), onnxruntime's Eigen expression (BatchNormalization), a sum whose order qsim reproduces
+(AveragePool, ReduceMean: ``qsim.sim.float_pool``; GlobalAveragePool, Softmax: ``qsim.sim.float_mlas``;
+Gemm with transB=1: ``qsim.sim.float_mlas_gemm``), or MLAS's own approximation (Erf, Sigmoid, Tanh);
+it refuses the model where it is not (Conv, MatMul, other Gemm forms: MLAS's float summation order is
+not reproduced for their units). Movement ops,
 LayerNormalization and the hard activations are exact either way (``_EXACT_IN_FLOAT``).
 """
 from __future__ import annotations
@@ -78,12 +79,14 @@ def int8_pairs(model: ModelProto) -> tuple[set[str], set[str]]:
 # QuantizeLinear's formula) equals it: AveragePool, ReduceMean (float_pool, measured equal at every
 # session level in tests/golden/test_float_pool_order.py); GlobalAveragePool, Softmax, Erf (MLAS's
 # lanes and polynomials: float_mlas), Sigmoid and Tanh (MLAS's rational forms, which the onnxruntime
-# policy's float islands run: int_float), LeakyRelu (one multiply), Pad (moves and one constant):
+# policy's float islands run: int_float), LeakyRelu (one multiply), Pad (moves and one constant),
+# BatchNormalization (Eigen's expression, which qsim's kernel follows; no QDQ fusion takes it):
 # measured equal, fp32 bits and int8 codes, at ORT_ENABLE_EXTENDED and ORT_ENABLE_ALL
 # (tests/golden/test_s8s8_float_islands.py). Conv, MatMul and Gemm sum in an order MLAS picks that
 # qsim's float kernels do not follow for them: refused (but for Gemm with transB=1, below).
 FLOAT_EXACT_UNITS = {"Add", "Sub", "Mul", "Relu", "Clip", "Concat", "MaxPool", "Max", "Min", "AveragePool",
-                     "ReduceMean", "GlobalAveragePool", "Softmax", "Erf", "Sigmoid", "Tanh", "LeakyRelu", "Pad"}
+                     "ReduceMean", "GlobalAveragePool", "Softmax", "Erf", "Sigmoid", "Tanh", "LeakyRelu", "Pad",
+                     "BatchNormalization"}
 
 
 # A float Gemm unit sums in MLAS's SGEMM order (``qsim.sim.float_mlas_gemm``: 0 of 431,424 outputs

@@ -2,18 +2,19 @@
 
 On x86-64 onnxruntime fuses an int8 unit only after turning its Q -> DQ pairs into uint8, which it
 does only where the QuantizeLinear feeds one DequantizeLinear (``qsim.ir.onnx_s8_units``); elsewhere
-the unit runs DQ -> fp32 op -> Q. For GlobalAveragePool, Softmax, Erf, Sigmoid, Tanh, LeakyRelu and
-Pad qsim's float island is onnxruntime's fp32 op bit for bit: Sigmoid and Tanh through MLAS's rational
-forms (numpy's differed on 57 % and 63 % of the fp32 results), Softmax with the FMA3 kernel's exp,
-which is 0 below about -87.7 (qsim gave subnormals: 1.3 % of the outputs at int8 scales up to 0.4).
+the unit runs DQ -> fp32 op -> Q. For GlobalAveragePool, Softmax, Erf, Sigmoid, Tanh, LeakyRelu,
+BatchNormalization and Pad qsim's float island is onnxruntime's fp32 op bit for bit: Sigmoid and Tanh
+through MLAS's rational forms (numpy's differed on 57 % and 63 % of the fp32 results), Softmax with
+the FMA3 kernel's exp, which is 0 below about -87.7 (qsim gave subnormals: 1.3 % of the outputs at
+int8 scales up to 0.4).
 
 Each op is checked twice: its fp32 result (an input QuantizeLinear read by two DequantizeLinear
-nodes, the op's output a graph output: 256 codes x 6 scales each) and its int8 codes (the unit's
+nodes, the op's output a graph output: every code at six scales) and its int8 codes (the unit's
 QuantizeLinear writing a graph output; inputs on half steps of the input scale, GlobalAveragePool's
 means and LeakyRelu's products planted on .5 boundaries of the output scale). Measured with
 onnxruntime 1.32 on an AVX2 host: 0 differences at ORT_ENABLE_EXTENDED and ORT_ENABLE_ALL. Below the
-QDQ fusion (ORT_DISABLE_ALL) qsim still refuses all but Sigmoid and LeakyRelu (``float_qdq_units``),
-which are equal there too."""
+QDQ fusion (ORT_DISABLE_ALL) qsim still refuses all but Sigmoid, LeakyRelu and BatchNormalization
+(``float_qdq_units``), which are equal there too."""
 from __future__ import annotations
 
 import platform
@@ -41,10 +42,13 @@ OPS = {
     "Sigmoid": ({}, {}, (8, 32, 16), 1 / 256, -128),
     "Tanh": ({}, {}, (8, 32, 16), 1 / 128, 0),
     "LeakyRelu": ({"alpha": 0.25}, {}, (8, 32, 16), S / 2, 0),
+    "BatchNormalization": ({"epsilon": 1e-5}, {k: v.astype(f32) for k, v in zip(
+        ("bs", "bb", "bm", "bv"), np.random.default_rng(7).standard_normal((4, 37)) * [[0.5], [0.3], [0.3], [0]]
+        + [[1], [0], [0], [0.6]])}, (4, 37, 12, 12), 0.031, 2),
     "Pad": ({"mode": "constant"}, {"pads": np.array([0, 0, 1, 2, 0, 0, 2, 1], np.int64), "cv": np.array(0, f32)},
             (2, 16, 12, 12), S, 3),
 }
-SAME_UNFUSED = ("Sigmoid", "LeakyRelu")  # their QDQ units are not refused at ORT_DISABLE_ALL
+SAME_UNFUSED = ("Sigmoid", "LeakyRelu", "BatchNormalization")  # their QDQ units are not refused at ORT_DISABLE_ALL
 
 
 def _save(path, op, scale, zp, fan_out, out_scale=1.0, out_zp=0, spec=None):
