@@ -14,8 +14,8 @@ Pad), onnxruntime's Eigen expression (BatchNormalization), a sum whose order qsi
 (AveragePool, ReduceMean: ``qsim.sim.float_pool``; GlobalAveragePool, Softmax: ``qsim.sim.float_mlas``;
 Gemm with transB=1: ``qsim.sim.float_mlas_gemm``), or MLAS's own approximation (Erf, Sigmoid, Tanh);
 it refuses the model where it is not (Conv, MatMul, other Gemm forms: MLAS's float summation order is
-not reproduced for their units). Movement ops,
-LayerNormalization and the hard activations are exact either way (``_EXACT_IN_FLOAT``).
+not reproduced for their units). Movement ops, LayerNormalization and the hard activations are exact
+either way (``_EXACT_IN_FLOAT``).
 """
 from __future__ import annotations
 
