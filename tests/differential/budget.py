@@ -74,8 +74,9 @@ NETWORK_REFUSALS = {":qdq:int8:": "S8S8 QDQ units onnxruntime runs in float are 
 # refusals accepted in any network, by the words of qsim's message: the S8S8 refusal above also
 # holds for the QDQ units quantize_static leaves in an int8-activation QOperator model around float
 # ops it cannot quantize (MobileNetV3's squeeze-excitation GlobalAveragePool, which reads a HardSwish
-# output that feeds the Mul as well, now runs as a float island: equal). QLinearSoftmax ties (once refused in nearly every uint8 128x768
-# encoder layer) are reproduced, and every encoder layer of the suite equals onnxruntime
+# output that feeds the Mul as well, now runs as a float island: equal). QLinearSoftmax ties (once
+# refused in nearly every uint8 128x768 encoder layer) are reproduced, and every encoder layer of the
+# suite equals onnxruntime
 NETWORK_REFUSAL_MESSAGES: tuple[str, ...] = ("int8 activations whose QuantizeLinear feeds several nodes",)
 
 
