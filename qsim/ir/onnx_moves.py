@@ -55,10 +55,14 @@ def pad(ctx: Context, node) -> None:
     pads = [int(p) for p in attr_or_input(ctx, node, "pads", 1)]
     mode = attrs_of(node).get("mode", b"constant")
     # qsim's Pad kernels write the real value 0 (the zero point) into constant cells: another
-    # constant_value (input 2; the attribute "value" before opset 11) was silently taken as 0
-    value = attr_or_input(ctx, node, "value", 2, 0)
-    if mode in (b"constant", "constant") and np.any(np.asarray(value, np.float64) != 0):
-        raise ValueError(f"Pad with constant_value {np.asarray(value).tolist()}: only 0 is supported")
+    # constant_value (input 2; the attribute "value" before opset 11) was silently taken as 0. A Pad of
+    # stored codes (a QOperator model's integer tensor) pads with a code: the zero point is real 0.
+    value = np.asarray(attr_or_input(ctx, node, "value", 2, 0), np.float64)
+    q = ctx.g.quant_params.get(x)
+    codes = q is not None and ctx.onnx_dtype(node.input[0]) not in ("float32", "float16", "bfloat16", "float64")
+    zero = np.asarray(q.zero_point, np.float64) if codes else 0.0
+    if mode in (b"constant", "constant") and np.any(value != zero):
+        raise ValueError(f"Pad with constant_value {value.tolist()}: only the real value 0 is supported")
     ctx.emit("Pad", node, [x], {"pads": tuple(pads), "mode": mode.decode() if isinstance(mode, bytes) else mode},
              passthrough=True)
 

@@ -140,3 +140,27 @@ def test_pad_constant_value_refused(tmp_path):
     onnx.save(m, tmp_path / "padc.onnx")
     with pytest.raises(qsim.QsimError, match="constant_value"):
         qsim.simulate(str(tmp_path / "padc.onnx"), {"x": np.zeros((1, 2, 3, 3), f32)})
+
+
+@pytest.mark.parametrize("code,refused", [(128, False), (3, True)])
+def test_pad_of_codes_pads_with_the_zero_point(tmp_path, code, refused):
+    """A Pad of stored codes (QuantizeLinear -> Pad -> DequantizeLinear, as a QOperator model pads) pads
+    with a code: the zero point is the real value 0 (equal to onnxruntime), another code is refused."""
+    inits = [numpy_helper.from_array(np.array(0.05, f32), "s"), numpy_helper.from_array(np.array(128, np.uint8), "z"),
+             numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads"),
+             numpy_helper.from_array(np.array(code, np.uint8), "cv")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+             helper.make_node("Pad", ["q", "pads", "cv"], ["p"]),
+             helper.make_node("DequantizeLinear", ["p", "s", "z"], ["y"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, (1, 2, 4, 4))],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, tmp_path / "padq.onnx")
+    x = np.random.default_rng(0).standard_normal((1, 2, 4, 4)).astype(f32)
+    if refused:
+        with pytest.raises(qsim.QsimError, match="constant_value"):
+            qsim.simulate(str(tmp_path / "padq.onnx"), {"x": x})
+        return
+    want = ort.InferenceSession(str(tmp_path / "padq.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert np.array_equal(qsim.simulate(str(tmp_path / "padq.onnx"), {"x": x})["y"], want)
