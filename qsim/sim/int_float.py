@@ -88,11 +88,13 @@ def _weights(step: Step) -> dict[str, np.ndarray]:
 
 def float_island(step: Step, ort_unit: bool = False) -> list[np.ndarray]:
     """``ort_unit``: a QDQ unit onnxruntime leaves in float (``run_integer``'s float_nodes, onnxruntime
-    policy only): a Gemm there sums in MLAS's SGEMM order (``float_ops.gemm``)."""
+    policy only): a Gemm there sums in MLAS's SGEMM order (``float_ops.gemm``), a Conv in MlasConv's
+    (``float_ops.conv``)."""
     node = step.node
     args = [to_real(step, t, v) for t, v in zip(node.inputs, step.args)]
     w = _weights(step)
-    attrs = {**node.attrs, "ort_sgemm": True} if ort_unit and node.op == "Gemm" else node.attrs
+    flag = {"Gemm": "ort_sgemm", "Conv": "ort_sconv"}.get(node.op) if ort_unit else None
+    attrs = {**node.attrs, flag: True} if flag else node.attrs
     try:
         outs = run_float_kernel(node.op, args, w, attrs)
     except (ValueError, IndexError, GraphError) as exc:
