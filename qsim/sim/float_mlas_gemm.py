@@ -145,13 +145,14 @@ def segments(m: int, n: int, k: int, threads: int) -> list[tuple[int, int, int, 
     return [s for s in out if s[1] > 0 and s[3] > 0]
 
 
-def _operation(a, b, c, trans_b: bool, add_first: bool):
-    """One MlasSgemmOperation into c (M, N) (already holding the bias where ``add_first``)."""
+def _operation(a, b, c, trans_b: bool, add_first: bool, column: bool = False):
+    """One MlasSgemmOperation into c (M, N) (already holding the bias where ``add_first``); ``column``:
+    the whole B and C are one column (ldb == ldc == 1), not just this part."""
     m, k = a.shape
     n = c.shape[1]
     if m == 1:
         c[0] = _m1_transb(a[0], b, c[0]) if trans_b else _m1(a[0], b, c[0])
-    elif n == 1 and not trans_b and b.shape[1] == 1:  # ldb == ldc == 1: the M = 1 kernel on (B^T, A)
+    elif n == 1 and column:  # ldb == ldc == 1: the M = 1 kernel on (B^T, A)
         c[:, 0] = _m1_transb(np.ascontiguousarray(b[:, 0]), a, np.ascontiguousarray(c[:, 0]))
     else:
         bt = np.ascontiguousarray(b.T) if trans_b else np.ascontiguousarray(b)
@@ -169,6 +170,7 @@ def sgemm(a: np.ndarray, b: np.ndarray, bias=None, trans_b: bool = False, thread
     for m0, mc, n0, nc in segments(m, n, k, threads):
         part = np.ascontiguousarray(c[m0:m0 + mc, n0:n0 + nc])
         bp = b[n0:n0 + nc] if trans_b else b[:, n0:n0 + nc]
-        _operation(np.ascontiguousarray(a[m0:m0 + mc]), np.ascontiguousarray(bp), part, trans_b, bias is not None)
+        _operation(np.ascontiguousarray(a[m0:m0 + mc]), np.ascontiguousarray(bp), part, trans_b, bias is not None,
+                   not trans_b and n == 1)
         c[m0:m0 + mc, n0:n0 + nc] = part
     return c

@@ -34,6 +34,8 @@ def windows(x: np.ndarray, kernel_hw, stride, pad, dilation=(1, 1), pad_value=0.
 
 def conv(inputs, w, attrs):
     x = inputs[0]
+    if attrs.get("ort_sconv") and x.dtype == np.float32:  # an onnxruntime float QDQ unit (int_float.float_island)
+        return [_ort_conv(x, w, attrs)]
     groups = int(attrs.get("groups", 1))
     weight = w["weight"]
     cols = windows(x, pair(attrs["kernel"], "kernel"), pair(attrs.get("stride", 1), "stride"),
@@ -46,6 +48,21 @@ def conv(inputs, w, attrs):
     if "bias" in w:
         y = y + w["bias"].reshape(1, -1, 1, 1)
     return [y.astype(x.dtype, copy=False)]
+
+
+def _ort_conv(x, w, attrs):
+    """onnxruntime's float Conv (MlasConv) in its summation order (``float_mlas_conv``), on the session's
+    default intra-op threads; measured on FMA3 (8-lane) hosts only: elsewhere the unit is refused here."""
+    from qsim.sim.compiled import physical_cores  # here: compiled imports the executors, which import this
+    from qsim.sim.float_mlas_conv import conv2d
+    from qsim.sim.int_runtime import ort_float_lanes
+
+    if ort_float_lanes() != 8:
+        raise GraphError("onnxruntime's float Conv order is reproduced for its FMA3 (8-lane, AVX2) kernels only; "
+                         "its AVX-512F kernels are not measured")
+    return conv2d(x, w["weight"], w.get("bias"), pair(attrs["kernel"], "kernel"), pair(attrs.get("stride", 1), "stride"),
+                  _pads(attrs.get("pad", 0)), pair(attrs.get("dilation", 1), "dilation"), int(attrs.get("groups", 1)),
+                  physical_cores())
 
 
 def gemm(inputs, w, attrs):

@@ -104,11 +104,13 @@ def _ort_float_kernel(step: Step):
 
 def float_island(step: Step, ort_unit: bool = False) -> list[np.ndarray]:
     """``ort_unit``: a QDQ unit onnxruntime leaves in float (``run_integer``'s float_nodes, onnxruntime
-    policy only): a Gemm there sums in MLAS's SGEMM order (``float_ops.gemm``)."""
+    policy only): a Gemm there sums in MLAS's SGEMM order (``float_ops.gemm``), a Conv in MlasConv's
+    (``float_ops.conv``)."""
     node = step.node
     args = [to_real(step, t, v) for t, v in zip(node.inputs, step.args)]
     w = _weights(step)
-    attrs = {**node.attrs, "ort_sgemm": True} if ort_unit and node.op == "Gemm" else node.attrs
+    flag = {"Gemm": "ort_sgemm", "Conv": "ort_sconv"}.get(node.op) if ort_unit else None
+    attrs = {**node.attrs, flag: True} if flag else node.attrs
     ort_kernel = _ort_float_kernel(step)
     try:
         outs = [ort_kernel(args[0])] if ort_kernel else run_float_kernel(node.op, args, w, attrs)

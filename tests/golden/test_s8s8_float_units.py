@@ -1,11 +1,12 @@
-"""S8S8 QDQ Gemm units that onnxruntime leaves in float, against onnxruntime 1.32 (CPU, x86-64, AVX2).
+"""S8S8 QDQ Gemm and Conv units that onnxruntime leaves in float, against onnxruntime 1.32 (CPU, x86-64, AVX2).
 
 An int8 QuantizeLinear whose DequantizeLinear feeds two nodes stays int8, and onnxruntime runs the Gemm
 reading it as DQ -> fp32 Gemm (MLAS SGEMM) -> QuantizeLinear (``qsim.ir.onnx_s8_units``). qsim refused
 such models; it now runs the Gemm (transB=1) in MLAS's order (``qsim.sim.float_mlas_gemm``). Measured
 (this file's shapes, both session levels, 1 / 2 / 4 threads): every fp32 output equal, where numpy's
 product differed on about 35 % of them; with a QuantizeLinear tie planted on an output where numpy's last
-bit differs, qsim's codes equal onnxruntime's and numpy's order would give another code."""
+bit differs, qsim's codes equal onnxruntime's and numpy's order would give another code. Conv units
+likewise (``qsim.sim.float_mlas_conv``, MlasConv's algorithms and thread split; below)."""
 from __future__ import annotations
 
 import platform
@@ -124,3 +125,97 @@ def test_s8s8_gemm_unit_codes_with_planted_ties(tmp_path, level, monkeypatch):
         numpy_codes = np.clip(np.rint((_real_x(x) @ wd.T + b).astype(f32) / sy) - 2, -128, 127)
         assert not np.array_equal((numpy_codes + 2) * sy, want[0] + 2 * sy)  # the tie decides a code
     assert planted >= 6
+
+
+# -- Conv units: MlasConv's order (qsim.sim.float_mlas_conv), one case per algorithm and thread split --
+# (Cin, Cout, H, kernel, stride, pad, dilation, groups, batch): the segmented im2col form (3x3 pad 1; stride 2,
+# cut in two at 2 threads; the 7x7 stem, cut at 4), the direct 1x1, the expanded GEMM (1x1 stride 2, a 3x3 on a
+# small image), depthwise, grouped with batch 2, dilation 2
+CONVS = [(16, 16, 8, 3, 1, 1, 1, 1, 1), (32, 64, 15, 3, 2, 1, 1, 1, 1), (64, 128, 8, 1, 1, 0, 1, 1, 1),
+         (64, 128, 16, 1, 2, 0, 1, 1, 1), (3, 64, 28, 7, 2, 3, 1, 1, 1), (32, 32, 14, 3, 1, 1, 1, 32, 1),
+         (32, 64, 12, 3, 1, 1, 1, 4, 2), (16, 32, 16, 3, 1, 2, 2, 1, 1), (128, 128, 5, 3, 1, 1, 1, 1, 1)]
+
+
+def _conv_attrs(k, s, p, d, g):
+    return {"kernel": k, "stride": s, "pad": p, "dilation": d, "groups": g}
+
+
+def _conv_model(case, sy, expose, seed):
+    c, o, h, k, s, p, d, g, n = case
+    rng = np.random.default_rng(100 + seed)
+    wq = rng.integers(-127, 128, (o, c // g, k, k)).astype(np.int8)
+    sw = (rng.random(o) * 0.02 + 0.005).astype(f32)
+    bq = rng.integers(-3000, 3000, o).astype(np.int32)
+    sb = (sw * SX).astype(f32)
+    t = numpy_helper.from_array
+    inits = [t(wq, "wq"), t(sw, "sw"), t(bq, "bq"), t(sb, "sb"), t(np.asarray(SX), "sx"), t(np.int8(ZX), "zx"),
+             t(np.asarray(f32(sy)), "sy"), t(np.int8(-2), "zy")]
+    nd = helper.make_node
+    nodes = [nd("QuantizeLinear", ["x", "sx", "zx"], ["xq"], name="qx"),
+             nd("DequantizeLinear", ["xq", "sx", "zx"], ["xd"], name="dqx"),
+             nd("DequantizeLinear", ["wq", "sw"], ["wd"], name="dqw", axis=0),
+             nd("DequantizeLinear", ["bq", "sb"], ["bd"], name="dqb", axis=0),
+             nd("Conv", ["xd", "wd", "bd"], ["y"], name="conv", kernel_shape=[k, k], strides=[s, s], pads=[p] * 4,
+                dilations=[d, d], group=g),
+             nd("QuantizeLinear", ["y", "sy", "zy"], ["yq"], name="qy"),
+             nd("DequantizeLinear", ["yq", "sy", "zy"], ["out"], name="dqy"),
+             # a second reader of the DQ output: the int8 pair stays int8, the Conv unit unfused
+             nd("Relu", ["xd"], ["r"], name="relu"), nd("QuantizeLinear", ["r", "sx", "zx"], ["rq"], name="qr"),
+             nd("DequantizeLinear", ["rq", "sx", "zx"], ["out2"], name="dqr")]
+    oh = (h + 2 * p - d * (k - 1) - 1) // s + 1
+    vi = helper.make_tensor_value_info
+    outs = [vi("out", TensorProto.FLOAT, [n, o, oh, oh]), vi("out2", TensorProto.FLOAT, [n, c, h, h])]
+    if expose:
+        outs.append(vi("y", TensorProto.FLOAT, [n, o, oh, oh]))
+    gr = helper.make_graph(nodes, "s8conv", [vi("x", TensorProto.FLOAT, [n, c, h, h])], outs, inits)
+    model = helper.make_model(gr, opset_imports=[helper.make_opsetid("", 19)])
+    model.ir_version = 9
+    wd = (wq.astype(f32) * sw[:, None, None, None]).astype(f32)
+    return model, wd, (bq.astype(f32) * sb).astype(f32), (rng.standard_normal((n, c, h, h)) * 2).astype(f32)
+
+
+def _numpy_conv(case, x, wd, b):
+    return float_ops.conv([_real_x(x)], {"weight": wd, "bias": b}, _conv_attrs(*case[3:8]))[0]
+
+
+@pytest.mark.parametrize("threads", [1, 2, 4])
+@pytest.mark.parametrize("level", list(LEVELS))
+def test_float_conv_values_equal_onnxruntime(level, threads, monkeypatch):
+    import qsim.sim.compiled as compiled
+
+    monkeypatch.setattr(compiled, "physical_cores", lambda: threads)
+    compared = numpy_differ = 0
+    for i, case in enumerate(CONVS):
+        model, wd, b, x = _conv_model(case, 0.05, True, i)
+        y = _ort(model, x, level, threads)[2]
+        mine = float_ops.conv([_real_x(x)], {"weight": wd, "bias": b}, {**_conv_attrs(*case[3:8]), "ort_sconv": True})[0]
+        assert np.array_equal(mine, y), (case, int((mine != y).sum()))
+        compared += y.size
+        numpy_differ += int((_numpy_conv(case, x, wd, b) != y).sum())
+    assert compared == 70144 and numpy_differ > compared // 4, numpy_differ  # numpy's order is not onnxruntime's
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_s8s8_conv_unit_codes_with_planted_ties(tmp_path, threads, monkeypatch):
+    import onnx
+    import qsim.sim.compiled as compiled
+
+    monkeypatch.setattr(compiled, "physical_cores", lambda: threads)
+    planted = 0
+    for i, case in enumerate(CONVS):
+        model, wd, b, x = _conv_model(case, 0.05, True, i)
+        y = _ort(model, x, "enable_all", threads)[2]
+        numpy_y = _numpy_conv(case, x, wd, b)
+        sy = _tie_scale(y, numpy_y)
+        if sy is None:
+            continue
+        planted += 1
+        model = _conv_model(case, sy, False, i)[0]
+        path = tmp_path / f"c{i}.onnx"
+        onnx.save(model, str(path))
+        want = _ort(model, x, "enable_all", threads)
+        got = qsim.simulate(path, {"x": x}, ort_level="enable_all")
+        assert np.array_equal(got["out"], want[0]) and np.array_equal(got["out2"], want[1]), case
+        numpy_codes = np.clip(np.rint(numpy_y / sy) - 2, -128, 127)
+        assert not np.array_equal((numpy_codes + 2) * sy, want[0] + 2 * sy)  # the tie decides a code
+    assert planted >= 8

@@ -2,8 +2,9 @@
 only after turning its int8 Q -> DQ pairs into uint8, which it does only where the QuantizeLinear
 feeds one consumer (qsim/ir/onnx_s8_units.py). A chain CNN (convolutions, an AveragePool,
 an Add of a per-channel constant) is fused throughout (as uint8: the units round as onnxruntime's
-uint8 kernels do) and simulated bit-exactly; a ResNet-style block (a tensor read by two nodes) leaves units in float, and is refused
-with the units named, as predicted from the graph and confirmed on onnxruntime's optimized graph."""
+uint8 kernels do) and simulated bit-exactly; a ResNet-style block (a tensor read by two nodes) leaves units in
+float, as predicted from the graph and confirmed on onnxruntime's optimized graph, which qsim runs as onnxruntime
+does (Conv in MlasConv's order: qsim.sim.float_mlas_conv)."""
 from __future__ import annotations
 
 import numpy as np
@@ -17,7 +18,6 @@ import _int_onnx as M  # noqa: E402
 from _ort_quantize import quantize  # noqa: E402
 
 from qsim import simulate  # noqa: E402
-from qsim.errors import QsimError  # noqa: E402
 from qsim.ir.onnx_s8_units import unfused_int8_units  # noqa: E402
 
 
@@ -64,9 +64,15 @@ def test_chain_cnn_is_fused_and_exact(tmp_path, per_channel):
 
 
 @pytest.mark.parametrize("per_channel", [False, True])
-def test_resnet_block_unfused_units_are_refused(tmp_path, per_channel):
+def test_resnet_block_unfused_units_run_in_float_as_onnxruntime(tmp_path, per_channel, monkeypatch):
+    """The units onnxruntime leaves in float (predicted from the graph, confirmed on its optimized graph):
+    Conv (3x3, strided depthwise, strided 1x1 projection: MlasConv's order), Add and AveragePool, run as
+    onnxruntime runs them: every output equal at enable_extended and enable_all (one intra-op thread)."""
     import onnxruntime
 
+    import qsim.sim.compiled as compiled
+
+    monkeypatch.setattr(compiled, "physical_cores", lambda: 1)
     q = quantize(M.resnet_cnn(tmp_path / "f.onnx"), tmp_path / "q.onnx", "qdq", per_channel, activations="int8")
     predicted = set(unfused_int8_units(onnx.load(str(q))))
     so = onnxruntime.SessionOptions()
@@ -76,8 +82,15 @@ def test_resnet_block_unfused_units_are_refused(tmp_path, per_channel):
     in_float = {n.name for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node
                 if n.op_type in ("Conv", "Add", "AveragePool", "Gemm", "MatMul", "GlobalAveragePool")}
     assert predicted == in_float == {"b1_conv1", "b1_add", "b2_dw", "b2_proj", "b2_add", "avgpool"}
-    with pytest.raises(QsimError, match=r"runs the QDQ units b1_conv1 \(Conv\), b2_dw \(Conv\)"):
-        simulate(q, {"x": np.zeros((2, 3, 32, 32), np.float32)})
+    x = (np.random.default_rng(5).standard_normal((2, 3, 32, 32)) * 2).astype(np.float32)
+    for level in ("enable_all", "enable_extended"):
+        got = simulate(q, {"x": x}, ort_level=level)
+        so = onnxruntime.SessionOptions()
+        so.intra_op_num_threads = 1
+        so.graph_optimization_level = getattr(onnxruntime.GraphOptimizationLevel, "ORT_" + level.upper())
+        sess = onnxruntime.InferenceSession(str(q), so, providers=["CPUExecutionProvider"])
+        for o, want in zip(sess.get_outputs(), sess.run(None, {"x": x})):
+            assert np.array_equal(got[o.name], want), (level, o.name, int((got[o.name] != want).sum()))
 
 
 def _fan_out(path):
@@ -98,7 +111,7 @@ def _fan_out(path):
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_unfused_elementwise_units_run_in_float_as_onnxruntime(tmp_path, seed):
     """The unfused Add and Mul units run as float islands (DQ -> fp32 op -> QuantizeLinear), as
-    onnxruntime runs them: equal on every output element; a model with an unfused Conv stays refused."""
+    onnxruntime runs them: equal on every output element."""
     import onnxruntime
 
     from qsim.ir.onnx_s8_units import int8_float_units
