@@ -11,8 +11,8 @@ ops need them, no classifier does).
     python benchmarks/check_torchvision.py mobilenet_v3_small:qdq shufflenet_v2_x0_5:qoperator:160x192 \\
         densenet121:qdq:128x128:tensor [--workdir DIR]
 
-Each spec is ``name:format[:HxW][:tensor][:static]`` (format qdq or qoperator; ``tensor``: per-tensor
-weights; ``static``: exported at batch 2 and pre-processed without onnxruntime's symbolic shape inference,
+Each spec is ``name:format[:HxW][:tensor][:static][:s8]`` (format qdq or qoperator; ``tensor``: per-tensor
+weights; ``s8``: int8 activations, quantize_static's default (S8S8); ``static``: exported at batch 2 and pre-processed without onnxruntime's symbolic shape inference,
 which fails on the transformers: ``vit_b_16:qdq:static``, ``swin_t:qdq:static``). Prints one line per
 model: equal, the number of differing logits, or qsim's refusal.
 """
@@ -38,7 +38,7 @@ def _torchvision():
     return torchvision
 
 
-def quantized(name: str, fmt: str, hw: tuple[int, int], per_channel: bool, static: bool, work: Path) -> Path:
+def quantized(name: str, fmt: str, hw: tuple[int, int], per_channel: bool, static: bool, s8: bool, work: Path) -> Path:
     import torch
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -60,10 +60,10 @@ def quantized(name: str, fmt: str, hw: tuple[int, int], per_channel: bool, stati
         def get_next(self):
             return next(self.feeds, None)
 
-    out = work / f"{name}_{fmt}_{'channel' if per_channel else 'tensor'}.onnx"
+    out = work / f"{name}_{fmt}_{'channel' if per_channel else 'tensor'}{'_s8' if s8 else ''}.onnx"
     quantize_static(str(pre_path), str(out), Calibration(),
                     quant_format=QuantFormat.QDQ if fmt == "qdq" else QuantFormat.QOperator,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=per_channel)
+                    activation_type=QuantType.QInt8 if s8 else QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=per_channel)
     return out
 
 
@@ -84,7 +84,7 @@ def compare(path: Path, hw: tuple[int, int]) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("specs", nargs="+", help="name:format[:HxW][:tensor][:static], e.g. mobilenet_v3_small:qdq")
+    ap.add_argument("specs", nargs="+", help="name:format[:HxW][:tensor][:static][:s8], e.g. mobilenet_v3_small:qdq")
     ap.add_argument("--workdir", default="/tmp/qsim_check_torchvision")
     args = ap.parse_args()
     work = Path(args.workdir)
@@ -96,7 +96,7 @@ def main() -> int:
         name, fmt, *rest = spec.split(":")
         size = next((r for r in rest if "x" in r), "224x224")
         hw = tuple(int(v) for v in size.split("x"))
-        path = quantized(name, fmt, hw, "tensor" not in rest, "static" in rest, work)
+        path = quantized(name, fmt, hw, "tensor" not in rest, "static" in rest, "s8" in rest, work)
         print(f"{spec:<44} {compare(path, hw)}", flush=True)
     return 0
 
