@@ -159,7 +159,9 @@ def gemm(ctx: Context, node) -> None:
         w = Const(w.shape, w.dtype, None if w.value is None else w.value * np.float32(alpha))
         if b is not None:
             b = Const(b.shape, b.dtype, None if b.value is None else b.value * np.float32(beta))
-    emit_matrix(ctx, node, "Gemm", x, {"out_features": w.shape[0]}, w, b,
+    # kn_weight: the file's B was (K, N) (transB=0), which picks MLAS's M = 1 kernel (float_mlas_gemm)
+    kn = {} if a.get("transB", 0) else {"kn_weight": True}
+    emit_matrix(ctx, node, "Gemm", x, {"out_features": w.shape[0], **kn}, w, b,
                 (name_w, node.input[2] if b is not None else ""), -1)
 
 
@@ -167,7 +169,7 @@ def matmul(ctx: Context, node) -> None:
     w = ctx.const(node.input[1])
     if w is not None and len(w.shape) == 2:  # x @ W with a constant W: a Linear layer
         x = ctx.act(node.input[0])
-        emit_matrix(ctx, node, "Gemm", x, {"out_features": w.shape[1]}, transposed(w), None,
+        emit_matrix(ctx, node, "Gemm", x, {"out_features": w.shape[1], "kn_weight": True}, transposed(w), None,
                     (ctx.fresh(f"{node.name or node.output[0]}.weight"), ""), -1)
     else:
         ctx.emit("MatMul", node, [ctx.act(node.input[0]), ctx.act(node.input[1])], {})

@@ -12,8 +12,8 @@ float island where its float kernel is onnxruntime's bit for bit, the ``FLOAT_EX
 operation per element or a move (Add, Sub, Mul, Relu, Clip, Max, Min, LeakyRelu, Concat, MaxPool,
 Pad), onnxruntime's Eigen expression (BatchNormalization), a sum whose order qsim reproduces
 (AveragePool, ReduceMean: ``qsim.sim.float_pool``; GlobalAveragePool, Softmax: ``qsim.sim.float_mlas``;
-Gemm with transB=1: ``qsim.sim.float_mlas_gemm``; 2-D Conv: ``qsim.sim.float_mlas_conv``), or MLAS's
-own approximation (Erf, Sigmoid, Tanh); it refuses the model where it is not (MatMul, other Gemm and
+Gemm with transB=1 and MatMul: ``qsim.sim.float_mlas_gemm``; 2-D Conv: ``qsim.sim.float_mlas_conv``), or
+MLAS's own approximation (Erf, Sigmoid, Tanh); it refuses the model where it is not (other Gemm and
 Conv forms: MLAS's float summation order is not reproduced for their units). Movement ops, LayerNormalization and the hard activations are exact
 either way (``_EXACT_IN_FLOAT``).
 """
@@ -83,7 +83,7 @@ def int8_pairs(model: ModelProto) -> tuple[set[str], set[str]]:
 # BatchNormalization (Eigen's expression, which qsim's kernel follows; no QDQ fusion takes it):
 # measured equal, fp32 bits and int8 codes, at ORT_ENABLE_EXTENDED and ORT_ENABLE_ALL
 # (tests/golden/test_s8s8_float_islands.py). Conv, MatMul and Gemm sum in an order MLAS picks that
-# qsim's float kernels do not follow for them: refused (but for Gemm with transB=1 and
+# qsim's float kernels do not follow for them: refused (but for Gemm with transB=1, MatMul and
 # the 2-D Conv forms below).
 FLOAT_EXACT_UNITS = {"Add", "Sub", "Mul", "Relu", "Clip", "Concat", "MaxPool", "Max", "Min", "AveragePool",
                      "ReduceMean", "GlobalAveragePool", "Softmax", "Erf", "Sigmoid", "Tanh", "LeakyRelu", "Pad",
@@ -93,12 +93,23 @@ FLOAT_EXACT_UNITS = {"Add", "Sub", "Mul", "Relu", "Clip", "Concat", "MaxPool", "
 # A float Gemm unit sums in MLAS's SGEMM order (``qsim.sim.float_mlas_gemm``: 0 of 431,424 outputs
 # differed (35,952 per level, bias or none, 1, 2 or 4 threads; M 1-16, K 1-700, N 1-150), AVX2 host;
 # tests/golden/test_s8s8_float_units.py) in the form qsim's IR keeps: B transposed (transB=1, as
-# quantize_static leaves a Linear layer), no transA, alpha = beta = 1. Gemm with transB=0 and MatMul run
-# the M = 1 kernel of an untransposed B, which the IR's (N, K) weight no longer tells apart: refused.
+# quantize_static leaves a Linear layer), no transA, alpha = beta = 1. Gemm with transB=0 (not measured):
+# refused. MatMul (``_exact_matmul``) is admitted: its untransposed B, which takes MLAS's other M = 1
+# kernel, is kept by the importer (``kn_weight`` on the IR Gemm of a constant B) or is an activation.
 def _exact_gemm(node) -> bool:
     a = {x.name: x for x in node.attribute}
     val = lambda k, d: (a[k].i if a[k].type == 2 else a[k].f) if k in a else d  # noqa: E731 (2: INT, 1: FLOAT)
     return val("transB", 0) == 1 and val("transA", 0) == 0 and val("alpha", 1.0) == 1.0 and val("beta", 1.0) == 1.0
+
+
+# A float MatMul unit (matmul.cc: MlasGemmBatch, B not transposed) sums in MLAS's SGEMM order with its
+# batch slices and thread split (``float_mlas_gemm.batched``): 0 of 3,914,298 outputs differed (ORT_ENABLE_ALL
+# and ORT_ENABLE_EXTENDED, 1, 2 and 4 threads; a DQ'd constant B: M 1-64, K 7-3072, N 1-3072, A of rank
+# 2 and 3; two activations: attention's (1, 12, 16|128, 64) x (1, 12, 64, 16|128) and scores x V, broadcast
+# batches, N = 1, M = 1 slices, a 2-D B under a 3-D A), AVX2 host; tests/golden/test_s8s8_float_units.py.
+# The ONNX MatMul has no attributes; rank-1 inputs (not measured) are refused when the unit runs.
+def _exact_matmul(node) -> bool:
+    return node.op_type == "MatMul" and not node.attribute
 
 
 # A float Conv unit sums in MlasConv's order (``qsim.sim.float_mlas_conv``: 0 of 345,884 outputs differed per
@@ -128,14 +139,14 @@ def unfused_int8_ops(model: ModelProto) -> dict[str, str]:
 
 def _exact_units(model: ModelProto) -> set[str]:
     """Unfused units whose float form qsim reproduces (``FLOAT_EXACT_UNITS``, Gemm per ``_exact_gemm``,
-    Conv per ``_exact_conv``, its weight the DequantizeLinear of an initializer)."""
+    MatMul per ``_exact_matmul``, Conv per ``_exact_conv``, its weight the DequantizeLinear of an initializer)."""
     g = model.graph
     nodes = {n.name or n.output[0]: n for n in g.node}
     inits = {t.name: t for t in g.initializer}
     weight_of = {n.output[0]: inits.get(n.input[0]) for n in g.node if n.op_type == "DequantizeLinear"}
     weight_of = {k: v for k, v in weight_of.items() if v is not None}
     return {u for u, op in unfused_int8_ops(model).items()
-            if op in FLOAT_EXACT_UNITS or (op == "Gemm" and _exact_gemm(nodes[u]))
+            if op in FLOAT_EXACT_UNITS or (op == "Gemm" and _exact_gemm(nodes[u])) or _exact_matmul(nodes[u])
             or (op == "Conv" and _exact_conv(nodes[u], weight_of))}
 
 
@@ -183,7 +194,7 @@ def int8_refusal(model: ModelProto) -> str | None:
     return (f"onnxruntime runs the QDQ units {shown} in float (int8 activations whose QuantizeLinear "
             "feeds several nodes or a graph output stay int8 and are not fused on x86-64); qsim does not "
             "reproduce the summation order of those float kernels (float units of "
-            f"{', '.join(sorted(FLOAT_EXACT_UNITS))}, transB=1 Gemm and 2-D Conv are run as onnxruntime runs them). "
+            f"{', '.join(sorted(FLOAT_EXACT_UNITS))}, MatMul, transB=1 Gemm and 2-D Conv are run as onnxruntime runs them). "
             "Quantize with uint8 activations (onnxruntime fuses every unit then, and runs faster)")
 
 

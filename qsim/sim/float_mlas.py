@@ -161,6 +161,8 @@ _EXACT_MACS = 2 ** 26  # larger products take numpy's (BLAS) order: the emulatio
 
 def matmul(inputs, w, attrs) -> list:
     a, b = (np.asarray(v, np.float32) for v in inputs[:2])
+    if attrs.get("ort_sgemm"):  # an onnxruntime float QDQ MatMul unit (int_float.float_island)
+        return [_ort_matmul(a, b)]
     if a.ndim < 2 or b.ndim < 2 or a.shape[-2] == 1 or a.shape[-1] > _STRIDE_K:  # not MLAS's SGEMM order
         return [_alpha(np.matmul(a, b), attrs)]
     acc = np.zeros(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1]), np.float32)
@@ -169,6 +171,20 @@ def matmul(inputs, w, attrs) -> list:
     for k in range(a.shape[-1]):
         acc = fma(a[..., :, k:k + 1], b[..., k:k + 1, :], acc)
     return [_alpha(acc, attrs)]
+
+
+def _ort_matmul(a, b):
+    """onnxruntime's float MatMul of two activations (matmul.cc: MlasGemmBatch over the batch slices) in
+    MLAS's SGEMM order (``float_mlas_gemm.batched``), on the session's default intra-op threads; FMA3
+    (8-lane) hosts only, as measured."""
+    from qsim.errors import GraphError
+    from qsim.sim.compiled import physical_cores  # here: compiled imports the executors, which import this
+    from qsim.sim.float_mlas_gemm import batched
+
+    if ort_float_lanes() != 8:
+        raise GraphError("onnxruntime's float MatMul order is reproduced for its FMA3 (8-lane, AVX2) kernels only; "
+                         "its AVX-512F kernels are not measured")
+    return batched(a, b, physical_cores())
 
 
 def _alpha(y: np.ndarray, attrs) -> np.ndarray:

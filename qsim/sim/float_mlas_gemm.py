@@ -118,14 +118,16 @@ def _partition(index: int, count: int, total: int) -> tuple[int, int]:
     return per * index + extra, per
 
 
-def segments(m: int, n: int, k: int, threads: int) -> list[tuple[int, int, int, int]]:
+def segments(m: int, n: int, k: int, threads: int, batch: int = 1) -> list[tuple[int, int, int, int]]:
     """(m0, m_count, n0, n_count) of the SGEMM calls MlasGemmBatch (sgemm.cpp) runs on ``threads``
     threads: its thread count grows with M * N * K (one per 64K multiply-adds, at most 16 and the pool's
     count) and splits N in 16-column blocks where N > M, else M. Each part is a MlasSgemmOperation of
-    its own shape: its K slices (``stride_k``) and M == 1 kernel follow the part, not the whole."""
+    its own shape: its K slices (``stride_k``) and M == 1 kernel follow the part, not the whole.
+    ``batch``: the GEMMs of one MlasGemmBatch call (MatMul's batch slices), which share the threads:
+    ThreadsPerGemm = ceil(target / batch), the target still from one GEMM's M * N * K."""
     work = m * n * k
     target = int(work / _THREAD_WORK) + 1 if work < _THREAD_WORK * 16 else 16
-    target = max(1, min(target, threads))
+    target = -(-max(1, min(target, threads)) // batch)
     if target == 1:
         return [(0, m, 0, n)]
     out = []
@@ -159,18 +161,41 @@ def _operation(a, b, c, trans_b: bool, add_first: bool, column: bool = False):
         c[:] = _sliced(a, bt, np.ascontiguousarray(c), stride_k(n, k), add_first)
 
 
-def sgemm(a: np.ndarray, b: np.ndarray, bias=None, trans_b: bool = False, threads: int = 1) -> np.ndarray:
+def sgemm(a: np.ndarray, b: np.ndarray, bias=None, trans_b: bool = False, threads: int = 1,
+          batch: int = 1) -> np.ndarray:
     """MLAS's C = A . B (+ bias first), fp32: a (M, K); b (K, N), or (N, K) with ``trans_b``;
-    ``threads``: the session's intra-op threads (they change the parts, ``segments``)."""
+    ``threads``: the session's intra-op threads (they change the parts, ``segments``); ``batch``: the
+    GEMMs of the MlasGemmBatch call this one belongs to (``batched``)."""
     a = np.ascontiguousarray(a, f32)
     b = np.ascontiguousarray(b, f32)
     m, k = a.shape
     n = b.shape[0] if trans_b else b.shape[1]
     c = np.zeros((m, n), f32) if bias is None else np.array(np.broadcast_to(np.asarray(bias, f32), (m, n)), f32)
-    for m0, mc, n0, nc in segments(m, n, k, threads):
+    for m0, mc, n0, nc in segments(m, n, k, threads, batch):
         part = np.ascontiguousarray(c[m0:m0 + mc, n0:n0 + nc])
         bp = b[n0:n0 + nc] if trans_b else b[:, n0:n0 + nc]
         _operation(np.ascontiguousarray(a[m0:m0 + mc]), np.ascontiguousarray(bp), part, trans_b, bias is not None,
                    not trans_b and n == 1)
         c[m0:m0 + mc, n0:n0 + nc] = part
     return c
+
+
+def batched(a: np.ndarray, b: np.ndarray, threads: int = 1) -> np.ndarray:
+    """onnxruntime's float MatMul (providers/cpu/math/matmul.cc, B not transposed): a (..., M, K) by
+    b (..., K, N), both of rank >= 2. MatMulComputeHelper (matmul_helper.h) folds A's leading axes into M
+    where B's are all 1 and B's rank is at most A's (one GEMM: measured, a (2, 1, 40) A by a (1, 40, 30) B
+    runs as M = 2, while a (1, 1, 100, 64) B under a (3, 1, 100) A runs per slice); otherwise each
+    broadcast batch slice is one GEMM of a single MlasGemmBatch call, ldb = N (so N == 1 takes the column
+    kernel), the threads shared out per GEMM (``segments``)."""
+    a = np.asarray(a, f32)
+    b = np.asarray(b, f32)
+    if a.ndim < 2 or b.ndim < 2:
+        raise ValueError("onnxruntime's float MatMul order is reproduced for inputs of rank >= 2 only")
+    if b.ndim <= a.ndim and int(np.prod(b.shape[:-2])) == 1:
+        y = sgemm(a.reshape(-1, a.shape[-1]), b.reshape(b.shape[-2:]), threads=threads)
+        return y.reshape(a.shape[:-1] + (b.shape[-1],))
+    lead = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    a3 = np.broadcast_to(a, lead + a.shape[-2:]).reshape((-1,) + a.shape[-2:])
+    b3 = np.broadcast_to(b, lead + b.shape[-2:]).reshape((-1,) + b.shape[-2:])
+    out = np.stack([sgemm(a3[i], b3[i], threads=threads, batch=len(a3)) for i in range(len(a3))])
+    return out.reshape(lead + out.shape[-2:])

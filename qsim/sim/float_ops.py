@@ -68,15 +68,16 @@ def _ort_conv(x, w, attrs):
 def gemm(inputs, w, attrs):
     x = inputs[0]
     if attrs.get("ort_sgemm") and x.dtype == np.float32:  # an onnxruntime float QDQ unit (int_float.float_island)
-        return [_ort_gemm(x, w)]
+        return [_ort_gemm(x, w, attrs)]
     y = x @ w["weight"].T
     return [y + w["bias"] if "bias" in w else y]
 
 
-def _ort_gemm(x, w):
-    """onnxruntime's float Gemm (transB=1, the only form ``onnx_s8_units`` admits) in MLAS's SGEMM
-    order (``float_mlas_gemm``), on the session's default intra-op threads; measured on FMA3 (8-lane)
-    hosts only: elsewhere the unit is refused here."""
+def _ort_gemm(x, w, attrs):
+    """onnxruntime's float Gemm (transB=1) or MatMul by a constant (K, N) weight (the importer's
+    ``kn_weight``: the IR holds it as (N, K)) in MLAS's SGEMM order (``float_mlas_gemm``), on the
+    session's default intra-op threads; measured on FMA3 (8-lane) hosts only: elsewhere the unit is
+    refused here."""
     from qsim.sim.compiled import physical_cores  # here: compiled imports the executors, which import this
     from qsim.sim.float_mlas_gemm import sgemm
     from qsim.sim.int_runtime import ort_float_lanes
@@ -85,7 +86,8 @@ def _ort_gemm(x, w):
         raise GraphError("onnxruntime's float Gemm order is reproduced for its FMA3 (8-lane, AVX2) kernels only; "
                          "its AVX-512F kernels are not measured")
     a = np.asarray(x, np.float32).reshape(-1, x.shape[-1])
-    y = sgemm(a, w["weight"], w.get("bias"), trans_b=True, threads=physical_cores())
+    kn = bool(attrs.get("kn_weight"))  # MatMul's B is not transposed: MLAS's other M = 1 kernel
+    y = sgemm(a, w["weight"].T if kn else w["weight"], w.get("bias"), trans_b=not kn, threads=physical_cores())
     return y.reshape(x.shape[:-1] + (y.shape[-1],))
 
 

@@ -104,12 +104,12 @@ def _ort_float_kernel(step: Step):
 
 def float_island(step: Step, ort_unit: bool = False) -> list[np.ndarray]:
     """``ort_unit``: a QDQ unit onnxruntime leaves in float (``run_integer``'s float_nodes, onnxruntime
-    policy only): a Gemm there sums in MLAS's SGEMM order (``float_ops.gemm``), a Conv in MlasConv's
-    (``float_ops.conv``)."""
+    policy only): a Gemm there sums in MLAS's SGEMM order (``float_ops.gemm``), a MatMul of two
+    activations too (``float_mlas.matmul``), a Conv in MlasConv's (``float_ops.conv``)."""
     node = step.node
     args = [to_real(step, t, v) for t, v in zip(node.inputs, step.args)]
     w = _weights(step)
-    flag = {"Gemm": "ort_sgemm", "Conv": "ort_sconv"}.get(node.op) if ort_unit else None
+    flag = {"Gemm": "ort_sgemm", "MatMul": "ort_sgemm", "Conv": "ort_sconv"}.get(node.op) if ort_unit else None
     attrs = {**node.attrs, flag: True} if flag else node.attrs
     ort_kernel = _ort_float_kernel(step)
     try:

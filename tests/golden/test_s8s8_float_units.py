@@ -1,4 +1,4 @@
-"""S8S8 QDQ Gemm and Conv units that onnxruntime leaves in float, against onnxruntime 1.32 (CPU, x86-64, AVX2).
+"""S8S8 QDQ Gemm, MatMul and Conv units that onnxruntime leaves in float, against onnxruntime 1.32 (CPU, x86-64, AVX2).
 
 An int8 QuantizeLinear whose DequantizeLinear feeds two nodes stays int8, and onnxruntime runs the Gemm
 reading it as DQ -> fp32 Gemm (MLAS SGEMM) -> QuantizeLinear (``qsim.ir.onnx_s8_units``). qsim refused
@@ -6,7 +6,8 @@ such models; it now runs the Gemm (transB=1) in MLAS's order (``qsim.sim.float_m
 (this file's shapes, both session levels, 1 / 2 / 4 threads): every fp32 output equal, where numpy's
 product differed on about 35 % of them; with a QuantizeLinear tie planted on an output where numpy's last
 bit differs, qsim's codes equal onnxruntime's and numpy's order would give another code. Conv units
-likewise (``qsim.sim.float_mlas_conv``, MlasConv's algorithms and thread split; below)."""
+likewise (``qsim.sim.float_mlas_conv``, MlasConv's algorithms and thread split; below), and MatMul units,
+by a DQ'd constant weight or of two activations with batch axes (``float_mlas_gemm.batched``; below)."""
 from __future__ import annotations
 
 import platform
@@ -219,3 +220,112 @@ def test_s8s8_conv_unit_codes_with_planted_ties(tmp_path, threads, monkeypatch):
         numpy_codes = np.clip(np.rint(numpy_y / sy) - 2, -128, 127)
         assert not np.array_equal((numpy_codes + 2) * sy, want[0] + 2 * sy)  # the tie decides a code
     assert planted >= 8
+
+
+# -- MatMul units: MLAS's SGEMM with B not transposed (qsim.sim.float_mlas_gemm.batched); a DQ'd constant B
+# (the importer's Gemm with ``kn_weight``) and two activations (attention's Q x K^T and scores x V) --
+MM_LEVELS = {"enable_all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+             "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED}
+# constant B: (A's shape, N): M = 1 kernels (N = 1, a pair and a single row of B after the blocks of four),
+# K slices, a 3-D A folded into M, the thread split of N and M
+MM_CONST = [((1, 768), 64), ((1, 7), 13), ((1, 1, 300), 3072), ((1, 16, 64), 256), ((64, 768), 768), ((5, 130), 1),
+            ((33, 9), 150)]
+# two activations: attention shapes, broadcast batches, M = 1 slices, a column (N = 1), a 2-D B under a 3-D A,
+# batches whose GEMMs share the threads (MlasGemmBatch's ThreadsPerGemm)
+MM_ACT = [((1, 12, 16, 64), (1, 12, 64, 16)), ((1, 12, 16, 16), (1, 12, 16, 64)), ((2, 3, 1, 40), (2, 3, 40, 9)),
+          ((4, 7, 30), (4, 30, 1)), ((3, 5, 20), (20, 6)), ((2, 1, 8, 16), (1, 3, 16, 8)), ((2, 1, 40), (1, 40, 30)),
+          ((2, 1, 3000), (2, 3000, 200)), ((2, 64, 768), (2, 768, 96))]
+
+
+def _mm_model(a_shape, b_shape, sy, expose, seed):
+    """MatMul of the DQ'd int8 ``a`` (read by a Relu too: it stays int8, the unit unfused) by a DQ'd
+    constant (K, N) weight (``b_shape`` an int N) or by a second such activation ``b``."""
+    rng = np.random.default_rng(200 + seed)
+    t, nd, vi = numpy_helper.from_array, helper.make_node, helper.make_tensor_value_info
+    inits = [t(np.asarray(SX), "sx"), t(np.int8(ZX), "zx"), t(np.asarray(f32(sy)), "sy"), t(np.int8(-2), "zy")]
+    feeds = {"a": (rng.standard_normal(a_shape) * 2).astype(f32)}
+    nodes, outs, ins = [], [], [vi("a", TensorProto.FLOAT, list(a_shape))]
+    if isinstance(b_shape, int):
+        wq = rng.integers(-127, 128, (a_shape[-1], b_shape)).astype(np.int8)
+        sw = (rng.random(b_shape) * 0.02 + 0.005).astype(f32)
+        inits += [t(wq, "wq"), t(sw, "sw")]
+        nodes.append(nd("DequantizeLinear", ["wq", "sw"], ["bd"], axis=1))
+        b_real = (wq.astype(f32) * sw).astype(f32)
+    else:
+        feeds["b"] = (rng.standard_normal(b_shape) * 2).astype(f32)
+        ins.append(vi("b", TensorProto.FLOAT, list(b_shape)))
+        b_real = _real_x(feeds["b"])
+    for v in feeds:  # Q -> DQ, and a second reader of the DQ output
+        nodes += [nd("QuantizeLinear", [v, "sx", "zx"], [f"{v}q"]), nd("DequantizeLinear", [f"{v}q", "sx", "zx"], [f"{v}d"]),
+                  nd("Relu", [f"{v}d"], [f"{v}r"]), nd("QuantizeLinear", [f"{v}r", "sx", "zx"], [f"{v}rq"]),
+                  nd("DequantizeLinear", [f"{v}rq", "sx", "zx"], [f"{v}2"])]
+        outs.append(vi(f"{v}2", TensorProto.FLOAT, list(feeds[v].shape)))
+    y_shape = list(np.matmul(_real_x(feeds["a"]), b_real).shape)
+    nodes += [nd("MatMul", ["ad", "bd"], ["y"], name="mm"), nd("QuantizeLinear", ["y", "sy", "zy"], ["yq"]),
+              nd("DequantizeLinear", ["yq", "sy", "zy"], ["out"])]
+    outs = [vi("out", TensorProto.FLOAT, y_shape)] + outs + ([vi("y", TensorProto.FLOAT, y_shape)] if expose else [])
+    model = helper.make_model(helper.make_graph(nodes, "s8matmul", ins, outs, inits),
+                              opset_imports=[helper.make_opsetid("", 19)])
+    model.ir_version = 9
+    return model, feeds, b_real
+
+
+def _mm_ort(model, feeds, level, threads):
+    so = ort.SessionOptions()
+    so.graph_optimization_level = MM_LEVELS[level]
+    so.intra_op_num_threads = threads
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, feeds)
+
+
+def _mm_qsim(feeds, b_real):
+    """qsim's float unit: the Gemm of the importer's (N, K) weight with ``kn_weight``, or MatMul."""
+    from qsim.sim import float_mlas
+
+    a = _real_x(feeds["a"])
+    if "b" not in feeds:
+        return float_ops.gemm([a], {"weight": np.ascontiguousarray(b_real.T)}, {"kn_weight": True, "ort_sgemm": True})[0]
+    return float_mlas.matmul([a, b_real], {}, {"ort_sgemm": True})[0]
+
+
+@pytest.mark.parametrize("threads", [1, 2, 4])
+@pytest.mark.parametrize("level", list(MM_LEVELS))
+def test_float_matmul_values_equal_onnxruntime(level, threads, monkeypatch):
+    import qsim.sim.compiled as compiled
+
+    monkeypatch.setattr(compiled, "physical_cores", lambda: threads)
+    compared = numpy_differ = 0
+    for i, (a_shape, b_shape) in enumerate(MM_CONST + MM_ACT):
+        model, feeds, b_real = _mm_model(a_shape, b_shape, 0.05, True, i)
+        y = _mm_ort(model, feeds, level, threads)[-1]
+        mine = _mm_qsim(feeds, b_real)
+        assert np.array_equal(mine, y), (a_shape, b_shape, int((mine != y).sum()))
+        compared += y.size
+        numpy_differ += int((np.matmul(_real_x(feeds["a"]), b_real) != y).sum())
+    assert compared == 90016 and numpy_differ > compared // 5, numpy_differ  # numpy's order is not onnxruntime's
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_s8s8_matmul_unit_codes_with_planted_ties(tmp_path, threads, monkeypatch):
+    import onnx
+    import qsim.sim.compiled as compiled
+
+    monkeypatch.setattr(compiled, "physical_cores", lambda: threads)
+    planted = 0
+    for i, (a_shape, b_shape) in enumerate(MM_CONST + MM_ACT):
+        model, feeds, b_real = _mm_model(a_shape, b_shape, 0.05, True, i)
+        y = _mm_ort(model, feeds, "enable_all", threads)[-1]
+        numpy_y = np.matmul(_real_x(feeds["a"]), b_real)
+        sy = _tie_scale(y, numpy_y)
+        if sy is None:
+            continue
+        planted += 1
+        model = _mm_model(a_shape, b_shape, sy, False, i)[0]
+        path = tmp_path / f"m{i}.onnx"
+        onnx.save(model, str(path))
+        want = _mm_ort(model, feeds, "enable_all", threads)
+        got = qsim.simulate(path, feeds, ort_level="enable_all")
+        names = [o.name for o in model.graph.output]
+        assert all(np.array_equal(got[n], w) for n, w in zip(names, want)), (a_shape, b_shape)
+        numpy_codes = np.clip(np.rint(numpy_y / sy) - 2, -128, 127)
+        assert not np.array_equal((numpy_codes + 2) * sy, want[0] + 2 * sy)  # the tie decides a code
+    assert planted >= 12
