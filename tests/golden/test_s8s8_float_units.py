@@ -30,11 +30,14 @@ SX, ZX = f32(0.037), 3
 SHAPES = [(1, 512, 10), (1, 300, 7), (1, 64, 1), (2, 300, 150), (5, 700, 40), (16, 130, 150), (16, 9, 6), (3, 1000, 2)]
 
 
-def _model(m, k, n, sy, expose, seed):
-    rng = np.random.default_rng(seed)
-    wq = rng.integers(-127, 128, (n, k)).astype(np.int8)
-    sw = (rng.random(n) * 0.02 + 0.005).astype(f32)
-    bq = rng.integers(-3000, 3000, n).astype(np.int32)
+def _unit(rng, wshape, sy, op):
+    """An int8 QDQ unit around ``op`` (reading xd, wd, bd, writing y): int8 weights of ``wshape`` with
+    per-output-channel scales, an int32 bias, the output quantized at ``sy``; a second reader of the DQ
+    output (a Relu branch) keeps the int8 pair int8, so onnxruntime leaves the unit in float. Returns
+    (initializers, nodes, wq, sw, bq, sb)."""
+    wq = rng.integers(-127, 128, wshape).astype(np.int8)
+    sw = (rng.random(wshape[0]) * 0.02 + 0.005).astype(f32)
+    bq = rng.integers(-3000, 3000, wshape[0]).astype(np.int32)
     sb = (sw * SX).astype(f32)
     t = numpy_helper.from_array
     inits = [t(wq, "wq"), t(sw, "sw"), t(bq, "bq"), t(sb, "sb"), t(np.asarray(SX), "sx"), t(np.int8(ZX), "zx"),
@@ -43,13 +46,18 @@ def _model(m, k, n, sy, expose, seed):
     nodes = [nd("QuantizeLinear", ["x", "sx", "zx"], ["xq"], name="qx"),
              nd("DequantizeLinear", ["xq", "sx", "zx"], ["xd"], name="dqx"),
              nd("DequantizeLinear", ["wq", "sw"], ["wd"], name="dqw", axis=0),
-             nd("DequantizeLinear", ["bq", "sb"], ["bd"], name="dqb", axis=0),
-             nd("Gemm", ["xd", "wd", "bd"], ["y"], transB=1, name="fc"),
+             nd("DequantizeLinear", ["bq", "sb"], ["bd"], name="dqb", axis=0), op,
              nd("QuantizeLinear", ["y", "sy", "zy"], ["yq"], name="qy"),
              nd("DequantizeLinear", ["yq", "sy", "zy"], ["out"], name="dqy"),
-             # a second reader of the DQ output: the int8 pair stays int8, the Gemm unit unfused
              nd("Relu", ["xd"], ["r"], name="relu"), nd("QuantizeLinear", ["r", "sx", "zx"], ["rq"], name="qr"),
              nd("DequantizeLinear", ["rq", "sx", "zx"], ["out2"], name="dqr")]
+    return inits, nodes, wq, sw, bq, sb
+
+
+def _model(m, k, n, sy, expose, seed):
+    rng = np.random.default_rng(seed)
+    inits, nodes, wq, sw, bq, sb = _unit(rng, (n, k), sy, helper.make_node("Gemm", ["xd", "wd", "bd"], ["y"], transB=1,
+                                                                          name="fc"))
     vi = helper.make_tensor_value_info
     outs = [vi("out", TensorProto.FLOAT, [m, n]), vi("out2", TensorProto.FLOAT, [m, k])]
     if expose:
@@ -144,25 +152,9 @@ def _conv_attrs(k, s, p, d, g):
 def _conv_model(case, sy, expose, seed):
     c, o, h, k, s, p, d, g, n = case
     rng = np.random.default_rng(100 + seed)
-    wq = rng.integers(-127, 128, (o, c // g, k, k)).astype(np.int8)
-    sw = (rng.random(o) * 0.02 + 0.005).astype(f32)
-    bq = rng.integers(-3000, 3000, o).astype(np.int32)
-    sb = (sw * SX).astype(f32)
-    t = numpy_helper.from_array
-    inits = [t(wq, "wq"), t(sw, "sw"), t(bq, "bq"), t(sb, "sb"), t(np.asarray(SX), "sx"), t(np.int8(ZX), "zx"),
-             t(np.asarray(f32(sy)), "sy"), t(np.int8(-2), "zy")]
-    nd = helper.make_node
-    nodes = [nd("QuantizeLinear", ["x", "sx", "zx"], ["xq"], name="qx"),
-             nd("DequantizeLinear", ["xq", "sx", "zx"], ["xd"], name="dqx"),
-             nd("DequantizeLinear", ["wq", "sw"], ["wd"], name="dqw", axis=0),
-             nd("DequantizeLinear", ["bq", "sb"], ["bd"], name="dqb", axis=0),
-             nd("Conv", ["xd", "wd", "bd"], ["y"], name="conv", kernel_shape=[k, k], strides=[s, s], pads=[p] * 4,
-                dilations=[d, d], group=g),
-             nd("QuantizeLinear", ["y", "sy", "zy"], ["yq"], name="qy"),
-             nd("DequantizeLinear", ["yq", "sy", "zy"], ["out"], name="dqy"),
-             # a second reader of the DQ output: the int8 pair stays int8, the Conv unit unfused
-             nd("Relu", ["xd"], ["r"], name="relu"), nd("QuantizeLinear", ["r", "sx", "zx"], ["rq"], name="qr"),
-             nd("DequantizeLinear", ["rq", "sx", "zx"], ["out2"], name="dqr")]
+    inits, nodes, wq, sw, bq, sb = _unit(rng, (o, c // g, k, k), sy, helper.make_node(
+        "Conv", ["xd", "wd", "bd"], ["y"], name="conv", kernel_shape=[k, k], strides=[s, s], pads=[p] * 4,
+        dilations=[d, d], group=g))
     oh = (h + 2 * p - d * (k - 1) - 1) // s + 1
     vi = helper.make_tensor_value_info
     outs = [vi("out", TensorProto.FLOAT, [n, o, oh, oh]), vi("out2", TensorProto.FLOAT, [n, c, h, h])]
