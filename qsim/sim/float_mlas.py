@@ -175,16 +175,10 @@ def matmul(inputs, w, attrs) -> list:
 
 def _ort_matmul(a, b):
     """onnxruntime's float MatMul of two activations (matmul.cc: MlasGemmBatch over the batch slices) in
-    MLAS's SGEMM order (``float_mlas_gemm.batched``), on the session's default intra-op threads; FMA3
-    (8-lane) hosts only, as measured."""
-    from qsim.errors import GraphError
-    from qsim.sim.compiled import physical_cores  # here: compiled imports the executors, which import this
-    from qsim.sim.float_mlas_gemm import batched
+    MLAS's SGEMM order (``float_mlas_gemm.batched``)."""
+    from qsim.sim.float_mlas_gemm import batched, session_threads
 
-    if ort_float_lanes() != 8:
-        raise GraphError("onnxruntime's float MatMul order is reproduced for its FMA3 (8-lane, AVX2) kernels only; "
-                         "its AVX-512F kernels are not measured")
-    return batched(a, b, physical_cores())
+    return batched(a, b, session_threads("MatMul"))
 
 
 def _alpha(y: np.ndarray, attrs) -> np.ndarray:

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from qsim.sim.float_mlas_gemm import _m1, _m1_transb, _sliced, sgemm, stride_k
+from qsim.ir.ops._attrs import pads, pair
+from qsim.sim.float_mlas_gemm import _m1, _m1_transb, _sliced, session_threads, sgemm, stride_k
 
 f32 = np.float32
 _THREAD_WORK = 64 * 1024  # MLAS_SGEMM_THREAD_COMPLEXITY (mlasi.h)
@@ -120,3 +121,11 @@ def conv2d(x, weight, bias=None, kernel=(1, 1), stride=(1, 1), pad=(0, 0, 0, 0),
     if bias is not None:  # MlasActivation: the bias after the sums
         y = (y + np.asarray(bias, f32).reshape(1, -1, 1, 1)).astype(f32)
     return y
+
+
+def ort_conv(x, w, attrs):
+    """onnxruntime's float Conv of an int8 unit it leaves in float (``float_ops.conv``)."""
+    threads = session_threads("Conv")
+    return conv2d(x, w["weight"], w.get("bias"), pair(attrs["kernel"], "kernel"), pair(attrs.get("stride", 1), "stride"),
+                  pads(attrs.get("pad", 0)), pair(attrs.get("dilation", 1), "dilation"), int(attrs.get("groups", 1)),
+                  threads)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from qsim.errors import GraphError
 from qsim.kernels.fma_jit import fma32
 
 f32 = np.float32
@@ -199,3 +200,25 @@ def batched(a: np.ndarray, b: np.ndarray, threads: int = 1) -> np.ndarray:
     b3 = np.broadcast_to(b, lead + b.shape[-2:]).reshape((-1,) + b.shape[-2:])
     out = np.stack([sgemm(a3[i], b3[i], threads=threads, batch=len(a3)) for i in range(len(a3))])
     return out.reshape(lead + out.shape[-2:])
+
+
+def session_threads(op: str) -> int:
+    """onnxruntime's default intra-op threads (the physical cores), which split MLAS's work, where MLAS
+    runs its FMA3 (8-lane, AVX2) kernels, the only ones measured; a GraphError naming ``op`` elsewhere."""
+    from qsim.sim.compiled import physical_cores  # here: compiled imports the executors, which import this
+    from qsim.sim.int_runtime import ort_float_lanes
+
+    if ort_float_lanes() != 8:
+        raise GraphError(f"onnxruntime's float {op} order is reproduced for its FMA3 (8-lane, AVX2) kernels only; "
+                         "its AVX-512F kernels are not measured")
+    return physical_cores()
+
+
+def ort_gemm(x, w, attrs):
+    """onnxruntime's float Gemm (transB=1) or MatMul by a constant (K, N) weight (the importer's
+    ``kn_weight``: the IR holds it as (N, K)) of an int8 unit it leaves in float (``float_ops.gemm``)."""
+    threads = session_threads("Gemm")
+    a = np.asarray(x, np.float32).reshape(-1, x.shape[-1])
+    kn = bool(attrs.get("kn_weight"))  # MatMul's B is not transposed: MLAS's other M = 1 kernel
+    y = sgemm(a, w["weight"].T if kn else w["weight"], w.get("bias"), trans_b=not kn, threads=threads)
+    return y.reshape(x.shape[:-1] + (y.shape[-1],))

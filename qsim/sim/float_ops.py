@@ -35,7 +35,9 @@ def windows(x: np.ndarray, kernel_hw, stride, pad, dilation=(1, 1), pad_value=0.
 def conv(inputs, w, attrs):
     x = inputs[0]
     if attrs.get("ort_sconv") and x.dtype == np.float32:  # an onnxruntime float QDQ unit (int_float.float_island)
-        return [_ort_conv(x, w, attrs)]
+        from qsim.sim.float_mlas_conv import ort_conv
+
+        return [ort_conv(x, w, attrs)]
     groups = int(attrs.get("groups", 1))
     weight = w["weight"]
     cols = windows(x, pair(attrs["kernel"], "kernel"), pair(attrs.get("stride", 1), "stride"),
@@ -50,45 +52,14 @@ def conv(inputs, w, attrs):
     return [y.astype(x.dtype, copy=False)]
 
 
-def _ort_conv(x, w, attrs):
-    """onnxruntime's float Conv (MlasConv) in its summation order (``float_mlas_conv``), on the session's
-    default intra-op threads; measured on FMA3 (8-lane) hosts only: elsewhere the unit is refused here."""
-    from qsim.sim.compiled import physical_cores  # here: compiled imports the executors, which import this
-    from qsim.sim.float_mlas_conv import conv2d
-    from qsim.sim.int_runtime import ort_float_lanes
-
-    if ort_float_lanes() != 8:
-        raise GraphError("onnxruntime's float Conv order is reproduced for its FMA3 (8-lane, AVX2) kernels only; "
-                         "its AVX-512F kernels are not measured")
-    return conv2d(x, w["weight"], w.get("bias"), pair(attrs["kernel"], "kernel"), pair(attrs.get("stride", 1), "stride"),
-                  _pads(attrs.get("pad", 0)), pair(attrs.get("dilation", 1), "dilation"), int(attrs.get("groups", 1)),
-                  physical_cores())
-
-
 def gemm(inputs, w, attrs):
     x = inputs[0]
     if attrs.get("ort_sgemm") and x.dtype == np.float32:  # an onnxruntime float QDQ unit (int_float.float_island)
-        return [_ort_gemm(x, w, attrs)]
+        from qsim.sim.float_mlas_gemm import ort_gemm
+
+        return [ort_gemm(x, w, attrs)]
     y = x @ w["weight"].T
     return [y + w["bias"] if "bias" in w else y]
-
-
-def _ort_gemm(x, w, attrs):
-    """onnxruntime's float Gemm (transB=1) or MatMul by a constant (K, N) weight (the importer's
-    ``kn_weight``: the IR holds it as (N, K)) in MLAS's SGEMM order (``float_mlas_gemm``), on the
-    session's default intra-op threads; measured on FMA3 (8-lane) hosts only: elsewhere the unit is
-    refused here."""
-    from qsim.sim.compiled import physical_cores  # here: compiled imports the executors, which import this
-    from qsim.sim.float_mlas_gemm import sgemm
-    from qsim.sim.int_runtime import ort_float_lanes
-
-    if ort_float_lanes() != 8:
-        raise GraphError("onnxruntime's float Gemm order is reproduced for its FMA3 (8-lane, AVX2) kernels only; "
-                         "its AVX-512F kernels are not measured")
-    a = np.asarray(x, np.float32).reshape(-1, x.shape[-1])
-    kn = bool(attrs.get("kn_weight"))  # MatMul's B is not transposed: MLAS's other M = 1 kernel
-    y = sgemm(a, w["weight"].T if kn else w["weight"], w.get("bias"), trans_b=not kn, threads=physical_cores())
-    return y.reshape(x.shape[:-1] + (y.shape[-1],))
 
 
 def matmul(inputs, w, attrs):
