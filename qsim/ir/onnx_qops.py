@@ -93,6 +93,12 @@ def quantize(ctx: Context, node) -> None:
     t = ctx.act(node.input[0])
     rank = len(ctx.g.tensor(t).shape)
     q = qdq_params(ctx, node, rank, q_elem_type(ctx, node))
+    if t in ctx.g.quant_params:  # codes already: a DequantizeLinear's output (or the float, quantized once) read again
+        if not _same(ctx.g.quant_params[t], q):
+            raise ValueError(f"it quantizes {node.input[0]!r}, codes of other parameters (scale / zero point), "
+                             "again; only matching parameters are supported")
+        ctx.alias[node.output[0]] = t
+        return
     readers = ctx.consumers.get(node.input[0], [])
     float_users = [n for n in readers if n.op_type != "QuantizeLinear"]
     other_params = any(not _same(qdq_params(ctx, n, rank, q_elem_type(ctx, n)), q)

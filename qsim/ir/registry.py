@@ -6,8 +6,8 @@ An entry answers, for every part of qsim:
 * shapes: ``infer(inputs, attrs)`` -> output, parameter (weight) and persistent state shapes (a KV
   cache) from the input shapes and attributes; raises ``ValueError`` on a mismatch;
 * counts: ``macs`` (multiply-accumulates, the work of matrix units), ``vector_ops`` (other arithmetic
-  per element: adds, compares, exp), ``weights_read`` and ``state_io`` (bytes read when not all),
-  ``bias_roles`` (weights stored at the accumulator width in integer layers);
+  per element: adds, compares, exp), ``weights_read``, ``inputs_read`` and ``state_io`` (elements read
+  when not all), ``bias_roles`` (weights stored at the accumulator width in integer layers);
 * the simulator: ``float_kernel`` (``(inputs, weights, attrs) -> outputs``, numpy) and
   ``int_kernel`` (``(step) -> outputs``, the integer executor's), each a ``KernelRef`` imported on
   first use (the IR never imports the numba-backed simulator) or an explicit ``Support`` marker;

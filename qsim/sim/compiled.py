@@ -21,6 +21,7 @@ whatever the environment says later.
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from pathlib import Path
 
 import numba
@@ -34,6 +35,7 @@ from qsim.sim.pipeline import DEFAULT_POLICY, choose_executor, plan_policy, prep
 from qsim.sim.plan import ExecutionPlan
 
 
+@lru_cache(maxsize=1)  # read once: float kernels ask for it on every call
 def physical_cores() -> int:
     """CPU cores this process may run on, counting SMT siblings once: onnxruntime's default
     intra-op thread count (its ``GetNumPhysicalCpuCores``)."""

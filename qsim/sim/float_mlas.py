@@ -120,15 +120,23 @@ def lane_dependent(graph) -> bool:
     """Whether a float run of ``graph`` (the fp32 reference of an accuracy measurement, the
     calibration run, a plan's float islands) can change with ``ort_float_lanes``: the graph has a
     node whose float kernel is this softmax over an axis longer than 16 elements (or of unknown
-    length). Every other float kernel here is lane-free (erf: elementwise; matmul: one FMA chain per output)."""
+    length), or an average pool over a channel count that is a multiple of 8 but not of 16 (onnxruntime
+    takes its NCHWc pool, whose order differs, where the channels fill its blocks: 8 with AVX2, 16
+    with AVX-512F; ``float_pool``, ``global_avgpool``). Every other float kernel here is lane-free
+    (erf: elementwise; matmul: one FMA chain per output). Left aside: a row of at most 16 whose
+    logits span more than ~87.7, where the 8-lane exp gives 0 and the 16-lane one a subnormal."""
     from qsim.ir.registry import OPS, sim_kernel
 
     kernel = sim_kernel("float_mlas.softmax")
     for node in graph.nodes():
+        shape = tuple(graph.tensor(node.inputs[0]).shape) if node.inputs else ()
+        if node.op in ("AvgPool", "GlobalAvgPool") and len(shape) == 4:
+            c = shape[1]
+            if not isinstance(c, (int, np.integer)) or (c % 8 == 0 and c % 16):
+                return True
         op = OPS.get(node.op)
         if op is None or op.float_kernel != kernel:
             continue
-        shape = tuple(graph.tensor(node.inputs[0]).shape)
         d = shape[int(node.attrs.get("axis", -1))] if shape else 1
         if not isinstance(d, (int, np.integer)) or d > _LANE_FREE_ROW:
             return True
@@ -162,7 +170,7 @@ _EXACT_MACS = 2 ** 26  # larger products take numpy's (BLAS) order: the emulatio
 def matmul(inputs, w, attrs) -> list:
     a, b = (np.asarray(v, np.float32) for v in inputs[:2])
     if attrs.get("ort_sgemm"):  # an onnxruntime float QDQ MatMul unit (int_float.float_island)
-        return [_ort_matmul(a, b)]
+        return [_alpha(_ort_matmul(a, b), attrs)]
     if a.ndim < 2 or b.ndim < 2 or a.shape[-2] == 1 or a.shape[-1] > _STRIDE_K:  # not MLAS's SGEMM order
         return [_alpha(np.matmul(a, b), attrs)]
     acc = np.zeros(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1]), np.float32)

@@ -26,11 +26,10 @@ from __future__ import annotations
 import numpy as np
 
 from qsim.ir.ops._attrs import pads, pair
-from qsim.sim.float_mlas_gemm import _m1, _m1_transb, _sliced, session_threads, sgemm, stride_k
+from qsim.sim.float_mlas_gemm import (m1_kernel, m1_transb_kernel, session_threads, sgemm, sliced_fma, stride_k,
+                                      thread_target)
 
 f32 = np.float32
-_THREAD_WORK = 64 * 1024  # MLAS_SGEMM_THREAD_COMPLEXITY (mlasi.h)
-_MAX_THREADS = 16  # MLAS_MAXIMUM_THREAD_COUNT (mlasi.h)
 _THREAD_ALIGN = 16  # MLAS_SGEMM_STRIDEN_THREAD_ALIGN (mlasi.h)
 
 
@@ -49,29 +48,27 @@ def form(cin_g: int, kernel, stride, pad, dilation, in_hw, out_hw, filters: int)
 
 def thread_stride_n(m: int, n: int, k: int, threads: int) -> int:
     """MlasConvPrepare's ThreadStrideN for the segmented algorithm (>= n: one thread)."""
-    work = float(m) * n * k
-    target = int(work / _THREAD_WORK) + 1 if work < _THREAD_WORK * _MAX_THREADS else _MAX_THREADS
-    target = min(target, threads)
+    target = thread_target(float(m) * n * k, threads)
     stride = -(-n // target)
     if target > 1:
         stride = (stride + _THREAD_ALIGN - 1) & ~(_THREAD_ALIGN - 1)
     return stride
 
 
-def _operation(w, cols, out_size: int):
+def _conv_segment(w, cols, out_size: int):
     """MlasConvOperation over the columns ``cols`` (K, count) of one segment: C (M, count)."""
     m, k = w.shape
     count = cols.shape[1]
     c = np.zeros((m, count), f32)
     if m == 1:  # MlasSgemmOperation's M == 1 kernel, slice after slice into the same C
-        c[0] = _m1(w[0], cols, c[0])
+        c[0] = m1_kernel(w[0], cols, c[0])
     elif count == 1 and out_size == 1:  # N == 1 with ldb == ldc == 1: the transposed-B M = 1 kernel, swapped
         sk = stride_k(count, k)
         for k0 in range(0, k, sk):
-            c[:, 0] = _m1_transb(np.ascontiguousarray(cols[k0:k0 + sk, 0]), np.ascontiguousarray(w[:, k0:k0 + sk]),
+            c[:, 0] = m1_transb_kernel(np.ascontiguousarray(cols[k0:k0 + sk, 0]), np.ascontiguousarray(w[:, k0:k0 + sk]),
                                  np.ascontiguousarray(c[:, 0]))
     else:
-        c = _sliced(w, cols, c, stride_k(count, k), False)
+        c = sliced_fma(w, cols, c, stride_k(count, k), False)
     return c
 
 
@@ -116,7 +113,7 @@ def conv2d(x, weight, bias=None, kernel=(1, 1), stride=(1, 1), pad=(0, 0, 0, 0),
                 continue
             step = n if many else thread_stride_n(mg, n, k, threads)
             for s0 in range(0, n, step):
-                y[b, g, :, s0:s0 + step] = _operation(wgg, np.ascontiguousarray(cols[:, s0:s0 + step]), n)
+                y[b, g, :, s0:s0 + step] = _conv_segment(wgg, np.ascontiguousarray(cols[:, s0:s0 + step]), n)
     y = y.reshape(batch, cout, oh, ow)
     if bias is not None:  # MlasActivation: the bias after the sums
         y = (y + np.asarray(bias, f32).reshape(1, -1, 1, 1)).astype(f32)

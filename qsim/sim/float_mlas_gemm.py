@@ -32,6 +32,13 @@ from qsim.kernels.fma_jit import fma32
 f32 = np.float32
 STRIDE_N = STRIDE_K = 128  # MLAS_SGEMM_STRIDEN / MLAS_SGEMM_STRIDEK (core/mlas/lib/mlasi.h)
 _THREAD_WORK = 64 * 1024  # MLAS_SGEMM_THREAD_COMPLEXITY (mlasi.h)
+_MAX_THREADS = 16  # MLAS_MAXIMUM_THREAD_COUNT (mlasi.h)
+
+
+def thread_target(work: float, threads: int) -> int:
+    """MLAS's thread count for ``work`` multiply-adds: one per 64K, at most 16 and the pool's ``threads``."""
+    target = int(work / _THREAD_WORK) + 1 if work < _THREAD_WORK * _MAX_THREADS else _MAX_THREADS
+    return max(1, min(target, threads))
 
 
 def stride_k(n: int, k: int) -> int:
@@ -48,7 +55,7 @@ def stride_k(n: int, k: int) -> int:
 
 
 @njit(cache=True)
-def _sliced(a, b, c, sk, add_first):
+def sliced_fma(a, b, c, sk, add_first):
     """c (+)= each K slice's FMA chain from 0, slice after slice: a (M, K), b (K, N)."""
     m_rows, k_all = a.shape
     n_cols = b.shape[1]
@@ -69,7 +76,7 @@ def _sliced(a, b, c, sk, add_first):
 
 
 @njit(cache=True)
-def _m1(a, b, c):
+def m1_kernel(a, b, c):
     """SgemmKernelM1Avx: c (N,) += a (K,) . b (K, N), rows of B four at a time."""
     k_all = a.shape[0]
     k4 = k_all // 4 * 4
@@ -90,7 +97,7 @@ def _m1(a, b, c):
 
 
 @njit(cache=True)
-def _m1_transb(a, bt, c):
+def m1_transb_kernel(a, bt, c):
     """SgemmKernelM1TransposeBAvx: c (N,) += a (K,) . bt (N, K)^T, 8 lanes per output."""
     n_all, k_all = bt.shape
     n4 = n_all // 4 * 4
@@ -127,8 +134,7 @@ def segments(m: int, n: int, k: int, threads: int, batch: int = 1) -> list[tuple
     ``batch``: the GEMMs of one MlasGemmBatch call (MatMul's batch slices), which share the threads:
     ThreadsPerGemm = ceil(target / batch), the target still from one GEMM's M * N * K."""
     work = m * n * k
-    target = int(work / _THREAD_WORK) + 1 if work < _THREAD_WORK * 16 else 16
-    target = -(-max(1, min(target, threads)) // batch)
+    target = -(-thread_target(work, threads) // batch)
     if target == 1:
         return [(0, m, 0, n)]
     out = []
@@ -148,18 +154,18 @@ def segments(m: int, n: int, k: int, threads: int, batch: int = 1) -> list[tuple
     return [s for s in out if s[1] > 0 and s[3] > 0]
 
 
-def _operation(a, b, c, trans_b: bool, add_first: bool, column: bool = False):
+def _sgemm_part(a, b, c, trans_b: bool, add_first: bool, column: bool = False):
     """One MlasSgemmOperation into c (M, N) (already holding the bias where ``add_first``); ``column``:
     the whole B and C are one column (ldb == ldc == 1), not just this part."""
     m, k = a.shape
     n = c.shape[1]
     if m == 1:
-        c[0] = _m1_transb(a[0], b, c[0]) if trans_b else _m1(a[0], b, c[0])
+        c[0] = m1_transb_kernel(a[0], b, c[0]) if trans_b else m1_kernel(a[0], b, c[0])
     elif n == 1 and column:  # ldb == ldc == 1: the M = 1 kernel on (B^T, A)
-        c[:, 0] = _m1_transb(np.ascontiguousarray(b[:, 0]), a, np.ascontiguousarray(c[:, 0]))
+        c[:, 0] = m1_transb_kernel(np.ascontiguousarray(b[:, 0]), a, np.ascontiguousarray(c[:, 0]))
     else:
         bt = np.ascontiguousarray(b.T) if trans_b else np.ascontiguousarray(b)
-        c[:] = _sliced(a, bt, np.ascontiguousarray(c), stride_k(n, k), add_first)
+        c[:] = sliced_fma(a, bt, np.ascontiguousarray(c), stride_k(n, k), add_first)
 
 
 def sgemm(a: np.ndarray, b: np.ndarray, bias=None, trans_b: bool = False, threads: int = 1,
@@ -175,7 +181,7 @@ def sgemm(a: np.ndarray, b: np.ndarray, bias=None, trans_b: bool = False, thread
     for m0, mc, n0, nc in segments(m, n, k, threads, batch):
         part = np.ascontiguousarray(c[m0:m0 + mc, n0:n0 + nc])
         bp = b[n0:n0 + nc] if trans_b else b[:, n0:n0 + nc]
-        _operation(np.ascontiguousarray(a[m0:m0 + mc]), np.ascontiguousarray(bp), part, trans_b, bias is not None,
+        _sgemm_part(np.ascontiguousarray(a[m0:m0 + mc]), np.ascontiguousarray(bp), part, trans_b, bias is not None,
                    not trans_b and n == 1)
         c[m0:m0 + mc, n0:n0 + nc] = part
     return c
@@ -204,13 +210,14 @@ def batched(a: np.ndarray, b: np.ndarray, threads: int = 1) -> np.ndarray:
 
 def session_threads(op: str) -> int:
     """onnxruntime's default intra-op threads (the physical cores), which split MLAS's work, where MLAS
-    runs its FMA3 (8-lane, AVX2) kernels, the only ones measured; a GraphError naming ``op`` elsewhere."""
+    runs its x86-64 FMA3 (8-lane, AVX2) kernels, the only ones measured; a GraphError naming ``op``
+    elsewhere (AVX-512F, arm64)."""
     from qsim.sim.compiled import physical_cores  # here: compiled imports the executors, which import this
-    from qsim.sim.int_runtime import ort_float_lanes
+    from qsim.sim.int_runtime import ort_cpu, ort_float_lanes
 
-    if ort_float_lanes() != 8:
-        raise GraphError(f"onnxruntime's float {op} order is reproduced for its FMA3 (8-lane, AVX2) kernels only; "
-                         "its AVX-512F kernels are not measured")
+    if ort_float_lanes() != 8 or ort_cpu() == "arm64":
+        raise GraphError(f"onnxruntime's float {op} order is reproduced for its x86-64 FMA3 (8-lane, AVX2) kernels "
+                         "only; its AVX-512F and arm64 kernels are not measured")
     return physical_cores()
 
 

@@ -28,8 +28,8 @@ with the runtime's own formula, as the file's QuantizeLinear / QUANTIZE does. Th
 
 ``simulate`` is ``compile_model(model, inputs, ...).run(inputs)`` (``qsim.sim.compiled``; exported as
 ``qsim.compile``): compile once and call ``run`` to simulate many batches without paying the
-import, the quantization and the weight packing again. ``threads`` (default: the physical cores,
-onnxruntime's default intra-op count) is the number of kernel threads.
+import, the quantization and the weight packing again. ``threads`` (default: ``QSIM_THREADS``, else
+the physical cores, onnxruntime's default intra-op count) is the number of kernel threads.
 
 ``ort_level`` names the onnxruntime session an .onnx answer must equal: its graph optimization level,
 ``enable_all`` (onnxruntime's default), ``enable_extended``, ``enable_basic`` or ``disable_all``. At

@@ -109,3 +109,21 @@ def test_a_scalar_and_a_one_element_scale_are_the_same_parameters(tmp_path):
     x = _input((0.03,), seed=5)
     want = ort.InferenceSession(str(tmp_path / "forms.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     assert np.array_equal(qsim.simulate(tmp_path / "forms.onnx", {"x": x})["y"], want)
+
+
+def test_codes_requantized_at_other_parameters_are_refused(tmp_path):
+    """DQ at one scale, then Q at another (a requantization written as Q/DQ): onnxruntime rounds the
+    dequantized values again; qsim, which keeps one set of parameters per integer tensor, used to relabel
+    the codes with the second parameters (every value wrong); it refuses naming the node."""
+    inits = [nh.from_array(np.array(0.03, np.float32), "s0"), nh.from_array(np.array(3, np.uint8), "z0"),
+             nh.from_array(np.array(0.05, np.float32), "s1"), nh.from_array(np.array(3, np.uint8), "z1")]
+    nodes = [h.make_node("QuantizeLinear", ["x", "s0", "z0"], ["q"]), h.make_node("DequantizeLinear", ["q", "s0", "z0"], ["d"]),
+             h.make_node("QuantizeLinear", ["d", "s1", "z1"], ["q2"], name="requantize"),
+             h.make_node("DequantizeLinear", ["q2", "s1", "z1"], ["y"])]
+    m = h.make_model(h.make_graph(nodes, "g", [h.make_tensor_value_info("x", TP.FLOAT, SHAPE)],
+                                  [h.make_tensor_value_info("y", TP.FLOAT, [])], inits),
+                     opset_imports=[h.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, tmp_path / "requant.onnx")
+    with pytest.raises(qsim.QsimError, match="requantize.*other parameters"):
+        qsim.simulate(tmp_path / "requant.onnx", {"x": np.ones(SHAPE, np.float32)})

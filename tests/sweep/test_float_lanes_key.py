@@ -121,3 +121,17 @@ def test_a_sweep_store_follows_the_lanes_under_every_policy(tmp_path, classes, a
     assert other.attrs["evaluations"] == again  # fp32 and int8 both: the reference is another
     if again:
         assert (first["sqnr_db"] != other["sqnr_db"]).any()
+
+
+@pytest.mark.parametrize("op", ["AvgPool", "GlobalAvgPool"])
+def test_a_pool_whose_channels_fill_8_lane_blocks_only_follows_the_lanes(op):
+    """onnxruntime pools in its NCHWc layout (another summation order) where the channels are whole
+    blocks: 24 channels are with AVX2's 8 and are not with AVX-512's 16; 32 and 20 alike on both."""
+    def graph(channels):
+        g = Graph("pool")
+        g.add_input("x", (1, channels, 6, 6))
+        g.add_node(op, "p", ["x"], {"kernel": 3, "stride": 1} if op == "AvgPool" else {})
+        g.mark_output("p")
+        return g.validate()
+
+    assert lane_dependent(graph(24)) and not lane_dependent(graph(32)) and not lane_dependent(graph(20))

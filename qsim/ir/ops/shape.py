@@ -100,7 +100,7 @@ def infer_slice(inputs, attrs) -> Inferred:
 
 @register("Gather", cost_class=CostClass.DATA_MOVEMENT, float_kernel="float_ops.take",
           int_kernel="int_ops.move", quant=_SHARED, attrs=("axis", "indices", "index_shape"),
-          inputs_read=lambda i, o, a: numel(o[0]))
+          inputs_read=lambda i, o, a: min(numel(o[0]), numel(i[0])))  # repeated indices read no more than all
 def infer_gather(inputs, attrs) -> Inferred:
     if len(inputs) != 1:
         raise ValueError("Gather takes one input (its indices are an attribute)")
