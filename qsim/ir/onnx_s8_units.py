@@ -9,8 +9,8 @@ QuantizeLinear has exactly one output edge to a DequantizeLinear with the same s
 output (a graph output counts as one) its own copy first. A tensor that stays int8 leaves every
 compute unit reading or writing it unfused: DQ -> float op -> Q. qsim runs such a unit as the same
 float island where its float kernel is onnxruntime's bit for bit, the ``FLOAT_EXACT_UNITS``: one IEEE
-operation per element or a move (Add, Sub, Mul, Relu, Clip, Max, Min, LeakyRelu, Concat, MaxPool,
-Pad), onnxruntime's Eigen expression (BatchNormalization), a sum whose order qsim reproduces
+operation per element or a move (Add, Sub, Mul, Div, Relu, Clip, Max, Min, LeakyRelu, Concat,
+MaxPool, Pad), onnxruntime's Eigen expression (BatchNormalization), a sum whose order qsim reproduces
 (AveragePool, ReduceMean: ``qsim.sim.float_pool``; GlobalAveragePool, Softmax: ``qsim.sim.float_mlas``;
 Gemm with transB=1 and MatMul: ``qsim.sim.float_mlas_gemm``; 2-D Conv: ``qsim.sim.float_mlas_conv``), or
 MLAS's own approximation (Erf, Sigmoid, Tanh); it refuses the model where it is not (other Gemm and
@@ -87,7 +87,7 @@ def int8_pairs(model: ModelProto) -> tuple[set[str], set[str]]:
 # the 2-D Conv forms below).
 FLOAT_EXACT_UNITS = {"Add", "Sub", "Mul", "Relu", "Clip", "Concat", "MaxPool", "Max", "Min", "AveragePool",
                      "ReduceMean", "GlobalAveragePool", "Softmax", "Erf", "Sigmoid", "Tanh", "LeakyRelu", "Pad",
-                     "BatchNormalization"}
+                     "BatchNormalization", "Div"}
 
 
 # A float Gemm unit sums in MLAS's SGEMM order (``qsim.sim.float_mlas_gemm``: 0 of 431,424 outputs

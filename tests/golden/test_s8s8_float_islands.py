@@ -45,6 +45,7 @@ OPS = {
     "BatchNormalization": ({"epsilon": 1e-5}, {k: v.astype(f32) for k, v in zip(
         ("bs", "bb", "bm", "bv"), np.random.default_rng(7).standard_normal((4, 37)) * [[0.5], [0.3], [0.3], [0]]
         + [[1], [0], [0], [0.6]])}, (4, 37, 12, 12), 0.031, 2),
+    "Div": ({}, {"dv": np.array(1.4142135, f32)}, (8, 32, 16), S, 0),  # GELU's x / sqrt(2) (ViT, Swin)
     "Pad": ({"mode": "constant"}, {"pads": np.array([0, 0, 1, 2, 0, 0, 2, 1], np.int64), "cv": np.array(0, f32)},
             (2, 16, 12, 12), S, 3),
 }
