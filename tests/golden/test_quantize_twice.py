@@ -77,53 +77,51 @@ def test_each_quantize_rounds_the_float_itself(tmp_path, level, join, dtype, sca
         assert np.array_equal(g, w), f"{name}: {int((g != w).sum())} of {w.size} differ"
 
 
-def test_codes_read_at_other_parameters_are_refused(tmp_path):
-    """Q at one scale, DQ at another: onnxruntime reads the codes at the DQ's parameters; qsim, which keeps
-    one set of parameters per integer tensor, refuses naming the node instead of reading them at the Q's."""
-    inits = [nh.from_array(np.array(0.03, np.float32), "s0"), nh.from_array(np.array(3, np.uint8), "z0"),
-             nh.from_array(np.array(0.05, np.float32), "s1"), nh.from_array(np.array(3, np.uint8), "z1")]
-    nodes = [h.make_node("QuantizeLinear", ["x", "s0", "z0"], ["q"]),
-             h.make_node("DequantizeLinear", ["q", "s1", "z1"], ["y"], name="rescale")]
+def _chain(tmp_path, name, params, nodes):
+    """A model of ``nodes`` (x in, y out) with the scale / zero point initializers s<i> / z<i> of ``params``
+    ((scale, zero point) pairs, numpy arrays or scalars; zero points uint8)."""
+    inits = []
+    for i, (scale, zero) in enumerate(params):
+        inits += [nh.from_array(np.asarray(scale, np.float32), f"s{i}"), nh.from_array(np.asarray(zero, np.uint8), f"z{i}")]
     m = h.make_model(h.make_graph(nodes, "g", [h.make_tensor_value_info("x", TP.FLOAT, SHAPE)],
                                   [h.make_tensor_value_info("y", TP.FLOAT, [])], inits),
                      opset_imports=[h.make_opsetid("", 17)])
     m.ir_version = 8
-    onnx.save(m, tmp_path / "rescale.onnx")
+    onnx.save(m, tmp_path / name)
+    return tmp_path / name
+
+
+def test_codes_read_at_other_parameters_are_refused(tmp_path):
+    """Q at one scale, DQ at another: onnxruntime reads the codes at the DQ's parameters; qsim, which keeps
+    one set of parameters per integer tensor, refuses naming the node instead of reading them at the Q's."""
+    path = _chain(tmp_path, "rescale.onnx", [(0.03, 3), (0.05, 3)],
+                  [h.make_node("QuantizeLinear", ["x", "s0", "z0"], ["q"]),
+                   h.make_node("DequantizeLinear", ["q", "s1", "z1"], ["y"], name="rescale")])
     with pytest.raises(qsim.QsimError, match="rescale.*other parameters"):
-        qsim.simulate(tmp_path / "rescale.onnx", {"x": np.ones(SHAPE, np.float32)})
+        qsim.simulate(path, {"x": np.ones(SHAPE, np.float32)})
 
 
 def test_a_scalar_and_a_one_element_scale_are_the_same_parameters(tmp_path):
     """ONNX allows a per-tensor scale / zero point as a scalar or a 1-element array: Q with one form and DQ
     with the other read the same parameters (simulated, equal to onnxruntime, not refused)."""
-    inits = [nh.from_array(np.array(0.03, np.float32), "s0"), nh.from_array(np.array(3, np.uint8), "z0"),
-             nh.from_array(np.array([0.03], np.float32), "s1"), nh.from_array(np.array([3], np.uint8), "z1")]
-    nodes = [h.make_node("QuantizeLinear", ["x", "s0", "z0"], ["q"]), h.make_node("DequantizeLinear", ["q", "s1", "z1"], ["d"]),
-             h.make_node("Relu", ["d"], ["r"]), h.make_node("QuantizeLinear", ["r", "s1", "z1"], ["rq"]),
-             h.make_node("DequantizeLinear", ["rq", "s0", "z0"], ["y"])]
-    m = h.make_model(h.make_graph(nodes, "g", [h.make_tensor_value_info("x", TP.FLOAT, SHAPE)],
-                                  [h.make_tensor_value_info("y", TP.FLOAT, [])], inits),
-                     opset_imports=[h.make_opsetid("", 17)])
-    m.ir_version = 8
-    onnx.save(m, tmp_path / "forms.onnx")
+    path = _chain(tmp_path, "forms.onnx", [(0.03, 3), ([0.03], [3])],
+                  [h.make_node("QuantizeLinear", ["x", "s0", "z0"], ["q"]),
+                   h.make_node("DequantizeLinear", ["q", "s1", "z1"], ["d"]), h.make_node("Relu", ["d"], ["r"]),
+                   h.make_node("QuantizeLinear", ["r", "s1", "z1"], ["rq"]),
+                   h.make_node("DequantizeLinear", ["rq", "s0", "z0"], ["y"])])
     x = _input((0.03,), seed=5)
-    want = ort.InferenceSession(str(tmp_path / "forms.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
-    assert np.array_equal(qsim.simulate(tmp_path / "forms.onnx", {"x": x})["y"], want)
+    want = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert np.array_equal(qsim.simulate(path, {"x": x})["y"], want)
 
 
 def test_codes_requantized_at_other_parameters_are_refused(tmp_path):
     """DQ at one scale, then Q at another (a requantization written as Q/DQ): onnxruntime rounds the
     dequantized values again; qsim, which keeps one set of parameters per integer tensor, used to relabel
-    the codes with the second parameters (every value wrong); it refuses naming the node."""
-    inits = [nh.from_array(np.array(0.03, np.float32), "s0"), nh.from_array(np.array(3, np.uint8), "z0"),
-             nh.from_array(np.array(0.05, np.float32), "s1"), nh.from_array(np.array(3, np.uint8), "z1")]
-    nodes = [h.make_node("QuantizeLinear", ["x", "s0", "z0"], ["q"]), h.make_node("DequantizeLinear", ["q", "s0", "z0"], ["d"]),
-             h.make_node("QuantizeLinear", ["d", "s1", "z1"], ["q2"], name="requantize"),
-             h.make_node("DequantizeLinear", ["q2", "s1", "z1"], ["y"])]
-    m = h.make_model(h.make_graph(nodes, "g", [h.make_tensor_value_info("x", TP.FLOAT, SHAPE)],
-                                  [h.make_tensor_value_info("y", TP.FLOAT, [])], inits),
-                     opset_imports=[h.make_opsetid("", 17)])
-    m.ir_version = 8
-    onnx.save(m, tmp_path / "requant.onnx")
+    the codes with the second parameters (380 of 420 values wrong); it refuses naming the node."""
+    path = _chain(tmp_path, "requant.onnx", [(0.03, 3), (0.05, 3)],
+                  [h.make_node("QuantizeLinear", ["x", "s0", "z0"], ["q"]),
+                   h.make_node("DequantizeLinear", ["q", "s0", "z0"], ["d"]),
+                   h.make_node("QuantizeLinear", ["d", "s1", "z1"], ["q2"], name="requantize"),
+                   h.make_node("DequantizeLinear", ["q2", "s1", "z1"], ["y"])])
     with pytest.raises(qsim.QsimError, match="requantize.*other parameters"):
-        qsim.simulate(tmp_path / "requant.onnx", {"x": np.ones(SHAPE, np.float32)})
+        qsim.simulate(path, {"x": np.ones(SHAPE, np.float32)})
