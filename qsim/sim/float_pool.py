@@ -66,7 +66,7 @@ def avgpool(x: np.ndarray, attrs) -> np.ndarray:
     cols = np.minimum(ws + kw, w) - np.maximum(ws, 0)
     block = ort_nchwc_block()
     nchwc = bool(block) and c % block == 0 and not (include and ceil)
-    if include and ceil and not nchwc:  # pool.cc's loop: the divisor stops at the padded extent
+    if include and ceil:  # pool.cc's loop: the divisor stops at the padded extent
         div = (np.minimum(hs + kh, h + pb) - hs)[:, None] * (np.minimum(ws + kw, w + pr) - ws)[None, :]
         return (_row_major(x, kh, kw, hs, ws) / div.astype(f32)).astype(f32)
     div = np.full((oh, ow), kh * kw) if include else rows[:, None] * cols[None, :]
